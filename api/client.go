@@ -1,0 +1,116 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Client calls a gateway's admin API.
+type Client struct {
+	// BaseURL is the admin listener, such as http://127.0.0.1:8081.
+	BaseURL string
+	// Token is sent as Authorization: Bearer.
+	Token string
+	// Actor names the caller in the history (sent as X-Cutover-Actor).
+	// Empty means the server records "api".
+	Actor string
+	// HTTP makes the calls. Nil means http.DefaultClient.
+	HTTP *http.Client
+}
+
+// Error is a refused or failed call: the HTTP status and the server's
+// error body.
+type Error struct {
+	StatusCode int
+	ErrorBody
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d, %s)", e.Message, e.StatusCode, e.Code)
+}
+
+// Status returns the gateway's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	return &s, c.do(ctx, http.MethodGet, "/api/v1/status", nil, &s)
+}
+
+// Promote makes the standby pool live.
+func (c *Client) Promote(ctx context.Context) (*SwitchResult, error) {
+	var r SwitchResult
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/promote", nil, &r)
+}
+
+// Rollback makes the previous live pool live again.
+func (c *Client) Rollback(ctx context.Context) (*SwitchResult, error) {
+	var r SwitchResult
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/rollback", nil, &r)
+}
+
+// History returns the latest limit events (all when limit <= 0).
+func (c *Client) History(ctx context.Context, limit int) (*History, error) {
+	var h History
+	path := "/api/v1/history"
+	if limit > 0 {
+		path += fmt.Sprintf("?limit=%d", limit)
+	}
+	return &h, c.do(ctx, http.MethodGet, path, nil, &h)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	url := strings.TrimRight(c.BaseURL, "/") + path
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return fmt.Errorf("admin API %s: %w", url, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Actor != "" {
+		req.Header.Set("X-Cutover-Actor", c.Actor)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API unreachable at %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("admin API %s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var er ErrorResponse
+		if json.Unmarshal(b, &er) != nil || er.Error.Message == "" {
+			er.Error = ErrorBody{Message: strings.TrimSpace(string(b)), Code: "unexpected"}
+			if er.Error.Message == "" {
+				er.Error.Message = resp.Status
+			}
+		}
+		return &Error{StatusCode: resp.StatusCode, ErrorBody: er.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("admin API %s %s: bad JSON answer: %w", method, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
+)
+
+// ctlFlags are the flags of every command that talks to the admin API.
+type ctlFlags struct {
+	admin     string
+	tokenFile string
+	json      bool
+	timeout   time.Duration
+}
+
+func (f *ctlFlags) register(cmd *cobra.Command) {
+	def := os.Getenv("CUTOVER_ADMIN")
+	if def == "" {
+		def = "http://127.0.0.1:8081"
+	}
+	cmd.Flags().StringVar(&f.admin, "admin", def, "admin API URL (env CUTOVER_ADMIN)")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (default: env "+config.TokenEnv+")")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
+}
+
+func (f *ctlFlags) client() (*api.Client, error) {
+	token := strings.TrimSpace(os.Getenv(config.TokenEnv))
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, &usageError{fmt.Errorf("--token-file: %w", err)}
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return nil, &usageError{fmt.Errorf("no admin token: set %s or pass --token-file", config.TokenEnv)}
+	}
+	admin := f.admin
+	if !strings.Contains(admin, "://") {
+		admin = "http://" + admin
+	}
+	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor()}, nil
+}
+
+func cliActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return "cli:" + name + "@" + host
+}
+
+// call runs fn against the admin API and prints its answer as JSON or text.
+func call[T any](cmd *cobra.Command, f *ctlFlags, fn func(context.Context, *api.Client) (T, error), text func(io.Writer, T)) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	v, err := fn(ctx, c)
+	if err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			if f.json {
+				_ = json.NewEncoder(cmd.OutOrStdout()).Encode(api.ErrorResponse{Error: ae.ErrorBody})
+			}
+			return errors.New(ae.Message)
+		}
+		return err
+	}
+	if f.json {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text(cmd.OutOrStdout(), v)
+	return nil
+}
+
+func newStatusCmd() *cobra.Command {
+	f := &ctlFlags{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the live pool, the revision and each replica's health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Status, error) { return c.Status(ctx) }, printStatus)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func printStatus(w io.Writer, s *api.Status) {
+	fmt.Fprintf(w, "live: %s   revision: %d", s.Live, s.Revision)
+	if s.ModelName != "" {
+		fmt.Fprintf(w, "   model_name: %s", s.ModelName)
+	}
+	if !s.SwitchedAt.IsZero() {
+		fmt.Fprintf(w, "   switched: %s ago (from %s)", time.Since(s.SwitchedAt).Round(time.Second), s.Previous)
+	}
+	fmt.Fprintln(w)
+	names := make([]string, 0, len(s.Pools))
+	for n := range s.Pools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, n := range names {
+		p := s.Pools[n]
+		role := "standby"
+		if p.Live {
+			role = "LIVE"
+		}
+		fmt.Fprintf(tw, "\n%s\t%s\tmodel %s\t%d/%d healthy\t%d in flight\n", p.Name, role, p.Model, p.HealthyReplicas, len(p.Replicas), p.InFlight)
+		for _, r := range p.Replicas {
+			h := "healthy"
+			if !r.Healthy {
+				h = "UNHEALTHY"
+			}
+			line := fmt.Sprintf("  %s\t%s\t%d in flight", r.URL, h, r.InFlight)
+			if r.LastError != "" {
+				line += "\t" + r.LastError
+			}
+			fmt.Fprintln(tw, line)
+		}
+		if len(p.Replicas) == 0 {
+			fmt.Fprintln(tw, "  (no replicas)")
+		}
+	}
+	_ = tw.Flush()
+}
+
+func printSwitch(w io.Writer, r *api.SwitchResult) {
+	fmt.Fprintf(w, "%s: %s is live (was %s), revision %d\n", r.Action, r.Live, r.Previous, r.Revision)
+}
+
+func newPromoteCmd() *cobra.Command {
+	f := &ctlFlags{}
+	cmd := &cobra.Command{
+		Use:   "promote",
+		Short: "Make the standby pool live (refused if it cannot serve)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.Promote(ctx) }, printSwitch)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newRollbackCmd() *cobra.Command {
+	f := &ctlFlags{}
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Make the previous live pool live again",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.Rollback(ctx) }, printSwitch)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newHistoryCmd() *cobra.Command {
+	f := &ctlFlags{}
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "List state transitions: time, actor, from -> to, reason",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.History, error) { return c.History(ctx, limit) }, printHistory)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 50, "show the latest N events (0: all)")
+	return cmd
+}
+
+func printHistory(w io.Writer, h *api.History) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tREV\tACTION\tFROM -> TO\tACTOR\tREASON")
+	for _, e := range h.Events {
+		from := e.From
+		if from == "" {
+			from = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s -> %s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, e.Action, from, e.To, e.Actor, e.Reason)
+	}
+	_ = tw.Flush()
+}

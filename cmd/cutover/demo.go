@@ -1,0 +1,194 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/gateway"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// demoModels are the two versions the demo's pools serve.
+var demoModels = map[string]string{
+	"blue":  "llama-3.1-8b-instruct",
+	"green": "llama-3.1-8b-instruct-v2",
+}
+
+func newDemoCmd(g *globalFlags) *cobra.Command {
+	var (
+		listen, adminListen, stateDir string
+		replicas                      int
+		ttft, itl                     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run simulated blue and green vLLM pools behind a gateway, no config needed",
+		Long: `Run a complete cutover on this machine: simulated vLLM replicas for blue
+and green (different model ids), the gateway and the admin API, with state in
+a fresh temporary directory. It prints the URLs, the admin token and commands
+to try. Ctrl-C stops everything cleanly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if replicas < 1 {
+				return &usageError{fmt.Errorf("--replicas must be at least 1, got %d", replicas)}
+			}
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			cfg := config.Default()
+			cfg.Listen, cfg.Admin.Listen = listen, adminListen
+			cfg.ModelName = "llama"
+			cfg.Health.Interval = config.Duration(time.Second)
+			cfg.Health.Timeout = config.Duration(time.Second)
+			cfg.Proxy.DrainTimeout = config.Duration(10 * time.Second)
+			off := false
+			cfg.Proxy.AccessLog = &off
+			cfg.Pools = map[string]*config.Pool{}
+			var servers []*http.Server
+			defer func() {
+				for _, s := range servers {
+					_ = s.Close()
+				}
+			}()
+			for _, name := range config.PoolNames {
+				p := &config.Pool{Model: demoModels[name]}
+				for range replicas {
+					url, srv, err := startMock(mockllm.Config{Model: p.Model, TTFT: ttft, ITL: itl, Tokens: 48})
+					if err != nil {
+						return err
+					}
+					servers = append(servers, srv)
+					p.Replicas = append(p.Replicas, url)
+				}
+				cfg.Pools[name] = p
+			}
+			if stateDir == "" {
+				dir, err := os.MkdirTemp("", "cutover-demo-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				stateDir = dir
+			}
+			cfg.StateDir = stateDir
+			if err := cfg.Validate(); err != nil {
+				return &usageError{err}
+			}
+			token := strings.TrimSpace(os.Getenv(config.TokenEnv))
+			if token == "" {
+				token = randomToken()
+			}
+			gw, err := gateway.New(ctx, cfg, token, log)
+			if err != nil {
+				return err
+			}
+			printDemo(cmd.OutOrStdout(), gw, cfg, token)
+			return gw.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "client traffic address")
+	f.StringVar(&adminListen, "admin-listen", "127.0.0.1:8081", "admin API address")
+	f.StringVar(&stateDir, "state-dir", "", "keep state here (default: a temporary directory removed on exit)")
+	f.IntVar(&replicas, "replicas", 2, "simulated replicas per pool")
+	f.DurationVar(&ttft, "ttft", 120*time.Millisecond, "simulated time to first token")
+	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
+	return cmd
+}
+
+// startMock serves a simulated replica on a free loopback port.
+func startMock(c mockllm.Config) (string, *http.Server, error) {
+	m, err := mockllm.New(c)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("simulated replica: %w", err)
+	}
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "simulated replica:", err)
+		}
+	}()
+	return "http://" + ln.Addr().String(), srv, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// selfCommand is how the user runs this binary again: "go run ./cmd/cutover"
+// when started by go run, else the executable's name.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/cutover"
+	}
+	if p, err := execLookPath("cutover"); err == nil && p == exe {
+		return "cutover"
+	}
+	return exe
+}
+
+func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string) {
+	self := selfCommand()
+	adminURL := "http://" + gw.AdminAddr()
+	adminFlag := ""
+	if adminURL != "http://127.0.0.1:8081" {
+		adminFlag = " --admin " + adminURL
+	}
+	traffic := "http://" + gw.TrafficAddr()
+	fmt.Fprintf(w, `
+cutover demo is running. Ctrl-C stops it.
+
+  traffic  %s   (OpenAI API; clients use model "llama")
+  admin    %s
+  token    %s
+  state    %s
+
+  blue  (live)     %s  %s
+  green (standby)  %s  %s
+
+Try it from another terminal:
+
+  export %s=%s
+
+  curl -N %s/v1/chat/completions -H 'Content-Type: application/json' \
+    -d '{"model":"llama","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
+
+  %s status%s
+  %s promote%s      # green becomes live; streams on blue finish on blue
+  %s rollback%s     # blue is live again
+  %s history%s
+
+Break a replica (simulator-only fault endpoint), then watch status:
+  curl -d '{"fail_health":true}' %s/mock/faults
+
+`, traffic, adminURL, token, cfg.StateDir,
+		cfg.Pools["blue"].Model, strings.Join(cfg.Pools["blue"].Replicas, " "),
+		cfg.Pools["green"].Model, strings.Join(cfg.Pools["green"].Replicas, " "),
+		config.TokenEnv, token, traffic,
+		self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
+		cfg.Pools["green"].Replicas[0])
+}
+
+var execLookPath = exec.LookPath

@@ -1,0 +1,124 @@
+// Command cutover is a blue-green rollout gateway for self-hosted LLM APIs:
+// an OpenAI-compatible proxy over two pools of model servers, the rollout
+// controller that switches them, its admin API and CLI, and a vLLM
+// simulator for demos and tests.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed, or the server refused
+	exitUsage   = 2 // bad flags, bad config: nothing was done
+)
+
+// usageError marks an error caused by what the user typed or wrote: bad
+// flags or configuration. main exits with exitUsage for it.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// globalFlags are shared by every subcommand.
+type globalFlags struct {
+	logFormat string
+	logLevel  string
+}
+
+func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, &usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, &usageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "cutover",
+		Short: "Blue-green rollouts for self-hosted LLM APIs",
+		Long: `cutover keeps two pools of OpenAI-compatible model servers (vLLM, SGLang,
+TGI, llama.cpp server), blue and green, behind one gateway. It sends client
+traffic to the live pool, switches pools atomically without cutting a stream,
+and keeps the old pool for an instant rollback.
+
+Start here:  cutover demo`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(
+		newServeCmd(g),
+		newDemoCmd(g),
+		newMockLLMCmd(),
+		newStatusCmd(),
+		newPromoteCmd(),
+		newRollbackCmd(),
+		newHistoryCmd(),
+	)
+	return root
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// A second signal exits at once, without waiting for the drain.
+		<-ctx.Done()
+		stop()
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		<-ch
+		fmt.Fprintln(stderr, "cutover: second signal, exiting now")
+		os.Exit(exitFailure)
+	}()
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "cutover:", err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ue *usageError
+	var fe *mockllm.FieldError
+	switch {
+	case errors.As(err, &ue), config.IsInvalid(err), errors.As(err, &fe):
+		return exitUsage
+	}
+	return exitFailure
+}

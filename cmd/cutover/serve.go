@@ -1,0 +1,56 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/gateway"
+)
+
+func newServeCmd(g *globalFlags) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the gateway, the rollout controller and the admin API",
+		Long: `Run the gateway: client traffic on listen goes to the live pool; the admin
+API on admin.listen (Authorization: Bearer token from CUTOVER_ADMIN_TOKEN or
+admin.token_file) switches pools. The live pool and the revision persist in
+state_dir and win over the config's live on every later start.
+
+SIGTERM or SIGINT stops accepting, lets in-flight requests and streams finish
+for up to proxy.drain_timeout, then exits 0. A second signal exits at once.
+
+A bad config exits 2 naming the key; see docs/config.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return &usageError{errMissingConfig}
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			token, err := cfg.AdminToken()
+			if err != nil {
+				return &usageError{err}
+			}
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(cmd.Context(), cfg, token, log)
+			if err != nil {
+				return err
+			}
+			return gw.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
+	return cmd
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errMissingConfig = constError("--config FILE is required (see docs/config.md, or try `cutover demo`)")

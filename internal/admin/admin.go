@@ -1,0 +1,155 @@
+// Package admin holds the admin HTTP API: bearer-token auth, JSON handlers
+// that return (value, error), and one place that maps errors to statuses.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/rollout"
+)
+
+// Controller is the control plane as the admin API sees it.
+type Controller interface {
+	Status() api.Status
+	Promote(ctx context.Context, actor string) (api.SwitchResult, error)
+	Rollback(ctx context.Context, actor string) (api.SwitchResult, error)
+	History(ctx context.Context, limit int) ([]api.Event, error)
+}
+
+// Server is the admin API handler.
+type Server struct {
+	ctrl  Controller
+	token []byte
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the admin API for ctrl, guarded by token (must not be empty).
+func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
+	if token == "" {
+		return nil, errors.New("admin API needs a token")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /api/v1/status", s.wrap(func(r *http.Request) (any, error) { return ctrl.Status(), nil }))
+	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(func(r *http.Request) (any, error) { return ctrl.Promote(r.Context(), actor(r)) }))
+	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(func(r *http.Request) (any, error) { return ctrl.Rollback(r.Context(), actor(r)) }))
+	s.mux.HandleFunc("GET /api/v1/history", s.wrap(s.history))
+	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
+		return nil, &httpError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.Path)}
+	}))
+	return s, nil
+}
+
+// ServeHTTP checks the token, then routes. Every answer is JSON.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cutover"`)
+		writeError(w, &httpError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong admin token: send Authorization: Bearer <token> (CUTOVER_ADMIN_TOKEN or admin.token_file)"})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), s.token) == 1
+}
+
+// actor names the caller for the history: X-Cutover-Actor, else "api".
+func actor(r *http.Request) string {
+	a := strings.TrimSpace(r.Header.Get("X-Cutover-Actor"))
+	if a == "" {
+		return "api"
+	}
+	if len(a) > 100 {
+		a = a[:100]
+	}
+	return a
+}
+
+func (s *Server) history(r *http.Request) (any, error) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, &httpError{status: http.StatusBadRequest, code: "bad_limit", msg: fmt.Sprintf("limit must be a non-negative integer, got %q", v)}
+		}
+		limit = n
+	}
+	evs, err := s.ctrl.History(r.Context(), limit)
+	if err != nil {
+		return nil, err
+	}
+	return api.History{Events: evs}, nil
+}
+
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// wrap turns a (value, error) handler into an http.HandlerFunc: the value
+// as JSON with 200, or the error mapped by errorFor.
+func (s *Server) wrap(fn func(*http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := fn(r)
+		if err != nil {
+			he := errorFor(err)
+			if he.status >= 500 {
+				s.log.Error("admin API call failed", "method", r.Method, "path", r.URL.Path, "error", err.Error())
+			}
+			writeError(w, he)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+	}
+}
+
+// errorFor is the one place errors become statuses: a controller refusal
+// is 409, a bad request 4xx as given, anything else 500.
+func errorFor(err error) *httpError {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he
+	}
+	var ref *rollout.Refusal
+	if errors.As(err, &ref) {
+		return &httpError{status: http.StatusConflict, code: ref.Code, msg: ref.Reason}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &httpError{status: 499, code: "canceled", msg: "request canceled"}
+	}
+	return &httpError{status: http.StatusInternalServerError, code: "internal", msg: err.Error()}
+}
+
+func writeError(w http.ResponseWriter, e *httpError) {
+	typ := "invalid_request_error"
+	if e.status >= 500 {
+		typ = "server_error"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: api.ErrorBody{Message: e.msg, Type: typ, Code: e.code}})
+}

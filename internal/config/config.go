@@ -1,0 +1,351 @@
+// Package config holds cutover's configuration file schema: its defaults,
+// strict YAML decoding and validation with errors that name the key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PoolNames are the two pools every configuration has, in display order.
+var PoolNames = []string{"blue", "green"}
+
+// Config is what the user wrote in the configuration file, after defaults.
+type Config struct {
+	// Listen is the address client traffic arrives on. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// Admin configures the admin API listener.
+	Admin Admin `yaml:"admin"`
+	// StateDir is the directory of the embedded state store. Default
+	// /var/lib/cutover.
+	StateDir string `yaml:"state_dir"`
+	// Live is the pool that is live on the very first start. The persisted
+	// state wins on every later start.
+	Live string `yaml:"live"`
+	// ModelName, when set, is the one model name clients use across versions;
+	// the gateway rewrites it to the serving pool's model id. Empty means
+	// requests pass through unchanged.
+	ModelName string `yaml:"model_name"`
+	// Pools maps pool name (blue, green) to its replicas.
+	Pools map[string]*Pool `yaml:"pools"`
+	// Balancer picks a replica within a pool: least_outstanding (default,
+	// power of two random choices) or round_robin.
+	Balancer string `yaml:"balancer"`
+	// Health configures active health checks.
+	Health Health `yaml:"health"`
+	// Proxy holds the data plane's limits.
+	Proxy Proxy `yaml:"proxy"`
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	// Listen is the admin API address. Default 127.0.0.1:8081.
+	Listen string `yaml:"listen"`
+	// TokenFile is a file holding the bearer token. CUTOVER_ADMIN_TOKEN
+	// overrides it when set.
+	TokenFile string `yaml:"token_file"`
+}
+
+// Pool is one set of replicas serving one model version.
+type Pool struct {
+	// Model is the model id the pool's replicas serve (checked against
+	// /v1/models).
+	Model string `yaml:"model"`
+	// Replicas are base URLs such as http://10.0.0.1:8000.
+	Replicas []string `yaml:"replicas"`
+}
+
+// Health configures active health checks of every replica.
+type Health struct {
+	// Path is requested with GET on every replica. Default /health.
+	Path string `yaml:"path"`
+	// Interval between two checks of one replica. Default 5s.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one check. Default 2s.
+	Timeout Duration `yaml:"timeout"`
+	// Rise is how many consecutive passes bring an unhealthy replica back.
+	// Default 2.
+	Rise int `yaml:"rise"`
+	// Fall is how many consecutive failures mark a healthy replica
+	// unhealthy. Default 2.
+	Fall int `yaml:"fall"`
+}
+
+// Proxy holds the data plane's limits.
+type Proxy struct {
+	// MaxBodyBytes limits request bodies; larger ones get 413. Default 32 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ResponseHeaderTimeout bounds the wait for a replica's response headers.
+	// A non-streamed completion sends its headers only when it is done, so
+	// the default is generous: 10m. Zero means no limit.
+	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
+	// IdleTimeout bounds the silence between two chunks of a response body
+	// (streams included). Default 5m. Zero means no limit.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// Timeout bounds a whole request, streams included. Default 0: none,
+	// since generations can legitimately run for many minutes.
+	Timeout Duration `yaml:"timeout"`
+	// DrainTimeout bounds how long SIGTERM waits for in-flight requests and
+	// streams. Default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// AccessLog writes one log line per proxied request. Default true.
+	AccessLog *bool `yaml:"access_log"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s", "1h").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. 30s, 5m, 1h): %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the configuration with every default set and no pools.
+func Default() *Config {
+	t := true
+	return &Config{
+		Listen:   "127.0.0.1:8080",
+		Admin:    Admin{Listen: "127.0.0.1:8081"},
+		StateDir: "/var/lib/cutover",
+		Live:     "blue",
+		Balancer: "least_outstanding",
+		Health: Health{
+			Path:     "/health",
+			Interval: Duration(5 * time.Second),
+			Timeout:  Duration(2 * time.Second),
+			Rise:     2,
+			Fall:     2,
+		},
+		Proxy: Proxy{
+			MaxBodyBytes:          32 << 20,
+			ResponseHeaderTimeout: Duration(10 * time.Minute),
+			IdleTimeout:           Duration(5 * time.Minute),
+			DrainTimeout:          Duration(30 * time.Second),
+			AccessLog:             &t,
+		},
+	}
+}
+
+// FieldError is one invalid key of the configuration.
+type FieldError struct {
+	// Key is the dotted path of the key, such as pools.blue.replicas[1].
+	Key string
+	// Line is the line in the file, 0 when unknown.
+	Line int
+	// Msg says what is wrong, with the bad value.
+	Msg string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+}
+
+// Error is an invalid configuration: one or more FieldErrors.
+type Error struct {
+	// File is the configuration file's path, empty when not from a file.
+	File string
+	// Fields lists every problem found, in file order where known.
+	Fields []*FieldError
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		fmt.Fprintf(&b, "invalid config %s:", e.File)
+	} else {
+		b.WriteString("invalid config:")
+	}
+	for _, f := range e.Fields {
+		b.WriteString("\n  ")
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+// IsInvalid reports whether err is (or wraps) an invalid configuration.
+func IsInvalid(err error) bool {
+	var ce *Error
+	return errors.As(err, &ce)
+}
+
+// AccessLogEnabled reports whether access logging is on (default true).
+func (p *Proxy) AccessLogEnabled() bool { return p.AccessLog == nil || *p.AccessLog }
+
+// Validate checks c and returns an *Error naming every bad key, or nil.
+// It is pure: it reads no files and opens no sockets.
+func (c *Config) Validate() error {
+	var errs []*FieldError
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	checkAddr := func(key, v string) {
+		if v == "" {
+			add(key, "must be set (host:port)")
+			return
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			add(key, "%q is not host:port", v)
+		}
+	}
+	checkAddr("listen", c.Listen)
+	checkAddr("admin.listen", c.Admin.Listen)
+	if c.Listen != "" && c.Listen == c.Admin.Listen {
+		add("admin.listen", "%q is also the traffic listen address; the admin API needs its own", c.Admin.Listen)
+	}
+	if c.StateDir == "" {
+		add("state_dir", "must be set")
+	}
+	if len(c.Pools) == 0 {
+		add("pools", "missing: define pools blue and green")
+	}
+	for name := range c.Pools {
+		if !slices.Contains(PoolNames, name) {
+			add("pools."+name, "unknown pool %q (the pools are blue and green)", name)
+		}
+	}
+	seen := map[string]string{}
+	for _, name := range PoolNames {
+		p, ok := c.Pools[name]
+		if len(c.Pools) > 0 && (!ok || p == nil) {
+			add("pools."+name, "missing (both blue and green must be defined; replicas may be empty for the standby)")
+			continue
+		}
+		if !ok {
+			continue
+		}
+		key := "pools." + name
+		if len(p.Replicas) > 0 && p.Model == "" {
+			add(key+".model", "must be set: the model id the pool serves")
+		}
+		for i, r := range p.Replicas {
+			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)
+			norm, err := NormalizeReplicaURL(r)
+			if err != nil {
+				add(rkey, "%v", err)
+				continue
+			}
+			if other, dup := seen[norm]; dup {
+				add(rkey, "duplicate replica %q (already %s)", r, other)
+				continue
+			}
+			seen[norm] = rkey
+		}
+	}
+	if c.Live == "" {
+		add("live", "must be set to blue or green")
+	} else if !slices.Contains(PoolNames, c.Live) {
+		add("live", "unknown pool %q (want blue or green)", c.Live)
+	} else if p := c.Pools[c.Live]; p != nil && len(p.Replicas) == 0 {
+		add("pools."+c.Live+".replicas", "the live pool %q needs at least one replica", c.Live)
+	}
+	switch c.Balancer {
+	case "least_outstanding", "round_robin":
+	default:
+		add("balancer", "unknown balancer %q (want least_outstanding or round_robin)", c.Balancer)
+	}
+	if !strings.HasPrefix(c.Health.Path, "/") {
+		add("health.path", "%q must start with /", c.Health.Path)
+	}
+	if c.Health.Interval <= 0 {
+		add("health.interval", "must be positive, got %s", c.Health.Interval)
+	}
+	if c.Health.Timeout <= 0 {
+		add("health.timeout", "must be positive, got %s", c.Health.Timeout)
+	}
+	if c.Health.Rise < 1 {
+		add("health.rise", "must be at least 1, got %d", c.Health.Rise)
+	}
+	if c.Health.Fall < 1 {
+		add("health.fall", "must be at least 1, got %d", c.Health.Fall)
+	}
+	if c.Proxy.MaxBodyBytes < 1 {
+		add("proxy.max_body_bytes", "must be positive, got %d", c.Proxy.MaxBodyBytes)
+	}
+	for key, d := range map[string]Duration{
+		"proxy.response_header_timeout": c.Proxy.ResponseHeaderTimeout,
+		"proxy.idle_timeout":            c.Proxy.IdleTimeout,
+		"proxy.timeout":                 c.Proxy.Timeout,
+		"proxy.drain_timeout":           c.Proxy.DrainTimeout,
+	} {
+		if d < 0 {
+			add(key, "must not be negative, got %s", d)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(errs, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
+	return &Error{Fields: errs}
+}
+
+// NormalizeReplicaURL checks that s is an http(s) base URL with a host and
+// no query, and returns it without a trailing slash.
+func NormalizeReplicaURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("malformed replica URL %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("replica URL %q must start with http:// or https://", s)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "", fmt.Errorf("replica URL %q has no host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("replica URL %q must not carry a query, fragment or user info", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("replica URL %q has a bad port %q", s, p)
+		}
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u.String(), nil
+}
+
+// AdminToken returns the admin bearer token: CUTOVER_ADMIN_TOKEN when set,
+// else the contents of admin.token_file. It fails when neither gives a
+// token, saying how to set one.
+func (c *Config) AdminToken() (string, error) {
+	if t := strings.TrimSpace(os.Getenv(TokenEnv)); t != "" {
+		return t, nil
+	}
+	if c.Admin.TokenFile != "" {
+		b, err := os.ReadFile(c.Admin.TokenFile)
+		if err != nil {
+			return "", fmt.Errorf("admin.token_file: %w", err)
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+		return "", fmt.Errorf("admin.token_file %s is empty", c.Admin.TokenFile)
+	}
+	return "", fmt.Errorf("no admin token: set %s=<secret> or admin.token_file in the config (e.g. `openssl rand -hex 32 > /etc/cutover/token`)", TokenEnv)
+}
+
+// TokenEnv is the environment variable holding the admin token.
+const TokenEnv = "CUTOVER_ADMIN_TOKEN"

@@ -1,0 +1,211 @@
+// Package gateway assembles one cutover process from a configuration: the
+// state store, the pools and their health checks, the control plane, the
+// data plane and the admin API, with their listeners and shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/admin"
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+	"github.com/cutover-dev/cutover/internal/rollout"
+	"github.com/cutover-dev/cutover/internal/store"
+)
+
+// Gateway is a running cutover: call New, then Run.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   store.Store
+	pools   []*pool.Pool
+	checker *pool.Checker
+	proxy   *proxy.Handler
+	ctrl    *rollout.Controller
+
+	trafficLn, adminLn   net.Listener
+	trafficSrv, adminSrv *http.Server
+}
+
+// New opens the store, checks every replica once, restores the live pool
+// and binds both listeners. It does not serve yet: call Run. On error
+// everything opened is closed again.
+func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger) (g *Gateway, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	g = &Gateway{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			g.closeAll()
+		}
+	}()
+	picker, err := pool.NewPicker(cfg.Balancer)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range config.PoolNames {
+		pc := cfg.Pools[name]
+		p := &pool.Pool{Name: name, Model: pc.Model}
+		for _, raw := range pc.Replicas {
+			norm, err := config.NormalizeReplicaURL(raw)
+			if err != nil {
+				return nil, err
+			}
+			u, _ := url.Parse(norm)
+			p.Replicas = append(p.Replicas, pool.NewReplica(u))
+		}
+		g.pools = append(g.pools, p)
+	}
+	if g.store, err = store.OpenBolt(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	g.checker = &pool.Checker{
+		Client:   &http.Client{Transport: proxy.NewTransport(0)},
+		Path:     cfg.Health.Path,
+		Interval: cfg.Health.Interval.D(),
+		Timeout:  cfg.Health.Timeout.D(),
+		Rise:     cfg.Health.Rise,
+		Fall:     cfg.Health.Fall,
+		Targets:  g.targets,
+		Logger:   log,
+	}
+	g.checker.Initial(ctx)
+	g.proxy = proxy.New(proxy.Options{
+		Transport:    proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D()),
+		Picker:       picker,
+		MaxBodyBytes: cfg.Proxy.MaxBodyBytes,
+		IdleTimeout:  cfg.Proxy.IdleTimeout.D(),
+		Timeout:      cfg.Proxy.Timeout.D(),
+		Logger:       log,
+		AccessLog:    cfg.Proxy.AccessLogEnabled(),
+	})
+	g.ctrl, err = rollout.New(rollout.Options{
+		Store:        g.store,
+		Applier:      g.proxy,
+		Prober:       g.checker,
+		Pools:        g.pools,
+		ModelName:    cfg.ModelName,
+		InitialLive:  cfg.Live,
+		ProbeTimeout: cfg.Health.Timeout.D(),
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := g.ctrl.Start(ctx); err != nil {
+		return nil, err
+	}
+	adm, err := admin.New(g.ctrl, token, log)
+	if err != nil {
+		return nil, err
+	}
+	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	g.trafficSrv = &http.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	g.adminSrv = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	return g, nil
+}
+
+func (g *Gateway) targets() []pool.Target {
+	var ts []pool.Target
+	for _, p := range g.pools {
+		for _, r := range p.Replicas {
+			ts = append(ts, pool.Target{Replica: r, Model: p.Model})
+		}
+	}
+	return ts
+}
+
+// TrafficAddr is the address client traffic is served on.
+func (g *Gateway) TrafficAddr() string { return g.trafficLn.Addr().String() }
+
+// AdminAddr is the address of the admin API.
+func (g *Gateway) AdminAddr() string { return g.adminLn.Addr().String() }
+
+// Controller is the control plane, for in-process callers such as tests.
+func (g *Gateway) Controller() *rollout.Controller { return g.ctrl }
+
+// Checker is the health checker; tests call its Tick.
+func (g *Gateway) Checker() *pool.Checker { return g.checker }
+
+// Run serves until ctx is done, then stops accepting, lets in-flight
+// requests and streams finish for up to proxy.drain_timeout, and closes
+// everything. It returns nil after a clean drain.
+func (g *Gateway) Run(ctx context.Context) error {
+	hctx, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { g.checker.Run(hctx) })
+	errc := make(chan error, 2)
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s server: %w", name, err)
+		}
+	}
+	wg.Go(func() { serve("traffic", g.trafficSrv, g.trafficLn) })
+	wg.Go(func() { serve("admin", g.adminSrv, g.adminLn) })
+	g.log.Info("cutover serving", "traffic", g.TrafficAddr(), "admin", g.AdminAddr(), "live", g.ctrl.Status().Live)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	drain := g.cfg.Proxy.DrainTimeout.D()
+	g.log.Info("draining", "in_flight", g.inFlight(), "timeout", drain)
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	var sw sync.WaitGroup
+	sw.Go(func() {
+		if err := g.trafficSrv.Shutdown(dctx); err != nil {
+			g.log.Warn("drain timeout reached: closing remaining connections", "in_flight", g.inFlight())
+			_ = g.trafficSrv.Close()
+		}
+	})
+	sw.Go(func() {
+		if err := g.adminSrv.Shutdown(dctx); err != nil {
+			_ = g.adminSrv.Close()
+		}
+	})
+	sw.Wait()
+	stopChecks()
+	wg.Wait()
+	g.closeAll()
+	g.log.Info("stopped")
+	return runErr
+}
+
+func (g *Gateway) inFlight() int64 {
+	var n int64
+	for _, p := range g.pools {
+		n += p.InFlight()
+	}
+	return n
+}
+
+func (g *Gateway) closeAll() {
+	if g.trafficLn != nil {
+		_ = g.trafficLn.Close()
+	}
+	if g.adminLn != nil {
+		_ = g.adminLn.Close()
+	}
+	if g.store != nil {
+		_ = g.store.Close()
+		g.store = nil
+	}
+}

@@ -1,0 +1,186 @@
+package pool
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Target is one replica to check, with the model id it must serve ("" to
+// skip the model check).
+type Target struct {
+	Replica *Replica
+	Model   string
+}
+
+// Checker runs active health checks: GET Path must answer 2xx and
+// GET /v1/models must list the target's model. A replica changes state only
+// after Rise consecutive passes or Fall consecutive failures.
+type Checker struct {
+	// Client makes the checks. Nil means a client with no keep-alive
+	// sharing concerns: http.DefaultClient's transport.
+	Client *http.Client
+	// Path is the health endpoint, such as /health.
+	Path string
+	// Interval between rounds. Must be positive for Run.
+	Interval time.Duration
+	// Timeout of one replica's check (both requests).
+	Timeout time.Duration
+	// Rise and Fall are the consecutive pass/fail thresholds (minimum 1).
+	Rise, Fall int
+	// Targets returns the replicas to check this round. It is called once
+	// per round so that membership changes are picked up.
+	Targets func() []Target
+	// Logger receives one line per health change. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Probe checks one replica once and returns why it failed, or nil.
+func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	if err := c.get(ctx, r.Name+c.Path, nil); err != nil {
+		return err
+	}
+	if model == "" {
+		return nil
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := c.get(ctx, r.Name+"/v1/models", &list); err != nil {
+		return err
+	}
+	var ids []string
+	for _, m := range list.Data {
+		if m.ID == model {
+			return nil
+		}
+		ids = append(ids, m.ID)
+	}
+	return fmt.Errorf("model %q not listed by %s/v1/models (it serves %s)", model, r.Name, quoteList(ids))
+}
+
+func quoteList(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = fmt.Sprintf("%q", id)
+	}
+	return strings.Join(q, ", ")
+}
+
+func (c *Checker) get(ctx context.Context, url string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("health check %s: %w", url, err)
+	}
+	client := c.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	if into == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(into); err != nil {
+		return fmt.Errorf("GET %s: bad JSON: %w", url, err)
+	}
+	return nil
+}
+
+// unwrapURLError drops *url.Error's repetition of method and URL.
+func unwrapURLError(err error) error {
+	type unwrapper interface{ Unwrap() error }
+	if u, ok := err.(unwrapper); ok && strings.HasPrefix(err.Error(), "Get ") {
+		if inner := u.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// Initial checks every target once and sets its health directly, without
+// thresholds, so that serving starts from the truth. It returns when all
+// checks are done (each bounded by Timeout).
+func (c *Checker) Initial(ctx context.Context) {
+	c.round(ctx, func(r *Replica, err error) {
+		r.SetInitial(time.Now(), err)
+		if err != nil {
+			c.logger().Warn("replica unhealthy at start", "replica", r.Name, "reason", err.Error())
+		}
+	})
+}
+
+// Tick runs one round of checks of every target, concurrently, and returns
+// when all are recorded. Tests call it instead of waiting for Run.
+func (c *Checker) Tick(ctx context.Context) {
+	c.round(ctx, func(r *Replica, err error) {
+		if r.RecordCheck(time.Now(), err, max(c.Rise, 1), max(c.Fall, 1)) {
+			if err != nil {
+				c.logger().Warn("replica marked unhealthy", "replica", r.Name, "reason", err.Error())
+			} else {
+				c.logger().Info("replica healthy again", "replica", r.Name)
+			}
+		}
+	})
+}
+
+func (c *Checker) round(ctx context.Context, record func(*Replica, error)) {
+	targets := c.Targets()
+	// A replica in both pools (unusual, but legal across versions) is
+	// checked once per model it must serve; dedupe identical pairs.
+	targets = slices.CompactFunc(targets, func(a, b Target) bool { return a == b })
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Go(func() {
+			err := c.Probe(ctx, t.Replica, t.Model)
+			if ctx.Err() != nil {
+				return // shutting down: a cancelled check says nothing about the replica
+			}
+			record(t.Replica, err)
+		})
+	}
+	wg.Wait()
+}
+
+// Run checks every Interval until ctx is done.
+func (c *Checker) Run(ctx context.Context) {
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Tick(ctx)
+		}
+	}
+}
+
+func (c *Checker) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}

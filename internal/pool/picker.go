@@ -1,0 +1,99 @@
+package pool
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+)
+
+// Picker chooses one healthy replica of rs for a request, never skip (the
+// replica that just failed, or nil). It returns nil when none is healthy.
+// Implementations must be safe for concurrent use and should not allocate.
+type Picker interface {
+	Pick(rs []*Replica, skip *Replica) *Replica
+}
+
+// NewPicker returns the picker named by a config balancer value.
+func NewPicker(name string) (Picker, error) {
+	switch name {
+	case "", "least_outstanding":
+		return LeastOutstanding{}, nil
+	case "round_robin":
+		return &RoundRobin{}, nil
+	}
+	return nil, fmt.Errorf("unknown balancer %q", name)
+}
+
+// LeastOutstanding picks two healthy replicas at random and takes the one
+// with fewer requests in flight (power of two random choices). With long
+// LLM generations of uneven length this beats round-robin, and unlike a
+// global least-loaded scan it does not herd every request onto the same
+// replica after a change.
+type LeastOutstanding struct{}
+
+// Pick implements Picker.
+func (LeastOutstanding) Pick(rs []*Replica, skip *Replica) *Replica {
+	n := 0
+	for _, r := range rs {
+		if r != skip && r.Healthy() {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		for _, r := range rs {
+			if r != skip && r.Healthy() {
+				return r
+			}
+		}
+	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := nthHealthy(rs, skip, i), nthHealthy(rs, skip, j)
+	if b.InFlight() < a.InFlight() {
+		return b
+	}
+	return a
+}
+
+func nthHealthy(rs []*Replica, skip *Replica, n int) *Replica {
+	for _, r := range rs {
+		if r != skip && r.Healthy() {
+			if n == 0 {
+				return r
+			}
+			n--
+		}
+	}
+	return nil
+}
+
+// RoundRobin cycles through the healthy replicas in order.
+type RoundRobin struct {
+	next atomic.Uint64
+}
+
+// Pick implements Picker.
+func (rr *RoundRobin) Pick(rs []*Replica, skip *Replica) *Replica {
+	if len(rs) == 0 {
+		return nil
+	}
+	start := rr.next.Add(1) - 1
+	for k := range uint64(len(rs)) {
+		r := rs[(start+k)%uint64(len(rs))]
+		if r != skip && r.Healthy() {
+			return r
+		}
+	}
+	return nil
+}
+
+var (
+	_ Picker = LeastOutstanding{}
+	_ Picker = (*RoundRobin)(nil)
+)

@@ -1,0 +1,171 @@
+// Package pool holds replicas, the pools they form, their health state, and
+// the policies that pick one replica of a pool for a request.
+package pool
+
+import (
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Replica is one OpenAI-compatible server (a vLLM process, say). Its
+// configuration is immutable; its runtime state is atomic. A Replica is
+// shared by every routing table that contains it, so its state outlives
+// table swaps.
+type Replica struct {
+	// URL is the replica's base URL, without a trailing slash.
+	URL *url.URL
+	// Name is URL as a string, used in headers, logs and status.
+	Name string
+	// NameHeader is []string{Name}, shared by responses' replica header.
+	// Never modify it.
+	NameHeader []string
+
+	healthy  atomic.Bool
+	inflight atomic.Int64
+
+	mu        sync.Mutex // guards the fields below
+	passes    int        // consecutive passed checks
+	fails     int        // consecutive failed checks
+	lastErr   string     // last check or passive failure, "" when healthy
+	checkedAt time.Time  // time of the last active check
+	changedAt time.Time  // time healthy last changed
+}
+
+// NewReplica returns a replica for the base URL u, initially healthy.
+// Callers run a health check round before serving to learn the truth.
+func NewReplica(u *url.URL) *Replica {
+	r := &Replica{URL: u, Name: u.String()}
+	r.NameHeader = []string{r.Name}
+	r.healthy.Store(true)
+	return r
+}
+
+// Healthy reports whether the replica may get new requests.
+func (r *Replica) Healthy() bool { return r.healthy.Load() }
+
+// InFlight returns the number of requests the gateway has open on r.
+func (r *Replica) InFlight() int64 { return r.inflight.Load() }
+
+// Acquire counts one more request in flight on r. Call Release when the
+// response, stream included, is done.
+func (r *Replica) Acquire() { r.inflight.Add(1) }
+
+// Release counts one request less in flight on r.
+func (r *Replica) Release() { r.inflight.Add(-1) }
+
+// HealthState is a snapshot of a replica's health bookkeeping.
+type HealthState struct {
+	Healthy   bool
+	LastError string
+	CheckedAt time.Time
+	ChangedAt time.Time
+}
+
+// Health returns a snapshot of r's health state.
+func (r *Replica) Health() HealthState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return HealthState{Healthy: r.healthy.Load(), LastError: r.lastErr, CheckedAt: r.checkedAt, ChangedAt: r.changedAt}
+}
+
+// RecordCheck records the outcome of one active check (err nil = passed)
+// and flips health after rise consecutive passes or fall consecutive
+// failures. It reports whether the health state changed.
+func (r *Replica) RecordCheck(now time.Time, err error, rise, fall int) (changed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checkedAt = now
+	if err == nil {
+		r.fails = 0
+		r.passes++
+		if !r.healthy.Load() && r.passes >= rise {
+			r.setHealthyLocked(now, true)
+			r.lastErr = ""
+			return true
+		}
+		if r.healthy.Load() {
+			r.lastErr = ""
+		}
+		return false
+	}
+	r.passes = 0
+	r.fails++
+	r.lastErr = err.Error()
+	if r.healthy.Load() && r.fails >= fall {
+		r.setHealthyLocked(now, false)
+		return true
+	}
+	return false
+}
+
+// SetInitial sets r's health from a first check before serving, without
+// waiting for rise or fall thresholds.
+func (r *Replica) SetInitial(now time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checkedAt = now
+	r.passes, r.fails = 0, 0
+	if err != nil {
+		r.lastErr = err.Error()
+		r.fails = 1
+	} else {
+		r.lastErr = ""
+		r.passes = 1
+	}
+	r.setHealthyLocked(now, err == nil)
+}
+
+// Eject marks r unhealthy at once after a passive failure (a connection
+// that could not be made or broke before a response). Active checks bring
+// it back. It reports whether r was healthy before.
+func (r *Replica) Eject(now time.Time, err error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.passes = 0
+	r.lastErr = "passive: " + err.Error()
+	if !r.healthy.Load() {
+		return false
+	}
+	r.setHealthyLocked(now, false)
+	return true
+}
+
+func (r *Replica) setHealthyLocked(now time.Time, h bool) {
+	if r.healthy.Load() != h {
+		r.changedAt = now
+	}
+	r.healthy.Store(h)
+}
+
+// Pool is a named, immutable set of replicas serving one model id. A new
+// version gets a new Pool value; replicas may be shared with the old one.
+type Pool struct {
+	// Name is blue or green.
+	Name string
+	// Model is the model id the replicas serve.
+	Model string
+	// Replicas may be empty (a standby pool with nothing deployed).
+	Replicas []*Replica
+}
+
+// InFlight sums the requests in flight on the pool's replicas.
+func (p *Pool) InFlight() int64 {
+	var n int64
+	for _, r := range p.Replicas {
+		n += r.InFlight()
+	}
+	return n
+}
+
+// HealthyCount returns how many of the pool's replicas are healthy.
+func (p *Pool) HealthyCount() int {
+	n := 0
+	for _, r := range p.Replicas {
+		if r.Healthy() {
+			n++
+		}
+	}
+	return n
+}

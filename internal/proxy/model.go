@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+)
+
+// modelField is where a JSON object body names its model.
+type modelField struct {
+	// objStart is the offset just after the object's opening brace.
+	objStart int
+	// empty reports an object with no members at all.
+	empty bool
+	// found reports a top-level "model" member; when false, valStart and
+	// valEnd are zero.
+	found bool
+	// isString reports that the member's value is a JSON string (null and
+	// other types are not).
+	isString bool
+	// valStart and valEnd delimit the member's value, quotes included.
+	valStart, valEnd int
+	// value is the decoded string value when isString.
+	value string
+}
+
+var errNotObject = errors.New("body is not a JSON object")
+
+// scanModel finds the top-level "model" member of a JSON object without
+// decoding anything else: it skips over nested values by counting brackets
+// outside strings. When "model" appears twice the last one wins, as in the
+// Python JSON parser vLLM uses. It returns errNotObject for anything that
+// is not a well-formed object at the top level.
+func scanModel(b []byte) (modelField, error) {
+	var f modelField
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return f, errNotObject
+	}
+	i++
+	f.objStart = i
+	i = skipWS(b, i)
+	if i < len(b) && b[i] == '}' {
+		f.empty = true
+		if skipWS(b, i+1) != len(b) {
+			return f, errNotObject
+		}
+		return f, nil
+	}
+	for {
+		i = skipWS(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return f, errNotObject
+		}
+		ks := i
+		ke, esc, ok := scanString(b, i)
+		if !ok {
+			return f, errNotObject
+		}
+		isModel := false
+		if !esc {
+			isModel = string(b[ks+1:ke-1]) == "model"
+		} else {
+			var k string
+			if json.Unmarshal(b[ks:ke], &k) == nil {
+				isModel = k == "model"
+			}
+		}
+		i = skipWS(b, ke)
+		if i >= len(b) || b[i] != ':' {
+			return f, errNotObject
+		}
+		i = skipWS(b, i+1)
+		vs := i
+		ve, ok := skipValue(b, i)
+		if !ok {
+			return f, errNotObject
+		}
+		if isModel {
+			f.found, f.valStart, f.valEnd = true, vs, ve
+			f.isString = b[vs] == '"'
+			f.value = ""
+			if f.isString {
+				if err := json.Unmarshal(b[vs:ve], &f.value); err != nil {
+					return f, errNotObject
+				}
+			}
+		}
+		i = skipWS(b, ve)
+		if i >= len(b) {
+			return f, errNotObject
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case '}':
+			if skipWS(b, i+1) != len(b) {
+				return f, errNotObject
+			}
+			return f, nil
+		default:
+			return f, errNotObject
+		}
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanString returns the offset after the string starting at b[i] == '"',
+// whether it contains escapes, and whether it is terminated.
+func scanString(b []byte, i int) (end int, escaped, ok bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped, true
+		}
+	}
+	return 0, false, false
+}
+
+// skipValue returns the offset after the JSON value starting at b[i]. It
+// checks bracket balance and string termination, not full JSON grammar:
+// the backend validates the body; the gateway only needs to find "model".
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		end, _, ok := scanString(b, i)
+		return end, ok
+	case '{', '[':
+		var buf [32]byte
+		stack := buf[:0]
+		for j := i; j < len(b); j++ {
+			switch c := b[j]; c {
+			case '"':
+				end, _, ok := scanString(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = end - 1
+			case '{', '[':
+				stack = append(stack, c)
+			case '}', ']':
+				if len(stack) == 0 {
+					return 0, false
+				}
+				open := stack[len(stack)-1]
+				if (c == '}') != (open == '{') {
+					return 0, false
+				}
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	default:
+		j := i
+		for j < len(b) {
+			switch b[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return j, j > i
+			case '"', '{', '[', ':':
+				return 0, false
+			}
+			j++
+		}
+		return j, j > i
+	}
+}
+
+// rewriteModel applies the model-name rule to a JSON body: a missing or
+// null model, or the client-facing name, becomes the pool's model id; the
+// pool's own id passes as is. It returns the body to send (b itself when
+// unchanged) and, for any other name, that name with ok false.
+func rewriteModel(b []byte, clientName string, poolModel string, poolModelJSON []byte) (out []byte, other string, ok bool) {
+	f, err := scanModel(b)
+	if err != nil {
+		return b, "", true // not an object: the backend answers it
+	}
+	switch {
+	case f.found && f.isString && f.value == poolModel:
+		return b, "", true
+	case f.found && f.isString && f.value == clientName:
+		out = make([]byte, 0, len(b)-(f.valEnd-f.valStart)+len(poolModelJSON))
+		out = append(out, b[:f.valStart]...)
+		out = append(out, poolModelJSON...)
+		return append(out, b[f.valEnd:]...), "", true
+	case f.found && f.isString:
+		return nil, f.value, false
+	case f.found: // null or another type: treat null as missing, leave others to the backend
+		if string(b[f.valStart:f.valEnd]) != "null" {
+			return b, "", true
+		}
+		out = make([]byte, 0, len(b)-4+len(poolModelJSON))
+		out = append(out, b[:f.valStart]...)
+		out = append(out, poolModelJSON...)
+		return append(out, b[f.valEnd:]...), "", true
+	default:
+		out = make([]byte, 0, len(b)+len(poolModelJSON)+10)
+		out = append(out, b[:f.objStart]...)
+		out = append(out, `"model":`...)
+		out = append(out, poolModelJSON...)
+		if !f.empty {
+			out = append(out, ',')
+		}
+		return append(out, b[f.objStart:]...), "", true
+	}
+}

@@ -1,0 +1,444 @@
+// Package proxy holds the data plane: the HTTP handler that sends each
+// request to one replica of the live pool and relays the answer, streams
+// included, without buffering.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// Options configures a Handler. The zero value of each field is usable.
+type Options struct {
+	// Transport sends requests to replicas. Nil means NewTransport(0).
+	Transport http.RoundTripper
+	// Picker chooses a replica within the pool. Nil means
+	// pool.LeastOutstanding.
+	Picker pool.Picker
+	// MaxBodyBytes limits request bodies (413 above). Zero or negative
+	// means 32 MiB.
+	MaxBodyBytes int64
+	// IdleTimeout bounds the silence between two reads of a response body.
+	// Zero means no limit.
+	IdleTimeout time.Duration
+	// Timeout bounds a whole request, streams included. Zero means none.
+	Timeout time.Duration
+	// Logger receives access-log lines (when AccessLog) and passive
+	// ejections. Nil means slog.Default().
+	Logger *slog.Logger
+	// AccessLog writes one line per request.
+	AccessLog bool
+}
+
+// Handler is the gateway's data plane. It reads the routing table through
+// an atomic pointer on every request and never blocks on the control plane.
+type Handler struct {
+	opts   Options
+	rt     http.RoundTripper
+	picker pool.Picker
+	log    *slog.Logger
+	table  atomic.Pointer[route.Table]
+}
+
+// New returns a Handler with no table: it answers 503 until Apply.
+func New(opts Options) *Handler {
+	h := &Handler{opts: opts, rt: opts.Transport, picker: opts.Picker, log: opts.Logger}
+	if h.rt == nil {
+		h.rt = NewTransport(0)
+	}
+	if h.picker == nil {
+		h.picker = pool.LeastOutstanding{}
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.opts.MaxBodyBytes <= 0 {
+		h.opts.MaxBodyBytes = 32 << 20
+	}
+	return h
+}
+
+// NewTransport returns an http.Transport tuned for a few replicas carrying
+// many concurrent long requests: a large idle pool per host, no
+// compression negotiation of its own, and responseHeaderTimeout (0: none).
+func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		ExpectContinueTimeout: 0,
+		DisableCompression:    true,
+		WriteBufferSize:       16 << 10,
+		ReadBufferSize:        16 << 10,
+	}
+}
+
+// Apply makes t the routing table for every request that arrives from now
+// on. Requests already in flight keep the table they started with.
+func (h *Handler) Apply(t *route.Table) { h.table.Store(t) }
+
+// Table returns the table in effect, or nil before the first Apply.
+func (h *Handler) Table() *route.Table { return h.table.Load() }
+
+// ServeHTTP sends r to the live pool.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := h.table.Load()
+	if t == nil {
+		(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "not_ready", msg: "gateway is starting"}).write(w)
+		return
+	}
+	h.ServePool(w, r, t, t.Live)
+}
+
+// ServePool sends r to pool e of table t. The preview listener uses it to
+// reach the candidate pool.
+func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
+	start := time.Now()
+	w.Header()["X-Cutover-Pool"] = e.PoolHeader
+	if r.URL.Path == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		h.serveHealth(w, e)
+		return
+	}
+	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
+			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", r.URL.Path)}).write(w)
+		return
+	}
+	if e.ModelsBody != nil && r.URL.Path == "/v1/models" && r.Method == http.MethodGet {
+		w.Header()["Content-Type"] = jsonContentType
+		_, _ = w.Write(e.ModelsBody)
+		return
+	}
+	body, aerr := h.readBody(r)
+	if aerr != nil {
+		aerr.write(w)
+		return
+	}
+	if t.ModelName != "" && len(body) > 0 && r.Method == http.MethodPost {
+		nb, other, ok := rewriteModel(body, t.ModelName, e.Pool.Model, e.ModelJSON)
+		if !ok {
+			(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
+				msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}).write(w)
+			return
+		}
+		body = nb
+	}
+	ex := exchange{h: h, w: w, r: r, e: e, body: body, start: start}
+	abort := ex.run()
+	if h.opts.AccessLog {
+		ex.logAccess()
+	}
+	if abort {
+		// Headers are out and the upstream broke: the only honest signal
+		// left is to abort the connection, so the client sees a truncated
+		// response, never a complete-looking one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (h *Handler) serveHealth(w http.ResponseWriter, e *route.Entry) {
+	if e.Pool.HealthyCount() == 0 {
+		(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
+			msg: "no healthy replica in pool " + e.Pool.Name}).write(w)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// readBody reads the whole request body, bounded by MaxBodyBytes. LLM
+// request bodies are small JSON documents; holding them lets a failed
+// attempt go to another replica and the model field be rewritten.
+func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
+	max := h.opts.MaxBodyBytes
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
+		msg: fmt.Sprintf("request body is larger than the gateway's limit of %d bytes", max)}
+	if r.ContentLength > max {
+		return nil, tooLarge
+	}
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, nil
+	}
+	var b []byte
+	if r.ContentLength > 0 {
+		b = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+		}
+		return b, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+	}
+	if int64(len(b)) > max {
+		return nil, tooLarge
+	}
+	return b, nil
+}
+
+// exchange is one client request and its (at most two) upstream attempts.
+type exchange struct {
+	h     *Handler
+	w     http.ResponseWriter
+	r     *http.Request
+	e     *route.Entry
+	body  []byte
+	start time.Time
+
+	replica  *pool.Replica
+	status   int
+	retried  bool
+	ttfb     time.Duration
+	written  int64
+	errCode  string
+	upstream string
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// run forwards the request, retrying once on another replica of the same
+// pool when nothing reached the client yet. It reports whether the client
+// connection must be aborted.
+func (ex *exchange) run() (abort bool) {
+	ctx, cancel := context.WithCancelCause(ex.r.Context())
+	defer cancel(nil)
+	if ex.h.opts.Timeout > 0 {
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithTimeoutCause(ctx, ex.h.opts.Timeout, context.DeadlineExceeded)
+		defer c2()
+	}
+	p := ex.e.Pool
+	var skip *pool.Replica
+	for attempt := 0; attempt < 2; attempt++ {
+		rep := ex.h.picker.Pick(p.Replicas, skip)
+		if rep == nil {
+			if attempt == 0 {
+				ex.fail(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
+					msg: "no healthy replica in pool " + p.Name})
+			} else {
+				ex.fail(ex.lastErr(ctx))
+			}
+			return false
+		}
+		if attempt > 0 {
+			ex.retried = true
+		}
+		ex.replica = rep
+		rep.Acquire()
+		resp, err := ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
+		if err != nil {
+			rep.Release()
+			if ex.r.Context().Err() != nil {
+				ex.status, ex.errCode = statusClientClosed, "client_closed"
+				return false
+			}
+			if ejects(err) && rep.Eject(time.Now(), err) {
+				ex.h.log.Warn("replica ejected", "pool", p.Name, "replica", rep.Name, "reason", err.Error())
+			}
+			ex.upstream = err.Error()
+			if retriable(err) && ctx.Err() == nil {
+				skip = rep
+				continue
+			}
+			ex.fail(failure(ctx, err))
+			return false
+		}
+		if (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable) &&
+			attempt == 0 && ex.h.picker.Pick(p.Replicas, rep) != nil {
+			ex.upstream = fmt.Sprintf("status %d", resp.StatusCode)
+			_ = resp.Body.Close()
+			rep.Release()
+			skip = rep
+			continue
+		}
+		abort = ex.relay(ctx, cancel, resp)
+		rep.Release()
+		return abort
+	}
+	ex.fail(ex.lastErr(ctx))
+	return false
+}
+
+func (ex *exchange) lastErr(ctx context.Context) *apiError {
+	return failure(ctx, errors.New(ex.upstream))
+}
+
+func (ex *exchange) fail(e *apiError) {
+	ex.status, ex.errCode = e.status, e.code
+	if e.status == statusClientClosed {
+		return
+	}
+	if ex.replica != nil {
+		ex.w.Header()["X-Cutover-Replica"] = ex.replica.NameHeader
+	}
+	e.write(ex.w)
+}
+
+// hopHeaders are stripped in both directions (RFC 9110 section 7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h["Connection"] {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Request {
+	r := ex.r
+	u := *rep.URL
+	u.Path = rep.URL.Path + r.URL.Path
+	if r.URL.RawPath != "" {
+		u.RawPath = rep.URL.EscapedPath() + r.URL.RawPath
+	}
+	u.RawQuery = r.URL.RawQuery
+	hdr := r.Header.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	removeHopHeaders(hdr)
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		hdr["X-Forwarded-For"] = []string{ip}
+	}
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr["User-Agent"] = nil // do not let the transport add Go's own
+	}
+	out := (&http.Request{
+		Method:     r.Method,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       u.Host,
+	}).WithContext(ctx)
+	if len(ex.body) > 0 {
+		body := ex.body
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	} else {
+		out.Body = http.NoBody
+	}
+	return out
+}
+
+// relay copies the replica's answer to the client. Streams (SSE or unknown
+// length) are flushed after every read, so each chunk the replica flushes
+// reaches the client at once; nothing is buffered beyond one read.
+// It reports whether the upstream broke after the headers went out.
+func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response) (abort bool) {
+	defer resp.Body.Close()
+	ex.ttfb = time.Since(ex.start)
+	h := ex.w.Header()
+	removeHopHeaders(resp.Header)
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	h["X-Cutover-Pool"] = ex.e.PoolHeader
+	h["X-Cutover-Replica"] = ex.replica.NameHeader
+	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if streaming {
+		h["X-Accel-Buffering"] = noValue
+	}
+	ex.status = resp.StatusCode
+	ex.w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(ex.w)
+	if streaming {
+		_ = rc.Flush()
+	}
+	var idle *time.Timer
+	if d := ex.h.opts.IdleTimeout; d > 0 {
+		idle = time.AfterFunc(d, func() { cancel(errIdle) })
+		defer idle.Stop()
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if idle != nil {
+			idle.Reset(ex.h.opts.IdleTimeout)
+		}
+		if n > 0 {
+			if _, werr := ex.w.Write(buf[:n]); werr != nil {
+				ex.errCode = "client_closed"
+				cancel(werr)
+				return false
+			}
+			ex.written += int64(n)
+			if streaming {
+				if err := rc.Flush(); err != nil {
+					ex.errCode = "client_closed"
+					cancel(err)
+					return false
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return false
+		}
+		if rerr != nil {
+			if ex.r.Context().Err() != nil {
+				ex.errCode = "client_closed"
+				return false
+			}
+			ex.errCode = failure(ctx, rerr).code
+			ex.upstream = rerr.Error()
+			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.replica.Name, "error", rerr.Error())
+			return true
+		}
+	}
+}
+
+var noValue = []string{"no"}
+
+func (ex *exchange) logAccess() {
+	attrs := []slog.Attr{
+		slog.String("method", ex.r.Method),
+		slog.String("path", ex.r.URL.Path),
+		slog.String("pool", ex.e.Pool.Name),
+		slog.Int("status", ex.status),
+		slog.Duration("ttfb", ex.ttfb),
+		slog.Duration("duration", time.Since(ex.start)),
+		slog.Int64("bytes", ex.written),
+	}
+	if ex.replica != nil {
+		attrs = append(attrs, slog.String("replica", ex.replica.Name))
+	}
+	if ex.retried {
+		attrs = append(attrs, slog.Bool("retried", true))
+	}
+	if ex.errCode != "" {
+		attrs = append(attrs, slog.String("error", ex.errCode))
+	}
+	ex.h.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}

@@ -1,0 +1,78 @@
+// Package route holds the routing table: the immutable value the control
+// plane builds and the data plane reads through an atomic pointer.
+package route
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// Table is one routing decision: which pool is live, at which revision.
+// It is never modified after New returns; a change is a new Table.
+type Table struct {
+	// Revision is the state revision this table was built from.
+	Revision int64
+	// ModelName is the client-facing model name, "" when requests pass
+	// through unchanged.
+	ModelName string
+	// Live is the pool that receives client traffic. Never nil.
+	Live *Entry
+	// Pools holds every pool by name, Live included.
+	Pools map[string]*Entry
+}
+
+// Entry is a pool with the values the data plane derives from it once per
+// table instead of once per request.
+type Entry struct {
+	// Pool is the pool itself.
+	Pool *pool.Pool
+	// ModelJSON is Pool.Model as a JSON string, quotes included.
+	ModelJSON []byte
+	// PoolHeader is []string{Pool.Name} for the X-Cutover-Pool header.
+	// Never modify it.
+	PoolHeader []string
+	// ModelsBody is the gateway's own answer to GET /v1/models when a
+	// client-facing model name is set: that name, with the pool's model id
+	// as its root. Nil otherwise.
+	ModelsBody []byte
+}
+
+// NewEntry derives an Entry from p; modelName is the client-facing model
+// name or "".
+func NewEntry(p *pool.Pool, modelName string) *Entry {
+	mj, _ := json.Marshal(p.Model) // a string always marshals
+	e := &Entry{Pool: p, ModelJSON: mj, PoolHeader: []string{p.Name}}
+	if modelName != "" {
+		type model struct {
+			ID      string `json:"id"`
+			Object  string `json:"object"`
+			Created int64  `json:"created"`
+			OwnedBy string `json:"owned_by"`
+			Root    string `json:"root"`
+		}
+		e.ModelsBody, _ = json.Marshal(struct {
+			Object string  `json:"object"`
+			Data   []model `json:"data"`
+		}{"list", []model{{ID: modelName, Object: "model", Created: time.Now().Unix(), OwnedBy: "cutover", Root: p.Model}}})
+	}
+	return e
+}
+
+// New builds a table with live as the live pool. live must name one of
+// pools; New panics otherwise, since that is a programming error.
+func New(revision int64, live, modelName string, pools ...*pool.Pool) *Table {
+	t := &Table{Revision: revision, ModelName: modelName, Pools: make(map[string]*Entry, len(pools))}
+	for _, p := range pools {
+		e := NewEntry(p, modelName)
+		t.Pools[p.Name] = e
+		if p.Name == live {
+			t.Live = e
+		}
+	}
+	if t.Live == nil {
+		panic("route.New: live pool " + live + " not among pools")
+	}
+	return t
+}
