@@ -213,7 +213,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin.listen", c.Admin.Listen)
-	if c.Listen != "" && c.Listen == c.Admin.Listen {
+	if c.Listen != "" && c.Listen == c.Admin.Listen && !strings.HasSuffix(c.Listen, ":0") {
 		add("admin.listen", "%q is also the traffic listen address; the admin API needs its own", c.Admin.Listen)
 	}
 	if c.StateDir == "" {
@@ -315,7 +315,7 @@ func NormalizeReplicaURL(s string) (string, error) {
 	if u.Host == "" || u.Hostname() == "" {
 		return "", fmt.Errorf("replica URL %q has no host", s)
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
 		return "", fmt.Errorf("replica URL %q must not carry a query, fragment or user info", s)
 	}
 	if p := u.Port(); p != "" {

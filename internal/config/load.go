@@ -201,7 +201,7 @@ func lineOf(n *yaml.Node, key string) int {
 		}
 		n = next
 		if hasIdx {
-			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+			if n.Kind != yaml.SequenceNode || idx < 0 || idx >= len(n.Content) {
 				return line
 			}
 			n = n.Content[idx]

@@ -39,23 +39,23 @@ func (LeastOutstanding) Pick(rs []*Replica, skip *Replica) *Replica {
 			n++
 		}
 	}
-	switch n {
-	case 0:
-		return nil
-	case 1:
-		for _, r := range rs {
-			if r != skip && r.Healthy() {
-				return r
-			}
-		}
+	if n < 2 {
+		return nthHealthy(rs, skip, 0)
 	}
 	i := rand.IntN(n)
 	j := rand.IntN(n - 1)
 	if j >= i {
 		j++
 	}
+	// Health may change between the count and these lookups (checks and
+	// ejections run concurrently), so either may come back nil.
 	a, b := nthHealthy(rs, skip, i), nthHealthy(rs, skip, j)
-	if b.InFlight() < a.InFlight() {
+	switch {
+	case a == nil && b == nil:
+		return nthHealthy(rs, skip, 0)
+	case a == nil:
+		return b
+	case b != nil && b.InFlight() < a.InFlight():
 		return b
 	}
 	return a

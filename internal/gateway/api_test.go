@@ -1,0 +1,182 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func assertOpenAIError(t *testing.T, body, code string) {
+	t.Helper()
+	var v struct {
+		Error *struct {
+			Message *string `json:"message"`
+			Type    *string `json:"type"`
+			Code    *string `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil || v.Error == nil || v.Error.Message == nil || v.Error.Type == nil || v.Error.Code == nil {
+		t.Fatalf("body %q is not an OpenAI error {error:{message,type,code}}", body)
+	}
+	if *v.Error.Code != code {
+		t.Errorf("error code %q, want %q (body %s)", *v.Error.Code, code, body)
+	}
+}
+
+// TestModelNames: with model_name set, clients use one name across
+// versions; the gateway fills in or rewrites model and refuses others.
+func TestModelNames(t *testing.T) {
+	e := newEnv(t, envOptions{modelName: "llama", mock: mockllm.Config{Tokens: 3}})
+	ctx := context.Background()
+	tests := []struct {
+		name, model string
+		status      int
+	}{
+		{"client name", "llama", 200},
+		{"no model", "", 200},
+		{"pool's own id", "model-v1", 200},
+		{"other pool's id", "model-v2", 404},
+		{"unknown", "gpt-4o", 404},
+	}
+	for _, tt := range tests {
+		for _, stream := range []bool{false, true} {
+			res, err := e.chat(ctx, tt.model, "hi", stream, "")
+			if err != nil {
+				t.Fatalf("%s stream=%v: %v", tt.name, stream, err)
+			}
+			if res.status != tt.status {
+				t.Errorf("%s stream=%v: status %d, want %d (%s)", tt.name, stream, res.status, tt.status, res.body)
+				continue
+			}
+			if res.status == 404 {
+				assertOpenAIError(t, res.body, "model_not_found")
+			} else if res.model != "model-v1" || res.text != mockllm.Answer("model-v1", "hi", 3) {
+				t.Errorf("%s stream=%v: model %q text %q", tt.name, stream, res.model, res.text)
+			}
+		}
+	}
+	// /v1/models lists the client-facing name.
+	resp, err := e.http.Get(e.traffic + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Data []struct{ ID, Root string }
+	}
+	if err := jsonDecode(resp, &list); err != nil || len(list.Data) != 1 || list.Data[0].ID != "llama" || list.Data[0].Root != "model-v1" {
+		t.Errorf("/v1/models = %+v (%v), want llama with root model-v1", list, err)
+	}
+	if resp.Header.Get("X-Cutover-Pool") != "blue" {
+		t.Errorf("/v1/models without X-Cutover-Pool")
+	}
+	// After a promote the same client name reaches the new version.
+	if _, err := e.admin.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.chat(ctx, "llama", "hi", true, "")
+	if err != nil || res.pool != "green" || res.model != "model-v2" {
+		t.Errorf("after promote: %+v %v, want model-v2 from green", res, err)
+	}
+}
+
+// TestPassThroughWithoutModelName leaves bodies untouched.
+func TestPassThroughWithoutModelName(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	res, err := e.chat(context.Background(), "llama", "hi", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.status != 404 || !strings.Contains(res.body, "llama") {
+		t.Errorf("without model_name a foreign model must reach vLLM and get its 404; got %d %s", res.status, res.body)
+	}
+	resp, err := e.http.Get(e.traffic + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Data []struct{ ID string } }
+	if err := jsonDecode(resp, &list); err != nil || len(list.Data) != 1 || list.Data[0].ID != "model-v1" {
+		t.Errorf("/v1/models = %+v, want the replica's own list", list)
+	}
+}
+
+// TestGarbageDoesNotWedge: malformed bodies, oversize bodies, unknown
+// paths and raw garbage on the socket get errors, and the gateway keeps
+// serving.
+func TestGarbageDoesNotWedge(t *testing.T) {
+	e := newEnv(t, envOptions{modelName: "llama", edit: func(c *config.Config) { c.Proxy.MaxBodyBytes = 1 << 20 }})
+	post := func(path string, body []byte, contentLength int64) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, e.traffic+path, bytes.NewReader(body))
+		if contentLength >= 0 {
+			req.ContentLength = contentLength
+		}
+		resp, err := e.http.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
+	cases := []struct {
+		name   string
+		path   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"binary", "/v1/chat/completions", []byte{0, 1, 2, 0xff, '{'}, 400, ""},
+		{"truncated json", "/v1/chat/completions", []byte(`{"model":"llama","messages":[`), 400, ""},
+		{"deep nesting", "/v1/chat/completions", []byte(`{"model":"llama","x":` + deep + `}`), 400, ""},
+		{"array", "/v1/completions", []byte(`[1,2,3]`), 400, ""},
+		{"too large", "/v1/chat/completions", bytes.Repeat([]byte("a"), 2<<20), 413, "request_too_large"},
+		{"unknown path", "/admin", []byte(`{}`), 404, "unknown_path"},
+	}
+	for _, c := range cases {
+		status, body := post(c.path, c.body, -1)
+		if status != c.status && !(c.status == 400 && status >= 400 && status < 500) {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, status, c.status, body)
+		}
+		if c.code != "" {
+			assertOpenAIError(t, body, c.code)
+		}
+	}
+	// Chunked upload over the limit (no Content-Length).
+	req, _ := http.NewRequest(http.MethodPost, e.traffic+"/v1/chat/completions", struct{ *bytes.Reader }{bytes.NewReader(bytes.Repeat([]byte("a"), 2<<20))})
+	req.ContentLength = -1
+	if resp, err := e.http.Do(req); err != nil || resp.StatusCode != 413 {
+		t.Errorf("chunked oversize: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Raw garbage on a socket.
+	for _, junk := range []string{"\x00\x01\x02garbage\r\n\r\n", "GET / HTTP/9.9\r\n\r\n", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"} {
+		c, err := net.Dial("tcp", e.gw.TrafficAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(c, junk)
+		_ = c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := e.chat(ctx, "llama", "still alive?", true, "")
+	if err != nil || res.status != 200 {
+		t.Fatalf("gateway wedged after garbage: %+v %v", res, err)
+	}
+}
