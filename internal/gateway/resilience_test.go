@@ -102,9 +102,9 @@ func indexOf(p api.Pool, url string) int {
 // the wrong model, is refused with 409 and the live pool stays.
 func TestPromoteRefused(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(e *env)
-		want  string
+		want   string
 	}{
 		{"no healthy replica", func(e *env) {
 			for _, r := range e.pools["green"] {

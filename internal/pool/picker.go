@@ -83,9 +83,11 @@ func (rr *RoundRobin) Pick(rs []*Replica, skip *Replica) *Replica {
 	if len(rs) == 0 {
 		return nil
 	}
-	start := rr.next.Add(1) - 1
-	for k := range uint64(len(rs)) {
-		r := rs[(start+k)%uint64(len(rs))]
+	// Advance the counter past every replica passed over, so that the
+	// next Pick starts after the one returned: an unavailable replica's
+	// turns spread over the others instead of all going to its successor.
+	for range len(rs) {
+		r := rs[(rr.next.Add(1)-1)%uint64(len(rs))]
 		if r != skip && r.Healthy() {
 			return r
 		}

@@ -119,9 +119,11 @@ func TestRoundRobinCycles(t *testing.T) {
 		want    []int
 	}{
 		{"all healthy", []bool{true, true, true}, -1, []int{0, 1, 2, 0, 1, 2, 0}},
-		// The next healthy one after an unhealthy slot takes its turn.
-		{"middle unhealthy", []bool{true, false, true}, -1, []int{0, 2, 2, 0, 2, 2}},
-		{"skip first", []bool{true, true, true}, 0, []int{1, 1, 2, 1, 1, 2}},
+		// Regression: the replica after an unavailable one used to take its
+		// turns too (0 2 2 0 2 2), doubling its load.
+		{"middle unhealthy", []bool{true, false, true}, -1, []int{0, 2, 0, 2, 0, 2}},
+		{"skip first", []bool{true, true, true}, 0, []int{1, 2, 1, 2, 1, 2}},
+		{"two of four down", []bool{false, true, false, true}, -1, []int{1, 3, 1, 3}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

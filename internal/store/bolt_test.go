@@ -242,6 +242,7 @@ func TestBoltConcurrentPuts(t *testing.T) {
 	close(start)
 	wg.Wait()
 
+	t.Logf("%d of %d Puts won", successes, writers*rounds)
 	rec := mustGet(t, s)
 	if successes == 0 || rec.Revision != int64(successes) {
 		t.Fatalf("final revision %d, successful Puts %d: want equal and positive", rec.Revision, successes)
