@@ -80,7 +80,8 @@ func runMockLLM(ctx context.Context, stderr io.Writer, listen string, cfg mockll
 	if err != nil {
 		var fe *mockllm.FieldError
 		if errors.As(err, &fe) && mockLLMFlags[fe.Field] != "" {
-			return fmt.Errorf("invalid --%s %v: %w", mockLLMFlags[fe.Field], fe.Value, fe.Err)
+			// Keep the *FieldError in the chain: main maps it to a usage error.
+			return fmt.Errorf("invalid --%s: %w", mockLLMFlags[fe.Field], err)
 		}
 		return fmt.Errorf("mock-llm: %w", err)
 	}

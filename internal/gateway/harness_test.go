@@ -27,7 +27,7 @@ var testModels = map[string]string{"blue": "model-v1", "green": "model-v2"}
 // replica is a simulated vLLM server on a loopback port that a test can
 // kill and bring back on the same address.
 type replica struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  mockllm.Config
 	mock *mockllm.Server
 	addr string
@@ -35,7 +35,7 @@ type replica struct {
 	srv  *http.Server
 }
 
-func startReplica(t *testing.T, cfg mockllm.Config, addr string) *replica {
+func startReplica(t testing.TB, cfg mockllm.Config, addr string) *replica {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -73,7 +73,7 @@ type envOptions struct {
 
 // env is a gateway in this process with simulated pools, on loopback.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	gw      *gateway.Gateway
 	pools   map[string][]*replica
 	admin   *api.Client
@@ -82,7 +82,7 @@ type env struct {
 	stop    func() error
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.replicas == 0 {
 		o.replicas = 2
@@ -147,7 +147,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -265,7 +265,7 @@ func readResult(resp *http.Response, stream bool) (result, error) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

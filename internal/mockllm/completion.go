@@ -4,6 +4,7 @@ package mockllm
 // non-streamed answers.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // endpoint tells the two completion APIs apart.
@@ -61,8 +63,8 @@ type messageContent string
 func (c *messageContent) UnmarshalJSON(b []byte) error {
 	switch {
 	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+		s, err := unquote(b)
+		if err != nil {
 			return err
 		}
 		*c = messageContent(s)
@@ -89,6 +91,19 @@ func (c *messageContent) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// unquote decodes the JSON string literal b. json.Unmarshal has validated the
+// whole document before calling an UnmarshalJSON method, so a literal without
+// escapes and with valid UTF-8 decodes to its bytes between the quotes; that
+// common case skips a second pass of encoding/json.
+func unquote(b []byte) (string, error) {
+	if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+		return string(b[1 : len(b)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(b, &s)
+	return s, err
+}
+
 // promptText is a /v1/completions prompt: a string or an array holding one
 // string. Batched and token-id prompts are not simulated.
 type promptText struct {
@@ -102,8 +117,13 @@ func (p *promptText) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	var one []string
-	switch err := json.Unmarshal(b, &p.text); {
-	case err == nil:
+	switch {
+	case b[0] == '"':
+		text, err := unquote(b)
+		if err != nil {
+			return err
+		}
+		p.text = text
 	case json.Unmarshal(b, &one) == nil && len(one) == 1:
 		p.text = one[0]
 	default:
@@ -241,14 +261,17 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 	arrival := time.Now()
 	s.requests.Add(1)
 	ctx := r.Context()
+	var req completionRequest
+	readErr := readRequest(w, r, &req)
+	// Delay only now: net/http notices a client leaving (and cancels ctx)
+	// only once the request body has been read.
 	if !s.delay(ctx) {
 		s.canceled.Add(1)
 		return
 	}
-	var req completionRequest
-	if err := readRequest(w, r, &req); err != nil {
+	if readErr != nil {
 		s.rejected.Add(1)
-		writeError(w, badRequest("", "%v", err))
+		writeError(w, badRequest("", "%v", readErr))
 		return
 	}
 	j, aerr := s.plan(&req, kind, arrival)

@@ -1,0 +1,34 @@
+# cutover — make targets. `make test` is what CI runs (.ci/run).
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+
+.PHONY: all build demo test check unit deps
+
+all: build
+
+## build: compile bin/cutover
+build:
+	$(GO) build -o bin/cutover ./cmd/cutover
+
+## demo: run the demo (simulated blue/green pools, gateway, admin API)
+demo:
+	$(GO) run ./cmd/cutover demo
+
+## test: install what the tests need, run every check and the whole suite with -race
+test: deps check unit
+
+## deps: tools the test suite needs, installed when missing
+deps:
+	@scripts/deps.sh
+
+## check: gofmt, go vet, staticcheck
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## unit: the whole Go test suite with the race detector
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...

@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+func benchTable(b *testing.B, backends ...string) *route.Table {
+	b.Helper()
+	p := &pool.Pool{Name: "blue", Model: "model-v1"}
+	for _, s := range backends {
+		u, err := url.Parse(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Replicas = append(p.Replicas, pool.NewReplica(u))
+	}
+	return route.New(1, "blue", "llama", p, &pool.Pool{Name: "green", Model: "model-v2"})
+}
+
+// BenchmarkRoutingDecision is the per-request routing work: load the
+// table, pick a replica among four.
+func BenchmarkRoutingDecision(b *testing.B) {
+	h := New(Options{})
+	h.Apply(benchTable(b, "http://10.0.0.1:8000", "http://10.0.0.2:8000", "http://10.0.0.3:8000", "http://10.0.0.4:8000"))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			t := h.table.Load()
+			if h.picker.Pick(t.Live.Pool.Replicas, nil) == nil {
+				b.Fatal("no replica")
+			}
+		}
+	})
+}
+
+const smallChat = `{"model":"llama","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hi"}],"max_tokens":8,"temperature":0}`
+
+// BenchmarkProxySmall proxies a small non-streamed chat completion over
+// real loopback sockets (client -> gateway -> backend).
+func BenchmarkProxySmall(b *testing.B) {
+	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	}))
+	defer backend.Close()
+	h := New(Options{})
+	h.Apply(benchTable(b, backend.URL))
+	gw := httptest.NewServer(h)
+	defer gw.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	body := []byte(smallChat)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
+
+// BenchmarkRelayStream relays a 50-chunk SSE stream per iteration.
+func BenchmarkRelayStream(b *testing.B) {
+	const chunks = 50
+	var sb strings.Builder
+	for i := range chunks {
+		fmt.Fprintf(&sb, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%d \"}}]}\n\n", i)
+	}
+	chunk := []byte(sb.String())
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		f := w.(http.Flusher)
+		for off := 0; off < len(chunk); {
+			end := bytes.Index(chunk[off:], []byte("\n\n")) + off + 2
+			_, _ = w.Write(chunk[off:end])
+			f.Flush()
+			off = end
+		}
+		_, _ = w.Write([]byte("data: [DONE]\n\n"))
+	}))
+	defer backend.Close()
+	h := New(Options{})
+	h.Apply(benchTable(b, backend.URL))
+	gw := httptest.NewServer(h)
+	defer gw.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	body := []byte(strings.Replace(smallChat, `"max_tokens"`, `"stream":true,"max_tokens"`, 1))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if n < int64(len(chunk)) {
+				b.Fatalf("short stream: %d bytes", n)
+			}
+		}
+	})
+}
