@@ -20,6 +20,9 @@ type Status struct {
 	SwitchedAt time.Time `json:"switched_at,omitzero"`
 	// Pools holds blue and green by name.
 	Pools map[string]Pool `json:"pools"`
+	// Deployment is the deployment in progress, else the latest one, else
+	// nil.
+	Deployment *Deployment `json:"deployment,omitempty"`
 }
 
 // Pool is one pool's view in Status.
@@ -64,11 +67,17 @@ type Event struct {
 	Revision int64 `json:"revision"`
 	// Actor is who asked: a CLI or API caller, or "controller".
 	Actor string `json:"actor"`
-	// Action is init, promote or rollback.
+	// Action is init, promote, rollback, deploy, phase (a deployment's
+	// phase change: From and To are phases), abort, hook,
+	// retention_ended, retire_failed or retire_retry.
 	Action string `json:"action"`
-	From   string `json:"from,omitempty"`
-	To     string `json:"to"`
-	Reason string `json:"reason,omitempty"`
+	// Deployment is the deployment concerned, if any.
+	Deployment string `json:"deployment,omitempty"`
+	From       string `json:"from,omitempty"`
+	To         string `json:"to,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// Hook is the outcome of a hook run (Action hook).
+	Hook *HookOutcome `json:"hook,omitempty"`
 }
 
 // History is the answer to GET /api/v1/history.
@@ -87,4 +96,84 @@ type ErrorBody struct {
 // ErrorResponse is the JSON shape of every admin API error.
 type ErrorResponse struct {
 	Error ErrorBody `json:"error"`
+}
+
+// DeployRequest is the body of POST /api/v1/deployments.
+type DeployRequest struct {
+	// Model is the model id the new replicas serve.
+	Model string `json:"model"`
+	// Replicas are the new replicas' base URLs.
+	Replicas []string `json:"replicas"`
+	// Force ends the retention of a pool kept for rollback.
+	Force bool `json:"force,omitempty"`
+}
+
+// DeployResult is the answer to POST /api/v1/deployments.
+type DeployResult struct {
+	Deployment Deployment `json:"deployment"`
+	// Note says plainly what --force ended, when it did.
+	Note string `json:"note,omitempty"`
+}
+
+// Deployment is one new version's way through warming, promotion,
+// retention and retirement.
+type Deployment struct {
+	ID       string   `json:"id"`
+	Pool     string   `json:"pool"`
+	Model    string   `json:"model"`
+	Replicas []string `json:"replicas"`
+	// From is the pool that was live at deploy time and is retained for
+	// rollback after the promotion.
+	From      string `json:"from"`
+	FromModel string `json:"from_model"`
+	// Phase is pending, warming, ready, promoted, retiring, completed,
+	// failed, aborted or rolled_back.
+	Phase      string    `json:"phase"`
+	PhaseSince time.Time `json:"phase_since"`
+	// Deadline is when the phase times out or moves on; DeadlineKind says
+	// which: progress, auto_promote, retention or drain.
+	Deadline     time.Time `json:"deadline,omitzero"`
+	DeadlineKind string    `json:"deadline_kind,omitempty"`
+	// Reason explains the last transition.
+	Reason string `json:"reason,omitempty"`
+	// Waiting says what the deployment waits for right now.
+	Waiting     string    `json:"waiting,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	CreatedBy   string    `json:"created_by"`
+	ReadyAt     time.Time `json:"ready_at,omitzero"`
+	PromotedAt  time.Time `json:"promoted_at,omitzero"`
+	RetainUntil time.Time `json:"retain_until,omitzero"`
+	RetiredAt   time.Time `json:"retired_at,omitzero"`
+	// PendingHooks are events whose hooks have not run yet.
+	PendingHooks []string `json:"pending_hooks,omitempty"`
+	// Hooks are the latest hook outcomes.
+	Hooks             []HookOutcome `json:"hooks,omitempty"`
+	RetireAttempts    int           `json:"retire_attempts,omitempty"`
+	NextRetireAttempt time.Time     `json:"next_retire_attempt,omitzero"`
+	RetireError       string        `json:"retire_error,omitempty"`
+}
+
+// HookOutcome is one hook run.
+type HookOutcome struct {
+	Event      string    `json:"event"`
+	Hook       string    `json:"hook"`
+	Start      time.Time `json:"start"`
+	DurationMS int64     `json:"duration_ms"`
+	OK         bool      `json:"ok"`
+	ExitCode   int       `json:"exit_code,omitempty"`
+	Status     int       `json:"status,omitempty"`
+	Output     string    `json:"output,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Deployments is the answer to GET /api/v1/deployments.
+type Deployments struct {
+	Deployments []Deployment `json:"deployments"`
+}
+
+// RetireRequest is the body of POST /api/v1/retire.
+type RetireRequest struct {
+	// Force marks the old pool retired without waiting for failing
+	// on_retire hooks.
+	Force bool `json:"force,omitempty"`
 }

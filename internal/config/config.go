@@ -9,9 +9,11 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/hook"
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // PoolNames are the two pools every configuration has, in display order.
@@ -42,6 +44,69 @@ type Config struct {
 	Health Health `yaml:"health"`
 	// Proxy holds the data plane's limits.
 	Proxy Proxy `yaml:"proxy"`
+	// Rollout configures deployments: warm-up, deadlines, promotion and
+	// retention of the old pool.
+	Rollout Rollout `yaml:"rollout"`
+	// Hooks maps a lifecycle event (on_deploy, before_promote, on_promote,
+	// on_rollback, on_retire, on_fail) to the hooks run for it, in order.
+	Hooks map[string][]Hook `yaml:"hooks"`
+}
+
+// Rollout configures the lifecycle of a deployment.
+type Rollout struct {
+	// MinReady is how many of the new pool's replicas must be healthy and
+	// warmed up before it is ready, and how many healthy replicas the live
+	// pool needs before the old one may be retired. Zero means all.
+	MinReady int `yaml:"min_ready"`
+	// ProgressDeadline bounds warming (and validation): past it the
+	// deployment fails with the reason. Default 30m.
+	ProgressDeadline Duration `yaml:"progress_deadline"`
+	// AutoPromote promotes a ready deployment by itself after
+	// AutoPromoteAfter. Default false: wait for cutover promote.
+	AutoPromote bool `yaml:"auto_promote"`
+	// AutoPromoteAfter is how long a deployment stays ready before an
+	// automatic promotion. Default 0.
+	AutoPromoteAfter Duration `yaml:"auto_promote_after"`
+	// Retention is how long the old pool is kept after a promotion, for an
+	// instant rollback. Default 1h, at most 24h.
+	Retention Duration `yaml:"retention"`
+	// DrainTimeout bounds the wait for the old pool's in-flight requests
+	// and streams when its retention ends. Default 5m.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Warmup configures the requests sent to every new replica before it
+	// counts as ready.
+	Warmup Warmup `yaml:"warmup"`
+}
+
+// Warmup configures warm-up requests.
+type Warmup struct {
+	// Requests are sent to every new replica, in order. Default: one
+	// non-streamed and one streamed chat completion. An empty list turns
+	// warm-up off.
+	Requests []WarmupRequest `yaml:"requests"`
+	// Timeout bounds one warm-up request (the first one on a cold server
+	// can be slow). Default 5m.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// WarmupRequest is one warm-up chat completion.
+type WarmupRequest struct {
+	// Prompt is the user message.
+	Prompt string `yaml:"prompt"`
+	// Stream asks for a streamed answer (which must end with [DONE]).
+	Stream bool `yaml:"stream"`
+	// MaxTokens caps the answer. Zero means 16.
+	MaxTokens int `yaml:"max_tokens"`
+}
+
+// Hook is one lifecycle hook: exactly one of Command and Webhook.
+type Hook struct {
+	// Command is an argv run without a shell; it gets CUTOVER_* variables.
+	Command []string `yaml:"command"`
+	// Webhook is an http(s) URL that receives a POST with a JSON body.
+	Webhook string `yaml:"webhook"`
+	// Timeout bounds one run. Default 30s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Admin configures the admin API.
@@ -143,6 +208,18 @@ func Default() *Config {
 			IdleTimeout:           Duration(5 * time.Minute),
 			DrainTimeout:          Duration(30 * time.Second),
 			AccessLog:             &t,
+		},
+		Rollout: Rollout{
+			ProgressDeadline: Duration(30 * time.Minute),
+			Retention:        Duration(time.Hour),
+			DrainTimeout:     Duration(5 * time.Minute),
+			Warmup: Warmup{
+				Requests: []WarmupRequest{
+					{Prompt: "Hello! Reply with a short greeting.", MaxTokens: 16},
+					{Prompt: "Hello! Reply with a short greeting.", MaxTokens: 16, Stream: true},
+				},
+				Timeout: Duration(5 * time.Minute),
+			},
 		},
 	}
 }
@@ -295,6 +372,8 @@ func (c *Config) Validate() error {
 			add(key, "must not be negative, got %s", d)
 		}
 	}
+	errs = append(errs, c.Rollout.validate()...)
+	errs = append(errs, validateHooks(c.Hooks)...)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -304,28 +383,7 @@ func (c *Config) Validate() error {
 
 // NormalizeReplicaURL checks that s is an http(s) base URL with a host and
 // no query, and returns it without a trailing slash.
-func NormalizeReplicaURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("malformed replica URL %q: %w", s, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("replica URL %q must start with http:// or https://", s)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("replica URL %q has no host", s)
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("replica URL %q must not carry a query, fragment or user info", s)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return "", fmt.Errorf("replica URL %q has a bad port %q", s, p)
-		}
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	return u.String(), nil
-}
+func NormalizeReplicaURL(s string) (string, error) { return pool.NormalizeURL(s) }
 
 // AdminToken returns the admin bearer token: CUTOVER_ADMIN_TOKEN when set,
 // else the contents of admin.token_file. It fails when neither gives a
@@ -349,3 +407,85 @@ func (c *Config) AdminToken() (string, error) {
 
 // TokenEnv is the environment variable holding the admin token.
 const TokenEnv = "CUTOVER_ADMIN_TOKEN"
+
+// MaxRetention is the longest retention of an old pool.
+const MaxRetention = 24 * time.Hour
+
+func (r *Rollout) validate() []*FieldError {
+	var errs []*FieldError
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if r.MinReady < 0 {
+		add("rollout.min_ready", "must not be negative, got %d", r.MinReady)
+	}
+	if r.ProgressDeadline <= 0 {
+		add("rollout.progress_deadline", "must be positive, got %s", r.ProgressDeadline)
+	}
+	if r.AutoPromoteAfter < 0 {
+		add("rollout.auto_promote_after", "must not be negative, got %s", r.AutoPromoteAfter)
+	}
+	if r.Retention < 0 || r.Retention.D() > MaxRetention {
+		add("rollout.retention", "must be between 0s and %s, got %s", MaxRetention, r.Retention)
+	}
+	if r.DrainTimeout < 0 {
+		add("rollout.drain_timeout", "must not be negative, got %s", r.DrainTimeout)
+	}
+	if r.Warmup.Timeout <= 0 {
+		add("rollout.warmup.timeout", "must be positive, got %s", r.Warmup.Timeout)
+	}
+	for i, w := range r.Warmup.Requests {
+		key := fmt.Sprintf("rollout.warmup.requests[%d]", i)
+		if strings.TrimSpace(w.Prompt) == "" {
+			add(key+".prompt", "must not be empty")
+		}
+		if w.MaxTokens < 0 {
+			add(key+".max_tokens", "must not be negative, got %d", w.MaxTokens)
+		}
+	}
+	return errs
+}
+
+func validateHooks(hooks map[string][]Hook) []*FieldError {
+	var errs []*FieldError
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	for event, list := range hooks {
+		if !slices.Contains(hook.Events, event) {
+			add("hooks."+event, "unknown hook event %q (known: %s)", event, strings.Join(hook.Events, ", "))
+			continue
+		}
+		for i, h := range list {
+			key := fmt.Sprintf("hooks.%s[%d]", event, i)
+			switch {
+			case len(h.Command) == 0 && h.Webhook == "":
+				add(key, "needs command (an argv list) or webhook (a URL)")
+			case len(h.Command) > 0 && h.Webhook != "":
+				add(key, "has both command and webhook; give one")
+			case len(h.Command) > 0 && strings.TrimSpace(h.Command[0]) == "":
+				add(key+".command[0]", "the program must not be empty")
+			case h.Webhook != "":
+				u, err := url.Parse(h.Webhook)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					add(key+".webhook", "%q is not an http(s) URL", h.Webhook)
+				}
+			}
+			if h.Timeout < 0 {
+				add(key+".timeout", "must not be negative, got %s", h.Timeout)
+			}
+		}
+	}
+	return errs
+}
+
+// HookSpecs converts the configured hooks of each event for the runner.
+func (c *Config) HookSpecs() map[string][]hook.Spec {
+	out := map[string][]hook.Spec{}
+	for event, list := range c.Hooks {
+		for _, h := range list {
+			out[event] = append(out[event], hook.Spec{Command: h.Command, Webhook: h.Webhook, Timeout: h.Timeout.D()})
+		}
+	}
+	return out
+}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -27,7 +26,6 @@ type Gateway struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	store   store.Store
-	pools   []*pool.Pool
 	checker *pool.Checker
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
@@ -53,33 +51,32 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	specs := map[string]rollout.PoolSpec{}
 	for _, name := range config.PoolNames {
 		pc := cfg.Pools[name]
-		p := &pool.Pool{Name: name, Model: pc.Model}
+		spec := rollout.PoolSpec{Model: pc.Model}
 		for _, raw := range pc.Replicas {
 			norm, err := config.NormalizeReplicaURL(raw)
 			if err != nil {
 				return nil, err
 			}
-			u, _ := url.Parse(norm)
-			p.Replicas = append(p.Replicas, pool.NewReplica(u))
+			spec.Replicas = append(spec.Replicas, norm)
 		}
-		g.pools = append(g.pools, p)
+		specs[name] = spec
 	}
 	if g.store, err = store.OpenBolt(cfg.StateDir); err != nil {
 		return nil, err
 	}
+	checkClient := &http.Client{Transport: proxy.NewTransport(0)}
 	g.checker = &pool.Checker{
-		Client:   &http.Client{Transport: proxy.NewTransport(0)},
+		Client:   checkClient,
 		Path:     cfg.Health.Path,
 		Interval: cfg.Health.Interval.D(),
 		Timeout:  cfg.Health.Timeout.D(),
 		Rise:     cfg.Health.Rise,
 		Fall:     cfg.Health.Fall,
-		Targets:  g.targets,
 		Logger:   log,
 	}
-	g.checker.Initial(ctx)
 	g.proxy = proxy.New(proxy.Options{
 		Transport:    proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D()),
 		Picker:       picker,
@@ -89,22 +86,46 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Logger:       log,
 		AccessLog:    cfg.Proxy.AccessLogEnabled(),
 	})
+	ro := cfg.Rollout
+	warm := make([]rollout.WarmupRequest, len(ro.Warmup.Requests))
+	for i, w := range ro.Warmup.Requests {
+		warm[i] = rollout.WarmupRequest{Prompt: w.Prompt, Stream: w.Stream, MaxTokens: w.MaxTokens}
+	}
 	g.ctrl, err = rollout.New(rollout.Options{
 		Store:        g.store,
 		Applier:      g.proxy,
 		Prober:       g.checker,
-		Pools:        g.pools,
+		Pools:        specs,
 		ModelName:    cfg.ModelName,
 		InitialLive:  cfg.Live,
 		ProbeTimeout: cfg.Health.Timeout.D(),
-		Logger:       log,
+		Settings: rollout.Settings{
+			MinReady:         ro.MinReady,
+			ProgressDeadline: ro.ProgressDeadline.D(),
+			AutoPromote:      ro.AutoPromote,
+			AutoPromoteAfter: ro.AutoPromoteAfter.D(),
+			Retention:        ro.Retention.D(),
+			DrainTimeout:     ro.DrainTimeout.D(),
+			Warmup:           warm,
+			WarmupTimeout:    ro.Warmup.Timeout.D(),
+			Rise:             cfg.Health.Rise,
+			Fall:             cfg.Health.Fall,
+		},
+		Hooks:  cfg.HookSpecs(),
+		HTTP:   &http.Client{Transport: proxy.NewTransport(0)},
+		Tick:   min(time.Second, cfg.Health.Interval.D()),
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	g.checker.Targets = g.ctrl.Targets
+	// Check every replica once before serving, so traffic starts from the
+	// truth; then restore the state (which may add deployed replicas).
 	if err := g.ctrl.Start(ctx); err != nil {
 		return nil, err
 	}
+	g.checker.Initial(ctx)
 	adm, err := admin.New(g.ctrl, token, log)
 	if err != nil {
 		return nil, err
@@ -119,16 +140,6 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	g.trafficSrv = &http.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	g.adminSrv = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	return g, nil
-}
-
-func (g *Gateway) targets() []pool.Target {
-	var ts []pool.Target
-	for _, p := range g.pools {
-		for _, r := range p.Replicas {
-			ts = append(ts, pool.Target{Replica: r, Model: p.Model})
-		}
-	}
-	return ts
 }
 
 // TrafficAddr is the address client traffic is served on.
@@ -150,6 +161,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	hctx, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { g.checker.Run(hctx) })
+	wg.Go(func() { g.ctrl.Run(hctx) })
 	errc := make(chan error, 2)
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -191,8 +203,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 func (g *Gateway) inFlight() int64 {
 	var n int64
-	for _, p := range g.pools {
-		n += p.InFlight()
+	for _, p := range g.ctrl.Status().Pools {
+		n += p.InFlight
 	}
 	return n
 }

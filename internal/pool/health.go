@@ -67,7 +67,19 @@ func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
 		}
 		ids = append(ids, m.ID)
 	}
-	return fmt.Errorf("model %q not listed by %s/v1/models (it serves %s)", model, r.Name, quoteList(ids))
+	return &ModelMismatchError{Replica: r.Name, Want: model, Serves: ids}
+}
+
+// ModelMismatchError is a replica that answers /v1/models but does not
+// list the model its pool must serve: it is up, serving something else.
+type ModelMismatchError struct {
+	Replica string
+	Want    string
+	Serves  []string
+}
+
+func (e *ModelMismatchError) Error() string {
+	return fmt.Sprintf("model %q not listed by %s/v1/models (it serves %s)", e.Want, e.Replica, quoteList(e.Serves))
 }
 
 func quoteList(ids []string) string {

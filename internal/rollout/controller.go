@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"net/http"
+	"net/url"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/store"
@@ -27,66 +29,132 @@ type Prober interface {
 	Probe(ctx context.Context, r *pool.Replica, model string) error
 }
 
-// Refusal is a transition the controller declined, with the reason. The
-// admin API answers it with 409.
+// HookRunner runs one lifecycle hook.
+type HookRunner interface {
+	Run(ctx context.Context, s hook.Spec, p hook.Payload) hook.Outcome
+}
+
+// Refusal is a request the controller declined, with the reason. The
+// admin API answers it with 409 (or Status when set).
 type Refusal struct {
 	// Code is a short machine-readable reason, such as no_healthy_replica.
 	Code string
-	// Reason says why, naming the pool and replicas concerned.
+	// Reason says why, naming the pool, deployment and times concerned.
 	Reason string
+	// Status is the HTTP status to answer; 0 means 409.
+	Status int
 }
 
 func (r *Refusal) Error() string { return r.Reason }
+
+func refuse(code, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(code, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Reason: fmt.Sprintf(format, args...), Status: http.StatusBadRequest}
+}
+
+// Settings are the rollout parameters from the configuration.
+type Settings struct {
+	// MinReady is how many replicas must be healthy (and warmed) for a
+	// pool to count as ready; 0 means all of them.
+	MinReady         int
+	ProgressDeadline time.Duration
+	AutoPromote      bool
+	AutoPromoteAfter time.Duration
+	Retention        time.Duration
+	DrainTimeout     time.Duration
+	Warmup           []WarmupRequest
+	WarmupTimeout    time.Duration
+	// Rise and Fall are the health thresholds used by warming's checks.
+	Rise, Fall int
+}
 
 // Options configures a Controller.
 type Options struct {
 	Store   store.Store
 	Applier Applier
 	Prober  Prober
-	// Pools are blue and green.
-	Pools []*pool.Pool
+	// Pools are blue and green as configured. A deployment overrides a
+	// pool's spec in the persisted state.
+	Pools map[string]PoolSpec
 	// ModelName is the client-facing model name, "" for pass-through.
 	ModelName string
 	// InitialLive is the live pool when the store is empty.
 	InitialLive string
-	// ProbeTimeout bounds the checks made before a switch.
+	// ProbeTimeout bounds the checks made before a switch and in warming.
 	ProbeTimeout time.Duration
+	Settings     Settings
+	// Hooks maps an event (hook.Events) to its hooks.
+	Hooks map[string][]hook.Spec
+	// HookRunner runs hooks. Nil means &hook.Runner{}.
+	HookRunner HookRunner
+	// HTTP sends warm-up requests. Nil means a default client.
+	HTTP *http.Client
+	// Tick is the reconcile period of Run. Zero means 1s.
+	Tick time.Duration
 	// Logger receives one line per transition. Nil means slog.Default().
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 }
 
-// Controller owns the live-pool state. Transitions are serialised by mu
-// and persisted with compare-and-swap on the store revision before the
-// new routing table is applied.
+// Controller owns the live pool and the deployments.
+//
+// Transitions are serialised by tmu and persisted before they are applied.
+// Readers (status, health checks, the data plane's tables) take mu only
+// briefly, so a long transition (a before_promote hook) never blocks them.
 type Controller struct {
 	opts  Options
-	pools map[string]*pool.Pool
 	log   *slog.Logger
 	now   func() time.Time
+	hooks HookRunner
+	http  *http.Client
+	kick  chan struct{}
+	warm  *warmer
 
-	mu    sync.Mutex // serialises transitions; guards state and rev
-	state State
+	tmu sync.Mutex // serialises transitions
+
+	mu    sync.Mutex // guards the fields below
+	st    State
 	rev   int64
+	pools map[string]*pool.Pool
+	notes map[string]string // deployment id -> why it is waiting (not persisted)
 }
 
 // New returns a controller; call Start before anything else.
 func New(opts Options) (*Controller, error) {
-	c := &Controller{opts: opts, pools: map[string]*pool.Pool{}, log: opts.Logger, now: opts.Now}
+	c := &Controller{opts: opts, log: opts.Logger, now: opts.Now, hooks: opts.HookRunner, http: opts.HTTP,
+		kick: make(chan struct{}, 1), pools: map[string]*pool.Pool{}, notes: map[string]string{}}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.hooks == nil {
+		c.hooks = &hook.Runner{}
+	}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
 	if c.opts.ProbeTimeout <= 0 {
 		c.opts.ProbeTimeout = 5 * time.Second
 	}
-	for _, p := range opts.Pools {
-		c.pools[p.Name] = p
+	if c.opts.Tick <= 0 {
+		c.opts.Tick = time.Second
 	}
-	if _, ok := c.pools[opts.InitialLive]; !ok {
+	s := &c.opts.Settings
+	if s.ProgressDeadline <= 0 {
+		s.ProgressDeadline = 30 * time.Minute
+	}
+	if s.WarmupTimeout <= 0 {
+		s.WarmupTimeout = 5 * time.Minute
+	}
+	s.Rise, s.Fall = max(s.Rise, 1), max(s.Fall, 1)
+	c.warm = newWarmer()
+	if _, ok := opts.Pools[opts.InitialLive]; !ok {
 		return nil, fmt.Errorf("initial live pool %q is not configured", opts.InitialLive)
 	}
 	return c, nil
@@ -94,190 +162,272 @@ func New(opts Options) (*Controller, error) {
 
 // Start loads the persisted state (or writes the initial one) and applies
 // it to the data plane. After a restart, even after kill -9, the persisted
-// live pool wins over the configuration's.
+// live pool, pools and deployments win over the configuration.
 func (c *Controller) Start(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
 	rec, err := c.opts.Store.Get(ctx)
 	if err != nil {
 		return err
 	}
 	if rec.Revision == 0 {
-		st := State{Live: c.opts.InitialLive}
-		if err := c.commitLocked(ctx, 0, st, event{Actor: "controller", Action: "init", To: st.Live, Reason: "first start: live pool from config"}); err != nil {
-			return err
-		}
-	} else {
-		st, err := decodeState(rec.Data)
-		if err != nil {
-			return err
-		}
-		if _, ok := c.pools[st.Live]; !ok {
-			return fmt.Errorf("persisted live pool %q is not configured", st.Live)
-		}
-		c.state, c.rev = st, rec.Revision
-		c.log.Info("state restored", "live", st.Live, "revision", rec.Revision)
+		return c.commit(ctx, "controller", func(s *State) ([]event, error) {
+			s.Live = c.opts.InitialLive
+			return []event{{Action: "init", To: s.Live, Reason: "first start: live pool from config"}}, nil
+		})
 	}
-	c.applyLocked()
+	st, err := decodeState(rec.Data)
+	if err != nil {
+		return err
+	}
+	if _, ok := c.opts.Pools[st.Live]; !ok {
+		return fmt.Errorf("persisted live pool %q is not configured", st.Live)
+	}
+	c.mu.Lock()
+	c.st, c.rev = st, rec.Revision
+	c.rebuildPoolsLocked()
+	c.mu.Unlock()
+	for name, spec := range st.Pools {
+		if cfg := c.opts.Pools[name]; !cfg.equal(spec) && spec.SetBy != "" {
+			c.log.Info("pool spec from the state wins over the config", "pool", name, "set_by", spec.SetBy, "model", spec.Model, "replicas", spec.Replicas)
+		}
+	}
+	msg := []any{"live", st.Live, "revision", rec.Revision}
+	if d := st.active(); d != nil {
+		msg = append(msg, "deployment", d.ID, "phase", d.Phase, "deadline", d.Deadline)
+	}
+	c.log.Info("state restored", msg...)
+	c.apply()
 	return nil
 }
 
-// commitLocked persists st as revision rev+1 with its history event, then
-// makes it current. It does not apply it.
-func (c *Controller) commitLocked(ctx context.Context, rev int64, st State, ev event) error {
-	data, err := json.Marshal(st)
+// commit applies fn to a copy of the state, persists the result as the
+// next revision together with fn's history events, and makes it current.
+// The caller holds tmu. It applies the new routing table when the live
+// pool or a pool's spec changed.
+func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) ([]event, error)) error {
+	c.mu.Lock()
+	next, rev := c.st.clone(), c.rev
+	c.mu.Unlock()
+	evs, err := fn(&next)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(next)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	ev.Time = c.now().UTC()
-	ev.Revision = rev + 1
-	evb, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+	now := c.now().UTC()
+	raw := make([][]byte, len(evs))
+	for i := range evs {
+		evs[i].Time, evs[i].Revision = now, rev+1
+		if evs[i].Actor == "" {
+			evs[i].Actor = actor
+		}
+		if raw[i], err = json.Marshal(evs[i]); err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
 	}
-	if err := c.opts.Store.Put(ctx, rev, data, evb); err != nil {
+	if err := c.opts.Store.Put(ctx, rev, data, raw...); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			// Someone else wrote: take their state so the next call starts
-			// from the truth.
-			if rec, gerr := c.opts.Store.Get(ctx); gerr == nil {
-				if s, derr := decodeState(rec.Data); derr == nil {
-					c.state, c.rev = s, rec.Revision
-					c.applyLocked()
-				}
-			}
-			return &Refusal{Code: "conflict", Reason: "the state changed concurrently (" + err.Error() + "); check status and retry"}
+			c.reload(ctx)
+			return refuse("conflict", "the state changed concurrently (%v); check status and retry", err)
 		}
 		return err
 	}
-	c.state, c.rev = st, rev+1
-	c.log.Info("transition", "action", ev.Action, "from", ev.From, "to", ev.To, "revision", ev.Revision, "actor", ev.Actor)
-	return nil
-}
-
-func (c *Controller) applyLocked() {
-	ps := make([]*pool.Pool, 0, len(c.pools))
-	for _, p := range c.pools {
-		ps = append(ps, p)
-	}
-	c.opts.Applier.Apply(route.New(c.rev, c.state.Live, c.opts.ModelName, ps...))
-}
-
-// Promote makes the standby pool live. It refuses (with a *Refusal) when
-// the standby cannot serve: no replica healthy, or none answering a fresh
-// check with its configured model. Nothing changes then.
-func (c *Controller) Promote(ctx context.Context, actor string) (api.SwitchResult, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	target := c.standbyLocked()
-	return c.switchLocked(ctx, "promote", target, actor)
-}
-
-// Rollback makes the previous live pool live again, with the same checks.
-func (c *Controller) Rollback(ctx context.Context, actor string) (api.SwitchResult, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state.Previous == "" {
-		return api.SwitchResult{}, &Refusal{Code: "nothing_to_roll_back", Reason: fmt.Sprintf("no previous live pool to roll back to: %s has been live since the first start", c.state.Live)}
-	}
-	return c.switchLocked(ctx, "rollback", c.state.Previous, actor)
-}
-
-func (c *Controller) standbyLocked() string {
-	for name := range c.pools {
-		if name != c.state.Live {
-			return name
-		}
-	}
-	return ""
-}
-
-func (c *Controller) switchLocked(ctx context.Context, action, target, actor string) (api.SwitchResult, error) {
-	p := c.pools[target]
-	if p == nil || target == c.state.Live {
-		return api.SwitchResult{}, &Refusal{Code: "no_target", Reason: fmt.Sprintf("cannot %s: no other pool than %s", action, c.state.Live)}
-	}
-	if err := c.canServe(ctx, p); err != nil {
-		return api.SwitchResult{}, &Refusal{Code: "pool_cannot_serve", Reason: fmt.Sprintf("%s refused: %v; %s stays live", action, err, c.state.Live)}
-	}
-	from := c.state.Live
-	st := State{Live: target, Previous: from, SwitchedAt: c.now().UTC()}
-	if err := c.commitLocked(ctx, c.rev, st, event{Actor: actor, Action: action, From: from, To: target}); err != nil {
-		return api.SwitchResult{}, err
-	}
-	c.applyLocked()
-	return api.SwitchResult{Action: action, Live: target, Previous: from, Revision: c.rev, SwitchedAt: st.SwitchedAt}, nil
-}
-
-// canServe checks that at least one replica of p is healthy and answers a
-// fresh check listing p's model.
-func (c *Controller) canServe(ctx context.Context, p *pool.Pool) error {
-	if len(p.Replicas) == 0 {
-		return fmt.Errorf("pool %s has no replicas", p.Name)
-	}
-	var reasons []string
-	var healthy []*pool.Replica
-	for _, r := range p.Replicas {
-		if r.Healthy() {
-			healthy = append(healthy, r)
-		} else {
-			reasons = append(reasons, fmt.Sprintf("%s: unhealthy (%s)", r.Name, r.Health().LastError))
-		}
-	}
-	if len(healthy) == 0 {
-		return fmt.Errorf("pool %s has no healthy replica (%s)", p.Name, strings.Join(reasons, "; "))
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
-	defer cancel()
-	errs := make([]error, len(healthy))
-	var wg sync.WaitGroup
-	for i, r := range healthy {
-		wg.Go(func() { errs[i] = c.opts.Prober.Probe(ctx, r, p.Model) })
-	}
-	wg.Wait()
-	ok := 0
-	for i, err := range errs {
-		if err == nil {
-			ok++
-		} else {
-			reasons = append(reasons, fmt.Sprintf("%s: %v", healthy[i].Name, err))
-		}
-	}
-	if ok == 0 {
-		return fmt.Errorf("pool %s cannot serve model %q (%s)", p.Name, p.Model, strings.Join(reasons, "; "))
-	}
-	return nil
-}
-
-// Status returns the current state with the pools' live health.
-func (c *Controller) Status() api.Status {
-	c.mu.Lock()
-	st, rev := c.state, c.rev
+	prev := c.st
+	c.st, c.rev = next, rev+1
+	c.rebuildPoolsLocked()
 	c.mu.Unlock()
-	s := api.Status{Live: st.Live, Previous: st.Previous, Revision: rev, ModelName: c.opts.ModelName, SwitchedAt: st.SwitchedAt, Pools: map[string]api.Pool{}}
-	for name, p := range c.pools {
-		ap := api.Pool{Name: name, Model: p.Model, Live: name == st.Live, InFlight: p.InFlight(), HealthyReplicas: p.HealthyCount(), Replicas: []api.Replica{}}
-		for _, r := range p.Replicas {
-			h := r.Health()
-			ap.Replicas = append(ap.Replicas, api.Replica{URL: r.Name, Healthy: h.Healthy, InFlight: r.InFlight(), LastError: h.LastError, CheckedAt: h.CheckedAt, ChangedAt: h.ChangedAt})
+	for _, e := range evs {
+		attrs := []any{"action", e.Action, "revision", e.Revision, "actor", e.Actor}
+		for _, kv := range [][2]string{{"deployment", e.Deployment}, {"from", e.From}, {"to", e.To}, {"reason", e.Reason}} {
+			if kv[1] != "" {
+				attrs = append(attrs, kv[0], kv[1])
+			}
 		}
-		s.Pools[name] = ap
+		if e.Hook != nil {
+			attrs = append(attrs, "hook", e.Hook.Hook, "ok", e.Hook.OK, "duration_ms", e.Hook.DurationMS)
+		}
+		c.log.Info("transition", attrs...)
 	}
-	return s
+	if prev.Live != next.Live || !samePools(prev.Pools, next.Pools) || rev == 0 {
+		c.apply()
+	}
+	return nil
 }
 
-// History returns the latest limit events, oldest first.
-func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error) {
-	raw, err := c.opts.Store.History(ctx, limit)
-	if err != nil {
-		return nil, err
+func samePools(a, b map[string]PoolSpec) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	out := make([]api.Event, 0, len(raw))
-	for _, b := range raw {
-		var e event
-		if err := json.Unmarshal(b, &e); err != nil {
-			return nil, fmt.Errorf("decode history event: %w", err)
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !v.equal(w) {
+			return false
 		}
-		out = append(out, api.Event(e))
 	}
-	return out, nil
+	return true
+}
+
+// reload takes the store's state after another writer won.
+func (c *Controller) reload(ctx context.Context) {
+	rec, err := c.opts.Store.Get(ctx)
+	if err != nil {
+		return
+	}
+	s, err := decodeState(rec.Data)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.st, c.rev = s, rec.Revision
+	c.rebuildPoolsLocked()
+	c.mu.Unlock()
+	c.apply()
+}
+
+// spec returns the effective spec of pool name: the state's, else the
+// configuration's.
+func (c *Controller) specLocked(name string) PoolSpec {
+	if s, ok := c.st.Pools[name]; ok {
+		return s
+	}
+	return c.opts.Pools[name]
+}
+
+// rebuildPoolsLocked makes the runtime pools match the effective specs,
+// keeping Replica values (and so their health and in-flight counts) for
+// URLs that stay. New replicas start unhealthy until checked.
+func (c *Controller) rebuildPoolsLocked() {
+	for name := range c.opts.Pools {
+		spec := c.specLocked(name)
+		old := c.pools[name]
+		if old != nil && old.Model == spec.Model && sameURLs(old, spec.Replicas) {
+			continue
+		}
+		p := &pool.Pool{Name: name, Model: spec.Model}
+		for _, raw := range spec.Replicas {
+			var r *pool.Replica
+			if old != nil {
+				for _, o := range old.Replicas {
+					if o.Name == raw {
+						r = o
+					}
+				}
+			}
+			if r == nil {
+				u, err := url.Parse(raw)
+				if err != nil {
+					c.log.Error("skipping replica with a bad URL", "pool", name, "replica", raw, "error", err)
+					continue
+				}
+				r = pool.NewReplica(u)
+				if old != nil { // a change after start: not checked yet
+					r.SetInitial(c.now(), errNotChecked)
+				}
+			}
+			p.Replicas = append(p.Replicas, r)
+		}
+		c.pools[name] = p
+	}
+}
+
+var errNotChecked = errors.New("not checked yet")
+
+func sameURLs(p *pool.Pool, urls []string) bool {
+	if len(p.Replicas) != len(urls) {
+		return false
+	}
+	for i, r := range p.Replicas {
+		if r.Name != urls[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// apply hands the data plane a table for the current state.
+func (c *Controller) apply() {
+	c.mu.Lock()
+	ps := make([]*pool.Pool, 0, len(c.pools))
+	for _, name := range slices.Sorted(mapKeys(c.pools)) {
+		ps = append(ps, c.pools[name])
+	}
+	t := route.New(c.rev, c.st.Live, c.opts.ModelName, ps...)
+	c.mu.Unlock()
+	c.opts.Applier.Apply(t)
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Targets lists every replica with the model it must serve, for the
+// health checker. It follows deployments as they change the pools.
+func (c *Controller) Targets() []pool.Target {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ts []pool.Target
+	for _, name := range slices.Sorted(mapKeys(c.pools)) {
+		p := c.pools[name]
+		for _, r := range p.Replicas {
+			ts = append(ts, pool.Target{Replica: r, Model: p.Model})
+		}
+	}
+	return ts
+}
+
+// Pool returns the runtime pool name, or nil.
+func (c *Controller) Pool(name string) *pool.Pool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pools[name]
+}
+
+// snapshot returns a copy of the state and the runtime pools.
+func (c *Controller) snapshot() (State, int64, map[string]*pool.Pool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.clone(), c.rev, maps(c.pools)
+}
+
+func maps(m map[string]*pool.Pool) map[string]*pool.Pool {
+	out := make(map[string]*pool.Pool, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *Controller) setNote(id, note string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if note == "" {
+		delete(c.notes, id)
+	} else {
+		c.notes[id] = note
+	}
+}
+
+// poke makes Run reconcile now instead of at its next tick.
+func (c *Controller) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// need is how many healthy replicas pool p must have to count as ready.
+func (c *Controller) need(p *pool.Pool) int {
+	if n := c.opts.Settings.MinReady; n > 0 {
+		return min(n, max(len(p.Replicas), 1))
+	}
+	return max(len(p.Replicas), 1)
 }

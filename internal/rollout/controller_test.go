@@ -3,7 +3,6 @@ package rollout
 import (
 	"context"
 	"errors"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,13 +75,12 @@ func (p *okProber) Probe(context.Context, *pool.Replica, string) error {
 
 func newTestController(t *testing.T, st store.Store) (*Controller, *recorder) {
 	t.Helper()
-	mk := func(name, model, u string) *pool.Pool {
-		pu, _ := url.Parse(u)
-		return &pool.Pool{Name: name, Model: model, Replicas: []*pool.Replica{pool.NewReplica(pu)}}
-	}
 	rec := &recorder{}
 	c, err := New(Options{Store: st, Applier: rec, Prober: &okProber{}, InitialLive: "blue",
-		Pools: []*pool.Pool{mk("blue", "m1", "http://127.0.0.1:1"), mk("green", "m2", "http://127.0.0.1:2")}})
+		Pools: map[string]PoolSpec{
+			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}},
+			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,17 @@
 // Package rollout holds the control plane: the persisted state of which
-// pool is live, and the transitions that change it, each written to the
-// store before it is applied to the data plane.
+// pool is live and of each deployment, and the transitions that change
+// them. Every transition is written to the store (compare-and-swap on the
+// revision) before it takes effect, and deadlines are stored as absolute
+// times, so a restart resumes where the process stopped.
 package rollout
 
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/hook"
 )
 
 // State is the document the controller persists at every transition.
@@ -17,17 +22,167 @@ type State struct {
 	Previous string `json:"previous,omitempty"`
 	// SwitchedAt is when Live last changed.
 	SwitchedAt time.Time `json:"switched_at,omitzero"`
+	// Pools holds the pools a deployment or a retirement has set. A pool
+	// absent here is as the configuration says.
+	Pools map[string]PoolSpec `json:"pools,omitempty"`
+	// Deployments are the latest deployments, oldest first.
+	Deployments []*Deployment `json:"deployments,omitempty"`
+	// NextID numbers deployments.
+	NextID int64 `json:"next_id,omitempty"`
+}
+
+// PoolSpec is what a pool serves.
+type PoolSpec struct {
+	Model    string   `json:"model"`
+	Replicas []string `json:"replicas"`
+	// SetBy names the deployment that set this spec.
+	SetBy string `json:"set_by,omitempty"`
+}
+
+func (p PoolSpec) equal(q PoolSpec) bool {
+	return p.Model == q.Model && slices.Equal(p.Replicas, q.Replicas)
+}
+
+// keepDeployments bounds how many deployments the state document holds;
+// older ones live on in the history.
+const keepDeployments = 20
+
+// Deployment is one new version's way through the lifecycle.
+type Deployment struct {
+	ID       string   `json:"id"`
+	Pool     string   `json:"pool"`
+	Model    string   `json:"model"`
+	Replicas []string `json:"replicas"`
+	// From is the pool that was live when the deployment was made, with
+	// what it served: the pool retained for rollback after the promotion.
+	From         string   `json:"from"`
+	FromModel    string   `json:"from_model"`
+	FromReplicas []string `json:"from_replicas"`
+
+	Phase      Phase     `json:"phase"`
+	PhaseSince time.Time `json:"phase_since"`
+	// Deadline is the absolute time at which the current phase times out
+	// or moves on (progress deadline, auto-promotion, retention end, drain
+	// end). Zero means none.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Reason explains the last transition.
+	Reason string `json:"reason,omitempty"`
+
+	CreatedAt   time.Time `json:"created_at"`
+	CreatedBy   string    `json:"created_by"`
+	ReadyAt     time.Time `json:"ready_at,omitzero"`
+	PromotedAt  time.Time `json:"promoted_at,omitzero"`
+	RetainUntil time.Time `json:"retain_until,omitzero"`
+	RetiredAt   time.Time `json:"retired_at,omitzero"`
+
+	// PendingHooks are events whose hooks must still run. They are stored
+	// with the transition, so a hook interrupted by a crash runs again.
+	PendingHooks []string `json:"pending_hooks,omitempty"`
+	// Hooks are the latest hook outcomes, oldest first.
+	Hooks []hook.Outcome `json:"hooks,omitempty"`
+
+	RetireAttempts    int       `json:"retire_attempts,omitempty"`
+	NextRetireAttempt time.Time `json:"next_retire_attempt,omitzero"`
+	RetireError       string    `json:"retire_error,omitempty"`
+}
+
+// keepHookOutcomes bounds Deployment.Hooks.
+const keepHookOutcomes = 20
+
+func (d *Deployment) addOutcome(o hook.Outcome) {
+	d.Hooks = append(d.Hooks, o)
+	if n := len(d.Hooks) - keepHookOutcomes; n > 0 {
+		d.Hooks = slices.Delete(d.Hooks, 0, n)
+	}
+}
+
+// enter moves d to phase p at now, with its reason and deadline.
+func (d *Deployment) enter(p Phase, now time.Time, reason string, deadline time.Time) {
+	d.Phase, d.PhaseSince, d.Reason, d.Deadline = p, now, reason, deadline
+}
+
+func (d *Deployment) clone() *Deployment {
+	c := *d
+	c.Replicas = slices.Clone(d.Replicas)
+	c.FromReplicas = slices.Clone(d.FromReplicas)
+	c.PendingHooks = slices.Clone(d.PendingHooks)
+	c.Hooks = slices.Clone(d.Hooks)
+	return &c
+}
+
+func (s State) clone() State {
+	c := s
+	if s.Pools != nil {
+		c.Pools = make(map[string]PoolSpec, len(s.Pools))
+		for k, v := range s.Pools {
+			v.Replicas = slices.Clone(v.Replicas)
+			c.Pools[k] = v
+		}
+	}
+	c.Deployments = make([]*Deployment, len(s.Deployments))
+	for i, d := range s.Deployments {
+		c.Deployments[i] = d.clone()
+	}
+	return c
+}
+
+// active returns the deployment that is not finished yet, the newest
+// first: there is at most one, plus a pending one waiting for it.
+func (s *State) active() *Deployment {
+	for i := len(s.Deployments) - 1; i >= 0; i-- {
+		if d := s.Deployments[i]; !d.Phase.Terminal() && d.Phase != PhasePending {
+			return d
+		}
+	}
+	return nil
+}
+
+// pending returns the deployment waiting for an earlier one to retire.
+func (s *State) pending() *Deployment {
+	for _, d := range s.Deployments {
+		if d.Phase == PhasePending {
+			return d
+		}
+	}
+	return nil
+}
+
+// latest returns the newest deployment, or nil.
+func (s *State) latest() *Deployment {
+	if len(s.Deployments) == 0 {
+		return nil
+	}
+	return s.Deployments[len(s.Deployments)-1]
+}
+
+// find returns the deployment with id, or nil.
+func (s *State) find(id string) *Deployment {
+	for _, d := range s.Deployments {
+		if d.ID == id {
+			return d
+		}
+	}
+	return nil
+}
+
+func (s *State) add(d *Deployment) {
+	s.Deployments = append(s.Deployments, d)
+	if n := len(s.Deployments) - keepDeployments; n > 0 {
+		s.Deployments = slices.Delete(s.Deployments, 0, n)
+	}
 }
 
 // event is one history entry as stored.
 type event struct {
-	Time     time.Time `json:"time"`
-	Revision int64     `json:"revision"`
-	Actor    string    `json:"actor"`
-	Action   string    `json:"action"`
-	From     string    `json:"from,omitempty"`
-	To       string    `json:"to"`
-	Reason   string    `json:"reason,omitempty"`
+	Time       time.Time     `json:"time"`
+	Revision   int64         `json:"revision"`
+	Actor      string        `json:"actor"`
+	Action     string        `json:"action"`
+	Deployment string        `json:"deployment,omitempty"`
+	From       string        `json:"from,omitempty"`
+	To         string        `json:"to,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Hook       *hook.Outcome `json:"hook,omitempty"`
 }
 
 func decodeState(b []byte) (State, error) {

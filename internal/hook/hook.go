@@ -1,0 +1,214 @@
+// Package hook runs the user's lifecycle hooks: a command (argv, no shell)
+// or a webhook (POST JSON), bounded by a timeout, with an outcome that
+// records exit code or status, duration and the last lines of output.
+package hook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Events are the lifecycle events a hook can be attached to.
+var Events = []string{"on_deploy", "before_promote", "on_promote", "on_rollback", "on_retire", "on_fail"}
+
+// Spec is one configured hook: exactly one of Command and Webhook.
+type Spec struct {
+	// Command is an argv; it runs without a shell.
+	Command []string `yaml:"command" json:"command,omitempty"`
+	// Webhook is an http(s) URL that receives a POST with the Payload.
+	Webhook string `yaml:"webhook" json:"webhook,omitempty"`
+	// Timeout bounds one run. Zero means the default, 30s.
+	Timeout time.Duration `yaml:"-" json:"-"`
+}
+
+// Name describes the hook for status and history.
+func (s Spec) Name() string {
+	if s.Webhook != "" {
+		return "POST " + s.Webhook
+	}
+	return strings.Join(s.Command, " ")
+}
+
+// Payload is what a hook learns about the event: environment variables
+// CUTOVER_* for commands, the JSON body for webhooks.
+type Payload struct {
+	Event      string   `json:"event"`
+	Deployment string   `json:"deployment"`
+	Pool       string   `json:"pool"`
+	Model      string   `json:"model"`
+	Replicas   []string `json:"replicas"`
+	Revision   int64    `json:"revision"`
+	// Reason is why the event happened (a failure's cause, say).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Env returns p as environment variables for a command hook.
+func (p Payload) Env() []string {
+	return []string{
+		"CUTOVER_EVENT=" + p.Event,
+		"CUTOVER_DEPLOYMENT=" + p.Deployment,
+		"CUTOVER_POOL=" + p.Pool,
+		"CUTOVER_MODEL=" + p.Model,
+		"CUTOVER_REPLICAS=" + strings.Join(p.Replicas, ","),
+		fmt.Sprintf("CUTOVER_REVISION=%d", p.Revision),
+		"CUTOVER_REASON=" + p.Reason,
+	}
+}
+
+// Outcome is the result of one hook run.
+type Outcome struct {
+	Event string    `json:"event"`
+	Hook  string    `json:"hook"`
+	Start time.Time `json:"start"`
+	// DurationMS is how long it ran, in milliseconds.
+	DurationMS int64 `json:"duration_ms"`
+	// OK reports exit code 0 or a 2xx status.
+	OK bool `json:"ok"`
+	// ExitCode is the command's exit code (-1 if it did not run or was
+	// killed); Status the webhook's HTTP status (0 if none).
+	ExitCode int `json:"exit_code,omitempty"`
+	Status   int `json:"status,omitempty"`
+	// Output is the last lines of combined output or response body.
+	Output string `json:"output,omitempty"`
+	// Error says why it failed to run or timed out.
+	Error string `json:"error,omitempty"`
+}
+
+// Summary is a one-line description of o for reasons and logs.
+func (o Outcome) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s hook %q", o.Event, o.Hook)
+	switch {
+	case o.OK:
+		b.WriteString(" succeeded")
+	case o.Error != "":
+		fmt.Fprintf(&b, " failed: %s", o.Error)
+	case o.Status != 0:
+		fmt.Fprintf(&b, " failed: HTTP %d", o.Status)
+	default:
+		fmt.Fprintf(&b, " failed: exit code %d", o.ExitCode)
+	}
+	if !o.OK && o.Output != "" {
+		fmt.Fprintf(&b, ": %s", lastLine(o.Output))
+	}
+	return b.String()
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// DefaultTimeout bounds a hook run when its Spec says nothing.
+const DefaultTimeout = 30 * time.Second
+
+// outputTail is how much output an Outcome keeps.
+const outputTail = 2048
+
+// Runner runs hooks. The zero value is usable.
+type Runner struct {
+	// HTTP makes webhook calls. Nil means a client without a global timeout
+	// (each call is bounded by its hook's timeout).
+	HTTP *http.Client
+}
+
+// Run runs one hook for payload and returns its outcome. It never returns
+// an error: failures are outcomes.
+func (r *Runner) Run(ctx context.Context, s Spec, p Payload) Outcome {
+	o := Outcome{Event: p.Event, Hook: s.Name(), Start: time.Now().UTC()}
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if s.Webhook != "" {
+		r.webhook(ctx, s, p, &o)
+	} else {
+		command(ctx, s, p, &o)
+	}
+	if ctx.Err() == context.DeadlineExceeded && !o.OK {
+		o.Error = fmt.Sprintf("timed out after %s", timeout)
+	}
+	o.DurationMS = time.Since(o.Start).Milliseconds()
+	return o
+}
+
+func command(ctx context.Context, s Spec, p Payload, o *Outcome) {
+	if len(s.Command) == 0 {
+		o.ExitCode, o.Error = -1, "empty command"
+		return
+	}
+	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
+	cmd.Env = append(os.Environ(), p.Env()...)
+	cmd.WaitDelay = time.Second
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	o.Output = out.String()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		o.OK = true
+	case errors.As(err, &ee):
+		o.ExitCode = ee.ExitCode()
+	default:
+		o.ExitCode, o.Error = -1, err.Error()
+	}
+}
+
+func (r *Runner) webhook(ctx context.Context, s Spec, p Payload, o *Outcome) {
+	body, _ := json.Marshal(p) // plain struct
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Webhook, bytes.NewReader(body))
+	if err != nil {
+		o.Error = err.Error()
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "cutover-hook")
+	hc := r.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		o.Error = err.Error()
+		return
+	}
+	defer resp.Body.Close()
+	var out tailBuffer
+	_, _ = io.Copy(&out, io.LimitReader(resp.Body, 1<<20))
+	o.Status, o.Output = resp.StatusCode, out.String()
+	o.OK = resp.StatusCode/100 == 2
+}
+
+// tailBuffer keeps the last outputTail bytes written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 2*outputTail {
+		t.b = append(t.b[:0], t.b[len(t.b)-outputTail:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	b := t.b
+	if len(b) > outputTail {
+		b = b[len(b)-outputTail:]
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,194 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// Deploy puts a new version into the standby pool and starts its
+// lifecycle. It refuses (409) while another deployment is in progress,
+// and while the standby is retained for rollback unless req.Force, which
+// ends that retention now: the retained pool is drained and retired
+// before the new deployment starts warming.
+func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployRequest) (api.DeployResult, error) {
+	if strings.TrimSpace(req.Model) == "" {
+		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
+	}
+	if len(req.Replicas) == 0 {
+		return api.DeployResult{}, badRequest("no_replicas", "at least one replica URL is required")
+	}
+	replicas := make([]string, 0, len(req.Replicas))
+	for i, raw := range req.Replicas {
+		u, err := pool.NormalizeURL(raw)
+		if err != nil {
+			return api.DeployResult{}, badRequest("bad_replica", "replicas[%d]: %v", i, err)
+		}
+		if slices.Contains(replicas, u) {
+			return api.DeployResult{}, badRequest("bad_replica", "replicas[%d]: duplicate replica %q", i, raw)
+		}
+		replicas = append(replicas, u)
+	}
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	st, _, _ := c.snapshot()
+	target := standby(st)
+	live := c.specOf(st, st.Live)
+	for _, r := range replicas {
+		if slices.Contains(live.Replicas, r) {
+			return api.DeployResult{}, badRequest("bad_replica", "replica %s serves the live pool %s; a new version needs its own replicas", r, st.Live)
+		}
+	}
+	if d := st.pending(); d != nil {
+		return api.DeployResult{}, refuse("deployment_in_progress", "deployment %s is pending (%s); abort it first", d.ID, d.Reason)
+	}
+	var ended *Deployment
+	if d := st.active(); d != nil {
+		switch {
+		case d.Phase == PhasePromoted && !req.Force:
+			return api.DeployResult{}, refuse("pool_retained", "pool %s is retained for rollback of deployment %s until %s; deploy again after that, run `cutover retire` to end the retention now, or pass --force", target, d.ID, stamp(d.RetainUntil))
+		case d.Phase == PhasePromoted:
+			ended = d
+		default:
+			return api.DeployResult{}, refuse("deployment_in_progress", "deployment %s (model %s into %s) is in progress: %s since %s; abort it or wait", d.ID, d.Model, d.Pool, d.Phase, stamp(d.PhaseSince))
+		}
+	}
+	var res api.DeployResult
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		now := c.now().UTC()
+		s.NextID++
+		d := &Deployment{
+			ID: fmt.Sprintf("d-%d", s.NextID), Pool: target, Model: req.Model, Replicas: replicas,
+			From: s.Live, FromModel: live.Model, FromReplicas: slices.Clone(live.Replicas),
+			CreatedAt: now, CreatedBy: actor,
+		}
+		var evs []event
+		if ended != nil {
+			old := s.find(ended.ID)
+			old.RetainUntil, old.Deadline = now, now
+			old.Reason = fmt.Sprintf("retention ended early by --force deploy %s (%s)", d.ID, actor)
+			res.Note = fmt.Sprintf("--force ended the retention of pool %s (deployment %s): rollback to %s is no longer possible. %s will be drained and retired (on_retire hooks) before %s starts warming.", target, old.ID, old.FromModel, target, d.ID)
+			evs = append(evs, event{Action: "retention_ended", Deployment: old.ID, Reason: old.Reason})
+			d.enter(PhasePending, now, "waiting for "+old.ID+" to retire pool "+target, time.Time{})
+		} else {
+			c.startWarming(s, d, now)
+		}
+		s.add(d)
+		evs = append(evs, event{Action: "deploy", Deployment: d.ID, To: string(d.Phase), Reason: fmt.Sprintf("model %s on %s into %s", d.Model, strings.Join(d.Replicas, ", "), d.Pool)})
+		res.Deployment = c.apiDeployment(d, nil)
+		return evs, nil
+	})
+	if err == nil {
+		c.poke()
+	}
+	return res, err
+}
+
+// specOf is the effective spec of pool name in s.
+func (c *Controller) specOf(s State, name string) PoolSpec {
+	if p, ok := s.Pools[name]; ok {
+		return p
+	}
+	return c.opts.Pools[name]
+}
+
+// startWarming gives d's pool its new replicas and enters the first
+// pre-cutover phase with the progress deadline.
+func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
+	if s.Pools == nil {
+		s.Pools = map[string]PoolSpec{}
+	}
+	s.Pools[d.Pool] = PoolSpec{Model: d.Model, Replicas: slices.Clone(d.Replicas), SetBy: d.ID}
+	d.enter(preCutover[0], now, fmt.Sprintf("waiting for %s to become healthy, serve %s and warm up", d.Pool, d.Model), now.Add(c.opts.Settings.ProgressDeadline))
+	d.PendingHooks = append(d.PendingHooks, "on_deploy")
+}
+
+// Abort stops the deployment in progress. Before the cutover the new pool
+// never got client traffic and the deployment ends aborted; after it,
+// abort is a rollback. Once retention is over it is too late.
+func (c *Controller) Abort(ctx context.Context, actor string) (api.Deployment, error) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	st, _, _ := c.snapshot()
+	d := st.pending()
+	if d == nil {
+		d = st.active()
+	}
+	if d == nil {
+		return api.Deployment{}, refuse("no_deployment", "no deployment in progress")
+	}
+	switch {
+	case d.Phase.BeforeCutover():
+		id := d.ID
+		err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+			d := s.find(id)
+			from := d.Phase
+			d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("aborted by %s while %s; %s never received client traffic", actor, from, d.Pool), time.Time{})
+			return []event{{Action: "abort", Deployment: id, From: string(from), To: string(PhaseAborted), Reason: d.Reason}}, nil
+		})
+		if err != nil {
+			return api.Deployment{}, err
+		}
+		return c.deploymentView(id), nil
+	case d.Phase == PhasePromoted:
+		if _, err := c.rollbackLocked(ctx, actor, "abort"); err != nil {
+			return api.Deployment{}, err
+		}
+		return c.deploymentView(d.ID), nil
+	default:
+		return api.Deployment{}, refuse("too_late", "deployment %s is %s: its retention ended at %s, so there is nothing to abort", d.ID, d.Phase, stamp(d.RetainUntil))
+	}
+}
+
+// Retire ends the retention of the promoted deployment now, so the old
+// pool is drained and retired. During retirement it retries failed
+// on_retire hooks at once; with force it marks the pool retired without
+// waiting for them (the operator took care of the GPUs).
+func (c *Controller) Retire(ctx context.Context, actor string, force bool) (api.Deployment, error) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	st, _, _ := c.snapshot()
+	d := st.active()
+	if d == nil || (d.Phase != PhasePromoted && d.Phase != PhaseRetiring) {
+		return api.Deployment{}, refuse("nothing_to_retire", "no promoted deployment holds an old pool")
+	}
+	id := d.ID
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		d := s.find(id)
+		now := c.now().UTC()
+		switch {
+		case d.Phase == PhasePromoted:
+			d.RetainUntil, d.Deadline = now, now
+			d.Reason = fmt.Sprintf("retention ended early by %s", actor)
+			return []event{{Action: "retention_ended", Deployment: id, Reason: d.Reason}}, nil
+		case force:
+			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s", d.From, actor, d.RetireAttempts, d.RetireError)
+			c.finishRetirement(s, d, now, reason)
+			return []event{{Action: "phase", Deployment: id, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason}}, nil
+		default:
+			d.NextRetireAttempt = now
+			return []event{{Action: "retire_retry", Deployment: id, Reason: "on_retire hooks retried now by " + actor}}, nil
+		}
+	})
+	if err != nil {
+		return api.Deployment{}, err
+	}
+	c.poke()
+	return c.deploymentView(id), nil
+}
+
+// finishRetirement marks d completed and empties its old pool.
+func (c *Controller) finishRetirement(s *State, d *Deployment, now time.Time, reason string) {
+	d.RetiredAt = now
+	d.RetireError, d.NextRetireAttempt = "", time.Time{}
+	d.enter(PhaseCompleted, now, reason, time.Time{})
+	if s.Pools == nil {
+		s.Pools = map[string]PoolSpec{}
+	}
+	s.Pools[d.From] = PoolSpec{SetBy: d.ID}
+}

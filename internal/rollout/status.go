@@ -1,0 +1,127 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/hook"
+)
+
+// Status returns the current state with the pools' live health and the
+// current (else latest) deployment.
+func (c *Controller) Status() api.Status {
+	st, rev, pools := c.snapshot()
+	s := api.Status{Live: st.Live, Previous: st.Previous, Revision: rev, ModelName: c.opts.ModelName, SwitchedAt: st.SwitchedAt, Pools: map[string]api.Pool{}}
+	for name, p := range pools {
+		ap := api.Pool{Name: name, Model: p.Model, Live: name == st.Live, InFlight: p.InFlight(), HealthyReplicas: p.HealthyCount(), Replicas: []api.Replica{}}
+		for _, r := range p.Replicas {
+			h := r.Health()
+			ap.Replicas = append(ap.Replicas, api.Replica{URL: r.Name, Healthy: h.Healthy, InFlight: r.InFlight(), LastError: h.LastError, CheckedAt: h.CheckedAt, ChangedAt: h.ChangedAt})
+		}
+		s.Pools[name] = ap
+	}
+	d := st.pending()
+	if a := st.active(); a != nil {
+		d = a
+	}
+	if d == nil {
+		d = st.latest()
+	}
+	if d != nil {
+		v := c.apiDeployment(d, c.noteFor(d.ID))
+		s.Deployment = &v
+	}
+	return s
+}
+
+func (c *Controller) noteFor(id string) *string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.notes[id]; ok {
+		return &n
+	}
+	return nil
+}
+
+// Deployments lists the deployments the state holds, newest first.
+func (c *Controller) Deployments() []api.Deployment {
+	st, _, _ := c.snapshot()
+	out := make([]api.Deployment, 0, len(st.Deployments))
+	for _, d := range slices.Backward(st.Deployments) {
+		out = append(out, c.apiDeployment(d, c.noteFor(d.ID)))
+	}
+	return out
+}
+
+// Deployment returns one deployment by id.
+func (c *Controller) Deployment(id string) (api.Deployment, error) {
+	st, _, _ := c.snapshot()
+	d := st.find(id)
+	if d == nil {
+		return api.Deployment{}, &Refusal{Code: "not_found", Reason: fmt.Sprintf("no deployment %q (the state keeps the latest %d; older ones are in the history)", id, keepDeployments), Status: 404}
+	}
+	return c.apiDeployment(d, c.noteFor(id)), nil
+}
+
+func (c *Controller) deploymentView(id string) api.Deployment {
+	d, _ := c.Deployment(id)
+	return d
+}
+
+func (c *Controller) apiDeployment(d *Deployment, note *string) api.Deployment {
+	v := api.Deployment{
+		ID: d.ID, Pool: d.Pool, Model: d.Model, Replicas: slices.Clone(d.Replicas), From: d.From, FromModel: d.FromModel,
+		Phase: string(d.Phase), PhaseSince: d.PhaseSince, Deadline: d.Deadline, Reason: d.Reason,
+		CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy, ReadyAt: d.ReadyAt, PromotedAt: d.PromotedAt,
+		RetainUntil: d.RetainUntil, RetiredAt: d.RetiredAt, PendingHooks: slices.Clone(d.PendingHooks),
+		RetireAttempts: d.RetireAttempts, NextRetireAttempt: d.NextRetireAttempt, RetireError: d.RetireError,
+	}
+	if !d.Deadline.IsZero() {
+		switch d.Phase {
+		case PhaseReady:
+			v.DeadlineKind = "auto_promote"
+		case PhasePromoted:
+			v.DeadlineKind = "retention"
+		case PhaseRetiring:
+			v.DeadlineKind = "drain"
+		default:
+			v.DeadlineKind = "progress"
+		}
+	}
+	if note != nil && !d.Phase.Terminal() {
+		v.Waiting = *note
+	}
+	for _, o := range d.Hooks {
+		v.Hooks = append(v.Hooks, apiOutcome(o))
+	}
+	return v
+}
+
+func apiOutcome(o hook.Outcome) api.HookOutcome {
+	return api.HookOutcome(o)
+}
+
+// History returns the latest limit events, oldest first.
+func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error) {
+	raw, err := c.opts.Store.History(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Event, 0, len(raw))
+	for _, b := range raw {
+		var e event
+		if err := json.Unmarshal(b, &e); err != nil {
+			return nil, fmt.Errorf("decode history event: %w", err)
+		}
+		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason}
+		if e.Hook != nil {
+			h := apiOutcome(*e.Hook)
+			ae.Hook = &h
+		}
+		out = append(out, ae)
+	}
+	return out, nil
+}

@@ -1,0 +1,219 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// Promote makes the standby pool live. With a deployment in progress it
+// must be ready, and the before_promote hooks must pass; without one it is
+// a plain switch. Either way it refuses (with a *Refusal) when the standby
+// cannot serve: no replica healthy, or none answering a fresh check with
+// its model. Nothing changes then.
+func (c *Controller) Promote(ctx context.Context, actor string) (api.SwitchResult, error) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	st, _, _ := c.snapshot()
+	if d := st.active(); d != nil {
+		if d.Phase != PhaseReady {
+			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is %s (%s); it can be promoted once ready", d.ID, d.Phase, d.Reason)
+		}
+		return c.promoteDeployment(ctx, actor, d.ID)
+	}
+	if d := st.pending(); d != nil {
+		return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is pending (%s)", d.ID, d.Reason)
+	}
+	return c.plainSwitch(ctx, "promote", standby(st), actor)
+}
+
+// Rollback makes the previous live pool live again. Inside a deployment's
+// retention it is instant: the retained pool needs a healthy replica and
+// nothing else. After the old pool was retired it is refused with the time.
+func (c *Controller) Rollback(ctx context.Context, actor string) (api.SwitchResult, error) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	return c.rollbackLocked(ctx, actor, "rollback")
+}
+
+func (c *Controller) rollbackLocked(ctx context.Context, actor, why string) (api.SwitchResult, error) {
+	st, _, pools := c.snapshot()
+	if d := st.active(); d != nil {
+		switch d.Phase {
+		case PhasePromoted:
+			return c.rollbackDeployment(ctx, actor, d.ID, why, pools)
+		case PhaseRetiring:
+			return api.SwitchResult{}, refuse("retention_over", "cannot roll back to %s: its retention ended at %s and it is being retired (deployment %s)", d.From, stamp(d.RetainUntil), d.ID)
+		default:
+			return api.SwitchResult{}, refuse("not_promoted", "deployment %s is %s and was never promoted: use `cutover abort` to stop it", d.ID, d.Phase)
+		}
+	}
+	if st.Previous == "" {
+		return api.SwitchResult{}, refuse("nothing_to_roll_back", "no previous live pool to roll back to: %s has been live since the first start", st.Live)
+	}
+	for i := len(st.Deployments) - 1; i >= 0; i-- {
+		if d := st.Deployments[i]; d.Phase == PhaseCompleted && d.From == st.Previous && !d.RetiredAt.IsZero() {
+			return api.SwitchResult{}, refuse("retired", "cannot roll back to %s: it was retired at %s when deployment %s completed", d.From, stamp(d.RetiredAt), d.ID)
+		}
+	}
+	return c.plainSwitch(ctx, "rollback", st.Previous, actor)
+}
+
+func standby(st State) string {
+	if st.Live == "blue" {
+		return "green"
+	}
+	return "blue"
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// plainSwitch makes target live after checking it can serve.
+func (c *Controller) plainSwitch(ctx context.Context, action, target, actor string) (api.SwitchResult, error) {
+	st, _, pools := c.snapshot()
+	p := pools[target]
+	if p == nil || target == st.Live {
+		return api.SwitchResult{}, refuse("no_target", "cannot %s: no other pool than %s", action, st.Live)
+	}
+	if err := c.canServe(ctx, p); err != nil {
+		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: %v; %s stays live", action, err, st.Live)
+	}
+	var res api.SwitchResult
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		res = c.switchLive(s, action, target)
+		return []event{{Action: action, From: res.Previous, To: target}}, nil
+	})
+	res.Revision = c.revision()
+	return res, err
+}
+
+func (c *Controller) revision() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rev
+}
+
+// switchLive makes target live in s and describes the switch.
+func (c *Controller) switchLive(s *State, action, target string) api.SwitchResult {
+	from := s.Live
+	s.Live, s.Previous, s.SwitchedAt = target, from, c.now().UTC()
+	return api.SwitchResult{Action: action, Live: target, Previous: from, SwitchedAt: s.SwitchedAt}
+}
+
+func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (api.SwitchResult, error) {
+	st, _, pools := c.snapshot()
+	d := st.find(id)
+	p := pools[d.Pool]
+	if err := c.canServe(ctx, p); err != nil {
+		return api.SwitchResult{}, refuse("pool_cannot_serve", "promote refused: %v; %s stays live", err, st.Live)
+	}
+	for _, spec := range c.opts.Hooks["before_promote"] {
+		o := c.hooks.Run(ctx, spec, c.payload("before_promote", d, d.Pool, d.Model, d.Replicas, ""))
+		rec := func(s *State) ([]event, error) {
+			s.find(id).addOutcome(o)
+			return []event{{Action: "hook", Deployment: id, Hook: &o, Reason: o.Summary()}}, nil
+		}
+		if err := c.commit(ctx, actor, rec); err != nil {
+			return api.SwitchResult{}, err
+		}
+		if !o.OK {
+			msg := o.Summary()
+			if o.Output != "" {
+				msg += "\n" + o.Output
+			}
+			return api.SwitchResult{}, refuse("before_promote_failed", "promotion blocked: %s", msg)
+		}
+	}
+	var res api.SwitchResult
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		d := s.find(id)
+		if d == nil || d.Phase != PhaseReady {
+			return nil, refuse("deployment_not_ready", "deployment %s changed while promoting", id)
+		}
+		res = c.switchLive(s, "promote", d.Pool)
+		now := c.now().UTC()
+		d.PromotedAt = now
+		d.RetainUntil = now.Add(c.opts.Settings.Retention)
+		d.enter(PhasePromoted, now, fmt.Sprintf("promoted by %s; %s retained until %s for rollback", actor, d.From, stamp(d.RetainUntil)), d.RetainUntil)
+		d.PendingHooks = append(d.PendingHooks, "on_promote")
+		return []event{{Action: "promote", Deployment: id, From: res.Previous, To: d.Pool, Reason: d.Reason}}, nil
+	})
+	if err == nil {
+		c.poke()
+	}
+	res.Revision = c.revision()
+	return res, err
+}
+
+func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why string, pools map[string]*pool.Pool) (api.SwitchResult, error) {
+	st, _, _ := c.snapshot()
+	d := st.find(id)
+	if n := pools[d.From].HealthyCount(); n == 0 {
+		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s has no healthy replica; %s stays live", why, d.From, st.Live)
+	}
+	var res api.SwitchResult
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		d := s.find(id)
+		res = c.switchLive(s, "rollback", d.From)
+		reason := fmt.Sprintf("%s by %s: %s is live again", why, actor, d.From)
+		d.enter(PhaseRolledBack, c.now().UTC(), reason, time.Time{})
+		d.PendingHooks = append(d.PendingHooks, "on_rollback")
+		return []event{{Action: "rollback", Deployment: id, From: res.Previous, To: d.From, Reason: reason}}, nil
+	})
+	if err == nil {
+		c.poke()
+	}
+	res.Revision = c.revision()
+	return res, err
+}
+
+// canServe checks that at least one replica of p is healthy and answers a
+// fresh check listing p's model.
+func (c *Controller) canServe(ctx context.Context, p *pool.Pool) error {
+	if p == nil || len(p.Replicas) == 0 {
+		return fmt.Errorf("pool has no replicas")
+	}
+	var reasons []string
+	var healthy []*pool.Replica
+	for _, r := range p.Replicas {
+		if r.Healthy() {
+			healthy = append(healthy, r)
+		} else {
+			reasons = append(reasons, fmt.Sprintf("%s: unhealthy (%s)", r.Name, r.Health().LastError))
+		}
+	}
+	if len(healthy) == 0 {
+		return fmt.Errorf("pool %s has no healthy replica (%s)", p.Name, strings.Join(reasons, "; "))
+	}
+	errs := c.probeAll(ctx, healthy, p.Model)
+	ok := 0
+	for i, err := range errs {
+		if err == nil {
+			ok++
+		} else {
+			reasons = append(reasons, fmt.Sprintf("%s: %v", healthy[i].Name, err))
+		}
+	}
+	if ok == 0 {
+		return fmt.Errorf("pool %s cannot serve model %q (%s)", p.Name, p.Model, strings.Join(reasons, "; "))
+	}
+	return nil
+}
+
+// probeAll checks rs concurrently, bounded by the probe timeout.
+func (c *Controller) probeAll(ctx context.Context, rs []*pool.Replica, model string) []error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	defer cancel()
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Go(func() { errs[i] = c.opts.Prober.Probe(ctx, r, model) })
+	}
+	wg.Wait()
+	return errs
+}
