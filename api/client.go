@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -52,6 +53,37 @@ func (c *Client) Rollback(ctx context.Context) (*SwitchResult, error) {
 	return &r, c.do(ctx, http.MethodPost, "/api/v1/rollback", nil, &r)
 }
 
+// Deploy starts a deployment of a new version into the standby pool.
+func (c *Client) Deploy(ctx context.Context, req DeployRequest) (*DeployResult, error) {
+	var r DeployResult
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/deployments", req, &r)
+}
+
+// Deployments lists the latest deployments, newest first.
+func (c *Client) Deployments(ctx context.Context) (*Deployments, error) {
+	var r Deployments
+	return &r, c.do(ctx, http.MethodGet, "/api/v1/deployments", nil, &r)
+}
+
+// Deployment returns one deployment.
+func (c *Client) Deployment(ctx context.Context, id string) (*Deployment, error) {
+	var r Deployment
+	return &r, c.do(ctx, http.MethodGet, "/api/v1/deployments/"+url.PathEscape(id), nil, &r)
+}
+
+// Abort stops the deployment in progress (a rollback after its promotion).
+func (c *Client) Abort(ctx context.Context) (*Deployment, error) {
+	var r Deployment
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/abort", nil, &r)
+}
+
+// Retire ends the retention of the old pool now (or, during retirement,
+// retries the on_retire hooks; with force, gives up on them).
+func (c *Client) Retire(ctx context.Context, force bool) (*Deployment, error) {
+	var r Deployment
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/retire", RetireRequest{Force: force}, &r)
+}
+
 // History returns the latest limit events (all when limit <= 0).
 func (c *Client) History(ctx context.Context, limit int) (*History, error) {
 	var h History
@@ -71,10 +103,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	url := strings.TrimRight(c.BaseURL, "/") + path
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	u := strings.TrimRight(c.BaseURL, "/") + path
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return fmt.Errorf("admin API %s: %w", url, err)
+		return fmt.Errorf("admin API %s: %w", u, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	if in != nil {

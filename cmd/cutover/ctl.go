@@ -129,7 +129,11 @@ func printStatus(w io.Writer, s *api.Status) {
 		if p.Live {
 			role = "LIVE"
 		}
-		fmt.Fprintf(tw, "\n%s\t%s\tmodel %s\t%d/%d healthy\t%d in flight\n", p.Name, role, p.Model, p.HealthyReplicas, len(p.Replicas), p.InFlight)
+		model := p.Model
+		if model == "" {
+			model = "-"
+		}
+		fmt.Fprintf(tw, "\n%s\t%s\tmodel %s\t%d/%d healthy\t%d in flight\n", p.Name, role, model, p.HealthyReplicas, len(p.Replicas), p.InFlight)
 		for _, r := range p.Replicas {
 			h := "healthy"
 			if !r.Healthy {
@@ -146,6 +150,9 @@ func printStatus(w io.Writer, s *api.Status) {
 		}
 	}
 	_ = tw.Flush()
+	if s.Deployment != nil {
+		printDeployment(w, s.Deployment)
+	}
 }
 
 func printSwitch(w io.Writer, r *api.SwitchResult) {
@@ -198,13 +205,21 @@ func newHistoryCmd() *cobra.Command {
 
 func printHistory(w io.Writer, h *api.History) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tREV\tACTION\tFROM -> TO\tACTOR\tREASON")
+	fmt.Fprintln(tw, "TIME\tREV\tDEPLOYMENT\tACTION\tFROM -> TO\tACTOR\tREASON")
 	for _, e := range h.Events {
-		from := e.From
-		if from == "" {
-			from = "-"
+		change := "-"
+		if e.To != "" {
+			from := e.From
+			if from == "" {
+				from = "-"
+			}
+			change = from + " -> " + e.To
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s -> %s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, e.Action, from, e.To, e.Actor, e.Reason)
+		dep := e.Deployment
+		if dep == "" {
+			dep = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, e.Action, change, e.Actor, e.Reason)
 	}
 	_ = tw.Flush()
 }

@@ -27,11 +27,15 @@ var demoModels = map[string]string{
 	"green": "llama-3.1-8b-instruct-v2",
 }
 
+// demoNextModel is the version the demo's spare replicas serve, ready to
+// be deployed.
+const demoNextModel = "llama-3.1-8b-instruct-v3"
+
 func newDemoCmd(g *globalFlags) *cobra.Command {
 	var (
 		listen, adminListen, stateDir string
 		replicas                      int
-		ttft, itl                     time.Duration
+		ttft, itl, retention          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -77,6 +81,18 @@ to try. Ctrl-C stops everything cleanly.`,
 				}
 				cfg.Pools[name] = p
 			}
+			// Two more replicas of a third version, in no pool yet: the
+			// demo's `cutover deploy` puts them into the standby pool.
+			var spare []string
+			for range replicas {
+				url, srv, err := startMock(mockllm.Config{Model: demoNextModel, TTFT: ttft, ITL: itl, Tokens: 48})
+				if err != nil {
+					return err
+				}
+				servers = append(servers, srv)
+				spare = append(spare, url)
+			}
+			cfg.Rollout.Retention = config.Duration(retention)
 			if stateDir == "" {
 				dir, err := os.MkdirTemp("", "cutover-demo-")
 				if err != nil {
@@ -97,7 +113,7 @@ to try. Ctrl-C stops everything cleanly.`,
 			if err != nil {
 				return err
 			}
-			printDemo(cmd.OutOrStdout(), gw, cfg, token)
+			printDemo(cmd.OutOrStdout(), gw, cfg, token, spare)
 			return gw.Run(ctx)
 		},
 	}
@@ -108,6 +124,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f.IntVar(&replicas, "replicas", 2, "simulated replicas per pool")
 	f.DurationVar(&ttft, "ttft", 120*time.Millisecond, "simulated time to first token")
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
+	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
 	return cmd
 }
 
@@ -149,7 +166,7 @@ func selfCommand() string {
 	return exe
 }
 
-func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string) {
+func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string, spare []string) {
 	self := selfCommand()
 	adminURL := "http://" + gw.AdminAddr()
 	adminFlag := ""
@@ -180,6 +197,12 @@ Try it from another terminal:
   %s rollback%s     # blue is live again
   %s history%s
 
+Ship a new version (%s, already running on spare replicas) through a full
+rollout: warm-up, promote, retention of the old pool (%s), retirement:
+  %s deploy%s --model %s --replica %s
+  %s status%s       # watch the phase; then promote, or rollback inside the retention
+  %s retire%s       # end the retention early
+
 Break a replica (simulator-only fault endpoint), then watch status:
   curl -d '{"fail_health":true}' %s/mock/faults
 
@@ -188,6 +211,7 @@ Break a replica (simulator-only fault endpoint), then watch status:
 		cfg.Pools["green"].Model, strings.Join(cfg.Pools["green"].Replicas, " "),
 		config.TokenEnv, token, traffic,
 		self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
+		demoNextModel, cfg.Rollout.Retention, self, adminFlag, demoNextModel, strings.Join(spare, " --replica "), self, adminFlag, self, adminFlag,
 		cfg.Pools["green"].Replicas[0])
 }
 

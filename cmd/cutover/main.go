@@ -80,6 +80,9 @@ Start here:  cutover demo`,
 		newPromoteCmd(),
 		newRollbackCmd(),
 		newHistoryCmd(),
+		newDeployCmd(),
+		newAbortCmd(),
+		newRetireCmd(),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -23,6 +24,11 @@ type Controller interface {
 	Promote(ctx context.Context, actor string) (api.SwitchResult, error)
 	Rollback(ctx context.Context, actor string) (api.SwitchResult, error)
 	History(ctx context.Context, limit int) ([]api.Event, error)
+	Deploy(ctx context.Context, actor string, req api.DeployRequest) (api.DeployResult, error)
+	Deployments() []api.Deployment
+	Deployment(id string) (api.Deployment, error)
+	Abort(ctx context.Context, actor string) (api.Deployment, error)
+	Retire(ctx context.Context, actor string, force bool) (api.Deployment, error)
 }
 
 // Server is the admin API handler.
@@ -46,6 +52,19 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(func(r *http.Request) (any, error) { return ctrl.Promote(r.Context(), actor(r)) }))
 	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(func(r *http.Request) (any, error) { return ctrl.Rollback(r.Context(), actor(r)) }))
 	s.mux.HandleFunc("GET /api/v1/history", s.wrap(s.history))
+	s.mux.HandleFunc("POST /api/v1/deployments", s.wrapStatus(http.StatusCreated, s.deploy))
+	s.mux.HandleFunc("GET /api/v1/deployments", s.wrap(func(r *http.Request) (any, error) {
+		return api.Deployments{Deployments: ctrl.Deployments()}, nil
+	}))
+	s.mux.HandleFunc("GET /api/v1/deployments/{id}", s.wrap(func(r *http.Request) (any, error) { return ctrl.Deployment(r.PathValue("id")) }))
+	s.mux.HandleFunc("POST /api/v1/abort", s.wrap(func(r *http.Request) (any, error) { return ctrl.Abort(r.Context(), actor(r)) }))
+	s.mux.HandleFunc("POST /api/v1/retire", s.wrap(func(r *http.Request) (any, error) {
+		var req api.RetireRequest
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return ctrl.Retire(r.Context(), actor(r), req.Force)
+	}))
 	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
 		return nil, &httpError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.Path)}
 	}))
@@ -99,6 +118,31 @@ func (s *Server) history(r *http.Request) (any, error) {
 	return api.History{Events: evs}, nil
 }
 
+func (s *Server) deploy(r *http.Request) (any, error) {
+	var req api.DeployRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	return s.ctrl.Deploy(r.Context(), actor(r), req)
+}
+
+// decodeBody reads a JSON body into v; an empty body leaves v as is.
+// Unknown fields and trailing data are errors.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: " + err.Error()}
+	}
+	if dec.More() {
+		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: more than one JSON value"}
+	}
+	return nil
+}
+
 type httpError struct {
 	status int
 	code   string
@@ -110,6 +154,11 @@ func (e *httpError) Error() string { return e.msg }
 // wrap turns a (value, error) handler into an http.HandlerFunc: the value
 // as JSON with 200, or the error mapped by errorFor.
 func (s *Server) wrap(fn func(*http.Request) (any, error)) http.HandlerFunc {
+	return s.wrapStatus(http.StatusOK, fn)
+}
+
+// wrapStatus is wrap with another success status.
+func (s *Server) wrapStatus(status int, fn func(*http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := fn(r)
 		if err != nil {
@@ -121,6 +170,7 @@ func (s *Server) wrap(fn func(*http.Request) (any, error)) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(v)
@@ -136,7 +186,11 @@ func errorFor(err error) *httpError {
 	}
 	var ref *rollout.Refusal
 	if errors.As(err, &ref) {
-		return &httpError{status: http.StatusConflict, code: ref.Code, msg: ref.Reason}
+		status := ref.Status
+		if status == 0 {
+			status = http.StatusConflict
+		}
+		return &httpError{status: status, code: ref.Code, msg: ref.Reason}
 	}
 	if errors.Is(err, context.Canceled) {
 		return &httpError{status: 499, code: "canceled", msg: "request canceled"}

@@ -31,4 +31,3 @@ func NormalizeURL(s string) (string, error) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	return u.String(), nil
 }
-

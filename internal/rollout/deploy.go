@@ -105,7 +105,7 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 	}
 	s.Pools[d.Pool] = PoolSpec{Model: d.Model, Replicas: slices.Clone(d.Replicas), SetBy: d.ID}
 	d.enter(preCutover[0], now, fmt.Sprintf("waiting for %s to become healthy, serve %s and warm up", d.Pool, d.Model), now.Add(c.opts.Settings.ProgressDeadline))
-	d.PendingHooks = append(d.PendingHooks, "on_deploy")
+	c.pend(d, "on_deploy")
 }
 
 // Abort stops the deployment in progress. Before the cutover the new pool

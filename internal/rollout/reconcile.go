@@ -95,7 +95,7 @@ func (c *Controller) advance(ctx context.Context, id string, from, to Phase, rea
 		case PhaseReady:
 			d.ReadyAt = now
 		case PhaseFailed:
-			d.PendingHooks = append(d.PendingHooks, "on_fail")
+			c.pend(d, "on_fail")
 		}
 		if extra != nil {
 			extra(s, d, now)
@@ -264,6 +264,9 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 			return evs
 		}
 		reason := fmt.Sprintf("%s retired: drained, %d on_retire hook(s) succeeded", d.From, len(outcomes))
+		if len(outcomes) == 0 {
+			reason = fmt.Sprintf("%s retired: drained (no on_retire hooks configured)", d.From)
+		}
 		c.finishRetirement(s, d, now, reason)
 		return append(evs, event{Action: "phase", Deployment: d.ID, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason})
 	})
@@ -328,6 +331,13 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 	})
 	if err != nil && !errors.Is(err, errStale) {
 		c.log.Warn("record hook outcomes", "deployment", d.ID, "error", err)
+	}
+}
+
+// pend records that event's hooks must run for d, if any are configured.
+func (c *Controller) pend(d *Deployment, event string) {
+	if len(c.opts.Hooks[event]) > 0 {
+		d.PendingHooks = append(d.PendingHooks, event)
 	}
 }
 

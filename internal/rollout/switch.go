@@ -140,7 +140,7 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		d.PromotedAt = now
 		d.RetainUntil = now.Add(c.opts.Settings.Retention)
 		d.enter(PhasePromoted, now, fmt.Sprintf("promoted by %s; %s retained until %s for rollback", actor, d.From, stamp(d.RetainUntil)), d.RetainUntil)
-		d.PendingHooks = append(d.PendingHooks, "on_promote")
+		c.pend(d, "on_promote")
 		return []event{{Action: "promote", Deployment: id, From: res.Previous, To: d.Pool, Reason: d.Reason}}, nil
 	})
 	if err == nil {
@@ -162,7 +162,7 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		res = c.switchLive(s, "rollback", d.From)
 		reason := fmt.Sprintf("%s by %s: %s is live again", why, actor, d.From)
 		d.enter(PhaseRolledBack, c.now().UTC(), reason, time.Time{})
-		d.PendingHooks = append(d.PendingHooks, "on_rollback")
+		c.pend(d, "on_rollback")
 		return []event{{Action: "rollback", Deployment: id, From: res.Previous, To: d.From, Reason: reason}}, nil
 	})
 	if err == nil {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutover-dev/cutover/api"
+)
+
+func newDeployCmd() *cobra.Command {
+	f := &ctlFlags{}
+	var req api.DeployRequest
+	cmd := &cobra.Command{
+		Use:   "deploy --model ID --replica URL [--replica URL ...]",
+		Short: "Put a new version into the standby pool and start its rollout",
+		Long: `Put a new version into the standby pool (the one not live) and start its
+lifecycle: warming (health checks, /v1/models lists the model, warm-up
+requests on every replica) -> ready -> promote (cutover promote, or
+rollout.auto_promote) -> retention of the old pool for instant rollback ->
+retirement (drain, on_retire hooks) -> completed.
+
+One deployment at a time. Deploying over a pool still retained for rollback
+is refused with the time its retention ends, unless --force, which ends that
+retention now.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if req.Model == "" || len(req.Replicas) == 0 {
+				return &usageError{fmt.Errorf("deploy needs --model and at least one --replica")}
+			}
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.DeployResult, error) { return c.Deploy(ctx, req) }, func(w io.Writer, r *api.DeployResult) {
+				d := r.Deployment
+				fmt.Fprintf(w, "deployment %s: model %s into %s (%d replicas), %s\n", d.ID, d.Model, d.Pool, len(d.Replicas), d.Phase)
+				if d.Reason != "" {
+					fmt.Fprintf(w, "  %s\n", d.Reason)
+				}
+				if r.Note != "" {
+					fmt.Fprintf(w, "note: %s\n", r.Note)
+				}
+				fmt.Fprintln(w, "follow it with: cutover status")
+			})
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&req.Model, "model", "", "model id the new replicas serve")
+	cmd.Flags().StringArrayVar(&req.Replicas, "replica", nil, "base URL of a new replica (repeat for each)")
+	cmd.Flags().BoolVar(&req.Force, "force", false, "end the retention of a pool kept for rollback")
+	return cmd
+}
+
+func newAbortCmd() *cobra.Command {
+	f := &ctlFlags{}
+	cmd := &cobra.Command{
+		Use:   "abort",
+		Short: "Stop the deployment in progress (a rollback if it was promoted)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.Abort(ctx) }, printDeploymentLine)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newRetireCmd() *cobra.Command {
+	f := &ctlFlags{}
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "retire",
+		Short: "End the old pool's retention now: drain it and run on_retire hooks",
+		Long: `End the retention of the old pool now: it is drained and the on_retire
+hooks run (free its GPUs there); after that rollback is refused. While
+on_retire hooks are failing, retire retries them at once; with --force the
+pool is marked retired without them (you freed the GPUs yourself).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.Retire(ctx, force) }, printDeploymentLine)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&force, "force", false, "mark the pool retired even though on_retire hooks fail")
+	return cmd
+}
+
+func printDeploymentLine(w io.Writer, d *api.Deployment) {
+	fmt.Fprintf(w, "deployment %s: %s\n", d.ID, d.Phase)
+	if d.Reason != "" {
+		fmt.Fprintf(w, "  %s\n", d.Reason)
+	}
+}
+
+// printDeployment writes the deployment block of cutover status.
+func printDeployment(w io.Writer, d *api.Deployment) {
+	fmt.Fprintf(w, "\ndeployment %s: %s -> %s (%s), from %s (%s)\n", d.ID, d.Model, d.Pool, strings.Join(d.Replicas, " "), d.From, d.FromModel)
+	fmt.Fprintf(w, "  phase     %s since %s (%s ago)\n", strings.ToUpper(d.Phase), d.PhaseSince.Local().Format(time.DateTime), ago(d.PhaseSince))
+	if !d.Deadline.IsZero() {
+		fmt.Fprintf(w, "  %-9s %s (%s)\n", kindLabel(d.DeadlineKind), d.Deadline.Local().Format(time.DateTime), until(d.Deadline))
+	}
+	if d.Reason != "" {
+		fmt.Fprintf(w, "  reason    %s\n", d.Reason)
+	}
+	if d.Waiting != "" {
+		fmt.Fprintf(w, "  waiting   %s\n", d.Waiting)
+	}
+	if !d.RetiredAt.IsZero() {
+		fmt.Fprintf(w, "  retired   %s at %s\n", d.From, d.RetiredAt.Local().Format(time.DateTime))
+	}
+	if d.RetireError != "" {
+		fmt.Fprintf(w, "  RETIRE FAILING (attempt %d, next %s): %s\n", d.RetireAttempts, until(d.NextRetireAttempt), d.RetireError)
+	}
+	for _, h := range lastN(d.Hooks, 5) {
+		mark := "ok"
+		if !h.OK {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(w, "  hook      %s %s %s (%dms)\n", h.Event, mark, h.Hook, h.DurationMS)
+	}
+	if len(d.PendingHooks) > 0 {
+		fmt.Fprintf(w, "  pending   hooks for %s\n", strings.Join(d.PendingHooks, ", "))
+	}
+}
+
+func lastN[T any](s []T, n int) []T {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func kindLabel(kind string) string {
+	switch kind {
+	case "retention":
+		return "retain to"
+	case "auto_promote":
+		return "promote"
+	case "drain":
+		return "drain by"
+	default:
+		return "deadline"
+	}
+}
+
+func ago(t time.Time) string { return time.Since(t).Round(time.Second).String() }
+
+func until(t time.Time) string {
+	d := time.Until(t).Round(time.Second)
+	if d < 0 {
+		return fmt.Sprintf("%s ago", -d)
+	}
+	return "in " + d.String()
+}
