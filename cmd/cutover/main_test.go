@@ -59,6 +59,14 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
+// mockPoolWith serves m on a loopback port and returns its URL.
+func mockPoolWith(t *testing.T, m *mockllm.Server) string {
+	t.Helper()
+	s := httptest.NewServer(m)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
 // mockPool starts n simulated replicas of model and returns their URLs.
 func mockPool(t *testing.T, model string, n int) []string {
 	t.Helper()
