@@ -32,6 +32,9 @@ type Pool struct {
 	Live  bool   `json:"live"`
 	// InFlight is the number of requests and streams open on the pool.
 	InFlight int64 `json:"in_flight"`
+	// Requests counts requests sent to the pool's current replicas since
+	// the gateway started (a counter: rates come from differences).
+	Requests uint64 `json:"requests"`
 	// HealthyReplicas counts replicas that may get new requests.
 	HealthyReplicas int       `json:"healthy_replicas"`
 	Replicas        []Replica `json:"replicas"`
@@ -42,6 +45,8 @@ type Replica struct {
 	URL      string `json:"url"`
 	Healthy  bool   `json:"healthy"`
 	InFlight int64  `json:"in_flight"`
+	// Requests counts requests sent to this replica since start.
+	Requests uint64 `json:"requests"`
 	// LastError is why the last check failed, "" when it passed.
 	LastError string    `json:"last_error,omitempty"`
 	CheckedAt time.Time `json:"checked_at,omitzero"`

@@ -69,7 +69,6 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.BoolVar(&cfg.FailHealth, "fail-health", false, "answer 503 on /health")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault-injection draws")
 	f.IntVar(&cfg.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported and enforced")
-	_ = cmd.MarkFlagRequired("model") // cannot fail: the flag exists
 	return cmd
 }
 

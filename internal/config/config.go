@@ -47,6 +47,14 @@ type Config struct {
 	// Rollout configures deployments: warm-up, deadlines, promotion and
 	// retention of the old pool.
 	Rollout Rollout `yaml:"rollout"`
+	// Driver is what applies the routing: builtin (this gateway serves
+	// client traffic; the default), nginx or haproxy (cutover drives that
+	// load balancer, which serves the traffic).
+	Driver string `yaml:"driver"`
+	// Nginx configures the nginx driver.
+	Nginx NginxDriver `yaml:"nginx"`
+	// HAProxy configures the haproxy driver.
+	HAProxy HAProxyDriver `yaml:"haproxy"`
 	// Hooks maps a lifecycle event (on_deploy, before_promote, on_promote,
 	// on_rollback, on_retire, on_fail) to the hooks run for it, in order.
 	Hooks map[string][]Hook `yaml:"hooks"`
@@ -195,6 +203,7 @@ func Default() *Config {
 		StateDir: "/var/lib/cutover",
 		Live:     "blue",
 		Balancer: "least_outstanding",
+		Driver:   "builtin",
 		Health: Health{
 			Path:     "/health",
 			Interval: Duration(5 * time.Second),
@@ -374,6 +383,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Rollout.validate()...)
 	errs = append(errs, validateHooks(c.Hooks)...)
+	errs = append(errs, c.validateDriver()...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
+	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/store"
 )
 
@@ -86,6 +87,10 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Logger:       log,
 		AccessLog:    cfg.Proxy.AccessLogEnabled(),
 	})
+	applier, err := g.newApplier(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ro := cfg.Rollout
 	warm := make([]rollout.WarmupRequest, len(ro.Warmup.Requests))
 	for i, w := range ro.Warmup.Requests {
@@ -93,7 +98,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	g.ctrl, err = rollout.New(rollout.Options{
 		Store:        g.store,
-		Applier:      g.proxy,
+		Applier:      applier,
 		Prober:       g.checker,
 		Pools:        specs,
 		ModelName:    cfg.ModelName,
@@ -220,4 +225,13 @@ func (g *Gateway) closeAll() {
 		_ = g.store.Close()
 		g.store = nil
 	}
+}
+
+// builtin applies routing tables to the gateway's own proxy: an atomic
+// pointer swap that cannot fail.
+type builtin struct{ h *proxy.Handler }
+
+func (b builtin) Apply(_ context.Context, t *route.Table) error {
+	b.h.Apply(t)
+	return nil
 }

@@ -62,7 +62,7 @@ type faultsBody struct {
 	ITLMS           *float64 `json:"itl_ms,omitempty"`
 }
 
-// snapshot returns the current faults, every field set.
+// faultsSnapshot returns the current faults, every field set.
 func (s *Server) faultsSnapshot() faultsBody {
 	ms := func(v int64) *float64 { f := float64(v) / float64(time.Millisecond); return &f }
 	fail := s.faults.failHealth.Load()

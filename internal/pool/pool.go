@@ -24,6 +24,7 @@ type Replica struct {
 
 	healthy  atomic.Bool
 	inflight atomic.Int64
+	requests atomic.Uint64 // requests sent, retries included
 
 	mu        sync.Mutex // guards the fields below
 	passes    int        // consecutive passed checks
@@ -48,9 +49,15 @@ func (r *Replica) Healthy() bool { return r.healthy.Load() }
 // InFlight returns the number of requests the gateway has open on r.
 func (r *Replica) InFlight() int64 { return r.inflight.Load() }
 
-// Acquire counts one more request in flight on r. Call Release when the
-// response, stream included, is done.
-func (r *Replica) Acquire() { r.inflight.Add(1) }
+// Acquire counts one more request sent to r and in flight on it. Call
+// Release when the response, stream included, is done.
+func (r *Replica) Acquire() {
+	r.inflight.Add(1)
+	r.requests.Add(1)
+}
+
+// Requests returns how many requests the gateway has sent to r since start.
+func (r *Replica) Requests() uint64 { return r.requests.Load() }
 
 // Release counts one request less in flight on r.
 func (r *Replica) Release() { r.inflight.Add(-1) }
@@ -155,6 +162,15 @@ func (p *Pool) InFlight() int64 {
 	var n int64
 	for _, r := range p.Replicas {
 		n += r.InFlight()
+	}
+	return n
+}
+
+// Requests sums the requests sent to the pool's replicas since start.
+func (p *Pool) Requests() uint64 {
+	var n uint64
+	for _, r := range p.Replicas {
+		n += r.Requests()
 	}
 	return n
 }

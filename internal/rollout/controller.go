@@ -18,10 +18,11 @@ import (
 	"github.com/cutover-dev/cutover/internal/store"
 )
 
-// Applier is the data plane as the controller sees it: something that
-// takes a new routing table. The builtin gateway's proxy is one.
+// Applier makes a routing table take effect: the builtin gateway's proxy,
+// or a driver for an external load balancer. An error means the table is
+// not in effect and the previous one still is (the applier restored it).
 type Applier interface {
-	Apply(*route.Table)
+	Apply(ctx context.Context, t *route.Table) error
 }
 
 // Prober checks one replica now: health and the model it must serve.
@@ -187,6 +188,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.st, c.rev = st, rec.Revision
 	c.rebuildPoolsLocked()
 	c.mu.Unlock()
+	if err := c.apply(ctx); err != nil {
+		return fmt.Errorf("apply the persisted state (live %s, revision %d): %w", st.Live, rec.Revision, err)
+	}
 	for name, spec := range st.Pools {
 		if cfg := c.opts.Pools[name]; !cfg.equal(spec) && spec.SetBy != "" {
 			c.log.Info("pool spec from the state wins over the config", "pool", name, "set_by", spec.SetBy, "model", spec.Model, "replicas", spec.Replicas)
@@ -197,7 +201,6 @@ func (c *Controller) Start(ctx context.Context) error {
 		msg = append(msg, "deployment", d.ID, "phase", d.Phase, "deadline", d.Deadline)
 	}
 	c.log.Info("state restored", msg...)
-	c.apply()
 	return nil
 }
 
@@ -253,9 +256,35 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		c.log.Info("transition", attrs...)
 	}
 	if prev.Live != next.Live || !samePools(prev.Pools, next.Pools) || rev == 0 {
-		c.apply()
+		if err := c.apply(ctx); err != nil {
+			return c.revert(ctx, prev, rev+1, err)
+		}
 	}
 	return nil
+}
+
+// revert undoes revision failed, whose routing table could not be applied:
+// it persists the previous state again (so the record never disagrees with
+// what serves traffic) and re-applies it.
+func (c *Controller) revert(ctx context.Context, prev State, failed int64, cause error) error {
+	c.log.Error("routing change failed; reverting", "revision", failed, "error", cause)
+	data, err := json.Marshal(prev)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	ev, _ := json.Marshal(event{Time: c.now().UTC(), Revision: failed + 1, Actor: "controller", Action: "apply_failed",
+		From: c.st.Live, To: prev.Live, Reason: fmt.Sprintf("revision %d could not be applied, restored: %v", failed, cause)})
+	if err := c.opts.Store.Put(ctx, failed, data, ev); err != nil {
+		return fmt.Errorf("revert after failed apply (%v): %w", cause, err)
+	}
+	c.mu.Lock()
+	c.st, c.rev = prev, failed+1
+	c.rebuildPoolsLocked()
+	c.mu.Unlock()
+	if err := c.apply(ctx); err != nil {
+		c.log.Error("re-applying the previous routing table failed too", "error", err)
+	}
+	return &Refusal{Code: "apply_failed", Status: http.StatusBadGateway, Reason: fmt.Sprintf("the load balancer did not take the change, nothing changed: %v", cause)}
 }
 
 func samePools(a, b map[string]PoolSpec) bool {
@@ -284,7 +313,9 @@ func (c *Controller) reload(ctx context.Context) {
 	c.st, c.rev = s, rec.Revision
 	c.rebuildPoolsLocked()
 	c.mu.Unlock()
-	c.apply()
+	if err := c.apply(ctx); err != nil {
+		c.log.Error("apply after reload", "error", err)
+	}
 }
 
 // spec returns the effective spec of pool name: the state's, else the
@@ -348,7 +379,7 @@ func sameURLs(p *pool.Pool, urls []string) bool {
 }
 
 // apply hands the data plane a table for the current state.
-func (c *Controller) apply() {
+func (c *Controller) apply(ctx context.Context) error {
 	c.mu.Lock()
 	ps := make([]*pool.Pool, 0, len(c.pools))
 	for _, name := range slices.Sorted(mapKeys(c.pools)) {
@@ -356,7 +387,7 @@ func (c *Controller) apply() {
 	}
 	t := route.New(c.rev, c.st.Live, c.opts.ModelName, ps...)
 	c.mu.Unlock()
-	c.opts.Applier.Apply(t)
+	return c.opts.Applier.Apply(ctx, t)
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {

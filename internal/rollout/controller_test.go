@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,12 +53,17 @@ func (m *memStore) Close() error { return nil }
 type recorder struct {
 	mu     sync.Mutex
 	tables []*route.Table
+	fail   error // returned by Apply when set
 }
 
-func (r *recorder) Apply(t *route.Table) {
+func (r *recorder) Apply(_ context.Context, t *route.Table) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
 	r.tables = append(r.tables, t)
+	return nil
 }
 
 func (r *recorder) last() *route.Table {
@@ -174,5 +180,29 @@ func TestRestartRestoresPersistedLive(t *testing.T) {
 	c2, rec2 := newTestController(t, st)
 	if s := c2.Status(); s.Live != "green" || s.Revision != 2 || rec2.last().Live.Pool.Name != "green" {
 		t.Fatalf("after restart: %s@%d", s.Live, s.Revision)
+	}
+}
+
+// TestFailedApplyIsReverted: when the data plane refuses a table, the
+// stored state goes back to the previous live pool, so the record never
+// disagrees with what serves traffic.
+func TestFailedApplyIsReverted(t *testing.T) {
+	st := &memStore{}
+	c, rec := newTestController(t, st)
+	rec.mu.Lock()
+	rec.fail = errors.New("nginx -t: unknown directive")
+	rec.mu.Unlock()
+	_, err := c.Promote(context.Background(), "test")
+	var r *Refusal
+	if !errors.As(err, &r) || r.Code != "apply_failed" || !strings.Contains(r.Reason, "unknown directive") {
+		t.Fatalf("promote: %v, want apply_failed", err)
+	}
+	stored, _ := decodeState(st.rec.Data)
+	if s := c.Status(); s.Live != "blue" || stored.Live != "blue" || st.rec.Revision != 3 {
+		t.Fatalf("after failed apply: status %s, stored %s at revision %d; want blue at 3 (switch + revert)", s.Live, stored.Live, st.rec.Revision)
+	}
+	h, _ := c.History(context.Background(), 0)
+	if last := h[len(h)-1]; last.Action != "apply_failed" || !strings.Contains(last.Reason, "unknown directive") {
+		t.Fatalf("last event %+v", last)
 	}
 }
