@@ -141,4 +141,3 @@ func TestDeployCLI(t *testing.T) {
 	run(1, []string{"no deployment in progress"}, "abort")
 	run(0, []string{"abort by", "rollback", "deploy", "d-1"}, "history")
 }
-
