@@ -131,12 +131,12 @@ type Deployment struct {
 	// rollback after the promotion.
 	From      string `json:"from"`
 	FromModel string `json:"from_model"`
-	// Phase is pending, warming, ready, promoted, retiring, completed,
-	// failed, aborted or rolled_back.
+	// Phase is pending, warming, validating, ready, promoted, retiring,
+	// completed, failed, aborted or rolled_back.
 	Phase      string    `json:"phase"`
 	PhaseSince time.Time `json:"phase_since"`
 	// Deadline is when the phase times out or moves on; DeadlineKind says
-	// which: progress, auto_promote, retention or drain.
+	// which: progress, validation, auto_promote, retention or drain.
 	Deadline     time.Time `json:"deadline,omitzero"`
 	DeadlineKind string    `json:"deadline_kind,omitempty"`
 	// Reason explains the last transition.
@@ -156,6 +156,13 @@ type Deployment struct {
 	RetireAttempts    int           `json:"retire_attempts,omitempty"`
 	NextRetireAttempt time.Time     `json:"next_retire_attempt,omitzero"`
 	RetireError       string        `json:"retire_error,omitempty"`
+	// Gates are the validation gates while validating (and after the
+	// promotion, during the post-promotion window), else their final
+	// values.
+	Gates []Gate `json:"gates,omitempty"`
+	// PostPromotionUntil ends the window after the promotion in which the
+	// new live pool is held to the gates (zero: none).
+	PostPromotionUntil time.Time `json:"post_promotion_until,omitzero"`
 }
 
 // HookOutcome is one hook run.
@@ -181,4 +188,28 @@ type RetireRequest struct {
 	// Force marks the old pool retired without waiting for failing
 	// on_retire hooks.
 	Force bool `json:"force,omitempty"`
+}
+
+// Gate is one validation gate's current state.
+type Gate struct {
+	// Name identifies the gate: error_rate, latency_p95_ratio, ttft_p95,
+	// ttft_p95_ratio, tokens_per_second_ratio, shadow_mismatch_rate,
+	// synthetic_pass_rate.
+	Name string `json:"name"`
+	// Value is the current measurement; Threshold the limit; Op how they
+	// compare for a pass ("<=" or ">=").
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold"`
+	Op        string  `json:"op"`
+	// Samples is how many observations Value rests on; below MinSamples
+	// the verdict is inconclusive, never pass.
+	Samples    int `json:"samples"`
+	MinSamples int `json:"min_samples"`
+	// Verdict is pass, fail or inconclusive.
+	Verdict string `json:"verdict"`
+	// ConsecutiveFailures counts failing evaluations in a row; the gate
+	// fails the deployment at its failure limit.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+	// Detail explains the value (baseline, units).
+	Detail string `json:"detail,omitempty"`
 }

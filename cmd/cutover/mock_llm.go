@@ -68,6 +68,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.DurationVar(&cfg.StartupPeriod, "startup-period", 0, "answer 503 on every endpoint for this long after start, like a loading model")
 	f.BoolVar(&cfg.FailHealth, "fail-health", false, "answer 503 on /health")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault-injection draws")
+	f.StringVar(&cfg.AnswerAs, "answer-as", "", "answer as this model id would (same weights, new served id)")
 	f.IntVar(&cfg.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported and enforced")
 	return cmd
 }

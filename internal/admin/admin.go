@@ -68,12 +68,14 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
 		return nil, &httpError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.Path)}
 	}))
+	s.mux.Handle("/", dashboardHandler())
 	return s, nil
 }
 
-// ServeHTTP checks the token, then routes. Every answer is JSON.
+// ServeHTTP checks the token (the dashboard's static files need none), then
+// routes. Every answer but those files is JSON.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
+	if !isDashboardAsset(r) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cutover"`)
 		writeError(w, &httpError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong admin token: send Authorization: Bearer <token> (CUTOVER_ADMIN_TOKEN or admin.token_file)"})
 		return
@@ -206,4 +208,10 @@ func writeError(w http.ResponseWriter, e *httpError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: api.ErrorBody{Message: e.msg, Type: typ, Code: e.code}})
+}
+
+// Handle adds a route behind the same token check as the API, such as
+// GET /metrics.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
 }

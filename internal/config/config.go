@@ -47,6 +47,11 @@ type Config struct {
 	// Rollout configures deployments: warm-up, deadlines, promotion and
 	// retention of the old pool.
 	Rollout Rollout `yaml:"rollout"`
+	// Validation configures the validating phase and the post-promotion
+	// window.
+	Validation Validation `yaml:"validation"`
+	// Preview configures the listener that reaches the candidate pool.
+	Preview Preview `yaml:"preview"`
 	// Driver is what applies the routing: builtin (this gateway serves
 	// client traffic; the default), nginx or haproxy (cutover drives that
 	// load balancer, which serves the traffic).
@@ -204,6 +209,7 @@ func Default() *Config {
 		Live:     "blue",
 		Balancer: "least_outstanding",
 		Driver:   "builtin",
+		Nginx:    defaultNginx(), HAProxy: defaultHAProxy(),
 		Health: Health{
 			Path:     "/health",
 			Interval: Duration(5 * time.Second),
@@ -218,6 +224,7 @@ func Default() *Config {
 			DrainTimeout:          Duration(30 * time.Second),
 			AccessLog:             &t,
 		},
+		Validation: defaultValidation(),
 		Rollout: Rollout{
 			ProgressDeadline: Duration(30 * time.Minute),
 			Retention:        Duration(time.Hour),
@@ -384,6 +391,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Rollout.validate()...)
 	errs = append(errs, validateHooks(c.Hooks)...)
 	errs = append(errs, c.validateDriver()...)
+	errs = append(errs, c.validateValidation()...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -15,11 +15,14 @@ import (
 
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/route"
+	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
+	"github.com/cutover-dev/cutover/internal/validation"
 )
 
 // Gateway is a running cutover: call New, then Run.
@@ -30,9 +33,14 @@ type Gateway struct {
 	checker *pool.Checker
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
+	metrics *metrics.Metrics
+	// observers receive every request's observation; set before serving.
+	observers []proxy.Observer
 
-	trafficLn, adminLn   net.Listener
-	trafficSrv, adminSrv *http.Server
+	mirror  *shadow.Mirror // nil without shadow traffic
+
+	trafficLn, adminLn, previewLn    net.Listener
+	trafficSrv, adminSrv, previewSrv *http.Server
 }
 
 // New opens the store, checks every replica once, restores the live pool
@@ -78,6 +86,13 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Fall:     cfg.Health.Fall,
 		Logger:   log,
 	}
+	var mirror *shadow.Mirror
+	if cfg.Validation.Shadow.Percent > 0 {
+		sh := cfg.Validation.Shadow
+		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
+			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: proxy.NewTransport(0)}, Logger: log})
+		g.mirror = mirror
+	}
 	g.proxy = proxy.New(proxy.Options{
 		Transport:    proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D()),
 		Picker:       picker,
@@ -86,10 +101,22 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Timeout:      cfg.Proxy.Timeout.D(),
 		Logger:       log,
 		AccessLog:    cfg.Proxy.AccessLogEnabled(),
+		Observer:     observers{&g.observers},
+		Mirror:       mirrorOrNil(mirror),
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
 		return nil, err
+	}
+	var validator rollout.Validator
+	if cfg.Validation.Enabled() || cfg.Validation.PostPromotion > 0 {
+		syn, err := g.syntheticFunc(cfg)
+		if err != nil {
+			return nil, err
+		}
+		v := validation.NewValidator(gatesFrom(cfg.Validation.Gates), mirror, syn)
+		g.observers = append(g.observers, v)
+		validator = v
 	}
 	ro := cfg.Rollout
 	warm := make([]rollout.WarmupRequest, len(ro.Warmup.Requests))
@@ -116,6 +143,15 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			Rise:             cfg.Health.Rise,
 			Fall:             cfg.Health.Fall,
 		},
+		Validator: validator,
+		Validation: rollout.ValidationSettings{
+			Enabled:             cfg.Validation.Enabled(),
+			Deadline:            cfg.Validation.Deadline.D(),
+			Interval:            cfg.Validation.Interval.D(),
+			MinDuration:         cfg.Validation.MinDuration.D(),
+			FailureLimit:        cfg.Validation.FailureLimit,
+			PostPromotionWindow: cfg.Validation.PostPromotion.D(),
+		},
 		Hooks:  cfg.HookSpecs(),
 		HTTP:   &http.Client{Transport: proxy.NewTransport(0)},
 		Tick:   min(time.Second, cfg.Health.Interval.D()),
@@ -135,15 +171,26 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	g.metrics = metrics.New(g.ctrl)
+	g.observers = append(g.observers, g.metrics)
+	adm.Handle("GET /metrics", g.metrics.Handler())
 	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
+	if cfg.Preview.Listen != "" {
+		if g.previewLn, err = net.Listen("tcp", cfg.Preview.Listen); err != nil {
+			return nil, fmt.Errorf("preview.listen: %w", err)
+		}
+	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	g.trafficSrv = &http.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	g.adminSrv = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	if g.previewLn != nil {
+		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	}
 	return g, nil
 }
 
@@ -152,6 +199,17 @@ func (g *Gateway) TrafficAddr() string { return g.trafficLn.Addr().String() }
 
 // AdminAddr is the address of the admin API.
 func (g *Gateway) AdminAddr() string { return g.adminLn.Addr().String() }
+
+// PreviewAddr is the preview listener's address, "" without one.
+func (g *Gateway) PreviewAddr() string {
+	if g.previewLn == nil {
+		return ""
+	}
+	return g.previewLn.Addr().String()
+}
+
+// Mirror is the shadow mirror, nil without shadow traffic.
+func (g *Gateway) Mirror() *shadow.Mirror { return g.mirror }
 
 // Controller is the control plane, for in-process callers such as tests.
 func (g *Gateway) Controller() *rollout.Controller { return g.ctrl }
@@ -167,7 +225,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.checker.Run(hctx) })
 	wg.Go(func() { g.ctrl.Run(hctx) })
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s server: %w", name, err)
@@ -175,6 +233,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { serve("traffic", g.trafficSrv, g.trafficLn) })
 	wg.Go(func() { serve("admin", g.adminSrv, g.adminLn) })
+	if g.previewSrv != nil {
+		wg.Go(func() { serve("preview", g.previewSrv, g.previewLn) })
+	}
+	if g.mirror != nil {
+		wg.Go(func() { g.mirror.Run(hctx) })
+	}
 	g.log.Info("cutover serving", "traffic", g.TrafficAddr(), "admin", g.AdminAddr(), "live", g.ctrl.Status().Live)
 
 	var runErr error
@@ -198,6 +262,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 			_ = g.adminSrv.Close()
 		}
 	})
+	if g.previewSrv != nil {
+		sw.Go(func() {
+			if err := g.previewSrv.Shutdown(dctx); err != nil {
+				_ = g.previewSrv.Close()
+			}
+		})
+	}
 	sw.Wait()
 	stopChecks()
 	wg.Wait()
@@ -221,6 +292,9 @@ func (g *Gateway) closeAll() {
 	if g.adminLn != nil {
 		_ = g.adminLn.Close()
 	}
+	if g.previewLn != nil {
+		_ = g.previewLn.Close()
+	}
 	if g.store != nil {
 		_ = g.store.Close()
 		g.store = nil
@@ -234,4 +308,50 @@ type builtin struct{ h *proxy.Handler }
 func (b builtin) Apply(_ context.Context, t *route.Table) error {
 	b.h.Apply(t)
 	return nil
+}
+
+// observers fans one observation out to several observers. It reads the
+// slice through a pointer so that observers added during New (after the
+// proxy was built, before serving) are seen.
+type observers struct{ list *[]proxy.Observer }
+
+func (o observers) Observe(obs *proxy.Observation) {
+	for _, x := range *o.list {
+		x.Observe(obs)
+	}
+}
+
+// mirrorOrNil keeps a nil *shadow.Mirror from becoming a non-nil
+// proxy.Mirror interface.
+func mirrorOrNil(m *shadow.Mirror) proxy.Mirror {
+	if m == nil {
+		return nil
+	}
+	return m
+}
+
+// preview serves the preview listener: every request goes to the standby
+// (candidate) pool of the current table.
+type preview struct{ h *proxy.Handler }
+
+func (p preview) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := p.h.Table()
+	if t == nil {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	for name, e := range t.Pools {
+		if name != t.Live.Pool.Name {
+			p.h.ServePool(w, r, t, e)
+			return
+		}
+	}
+}
+
+func gatesFrom(g config.ValidationGates) validation.Gates {
+	c := func(x config.Gate) validation.GateConfig {
+		return validation.GateConfig{Enabled: x.Enabled, Threshold: x.Threshold, MinSamples: x.MinSamples}
+	}
+	return validation.Gates{ErrorRate: c(g.ErrorRate), LatencyRatio: c(g.LatencyRatio), TTFT: c(g.TTFT), TTFTRatio: c(g.TTFTRatio),
+		TPSRatio: c(g.TPSRatio), ShadowMismatch: c(g.ShadowMismatch), Synthetic: c(g.Synthetic)}
 }

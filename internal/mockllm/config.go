@@ -58,6 +58,10 @@ type Config struct {
 	// MaxModelLen is the context length reported in /v1/models and enforced
 	// on prompt_tokens + max_tokens; 0 means DefaultMaxModelLen.
 	MaxModelLen int
+	// AnswerAs, when set, makes the answers those of that model id instead
+	// of Model: a new version that serves a new id but the same weights
+	// (a new serving stack, say) answers exactly like the old one.
+	AnswerAs string
 }
 
 // FieldError reports an invalid Config field. Field is the Go field name

@@ -15,6 +15,7 @@
 package mockllm
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
 	"net/http"
@@ -84,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		modelJSON: appendJSONString(nil, cfg.Model),
-		modelHash: modelHash(cfg.Model),
+		modelHash: modelHash(cmp.Or(cfg.AnswerAs, cfg.Model)),
 		idPrefix:  rand.Uint64(),
 		start:     time.Now(),
 		now:       time.Now,

@@ -41,6 +41,12 @@ type Options struct {
 	Logger *slog.Logger
 	// AccessLog writes one line per request.
 	AccessLog bool
+	// Observer receives every request's observation (metrics, validation).
+	// Nil means none.
+	Observer Observer
+	// Mirror receives copies of sampled live requests for shadow traffic.
+	// Nil means none.
+	Mirror Mirror
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -142,8 +148,19 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		}
 		body = nb
 	}
-	ex := exchange{h: h, w: w, r: r, e: e, body: body, start: start}
+	ex := exchange{h: h, w: w, r: r, e: e, body: body}
+	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start}
+	if m := h.opts.Mirror; m != nil && r.Method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body)) {
+		ex.capture = getCapture()
+	}
 	abort := ex.run()
+	ex.obs.Duration = time.Since(start)
+	if h.opts.Observer != nil {
+		h.opts.Observer.Observe(&ex.obs)
+	}
+	if ex.capture != nil {
+		h.opts.Mirror.Submit(&Mirrored{Path: r.URL.Path, Body: body, Live: ex.obs, Response: ex.capture.b, Truncated: ex.capture.truncated})
+	}
 	if h.opts.AccessLog {
 		ex.logAccess()
 	}
@@ -197,20 +214,16 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 
 // exchange is one client request and its (at most two) upstream attempts.
 type exchange struct {
-	h     *Handler
-	w     http.ResponseWriter
-	r     *http.Request
-	e     *route.Entry
-	body  []byte
-	start time.Time
+	h    *Handler
+	w    http.ResponseWriter
+	r    *http.Request
+	e    *route.Entry
+	body []byte
 
 	replica  *pool.Replica
-	status   int
-	retried  bool
-	ttfb     time.Duration
-	written  int64
-	errCode  string
-	upstream string
+	obs      Observation
+	upstream string   // the last upstream error, for the final answer
+	capture  *capture // the live answer, kept for shadow comparison; nil if not mirrored
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -240,15 +253,15 @@ func (ex *exchange) run() (abort bool) {
 			return false
 		}
 		if attempt > 0 {
-			ex.retried = true
+			ex.obs.Retried = true
 		}
-		ex.replica = rep
+		ex.replica, ex.obs.Replica = rep, rep
 		rep.Acquire()
 		resp, err := ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
 		if err != nil {
 			rep.Release()
 			if ex.r.Context().Err() != nil {
-				ex.status, ex.errCode = statusClientClosed, "client_closed"
+				ex.obs.Status, ex.obs.Error = statusClientClosed, "client_closed"
 				return false
 			}
 			if ejects(err) && rep.Eject(time.Now(), err) {
@@ -283,7 +296,7 @@ func (ex *exchange) lastErr(ctx context.Context) *apiError {
 }
 
 func (ex *exchange) fail(e *apiError) {
-	ex.status, ex.errCode = e.status, e.code
+	ex.obs.Status, ex.obs.Error = e.status, e.code
 	if e.status == statusClientClosed {
 		return
 	}
@@ -357,7 +370,8 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 // It reports whether the upstream broke after the headers went out.
 func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response) (abort bool) {
 	defer resp.Body.Close()
-	ex.ttfb = time.Since(ex.start)
+	o := &ex.obs
+	o.TTFB = time.Since(o.Start)
 	h := ex.w.Header()
 	removeHopHeaders(resp.Header)
 	for k, v := range resp.Header {
@@ -369,7 +383,9 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 	if streaming {
 		h["X-Accel-Buffering"] = noValue
 	}
-	ex.status = resp.StatusCode
+	o.Stream, o.Status = streaming, resp.StatusCode
+	sc := newBodyScanner()
+	defer func() { o.Tokens, o.TokensFromUsage = sc.tokens(); o.StreamError = sc.streamError }()
 	ex.w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(ex.w)
 	if streaming {
@@ -389,18 +405,25 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 			idle.Reset(ex.h.opts.IdleTimeout)
 		}
 		if n > 0 {
+			if o.Bytes == 0 {
+				o.TTFT = time.Since(o.Start)
+			}
 			if _, werr := ex.w.Write(buf[:n]); werr != nil {
-				ex.errCode = "client_closed"
+				o.Error = "client_closed"
 				cancel(werr)
 				return false
 			}
-			ex.written += int64(n)
+			o.Bytes += int64(n)
 			if streaming {
 				if err := rc.Flush(); err != nil {
-					ex.errCode = "client_closed"
+					o.Error = "client_closed"
 					cancel(err)
 					return false
 				}
+			}
+			sc.scan(buf[:n], streaming)
+			if ex.capture != nil {
+				ex.capture.add(buf[:n])
 			}
 		}
 		if rerr == io.EOF {
@@ -408,10 +431,13 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 		}
 		if rerr != nil {
 			if ex.r.Context().Err() != nil {
-				ex.errCode = "client_closed"
+				o.Error = "client_closed"
 				return false
 			}
-			ex.errCode = failure(ctx, rerr).code
+			o.Error = failure(ctx, rerr).code
+			if o.Error == "upstream_unreachable" {
+				o.Error = "upstream_broken"
+			}
 			ex.upstream = rerr.Error()
 			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.replica.Name, "error", rerr.Error())
 			return true
@@ -422,23 +448,46 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 var noValue = []string{"no"}
 
 func (ex *exchange) logAccess() {
-	attrs := []slog.Attr{
-		slog.String("method", ex.r.Method),
-		slog.String("path", ex.r.URL.Path),
-		slog.String("pool", ex.e.Pool.Name),
-		slog.Int("status", ex.status),
-		slog.Duration("ttfb", ex.ttfb),
-		slog.Duration("duration", time.Since(ex.start)),
-		slog.Int64("bytes", ex.written),
+	o := &ex.obs
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("method", o.Method),
+		slog.String("path", o.Path),
+		slog.String("pool", o.Pool),
+		slog.Int("status", o.Status),
+		slog.Duration("ttfb", o.TTFB),
+		slog.Duration("duration", o.Duration),
+		slog.Int64("bytes", o.Bytes),
+	)
+	if o.Replica != nil {
+		attrs = append(attrs, slog.String("replica", o.Replica.Name))
 	}
-	if ex.replica != nil {
-		attrs = append(attrs, slog.String("replica", ex.replica.Name))
+	if m := ex.model(); m != "" {
+		attrs = append(attrs, slog.String("model", m))
 	}
-	if ex.retried {
+	if o.Stream {
+		attrs = append(attrs, slog.Bool("stream", true), slog.Duration("ttft", o.TTFT))
+	}
+	if o.Tokens > 0 {
+		attrs = append(attrs, slog.Int("tokens", o.Tokens))
+	}
+	if o.Retried {
 		attrs = append(attrs, slog.Bool("retried", true))
 	}
-	if ex.errCode != "" {
-		attrs = append(attrs, slog.String("error", ex.errCode))
+	if o.StreamError {
+		attrs = append(attrs, slog.Bool("stream_error", true))
+	}
+	if o.Error != "" {
+		attrs = append(attrs, slog.String("error", o.Error))
 	}
 	ex.h.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+// model is the pool's model id for requests that carry a body, for the
+// access log.
+func (ex *exchange) model() string {
+	if len(ex.body) == 0 {
+		return ""
+	}
+	return ex.e.Pool.Model
 }

@@ -10,12 +10,15 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/store"
+	"github.com/cutover-dev/cutover/internal/validation"
 )
 
 // Applier makes a routing table take effect: the builtin gateway's proxy,
@@ -56,6 +59,36 @@ func badRequest(code, format string, args ...any) *Refusal {
 	return &Refusal{Code: code, Reason: fmt.Sprintf(format, args...), Status: http.StatusBadRequest}
 }
 
+// Validator measures a candidate pool and evaluates the gates; see package
+// validation.
+type Validator interface {
+	Start(ctx context.Context, live string, candidate *pool.Pool)
+	StartPost(pool string, baseline validation.Stats)
+	Stop()
+	Evaluate() ([]api.Gate, validation.Stats)
+}
+
+// ValidationSettings configure the validating phase and the
+// post-promotion window.
+type ValidationSettings struct {
+	// Enabled inserts the validating phase between warming and ready.
+	Enabled bool
+	// Deadline bounds validating; at it the deployment fails with the
+	// gates that failed or lacked samples.
+	Deadline time.Duration
+	// Interval between two evaluations of the gates.
+	Interval time.Duration
+	// MinDuration is the least time validating lasts, even when every gate
+	// passes earlier.
+	MinDuration time.Duration
+	// FailureLimit is how many consecutive failing evaluations of one gate
+	// fail the deployment (minimum 1).
+	FailureLimit int
+	// PostPromotionWindow holds the new live pool to the gates for this
+	// long after the promotion; a failure rolls back. Zero: no window.
+	PostPromotionWindow time.Duration
+}
+
 // Settings are the rollout parameters from the configuration.
 type Settings struct {
 	// MinReady is how many replicas must be healthy (and warmed) for a
@@ -87,6 +120,10 @@ type Options struct {
 	// ProbeTimeout bounds the checks made before a switch and in warming.
 	ProbeTimeout time.Duration
 	Settings     Settings
+	// Validator runs validation; nil means no validation at all.
+	Validator Validator
+	// Validation configures it.
+	Validation ValidationSettings
 	// Hooks maps an event (hook.Events) to its hooks.
 	Hooks map[string][]hook.Spec
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
@@ -117,11 +154,14 @@ type Controller struct {
 
 	tmu sync.Mutex // serialises transitions
 
+	hookRuns sync.Map // [2]string{event, ok|failed} -> *atomic.Uint64
+
 	mu    sync.Mutex // guards the fields below
 	st    State
 	rev   int64
 	pools map[string]*pool.Pool
 	notes map[string]string // deployment id -> why it is waiting (not persisted)
+	val   valState          // the validation window in progress (not persisted)
 }
 
 // New returns a controller; call Start before anything else.
@@ -155,6 +195,17 @@ func New(opts Options) (*Controller, error) {
 	}
 	s.Rise, s.Fall = max(s.Rise, 1), max(s.Fall, 1)
 	c.warm = newWarmer()
+	v := &c.opts.Validation
+	if v.Interval <= 0 {
+		v.Interval = 5 * time.Second
+	}
+	if v.Deadline <= 0 {
+		v.Deadline = 10 * time.Minute
+	}
+	v.FailureLimit = max(v.FailureLimit, 1)
+	if c.opts.Validator == nil {
+		v.Enabled, v.PostPromotionWindow = false, 0
+	}
 	if _, ok := opts.Pools[opts.InitialLive]; !ok {
 		return nil, fmt.Errorf("initial live pool %q is not configured", opts.InitialLive)
 	}
@@ -461,4 +512,24 @@ func (c *Controller) need(p *pool.Pool) int {
 		return min(n, max(len(p.Replicas), 1))
 	}
 	return max(len(p.Replicas), 1)
+}
+
+// countHook counts one hook run for the metrics.
+func (c *Controller) countHook(o hook.Outcome) {
+	outcome := "ok"
+	if !o.OK {
+		outcome = "failed"
+	}
+	v, _ := c.hookRuns.LoadOrStore([2]string{o.Event, outcome}, new(atomic.Uint64))
+	v.(*atomic.Uint64).Add(1)
+}
+
+// HookRuns counts hook runs by event and outcome since start.
+func (c *Controller) HookRuns() map[[2]string]uint64 {
+	out := map[[2]string]uint64{}
+	c.hookRuns.Range(func(k, v any) bool {
+		out[k.([2]string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }

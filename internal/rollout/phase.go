@@ -9,6 +9,7 @@ type Phase string
 const (
 	PhasePending    Phase = "pending"
 	PhaseWarming    Phase = "warming"
+	PhaseValidating Phase = "validating"
 	PhaseReady      Phase = "ready"
 	PhasePromoted   Phase = "promoted"
 	PhaseRetiring   Phase = "retiring"
@@ -20,8 +21,9 @@ const (
 
 // preCutover lists, in order, the phases a deployment goes through before
 // it may be promoted; the last one waits for the promotion. A new check
-// is a new phase inserted here with its reconcile step.
-var preCutover = []Phase{PhaseWarming, PhaseReady}
+// is a new phase inserted here with its reconcile step. Validating is
+// skipped when no validation is configured.
+var preCutover = []Phase{PhaseWarming, PhaseValidating, PhaseReady}
 
 // Terminal reports whether p is an end state.
 func (p Phase) Terminal() bool {
@@ -46,11 +48,17 @@ func (p Phase) BeforeCutover() bool {
 	return false
 }
 
-// nextPreCutover returns the phase after p among the pre-cutover phases.
-func nextPreCutover(p Phase) Phase {
+// nextPreCutover returns the phase after p among the pre-cutover phases,
+// skipping those for which skip is true.
+func nextPreCutover(p Phase, skip func(Phase) bool) Phase {
 	for i, q := range preCutover {
-		if q == p && i+1 < len(preCutover) {
-			return preCutover[i+1]
+		if q != p {
+			continue
+		}
+		for _, n := range preCutover[i+1:] {
+			if !skip(n) {
+				return n
+			}
 		}
 	}
 	return PhaseReady

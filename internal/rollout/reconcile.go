@@ -43,11 +43,14 @@ func (c *Controller) Reconcile(ctx context.Context) {
 		}
 	}
 	st, _, pools := c.snapshot()
+	c.stopStaleWindow(st)
 	if d := st.active(); d != nil {
 		var err error
 		switch d.Phase {
 		case PhaseWarming:
 			err = c.reconcileWarming(ctx, d, pools)
+		case PhaseValidating:
+			err = c.reconcileValidating(ctx, d, pools)
 		case PhaseReady:
 			err = c.reconcileReady(ctx, d)
 		case PhasePromoted:
@@ -62,6 +65,21 @@ func (c *Controller) Reconcile(ctx context.Context) {
 	}
 	if d := st.pending(); d != nil {
 		c.startPending(ctx, d.ID)
+	}
+}
+
+// stopStaleWindow ends a validation window whose deployment moved on
+// (aborted, rolled back by hand).
+func (c *Controller) stopStaleWindow(st State) {
+	c.mu.Lock()
+	id, post := c.val.id, c.val.post
+	c.mu.Unlock()
+	if id == "" {
+		return
+	}
+	d := st.find(id)
+	if d == nil || (!post && d.Phase != PhaseValidating) || (post && d.Phase != PhasePromoted) {
+		c.stopWindow()
 	}
 }
 
@@ -156,9 +174,15 @@ func (c *Controller) reconcileWarming(ctx context.Context, d *Deployment, pools 
 	need := c.need(p)
 	if ready >= need {
 		c.setNote(d.ID, "")
-		next := nextPreCutover(PhaseWarming)
+		next := nextPreCutover(PhaseWarming, c.skipPhase)
 		reason := fmt.Sprintf("%d/%d replicas healthy, serving %s and warmed up", ready, len(p.Replicas), p.Model)
-		return c.advance(ctx, d.ID, PhaseWarming, next, reason, c.enterReady)
+		return c.advance(ctx, d.ID, PhaseWarming, next, reason, func(s *State, d *Deployment, now time.Time) {
+			if next == PhaseValidating {
+				d.Deadline = now.Add(c.opts.Validation.Deadline)
+				d.Reason += "; validating against " + d.From
+			}
+			c.enterReady(s, d, now)
+		})
 	}
 	note := fmt.Sprintf("%d/%d ready (need %d): %s", ready, len(p.Replicas), need, strings.Join(waiting, "; "))
 	c.setNote(d.ID, note)
@@ -170,6 +194,9 @@ func (c *Controller) reconcileWarming(ctx context.Context, d *Deployment, pools 
 
 // enterReady sets the auto-promotion deadline when the phase is ready.
 func (c *Controller) enterReady(_ *State, d *Deployment, now time.Time) {
+	if d.Phase == PhaseReady {
+		d.Deadline = time.Time{}
+	}
 	if d.Phase == PhaseReady && c.opts.Settings.AutoPromote {
 		d.Deadline = now.Add(c.opts.Settings.AutoPromoteAfter)
 		d.Reason += fmt.Sprintf("; auto-promotion at %s", stamp(d.Deadline))
@@ -202,6 +229,9 @@ func (c *Controller) reconcileReady(ctx context.Context, d *Deployment) error {
 // pool has fewer healthy replicas than it needs: then the old pool, maybe
 // the only healthy copy, is kept and rollback stays possible.
 func (c *Controller) reconcilePromoted(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) error {
+	if rolledBack, err := c.reconcilePostPromotion(ctx, d, pools); rolledBack || err != nil {
+		return err
+	}
 	now := c.now()
 	if now.Before(d.RetainUntil) {
 		return nil
@@ -245,6 +275,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 		if ctx.Err() != nil {
 			return nil // shutting down: the hook runs again after restart
 		}
+		c.countHook(o)
 		outcomes = append(outcomes, o)
 		if !o.OK {
 			failed = append(failed, o)
@@ -308,10 +339,12 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 			pl = c.payload(ev, d, d.From, d.FromModel, d.FromReplicas, d.Reason)
 		}
 		for _, spec := range c.opts.Hooks[ev] {
-			outcomes = append(outcomes, c.hooks.Run(ctx, spec, pl))
+			o := c.hooks.Run(ctx, spec, pl)
 			if ctx.Err() != nil {
 				return // shutting down: the hooks run again after restart
 			}
+			c.countHook(o)
+			outcomes = append(outcomes, o)
 		}
 	}
 	c.tmu.Lock()

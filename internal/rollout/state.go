@@ -11,7 +11,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
+	"github.com/cutover-dev/cutover/internal/validation"
 )
 
 // State is the document the controller persists at every transition.
@@ -81,6 +83,15 @@ type Deployment struct {
 	// Hooks are the latest hook outcomes, oldest first.
 	Hooks []hook.Outcome `json:"hooks,omitempty"`
 
+	// Gates are the validation gates' final values (the live values are
+	// in memory while validating).
+	Gates []api.Gate `json:"gates,omitempty"`
+	// Baseline is the live pool measured during validation; the
+	// post-promotion window holds the new pool to it.
+	Baseline *validation.Stats `json:"baseline,omitempty"`
+	// PostPromotionUntil ends the post-promotion window (zero: none).
+	PostPromotionUntil time.Time `json:"post_promotion_until,omitzero"`
+
 	RetireAttempts    int       `json:"retire_attempts,omitempty"`
 	NextRetireAttempt time.Time `json:"next_retire_attempt,omitzero"`
 	RetireError       string    `json:"retire_error,omitempty"`
@@ -107,6 +118,11 @@ func (d *Deployment) clone() *Deployment {
 	c.FromReplicas = slices.Clone(d.FromReplicas)
 	c.PendingHooks = slices.Clone(d.PendingHooks)
 	c.Hooks = slices.Clone(d.Hooks)
+	c.Gates = slices.Clone(d.Gates)
+	if d.Baseline != nil {
+		b := *d.Baseline
+		c.Baseline = &b
+	}
 	return &c
 }
 

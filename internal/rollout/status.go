@@ -85,6 +85,8 @@ func (c *Controller) apiDeployment(d *Deployment, note *string) api.Deployment {
 			v.DeadlineKind = "auto_promote"
 		case PhasePromoted:
 			v.DeadlineKind = "retention"
+		case PhaseValidating:
+			v.DeadlineKind = "validation"
 		case PhaseRetiring:
 			v.DeadlineKind = "drain"
 		default:
@@ -97,6 +99,11 @@ func (c *Controller) apiDeployment(d *Deployment, note *string) api.Deployment {
 	for _, o := range d.Hooks {
 		v.Hooks = append(v.Hooks, apiOutcome(o))
 	}
+	v.Gates = c.gatesFor(d.ID)
+	if v.Gates == nil {
+		v.Gates = slices.Clone(d.Gates)
+	}
+	v.PostPromotionUntil = d.PostPromotionUntil
 	return v
 }
 

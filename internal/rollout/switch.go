@@ -114,6 +114,7 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 	}
 	for _, spec := range c.opts.Hooks["before_promote"] {
 		o := c.hooks.Run(ctx, spec, c.payload("before_promote", d, d.Pool, d.Model, d.Replicas, ""))
+		c.countHook(o)
 		rec := func(s *State) ([]event, error) {
 			s.find(id).addOutcome(o)
 			return []event{{Action: "hook", Deployment: id, Hook: &o, Reason: o.Summary()}}, nil
@@ -139,6 +140,9 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		now := c.now().UTC()
 		d.PromotedAt = now
 		d.RetainUntil = now.Add(c.opts.Settings.Retention)
+		if w := c.opts.Validation.PostPromotionWindow; w > 0 {
+			d.PostPromotionUntil = now.Add(w)
+		}
 		d.enter(PhasePromoted, now, fmt.Sprintf("promoted by %s; %s retained until %s for rollback", actor, d.From, stamp(d.RetainUntil)), d.RetainUntil)
 		c.pend(d, "on_promote")
 		return []event{{Action: "promote", Deployment: id, From: res.Previous, To: d.Pool, Reason: d.Reason}}, nil

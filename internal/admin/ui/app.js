@@ -1,0 +1,695 @@
+// cutover dashboard: polls the admin API with the operator's token and shows
+// the live pool, both pools, traffic, the deployment, gates and history.
+// Every value from the server is set as text, never parsed as HTML.
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'cutover.adminToken';
+  const ACTOR = 'dashboard';
+  const POLL_MS = 1500;
+  const HISTORY_EVERY_MS = 10000;
+  const WINDOW_MS = 5 * 60 * 1000;
+  const POOLS = ['blue', 'green'];
+  const TERMINAL = new Set(['completed', 'failed', 'aborted', 'rolled_back']);
+  const PHASE_TONE = {
+    pending: 'warn', warming: 'warn', validating: 'warn', ready: 'info', promoted: 'ok', retiring: 'warn',
+    completed: '', failed: 'bad', aborted: '', rolled_back: 'bad',
+  };
+  const DEADLINE_LABEL = {
+    progress: 'Progress deadline', auto_promote: 'Auto-promotes', retention: 'Retention ends', drain: 'Drain deadline',
+  };
+  const ACTION_LABEL = { promote: 'Promote', rollback: 'Rollback', abort: 'Abort', retire: 'Retire' };
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    token: sessionStorage.getItem(TOKEN_KEY) || '',
+    gen: 0, // bumped on connect and forget: older polls stop
+    polling: 0, // gen of the poll in flight, 0 when none
+    again: false, // poll again as soon as the one in flight ends
+    timer: 0,
+    status: null,
+    last: null, // request counters of the previous poll: {t, blue, green}
+    samples: [], // request rates: {t, blue, green}
+    historyRev: null,
+    historyAt: 0,
+    shown: {}, // JSON of what each section shows, to redraw only on change
+    skew: 0, // server clock minus browser clock, ms (when more than 2 s)
+    busy: false,
+    pending: '', // action waiting for confirmation
+    updatedAt: 0,
+  };
+
+  // ---- DOM helpers ----
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === undefined || c === null || c === false || c === '') continue;
+      el.append(c instanceof Node ? c : String(c));
+    }
+    return el;
+  }
+
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    for (const c of children) el.append(c);
+    return el;
+  }
+
+  // changed reports whether v differs from what section key shows now.
+  function changed(key, v) {
+    const j = JSON.stringify(v);
+    if (state.shown[key] === j) return false;
+    state.shown[key] = j;
+    return true;
+  }
+
+  // ---- formatting ----
+
+  const now = () => Date.now() + state.skew;
+  const other = (pool) => (pool === 'blue' ? 'green' : 'blue');
+  const fmtInt = (n) => (Number(n) || 0).toLocaleString('en-US');
+  const fmtRate = (v) => (v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium', hourCycle: 'h23' });
+  const isSet = (t) => t && !t.startsWith('0001-');
+
+  function fmtClock(iso) {
+    const d = new Date(iso);
+    return new Date(now()).toDateString() === d.toDateString() ? timeFmt.format(d) : dateFmt.format(d);
+  }
+
+  function fmtDur(ms) {
+    let sec = Math.max(0, Math.round(ms / 1000));
+    if (sec < 60) return `${sec}s`;
+    const d = Math.floor(sec / 86400); sec -= d * 86400;
+    const hr = Math.floor(sec / 3600); sec -= hr * 3600;
+    const m = Math.floor(sec / 60); sec -= m * 60;
+    if (d) return `${d}d ${hr}h`;
+    if (hr) return `${hr}h ${m}m`;
+    return `${m}m ${sec}s`;
+  }
+
+  function relative(iso) {
+    const ms = new Date(iso).getTime() - now();
+    return ms >= 0 ? `in ${fmtDur(ms)}` : `${fmtDur(-ms)} ago`;
+  }
+
+  // timeEl is a <time> that tick() keeps relative ("3m 2s ago", "in 5s").
+  const timeEl = (iso, cls) => h('time', { class: cls, datetime: iso, title: dateFmt.format(new Date(iso)), dataset: { rel: iso } }, relative(iso));
+
+  // bar is a progress bar whose fill is frac (0..1), or tracks the time
+  // between from and to when those are given (tick() moves it).
+  function bar(frac, label, value, opts = {}) {
+    const fill = h('span');
+    fill.style.width = `${Math.round(Math.min(1, Math.max(0, frac)) * 100)}%`;
+    const b = h('div', {
+      class: `bar${opts.ok ? ' bar-ok' : ''}`, role: 'progressbar', 'aria-label': label,
+      'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.round(frac * 100),
+      dataset: opts.from ? { from: opts.from, to: opts.to } : undefined,
+    }, fill);
+    return h('div', { class: 'progress' }, h('div', { class: 'progress-label' }, h('span', {}, label), h('span', {}, value)), b);
+  }
+
+  // ---- admin API ----
+
+  class APIError extends Error {
+    constructor(status, message, code) {
+      super(message);
+      this.status = status;
+      this.code = code || '';
+    }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Authorization: `Bearer ${state.token}`, 'X-Cutover-Actor': ACTOR, Accept: 'application/json' };
+    const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, init);
+    } catch (e) {
+      throw new APIError(0, `the gateway did not answer (${e.message})`, 'unreachable');
+    }
+    const date = Date.parse(resp.headers.get('Date') || '');
+    if (!Number.isNaN(date)) {
+      const skew = date - Date.now();
+      state.skew = Math.abs(skew) > 2000 ? skew : 0;
+    }
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const e = data && data.error;
+      throw new APIError(resp.status, (e && e.message) || `HTTP ${resp.status} ${resp.statusText}`, e && e.code);
+    }
+    return data;
+  }
+
+  // ---- token ----
+
+  function showLogin(message) {
+    $('app').hidden = true;
+    $('btn-forget').hidden = true;
+    $('gateway-meta').replaceChildren();
+    $('login').hidden = false;
+    $('token-error').textContent = message || '';
+    $('token-error').hidden = !message;
+    setConn('off', 'not connected');
+    const input = $('token-input');
+    input.value = '';
+    input.focus();
+  }
+
+  function forget(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    clearTimeout(state.timer);
+    Object.assign(state, {
+      token: '', gen: state.gen + 1, status: null, last: null, samples: [], historyRev: null, shown: {},
+    });
+    hideError();
+    showLogin(message);
+  }
+
+  async function connect(token) {
+    state.token = token;
+    const gen = ++state.gen;
+    $('token-submit').disabled = true;
+    try {
+      const st = await api('GET', '/api/v1/status');
+      if (gen !== state.gen) return;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      $('login').hidden = true;
+      $('app').hidden = false;
+      $('btn-forget').hidden = false;
+      onStatus(st);
+      poll(gen);
+    } catch (e) {
+      if (gen !== state.gen) return;
+      state.token = '';
+      showLogin(e.status === 401 ? 'The gateway did not accept this token.' : `Could not connect: ${e.message}`);
+    } finally {
+      $('token-submit').disabled = false;
+    }
+  }
+
+  // ---- polling ----
+
+  function refresh() {
+    if (state.polling === state.gen) {
+      state.again = true;
+      return;
+    }
+    clearTimeout(state.timer);
+    poll(state.gen);
+  }
+
+  async function poll(gen) {
+    if (gen !== state.gen || !state.token) return;
+    clearTimeout(state.timer);
+    state.polling = gen;
+    try {
+      const st = await api('GET', '/api/v1/status');
+      if (gen !== state.gen) return;
+      onStatus(st);
+      if (st.revision !== state.historyRev || Date.now() - state.historyAt > HISTORY_EVERY_MS) {
+        const hist = await api('GET', '/api/v1/history?limit=50');
+        if (gen !== state.gen) return;
+        state.historyRev = st.revision;
+        state.historyAt = Date.now();
+        renderHistory(hist.events || []);
+      }
+    } catch (e) {
+      if (gen !== state.gen) return;
+      if (e.status === 401) {
+        forget('The gateway no longer accepts this token: enter it again.');
+        return;
+      }
+      setConn('bad', `connection lost: ${e.message}; retrying`);
+    } finally {
+      if (state.polling === gen) state.polling = 0;
+    }
+    if (gen !== state.gen) return;
+    const delay = state.again ? 0 : POLL_MS;
+    state.again = false;
+    state.timer = setTimeout(() => poll(gen), delay);
+  }
+
+  function setConn(kind, text) {
+    $('conn').dataset.state = kind;
+    $('conn-text').textContent = text;
+  }
+
+  function onStatus(st) {
+    state.status = st;
+    state.updatedAt = Date.now();
+    setConn('ok', 'live · updated just now');
+    recordTraffic(st);
+    renderMeta(st);
+    renderLive(st);
+    for (const name of POOLS) renderPool(st, name);
+    renderChart();
+    renderDeployment(st);
+    renderGates(st.deployment);
+    renderActions(st);
+  }
+
+  // recordTraffic turns the pools' request counters into rates. A counter
+  // that went down (a restart, new replicas) starts over.
+  function recordTraffic(st) {
+    const cur = { t: Date.now() };
+    for (const p of POOLS) cur[p] = (st.pools[p] && st.pools[p].requests) || 0;
+    const last = state.last;
+    if (last && POOLS.some((p) => cur[p] < last[p])) {
+      state.last = cur;
+      return;
+    }
+    if (!last) {
+      state.last = cur;
+      return;
+    }
+    const dt = (cur.t - last.t) / 1000;
+    if (dt < 0.5) return; // too close to the last poll to make a rate
+    const sample = { t: cur.t };
+    for (const p of POOLS) sample[p] = (cur[p] - last[p]) / dt;
+    state.samples.push(sample);
+    state.last = cur;
+    const cut = cur.t - WINDOW_MS - 5000;
+    while (state.samples.length && state.samples[0].t < cut) state.samples.shift();
+  }
+
+  const currentRate = (pool) => {
+    const last = state.samples[state.samples.length - 1];
+    return last ? last[pool] : 0;
+  };
+
+  // ---- rendering ----
+
+  function renderMeta(st) {
+    document.title = `${st.live} live · cutover`;
+    if (!changed('meta', [st.revision, st.model_name])) return;
+    const items = [h('span', {}, 'gateway ', h('b', {}, window.location.host)), h('span', {}, 'revision ', h('b', {}, String(st.revision)))];
+    if (st.model_name) items.push(h('span', {}, 'model name ', h('b', {}, st.model_name)));
+    $('gateway-meta').replaceChildren(...items);
+  }
+
+  function renderLive(st) {
+    if (!changed('live', [st.live, st.previous, st.switched_at, st.pools[st.live] && st.pools[st.live].model])) return;
+    const p = st.pools[st.live] || {};
+    $('live-card').dataset.pool = st.live;
+    $('live-pool').textContent = st.live;
+    $('live-model').textContent = p.model || 'no model';
+    $('live-since').replaceChildren(...(isSet(st.switched_at)
+      ? ['switched ', timeEl(st.switched_at), st.previous ? ` from ${st.previous}` : '']
+      : ['live since the first start']));
+  }
+
+  // poolRole says what a pool is doing now, given the deployment.
+  function poolRole(st, name) {
+    const p = st.pools[name];
+    const d = st.deployment;
+    if (p.live) return { text: 'live', cls: 'badge-live' };
+    if (d && !TERMINAL.has(d.phase)) {
+      if (d.pool === name) return { text: `new · ${d.phase}`, cls: `badge-${PHASE_TONE[d.phase] || 'info'}` };
+      if (d.from === name && d.phase === 'promoted') return { text: 'retained', cls: 'badge-info' };
+      if (d.from === name && d.phase === 'retiring') return { text: 'retiring', cls: 'badge-warn' };
+    }
+    return { text: 'standby', cls: '' };
+  }
+
+  function renderPool(st, name) {
+    const p = st.pools[name];
+    const el = $(`pool-${name}`);
+    const rate = currentRate(name);
+    const role = p ? poolRole(st, name) : null;
+    if (!changed(`pool-${name}`, [p, role, fmtRate(rate)])) return;
+    if (!p) {
+      el.replaceChildren(h('p', { class: 'empty' }, `pool ${name} is not configured`));
+      return;
+    }
+    const total = p.replicas.length;
+    const tone = total === 0 ? '' : p.healthy_replicas === total ? 'text-ok' : p.healthy_replicas === 0 ? 'text-bad' : 'text-warn';
+    el.classList.toggle('is-live', p.live);
+    const rows = p.replicas.flatMap((r) => [h('tr', { dataset: { replica: r.url }, class: r.last_error ? 'has-error' : '' },
+      h('td', { class: 'url' }, r.url),
+      h('td', {}, h('span', {
+        class: `health ${r.healthy ? 'text-ok' : 'text-bad'}`,
+        title: [isSet(r.checked_at) && `checked ${relative(r.checked_at)}`, isSet(r.changed_at) && `changed ${relative(r.changed_at)}`].filter(Boolean).join(', '),
+      }, r.healthy ? 'healthy' : 'unhealthy')),
+      h('td', { class: 'num' }, fmtInt(r.in_flight)),
+      h('td', { class: 'num' }, fmtInt(r.requests))),
+    r.last_error && h('tr', { class: 'error-row' }, h('td', { colspan: 4, class: 'last-error' }, r.last_error))]).filter(Boolean);
+    el.replaceChildren(
+      h('div', { class: 'pool-head' },
+        h('h2', { class: 'pool-name' }, name),
+        h('span', { class: `badge ${role.cls}` }, role.text),
+        h('span', { class: `pool-health ${tone}` }, `${p.healthy_replicas}/${total} healthy`)),
+      h('div', { class: 'pool-model', title: 'model id' }, p.model || 'no model'),
+      h('dl', { class: 'stats' },
+        h('div', {}, h('dt', {}, 'In flight'), h('dd', { dataset: { testid: `inflight-${name}` } }, fmtInt(p.in_flight))),
+        h('div', {}, h('dt', {}, 'Requests'), h('dd', {}, fmtInt(p.requests))),
+        h('div', {}, h('dt', {}, 'Rate'), h('dd', {}, `${fmtRate(rate)}/s`))),
+      total === 0
+        ? h('p', { class: 'empty' }, 'No replicas.')
+        : h('table', { class: 'replicas' },
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Replica'), h('th', { scope: 'col' }, 'Health'),
+            h('th', { scope: 'col', class: 'num' }, 'In flight'), h('th', { scope: 'col', class: 'num' }, 'Requests'))),
+          h('tbody', {}, rows)));
+  }
+
+  function niceMax(v) {
+    if (v <= 1) return 1;
+    const p = 10 ** Math.floor(Math.log10(v));
+    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    return 10 * p;
+  }
+
+  function renderChart() {
+    const box = $('traffic-chart');
+    const live = state.status ? state.status.live : '';
+    const W = Math.max(320, box.clientWidth);
+    const H = box.clientHeight || 200;
+    const pad = { l: 40, r: 10, t: 10, b: 22 };
+    const t1 = Date.now();
+    const t0 = t1 - WINDOW_MS;
+    const pts = state.samples.filter((p) => p.t >= t0);
+    const max = niceMax(Math.max(0, ...pts.flatMap((p) => POOLS.map((n) => p[n]))));
+    const x = (t) => pad.l + ((t - t0) / WINDOW_MS) * (W - pad.l - pad.r);
+    const y = (v) => pad.t + (1 - v / max) * (H - pad.t - pad.b);
+    const svg = s('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' });
+    for (let i = 0; i <= 4; i++) {
+      const v = (max * i) / 4;
+      svg.append(s('line', { class: i ? 'grid' : 'axis', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
+      svg.append(s('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(Number(v.toPrecision(3)))));
+    }
+    for (let m = 5; m >= 0; m--) {
+      svg.append(s('text', { x: x(t1 - m * 60000), y: H - 5, 'text-anchor': m === 5 ? 'start' : m === 0 ? 'end' : 'middle' }, m ? `-${m}m` : 'now'));
+    }
+    for (const name of [other(live), live]) {
+      if (!name || pts.length < 2) continue;
+      const coords = pts.map((p) => `${x(p.t).toFixed(1)},${y(p[name]).toFixed(1)}`);
+      if (name === live) {
+        const base = y(0).toFixed(1);
+        svg.append(s('polygon', { class: `area-${name}`, points: `${x(pts[0].t).toFixed(1)},${base} ${coords.join(' ')} ${x(pts[pts.length - 1].t).toFixed(1)},${base}` }));
+      }
+      svg.append(s('polyline', { class: `line line-${name}${name === live ? ' live' : ''}`, points: coords.join(' ') }));
+    }
+    const rates = POOLS.map((n) => `${n} ${fmtRate(currentRate(n))} requests per second`).join(', ');
+    svg.setAttribute('aria-label', `Requests per second per pool over the last 5 minutes; now ${rates}`);
+    box.replaceChildren(svg);
+    $('traffic-legend').replaceChildren(...POOLS.map((n) => h('span', { class: `k-${n}` }, h('i'), n, h('b', {}, `${fmtRate(currentRate(n))}/s`))));
+  }
+
+  function renderDeployment(st) {
+    const d = st.deployment;
+    const target = d && st.pools[d.pool];
+    const warm = d && d.phase === 'warming' && target
+      ? target.replicas.filter((r) => r.healthy && d.replicas.includes(r.url)).length
+      : null;
+    if (!changed('deployment', [d && { ...d, gates: undefined }, warm])) return;
+    const phase = $('deployment-phase');
+    const body = $('deployment-body');
+    if (!d) {
+      phase.className = 'phase';
+      phase.textContent = '';
+      body.replaceChildren(h('p', { class: 'empty' }, 'No deployment yet. Start one with ',
+        h('code', {}, 'cutover deploy --model ID --replica URL'), '.'));
+      return;
+    }
+    phase.className = `phase badge badge-${PHASE_TONE[d.phase] || ''}`;
+    phase.textContent = d.phase.replace('_', ' ');
+    const rows = [['Phase since', [fmtClock(d.phase_since), ' (', timeEl(d.phase_since), ')']]];
+    if (isSet(d.deadline)) {
+      rows.push([DEADLINE_LABEL[d.deadline_kind] || 'Deadline',
+        [h('span', { class: 'countdown', id: 'deadline-countdown', dataset: { rel: d.deadline } }, relative(d.deadline)), ` at ${fmtClock(d.deadline)}`]]);
+    }
+    if (d.reason) rows.push(['Reason', d.reason]);
+    if (d.waiting) rows.push(['Waiting for', d.waiting]);
+    if (d.created_by) rows.push(['Started by', [d.created_by, ' · ', timeEl(d.created_at)]]);
+    if (isSet(d.retain_until) && !isSet(d.retired_at)) rows.push(['Rollback until', fmtClock(d.retain_until)]);
+    if (isSet(d.retired_at)) rows.push(['Retired', `${d.from} at ${fmtClock(d.retired_at)}`]);
+    if (d.pending_hooks && d.pending_hooks.length) rows.push(['Pending hooks', d.pending_hooks.join(', ')]);
+
+    const parts = [
+      h('div', { class: 'dep-title' }, `${d.id}: ${d.model} → ${d.pool}`),
+      h('div', { class: 'dep-sub' }, `from ${d.from || '—'} (${d.from_model || 'no model'}) · ${d.replicas.length} replica${d.replicas.length === 1 ? '' : 's'}`),
+      h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    ];
+    if (warm !== null) {
+      parts.push(bar(warm / Math.max(1, d.replicas.length), 'Replicas healthy', `${warm} of ${d.replicas.length}`, { ok: true }));
+    }
+    if (isSet(d.deadline) && !TERMINAL.has(d.phase)) {
+      const from = new Date(d.phase_since).getTime();
+      const to = new Date(d.deadline).getTime();
+      parts.push(bar((now() - from) / Math.max(1, to - from), `${DEADLINE_LABEL[d.deadline_kind] || 'Deadline'}: time used`,
+        fmtDur(to - from), { from: d.phase_since, to: d.deadline }));
+    }
+    if (d.retire_error) {
+      parts.push(h('div', { class: 'alert-box', role: 'alert' }, h('strong', {}, `Retirement failing (attempt ${d.retire_attempts || 1}`,
+        isSet(d.next_retire_attempt) ? [', next ', timeEl(d.next_retire_attempt)] : '', '): '), d.retire_error));
+    }
+    if (d.hooks && d.hooks.length) {
+      parts.push(h('div', { class: 'subhead' }, 'Hook outcomes'));
+      parts.push(h('table', { class: 'hooks' },
+        h('thead', {}, h('tr', {}, ['Event', 'Result', 'Hook', 'Time'].map((c) => h('th', { scope: 'col', class: c === 'Time' ? 'num' : '' }, c)))),
+        h('tbody', {}, d.hooks.slice().reverse().map(hookRow))));
+    }
+    body.replaceChildren(...parts);
+  }
+
+  function hookResult(o) {
+    const code = o.status ? `HTTP ${o.status}` : o.exit_code ? `exit ${o.exit_code}` : '';
+    return [o.ok ? 'ok' : 'failed', code].filter(Boolean).join(' · ');
+  }
+
+  function hookRow(o) {
+    const detail = [o.error, o.output].filter(Boolean).join('\n');
+    return h('tr', {},
+      h('td', {}, o.event),
+      h('td', {}, h('span', { class: `badge ${o.ok ? 'badge-ok' : 'badge-bad'}` }, hookResult(o))),
+      h('td', { class: 'url' }, o.hook, detail && h('details', { class: 'output' }, h('summary', {}, 'output'), h('pre', {}, detail))),
+      h('td', { class: 'num' }, `${o.duration_ms} ms`, h('br'), timeEl(o.start, 'muted')));
+  }
+
+  // renderGates shows deployment.gates when the server sends them: a list
+  // of {name, value, threshold, samples, min_samples, verdict}. Fields it
+  // does not know are listed as they are.
+  function renderGates(d) {
+    const gates = d && Array.isArray(d.gates) ? d.gates : null;
+    $('gates-card').hidden = !gates || gates.length === 0;
+    if (!changed('gates', gates) || !gates) return;
+    const known = new Set(['name', 'value', 'threshold', 'samples', 'min_samples', 'verdict']);
+    const fmt = (v) => (v === undefined || v === null ? '—' : typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : typeof v === 'object' ? JSON.stringify(v) : String(v));
+    const tone = (v) => {
+      const t = String(v || '').toLowerCase();
+      if (['pass', 'passed', 'ok', 'good', 'success'].includes(t)) return 'badge-ok';
+      if (['fail', 'failed', 'bad', 'failure'].includes(t)) return 'badge-bad';
+      return 'badge-warn';
+    };
+    const rows = gates.map((g) => {
+      const extra = Object.entries(g).filter(([k]) => !known.has(k)).map(([k, v]) => `${k}: ${fmt(v)}`).join(', ');
+      const samples = typeof g.min_samples === 'number' && g.min_samples > 0
+        ? [`${fmt(g.samples)} / ${fmt(g.min_samples)}`, h('div', { class: 'bar mini-bar' }, sizedFill((g.samples || 0) / g.min_samples))]
+        : fmt(g.samples);
+      return h('tr', { dataset: { gate: String(g.name) } },
+        h('td', {}, h('strong', {}, fmt(g.name)), extra && h('div', { class: 'muted' }, extra)),
+        h('td', { class: 'num' }, fmt(g.value)),
+        h('td', { class: 'num' }, fmt(g.threshold)),
+        h('td', { class: 'num' }, samples),
+        h('td', {}, h('span', { class: `badge ${tone(g.verdict)}` }, fmt(g.verdict))));
+    });
+    $('gates').replaceChildren(h('table', { class: 'gates' },
+      h('thead', {}, h('tr', {}, ['Gate', 'Value', 'Threshold', 'Samples', 'Verdict'].map((c, i) => h('th', { scope: 'col', class: i && i < 4 ? 'num' : '' }, c)))),
+      h('tbody', {}, rows)));
+  }
+
+  function sizedFill(frac) {
+    const f = h('span');
+    f.style.width = `${Math.round(Math.min(1, Math.max(0, frac)) * 100)}%`;
+    return f;
+  }
+
+  function renderHistory(events) {
+    if (!changed('history', events)) return;
+    const items = events.slice().reverse().map((e) => {
+      const bad = (e.hook && !e.hook.ok) || e.action === 'retire_failed' || (e.action === 'phase' && ['failed', 'rolled_back'].includes(e.to));
+      const toPool = ['promote', 'rollback', 'init'].includes(e.action) && POOLS.includes(e.to) ? ` to-${e.to}` : '';
+      const change = e.to ? `${e.from ? `${e.from} ` : ''}→ ${e.to}` : '';
+      const meta = [`by ${e.actor || 'unknown'}`, e.deployment, `rev ${e.revision}`, fmtClock(e.time)].filter(Boolean).join(' · ');
+      return h('li', { class: 'event', dataset: { action: e.action } },
+        h('span', { class: `ev-dot${bad ? ' bad' : toPool}`, 'aria-hidden': 'true' }),
+        h('div', { class: 'ev-head' }, h('span', { class: 'ev-action' }, e.action.replace('_', ' ')), change && h('span', { class: 'ev-change' }, change), timeEl(e.time)),
+        h('div', { class: 'ev-meta' }, meta),
+        e.reason && h('p', { class: 'ev-reason' }, e.reason),
+        e.hook && h('div', { class: `ev-hook ${e.hook.ok ? 'text-ok' : 'text-bad'}` }, `${e.hook.event} ${hookResult(e.hook)} · ${e.hook.hook} · ${e.hook.duration_ms} ms`));
+    });
+    $('history').replaceChildren(...(items.length ? items : [h('li', { class: 'empty' }, 'No events yet.')]));
+  }
+
+  // ---- actions ----
+
+  // describe says what an action will do, for its button and confirmation.
+  function describe(action, st) {
+    const live = st.live;
+    const standby = other(live);
+    const d = st.deployment;
+    const active = d && !TERMINAL.has(d.phase) ? d : null;
+    const model = (pool) => (st.pools[pool] && st.pools[pool].model) || 'no model';
+    switch (action) {
+      case 'promote': {
+        const target = active ? active.pool : standby;
+        const text = active
+          ? `Deployment ${active.id} (${active.model}) goes live in ${target}. New requests go to ${target} at once; requests and streams already running on ${live} finish there. before_promote hooks run first and can refuse. ${live} is kept for an instant rollback.`
+          : `${target} (${model(target)}) becomes live. New requests go to it at once; requests and streams already running on ${live} finish there. The gateway refuses if ${target} has no healthy replica that lists its model.`;
+        return { button: `Promote ${target}`, title: `Promote ${target}?`, text, verb: `Promote ${target}`, danger: false };
+      }
+      case 'rollback': {
+        const target = st.previous || standby;
+        let text = `${target} (${model(target)}) becomes live again. New requests go to it at once; requests and streams already running on ${live} finish there.`;
+        if (active && active.phase === 'promoted') text += ` Deployment ${active.id} ends as rolled back and on_rollback hooks run.`;
+        return { button: `Roll back to ${target}`, title: `Roll back to ${target}?`, text, verb: `Roll back to ${target}`, danger: false };
+      }
+      case 'abort': {
+        if (!active) return { button: 'Abort', title: 'Abort the deployment?', text: 'No deployment is in progress: the gateway will refuse.', verb: 'Abort', danger: true };
+        const text = active.phase === 'promoted'
+          ? `Deployment ${active.id} is already live: aborting it is a rollback. ${active.from} becomes live again and on_rollback hooks run.`
+          : `Deployment ${active.id} (${active.model} in ${active.pool}) stops now; ${active.pool} never receives client traffic.`;
+        return { button: `Abort ${active.id}`, title: `Abort deployment ${active.id}?`, text, verb: `Abort ${active.id}`, danger: true };
+      }
+      case 'retire': {
+        if (active && active.phase === 'retiring') {
+          return {
+            button: `Retire ${active.from}`, title: `Retry retiring ${active.from}?`, force: true, verb: 'Retire now', danger: true,
+            text: `${active.from} is being retired${active.retire_error ? ` and its on_retire hooks fail (${active.retire_error})` : ''}. This runs them again now.`,
+          };
+        }
+        if (active && active.phase === 'promoted') {
+          return {
+            button: `Retire ${active.from}`, title: `Retire ${active.from} now?`, verb: `Retire ${active.from}`, danger: true,
+            text: `The retention of ${active.from} ends now: it is drained and the on_retire hooks run (that is where its GPUs are freed). After that, rolling back to ${active.from} is refused.`,
+          };
+        }
+        return { button: 'Retire', title: 'Retire the old pool?', text: 'No promoted deployment holds an old pool: the gateway will refuse.', verb: 'Retire', danger: true };
+      }
+    }
+    return null;
+  }
+
+  function renderActions(st) {
+    for (const action of Object.keys(ACTION_LABEL)) {
+      const btn = $(`btn-${action}`);
+      btn.textContent = describe(action, st).button;
+      btn.disabled = state.busy;
+    }
+  }
+
+  function openConfirm(action) {
+    if (!state.status || state.busy) return;
+    const c = describe(action, state.status);
+    state.pending = action;
+    $('confirm-title').textContent = c.title;
+    $('confirm-text').textContent = c.text;
+    $('confirm-force-row').hidden = !c.force;
+    $('confirm-force').checked = false;
+    $('confirm-force-text').textContent = 'Force: mark it retired without the failing hooks (you freed its GPUs yourself).';
+    const yes = $('confirm-yes');
+    yes.textContent = c.verb;
+    yes.className = `btn ${c.danger ? 'btn-danger' : 'btn-primary'}`;
+    $('confirm').showModal();
+  }
+
+  async function runAction(action, force) {
+    state.busy = true;
+    renderActions(state.status);
+    hideError();
+    try {
+      const res = await api('POST', `/api/v1/${action}`, action === 'retire' ? { force } : undefined);
+      showNotice(action === 'promote' || action === 'rollback'
+        ? `${ACTION_LABEL[action]}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.`
+        : `${ACTION_LABEL[action]}: deployment ${res.id} is ${res.phase}.`);
+    } catch (e) {
+      if (e.status === 401) {
+        forget('The gateway no longer accepts this token: enter it again.');
+        return;
+      }
+      // The server's reason often starts with "<action> refused: ".
+      const reason = e.message.replace(new RegExp(`^${action} refused: `, 'i'), '');
+      showError(`${ACTION_LABEL[action]} ${e.status >= 400 && e.status < 500 ? 'refused' : 'failed'}${e.status ? ` (HTTP ${e.status})` : ''}:`, reason);
+    } finally {
+      state.busy = false;
+      if (state.status) renderActions(state.status);
+    }
+    refresh();
+  }
+
+  function showError(title, text) {
+    $('error-title').textContent = title;
+    $('error-text').textContent = text;
+    $('error-banner').hidden = false;
+    $('notice').hidden = true;
+  }
+
+  function hideError() {
+    $('error-banner').hidden = true;
+  }
+
+  let noticeTimer = 0;
+  function showNotice(text) {
+    const n = $('notice');
+    n.textContent = text;
+    n.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { n.hidden = true; }, 8000);
+  }
+
+  // tick keeps relative times, countdowns and time bars current between
+  // polls.
+  function tick() {
+    for (const el of document.querySelectorAll('[data-rel]')) el.textContent = relative(el.dataset.rel);
+    for (const el of document.querySelectorAll('.bar[data-from]')) {
+      const from = new Date(el.dataset.from).getTime();
+      const to = new Date(el.dataset.to).getTime();
+      const frac = Math.min(1, Math.max(0, (now() - from) / Math.max(1, to - from)));
+      el.firstChild.style.width = `${Math.round(frac * 100)}%`;
+      el.setAttribute('aria-valuenow', String(Math.round(frac * 100)));
+    }
+    if (state.status && $('conn').dataset.state === 'ok') {
+      const age = Date.now() - state.updatedAt;
+      $('conn-text').textContent = age < 2500 ? 'live · updated just now' : `live · updated ${fmtDur(age)} ago`;
+    }
+  }
+
+  // ---- wiring ----
+
+  $('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const token = $('token-input').value.trim();
+    if (token) connect(token);
+  });
+  $('btn-forget').addEventListener('click', () => forget('Token forgotten. Enter it again to reconnect.'));
+  $('error-dismiss').addEventListener('click', hideError);
+  for (const action of Object.keys(ACTION_LABEL)) {
+    $(`btn-${action}`).addEventListener('click', () => openConfirm(action));
+  }
+  $('confirm-no').addEventListener('click', () => $('confirm').close('cancel'));
+  $('confirm-yes').addEventListener('click', () => $('confirm').close('yes'));
+  $('confirm').addEventListener('close', () => {
+    const action = state.pending;
+    state.pending = '';
+    if ($('confirm').returnValue === 'yes' && action) runAction(action, $('confirm-force').checked);
+  });
+  window.addEventListener('resize', () => { if (state.status) renderChart(); });
+  setInterval(tick, 1000);
+
+  if (state.token) connect(state.token);
+  else showLogin('');
+})();

@@ -1,0 +1,45 @@
+// Package driver holds the drivers of external load balancers (nginx,
+// HAProxy): each applies a routing table to its load balancer, verifies
+// through it that new requests reach the live pool, and puts the last good
+// configuration back when anything fails.
+package driver
+
+import (
+	"context"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// Driver makes an external load balancer serve a routing table.
+type Driver interface {
+	// Apply makes t's live pool receive every new request, with t's
+	// unhealthy replicas out, and verifies it through the load balancer.
+	// On error the load balancer serves what it served before (the driver
+	// restored it) and the error says what failed.
+	Apply(ctx context.Context, t *route.Table) error
+	// Sync re-applies the last table applied when the health of its
+	// replicas changed since; it does nothing otherwise. Callers run it
+	// periodically: it is the driver's one tick.
+	Sync(ctx context.Context) error
+	// Live asks the load balancer which pool it serves now.
+	Live(ctx context.Context) (string, error)
+}
+
+// backoff remembers the last change a load balancer refused, so that a
+// periodic Sync does not retry the same refused change on every tick.
+type backoff struct {
+	key string    // what was refused: rendered file or state signature
+	at  time.Time // when
+}
+
+// skip reports whether key was refused less than wait ago.
+func (b *backoff) skip(key string, now time.Time, wait time.Duration) bool {
+	return b.key == key && now.Sub(b.at) < wait
+}
+
+// refused records that key was refused at now; "" clears the record.
+func (b *backoff) refused(key string, now time.Time) { b.key, b.at = key, now }
+
+// defaultRetry is how long Sync waits before retrying a refused change.
+const defaultRetry = 30 * time.Second

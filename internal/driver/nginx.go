@@ -1,0 +1,182 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// NginxOptions configures an Nginx driver.
+type NginxOptions struct {
+	// File is the upstream file cutover owns, included by nginx.conf
+	// inside http {}. Required.
+	File string
+	// Render holds the upstream name, keepalive and extra directives.
+	Render NginxRender
+	// TestCommand checks nginx's configuration with the new file, such as
+	// [nginx -t]. Required.
+	TestCommand []string
+	// ReloadCommand makes nginx load it, such as [nginx -s reload].
+	// Required.
+	ReloadCommand []string
+	// CommandTimeout bounds each command. Zero means 30s.
+	CommandTimeout time.Duration
+	// Verify asks nginx which pool new requests reach. Its URL is
+	// required.
+	Verify Verifier
+	// RetryAfter is how long Sync waits before trying again a file nginx
+	// refused. Zero means 30s.
+	RetryAfter time.Duration
+	// Logger receives one line per change. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Nginx drives nginx through one included upstream file: a change writes
+// the file atomically, runs the test command, reloads nginx and verifies
+// through nginx that new requests reach the new pool. Any failure puts the
+// last good file back (reloading again if nginx had loaded the new one)
+// and returns the error.
+type Nginx struct {
+	opts NginxOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex   // serialises Apply and Sync; guards the fields below
+	table   *route.Table // the table nginx serves; nil before the first Apply
+	good    []byte       // the file content nginx serves
+	refused backoff
+}
+
+// NewNginx returns an nginx driver. It touches nothing until Apply.
+func NewNginx(o NginxOptions) (*Nginx, error) {
+	switch {
+	case o.File == "":
+		return nil, errors.New("nginx driver: no upstream file")
+	case len(o.TestCommand) == 0 || len(o.ReloadCommand) == 0:
+		return nil, errors.New("nginx driver: test and reload commands are required")
+	case o.Verify.URL == "":
+		return nil, errors.New("nginx driver: no verify URL")
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = 30 * time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = defaultRetry
+	}
+	n := &Nginx{opts: o, log: o.Logger}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	return n, nil
+}
+
+// Apply makes nginx serve t; see Driver.
+func (n *Nginx) Apply(ctx context.Context, t *route.Table) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.applyLocked(ctx, t, "apply")
+}
+
+// Sync rewrites the upstream file when the health of the live pool's
+// replicas changed since the last Apply (unhealthy ones are marked down).
+// A file nginx refused is tried again after RetryAfter only.
+func (n *Nginx) Sync(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.table == nil {
+		return nil
+	}
+	content, err := RenderNginx(n.table, n.opts.Render)
+	if err != nil || bytes.Equal(content, n.good) || n.refused.skip(string(content), time.Now(), n.opts.RetryAfter) {
+		return err
+	}
+	return n.applyLocked(ctx, n.table, "health")
+}
+
+// Live asks nginx, through the verify URL, which pool it serves.
+func (n *Nginx) Live(ctx context.Context) (string, error) { return n.opts.Verify.Current(ctx) }
+
+func (n *Nginx) applyLocked(ctx context.Context, t *route.Table, why string) error {
+	content, err := RenderNginx(t, n.opts.Render)
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	if n.table != nil && bytes.Equal(content, n.good) {
+		n.table = t // same upstream, same health: nothing for nginx to do
+		return nil
+	}
+	prev, err := takeSnapshot(n.opts.File)
+	if err != nil {
+		return fmt.Errorf("nginx: %w; nothing changed", err)
+	}
+	want := t.Live.Pool.Name
+	if n.table == nil && prev.exists && bytes.Equal(prev.data, content) {
+		// cutover restarted: the file already holds this table; when nginx
+		// serves it too, a reload would only cost idle connections.
+		if got, err := n.opts.Verify.Current(ctx); err == nil && got == want {
+			n.table, n.good = t, content
+			n.log.Info("nginx already serves the live pool", "pool", want, "file", n.opts.File)
+			return nil
+		}
+	}
+	start := time.Now()
+	if err := n.change(ctx, content, prev, want); err != nil {
+		n.refused.refused(string(content), time.Now())
+		return err
+	}
+	n.table, n.good = t, content
+	n.refused.refused("", time.Time{})
+	n.log.Info("nginx serves the new upstream", "pool", want, "why", why, "file", n.opts.File,
+		"healthy", t.Live.Pool.HealthyCount(), "replicas", len(t.Live.Pool.Replicas), "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// change writes content, tests it, reloads nginx and verifies that new
+// requests reach pool want. On failure it puts prev back.
+func (n *Nginx) change(ctx context.Context, content []byte, prev snapshot, want string) error {
+	o := n.opts
+	if err := writeFileAtomic(o.File, content); err != nil {
+		return fmt.Errorf("nginx: %w; nothing changed", err)
+	}
+	if _, err := runCommand(ctx, o.TestCommand, o.CommandTimeout); err != nil {
+		return n.undo(ctx, prev, false, fmt.Errorf("nginx refused the new upstream file: test_command %w", err))
+	}
+	if _, err := runCommand(ctx, o.ReloadCommand, o.CommandTimeout); err != nil {
+		return n.undo(ctx, prev, true, fmt.Errorf("nginx: reload_command %w", err))
+	}
+	if err := o.Verify.Wait(ctx, want); err != nil {
+		return n.undo(ctx, prev, true, fmt.Errorf("nginx reloaded but %w", err))
+	}
+	return nil
+}
+
+// undo puts the previous file back after cause, reloading nginx when it
+// may have loaded the new one, and returns cause with what undo did.
+func (n *Nginx) undo(ctx context.Context, prev snapshot, reload bool, cause error) error {
+	ctx = context.WithoutCancel(ctx) // a caller that gave up must not leave nginx half-changed
+	if err := prev.restore(); err != nil {
+		n.log.Error("nginx: putting the previous upstream file back failed", "file", n.opts.File, "error", err)
+		return fmt.Errorf("%w; putting the previous file back failed too: %v", cause, err)
+	}
+	if !reload {
+		return fmt.Errorf("%w (previous upstream file restored; nginx was not reloaded)", cause)
+	}
+	if _, err := runCommand(ctx, n.opts.ReloadCommand, n.opts.CommandTimeout); err != nil {
+		n.log.Error("nginx: reloading the previous upstream file failed", "file", n.opts.File, "error", err)
+		return fmt.Errorf("%w; previous upstream file restored but reloading it failed: %v", cause, err)
+	}
+	if n.table != nil {
+		if err := n.opts.Verify.Wait(ctx, n.table.Live.Pool.Name); err != nil {
+			n.log.Error("nginx: after restoring the previous upstream file", "error", err)
+			return fmt.Errorf("%w; previous upstream file restored and reloaded, but %v", cause, err)
+		}
+	}
+	return fmt.Errorf("%w (previous upstream file restored and reloaded)", cause)
+}
+
+var _ Driver = (*Nginx)(nil)

@@ -1,0 +1,71 @@
+package driver
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// NginxRender is what the nginx upstream file depends on besides the
+// routing table.
+type NginxRender struct {
+	// Upstream names the upstream block and prefixes the variables the
+	// file defines ($<Upstream>_pool, $<Upstream>_scheme).
+	Upstream string
+	// Keepalive is the keepalive directive's value; 0 leaves it out.
+	Keepalive int
+	// Directives are written inside the upstream block before keepalive
+	// (nginx wants a balancing method such as least_conn before it).
+	Directives []string
+}
+
+// RenderNginx returns the file cutover owns for table t: the upstream
+// block with the live pool's replicas (those failing health checks marked
+// down), and two maps: $<Upstream>_pool names the live pool (for
+// `add_header X-Cutover-Pool`) and $<Upstream>_scheme is its replicas'
+// scheme (for `proxy_pass $<Upstream>_scheme://<Upstream>`). The output
+// depends only on its inputs, so an unchanged table renders the same bytes
+// and needs no reload.
+func RenderNginx(t *route.Table, o NginxRender) ([]byte, error) {
+	p := t.Live.Pool
+	if len(p.Replicas) == 0 {
+		return nil, fmt.Errorf("pool %s has no replica to put in nginx upstream %s", p.Name, o.Upstream)
+	}
+	scheme := p.Replicas[0].URL.Scheme
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Written by cutover; do not edit: every routing change replaces this file.\n")
+	fmt.Fprintf(&b, "# Live pool: %s (model %s).\n", p.Name, oneLine(p.Model))
+	fmt.Fprintf(&b, "upstream %s {\n", o.Upstream)
+	for _, r := range p.Replicas {
+		if r.URL.Scheme != scheme {
+			return nil, fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", p.Name, scheme, r.URL.Scheme, r.Name)
+		}
+		addr, err := address(r)
+		if err != nil {
+			return nil, err
+		}
+		if r.Healthy() {
+			fmt.Fprintf(&b, "    server %s;\n", addr)
+		} else {
+			fmt.Fprintf(&b, "    server %s down; # failing health checks\n", addr)
+		}
+	}
+	for _, d := range o.Directives {
+		d = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(d), ";"))
+		if d == "" || strings.ContainsAny(d, "{};#\n\r") {
+			return nil, fmt.Errorf("upstream directive %q must be one directive without braces, comments or inner semicolons", d)
+		}
+		fmt.Fprintf(&b, "    %s;\n", d)
+	}
+	if o.Keepalive > 0 {
+		fmt.Fprintf(&b, "    keepalive %d;\n", o.Keepalive)
+	}
+	b.WriteString("}\n")
+	fmt.Fprintf(&b, "map \"\" $%s_pool {\n    default %s;\n}\n", o.Upstream, p.Name)
+	fmt.Fprintf(&b, "map \"\" $%s_scheme {\n    default %s;\n}\n", o.Upstream, scheme)
+	return b.Bytes(), nil
+}
+
+func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }

@@ -1,0 +1,167 @@
+// Package metrics holds cutover's Prometheus collectors: data-plane
+// observations per pool and replica, and control-plane state read at
+// scrape time.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+// Metrics is cutover's registry and its data-plane collectors. It
+// implements proxy.Observer.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	ttft     *prometheus.HistogramVec
+	itl      *prometheus.HistogramVec
+	tokens   *prometheus.CounterVec
+
+	handles sync.Map // *pool.Replica -> *replicaHandles
+}
+
+// Source is the control plane as the metrics see it, read at scrape time.
+type Source interface {
+	Status() api.Status
+	// HookRuns counts hook runs by event and outcome (ok, failed).
+	HookRuns() map[[2]string]uint64
+}
+
+var (
+	latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+	ttftBuckets    = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	itlBuckets     = []float64{.001, .0025, .005, .01, .02, .035, .05, .075, .1, .25, .5, 1}
+)
+
+// New returns the metrics, with the control-plane collector reading src.
+func New(src Source) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	pr := []string{"pool", "replica"}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_requests_total",
+		Help: "Client requests proxied, by pool, replica and status class (2xx..5xx)."}, append(pr, "code"))
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_upstream_errors_total",
+		Help: "Failed requests by kind: upstream_unreachable, upstream_timeout, upstream_idle, upstream_broken, no_healthy_replica, stream_error (an error event inside a 200 stream), status_5xx."}, append(pr, "kind"))
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_retries_total",
+		Help: "Requests retried on another replica of the same pool."}, []string{"pool"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cutover_request_duration_seconds",
+		Help: "Time from a request's arrival to the end of its response, streams included.", Buckets: latencyBuckets}, append(pr, "stream"))
+	m.ttft = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cutover_time_to_first_token_seconds",
+		Help: "Time from a streamed request's arrival to its first token chunk.", Buckets: ttftBuckets}, pr)
+	m.itl = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cutover_inter_token_latency_seconds",
+		Help: "Mean time between output tokens of each stream: (duration - TTFT) / (tokens - 1).", Buckets: itlBuckets}, pr)
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_output_tokens_total",
+		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
+	m.reg.MustRegister(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens,
+		&stateCollector{src: src},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where further collectors (validation, shadow) register.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// replicaHandles are one replica's pre-resolved series, so the hot path
+// does no label hashing.
+type replicaHandles struct {
+	code     [6]prometheus.Counter // index status/100; 0 unused
+	dur      [2]prometheus.Observer
+	ttft     prometheus.Observer
+	itl      prometheus.Observer
+	tokens   prometheus.Counter
+	retries  prometheus.Counter
+	errorsMu sync.Mutex
+	errors   map[string]prometheus.Counter
+}
+
+func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
+	if h, ok := m.handles.Load(r); ok {
+		return h.(*replicaHandles)
+	}
+	name := "none"
+	if r != nil {
+		name = r.Name
+	}
+	h := &replicaHandles{errors: map[string]prometheus.Counter{}}
+	for c := 1; c <= 5; c++ {
+		h.code[c] = m.requests.WithLabelValues(poolName, name, string(rune('0'+c))+"xx")
+	}
+	h.dur[0] = m.duration.WithLabelValues(poolName, name, "false")
+	h.dur[1] = m.duration.WithLabelValues(poolName, name, "true")
+	h.ttft = m.ttft.WithLabelValues(poolName, name)
+	h.itl = m.itl.WithLabelValues(poolName, name)
+	h.tokens = m.tokens.WithLabelValues(poolName, name)
+	h.retries = m.retries.WithLabelValues(poolName)
+	actual, _ := m.handles.LoadOrStore(r, h)
+	return actual.(*replicaHandles)
+}
+
+func (h *replicaHandles) errorCounter(m *Metrics, poolName, replica, kind string) prometheus.Counter {
+	h.errorsMu.Lock()
+	defer h.errorsMu.Unlock()
+	c, ok := h.errors[kind]
+	if !ok {
+		c = m.errors.WithLabelValues(poolName, replica, kind)
+		h.errors[kind] = c
+	}
+	return c
+}
+
+// Observe records one request. It implements proxy.Observer.
+func (m *Metrics) Observe(o *proxy.Observation) {
+	h := m.handlesFor(o.Pool, o.Replica)
+	if c := o.Status / 100; c >= 1 && c <= 5 {
+		h.code[c].Inc()
+	}
+	stream := 0
+	if o.Stream {
+		stream = 1
+	}
+	h.dur[stream].Observe(o.Duration.Seconds())
+	if o.Stream && o.Status == http.StatusOK && o.Bytes > 0 {
+		h.ttft.Observe(o.TTFT.Seconds())
+		if o.Tokens > 1 {
+			h.itl.Observe((o.Duration - o.TTFT).Seconds() / float64(o.Tokens-1))
+		}
+	}
+	if o.Tokens > 0 {
+		h.tokens.Add(float64(o.Tokens))
+	}
+	if o.Retried {
+		h.retries.Inc()
+	}
+	kind := o.Error
+	switch {
+	case kind == "client_closed":
+		kind = ""
+	case kind == "" && o.StreamError:
+		kind = "stream_error"
+	case kind == "" && o.Status >= 500:
+		kind = "status_5xx"
+	}
+	if kind != "" {
+		replica := "none"
+		if o.Replica != nil {
+			replica = o.Replica.Name
+		}
+		h.errorCounter(m, o.Pool, replica, kind).Inc()
+	}
+}
+
+var _ proxy.Observer = (*Metrics)(nil)

@@ -1,0 +1,143 @@
+package metrics
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+type fakeSource struct{ st api.Status }
+
+func (f fakeSource) Status() api.Status { return f.st }
+func (f fakeSource) HookRuns() map[[2]string]uint64 {
+	return map[[2]string]uint64{{"on_retire", "failed"}: 2, {"on_retire", "ok"}: 1}
+}
+
+func TestObserve(t *testing.T) {
+	u, _ := url.Parse("http://10.0.0.1:8000")
+	r := pool.NewReplica(u)
+	m := New(fakeSource{})
+	obs := []proxy.Observation{
+		{Pool: "blue", Replica: r, Status: 200, Duration: 300 * time.Millisecond, Stream: true, Bytes: 100, TTFT: 100 * time.Millisecond, Tokens: 11},
+		{Pool: "blue", Replica: r, Status: 200, Duration: 50 * time.Millisecond, Tokens: 7, TokensFromUsage: true},
+		{Pool: "blue", Replica: r, Status: 200, Stream: true, Bytes: 10, StreamError: true},
+		{Pool: "blue", Replica: r, Status: 502, Error: "upstream_unreachable", Retried: true},
+		{Pool: "blue", Replica: nil, Status: 503, Error: "no_healthy_replica"},
+		{Pool: "blue", Replica: r, Status: 499, Error: "client_closed"},
+	}
+	for i := range obs {
+		m.Observe(&obs[i])
+	}
+	checks := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"2xx", testutil.ToFloat64(m.requests.WithLabelValues("blue", r.Name, "2xx")), 3},
+		{"5xx", testutil.ToFloat64(m.requests.WithLabelValues("blue", r.Name, "5xx")), 1},
+		{"4xx (client gone)", testutil.ToFloat64(m.requests.WithLabelValues("blue", r.Name, "4xx")), 1},
+		{"tokens", testutil.ToFloat64(m.tokens.WithLabelValues("blue", r.Name)), 18},
+		{"retries", testutil.ToFloat64(m.retries.WithLabelValues("blue")), 1},
+		{"stream errors", testutil.ToFloat64(m.errors.WithLabelValues("blue", r.Name, "stream_error")), 1},
+		{"unreachable", testutil.ToFloat64(m.errors.WithLabelValues("blue", r.Name, "upstream_unreachable")), 1},
+		{"no replica", testutil.ToFloat64(m.errors.WithLabelValues("blue", "none", "no_healthy_replica")), 1},
+		{"client_closed is not an upstream error", float64(testutil.CollectAndCount(m.errors)), 3},
+		{"ttft samples (streams answered 200)", histCount(t, m, `cutover_time_to_first_token_seconds_count{pool="blue",replica="http://10.0.0.1:8000"}`), 2},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestScrape(t *testing.T) {
+	now := time.Now()
+	src := fakeSource{st: api.Status{Live: "green", Revision: 7, SwitchedAt: now, Pools: map[string]api.Pool{
+		"blue":  {Name: "blue", Model: "m1", Replicas: []api.Replica{{URL: "http://a", Healthy: false, InFlight: 2}}},
+		"green": {Name: "green", Model: "m2", Live: true, Replicas: []api.Replica{{URL: "http://b", Healthy: true, InFlight: 5}}},
+	}, Deployment: &api.Deployment{Phase: "promoted", Deadline: now, DeadlineKind: "retention",
+		Gates: []api.Gate{{Name: "error_rate", Value: 0.01, Threshold: 0.02, Samples: 40, Verdict: "pass"}}}}}
+	m := New(src)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(raw)
+	for _, want := range []string{
+		`cutover_live_pool{model="m2",pool="green"} 1`,
+		`cutover_live_pool{model="m1",pool="blue"} 0`,
+		`cutover_state_revision 7`,
+		`cutover_requests_in_flight{pool="green",replica="http://b"} 5`,
+		`cutover_replica_healthy{pool="blue",replica="http://a"} 0`,
+		`cutover_deployment_phase{phase="promoted"} 1`,
+		`cutover_deployment_phase{phase="warming"} 0`,
+		`cutover_deployment_deadline_timestamp_seconds{kind="retention"}`,
+		`cutover_gate_verdict{gate="error_rate",verdict="pass"} 1`,
+		`cutover_gate_value{gate="error_rate"} 0.01`,
+		`cutover_hook_runs_total{event="on_retire",outcome="failed"} 2`,
+		`cutover_last_switch_timestamp_seconds`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	problems, err := testutil.GatherAndLint(m.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "cutover_") {
+			t.Errorf("lint: %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+// BenchmarkObserve is the per-request cost of the metrics.
+func BenchmarkObserve(b *testing.B) {
+	u, _ := url.Parse("http://10.0.0.1:8000")
+	r := pool.NewReplica(u)
+	m := New(fakeSource{})
+	o := proxy.Observation{Pool: "blue", Replica: r, Status: 200, Duration: 300 * time.Millisecond, Stream: true, Bytes: 100, TTFT: 100 * time.Millisecond, Tokens: 11}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Observe(&o)
+		}
+	})
+}
+
+// histCount finds a sample line in the registry's text exposition.
+func histCount(t *testing.T, m *Metrics, series string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}

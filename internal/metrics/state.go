@@ -1,0 +1,83 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// stateCollector reads the control plane at scrape time: nothing on the
+// request path, and no series to keep in sync by hand.
+type stateCollector struct {
+	src Source
+}
+
+var (
+	descLive      = prometheus.NewDesc("cutover_live_pool", "1 for the pool that receives client traffic, 0 for the other.", []string{"pool", "model"}, nil)
+	descRevision  = prometheus.NewDesc("cutover_state_revision", "Revision of the persisted state; every transition increments it.", nil, nil)
+	descSwitched  = prometheus.NewDesc("cutover_last_switch_timestamp_seconds", "Unix time of the last change of the live pool (0 if never).", nil, nil)
+	descInFlight  = prometheus.NewDesc("cutover_requests_in_flight", "Requests and streams open on a replica.", []string{"pool", "replica"}, nil)
+	descHealthy   = prometheus.NewDesc("cutover_replica_healthy", "1 when the replica may get new requests, 0 when health checks or passive ejection took it out.", []string{"pool", "replica"}, nil)
+	descPhase     = prometheus.NewDesc("cutover_deployment_phase", "1 for the current (else latest) deployment's phase.", []string{"phase"}, nil)
+	descDeadline  = prometheus.NewDesc("cutover_deployment_deadline_timestamp_seconds", "Unix time of the current deployment's deadline, by kind (progress, auto_promote, retention, drain).", []string{"kind"}, nil)
+	descRetire    = prometheus.NewDesc("cutover_retire_failures", "Failed on_retire attempts of the deployment being retired (a GPU not freed yet).", nil, nil)
+	descHookRuns  = prometheus.NewDesc("cutover_hook_runs_total", "Lifecycle hook runs by event and outcome.", []string{"event", "outcome"}, nil)
+	descGateValue = prometheus.NewDesc("cutover_gate_value", "Current value of a validation gate.", []string{"gate"}, nil)
+	descGateThr   = prometheus.NewDesc("cutover_gate_threshold", "Threshold of a validation gate.", []string{"gate"}, nil)
+	descGateSamp  = prometheus.NewDesc("cutover_gate_samples", "Samples behind a validation gate's value.", []string{"gate"}, nil)
+	descGateVerd  = prometheus.NewDesc("cutover_gate_verdict", "1 for a validation gate's current verdict (pass, fail, inconclusive).", []string{"gate", "verdict"}, nil)
+)
+
+// phases lists every phase so that the phase metric is a complete set.
+var phases = []string{"pending", "warming", "validating", "ready", "promoted", "retiring", "completed", "failed", "aborted", "rolled_back"}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Status()
+	g := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	g(descRevision, float64(st.Revision))
+	sw := 0.0
+	if !st.SwitchedAt.IsZero() {
+		sw = float64(st.SwitchedAt.UnixNano()) / 1e9
+	}
+	g(descSwitched, sw)
+	for name, p := range st.Pools {
+		g(descLive, b2f(p.Live), name, p.Model)
+		for _, r := range p.Replicas {
+			g(descInFlight, float64(r.InFlight), name, r.URL)
+			g(descHealthy, b2f(r.Healthy), name, r.URL)
+		}
+	}
+	if d := st.Deployment; d != nil {
+		for _, ph := range phases {
+			g(descPhase, b2f(d.Phase == ph), ph)
+		}
+		if !d.Deadline.IsZero() {
+			g(descDeadline, float64(d.Deadline.Unix()), d.DeadlineKind)
+		}
+		g(descRetire, float64(d.RetireAttempts))
+		for _, gate := range d.Gates {
+			g(descGateValue, gate.Value, gate.Name)
+			g(descGateThr, gate.Threshold, gate.Name)
+			g(descGateSamp, float64(gate.Samples), gate.Name)
+			for _, v := range []string{"pass", "fail", "inconclusive"} {
+				g(descGateVerd, b2f(gate.Verdict == v), gate.Name, v)
+			}
+		}
+	}
+	for k, n := range c.src.HookRuns() {
+		ch <- prometheus.MustNewConstMetric(descHookRuns, prometheus.CounterValue, float64(n), k[0], k[1])
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

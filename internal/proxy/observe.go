@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// Observation is what the data plane saw of one client request. It is
+// filled as the request goes and handed to the Observer once, at the end.
+type Observation struct {
+	// Pool is the pool the request was routed to.
+	Pool string
+	// Replica is the replica that answered (the last one tried), nil when
+	// none was picked.
+	Replica *pool.Replica
+	Method  string
+	Path    string
+	// Status is the HTTP status sent to the client; 499 when the client
+	// went away first (never sent).
+	Status int
+	// Error is the gateway's error code when it failed the request or the
+	// stream broke: no_healthy_replica, upstream_unreachable,
+	// upstream_timeout, upstream_idle, upstream_broken, client_closed...
+	Error string
+	// Retried reports a second attempt on another replica.
+	Retried bool
+	// Stream reports a streamed (SSE or unknown-length) response.
+	Stream bool
+	// Start is when the request arrived.
+	Start time.Time
+	// TTFB is the time to the replica's response headers.
+	TTFB time.Duration
+	// TTFT is the time to the first body bytes: for a stream, the first
+	// token's chunk.
+	TTFT time.Duration
+	// Duration is the time to the end of the response.
+	Duration time.Duration
+	// Bytes is the response body size relayed.
+	Bytes int64
+	// Tokens is the number of output tokens: usage.completion_tokens when
+	// the response carried it, else (streams) the data events counted.
+	Tokens int
+	// TokensFromUsage reports that Tokens came from a usage object.
+	TokensFromUsage bool
+	// StreamError reports an error event inside a 200 stream
+	// (data: {"error": ...}), as vLLM sends when generation fails.
+	StreamError bool
+}
+
+// Failed reports whether the request counts as an error for health
+// signals: 5xx, a transport failure, or an error inside the stream. A
+// client that went away is not the server's failure.
+func (o *Observation) Failed() bool {
+	if o.Error == "client_closed" {
+		return false
+	}
+	return o.Status >= 500 || o.Status == 0 || o.StreamError || o.Error != ""
+}
+
+// Observer receives every request's observation. Implementations must be
+// fast and must not keep o: it is reused.
+type Observer interface {
+	Observe(o *Observation)
+}
+
+// bodyScanner watches relayed response bytes for what the observation
+// needs, without buffering the body: SSE data events, an error event, and
+// the last usage.completion_tokens. Patterns split across two reads are
+// found through a small carry of the previous read's tail.
+type bodyScanner struct {
+	events      int
+	roleFirst   bool // the first event only announced the role
+	streamError bool
+	usage       int // -1 until seen
+	carry       [48]byte
+	ncarry      int
+}
+
+var (
+	patData   = []byte("data: ")
+	patDone   = []byte("data: [DONE]")
+	patError  = []byte(`data: {"error"`)
+	patUsage  = []byte(`"completion_tokens":`)
+	patRole   = []byte(`"role":"assistant"`)
+	maxCarry  = 48
+	carryScan = 64
+)
+
+func newBodyScanner() bodyScanner { return bodyScanner{usage: -1} }
+
+// scan looks at the next piece of the body.
+func (s *bodyScanner) scan(b []byte, stream bool) {
+	if stream {
+		n := bytes.Count(b, patData)
+		if s.events == 0 && n > 0 {
+			first := b[bytes.Index(b, patData):]
+			if end := bytes.IndexByte(first, '\n'); end > 0 {
+				first = first[:end]
+			}
+			s.roleFirst = bytes.Contains(first, patRole)
+		}
+		s.events += n
+		if bytes.Contains(b, patDone) {
+			s.events--
+		}
+		if k := bytes.Count(b, patError); k > 0 {
+			s.streamError = true
+			s.events -= k // an error event is not a token
+		}
+	}
+	if i := bytes.LastIndex(b, patUsage); i >= 0 {
+		if v, ok := parseInt(b[i+len(patUsage):]); ok {
+			s.usage = v
+		}
+	} else if s.ncarry > 0 {
+		// A pattern straddling the previous read and this one.
+		var joined [2 * 64]byte
+		j := append(joined[:0], s.carry[:s.ncarry]...)
+		j = append(j, b[:min(len(b), carryScan)]...)
+		if i := bytes.LastIndex(j, patUsage); i >= 0 {
+			if v, ok := parseInt(j[i+len(patUsage):]); ok {
+				s.usage = v
+			}
+		}
+		if stream && straddles(j, s.ncarry, patError) {
+			s.streamError = true
+			s.events--
+		}
+	}
+	s.ncarry = copy(s.carry[:], b[max(0, len(b)-maxCarry):])
+}
+
+// tokens returns the output token count and whether usage gave it.
+func (s *bodyScanner) tokens() (int, bool) {
+	if s.usage >= 0 {
+		return s.usage, true
+	}
+	n := s.events
+	if s.roleFirst {
+		n--
+	}
+	return max(n, 0), false
+}
+
+// straddles reports whether pat occurs in j starting before cut and ending
+// after it: a match split between the carried tail and the new read.
+func straddles(j []byte, cut int, pat []byte) bool {
+	for from := max(0, cut-len(pat)+1); from < cut; {
+		i := bytes.Index(j[from:], pat)
+		if i < 0 {
+			return false
+		}
+		i += from
+		if i >= cut {
+			return false
+		}
+		if i+len(pat) > cut {
+			return true
+		}
+		from = i + 1
+	}
+	return false
+}
+
+func parseInt(b []byte) (int, bool) {
+	i := 0
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	j := i
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	if j == i || j == len(b) { // no digits, or the number may go on in the next read
+		return 0, false
+	}
+	v, err := strconv.Atoi(string(b[i:j]))
+	return v, err == nil
+}

@@ -1,0 +1,284 @@
+// Package shadow mirrors a sample of live requests to the candidate pool in
+// the background and compares each pair of answers. The client's answer
+// comes from the live pool only and never waits for the shadow: the queue
+// and concurrency are bounded, copies that do not fit are dropped and
+// counted, and each copy has its own timeout.
+package shadow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/answer"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+// Options configures a Mirror.
+type Options struct {
+	// Percent of live requests mirrored, 0..100.
+	Percent float64
+	// MaxBodyBytes: larger request bodies are not mirrored (counted).
+	MaxBodyBytes int
+	// Queue is how many copies may wait; more are dropped. Zero means 256.
+	Queue int
+	// Concurrency is how many copies run at once. Zero means 16.
+	Concurrency int
+	// Timeout bounds one copy, stream included. Zero means 2m.
+	Timeout time.Duration
+	// HTTP sends the copies. Nil means a default client.
+	HTTP *http.Client
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Result is what the candidate answered to one copy.
+type Result struct {
+	Status      int
+	TTFT        time.Duration
+	Duration    time.Duration
+	Tokens      int
+	StreamError bool
+	// Err is a transport failure, "" when there was an answer.
+	Err  string
+	Text string
+}
+
+// Failed reports an error for the gates: 5xx, transport, in-stream error.
+func (r Result) Failed() bool { return r.Err != "" || r.Status >= 500 || r.StreamError }
+
+// Pair is a live answer and its shadow, compared.
+type Pair struct {
+	Path string
+	// Deterministic reports temperature 0 or a seed: the texts must match.
+	Deterministic bool
+	Live          proxy.Observation
+	LiveText      string
+	Shadow        Result
+	// StatusMatch compares status classes (2xx vs 5xx...).
+	StatusMatch bool
+	// TextMatch is meaningful when Deterministic and both answered 2xx.
+	TextMatch bool
+}
+
+// Mismatch reports a deterministic pair whose texts differ.
+func (p Pair) Mismatch() bool {
+	return p.Deterministic && p.Live.Status/100 == 2 && p.Shadow.Status/100 == 2 && !p.TextMatch
+}
+
+// Stats counts mirror outcomes since start.
+type Stats struct {
+	Sent, Dropped, Oversize, Failed, Mismatched uint64
+}
+
+type target struct {
+	live      string
+	candidate *pool.Pool
+	sink      func(Pair)
+	picker    pool.Picker
+}
+
+// Mirror is a proxy.Mirror that sends copies to a candidate pool while a
+// target is set.
+type Mirror struct {
+	opts   Options
+	log    *slog.Logger
+	target atomic.Pointer[target]
+	queue  chan *proxy.Mirrored
+	wg     sync.WaitGroup
+
+	sent, dropped, oversize, failed, mismatched atomic.Uint64
+}
+
+var _ proxy.Mirror = (*Mirror)(nil)
+
+// New returns a mirror with no target: it mirrors nothing until SetTarget.
+func New(opts Options) *Mirror {
+	if opts.Queue <= 0 {
+		opts.Queue = 256
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 16
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Minute
+	}
+	if opts.HTTP == nil {
+		opts.HTTP = &http.Client{}
+	}
+	m := &Mirror{opts: opts, log: opts.Logger, queue: make(chan *proxy.Mirrored, opts.Queue)}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	return m
+}
+
+// Run works the queue until ctx is done.
+func (m *Mirror) Run(ctx context.Context) {
+	for range m.opts.Concurrency {
+		m.wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case mr := <-m.queue:
+					m.handle(ctx, mr)
+				}
+			}
+		})
+	}
+	m.wg.Wait()
+}
+
+// SetTarget starts mirroring requests to live into candidate; every pair
+// goes to sink (from worker goroutines).
+func (m *Mirror) SetTarget(live string, candidate *pool.Pool, sink func(Pair)) {
+	m.target.Store(&target{live: live, candidate: candidate, sink: sink, picker: &pool.RoundRobin{}})
+}
+
+// Stop stops mirroring; copies in the queue are discarded.
+func (m *Mirror) Stop() { m.target.Store(nil) }
+
+// Active reports whether a target is set.
+func (m *Mirror) Active() bool { return m.target.Load() != nil }
+
+// Stats returns the counters.
+func (m *Mirror) Stats() Stats {
+	return Stats{Sent: m.sent.Load(), Dropped: m.dropped.Load(), Oversize: m.oversize.Load(), Failed: m.failed.Load(), Mismatched: m.mismatched.Load()}
+}
+
+// Want implements proxy.Mirror.
+func (m *Mirror) Want(poolName string, bodyLen int) bool {
+	t := m.target.Load()
+	if t == nil || poolName != t.live {
+		return false
+	}
+	if m.opts.Percent < 100 && rand.Float64()*100 >= m.opts.Percent {
+		return false
+	}
+	if m.opts.MaxBodyBytes > 0 && bodyLen > m.opts.MaxBodyBytes {
+		m.oversize.Add(1)
+		return false
+	}
+	return true
+}
+
+// Submit implements proxy.Mirror: it never blocks.
+func (m *Mirror) Submit(mr *proxy.Mirrored) {
+	select {
+	case m.queue <- mr:
+	default:
+		m.dropped.Add(1)
+	}
+}
+
+func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
+	t := m.target.Load()
+	if t == nil || mr.Live.Pool != t.live {
+		return
+	}
+	body, deterministic, err := forCandidate(mr.Body, t.candidate.Model)
+	if err != nil {
+		return // not a JSON object: nothing to compare
+	}
+	m.sent.Add(1)
+	res := m.send(ctx, t, mr.Path, body)
+	if res.Failed() {
+		m.failed.Add(1)
+	}
+	p := Pair{Path: mr.Path, Deterministic: deterministic, Live: mr.Live, Shadow: res}
+	p.StatusMatch = mr.Live.Status/100 == res.Status/100
+	if !mr.Truncated {
+		if la, err := answer.Parse(mr.Response, mr.Live.Stream); err == nil {
+			p.LiveText = la.Text
+		}
+	}
+	p.TextMatch = p.LiveText == res.Text
+	if p.Mismatch() {
+		m.mismatched.Add(1)
+	}
+	t.sink(p)
+}
+
+// forCandidate sets the body's model to the candidate's and reports
+// whether the request is deterministic (temperature 0, or a seed).
+func forCandidate(b []byte, model string) ([]byte, bool, error) {
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, false, err
+	}
+	mj, _ := json.Marshal(model)
+	v["model"] = mj
+	det := false
+	if t, ok := v["temperature"]; ok {
+		var f float64
+		det = json.Unmarshal(t, &f) == nil && f == 0
+	}
+	if s, ok := v["seed"]; ok && string(s) != "null" {
+		det = true
+	}
+	out, err := json.Marshal(v)
+	return out, det, err
+}
+
+func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte) Result {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	r := t.picker.Pick(t.candidate.Replicas, nil)
+	if r == nil {
+		return Result{Err: fmt.Sprintf("no healthy replica in candidate pool %s", t.candidate.Name)}
+	}
+	r.Acquire()
+	defer r.Release()
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.Name+path, bytes.NewReader(body))
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := m.opts.HTTP.Do(req)
+	if err != nil {
+		return Result{Err: err.Error(), Duration: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	res := Result{Status: resp.StatusCode}
+	var buf bytes.Buffer
+	chunk := make([]byte, 16<<10)
+	for {
+		n, rerr := resp.Body.Read(chunk)
+		if n > 0 {
+			if buf.Len() == 0 {
+				res.TTFT = time.Since(start)
+			}
+			if buf.Len() < 4<<20 {
+				buf.Write(chunk[:n])
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			res.Err = rerr.Error()
+			break
+		}
+	}
+	res.Duration = time.Since(start)
+	stream := resp.Header.Get("Content-Type") != "" && bytes.HasPrefix([]byte(resp.Header.Get("Content-Type")), []byte("text/event-stream"))
+	if a, err := answer.Parse(buf.Bytes(), stream); err == nil {
+		res.Text, res.Tokens = a.Text, a.Tokens
+		res.StreamError = a.Error != "" && stream
+		if stream && !a.Done && res.Err == "" {
+			res.Err = "stream ended without [DONE]"
+		}
+	}
+	return res
+}

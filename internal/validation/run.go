@@ -1,0 +1,191 @@
+package validation
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+	"github.com/cutover-dev/cutover/internal/shadow"
+)
+
+// maxSamples bounds each side's samples; the oldest go first.
+const maxSamples = 20000
+
+// Run collects one validation window's measurements.
+type Run struct {
+	live, candidate string
+	baseline        *Stats // fixed baseline (post-promotion); nil: measure live
+
+	mu                             sync.Mutex // guards the fields below
+	cand, base                     []Sample
+	pairs, mismatches              int
+	synRun, synPassed, synExpected int
+}
+
+func (r *Run) add(dst *[]Sample, s Sample) {
+	*dst = append(*dst, s)
+	if len(*dst) > maxSamples {
+		*dst = (*dst)[len(*dst)-maxSamples:]
+	}
+}
+
+// observe routes a data-plane observation: the candidate's (preview
+// traffic, or live traffic after the promotion) or the live baseline's.
+func (r *Run) observe(o *proxy.Observation) {
+	if o.Error == "client_closed" {
+		return
+	}
+	s := Sample{Failed: o.Failed(), Stream: o.Stream, Duration: o.Duration, TTFT: o.TTFT, Tokens: o.Tokens}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case o.Pool == r.candidate:
+		r.add(&r.cand, s)
+	case o.Pool == r.live && r.baseline == nil:
+		r.add(&r.base, s)
+	}
+}
+
+// AddPair records a shadow pair: the shadow answer is a candidate sample.
+func (r *Run) AddPair(p shadow.Pair) {
+	s := Sample{Failed: p.Shadow.Failed(), Stream: p.Live.Stream, Duration: p.Shadow.Duration, TTFT: p.Shadow.TTFT, Tokens: p.Shadow.Tokens}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.add(&r.cand, s)
+	if p.Deterministic && p.Live.Status/100 == 2 && p.Shadow.Status/100 == 2 {
+		r.pairs++
+		if p.Mismatch() {
+			r.mismatches++
+		}
+	}
+}
+
+// AddSynthetic records a synthetic result, which is also a candidate
+// sample.
+func (r *Run) AddSynthetic(s Sample, passed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.add(&r.cand, s)
+	r.synRun++
+	if passed {
+		r.synPassed++
+	}
+}
+
+// Inputs summarises the run for Evaluate.
+func (r *Run) Inputs() Inputs {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := Inputs{Candidate: Summarise(r.cand), Pairs: r.pairs, Mismatches: r.mismatches,
+		SyntheticRun: r.synRun, SyntheticPassed: r.synPassed, SyntheticExpected: r.synExpected}
+	if r.baseline != nil {
+		in.Baseline = *r.baseline
+	} else {
+		in.Baseline = Summarise(r.base)
+	}
+	return in
+}
+
+// SyntheticFunc runs a synthetic suite against the candidate pool in the
+// background, reporting each result, and returns how many results the
+// suite will produce. Nil means no suite.
+type SyntheticFunc func(ctx context.Context, candidate *pool.Pool, each func(s Sample, passed bool)) (expected int)
+
+// Validator runs validation windows: it is a proxy.Observer (live and
+// preview traffic), drives the shadow mirror and the synthetic suite, and
+// evaluates the gates. The rollout controller uses it through a small
+// interface.
+type Validator struct {
+	gates     Gates
+	mirror    *shadow.Mirror // nil: no shadow traffic
+	synthetic SyntheticFunc  // nil: no suite
+	run       atomic.Pointer[Run]
+
+	mu     sync.Mutex // guards cancel
+	cancel context.CancelFunc
+}
+
+var _ proxy.Observer = (*Validator)(nil)
+
+// NewValidator returns a validator with the given gates, shadow mirror
+// and synthetic runner (either may be nil).
+func NewValidator(g Gates, mirror *shadow.Mirror, synthetic SyntheticFunc) *Validator {
+	return &Validator{gates: g, mirror: mirror, synthetic: synthetic}
+}
+
+// Observe implements proxy.Observer: one atomic load when no run is on.
+func (v *Validator) Observe(o *proxy.Observation) {
+	if r := v.run.Load(); r != nil {
+		r.observe(o)
+	}
+}
+
+// Start begins a validation window of candidate against the live pool:
+// shadow copies of live traffic, the synthetic suite, preview traffic.
+func (v *Validator) Start(ctx context.Context, live string, candidate *pool.Pool) {
+	v.Stop()
+	r := &Run{live: live, candidate: candidate.Name}
+	ctx, cancel := context.WithCancel(ctx)
+	v.mu.Lock()
+	v.cancel = cancel
+	v.mu.Unlock()
+	if v.synthetic != nil {
+		r.synExpected = -1 // unknown until the suite starts; keeps the gate inconclusive
+	}
+	v.run.Store(r)
+	if v.mirror != nil {
+		v.mirror.SetTarget(live, candidate, r.AddPair)
+	}
+	if v.synthetic != nil {
+		go func() {
+			n := v.synthetic(ctx, candidate, r.AddSynthetic)
+			r.mu.Lock()
+			r.synExpected = n
+			r.mu.Unlock()
+		}()
+	}
+}
+
+// StartPost begins a post-promotion window: the now-live pool's traffic
+// against a baseline recorded during validation.
+func (v *Validator) StartPost(poolName string, baseline Stats) {
+	v.Stop()
+	v.run.Store(&Run{candidate: poolName, baseline: &baseline})
+}
+
+// Stop ends the window in progress, if any.
+func (v *Validator) Stop() {
+	v.run.Store(nil)
+	if v.mirror != nil {
+		v.mirror.Stop()
+	}
+	v.mu.Lock()
+	if v.cancel != nil {
+		v.cancel()
+		v.cancel = nil
+	}
+	v.mu.Unlock()
+}
+
+// Evaluate computes the gates over the window so far and returns the live
+// pool's stats (the baseline for later). With no window it returns nil.
+func (v *Validator) Evaluate() ([]api.Gate, Stats) {
+	r := v.run.Load()
+	if r == nil {
+		return nil, Stats{}
+	}
+	in := r.Inputs()
+	if in.SyntheticExpected < 0 {
+		in.SyntheticExpected = max(1, in.SyntheticRun+1)
+	}
+	g := v.gates
+	if r.baseline != nil {
+		// After the promotion there is no shadow or suite, only traffic.
+		g.ShadowMismatch.Enabled, g.Synthetic.Enabled = false, false
+		in.SyntheticExpected = 0
+	}
+	return Evaluate(g, in), in.Baseline
+}
