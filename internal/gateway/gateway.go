@@ -37,7 +37,7 @@ type Gateway struct {
 	// observers receive every request's observation; set before serving.
 	observers []proxy.Observer
 
-	mirror  *shadow.Mirror // nil without shadow traffic
+	mirror *shadow.Mirror // nil without shadow traffic
 
 	trafficLn, adminLn, previewLn    net.Listener
 	trafficSrv, adminSrv, previewSrv *http.Server
