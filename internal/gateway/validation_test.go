@@ -1,0 +1,262 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// validationEnv is a rolloutEnv with shadow traffic at 100 % and fast
+// gate evaluation; the live pool answers with a TTFT of 20 ms.
+func validationEnv(t *testing.T, edit func(*config.Config)) *env {
+	t.Helper()
+	e := newEnv(t, envOptions{modelName: "llama", mock: mockllm.Config{Tokens: 6, TTFT: 20 * time.Millisecond, ITL: 2 * time.Millisecond, Seed: 1}, edit: func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Rollout.Warmup.Requests = nil
+		v := &c.Validation
+		v.Shadow.Percent = 100
+		v.Interval = config.Duration(100 * time.Millisecond)
+		v.Deadline = config.Duration(20 * time.Second)
+		v.FailureLimit = 3
+		v.Gates.ErrorRate.MinSamples = 400 // 5 % errors must not pass on a lucky small sample
+		v.Gates.LatencyRatio.Threshold = 3 // loopback latencies are noisy; TTFT is the timing gate here
+		v.Gates.ShadowMismatch.Enabled = true
+		if edit != nil {
+			edit(c)
+		}
+	}})
+	return e
+}
+
+// load sends deterministic requests (temperature 0), half of them
+// streamed, from 8 clients until stop; it counts failures.
+type load struct {
+	stop   atomic.Bool
+	wg     sync.WaitGroup
+	total  atomic.Int64
+	failed atomic.Int64
+	first  atomic.Value
+}
+
+func startLoad(e *env, clients int) *load {
+	l := &load{}
+	for i := range clients {
+		l.wg.Go(func() {
+			for n := 0; !l.stop.Load() && n < 20000; n++ {
+				res, err := e.chat(context.Background(), "llama", fmt.Sprintf("q%d-%d", i, n%50), n%2 == 0, `,"temperature":0`)
+				l.total.Add(1)
+				if err != nil || res.status != 200 {
+					l.failed.Add(1)
+					l.first.CompareAndSwap(nil, fmt.Sprintf("%d %v %s", res.status, err, res.body))
+				}
+			}
+		})
+	}
+	return l
+}
+
+func (l *load) end() {
+	l.stop.Store(true)
+	l.wg.Wait()
+}
+
+func deployV2(t *testing.T, e *env, mc mockllm.Config) []*replica {
+	t.Helper()
+	mc.Model = "model-v2b"
+	rs := []*replica{startReplica(t, mc, ""), startReplica(t, mc, "")}
+	if _, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v2b", Replicas: urls(rs)}); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func gate(d *api.Deployment, name string) *api.Gate {
+	for i := range d.Gates {
+		if d.Gates[i].Name == name {
+			return &d.Gates[i]
+		}
+	}
+	return nil
+}
+
+// TestValidationPassesGoodVersion: a version that answers like the live
+// one passes every gate and, with auto-promotion, is promoted.
+func TestValidationPassesGoodVersion(t *testing.T) {
+	e := validationEnv(t, func(c *config.Config) { c.Rollout.AutoPromote = true })
+	l := startLoad(e, 8)
+	defer l.end()
+	deployV2(t, e, mockllm.Config{Tokens: 6, TTFT: 20 * time.Millisecond, ITL: 2 * time.Millisecond, AnswerAs: "model-v1"})
+	d := e.waitPhase(t, "promoted", 60*time.Second)
+	for _, name := range []string{"error_rate", "latency_p95_ratio", "ttft_p95_ratio", "tokens_per_second_ratio", "shadow_mismatch_rate"} {
+		g := gate(d, name)
+		if g == nil || g.Verdict != "pass" {
+			t.Errorf("gate %s: %+v", name, g)
+		}
+	}
+	if d.Gates == nil || !strings.Contains(d.Reason, "promoted") {
+		t.Errorf("deployment %+v", d)
+	}
+	l.end()
+	if l.failed.Load() > 0 {
+		t.Fatalf("%d of %d client requests failed: %v", l.failed.Load(), l.total.Load(), l.first.Load())
+	}
+	if s := e.gw.Mirror().Stats(); s.Sent == 0 {
+		t.Errorf("no shadow copies sent: %+v", s)
+	}
+}
+
+// TestValidationCatchesBadVersions: each kind of bad version is caught by
+// its gate and never promoted.
+func TestValidationCatchesBadVersions(t *testing.T) {
+	tests := []struct {
+		name string
+		mock mockllm.Config
+		gate string
+	}{
+		{"5% errors", mockllm.Config{AnswerAs: "model-v1", ErrorRate: 0.05, Seed: 3}, "error_rate"},
+		{"twice the TTFT", mockllm.Config{AnswerAs: "model-v1", TTFT: 40 * time.Millisecond}, "ttft_p95_ratio"},
+		{"different text at temperature 0", mockllm.Config{}, "shadow_mismatch_rate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := validationEnv(t, func(c *config.Config) { c.Rollout.AutoPromote = true })
+			l := startLoad(e, 8)
+			defer l.end()
+			mc := tt.mock
+			mc.Tokens, mc.ITL = 6, 2*time.Millisecond
+			if mc.TTFT == 0 {
+				mc.TTFT = 20 * time.Millisecond
+			}
+			deployV2(t, e, mc)
+			d := e.waitPhase(t, "failed", 60*time.Second)
+			if !strings.Contains(d.Reason, "gate "+tt.gate) {
+				t.Fatalf("failed for %q, want gate %s", d.Reason, tt.gate)
+			}
+			if g := gate(d, tt.gate); g == nil || g.Verdict != "fail" || g.ConsecutiveFailures < 3 {
+				t.Errorf("gate %s: %+v", tt.gate, g)
+			}
+			l.end()
+			st := e.gw.Controller().Status()
+			if st.Live != "blue" {
+				t.Errorf("live %s after a failed validation", st.Live)
+			}
+			if l.failed.Load() > 0 {
+				t.Errorf("%d client requests failed: %v", l.failed.Load(), l.first.Load())
+			}
+		})
+	}
+}
+
+// TestValidationWithoutTrafficIsInconclusive: no samples never passes;
+// at the deadline the deployment fails with "not enough samples".
+func TestValidationWithoutTrafficIsInconclusive(t *testing.T) {
+	e := validationEnv(t, func(c *config.Config) { c.Validation.Deadline = config.Duration(1500 * time.Millisecond) })
+	deployV2(t, e, mockllm.Config{AnswerAs: "model-v1"})
+	var seen bool
+	waitFor(t, "an inconclusive evaluation", 10*time.Second, func() bool {
+		d := e.gw.Controller().Status().Deployment
+		if g := gate(d, "error_rate"); d.Phase == "validating" && g != nil && g.Verdict == "inconclusive" {
+			seen = true
+		}
+		return seen || d.Phase == "failed"
+	})
+	d := e.waitPhase(t, "failed", 20*time.Second)
+	if !seen {
+		t.Error("never saw an inconclusive gate while validating")
+	}
+	if !strings.Contains(d.Reason, "not enough samples") || !strings.Contains(d.Reason, "error_rate 0/400") {
+		t.Fatalf("reason %q", d.Reason)
+	}
+}
+
+// TestShadowDoesNotSlowLive: a candidate that hangs does not change live
+// latency (generous bound), and the copies that do not fit are dropped and
+// counted.
+func TestShadowDoesNotSlowLive(t *testing.T) {
+	e := validationEnv(t, func(c *config.Config) {
+		c.Validation.Shadow.Queue = 4
+		c.Validation.Shadow.Concurrency = 2
+		c.Validation.Deadline = config.Duration(time.Minute)
+	})
+	measure := func(n int) time.Duration {
+		var ds []time.Duration
+		for i := range n {
+			start := time.Now()
+			if res, err := e.chat(context.Background(), "llama", fmt.Sprintf("p%d", i), false, `,"temperature":0`); err != nil || res.status != 200 {
+				t.Fatalf("%+v %v", res, err)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		slices.Sort(ds)
+		return ds[len(ds)*99/100]
+	}
+	before := measure(100)
+	deployV2(t, e, mockllm.Config{AnswerAs: "model-v1", TTFT: time.Hour}) // hangs
+	e.waitPhase(t, "validating", 20*time.Second)
+	during := measure(100)
+	st := e.gw.Mirror().Stats()
+	t.Logf("live p99 without shadow %s, with a hanging shadow %s; shadow %+v", before, during, st)
+	if during > 2*before+20*time.Millisecond {
+		t.Errorf("live p99 grew from %s to %s with a hanging shadow", before, during)
+	}
+	if st.Dropped == 0 {
+		t.Errorf("queue of 4 with 2 hanging workers dropped nothing: %+v", st)
+	}
+}
+
+// TestPostPromotionRegressionRollsBack: a regression that starts after
+// the cutover rolls back automatically, with zero failed client requests.
+func TestPostPromotionRegressionRollsBack(t *testing.T) {
+	e := validationEnv(t, func(c *config.Config) {
+		c.Rollout.AutoPromote = true
+		c.Validation.PostPromotion = config.Duration(time.Minute)
+		c.Validation.Gates.ErrorRate.MinSamples = 50
+	})
+	l := startLoad(e, 8)
+	defer l.end()
+	rs := deployV2(t, e, mockllm.Config{Tokens: 6, TTFT: 20 * time.Millisecond, ITL: 2 * time.Millisecond, AnswerAs: "model-v1"})
+	e.waitPhase(t, "promoted", 60*time.Second)
+	// The new version degrades: first tokens four times slower.
+	for _, r := range rs {
+		r.mock.SetTTFT(80 * time.Millisecond)
+	}
+	d := e.waitPhase(t, "rolled_back", 60*time.Second)
+	if !strings.Contains(d.Reason, "automatic rollback") || !strings.Contains(d.Reason, "ttft_p95_ratio") {
+		t.Fatalf("reason %q", d.Reason)
+	}
+	l.end()
+	if st := e.gw.Controller().Status(); st.Live != "blue" {
+		t.Fatalf("live %s after the automatic rollback", st.Live)
+	}
+	if l.failed.Load() > 0 {
+		t.Fatalf("%d of %d client requests failed: %v", l.failed.Load(), l.total.Load(), l.first.Load())
+	}
+	h, _ := e.admin.History(context.Background(), 0)
+	if i := slices.IndexFunc(h.Events, func(ev api.Event) bool { return ev.Action == "rollback" && ev.Actor == "controller" }); i < 0 {
+		t.Error("no controller rollback in the history")
+	}
+}
+
+// TestPreviewListener reaches the candidate before anyone else.
+func TestPreviewListener(t *testing.T) {
+	e := newEnv(t, envOptions{modelName: "llama", edit: func(c *config.Config) { c.Preview.Listen = "127.0.0.1:0" }})
+	saved := e.traffic
+	e.traffic = "http://" + e.gw.PreviewAddr()
+	res, err := e.chat(context.Background(), "llama", "preview", false, "")
+	e.traffic = saved
+	if err != nil || res.pool != "green" || res.model != "model-v2" {
+		t.Fatalf("preview: %+v %v", res, err)
+	}
+	if res, err := e.chat(context.Background(), "llama", "main", false, ""); err != nil || res.pool != "blue" {
+		t.Fatalf("main listener: %+v %v", res, err)
+	}
+}
