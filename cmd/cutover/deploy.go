@@ -112,6 +112,19 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 	if d.RetireError != "" {
 		fmt.Fprintf(w, "  RETIRE FAILING (attempt %d, next %s): %s\n", d.RetireAttempts, until(d.NextRetireAttempt), d.RetireError)
 	}
+	if len(d.Gates) > 0 {
+		fmt.Fprintln(w, "  gates")
+		for _, g := range d.Gates {
+			fmt.Fprintf(w, "    %-24s %-12s %10g %s %-8g n=%d/%d", g.Name, strings.ToUpper(g.Verdict), g.Value, g.Op, g.Threshold, g.Samples, g.MinSamples)
+			if g.ConsecutiveFailures > 0 {
+				fmt.Fprintf(w, "  failing %dx", g.ConsecutiveFailures)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if !d.PostPromotionUntil.IsZero() {
+		fmt.Fprintf(w, "  post-promotion checks until %s (%s)\n", d.PostPromotionUntil.Local().Format(time.DateTime), until(d.PostPromotionUntil))
+	}
 	for _, h := range lastN(d.Hooks, 5) {
 		mark := "ok"
 		if !h.OK {
@@ -139,6 +152,8 @@ func kindLabel(kind string) string {
 		return "promote"
 	case "drain":
 		return "drain by"
+	case "validation":
+		return "validate"
 	default:
 		return "deadline"
 	}

@@ -33,6 +33,7 @@ type Gateway struct {
 	checker *pool.Checker
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
+	lb      lbDriver // external load balancer (driver.go); nil for builtin
 	metrics *metrics.Metrics
 	// observers receive every request's observation; set before serving.
 	observers []proxy.Observer
@@ -173,6 +174,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	g.metrics = metrics.New(g.ctrl)
 	g.observers = append(g.observers, g.metrics)
+	if g.mirror != nil {
+		g.metrics.RegisterShadow(g.mirror)
+	}
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -225,6 +229,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.checker.Run(hctx) })
 	wg.Go(func() { g.ctrl.Run(hctx) })
+	wg.Go(func() { g.runDriver(hctx) })
 	errc := make(chan error, 3)
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -30,6 +30,7 @@ type Metrics struct {
 	tokens   *prometheus.CounterVec
 
 	handles sync.Map // *pool.Replica -> *replicaHandles
+	cols    []prometheus.Collector
 }
 
 // Source is the control plane as the metrics see it, read at scrape time.
@@ -63,10 +64,14 @@ func New(src Source) *Metrics {
 		Help: "Mean time between output tokens of each stream: (duration - TTFT) / (tokens - 1).", Buckets: itlBuckets}, pr)
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_output_tokens_total",
 		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
-	m.reg.MustRegister(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens,
-		&stateCollector{src: src},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, &stateCollector{src: src})
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.cols = append(m.cols, cs...)
 }
 
 // Registry is where further collectors (validation, shadow) register.
