@@ -175,6 +175,10 @@ type Proxy struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// AccessLog writes one log line per proxied request. Default true.
 	AccessLog *bool `yaml:"access_log"`
+	// Client is the upstream HTTP client: cutover (the default: a
+	// single-goroutine HTTP/1.1 client built for proxying) or net/http
+	// (the standard library's Transport).
+	Client string `yaml:"client"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "1h").
@@ -223,6 +227,7 @@ func Default() *Config {
 			IdleTimeout:           Duration(5 * time.Minute),
 			DrainTimeout:          Duration(30 * time.Second),
 			AccessLog:             &t,
+			Client:                "cutover",
 		},
 		Validation: defaultValidation(),
 		Rollout: Rollout{
@@ -374,6 +379,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Health.Fall < 1 {
 		add("health.fall", "must be at least 1, got %d", c.Health.Fall)
+	}
+	if c.Proxy.Client != "cutover" && c.Proxy.Client != "net/http" {
+		add("proxy.client", "unknown client %q (want cutover or net/http)", c.Proxy.Client)
 	}
 	if c.Proxy.MaxBodyBytes < 1 {
 		add("proxy.max_body_bytes", "must be positive, got %d", c.Proxy.MaxBodyBytes)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -94,8 +95,12 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: proxy.NewTransport(0)}, Logger: log})
 		g.mirror = mirror
 	}
+	var transport http.RoundTripper = proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D())
+	if cfg.Proxy.Client == "cutover" {
+		transport = &proxy.Upstream{ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout.D(), Fallback: transport}
+	}
 	g.proxy = proxy.New(proxy.Options{
-		Transport:    proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D()),
+		Transport:    transport,
 		Picker:       picker,
 		MaxBodyBytes: cfg.Proxy.MaxBodyBytes,
 		IdleTimeout:  cfg.Proxy.IdleTimeout.D(),
@@ -178,6 +183,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		g.metrics.RegisterShadow(g.mirror)
 	}
 	adm.Handle("GET /metrics", g.metrics.Handler())
+	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	adm.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	adm.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}

@@ -45,9 +45,25 @@ func BenchmarkRoutingDecision(b *testing.B) {
 
 const smallChat = `{"model":"llama","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hi"}],"max_tokens":8,"temperature":0}`
 
+// transports are the upstream clients compared by the proxy benchmarks.
+var transports = []struct {
+	name string
+	new  func() http.RoundTripper
+}{
+	{"upstream", func() http.RoundTripper { return &Upstream{} }},
+	{"net-http", func() http.RoundTripper { return NewTransport(0) }},
+}
+
 // BenchmarkProxySmall proxies a small non-streamed chat completion over
-// real loopback sockets (client -> gateway -> backend).
+// real loopback sockets (client -> gateway -> backend), with each upstream
+// client.
 func BenchmarkProxySmall(b *testing.B) {
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) { benchProxySmall(b, tr.new()) })
+	}
+}
+
+func benchProxySmall(b *testing.B, rt http.RoundTripper) {
 	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -55,7 +71,7 @@ func BenchmarkProxySmall(b *testing.B) {
 		_, _ = w.Write(answer)
 	}))
 	defer backend.Close()
-	h := New(Options{})
+	h := New(Options{Transport: rt})
 	h.Apply(benchTable(b, backend.URL))
 	gw := httptest.NewServer(h)
 	defer gw.Close()
@@ -81,6 +97,12 @@ func BenchmarkProxySmall(b *testing.B) {
 
 // BenchmarkRelayStream relays a 50-chunk SSE stream per iteration.
 func BenchmarkRelayStream(b *testing.B) {
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) { benchRelayStream(b, tr.new()) })
+	}
+}
+
+func benchRelayStream(b *testing.B, rt http.RoundTripper) {
 	const chunks = 50
 	var sb strings.Builder
 	for i := range chunks {
@@ -100,7 +122,7 @@ func BenchmarkRelayStream(b *testing.B) {
 		_, _ = w.Write([]byte("data: [DONE]\n\n"))
 	}))
 	defer backend.Close()
-	h := New(Options{})
+	h := New(Options{Transport: rt})
 	h.Apply(benchTable(b, backend.URL))
 	gw := httptest.NewServer(h)
 	defer gw.Close()

@@ -1,0 +1,295 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Upstream is an HTTP/1.1 client for plain-HTTP replicas, built for the
+// proxy's one pattern: a request goes out on a kept-alive connection and
+// its answer is read back on the same goroutine. http.Transport hands each
+// request between three goroutines (caller, writeLoop, readLoop); with
+// small LLM requests at high rates those handoffs cost more than the proxy
+// work itself (see docs/benchmarks.md for the before/after). Replicas
+// reached over https use Fallback.
+//
+// It implements http.RoundTripper. A response body must be read to EOF
+// and closed for its connection to be reused; closing it early closes the
+// connection. Cancelling the request's context unblocks a pending read or
+// write at once.
+type Upstream struct {
+	// DialTimeout bounds a new connection. Zero means 5s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for response headers after the
+	// request is written. Zero means none.
+	ResponseHeaderTimeout time.Duration
+	// IdleTimeout closes connections idle for longer. Zero means 90s.
+	IdleTimeout time.Duration
+	// MaxIdlePerHost bounds the idle connections kept per replica. Zero
+	// means 1024.
+	MaxIdlePerHost int
+	// Fallback serves other schemes (https). Nil means a default
+	// http.Transport.
+	Fallback http.RoundTripper
+
+	mu   sync.Mutex // guards idle
+	idle map[string][]*upConn
+}
+
+var _ http.RoundTripper = (*Upstream)(nil)
+
+type upConn struct {
+	c         net.Conn
+	cr        countingReader
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	host      string
+	idleSince time.Time
+}
+
+// countingReader counts bytes read from the connection, so that a failure
+// can tell "the replica never answered" (safe to resend) from "it answered
+// part of a response".
+type countingReader struct {
+	r net.Conn
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// aLongTimeAgo is a deadline in the past: setting it unblocks I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// RoundTrip implements http.RoundTripper.
+func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" {
+		fb := u.Fallback
+		if fb == nil {
+			fb = http.DefaultTransport
+		}
+		return fb.RoundTrip(req)
+	}
+	ctx := req.Context()
+	host := req.URL.Host
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := u.get(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := u.exchange(ctx, pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		// A kept-alive connection the replica had already closed fails
+		// before any byte of an answer: send again on a fresh one, once.
+		if reused && attempt == 0 && pc.cr.n == 0 && ctx.Err() == nil && req.GetBody != nil && !isTimeout(err) {
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return nil, err
+	}
+}
+
+func (u *Upstream) exchange(ctx context.Context, pc *upConn, req *http.Request) (*http.Response, error) {
+	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = pc.c.Close()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	if err := writeRequest(pc.bw, req); err != nil {
+		return fail(err)
+	}
+	if d := u.ResponseHeaderTimeout; d > 0 {
+		_ = pc.c.SetReadDeadline(time.Now().Add(d))
+	}
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	if u.ResponseHeaderTimeout > 0 {
+		_ = pc.c.SetReadDeadline(time.Time{})
+	}
+	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, stop: stop, reuse: !resp.Close && !req.Close}
+	return resp, nil
+}
+
+// writeRequest writes req's head and body as HTTP/1.1.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if req.ContentLength > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(max(req.ContentLength, 0), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	if req.Body != nil && req.Body != http.NoBody && req.ContentLength > 0 {
+		n, err := io.Copy(bw, req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return fmt.Errorf("write request body: %w", err)
+		}
+		if n != req.ContentLength {
+			return fmt.Errorf("request body is %d bytes, Content-Length said %d", n, req.ContentLength)
+		}
+	}
+	return bw.Flush()
+}
+
+// get returns an idle connection to host, or dials one.
+func (u *Upstream) get(ctx context.Context, host string) (*upConn, bool, error) {
+	idleTimeout := u.IdleTimeout
+	if idleTimeout <= 0 {
+		idleTimeout = 90 * time.Second
+	}
+	now := time.Now()
+	u.mu.Lock()
+	for list := u.idle[host]; len(list) > 0; list = u.idle[host] {
+		pc := list[len(list)-1]
+		u.idle[host] = list[:len(list)-1]
+		if now.Sub(pc.idleSince) < idleTimeout {
+			u.mu.Unlock()
+			pc.cr.n = 0
+			return pc, true, nil
+		}
+		_ = pc.c.Close()
+	}
+	u.mu.Unlock()
+	timeout := u.DialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	pc := &upConn{c: c, host: host}
+	pc.cr.r = c
+	pc.br = bufio.NewReaderSize(&pc.cr, 16<<10)
+	pc.bw = bufio.NewWriterSize(c, 16<<10)
+	return pc, false, nil
+}
+
+// put returns a connection whose last answer was read to the end.
+func (u *Upstream) put(pc *upConn) {
+	max := u.MaxIdlePerHost
+	if max <= 0 {
+		max = 1024
+	}
+	pc.idleSince = time.Now()
+	u.mu.Lock()
+	if u.idle == nil {
+		u.idle = map[string][]*upConn{}
+	}
+	if len(u.idle[pc.host]) < max {
+		u.idle[pc.host] = append(u.idle[pc.host], pc)
+		u.mu.Unlock()
+		return
+	}
+	u.mu.Unlock()
+	_ = pc.c.Close()
+}
+
+// CloseIdleConnections closes every idle connection.
+func (u *Upstream) CloseIdleConnections() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			_ = pc.c.Close()
+		}
+	}
+}
+
+// upBody returns its connection to the pool at EOF, or closes it when the
+// body is closed early or fails.
+type upBody struct {
+	rc    io.ReadCloser
+	u     *Upstream
+	pc    *upConn
+	stop  func() bool
+	reuse bool
+	done  bool
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+func (b *upBody) finish(clean bool) {
+	if b.done {
+		return
+	}
+	b.done = true
+	// The cancel hook must not fire on a pooled connection.
+	stopped := b.stop()
+	if clean && b.reuse && stopped {
+		b.u.put(b.pc)
+		return
+	}
+	_ = b.pc.c.Close()
+}
+
+func (b *upBody) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
