@@ -54,6 +54,7 @@ type Options struct {
 type Handler struct {
 	opts   Options
 	rt     http.RoundTripper
+	up     *Upstream // rt when it is an *Upstream: the fast path
 	picker pool.Picker
 	log    *slog.Logger
 	table  atomic.Pointer[route.Table]
@@ -65,6 +66,7 @@ func New(opts Options) *Handler {
 	if h.rt == nil {
 		h.rt = NewTransport(0)
 	}
+	h.up, _ = h.rt.(*Upstream)
 	if h.picker == nil {
 		h.picker = pool.LeastOutstanding{}
 	}
@@ -257,7 +259,7 @@ func (ex *exchange) run() (abort bool) {
 		}
 		ex.replica, ex.obs.Replica = rep, rep
 		rep.Acquire()
-		resp, err := ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
+		resp, err := ex.send(ctx, rep)
 		if err != nil {
 			rep.Release()
 			if ex.r.Context().Err() != nil {
@@ -323,6 +325,21 @@ func removeHopHeaders(h http.Header) {
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
+}
+
+// send forwards the request to rep: on the Upstream fast path without
+// copying the header, else as an http.Request through the RoundTripper.
+func (ex *exchange) send(ctx context.Context, rep *pool.Replica) (*http.Response, error) {
+	if ex.h.up != nil && rep.URL.Scheme == "http" {
+		r := ex.r
+		target := r.URL.RequestURI()
+		if p := rep.URL.EscapedPath(); p != "" {
+			target = p + target
+		}
+		xff, _, _ := net.SplitHostPort(r.RemoteAddr)
+		return ex.h.up.Forward(ctx, rep.URL.Host, r.Method, target, r.Header, xff, ex.body)
+	}
+	return ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
 }
 
 func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Request {

@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func forward(t *testing.T, u *Upstream, ctx context.Context, srv *httptest.Server, hdr http.Header, body string) (*http.Response, error) {
+	t.Helper()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	return u.Forward(ctx, host, http.MethodPost, "/v1/chat/completions?x=1", hdr, "10.1.2.3", []byte(body))
+}
+
+func TestUpstreamForwardsHeadersAndBody(t *testing.T) {
+	var got http.Header
+	var gotBody, gotURI string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, gotURI = r.Header.Clone(), r.RequestURI
+		b, _ := io.ReadAll(r.Body)
+		gotBody = string(b)
+		fmt.Fprint(w, "ok")
+	}))
+	defer srv.Close()
+	u := &Upstream{}
+	hdr := http.Header{
+		"Authorization":   {"Bearer k"},
+		"Connection":      {"keep-alive, X-Secret-Hop"},
+		"X-Secret-Hop":    {"drop me"},
+		"Keep-Alive":      {"timeout=5"},
+		"Te":              {"trailers"},
+		"X-Forwarded-For": {"6.6.6.6"},
+		"X-Custom":        {"a", "b"},
+	}
+	resp, err := forward(t, u, context.Background(), srv, hdr, `{"model":"m"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" || gotBody != `{"model":"m"}` || gotURI != "/v1/chat/completions?x=1" {
+		t.Fatalf("body %q, replica saw body %q uri %q", b, gotBody, gotURI)
+	}
+	for _, k := range []string{"X-Secret-Hop", "Keep-Alive", "Te"} {
+		if v, ok := got[k]; ok {
+			t.Errorf("hop-by-hop header %s forwarded: %v", k, v)
+		}
+	}
+	if got.Get("Authorization") != "Bearer k" || len(got["X-Custom"]) != 2 || got.Get("X-Forwarded-For") != "10.1.2.3" {
+		t.Errorf("replica saw %v", got)
+	}
+}
+
+// TestUpstreamReusesAndRecoversStaleConnections: connections are reused,
+// and one the replica closed while idle is replaced without an error.
+func TestUpstreamReusesAndRecoversStaleConnections(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	u := &Upstream{}
+	do := func() {
+		resp, err := forward(t, u, context.Background(), srv, http.Header{}, "{}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for range 5 {
+		do()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 5 sequential requests, want 1", n)
+	}
+	srv.CloseClientConnections() // the replica drops its idle keep-alive connections
+	do()
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections after the replica closed the idle one, want 2", n)
+	}
+}
+
+// TestUpstreamCancel: cancelling the context unblocks a request waiting
+// for its answer at once, and the connection is not reused.
+func TestUpstreamCancel(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := forward(t, &Upstream{}, ctx, srv, http.Header{}, "{}")
+		errc <- err
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cancelled request stayed blocked")
+	}
+}
+
+func TestUpstreamResponseHeaderTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	_, err := forward(t, &Upstream{ResponseHeaderTimeout: 50 * time.Millisecond}, context.Background(), srv, http.Header{}, "{}")
+	if !isTimeout(err) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+}
+
+// TestUpstreamChunkedAndEarlyClose: a chunked stream is relayed whole; a
+// body closed before its end closes the connection instead of pooling it.
+func TestUpstreamChunkedAndEarlyClose(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	u := &Upstream{}
+	resp, err := forward(t, u, context.Background(), srv, http.Header{}, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "data: 0\n\ndata: 1\n\ndata: 2\n\n" {
+		t.Fatalf("stream %q", b)
+	}
+	resp, err = forward(t, u, context.Background(), srv, http.Header{}, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close() // early
+	resp, err = forward(t, u, context.Background(), srv, http.Header{}, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2 (reused once, then replaced after an early close)", n)
+	}
+}
