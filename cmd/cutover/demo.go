@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -36,6 +37,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		listen, adminListen, stateDir string
 		replicas                      int
 		ttft, itl, retention          time.Duration
+		traffic                       float64
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -93,6 +95,13 @@ to try. Ctrl-C stops everything cleanly.`,
 				spare = append(spare, url)
 			}
 			cfg.Rollout.Retention = config.Duration(retention)
+			if traffic > 0 {
+				// With traffic flowing, deployments are validated against
+				// it: every request is mirrored to the candidate.
+				cfg.Validation.Shadow.Percent = 100
+				cfg.Validation.Deadline = config.Duration(2 * time.Minute)
+				cfg.Validation.Interval = config.Duration(2 * time.Second)
+			}
 			if stateDir == "" {
 				dir, err := os.MkdirTemp("", "cutover-demo-")
 				if err != nil {
@@ -114,6 +123,9 @@ to try. Ctrl-C stops everything cleanly.`,
 				return err
 			}
 			printDemo(cmd.OutOrStdout(), gw, cfg, token, spare)
+			if traffic > 0 {
+				go demoTraffic(ctx, "http://"+gw.TrafficAddr(), traffic)
+			}
 			return gw.Run(ctx)
 		},
 	}
@@ -124,6 +136,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f.IntVar(&replicas, "replicas", 2, "simulated replicas per pool")
 	f.DurationVar(&ttft, "ttft", 120*time.Millisecond, "simulated time to first token")
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
+	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")
 	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
 	return cmd
 }
@@ -216,3 +229,34 @@ Break a replica (simulator-only fault endpoint), then watch status:
 }
 
 var execLookPath = exec.LookPath
+
+// demoTraffic sends a steady trickle of chat completions, streamed and
+// not, so that the dashboard has something to show and validation has
+// live answers to compare with, until ctx ends.
+func demoTraffic(ctx context.Context, base string, perSecond float64) {
+	prompts := []string{"What is blue-green deployment?", "Name three GPUs.", "Summarise the plot of Hamlet.", "Write a haiku about rollbacks."}
+	client := &http.Client{Timeout: time.Minute}
+	t := time.NewTicker(time.Duration(float64(time.Second) / perSecond))
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		body := fmt.Sprintf(`{"model":"llama","stream":%t,"temperature":0,"max_tokens":24,"messages":[{"role":"user","content":%q}]}`, i%2 == 0, prompts[i%len(prompts)])
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+			if err != nil {
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}()
+	}
+}

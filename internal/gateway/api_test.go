@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/gateway"
 	"github.com/cutover-dev/cutover/internal/mockllm"
 )
 
@@ -179,4 +180,31 @@ func TestGarbageDoesNotWedge(t *testing.T) {
 	if err != nil || res.status != 200 {
 		t.Fatalf("gateway wedged after garbage: %+v %v", res, err)
 	}
+}
+
+// TestBusyPortIsAnError: a listen address in use fails New cleanly (a
+// regression: the cleanup once ran on a nil gateway and panicked), and
+// releases the state store for the next try.
+func TestBusyPortIsAnError(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	for range 2 { // the second try proves the store was closed
+		_, err := gateway.New(context.Background(), busyConfig(t, dir, busy.Addr().String()), testToken, nil)
+		if err == nil || !strings.Contains(err.Error(), "admin.listen") {
+			t.Fatalf("New with a busy admin port: %v", err)
+		}
+	}
+}
+
+func busyConfig(t *testing.T, dir, adminAddr string) *config.Config {
+	t.Helper()
+	m := startReplica(t, mockllm.Config{Model: "model-v1"}, "")
+	cfg := config.Default()
+	cfg.Listen, cfg.Admin.Listen, cfg.StateDir = "127.0.0.1:0", adminAddr, dir
+	cfg.Pools = map[string]*config.Pool{"blue": {Model: "model-v1", Replicas: []string{m.URL()}}, "green": {Model: "model-v2"}}
+	return cfg
 }

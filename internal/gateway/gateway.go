@@ -48,14 +48,14 @@ type Gateway struct {
 // New opens the store, checks every replica once, restores the live pool
 // and binds both listeners. It does not serve yet: call Run. On error
 // everything opened is closed again.
-func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger) (g *Gateway, err error) {
+func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger) (_ *Gateway, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g = &Gateway{cfg: cfg, log: log}
+	g := &Gateway{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			g.closeAll()
+			g.closeAll() // g, not the nil result: regression for a panic on a busy port
 		}
 	}()
 	picker, err := pool.NewPicker(cfg.Balancer)
