@@ -103,7 +103,7 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 	if d.Reason != "" {
 		fmt.Fprintf(w, "  reason    %s\n", d.Reason)
 	}
-	if d.Waiting != "" {
+	if d.Waiting != "" && len(d.Gates) == 0 {
 		fmt.Fprintf(w, "  waiting   %s\n", d.Waiting)
 	}
 	if !d.RetiredAt.IsZero() {

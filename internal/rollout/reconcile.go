@@ -98,6 +98,7 @@ func (c *Controller) step(ctx context.Context, id string, want Phase, fn func(s 
 		return nil
 	}
 	if err == nil {
+		c.setNote(id, "") // what it waited for is over
 		c.poke()
 	}
 	return err
