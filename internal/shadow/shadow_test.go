@@ -1,0 +1,106 @@
+package shadow
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+func TestForCandidate(t *testing.T) {
+	tests := []struct {
+		body string
+		det  bool
+	}{
+		{`{"model":"llama","temperature":0}`, true},
+		{`{"model":"llama","temperature":0.7}`, false},
+		{`{"model":"llama","seed":42}`, true},
+		{`{"model":"llama","seed":null}`, false},
+		{`{"messages":[]}`, false},
+	}
+	for _, tt := range tests {
+		out, det, err := forCandidate([]byte(tt.body), "v2")
+		if err != nil || det != tt.det {
+			t.Errorf("%s: det %v err %v, want %v", tt.body, det, err, tt.det)
+		}
+		var v map[string]any
+		if json.Unmarshal(out, &v) != nil || v["model"] != "v2" {
+			t.Errorf("%s: model not rewritten: %s", tt.body, out)
+		}
+	}
+	if _, _, err := forCandidate([]byte(`not json`), "v2"); err == nil {
+		t.Error("garbage accepted")
+	}
+}
+
+func TestWant(t *testing.T) {
+	m := New(Options{Percent: 100, MaxBodyBytes: 10})
+	if m.Want("blue", 5) {
+		t.Fatal("wants copies with no target")
+	}
+	m.SetTarget("blue", &pool.Pool{Name: "green"}, func(Pair) {})
+	if !m.Want("blue", 5) || m.Want("green", 5) {
+		t.Fatal("must want live-pool requests only")
+	}
+	if m.Want("blue", 11) || m.Stats().Oversize != 1 {
+		t.Fatalf("oversize body wanted: %+v", m.Stats())
+	}
+	m.Stop()
+	if m.Want("blue", 5) {
+		t.Fatal("wants copies after Stop")
+	}
+}
+
+// TestMirrorComparesPairs sends copies to a simulated candidate and checks
+// the pair comparison: same text when the candidate answers like the live
+// version, a mismatch when it does not; a full queue drops and counts.
+func TestMirrorComparesPairs(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answerAs string
+		mismatch bool
+	}{{"same weights", "m1", false}, {"other weights", "", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 5, AnswerAs: tc.answerAs})
+			srv := httptest.NewServer(mock)
+			defer srv.Close()
+			u, _ := url.Parse(srv.URL)
+			cand := &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}
+			m := New(Options{Percent: 100, Queue: 1, Concurrency: 1})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pairs := make(chan Pair, 1)
+			m.SetTarget("blue", cand, func(p Pair) { pairs <- p })
+			go m.Run(ctx)
+			liveText := mockllm.Answer("m1", "hi", 5)
+			resp := `{"model":"m1","choices":[{"message":{"content":"` + liveText + `"}}],"usage":{"completion_tokens":5}}`
+			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
+				Live: proxy.Observation{Pool: "blue", Status: http.StatusOK}, Response: []byte(resp)})
+			select {
+			case p := <-pairs:
+				if p.Mismatch() != tc.mismatch || !p.Deterministic || p.Shadow.Status != 200 || p.LiveText != liveText {
+					t.Fatalf("pair %+v", p)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no pair")
+			}
+		})
+	}
+}
+
+func TestSubmitNeverBlocks(t *testing.T) {
+	m := New(Options{Percent: 100, Queue: 2})
+	for range 5 {
+		m.Submit(&proxy.Mirrored{}) // nobody works the queue
+	}
+	if s := m.Stats(); s.Dropped != 3 {
+		t.Fatalf("dropped %d, want 3", s.Dropped)
+	}
+}
