@@ -87,7 +87,8 @@ type run struct {
 }
 
 // Run sends every case of s s.Repeat times (all cases once, then again),
-// with at most s.Concurrency requests in flight, and returns the report.
+// with at most s.Concurrency requests in flight, each bounded by s.Timeout,
+// and returns the report.
 //
 // each, when not nil, is called with every result as soon as its request is
 // done. It is called from several goroutines at once: the caller
@@ -99,7 +100,8 @@ type run struct {
 func (r *Runner) Run(ctx context.Context, s *Suite, each func(Result)) Report {
 	start := time.Now()
 	t := newTally(s)
-	total := len(s.Cases) * s.Repeat
+	repeat := max(s.Repeat, 1)
+	total := len(s.Cases) * repeat
 	runs := make(chan run)
 	var next atomic.Uint64 // round-robin position in BaseURLs
 	var wg sync.WaitGroup
@@ -121,7 +123,7 @@ func (r *Runner) Run(ctx context.Context, s *Suite, each func(Result)) Report {
 		})
 	}
 dispatch:
-	for it := 1; it <= s.Repeat; it++ {
+	for it := 1; it <= repeat; it++ {
 		for i := range s.Cases {
 			select {
 			case runs <- run{index: i, iteration: it}:
@@ -163,7 +165,11 @@ func (r *Runner) send(ctx context.Context, s *Suite, c *Case, res *Result) []str
 		res.TransportError = fmt.Sprintf("encode request: %v", err)
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	url := strings.TrimRight(res.URL, "/") + c.Path
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -186,7 +192,7 @@ func (r *Runner) send(ctx context.Context, s *Suite, c *Case, res *Result) []str
 	resp, err := client.Do(req)
 	if err != nil {
 		res.Duration = time.Since(start)
-		res.TransportError = transportError(ctx, err, s.Timeout)
+		res.TransportError = transportError(ctx, err, timeout)
 		return nil
 	}
 	defer resp.Body.Close()
@@ -194,7 +200,7 @@ func (r *Runner) send(ctx context.Context, s *Suite, c *Case, res *Result) []str
 	notes, err := readAnswer(resp, start, res)
 	res.Duration = time.Since(start)
 	if err != nil {
-		res.TransportError = transportError(ctx, err, s.Timeout)
+		res.TransportError = transportError(ctx, err, timeout)
 	}
 	return notes
 }

@@ -26,12 +26,14 @@ const (
 type Suite struct {
 	// File is the path the suite was loaded from; "" when parsed from bytes.
 	File string
-	// Concurrency is how many requests are in flight at once; at least 1.
+	// Concurrency is how many requests are in flight at once; Run treats
+	// values below 1 as 1.
 	Concurrency int
-	// Repeat is how many times each case runs; at least 1.
+	// Repeat is how many times each case runs; Run treats values below 1
+	// as 1.
 	Repeat int
 	// Timeout bounds each request, from sending it to the end of its body;
-	// positive.
+	// 0 or less means DefaultTimeout.
 	Timeout time.Duration
 	// Defaults are request body fields merged into every case's request
 	// under the case's own Body; nil means none.
@@ -60,10 +62,10 @@ type Case struct {
 	Expect Expect
 }
 
-// Expect lists a case's expectations. The zero value of each field but
-// Status expects nothing.
+// Expect lists a case's expectations. The zero value expects a 200 answer
+// and nothing else.
 type Expect struct {
-	// Status is the expected HTTP status; Parse sets 200 when not given.
+	// Status is the expected HTTP status; 0 means 200.
 	Status int
 	// Model, when set, must equal the answer's model field.
 	Model string
