@@ -226,6 +226,9 @@ type exchange struct {
 	obs      Observation
 	upstream string   // the last upstream error, for the final answer
 	capture  *capture // the live answer, kept for shadow comparison; nil if not mirrored
+	// cancel stops the upstream request on the net/http path (nil on the
+	// Upstream fast path, which uses connection deadlines).
+	cancel context.CancelCauseFunc
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -234,8 +237,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // pool when nothing reached the client yet. It reports whether the client
 // connection must be aborted.
 func (ex *exchange) run() (abort bool) {
-	ctx, cancel := context.WithCancelCause(ex.r.Context())
-	defer cancel(nil)
+	ctx := ex.r.Context()
+	if ex.h.up == nil {
+		// Through http.Transport the only way to stop a read that went
+		// idle is to cancel the request's context.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		ex.cancel = cancel
+		defer cancel(nil)
+	}
 	if ex.h.opts.Timeout > 0 {
 		var c2 context.CancelFunc
 		ctx, c2 = context.WithTimeoutCause(ctx, ex.h.opts.Timeout, context.DeadlineExceeded)
@@ -285,7 +295,7 @@ func (ex *exchange) run() (abort bool) {
 			skip = rep
 			continue
 		}
-		abort = ex.relay(ctx, cancel, resp)
+		abort = ex.relay(ctx, resp)
 		rep.Release()
 		return abort
 	}
@@ -385,7 +395,7 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 // length) are flushed after every read, so each chunk the replica flushes
 // reaches the client at once; nothing is buffered beyond one read.
 // It reports whether the upstream broke after the headers went out.
-func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response) (abort bool) {
+func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool) {
 	defer resp.Body.Close()
 	o := &ex.obs
 	o.TTFB = time.Since(o.Start)
@@ -408,10 +418,17 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 	if streaming {
 		_ = rc.Flush()
 	}
+	// The idle timeout guards streams: a known-length answer whose headers
+	// arrived (within the response-header timeout) is already written.
 	var idle *time.Timer
-	if d := ex.h.opts.IdleTimeout; d > 0 {
-		idle = time.AfterFunc(d, func() { cancel(errIdle) })
-		defer idle.Stop()
+	if d := ex.h.opts.IdleTimeout; d > 0 && streaming {
+		if ub, ok := resp.Body.(*upBody); ok {
+			ub.idle = d
+		} else if ex.cancel != nil {
+			cancel := ex.cancel
+			idle = time.AfterFunc(d, func() { cancel(errIdle) })
+			defer idle.Stop()
+		}
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -426,15 +443,13 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 				o.TTFT = time.Since(o.Start)
 			}
 			if _, werr := ex.w.Write(buf[:n]); werr != nil {
-				o.Error = "client_closed"
-				cancel(werr)
+				o.Error = "client_closed" // closing resp.Body (deferred) stops the upstream
 				return false
 			}
 			o.Bytes += int64(n)
 			if streaming {
 				if err := rc.Flush(); err != nil {
 					o.Error = "client_closed"
-					cancel(err)
 					return false
 				}
 			}
@@ -452,8 +467,11 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, r
 				return false
 			}
 			o.Error = failure(ctx, rerr).code
-			if o.Error == "upstream_unreachable" {
+			switch {
+			case o.Error == "upstream_unreachable":
 				o.Error = "upstream_broken"
+			case streaming && isTimeout(rerr) && ctx.Err() == nil:
+				o.Error = "upstream_idle"
 			}
 			ex.upstream = rerr.Error()
 			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.replica.Name, "error", rerr.Error())

@@ -14,7 +14,9 @@ import (
 	"github.com/cutover-dev/cutover/internal/route"
 )
 
-func benchTable(b *testing.B, backends ...string) *route.Table {
+func benchTable(b *testing.B, backends ...string) *route.Table { return benchTableT(b, backends...) }
+
+func benchTableT(b testing.TB, backends ...string) *route.Table {
 	b.Helper()
 	p := &pool.Pool{Name: "blue", Model: "model-v1"}
 	for _, s := range backends {

@@ -368,11 +368,17 @@ type upBody struct {
 	stop  func() bool
 	reuse bool
 	done  bool
+	// idle, when positive, bounds the wait of each Read (a stream's
+	// silence between chunks).
+	idle time.Duration
 }
 
 func (b *upBody) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
+	}
+	if b.idle > 0 {
+		_ = b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
@@ -390,6 +396,9 @@ func (b *upBody) finish(clean bool) {
 	b.done = true
 	// The cancel hook must not fire on a pooled connection.
 	stopped := b.stop()
+	if b.idle > 0 && clean {
+		_ = b.pc.c.SetReadDeadline(time.Time{})
+	}
 	if clean && b.reuse && stopped {
 		b.u.put(b.pc)
 		return

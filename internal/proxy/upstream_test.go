@@ -138,11 +138,16 @@ func TestUpstreamResponseHeaderTimeout(t *testing.T) {
 // body closed before its end closes the connection instead of pooling it.
 func TestUpstreamChunkedAndEarlyClose(t *testing.T) {
 	var conns atomic.Int64
+	var calls atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := range 3 {
 			fmt.Fprintf(w, "data: %d\n\n", i)
 			w.(http.Flusher).Flush()
+			if calls.Load() == 2 && i == 0 {
+				<-r.Context().Done() // the second stream stops after one chunk until its client leaves
+				return
+			}
 		}
 	}))
 	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
@@ -153,6 +158,7 @@ func TestUpstreamChunkedAndEarlyClose(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	u := &Upstream{}
+	calls.Store(1)
 	resp, err := forward(t, u, context.Background(), srv, http.Header{}, "{}")
 	if err != nil {
 		t.Fatal(err)
@@ -162,12 +168,14 @@ func TestUpstreamChunkedAndEarlyClose(t *testing.T) {
 	if string(b) != "data: 0\n\ndata: 1\n\ndata: 2\n\n" {
 		t.Fatalf("stream %q", b)
 	}
+	calls.Store(2)
 	resp, err = forward(t, u, context.Background(), srv, http.Header{}, "{}")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = bufio.NewReader(resp.Body).ReadString('\n')
-	resp.Body.Close() // early
+	resp.Body.Close() // early: the stream is not over
+	calls.Store(3)
 	resp, err = forward(t, u, context.Background(), srv, http.Header{}, "{}")
 	if err != nil {
 		t.Fatal(err)
