@@ -7,3 +7,44 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
   exit 1
 fi
 go mod download
+
+# --- chromium ---
+# The dashboard's browser test (internal/gateway/dashboard_browser_test.go)
+# drives Debian's Chromium at /usr/bin/chromium. Needs root; without it, say
+# how (the test skips without Chromium unless CI is set).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    if [ -z "${DEPS_APT_UPDATED:-}" ]; then
+      apt-get update </dev/null
+      DEPS_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium </dev/null
+  else
+    echo "deps: /usr/bin/chromium is missing: run as root, or: sudo apt-get install chromium" >&2
+  fi
+fi
+# --- end chromium ---
+
+# --- nginx/haproxy ---
+# The driver tests (internal/gateway/driver_test.go, internal/driver) start
+# Debian's nginx and HAProxy on 127.0.0.1 (they skip without them unless CI
+# is set). Only the binaries are used: no service is started or enabled.
+deps_missing=""
+for prog in nginx haproxy; do
+  if ! command -v "$prog" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$prog" ]; then
+    deps_missing="$deps_missing $prog"
+  fi
+done
+if [ -n "$deps_missing" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    if [ -z "${DEPS_APT_UPDATED:-}" ]; then
+      apt-get update </dev/null
+      DEPS_APT_UPDATED=1
+    fi
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $deps_missing </dev/null
+  else
+    echo "deps:$deps_missing missing: run as root, or: sudo apt-get install$deps_missing" >&2
+  fi
+fi
+# --- end nginx/haproxy ---

@@ -95,16 +95,20 @@ func call[T any](cmd *cobra.Command, f *ctlFlags, fn func(context.Context, *api.
 }
 
 func newStatusCmd() *cobra.Command {
-	f := &ctlFlags{}
+	f, w := &ctlFlags{}, &watchFlags{}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the live pool, the revision and each replica's health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if w.on {
+				return watchStatus(cmd, f, w)
+			}
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Status, error) { return c.Status(ctx) }, printStatus)
 		},
 	}
 	f.register(cmd)
+	w.register(cmd)
 	return cmd
 }
 

@@ -83,6 +83,7 @@ Start here:  cutover demo`,
 		newDeployCmd(),
 		newAbortCmd(),
 		newRetireCmd(),
+		newTestCmd(),
 	)
 	return root
 }

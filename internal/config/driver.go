@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -194,11 +195,15 @@ func (h *HAProxyDriver) validate(listen string) []*FieldError {
 	}
 	checkAbsPath(add, "admin_socket", h.AdminSocket, "HAProxy's `stats socket PATH level admin`")
 	checkAbsPath(add, "map_file", h.MapFile, "the map file haproxy.cfg's use_backend consults, spelled as there")
+	if strings.ContainsAny(h.MapFile, " \t\r\n,()") {
+		add("map_file", "%q: HAProxy cannot name a map whose path has spaces, commas or parentheses", h.MapFile)
+	}
 	if h.MapKey == "" || strings.ContainsAny(h.MapKey, " \t\r\n") {
 		add("map_key", "%q must be one word", h.MapKey)
 	}
 	seen := map[string]string{}
-	for pool, be := range h.Backends {
+	for _, pool := range slices.Sorted(maps.Keys(h.Backends)) {
+		be := h.Backends[pool]
 		if !slices.Contains(PoolNames, pool) {
 			add("backends."+pool, "unknown pool %q (the pools are blue and green)", pool)
 			continue

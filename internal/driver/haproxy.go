@@ -194,7 +194,7 @@ func (h *HAProxy) change(ctx context.Context, t *route.Table) error {
 	if err := h.writeMap(want); err != nil {
 		return h.undo(ctx, prev, cur, found, err)
 	}
-	if err := o.Verify.Wait(ctx, want); err != nil {
+	if err := o.Verify.Wait(ctx, Answer{Pool: want}); err != nil {
 		return h.undo(ctx, prev, cur, found, fmt.Errorf("haproxy switched the map but %w", err))
 	}
 	return nil

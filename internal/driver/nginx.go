@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ type NginxOptions struct {
 	Logger *slog.Logger
 }
 
+// NginxSettle is how long the Nginx driver's verification must keep seeing
+// the new file's answers, unless Verify.Settle is set: nginx's master lets
+// old and new workers accept side by side for 100 ms after a reload.
+const NginxSettle = 250 * time.Millisecond
+
 // Nginx drives nginx through one included upstream file: a change writes
 // the file atomically, runs the test command, reloads nginx and verifies
 // through nginx that new requests reach the new pool. Any failure puts the
@@ -49,6 +55,7 @@ type Nginx struct {
 	mu      sync.Mutex   // serialises Apply and Sync; guards the fields below
 	table   *route.Table // the table nginx serves; nil before the first Apply
 	good    []byte       // the file content nginx serves
+	version string       // good's version ($<upstream>_config)
 	refused backoff
 }
 
@@ -67,6 +74,9 @@ func NewNginx(o NginxOptions) (*Nginx, error) {
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = defaultRetry
+	}
+	if o.Verify.Settle == 0 {
+		o.Verify.Settle = NginxSettle
 	}
 	n := &Nginx{opts: o, log: o.Logger}
 	if n.log == nil {
@@ -91,7 +101,7 @@ func (n *Nginx) Sync(ctx context.Context) error {
 	if n.table == nil {
 		return nil
 	}
-	content, err := RenderNginx(n.table, n.opts.Render)
+	content, _, err := RenderNginx(n.table, n.opts.Render)
 	if err != nil || bytes.Equal(content, n.good) || n.refused.skip(string(content), time.Now(), n.opts.RetryAfter) {
 		return err
 	}
@@ -99,10 +109,13 @@ func (n *Nginx) Sync(ctx context.Context) error {
 }
 
 // Live asks nginx, through the verify URL, which pool it serves.
-func (n *Nginx) Live(ctx context.Context) (string, error) { return n.opts.Verify.Current(ctx) }
+func (n *Nginx) Live(ctx context.Context) (string, error) {
+	a, err := n.opts.Verify.Current(ctx)
+	return a.Pool, err
+}
 
 func (n *Nginx) applyLocked(ctx context.Context, t *route.Table, why string) error {
-	content, err := RenderNginx(t, n.opts.Render)
+	content, version, err := RenderNginx(t, n.opts.Render)
 	if err != nil {
 		return fmt.Errorf("nginx: %w", err)
 	}
@@ -114,44 +127,72 @@ func (n *Nginx) applyLocked(ctx context.Context, t *route.Table, why string) err
 	if err != nil {
 		return fmt.Errorf("nginx: %w; nothing changed", err)
 	}
-	want := t.Live.Pool.Name
+	want := Answer{Pool: t.Live.Pool.Name, Config: version}
 	if n.table == nil && prev.exists && bytes.Equal(prev.data, content) {
 		// cutover restarted: the file already holds this table; when nginx
 		// serves it too, a reload would only cost idle connections.
 		if got, err := n.opts.Verify.Current(ctx); err == nil && got == want {
-			n.table, n.good = t, content
-			n.log.Info("nginx already serves the live pool", "pool", want, "file", n.opts.File)
+			n.table, n.good, n.version = t, content, version
+			n.log.Info("nginx already serves the live pool", "pool", want.Pool, "file", n.opts.File)
 			return nil
 		}
 	}
-	start := time.Now()
-	if err := n.change(ctx, content, prev, want); err != nil {
+	var steps timings
+	if err := n.change(ctx, content, prev, want, &steps); err != nil {
 		n.refused.refused(string(content), time.Now())
 		return err
 	}
-	n.table, n.good = t, content
+	n.table, n.good, n.version = t, content, version
 	n.refused.refused("", time.Time{})
-	n.log.Info("nginx serves the new upstream", "pool", want, "why", why, "file", n.opts.File,
-		"healthy", t.Live.Pool.HealthyCount(), "replicas", len(t.Live.Pool.Replicas), "duration", time.Since(start).Round(time.Millisecond))
+	n.log.Info("nginx serves the new upstream", "pool", want.Pool, "version", version, "why", why, "file", n.opts.File,
+		"healthy", t.Live.Pool.HealthyCount(), "replicas", len(t.Live.Pool.Replicas), "steps", steps.String())
 	return nil
 }
 
+// timings records how long each step of a change took, for the log.
+type timings struct {
+	names []string
+	durs  []time.Duration
+	last  time.Time // when the last step ended (set it before the first)
+}
+
+// step records that step name, begun when the previous one ended, ended
+// now.
+func (s *timings) step(name string) {
+	now := time.Now()
+	s.names, s.durs = append(s.names, name), append(s.durs, now.Sub(s.last))
+	s.last = now
+}
+
+func (s *timings) String() string {
+	parts := make([]string, len(s.names))
+	for i := range s.names {
+		parts[i] = fmt.Sprintf("%s %s", s.names[i], s.durs[i].Round(time.Millisecond))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // change writes content, tests it, reloads nginx and verifies that new
-// requests reach pool want. On failure it puts prev back.
-func (n *Nginx) change(ctx context.Context, content []byte, prev snapshot, want string) error {
+// requests reach want. On failure it puts prev back.
+func (n *Nginx) change(ctx context.Context, content []byte, prev snapshot, want Answer, steps *timings) error {
 	o := n.opts
+	steps.last = time.Now()
 	if err := writeFileAtomic(o.File, content); err != nil {
 		return fmt.Errorf("nginx: %w; nothing changed", err)
 	}
+	steps.step("write")
 	if _, err := runCommand(ctx, o.TestCommand, o.CommandTimeout); err != nil {
 		return n.undo(ctx, prev, false, fmt.Errorf("nginx refused the new upstream file: test_command %w", err))
 	}
+	steps.step("test")
 	if _, err := runCommand(ctx, o.ReloadCommand, o.CommandTimeout); err != nil {
 		return n.undo(ctx, prev, true, fmt.Errorf("nginx: reload_command %w", err))
 	}
+	steps.step("reload")
 	if err := o.Verify.Wait(ctx, want); err != nil {
 		return n.undo(ctx, prev, true, fmt.Errorf("nginx reloaded but %w", err))
 	}
+	steps.step("verify")
 	return nil
 }
 
@@ -171,7 +212,7 @@ func (n *Nginx) undo(ctx context.Context, prev snapshot, reload bool, cause erro
 		return fmt.Errorf("%w; previous upstream file restored but reloading it failed: %v", cause, err)
 	}
 	if n.table != nil {
-		if err := n.opts.Verify.Wait(ctx, n.table.Live.Pool.Name); err != nil {
+		if err := n.opts.Verify.Wait(ctx, Answer{Pool: n.table.Live.Pool.Name, Config: n.version}); err != nil {
 			n.log.Error("nginx: after restoring the previous upstream file", "error", err)
 			return fmt.Errorf("%w; previous upstream file restored and reloaded, but %v", cause, err)
 		}

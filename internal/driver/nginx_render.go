@@ -2,6 +2,8 @@ package driver
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -23,15 +25,18 @@ type NginxRender struct {
 
 // RenderNginx returns the file cutover owns for table t: the upstream
 // block with the live pool's replicas (those failing health checks marked
-// down), and two maps: $<Upstream>_pool names the live pool (for
-// `add_header X-Cutover-Pool`) and $<Upstream>_scheme is its replicas'
-// scheme (for `proxy_pass $<Upstream>_scheme://<Upstream>`). The output
-// depends only on its inputs, so an unchanged table renders the same bytes
-// and needs no reload.
-func RenderNginx(t *route.Table, o NginxRender) ([]byte, error) {
+// down), and three maps: $<Upstream>_pool names the live pool (for
+// `add_header X-Cutover-Pool`), $<Upstream>_scheme is its replicas'
+// scheme (for `proxy_pass $<Upstream>_scheme://<Upstream>`), and
+// $<Upstream>_config is version, a hash of the rest of the file (for
+// `add_header X-Cutover-Config`), which tells answers of workers running
+// this file from those of older workers. The output depends only on its
+// inputs, so an unchanged table renders the same bytes and needs no
+// reload.
+func RenderNginx(t *route.Table, o NginxRender) (content []byte, version string, err error) {
 	p := t.Live.Pool
 	if len(p.Replicas) == 0 {
-		return nil, fmt.Errorf("pool %s has no replica to put in nginx upstream %s", p.Name, o.Upstream)
+		return nil, "", fmt.Errorf("pool %s has no replica to put in nginx upstream %s", p.Name, o.Upstream)
 	}
 	scheme := p.Replicas[0].URL.Scheme
 	var b bytes.Buffer
@@ -40,11 +45,11 @@ func RenderNginx(t *route.Table, o NginxRender) ([]byte, error) {
 	fmt.Fprintf(&b, "upstream %s {\n", o.Upstream)
 	for _, r := range p.Replicas {
 		if r.URL.Scheme != scheme {
-			return nil, fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", p.Name, scheme, r.URL.Scheme, r.Name)
+			return nil, "", fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", p.Name, scheme, r.URL.Scheme, r.Name)
 		}
 		addr, err := address(r)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if r.Healthy() {
 			fmt.Fprintf(&b, "    server %s;\n", addr)
@@ -55,7 +60,7 @@ func RenderNginx(t *route.Table, o NginxRender) ([]byte, error) {
 	for _, d := range o.Directives {
 		d = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(d), ";"))
 		if d == "" || strings.ContainsAny(d, "{};#\n\r") {
-			return nil, fmt.Errorf("upstream directive %q must be one directive without braces, comments or inner semicolons", d)
+			return nil, "", fmt.Errorf("upstream directive %q must be one directive without braces, comments or inner semicolons", d)
 		}
 		fmt.Fprintf(&b, "    %s;\n", d)
 	}
@@ -65,7 +70,10 @@ func RenderNginx(t *route.Table, o NginxRender) ([]byte, error) {
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "map \"\" $%s_pool {\n    default %s;\n}\n", o.Upstream, p.Name)
 	fmt.Fprintf(&b, "map \"\" $%s_scheme {\n    default %s;\n}\n", o.Upstream, scheme)
-	return b.Bytes(), nil
+	sum := sha256.Sum256(b.Bytes())
+	version = hex.EncodeToString(sum[:6])
+	fmt.Fprintf(&b, "map \"\" $%s_config {\n    default %s;\n}\n", o.Upstream, version)
+	return b.Bytes(), version, nil
 }
 
 func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }

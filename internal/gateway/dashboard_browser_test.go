@@ -46,12 +46,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitText("#pool-blue", "2/2 healthy", false)
 	b.waitText("#pool-green", "model-v2", false)
 
+	// Cancel does nothing (the revision below shows no second switch).
+	b.do("promote, then cancel", chromedp.Click(chromedp.ID("btn-promote")), chromedp.WaitVisible(chromedp.ID("confirm-no")),
+		chromedp.Click(chromedp.ID("confirm-no")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
 	b.do("promote", chromedp.Click(chromedp.ID("btn-promote")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
 	b.waitText("#confirm-text", "green (model-v2) becomes live", false)
 	b.do("confirm the promotion", chromedp.Click(chromedp.ID("confirm-yes")))
 	b.waitText("#live-pool", "green", true)
-	if st, err := e.admin.Status(ctx); err != nil || st.Live != "green" {
-		t.Fatalf("after the click the gateway says live %v (%v), want green", st, err)
+	if st, err := e.admin.Status(ctx); err != nil || st.Live != "green" || st.Revision != 2 {
+		t.Fatalf("after the click the gateway says %+v (%v), want green live at revision 2", st, err)
 	}
 	b.waitText("#history", "blue → green", false)
 
@@ -70,6 +73,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitText("#live-pool", "green", true)
 
 	b.screenshot("dashboard.png")
+
+	// The token lives in the tab's session storage only, and goes away.
+	b.waitJS("the token only in sessionStorage", fmt.Sprintf(`sessionStorage.getItem("cutover.adminToken") === %q && localStorage.length === 0 && !location.href.includes(%q)`, testToken, testToken))
+	b.do("forget the token", chromedp.Click(chromedp.ID("btn-forget")), chromedp.WaitVisible(chromedp.ID("token-input")))
+	b.waitJS("no token kept", `sessionStorage.length === 0 && document.getElementById("app").hidden`)
 	b.checkConsole()
 }
 
@@ -133,11 +141,26 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 func (b *browser) waitText(sel, want string, exact bool) {
 	b.t.Helper()
 	cond := fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) return false; const s = el.textContent.trim(); return %t ? s === %q : s.includes(%q); })()`, sel, exact, want, want)
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+	if err := b.poll(cond); err != nil {
 		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(no element)"`, sel)))
 		b.screenshot("failure.png")
 		b.t.Fatalf("waiting for %s to show %q: %v; it shows %q", sel, want, err, strings.Join(strings.Fields(text), " "))
 	}
+}
+
+// waitJS waits until the JavaScript expression cond is true.
+func (b *browser) waitJS(what, cond string) {
+	b.t.Helper()
+	if err := b.poll(cond); err != nil {
+		b.screenshot("failure.png")
+		b.t.Fatalf("waiting for %s (%s): %v", what, cond, err)
+	}
+}
+
+// poll evaluates cond in the page on every DOM change until it is true.
+func (b *browser) poll(cond string) error {
+	_, err := chromedp.Run(b.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(20*time.Second)))
+	return err
 }
 
 // screenshot saves a full-page PNG in $CUTOVER_TEST_OUT, else in a

@@ -7,8 +7,8 @@ import (
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/driver"
 	"github.com/cutover-dev/cutover/internal/proxy"
-	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/rollout"
+	"github.com/cutover-dev/cutover/internal/route"
 )
 
 // lbDriver is the external load balancer a gateway drives (nil for the

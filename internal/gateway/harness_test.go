@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,8 +68,11 @@ type envOptions struct {
 	replicas  int // per pool, default 2
 	mock      mockllm.Config
 	modelName string
-	stateDir  string
-	edit      func(*config.Config)
+	// servedName: every replica serves this model id (like vLLM's
+	// --served-model-name) and answers as its pool's testModels id.
+	servedName string
+	stateDir   string
+	edit       func(*config.Config)
 }
 
 // env is a gateway in this process with simulated pools, on loopback.
@@ -102,10 +106,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 	cfg.Pools = map[string]*config.Pool{}
 	e := &env{t: t, pools: map[string][]*replica{}}
 	for _, name := range config.PoolNames {
-		p := &config.Pool{Model: testModels[name]}
+		p := &config.Pool{Model: cmp.Or(o.servedName, testModels[name])}
 		for range o.replicas {
 			mc := o.mock
 			mc.Model = p.Model
+			if o.servedName != "" {
+				mc.AnswerAs = testModels[name]
+			}
 			r := startReplica(t, mc, "")
 			e.pools[name] = append(e.pools[name], r)
 			p.Replicas = append(p.Replicas, r.URL())

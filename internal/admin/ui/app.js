@@ -8,7 +8,8 @@
   const ACTOR = 'dashboard';
   const POLL_MS = 1500;
   const HISTORY_EVERY_MS = 10000;
-  const WINDOW_MS = 5 * 60 * 1000;
+  const WINDOW_MS = 5 * 60 * 1000; // the chart's span
+  const RATE_MS = 5000; // rates are averaged over about this long
   const POOLS = ['blue', 'green'];
   const TERMINAL = new Set(['completed', 'failed', 'aborted', 'rolled_back']);
   const PHASE_TONE = {
@@ -16,7 +17,10 @@
     completed: '', failed: 'bad', aborted: '', rolled_back: 'bad',
   };
   const DEADLINE_LABEL = {
-    progress: 'Progress deadline', auto_promote: 'Auto-promotes', retention: 'Retention ends', drain: 'Drain deadline',
+    progress: 'Progress deadline', validation: 'Validation deadline', auto_promote: 'Auto-promotes', retention: 'Retention ends', drain: 'Drain deadline',
+  };
+  const ELAPSED_LABEL = {
+    progress: 'Warm-up time used', validation: 'Validation time used', auto_promote: 'Until auto-promotion', retention: 'Retention elapsed', drain: 'Drain time used',
   };
   const ACTION_LABEL = { promote: 'Promote', rollback: 'Rollback', abort: 'Abort', retire: 'Retire' };
 
@@ -29,7 +33,7 @@
     again: false, // poll again as soon as the one in flight ends
     timer: 0,
     status: null,
-    last: null, // request counters of the previous poll: {t, blue, green}
+    counters: [], // request counters of recent polls: {t, blue, green}
     samples: [], // request rates: {t, blue, green}
     historyRev: null,
     historyAt: 0,
@@ -50,14 +54,14 @@
       else if (k === 'dataset') Object.assign(el.dataset, v);
       else el.setAttribute(k, v === true ? '' : String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === undefined || c === null || c === false || c === '') continue;
       el.append(c instanceof Node ? c : String(c));
     }
     return el;
   }
 
-  function s(tag, attrs, ...children) {
+  function svgEl(tag, attrs, ...children) {
     const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
     for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
     for (const c of children) el.append(c);
@@ -103,19 +107,31 @@
     return ms >= 0 ? `in ${fmtDur(ms)}` : `${fmtDur(-ms)} ago`;
   }
 
+  const sameURL = (a, b) => a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+
+  // shortURL drops the http:// that every plain replica URL has.
+  const shortURL = (u) => u.replace(/^http:\/\//, '');
+
   // timeEl is a <time> that tick() keeps relative ("3m 2s ago", "in 5s").
   const timeEl = (iso, cls) => h('time', { class: cls, datetime: iso, title: dateFmt.format(new Date(iso)), dataset: { rel: iso } }, relative(iso));
 
-  // bar is a progress bar whose fill is frac (0..1), or tracks the time
-  // between from and to when those are given (tick() moves it).
+  const percent = (frac) => Math.round(Math.min(1, Math.max(0, frac)) * 100);
+
+  // sizedFill is the filled part of a bar.
+  function sizedFill(frac) {
+    const f = h('span');
+    f.style.width = `${percent(frac)}%`;
+    return f;
+  }
+
+  // bar is a labelled progress bar whose fill is frac (0..1), or tracks the
+  // time between from and to when those are given (tick() moves it).
   function bar(frac, label, value, opts = {}) {
-    const fill = h('span');
-    fill.style.width = `${Math.round(Math.min(1, Math.max(0, frac)) * 100)}%`;
     const b = h('div', {
       class: `bar${opts.ok ? ' bar-ok' : ''}`, role: 'progressbar', 'aria-label': label,
-      'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.round(frac * 100),
+      'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': percent(frac),
       dataset: opts.from ? { from: opts.from, to: opts.to } : undefined,
-    }, fill);
+    }, sizedFill(frac));
     return h('div', { class: 'progress' }, h('div', { class: 'progress-label' }, h('span', {}, label), h('span', {}, value)), b);
   }
 
@@ -174,7 +190,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(state.timer);
     Object.assign(state, {
-      token: '', gen: state.gen + 1, status: null, last: null, samples: [], historyRev: null, shown: {},
+      token: '', gen: state.gen + 1, status: null, counters: [], samples: [], historyRev: null, shown: {},
     });
     hideError();
     showLogin(message);
@@ -263,26 +279,24 @@
     renderActions(st);
   }
 
-  // recordTraffic turns the pools' request counters into rates. A counter
-  // that went down (a restart, new replicas) starts over.
+  // recordTraffic turns the pools' request counters into rates, each over
+  // the last RATE_MS or so, like a Prometheus rate(). A counter that went
+  // down (a restart, new replicas) starts the series over.
   function recordTraffic(st) {
     const cur = { t: Date.now() };
     for (const p of POOLS) cur[p] = (st.pools[p] && st.pools[p].requests) || 0;
-    const last = state.last;
-    if (last && POOLS.some((p) => cur[p] < last[p])) {
-      state.last = cur;
-      return;
-    }
-    if (!last) {
-      state.last = cur;
-      return;
-    }
-    const dt = (cur.t - last.t) / 1000;
-    if (dt < 0.5) return; // too close to the last poll to make a rate
+    const hist = state.counters;
+    const prev = hist[hist.length - 1];
+    if (prev && POOLS.some((p) => cur[p] < prev[p])) hist.length = 0;
+    if (prev && cur.t - prev.t < 500) return; // too close to the last poll to say anything
+    hist.push(cur);
+    while (hist.length > 2 && cur.t - hist[1].t >= RATE_MS) hist.shift();
+    const base = hist[0];
+    if (base === cur) return;
+    const dt = (cur.t - base.t) / 1000;
     const sample = { t: cur.t };
-    for (const p of POOLS) sample[p] = (cur[p] - last[p]) / dt;
+    for (const p of POOLS) sample[p] = (cur[p] - base[p]) / dt;
     state.samples.push(sample);
-    state.last = cur;
     const cut = cur.t - WINDOW_MS - 5000;
     while (state.samples.length && state.samples[0].t < cut) state.samples.shift();
   }
@@ -340,7 +354,7 @@
     const tone = total === 0 ? '' : p.healthy_replicas === total ? 'text-ok' : p.healthy_replicas === 0 ? 'text-bad' : 'text-warn';
     el.classList.toggle('is-live', p.live);
     const rows = p.replicas.flatMap((r) => [h('tr', { dataset: { replica: r.url }, class: r.last_error ? 'has-error' : '' },
-      h('td', { class: 'url' }, r.url),
+      h('td', { class: 'url', title: r.url }, shortURL(r.url)),
       h('td', {}, h('span', {
         class: `health ${r.healthy ? 'text-ok' : 'text-bad'}`,
         title: [isSet(r.checked_at) && `checked ${relative(r.checked_at)}`, isSet(r.changed_at) && `changed ${relative(r.changed_at)}`].filter(Boolean).join(', '),
@@ -361,8 +375,8 @@
       total === 0
         ? h('p', { class: 'empty' }, 'No replicas.')
         : h('table', { class: 'replicas' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Replica'), h('th', { scope: 'col' }, 'Health'),
-            h('th', { scope: 'col', class: 'num' }, 'In flight'), h('th', { scope: 'col', class: 'num' }, 'Requests'))),
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Replica'), h('th', { scope: 'col', class: 'col-health' }, 'Health'),
+            h('th', { scope: 'col', class: 'num col-num' }, 'In flight'), h('th', { scope: 'col', class: 'num col-num' }, 'Requests'))),
           h('tbody', {}, rows)));
   }
 
@@ -385,23 +399,23 @@
     const max = niceMax(Math.max(0, ...pts.flatMap((p) => POOLS.map((n) => p[n]))));
     const x = (t) => pad.l + ((t - t0) / WINDOW_MS) * (W - pad.l - pad.r);
     const y = (v) => pad.t + (1 - v / max) * (H - pad.t - pad.b);
-    const svg = s('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' });
+    const svg = svgEl('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' });
     for (let i = 0; i <= 4; i++) {
       const v = (max * i) / 4;
-      svg.append(s('line', { class: i ? 'grid' : 'axis', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
-      svg.append(s('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(Number(v.toPrecision(3)))));
+      svg.append(svgEl('line', { class: i ? 'grid' : 'axis', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
+      svg.append(svgEl('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(Number(v.toPrecision(3)))));
     }
     for (let m = 5; m >= 0; m--) {
-      svg.append(s('text', { x: x(t1 - m * 60000), y: H - 5, 'text-anchor': m === 5 ? 'start' : m === 0 ? 'end' : 'middle' }, m ? `-${m}m` : 'now'));
+      svg.append(svgEl('text', { x: x(t1 - m * 60000), y: H - 5, 'text-anchor': m === 5 ? 'start' : m === 0 ? 'end' : 'middle' }, m ? `-${m}m` : 'now'));
     }
     for (const name of [other(live), live]) {
       if (!name || pts.length < 2) continue;
       const coords = pts.map((p) => `${x(p.t).toFixed(1)},${y(p[name]).toFixed(1)}`);
       if (name === live) {
         const base = y(0).toFixed(1);
-        svg.append(s('polygon', { class: `area-${name}`, points: `${x(pts[0].t).toFixed(1)},${base} ${coords.join(' ')} ${x(pts[pts.length - 1].t).toFixed(1)},${base}` }));
+        svg.append(svgEl('polygon', { class: `area-${name}`, points: `${x(pts[0].t).toFixed(1)},${base} ${coords.join(' ')} ${x(pts[pts.length - 1].t).toFixed(1)},${base}` }));
       }
-      svg.append(s('polyline', { class: `line line-${name}${name === live ? ' live' : ''}`, points: coords.join(' ') }));
+      svg.append(svgEl('polyline', { class: `line line-${name}${name === live ? ' live' : ''}`, points: coords.join(' ') }));
     }
     const rates = POOLS.map((n) => `${n} ${fmtRate(currentRate(n))} requests per second`).join(', ');
     svg.setAttribute('aria-label', `Requests per second per pool over the last 5 minutes; now ${rates}`);
@@ -413,9 +427,10 @@
     const d = st.deployment;
     const target = d && st.pools[d.pool];
     const warm = d && d.phase === 'warming' && target
-      ? target.replicas.filter((r) => r.healthy && d.replicas.includes(r.url)).length
+      ? target.replicas.filter((r) => r.healthy && d.replicas.some((u) => sameURL(u, r.url))).length
       : null;
-    if (!changed('deployment', [d && { ...d, gates: undefined }, warm])) return;
+    // Gates have their own card; here they only feed the samples bar.
+    if (!changed('deployment', [d && { ...d, gates: d.phase === 'validating' ? d.gates : undefined }, warm])) return;
     const phase = $('deployment-phase');
     const body = $('deployment-body');
     if (!d) {
@@ -435,6 +450,7 @@
     if (d.reason) rows.push(['Reason', d.reason]);
     if (d.waiting) rows.push(['Waiting for', d.waiting]);
     if (d.created_by) rows.push(['Started by', [d.created_by, ' · ', timeEl(d.created_at)]]);
+    if (isSet(d.post_promotion_until) && d.phase === 'promoted') rows.push(['Gates watch until', fmtClock(d.post_promotion_until)]);
     if (isSet(d.retain_until) && !isSet(d.retired_at)) rows.push(['Rollback until', fmtClock(d.retain_until)]);
     if (isSet(d.retired_at)) rows.push(['Retired', `${d.from} at ${fmtClock(d.retired_at)}`]);
     if (d.pending_hooks && d.pending_hooks.length) rows.push(['Pending hooks', d.pending_hooks.join(', ')]);
@@ -447,11 +463,18 @@
     if (warm !== null) {
       parts.push(bar(warm / Math.max(1, d.replicas.length), 'Replicas healthy', `${warm} of ${d.replicas.length}`, { ok: true }));
     }
+    const gated = d.phase === 'validating' && Array.isArray(d.gates) ? d.gates.filter((g) => g.min_samples > 0) : [];
+    if (gated.length) {
+      const got = gated.reduce((n, g) => n + Math.min(g.samples || 0, g.min_samples), 0);
+      const need = gated.reduce((n, g) => n + g.min_samples, 0);
+      const passing = d.gates.filter((g) => g.verdict === 'pass').length;
+      parts.push(bar(got / need, 'Gate samples collected', `${Math.round((100 * got) / need)}% · ${passing} of ${d.gates.length} gates pass`, { ok: true }));
+    }
     if (isSet(d.deadline) && !TERMINAL.has(d.phase)) {
       const from = new Date(d.phase_since).getTime();
       const to = new Date(d.deadline).getTime();
-      parts.push(bar((now() - from) / Math.max(1, to - from), `${DEADLINE_LABEL[d.deadline_kind] || 'Deadline'}: time used`,
-        fmtDur(to - from), { from: d.phase_since, to: d.deadline }));
+      parts.push(bar((now() - from) / Math.max(1, to - from), ELAPSED_LABEL[d.deadline_kind] || 'Time to the deadline',
+        `of ${fmtDur(to - from)}`, { from: d.phase_since, to: d.deadline }));
     }
     if (d.retire_error) {
       parts.push(h('div', { class: 'alert-box', role: 'alert' }, h('strong', {}, `Retirement failing (attempt ${d.retire_attempts || 1}`,
@@ -477,45 +500,40 @@
       h('td', {}, o.event),
       h('td', {}, h('span', { class: `badge ${o.ok ? 'badge-ok' : 'badge-bad'}` }, hookResult(o))),
       h('td', { class: 'url' }, o.hook, detail && h('details', { class: 'output' }, h('summary', {}, 'output'), h('pre', {}, detail))),
-      h('td', { class: 'num' }, `${o.duration_ms} ms`, h('br'), timeEl(o.start, 'muted')));
+      h('td', { class: 'num nowrap' }, `${o.duration_ms} ms`, h('br'), timeEl(o.start, 'muted')));
   }
 
-  // renderGates shows deployment.gates when the server sends them: a list
-  // of {name, value, threshold, samples, min_samples, verdict}. Fields it
-  // does not know are listed as they are.
+  // renderGates shows deployment.gates (see api.Gate): value against
+  // threshold, samples against min_samples, verdict. Fields it does not
+  // know are listed as they are.
   function renderGates(d) {
-    const gates = d && Array.isArray(d.gates) ? d.gates : null;
-    $('gates-card').hidden = !gates || gates.length === 0;
-    if (!changed('gates', gates) || !gates) return;
-    const known = new Set(['name', 'value', 'threshold', 'samples', 'min_samples', 'verdict']);
-    const fmt = (v) => (v === undefined || v === null ? '—' : typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : typeof v === 'object' ? JSON.stringify(v) : String(v));
-    const tone = (v) => {
-      const t = String(v || '').toLowerCase();
-      if (['pass', 'passed', 'ok', 'good', 'success'].includes(t)) return 'badge-ok';
-      if (['fail', 'failed', 'bad', 'failure'].includes(t)) return 'badge-bad';
-      return 'badge-warn';
-    };
+    const gates = d && Array.isArray(d.gates) && d.gates.length ? d.gates : null;
+    $('gates-card').hidden = !gates;
+    if (!changed('gates', [gates, d && d.phase]) || !gates) return;
+    $('gates-sub').textContent = d.phase === 'validating' ? 'the candidate against the live pool'
+      : d.phase === 'promoted' && isSet(d.post_promotion_until) && new Date(d.post_promotion_until).getTime() > now() ? `the new live pool against its baseline, until ${fmtClock(d.post_promotion_until)}`
+        : 'final values';
+    const known = new Set(['name', 'value', 'threshold', 'op', 'samples', 'min_samples', 'verdict', 'consecutive_failures', 'detail']);
+    const OPS = { '<=': '≤', '>=': '≥', '<': '<', '>': '>' };
+    const fmt = (v) => (v === undefined || v === null ? '—'
+      : typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(3)))
+        : typeof v === 'object' ? JSON.stringify(v) : String(v));
+    const tone = (v) => ({ pass: 'badge-ok', fail: 'badge-bad' })[String(v).toLowerCase()] || 'badge-warn';
     const rows = gates.map((g) => {
-      const extra = Object.entries(g).filter(([k]) => !known.has(k)).map(([k, v]) => `${k}: ${fmt(v)}`).join(', ');
-      const samples = typeof g.min_samples === 'number' && g.min_samples > 0
-        ? [`${fmt(g.samples)} / ${fmt(g.min_samples)}`, h('div', { class: 'bar mini-bar' }, sizedFill((g.samples || 0) / g.min_samples))]
-        : fmt(g.samples);
+      const notes = [g.detail, g.consecutive_failures ? `${g.consecutive_failures} failing in a row` : '',
+        ...Object.entries(g).filter(([k]) => !known.has(k)).map(([k, v]) => `${k}: ${fmt(v)}`)].filter(Boolean);
+      const enough = typeof g.min_samples === 'number' && g.min_samples > 0;
       return h('tr', { dataset: { gate: String(g.name) } },
-        h('td', {}, h('strong', {}, fmt(g.name)), extra && h('div', { class: 'muted' }, extra)),
+        h('td', {}, h('span', { class: 'gate-name' }, fmt(g.name)), notes.length ? h('div', { class: 'gate-note' }, notes.join(' · ')) : ''),
         h('td', { class: 'num' }, fmt(g.value)),
-        h('td', { class: 'num' }, fmt(g.threshold)),
-        h('td', { class: 'num' }, samples),
+        h('td', { class: 'num nowrap' }, g.op ? `${OPS[g.op] || g.op} ` : '', fmt(g.threshold)),
+        h('td', { class: 'num' }, enough ? [`${fmt(g.samples)}/${fmt(g.min_samples)}`,
+          h('div', { class: `bar mini-bar${(g.samples || 0) >= g.min_samples ? ' bar-ok' : ''}` }, sizedFill((g.samples || 0) / g.min_samples))] : fmt(g.samples)),
         h('td', {}, h('span', { class: `badge ${tone(g.verdict)}` }, fmt(g.verdict))));
     });
     $('gates').replaceChildren(h('table', { class: 'gates' },
-      h('thead', {}, h('tr', {}, ['Gate', 'Value', 'Threshold', 'Samples', 'Verdict'].map((c, i) => h('th', { scope: 'col', class: i && i < 4 ? 'num' : '' }, c)))),
+      h('thead', {}, h('tr', {}, ['Gate', 'Value', 'Limit', 'Samples', 'Verdict'].map((c, i) => h('th', { scope: 'col', class: i && i < 4 ? 'num' : '' }, c)))),
       h('tbody', {}, rows)));
-  }
-
-  function sizedFill(frac) {
-    const f = h('span');
-    f.style.width = `${Math.round(Math.min(1, Math.max(0, frac)) * 100)}%`;
-    return f;
   }
 
   function renderHistory(events) {
@@ -523,14 +541,16 @@
     const items = events.slice().reverse().map((e) => {
       const bad = (e.hook && !e.hook.ok) || e.action === 'retire_failed' || (e.action === 'phase' && ['failed', 'rolled_back'].includes(e.to));
       const toPool = ['promote', 'rollback', 'init'].includes(e.action) && POOLS.includes(e.to) ? ` to-${e.to}` : '';
-      const change = e.to ? `${e.from ? `${e.from} ` : ''}→ ${e.to}` : '';
+      const change = e.hook ? e.hook.event : e.to ? `${e.from ? `${e.from} ` : ''}→ ${e.to}` : '';
       const meta = [`by ${e.actor || 'unknown'}`, e.deployment, `rev ${e.revision}`, fmtClock(e.time)].filter(Boolean).join(' · ');
       return h('li', { class: 'event', dataset: { action: e.action } },
         h('span', { class: `ev-dot${bad ? ' bad' : toPool}`, 'aria-hidden': 'true' }),
         h('div', { class: 'ev-head' }, h('span', { class: 'ev-action' }, e.action.replace('_', ' ')), change && h('span', { class: 'ev-change' }, change), timeEl(e.time)),
         h('div', { class: 'ev-meta' }, meta),
-        e.reason && h('p', { class: 'ev-reason' }, e.reason),
-        e.hook && h('div', { class: `ev-hook ${e.hook.ok ? 'text-ok' : 'text-bad'}` }, `${e.hook.event} ${hookResult(e.hook)} · ${e.hook.hook} · ${e.hook.duration_ms} ms`));
+        e.hook
+          ? h('div', { class: 'ev-hook' }, h('span', { class: `badge ${e.hook.ok ? 'badge-ok' : 'badge-bad'}` }, hookResult(e.hook)), ` ${e.hook.hook} · ${e.hook.duration_ms} ms`)
+          : e.reason && h('p', { class: 'ev-reason' }, e.reason),
+        e.hook && !e.hook.ok && e.reason && h('p', { class: 'ev-reason text-bad' }, e.reason));
     });
     $('history').replaceChildren(...(items.length ? items : [h('li', { class: 'empty' }, 'No events yet.')]));
   }
@@ -546,9 +566,10 @@
     const model = (pool) => (st.pools[pool] && st.pools[pool].model) || 'no model';
     switch (action) {
       case 'promote': {
-        const target = active ? active.pool : standby;
-        const text = active
-          ? `Deployment ${active.id} (${active.model}) goes live in ${target}. New requests go to ${target} at once; requests and streams already running on ${live} finish there. before_promote hooks run first and can refuse. ${live} is kept for an instant rollback.`
+        const deploying = active && ['pending', 'warming', 'validating', 'ready'].includes(active.phase) ? active : null;
+        const target = deploying ? deploying.pool : standby;
+        const text = deploying
+          ? `Deployment ${deploying.id} (${deploying.model}) goes live in ${target}. New requests go to ${target} at once; requests and streams already running on ${live} finish there. before_promote hooks run first and can refuse. ${live} is kept for an instant rollback.`
           : `${target} (${model(target)}) becomes live. New requests go to it at once; requests and streams already running on ${live} finish there. The gateway refuses if ${target} has no healthy replica that lists its model.`;
         return { button: `Promote ${target}`, title: `Promote ${target}?`, text, verb: `Promote ${target}`, danger: false };
       }
@@ -604,6 +625,8 @@
     const yes = $('confirm-yes');
     yes.textContent = c.verb;
     yes.className = `btn ${c.danger ? 'btn-danger' : 'btn-primary'}`;
+    // Escape closes the dialog without a value, keeping the last one: clear it.
+    $('confirm').returnValue = '';
     $('confirm').showModal();
   }
 
@@ -658,9 +681,9 @@
     for (const el of document.querySelectorAll('.bar[data-from]')) {
       const from = new Date(el.dataset.from).getTime();
       const to = new Date(el.dataset.to).getTime();
-      const frac = Math.min(1, Math.max(0, (now() - from) / Math.max(1, to - from)));
-      el.firstChild.style.width = `${Math.round(frac * 100)}%`;
-      el.setAttribute('aria-valuenow', String(Math.round(frac * 100)));
+      const pct = percent((now() - from) / Math.max(1, to - from));
+      el.firstChild.style.width = `${pct}%`;
+      el.setAttribute('aria-valuenow', String(pct));
     }
     if (state.status && $('conn').dataset.state === 'ok') {
       const age = Date.now() - state.updatedAt;
