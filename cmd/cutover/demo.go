@@ -190,10 +190,11 @@ func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token strin
 	fmt.Fprintf(w, `
 cutover demo is running. Ctrl-C stops it.
 
-  traffic  %s   (OpenAI API; clients use model "llama")
-  admin    %s
-  token    %s
-  state    %s
+  traffic    %s   (OpenAI API; clients use model "llama")
+  dashboard  %s/   (paste the token)
+  admin      %s
+  token      %s
+  state      %s
 
   blue  (live)     %s  %s
   green (standby)  %s  %s
@@ -219,7 +220,7 @@ rollout: warm-up, promote, retention of the old pool (%s), retirement:
 Break a replica (simulator-only fault endpoint), then watch status:
   curl -d '{"fail_health":true}' %s/mock/faults
 
-`, traffic, adminURL, token, cfg.StateDir,
+`, traffic, adminURL, adminURL, token, cfg.StateDir,
 		cfg.Pools["blue"].Model, strings.Join(cfg.Pools["blue"].Replicas, " "),
 		cfg.Pools["green"].Model, strings.Join(cfg.Pools["green"].Replicas, " "),
 		config.TokenEnv, token, traffic,
