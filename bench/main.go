@@ -91,6 +91,7 @@ func smokeOptions() options {
 	o.satSeconds, o.warmupSeconds, o.satConns = 1, 0, 8
 	o.streams, o.streamChunks, o.streamITL = 10, 5, 10*time.Millisecond
 	o.idleStreams, o.idleITL, o.idlePlateau, o.idleRate, o.idleRampMax = 50, 100*time.Millisecond, 300*time.Millisecond, 5000, 2*time.Second
+	o.idleRounds = 1
 	o.switchClients, o.switches, o.switchSettle, o.switchObserve = 4, 1, 100*time.Millisecond, 200*time.Millisecond
 	o.shadowRate, o.shadowDuration = 200, 300*time.Millisecond
 	return o

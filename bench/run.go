@@ -79,6 +79,7 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (*report, []
 			continue
 		}
 		logf("scenario %s", name)
+		scenarioStart := time.Now()
 		switch name {
 		case "saturation":
 			r, err := runSaturation(ctx, e, &o)
@@ -111,6 +112,7 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (*report, []
 				fail(fmt.Errorf("shadow: %w", err))
 			}
 		}
+		logf("scenario %s took %.1f s", name, time.Since(scenarioStart).Seconds())
 	}
 	rep.Seconds = time.Since(began).Seconds()
 	paths, err := rep.write(o.out, runDir)

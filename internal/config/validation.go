@@ -120,6 +120,9 @@ func (c *Config) validateValidation() []*FieldError {
 	if v.PostPromotion < 0 {
 		add("validation.post_promotion", "must not be negative, got %s", v.PostPromotion)
 	}
+	if v.PostPromotion > 0 && c.Driver != "" && c.Driver != "builtin" {
+		add("validation.post_promotion", "the post-promotion window watches the traffic the gateway proxies; with driver %s the load balancer carries it, so set 0", c.Driver)
+	}
 	s := &v.Shadow
 	if s.Percent < 0 || s.Percent > 100 {
 		add("validation.shadow.percent", "must be between 0 and 100, got %g", s.Percent)
