@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 
-.PHONY: all build demo test check unit deps
+.PHONY: all build demo test check unit deps bench bench-smoke
 
 all: build
 
@@ -32,3 +32,12 @@ check:
 ## unit: the whole Go test suite with the race detector
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: compare cutover with nginx and HAProxy on the same load (docs/benchmarks.md);
+##        under 10 minutes, loopback only; tables in bench/out/results.md. BENCHFLAGS: see go run ./bench -help
+bench: deps
+	$(GO) run ./bench $(BENCHFLAGS)
+
+## bench-smoke: the same harness with tiny sizes (seconds); the figures mean nothing
+bench-smoke: deps
+	$(GO) run ./bench -smoke $(BENCHFLAGS)

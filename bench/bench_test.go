@@ -182,19 +182,29 @@ func seq(n int) []int {
 	return s
 }
 
-func TestTCPPayloadAndEventIDs(t *testing.T) {
+func TestTCPSegmentAndEventStarts(t *testing.T) {
 	payload := "3a\r\n" + `data: {"id":"chatcmpl-1","o":1}` + "\n\n\r\n" + `data: {"id":"chatcmpl-2"}` + "\n\n"
 	pkt := make([]byte, 20+32+len(payload))
-	pkt[0] = 0x45                                      // IPv4, 20-byte header
+	pkt[0], pkt[9] = 0x45, 6                           // IPv4, 20-byte header, TCP
 	pkt[2], pkt[3] = byte(len(pkt)>>8), byte(len(pkt)) // total length
+	pkt[22], pkt[23] = 0x9c, 0x40                      // destination port 40000
+	pkt[27] = 7                                        // sequence number 7
 	pkt[20+12] = 8 << 4                                // TCP header of 32 bytes
 	copy(pkt[52:], payload)
-	got := eventIDs(tcpPayload(pkt))
-	if strings.Join(got, ",") != "chatcmpl-1,chatcmpl-2" {
-		t.Errorf("eventIDs = %v", got)
+	seg, ok := tcpSegment(pkt)
+	if !ok || seg.dstPort != 40000 || seg.seq != 7 || string(seg.payload) != payload {
+		t.Fatalf("tcpSegment = %+v, %v", seg, ok)
 	}
-	if tcpPayload(pkt[:10]) != nil || tcpPayload([]byte{0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) != nil {
-		t.Error("tcpPayload accepted a short or non-IPv4 packet")
+	got := eventStarts(seg.payload)
+	if len(got) != 2 || got[0] != (sseStart{4, "chatcmpl-1"}) || got[1].id != "chatcmpl-2" || payload[got[1].off:got[1].off+6] != "data: " {
+		t.Errorf("eventStarts = %+v", got)
+	}
+	if _, ok := tcpSegment(pkt[:10]); ok {
+		t.Error("tcpSegment accepted a short packet")
+	}
+	pkt[0] = 0x65
+	if _, ok := tcpSegment(pkt); ok {
+		t.Error("tcpSegment accepted a non-IPv4 packet")
 	}
 }
 

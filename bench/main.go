@@ -148,8 +148,24 @@ func parseFlags(args []string) (options, error) {
 		}
 		o = s
 	}
-	o.command = strings.TrimSpace("go run ./bench " + strings.Join(args, " "))
+	o.command = reproduceCommand(args)
 	return o, o.validate()
+}
+
+// reproduceCommand is the command line of this run, as make spells it
+// when make started it (make exports MAKELEVEL).
+func reproduceCommand(args []string) string {
+	if os.Getenv("MAKELEVEL") == "" {
+		return strings.TrimSpace("go run ./bench " + strings.Join(args, " "))
+	}
+	target, rest := "make bench", args
+	if len(args) > 0 && (args[0] == "-smoke" || args[0] == "--smoke") {
+		target, rest = "make bench-smoke", args[1:]
+	}
+	if len(rest) == 0 {
+		return target
+	}
+	return target + " BENCHFLAGS='" + strings.Join(rest, " ") + "'"
 }
 
 // validate names the first bad knob.

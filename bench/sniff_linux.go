@@ -35,6 +35,8 @@ type sniffer struct {
 
 	mu      sync.Mutex
 	flushes map[string][]int64 // guarded by mu: completion id -> send times (Unix ns), in order
+	seen    map[uint64]bool    // guarded by mu: events already recorded, by connection and stream offset
+	resent  int                // guarded by mu: events seen again (TCP retransmissions)
 	err     error              // guarded by mu: why reading stopped early
 }
 
@@ -74,7 +76,7 @@ func startSniffer(port int) (*sniffer, error) {
 	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
 		return nil, fmt.Errorf("SO_RCVTIMEO: %w", err)
 	}
-	s := &sniffer{fd: fd, done: make(chan struct{}), flushes: make(map[string][]int64)}
+	s := &sniffer{fd: fd, done: make(chan struct{}), flushes: make(map[string][]int64), seen: make(map[uint64]bool)}
 	s.drops() // reset the counters
 	ok = true
 	go s.loop()
@@ -160,16 +162,23 @@ func packetTime(oob []byte) (int64, bool) {
 }
 
 // record notes the send time of every event that starts in the segment
-// (an IPv4 packet without link header).
+// (an IPv4 packet without link header). A retransmitted event keeps the
+// time of its first transmission: the time the backend sent it.
 func (s *sniffer) record(pkt []byte, ts int64) {
-	payload := tcpPayload(pkt)
-	if len(payload) == 0 {
+	seg, ok := tcpSegment(pkt)
+	if !ok || len(seg.payload) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, id := range eventIDs(payload) {
-		s.flushes[id] = append(s.flushes[id], ts)
+	for _, ev := range eventStarts(seg.payload) {
+		key := uint64(seg.dstPort)<<32 | uint64(seg.seq+uint32(ev.off))
+		if s.seen[key] {
+			s.resent++
+			continue
+		}
+		s.seen[key] = true
+		s.flushes[ev.id] = append(s.flushes[ev.id], ts)
 	}
 }
 
@@ -182,11 +191,15 @@ func (s *sniffer) take(id string) []int64 {
 	return t
 }
 
-// forget drops every recorded time (events of streams nobody matched).
-func (s *sniffer) forget() {
+// forget drops every recorded time (events of streams nobody matched) and
+// returns how many events were retransmitted since the last call.
+func (s *sniffer) forget() (resent int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.flushes)
+	clear(s.seen)
+	resent, s.resent = s.resent, 0
+	return resent
 }
 
 // drops returns the segments the kernel dropped for lack of buffer since the

@@ -44,6 +44,10 @@ type streamsSample struct {
 	// CaptureDrops is the segments the kernel could not queue to the
 	// capture during the round (then delays are incomplete).
 	CaptureDrops int `json:"capture_drops"`
+	// Retransmitted counts events the backend's TCP sent twice: a segment
+	// dropped on loopback (a receive queue full) and resent after an RTO,
+	// which shows as a chunk held back for 200 ms or more.
+	Retransmitted int `json:"retransmitted"`
 	// OtherCores is the CPU that processes outside the harness used during
 	// the run (cores): the machine's noise.
 	OtherCores num `json:"other_cores"`
@@ -166,7 +170,7 @@ func streamsRound(ctx context.Context, t *target, o *options, sn *sniffer, round
 	analyseStreams(&s, results, sn, o.streamITL, o.streamChunks)
 	if sn != nil {
 		s.CaptureDrops = sn.drops()
-		sn.forget()
+		s.Retransmitted = sn.forget()
 	}
 	return s, nil
 }

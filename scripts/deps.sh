@@ -48,3 +48,28 @@ if [ -n "$deps_missing" ]; then
   fi
 fi
 # --- end nginx/haproxy ---
+
+# --- bench tools ---
+# `make bench` and its smoke test (bench/bench_test.go) drive Debian's wrk
+# against Debian's nginx and HAProxy on 127.0.0.1; the smoke test skips
+# without them unless CI is set. Installed here too, so that this block
+# alone is enough for `make bench`. Only the binaries are used.
+bench_missing=""
+for prog in nginx haproxy wrk; do
+  if ! command -v "$prog" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$prog" ]; then
+    bench_missing="$bench_missing $prog"
+  fi
+done
+if [ -n "$bench_missing" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    if [ -z "${DEPS_APT_UPDATED:-}" ]; then
+      apt-get update </dev/null
+      DEPS_APT_UPDATED=1
+    fi
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $bench_missing </dev/null
+  else
+    echo "deps:$bench_missing missing (make bench): run as root, or: sudo apt-get install$bench_missing" >&2
+  fi
+fi
+# --- end bench tools ---
