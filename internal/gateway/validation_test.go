@@ -28,7 +28,7 @@ func validationEnv(t *testing.T, edit func(*config.Config)) *env {
 		v.Shadow.Percent = 100
 		v.Interval = config.Duration(100 * time.Millisecond)
 		v.Deadline = config.Duration(20 * time.Second)
-		v.FailureLimit = 5 // a shared CI machine is noisy: a good version must survive a bad moment
+		v.FailureLimit = 5                 // a shared CI machine is noisy: a good version must survive a bad moment
 		v.Gates.ErrorRate.MinSamples = 400 // 5 % errors must not pass on a lucky small sample
 		// Whole-request latency on a shared 2-core machine is dominated by
 		// scheduling noise; TTFT (set by the simulator) is the timing gate
