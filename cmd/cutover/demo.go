@@ -212,10 +212,11 @@ Try it from another terminal:
   %s history%s
 
 Ship a new version (%s, already running on spare replicas) through a full
-rollout: warm-up, promote, retention of the old pool (%s), retirement:
+rollout: warm-up, validation against the demo's traffic, promote, retention
+of the old pool (%s), retirement — watch it on the dashboard, or:
   %s deploy%s --model %s --replica %s
-  %s status%s       # watch the phase; then promote, or rollback inside the retention
-  %s retire%s       # end the retention early
+  %s status --watch%s   # phase and gates; then promote, or rollback inside the retention
+  %s retire%s           # end the retention early
 
 Break a replica (simulator-only fault endpoint), then watch status:
   curl -d '{"fail_health":true}' %s/mock/faults
