@@ -142,7 +142,7 @@ func (c *lbClient) retried() (int64, []string) {
 // do, and the test logs how many it retried.
 func TestNginxCutoverUnderLoad(t *testing.T) {
 	e, n := nginxEnv(t, loadMock)
-	cutoverUnderLoad(t, e)
+	cutoverUnderLoad(t, e, 40)
 	if strings.Contains(n.ErrorLog(), "[alert]") || strings.Contains(n.ErrorLog(), "[emerg]") {
 		t.Errorf("nginx error log:\n%s", n.ErrorLog())
 	}
@@ -152,7 +152,7 @@ func TestNginxCutoverUnderLoad(t *testing.T) {
 // keepalive_timeout 0 (no keep-alive towards clients) and a client that
 // never retries: no request may fail at all.
 func TestNginxCutoverWithoutClientKeepAlive(t *testing.T) {
-	cutoverUnderLoad(t, nginxNoKeepAlive(t, loadMock))
+	cutoverUnderLoad(t, nginxNoKeepAlive(t, loadMock), 40)
 }
 
 // nginxNoKeepAlive is nginxEnv with keepalive_timeout 0 and a client that
@@ -167,7 +167,7 @@ func nginxNoKeepAlive(t *testing.T, mock mockllm.Config) *lbEnv {
 // the Runtime API.
 func TestHAProxyCutoverUnderLoad(t *testing.T) {
 	e, _ := haproxyEnv(t, loadMock)
-	cutoverUnderLoad(t, e)
+	cutoverUnderLoad(t, e, 40)
 }
 
 const (
@@ -178,14 +178,13 @@ const (
 // loadMock makes streams last about a second.
 var loadMock = mockllm.Config{ITL: 50 * time.Millisecond, Tokens: loadStreamTokens}
 
-// cutoverUnderLoad promotes and rolls back while 40 clients send short
-// requests and one-second streams through the load balancer. Nothing may
+// cutoverUnderLoad promotes and rolls back while clients send short
+// requests and streams through the load balancer (or the builtin gateway). Nothing may
 // fail (connection failures before any response byte are retried and
 // reported), every stream ends with [DONE] and the text of the pool that
 // answered, a stream is open on the old pool at each switch, and every
 // request that starts after a switch returned lands on the new pool.
-func cutoverUnderLoad(t *testing.T, e *lbEnv) {
-	const clients = 40
+func cutoverUnderLoad(t *testing.T, e *lbEnv, clients int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	type record struct {
