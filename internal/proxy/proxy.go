@@ -231,7 +231,13 @@ type exchange struct {
 	cancel context.CancelCauseFunc
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// Relay buffers: a stream holds its buffer for as long as it lasts (minutes,
+// thousands at once), and its chunks are small; a known-length answer is
+// copied in bigger reads.
+var (
+	streamBufPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+	bodyBufPool   = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
 
 // run forwards the request, retrying once on another replica of the same
 // pool when nothing reached the client yet. It reports whether the client
@@ -430,8 +436,12 @@ func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool)
 			defer idle.Stop()
 		}
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bufs := &bodyBufPool
+	if streaming {
+		bufs = &streamBufPool
+	}
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
 	buf := *bp
 	for {
 		n, rerr := resp.Body.Read(buf)

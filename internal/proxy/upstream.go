@@ -321,8 +321,10 @@ func (u *Upstream) get(ctx context.Context, host string) (*upConn, bool, error) 
 	}
 	pc := &upConn{c: c, host: host}
 	pc.cr.r = c
-	pc.br = bufio.NewReaderSize(&pc.cr, 16<<10)
-	pc.bw = bufio.NewWriterSize(c, 16<<10)
+	// Small buffers: a connection is held by a stream for its whole life,
+	// and larger writes (big request bodies) bypass the buffer.
+	pc.br = bufio.NewReaderSize(&pc.cr, 4<<10)
+	pc.bw = bufio.NewWriterSize(c, 4<<10)
 	return pc, false, nil
 }
 
