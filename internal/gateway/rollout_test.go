@@ -478,3 +478,63 @@ func TestAbortBeforeCutover(t *testing.T) {
 		t.Fatal("second abort succeeded")
 	}
 }
+
+// TestRollbackAbortsPendingDeploy: a forced deploy waiting for the
+// retained pool must not take it over once a rollback made it live again
+// (a regression: it replaced the live pool's replicas).
+func TestRollbackAbortsPendingDeploy(t *testing.T) {
+	e, spare := rolloutEnv(t, func(c *config.Config) { c.Rollout.MinReady = 2 })
+	ctx := context.Background()
+	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(t, "ready", 20*time.Second)
+	if _, err := e.admin.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Keep the retirement postponed: the new live pool loses a replica.
+	spare[0].mock.SetFailHealth(true)
+	waitFor(t, "green to lose a replica", 10*time.Second, func() bool { return e.gw.Controller().Status().Pools["green"].HealthyReplicas == 1 })
+	next := []*replica{startReplica(t, mockllm.Config{Model: "model-v4", Tokens: 4}, "")}
+	res, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v4", Replicas: urls(next), Force: true})
+	if err != nil || res.Deployment.Phase != "pending" {
+		t.Fatalf("forced deploy: %+v %v", res, err)
+	}
+	if _, err := e.admin.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.admin.Deployment(ctx, res.Deployment.ID)
+	if err != nil || d.Phase != "aborted" {
+		t.Fatalf("pending deployment after the rollback: %+v %v", d, err)
+	}
+	st := e.gw.Controller().Status()
+	if st.Live != "blue" || st.Pools["blue"].Model != "model-v1" || len(st.Pools["blue"].Replicas) != 2 {
+		t.Fatalf("live pool after rollback: %s %+v", st.Live, st.Pools["blue"])
+	}
+	if res, err := e.chat(ctx, "llama", "still v1?", false, ""); err != nil || res.model != "model-v1" {
+		t.Fatalf("traffic: %+v %v", res, err)
+	}
+}
+
+// TestRefusedAutoPromotionBacksOff: a failing before_promote hook is not
+// run again at every tick (a regression: once per second, forever).
+func TestRefusedAutoPromotionBacksOff(t *testing.T) {
+	counter := filepath.Join(t.TempDir(), "runs")
+	e, spare := rolloutEnv(t, func(c *config.Config) {
+		c.Rollout.AutoPromote = true
+		c.Hooks = map[string][]config.Hook{"before_promote": {{Command: []string{"sh", "-c", "echo run >> " + counter + "; exit 1"}}}}
+		c.Health.Interval = config.Duration(20 * time.Millisecond) // reconcile every 20 ms
+	})
+	if _, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(t, "ready", 20*time.Second)
+	waitFor(t, "a refused auto-promotion", 10*time.Second, func() bool {
+		return strings.Contains(e.gw.Controller().Status().Deployment.Waiting, "auto-promotion blocked")
+	})
+	since := time.Now()
+	waitFor(t, "1.5 s of reconciles", 10*time.Second, func() bool { return time.Since(since) > 1500*time.Millisecond })
+	if n := len(strings.Fields(mustRead(t, counter))); n > 2 {
+		t.Fatalf("before_promote ran %d times within ~2 s; want backoff", n)
+	}
+}

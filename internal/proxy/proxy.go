@@ -126,7 +126,7 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		h.serveHealth(w, e)
 		return
 	}
-	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+	if !strings.HasPrefix(r.URL.Path, "/v1/") || hasDotSegment(r.URL.Path) {
 		(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", r.URL.Path)}).write(w)
 		return
@@ -535,4 +535,17 @@ func (ex *exchange) model() string {
 		return ""
 	}
 	return ex.e.Pool.Model
+}
+
+// hasDotSegment reports a "." or ".." path segment (also when sent
+// escaped, as %2e): such a path could leave /v1/ at the replica.
+func hasDotSegment(p string) bool {
+	for p != "" {
+		var seg string
+		seg, p, _ = strings.Cut(p, "/")
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }

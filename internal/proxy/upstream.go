@@ -85,7 +85,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	host := req.URL.Host
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := u.get(ctx, host)
+		pc, reused, err := u.get(ctx, host, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -99,6 +99,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			if req.Body, err = req.GetBody(); err != nil {
 				return nil, err
 			}
+			u.dropIdle(host)
 			continue
 		}
 		return nil, err
@@ -113,7 +114,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 func (u *Upstream) Forward(ctx context.Context, host, method, target string, hdr http.Header, xff string, body []byte) (*http.Response, error) {
 	req := requestFor(method)
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := u.get(ctx, host)
+		pc, reused, err := u.get(ctx, host, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +125,10 @@ func (u *Upstream) Forward(ctx context.Context, host, method, target string, hdr
 			return resp, nil
 		}
 		if reused && attempt == 0 && pc.cr.n == 0 && ctx.Err() == nil && !isTimeout(err) {
-			continue // a kept-alive connection the replica had closed
+			// A kept-alive connection the replica had closed; its idle
+			// siblings are likely closed too: resend on a new one.
+			u.dropIdle(host)
+			continue
 		}
 		return nil, err
 	}
@@ -243,8 +247,11 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 	}
 	if u.ResponseHeaderTimeout > 0 {
 		_ = pc.c.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil { // the cancel hook's deadline must win
+			_ = pc.c.SetReadDeadline(aLongTimeAgo)
+		}
 	}
-	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, stop: stop, reuse: !resp.Close}
+	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close}
 	return resp, nil
 }
 
@@ -291,25 +298,32 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	return bw.Flush()
 }
 
-// get returns an idle connection to host, or dials one.
-func (u *Upstream) get(ctx context.Context, host string) (*upConn, bool, error) {
+// get returns a live idle connection to host (unless fresh), or dials
+// one. Idle connections the replica closed meanwhile (vLLM's server drops
+// them after a few seconds) are noticed and discarded here, before a
+// request is written on them.
+func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, bool, error) {
 	idleTimeout := u.IdleTimeout
 	if idleTimeout <= 0 {
 		idleTimeout = 90 * time.Second
 	}
 	now := time.Now()
-	u.mu.Lock()
-	for list := u.idle[host]; len(list) > 0; list = u.idle[host] {
+	for !fresh {
+		u.mu.Lock()
+		list := u.idle[host]
+		if len(list) == 0 {
+			u.mu.Unlock()
+			break
+		}
 		pc := list[len(list)-1]
 		u.idle[host] = list[:len(list)-1]
-		if now.Sub(pc.idleSince) < idleTimeout {
-			u.mu.Unlock()
+		u.mu.Unlock()
+		if now.Sub(pc.idleSince) < idleTimeout && alive(pc.c) {
 			pc.cr.n = 0
 			return pc, true, nil
 		}
 		_ = pc.c.Close()
 	}
-	u.mu.Unlock()
 	timeout := u.DialTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -326,6 +340,17 @@ func (u *Upstream) get(ctx context.Context, host string) (*upConn, bool, error) 
 	pc.br = bufio.NewReaderSize(&pc.cr, 4<<10)
 	pc.bw = bufio.NewWriterSize(c, 4<<10)
 	return pc, false, nil
+}
+
+// dropIdle closes every idle connection to host.
+func (u *Upstream) dropIdle(host string) {
+	u.mu.Lock()
+	list := u.idle[host]
+	delete(u.idle, host)
+	u.mu.Unlock()
+	for _, pc := range list {
+		_ = pc.c.Close()
+	}
 }
 
 // put returns a connection whose last answer was read to the end.
@@ -367,6 +392,7 @@ type upBody struct {
 	rc    io.ReadCloser
 	u     *Upstream
 	pc    *upConn
+	ctx   context.Context // the request's: its cancellation beats the idle deadline
 	stop  func() bool
 	reuse bool
 	done  bool
@@ -381,6 +407,9 @@ func (b *upBody) Read(p []byte) (int, error) {
 	}
 	if b.idle > 0 {
 		_ = b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
+		if b.ctx.Err() != nil { // cancelled (or timed out): stop at once
+			_ = b.pc.c.SetReadDeadline(aLongTimeAgo)
+		}
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
@@ -401,7 +430,8 @@ func (b *upBody) finish(clean bool) {
 	if b.idle > 0 && clean {
 		_ = b.pc.c.SetReadDeadline(time.Time{})
 	}
-	if clean && b.reuse && stopped {
+	// Bytes beyond the declared length would be read as the next answer.
+	if clean && b.reuse && stopped && b.pc.br.Buffered() == 0 {
 		b.u.put(b.pc)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -184,5 +185,102 @@ func TestUpstreamChunkedAndEarlyClose(t *testing.T) {
 	resp.Body.Close()
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2 (reused once, then replaced after an early close)", n)
+	}
+}
+
+// TestUpstreamAfterReplicaIdleTimeout: a replica that closes idle
+// keep-alive connections (uvicorn does after 5 s) must not turn the next
+// requests into errors (a regression: every pooled connection was stale
+// and the one retry took another stale one).
+func TestUpstreamAfterReplicaIdleTimeout(t *testing.T) {
+	var closed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	srv.Config.IdleTimeout = 100 * time.Millisecond
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	h := New(Options{Transport: &Upstream{}})
+	h.Apply(benchTableT(t, srv.URL))
+	gw := httptest.NewServer(h)
+	defer gw.Close()
+	burst := func() {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				resp, err := http.Post(gw.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{}`))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("status %d after the replica closed idle connections", resp.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst()
+	deadline := time.Now().Add(10 * time.Second)
+	for closed.Load() == 0 && time.Now().Before(deadline) { // the replica drops its idle connections
+		time.Sleep(10 * time.Millisecond)
+	}
+	burst()
+}
+
+// TestTotalTimeoutBeatsIdleDeadline: proxy.timeout ends a stream that
+// keeps sending, on the Upstream path too (a regression: the idle
+// deadline overwrote the cancellation).
+func TestTotalTimeoutBeatsIdleDeadline(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				for {
+					if _, err := fmt.Fprint(w, "data: {}\n\n"); err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}))
+			defer backend.Close()
+			h := New(Options{Transport: tr.new(), Timeout: 300 * time.Millisecond, IdleTimeout: time.Minute})
+			h.Apply(benchTableT(t, backend.URL))
+			gw := httptest.NewServer(h)
+			defer gw.Close()
+			start := time.Now()
+			resp, err := http.Post(gw.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("stream ran %s despite a 300ms total timeout", d)
+			}
+		})
+	}
+}
+
+func TestDotSegmentsRefused(t *testing.T) {
+	h := New(Options{})
+	h.Apply(benchTableT(t, "http://127.0.0.1:1"))
+	for _, p := range []string{"/v1/../admin", "/v1/%2e%2e/admin", "/v1/./models"} {
+		req := httptest.NewRequest(http.MethodGet, "http://x"+p, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404", p, rec.Code)
+		}
 	}
 }

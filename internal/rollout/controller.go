@@ -162,12 +162,20 @@ type Controller struct {
 	pools map[string]*pool.Pool
 	notes map[string]string // deployment id -> why it is waiting (not persisted)
 	val   valState          // the validation window in progress (not persisted)
+	// autoRetry backs off refused auto-promotions, per deployment.
+	autoRetry map[string]retry
+}
+
+// retry is when to try again, after how many tries.
+type retry struct {
+	at    time.Time
+	tries int
 }
 
 // New returns a controller; call Start before anything else.
 func New(opts Options) (*Controller, error) {
 	c := &Controller{opts: opts, log: opts.Logger, now: opts.Now, hooks: opts.HookRunner, http: opts.HTTP,
-		kick: make(chan struct{}, 1), pools: map[string]*pool.Pool{}, notes: map[string]string{}}
+		kick: make(chan struct{}, 1), pools: map[string]*pool.Pool{}, notes: map[string]string{}, autoRetry: map[string]retry{}}
 	if c.log == nil {
 		c.log = slog.Default()
 	}

@@ -134,6 +134,7 @@ func (c *Controller) Abort(ctx context.Context, actor string) (api.Deployment, e
 		if err != nil {
 			return api.Deployment{}, err
 		}
+		c.poke() // end its validation window now
 		return c.deploymentView(id), nil
 	case d.Phase == PhasePromoted:
 		if _, err := c.rollbackLocked(ctx, actor, "abort"); err != nil {

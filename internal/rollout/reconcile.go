@@ -209,6 +209,12 @@ func (c *Controller) reconcileReady(ctx context.Context, d *Deployment) error {
 	if !c.opts.Settings.AutoPromote || d.Deadline.IsZero() || c.now().Before(d.Deadline) {
 		return nil
 	}
+	c.mu.Lock()
+	next, tries := c.autoRetry[d.ID].at, c.autoRetry[d.ID].tries
+	c.mu.Unlock()
+	if c.now().Before(next) {
+		return nil // a refused auto-promotion waits before trying again
+	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	st, _, _ := c.snapshot()
@@ -219,7 +225,11 @@ func (c *Controller) reconcileReady(ctx context.Context, d *Deployment) error {
 	if err != nil {
 		var r *Refusal
 		if errors.As(err, &r) {
-			c.setNote(d.ID, "auto-promotion blocked: "+r.Reason)
+			wait := retireBackoff(tries + 1)
+			c.mu.Lock()
+			c.autoRetry[d.ID] = retry{at: c.now().Add(wait), tries: tries + 1}
+			c.mu.Unlock()
+			c.setNote(d.ID, fmt.Sprintf("auto-promotion blocked (next try in %s): %s", wait, r.Reason))
 			return nil
 		}
 	}
@@ -320,6 +330,11 @@ func (c *Controller) startPending(ctx context.Context, id string) {
 	err := c.step(ctx, id, PhasePending, func(s *State, d *Deployment, now time.Time) []event {
 		if s.active() != nil {
 			return nil
+		}
+		if d.Pool == s.Live { // never deploy over the live pool
+			r := fmt.Sprintf("aborted: its target pool %s is live", d.Pool)
+			d.enter(PhaseAborted, now, r, time.Time{})
+			return []event{{Action: "abort", Deployment: id, From: string(PhasePending), To: string(PhaseAborted), Reason: r}}
 		}
 		c.startWarming(s, d, now)
 		return []event{{Action: "phase", Deployment: id, From: string(PhasePending), To: string(d.Phase), Reason: d.Reason}}

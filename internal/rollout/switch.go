@@ -167,7 +167,15 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		reason := fmt.Sprintf("%s by %s: %s is live again", why, actor, d.From)
 		d.enter(PhaseRolledBack, c.now().UTC(), reason, time.Time{})
 		c.pend(d, "on_rollback")
-		return []event{{Action: "rollback", Deployment: id, From: res.Previous, To: d.From, Reason: reason}}, nil
+		evs := []event{{Action: "rollback", Deployment: id, From: res.Previous, To: d.From, Reason: reason}}
+		// A forced deploy waiting to take over the retained pool must not:
+		// that pool is live again.
+		if p := s.pending(); p != nil && p.Pool == d.From {
+			r := fmt.Sprintf("aborted: %s is live again after the rollback of %s", d.From, id)
+			p.enter(PhaseAborted, c.now().UTC(), r, time.Time{})
+			evs = append(evs, event{Action: "abort", Deployment: p.ID, From: string(PhasePending), To: string(PhaseAborted), Reason: r})
+		}
+		return evs, nil
 	})
 	if err == nil {
 		c.poke()

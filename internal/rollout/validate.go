@@ -20,6 +20,9 @@ type valState struct {
 	lastEval time.Time
 	fails    map[string]int // consecutive failing evaluations per gate
 	gates    []api.Gate
+	// failedSeen: a gate reached its failure limit in this window (the
+	// post-promotion window records it when it could not roll back).
+	failedSeen bool
 }
 
 // skipPhase reports pre-cutover phases that are not configured.
@@ -71,10 +74,10 @@ func (c *Controller) stopWindow() {
 // gates, a gate that failed FailureLimit times in a row (nil if none),
 // whether every gate passed, and the live stats; ok is false when no
 // evaluation was due.
-func (c *Controller) evaluate() (gates []api.Gate, failed *api.Gate, allPass bool, live validation.Stats, ok bool) {
+func (c *Controller) evaluate(force bool) (gates []api.Gate, failed *api.Gate, allPass bool, live validation.Stats, ok bool) {
 	now := c.now()
 	c.mu.Lock()
-	due := now.Sub(c.val.lastEval) >= c.opts.Validation.Interval
+	due := force || now.Sub(c.val.lastEval) >= c.opts.Validation.Interval
 	c.mu.Unlock()
 	if !due {
 		return nil, nil, false, validation.Stats{}, false
@@ -97,6 +100,7 @@ func (c *Controller) evaluate() (gates []api.Gate, failed *api.Gate, allPass boo
 		}
 		if g.ConsecutiveFailures >= c.opts.Validation.FailureLimit && failed == nil {
 			failed = g
+			c.val.failedSeen = true
 		}
 	}
 	c.val.gates = gates
@@ -113,14 +117,13 @@ func describeGate(g *api.Gate) string {
 // never a pass.
 func (c *Controller) reconcileValidating(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) error {
 	c.ensureWindow(ctx, d, false, pools)
-	gates, failed, allPass, live, ok := c.evaluate()
 	now := c.now()
+	atDeadline := !d.Deadline.IsZero() && !now.Before(d.Deadline)
+	// At the deadline, one last evaluation decides: a candidate that
+	// passes then is not failed for timing.
+	gates, failed, allPass, live, ok := c.evaluate(atDeadline)
 	if !ok {
-		if !d.Deadline.IsZero() && !now.Before(d.Deadline) {
-			gates, _ = c.opts.Validator.Evaluate()
-		} else {
-			return nil
-		}
+		return nil
 	}
 	c.setNote(d.ID, summarizeGates(gates))
 	switch {
@@ -138,7 +141,7 @@ func (c *Controller) reconcileValidating(ctx context.Context, d *Deployment, poo
 			d.Baseline = &b
 			c.enterReady(s, d, now)
 		})
-	case !d.Deadline.IsZero() && !now.Before(d.Deadline):
+	case atDeadline:
 		c.stopWindow()
 		var short, failing []string
 		for _, g := range gates {
@@ -161,6 +164,16 @@ func (c *Controller) reconcileValidating(ctx context.Context, d *Deployment, poo
 	return nil
 }
 
+// allPassing reports gates that all pass (and at least one).
+func allPassing(gates []api.Gate) bool {
+	for _, g := range gates {
+		if g.Verdict != validation.Pass {
+			return false
+		}
+	}
+	return len(gates) > 0
+}
+
 func summarizeGates(gates []api.Gate) string {
 	parts := make([]string, 0, len(gates))
 	for _, g := range gates {
@@ -180,19 +193,26 @@ func (c *Controller) reconcilePostPromotion(ctx context.Context, d *Deployment, 
 	if !c.now().Before(d.PostPromotionUntil) {
 		c.mu.Lock()
 		active := c.val.id == d.ID && c.val.post
-		gates := c.val.gates
+		gates, failedSeen := c.val.gates, c.val.failedSeen
 		c.mu.Unlock()
 		if active {
 			c.stopWindow()
+			action, reason := "post_promotion_passed", "post-promotion window ended, every gate passing: "
+			switch {
+			case failedSeen:
+				action, reason = "post_promotion_failed", "post-promotion window ended after a gate failed and the rollback was impossible: "
+			case !allPassing(gates):
+				action, reason = "post_promotion_inconclusive", "post-promotion window ended without enough data to judge (no data is not a pass): "
+			}
 			return false, c.step(ctx, d.ID, PhasePromoted, func(_ *State, d *Deployment, _ time.Time) []event {
 				d.Gates = gates
-				return []event{{Action: "post_promotion_passed", Deployment: d.ID, Reason: "post-promotion window ended without a failing gate: " + summarizeGates(gates)}}
+				return []event{{Action: action, Deployment: d.ID, Reason: reason + summarizeGates(gates)}}
 			})
 		}
 		return false, nil
 	}
 	c.ensureWindow(ctx, d, true, pools)
-	gates, failed, _, _, ok := c.evaluate()
+	gates, failed, _, _, ok := c.evaluate(false)
 	if !ok {
 		return false, nil
 	}

@@ -66,13 +66,22 @@ type Pair struct {
 	Shadow        Result
 	// StatusMatch compares status classes (2xx vs 5xx...).
 	StatusMatch bool
+	// Comparable reports that both texts are whole: the live answer was
+	// captured completely and parsed, and neither side was cut short.
+	Comparable bool
 	// TextMatch is meaningful when Deterministic and both answered 2xx.
 	TextMatch bool
 }
 
-// Mismatch reports a deterministic pair whose texts differ.
+// Mismatch reports a deterministic, comparable pair whose texts differ.
 func (p Pair) Mismatch() bool {
-	return p.Deterministic && p.Live.Status/100 == 2 && p.Shadow.Status/100 == 2 && !p.TextMatch
+	return p.Judged() && !p.TextMatch
+}
+
+// Judged reports a pair whose texts must match: deterministic, both
+// answered 2xx, and comparable.
+func (p Pair) Judged() bool {
+	return p.Deterministic && p.Comparable && p.Live.Status/100 == 2 && p.Shadow.Status/100 == 2
 }
 
 // Stats counts mirror outcomes since start.
@@ -197,9 +206,9 @@ func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
 	}
 	p := Pair{Path: mr.Path, Deterministic: deterministic, Live: mr.Live, Shadow: res}
 	p.StatusMatch = mr.Live.Status/100 == res.Status/100
-	if !mr.Truncated {
-		if la, err := answer.Parse(mr.Response, mr.Live.Stream); err == nil {
-			p.LiveText = la.Text
+	if !mr.Truncated && mr.Live.Error == "" && res.Err == "" && !res.StreamError {
+		if la, err := answer.Parse(mr.Response, mr.Live.Stream); err == nil && (la.Done || !mr.Live.Stream) && la.Error == "" {
+			p.LiveText, p.Comparable = la.Text, true
 		}
 	}
 	p.TextMatch = p.LiveText == res.Text

@@ -73,7 +73,7 @@ func TestMirrorComparesPairs(t *testing.T) {
 			defer srv.Close()
 			u, _ := url.Parse(srv.URL)
 			cand := &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}
-			m := New(Options{Percent: 100, Queue: 1, Concurrency: 1})
+			m := New(Options{Percent: 100, Queue: 2, Concurrency: 1})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			pairs := make(chan Pair, 1)
@@ -81,6 +81,13 @@ func TestMirrorComparesPairs(t *testing.T) {
 			go m.Run(ctx)
 			liveText := mockllm.Answer("m1", "hi", 5)
 			resp := `{"model":"m1","choices":[{"message":{"content":"` + liveText + `"}}],"usage":{"completion_tokens":5}}`
+			// A live answer cut short is never compared (regression: it
+			// once counted as a mismatch).
+			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
+				Live: proxy.Observation{Pool: "blue", Status: http.StatusOK, Error: "upstream_broken"}, Response: []byte(resp[:20])})
+			if p := <-pairs; p.Judged() || p.Mismatch() {
+				t.Fatalf("a cut live answer was judged: %+v", p)
+			}
 			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
 				Live: proxy.Observation{Pool: "blue", Status: http.StatusOK}, Response: []byte(resp)})
 			select {

@@ -55,7 +55,7 @@ func (r *Run) AddPair(p shadow.Pair) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.add(&r.cand, s)
-	if p.Deterministic && p.Live.Status/100 == 2 && p.Shadow.Status/100 == 2 {
+	if p.Judged() {
 		r.pairs++
 		if p.Mismatch() {
 			r.mismatches++
