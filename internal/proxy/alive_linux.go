@@ -25,7 +25,7 @@ func alive(c net.Conn) bool {
 	err = raw.Read(func(fd uintptr) bool {
 		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		ok = errors.Is(rerr, syscall.EAGAIN) // nothing to read, not closed
-		return true // never wait
+		return true                          // never wait
 	})
 	return err == nil && ok
 }
