@@ -90,10 +90,10 @@ func readVersions(ctx context.Context, e *env, root string) versions {
 	v := versions{Go: runtime.Version(), Nginx: first(e.nginx, "-v"), HAProxy: first(e.haproxy, "-v"), Wrk: first(e.wrk, "-v")}
 	v.Nginx = strings.TrimPrefix(v.Nginx, "nginx version: ")
 	v.HAProxy, _, _ = strings.Cut(strings.TrimPrefix(v.HAProxy, "HAProxy version "), " - ")
-	v.Wrk, _, _ = strings.Cut(v.Wrk, " Copyright")
+	v.Wrk, _, _ = strings.Cut(strings.TrimPrefix(v.Wrk, "wrk "), " Copyright")
 	v.Cutover = "git " + first("git", "-C", root, "describe", "--always", "--dirty")
 	if e.cutover != filepath.Join(root, "bench", "out", "bin", "cutover") {
-		v.Cutover += " (binary " + e.cutover + ")"
+		v.Cutover = "binary " + e.cutover + " (the working tree is at " + v.Cutover + ")"
 	}
 	return v
 }
@@ -225,7 +225,7 @@ func (r *report) markdown() string {
 	w("- date: %s (run took %.0f s)\n", r.Date, r.Seconds)
 	w("- machine: %d CPUs, %s, Linux %s, %.1f GiB; shared and noisy: read the ratios, not the absolutes\n",
 		r.Machine.CPUs, r.Machine.Model, r.Machine.Kernel, r.Machine.MemGiB)
-	w("- versions: %s, cutover %s, nginx %s, HAProxy %s, %s\n", r.Versions.Go, r.Versions.Cutover, r.Versions.Nginx, r.Versions.HAProxy, r.Versions.Wrk)
+	w("- versions: %s, cutover %s, %s, HAProxy %s, wrk %s\n", r.Versions.Go, r.Versions.Cutover, r.Versions.Nginx, r.Versions.HAProxy, r.Versions.Wrk)
 	w("- fair share: every proxy gets %d workers (nginx worker_processes, HAProxy nbthread, cutover GOMAXPROCS); load tool, backends and proxy share the machine\n", r.Workers)
 	w("- %d interleaved rounds (direct, nginx, HAProxy, cutover, then again); medians over rounds; ratios are to nginx in the same round, then the median\n", r.Rounds)
 	w("- reproduce: `%s`\n\n", r.Command)

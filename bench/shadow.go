@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -187,7 +186,8 @@ func shadowRun(ctx context.Context, t *target, o *options, cand string) (shadowS
 		wg.Go(func() {
 			defer func() { <-sem }()
 			start := time.Now()
-			ok := postOK(ctx, client, url, body)
+			_, err := fetch(ctx, client, http.MethodPost, url, body)
+			ok := err == nil
 			d := time.Since(start)
 			mu.Lock()
 			defer mu.Unlock()
@@ -217,35 +217,10 @@ func shadowRun(ctx context.Context, t *target, o *options, cand string) (shadowS
 	return s, ctx.Err()
 }
 
-// postOK sends one request and reports whether it got a 200.
-func postOK(ctx context.Context, c *http.Client, url, body string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		return false
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return err == nil && resp.StatusCode == http.StatusOK
-}
-
 // completedRequests reads the backend's vllm:request_success_total, summed
 // over finish reasons.
 func completedRequests(ctx context.Context, addr string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s: %w", addr, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("metrics of %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := fetch(ctx, http.DefaultClient, http.MethodGet, "http://"+addr+"/metrics", "")
 	if err != nil {
 		return 0, fmt.Errorf("metrics of %s: %w", addr, err)
 	}

@@ -9,10 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,18 +117,7 @@ func runSwitch(ctx context.Context, e *env, o *options) (*switchResult, error) {
 // idPrefix asks the backend at addr for a completion and returns the part
 // of its id that is the same for every answer of that process.
 func idPrefix(ctx context.Context, addr string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/chat/completions",
-		strings.NewReader(chatBody(1, false, "who are you")))
-	if err != nil {
-		return "", fmt.Errorf("ask %s for its id prefix: %w", addr, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("ask %s for its id prefix: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := fetch(ctx, http.DefaultClient, http.MethodPost, "http://"+addr+"/v1/chat/completions", chatBody(1, false, "who are you"))
 	if err != nil {
 		return "", fmt.Errorf("ask %s for its id prefix: %w", addr, err)
 	}
@@ -254,18 +241,8 @@ const maxSwitchRequests = 1_000_000
 
 // postForPool sends one request and names the pool that answered it.
 func postForPool(ctx context.Context, c *http.Client, url, body string, prefixes map[string]string) (string, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	b, err := fetch(ctx, c, http.MethodPost, url, body)
 	if err != nil {
-		return "", false
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", false
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
 		return "", false
 	}
 	pool, ok := prefixes[responsePrefix(b)]

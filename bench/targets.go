@@ -194,28 +194,19 @@ var nginxUpstream = template.Must(template.New("upstream").Parse(`upstream backe
 // startNginx starts nginx in the foreground (daemon off; its master is the
 // harness's child) with its own prefix, pid file and port.
 func (e *env) startNginx(ctx context.Context, ps *procSet, name string, up pools, maxConns int) (*target, error) {
-	dir := filepath.Join(e.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("nginx dir: %w", err)
-	}
-	addr, err := freeAddr()
+	dir, addr, err := e.prepare(name)
 	if err != nil {
 		return nil, err
 	}
 	// Any worker may end up holding every client connection and its
 	// upstream connection, within the file limit it inherits.
 	noFile := int(min(e.nofile, 1<<20))
-	workerConns := min(2*maxConns+1024, noFile)
-	var conf bytes.Buffer
-	if err := nginxConf.Execute(&conf, map[string]any{
-		"Root": e.root, "Workers": e.workers, "NoFile": noFile,
-		"Dir": dir, "WorkerConns": workerConns, "Listen": addr,
-	}); err != nil {
-		return nil, fmt.Errorf("render nginx.conf: %w", err)
-	}
 	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("write nginx.conf: %w", err)
+	if err := render(nginxConf, confPath, map[string]any{
+		"Root": e.root, "Workers": e.workers, "NoFile": noFile,
+		"Dir": dir, "WorkerConns": min(2*maxConns+1024, noFile), "Listen": addr,
+	}); err != nil {
+		return nil, err
 	}
 	if err := writeNginxUpstream(dir, up.blue); err != nil {
 		return nil, err
@@ -247,11 +238,27 @@ func (e *env) startNginx(ctx context.Context, ps *procSet, name string, up pools
 
 // writeNginxUpstream replaces dir/upstream.conf atomically.
 func writeNginxUpstream(dir, backend string) error {
-	var b bytes.Buffer
-	if err := nginxUpstream.Execute(&b, backend); err != nil {
-		return fmt.Errorf("render upstream.conf: %w", err)
+	return render(nginxUpstream, filepath.Join(dir, "upstream.conf"), backend)
+}
+
+// prepare creates the directory of the process name and picks a free
+// loopback address for its traffic.
+func (e *env) prepare(name string) (dir, addr string, err error) {
+	dir = filepath.Join(e.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("%s: %w", name, err)
 	}
-	return writeAtomic(filepath.Join(dir, "upstream.conf"), b.Bytes())
+	addr, err = freeAddr()
+	return dir, addr, err
+}
+
+// render executes tmpl with data into path, replacing it atomically.
+func render(tmpl *template.Template, path string, data any) error {
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, data); err != nil {
+		return fmt.Errorf("render %s: %w", path, err)
+	}
+	return writeAtomic(path, b.Bytes())
 }
 
 // haproxyConf is haproxy.cfg: HTTP mode, keep-alive to the servers with
@@ -295,25 +302,17 @@ backend green
 // file, admin socket and port. With a green pool, the frontend picks the
 // backend from a map that a Runtime API "set map" switches.
 func (e *env) startHAProxy(ctx context.Context, ps *procSet, name string, up pools, maxConns int) (*target, error) {
-	dir := filepath.Join(e.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("haproxy dir: %w", err)
-	}
-	addr, err := freeAddr()
+	dir, addr, err := e.prepare(name)
 	if err != nil {
 		return nil, err
 	}
-	var conf bytes.Buffer
-	if err := haproxyConf.Execute(&conf, map[string]any{
+	confPath := filepath.Join(dir, "haproxy.cfg")
+	if err := render(haproxyConf, confPath, map[string]any{
 		// HAProxy needs two descriptors per connection it relays.
 		"Workers": e.workers, "MaxConn": min(maxConns+1024, int(min(e.nofile, 1<<20)-fdReserve)/2), "Dir": dir,
 		"Listen": addr, "Blue": up.blue, "Green": up.green,
 	}); err != nil {
-		return nil, fmt.Errorf("render haproxy.cfg: %w", err)
-	}
-	confPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("write haproxy.cfg: %w", err)
+		return nil, err
 	}
 	mapPath := filepath.Join(dir, "pool.map")
 	if err := os.WriteFile(mapPath, []byte("live blue\n"), 0o644); err != nil {
@@ -382,11 +381,7 @@ pools:
 // startCutover starts `cutover serve` with GOMAXPROCS set to the fair share,
 // a fresh state directory and a random admin token.
 func (e *env) startCutover(ctx context.Context, ps *procSet, name string, up pools, extra string) (*target, error) {
-	dir := filepath.Join(e.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cutover dir: %w", err)
-	}
-	addr, err := freeAddr()
+	dir, addr, err := e.prepare(name)
 	if err != nil {
 		return nil, err
 	}
@@ -394,16 +389,12 @@ func (e *env) startCutover(ctx context.Context, ps *procSet, name string, up poo
 	if err != nil {
 		return nil, err
 	}
-	var conf bytes.Buffer
-	if err := cutoverConf.Execute(&conf, map[string]any{
+	confPath := filepath.Join(dir, "cutover.yaml")
+	if err := render(cutoverConf, confPath, map[string]any{
 		"Listen": addr, "Admin": admin, "Dir": dir, "Model": benchModel,
 		"Blue": up.blue, "Green": up.green, "Extra": extra,
 	}); err != nil {
-		return nil, fmt.Errorf("render cutover.yaml: %w", err)
-	}
-	confPath := filepath.Join(dir, "cutover.yaml")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("write cutover.yaml: %w", err)
+		return nil, err
 	}
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
@@ -456,22 +447,39 @@ func waitReady(ctx context.Context, p *proc, dir string, check func(*http.Client
 	}
 }
 
-// getOK requires GET url to answer 200.
-func getOK(ctx context.Context, c *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// fetch sends a request (a POST carries body as JSON) and returns the
+// answer's body; any status but 200 is an error.
+func fetch(ctx context.Context, c *http.Client, method, url, body string) ([]byte, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err // names method and URL already
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, url, err)
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("%s %s: HTTP %d", method, url, resp.StatusCode)
+	}
+	return b, nil
+}
+
+// getOK requires GET url to answer 200.
+func getOK(ctx context.Context, c *http.Client, url string) error {
+	_, err := fetch(ctx, c, http.MethodGet, url, "")
+	return err
 }
 
 // chatBody is a small non-streamed chat completion of maxTokens tokens.
@@ -482,22 +490,8 @@ func chatBody(maxTokens int, stream bool, prompt string) string {
 
 // probeChat requires a one-token chat completion through addr to answer 200.
 func probeChat(ctx context.Context, c *http.Client, addr string) error {
-	url := "http://" + addr + "/v1/chat/completions"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(chatBody(1, false, "ping")))
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", url, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: HTTP %d", url, resp.StatusCode)
-	}
-	return nil
+	_, err := fetch(ctx, c, http.MethodPost, "http://"+addr+"/v1/chat/completions", chatBody(1, false, "ping"))
+	return err
 }
 
 // writeAtomic replaces path with b through a rename, so that a reader (nginx
