@@ -150,7 +150,12 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		}
 		body = nb
 	}
-	ex := exchange{h: h, w: w, r: r, e: e, body: body}
+	ex := exchangePool.Get().(*exchange)
+	defer func() {
+		*ex = exchange{}
+		exchangePool.Put(ex)
+	}()
+	*ex = exchange{h: h, w: w, r: r, e: e, body: body}
 	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start}
 	if m := h.opts.Mirror; m != nil && r.Method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body)) {
 		ex.capture = getCapture()
@@ -188,10 +193,12 @@ func (h *Handler) serveHealth(w http.ResponseWriter, e *route.Entry) {
 // attempt go to another replica and the model field be rewritten.
 func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 	max := h.opts.MaxBodyBytes
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
-		msg: fmt.Sprintf("request body is larger than the gateway's limit of %d bytes", max)}
+	tooLarge := func() *apiError {
+		return &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
+			msg: fmt.Sprintf("request body is larger than the gateway's limit of %d bytes", max)}
+	}
 	if r.ContentLength > max {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, nil
@@ -209,7 +216,7 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 		return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
 	}
 	if int64(len(b)) > max {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return b, nil
 }
@@ -230,6 +237,9 @@ type exchange struct {
 	// Upstream fast path, which uses connection deadlines).
 	cancel context.CancelCauseFunc
 }
+
+// exchangePool recycles the per-request state.
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
 // Relay buffers: a stream holds its buffer for as long as it lasts (minutes,
 // thousands at once), and its chunks are small; a known-length answer is
