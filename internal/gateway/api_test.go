@@ -208,3 +208,42 @@ func busyConfig(t *testing.T, dir, adminAddr string) *config.Config {
 	cfg.Pools = map[string]*config.Pool{"blue": {Model: "model-v1", Replicas: []string{m.URL()}}, "green": {Model: "model-v2"}}
 	return cfg
 }
+
+// TestBadAdminCallsChangeNothing: malformed or invalid admin calls get a
+// 4xx JSON error with a message, and the state does not move.
+func TestBadAdminCallsChangeNothing(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cases := []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/api/v1/deployments", `{not json`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["http://127.0.0.1:9"],"colour":"blue"}`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"","replicas":["http://127.0.0.1:9"]}`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":[]}`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["ftp://x"]}`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["` + e.pools["blue"][0].URL() + `"]}`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["http://127.0.0.1:9"]} {}`, 400},
+		{"POST", "/api/v1/retire", `{"force":"yes"}`, 400},
+		{"GET", "/api/v1/deployments/d-404", ``, 404},
+		{"DELETE", "/api/v1/status", ``, 404}, // "no admin endpoint DELETE /api/v1/status"
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, e.admin.BaseURL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		derr := jsonDecode(resp, &body)
+		if resp.StatusCode != c.status || derr != nil || body.Error.Message == "" {
+			t.Errorf("%s %s %s: status %d (%v) message %q, want %d with a message", c.method, c.path, c.body, resp.StatusCode, derr, body.Error.Message, c.status)
+		}
+	}
+	if st := e.gw.Controller().Status(); st.Revision != 1 || st.Deployment != nil {
+		t.Errorf("bad calls changed the state: revision %d deployment %+v", st.Revision, st.Deployment)
+	}
+}
