@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -441,22 +442,12 @@ func sameURLs(p *pool.Pool, urls []string) bool {
 func (c *Controller) apply(ctx context.Context) error {
 	c.mu.Lock()
 	ps := make([]*pool.Pool, 0, len(c.pools))
-	for _, name := range slices.Sorted(mapKeys(c.pools)) {
+	for _, name := range slices.Sorted(maps.Keys(c.pools)) {
 		ps = append(ps, c.pools[name])
 	}
 	t := route.New(c.rev, c.st.Live, c.opts.ModelName, ps...)
 	c.mu.Unlock()
 	return c.opts.Applier.Apply(ctx, t)
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Targets lists every replica with the model it must serve, for the
@@ -465,7 +456,7 @@ func (c *Controller) Targets() []pool.Target {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var ts []pool.Target
-	for _, name := range slices.Sorted(mapKeys(c.pools)) {
+	for _, name := range slices.Sorted(maps.Keys(c.pools)) {
 		p := c.pools[name]
 		for _, r := range p.Replicas {
 			ts = append(ts, pool.Target{Replica: r, Model: p.Model})
@@ -485,15 +476,7 @@ func (c *Controller) Pool(name string) *pool.Pool {
 func (c *Controller) snapshot() (State, int64, map[string]*pool.Pool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st.clone(), c.rev, maps(c.pools)
-}
-
-func maps(m map[string]*pool.Pool) map[string]*pool.Pool {
-	out := make(map[string]*pool.Pool, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return c.st.clone(), c.rev, maps.Clone(c.pools)
 }
 
 func (c *Controller) setNote(id, note string) {
