@@ -151,7 +151,9 @@ func startMock(c mockllm.Config) (string, *http.Server, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("simulated replica: %w", err)
 	}
-	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+	// Idle connections are dropped after 5 s, as vLLM's uvicorn does, so
+	// the demo exercises the gateway's stale-connection handling.
+	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintln(os.Stderr, "simulated replica:", err)

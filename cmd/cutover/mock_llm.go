@@ -37,8 +37,9 @@ var mockLLMFlags = map[string]string{
 // newMockLLMCmd returns the "mock-llm" command: a simulated vLLM replica.
 func newMockLLMCmd() *cobra.Command {
 	var (
-		cfg    mockllm.Config
-		listen string
+		cfg       mockllm.Config
+		listen    string
+		keepAlive time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "mock-llm",
@@ -52,11 +53,12 @@ Faults can be changed while it runs through the simulator-only endpoint
   curl -d '{"fail_health":true,"error_rate":0.05,"ttft_ms":100}' http://127.0.0.1:8000/mock/faults`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runMockLLM(cmd.Context(), cmd.ErrOrStderr(), listen, cfg)
+			return runMockLLM(cmd.Context(), cmd.ErrOrStderr(), listen, cfg, keepAlive)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8000", "address to listen on")
+	f.DurationVar(&keepAlive, "keep-alive-timeout", 5*time.Second, "close client connections idle this long (vLLM's uvicorn: 5s)")
 	f.StringVar(&cfg.Model, "model", "", "served model id (required)")
 	f.DurationVar(&cfg.TTFT, "ttft", 0, "time to first token")
 	f.DurationVar(&cfg.ITL, "itl", 0, "inter-token latency")
@@ -75,7 +77,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 
 // runMockLLM serves a simulated replica on listen until ctx ends, then shuts
 // down gracefully.
-func runMockLLM(ctx context.Context, stderr io.Writer, listen string, cfg mockllm.Config) error {
+func runMockLLM(ctx context.Context, stderr io.Writer, listen string, cfg mockllm.Config, keepAlive time.Duration) error {
 	srv, err := mockllm.New(cfg)
 	if err != nil {
 		var fe *mockllm.FieldError
@@ -96,6 +98,7 @@ func runMockLLM(ctx context.Context, stderr io.Writer, listen string, cfg mockll
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       keepAlive, // like vLLM's uvicorn, which drops idle connections after 5 s
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
