@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/config"
 )
 
 // Defaults applied to what a suite file leaves out.
@@ -125,24 +127,11 @@ func Parse(b []byte) (*Suite, error) {
 	return s, nil
 }
 
-// FieldError is one problem in a suite file.
-type FieldError struct {
-	// Key is the dotted key path, such as cases[2].expect.max_ttft_ms, or
-	// "(file)" for a problem with the whole file.
-	Key string
-	// Line is the line in the file, 0 when unknown.
-	Line int
-	// Msg says what is wrong, with the bad value.
-	Msg string
-}
-
-// Error implements error.
-func (e *FieldError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
-}
+// FieldError is one problem in a suite file: its dotted key path (such as
+// cases[2].expect.max_ttft_ms, or "(file)" for the whole file), its line
+// and what is wrong. It is the configuration's field error, so both read
+// alike.
+type FieldError = config.FieldError
 
 // Error is an invalid suite: one or more FieldErrors.
 type Error struct {
