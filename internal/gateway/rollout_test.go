@@ -46,6 +46,15 @@ func urls(rs []*replica) []string {
 	return out
 }
 
+// deployReady deploys model-v3 on spare and waits until it is ready.
+func (e *env) deployReady(t *testing.T, spare []*replica) {
+	t.Helper()
+	if _, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(t, "ready", 20*time.Second)
+}
+
 // waitPhase waits until the latest deployment is in phase.
 func (e *env) waitPhase(t *testing.T, phase string, timeout time.Duration) *api.Deployment {
 	t.Helper()
@@ -169,10 +178,7 @@ func mustRead(t *testing.T, file string) string {
 func TestRollbackInsideRetentionUnderLoad(t *testing.T) {
 	e, spare := rolloutEnv(t, nil)
 	ctx := context.Background()
-	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	e.deployReady(t, spare)
 	var (
 		stop           atomic.Bool
 		wg             sync.WaitGroup
@@ -313,10 +319,7 @@ func TestFailingRetireHookIsRetriedAndVisible(t *testing.T) {
 		c.Hooks = map[string][]config.Hook{"on_retire": {{Command: []string{"sh", "-c", "test -f " + marker + " || { echo 'GPU still busy' >&2; exit 3; }"}}}}
 	})
 	ctx := context.Background()
-	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	e.deployReady(t, spare)
 	if _, err := e.admin.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -354,10 +357,7 @@ func TestBeforePromoteHookBlocks(t *testing.T) {
 		c.Hooks = map[string][]config.Hook{"before_promote": {{Command: []string{"sh", "-c", "echo 'eval score 0.41 < 0.80'; exit 1"}}}}
 	})
 	ctx := context.Background()
-	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	e.deployReady(t, spare)
 	_, err := e.admin.Promote(ctx)
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.StatusCode != 409 || !strings.Contains(ae.Message, "eval score 0.41") {
@@ -395,10 +395,7 @@ func TestRetainedPoolAndForce(t *testing.T) {
 		c.Hooks = map[string][]config.Hook{"on_retire": hookCmd(evidence)}
 	})
 	ctx := context.Background()
-	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	e.deployReady(t, spare)
 	if _, err := e.admin.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -433,10 +430,7 @@ func TestRetirementPostponedWhileLiveUnhealthy(t *testing.T) {
 		c.Rollout.MinReady = 1
 	})
 	ctx := context.Background()
-	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	e.deployReady(t, spare)
 	if _, err := e.admin.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -485,10 +479,7 @@ func TestAbortBeforeCutover(t *testing.T) {
 func TestRollbackAbortsPendingDeploy(t *testing.T) {
 	e, spare := rolloutEnv(t, func(c *config.Config) { c.Rollout.MinReady = 2 })
 	ctx := context.Background()
-	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	e.deployReady(t, spare)
 	if _, err := e.admin.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
