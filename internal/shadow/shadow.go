@@ -206,7 +206,9 @@ func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
 	}
 	p := Pair{Path: mr.Path, Deterministic: deterministic, Live: mr.Live, Shadow: res}
 	p.StatusMatch = mr.Live.Status/100 == res.Status/100
-	if !mr.Truncated && mr.Live.Error == "" && res.Err == "" && !res.StreamError {
+	// Texts are compared only for deterministic requests: parse the live
+	// answer only then.
+	if deterministic && !mr.Truncated && mr.Live.Error == "" && res.Err == "" && !res.StreamError {
 		if la, err := answer.Parse(mr.Response, mr.Live.Stream); err == nil && (la.Done || !mr.Live.Stream) && la.Error == "" {
 			p.LiveText, p.Comparable = la.Text, true
 		}
