@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		if err != nil {
 			return nil, err
 		}
-		v := validation.NewValidator(gatesFrom(cfg.Validation.Gates), mirror, syn)
+		v := validation.NewValidator(validation.GatesFromConfig(cfg.Validation.Gates), mirror, syn)
 		g.observers = append(g.observers, v)
 		validator = v
 	}
@@ -359,12 +359,4 @@ func (p preview) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-func gatesFrom(g config.ValidationGates) validation.Gates {
-	c := func(x config.Gate) validation.GateConfig {
-		return validation.GateConfig{Enabled: x.Enabled, Threshold: x.Threshold, MinSamples: x.MinSamples}
-	}
-	return validation.Gates{ErrorRate: c(g.ErrorRate), LatencyRatio: c(g.LatencyRatio), TTFT: c(g.TTFT), TTFTRatio: c(g.TTFTRatio),
-		TPSRatio: c(g.TPSRatio), ShadowMismatch: c(g.ShadowMismatch), Synthetic: c(g.Synthetic)}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
 )
 
 // Gate names.
@@ -43,17 +44,13 @@ type Gates struct {
 	ErrorRate, LatencyRatio, TTFT, TTFTRatio, TPSRatio, ShadowMismatch, Synthetic GateConfig
 }
 
-// DefaultGates are the thresholds cutover ships with.
-func DefaultGates() Gates {
-	return Gates{
-		ErrorRate:      GateConfig{Enabled: true, Threshold: 0.02, MinSamples: 20},
-		LatencyRatio:   GateConfig{Enabled: true, Threshold: 1.5, MinSamples: 20},
-		TTFT:           GateConfig{Enabled: false, Threshold: 2000, MinSamples: 10},
-		TTFTRatio:      GateConfig{Enabled: true, Threshold: 1.5, MinSamples: 10},
-		TPSRatio:       GateConfig{Enabled: true, Threshold: 0.7, MinSamples: 10},
-		ShadowMismatch: GateConfig{Enabled: false, Threshold: 0.05, MinSamples: 10},
-		Synthetic:      GateConfig{Enabled: true, Threshold: 1.0, MinSamples: 1},
+// GatesFromConfig converts the configured gates.
+func GatesFromConfig(g config.ValidationGates) Gates {
+	c := func(x config.Gate) GateConfig {
+		return GateConfig{Enabled: x.Enabled, Threshold: x.Threshold, MinSamples: x.MinSamples}
 	}
+	return Gates{ErrorRate: c(g.ErrorRate), LatencyRatio: c(g.LatencyRatio), TTFT: c(g.TTFT), TTFTRatio: c(g.TTFTRatio),
+		TPSRatio: c(g.TPSRatio), ShadowMismatch: c(g.ShadowMismatch), Synthetic: c(g.Synthetic)}
 }
 
 // Sample is one answer's measurements.

@@ -3,6 +3,8 @@ package validation
 import (
 	"testing"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/config"
 )
 
 func samples(n int, d, ttft time.Duration, tokens int, failEvery int) []Sample {
@@ -15,7 +17,7 @@ func samples(n int, d, ttft time.Duration, tokens int, failEvery int) []Sample {
 
 func TestEvaluate(t *testing.T) {
 	base := Summarise(samples(100, 200*time.Millisecond, 50*time.Millisecond, 16, 0))
-	g := DefaultGates()
+	g := GatesFromConfig(config.Default().Validation.Gates) // the thresholds users get
 	g.ShadowMismatch.Enabled = true
 	tests := []struct {
 		name string
