@@ -41,8 +41,9 @@ type Gateway struct {
 
 	mirror *shadow.Mirror // nil without shadow traffic
 
-	trafficLn, adminLn, previewLn    net.Listener
-	trafficSrv, adminSrv, previewSrv *http.Server
+	trafficLn, adminLn, previewLn net.Listener
+	trafficSrv                    *proxy.Server
+	adminSrv, previewSrv          *http.Server
 }
 
 // New opens the store, checks every replica once, restores the live pool
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		}
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	g.trafficSrv = &http.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	g.trafficSrv = &proxy.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	g.adminSrv = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	if g.previewLn != nil {
 		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
@@ -239,7 +240,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() { g.ctrl.Run(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
 	errc := make(chan error, 3)
-	serve := func(name string, srv *http.Server, ln net.Listener) {
+	serve := func(name string, srv interface{ Serve(net.Listener) error }, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s server: %w", name, err)
 		}

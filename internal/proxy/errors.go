@@ -25,17 +25,21 @@ func (e *apiError) Error() string { return e.msg }
 func (e *apiError) write(w http.ResponseWriter) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
-	body := make([]byte, 0, 96+len(e.msg))
+	body := e.appendJSON(make([]byte, 0, 96+len(e.msg)))
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(e.status)
+	_, _ = w.Write(body)
+}
+
+// appendJSON appends e's body: {"error":{...}} and a newline.
+func (e *apiError) appendJSON(body []byte) []byte {
 	body = append(body, `{"error":{"message":`...)
 	body = strconv.AppendQuote(body, e.msg) // ASCII-safe JSON for our own messages
 	body = append(body, `,"type":`...)
 	body = strconv.AppendQuote(body, e.typ)
 	body = append(body, `,"param":null,"code":`...)
 	body = strconv.AppendQuote(body, e.code)
-	body = append(body, "}}\n"...)
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(e.status)
-	_, _ = w.Write(body)
+	return append(body, "}}\n"...)
 }
 
 var jsonContentType = []string{"application/json"}

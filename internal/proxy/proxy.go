@@ -169,7 +169,7 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		h.opts.Mirror.Submit(&Mirrored{Path: r.URL.Path, Body: body, Live: ex.obs, Response: ex.capture.b, Truncated: ex.capture.truncated})
 	}
 	if h.opts.AccessLog {
-		ex.logAccess()
+		logAccess(h.log, &ex.obs, modelOf(e, body))
 	}
 	if abort {
 		// Headers are out and the upstream broke: the only honest signal
@@ -502,8 +502,9 @@ func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool)
 
 var noValue = []string{"no"}
 
-func (ex *exchange) logAccess() {
-	o := &ex.obs
+// logAccess writes one access-log line; model is "" for requests
+// without a body.
+func logAccess(log *slog.Logger, o *Observation, model string) {
 	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs,
 		slog.String("method", o.Method),
@@ -517,8 +518,8 @@ func (ex *exchange) logAccess() {
 	if o.Replica != nil {
 		attrs = append(attrs, slog.String("replica", o.Replica.Name))
 	}
-	if m := ex.model(); m != "" {
-		attrs = append(attrs, slog.String("model", m))
+	if model != "" {
+		attrs = append(attrs, slog.String("model", model))
 	}
 	if o.Stream {
 		attrs = append(attrs, slog.Bool("stream", true), slog.Duration("ttft", o.TTFT))
@@ -535,16 +536,16 @@ func (ex *exchange) logAccess() {
 	if o.Error != "" {
 		attrs = append(attrs, slog.String("error", o.Error))
 	}
-	ex.h.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
-// model is the pool's model id for requests that carry a body, for the
+// modelOf is the pool's model id for requests that carry a body, for the
 // access log.
-func (ex *exchange) model() string {
-	if len(ex.body) == 0 {
+func modelOf(e *route.Entry, body []byte) string {
+	if len(body) == 0 {
 		return ""
 	}
-	return ex.e.Pool.Model
+	return e.Pool.Model
 }
 
 // hasDotSegment reports a "." or ".." path segment (also when sent

@@ -1,0 +1,1032 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// fast reports whether the loop itself can serve the request just read:
+// the live pool's replicas are all plain HTTP and the Handler sends
+// through an *Upstream. Otherwise net/http serves the connection.
+func (sc *srvConn) fast() bool {
+	if sc.h.up == nil {
+		return false
+	}
+	t := sc.h.table.Load()
+	if t == nil {
+		return true // answered 503 below
+	}
+	for _, r := range t.Live.Pool.Replicas {
+		if r.URL.Scheme != "http" {
+			return false
+		}
+	}
+	return true
+}
+
+// serveRequest answers the request in sc.req, the way Handler.ServePool
+// does. It reports whether the connection may serve another request.
+func (sc *srvConn) serveRequest() bool {
+	start := time.Now()
+	h, r := sc.h, &sc.req
+	t := h.table.Load()
+	if t == nil {
+		return sc.discardBody() && sc.writeError(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "not_ready", msg: "gateway is starting"}, nil, nil)
+	}
+	e := t.Live
+	if r.path == "/health" && (r.method == http.MethodGet || r.method == http.MethodHead) {
+		if !sc.discardBody() {
+			return false
+		}
+		if e.Pool.HealthyCount() == 0 {
+			return sc.writeError(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
+				msg: "no healthy replica in pool " + e.Pool.Name}, e, nil)
+		}
+		return sc.writeGateway(http.StatusOK, "", nil, e, nil)
+	}
+	if len(r.path) < 4 || r.path[:4] != "/v1/" || hasDotSegment(r.path) {
+		return sc.discardBody() && sc.writeError(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
+			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", r.path)}, e, nil)
+	}
+	if e.ModelsBody != nil && r.path == "/v1/models" && r.method == http.MethodGet {
+		return sc.discardBody() && sc.writeGateway(http.StatusOK, "application/json", e.ModelsBody, e, nil)
+	}
+	body, aerr := sc.readBody()
+	if aerr != nil {
+		if aerr.status == statusClientClosed {
+			return false
+		}
+		sc.req.close = true // the body was not read
+		sc.writeError(aerr, e, nil)
+		return false
+	}
+	if t.ModelName != "" && len(body) > 0 && r.method == http.MethodPost {
+		nb, other, ok := rewriteModel(body, t.ModelName, e.Pool.Model, e.ModelJSON)
+		if !ok {
+			return sc.writeError(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
+				msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}, e, nil)
+		}
+		body = nb
+	}
+	x := rawExchangePool.Get().(*rawExchange)
+	defer func() {
+		*x = rawExchange{}
+		rawExchangePool.Put(x)
+	}()
+	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp}
+	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start}
+	if h.opts.Timeout > 0 {
+		x.deadline = start.Add(h.opts.Timeout)
+	}
+	if m := h.opts.Mirror; m != nil && r.method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body)) {
+		x.capture = getCapture()
+	}
+	keep := x.run()
+	sc.stopWatch()
+	x.releaseConn()
+	x.obs.Duration = time.Since(start)
+	if h.opts.Observer != nil {
+		h.opts.Observer.Observe(&x.obs)
+	}
+	if x.capture != nil {
+		mb := body
+		if len(sc.body) > 0 && len(mb) > 0 && &mb[0] == &sc.body[0] {
+			mb = bytes.Clone(body) // the connection reuses its buffer
+		}
+		h.opts.Mirror.Submit(&Mirrored{Path: r.path, Body: mb, Live: x.obs, Response: x.capture.b, Truncated: x.capture.truncated})
+	}
+	if h.opts.AccessLog {
+		logAccess(h.log, &x.obs, modelOf(e, body))
+	}
+	return keep && !sc.gone.Load()
+}
+
+// discardBody reads and drops a request body the gateway answers without
+// forwarding. It reports whether the connection can go on.
+func (sc *srvConn) discardBody() bool {
+	n := sc.req.contentLength
+	if n <= 0 {
+		return true
+	}
+	if n > sc.h.opts.MaxBodyBytes {
+		sc.req.close = true
+		return true
+	}
+	if int64(sc.br.Buffered()) < n {
+		_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
+	}
+	_, err := sc.br.Discard(int(n))
+	return err == nil
+}
+
+// writeError answers e with the pool (and replica) headers.
+func (sc *srvConn) writeError(e *apiError, pe *route.Entry, rep *pool.Replica) bool {
+	body := make([]byte, 0, 96+len(e.msg))
+	body = e.appendJSON(body)
+	return sc.writeGateway(e.status, "application/json", body, pe, rep)
+}
+
+// writeGateway writes a whole response the gateway makes itself.
+func (sc *srvConn) writeGateway(status int, contentType string, body []byte, e *route.Entry, rep *pool.Replica) bool {
+	b := appendStatusLine(sc.out[:0], status)
+	b = appendDate(b, time.Now())
+	if contentType != "" {
+		b = append(b, "Content-Type: "...)
+		b = append(b, contentType...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n"...)
+	b = appendCutoverHeaders(b, e, rep)
+	if sc.req.close || sc.s.shutdown.Load() {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	if sc.req.method != http.MethodHead {
+		b = append(b, body...)
+	}
+	sc.out = b
+	_, err := sc.c.Write(b)
+	return err == nil
+}
+
+func appendCutoverHeaders(b []byte, e *route.Entry, rep *pool.Replica) []byte {
+	if e != nil {
+		b = append(b, "X-Cutover-Pool: "...)
+		b = append(b, e.Pool.Name...)
+		b = append(b, "\r\n"...)
+	}
+	if rep != nil {
+		b = append(b, "X-Cutover-Replica: "...)
+		b = append(b, rep.Name...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// rawExchange is one request sent on by the loop, with at most two
+// attempts, like exchange.
+type rawExchange struct {
+	sc   *srvConn
+	h    *Handler
+	e    *route.Entry
+	body []byte
+
+	replica  *pool.Replica
+	obs      Observation
+	upstream string
+	capture  *capture
+	deadline time.Time // the whole request's (Handler Timeout), zero: none
+
+	pc       *upConn  // the replica connection of the current attempt
+	reusePC  bool     // pc may go back to the idle pool once released
+	resp     *rawResp // the connection's, reused
+	armed    armKind  // what the current read deadline stands for
+	timedOut armKind  // what a timeout error stands for
+}
+
+var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
+
+// armKind names the deadline of an upstream read.
+type armKind uint8
+
+const (
+	armNone    armKind = iota
+	armWatch           // time to start the hang-up watcher
+	armHeader          // the response-header timeout
+	armIdle            // the silence limit of a stream
+	armTotal           // the whole request's timeout
+	armGone            // the client hung up
+	armUnknown         // no deadline set by the exchange
+)
+
+// rawResp is what the exchange read of the replica's response head.
+type rawResp struct {
+	status        int
+	reason        []byte // code and reason phrase, from the status line
+	contentLength int64  // -1: not given
+	chunked       bool
+	closeDelim    bool // body ends when the replica closes
+	bodiless      bool
+	close         bool // the replica closes after this answer
+	sse           bool
+	fields        []hfield // into sc.uhead
+	connFields    []int
+}
+
+// run forwards the request, retrying once on another replica of the same
+// pool when nothing reached the client yet. It reports whether the client
+// connection can serve another request.
+func (x *rawExchange) run() bool {
+	p := x.e.Pool
+	var skip *pool.Replica
+	for attempt := 0; attempt < 2; attempt++ {
+		rep := x.h.picker.Pick(p.Replicas, skip)
+		if rep == nil {
+			if attempt == 0 {
+				return x.fail(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
+					msg: "no healthy replica in pool " + p.Name})
+			}
+			return x.fail(x.failure(errors.New(x.upstream)))
+		}
+		if attempt > 0 {
+			x.obs.Retried = true
+		}
+		x.replica, x.obs.Replica = rep, rep
+		rep.Acquire()
+		err := x.send(rep)
+		if err != nil {
+			rep.Release()
+			x.closeConn()
+			if x.sc.gone.Load() {
+				x.obs.Status, x.obs.Error = statusClientClosed, "client_closed"
+				return false
+			}
+			if ejects(err) && rep.Eject(time.Now(), err) {
+				x.h.log.Warn("replica ejected", "pool", p.Name, "replica", rep.Name, "reason", err.Error())
+			}
+			x.upstream = err.Error()
+			if retriable(err) && !x.pastDeadline() {
+				skip = rep
+				continue
+			}
+			return x.fail(x.failure(err))
+		}
+		if (x.resp.status == http.StatusBadGateway || x.resp.status == http.StatusServiceUnavailable) &&
+			attempt == 0 && x.h.picker.Pick(p.Replicas, rep) != nil {
+			x.upstream = fmt.Sprintf("status %d", x.resp.status)
+			x.closeConn()
+			rep.Release()
+			skip = rep
+			continue
+		}
+		keep := x.relay()
+		rep.Release()
+		return keep
+	}
+	return x.fail(x.failure(errors.New(x.upstream)))
+}
+
+func (x *rawExchange) pastDeadline() bool {
+	return !x.deadline.IsZero() && !time.Now().Before(x.deadline)
+}
+
+// failure maps an upstream error to the client's answer, like failure
+// does for a context: which deadline ran out decides.
+func (x *rawExchange) failure(err error) *apiError {
+	switch {
+	case x.sc.gone.Load():
+		return &apiError{status: statusClientClosed, typ: "client_closed", code: "client_closed", msg: "client closed the request"}
+	case isTimeout(err) && x.timedOut == armIdle:
+		return &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_idle", msg: errIdle.Error()}
+	case isTimeout(err) || x.pastDeadline():
+		return &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_timeout", msg: "the model server did not answer in time: " + err.Error()}
+	default:
+		return &apiError{status: http.StatusBadGateway, typ: "server_error", code: "upstream_unreachable", msg: "the model server could not be reached: " + err.Error()}
+	}
+}
+
+// fail answers e (nothing of an answer reached the client yet).
+func (x *rawExchange) fail(e *apiError) bool {
+	x.obs.Status, x.obs.Error = e.status, e.code
+	if e.status == statusClientClosed {
+		return false
+	}
+	return x.sc.writeError(e, x.e, x.replica)
+}
+
+// closeConn closes the attempt's replica connection.
+func (x *rawExchange) closeConn() {
+	if x.pc != nil {
+		x.sc.cur.Store(nil)
+		_ = x.pc.c.Close()
+		x.pc = nil
+	}
+}
+
+// releaseConn returns the replica connection to the idle pool when its
+// answer was read whole, else closes it. It runs after the watcher
+// stopped, so no deadline can hit a pooled connection.
+func (x *rawExchange) releaseConn() {
+	if x.pc == nil {
+		return
+	}
+	x.sc.cur.Store(nil)
+	if x.reusePC && !x.sc.gone.Load() && x.pc.br.Buffered() == 0 {
+		x.h.up.put(x.pc)
+	} else {
+		_ = x.pc.c.Close()
+	}
+	x.pc = nil
+}
+
+// send writes the request to rep and reads the answer's head into x.resp.
+func (x *rawExchange) send(rep *pool.Replica) error {
+	u := x.h.up
+	host := rep.URL.Host
+	ctx := context.Background()
+	if !x.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, x.deadline)
+		defer cancel()
+	}
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := u.get(ctx, host, attempt > 0)
+		if err != nil {
+			return err
+		}
+		x.pc, x.reusePC = pc, false
+		x.sc.cur.Store(pc)
+		if x.sc.gone.Load() {
+			return errClientGone
+		}
+		err = x.writeRequest(pc, host, rep.URL.EscapedPath())
+		if err == nil {
+			err = x.readHead()
+		}
+		if err == nil {
+			return nil
+		}
+		if reused && attempt == 0 && pc.cr.n == 0 && !isTimeout(err) && !x.sc.gone.Load() {
+			// A kept-alive connection the replica had closed; its idle
+			// siblings are likely closed too: resend on a new one.
+			x.closeConn()
+			u.dropIdle(host)
+			continue
+		}
+		return err
+	}
+}
+
+var errClientGone = errors.New("client closed the request")
+
+// writeRequest writes the request head and body to the replica.
+func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
+	sc := x.sc
+	r := &sc.req
+	bw := pc.bw
+	bw.WriteString(r.method)
+	bw.WriteByte(' ')
+	bw.WriteString(prefix)
+	bw.Write(r.target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for _, f := range sc.fields {
+		name := sc.head[f.ns:f.ne]
+		if skipRequestHeader(name) || (len(r.connFields) > 0 && sc.namedInConnection(name)) {
+			continue
+		}
+		bw.Write(name)
+		bw.WriteString(": ")
+		bw.Write(sc.head[f.vs:f.ve])
+		bw.WriteString("\r\n")
+	}
+	if sc.ip != "" {
+		bw.WriteString("X-Forwarded-For: ")
+		bw.WriteString(sc.ip)
+		bw.WriteString("\r\n")
+	}
+	if len(x.body) > 0 || r.method == http.MethodPost || r.method == http.MethodPut || r.method == http.MethodPatch {
+		bw.WriteString("Content-Length: ")
+		var num [20]byte
+		bw.Write(strconv.AppendInt(num[:0], int64(len(x.body)), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(x.body)
+	return bw.Flush()
+}
+
+// skipRequestHeader reports request headers never forwarded: hop-by-hop
+// ones (RFC 9110 section 7.6.1), the ones writeRequest sets itself, a
+// client's X-Forwarded-For (the gateway sets its own) and Expect (the
+// gateway answered it).
+func skipRequestHeader(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "Te")
+	case 4:
+		return equalFold(name, "Host")
+	case 6:
+		return equalFold(name, "Expect")
+	case 7:
+		return equalFold(name, "Trailer") || equalFold(name, "Upgrade")
+	case 10:
+		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
+	case 14:
+		return equalFold(name, "Content-Length")
+	case 15:
+		return equalFold(name, "X-Forwarded-For")
+	case 16:
+		return equalFold(name, "Proxy-Connection")
+	case 17:
+		return equalFold(name, "Transfer-Encoding")
+	case 18:
+		return equalFold(name, "Proxy-Authenticate")
+	case 19:
+		return equalFold(name, "Proxy-Authorization")
+	}
+	return false
+}
+
+// skipResponseHeader reports replica response headers not relayed as
+// they are: hop-by-hop ones and the gateway's own.
+func skipResponseHeader(name []byte, streaming bool) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "Te")
+	case 7:
+		return equalFold(name, "Trailer") || equalFold(name, "Upgrade")
+	case 10:
+		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
+	case 14:
+		return equalFold(name, "X-Cutover-Pool")
+	case 16:
+		return equalFold(name, "Proxy-Connection")
+	case 17:
+		return equalFold(name, "Transfer-Encoding") || equalFold(name, "X-Cutover-Replica") ||
+			(streaming && equalFold(name, "X-Accel-Buffering"))
+	case 18:
+		return equalFold(name, "Proxy-Authenticate")
+	}
+	return false
+}
+
+// arm sets the read deadline of the replica connection for the next wait
+// of phase (armHeader or armIdle) and records what a timeout will mean.
+func (x *rawExchange) arm(phase armKind) {
+	pc := x.pc
+	now := time.Now()
+	var d time.Time
+	kind := armNone
+	switch phase {
+	case armHeader:
+		if t := x.h.up.ResponseHeaderTimeout; t > 0 {
+			d, kind = now.Add(t), armHeader
+		}
+	case armIdle:
+		if t := x.h.opts.IdleTimeout; t > 0 && (x.resp.chunked || x.resp.closeDelim || x.resp.sse) {
+			d, kind = now.Add(t), armIdle
+		}
+	}
+	if !x.deadline.IsZero() && (d.IsZero() || x.deadline.Before(d)) {
+		d, kind = x.deadline, armTotal
+	}
+	if !x.sc.watching {
+		if w := now.Add(watchAfter); d.IsZero() || w.Before(d) {
+			d, kind = w, armWatch
+		}
+	}
+	if x.sc.gone.Load() {
+		d, kind = aLongTimeAgo, armGone
+	}
+	if kind == armNone {
+		if x.armed != armNone { // clear a deadline left from before
+			_ = pc.c.SetReadDeadline(time.Time{})
+			x.armed = armNone
+		}
+		return
+	}
+	_ = pc.c.SetReadDeadline(d)
+	x.armed = kind
+}
+
+// wait blocks until the replica connection has bytes to read, starting
+// the hang-up watcher when the wait grows long.
+func (x *rawExchange) wait(phase armKind) error {
+	for {
+		x.arm(phase)
+		_, err := x.pc.br.Peek(1)
+		if err == nil {
+			return nil
+		}
+		x.timedOut = x.armed
+		if isTimeout(err) && x.armed == armWatch {
+			x.sc.startWatch()
+			continue
+		}
+		return err
+	}
+}
+
+// readHead reads the replica's response head (skipping 1xx answers).
+func (x *rawExchange) readHead() error {
+	sc := x.sc
+	x.armed = armUnknown // a reused connection may carry an old deadline
+	for {
+		if err := x.wait(armHeader); err != nil {
+			return err
+		}
+		sc.uhead = sc.uhead[:0]
+		status, err := x.readLine()
+		if err != nil {
+			return err
+		}
+		line := trimEOL(sc.uhead[status:])
+		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+			return fmt.Errorf("malformed status line %q", line)
+		}
+		code, ok := parseStatus(line[9:12])
+		if !ok || (len(line) > 12 && line[12] != ' ') {
+			return fmt.Errorf("malformed status line %q", line)
+		}
+		rr := x.resp
+		*rr = rawResp{status: code, contentLength: -1, fields: rr.fields[:0], connFields: rr.connFields[:0]}
+		rr.reason = line[9:]
+		rr.close = line[7] == '0' // HTTP/1.0 answers close unless kept alive
+		for {
+			start, err := x.readLine()
+			if err != nil {
+				return err
+			}
+			line := trimEOL(sc.uhead[start:])
+			if len(line) == 0 {
+				break
+			}
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 || !isToken(line[:colon]) {
+				return fmt.Errorf("malformed response header line %q", line)
+			}
+			vs, ve := colon+1, len(line)
+			for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+				vs++
+			}
+			for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+				ve--
+			}
+			base := int32(start)
+			rr.fields = append(rr.fields, hfield{ns: base, ne: base + int32(colon), vs: base + int32(vs), ve: base + int32(ve)})
+			name, val := line[:colon], line[vs:ve]
+			switch {
+			case equalFold(name, "Content-Length"):
+				n, ok := parseContentLength(val)
+				if !ok || (rr.contentLength >= 0 && rr.contentLength != n) {
+					return fmt.Errorf("bad Content-Length %q", val)
+				}
+				rr.contentLength = n
+			case equalFold(name, "Transfer-Encoding"):
+				rr.chunked = lastTokenIs(val, "chunked")
+				if !rr.chunked {
+					rr.closeDelim = true
+				}
+			case equalFold(name, "Connection"):
+				rr.connFields = append(rr.connFields, len(rr.fields)-1)
+				if hasToken(val, "close") {
+					rr.close = true
+				} else if hasToken(val, "keep-alive") {
+					rr.close = false
+				}
+			case equalFold(name, "Content-Type"):
+				rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
+			}
+		}
+		if code >= 100 && code < 200 {
+			if code == http.StatusSwitchingProtocols {
+				return errors.New("the replica switched protocols, which the gateway does not relay")
+			}
+			continue
+		}
+		switch {
+		case sc.req.method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified:
+			rr.bodiless, rr.chunked, rr.closeDelim = true, false, false
+		case rr.chunked:
+			rr.contentLength = -1
+		case rr.contentLength < 0:
+			rr.closeDelim = true
+		}
+		if rr.closeDelim {
+			rr.close = true
+		}
+		return nil
+	}
+}
+
+func parseStatus(b []byte) (int, bool) {
+	if b[0] < '1' || b[0] > '5' || b[1] < '0' || b[1] > '9' || b[2] < '0' || b[2] > '9' {
+		return 0, false
+	}
+	return int(b[0]-'0')*100 + int(b[1]-'0')*10 + int(b[2]-'0'), true
+}
+
+// lastTokenIs reports whether the comma-separated list v ends with tok.
+func lastTokenIs(v []byte, tok string) bool {
+	if i := bytes.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return equalFold(bytes.TrimSpace(v), tok)
+}
+
+// maxResponseHead bounds a replica's response head.
+const maxResponseHead = 1 << 20
+
+// readLine appends the next line of the response head to sc.uhead and
+// returns where it starts, waiting through the watcher's deadlines.
+func (x *rawExchange) readLine() (int, error) {
+	sc := x.sc
+	start := len(sc.uhead)
+	for {
+		b, err := x.pc.br.ReadSlice('\n')
+		sc.uhead = append(sc.uhead, b...)
+		if len(sc.uhead) > maxResponseHead {
+			return 0, errors.New("response head too large")
+		}
+		switch {
+		case err == nil:
+			return start, nil
+		case err == bufio.ErrBufferFull:
+		case isTimeout(err) && x.armed == armWatch:
+			x.sc.startWatch()
+			x.arm(armHeader)
+		default:
+			x.timedOut = x.armed
+			return 0, err
+		}
+	}
+}
+
+// namedInResponseConnection reports a response header listed in the
+// replica's Connection header.
+func (x *rawExchange) namedInResponseConnection(name []byte) bool {
+	sc := x.sc
+	for _, i := range x.resp.connFields {
+		f := x.resp.fields[i]
+		v := sc.uhead[f.vs:f.ve]
+		for len(v) > 0 {
+			var part []byte
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				part, v = v[:j], v[j+1:]
+			} else {
+				part, v = v, nil
+			}
+			if bytes.EqualFold(bytes.TrimSpace(part), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendHead builds the client's response head from the replica's.
+func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
+	sc, rr := x.sc, x.resp
+	b = append(b, "HTTP/1.1 "...)
+	b = append(b, rr.reason...)
+	b = append(b, "\r\n"...)
+	for _, f := range rr.fields {
+		name := sc.uhead[f.ns:f.ne]
+		if skipResponseHeader(name, streaming) || (len(rr.connFields) > 0 && x.namedInResponseConnection(name)) {
+			continue
+		}
+		b = append(b, sc.uhead[f.ns:f.ve]...)
+		b = append(b, "\r\n"...)
+	}
+	if rr.chunked || rr.closeDelim {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	b = appendCutoverHeaders(b, x.e, x.replica)
+	if streaming {
+		b = append(b, "X-Accel-Buffering: no\r\n"...)
+	}
+	if sc.req.close || sc.s.shutdown.Load() {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// relay sends the replica's answer to the client: the head, then the
+// body as it arrives, one client write per replica read, with the chunk
+// framing passed through. It reports whether the client connection can
+// serve another request.
+func (x *rawExchange) relay() bool {
+	sc, rr, o := x.sc, x.resp, &x.obs
+	o.TTFB = time.Since(o.Start)
+	streaming := !rr.bodiless && (rr.chunked || rr.closeDelim || rr.sse)
+	o.Stream, o.Status = streaming, rr.status
+	scan := newBodyScanner()
+	defer func() { o.Tokens, o.TokensFromUsage = scan.tokens(); o.StreamError = scan.streamError }()
+	out := x.appendHead(sc.out[:0], streaming)
+	br := x.pc.br
+	switch {
+	case rr.bodiless:
+		sc.out = out
+		x.reusePC = !rr.close
+		return x.writeClient(out)
+	case rr.contentLength >= 0:
+		remaining := rr.contentLength
+		if n := int64(br.Buffered()); n > 0 || remaining == 0 {
+			// Usually the whole answer came with its head: one write.
+			n = min(n, remaining)
+			b, _ := br.Peek(int(n))
+			x.observe(b, false, &scan)
+			out = append(out, b...)
+			_, _ = br.Discard(int(n))
+			remaining -= n
+		}
+		sc.out = out
+		if !x.writeClient(out) {
+			return false
+		}
+		bp := bodyBufPool.Get().(*[]byte)
+		defer bodyBufPool.Put(bp)
+		buf := *bp
+		for remaining > 0 {
+			if err := x.wait(armIdle); err != nil {
+				return x.broke(err)
+			}
+			n, err := br.Read(buf[:min(int64(len(buf)), remaining)])
+			if n > 0 {
+				x.observe(buf[:n], false, &scan)
+				if !x.writeClient(buf[:n]) {
+					return false
+				}
+				remaining -= int64(n)
+			}
+			if err != nil && remaining > 0 {
+				return x.broke(err)
+			}
+		}
+		x.reusePC = !rr.close
+		return true
+	case rr.chunked:
+		sc.out = out
+		if !x.writeClient(out) {
+			return false
+		}
+		var cp chunkParser
+		for !cp.done {
+			if err := x.wait(armIdle); err != nil {
+				return x.broke(err)
+			}
+			b, _ := br.Peek(br.Buffered())
+			n, err := cp.feed(b, func(p []byte) { x.observe(p, true, &scan) })
+			if err != nil {
+				return x.broke(fmt.Errorf("malformed chunked answer: %w", err))
+			}
+			ok := x.writeClient(b[:n])
+			_, _ = br.Discard(n)
+			if !ok {
+				return false
+			}
+		}
+		x.reusePC = !rr.close
+		return true
+	default: // until the replica closes: chunk it for the client
+		sc.out = out
+		if !x.writeClient(out) {
+			return false
+		}
+		for {
+			err := x.wait(armIdle)
+			if err != nil && !isEOF(err) {
+				return x.broke(err)
+			}
+			if err != nil {
+				return x.writeClient(lastChunk)
+			}
+			b, _ := br.Peek(br.Buffered())
+			x.observe(b, true, &scan)
+			c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
+			c = append(c, "\r\n"...)
+			c = append(c, b...)
+			c = append(c, "\r\n"...)
+			sc.out = c
+			_, _ = br.Discard(len(b))
+			if !x.writeClient(c) {
+				return false
+			}
+		}
+	}
+}
+
+var lastChunk = []byte("0\r\n\r\n")
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// observe feeds relayed body bytes to the scanner and the shadow capture.
+func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
+	if len(p) == 0 {
+		return
+	}
+	if x.obs.Bytes == 0 {
+		x.obs.TTFT = time.Since(x.obs.Start)
+	}
+	x.obs.Bytes += int64(len(p))
+	scan.scan(p, stream)
+	if x.capture != nil {
+		x.capture.add(p)
+	}
+}
+
+// writeClient writes to the client; a failure means it hung up.
+func (x *rawExchange) writeClient(b []byte) bool {
+	if _, err := x.sc.c.Write(b); err != nil {
+		x.obs.Error = "client_closed"
+		x.sc.gone.Store(true)
+		return false
+	}
+	return true
+}
+
+// broke records a replica failure after the head went out: the client
+// connection is closed so it sees a cut answer, never a complete one.
+func (x *rawExchange) broke(err error) bool {
+	x.timedOut = x.armed
+	if x.sc.gone.Load() {
+		x.obs.Error = "client_closed"
+		return false
+	}
+	x.obs.Error = x.failure(err).code
+	switch {
+	case x.obs.Error == "upstream_unreachable":
+		x.obs.Error = "upstream_broken"
+	case x.obs.Stream && isTimeout(err) && x.armed == armIdle:
+		x.obs.Error = "upstream_idle"
+	}
+	x.upstream = err.Error()
+	x.h.log.Warn("upstream broke mid-response", "pool", x.e.Pool.Name, "replica", x.replica.Name, "error", err.Error())
+	return false
+}
+
+// startWatch starts watching the client for a hang-up while the exchange
+// waits on the replica: a goroutine blocks in a read of the client
+// connection. Pipelined bytes already buffered make it pointless.
+func (sc *srvConn) startWatch() {
+	if sc.watching {
+		return
+	}
+	sc.watching = true
+	if sc.br.Buffered() > 0 || sc.pending >= 0 {
+		return
+	}
+	_ = sc.c.SetReadDeadline(time.Time{})
+	sc.watchDone = make(chan struct{})
+	go sc.watch()
+}
+
+func (sc *srvConn) watch() {
+	defer close(sc.watchDone)
+	var b [1]byte
+	n, err := sc.c.Read(b[:])
+	if n == 1 {
+		sc.pending = int(b[0]) // the next request began: keep its byte
+		return
+	}
+	if err != nil && !sc.stopping.Load() {
+		sc.gone.Store(true)
+		if pc := sc.cur.Load(); pc != nil {
+			_ = pc.c.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+}
+
+// stopWatch ends the watcher, if one runs, and waits for it.
+func (sc *srvConn) stopWatch() {
+	if !sc.watching {
+		return
+	}
+	sc.watching = false
+	if sc.watchDone == nil {
+		return
+	}
+	sc.stopping.Store(true)
+	_ = sc.c.SetReadDeadline(aLongTimeAgo)
+	<-sc.watchDone
+	sc.watchDone = nil
+	sc.stopping.Store(false)
+}
+
+// chunkParser follows HTTP/1.1 chunked framing (RFC 9112 section 7.1)
+// across reads, handing out the data and finding the end of the last
+// chunk's trailer section.
+type chunkParser struct {
+	state   uint8
+	size    int64 // data bytes left in the current chunk
+	digits  int
+	lineLen int
+	done    bool
+}
+
+const (
+	chunkSize     = iota // hex digits
+	chunkExt             // extension up to LF
+	chunkData            // size bytes
+	chunkDataCR          // CR after data
+	chunkDataLF          // LF after data
+	chunkTrailer         // start of a trailer line (or the final CRLF)
+	chunkTrailerL        // inside a trailer line
+)
+
+// maxChunkLine bounds a chunk-size or trailer line.
+const maxChunkLine = 4096
+
+// feed consumes b up to the end of the body and returns how many bytes
+// belong to it, calling data with each run of chunk data.
+func (p *chunkParser) feed(b []byte, data func([]byte)) (int, error) {
+	i := 0
+	for i < len(b) && !p.done {
+		c := b[i]
+		switch p.state {
+		case chunkSize:
+			switch {
+			case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+				if p.digits == 15 {
+					return 0, errors.New("chunk size too large")
+				}
+				p.size = p.size<<4 | int64(unhex(c))
+				p.digits++
+			case c == ';' || c == ' ' || c == '\t' || c == '\r':
+				if p.digits == 0 {
+					return 0, errors.New("missing chunk size")
+				}
+				p.state, p.lineLen = chunkExt, 0
+			case c == '\n':
+				if p.digits == 0 {
+					return 0, errors.New("missing chunk size")
+				}
+				p.endSizeLine()
+			default:
+				return 0, fmt.Errorf("bad chunk size byte %q", c)
+			}
+			i++
+		case chunkExt:
+			if c == '\n' {
+				p.endSizeLine()
+			} else if p.lineLen++; p.lineLen > maxChunkLine {
+				return 0, errors.New("chunk extension too long")
+			}
+			i++
+		case chunkData:
+			n := min(int64(len(b)-i), p.size)
+			data(b[i : i+int(n)])
+			i += int(n)
+			if p.size -= n; p.size == 0 {
+				p.state = chunkDataCR
+			}
+		case chunkDataCR:
+			switch c {
+			case '\r':
+				p.state = chunkDataLF
+			case '\n':
+				p.state = chunkSize
+			default:
+				return 0, errors.New("chunk data longer than its size")
+			}
+			i++
+		case chunkDataLF:
+			if c != '\n' {
+				return 0, errors.New("chunk data longer than its size")
+			}
+			p.state = chunkSize
+			i++
+		case chunkTrailer:
+			switch c {
+			case '\r':
+			case '\n':
+				p.done = true
+			default:
+				p.state, p.lineLen = chunkTrailerL, 0
+			}
+			i++
+		case chunkTrailerL:
+			if c == '\n' {
+				p.state = chunkTrailer
+			} else if p.lineLen++; p.lineLen > maxChunkLine {
+				return 0, errors.New("trailer line too long")
+			}
+			i++
+		}
+	}
+	return i, nil
+}
+
+func (p *chunkParser) endSizeLine() {
+	p.digits = 0
+	if p.size == 0 {
+		p.state = chunkTrailer
+		return
+	}
+	p.state = chunkData
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}

@@ -1,0 +1,754 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Server serves a Handler's client traffic with a connection loop built
+// for the proxy's one job: read a request head, send it on to a replica,
+// relay the answer. One goroutine per client connection does all of it,
+// with no http.Request, no header maps and no per-request goroutine; the
+// replica's response head and chunk framing are relayed as read, so a
+// stream's chunks reach the client exactly as the replica flushed them.
+//
+// It serves HTTP/1.1 requests with a Content-Length body (or none) for
+// pools of plain-HTTP replicas reached through an *Upstream. Any other
+// connection (HTTP/1.0, a chunked request body, an absolute-form target,
+// an unusual Expect, HTTPS replicas, or a Handler built with another
+// Transport) is handed, with the bytes already read, to a net/http server
+// running the same Handler, so behaviour never depends on the path taken.
+type Server struct {
+	// Handler is the data plane. Required.
+	Handler *Handler
+	// ReadHeaderTimeout bounds the reading of a request's head and body
+	// once it started arriving. Zero means 30s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection with no new request for
+	// that long. Zero means 2 minutes.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request head. Zero means 1 MiB.
+	MaxHeaderBytes int
+	// ErrorLog receives the fallback server's errors. Nil means the log
+	// package's standard logger.
+	ErrorLog *log.Logger
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*srvConn]struct{}
+	fallback   *http.Server
+	fallbackLn *chanListener
+	shutdown   atomic.Bool
+	wg         sync.WaitGroup // connection goroutines
+}
+
+// errServerClosed is Serve's answer after Shutdown or Close.
+var errServerClosed = http.ErrServerClosed
+
+// watchAfter is how long an upstream wait may last before the connection
+// starts watching the client for a hang-up (which then stops the
+// replica's work). Shorter exchanges never pay for the watcher.
+const watchAfter = 500 * time.Millisecond
+
+// Serve accepts connections on ln until Shutdown or Close, and returns
+// http.ErrServerClosed then.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.shutdown.Load() {
+		return errServerClosed
+	}
+	s.mu.Lock()
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*srvConn]struct{}{}
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return errServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		sc := s.newConn(c)
+		if sc == nil {
+			_ = c.Close()
+			return errServerClosed
+		}
+		go sc.serve()
+	}
+}
+
+func (s *Server) newConn(c net.Conn) *srvConn {
+	sc := &srvConn{s: s, c: c, h: s.Handler, pending: -1}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		sc.ip = host
+	}
+	sc.rd.c = sc
+	sc.br = bufio.NewReaderSize(&sc.rd, 4<<10)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown.Load() {
+		return nil
+	}
+	s.conns[sc] = struct{}{}
+	s.wg.Add(1)
+	return sc
+}
+
+func (s *Server) forget(sc *srvConn) {
+	s.mu.Lock()
+	delete(s.conns, sc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, closes idle connections, and waits for the
+// requests and streams in flight to finish (their connections close after
+// the answer), or for ctx. Connections handed to the net/http fallback
+// drain the same way.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	fb := s.fallback
+	s.mu.Unlock()
+	var fbErr error
+	var fwg sync.WaitGroup
+	if fb != nil {
+		fwg.Go(func() { fbErr = fb.Shutdown(ctx) })
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for sc := range s.conns {
+			if sc.state.Load() == stateIdle {
+				_ = sc.c.Close()
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			fwg.Wait()
+			return fbErr
+		case <-ctx.Done():
+			fwg.Wait()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for sc := range s.conns {
+		_ = sc.c.Close()
+	}
+	fb := s.fallback
+	s.mu.Unlock()
+	if fb != nil {
+		return fb.Close()
+	}
+	return nil
+}
+
+// handOff gives a connection to the net/http server, replaying the bytes
+// the loop already read.
+func (s *Server) handOff(c net.Conn, replay []byte) {
+	s.mu.Lock()
+	if s.fallback == nil {
+		s.fallbackLn = &chanListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: c.LocalAddr()}
+		s.fallback = &http.Server{
+			Handler:           s.Handler,
+			ReadHeaderTimeout: s.readHeaderTimeout(),
+			IdleTimeout:       s.idleTimeout(),
+			MaxHeaderBytes:    s.maxHeaderBytes(),
+			ErrorLog:          s.ErrorLog,
+		}
+		fb, ln := s.fallback, s.fallbackLn
+		go func() { _ = fb.Serve(ln) }()
+	}
+	ln := s.fallbackLn
+	s.mu.Unlock()
+	select {
+	case ln.ch <- &replayConn{Conn: c, replay: replay}:
+	case <-ln.done:
+		_ = c.Close()
+	}
+}
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return 30 * time.Second
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return 2 * time.Minute
+}
+
+func (s *Server) maxHeaderBytes() int {
+	if s.MaxHeaderBytes > 0 {
+		return s.MaxHeaderBytes
+	}
+	return 1 << 20
+}
+
+// chanListener feeds handed-off connections to the fallback server.
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// replayConn returns replay before reading from the connection.
+type replayConn struct {
+	net.Conn
+	replay []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// Connection states, for Shutdown.
+const (
+	stateIdle   = 0 // waiting for a request: may be closed
+	stateActive = 1 // a request is being read or answered
+)
+
+// srvConn is one client connection.
+type srvConn struct {
+	s  *Server
+	h  *Handler
+	c  net.Conn
+	rd connReader
+	br *bufio.Reader
+	ip string // the client's address, for X-Forwarded-For
+
+	state atomic.Int32
+
+	// The current request.
+	head   []byte   // its head, as read
+	fields []hfield // its header lines, as offsets into head
+	req    rawReq
+	body   []byte  // reusable body buffer
+	out    []byte  // reusable response head buffer
+	uhead  []byte  // the replica's response head, as read
+	resp   rawResp // what was parsed of it
+
+	// The hang-up watcher (see watch).
+	watching  bool
+	watchDone chan struct{}
+	gone      atomic.Bool            // the client hung up
+	stopping  atomic.Bool            // stopWatch interrupts the watcher's read
+	cur       atomic.Pointer[upConn] // the replica connection to stop then
+	pending   int                    // a byte the watcher read, or -1
+}
+
+// connReader lets a byte read by the watcher come first.
+type connReader struct{ c *srvConn }
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.c.pending >= 0 && len(p) > 0 {
+		p[0] = byte(r.c.pending)
+		r.c.pending = -1
+		return 1, nil
+	}
+	return r.c.c.Read(p)
+}
+
+// hfield locates one header line's name and value in srvConn.head.
+type hfield struct{ ns, ne, vs, ve int32 }
+
+// rawReq is what the loop parsed of a request head.
+type rawReq struct {
+	method        string
+	target        []byte // as sent: escaped path and query
+	path          string // decoded path, without the query
+	contentLength int64  // -1: no body
+	close         bool   // Connection: close
+	continue100   bool   // Expect: 100-continue
+	connFields    []int  // indexes into fields of Connection headers
+}
+
+// serve runs the connection's request loop.
+func (sc *srvConn) serve() {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			_ = sc.c.Close()
+			sc.s.forget(sc)
+		}
+	}()
+	for {
+		sc.state.Store(stateIdle)
+		if sc.s.shutdown.Load() {
+			return
+		}
+		if sc.br.Buffered() == 0 {
+			// One deadline per request in the common case: the wait for
+			// it. The head and body usually arrive with the first byte.
+			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.idleTimeout()))
+			if _, err := sc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		sc.state.Store(stateActive)
+		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
+		}
+		verdict, status := sc.readRequest()
+		if verdict == headOK && !sc.fast() {
+			verdict = headFallback
+		}
+		switch verdict {
+		case headFallback:
+			replay := make([]byte, 0, len(sc.head)+sc.br.Buffered())
+			replay = append(replay, sc.head...)
+			rest, _ := sc.br.Peek(sc.br.Buffered())
+			replay = append(replay, rest...)
+			_ = sc.c.SetReadDeadline(time.Time{})
+			handedOff = true
+			sc.s.forget(sc)
+			sc.s.handOff(sc.c, replay)
+			return
+		case headBad:
+			code := "bad_request"
+			if status == http.StatusRequestHeaderFieldsTooLarge {
+				code = "request_header_too_large"
+			}
+			sc.req.close = true
+			sc.writeError(&apiError{status: status, typ: "invalid_request_error", code: code, msg: "malformed request: " + http.StatusText(status)}, nil, nil)
+			return
+		case headEOF:
+			return
+		}
+		if cap(sc.head) > maxKeptBody {
+			sc.head = nil
+		}
+		if !sc.serveRequest() || sc.req.close || sc.s.shutdown.Load() {
+			return
+		}
+	}
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// readRequest outcomes.
+const (
+	headOK = iota
+	headEOF
+	headBad      // answer status and close
+	headFallback // hand the connection to net/http
+)
+
+// readRequest reads and checks one request head into sc.req.
+func (sc *srvConn) readRequest() (verdict, status int) {
+	sc.head = sc.head[:0]
+	sc.fields = sc.fields[:0]
+	r := &sc.req
+	*r = rawReq{contentLength: -1, connFields: r.connFields[:0]}
+	max := sc.s.maxHeaderBytes()
+
+	start, err := sc.readLine(max)
+	if err != nil {
+		if errors.Is(err, errHeadTooLarge) {
+			return headBad, http.StatusRequestHeaderFieldsTooLarge
+		}
+		return headEOF, 0
+	}
+	line := trimEOL(sc.head[start:])
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return headBad, http.StatusBadRequest
+	}
+	rest := line[sp1+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 {
+		return headBad, http.StatusBadRequest
+	}
+	method, target, proto := line[:sp1], rest[:sp2], rest[sp2+1:]
+	if !isToken(method) {
+		return headBad, http.StatusBadRequest
+	}
+	if string(proto) != "HTTP/1.1" || target[0] != '/' {
+		// HTTP/1.0 (no chunked answers, other keep-alive rules), other
+		// versions and target forms: net/http decides.
+		return headFallback, 0
+	}
+	r.method = internMethod(method)
+	r.target = target
+	hosts := 0
+	for {
+		start, err := sc.readLine(max)
+		if err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				return headBad, http.StatusRequestHeaderFieldsTooLarge
+			}
+			return headEOF, 0
+		}
+		line := trimEOL(sc.head[start:])
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return headBad, http.StatusBadRequest // obsolete line folding
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) {
+			return headBad, http.StatusBadRequest
+		}
+		vs, ve := colon+1, len(line)
+		for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+			vs++
+		}
+		for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+			ve--
+		}
+		val := line[vs:ve]
+		if bytes.IndexByte(val, '\r') >= 0 || bytes.IndexByte(val, 0) >= 0 {
+			return headBad, http.StatusBadRequest
+		}
+		name := line[:colon]
+		base := int32(start)
+		sc.fields = append(sc.fields, hfield{ns: base, ne: base + int32(colon), vs: base + int32(vs), ve: base + int32(ve)})
+		switch {
+		case equalFold(name, "Content-Length"):
+			n, ok := parseContentLength(val)
+			if !ok || (r.contentLength >= 0 && r.contentLength != n) {
+				return headBad, http.StatusBadRequest
+			}
+			r.contentLength = n
+		case equalFold(name, "Transfer-Encoding"):
+			return headFallback, 0 // a chunked body: net/http decodes it
+		case equalFold(name, "Host"):
+			hosts++
+		case equalFold(name, "Connection"):
+			r.connFields = append(r.connFields, len(sc.fields)-1)
+			if hasToken(val, "close") {
+				r.close = true
+			}
+		case equalFold(name, "Expect"):
+			if !equalFold(val, "100-continue") {
+				return headFallback, 0
+			}
+			r.continue100 = true
+		}
+	}
+	if hosts != 1 {
+		return headFallback, 0 // net/http answers 400
+	}
+	p := r.target
+	if q := bytes.IndexByte(p, '?'); q >= 0 {
+		p = p[:q]
+	}
+	if bytes.IndexByte(p, '%') >= 0 {
+		dp, err := url.PathUnescape(string(p))
+		if err != nil {
+			return headBad, http.StatusBadRequest
+		}
+		r.path = dp
+	} else {
+		r.path = internPath(p)
+	}
+	return headOK, 0
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
+// readLine appends the next line of the head to sc.head and returns where
+// it starts.
+func (sc *srvConn) readLine(max int) (int, error) {
+	start := len(sc.head)
+	for {
+		b, err := sc.br.ReadSlice('\n')
+		sc.head = append(sc.head, b...)
+		if len(sc.head) > max {
+			return 0, errHeadTooLarge
+		}
+		if err == nil {
+			return start, nil
+		}
+		if err != bufio.ErrBufferFull {
+			return 0, err
+		}
+	}
+}
+
+func trimEOL(b []byte) []byte {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// isToken reports an RFC 9110 token: a method or a header name.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c >= 0x80 || !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// equalFold compares ASCII case-insensitively without allocating.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if x|0x20 != y|0x20 || (x|0x20) < 'a' || (x|0x20) > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// hasToken reports whether the comma-separated list v holds tok.
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var part []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			part, v = v[:i], v[i+1:]
+		} else {
+			part, v = v, nil
+		}
+		if equalFold(bytes.TrimSpace(part), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseContentLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func internMethod(b []byte) string {
+	switch string(b) {
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	}
+	return string(b)
+}
+
+func internPath(b []byte) string {
+	switch string(b) {
+	case "/v1/chat/completions":
+		return "/v1/chat/completions"
+	case "/v1/completions":
+		return "/v1/completions"
+	case "/v1/models":
+		return "/v1/models"
+	case "/v1/embeddings":
+		return "/v1/embeddings"
+	case "/health":
+		return "/health"
+	}
+	return string(b)
+}
+
+// namedInConnection reports whether header name is listed in one of the
+// request's Connection headers.
+func (sc *srvConn) namedInConnection(name []byte) bool {
+	for _, i := range sc.req.connFields {
+		f := sc.fields[i]
+		v := sc.head[f.vs:f.ve]
+		for len(v) > 0 {
+			var part []byte
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				part, v = v[:j], v[j+1:]
+			} else {
+				part, v = v, nil
+			}
+			part = bytes.TrimSpace(part)
+			if len(part) == len(name) && bytes.EqualFold(part, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readBody reads the request body (Content-Length bytes) into sc.body.
+func (sc *srvConn) readBody() ([]byte, *apiError) {
+	n := sc.req.contentLength
+	if n <= 0 {
+		return nil, nil
+	}
+	if n > sc.h.opts.MaxBodyBytes {
+		return nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
+			msg: "request body is larger than the gateway's limit of " + strconv.FormatInt(sc.h.opts.MaxBodyBytes, 10) + " bytes"}
+	}
+	if int64(sc.br.Buffered()) < n {
+		_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
+	}
+	if sc.req.continue100 && sc.br.Buffered() == 0 {
+		if _, err := sc.c.Write(continueLine); err != nil {
+			return nil, &apiError{status: statusClientClosed, code: "client_closed"}
+		}
+	}
+	b := sc.body
+	if int64(cap(b)) < n {
+		b = make([]byte, n)
+		if n <= maxKeptBody {
+			sc.body = b
+		}
+	}
+	b = b[:n]
+	if _, err := readFull(sc.br, b); err != nil {
+		return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+	}
+	return b, nil
+}
+
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// maxKeptBody is the largest body buffer a connection keeps between
+// requests.
+const maxKeptBody = 64 << 10
+
+func readFull(br *bufio.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := br.Read(b[n:])
+		n += m
+		if err != nil {
+			if n == len(b) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Cached Date header value, one format per second.
+type dateValue struct {
+	sec int64
+	b   []byte
+}
+
+var cachedDate atomic.Pointer[dateValue]
+
+func appendDate(b []byte, now time.Time) []byte {
+	d := cachedDate.Load()
+	if d == nil || d.sec != now.Unix() {
+		d = &dateValue{sec: now.Unix(), b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+		cachedDate.Store(d)
+	}
+	b = append(b, "Date: "...)
+	b = append(b, d.b...)
+	return append(b, "\r\n"...)
+}
+
+// appendStatusLine writes "HTTP/1.1 <code> <reason>\r\n".
+func appendStatusLine(b []byte, status int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	return append(b, "\r\n"...)
+}
