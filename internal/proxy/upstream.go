@@ -327,7 +327,7 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 		// Under load a connection idles for microseconds: peek (a syscall)
 		// only at one that sat long enough for the replica to drop it.
 		idle := now.Sub(pc.idleSince)
-		if idle < idleTimeout && (idle < peekAfter || alive(pc.c)) {
+		if idle < idleTimeout && (idle < peekAfter || peekAlive(pc.c)) {
 			pc.cr.n = 0
 			return pc, true, nil
 		}
@@ -349,6 +349,14 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 	pc.br = bufio.NewReaderSize(&pc.cr, 4<<10)
 	pc.bw = bufio.NewWriterSize(c, 4<<10)
 	return pc, false, nil
+}
+
+// peekAlive is alive for a pooled connection: a read deadline left from
+// its last answer may have passed, and an expired deadline fails the peek
+// before it looks, so it is cleared first (every user sets its own).
+func peekAlive(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Time{})
+	return alive(c)
 }
 
 // dropIdle closes every idle connection to host.

@@ -284,3 +284,38 @@ func TestDotSegmentsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamReusesConnectionWithExpiredDeadline: a pooled connection
+// whose last read deadline passed while it sat idle is still alive and
+// must be reused, not redialled (an expired deadline used to fail the
+// liveness peek, so every connection idle for 250 ms was replaced).
+func TestUpstreamReusesConnectionWithExpiredDeadline(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	u := &Upstream{}
+	host := srv.Listener.Addr().String()
+	pc, _, err := u.get(context.Background(), host, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pc.c.SetReadDeadline(aLongTimeAgo) // as left by an exchange's last wait
+	u.put(pc)
+	pc.idleSince = time.Now().Add(-2 * peekAfter) // idle long enough to be peeked
+	got, reused, err := u.get(context.Background(), host, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reused || got != pc {
+		t.Fatalf("reused=%v same=%v: the pooled connection was not reused", reused, got == pc)
+	}
+	if n := conns.Load(); n > 1 {
+		t.Fatalf("%d connections dialled, want 1", n)
+	}
+}
