@@ -93,7 +93,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if cfg.Validation.Shadow.Percent > 0 {
 		sh := cfg.Validation.Shadow
 		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
-			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: &proxy.Upstream{Fallback: proxy.NewTransport(0)}}, Logger: log})
+			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: proxy.NewTransport(0)},
+			Upstream: &proxy.Upstream{}, Logger: log})
 		g.mirror = mirror
 	}
 	var transport http.RoundTripper = proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D())

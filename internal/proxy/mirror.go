@@ -21,7 +21,9 @@ type Mirrored struct {
 	Body []byte
 	// Live is what the data plane observed of the live answer.
 	Live Observation
-	// Response is the live answer's body, up to maxCapture bytes.
+	// Response is the live answer's body, up to maxCapture bytes, kept
+	// only for deterministic requests (temperature 0 or a seed), whose
+	// texts are compared; nil otherwise.
 	Response []byte
 	// Truncated reports a live answer longer than maxCapture.
 	Truncated bool
@@ -43,4 +45,14 @@ func (c *capture) add(p []byte) {
 		c.truncated = true
 	}
 	c.b = append(c.b, p...)
+}
+
+// mirrored is the Mirrored value for a finished exchange; c may be nil
+// (the answer was not kept).
+func (c *capture) mirrored(path string, body []byte, live *Observation) *Mirrored {
+	m := &Mirrored{Path: path, Body: body, Live: *live}
+	if c != nil {
+		m.Response, m.Truncated = c.b, c.truncated
+	}
+	return m
 }

@@ -21,6 +21,9 @@ type modelField struct {
 	valStart, valEnd int
 	// value is the decoded string value when isString.
 	value string
+	// deterministic reports a top-level temperature of 0 or a non-null
+	// seed: the answer's text is reproducible.
+	deterministic bool
 }
 
 var errNotObject = errors.New("body is not a JSON object")
@@ -56,15 +59,14 @@ func scanModel(b []byte) (modelField, error) {
 		if !ok {
 			return f, errNotObject
 		}
-		isModel := false
-		if !esc {
-			isModel = string(b[ks+1:ke-1]) == "model"
-		} else {
+		key := b[ks+1 : ke-1]
+		if esc {
 			var k string
 			if json.Unmarshal(b[ks:ke], &k) == nil {
-				isModel = k == "model"
+				key = []byte(k)
 			}
 		}
+		isModel := string(key) == "model"
 		i = skipWS(b, ke)
 		if i >= len(b) || b[i] != ':' {
 			return f, errNotObject
@@ -74,6 +76,13 @@ func scanModel(b []byte) (modelField, error) {
 		ve, ok := skipValue(b, i)
 		if !ok {
 			return f, errNotObject
+		}
+		switch string(key) {
+		case "temperature":
+			var t float64
+			f.deterministic = f.deterministic || (json.Unmarshal(b[vs:ve], &t) == nil && t == 0)
+		case "seed":
+			f.deterministic = f.deterministic || string(b[vs:ve]) != "null"
 		}
 		if isModel {
 			f.found, f.valStart, f.valEnd = true, vs, ve
@@ -197,28 +206,51 @@ func rewriteModel(b []byte, clientName string, poolModel string, poolModelJSON [
 	case f.found && f.isString && f.value == poolModel:
 		return b, "", true
 	case f.found && f.isString && f.value == clientName:
-		out = make([]byte, 0, len(b)-(f.valEnd-f.valStart)+len(poolModelJSON))
-		out = append(out, b[:f.valStart]...)
-		out = append(out, poolModelJSON...)
-		return append(out, b[f.valEnd:]...), "", true
+		return setModel(b, f, poolModelJSON), "", true
 	case f.found && f.isString:
 		return nil, f.value, false
-	case f.found: // null or another type: treat null as missing, leave others to the backend
-		if string(b[f.valStart:f.valEnd]) != "null" {
-			return b, "", true
-		}
-		out = make([]byte, 0, len(b)-4+len(poolModelJSON))
-		out = append(out, b[:f.valStart]...)
-		out = append(out, poolModelJSON...)
-		return append(out, b[f.valEnd:]...), "", true
-	default:
-		out = make([]byte, 0, len(b)+len(poolModelJSON)+10)
-		out = append(out, b[:f.objStart]...)
-		out = append(out, `"model":`...)
-		out = append(out, poolModelJSON...)
-		if !f.empty {
-			out = append(out, ',')
-		}
-		return append(out, b[f.objStart:]...), "", true
+	case f.found && string(b[f.valStart:f.valEnd]) != "null":
+		return b, "", true // another type: leave it to the backend
+	default: // missing or null
+		return setModel(b, f, poolModelJSON), "", true
 	}
+}
+
+// setModel returns a copy of b with the model member of f set to
+// modelJSON, or added first when b has none.
+func setModel(b []byte, f modelField, modelJSON []byte) []byte {
+	if f.found {
+		out := make([]byte, 0, len(b)-(f.valEnd-f.valStart)+len(modelJSON))
+		out = append(out, b[:f.valStart]...)
+		out = append(out, modelJSON...)
+		return append(out, b[f.valEnd:]...)
+	}
+	out := make([]byte, 0, len(b)+len(modelJSON)+10)
+	out = append(out, b[:f.objStart]...)
+	out = append(out, `"model":`...)
+	out = append(out, modelJSON...)
+	if !f.empty {
+		out = append(out, ',')
+	}
+	return append(out, b[f.objStart:]...)
+}
+
+// ForModel returns the JSON object body b with its top-level model set to
+// modelJSON (a JSON string, quotes included), the way the shadow copy of a
+// request reaches the candidate, and reports whether the request is
+// deterministic: temperature 0 or a seed. Other members are left byte for
+// byte. It fails for a body that is not a JSON object.
+func ForModel(b, modelJSON []byte) (out []byte, deterministic bool, err error) {
+	f, err := scanModel(b)
+	if err != nil {
+		return nil, false, err
+	}
+	return setModel(b, f, modelJSON), f.deterministic, nil
+}
+
+// Deterministic reports whether the JSON request body b asks for a
+// reproducible answer: temperature 0 or a seed.
+func Deterministic(b []byte) bool {
+	f, err := scanModel(b)
+	return err == nil && f.deterministic
 }

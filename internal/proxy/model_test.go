@@ -265,3 +265,54 @@ func BenchmarkRewriteModel(b *testing.B) {
 		})
 	}
 }
+
+func TestForModel(t *testing.T) {
+	tests := []struct {
+		body, want string
+		det        bool
+	}{
+		{`{"model":"llama","temperature":0}`, `{"model":"v2","temperature":0}`, true},
+		{`{"model":"llama","temperature":0.0}`, `{"model":"v2","temperature":0.0}`, true},
+		{`{"model":"llama","temperature":0.7}`, `{"model":"v2","temperature":0.7}`, false},
+		{`{"model":"llama","seed":42}`, `{"model":"v2","seed":42}`, true},
+		{`{"model":"llama","seed":null}`, `{"model":"v2","seed":null}`, false},
+		{`{"messages":[{"temperature":0}]}`, `{"model":"v2","messages":[{"temperature":0}]}`, false},
+		{`{"\u0074emperature":0, "model" : null}`, `{"\u0074emperature":0, "model" : "v2"}`, true},
+		{`{}`, `{"model":"v2"}`, false},
+	}
+	for _, tt := range tests {
+		out, det, err := ForModel([]byte(tt.body), []byte(`"v2"`))
+		if err != nil || det != tt.det || string(out) != tt.want {
+			t.Errorf("%s: got %s det %v err %v, want %s det %v", tt.body, out, det, err, tt.want, tt.det)
+		}
+		if Deterministic([]byte(tt.body)) != tt.det {
+			t.Errorf("%s: Deterministic disagrees with ForModel", tt.body)
+		}
+	}
+	for _, bad := range []string{`not json`, `[1,2]`, `{"model":"x"`, ``} {
+		if _, _, err := ForModel([]byte(bad), []byte(`"v2"`)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestScanAnswer(t *testing.T) {
+	tests := []struct {
+		name          string
+		body          string
+		stream        bool
+		tokens        int
+		streamErr, ok bool
+	}{
+		{"json usage", `{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":7}}`, false, 7, false, false},
+		{"stream events", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n", true, 2, false, true},
+		{"stream error", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n", true, 1, true, true},
+		{"stream cut", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n", true, 1, false, false},
+	}
+	for _, tt := range tests {
+		n, se, done := ScanAnswer([]byte(tt.body), tt.stream)
+		if n != tt.tokens || se != tt.streamErr || done != tt.ok {
+			t.Errorf("%s: tokens %d streamError %v done %v, want %d %v %v", tt.name, n, se, done, tt.tokens, tt.streamErr, tt.ok)
+		}
+	}
+}

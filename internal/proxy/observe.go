@@ -180,3 +180,14 @@ func parseInt(b []byte) (int, bool) {
 	v, err := strconv.Atoi(string(b[i:j]))
 	return v, err == nil
 }
+
+// ScanAnswer reads a whole answer body the way the data plane observes a
+// live one as it relays it: the output tokens (usage.completion_tokens,
+// else the stream's data events), whether the stream carried an error
+// event, and whether it ended with data: [DONE]. It allocates nothing.
+func ScanAnswer(b []byte, stream bool) (tokens int, streamError, done bool) {
+	sc := newBodyScanner()
+	sc.scan(b, stream)
+	tokens, _ = sc.tokens()
+	return tokens, sc.streamError, stream && bytes.Contains(b, patDone)
+}

@@ -157,16 +157,17 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}()
 	*ex = exchange{h: h, w: w, r: r, e: e, body: body}
 	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start}
-	if m := h.opts.Mirror; m != nil && r.Method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body)) {
-		ex.capture = getCapture()
+	mirrored := h.wantMirror(r.Method, e, body)
+	if mirrored && Deterministic(body) {
+		ex.capture = getCapture() // its text will be compared
 	}
 	abort := ex.run()
 	ex.obs.Duration = time.Since(start)
 	if h.opts.Observer != nil {
 		h.opts.Observer.Observe(&ex.obs)
 	}
-	if ex.capture != nil {
-		h.opts.Mirror.Submit(&Mirrored{Path: r.URL.Path, Body: body, Live: ex.obs, Response: ex.capture.b, Truncated: ex.capture.truncated})
+	if mirrored {
+		h.opts.Mirror.Submit(ex.capture.mirrored(r.URL.Path, body, &ex.obs))
 	}
 	if h.opts.AccessLog {
 		logAccess(h.log, &ex.obs, modelOf(e, body))
@@ -177,6 +178,12 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		// response, never a complete-looking one.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// wantMirror asks the Mirror whether to copy this request.
+func (h *Handler) wantMirror(method string, e *route.Entry, body []byte) bool {
+	m := h.opts.Mirror
+	return m != nil && method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body))
 }
 
 func (h *Handler) serveHealth(w http.ResponseWriter, e *route.Entry) {

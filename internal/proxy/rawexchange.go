@@ -89,8 +89,9 @@ func (sc *srvConn) serveRequest() bool {
 	if h.opts.Timeout > 0 {
 		x.deadline = start.Add(h.opts.Timeout)
 	}
-	if m := h.opts.Mirror; m != nil && r.method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body)) {
-		x.capture = getCapture()
+	mirrored := h.wantMirror(r.method, e, body)
+	if mirrored && Deterministic(body) {
+		x.capture = getCapture() // its text will be compared
 	}
 	keep := x.run()
 	sc.stopWatch()
@@ -99,12 +100,12 @@ func (sc *srvConn) serveRequest() bool {
 	if h.opts.Observer != nil {
 		h.opts.Observer.Observe(&x.obs)
 	}
-	if x.capture != nil {
+	if mirrored {
 		mb := body
-		if len(sc.body) > 0 && len(mb) > 0 && &mb[0] == &sc.body[0] {
+		if len(sc.body) > 0 && &mb[0] == &sc.body[0] {
 			mb = bytes.Clone(body) // the connection reuses its buffer
 		}
-		h.opts.Mirror.Submit(&Mirrored{Path: r.path, Body: mb, Live: x.obs, Response: x.capture.b, Truncated: x.capture.truncated})
+		h.opts.Mirror.Submit(x.capture.mirrored(r.path, mb, &x.obs))
 	}
 	if h.opts.AccessLog {
 		logAccess(h.log, &x.obs, modelOf(e, body))
@@ -386,7 +387,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
 	bw.WriteString("\r\n")
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
-		if skipRequestHeader(name) || (len(r.connFields) > 0 && sc.namedInConnection(name)) {
+		if skipRequestHeader(name) || listedIn(sc.head, sc.fields, r.connFields, name) {
 			continue
 		}
 		bw.Write(name)
@@ -502,6 +503,7 @@ func (x *rawExchange) arm(phase armKind) {
 	}
 	_ = pc.c.SetReadDeadline(d)
 	x.armed = kind
+	pc.deadline = true
 }
 
 // wait blocks until the replica connection has bytes to read, starting
@@ -556,20 +558,12 @@ func (x *rawExchange) readHead() error {
 			if len(line) == 0 {
 				break
 			}
-			colon := bytes.IndexByte(line, ':')
-			if colon <= 0 || !isToken(line[:colon]) {
+			f, ok := parseField(line, start)
+			if !ok {
 				return fmt.Errorf("malformed response header line %q", line)
 			}
-			vs, ve := colon+1, len(line)
-			for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
-				vs++
-			}
-			for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
-				ve--
-			}
-			base := int32(start)
-			rr.fields = append(rr.fields, hfield{ns: base, ne: base + int32(colon), vs: base + int32(vs), ve: base + int32(ve)})
-			name, val := line[:colon], line[vs:ve]
+			rr.fields = append(rr.fields, f)
+			name, val := sc.uhead[f.ns:f.ne], sc.uhead[f.vs:f.ve]
 			switch {
 			case equalFold(name, "Content-Length"):
 				n, ok := parseContentLength(val)
@@ -638,11 +632,8 @@ func (x *rawExchange) readLine() (int, error) {
 	sc := x.sc
 	start := len(sc.uhead)
 	for {
-		b, err := x.pc.br.ReadSlice('\n')
-		sc.uhead = append(sc.uhead, b...)
-		if len(sc.uhead) > maxResponseHead {
-			return 0, errors.New("response head too large")
-		}
+		var err error
+		sc.uhead, err = appendLine(x.pc.br, sc.uhead, maxResponseHead)
 		switch {
 		case err == nil:
 			return start, nil
@@ -657,28 +648,6 @@ func (x *rawExchange) readLine() (int, error) {
 	}
 }
 
-// namedInResponseConnection reports a response header listed in the
-// replica's Connection header.
-func (x *rawExchange) namedInResponseConnection(name []byte) bool {
-	sc := x.sc
-	for _, i := range x.resp.connFields {
-		f := x.resp.fields[i]
-		v := sc.uhead[f.vs:f.ve]
-		for len(v) > 0 {
-			var part []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				part, v = v[:j], v[j+1:]
-			} else {
-				part, v = v, nil
-			}
-			if bytes.EqualFold(bytes.TrimSpace(part), name) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // appendHead builds the client's response head from the replica's.
 func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 	sc, rr := x.sc, x.resp
@@ -687,7 +656,7 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 	b = append(b, "\r\n"...)
 	for _, f := range rr.fields {
 		name := sc.uhead[f.ns:f.ne]
-		if skipResponseHeader(name, streaming) || (len(rr.connFields) > 0 && x.namedInResponseConnection(name)) {
+		if skipResponseHeader(name, streaming) || listedIn(sc.uhead, rr.fields, rr.connFields, name) {
 			continue
 		}
 		b = append(b, sc.uhead[f.ns:f.ve]...)

@@ -459,24 +459,15 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 		if line[0] == ' ' || line[0] == '\t' {
 			return headBad, http.StatusBadRequest // obsolete line folding
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
+		f, ok := parseField(line, start)
+		if !ok {
 			return headBad, http.StatusBadRequest
 		}
-		vs, ve := colon+1, len(line)
-		for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
-			vs++
-		}
-		for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
-			ve--
-		}
-		val := line[vs:ve]
+		name, val := sc.head[f.ns:f.ne], sc.head[f.vs:f.ve]
 		if bytes.IndexByte(val, '\r') >= 0 || bytes.IndexByte(val, 0) >= 0 {
 			return headBad, http.StatusBadRequest
 		}
-		name := line[:colon]
-		base := int32(start)
-		sc.fields = append(sc.fields, hfield{ns: base, ne: base + int32(colon), vs: base + int32(vs), ve: base + int32(ve)})
+		sc.fields = append(sc.fields, f)
 		switch {
 		case equalFold(name, "Content-Length"):
 			n, ok := parseContentLength(val)
@@ -526,18 +517,41 @@ var errHeadTooLarge = errors.New("request head too large")
 func (sc *srvConn) readLine(max int) (int, error) {
 	start := len(sc.head)
 	for {
-		b, err := sc.br.ReadSlice('\n')
-		sc.head = append(sc.head, b...)
-		if len(sc.head) > max {
-			return 0, errHeadTooLarge
-		}
-		if err == nil {
-			return start, nil
-		}
+		var err error
+		sc.head, err = appendLine(sc.br, sc.head, max)
 		if err != bufio.ErrBufferFull {
-			return 0, err
+			return start, err
 		}
 	}
+}
+
+// appendLine appends what br holds up to and including the next '\n' to
+// buf, or as much as its buffer holds (bufio.ErrBufferFull: call again).
+func appendLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	b, err := br.ReadSlice('\n')
+	buf = append(buf, b...)
+	if len(buf) > max {
+		return buf, errHeadTooLarge
+	}
+	return buf, err
+}
+
+// parseField parses a header line that starts at offset base of its head:
+// a token name, a colon, and the value without surrounding blanks.
+func parseField(line []byte, base int) (hfield, bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		return hfield{}, false
+	}
+	vs, ve := colon+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	b := int32(base)
+	return hfield{ns: b, ne: b + int32(colon), vs: b + int32(vs), ve: b + int32(ve)}, true
 }
 
 func trimEOL(b []byte) []byte {
@@ -576,7 +590,7 @@ var tokenChars = func() (t [128]bool) {
 }()
 
 // equalFold compares ASCII case-insensitively without allocating.
-func equalFold(b []byte, s string) bool {
+func equalFold[T ~string | ~[]byte](b []byte, s T) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -593,7 +607,7 @@ func equalFold(b []byte, s string) bool {
 }
 
 // hasToken reports whether the comma-separated list v holds tok.
-func hasToken(v []byte, tok string) bool {
+func hasToken[T ~string | ~[]byte](v []byte, tok T) bool {
 	for len(v) > 0 {
 		var part []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -602,6 +616,17 @@ func hasToken(v []byte, tok string) bool {
 			part, v = v, nil
 		}
 		if equalFold(bytes.TrimSpace(part), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// listedIn reports whether name is a token of one of the header lines
+// fields[idx...] (Connection headers) of head.
+func listedIn(head []byte, fields []hfield, idx []int, name []byte) bool {
+	for _, i := range idx {
+		if hasToken(head[fields[i].vs:fields[i].ve], name) {
 			return true
 		}
 	}
@@ -648,28 +673,6 @@ func internPath(b []byte) string {
 		return "/health"
 	}
 	return string(b)
-}
-
-// namedInConnection reports whether header name is listed in one of the
-// request's Connection headers.
-func (sc *srvConn) namedInConnection(name []byte) bool {
-	for _, i := range sc.req.connFields {
-		f := sc.fields[i]
-		v := sc.head[f.vs:f.ve]
-		for len(v) > 0 {
-			var part []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				part, v = v[:j], v[j+1:]
-			} else {
-				part, v = v, nil
-			}
-			part = bytes.TrimSpace(part)
-			if len(part) == len(name) && bytes.EqualFold(part, name) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // readBody reads the request body (Content-Length bytes) into sc.body.

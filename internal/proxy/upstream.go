@@ -54,6 +54,9 @@ type upConn struct {
 	bw        *bufio.Writer
 	host      string
 	idleSince time.Time
+	// deadline reports that the raw loop may have left a read deadline
+	// on c; the RoundTrip path clears it before use.
+	deadline bool
 }
 
 // countingReader counts bytes read from the connection, so that a failure
@@ -195,11 +198,12 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 
 // skipForward reports headers never forwarded: hop-by-hop ones (RFC 9110
 // section 7.6.1), the ones written by writeForward itself, and a
-// client-sent X-Forwarded-For (the gateway sets its own).
+// client-sent X-Forwarded-For (the gateway sets its own) and Expect (the
+// gateway's server answered it; the whole body follows).
 func skipForward(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "X-Forwarded-For":
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "X-Forwarded-For", "Expect":
 		return true
 	}
 	return false
@@ -233,6 +237,10 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 			return nil, context.Cause(ctx)
 		}
 		return nil, err
+	}
+	if pc.deadline {
+		_ = pc.c.SetReadDeadline(time.Time{})
+		pc.deadline = false
 	}
 	if err := write(pc.bw); err != nil {
 		return fail(err)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +36,12 @@ type Options struct {
 	Concurrency int
 	// Timeout bounds one copy, stream included. Zero means 2m.
 	Timeout time.Duration
-	// HTTP sends the copies. Nil means a default client.
+	// HTTP sends the copies to replicas that Upstream does not serve. Nil
+	// means a default client.
 	HTTP *http.Client
+	// Upstream sends the copies to plain-HTTP replicas, on the same kind
+	// of kept-alive connections as live traffic. Nil means HTTP for all.
+	Upstream *proxy.Upstream
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -92,6 +97,7 @@ type Stats struct {
 type target struct {
 	live      string
 	candidate *pool.Pool
+	modelJSON []byte // candidate.Model as a JSON string
 	sink      func(Pair)
 	picker    pool.Picker
 }
@@ -151,7 +157,8 @@ func (m *Mirror) Run(ctx context.Context) {
 // SetTarget starts mirroring requests to live into candidate; every pair
 // goes to sink (from worker goroutines).
 func (m *Mirror) SetTarget(live string, candidate *pool.Pool, sink func(Pair)) {
-	m.target.Store(&target{live: live, candidate: candidate, sink: sink, picker: &pool.RoundRobin{}})
+	mj, _ := json.Marshal(candidate.Model)
+	m.target.Store(&target{live: live, candidate: candidate, modelJSON: mj, sink: sink, picker: &pool.RoundRobin{}})
 }
 
 // Stop stops mirroring; copies in the queue are discarded.
@@ -195,12 +202,12 @@ func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
 	if t == nil || mr.Live.Pool != t.live {
 		return
 	}
-	body, deterministic, err := forCandidate(mr.Body, t.candidate.Model)
+	body, deterministic, err := proxy.ForModel(mr.Body, t.modelJSON)
 	if err != nil {
 		return // not a JSON object: nothing to compare
 	}
 	m.sent.Add(1)
-	res := m.send(ctx, t, mr.Path, body)
+	res := m.send(ctx, t, mr.Path, body, deterministic)
 	if res.Failed() {
 		m.failed.Add(1)
 	}
@@ -220,28 +227,20 @@ func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
 	t.sink(p)
 }
 
-// forCandidate sets the body's model to the candidate's and reports
-// whether the request is deterministic (temperature 0, or a seed).
-func forCandidate(b []byte, model string) ([]byte, bool, error) {
-	var v map[string]json.RawMessage
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, false, err
-	}
-	mj, _ := json.Marshal(model)
-	v["model"] = mj
-	det := false
-	if t, ok := v["temperature"]; ok {
-		var f float64
-		det = json.Unmarshal(t, &f) == nil && f == 0
-	}
-	if s, ok := v["seed"]; ok && string(s) != "null" {
-		det = true
-	}
-	out, err := json.Marshal(v)
-	return out, det, err
-}
+// contentTypeJSON is the header of every copy (read-only).
+var contentTypeJSON = http.Header{"Content-Type": {"application/json"}}
 
-func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte) Result {
+// Buffers for the candidate's answers: a chunk to read into and the
+// answer kept whole for parsing.
+var (
+	chunkPool  = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+	answerPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+// maxAnswer bounds the candidate's answer kept for parsing.
+const maxAnswer = 4 << 20
+
+func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, deterministic bool) Result {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	r := t.picker.Pick(t.candidate.Replicas, nil)
@@ -251,26 +250,37 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte) 
 	r.Acquire()
 	defer r.Release()
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.Name+path, bytes.NewReader(body))
-	if err != nil {
-		return Result{Err: err.Error()}
+	var resp *http.Response
+	var err error
+	if u := m.opts.Upstream; u != nil && r.URL.Scheme == "http" {
+		resp, err = u.Forward(ctx, r.URL.Host, http.MethodPost, r.URL.EscapedPath()+path, contentTypeJSON, "", body)
+	} else {
+		var req *http.Request
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, r.Name+path, bytes.NewReader(body))
+		if err != nil {
+			return Result{Err: err.Error()}
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err = m.opts.HTTP.Do(req)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := m.opts.HTTP.Do(req)
 	if err != nil {
 		return Result{Err: err.Error(), Duration: time.Since(start)}
 	}
 	defer resp.Body.Close()
 	res := Result{Status: resp.StatusCode}
-	var buf bytes.Buffer
-	chunk := make([]byte, 16<<10)
+	buf := answerPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer answerPool.Put(buf)
+	cp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(cp)
+	chunk := *cp
 	for {
 		n, rerr := resp.Body.Read(chunk)
 		if n > 0 {
 			if buf.Len() == 0 {
 				res.TTFT = time.Since(start)
 			}
-			if buf.Len() < 4<<20 {
+			if buf.Len() < maxAnswer {
 				buf.Write(chunk[:n])
 			}
 		}
@@ -283,13 +293,23 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte) 
 		}
 	}
 	res.Duration = time.Since(start)
-	stream := resp.Header.Get("Content-Type") != "" && bytes.HasPrefix([]byte(resp.Header.Get("Content-Type")), []byte("text/event-stream"))
-	if a, err := answer.Parse(buf.Bytes(), stream); err == nil {
-		res.Text, res.Tokens = a.Text, a.Tokens
-		res.StreamError = a.Error != "" && stream
-		if stream && !a.Done && res.Err == "" {
-			res.Err = "stream ended without [DONE]"
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	done := false
+	if deterministic {
+		// The text is compared: parse it whole.
+		if a, err := answer.Parse(buf.Bytes(), stream); err == nil {
+			res.Text, res.Tokens, done = a.Text, a.Tokens, a.Done
+			res.StreamError = a.Error != "" && stream
 		}
+	} else {
+		// Only counts are used: read them the way the live side does.
+		res.Tokens, res.StreamError, done = proxy.ScanAnswer(buf.Bytes(), stream)
+	}
+	if stream && !done && res.Err == "" {
+		res.Err = "stream ended without [DONE]"
+	}
+	if buf.Cap() > 1<<20 {
+		*buf = bytes.Buffer{} // do not keep a huge buffer in the pool
 	}
 	return res
 }

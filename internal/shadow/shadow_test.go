@@ -2,7 +2,6 @@ package shadow
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,32 +12,6 @@ import (
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
 )
-
-func TestForCandidate(t *testing.T) {
-	tests := []struct {
-		body string
-		det  bool
-	}{
-		{`{"model":"llama","temperature":0}`, true},
-		{`{"model":"llama","temperature":0.7}`, false},
-		{`{"model":"llama","seed":42}`, true},
-		{`{"model":"llama","seed":null}`, false},
-		{`{"messages":[]}`, false},
-	}
-	for _, tt := range tests {
-		out, det, err := forCandidate([]byte(tt.body), "v2")
-		if err != nil || det != tt.det {
-			t.Errorf("%s: det %v err %v, want %v", tt.body, det, err, tt.det)
-		}
-		var v map[string]any
-		if json.Unmarshal(out, &v) != nil || v["model"] != "v2" {
-			t.Errorf("%s: model not rewritten: %s", tt.body, out)
-		}
-	}
-	if _, _, err := forCandidate([]byte(`not json`), "v2"); err == nil {
-		t.Error("garbage accepted")
-	}
-}
 
 func TestWant(t *testing.T) {
 	m := New(Options{Percent: 100, MaxBodyBytes: 10})
