@@ -120,7 +120,9 @@ func (sc *srvConn) discardBody() bool {
 	if n <= 0 {
 		return true
 	}
-	if n > sc.h.opts.MaxBodyBytes {
+	if n > sc.h.opts.MaxBodyBytes || (sc.req.continue100 && int64(sc.br.Buffered()) < n) {
+		// Too large to read, or a client waiting for 100 Continue before
+		// it sends the body: answer without it and close.
 		sc.req.close = true
 		return true
 	}
@@ -462,6 +464,8 @@ func skipResponseHeader(name []byte, streaming bool) bool {
 			(streaming && equalFold(name, "X-Accel-Buffering"))
 	case 18:
 		return equalFold(name, "Proxy-Authenticate")
+	case 19:
+		return equalFold(name, "Proxy-Authorization")
 	}
 	return false
 }
@@ -658,6 +662,9 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 		name := sc.uhead[f.ns:f.ne]
 		if skipResponseHeader(name, streaming) || listedIn(sc.uhead, rr.fields, rr.connFields, name) {
 			continue
+		}
+		if (rr.chunked || rr.closeDelim) && equalFold(name, "Content-Length") {
+			continue // Transfer-Encoding wins over it (RFC 9112 section 6.3)
 		}
 		b = append(b, sc.uhead[f.ns:f.ve]...)
 		b = append(b, "\r\n"...)

@@ -415,14 +415,23 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	*r = rawReq{contentLength: -1, connFields: r.connFields[:0]}
 	max := sc.s.maxHeaderBytes()
 
-	start, err := sc.readLine(max)
-	if err != nil {
-		if errors.Is(err, errHeadTooLarge) {
-			return headBad, http.StatusRequestHeaderFieldsTooLarge
+	var line []byte
+	for empty := 0; len(line) == 0; empty++ {
+		if empty == 4 {
+			return headBad, http.StatusBadRequest
 		}
-		return headEOF, 0
+		// Empty lines before the request line are skipped (RFC 9112
+		// section 2.2): some clients send CRLF after a POST body.
+		sc.head = sc.head[:0]
+		start, err := sc.readLine(max)
+		if err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				return headBad, http.StatusRequestHeaderFieldsTooLarge
+			}
+			return headEOF, 0
+		}
+		line = trimEOL(sc.head[start:])
 	}
-	line := trimEOL(sc.head[start:])
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 {
 		return headBad, http.StatusBadRequest
