@@ -502,12 +502,22 @@ func (x *rawExchange) arm(phase armKind) {
 		if x.armed != armNone { // clear a deadline left from before
 			_ = pc.c.SetReadDeadline(time.Time{})
 			x.armed = armNone
+			if x.sc.gone.Load() { // see below
+				_ = pc.c.SetReadDeadline(aLongTimeAgo)
+				x.armed = armGone
+			}
 		}
 		return
 	}
 	_ = pc.c.SetReadDeadline(d)
 	x.armed = kind
 	pc.deadline = true
+	if kind != armGone && x.sc.gone.Load() {
+		// The watcher saw the hang-up between the check above and the
+		// deadline just set, which overwrote its own: restore it.
+		_ = pc.c.SetReadDeadline(aLongTimeAgo)
+		x.armed = armGone
+	}
 }
 
 // wait blocks until the replica connection has bytes to read, starting

@@ -64,10 +64,11 @@ const watchAfter = 500 * time.Millisecond
 // Serve accepts connections on ln until Shutdown or Close, and returns
 // http.ErrServerClosed then.
 func (s *Server) Serve(ln net.Listener) error {
-	if s.shutdown.Load() {
+	s.mu.Lock()
+	if s.shutdown.Load() { // under the lock: Shutdown closes what it finds registered
+		s.mu.Unlock()
 		return errServerClosed
 	}
-	s.mu.Lock()
 	if s.listeners == nil {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*srvConn]struct{}{}
