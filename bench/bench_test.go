@@ -51,7 +51,7 @@ func TestSmoke(t *testing.T) {
 		case strings.HasPrefix(sec, "4. "):
 			targets = targetOrder[1:]
 		case strings.HasPrefix(sec, "5. "):
-			targets = []string{shadowOff, shadowOn}
+			targets = []string{shadowOff, shadowCopies, shadowOn}
 		}
 		for _, tg := range targets {
 			if !strings.Contains(sec, "| "+tg+" |") {
@@ -87,7 +87,7 @@ func TestSmoke(t *testing.T) {
 	for _, s := range got.Shadow.Samples {
 		seen["shadow/"+s.Target] = s.Requests > 0
 	}
-	want := []string{"shadow/" + shadowOff, "shadow/" + shadowOn}
+	want := []string{"shadow/" + shadowOff, "shadow/" + shadowCopies, "shadow/" + shadowOn}
 	for _, tg := range targetOrder {
 		want = append(want, "saturation/"+tg, "streams/"+tg, "idle/"+tg)
 		if tg != targetDirect {

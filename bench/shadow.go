@@ -4,7 +4,11 @@ package main
 // the same live backend: one with no deployment (shadow 0 %), one with a
 // deployment held in its validating phase with validation.shadow.percent:
 // 100, so that every live request is also copied to the candidate. Both get
-// the same open-loop load in turn; the live latency is compared.
+// the same open-loop load in turn; the live latency is compared. A third
+// run, the control, sends the load to the shadow-0 instance while the
+// harness itself sends each copy to the candidate after the live answer:
+// on a machine where the candidate shares the cores, it tells the
+// candidate's own work apart from what mirroring costs cutover.
 
 import (
 	"bufio"
@@ -22,8 +26,9 @@ import (
 
 // Names of the two cutover instances of scenario 5.
 const (
-	shadowOff = "cutover-shadow-0"
-	shadowOn  = "cutover-shadow-100"
+	shadowOff    = "cutover-shadow-0"
+	shadowOn     = "cutover-shadow-100"
+	shadowCopies = "cutover-shadow-0+copies" // the control: the harness sends the copies
 )
 
 // shadowValidation holds a deployment in validating: copies to the candidate
@@ -100,9 +105,15 @@ func runShadow(ctx context.Context, e *env, o *options) (*shadowResult, error) {
 		return nil, err
 	}
 	res := &shadowResult{Rate: o.shadowRate, Seconds: o.shadowDuration.Seconds()}
+	control := *off
+	control.name = shadowCopies
 	for round := 0; round <= o.rounds; round++ { // round 0 warms up
-		for _, t := range []*target{off, on} {
-			s, err := shadowRun(ctx, t, o, cand)
+		for _, t := range []*target{off, &control, on} {
+			copyTo := ""
+			if t == &control {
+				copyTo = "http://" + cand + "/v1/chat/completions"
+			}
+			s, err := shadowRun(ctx, t, o, cand, copyTo)
 			if err != nil {
 				return res, fmt.Errorf("shadow round %d, %s: %w", round, t.name, err)
 			}
@@ -148,13 +159,18 @@ func waitPhase(ctx context.Context, c *api.Client, id, phase string, timeout tim
 
 // shadowRun sends o.shadowRate requests per second for o.shadowDuration
 // (open loop: a request is due at its time whether or not the previous
-// ones have returned) and measures their latency.
-func shadowRun(ctx context.Context, t *target, o *options, cand string) (shadowSample, error) {
+// ones have returned) and measures their latency. With copyTo set, each
+// request that succeeded is then sent there too, unmeasured, as cutover's
+// mirror would.
+func shadowRun(ctx context.Context, t *target, o *options, cand, copyTo string) (shadowSample, error) {
 	s := shadowSample{Target: t.name, P50Ms: nan, P99Ms: nan, CPUPer1k: nan, OtherCores: nan}
 	const slots = 256
 	tr := &http.Transport{MaxIdleConnsPerHost: slots, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	ctr := &http.Transport{MaxIdleConnsPerHost: slots, DisableCompression: true}
+	defer ctr.CloseIdleConnections()
+	copyClient := &http.Client{Transport: ctr, Timeout: 10 * time.Second}
 	url := "http://" + t.addr + "/v1/chat/completions"
 	body := chatBody(16, false, "Say hello")
 	copies0, err := completedRequests(ctx, cand)
@@ -190,11 +206,14 @@ func shadowRun(ctx context.Context, t *target, o *options, cand string) (shadowS
 			ok := err == nil
 			d := time.Since(start)
 			mu.Lock()
-			defer mu.Unlock()
 			if ok {
 				lat = append(lat, ms(d))
 			} else {
 				s.Failed++
+			}
+			mu.Unlock()
+			if ok && copyTo != "" {
+				_, _ = fetch(ctx, copyClient, http.MethodPost, copyTo, body)
 			}
 		})
 	}

@@ -175,9 +175,10 @@ type Proxy struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// AccessLog writes one log line per proxied request. Default true.
 	AccessLog *bool `yaml:"access_log"`
-	// Client is the upstream HTTP client: cutover (the default: a
-	// single-goroutine HTTP/1.1 client built for proxying) or net/http
-	// (the standard library's Transport).
+	// Client is the HTTP machinery of the data plane: cutover (the
+	// default: a connection loop and replica client built for proxying
+	// HTTP/1.1, which hands anything unusual to net/http) or net/http
+	// (the standard library's server and Transport throughout).
 	Client string `yaml:"client"`
 }
 
