@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -47,7 +48,7 @@ func BenchmarkRoutingDecision(b *testing.B) {
 
 const smallChat = `{"model":"llama","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hi"}],"max_tokens":8,"temperature":0}`
 
-// transports are the upstream clients compared by the proxy benchmarks.
+// transports are the upstream clients the Handler tests run with.
 var transports = []struct {
 	name string
 	new  func() http.RoundTripper
@@ -56,16 +57,45 @@ var transports = []struct {
 	{"net-http", func() http.RoundTripper { return NewTransport(0) }},
 }
 
+// gateways are the data-plane set-ups compared by the proxy benchmarks:
+// the front (the Server loop, or net/http's server) and the client to
+// replicas.
+var gateways = []struct {
+	name  string
+	loop  bool
+	newRT func() http.RoundTripper
+}{
+	{"loop", true, func() http.RoundTripper { return &Upstream{} }},
+	{"net-http-server/upstream", false, func() http.RoundTripper { return &Upstream{} }},
+	{"net-http-server/net-http", false, func() http.RoundTripper { return NewTransport(0) }},
+}
+
+// startGateway serves h the way g says, on loopback, and returns its URL.
+func startGateway(b *testing.B, h *Handler, loop bool) string {
+	if !loop {
+		gw := httptest.NewServer(h)
+		b.Cleanup(gw.Close)
+		return gw.URL
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
 // BenchmarkProxySmall proxies a small non-streamed chat completion over
-// real loopback sockets (client -> gateway -> backend), with each upstream
-// client.
+// real loopback sockets (client -> gateway -> backend).
 func BenchmarkProxySmall(b *testing.B) {
-	for _, tr := range transports {
-		b.Run(tr.name, func(b *testing.B) { benchProxySmall(b, tr.new()) })
+	for _, g := range gateways {
+		b.Run(g.name, func(b *testing.B) { benchProxySmall(b, g.newRT(), g.loop) })
 	}
 }
 
-func benchProxySmall(b *testing.B, rt http.RoundTripper) {
+func benchProxySmall(b *testing.B, rt http.RoundTripper, loop bool) {
 	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -75,8 +105,7 @@ func benchProxySmall(b *testing.B, rt http.RoundTripper) {
 	defer backend.Close()
 	h := New(Options{Transport: rt})
 	h.Apply(benchTable(b, backend.URL))
-	gw := httptest.NewServer(h)
-	defer gw.Close()
+	gwURL := startGateway(b, h, loop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	body := []byte(smallChat)
 	b.ReportAllocs()
@@ -84,7 +113,7 @@ func benchProxySmall(b *testing.B, rt http.RoundTripper) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+			resp, err := client.Post(gwURL+"/v1/chat/completions", "application/json", bytes.NewReader(body))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -99,12 +128,12 @@ func benchProxySmall(b *testing.B, rt http.RoundTripper) {
 
 // BenchmarkRelayStream relays a 50-chunk SSE stream per iteration.
 func BenchmarkRelayStream(b *testing.B) {
-	for _, tr := range transports {
-		b.Run(tr.name, func(b *testing.B) { benchRelayStream(b, tr.new()) })
+	for _, g := range gateways {
+		b.Run(g.name, func(b *testing.B) { benchRelayStream(b, g.newRT(), g.loop) })
 	}
 }
 
-func benchRelayStream(b *testing.B, rt http.RoundTripper) {
+func benchRelayStream(b *testing.B, rt http.RoundTripper, loop bool) {
 	const chunks = 50
 	var sb strings.Builder
 	for i := range chunks {
@@ -126,15 +155,14 @@ func benchRelayStream(b *testing.B, rt http.RoundTripper) {
 	defer backend.Close()
 	h := New(Options{Transport: rt})
 	h.Apply(benchTable(b, backend.URL))
-	gw := httptest.NewServer(h)
-	defer gw.Close()
+	gwURL := startGateway(b, h, loop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	body := []byte(strings.Replace(smallChat, `"max_tokens"`, `"stream":true,"max_tokens"`, 1))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+			resp, err := client.Post(gwURL+"/v1/chat/completions", "application/json", bytes.NewReader(body))
 			if err != nil {
 				b.Fatal(err)
 			}
