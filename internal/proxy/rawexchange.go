@@ -414,40 +414,24 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
 }
 
 // skipRequestHeader reports request headers never forwarded: hop-by-hop
-// ones (RFC 9110 section 7.6.1), the ones writeRequest sets itself, a
-// client's X-Forwarded-For (the gateway sets its own) and Expect (the
-// gateway answered it).
+// ones, the ones writeRequest sets itself, a client's X-Forwarded-For
+// (the gateway sets its own) and Expect (the gateway answered it).
 func skipRequestHeader(name []byte) bool {
-	switch len(name) {
-	case 2:
-		return equalFold(name, "Te")
-	case 4:
-		return equalFold(name, "Host")
-	case 6:
-		return equalFold(name, "Expect")
-	case 7:
-		return equalFold(name, "Trailer") || equalFold(name, "Upgrade")
-	case 10:
-		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
-	case 14:
-		return equalFold(name, "Content-Length")
-	case 15:
-		return equalFold(name, "X-Forwarded-For")
-	case 16:
-		return equalFold(name, "Proxy-Connection")
-	case 17:
-		return equalFold(name, "Transfer-Encoding")
-	case 18:
-		return equalFold(name, "Proxy-Authenticate")
-	case 19:
-		return equalFold(name, "Proxy-Authorization")
-	}
-	return false
+	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
+		equalFold(name, "Content-Length") || equalFold(name, "X-Forwarded-For")
 }
 
 // skipResponseHeader reports replica response headers not relayed as
 // they are: hop-by-hop ones and the gateway's own.
 func skipResponseHeader(name []byte, streaming bool) bool {
+	return hopByHop(name) || equalFold(name, "X-Cutover-Pool") || equalFold(name, "X-Cutover-Replica") ||
+		(streaming && equalFold(name, "X-Accel-Buffering"))
+}
+
+// hopByHop reports the hop-by-hop headers of RFC 9110 section 7.6.1 and
+// their older companions, in any case. The length picks the one candidate
+// worth comparing.
+func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
 		return equalFold(name, "Te")
@@ -455,13 +439,10 @@ func skipResponseHeader(name []byte, streaming bool) bool {
 		return equalFold(name, "Trailer") || equalFold(name, "Upgrade")
 	case 10:
 		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
-	case 14:
-		return equalFold(name, "X-Cutover-Pool")
 	case 16:
 		return equalFold(name, "Proxy-Connection")
 	case 17:
-		return equalFold(name, "Transfer-Encoding") || equalFold(name, "X-Cutover-Replica") ||
-			(streaming && equalFold(name, "X-Accel-Buffering"))
+		return equalFold(name, "Transfer-Encoding")
 	case 18:
 		return equalFold(name, "Proxy-Authenticate")
 	case 19:

@@ -64,15 +64,7 @@ func TestUpstreamForwardsHeadersAndBody(t *testing.T) {
 // TestUpstreamReusesAndRecoversStaleConnections: connections are reused,
 // and one the replica closed while idle is replaced without an error.
 func TestUpstreamReusesAndRecoversStaleConnections(t *testing.T) {
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv, conns := newCountingServer(t)
 	u := &Upstream{}
 	do := func() {
 		resp, err := forward(t, u, context.Background(), srv, http.Header{}, "{}")
@@ -290,15 +282,7 @@ func TestDotSegmentsRefused(t *testing.T) {
 // must be reused, not redialled (an expired deadline used to fail the
 // liveness peek, so every connection idle for 250 ms was replaced).
 func TestUpstreamReusesConnectionWithExpiredDeadline(t *testing.T) {
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv, conns := newCountingServer(t)
 	u := &Upstream{}
 	host := srv.Listener.Addr().String()
 	pc, _, err := u.get(context.Background(), host, false)
@@ -318,4 +302,20 @@ func TestUpstreamReusesConnectionWithExpiredDeadline(t *testing.T) {
 	if n := conns.Load(); n > 1 {
 		t.Fatalf("%d connections dialled, want 1", n)
 	}
+}
+
+// newCountingServer starts a replica that answers "ok" and counts the
+// connections it accepted.
+func newCountingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	conns := new(atomic.Int64)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, conns
 }
