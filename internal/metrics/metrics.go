@@ -28,6 +28,7 @@ type Metrics struct {
 	ttft     *prometheus.HistogramVec
 	itl      *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
+	fallback *prometheus.CounterVec
 
 	handles sync.Map // *pool.Replica -> *replicaHandles
 	cols    []prometheus.Collector
@@ -64,7 +65,9 @@ func New(src Source) *Metrics {
 		Help: "Mean time between output tokens of each stream: (duration - TTFT) / (tokens - 1).", Buckets: itlBuckets}, pr)
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_output_tokens_total",
 		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
-	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, &stateCollector{src: src})
+	m.fallback = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_proxy_fallback_connections_total",
+		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, host, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
+	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,6 +76,10 @@ func (m *Metrics) register(cs ...prometheus.Collector) {
 	m.reg.MustRegister(cs...)
 	m.cols = append(m.cols, cs...)
 }
+
+// Fallback counts a client connection handed to the net/http server
+// (proxy.Server's OnFallback).
+func (m *Metrics) Fallback(reason string) { m.fallback.WithLabelValues(reason).Inc() }
 
 // Registry is where further collectors (validation, shadow) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

@@ -141,3 +141,21 @@ func histCount(t *testing.T, m *Metrics, series string) float64 {
 	}
 	return -1
 }
+
+func TestFallbackCounter(t *testing.T) {
+	m := New(fakeSource{})
+	m.Fallback("http_version")
+	m.Fallback("http_version")
+	m.Fallback("chunked_body")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`cutover_proxy_fallback_connections_total{reason="http_version"} 2`,
+		`cutover_proxy_fallback_connections_total{reason="chunked_body"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}

@@ -16,23 +16,24 @@ import (
 	"github.com/cutover-dev/cutover/internal/route"
 )
 
-// fast reports whether the loop itself can serve the request just read:
-// the live pool's replicas are all plain HTTP and the Handler sends
-// through an *Upstream. Otherwise net/http serves the connection.
-func (sc *srvConn) fast() bool {
+// slowPath says why the loop cannot serve the request just read itself
+// ("" when it can): the Handler sends through another Transport
+// ("client"), or the live pool has replicas that are not plain HTTP
+// ("https_replicas"). net/http then serves the connection.
+func (sc *srvConn) slowPath() string {
 	if sc.h.up == nil {
-		return false
+		return "client"
 	}
 	t := sc.h.table.Load()
 	if t == nil {
-		return true // answered 503 below
+		return "" // answered 503 below
 	}
 	for _, r := range t.Live.Pool.Replicas {
 		if r.URL.Scheme != "http" {
-			return false
+			return "https_replicas"
 		}
 	}
-	return true
+	return ""
 }
 
 // serveRequest answers the request in sc.req, the way Handler.ServePool

@@ -43,6 +43,10 @@ type Server struct {
 	// ErrorLog receives the fallback server's errors. Nil means the log
 	// package's standard logger.
 	ErrorLog *log.Logger
+	// OnFallback, when set, is called each time a connection is handed to
+	// the net/http server, with why: http_version, target_form,
+	// chunked_body, expect, host, https_replicas or client.
+	OnFallback func(reason string)
 
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
@@ -294,13 +298,14 @@ type srvConn struct {
 	state atomic.Int32
 
 	// The current request.
-	head   []byte   // its head, as read
-	fields []hfield // its header lines, as offsets into head
-	req    rawReq
-	body   []byte  // reusable body buffer
-	out    []byte  // reusable response head buffer
-	uhead  []byte  // the replica's response head, as read
-	resp   rawResp // what was parsed of it
+	head     []byte   // its head, as read
+	fields   []hfield // its header lines, as offsets into head
+	req      rawReq
+	fallback string  // why readRequest chose the net/http path
+	body     []byte  // reusable body buffer
+	out      []byte  // reusable response head buffer
+	uhead    []byte  // the replica's response head, as read
+	resp     rawResp // what was parsed of it
 
 	// The hang-up watcher (see watch).
 	watching  bool
@@ -364,8 +369,10 @@ func (sc *srvConn) serve() {
 			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
 		}
 		verdict, status := sc.readRequest()
-		if verdict == headOK && !sc.fast() {
-			verdict = headFallback
+		if verdict == headOK {
+			if why := sc.slowPath(); why != "" {
+				verdict, sc.fallback = headFallback, why
+			}
 		}
 		switch verdict {
 		case headFallback:
@@ -375,6 +382,9 @@ func (sc *srvConn) serve() {
 			replay = append(replay, rest...)
 			_ = sc.c.SetReadDeadline(time.Time{})
 			handedOff = true
+			if f := sc.s.OnFallback; f != nil {
+				f(sc.fallback)
+			}
 			sc.s.forget(sc)
 			sc.s.handOff(sc.c, replay)
 			return
@@ -449,6 +459,11 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	if string(proto) != "HTTP/1.1" || target[0] != '/' {
 		// HTTP/1.0 (no chunked answers, other keep-alive rules), other
 		// versions and target forms: net/http decides.
+		if string(proto) != "HTTP/1.1" {
+			sc.fallback = "http_version"
+		} else {
+			sc.fallback = "target_form"
+		}
 		return headFallback, 0
 	}
 	r.method = internMethod(method)
@@ -486,7 +501,8 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 			}
 			r.contentLength = n
 		case equalFold(name, "Transfer-Encoding"):
-			return headFallback, 0 // a chunked body: net/http decodes it
+			sc.fallback = "chunked_body"
+			return headFallback, 0 // net/http decodes it
 		case equalFold(name, "Host"):
 			hosts++
 		case equalFold(name, "Connection"):
@@ -496,12 +512,14 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 			}
 		case equalFold(name, "Expect"):
 			if !equalFold(val, "100-continue") {
+				sc.fallback = "expect"
 				return headFallback, 0
 			}
 			r.continue100 = true
 		}
 	}
 	if hosts != 1 {
+		sc.fallback = "host"
 		return headFallback, 0 // net/http answers 400
 	}
 	p := r.target

@@ -1646,3 +1646,66 @@ func newGatedStream(t *testing.T, other http.HandlerFunc) (backend *httptest.Ser
 	t.Cleanup(unblock) // if the test fails first
 	return backend, unblock
 }
+
+// TestServerFallbackReasons: each hand-off to net/http is reported once,
+// with why, and the fast path reports nothing.
+func TestServerFallbackReasons(t *testing.T) {
+	backend := newEchoBackend(t)
+	cases := []struct {
+		name, req, reason string
+	}{
+		{"fast path", rawRequest("POST", "/v1/a", nil, "x"), ""},
+		{"HTTP/1.0", "POST /v1/a HTTP/1.0\r\nHost: g\r\nContent-Length: 1\r\n\r\nx", "http_version"},
+		{"chunked body", "POST /v1/a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "chunked_body"},
+		{"absolute-form target", "POST http://g/v1/a HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\n\r\nx", "target_form"},
+		{"no Host", "POST /v1/a HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", "host"},
+		{"Expect other than 100-continue", "POST /v1/a HTTP/1.1\r\nHost: g\r\nExpect: tea\r\nContent-Length: 1\r\n\r\nx", "expect"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			reasons := make(chan string, 4)
+			s := &Server{Handler: newHandler(t, Options{}, "", backend.URL), OnFallback: func(r string) { reasons <- r }}
+			c, br := dialRaw(t, startServer(t, s))
+			writeRaw(t, c, tc.req)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			select {
+			case got := <-reasons:
+				if got != tc.reason {
+					t.Errorf("reason %q, want %q", got, tc.reason)
+				}
+			default:
+				if tc.reason != "" {
+					t.Errorf("no fallback reported, want %q", tc.reason)
+				}
+			}
+			if len(reasons) > 0 {
+				t.Errorf("more than one fallback reported: %q", <-reasons)
+			}
+		})
+	}
+	t.Run("https replicas", func(t *testing.T) {
+		reasons := make(chan string, 1)
+		tls := httptest.NewTLSServer(http.HandlerFunc(echoHandler))
+		closeAtEnd(t, tls)
+		h := newHandler(t, Options{Transport: &Upstream{Fallback: tls.Client().Transport}}, "", tls.URL)
+		s := &Server{Handler: h, OnFallback: func(r string) { reasons <- r }}
+		c, br := dialRaw(t, startServer(t, s))
+		writeRaw(t, c, rawRequest("POST", "/v1/a", nil, "x"))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("status %d through the fallback to an https replica", resp.StatusCode)
+		}
+		if got := <-reasons; got != "https_replicas" {
+			t.Errorf("reason %q, want https_replicas", got)
+		}
+	})
+}
