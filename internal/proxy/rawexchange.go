@@ -68,7 +68,7 @@ func (sc *srvConn) serveRequest() bool {
 		if aerr.status == statusClientClosed {
 			return false
 		}
-		sc.req.close = true // the body was not read
+		sc.req.close, sc.unread = true, true // the body was not read
 		sc.writeError(aerr, e, nil)
 		return false
 	}
@@ -124,7 +124,7 @@ func (sc *srvConn) discardBody() bool {
 	if n > sc.h.opts.MaxBodyBytes || (sc.req.continue100 && int64(sc.br.Buffered()) < n) {
 		// Too large to read, or a client waiting for 100 Continue before
 		// it sends the body: answer without it and close.
-		sc.req.close = true
+		sc.req.close, sc.unread = true, true
 		return true
 	}
 	if int64(sc.br.Buffered()) < n {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -302,6 +303,7 @@ type srvConn struct {
 	fields   []hfield // its header lines, as offsets into head
 	req      rawReq
 	fallback string  // why readRequest chose the net/http path
+	unread   bool    // the client may still be sending what the answer skipped
 	body     []byte  // reusable body buffer
 	out      []byte  // reusable response head buffer
 	uhead    []byte  // the replica's response head, as read
@@ -346,10 +348,14 @@ type rawReq struct {
 func (sc *srvConn) serve() {
 	handedOff := false
 	defer func() {
-		if !handedOff {
-			_ = sc.c.Close()
-			sc.s.forget(sc)
+		if handedOff {
+			return
 		}
+		if sc.unread {
+			sc.lingerClose()
+		}
+		_ = sc.c.Close()
+		sc.s.forget(sc)
 	}()
 	for {
 		sc.state.Store(stateIdle)
@@ -393,7 +399,7 @@ func (sc *srvConn) serve() {
 			if status == http.StatusRequestHeaderFieldsTooLarge {
 				code = "request_header_too_large"
 			}
-			sc.req.close = true
+			sc.req.close, sc.unread = true, true
 			sc.writeError(&apiError{status: status, typ: "invalid_request_error", code: code, msg: "malformed request: " + http.StatusText(status)}, nil, nil)
 			return
 		case headEOF:
@@ -409,6 +415,30 @@ func (sc *srvConn) serve() {
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
+
+// Lingering close: how long, and how many bytes, a connection closed
+// after an answer that skipped the request body keeps reading.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 20
+)
+
+// lingerClose prepares to close a connection whose client may still be
+// sending a request body the gateway answered without reading (413, a
+// malformed head): it shuts down the sending side, then reads and drops
+// what still arrives until the client closes, for a bounded time. Closing
+// with unread bytes makes the kernel answer with a reset, which can
+// destroy the answer before the client reads it (nginx's lingering close
+// exists for this; net/http waits likewise).
+func (sc *srvConn) lingerClose() {
+	tc, ok := sc.c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, tc, lingerBytes)
+}
 
 // readRequest outcomes.
 const (

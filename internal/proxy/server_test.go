@@ -1709,3 +1709,26 @@ func TestServerFallbackReasons(t *testing.T) {
 		}
 	})
 }
+
+// TestServerOversizeBodyAnswerArrives: a client still sending a body the
+// gateway refused (413) gets the answer, not a connection reset: the
+// connection lingers and drains before it closes. Go's client reports a
+// reset during its body write as the request's error.
+func TestServerOversizeBodyAnswerArrives(t *testing.T) {
+	backend := newEchoBackend(t)
+	addr := startLoopServer(t, &Server{Handler: newHandler(t, Options{MaxBodyBytes: 1 << 10}, "", backend.URL)})
+	body := bytes.Repeat([]byte("a"), 4<<20)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	for i := range 20 {
+		resp, err := client.Post("http://"+addr+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), `"request_too_large"`) {
+			t.Fatalf("attempt %d: status %d, body %q, err %v; want 413 request_too_large", i, resp.StatusCode, b, err)
+		}
+	}
+}
