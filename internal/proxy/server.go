@@ -147,18 +147,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		_ = ln.Close()
 	}
-	fb := s.fallback
 	s.mu.Unlock()
-	var fbErr error
-	var fwg sync.WaitGroup
-	if fb != nil {
-		fwg.Go(func() { fbErr = fb.Shutdown(ctx) })
+	// The fallback server is not shut down while connections drain:
+	// net/http drops a request whose head it finishes reading after its
+	// Shutdown began, and a connection handed over mid-drain has one.
+	// Without keep-alives it closes each connection after its answer, and
+	// idle ones at once (called every tick: it may be created meanwhile).
+	fallback := func() *http.Server {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.fallback
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		if fb := fallback(); fb != nil {
+			fb.SetKeepAlivesEnabled(false)
+		}
 		s.mu.Lock()
 		for sc := range s.conns {
 			if sc.state.Load() == stateIdle {
@@ -167,11 +174,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		select {
-		case <-done:
-			fwg.Wait()
-			return fbErr
+		case <-done: // every connection, handed over or not, is closed
+			if fb := fallback(); fb != nil {
+				_ = fb.Close()
+			}
+			return nil
 		case <-ctx.Done():
-			fwg.Wait()
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -197,8 +205,10 @@ func (s *Server) Close() error {
 }
 
 // handOff gives a connection to the net/http server, replaying the bytes
-// the loop already read.
+// the loop already read. The connection stays counted in s.wg until
+// net/http closes it, so Shutdown waits for it like for its own.
 func (s *Server) handOff(c net.Conn, replay []byte) {
+	rc := &replayConn{Conn: c, replay: replay, done: s.wg.Done}
 	s.mu.Lock()
 	if s.fallback == nil {
 		s.fallbackLn = &chanListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: c.LocalAddr()}
@@ -212,14 +222,29 @@ func (s *Server) handOff(c net.Conn, replay []byte) {
 		fb, ln := s.fallback, s.fallbackLn
 		go func() { _ = fb.Serve(ln) }()
 	}
+	// s.mu stays held until the fallback accepts the connection:
+	// Shutdown reads s.fallback under it, so it cannot stop the fallback
+	// between its creation and this hand-off (Accept takes no lock).
 	ln := s.fallbackLn
-	s.mu.Unlock()
+	defer s.mu.Unlock()
 	select {
-	case ln.ch <- &replayConn{Conn: c, replay: replay}:
+	case ln.ch <- rc:
 	case <-ln.done:
-		_ = c.Close()
+		// The fallback server is draining and accepts nothing more: say
+		// so rather than drop a request silently.
+		_, _ = io.WriteString(c, shuttingDownAnswer)
+		_ = rc.Close()
 	}
 }
+
+// shuttingDownAnswer is the whole answer to a request that arrives for the
+// net/http path once it stopped accepting.
+var shuttingDownAnswer = func() string {
+	body := (&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "shutting_down",
+		msg: "the gateway is shutting down; send the request again"}).appendJSON(nil)
+	return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + string(body)
+}()
 
 func (s *Server) readHeaderTimeout() time.Duration {
 	if s.ReadHeaderTimeout > 0 {
@@ -266,10 +291,19 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
-// replayConn returns replay before reading from the connection.
+// replayConn returns replay before reading from the connection, and
+// calls done once when closed.
 type replayConn struct {
 	net.Conn
 	replay []byte
+	done   func()
+	once   sync.Once
+}
+
+func (c *replayConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
@@ -391,7 +425,9 @@ func (sc *srvConn) serve() {
 			if f := sc.s.OnFallback; f != nil {
 				f(sc.fallback)
 			}
-			sc.s.forget(sc)
+			sc.s.mu.Lock()
+			delete(sc.s.conns, sc) // net/http owns it now; s.wg counts it until it closes
+			sc.s.mu.Unlock()
 			sc.s.handOff(sc.c, replay)
 			return
 		case headBad:

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -1730,5 +1731,67 @@ func TestServerOversizeBodyAnswerArrives(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), `"request_too_large"`) {
 			t.Fatalf("attempt %d: status %d, body %q, err %v; want 413 request_too_large", i, resp.StatusCode, b, err)
 		}
+	}
+}
+
+// TestServerFallbackDuringShutdown: a request that was arriving when
+// Shutdown began and needs the net/http path is still served (by a
+// fallback server created after Shutdown began), and Shutdown waits for
+// its stream to finish, as for the loop's own connections.
+func TestServerFallbackDuringShutdown(t *testing.T) {
+	backend, unblock := newGatedStream(t, echoHandler)
+	s := &Server{Handler: newHandler(t, Options{}, "", backend.URL)}
+	c, br := dialRaw(t, startServer(t, s))
+	writeRaw(t, c, "POST /v1/stream HTTP/1.") // the loop is reading this line
+	active := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for sc := range s.conns {
+			if sc.state.Load() == stateActive {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(testWait); !active(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection never became active")
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	for deadline := time.Now().Add(testWait); !s.shutdown.Load(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("Shutdown did not start")
+		}
+	}
+	writeRaw(t, c, "0\r\nHost: g\r\nContent-Length: 2\r\n\r\n{}") // HTTP/1.0: the net/http path
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, len("data: one\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
+		rest, _ := io.ReadAll(resp.Body)
+		t.Fatalf("first event %q%s, %v", first, rest, err)
+	}
+	select { // an absence can only be checked over time
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a stream still open on the net/http path", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	unblock()
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(rest), "data: [DONE]") {
+		t.Errorf("rest of the stream %q, %v", rest, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(testWait):
+		t.Error("Shutdown did not return after the stream ended")
 	}
 }
