@@ -44,6 +44,45 @@ func (e *apiError) appendJSON(body []byte) []byte {
 
 var jsonContentType = []string{"application/json"}
 
+// The gateway's own answers, shared by both serving paths.
+
+func errNotReady() *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "not_ready", msg: "gateway is starting"}
+}
+
+func errNoHealthyReplica(poolName string) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
+		msg: "no healthy replica in pool " + poolName}
+}
+
+func errBodyTooLarge(max int64) *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
+		msg: "request body is larger than the gateway's limit of " + strconv.FormatInt(max, 10) + " bytes"}
+}
+
+func errBadBody(err error) *apiError {
+	return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+}
+
+// retryStatus reports an answer worth sending to another replica of the
+// pool: the replica said it cannot serve right now.
+func retryStatus(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable
+}
+
+// brokenCode is the observation's error code for a replica failure after
+// the answer's head went out: code is failure's, idle reports a stream's
+// idle deadline running out.
+func brokenCode(code string, idle bool) string {
+	switch {
+	case code == "upstream_unreachable":
+		return "upstream_broken"
+	case idle:
+		return "upstream_idle"
+	}
+	return code
+}
+
 // errIdle cancels an upstream request whose body went silent too long.
 var errIdle = errors.New("upstream sent nothing for longer than the idle timeout")
 

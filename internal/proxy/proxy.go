@@ -111,7 +111,7 @@ func (h *Handler) Table() *route.Table { return h.table.Load() }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := h.table.Load()
 	if t == nil {
-		(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "not_ready", msg: "gateway is starting"}).write(w)
+		errNotReady().write(w)
 		return
 	}
 	h.ServePool(w, r, t, t.Live)
@@ -122,33 +122,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
 	start := time.Now()
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
-	if r.URL.Path == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		h.serveHealth(w, e)
-		return
-	}
-	if !strings.HasPrefix(r.URL.Path, "/v1/") || hasDotSegment(r.URL.Path) {
-		(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
-			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", r.URL.Path)}).write(w)
-		return
-	}
-	if e.ModelsBody != nil && r.URL.Path == "/v1/models" && r.Method == http.MethodGet {
-		w.Header()["Content-Type"] = jsonContentType
-		_, _ = w.Write(e.ModelsBody)
+	if a, ok := answerLocally(r.Method, r.URL.Path, e); ok {
+		a.write(w)
 		return
 	}
 	body, aerr := h.readBody(r)
+	if aerr == nil {
+		body, aerr = applyModelName(t, e, r.Method, body)
+	}
 	if aerr != nil {
 		aerr.write(w)
 		return
-	}
-	if t.ModelName != "" && len(body) > 0 && r.Method == http.MethodPost {
-		nb, other, ok := rewriteModel(body, t.ModelName, e.Pool.Model, e.ModelJSON)
-		if !ok {
-			(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
-				msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}).write(w)
-			return
-		}
-		body = nb
 	}
 	ex := exchangePool.Get().(*exchange)
 	defer func() {
@@ -163,20 +147,82 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}
 	abort := ex.run()
 	ex.obs.Duration = time.Since(start)
-	if h.opts.Observer != nil {
-		h.opts.Observer.Observe(&ex.obs)
-	}
-	if mirrored {
-		h.opts.Mirror.Submit(ex.capture.mirrored(r.URL.Path, body, &ex.obs))
-	}
-	if h.opts.AccessLog {
-		logAccess(h.log, &ex.obs, modelOf(e, body))
-	}
+	h.finish(&ex.obs, e, r.URL.Path, body, mirrored, ex.capture)
 	if abort {
 		// Headers are out and the upstream broke: the only honest signal
 		// left is to abort the connection, so the client sees a truncated
 		// response, never a complete-looking one.
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// localAnswer is an answer the gateway gives without a replica: err, or
+// status with an optional body.
+type localAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+	err         *apiError
+}
+
+// answerLocally decides the requests the gateway answers itself: /health
+// of the pool, paths outside /v1/ (or leaving it through dot segments),
+// and GET /v1/models when the table names one model for clients. ok false
+// means: send the request to a replica.
+func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool) {
+	switch {
+	case path == "/health" && (method == http.MethodGet || method == http.MethodHead):
+		if e.Pool.HealthyCount() == 0 {
+			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
+		}
+		return localAnswer{status: http.StatusOK}, true
+	case !strings.HasPrefix(path, "/v1/") || hasDotSegment(path):
+		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
+			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", path)}}, true
+	case e.ModelsBody != nil && path == "/v1/models" && method == http.MethodGet:
+		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody}, true
+	}
+	return localAnswer{}, false
+}
+
+func (a *localAnswer) write(w http.ResponseWriter) {
+	if a.err != nil {
+		a.err.write(w)
+		return
+	}
+	if a.contentType != "" {
+		w.Header()["Content-Type"] = []string{a.contentType}
+	}
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
+}
+
+// applyModelName applies the table's model_name rule to a request body
+// bound for pool e (see rewriteModel): it returns the body to send, or
+// the 404 for a model name the gateway does not serve.
+func applyModelName(t *route.Table, e *route.Entry, method string, body []byte) ([]byte, *apiError) {
+	if t.ModelName == "" || len(body) == 0 || method != http.MethodPost {
+		return body, nil
+	}
+	nb, other, ok := rewriteModel(body, t.ModelName, e.Pool.Model, e.ModelJSON)
+	if !ok {
+		return nil, &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
+			msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}
+	}
+	return nb, nil
+}
+
+// finish hands a completed exchange to the observer, the shadow mirror
+// (body then belongs to it) and the access log.
+func (h *Handler) finish(o *Observation, e *route.Entry, path string, body []byte, mirrored bool, c *capture) {
+	if h.opts.Observer != nil {
+		h.opts.Observer.Observe(o)
+	}
+	if mirrored {
+		h.opts.Mirror.Submit(c.mirrored(path, body, o))
+	}
+	if h.opts.AccessLog {
+		logAccess(h.log, o, modelOf(e, body))
 	}
 }
 
@@ -186,26 +232,13 @@ func (h *Handler) wantMirror(method string, e *route.Entry, body []byte) bool {
 	return m != nil && method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body))
 }
 
-func (h *Handler) serveHealth(w http.ResponseWriter, e *route.Entry) {
-	if e.Pool.HealthyCount() == 0 {
-		(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
-			msg: "no healthy replica in pool " + e.Pool.Name}).write(w)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
 // readBody reads the whole request body, bounded by MaxBodyBytes. LLM
 // request bodies are small JSON documents; holding them lets a failed
 // attempt go to another replica and the model field be rewritten.
 func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 	max := h.opts.MaxBodyBytes
-	tooLarge := func() *apiError {
-		return &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
-			msg: fmt.Sprintf("request body is larger than the gateway's limit of %d bytes", max)}
-	}
 	if r.ContentLength > max {
-		return nil, tooLarge()
+		return nil, errBodyTooLarge(max)
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, nil
@@ -214,16 +247,16 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 	if r.ContentLength > 0 {
 		b = make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
-			return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+			return nil, errBadBody(err)
 		}
 		return b, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
-		return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+		return nil, errBadBody(err)
 	}
 	if int64(len(b)) > max {
-		return nil, tooLarge()
+		return nil, errBodyTooLarge(max)
 	}
 	return b, nil
 }
@@ -280,8 +313,7 @@ func (ex *exchange) run() (abort bool) {
 		rep := ex.h.picker.Pick(p.Replicas, skip)
 		if rep == nil {
 			if attempt == 0 {
-				ex.fail(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
-					msg: "no healthy replica in pool " + p.Name})
+				ex.fail(errNoHealthyReplica(p.Name))
 			} else {
 				ex.fail(ex.lastErr(ctx))
 			}
@@ -310,7 +342,7 @@ func (ex *exchange) run() (abort bool) {
 			ex.fail(failure(ctx, err))
 			return false
 		}
-		if (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable) &&
+		if retryStatus(resp.StatusCode) &&
 			attempt == 0 && ex.h.picker.Pick(p.Replicas, rep) != nil {
 			ex.upstream = fmt.Sprintf("status %d", resp.StatusCode)
 			_ = resp.Body.Close()
@@ -493,13 +525,7 @@ func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool)
 				o.Error = "client_closed"
 				return false
 			}
-			o.Error = failure(ctx, rerr).code
-			switch {
-			case o.Error == "upstream_unreachable":
-				o.Error = "upstream_broken"
-			case streaming && isTimeout(rerr) && ctx.Err() == nil:
-				o.Error = "upstream_idle"
-			}
+			o.Error = brokenCode(failure(ctx, rerr).code, streaming && isTimeout(rerr) && ctx.Err() == nil)
 			ex.upstream = rerr.Error()
 			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.replica.Name, "error", rerr.Error())
 			return true

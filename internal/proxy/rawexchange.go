@@ -43,25 +43,17 @@ func (sc *srvConn) serveRequest() bool {
 	h, r := sc.h, &sc.req
 	t := h.table.Load()
 	if t == nil {
-		return sc.discardBody() && sc.writeError(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "not_ready", msg: "gateway is starting"}, nil, nil)
+		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
 	e := t.Live
-	if r.path == "/health" && (r.method == http.MethodGet || r.method == http.MethodHead) {
+	if a, ok := answerLocally(r.method, r.path, e); ok {
 		if !sc.discardBody() {
 			return false
 		}
-		if e.Pool.HealthyCount() == 0 {
-			return sc.writeError(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
-				msg: "no healthy replica in pool " + e.Pool.Name}, e, nil)
+		if a.err != nil {
+			return sc.writeError(a.err, e, nil)
 		}
-		return sc.writeGateway(http.StatusOK, "", nil, e, nil)
-	}
-	if len(r.path) < 4 || r.path[:4] != "/v1/" || hasDotSegment(r.path) {
-		return sc.discardBody() && sc.writeError(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
-			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", r.path)}, e, nil)
-	}
-	if e.ModelsBody != nil && r.path == "/v1/models" && r.method == http.MethodGet {
-		return sc.discardBody() && sc.writeGateway(http.StatusOK, "application/json", e.ModelsBody, e, nil)
+		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
 	body, aerr := sc.readBody()
 	if aerr != nil {
@@ -72,13 +64,8 @@ func (sc *srvConn) serveRequest() bool {
 		sc.writeError(aerr, e, nil)
 		return false
 	}
-	if t.ModelName != "" && len(body) > 0 && r.method == http.MethodPost {
-		nb, other, ok := rewriteModel(body, t.ModelName, e.Pool.Model, e.ModelJSON)
-		if !ok {
-			return sc.writeError(&apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
-				msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}, e, nil)
-		}
-		body = nb
+	if body, aerr = applyModelName(t, e, r.method, body); aerr != nil {
+		return sc.writeError(aerr, e, nil)
 	}
 	x := rawExchangePool.Get().(*rawExchange)
 	defer func() {
@@ -98,19 +85,10 @@ func (sc *srvConn) serveRequest() bool {
 	sc.stopWatch()
 	x.releaseConn()
 	x.obs.Duration = time.Since(start)
-	if h.opts.Observer != nil {
-		h.opts.Observer.Observe(&x.obs)
+	if mirrored && len(sc.body) > 0 && &body[0] == &sc.body[0] {
+		body = bytes.Clone(body) // the mirror keeps it; the connection reuses its buffer
 	}
-	if mirrored {
-		mb := body
-		if len(sc.body) > 0 && &mb[0] == &sc.body[0] {
-			mb = bytes.Clone(body) // the connection reuses its buffer
-		}
-		h.opts.Mirror.Submit(x.capture.mirrored(r.path, mb, &x.obs))
-	}
-	if h.opts.AccessLog {
-		logAccess(h.log, &x.obs, modelOf(e, body))
-	}
+	h.finish(&x.obs, e, r.path, body, mirrored, x.capture)
 	return keep && !sc.gone.Load()
 }
 
@@ -240,8 +218,7 @@ func (x *rawExchange) run() bool {
 		rep := x.h.picker.Pick(p.Replicas, skip)
 		if rep == nil {
 			if attempt == 0 {
-				return x.fail(&apiError{status: http.StatusServiceUnavailable, typ: "server_error", code: "no_healthy_replica",
-					msg: "no healthy replica in pool " + p.Name})
+				return x.fail(errNoHealthyReplica(p.Name))
 			}
 			return x.fail(x.failure(errors.New(x.upstream)))
 		}
@@ -268,7 +245,7 @@ func (x *rawExchange) run() bool {
 			}
 			return x.fail(x.failure(err))
 		}
-		if (x.resp.status == http.StatusBadGateway || x.resp.status == http.StatusServiceUnavailable) &&
+		if retryStatus(x.resp.status) &&
 			attempt == 0 && x.h.picker.Pick(p.Replicas, rep) != nil {
 			x.upstream = fmt.Sprintf("status %d", x.resp.status)
 			x.closeConn()
@@ -477,26 +454,18 @@ func (x *rawExchange) arm(phase armKind) {
 			d, kind = w, armWatch
 		}
 	}
+	switch {
+	case kind != armNone:
+		_ = pc.c.SetReadDeadline(d)
+		x.armed = kind
+		pc.deadline = true
+	case x.armed != armNone: // clear a deadline left from before
+		_ = pc.c.SetReadDeadline(time.Time{})
+		x.armed = armNone
+	}
 	if x.sc.gone.Load() {
-		d, kind = aLongTimeAgo, armGone
-	}
-	if kind == armNone {
-		if x.armed != armNone { // clear a deadline left from before
-			_ = pc.c.SetReadDeadline(time.Time{})
-			x.armed = armNone
-			if x.sc.gone.Load() { // see below
-				_ = pc.c.SetReadDeadline(aLongTimeAgo)
-				x.armed = armGone
-			}
-		}
-		return
-	}
-	_ = pc.c.SetReadDeadline(d)
-	x.armed = kind
-	pc.deadline = true
-	if kind != armGone && x.sc.gone.Load() {
-		// The watcher saw the hang-up between the check above and the
-		// deadline just set, which overwrote its own: restore it.
+		// The client hung up: the watcher set a past deadline, which the
+		// one just set may have overwritten. Restore it.
 		_ = pc.c.SetReadDeadline(aLongTimeAgo)
 		x.armed = armGone
 	}
@@ -687,26 +656,25 @@ func (x *rawExchange) relay() bool {
 	defer func() { o.Tokens, o.TokensFromUsage = scan.tokens(); o.StreamError = scan.streamError }()
 	out := x.appendHead(sc.out[:0], streaming)
 	br := x.pc.br
+	remaining := rr.contentLength
+	if !rr.bodiless && remaining > 0 && br.Buffered() > 0 {
+		// Usually the whole answer came with its head: one write.
+		n := min(int64(br.Buffered()), remaining)
+		b, _ := br.Peek(int(n))
+		x.observe(b, false, &scan)
+		out = append(out, b...)
+		_, _ = br.Discard(int(n))
+		remaining -= n
+	}
+	sc.out = out
+	if !x.writeClient(out) {
+		return false
+	}
 	switch {
 	case rr.bodiless:
-		sc.out = out
 		x.reusePC = !rr.close
-		return x.writeClient(out)
+		return true
 	case rr.contentLength >= 0:
-		remaining := rr.contentLength
-		if n := int64(br.Buffered()); n > 0 || remaining == 0 {
-			// Usually the whole answer came with its head: one write.
-			n = min(n, remaining)
-			b, _ := br.Peek(int(n))
-			x.observe(b, false, &scan)
-			out = append(out, b...)
-			_, _ = br.Discard(int(n))
-			remaining -= n
-		}
-		sc.out = out
-		if !x.writeClient(out) {
-			return false
-		}
 		bp := bodyBufPool.Get().(*[]byte)
 		defer bodyBufPool.Put(bp)
 		buf := *bp
@@ -729,17 +697,14 @@ func (x *rawExchange) relay() bool {
 		x.reusePC = !rr.close
 		return true
 	case rr.chunked:
-		sc.out = out
-		if !x.writeClient(out) {
-			return false
-		}
 		var cp chunkParser
+		data := func(p []byte) { x.observe(p, true, &scan) }
 		for !cp.done {
 			if err := x.wait(armIdle); err != nil {
 				return x.broke(err)
 			}
 			b, _ := br.Peek(br.Buffered())
-			n, err := cp.feed(b, func(p []byte) { x.observe(p, true, &scan) })
+			n, err := cp.feed(b, data)
 			if err != nil {
 				return x.broke(fmt.Errorf("malformed chunked answer: %w", err))
 			}
@@ -752,17 +717,13 @@ func (x *rawExchange) relay() bool {
 		x.reusePC = !rr.close
 		return true
 	default: // until the replica closes: chunk it for the client
-		sc.out = out
-		if !x.writeClient(out) {
-			return false
-		}
 		for {
 			err := x.wait(armIdle)
-			if err != nil && !isEOF(err) {
-				return x.broke(err)
+			if errors.Is(err, io.EOF) {
+				return x.writeClient(lastChunk)
 			}
 			if err != nil {
-				return x.writeClient(lastChunk)
+				return x.broke(err)
 			}
 			b, _ := br.Peek(br.Buffered())
 			x.observe(b, true, &scan)
@@ -780,8 +741,6 @@ func (x *rawExchange) relay() bool {
 }
 
 var lastChunk = []byte("0\r\n\r\n")
-
-func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
 // observe feeds relayed body bytes to the scanner and the shadow capture.
 func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
@@ -816,13 +775,7 @@ func (x *rawExchange) broke(err error) bool {
 		x.obs.Error = "client_closed"
 		return false
 	}
-	x.obs.Error = x.failure(err).code
-	switch {
-	case x.obs.Error == "upstream_unreachable":
-		x.obs.Error = "upstream_broken"
-	case x.obs.Stream && isTimeout(err) && x.armed == armIdle:
-		x.obs.Error = "upstream_idle"
-	}
+	x.obs.Error = brokenCode(x.failure(err).code, x.obs.Stream && isTimeout(err) && x.armed == armIdle)
 	x.upstream = err.Error()
 	x.h.log.Warn("upstream broke mid-response", "pool", x.e.Pool.Name, "replica", x.replica.Name, "error", err.Error())
 	return false

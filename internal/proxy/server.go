@@ -776,8 +776,7 @@ func (sc *srvConn) readBody() ([]byte, *apiError) {
 		return nil, nil
 	}
 	if n > sc.h.opts.MaxBodyBytes {
-		return nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "request_too_large",
-			msg: "request body is larger than the gateway's limit of " + strconv.FormatInt(sc.h.opts.MaxBodyBytes, 10) + " bytes"}
+		return nil, errBodyTooLarge(sc.h.opts.MaxBodyBytes)
 	}
 	if int64(sc.br.Buffered()) < n {
 		_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
@@ -795,8 +794,8 @@ func (sc *srvConn) readBody() ([]byte, *apiError) {
 		}
 	}
 	b = b[:n]
-	if _, err := readFull(sc.br, b); err != nil {
-		return nil, &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_body", msg: "reading request body: " + err.Error()}
+	if _, err := io.ReadFull(sc.br, b); err != nil {
+		return nil, errBadBody(err)
 	}
 	return b, nil
 }
@@ -806,21 +805,6 @@ var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 // maxKeptBody is the largest body buffer a connection keeps between
 // requests.
 const maxKeptBody = 64 << 10
-
-func readFull(br *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := br.Read(b[n:])
-		n += m
-		if err != nil {
-			if n == len(b) {
-				return n, nil
-			}
-			return n, err
-		}
-	}
-	return n, nil
-}
 
 // Cached Date header value, one format per second.
 type dateValue struct {
