@@ -269,10 +269,10 @@ type exchange struct {
 	e    *route.Entry
 	body []byte
 
-	replica  *pool.Replica
-	obs      Observation
-	upstream string   // the last upstream error, for the final answer
-	capture  *capture // the live answer, kept for shadow comparison; nil if not mirrored
+	obs     Observation // obs.Replica is the replica of the current attempt
+	capture *capture    // the live answer, kept for shadow comparison; nil if not mirrored
+	ctx     context.Context
+	resp    *http.Response // the current attempt's answer, until relayed or dropped
 	// cancel stops the upstream request on the net/http path (nil on the
 	// Upstream fast path, which uses connection deadlines).
 	cancel context.CancelCauseFunc
@@ -289,9 +289,8 @@ var (
 	bodyBufPool   = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 )
 
-// run forwards the request, retrying once on another replica of the same
-// pool when nothing reached the client yet. It reports whether the client
-// connection must be aborted.
+// run forwards the request (see Handler.forward). It reports whether the
+// client connection must be aborted.
 func (ex *exchange) run() (abort bool) {
 	ctx := ex.r.Context()
 	if ex.h.up == nil {
@@ -307,70 +306,115 @@ func (ex *exchange) run() (abort bool) {
 		ctx, c2 = context.WithTimeoutCause(ctx, ex.h.opts.Timeout, context.DeadlineExceeded)
 		defer c2()
 	}
-	p := ex.e.Pool
+	ex.ctx = ctx
+	return ex.h.forward(ex.e.Pool, &ex.obs, ex)
+}
+
+// attempt is how one serving path tries a replica (the net/http exchange
+// and the loop's rawExchange); Handler.forward holds the retry policy they
+// share. Their bool results are forward's: for exchange, whether to abort
+// the client connection; for rawExchange, whether it can serve another
+// request.
+type attempt interface {
+	// try sends the request to rep and reads the answer's head: its status.
+	try(rep *pool.Replica) (status int, err error)
+	// drop discards what try left: a failed connection, an answer not relayed.
+	drop()
+	// relay sends the answer try read to the client.
+	relay() bool
+	// fail answers e; nothing of an answer reached the client.
+	fail(e *apiError) bool
+	// failure maps a replica error to the client's answer.
+	failure(err error) *apiError
+	// clientGone reports a client that left.
+	clientGone() bool
+	// expired reports that the whole request's timeout passed.
+	expired() bool
+}
+
+// forward sends a request to pool p through a, retrying once on another
+// replica of the pool when nothing reached the client yet: after an error
+// meaning the replica never answered, or a 502/503 while another replica
+// can take it. o records the replica tried and the retry.
+func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt) bool {
 	var skip *pool.Replica
-	for attempt := 0; attempt < 2; attempt++ {
-		rep := ex.h.picker.Pick(p.Replicas, skip)
+	last := "" // the last replica error, for the final answer
+	for n := 0; n < 2; n++ {
+		rep := h.picker.Pick(p.Replicas, skip)
 		if rep == nil {
-			if attempt == 0 {
-				ex.fail(errNoHealthyReplica(p.Name))
-			} else {
-				ex.fail(ex.lastErr(ctx))
+			if n == 0 {
+				return a.fail(errNoHealthyReplica(p.Name))
 			}
-			return false
+			break
 		}
-		if attempt > 0 {
-			ex.obs.Retried = true
+		if n > 0 {
+			o.Retried = true
 		}
-		ex.replica, ex.obs.Replica = rep, rep
+		o.Replica = rep
 		rep.Acquire()
-		resp, err := ex.send(ctx, rep)
+		status, err := a.try(rep)
 		if err != nil {
 			rep.Release()
-			if ex.r.Context().Err() != nil {
-				ex.obs.Status, ex.obs.Error = statusClientClosed, "client_closed"
+			a.drop()
+			if a.clientGone() {
+				o.Status, o.Error = statusClientClosed, "client_closed"
 				return false
 			}
 			if ejects(err) && rep.Eject(time.Now(), err) {
-				ex.h.log.Warn("replica ejected", "pool", p.Name, "replica", rep.Name, "reason", err.Error())
+				h.log.Warn("replica ejected", "pool", p.Name, "replica", rep.Name, "reason", err.Error())
 			}
-			ex.upstream = err.Error()
-			if retriable(err) && ctx.Err() == nil {
+			last = err.Error()
+			if retriable(err) && !a.expired() {
 				skip = rep
 				continue
 			}
-			ex.fail(failure(ctx, err))
-			return false
+			return a.fail(a.failure(err))
 		}
-		if retryStatus(resp.StatusCode) &&
-			attempt == 0 && ex.h.picker.Pick(p.Replicas, rep) != nil {
-			ex.upstream = fmt.Sprintf("status %d", resp.StatusCode)
-			_ = resp.Body.Close()
+		if retryStatus(status) && n == 0 && h.picker.Pick(p.Replicas, rep) != nil {
+			last = fmt.Sprintf("status %d", status)
+			a.drop()
 			rep.Release()
 			skip = rep
 			continue
 		}
-		abort = ex.relay(ctx, resp)
+		result := a.relay()
 		rep.Release()
-		return abort
+		return result
 	}
-	ex.fail(ex.lastErr(ctx))
-	return false
+	return a.fail(a.failure(errors.New(last)))
 }
 
-func (ex *exchange) lastErr(ctx context.Context) *apiError {
-	return failure(ctx, errors.New(ex.upstream))
+func (ex *exchange) try(rep *pool.Replica) (int, error) {
+	resp, err := ex.send(ex.ctx, rep)
+	if err != nil {
+		return 0, err
+	}
+	ex.resp = resp
+	return resp.StatusCode, nil
 }
 
-func (ex *exchange) fail(e *apiError) {
+func (ex *exchange) drop() {
+	if ex.resp != nil {
+		_ = ex.resp.Body.Close()
+		ex.resp = nil
+	}
+}
+
+func (ex *exchange) relay() bool                 { return ex.relayResponse(ex.ctx, ex.resp) }
+func (ex *exchange) failure(err error) *apiError { return failure(ex.ctx, err) }
+func (ex *exchange) clientGone() bool            { return ex.r.Context().Err() != nil }
+func (ex *exchange) expired() bool               { return ex.ctx.Err() != nil }
+
+func (ex *exchange) fail(e *apiError) bool {
 	ex.obs.Status, ex.obs.Error = e.status, e.code
 	if e.status == statusClientClosed {
-		return
+		return false
 	}
-	if ex.replica != nil {
-		ex.w.Header()["X-Cutover-Replica"] = ex.replica.NameHeader
+	if r := ex.obs.Replica; r != nil {
+		ex.w.Header()["X-Cutover-Replica"] = r.NameHeader
 	}
 	e.write(ex.w)
+	return false
 }
 
 // hopHeaders are stripped in both directions (RFC 9110 section 7.6.1).
@@ -450,7 +494,7 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 // length) are flushed after every read, so each chunk the replica flushes
 // reaches the client at once; nothing is buffered beyond one read.
 // It reports whether the upstream broke after the headers went out.
-func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool) {
+func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abort bool) {
 	defer resp.Body.Close()
 	o := &ex.obs
 	o.TTFB = time.Since(o.Start)
@@ -460,7 +504,7 @@ func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool)
 		h[k] = v
 	}
 	h["X-Cutover-Pool"] = ex.e.PoolHeader
-	h["X-Cutover-Replica"] = ex.replica.NameHeader
+	h["X-Cutover-Replica"] = ex.obs.Replica.NameHeader
 	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	if streaming {
 		h["X-Accel-Buffering"] = noValue
@@ -526,8 +570,7 @@ func (ex *exchange) relay(ctx context.Context, resp *http.Response) (abort bool)
 				return false
 			}
 			o.Error = brokenCode(failure(ctx, rerr).code, streaming && isTimeout(rerr) && ctx.Err() == nil)
-			ex.upstream = rerr.Error()
-			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.replica.Name, "error", rerr.Error())
+			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.obs.Replica.Name, "error", rerr.Error())
 			return true
 		}
 	}

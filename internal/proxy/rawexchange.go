@@ -166,9 +166,7 @@ type rawExchange struct {
 	e    *route.Entry
 	body []byte
 
-	replica  *pool.Replica
-	obs      Observation
-	upstream string
+	obs      Observation // obs.Replica is the replica of the current attempt
 	capture  *capture
 	deadline time.Time // the whole request's (Handler Timeout), zero: none
 
@@ -208,57 +206,20 @@ type rawResp struct {
 	connFields    []int
 }
 
-// run forwards the request, retrying once on another replica of the same
-// pool when nothing reached the client yet. It reports whether the client
-// connection can serve another request.
-func (x *rawExchange) run() bool {
-	p := x.e.Pool
-	var skip *pool.Replica
-	for attempt := 0; attempt < 2; attempt++ {
-		rep := x.h.picker.Pick(p.Replicas, skip)
-		if rep == nil {
-			if attempt == 0 {
-				return x.fail(errNoHealthyReplica(p.Name))
-			}
-			return x.fail(x.failure(errors.New(x.upstream)))
-		}
-		if attempt > 0 {
-			x.obs.Retried = true
-		}
-		x.replica, x.obs.Replica = rep, rep
-		rep.Acquire()
-		err := x.send(rep)
-		if err != nil {
-			rep.Release()
-			x.closeConn()
-			if x.sc.gone.Load() {
-				x.obs.Status, x.obs.Error = statusClientClosed, "client_closed"
-				return false
-			}
-			if ejects(err) && rep.Eject(time.Now(), err) {
-				x.h.log.Warn("replica ejected", "pool", p.Name, "replica", rep.Name, "reason", err.Error())
-			}
-			x.upstream = err.Error()
-			if retriable(err) && !x.pastDeadline() {
-				skip = rep
-				continue
-			}
-			return x.fail(x.failure(err))
-		}
-		if retryStatus(x.resp.status) &&
-			attempt == 0 && x.h.picker.Pick(p.Replicas, rep) != nil {
-			x.upstream = fmt.Sprintf("status %d", x.resp.status)
-			x.closeConn()
-			rep.Release()
-			skip = rep
-			continue
-		}
-		keep := x.relay()
-		rep.Release()
-		return keep
+// run forwards the request (see Handler.forward). It reports whether
+// the client connection can serve another request.
+func (x *rawExchange) run() bool { return x.h.forward(x.e.Pool, &x.obs, x) }
+
+func (x *rawExchange) try(rep *pool.Replica) (int, error) {
+	if err := x.send(rep); err != nil {
+		return 0, err
 	}
-	return x.fail(x.failure(errors.New(x.upstream)))
+	return x.resp.status, nil
 }
+
+func (x *rawExchange) drop()            { x.closeConn() }
+func (x *rawExchange) clientGone() bool { return x.sc.gone.Load() }
+func (x *rawExchange) expired() bool    { return x.pastDeadline() }
 
 func (x *rawExchange) pastDeadline() bool {
 	return !x.deadline.IsZero() && !time.Now().Before(x.deadline)
@@ -285,7 +246,7 @@ func (x *rawExchange) fail(e *apiError) bool {
 	if e.status == statusClientClosed {
 		return false
 	}
-	return x.sc.writeError(e, x.e, x.replica)
+	return x.sc.writeError(e, x.e, x.obs.Replica)
 }
 
 // closeConn closes the attempt's replica connection.
@@ -633,7 +594,7 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 	if rr.chunked || rr.closeDelim {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
-	b = appendCutoverHeaders(b, x.e, x.replica)
+	b = appendCutoverHeaders(b, x.e, x.obs.Replica)
 	if streaming {
 		b = append(b, "X-Accel-Buffering: no\r\n"...)
 	}
@@ -776,8 +737,7 @@ func (x *rawExchange) broke(err error) bool {
 		return false
 	}
 	x.obs.Error = brokenCode(x.failure(err).code, x.obs.Stream && isTimeout(err) && x.armed == armIdle)
-	x.upstream = err.Error()
-	x.h.log.Warn("upstream broke mid-response", "pool", x.e.Pool.Name, "replica", x.replica.Name, "error", err.Error())
+	x.h.log.Warn("upstream broke mid-response", "pool", x.e.Pool.Name, "replica", x.obs.Replica.Name, "error", err.Error())
 	return false
 }
 
