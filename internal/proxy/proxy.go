@@ -417,12 +417,8 @@ func (ex *exchange) fail(e *apiError) bool {
 	return false
 }
 
-// hopHeaders are stripped in both directions (RFC 9110 section 7.6.1).
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
+// removeHopHeaders strips the hop-by-hop headers (hopByHop) and those the
+// Connection header names.
 func removeHopHeaders(h http.Header) {
 	for _, f := range h["Connection"] {
 		for _, name := range strings.Split(f, ",") {
@@ -431,8 +427,10 @@ func removeHopHeaders(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	for k := range h {
+		if hopByHop([]byte(k)) {
+			delete(h, k)
+		}
 	}
 }
 

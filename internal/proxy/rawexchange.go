@@ -352,9 +352,10 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
 	return bw.Flush()
 }
 
-// skipRequestHeader reports request headers never forwarded: hop-by-hop
-// ones, the ones writeRequest sets itself, a client's X-Forwarded-For
-// (the gateway sets its own) and Expect (the gateway answered it).
+// skipRequestHeader reports request headers never forwarded, on either
+// path: hop-by-hop ones, the ones the request writers set themselves, a
+// client's X-Forwarded-For (the gateway sets its own) and Expect (the
+// gateway's server answered it; the whole body follows).
 func skipRequestHeader(name []byte) bool {
 	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
 		equalFold(name, "Content-Length") || equalFold(name, "X-Forwarded-For")

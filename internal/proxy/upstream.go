@@ -170,7 +170,7 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString("\r\n")
 	conn := hdr["Connection"]
 	for k, vs := range hdr {
-		if skipForward(k) || (len(conn) > 0 && namedIn(conn, k)) {
+		if skipRequestHeader([]byte(k)) || (len(conn) > 0 && namedIn(conn, k)) {
 			continue
 		}
 		for _, v := range vs {
@@ -194,19 +194,6 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString("\r\n")
 	bw.Write(body)
 	return bw.Flush()
-}
-
-// skipForward reports headers never forwarded: hop-by-hop ones (RFC 9110
-// section 7.6.1), the ones written by writeForward itself, and a
-// client-sent X-Forwarded-For (the gateway sets its own) and Expect (the
-// gateway's server answered it; the whole body follows).
-func skipForward(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "X-Forwarded-For", "Expect":
-		return true
-	}
-	return false
 }
 
 // namedIn reports whether header k is listed in Connection values.
