@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 )
 
 // modelField is where a JSON object body names its model.
@@ -79,8 +80,7 @@ func scanModel(b []byte) (modelField, error) {
 		}
 		switch string(key) {
 		case "temperature":
-			var t float64
-			f.deterministic = f.deterministic || (json.Unmarshal(b[vs:ve], &t) == nil && t == 0)
+			f.deterministic = f.deterministic || isZeroNumber(b[vs:ve])
 		case "seed":
 			f.deterministic = f.deterministic || string(b[vs:ve]) != "null"
 		}
@@ -89,7 +89,9 @@ func scanModel(b []byte) (modelField, error) {
 			f.isString = b[vs] == '"'
 			f.value = ""
 			if f.isString {
-				if err := json.Unmarshal(b[vs:ve], &f.value); err != nil {
+				if _, esc, _ := scanString(b, vs); !esc {
+					f.value = string(b[vs+1 : ve-1])
+				} else if err := json.Unmarshal(b[vs:ve], &f.value); err != nil {
 					return f, errNotObject
 				}
 			}
@@ -110,6 +112,16 @@ func scanModel(b []byte) (modelField, error) {
 			return f, errNotObject
 		}
 	}
+}
+
+// isZeroNumber reports whether v is a JSON number equal to zero (0, -0,
+// 0.0, 0e5 and the like).
+func isZeroNumber(v []byte) bool {
+	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return false
+	}
+	t, err := strconv.ParseFloat(string(v), 64)
+	return err == nil && t == 0
 }
 
 func skipWS(b []byte, i int) int {
