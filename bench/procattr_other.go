@@ -8,3 +8,7 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// idlePriority returns nil: lowering a child's CPU priority is done only on
+// Linux.
+func idlePriority() []string { return nil }

@@ -499,8 +499,9 @@ func (r *report) shadowMD(b *strings.Builder, s *shadowResult) {
 		"one without a deployment (shadow 0 %%), one with a deployment held in validating with "+
 		"`validation.shadow.percent: 100` (every live request copied to a second backend), and a control run "+
 		"(`%s`): the shadow-0 instance while the harness sends each copy to the candidate itself after the live "+
-		"answer, so that the candidate's own work on the shared cores is in both. Copies: requests the "+
-		"candidate answered during the run.\n\n", s.Rate, s.Seconds, shadowCopies)
+		"answer, so that what is left of the candidate's own work on the shared cores is in both. The candidate "+
+		"backend's CPU priority: %s (idle: SCHED_IDLE, standing for a green pool on machines of its own). "+
+		"Copies: requests the candidate answered during the run.\n\n", s.Rate, s.Seconds, shadowCopies, s.Candidate)
 	t := mdTable{head: []string{"round", "instance", "p50 ms", "p99 ms", "CPU s / 1k req", "requests", "copies", "failed", "dropped", "phase", "p99 ÷ shadow 0 %", "other load (cores)"}}
 	off := map[int]num{}
 	for _, x := range s.Samples {

@@ -4,11 +4,14 @@ package main
 // the same live backend: one with no deployment (shadow 0 %), one with a
 // deployment held in its validating phase with validation.shadow.percent:
 // 100, so that every live request is also copied to the candidate. Both get
-// the same open-loop load in turn; the live latency is compared. A third
-// run, the control, sends the load to the shadow-0 instance while the
-// harness itself sends each copy to the candidate after the live answer:
-// on a machine where the candidate shares the cores, it tells the
-// candidate's own work apart from what mirroring costs cutover.
+// the same open-loop load in turn; the live latency is compared. The
+// candidate backend runs at idle CPU priority: in production it is a
+// green pool on GPU boxes of its own, and its work on the cores it shares
+// here with the live path is not cutover's cost. A third run, the control,
+// sends the load to the shadow-0 instance while the harness itself sends
+// each copy to the candidate after the live answer: what is left of the
+// candidate's work on the shared cores is then in both runs, and only
+// cutover's mirroring differs.
 
 import (
 	"bufio"
@@ -33,7 +36,10 @@ const (
 
 // shadowValidation holds a deployment in validating: copies to the candidate
 // for every live request, and a minimum duration and deadline far beyond
-// the run so that it neither passes nor times out.
+// the run so that it neither passes nor times out. The latency gates are
+// off: the candidate runs at idle priority (it stands for other machines),
+// so its latency here says nothing about a real candidate's, and a gate
+// failing on it would end the mirroring mid-run.
 const shadowValidation = `rollout:
   warmup:
     requests: []
@@ -42,6 +48,11 @@ validation:
     percent: 100
   deadline: 2h
   min_duration: 1h
+  gates:
+    latency_p95_ratio: {enabled: false}
+    ttft_p95_ratio: {enabled: false}
+    ttft_p95_ms: {enabled: false}
+    tokens_per_second_ratio: {enabled: false}
 `
 
 // shadowSample is one fixed-rate run against one instance.
@@ -66,9 +77,13 @@ type shadowSample struct {
 
 // shadowResult is scenario 5.
 type shadowResult struct {
-	Rate    float64        `json:"rate_per_second"`
-	Seconds float64        `json:"seconds_per_run"`
-	Samples []shadowSample `json:"samples"`
+	Rate    float64 `json:"rate_per_second"`
+	Seconds float64 `json:"seconds_per_run"`
+	// Candidate is the candidate backend's CPU priority: "idle"
+	// (SCHED_IDLE, standing for machines of its own) or "normal" where
+	// that cannot be set.
+	Candidate string         `json:"candidate_priority"`
+	Samples   []shadowSample `json:"samples"`
 }
 
 // runShadow runs scenario 5.
@@ -83,7 +98,7 @@ func runShadow(ctx context.Context, e *env, o *options) (*shadowResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cand, err := e.startMock(ctx, &ps, "mock-shadow-candidate", mockOpts{tokens: 16})
+	cand, err := e.startMock(ctx, &ps, "mock-shadow-candidate", mockOpts{tokens: 16, otherBox: true})
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +119,10 @@ func runShadow(ctx context.Context, e *env, o *options) (*shadowResult, error) {
 	if err := waitPhase(ctx, on.admin, d.Deployment.ID, "validating", 30*time.Second); err != nil {
 		return nil, err
 	}
-	res := &shadowResult{Rate: o.shadowRate, Seconds: o.shadowDuration.Seconds()}
+	res := &shadowResult{Rate: o.shadowRate, Seconds: o.shadowDuration.Seconds(), Candidate: "normal"}
+	if idlePriority() != nil {
+		res.Candidate = "idle"
+	}
 	control := *off
 	control.name = shadowCopies
 	for round := 0; round <= o.rounds; round++ { // round 0 warms up

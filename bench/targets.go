@@ -78,6 +78,10 @@ type pools struct {
 type mockOpts struct {
 	ttft, itl time.Duration
 	tokens    int
+	// otherBox runs the mock at the lowest CPU priority (SCHED_IDLE, via
+	// chrt): it stands for a backend on machines of its own, whose work
+	// must not be counted against the proxy in front of another backend.
+	otherBox bool
 }
 
 // startMock starts `cutover mock-llm` serving benchModel and waits until it
@@ -91,6 +95,9 @@ func (e *env) startMock(ctx context.Context, ps *procSet, name string, o mockOpt
 		"--ttft", o.ttft.String(), "--itl", o.itl.String()}
 	if o.tokens > 0 {
 		argv = append(argv, "--tokens", strconv.Itoa(o.tokens))
+	}
+	if o.otherBox {
+		argv = append(idlePriority(), argv...)
 	}
 	p, err := startProc(e.dir, name, argv, nil)
 	if err != nil {
