@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -197,6 +199,21 @@ func TestBusyPortIsAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "admin.listen") {
 			t.Fatalf("New with a busy admin port: %v", err)
 		}
+	}
+}
+
+// TestUnusableStateDirIsAnError: a state_dir the store cannot open fails
+// New with the store's message (a regression: a nil store in an interface
+// looked open to the cleanup, which panicked).
+func TestUnusableStateDirIsAnError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := busyConfig(t, filepath.Join(file, "state"), "127.0.0.1:0")
+	_, err := gateway.New(context.Background(), cfg, testToken, nil)
+	if err == nil || !strings.Contains(err.Error(), "state_dir") {
+		t.Fatalf("New with a state_dir under a file: %v, want an error naming state_dir", err)
 	}
 }
 

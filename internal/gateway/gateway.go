@@ -76,9 +76,13 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		}
 		specs[name] = spec
 	}
-	if g.store, err = store.OpenBolt(cfg.StateDir); err != nil {
+	// Set g.store only on success: a nil *Bolt in the interface would look
+	// open to closeAll.
+	st, err := store.OpenBolt(cfg.StateDir)
+	if err != nil {
 		return nil, err
 	}
+	g.store = st
 	checkClient := &http.Client{Transport: proxy.NewTransport(0)}
 	g.checker = &pool.Checker{
 		Client:   checkClient,
