@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,14 +72,39 @@ to try. Ctrl-C stops everything cleanly.`,
 					_ = s.Close()
 				}
 			}()
+			// With a state directory of the user's, the simulated
+			// replicas take the addresses they had in the last run: the
+			// pools a deployment saved in the state name them.
+			var saved demoAddrs
+			if stateDir != "" {
+				saved = loadDemoAddrs(stateDir)
+			}
+			addrs := demoAddrs{}
+			start := func(role, model string) (string, error) {
+				want := "127.0.0.1:0"
+				if i := len(addrs[role]); i < len(saved[role]) {
+					want = saved[role][i]
+				}
+				url, srv, err := startMock(mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48}, want)
+				if err != nil && want != "127.0.0.1:0" {
+					log.Warn("simulated replica: its address in the last run is taken; pools saved in the state that name it will not reach it",
+						"address", want, "error", err)
+					url, srv, err = startMock(mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48}, "127.0.0.1:0")
+				}
+				if err != nil {
+					return "", err
+				}
+				servers = append(servers, srv)
+				addrs[role] = append(addrs[role], strings.TrimPrefix(url, "http://"))
+				return url, nil
+			}
 			for _, name := range config.PoolNames {
 				p := &config.Pool{Model: demoModels[name]}
 				for range replicas {
-					url, srv, err := startMock(mockllm.Config{Model: p.Model, TTFT: ttft, ITL: itl, Tokens: 48})
+					url, err := start(name, p.Model)
 					if err != nil {
 						return err
 					}
-					servers = append(servers, srv)
 					p.Replicas = append(p.Replicas, url)
 				}
 				cfg.Pools[name] = p
@@ -87,11 +113,10 @@ to try. Ctrl-C stops everything cleanly.`,
 			// demo's `cutover deploy` puts them into the standby pool.
 			var spare []string
 			for range replicas {
-				url, srv, err := startMock(mockllm.Config{Model: demoNextModel, TTFT: ttft, ITL: itl, Tokens: 48})
+				url, err := start("spare", demoNextModel)
 				if err != nil {
 					return err
 				}
-				servers = append(servers, srv)
 				spare = append(spare, url)
 			}
 			cfg.Rollout.Retention = config.Duration(retention)
@@ -111,6 +136,9 @@ to try. Ctrl-C stops everything cleanly.`,
 				stateDir = dir
 			}
 			cfg.StateDir = stateDir
+			if err := saveDemoAddrs(stateDir, addrs); err != nil {
+				return err
+			}
 			if err := cfg.Validate(); err != nil {
 				return &usageError{err}
 			}
@@ -132,7 +160,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "client traffic address")
 	f.StringVar(&adminListen, "admin-listen", "127.0.0.1:8081", "admin API address")
-	f.StringVar(&stateDir, "state-dir", "", "keep state here (default: a temporary directory removed on exit)")
+	f.StringVar(&stateDir, "state-dir", "", "keep state here across runs, the simulated replicas' addresses too (default: a temporary directory removed on exit)")
 	f.IntVar(&replicas, "replicas", 2, "simulated replicas per pool")
 	f.DurationVar(&ttft, "ttft", 120*time.Millisecond, "simulated time to first token")
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
@@ -141,13 +169,50 @@ to try. Ctrl-C stops everything cleanly.`,
 	return cmd
 }
 
-// startMock serves a simulated replica on a free loopback port.
-func startMock(c mockllm.Config) (string, *http.Server, error) {
+// demoAddrs holds the simulated replicas' addresses by role: blue, green
+// and spare.
+type demoAddrs map[string][]string
+
+// demoAddrsFile is where the demo keeps its replicas' addresses, in the
+// state directory.
+const demoAddrsFile = "demo-replicas.json"
+
+// loadDemoAddrs reads the addresses of the last run; none when there was
+// no last run or the file is unreadable (the demo then starts afresh).
+func loadDemoAddrs(dir string) demoAddrs {
+	b, err := os.ReadFile(filepath.Join(dir, demoAddrsFile))
+	if err != nil {
+		return nil
+	}
+	var a demoAddrs
+	if json.Unmarshal(b, &a) != nil {
+		return nil
+	}
+	return a
+}
+
+// saveDemoAddrs writes the replicas' addresses for the next run.
+func saveDemoAddrs(dir string, a demoAddrs) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create state directory %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, demoAddrsFile), b, 0o600); err != nil {
+		return fmt.Errorf("save the simulated replicas' addresses: %w", err)
+	}
+	return nil
+}
+
+// startMock serves a simulated replica on addr (port 0: a free one).
+func startMock(c mockllm.Config, addr string) (string, *http.Server, error) {
 	m, err := mockllm.New(c)
 	if err != nil {
 		return "", nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("simulated replica: %w", err)
 	}
@@ -189,6 +254,28 @@ func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token strin
 		adminFlag = " --admin " + adminURL
 	}
 	traffic := "http://" + gw.TrafficAddr()
+	// The pools as the state has them: after a restart with --state-dir,
+	// green may be live and a deployment may have replaced a pool.
+	st := gw.Controller().Status()
+	var pools strings.Builder
+	faulty := spare[0]
+	for _, name := range config.PoolNames {
+		p := st.Pools[name]
+		role := "standby"
+		if name == st.Live {
+			role = "live"
+		}
+		var urls []string
+		for _, r := range p.Replicas {
+			urls = append(urls, r.URL)
+		}
+		if len(urls) == 0 {
+			urls = []string{"(no replicas)"}
+		} else if name != st.Live {
+			faulty = urls[0]
+		}
+		fmt.Fprintf(&pools, "  %-16s %s  %s\n", fmt.Sprintf("%s (%s)", name, role), p.Model, strings.Join(urls, " "))
+	}
 	fmt.Fprintf(w, `
 cutover demo is running. Ctrl-C stops it.
 
@@ -198,9 +285,7 @@ cutover demo is running. Ctrl-C stops it.
   token      %s
   state      %s
 
-  blue  (live)     %s  %s
-  green (standby)  %s  %s
-
+%s
 Try it from another terminal:
 
   export %s=%s
@@ -223,13 +308,11 @@ of the old pool (%s), retirement — watch it on the dashboard, or:
 Break a replica (simulator-only fault endpoint), then watch status:
   curl -d '{"fail_health":true}' %s/mock/faults
 
-`, traffic, adminURL, adminURL, token, cfg.StateDir,
-		cfg.Pools["blue"].Model, strings.Join(cfg.Pools["blue"].Replicas, " "),
-		cfg.Pools["green"].Model, strings.Join(cfg.Pools["green"].Replicas, " "),
+`, traffic, adminURL, adminURL, token, cfg.StateDir, pools.String(),
 		config.TokenEnv, token, traffic,
 		self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
 		demoNextModel, cfg.Rollout.Retention, self, adminFlag, demoNextModel, strings.Join(spare, " --replica "), self, adminFlag, self, adminFlag,
-		cfg.Pools["green"].Replicas[0])
+		faulty)
 }
 
 var execLookPath = exec.LookPath

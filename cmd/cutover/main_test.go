@@ -400,48 +400,77 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-// TestDemo starts the demo, reads the URLs it prints, sends a streamed
-// completion through it, promotes with the printed commands' API, and
-// stops it with SIGINT.
-func TestDemo(t *testing.T) {
-	listen, admin := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(binary, "demo", "--listen", listen, "--admin-listen", admin, "--ttft", "1ms", "--itl", "1ms")
-	cmd.Env = withoutEnv(os.Environ(), "CUTOVER_ADMIN_TOKEN")
+// demoRun is a `cutover demo` process started by a test.
+type demoRun struct {
+	printed string // the banner, up to the fault hint
+	token   string
+	done    chan error
+	cmd     *exec.Cmd
+	stderr  *syncBuffer
+}
+
+// startDemo runs the demo with args and reads its banner.
+func startDemo(t *testing.T, env []string, args ...string) *demoRun {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"demo"}, args...)...)
+	cmd.Env = env
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
+	d := &demoRun{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { d.done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	token := ""
 	sc := bufio.NewScanner(stdout)
 	var printed strings.Builder
 	for sc.Scan() {
 		line := sc.Text()
 		printed.WriteString(line + "\n")
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "token" {
-			token = f[1]
+			d.token = f[1]
 		}
 		if strings.Contains(line, "/mock/faults") {
 			break
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	for _, w := range []string{"http://" + listen, "http://" + admin, "curl -N", "status", "promote", "rollback"} {
-		if !strings.Contains(printed.String(), w) {
-			t.Errorf("demo output lacks %q:\n%s", w, printed.String())
+	d.printed = printed.String()
+	if d.token == "" {
+		t.Fatalf("no token printed:\n%s\n%s", d.printed, d.stderr.String())
+	}
+	return d
+}
+
+// stop sends SIGINT and waits for a clean exit.
+func (d *demoRun) stop(t *testing.T) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("demo exited with %v after Ctrl-C:\n%s", err, d.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop on SIGINT")
+	}
+}
+
+// TestDemo starts the demo, reads the URLs it prints, sends a streamed
+// completion through it, promotes with the printed commands' API, and
+// stops it with SIGINT.
+func TestDemo(t *testing.T) {
+	listen, admin := freeAddr(t), freeAddr(t)
+	d := startDemo(t, withoutEnv(os.Environ(), "CUTOVER_ADMIN_TOKEN"), "--listen", listen, "--admin-listen", admin, "--ttft", "1ms", "--itl", "1ms")
+	for _, w := range []string{"http://" + listen, "http://" + admin, "curl -N", "status", "promote", "rollback", "blue (live)"} {
+		if !strings.Contains(d.printed, w) {
+			t.Errorf("demo output lacks %q:\n%s", w, d.printed)
 		}
 	}
-	if token == "" {
-		t.Fatalf("no token printed:\n%s", printed.String())
-	}
-	client := &api.Client{BaseURL: "http://" + admin, Token: token}
+	client := &api.Client{BaseURL: "http://" + admin, Token: d.token}
 	st, err := client.Status(context.Background())
 	if err != nil || st.Live != "blue" || len(st.Pools["green"].Replicas) != 2 {
 		t.Fatalf("demo status: %+v %v", st, err)
@@ -455,13 +484,66 @@ func TestDemo(t *testing.T) {
 	if got := poolOf(t, listen); got != "green" {
 		t.Fatalf("after promote demo traffic on %s", got)
 	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo exited with %v after Ctrl-C:\n%s", err, stderr.String())
+	d.stop(t)
+}
+
+// TestDemoKeepsItsStateAcrossRestarts: with --state-dir, a demo restarted
+// after a deployment and a promotion comes back with green live on the
+// deployed replicas, which answer (the simulated replicas keep their
+// addresses), and says so in its banner.
+func TestDemoKeepsItsStateAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	listen, admin, dir := freeAddr(t), freeAddr(t), t.TempDir()
+	env := append(withoutEnv(os.Environ(), "CUTOVER_ADMIN_TOKEN"), "CUTOVER_ADMIN_TOKEN=demo-restart-token")
+	args := []string{"--listen", listen, "--admin-listen", admin, "--state-dir", dir, "--traffic", "0", "--ttft", "1ms", "--itl", "1ms"}
+	d := startDemo(t, env, args...)
+	var spare []string
+	for _, line := range strings.Split(d.printed, "\n") {
+		f := strings.Fields(line)
+		for i := 1; i < len(f) && strings.Contains(line, " deploy"); i++ {
+			if f[i-1] == "--replica" {
+				spare = append(spare, f[i])
+			}
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("demo did not stop on SIGINT")
+	}
+	if len(spare) != 2 {
+		t.Fatalf("spare replicas in the deploy hint: %q\n%s", spare, d.printed)
+	}
+	client := &api.Client{BaseURL: "http://" + admin, Token: d.token}
+	res, err := client.Deploy(ctx, api.DeployRequest{Model: "llama-3.1-8b-instruct-v3", Replicas: spare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitDeployment(t, client, "ready", 30*time.Second); got.ID != res.Deployment.ID {
+		t.Fatalf("deployment %s is ready, want %s", got.ID, res.Deployment.ID)
+	}
+	if _, err := client.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.stop(t)
+
+	d = startDemo(t, env, args...)
+	if !strings.Contains(d.printed, "green (live)") || !strings.Contains(d.printed, spare[0]) {
+		t.Errorf("banner after the restart does not show green live on %s:\n%s", spare[0], d.printed)
+	}
+	awaitDemo(t, "green's replicas healthy", func() bool {
+		st, err := client.Status(ctx)
+		return err == nil && st.Live == "green" && st.Pools["green"].HealthyReplicas == 2
+	})
+	if got := poolOf(t, listen); got != "green" {
+		t.Fatalf("after the restart demo traffic on %s", got)
+	}
+	d.stop(t)
+}
+
+// awaitDemo polls cond until it holds, failing after 30 s.
+func awaitDemo(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
