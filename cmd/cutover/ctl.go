@@ -199,6 +199,9 @@ func newHistoryCmd() *cobra.Command {
 		Short: "List state transitions: time, actor, from -> to, reason",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return &usageError{fmt.Errorf("--limit %d: want 0 (all) or more", limit)}
+			}
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.History, error) { return c.History(ctx, limit) }, printHistory)
 		},
 	}

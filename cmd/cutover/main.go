@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -72,10 +73,16 @@ Start here:  cutover demo`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	// The global flags are checked before any command runs, including
+	// those that never log.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		_, err := g.logger(io.Discard)
+		return err
+	}
 	root.AddCommand(
 		newServeCmd(g),
 		newDemoCmd(g),
-		newMockLLMCmd(),
+		newMockLLMCmd(g),
 		newStatusCmd(),
 		newPromoteCmd(),
 		newRollbackCmd(),
@@ -85,7 +92,24 @@ Start here:  cutover demo`,
 		newRetireCmd(),
 		newTestCmd(),
 	)
+	markArgErrors(root)
 	return root
+}
+
+// markArgErrors makes a wrong number of arguments a usage error (exit 2)
+// for c and every command under it.
+func markArgErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return &usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markArgErrors(sub)
+	}
 }
 
 func main() {
@@ -122,6 +146,10 @@ func exitCode(err error) int {
 	var fe *mockllm.FieldError
 	switch {
 	case errors.As(err, &ue), config.IsInvalid(err), errors.As(err, &fe):
+		return exitUsage
+	case strings.HasPrefix(err.Error(), "unknown command "):
+		// cobra's own error for a command it does not know, which it
+		// returns before any of ours can mark it.
 		return exitUsage
 	}
 	return exitFailure

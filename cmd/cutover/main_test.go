@@ -356,6 +356,32 @@ func TestBadConfigExitsTwo(t *testing.T) {
 	}
 }
 
+// TestUsageErrorsExitTwo: whatever the user typed wrong exits 2 with a
+// message naming it, before anything is done (no admin call: the admin
+// address here refuses connections, which would exit 1).
+func TestUsageErrorsExitTwo(t *testing.T) {
+	refused := "http://" + freeAddr(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--config", filepath.Join(t.TempDir(), "missing.yaml")}, "missing.yaml"},
+		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"status", "extra", "--admin", refused}, `"extra"`},
+		{[]string{"promote", "extra", "--admin", refused}, `"extra"`},
+		{[]string{"--log-format", "xml", "status", "--admin", refused}, "--log-format"},
+		{[]string{"--log-level", "loud", "history", "--admin", refused}, "--log-level"},
+		{[]string{"--log-level", "loud", "mock-llm", "--model", "m", "--listen", "127.0.0.1:0"}, "--log-level"},
+		{[]string{"history", "--limit", "-1", "--admin", refused}, "--limit -1"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=x"}, tt.args...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("cutover %s: exit %d, stderr %q; want 2 and %q", strings.Join(tt.args, " "), code, stderr, tt.want)
+		}
+	}
+}
+
 // TestCLI drives status, promote, rollback and history against a running
 // gateway, in text and JSON, including a refusal.
 func TestCLI(t *testing.T) {

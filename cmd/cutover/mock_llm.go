@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,7 +34,7 @@ var mockLLMFlags = map[string]string{
 }
 
 // newMockLLMCmd returns the "mock-llm" command: a simulated vLLM replica.
-func newMockLLMCmd() *cobra.Command {
+func newMockLLMCmd(g *globalFlags) *cobra.Command {
 	var (
 		cfg       mockllm.Config
 		listen    string
@@ -53,7 +52,11 @@ Faults can be changed while it runs through the simulator-only endpoint
   curl -d '{"fail_health":true,"error_rate":0.05,"ttft_ms":100}' http://127.0.0.1:8000/mock/faults`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runMockLLM(cmd.Context(), cmd.ErrOrStderr(), listen, cfg, keepAlive)
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return runMockLLM(cmd.Context(), log, listen, cfg, keepAlive)
 		},
 	}
 	f := cmd.Flags()
@@ -77,7 +80,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 
 // runMockLLM serves a simulated replica on listen until ctx ends, then shuts
 // down gracefully.
-func runMockLLM(ctx context.Context, stderr io.Writer, listen string, cfg mockllm.Config, keepAlive time.Duration) error {
+func runMockLLM(ctx context.Context, log *slog.Logger, listen string, cfg mockllm.Config, keepAlive time.Duration) error {
 	srv, err := mockllm.New(cfg)
 	if err != nil {
 		var fe *mockllm.FieldError
@@ -94,7 +97,6 @@ func runMockLLM(ctx context.Context, stderr io.Writer, listen string, cfg mockll
 	if err != nil {
 		return fmt.Errorf("mock-llm: --listen %s: %w", listen, err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,

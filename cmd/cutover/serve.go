@@ -28,7 +28,7 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			}
 			cfg, err := config.Load(path)
 			if err != nil {
-				return err
+				return &usageError{err} // unreadable or invalid: exit 2
 			}
 			token, err := cfg.AdminToken()
 			if err != nil {
