@@ -66,10 +66,30 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 		return ctrl.Retire(r.Context(), actor(r), req.Force)
 	}))
 	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
+		if allow := s.allowed(r); len(allow) > 0 {
+			return nil, &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+				msg: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")), allow: allow}
+		}
 		return nil, &httpError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.Path)}
 	}))
 	s.mux.Handle("/", dashboardHandler())
 	return s, nil
+}
+
+// allowed lists the methods that r's path has an endpoint for.
+func (s *Server) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/api/" && pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // ServeHTTP checks the token (the dashboard's static files need none), then
@@ -149,6 +169,7 @@ type httpError struct {
 	status int
 	code   string
 	msg    string
+	allow  []string // the Allow header of a 405
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -206,6 +227,9 @@ func writeError(w http.ResponseWriter, e *httpError) {
 		typ = "server_error"
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if len(e.allow) > 0 {
+		w.Header().Set("Allow", strings.Join(e.allow, ", "))
+	}
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: api.ErrorBody{Message: e.msg, Type: typ, Code: e.code}})
 }

@@ -243,7 +243,10 @@ func TestBadAdminCallsChangeNothing(t *testing.T) {
 		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["http://127.0.0.1:9"]} {}`, 400},
 		{"POST", "/api/v1/retire", `{"force":"yes"}`, 400},
 		{"GET", "/api/v1/deployments/d-404", ``, 404},
-		{"DELETE", "/api/v1/status", ``, 404}, // "no admin endpoint DELETE /api/v1/status"
+		{"DELETE", "/api/v1/status", ``, 405}, // "DELETE /api/v1/status: use GET", Allow: GET
+		{"GET", "/api/v1/promote", ``, 405},
+		{"POST", "/api/v1/deployments/d-1", ``, 405},
+		{"GET", "/api/v1/nothing", ``, 404}, // "no admin endpoint GET /api/v1/nothing"
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, e.admin.BaseURL+c.path, strings.NewReader(c.body))
@@ -258,6 +261,9 @@ func TestBadAdminCallsChangeNothing(t *testing.T) {
 		derr := jsonDecode(resp, &body)
 		if resp.StatusCode != c.status || derr != nil || body.Error.Message == "" {
 			t.Errorf("%s %s %s: status %d (%v) message %q, want %d with a message", c.method, c.path, c.body, resp.StatusCode, derr, body.Error.Message, c.status)
+		}
+		if allow := resp.Header.Get("Allow"); (c.status == http.StatusMethodNotAllowed) != (allow != "") {
+			t.Errorf("%s %s: status %d with Allow %q", c.method, c.path, resp.StatusCode, allow)
 		}
 	}
 	if st := e.gw.Controller().Status(); st.Revision != 1 || st.Deployment != nil {
