@@ -81,6 +81,11 @@ func call[T any](cmd *cobra.Command, f *ctlFlags, fn func(context.Context, *api.
 			if f.json {
 				_ = json.NewEncoder(cmd.OutOrStdout()).Encode(api.ErrorResponse{Error: ae.ErrorBody})
 			}
+			if ae.Code == "unknown_path" {
+				// The data plane's answer to a path outside /v1/.
+				return fmt.Errorf("%s: %s looks like cutover's traffic address; --admin (or %s) wants the admin address (admin.listen)",
+					ae.Message, c.BaseURL, "CUTOVER_ADMIN")
+			}
 			return errors.New(ae.Message)
 		}
 		return err

@@ -424,6 +424,10 @@ func TestCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "token") {
 		t.Errorf("wrong token: exit %d, stderr %s", code, stderr)
 	}
+	code, _, stderr = runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=secret"}, "status", "--admin", "http://"+c.listen)
+	if code != 1 || !strings.Contains(stderr, "traffic address") {
+		t.Errorf("--admin at the traffic address: exit %d, stderr %s", code, stderr)
+	}
 }
 
 // demoRun is a `cutover demo` process started by a test.
