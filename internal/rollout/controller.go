@@ -258,7 +258,10 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	msg := []any{"live", st.Live, "revision", rec.Revision}
 	if d := st.active(); d != nil {
-		msg = append(msg, "deployment", d.ID, "phase", d.Phase, "deadline", d.Deadline)
+		msg = append(msg, "deployment", d.ID, "phase", d.Phase)
+		if !d.Deadline.IsZero() { // ready waits for a promote: no deadline
+			msg = append(msg, "deadline", d.Deadline)
+		}
 	}
 	c.log.Info("state restored", msg...)
 	return nil
