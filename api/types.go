@@ -73,8 +73,10 @@ type Event struct {
 	// Actor is who asked: a CLI or API caller, or "controller".
 	Actor string `json:"actor"`
 	// Action is init, promote, rollback, deploy, phase (a deployment's
-	// phase change: From and To are phases), abort, hook,
-	// retention_ended, retire_failed or retire_retry.
+	// phase change: From and To are phases), abort, hook, apply_failed,
+	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
+	// post_promotion_failed, post_promotion_inconclusive or
+	// auto_rollback_failed.
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`
@@ -192,7 +194,7 @@ type RetireRequest struct {
 
 // Gate is one validation gate's current state.
 type Gate struct {
-	// Name identifies the gate: error_rate, latency_p95_ratio, ttft_p95,
+	// Name identifies the gate: error_rate, latency_p95_ratio, ttft_p95_ms,
 	// ttft_p95_ratio, tokens_per_second_ratio, shadow_mismatch_rate,
 	// synthetic_pass_rate.
 	Name string `json:"name"`

@@ -20,9 +20,11 @@ func newDeployCmd() *cobra.Command {
 		Short: "Put a new version into the standby pool and start its rollout",
 		Long: `Put a new version into the standby pool (the one not live) and start its
 lifecycle: warming (health checks, /v1/models lists the model, warm-up
-requests on every replica) -> ready -> promote (cutover promote, or
-rollout.auto_promote) -> retention of the old pool for instant rollback ->
-retirement (drain, on_retire hooks) -> completed.
+requests on every replica) -> validating (only when validation is
+configured: shadow traffic or a synthetic suite, held to the gates) ->
+ready -> promote (cutover promote, or rollout.auto_promote) -> retention of
+the old pool for instant rollback -> retirement (drain, on_retire hooks) ->
+completed.
 
 One deployment at a time. Deploying over a pool still retained for rollback
 is refused with the time its retention ends, unless --force, which ends that
@@ -41,7 +43,11 @@ retention now.`,
 				if r.Note != "" {
 					fmt.Fprintf(w, "note: %s\n", r.Note)
 				}
-				fmt.Fprintln(w, "follow it with: cutover status")
+				hint := selfCommand() + " status"
+				if cmd.Flags().Changed("admin") {
+					hint += " --admin " + f.admin
+				}
+				fmt.Fprintln(w, "follow it with: "+hint)
 			})
 		},
 	}

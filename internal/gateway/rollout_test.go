@@ -130,6 +130,9 @@ func TestDeploymentLifecycle(t *testing.T) {
 	if d2.Phase != "promoted" || d2.DeadlineKind != "retention" || !d2.Deadline.Equal(d2.RetainUntil) {
 		t.Fatalf("after promote: %+v", d2)
 	}
+	if _, err := e.admin.Promote(ctx); !errors.As(err, &ae) || ae.StatusCode != 409 || !strings.Contains(ae.Message, "already promoted") {
+		t.Errorf("a second promote: %v, want 409 saying it is already promoted", err)
+	}
 	done := e.waitPhase(t, "completed", 20*time.Second)
 	if done.RetiredAt.Before(d2.RetainUntil) {
 		t.Errorf("retired at %s, before the retention end %s", done.RetiredAt, d2.RetainUntil)

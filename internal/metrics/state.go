@@ -17,7 +17,7 @@ var (
 	descInFlight  = prometheus.NewDesc("cutover_requests_in_flight", "Requests and streams open on a replica.", []string{"pool", "replica"}, nil)
 	descHealthy   = prometheus.NewDesc("cutover_replica_healthy", "1 when the replica may get new requests, 0 when health checks or passive ejection took it out.", []string{"pool", "replica"}, nil)
 	descPhase     = prometheus.NewDesc("cutover_deployment_phase", "1 for the current (else latest) deployment's phase.", []string{"phase"}, nil)
-	descDeadline  = prometheus.NewDesc("cutover_deployment_deadline_timestamp_seconds", "Unix time of the current deployment's deadline, by kind (progress, auto_promote, retention, drain).", []string{"kind"}, nil)
+	descDeadline  = prometheus.NewDesc("cutover_deployment_deadline_timestamp_seconds", "Unix time of the current deployment's deadline, by kind (progress, validation, auto_promote, retention, drain).", []string{"kind"}, nil)
 	descRetire    = prometheus.NewDesc("cutover_retire_failures", "Failed on_retire attempts of the deployment being retired (a GPU not freed yet).", nil, nil)
 	descHookRuns  = prometheus.NewDesc("cutover_hook_runs_total", "Lifecycle hook runs by event and outcome.", []string{"event", "outcome"}, nil)
 	descGateValue = prometheus.NewDesc("cutover_gate_value", "Current value of a validation gate.", []string{"gate"}, nil)

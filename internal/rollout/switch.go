@@ -21,7 +21,13 @@ func (c *Controller) Promote(ctx context.Context, actor string) (api.SwitchResul
 	defer c.tmu.Unlock()
 	st, _, _ := c.snapshot()
 	if d := st.active(); d != nil {
-		if d.Phase != PhaseReady {
+		switch d.Phase {
+		case PhaseReady:
+		case PhasePromoted:
+			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is already promoted (%s); rollback returns to %s", d.ID, d.Reason, d.From)
+		case PhaseRetiring:
+			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is already promoted and its old pool %s is being retired (%s)", d.ID, d.From, d.Reason)
+		default:
 			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is %s (%s); it can be promoted once ready", d.ID, d.Phase, d.Reason)
 		}
 		return c.promoteDeployment(ctx, actor, d.ID)
@@ -187,8 +193,11 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 // canServe checks that at least one replica of p is healthy and answers a
 // fresh check listing p's model.
 func (c *Controller) canServe(ctx context.Context, p *pool.Pool) error {
-	if p == nil || len(p.Replicas) == 0 {
+	if p == nil {
 		return fmt.Errorf("pool has no replicas")
+	}
+	if len(p.Replicas) == 0 {
+		return fmt.Errorf("pool %s has no replicas", p.Name)
 	}
 	var reasons []string
 	var healthy []*pool.Replica
