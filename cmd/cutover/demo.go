@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,15 +83,26 @@ to try. Ctrl-C stops everything cleanly.`,
 			}
 			addrs := demoAddrs{}
 			start := func(role, model string) (string, error) {
-				want := "127.0.0.1:0"
+				mc := mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48}
+				var (
+					url string
+					srv *http.Server
+					err error
+				)
 				if i := len(addrs[role]); i < len(saved[role]) {
-					want = saved[role][i]
+					if url, srv, err = startMock(mc, saved[role][i]); err != nil {
+						log.Warn("simulated replica: its address in the last run is taken; pools saved in the state that name it will not reach it",
+							"address", saved[role][i], "error", err)
+					}
 				}
-				url, srv, err := startMock(mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48}, want)
-				if err != nil && want != "127.0.0.1:0" {
-					log.Warn("simulated replica: its address in the last run is taken; pools saved in the state that name it will not reach it",
-						"address", want, "error", err)
-					url, srv, err = startMock(mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48}, "127.0.0.1:0")
+				switch {
+				case srv != nil:
+				case stateDir != "":
+					// A port the kernel never hands to outgoing
+					// connections, so that it is still free next time.
+					url, srv, err = startMockSteady(mc)
+				default:
+					url, srv, err = startMock(mc, "127.0.0.1:0")
 				}
 				if err != nil {
 					return "", err
@@ -204,6 +217,31 @@ func saveDemoAddrs(dir string, a demoAddrs) error {
 		return fmt.Errorf("save the simulated replicas' addresses: %w", err)
 	}
 	return nil
+}
+
+// startMockSteady serves a simulated replica on a free port below the
+// kernel's ephemeral range (which outgoing connections take their ports
+// from), else on any free port.
+func startMockSteady(c mockllm.Config) (string, *http.Server, error) {
+	lo := 32768 // Linux's default start of the ephemeral range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	const from = 20000
+	for range 32 {
+		if lo <= from {
+			break
+		}
+		port := from + mathrand.IntN(lo-from)
+		if url, srv, err := startMock(c, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			return url, srv, nil
+		}
+	}
+	return startMock(c, "127.0.0.1:0")
 }
 
 // startMock serves a simulated replica on addr (port 0: a free one).

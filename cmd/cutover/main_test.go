@@ -556,7 +556,7 @@ func TestDemoKeepsItsStateAcrossRestarts(t *testing.T) {
 	if !strings.Contains(d.printed, "green (live)") || !strings.Contains(d.printed, spare[0]) {
 		t.Errorf("banner after the restart does not show green live on %s:\n%s", spare[0], d.printed)
 	}
-	awaitDemo(t, "green's replicas healthy", func() bool {
+	awaitDemo(t, "green's replicas healthy", d.stderr, func() bool {
 		st, err := client.Status(ctx)
 		return err == nil && st.Live == "green" && st.Pools["green"].HealthyReplicas == 2
 	})
@@ -566,13 +566,14 @@ func TestDemoKeepsItsStateAcrossRestarts(t *testing.T) {
 	d.stop(t)
 }
 
-// awaitDemo polls cond until it holds, failing after 30 s.
-func awaitDemo(t *testing.T, what string, cond func() bool) {
+// awaitDemo polls cond until it holds, failing after 30 s with the
+// demo's log.
+func awaitDemo(t *testing.T, what string, log *syncBuffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s; the demo's log:\n%s", what, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
