@@ -45,6 +45,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitText("#live-pool", "blue", true)
 	b.waitText("#pool-blue", "2/2 healthy", false)
 	b.waitText("#pool-green", "model-v2", false)
+	// No switch yet: rollback names no target and says it will be refused.
+	b.waitText("#btn-rollback", "Roll back", true)
 
 	// Cancel does nothing (the revision below shows no second switch).
 	b.do("promote, then cancel", chromedp.Click(chromedp.ID("btn-promote")), chromedp.WaitVisible(chromedp.ID("confirm-no")),
@@ -57,6 +59,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("after the click the gateway says %+v (%v), want green live at revision 2", st, err)
 	}
 	b.waitText("#history", "blue → green", false)
+	b.waitText("#btn-rollback", "Roll back to blue", true)
 
 	// Blue cannot serve any more: a rollback to it must be refused.
 	for _, r := range e.pools["blue"] {

@@ -574,7 +574,8 @@
         return { button: `Promote ${target}`, title: `Promote ${target}?`, text, verb: `Promote ${target}`, danger: false };
       }
       case 'rollback': {
-        const target = st.previous || standby;
+        if (!st.previous) return { button: 'Roll back', title: 'Roll back?', text: `${live} has been live since the first start: there is no previous pool to return to, and the gateway will refuse.`, verb: 'Roll back', danger: false };
+        const target = st.previous;
         let text = `${target} (${model(target)}) becomes live again. New requests go to it at once; requests and streams already running on ${live} finish there.`;
         if (active && active.phase === 'promoted') text += ` Deployment ${active.id} ends as rolled back and on_rollback hooks run.`;
         return { button: `Roll back to ${target}`, title: `Roll back to ${target}?`, text, verb: `Roll back to ${target}`, danger: false };
