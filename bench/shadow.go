@@ -82,8 +82,12 @@ type shadowResult struct {
 	// Candidate is the candidate backend's CPU priority: "idle"
 	// (SCHED_IDLE, standing for machines of its own) or "normal" where
 	// that cannot be set.
-	Candidate string         `json:"candidate_priority"`
-	Samples   []shadowSample `json:"samples"`
+	Candidate string `json:"candidate_priority"`
+	// PooledP99Ms is each instance's p99 over the requests of every
+	// measured round together: steadier than one round's p99, which rests
+	// on its 1 % slowest requests alone.
+	PooledP99Ms map[string]num `json:"pooled_p99_ms"`
+	Samples     []shadowSample `json:"samples"`
 }
 
 // runShadow runs scenario 5.
@@ -125,13 +129,20 @@ func runShadow(ctx context.Context, e *env, o *options) (*shadowResult, error) {
 	}
 	control := *off
 	control.name = shadowCopies
+	pooled := map[string][]float64{}
+	defer func() {
+		res.PooledP99Ms = map[string]num{}
+		for name, lat := range pooled {
+			res.PooledP99Ms[name] = num(percentile(lat, 99))
+		}
+	}()
 	for round := 0; round <= o.rounds; round++ { // round 0 warms up
 		for _, t := range []*target{off, &control, on} {
 			copyTo := ""
 			if t == &control {
 				copyTo = "http://" + cand + "/v1/chat/completions"
 			}
-			s, err := shadowRun(ctx, t, o, cand, copyTo)
+			s, lat, err := shadowRun(ctx, t, o, cand, copyTo)
 			if err != nil {
 				return res, fmt.Errorf("shadow round %d, %s: %w", round, t.name, err)
 			}
@@ -147,6 +158,7 @@ func runShadow(ctx context.Context, e *env, o *options) (*shadowResult, error) {
 			}
 			s.Round = round
 			res.Samples = append(res.Samples, s)
+			pooled[t.name] = append(pooled[t.name], lat...)
 			e.logf("shadow round %d %-18s p50 %6.3f ms p99 %6.3f ms  cpu %.3f s/1k  %d requests, %d copies, %d failed, %d dropped %s",
 				s.Round, s.Target, float64(s.P50Ms), float64(s.P99Ms), float64(s.CPUPer1k), s.Requests, s.Copies, s.Failed, s.Dropped, s.Phase)
 		}
@@ -180,7 +192,7 @@ func waitPhase(ctx context.Context, c *api.Client, id, phase string, timeout tim
 // ones have returned) and measures their latency. With copyTo set, each
 // request that succeeded is then sent there too, unmeasured, as cutover's
 // mirror would.
-func shadowRun(ctx context.Context, t *target, o *options, cand, copyTo string) (shadowSample, error) {
+func shadowRun(ctx context.Context, t *target, o *options, cand, copyTo string) (shadowSample, []float64, error) {
 	s := shadowSample{Target: t.name, P50Ms: nan, P99Ms: nan, CPUPer1k: nan, OtherCores: nan}
 	const slots = 256
 	tr := &http.Transport{MaxIdleConnsPerHost: slots, DisableCompression: true}
@@ -193,11 +205,11 @@ func shadowRun(ctx context.Context, t *target, o *options, cand, copyTo string) 
 	body := chatBody(16, false, "Say hello")
 	copies0, err := completedRequests(ctx, cand)
 	if err != nil {
-		return s, err
+		return s, nil, err
 	}
 	cpu0, err := t.grp.cpuSeconds()
 	if err != nil {
-		return s, err
+		return s, nil, err
 	}
 	snap0 := snapCPU()
 	var (
@@ -239,19 +251,19 @@ func shadowRun(ctx context.Context, t *target, o *options, cand, copyTo string) 
 	s.OtherCores = otherCores(snap0, snapCPU())
 	cpu1, err := t.grp.cpuSeconds()
 	if err != nil {
-		return s, err
+		return s, nil, err
 	}
 	time.Sleep(200 * time.Millisecond) // copies finish after the live answer
 	copies1, err := completedRequests(ctx, cand)
 	if err != nil {
-		return s, err
+		return s, nil, err
 	}
 	s.Requests, s.Copies = len(lat)+s.Failed, copies1-copies0
 	s.P50Ms, s.P99Ms = num(percentile(lat, 50)), num(percentile(lat, 99))
 	if s.Requests > 0 {
 		s.CPUPer1k = num((cpu1 - cpu0) / float64(s.Requests) * 1000)
 	}
-	return s, ctx.Err()
+	return s, lat, ctx.Err()
 }
 
 // completedRequests reads the backend's vllm:request_success_total, summed
