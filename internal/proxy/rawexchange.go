@@ -20,11 +20,13 @@ import (
 // ("" when it can): the Handler sends through another Transport
 // ("client"), or the live pool has replicas that are not plain HTTP
 // ("https_replicas"). net/http then serves the connection.
-func (sc *srvConn) slowPath() string {
+// t is the routing table the request will be served from: the check and
+// the service must see the same one, or a switch in between could send a
+// request for https replicas down the plain-HTTP loop.
+func (sc *srvConn) slowPath(t *route.Table) string {
 	if sc.h.up == nil {
 		return "client"
 	}
-	t := sc.h.table.Load()
 	if t == nil {
 		return "" // answered 503 below
 	}
@@ -36,12 +38,12 @@ func (sc *srvConn) slowPath() string {
 	return ""
 }
 
-// serveRequest answers the request in sc.req, the way Handler.ServePool
-// does. It reports whether the connection may serve another request.
-func (sc *srvConn) serveRequest() bool {
+// serveRequest answers the request in sc.req from routing table t, the
+// way Handler.ServePool does. It reports whether the connection may serve
+// another request.
+func (sc *srvConn) serveRequest(t *route.Table) bool {
 	start := time.Now()
 	h, r := sc.h, &sc.req
-	t := h.table.Load()
 	if t == nil {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
@@ -276,6 +278,11 @@ func (x *rawExchange) releaseConn() {
 
 // send writes the request to rep and reads the answer's head into x.resp.
 func (x *rawExchange) send(rep *pool.Replica) error {
+	if rep.URL.Scheme != "http" {
+		// slowPath hands such pools to net/http; never send plain HTTP
+		// to a TLS replica.
+		return fmt.Errorf("replica %s: the connection loop speaks plain HTTP only", rep.Name)
+	}
 	u := x.h.up
 	host := rep.URL.Host
 	ctx := context.Background()
@@ -294,14 +301,16 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 		if x.sc.gone.Load() {
 			return errClientGone
 		}
+		pc.wrote = time.Time{}
 		err = x.writeRequest(pc, host, rep.URL.EscapedPath())
 		if err == nil {
+			pc.wrote = time.Now()
 			err = x.readHead()
 		}
 		if err == nil {
 			return nil
 		}
-		if reused && attempt == 0 && pc.cr.n == 0 && !isTimeout(err) && !x.sc.gone.Load() {
+		if reused && attempt == 0 && pc.closedBeforeAnswer() && !isTimeout(err) && !x.sc.gone.Load() {
 			// A kept-alive connection the replica had closed; its idle
 			// siblings are likely closed too: resend on a new one.
 			x.closeConn()
@@ -348,8 +357,51 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
-	bw.Write(x.body)
-	return bw.Flush()
+	if len(x.body) <= smallBody {
+		bw.Write(x.body)
+		return bw.Flush()
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return x.writeBody(pc)
+}
+
+// smallBody is a request body that fits the socket buffers of an idle
+// connection, so writing it never waits on the replica.
+const smallBody = 32 << 10
+
+// writeBody writes a large request body straight to the replica, which
+// may be slow to read it (or wedged): within the request's timeout, and
+// with the hang-up watcher started once the writing takes long, so that a
+// client that leaves ends it.
+func (x *rawExchange) writeBody(pc *upConn) error {
+	b := x.body
+	defer func() { _ = pc.c.SetWriteDeadline(time.Time{}) }()
+	for len(b) > 0 {
+		now := time.Now()
+		d, kind := x.deadline, armTotal
+		if !x.sc.watching {
+			if w := now.Add(watchAfter); d.IsZero() || w.Before(d) {
+				d, kind = w, armWatch
+			}
+		}
+		_ = pc.c.SetWriteDeadline(d)
+		if x.sc.gone.Load() {
+			return errClientGone
+		}
+		n, err := pc.c.Write(b)
+		b = b[n:]
+		switch {
+		case err == nil:
+		case isTimeout(err) && kind == armWatch && !x.sc.gone.Load():
+			x.sc.startWatch()
+		default:
+			x.timedOut = kind
+			return err
+		}
+	}
+	return nil
 }
 
 // skipRequestHeader reports request headers never forwarded, on either
@@ -499,10 +551,14 @@ func (x *rawExchange) readHead() error {
 				}
 				rr.contentLength = n
 			case equalFold(name, "Transfer-Encoding"):
-				rr.chunked = lastTokenIs(val, "chunked")
-				if !rr.chunked {
-					rr.closeDelim = true
+				// Only chunked, as net/http's client: another coding
+				// would reach the client undeclared (the header is
+				// hop-by-hop), and with a Content-Length beside it the
+				// framing would be ambiguous.
+				if !equalFold(bytes.TrimSpace(val), "chunked") || rr.chunked {
+					return fmt.Errorf("unsupported transfer encoding %q", val)
 				}
+				rr.chunked = true
 			case equalFold(name, "Connection"):
 				rr.connFields = append(rr.connFields, len(rr.fields)-1)
 				if hasToken(val, "close") {
@@ -540,14 +596,6 @@ func parseStatus(b []byte) (int, bool) {
 		return 0, false
 	}
 	return int(b[0]-'0')*100 + int(b[1]-'0')*10 + int(b[2]-'0'), true
-}
-
-// lastTokenIs reports whether the comma-separated list v ends with tok.
-func lastTokenIs(v []byte, tok string) bool {
-	if i := bytes.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
-	}
-	return equalFold(bytes.TrimSpace(v), tok)
 }
 
 // maxResponseHead bounds a replica's response head.
@@ -769,7 +817,7 @@ func (sc *srvConn) watch() {
 	if err != nil && !sc.stopping.Load() {
 		sc.gone.Store(true)
 		if pc := sc.cur.Load(); pc != nil {
-			_ = pc.c.SetReadDeadline(aLongTimeAgo)
+			_ = pc.c.SetDeadline(aLongTimeAgo) // ends a wait to read or to write
 		}
 	}
 }

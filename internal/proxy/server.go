@@ -409,8 +409,9 @@ func (sc *srvConn) serve() {
 			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
 		}
 		verdict, status := sc.readRequest()
+		t := sc.h.table.Load()
 		if verdict == headOK {
-			if why := sc.slowPath(); why != "" {
+			if why := sc.slowPath(t); why != "" {
 				verdict, sc.fallback = headFallback, why
 			}
 		}
@@ -441,16 +442,42 @@ func (sc *srvConn) serve() {
 		case headEOF:
 			return
 		}
+		keep := sc.serveRequest(t)
 		if cap(sc.head) > maxKeptBody {
+			// Only once the request is done: its header fields are
+			// offsets into sc.head.
 			sc.head = nil
 		}
-		if !sc.serveRequest() || sc.req.close || sc.s.shutdown.Load() {
+		if !keep || sc.req.close || sc.s.shutdown.Load() {
 			return
 		}
 	}
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
+
+// visibleASCII reports whether b holds only printable ASCII (no control
+// byte, space or DEL), as a request target must.
+func visibleASCII(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether a header value is free of control bytes
+// other than tab (RFC 9110 section 5.5; net/http's rule too). Bytes from
+// 0x80 up are allowed as obs-text.
+func validFieldValue(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // Lingering close: how long, and how many bytes, a connection closed
 // after an answer that skipped the request body keeps reading.
@@ -519,7 +546,9 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 		return headBad, http.StatusBadRequest
 	}
 	method, target, proto := line[:sp1], rest[:sp2], rest[sp2+1:]
-	if !isToken(method) {
+	if !isToken(method) || !visibleASCII(target) {
+		// A control byte in the target (a bare CR above all) is a
+		// smuggling tool against lenient parsers further on.
 		return headBad, http.StatusBadRequest
 	}
 	if string(proto) != "HTTP/1.1" || target[0] != '/' {
@@ -555,7 +584,7 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 			return headBad, http.StatusBadRequest
 		}
 		name, val := sc.head[f.ns:f.ne], sc.head[f.vs:f.ve]
-		if bytes.IndexByte(val, '\r') >= 0 || bytes.IndexByte(val, 0) >= 0 {
+		if !validFieldValue(val) {
 			return headBad, http.StatusBadRequest
 		}
 		sc.fields = append(sc.fields, f)
@@ -585,8 +614,7 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 		}
 	}
 	if hosts != 1 {
-		sc.fallback = "host"
-		return headFallback, 0 // net/http answers 400
+		return headBad, http.StatusBadRequest // HTTP/1.1 needs exactly one
 	}
 	p := r.target
 	if q := bytes.IndexByte(p, '?'); q >= 0 {

@@ -57,6 +57,22 @@ type upConn struct {
 	// deadline reports that the raw loop may have left a read deadline
 	// on c; the RoundTrip path clears it before use.
 	deadline bool
+	// wrote is when the current request was written whole (zero before).
+	wrote time.Time
+}
+
+// staleWindow is how soon after a request was written a failure with no
+// byte of an answer still counts as the replica having closed the kept-
+// alive connection before it saw the request (it answers such a race at
+// once). Later, the replica may have worked on the request: it is not
+// resent on the same replica.
+const staleWindow = 100 * time.Millisecond
+
+// closedBeforeAnswer reports a failure on a reused connection that a
+// fresh one to the same replica may cure: no byte of an answer came, and
+// the request was not written whole or failed right after.
+func (pc *upConn) closedBeforeAnswer() bool {
+	return pc.cr.n == 0 && (pc.wrote.IsZero() || time.Since(pc.wrote) < staleWindow)
 }
 
 // countingReader counts bytes read from the connection, so that a failure
@@ -104,7 +120,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A kept-alive connection the replica had already closed fails
 		// before any byte of an answer: send again on a fresh one, once.
-		if reused && attempt == 0 && pc.cr.n == 0 && ctx.Err() == nil && req.GetBody != nil && !isTimeout(err) {
+		if reused && attempt == 0 && pc.closedBeforeAnswer() && ctx.Err() == nil && req.GetBody != nil && !isTimeout(err) {
 			if req.Body, err = req.GetBody(); err != nil {
 				return nil, err
 			}
@@ -133,7 +149,7 @@ func (u *Upstream) Forward(ctx context.Context, host, method, target string, hdr
 		if err == nil {
 			return resp, nil
 		}
-		if reused && attempt == 0 && pc.cr.n == 0 && ctx.Err() == nil && !isTimeout(err) {
+		if reused && attempt == 0 && pc.closedBeforeAnswer() && ctx.Err() == nil && !isTimeout(err) {
 			// A kept-alive connection the replica had closed; its idle
 			// siblings are likely closed too: resend on a new one.
 			u.dropIdle(host)
@@ -229,9 +245,11 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		_ = pc.c.SetReadDeadline(time.Time{})
 		pc.deadline = false
 	}
+	pc.wrote = time.Time{}
 	if err := write(pc.bw); err != nil {
 		return fail(err)
 	}
+	pc.wrote = time.Now()
 	if d := u.ResponseHeaderTimeout; d > 0 {
 		_ = pc.c.SetReadDeadline(time.Now().Add(d))
 	}
