@@ -1,7 +1,6 @@
 package mockllm
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -69,26 +68,4 @@ func TestVocabularyIsPlain(t *testing.T) {
 		}
 		seen[w] = true
 	}
-}
-
-// FuzzAppendJSONString checks the hand-written encoder against encoding/json.
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", `q"uo\te`, "ctl\x00\x1f\n\r\t", "bad\xff\xfeutf8", "sep\u2028\u2029", "é€😀", "<&>"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		ours := appendJSONString(nil, s)
-		var got string
-		if err := json.Unmarshal(ours, &got); err != nil {
-			t.Fatalf("invalid JSON %s for %q: %v", ours, s, err)
-		}
-		std, _ := json.Marshal(s)
-		var want string
-		if err := json.Unmarshal(std, &want); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("%q encodes to %s, decoding to %q; encoding/json gives %q", s, ours, got, want)
-		}
-	})
 }

@@ -7,7 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/cutover-dev/cutover/internal/jsonstr"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -33,55 +34,6 @@ func putBuf(b *[]byte) {
 	if cap(*b) <= 64<<10 {
 		bufPool.Put(b)
 	}
-}
-
-// appendJSONString appends s as a JSON string literal. Invalid UTF-8 becomes
-// U+FFFD; control characters, U+2028 and U+2029 are escaped, as encoding/json
-// does (but <, > and & are left alone).
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // appendHex16 appends v as 16 lower-case hex digits.
@@ -123,14 +75,14 @@ const (
 // {"error":{"message":...,"type":...,"param":...,"code":N}}.
 func appendError(dst []byte, e *apiError) []byte {
 	dst = append(dst, `{"error":{"message":`...)
-	dst = appendJSONString(dst, e.message)
+	dst = jsonstr.Append(dst, e.message)
 	dst = append(dst, `,"type":`...)
-	dst = appendJSONString(dst, e.typ)
+	dst = jsonstr.Append(dst, e.typ)
 	dst = append(dst, `,"param":`...)
 	if e.param == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = appendJSONString(dst, e.param)
+		dst = jsonstr.Append(dst, e.param)
 	}
 	dst = append(dst, `,"code":`...)
 	dst = strconv.AppendInt(dst, int64(e.status), 10)

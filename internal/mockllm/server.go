@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/jsonstr"
 )
 
 // Server is one simulated vLLM replica; it is an http.Handler.
@@ -84,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		modelJSON: appendJSONString(nil, cfg.Model),
+		modelJSON: jsonstr.Append(nil, cfg.Model),
 		modelHash: modelHash(cmp.Or(cfg.AnswerAs, cfg.Model)),
 		idPrefix:  rand.Uint64(),
 		start:     time.Now(),

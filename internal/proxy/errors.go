@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"syscall"
+
+	"github.com/cutover-dev/cutover/internal/jsonstr"
 )
 
 // apiError is an error the gateway itself answers, in the OpenAI shape
@@ -34,11 +36,11 @@ func (e *apiError) write(w http.ResponseWriter) {
 // appendJSON appends e's body: {"error":{...}} and a newline.
 func (e *apiError) appendJSON(body []byte) []byte {
 	body = append(body, `{"error":{"message":`...)
-	body = strconv.AppendQuote(body, e.msg) // ASCII-safe JSON for our own messages
+	body = jsonstr.Append(body, e.msg) // it may quote what a client sent
 	body = append(body, `,"type":`...)
-	body = strconv.AppendQuote(body, e.typ)
+	body = jsonstr.Append(body, e.typ)
 	body = append(body, `,"param":null,"code":`...)
-	body = strconv.AppendQuote(body, e.code)
+	body = jsonstr.Append(body, e.code)
 	return append(body, "}}\n"...)
 }
 

@@ -34,8 +34,9 @@ var errNotObject = errors.New("body is not a JSON object")
 // outside strings. When "model" appears twice the last one wins, as in the
 // Python JSON parser vLLM uses. It returns errNotObject for anything that
 // is not a well-formed object at the top level.
-func scanModel(b []byte) (modelField, error) {
-	var f modelField
+func scanModel(b []byte) (f modelField, err error) {
+	var greedy, seeded bool
+	defer func() { f.deterministic = greedy || seeded }()
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return f, errNotObject
@@ -78,11 +79,11 @@ func scanModel(b []byte) (modelField, error) {
 		if !ok {
 			return f, errNotObject
 		}
-		switch string(key) {
+		switch string(key) { // a repeated key: the last one counts
 		case "temperature":
-			f.deterministic = f.deterministic || isZeroNumber(b[vs:ve])
+			greedy = isZeroNumber(b[vs:ve])
 		case "seed":
-			f.deterministic = f.deterministic || string(b[vs:ve]) != "null"
+			seeded = string(b[vs:ve]) != "null"
 		}
 		if isModel {
 			f.found, f.valStart, f.valEnd = true, vs, ve

@@ -52,8 +52,12 @@ type Observation struct {
 
 // Failed reports whether the request counts as an error for health
 // signals: 5xx, a transport failure, or an error inside the stream. A
-// client that went away is not the server's failure.
+// client that went away is not the server's failure, unless the stream
+// had already carried an error (a client may well leave because of it).
 func (o *Observation) Failed() bool {
+	if o.StreamError {
+		return true
+	}
 	if o.Error == "client_closed" {
 		return false
 	}
@@ -74,10 +78,16 @@ type bodyScanner struct {
 	events      int
 	roleFirst   bool // the first event only announced the role
 	streamError bool
-	usage       int // -1 until seen
+	done        bool // data: [DONE] seen
+	usage       int  // -1 until seen
 	carry       [48]byte
 	ncarry      int
+	firstDone   bool   // roleFirst is decided
+	first       []byte // the start of the body while its first event's line is incomplete
 }
+
+// maxFirst bounds how much of the body is kept to decide roleFirst.
+const maxFirst = 4 << 10
 
 var (
 	patData   = []byte("data: ")
@@ -94,43 +104,79 @@ func newBodyScanner() bodyScanner { return bodyScanner{usage: -1} }
 // scan looks at the next piece of the body.
 func (s *bodyScanner) scan(b []byte, stream bool) {
 	if stream {
-		n := bytes.Count(b, patData)
-		if s.events == 0 && n > 0 {
-			first := b[bytes.Index(b, patData):]
-			if end := bytes.IndexByte(first, '\n'); end > 0 {
-				first = first[:end]
-			}
-			s.roleFirst = bytes.Contains(first, patRole)
+		if !s.firstDone {
+			s.findFirst(b)
 		}
+		n := bytes.Count(b, patData)
 		s.events += n
 		if bytes.Contains(b, patDone) {
 			s.events--
+			s.done = true
 		}
 		if k := bytes.Count(b, patError); k > 0 {
 			s.streamError = true
 			s.events -= k // an error event is not a token
 		}
 	}
-	if i := bytes.LastIndex(b, patUsage); i >= 0 {
-		if v, ok := parseInt(b[i+len(patUsage):]); ok {
-			s.usage = v
-		}
-	} else if s.ncarry > 0 {
-		// A pattern straddling the previous read and this one.
+	usageHere := bytes.LastIndex(b, patUsage)
+	if s.ncarry > 0 {
+		// Patterns straddling the previous read and this one, each
+		// counted as a whole body would count it.
 		var joined [2 * 64]byte
 		j := append(joined[:0], s.carry[:s.ncarry]...)
 		j = append(j, b[:min(len(b), carryScan)]...)
-		if i := bytes.LastIndex(j, patUsage); i >= 0 {
-			if v, ok := parseInt(j[i+len(patUsage):]); ok {
-				s.usage = v
+		if usageHere < 0 {
+			if i := bytes.LastIndex(j, patUsage); i >= 0 {
+				if v, ok := parseInt(j[i+len(patUsage):]); ok {
+					s.usage = v
+				}
 			}
 		}
-		if stream && straddles(j, s.ncarry, patError) {
-			s.streamError = true
-			s.events--
+		if stream {
+			if straddles(j, s.ncarry, patData) {
+				s.events++
+			}
+			if straddles(j, s.ncarry, patDone) {
+				s.events--
+				s.done = true
+			}
+			if straddles(j, s.ncarry, patError) {
+				s.streamError = true
+				s.events--
+			}
+		}
+	}
+	if usageHere >= 0 {
+		if v, ok := parseInt(b[usageHere+len(patUsage):]); ok {
+			s.usage = v
 		}
 	}
 	s.ncarry = copy(s.carry[:], b[max(0, len(b)-maxCarry):])
+}
+
+// findFirst decides whether the first event only announced the role,
+// once that event's line is whole (it may come in pieces).
+func (s *bodyScanner) findFirst(b []byte) {
+	seen := b
+	if s.first != nil {
+		s.first = append(s.first, b[:min(len(b), maxFirst-len(s.first))]...)
+		seen = s.first
+	}
+	i := bytes.Index(seen, patData)
+	if i >= 0 {
+		line := seen[i:]
+		if end := bytes.IndexByte(line, '\n'); end > 0 {
+			s.roleFirst, s.firstDone, s.first = bytes.Contains(line[:end], patRole), true, nil
+			return
+		}
+	}
+	if len(seen) >= maxFirst { // no such line near the start: not vLLM's shape
+		s.firstDone, s.first = true, nil
+		return
+	}
+	if s.first == nil {
+		s.first = append(make([]byte, 0, 512), b...)
+	}
 }
 
 // tokens returns the output token count and whether usage gave it.
@@ -181,13 +227,39 @@ func parseInt(b []byte) (int, bool) {
 	return v, err == nil
 }
 
+// AnswerScanner reads an answer piece by piece, as it arrives, for what
+// ScanAnswer reports of a whole one, without keeping it.
+type AnswerScanner struct {
+	s      bodyScanner
+	stream bool
+}
+
+// NewAnswerScanner returns a scanner for an SSE stream (stream) or a JSON
+// answer.
+func NewAnswerScanner(stream bool) *AnswerScanner {
+	return &AnswerScanner{s: newBodyScanner(), stream: stream}
+}
+
+// Write scans the next piece of the answer; it never fails.
+func (a *AnswerScanner) Write(p []byte) (int, error) {
+	a.s.scan(p, a.stream)
+	return len(p), nil
+}
+
+// Result returns the output tokens (from usage when the answer had it,
+// else the stream's content events), whether the stream carried an error
+// event, and whether it ended with data: [DONE].
+func (a *AnswerScanner) Result() (tokens int, streamError, done bool) {
+	tokens, _ = a.s.tokens()
+	return tokens, a.s.streamError, a.stream && a.s.done
+}
+
 // ScanAnswer reads a whole answer body the way the data plane observes a
 // live one as it relays it: the output tokens (usage.completion_tokens,
 // else the stream's data events), whether the stream carried an error
 // event, and whether it ended with data: [DONE]. It allocates nothing.
 func ScanAnswer(b []byte, stream bool) (tokens int, streamError, done bool) {
-	sc := newBodyScanner()
-	sc.scan(b, stream)
-	tokens, _ = sc.tokens()
-	return tokens, sc.streamError, stream && bytes.Contains(b, patDone)
+	a := AnswerScanner{s: newBodyScanner(), stream: stream}
+	_, _ = a.Write(b)
+	return a.Result()
 }

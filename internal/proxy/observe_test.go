@@ -59,3 +59,25 @@ func FuzzBodyScanner(f *testing.F) {
 		}
 	})
 }
+
+// TestScannerPatternsAcrossReads: an error event split between two reads
+// is found even when the second read carries a usage object, and a split
+// "data: [DONE]" or "data: " counts as in the whole body.
+func TestScannerPatternsAcrossReads(t *testing.T) {
+	s := newBodyScanner()
+	s.scan([]byte(`data: {"choices":[{"delta":{"content":"a"}}],"usage":{"completion_tokens":1}}`+"\n\n"+`data: {"err`), true)
+	s.scan([]byte(`or":{"message":"boom"}}`+"\n\n"+`data: {"choices":[],"usage":{"completion_tokens":1}}`+"\n\ndata: [DONE]\n\n"), true)
+	if !s.streamError {
+		t.Error("an error event split across reads, with usage after it, went unseen")
+	}
+	body := `data: {"choices":[{"delta":{"role":"assistant"}}]}` + "\n\n" + `data: {"choices":[{"delta":{"content":"a"}}]}` + "\n\n" + `data: {"choices":[{"delta":{"content":"b"}}]}` + "\n\ndata: [DONE]\n\n"
+	whole, _, wholeDone := ScanAnswer([]byte(body), true)
+	for cut := 1; cut < len(body); cut++ {
+		a := NewAnswerScanner(true)
+		_, _ = a.Write([]byte(body[:cut]))
+		_, _ = a.Write([]byte(body[cut:]))
+		if n, _, done := a.Result(); n != whole || done != wholeDone {
+			t.Errorf("split at %d (%q|%q): %d tokens done %v, whole body %d tokens done %v", cut, body[max(0, cut-8):cut], body[cut:min(len(body), cut+8)], n, done, whole, wholeDone)
+		}
+	}
+}

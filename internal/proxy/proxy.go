@@ -292,15 +292,13 @@ var (
 // run forwards the request (see Handler.forward). It reports whether the
 // client connection must be aborted.
 func (ex *exchange) run() (abort bool) {
-	ctx := ex.r.Context()
-	if ex.h.up == nil {
-		// Through http.Transport the only way to stop a read that went
-		// idle is to cancel the request's context.
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		ex.cancel = cancel
-		defer cancel(nil)
-	}
+	// Through a Transport other than Upstream's own connections (the
+	// configured http.Transport, or Upstream's https fallback) the only
+	// way to stop a read that went idle is to cancel the request's
+	// context; this path is the fallback, so it always keeps the means.
+	ctx, cancel := context.WithCancelCause(ex.r.Context())
+	ex.cancel = cancel
+	defer cancel(nil)
 	if ex.h.opts.Timeout > 0 {
 		var c2 context.CancelFunc
 		ctx, c2 = context.WithTimeoutCause(ctx, ex.h.opts.Timeout, context.DeadlineExceeded)
@@ -559,10 +557,16 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 				ex.capture.add(buf[:n])
 			}
 		}
-		if rerr == io.EOF {
+		if rerr == io.EOF && ctx.Err() == nil {
 			return false
 		}
 		if rerr != nil {
+			if rerr == io.EOF {
+				// The request was cancelled (idle, timeout) and the
+				// transport reported the closed body as its end: the
+				// answer was cut, not complete.
+				rerr = context.Cause(ctx)
+			}
 			if ex.r.Context().Err() != nil {
 				o.Error = "client_closed"
 				return false

@@ -197,3 +197,49 @@ func TestServerNoReplayAfterReplicaWorked(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamErrorThenHangUpIsAFailure: a client that leaves after an
+// in-stream error event (an SDK raising on it) does not erase the
+// failure: the observation still counts as failed, on both paths.
+func TestStreamErrorThenHangUpIsAFailure(t *testing.T) {
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n")
+		_, _ = io.WriteString(w, "data: {\"error\": {\"message\": \"CUDA out of memory\", \"code\": 500}}\n\n")
+		w.(http.Flusher).Flush()
+		select { // [DONE] would follow; the client leaves first
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	closeAtEnd(t, backend)
+	defer close(release)
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			obs := make(obsChan, 1)
+			h := newHandler(t, Options{Observer: obs}, "", backend.URL)
+			c, br := dialRaw(t, fe.start(t, h))
+			writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{"stream":true}`))
+			_ = c.SetReadDeadline(time.Now().Add(testWait))
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(line, `"error"`) {
+					break
+				}
+			}
+			c.Close()
+			select {
+			case o := <-obs:
+				if !o.StreamError || !o.Failed() {
+					t.Errorf("observation %+v: stream error %v, failed %v; want both", o, o.StreamError, o.Failed())
+				}
+			case <-time.After(testWait):
+				t.Fatal("no observation")
+			}
+		})
+	}
+}

@@ -41,8 +41,9 @@ type Upstream struct {
 	// http.Transport.
 	Fallback http.RoundTripper
 
-	mu   sync.Mutex // guards idle
-	idle map[string][]*upConn
+	mu    sync.Mutex           // guards idle and sweep
+	idle  map[string][]*upConn // per host, oldest first
+	sweep *time.Timer          // closes expired idle connections; nil when none are idle
 }
 
 var _ http.RoundTripper = (*Upstream)(nil)
@@ -322,10 +323,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 // them after a few seconds) are noticed and discarded here, before a
 // request is written on them.
 func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, bool, error) {
-	idleTimeout := u.IdleTimeout
-	if idleTimeout <= 0 {
-		idleTimeout = 90 * time.Second
-	}
+	idleTimeout := u.idleTimeout()
 	now := time.Now()
 	for !fresh {
 		u.mu.Lock()
@@ -383,6 +381,13 @@ func (u *Upstream) dropIdle(host string) {
 	}
 }
 
+func (u *Upstream) idleTimeout() time.Duration {
+	if u.IdleTimeout > 0 {
+		return u.IdleTimeout
+	}
+	return 90 * time.Second
+}
+
 // put returns a connection whose last answer was read to the end.
 func (u *Upstream) put(pc *upConn) {
 	max := u.MaxIdlePerHost
@@ -396,6 +401,9 @@ func (u *Upstream) put(pc *upConn) {
 	}
 	if len(u.idle[pc.host]) < max {
 		u.idle[pc.host] = append(u.idle[pc.host], pc)
+		if u.sweep == nil {
+			u.sweep = time.AfterFunc(u.idleTimeout(), u.sweepIdle)
+		}
 		u.mu.Unlock()
 		return
 	}
@@ -403,11 +411,55 @@ func (u *Upstream) put(pc *upConn) {
 	_ = pc.c.Close()
 }
 
+// sweepIdle closes the connections idle for longer than IdleTimeout. get
+// only looks at the newest one of a host (the list is a stack), so after a
+// burst the older ones would otherwise stay open, long after the replica
+// closed its end. It runs again while any connection is idle.
+func (u *Upstream) sweepIdle() {
+	timeout := u.idleTimeout()
+	now := time.Now()
+	var expired []*upConn
+	u.mu.Lock()
+	if u.sweep == nil { // CloseIdleConnections came first
+		u.mu.Unlock()
+		return
+	}
+	next := timeout
+	for host, list := range u.idle {
+		k := 0
+		for k < len(list) && now.Sub(list[k].idleSince) >= timeout {
+			k++
+		}
+		expired = append(expired, list[:k]...)
+		n := copy(list, list[k:])
+		clear(list[n:])
+		if list = list[:n]; n == 0 {
+			delete(u.idle, host)
+			continue
+		}
+		u.idle[host] = list
+		next = min(next, timeout-now.Sub(list[0].idleSince))
+	}
+	if len(u.idle) > 0 {
+		u.sweep.Reset(next)
+	} else {
+		u.sweep = nil
+	}
+	u.mu.Unlock()
+	for _, pc := range expired {
+		_ = pc.c.Close()
+	}
+}
+
 // CloseIdleConnections closes every idle connection.
 func (u *Upstream) CloseIdleConnections() {
 	u.mu.Lock()
 	idle := u.idle
 	u.idle = nil
+	if u.sweep != nil {
+		u.sweep.Stop()
+		u.sweep = nil
+	}
 	u.mu.Unlock()
 	for _, list := range idle {
 		for _, pc := range list {

@@ -319,3 +319,58 @@ func newCountingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Cleanup(srv.Close)
 	return srv, conns
 }
+
+// TestUpstreamSweepsIdleConnections: after a burst, the idle connections
+// below the newest are closed once IdleTimeout passes, not only the one
+// that get looks at (a regression: they stayed open, in CLOSE_WAIT once
+// the replica had dropped them).
+func TestUpstreamSweepsIdleConnections(t *testing.T) {
+	gate := make(chan struct{})
+	var arrived atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		<-gate
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	u := &Upstream{IdleTimeout: 200 * time.Millisecond}
+	defer u.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			resp, err := u.Forward(context.Background(), host, http.MethodGet, "/", http.Header{}, "", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	await(t, "20 requests at the replica at once", func() bool { return arrived.Load() == 20 })
+	close(gate)
+	wg.Wait()
+	if n := countIdle(u, host); n != 20 {
+		t.Fatalf("%d idle connections after the burst, want 20", n)
+	}
+	await(t, "every idle connection swept", func() bool { return countIdle(u, host) == 0 })
+}
+
+func countIdle(u *Upstream, host string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.idle[host])
+}
+
+// await polls cond until it holds, failing after testWait.
+func await(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

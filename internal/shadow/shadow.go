@@ -56,6 +56,9 @@ type Result struct {
 	// Err is a transport failure, "" when there was an answer.
 	Err  string
 	Text string
+	// Truncated reports an answer longer than what is kept for comparing
+	// texts: it was read and counted whole, but its text is not compared.
+	Truncated bool
 }
 
 // Failed reports an error for the gates: 5xx, transport, in-stream error.
@@ -215,7 +218,7 @@ func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
 	p.StatusMatch = mr.Live.Status/100 == res.Status/100
 	// Texts are compared only for deterministic requests: parse the live
 	// answer only then.
-	if deterministic && !mr.Truncated && mr.Live.Error == "" && res.Err == "" && !res.StreamError {
+	if deterministic && !mr.Truncated && !res.Truncated && mr.Live.Error == "" && res.Err == "" && !res.StreamError {
 		if la, err := answer.Parse(mr.Response, mr.Live.Stream); err == nil && (la.Done || !mr.Live.Stream) && la.Error == "" {
 			p.LiveText, p.Comparable = la.Text, true
 		}
@@ -268,20 +271,30 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 	}
 	defer resp.Body.Close()
 	res := Result{Status: resp.StatusCode}
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	// Every answer is counted whole as it arrives, as the live side does;
+	// a deterministic one is also kept, up to maxAnswer, to compare texts.
+	scan := proxy.NewAnswerScanner(stream)
 	buf := answerPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer answerPool.Put(buf)
 	cp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(cp)
 	chunk := *cp
+	seen := false
 	for {
 		n, rerr := resp.Body.Read(chunk)
 		if n > 0 {
-			if buf.Len() == 0 {
-				res.TTFT = time.Since(start)
+			if !seen {
+				res.TTFT, seen = time.Since(start), true
 			}
-			if buf.Len() < maxAnswer {
-				buf.Write(chunk[:n])
+			_, _ = scan.Write(chunk[:n])
+			if deterministic {
+				if buf.Len()+n <= maxAnswer {
+					buf.Write(chunk[:n])
+				} else {
+					res.Truncated = true
+				}
 			}
 		}
 		if rerr == io.EOF {
@@ -293,17 +306,13 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 		}
 	}
 	res.Duration = time.Since(start)
-	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	done := false
-	if deterministic {
+	var done bool
+	res.Tokens, res.StreamError, done = scan.Result()
+	if deterministic && !res.Truncated {
 		// The text is compared: parse it whole.
 		if a, err := answer.Parse(buf.Bytes(), stream); err == nil {
-			res.Text, res.Tokens, done = a.Text, a.Tokens, a.Done
-			res.StreamError = a.Error != "" && stream
+			res.Text, res.Tokens = a.Text, a.Tokens
 		}
-	} else {
-		// Only counts are used: read them the way the live side does.
-		res.Tokens, res.StreamError, done = proxy.ScanAnswer(buf.Bytes(), stream)
 	}
 	if stream && !done && res.Err == "" {
 		res.Err = "stream ended without [DONE]"

@@ -2,9 +2,11 @@ package shadow
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +84,58 @@ func TestSubmitNeverBlocks(t *testing.T) {
 	}
 	if s := m.Stats(); s.Dropped != 3 {
 		t.Fatalf("dropped %d, want 3", s.Dropped)
+	}
+}
+
+// TestLongCandidateStream: a candidate stream longer than what is kept for
+// comparing texts (maxAnswer) that ends properly is counted whole and not
+// as a failure; a deterministic one is left out of the text comparison (a
+// regression: the cut buffer lacked [DONE], so the copy "failed").
+func TestLongCandidateStream(t *testing.T) {
+	ev := `data: {"id":"x","object":"chat.completion.chunk","model":"m2","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}` + "\n\n"
+	n := (maxAnswer+maxAnswer/4)/len(ev) + 1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		var b strings.Builder
+		for range n {
+			b.WriteString(ev)
+		}
+		b.WriteString("data: [DONE]\n\n")
+		fmt.Fprint(w, b.String())
+	}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, body    string
+		deterministic bool
+	}{
+		{"sampled", `{"model":"m1","stream":true,"messages":[]}`, false},
+		{"deterministic", `{"model":"m1","stream":true,"temperature":0,"messages":[]}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cand := &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}
+			m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pairs := make(chan Pair, 1)
+			m.SetTarget("blue", cand, func(p Pair) { pairs <- p })
+			go m.Run(ctx)
+			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(tc.body),
+				Live: proxy.Observation{Pool: "blue", Status: 200, Stream: true}})
+			select {
+			case p := <-pairs:
+				if p.Shadow.Failed() || p.Shadow.Tokens != n {
+					t.Errorf("a complete stream of %d events: failed %v (%q), %d tokens", n, p.Shadow.Failed(), p.Shadow.Err, p.Shadow.Tokens)
+				}
+				if p.Shadow.Truncated != tc.deterministic || p.Comparable {
+					t.Errorf("truncated %v comparable %v; want truncated %v, never comparable", p.Shadow.Truncated, p.Comparable, tc.deterministic)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("no pair")
+			}
+		})
 	}
 }

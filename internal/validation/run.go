@@ -35,8 +35,8 @@ func (r *Run) add(dst *[]Sample, s Sample) {
 // observe routes a data-plane observation: the candidate's (preview
 // traffic, or live traffic after the promotion) or the live baseline's.
 func (r *Run) observe(o *proxy.Observation) {
-	if o.Error == "client_closed" {
-		return
+	if o.Error == "client_closed" && !o.StreamError {
+		return // says nothing of the version; one that failed does
 	}
 	s := Sample{Failed: o.Failed(), Stream: o.Stream, Duration: o.Duration, TTFT: o.TTFT, Tokens: o.Tokens}
 	r.mu.Lock()
