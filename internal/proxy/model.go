@@ -34,9 +34,9 @@ var errNotObject = errors.New("body is not a JSON object")
 // outside strings. When "model" appears twice the last one wins, as in the
 // Python JSON parser vLLM uses. It returns errNotObject for anything that
 // is not a well-formed object at the top level.
-func scanModel(b []byte) (f modelField, err error) {
-	var greedy, seeded bool
-	defer func() { f.deterministic = greedy || seeded }()
+func scanModel(b []byte) (modelField, error) {
+	var f modelField
+	var greedy, seeded bool // a repeated key: the last one counts
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return f, errNotObject
@@ -79,7 +79,7 @@ func scanModel(b []byte) (f modelField, err error) {
 		if !ok {
 			return f, errNotObject
 		}
-		switch string(key) { // a repeated key: the last one counts
+		switch string(key) {
 		case "temperature":
 			greedy = isZeroNumber(b[vs:ve])
 		case "seed":
@@ -108,6 +108,7 @@ func scanModel(b []byte) (f modelField, err error) {
 			if skipWS(b, i+1) != len(b) {
 				return f, errNotObject
 			}
+			f.deterministic = greedy || seeded
 			return f, nil
 		default:
 			return f, errNotObject
