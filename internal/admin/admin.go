@@ -159,8 +159,10 @@ func decodeBody(r *http.Request, v any) error {
 		}
 		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: " + err.Error()}
 	}
-	if dec.More() {
-		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: more than one JSON value"}
+	// dec.More is false before a stray ] or }: only the end of the body
+	// will do.
+	if _, err := dec.Token(); err != io.EOF {
+		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: data after the JSON value"}
 	}
 	return nil
 }

@@ -99,6 +99,12 @@ func TestParseErrors(t *testing.T) {
 		{"missing green", "pools:\n  blue:\n    model: m-1\n    replicas: [http://127.0.0.1:8001]\n", "pools.green", 1, []string{"missing"}},
 		{"null green", "pools:\n  blue:\n    model: m-1\n    replicas: [http://127.0.0.1:8001]\n  green:\n", "pools.green", 5, []string{"missing"}},
 		{"unknown live pool", minimal + "live: red\n", "live", 8, []string{`"red"`}},
+		{"post-promotion window longer than the retention", minimal + "rollout: {retention: 5m}\nvalidation: {post_promotion: 30m}\n",
+			"validation.post_promotion", 9, []string{"rollout.retention", "5m0s", "30m0s"}},
+		{"replica host with a semicolon", strings.Replace(minimal, "http://127.0.0.1:8002", "http://a;b:8002", 1),
+			"pools.green.replicas[0]", 7, []string{"bad character"}},
+		{"replica host with an IPv6 zone", strings.Replace(minimal, "http://127.0.0.1:8002", "'http://[fe80::1%25x;%20server%20y]:8002'", 1),
+			"pools.green.replicas[0]", 7, []string{"zone"}},
 		{"standby pool may be empty", strings.Replace(minimal, "[http://127.0.0.1:8002]", "[]", 1), "", 0, nil}, // control: valid
 		{"live pool with empty replicas", strings.Replace(minimal, "[http://127.0.0.1:8001]", "[]", 1),
 			"pools.blue.replicas", 4, []string{`"blue"`, "at least one replica"}},

@@ -123,6 +123,11 @@ func (c *Config) validateValidation() []*FieldError {
 	if v.PostPromotion > 0 && c.Driver != "" && c.Driver != "builtin" {
 		add("validation.post_promotion", "the post-promotion window watches the traffic the gateway proxies; with driver %s the load balancer carries it, so set 0", c.Driver)
 	}
+	if v.PostPromotion > 0 && v.PostPromotion > c.Rollout.Retention {
+		// The automatic rollback needs the old pool: retirement would end
+		// the window early, silently.
+		add("validation.post_promotion", "must not be longer than rollout.retention (%s), got %s: a failing gate rolls back to the retained pool", c.Rollout.Retention, v.PostPromotion)
+	}
 	s := &v.Shadow
 	if s.Percent < 0 || s.Percent > 100 {
 		add("validation.shadow.percent", "must be between 0 and 100, got %g", s.Percent)

@@ -242,6 +242,10 @@ func TestBadAdminCallsChangeNothing(t *testing.T) {
 		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["` + e.pools["blue"][0].URL() + `"]}`, 400},
 		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["http://127.0.0.1:9"]} {}`, 400},
 		{"POST", "/api/v1/retire", `{"force":"yes"}`, 400},
+		{"POST", "/api/v1/retire", `{"force":true}]`, 400}, // a stray ] or } after the value
+		{"POST", "/api/v1/retire", `{"force":true}}`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["http://127.0.0.1:9"]}]junk`, 400},
+		{"POST", "/api/v1/deployments", `{"model":"m","replicas":["http://a;b:9"]}`, 400},
 		{"GET", "/api/v1/deployments/d-404", ``, 404},
 		{"DELETE", "/api/v1/status", ``, 405}, // "DELETE /api/v1/status: use GET", Allow: GET
 		{"GET", "/api/v1/promote", ``, 405},

@@ -28,6 +28,20 @@ func NormalizeURL(s string) (string, error) {
 			return "", fmt.Errorf("replica URL %q has a bad port %q", s, p)
 		}
 	}
+	if strings.Contains(u.Host, "%") {
+		return "", fmt.Errorf("replica URL %q: a host with an IPv6 zone or escapes is not supported", s)
+	}
+	for _, c := range u.Hostname() {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == ':') {
+			// The host is written into nginx and HAProxy configs: only
+			// the characters of DNS names and IP addresses.
+			return "", fmt.Errorf("replica URL %q has a bad character %q in its host", s, c)
+		}
+	}
 	u.Path = strings.TrimRight(u.Path, "/")
-	return u.String(), nil
+	out := u.String()
+	if v, err := url.Parse(out); err != nil || v.Host != u.Host {
+		return "", fmt.Errorf("replica URL %q does not survive being written back (%q)", s, out)
+	}
+	return out, nil
 }

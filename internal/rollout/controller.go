@@ -301,6 +301,10 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		}
 		return err
 	}
+	// The transition is on record: it is carried through (or undone and
+	// recorded as undone) whatever happens to the caller, an admin client
+	// that hangs up or a reconcile loop that is stopping.
+	ctx = context.WithoutCancel(ctx)
 	c.mu.Lock()
 	prev := c.st
 	c.st, c.rev = next, rev+1

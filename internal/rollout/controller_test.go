@@ -82,7 +82,14 @@ func (p *okProber) Probe(context.Context, *pool.Replica, string) error {
 func newTestController(t *testing.T, st store.Store) (*Controller, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	c, err := New(Options{Store: st, Applier: rec, Prober: &okProber{}, InitialLive: "blue",
+	return startController(t, st, rec), rec
+}
+
+// startController starts a controller over two one-replica pools, blue
+// live, that applies its tables to ap.
+func startController(t *testing.T, st store.Store, ap Applier) *Controller {
+	t.Helper()
+	c, err := New(Options{Store: st, Applier: ap, Prober: &okProber{}, InitialLive: "blue",
 		Pools: map[string]PoolSpec{
 			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}},
 			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
@@ -93,7 +100,7 @@ func newTestController(t *testing.T, st store.Store) (*Controller, *recorder) {
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return c, rec
+	return c
 }
 
 // TestStoreFailureChangesNothing: a switch that cannot be persisted is not
@@ -204,5 +211,55 @@ func TestFailedApplyIsReverted(t *testing.T) {
 	h, _ := c.History(context.Background(), 0)
 	if last := h[len(h)-1]; last.Action != "apply_failed" || !strings.Contains(last.Reason, "unknown directive") {
 		t.Fatalf("last event %+v", last)
+	}
+}
+
+// cancelApplier stands for a load-balancer driver whose work honours its
+// context: the caller goes away (cancel) while it applies, and a driver
+// that sees that puts the previous table back.
+type cancelApplier struct {
+	cancel  context.CancelFunc
+	serving string
+}
+
+func (a *cancelApplier) Apply(ctx context.Context, t *route.Table) error {
+	if a.cancel != nil {
+		a.cancel()
+		a.cancel = nil
+		if err := ctx.Err(); err != nil {
+			return err // the previous table is back
+		}
+	}
+	a.serving = t.Live.Pool.Name
+	return nil
+}
+
+// TestCallerGoneDuringApply: a caller that hangs up while a recorded
+// switch is applied leaves the store, the status and the data plane in
+// agreement (a regression: the apply saw the cancel, and the revert could
+// not record it with the same cancelled context, so the store said green
+// while the load balancer served blue).
+func TestCallerGoneDuringApply(t *testing.T) {
+	st, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ap := &cancelApplier{}
+	c := startController(t, st, ap)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ap.cancel = cancel
+	_, _ = c.Promote(ctx, "cli")
+	rec, err := st.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := decodeState(rec.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Live != ap.serving || c.Status().Live != ap.serving {
+		t.Fatalf("the data plane serves %q, the status says %q, the store %q (revision %d)", ap.serving, c.Status().Live, stored.Live, rec.Revision)
 	}
 }
