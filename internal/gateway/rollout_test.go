@@ -284,13 +284,15 @@ func TestDeploymentFailsInWarming(t *testing.T) {
 }
 
 // TestConcurrentDeploys: exactly one of many simultaneous deploys wins.
+// They all name the model the spare replicas serve, so the winner stays in
+// progress (a wrong model would fail at once and let a later deploy win).
 func TestConcurrentDeploys(t *testing.T) {
 	e, spare := rolloutEnv(t, nil)
 	var wg sync.WaitGroup
 	var won, refused atomic.Int64
-	for i := range 8 {
+	for range 8 {
 		wg.Go(func() {
-			_, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: fmt.Sprintf("model-v%d", 3+i), Replicas: urls(spare)})
+			_, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v3", Replicas: urls(spare)})
 			var ae *api.Error
 			switch {
 			case err == nil:

@@ -153,6 +153,7 @@ func command(ctx context.Context, s Spec, p Payload, o *Outcome) {
 	}
 	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
 	cmd.Env = append(os.Environ(), p.Env()...)
+	ownGroup(cmd)
 	cmd.WaitDelay = time.Second
 	var out tailBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -82,4 +86,48 @@ func TestWebhook(t *testing.T) {
 	if o.OK || o.Error == "" {
 		t.Fatalf("unreachable webhook: %+v", o)
 	}
+}
+
+// TestTimeoutKillsWhatTheHookStarted: a hook that times out is killed with
+// everything it started, so nothing of it acts after its failure was
+// recorded (a regression: only the direct child was killed).
+func TestTimeoutKillsWhatTheHookStarted(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	spec := Spec{Command: []string{"sh", "-c", `sh -c 'echo $$ > "$0"; exec sleep 30' "$1"; echo after`, "sh", pidFile},
+		Timeout: 300 * time.Millisecond}
+	o := (&Runner{}).Run(context.Background(), spec, payload)
+	if o.OK || !strings.Contains(o.Error, "timed out") {
+		t.Fatalf("outcome %+v, want a timeout", o)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("the grandchild never started: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d, started by the hook, still runs after the hook timed out", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie waiting to
+// be reaped.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no procfs: trust kill
+	}
+	// The state follows the command name in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }

@@ -30,7 +30,7 @@ type Metrics struct {
 	tokens   *prometheus.CounterVec
 	fallback *prometheus.CounterVec
 
-	handles sync.Map // *pool.Replica -> *replicaHandles
+	handles sync.Map // *pool.Replica, or the pool name for requests with none -> *replicaHandles
 	cols    []prometheus.Collector
 }
 
@@ -103,7 +103,13 @@ type replicaHandles struct {
 }
 
 func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
-	if h, ok := m.handles.Load(r); ok {
+	// A replica belongs to one pool, so it keys its handles alone; a
+	// request with no replica (no healthy one) is keyed by its pool.
+	var key any = r
+	if r == nil {
+		key = poolName
+	}
+	if h, ok := m.handles.Load(key); ok {
 		return h.(*replicaHandles)
 	}
 	name := "none"
@@ -120,7 +126,7 @@ func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
 	h.itl = m.itl.WithLabelValues(poolName, name)
 	h.tokens = m.tokens.WithLabelValues(poolName, name)
 	h.retries = m.retries.WithLabelValues(poolName)
-	actual, _ := m.handles.LoadOrStore(r, h)
+	actual, _ := m.handles.LoadOrStore(key, h)
 	return actual.(*replicaHandles)
 }
 

@@ -35,6 +35,8 @@ func TestObserve(t *testing.T) {
 		{Pool: "blue", Replica: r, Status: 502, Error: "upstream_unreachable", Retried: true},
 		{Pool: "blue", Replica: nil, Status: 503, Error: "no_healthy_replica"},
 		{Pool: "blue", Replica: r, Status: 499, Error: "client_closed"},
+		{Pool: "green", Replica: nil, Status: 503, Error: "no_healthy_replica"}, // its own pool's series
+		{Pool: "green", Replica: nil, Status: 503, Error: "no_healthy_replica"},
 	}
 	for i := range obs {
 		m.Observe(&obs[i])
@@ -52,7 +54,9 @@ func TestObserve(t *testing.T) {
 		{"stream errors", testutil.ToFloat64(m.errors.WithLabelValues("blue", r.Name, "stream_error")), 1},
 		{"unreachable", testutil.ToFloat64(m.errors.WithLabelValues("blue", r.Name, "upstream_unreachable")), 1},
 		{"no replica", testutil.ToFloat64(m.errors.WithLabelValues("blue", "none", "no_healthy_replica")), 1},
-		{"client_closed is not an upstream error", float64(testutil.CollectAndCount(m.errors)), 3},
+		{"no replica in another pool", testutil.ToFloat64(m.errors.WithLabelValues("green", "none", "no_healthy_replica")), 2},
+		{"its 5xx under its pool", testutil.ToFloat64(m.requests.WithLabelValues("green", "none", "5xx")), 2},
+		{"client_closed is not an upstream error", float64(testutil.CollectAndCount(m.errors)), 4},
 		{"ttft samples (streams answered 200)", histCount(t, m, `cutover_time_to_first_token_seconds_count{pool="blue",replica="http://10.0.0.1:8000"}`), 2},
 	}
 	for _, c := range checks {

@@ -31,6 +31,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 				w := &discardWriter{h: http.Header{}}
 				for pb.Next() {
 					r, _ := http.NewRequest(http.MethodPost, bb.path, strings.NewReader(bb.body))
+					r.Header.Set("Content-Type", "application/json")
 					clear(w.h)
 					s.ServeHTTP(w, r)
 				}

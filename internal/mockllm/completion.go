@@ -45,10 +45,28 @@ type completionRequest struct {
 	MaxCompletionTokens *int           `json:"max_completion_tokens"`
 	Stream              bool           `json:"stream"`
 	StreamOptions       *streamOptions `json:"stream_options"`
+	N                   *int           `json:"n"`
 }
 
+// streamOptions is the request's stream_options object.
 type streamOptions struct {
-	IncludeUsage bool `json:"include_usage"`
+	IncludeUsage bool
+	// set reports a non-empty object: vLLM (Python) takes an empty one,
+	// like null, as no options.
+	set bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (o *streamOptions) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	o.set = len(m) > 0
+	if v, ok := m["include_usage"]; ok && string(v) != "null" {
+		return json.Unmarshal(v, &o.IncludeUsage)
+	}
+	return nil
 }
 
 type chatMessage struct {
@@ -169,6 +187,16 @@ func readRequest(w http.ResponseWriter, r *http.Request, req *completionRequest)
 	return nil
 }
 
+// notJSONMessage is vLLM's answer to a request body of another media
+// type (it checks the header before anything else).
+const notJSONMessage = "Unsupported Media Type: Only 'application/json' is allowed"
+
+// isJSON reports whether a Content-Type header names application/json.
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
 // readAll reads r to EOF, appending to b.
 func readAll(r io.Reader, b []byte) ([]byte, error) {
 	for {
@@ -193,15 +221,26 @@ func badRequest(param, format string, args ...any) *apiError {
 
 // plan validates req the way vLLM does and works out what to generate.
 func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) (job, *apiError) {
+	// vLLM's request model checks this while parsing, before the model.
+	if req.StreamOptions != nil && req.StreamOptions.set && !req.Stream {
+		return job{}, badRequest("stream_options", "Stream options can only be defined when `stream=True`.")
+	}
 	if req.Model != s.cfg.Model {
 		return job{}, &apiError{status: http.StatusNotFound, typ: typeNotFound, param: "model",
 			message: "The model `" + req.Model + "` does not exist."}
 	}
-	j := job{kind: kind, stream: req.Stream, created: arrival.Unix(), tokens: s.cfg.Tokens, finish: finishStop}
-	if req.StreamOptions != nil {
-		if !req.Stream {
-			return job{}, badRequest("stream_options", "Stream options can only be defined when `stream=True`.")
+	if req.N != nil {
+		if *req.N < 1 {
+			return job{}, badRequest("n", "n must be at least 1, got %d.", *req.N)
 		}
+		if *req.N > 1 {
+			// Refused, not answered with one choice: a test that relies
+			// on n should fail here, not pass against the wrong answer.
+			return job{}, badRequest("n", "the simulator answers one choice; n=%d is not supported", *req.N)
+		}
+	}
+	j := job{kind: kind, stream: req.Stream, created: arrival.Unix(), tokens: s.cfg.Tokens, finish: finishStop}
+	if req.StreamOptions != nil && req.Stream {
 		j.includeUsage = req.StreamOptions.IncludeUsage
 	}
 	h, words, limit := s.modelHash, 0, req.MaxTokens
@@ -217,8 +256,8 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 			h = fnvString(h, string(m.Content))
 			words += countWords(string(m.Content))
 		}
-		if req.MaxCompletionTokens != nil {
-			limit = req.MaxCompletionTokens
+		if req.MaxCompletionTokens != nil && *req.MaxCompletionTokens != 0 {
+			limit = req.MaxCompletionTokens // vLLM: max_completion_tokens or max_tokens
 		}
 	case textEndpoint:
 		if !req.Prompt.set {
@@ -263,10 +302,16 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 	ctx := r.Context()
 	var req completionRequest
 	readErr := readRequest(w, r, &req)
+	notJSON := !isJSON(r.Header.Get("Content-Type"))
 	// Delay only now: net/http notices a client leaving (and cancels ctx)
 	// only once the request body has been read.
 	if !s.delay(ctx) {
 		s.canceled.Add(1)
+		return
+	}
+	if notJSON {
+		s.rejected.Add(1)
+		writeError(w, badRequest("", notJSONMessage))
 		return
 	}
 	if readErr != nil {

@@ -2,6 +2,7 @@ package mockllm
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,6 +36,16 @@ func TestCompletions(t *testing.T) {
 			name: "chat max_completion_tokens wins", path: "/v1/chat/completions", prompt: "hi",
 			body:       func(s string) string { return chatBody(testModel, "hi", `,"max_tokens":9,"max_completion_tokens":3`+s) },
 			wantTokens: 3, wantFinish: "length", idPrefix: "chatcmpl-", object: "chat.completion",
+		},
+		{
+			name: "chat max_completion_tokens 0 falls back to max_tokens", path: "/v1/chat/completions", prompt: "hi",
+			body:       func(s string) string { return chatBody(testModel, "hi", `,"max_tokens":2,"max_completion_tokens":0`+s) },
+			wantTokens: 2, wantFinish: "length", idPrefix: "chatcmpl-", object: "chat.completion",
+		},
+		{
+			name: "chat with empty stream_options", path: "/v1/chat/completions", prompt: "hi",
+			body:       func(s string) string { return chatBody(testModel, "hi", `,"max_tokens":4,"stream_options":{}`+s) },
+			wantTokens: 4, wantFinish: "length", idPrefix: "chatcmpl-", object: "chat.completion",
 		},
 		{
 			name: "chat max_tokens above Tokens", path: "/v1/chat/completions", prompt: "hi",
@@ -250,6 +261,12 @@ func TestRequestErrors(t *testing.T) {
 			400, "BadRequestError", "", "maximum context length is 20 tokens. However, you requested 21 tokens"},
 		{"stream_options without stream", "POST", "/v1/chat/completions", chatBody(testModel, "hi", `,"stream_options":{"include_usage":true}`),
 			400, "BadRequestError", "stream_options", "Stream options"},
+		{"stream_options checked before the model", "POST", "/v1/chat/completions", chatBody("other", "hi", `,"stream_options":{"include_usage":true}`),
+			400, "BadRequestError", "stream_options", "Stream options"},
+		{"n zero", "POST", "/v1/chat/completions", chatBody(testModel, "hi", `,"n":0`),
+			400, "BadRequestError", "n", "n must be at least 1, got 0."},
+		{"n above one, not simulated", "POST", "/v1/chat/completions", chatBody(testModel, "hi", `,"n":3`),
+			400, "BadRequestError", "n", "n=3 is not supported"},
 		{"GET on chat", "GET", "/v1/chat/completions", "",
 			405, "Method Not Allowed", "", "Method Not Allowed"},
 		{"POST on models", "POST", "/v1/models", "",
@@ -336,4 +353,35 @@ func TestInjectedErrors(t *testing.T) {
 			t.Errorf("patterns %s and %s: want equal, with both outcomes", p1, p2)
 		}
 	})
+}
+
+// TestMediaType: like vLLM, a completion request whose body is not
+// declared application/json is refused with a 400 (curl -d sends a form
+// type); a charset parameter is fine.
+func TestMediaType(t *testing.T) {
+	_, ts := newTestServer(t, Config{})
+	for _, tc := range []struct {
+		ct     string
+		status int
+	}{
+		{"", 400}, {"application/x-www-form-urlencoded", 400}, {"text/plain", 400},
+		{"application/json", 200}, {"Application/JSON; charset=utf-8", 200},
+	} {
+		req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(chatBody(testModel, "hi", "")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.ct != "" {
+			req.Header.Set("Content-Type", tc.ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || (tc.status == 400 && !strings.Contains(string(b), "Only 'application/json' is allowed")) {
+			t.Errorf("Content-Type %q: %d %s, want %d", tc.ct, resp.StatusCode, b, tc.status)
+		}
+	}
 }

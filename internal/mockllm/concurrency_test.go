@@ -19,6 +19,7 @@ func start(ctx context.Context, url, body string) <-chan int {
 			done <- 0
 			return
 		}
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			done <- 0

@@ -4,8 +4,11 @@ package mockllm
 // /mock/faults endpoint for everyone else.
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"sync/atomic"
@@ -120,6 +123,34 @@ func (b *faultsBody) apply(s *Server) {
 	}
 }
 
+// decodeFaults reads one JSON object into body: unknown fields, data after
+// the object and explicit nulls (which would read as "not given") are
+// errors.
+func decodeFaults(r io.Reader, body *faultsBody) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(body); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return err
+	}
+	for k, v := range fields {
+		if string(v) == "null" {
+			return fmt.Errorf("%s: null is not a value; leave the field out to keep it", k)
+		}
+	}
+	return nil
+}
+
 // serveFaults handles /mock/faults, an endpoint that exists only in the
 // simulator (vLLM has nothing like it). GET returns the current faults;
 // POST changes the fields present in its body and returns the result:
@@ -134,9 +165,7 @@ func (s *Server) serveFaults(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
 		var body faultsBody
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		err := dec.Decode(&body)
+		err := decodeFaults(http.MaxBytesReader(w, r.Body, 1<<16), &body)
 		if err == nil {
 			err = body.validate()
 		}

@@ -40,6 +40,9 @@ func doCtx(t *testing.T, ctx context.Context, method, url, body string) (int, ht
 	if err != nil {
 		t.Fatalf("NewRequest: %v", err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)

@@ -75,11 +75,18 @@ func (d *decoder) mapping(n *yaml.Node, path string, fs []field) map[string]*yam
 		return nil
 	}
 	present := map[string]*yaml.Node{}
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], deref(n.Content[i+1])
 		key := join(path, k.Value)
 		f := lookup(fs, k.Value)
+		first, dup := seen[k.Value]
+		seen[k.Value] = k
 		switch {
+		case dup:
+			// The YAML library keeps the last silently: a case or an
+			// assertion would be lost.
+			d.errorf(k, key, "duplicate key %q (also on line %d)", k.Value, first.Line)
 		case f == nil:
 			d.errorf(k, key, "unknown key %q (known here: %s)", k.Value, names(fs))
 		case !isNull(v):
@@ -395,9 +402,18 @@ func (d *decoder) integer(n *yaml.Node, key string, minimum int) int {
 	return i
 }
 
+// maxMillis bounds a millisecond limit (one day), well inside a
+// time.Duration.
+const maxMillis = 24 * 60 * 60 * 1000
+
 // millis decodes a positive number of milliseconds.
 func (d *decoder) millis(n *yaml.Node, key string) time.Duration {
-	return time.Duration(d.integer(n, key, 1)) * time.Millisecond
+	i := d.integer(n, key, 1)
+	if i > maxMillis {
+		d.errorf(n, key, "must be at most %d (a day), got %d", maxMillis, i)
+		return 0
+	}
+	return time.Duration(i) * time.Millisecond
 }
 
 // duration decodes a positive Go duration such as 60s or 1m30s.

@@ -102,6 +102,7 @@ func TestExpectations(t *testing.T) {
 		{name: "status 500 with an error rate", cfg: mockllm.Config{ErrorRate: 1}, keys: chat,
 			want: "expected status 200, got 500: Simulated engine failure"},
 		{name: "expected 404 for an unknown model", keys: chat + "\nbody: {model: nope}\nexpect: {status: 404}"},
+		{name: "expected 404 for a streamed request", keys: stream + "\nbody: {model: nope}\nexpect: {status: 404}"},
 		{name: "contains the predicted word", keys: stream + "\nexpect: {contains: [" + word + "]}"},
 		{name: "does not contain", keys: chat + "\nexpect: {contains: [zebra]}", want: `text does not contain "zebra"`},
 		{name: "contains ignoring case", keys: chat + "\nexpect: {contains_i: [" + strings.ToUpper(word) + "]}"},

@@ -82,6 +82,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"json not a bool", "cases:\n  - name: a" + chat + "\n    expect: {json: maybe}", "cases[0].expect.json", "true or false"},
 		{"done without stream", "cases:\n  - name: a" + chat + "\n    expect: {done: true}", "cases[0].expect.done", "streamed cases"},
 		{"not a number in body", "cases:\n  - name: a" + chat + "\n    body: {top_p: .nan}", "cases[0].body", "JSON"},
+		{"duplicate expect key", "cases:\n  - name: a" + chat + "\n    expect:\n      contains: [must]\n      contains: [x]", "cases[0].expect.contains", "duplicate key"},
+		{"duplicate cases key", "cases:\n  - name: a" + chat + "\ncases:\n  - name: b" + chat, "cases", "also on line 1"},
+		{"ms past a day", "cases:\n  - name: a" + chat + "\n    expect: {max_total_ms: 10000000000000}", "cases[0].expect.max_total_ms", "at most"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
