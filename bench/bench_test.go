@@ -73,7 +73,7 @@ func TestSmoke(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, s := range got.Saturation.Samples {
-		seen["saturation/"+s.Target] = s.Requests > 0 && s.RPS.valid()
+		seen["saturation/"+s.Target] = s.Requests > 0 && s.RPS.valid() && s.Errors == 0
 	}
 	for _, s := range got.Streams.Samples {
 		seen["streams/"+s.Target] = s.Chunks > 0 && s.Failed == 0
@@ -217,6 +217,37 @@ func TestParseWrk(t *testing.T) {
 	}
 	if _, err := parseWrk("no summary"); err == nil {
 		t.Error("parseWrk accepted output without a summary")
+	}
+}
+
+// TestSaturationCountsSuccesses: error answers are not throughput (a proxy
+// answering fast 503s must not come out ahead of nginx), nor the divisor of
+// the CPU per request.
+func TestSaturationCountsSuccesses(t *testing.T) {
+	for _, tc := range []struct {
+		w        wrkSummary
+		rps, cpu num
+	}{
+		{wrkSummary{Requests: 1000, DurationUS: 1e6}, 1000, 2},
+		{wrkSummary{Requests: 1000, DurationUS: 1e6, Status: 500, Timeout: 100}, 400, 5},
+		{wrkSummary{Requests: 1000, DurationUS: 1e6, Status: 1000}, nan, nan},
+	} {
+		s := satSample{RPS: nan, CPUPer1k: nan, CPUSeconds: 2}
+		s.fill(tc.w, true)
+		if !sameNum(s.RPS, tc.rps) || !sameNum(s.CPUPer1k, tc.cpu) || s.Errors != tc.w.Status+tc.w.Timeout {
+			t.Errorf("%+v: rps %v cpu/1k %v errors %d; want %v, %v", tc.w, s.RPS, s.CPUPer1k, s.Errors, tc.rps, tc.cpu)
+		}
+	}
+}
+
+func sameNum(a, b num) bool { return a == b || (!a.valid() && !b.valid()) }
+
+// TestScenariosAreTrimmed: a scenario list written with spaces runs every
+// scenario it names (a regression: it validated, then matched nothing).
+func TestScenariosAreTrimmed(t *testing.T) {
+	o, err := parseFlags([]string{"-scenarios", "switch, shadow"})
+	if err != nil || o.scenarios != "switch,shadow" {
+		t.Fatalf("parseFlags: scenarios %q, %v; want \"switch,shadow\"", o.scenarios, err)
 	}
 }
 

@@ -149,7 +149,8 @@ func parseFlags(args []string) (options, error) {
 		o = s
 	}
 	o.command = reproduceCommand(args)
-	return o, o.validate()
+	err := o.validate()
+	return o, err
 }
 
 // reproduceCommand is the command line of this run, as make spells it
@@ -169,7 +170,7 @@ func reproduceCommand(args []string) string {
 }
 
 // validate names the first bad knob.
-func (o options) validate() error {
+func (o *options) validate() error {
 	for _, c := range []struct {
 		name string
 		ok   bool
@@ -188,11 +189,15 @@ func (o options) validate() error {
 			return fmt.Errorf("bad -%s", c.name)
 		}
 	}
+	var names []string
 	for s := range strings.SplitSeq(o.scenarios, ",") {
-		if !containsString(allScenarios, strings.TrimSpace(s)) {
+		s = strings.TrimSpace(s)
+		if !containsString(allScenarios, s) {
 			return fmt.Errorf("bad -scenarios: unknown scenario %q (want some of %s)", s, strings.Join(allScenarios, ","))
 		}
+		names = append(names, s)
 	}
+	o.scenarios = strings.Join(names, ",") // the form run matches against
 	return nil
 }
 

@@ -158,14 +158,26 @@ func (e *env) wrkRun(ctx context.Context, t *target, script string, o *options, 
 	if err != nil {
 		return s, err
 	}
-	s.Requests = w.Requests
-	s.Errors = w.Connect + w.Read + w.Write + w.Status + w.Timeout
-	if w.DurationUS > 0 {
-		s.RPS = num(float64(w.Requests) / (w.DurationUS / 1e6))
-	}
-	s.P50Ms, s.P99Ms = num(w.P50US/1000), num(w.P99US/1000)
-	if w.Requests > 0 && t.grp != nil {
-		s.CPUPer1k = num(float64(s.CPUSeconds) / float64(w.Requests) * 1000)
+	s.fill(w, t.grp != nil)
+	if s.Errors > 0 {
+		e.logf("saturation: %s: %d errors in %d requests; its figures count the successes only", t.name, s.Errors, w.Requests)
 	}
 	return s, nil
+}
+
+// fill sets s's figures from wrk's summary. Throughput and CPU per request
+// count the answers that succeeded: wrk's total also holds non-2xx answers
+// (errors.status) and timeouts, and a proxy answering fast errors must not
+// come out ahead. withCPU: s.CPUSeconds was measured.
+func (s *satSample) fill(w wrkSummary, withCPU bool) {
+	s.Requests = w.Requests
+	s.Errors = w.Connect + w.Read + w.Write + w.Status + w.Timeout
+	ok := w.Requests - w.Status - w.Timeout
+	if w.DurationUS > 0 && ok > 0 {
+		s.RPS = num(float64(ok) / (w.DurationUS / 1e6))
+	}
+	s.P50Ms, s.P99Ms = num(w.P50US/1000), num(w.P99US/1000)
+	if ok > 0 && withCPU {
+		s.CPUPer1k = num(float64(s.CPUSeconds) / float64(ok) * 1000)
+	}
 }

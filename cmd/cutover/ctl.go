@@ -50,6 +50,9 @@ func (f *ctlFlags) client() (*api.Client, error) {
 	if token == "" {
 		return nil, &usageError{fmt.Errorf("no admin token: set %s or pass --token-file", config.TokenEnv)}
 	}
+	if f.timeout <= 0 {
+		return nil, &usageError{fmt.Errorf("--timeout must be positive, got %s", f.timeout)}
+	}
 	admin := f.admin
 	if !strings.Contains(admin, "://") {
 		admin = "http://" + admin
@@ -95,7 +98,7 @@ func call[T any](cmd *cobra.Command, f *ctlFlags, fn func(context.Context, *api.
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	text(cmd.OutOrStdout(), v)
+	text(termWriter{cmd.OutOrStdout()}, v)
 	return nil
 }
 

@@ -137,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "cutover:", err)
+	fmt.Fprintln(stderr, "cutover:", termSafe(err.Error())) // may quote the server
 	return exitCode(err)
 }
 

@@ -373,6 +373,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"--log-level", "loud", "history", "--admin", refused}, "--log-level"},
 		{[]string{"--log-level", "loud", "mock-llm", "--model", "m", "--listen", "127.0.0.1:0"}, "--log-level"},
 		{[]string{"history", "--limit", "-1", "--admin", refused}, "--limit -1"},
+		{[]string{"status", "--timeout", "0s", "--admin", refused}, "--timeout must be positive"},
+		{[]string{"status", "--watch", "--timeout", "0s", "--admin", refused}, "--timeout must be positive"},
 	}
 	for _, tt := range tests {
 		code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=x"}, tt.args...)

@@ -70,7 +70,7 @@ func watchStatus(cmd *cobra.Command, f *ctlFlags, w *watchFlags) error {
 		}
 		switch {
 		case f.json && err != nil:
-			fmt.Fprintf(cmd.ErrOrStderr(), "cutover: %v (retrying)\n", err)
+			fmt.Fprintf(cmd.ErrOrStderr(), "cutover: %s (retrying)\n", termSafe(err.Error()))
 		case f.json:
 			b, _ := json.Marshal(st) // a decoded api.Status always encodes
 			fmt.Fprintf(out, "%s\n", b)
@@ -86,7 +86,7 @@ func watchStatus(cmd *cobra.Command, f *ctlFlags, w *watchFlags) error {
 			} else {
 				renderWatch(&view, st, time.Now())
 			}
-			writeView(out, view.Bytes(), tty, n == 0)
+			writeView(out, []byte(termSafe(view.String())), tty, n == 0)
 		}
 		select {
 		case <-ctx.Done():
