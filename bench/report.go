@@ -331,7 +331,7 @@ func (r *report) goals(b *strings.Builder) {
 func (r *report) saturationMD(b *strings.Builder, s *satResult) {
 	fmt.Fprintf(b, "## 1. Small non-streamed completions at saturation\n\n"+
 		"wrk, %d connections, %d thread(s), %d s per run, 16-token answers, backend without delay. "+
-		"CPU is the proxy's utime+stime (all its processes) per 1000 requests.\n\n", s.Connections, s.Threads, s.Seconds)
+		"CPU is the proxy's utime+stime (all its processes) per 1000 requests. Requests/s and CPU count successful answers only (errors: non-2xx answers and socket errors).\n\n", s.Connections, s.Threads, s.Seconds)
 	key := func(m func(satSample) num) func(satSample) (string, int, num) {
 		return func(x satSample) (string, int, num) { return x.Target, x.Round, m(x) }
 	}
