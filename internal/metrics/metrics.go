@@ -66,8 +66,8 @@ func New(src Source) *Metrics {
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_output_tokens_total",
 		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
 	m.fallback = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_proxy_fallback_connections_total",
-		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, host, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
-	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src})
+		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
+	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src, prune: m.prune})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,14 +92,15 @@ func (m *Metrics) Handler() http.Handler {
 // replicaHandles are one replica's pre-resolved series, so the hot path
 // does no label hashing.
 type replicaHandles struct {
-	code     [6]prometheus.Counter // index status/100; 0 unused
-	dur      [2]prometheus.Observer
-	ttft     prometheus.Observer
-	itl      prometheus.Observer
-	tokens   prometheus.Counter
-	retries  prometheus.Counter
-	errorsMu sync.Mutex
-	errors   map[string]prometheus.Counter
+	pool, replica string                // the label values ("none": no replica)
+	code          [6]prometheus.Counter // index status/100; 0 unused
+	dur           [2]prometheus.Observer
+	ttft          prometheus.Observer
+	itl           prometheus.Observer
+	tokens        prometheus.Counter
+	retries       prometheus.Counter
+	errorsMu      sync.Mutex
+	errors        map[string]prometheus.Counter
 }
 
 func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
@@ -116,7 +117,7 @@ func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
 	if r != nil {
 		name = r.Name
 	}
-	h := &replicaHandles{errors: map[string]prometheus.Counter{}}
+	h := &replicaHandles{pool: poolName, replica: name, errors: map[string]prometheus.Counter{}}
 	for c := 1; c <= 5; c++ {
 		h.code[c] = m.requests.WithLabelValues(poolName, name, string(rune('0'+c))+"xx")
 	}
@@ -128,6 +129,40 @@ func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
 	h.retries = m.retries.WithLabelValues(poolName)
 	actual, _ := m.handles.LoadOrStore(key, h)
 	return actual.(*replicaHandles)
+}
+
+// prune forgets the replicas no longer in any pool of st (a retired pool,
+// a deployment's replaced replicas): their handles and their series go, so
+// that a long-lived gateway's metrics do not grow with every deployment.
+// Series of replicas still in a pool, and each pool's "none", stay.
+func (m *Metrics) prune(st api.Status) {
+	live := map[[2]string]bool{}
+	for name, p := range st.Pools {
+		for _, r := range p.Replicas {
+			live[[2]string{name, r.URL}] = true
+		}
+	}
+	m.handles.Range(func(key, v any) bool {
+		h := v.(*replicaHandles)
+		if h.replica == "none" || live[[2]string{h.pool, h.replica}] {
+			return true
+		}
+		m.handles.Delete(key)
+		for c := 1; c <= 5; c++ {
+			m.requests.DeleteLabelValues(h.pool, h.replica, string(rune('0'+c))+"xx")
+		}
+		m.duration.DeleteLabelValues(h.pool, h.replica, "false")
+		m.duration.DeleteLabelValues(h.pool, h.replica, "true")
+		m.ttft.DeleteLabelValues(h.pool, h.replica)
+		m.itl.DeleteLabelValues(h.pool, h.replica)
+		m.tokens.DeleteLabelValues(h.pool, h.replica)
+		h.errorsMu.Lock()
+		for kind := range h.errors {
+			m.errors.DeleteLabelValues(h.pool, h.replica, kind)
+		}
+		h.errorsMu.Unlock()
+		return true
+	})
 }
 
 func (h *replicaHandles) errorCounter(m *Metrics, poolName, replica, kind string) prometheus.Counter {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func (f fakeSource) HookRuns() map[[2]string]uint64 {
 func TestObserve(t *testing.T) {
 	u, _ := url.Parse("http://10.0.0.1:8000")
 	r := pool.NewReplica(u)
-	m := New(fakeSource{})
+	m := New(fakeSource{st: api.Status{Pools: map[string]api.Pool{"blue": {Replicas: []api.Replica{{URL: r.Name}}}}}})
 	obs := []proxy.Observation{
 		{Pool: "blue", Replica: r, Status: 200, Duration: 300 * time.Millisecond, Stream: true, Bytes: 100, TTFT: 100 * time.Millisecond, Tokens: 11},
 		{Pool: "blue", Replica: r, Status: 200, Duration: 50 * time.Millisecond, Tokens: 7, TokensFromUsage: true},
@@ -163,3 +164,71 @@ func TestFallbackCounter(t *testing.T) {
 		}
 	}
 }
+
+// TestRetiredReplicasSeriesGo: a scrape drops the request series of the
+// replicas no longer in any pool (a retired pool, replaced replicas), and
+// keeps those still in one and each pool's "none".
+func TestRetiredReplicasSeriesGo(t *testing.T) {
+	src := &mutableSource{}
+	m := New(src)
+	var rs []*pool.Replica
+	for _, raw := range []string{"http://10.0.0.1:8000", "http://10.0.0.2:8000"} {
+		u, _ := url.Parse(raw)
+		rs = append(rs, pool.NewReplica(u))
+	}
+	src.set(api.Status{Pools: map[string]api.Pool{"blue": {Replicas: []api.Replica{{URL: rs[0].Name}, {URL: rs[1].Name}}}}})
+	for _, r := range rs {
+		m.Observe(&proxy.Observation{Pool: "blue", Replica: r, Status: 502, Error: "upstream_unreachable", Stream: true, Bytes: 1, Tokens: 3})
+	}
+	m.Observe(&proxy.Observation{Pool: "blue", Status: 503, Error: "no_healthy_replica"})
+	series := func() string {
+		var b strings.Builder
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "replica" {
+						fmt.Fprintf(&b, "%s{%s} ", mf.GetName(), l.GetValue())
+					}
+				}
+			}
+		}
+		return b.String()
+	}
+	if got := series(); !strings.Contains(got, "cutover_requests_total{http://10.0.0.2:8000}") {
+		t.Fatalf("series before the change lack the second replica: %s", got)
+	}
+	src.set(api.Status{Pools: map[string]api.Pool{"blue": {Replicas: []api.Replica{{URL: rs[0].Name}}}}})
+	series() // the scrape that prunes
+	got := series()
+	if strings.Contains(got, "10.0.0.2") {
+		t.Errorf("series of the removed replica remain: %s", got)
+	}
+	for _, want := range []string{"cutover_requests_total{http://10.0.0.1:8000}", "cutover_upstream_errors_total{http://10.0.0.1:8000}", "cutover_requests_total{none}"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("series lack %s: %s", want, got)
+		}
+	}
+	// The replica comes back: its series start again.
+	m.Observe(&proxy.Observation{Pool: "blue", Replica: rs[1], Status: 200})
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("blue", rs[1].Name, "2xx")); got != 1 {
+		t.Errorf("a replica back in a pool: 2xx = %v, want 1", got)
+	}
+}
+
+// mutableSource is a Source whose status a test changes.
+type mutableSource struct {
+	mu sync.Mutex
+	st api.Status
+}
+
+func (s *mutableSource) set(st api.Status) { s.mu.Lock(); s.st = st; s.mu.Unlock() }
+func (s *mutableSource) Status() api.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+func (s *mutableSource) HookRuns() map[[2]string]uint64 { return nil }

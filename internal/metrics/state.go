@@ -2,12 +2,17 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cutover-dev/cutover/api"
 )
 
 // stateCollector reads the control plane at scrape time: nothing on the
 // request path, and no series to keep in sync by hand.
 type stateCollector struct {
 	src Source
+	// prune drops the request series of replicas no longer in a pool; it
+	// runs at each scrape, with the status the scrape reads.
+	prune func(api.Status)
 }
 
 var (
@@ -37,6 +42,9 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.src.Status()
+	if c.prune != nil {
+		c.prune(st)
+	}
 	g := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
