@@ -86,8 +86,8 @@ func call[T any](cmd *cobra.Command, f *ctlFlags, fn func(context.Context, *api.
 			}
 			if ae.Code == "unknown_path" {
 				// The data plane's answer to a path outside /v1/.
-				return fmt.Errorf("%s: %s looks like cutover's traffic address; --admin (or %s) wants the admin address (admin.listen)",
-					ae.Message, c.BaseURL, "CUTOVER_ADMIN")
+				return fmt.Errorf("%s: %s looks like cutover's traffic address; --admin (or CUTOVER_ADMIN) wants the admin address (admin.listen)",
+					ae.Message, c.BaseURL)
 			}
 			return errors.New(ae.Message)
 		}

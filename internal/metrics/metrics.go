@@ -148,19 +148,11 @@ func (m *Metrics) prune(st api.Status) {
 			return true
 		}
 		m.handles.Delete(key)
-		for c := 1; c <= 5; c++ {
-			m.requests.DeleteLabelValues(h.pool, h.replica, string(rune('0'+c))+"xx")
+		labels := prometheus.Labels{"pool": h.pool, "replica": h.replica}
+		for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.duration.MetricVec,
+			m.ttft.MetricVec, m.itl.MetricVec, m.tokens.MetricVec} {
+			v.DeletePartialMatch(labels)
 		}
-		m.duration.DeleteLabelValues(h.pool, h.replica, "false")
-		m.duration.DeleteLabelValues(h.pool, h.replica, "true")
-		m.ttft.DeleteLabelValues(h.pool, h.replica)
-		m.itl.DeleteLabelValues(h.pool, h.replica)
-		m.tokens.DeleteLabelValues(h.pool, h.replica)
-		h.errorsMu.Lock()
-		for kind := range h.errors {
-			m.errors.DeleteLabelValues(h.pool, h.replica, kind)
-		}
-		h.errorsMu.Unlock()
 		return true
 	})
 }

@@ -304,7 +304,7 @@ func TestForModel(t *testing.T) {
 	}
 }
 
-func TestScanAnswer(t *testing.T) {
+func TestAnswerScanner(t *testing.T) {
 	tests := []struct {
 		name          string
 		body          string
@@ -318,7 +318,7 @@ func TestScanAnswer(t *testing.T) {
 		{"stream cut", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n", true, 1, false, false},
 	}
 	for _, tt := range tests {
-		n, se, done := ScanAnswer([]byte(tt.body), tt.stream)
+		n, se, done := scanWhole([]byte(tt.body), tt.stream)
 		if n != tt.tokens || se != tt.streamErr || done != tt.ok {
 			t.Errorf("%s: tokens %d streamError %v done %v, want %d %v %v", tt.name, n, se, done, tt.tokens, tt.streamErr, tt.ok)
 		}

@@ -119,7 +119,7 @@ func (s *bodyScanner) scan(b []byte, stream bool) {
 		}
 	}
 	usageHere := bytes.LastIndex(b, patUsage)
-	if s.ncarry > 0 {
+	if s.ncarry > 0 && (stream || usageHere < 0) {
 		// Patterns straddling the previous read and this one, each
 		// counted as a whole body would count it.
 		var joined [2 * 64]byte
@@ -227,8 +227,8 @@ func parseInt(b []byte) (int, bool) {
 	return v, err == nil
 }
 
-// AnswerScanner reads an answer piece by piece, as it arrives, for what
-// ScanAnswer reports of a whole one, without keeping it.
+// AnswerScanner reads an answer piece by piece, as it arrives, the way the
+// data plane observes a live one as it relays it, without keeping it.
 type AnswerScanner struct {
 	s      bodyScanner
 	stream bool
@@ -252,14 +252,4 @@ func (a *AnswerScanner) Write(p []byte) (int, error) {
 func (a *AnswerScanner) Result() (tokens int, streamError, done bool) {
 	tokens, _ = a.s.tokens()
 	return tokens, a.s.streamError, a.stream && a.s.done
-}
-
-// ScanAnswer reads a whole answer body the way the data plane observes a
-// live one as it relays it: the output tokens (usage.completion_tokens,
-// else the stream's data events), whether the stream carried an error
-// event, and whether it ended with data: [DONE]. It allocates nothing.
-func ScanAnswer(b []byte, stream bool) (tokens int, streamError, done bool) {
-	a := AnswerScanner{s: newBodyScanner(), stream: stream}
-	_, _ = a.Write(b)
-	return a.Result()
 }

@@ -71,7 +71,7 @@ func TestScannerPatternsAcrossReads(t *testing.T) {
 		t.Error("an error event split across reads, with usage after it, went unseen")
 	}
 	body := `data: {"choices":[{"delta":{"role":"assistant"}}]}` + "\n\n" + `data: {"choices":[{"delta":{"content":"a"}}]}` + "\n\n" + `data: {"choices":[{"delta":{"content":"b"}}]}` + "\n\ndata: [DONE]\n\n"
-	whole, _, wholeDone := ScanAnswer([]byte(body), true)
+	whole, _, wholeDone := scanWhole([]byte(body), true)
 	for cut := 1; cut < len(body); cut++ {
 		a := NewAnswerScanner(true)
 		_, _ = a.Write([]byte(body[:cut]))
@@ -80,4 +80,11 @@ func TestScannerPatternsAcrossReads(t *testing.T) {
 			t.Errorf("split at %d (%q|%q): %d tokens done %v, whole body %d tokens done %v", cut, body[max(0, cut-8):cut], body[cut:min(len(body), cut+8)], n, done, whole, wholeDone)
 		}
 	}
+}
+
+// scanWhole reads a whole answer with an AnswerScanner.
+func scanWhole(b []byte, stream bool) (tokens int, streamError, done bool) {
+	a := NewAnswerScanner(stream)
+	_, _ = a.Write(b)
+	return a.Result()
 }

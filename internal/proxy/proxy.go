@@ -273,8 +273,8 @@ type exchange struct {
 	capture *capture    // the live answer, kept for shadow comparison; nil if not mirrored
 	ctx     context.Context
 	resp    *http.Response // the current attempt's answer, until relayed or dropped
-	// cancel stops the upstream request on the net/http path (nil on the
-	// Upstream fast path, which uses connection deadlines).
+	// cancel stops the upstream request: how an answer that went idle is
+	// cut when its body is not Upstream's own (whose deadlines do it).
 	cancel context.CancelCauseFunc
 }
 
@@ -519,7 +519,7 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 	if d := ex.h.opts.IdleTimeout; d > 0 && streaming {
 		if ub, ok := resp.Body.(*upBody); ok {
 			ub.idle = d
-		} else if ex.cancel != nil {
+		} else {
 			cancel := ex.cancel
 			idle = time.AfterFunc(d, func() { cancel(errIdle) })
 			defer idle.Stop()

@@ -379,13 +379,7 @@ func (x *rawExchange) writeBody(pc *upConn) error {
 	b := x.body
 	defer func() { _ = pc.c.SetWriteDeadline(time.Time{}) }()
 	for len(b) > 0 {
-		now := time.Now()
-		d, kind := x.deadline, armTotal
-		if !x.sc.watching {
-			if w := now.Add(watchAfter); d.IsZero() || w.Before(d) {
-				d, kind = w, armWatch
-			}
-		}
+		d, kind := x.deadlineFor(armNone, time.Now())
 		_ = pc.c.SetWriteDeadline(d)
 		if x.sc.gone.Load() {
 			return errClientGone
@@ -447,7 +441,29 @@ func hopByHop(name []byte) bool {
 // of phase (armHeader or armIdle) and records what a timeout will mean.
 func (x *rawExchange) arm(phase armKind) {
 	pc := x.pc
-	now := time.Now()
+	d, kind := x.deadlineFor(phase, time.Now())
+	switch {
+	case kind != armNone:
+		_ = pc.c.SetReadDeadline(d)
+		x.armed = kind
+		pc.deadline = true
+	case x.armed != armNone: // clear a deadline left from before
+		_ = pc.c.SetReadDeadline(time.Time{})
+		x.armed = armNone
+	}
+	if x.sc.gone.Load() {
+		// The client hung up: the watcher set a past deadline, which the
+		// one just set may have overwritten. Restore it.
+		_ = pc.c.SetReadDeadline(aLongTimeAgo)
+		x.armed = armGone
+	}
+}
+
+// deadlineFor is the next deadline of a wait of phase (armHeader,
+// armIdle, or armNone for writing the request) and what its passing will
+// mean: the earliest of the phase's own limit, the whole request's timeout
+// and, until the watcher runs, the time to start it. armNone: no deadline.
+func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armKind) {
 	var d time.Time
 	kind := armNone
 	switch phase {
@@ -468,21 +484,7 @@ func (x *rawExchange) arm(phase armKind) {
 			d, kind = w, armWatch
 		}
 	}
-	switch {
-	case kind != armNone:
-		_ = pc.c.SetReadDeadline(d)
-		x.armed = kind
-		pc.deadline = true
-	case x.armed != armNone: // clear a deadline left from before
-		_ = pc.c.SetReadDeadline(time.Time{})
-		x.armed = armNone
-	}
-	if x.sc.gone.Load() {
-		// The client hung up: the watcher set a past deadline, which the
-		// one just set may have overwritten. Restore it.
-		_ = pc.c.SetReadDeadline(aLongTimeAgo)
-		x.armed = armGone
-	}
+	return d, kind
 }
 
 // wait blocks until the replica connection has bytes to read, starting
