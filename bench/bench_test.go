@@ -48,6 +48,8 @@ func TestSmoke(t *testing.T) {
 	for i, sec := range strings.Split(string(md), "\n## ")[2:] {
 		targets := targetOrder
 		switch {
+		case strings.HasPrefix(sec, "1. "):
+			targets = satOrder
 		case strings.HasPrefix(sec, "4. "):
 			targets = targetOrder[1:]
 		case strings.HasPrefix(sec, "5. "):
@@ -87,7 +89,7 @@ func TestSmoke(t *testing.T) {
 	for _, s := range got.Shadow.Samples {
 		seen["shadow/"+s.Target] = s.Requests > 0
 	}
-	want := []string{"shadow/" + shadowOff, "shadow/" + shadowCopies, "shadow/" + shadowOn}
+	want := []string{"shadow/" + shadowOff, "shadow/" + shadowCopies, "shadow/" + shadowOn, "saturation/" + targetCutoverRewrite}
 	for _, tg := range targetOrder {
 		want = append(want, "saturation/"+tg, "streams/"+tg, "idle/"+tg)
 		if tg != targetDirect {

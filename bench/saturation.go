@@ -99,9 +99,27 @@ func runSaturation(ctx context.Context, e *env, o *options) (*satResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	script := filepath.Join(e.dir, "chat.lua")
-	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, strconv.Quote(chatBody(16, false, "Say hello"))), 0o644); err != nil {
-		return nil, fmt.Errorf("write wrk script: %w", err)
+	// The same load through cutover with model_name on, as users run it:
+	// every body's model is rewritten on the way.
+	rw, err := e.startCutover(ctx, &ps, "cutover-saturation-rewrite", pools{blue: mock}, "model_name: "+clientModel+"\n")
+	if err != nil {
+		return nil, err
+	}
+	rw.name = targetCutoverRewrite
+	ts = append(ts, rw)
+	scripts := map[string]string{}
+	for _, m := range []string{benchModel, clientModel} {
+		p := filepath.Join(e.dir, "chat-"+m+".lua")
+		if err := os.WriteFile(p, fmt.Appendf(nil, wrkScript, strconv.Quote(chatBodyFor(m, 16, false, "Say hello"))), 0o644); err != nil {
+			return nil, fmt.Errorf("write wrk script: %w", err)
+		}
+		scripts[m] = p
+	}
+	scriptFor := func(t *target) string {
+		if t.name == targetCutoverRewrite {
+			return scripts[clientModel]
+		}
+		return scripts[benchModel]
 	}
 	res := &satResult{Connections: o.satConns, Threads: o.wrkThreads, Seconds: o.satSeconds}
 	for round := -1; round < o.rounds; round++ {
@@ -113,7 +131,7 @@ func runSaturation(ctx context.Context, e *env, o *options) (*satResult, error) 
 				}
 				secs = o.warmupSeconds
 			}
-			s, err := e.wrkRun(ctx, t, script, o, secs)
+			s, err := e.wrkRun(ctx, t, scriptFor(t), o, secs)
 			if err != nil {
 				return res, fmt.Errorf("saturation round %d, %s: %w", round+1, t.name, err)
 			}
@@ -122,7 +140,7 @@ func runSaturation(ctx context.Context, e *env, o *options) (*satResult, error) 
 			}
 			s.Round = round + 1
 			res.Samples = append(res.Samples, s)
-			e.logf("saturation round %d %-8s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %.3f s/1k req",
+			e.logf("saturation round %d %-15s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %.3f s/1k req",
 				s.Round, s.Target, float64(s.RPS), float64(s.P50Ms), float64(s.P99Ms), float64(s.CPUPer1k))
 		}
 	}

@@ -29,6 +29,10 @@ const (
 	targetNginx   = "nginx"
 	targetHAProxy = "haproxy"
 	targetCutover = "cutover"
+	// targetCutoverRewrite is cutover with model_name set, as users run
+	// it: clients send clientModel and the gateway rewrites each body's
+	// model to the pool's id (saturation only).
+	targetCutoverRewrite = "cutover-rewrite"
 )
 
 // benchModel is the model id every simulated backend serves and every
@@ -489,9 +493,17 @@ func getOK(ctx context.Context, c *http.Client, url string) error {
 	return err
 }
 
+// clientModel is the model_name clients of targetCutoverRewrite send.
+const clientModel = "llm"
+
 // chatBody is a small non-streamed chat completion of maxTokens tokens.
 func chatBody(maxTokens int, stream bool, prompt string) string {
-	return `{"model":"` + benchModel + `","messages":[{"role":"user","content":` + strconv.Quote(prompt) +
+	return chatBodyFor(benchModel, maxTokens, stream, prompt)
+}
+
+// chatBodyFor is chatBody naming model.
+func chatBodyFor(model string, maxTokens int, stream bool, prompt string) string {
+	return `{"model":"` + model + `","messages":[{"role":"user","content":` + strconv.Quote(prompt) +
 		`}],"max_tokens":` + strconv.Itoa(maxTokens) + `,"stream":` + strconv.FormatBool(stream) + `}`
 }
 
