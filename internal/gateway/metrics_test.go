@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cutover-dev/cutover/internal/mockllm"
 )
@@ -32,15 +33,14 @@ func TestMetricsEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("/metrics without token: %d", resp.StatusCode)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.admin.BaseURL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	body := string(b)
+	// A request is observed after its last bytes reach the client, so a
+	// scrape right after the answers may miss the last of them: scrape
+	// until all five are counted.
+	var body string
+	waitFor(t, "the five requests' tokens in /metrics", 20*time.Second, func() bool {
+		body = scrapeMetrics(t, e)
+		return outputTokens(body) >= 30
+	})
 	for _, want := range []string{
 		`cutover_requests_total{code="2xx",pool="blue"`,
 		`cutover_output_tokens_total{pool="blue"`,
@@ -53,19 +53,39 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 	// 5 requests of 6 tokens each.
+	if total := outputTokens(body); total != 30 {
+		t.Errorf("output tokens = %v, want 30", total)
+	}
+}
+
+// scrapeMetrics reads the admin listener's /metrics with the token.
+func scrapeMetrics(t testing.TB, e *env) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.admin.BaseURL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// outputTokens sums cutover_output_tokens_total over its series in body.
+func outputTokens(body string) float64 {
 	var total float64
 	for _, line := range strings.Split(body, "\n") {
 		if strings.HasPrefix(line, "cutover_output_tokens_total{") {
 			var v float64
 			f := strings.Fields(line)
-			if _, err := fmtSscan(f[len(f)-1], &v); err == nil {
+			if _, err := fmt.Sscan(f[len(f)-1], &v); err == nil {
 				total += v
 			}
 		}
 	}
-	if total != 30 {
-		t.Errorf("output tokens = %v, want 30", total)
-	}
+	return total
 }
-
-func fmtSscan(s string, v *float64) (int, error) { return fmt.Sscan(s, v) }
