@@ -46,12 +46,37 @@ type Gateway struct {
 	adminSrv, previewSrv          *http.Server
 }
 
+// Option changes how New assembles a gateway. Tests use them to take
+// control of time and of the validation's measurements.
+type Option func(*options)
+
+// options are what Option sets; the zero value is the real clock and
+// samples as measured.
+type options struct {
+	now    func() time.Time
+	adjust func(pool string, s *validation.Sample)
+}
+
+// WithClock makes the control plane read the time from now (deadlines,
+// retention, validation intervals, back-offs) instead of time.Now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithSampleAdjust hands every validation sample to adjust before it is
+// recorded (see validation.Validator.Adjust).
+func WithSampleAdjust(adjust func(pool string, s *validation.Sample)) Option {
+	return func(o *options) { o.adjust = adjust }
+}
+
 // New opens the store, checks every replica once, restores the live pool
 // and binds both listeners. It does not serve yet: call Run. On error
 // everything opened is closed again.
-func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger) (_ *Gateway, err error) {
+func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger, opts ...Option) (_ *Gateway, err error) {
 	if log == nil {
 		log = slog.Default()
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
 	g := &Gateway{cfg: cfg, log: log}
 	defer func() {
@@ -127,6 +152,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			return nil, err
 		}
 		v := validation.NewValidator(validation.GatesFromConfig(cfg.Validation.Gates), mirror, syn)
+		v.Adjust = o.adjust
 		g.observers = append(g.observers, v)
 		validator = v
 	}
@@ -168,6 +194,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		HTTP:   &http.Client{Transport: proxy.NewTransport(0)},
 		Tick:   min(time.Second, cfg.Health.Interval.D()),
 		Logger: log,
+		Now:    o.now,
 	})
 	if err != nil {
 		return nil, err

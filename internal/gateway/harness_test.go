@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/validation"
 )
 
 const testToken = "test-token"
@@ -73,6 +75,8 @@ type envOptions struct {
 	servedName string
 	stateDir   string
 	edit       func(*config.Config)
+	// adjust sees every validation sample (gateway.WithSampleAdjust).
+	adjust func(pool string, s *validation.Sample)
 }
 
 // env is a gateway in this process with simulated pools, on loopback.
@@ -84,7 +88,22 @@ type env struct {
 	traffic string
 	http    *http.Client
 	stop    func() error
+	// clock is the control plane's time: a test moves it past a deadline
+	// instead of waiting for it.
+	clock *clock
+	// floors are the simulated timings validation samples are cut to;
+	// nil outside validationEnv.
+	floors *floors
 }
+
+// clock is the real time plus an offset that only grows, so that
+// deadlines fire when a test says, not when a loaded machine gets there.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// advance moves the clock forward by d.
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
@@ -104,7 +123,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	off := false
 	cfg.Proxy.AccessLog = &off
 	cfg.Pools = map[string]*config.Pool{}
-	e := &env{t: t, pools: map[string][]*replica{}}
+	e := &env{t: t, pools: map[string][]*replica{}, clock: &clock{}}
 	for _, name := range config.PoolNames {
 		p := &config.Pool{Model: cmp.Or(o.servedName, testModels[name])}
 		for range o.replicas {
@@ -129,7 +148,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, nil))
 	}
-	gw, err := gateway.New(context.Background(), cfg, testToken, log)
+	gw, err := gateway.New(context.Background(), cfg, testToken, log, gateway.WithClock(e.clock.now), gateway.WithSampleAdjust(o.adjust))
 	if err != nil {
 		t.Fatal(err)
 	}

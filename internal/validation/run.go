@@ -19,6 +19,8 @@ type Run struct {
 	live, candidate string
 	baseline        *Stats // fixed baseline (post-promotion); nil: measure live
 
+	adjust func(pool string, s *Sample) // Validator.Adjust; nil: as measured
+
 	mu                             sync.Mutex // guards the fields below
 	cand, base                     []Sample
 	pairs, mismatches              int
@@ -39,6 +41,7 @@ func (r *Run) observe(o *proxy.Observation) {
 		return // says nothing of the version; one that failed does
 	}
 	s := Sample{Failed: o.Failed(), Stream: o.Stream, Duration: o.Duration, TTFT: o.TTFT, Tokens: o.Tokens}
+	r.adjustSample(o.Pool, &s)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -52,6 +55,7 @@ func (r *Run) observe(o *proxy.Observation) {
 // AddPair records a shadow pair: the shadow answer is a candidate sample.
 func (r *Run) AddPair(p shadow.Pair) {
 	s := Sample{Failed: p.Shadow.Failed(), Stream: p.Live.Stream, Duration: p.Shadow.Duration, TTFT: p.Shadow.TTFT, Tokens: p.Shadow.Tokens}
+	r.adjustSample(r.candidate, &s)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.add(&r.cand, s)
@@ -66,12 +70,20 @@ func (r *Run) AddPair(p shadow.Pair) {
 // AddSynthetic records a synthetic result, which is also a candidate
 // sample.
 func (r *Run) AddSynthetic(s Sample, passed bool) {
+	r.adjustSample(r.candidate, &s)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.add(&r.cand, s)
 	r.synRun++
 	if passed {
 		r.synPassed++
+	}
+}
+
+// adjustSample hands s, a measurement of pool, to the run's adjust hook.
+func (r *Run) adjustSample(pool string, s *Sample) {
+	if r.adjust != nil {
+		r.adjust(pool, s)
 	}
 }
 
@@ -104,6 +116,12 @@ type Validator struct {
 	synthetic SyntheticFunc  // nil: no suite
 	run       atomic.Pointer[Run]
 
+	// Adjust, when set, sees every sample before it is recorded, with the
+	// name of the pool it measures, and may change it. Tests use it to
+	// take a loaded machine's scheduling noise out of the timings. Set it
+	// before the first Start; nil records samples as measured.
+	Adjust func(pool string, s *Sample)
+
 	mu     sync.Mutex // guards cancel
 	cancel context.CancelFunc
 }
@@ -127,7 +145,7 @@ func (v *Validator) Observe(o *proxy.Observation) {
 // shadow copies of live traffic, the synthetic suite, preview traffic.
 func (v *Validator) Start(ctx context.Context, live string, candidate *pool.Pool) {
 	v.Stop()
-	r := &Run{live: live, candidate: candidate.Name}
+	r := &Run{live: live, candidate: candidate.Name, adjust: v.Adjust}
 	ctx, cancel := context.WithCancel(ctx)
 	v.mu.Lock()
 	v.cancel = cancel
@@ -153,7 +171,7 @@ func (v *Validator) Start(ctx context.Context, live string, candidate *pool.Pool
 // against a baseline recorded during validation.
 func (v *Validator) StartPost(poolName string, baseline Stats) {
 	v.Stop()
-	v.run.Store(&Run{candidate: poolName, baseline: &baseline})
+	v.run.Store(&Run{candidate: poolName, baseline: &baseline, adjust: v.Adjust})
 }
 
 // Stop ends the window in progress, if any.

@@ -1,9 +1,13 @@
 package validation
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
+	"github.com/cutover-dev/cutover/internal/shadow"
 )
 
 // TestRunKeepsHungUpFailures: a client that hung up says nothing of the
@@ -19,5 +23,31 @@ func TestRunKeepsHungUpFailures(t *testing.T) {
 	}
 	if !r.cand[0].Failed || r.cand[1].Failed {
 		t.Errorf("samples %+v: want the stream error failed and the clean answer not", r.cand)
+	}
+}
+
+// TestAdjustSeesEverySample: the Adjust hook gets each sample with the
+// pool it measures (live traffic, shadow copies and synthetic results),
+// and what it changes is what the gates see.
+func TestAdjustSeesEverySample(t *testing.T) {
+	seen := map[string]int{}
+	v := NewValidator(Gates{}, nil, nil)
+	v.Adjust = func(pool string, s *Sample) {
+		seen[pool]++
+		s.TTFT = 7 * time.Millisecond
+	}
+	v.Start(context.Background(), "blue", &pool.Pool{Name: "green"})
+	defer v.Stop()
+	v.Observe(&proxy.Observation{Pool: "blue", Status: 200, Stream: true, TTFT: time.Second, Duration: time.Second, Tokens: 2})
+	v.Observe(&proxy.Observation{Pool: "green", Status: 200, Stream: true, TTFT: time.Second, Duration: time.Second, Tokens: 2})
+	r := v.run.Load()
+	r.AddPair(shadow.Pair{Live: proxy.Observation{Stream: true, Status: 200}, Shadow: shadow.Result{Status: 200, TTFT: time.Second, Duration: time.Second}})
+	r.AddSynthetic(Sample{Stream: true, TTFT: time.Second, Duration: time.Second}, true)
+	if seen["blue"] != 1 || seen["green"] != 3 {
+		t.Fatalf("Adjust saw %v, want blue 1 and green 3", seen)
+	}
+	in := r.Inputs()
+	if in.Baseline.TTFTP95 != 7 || in.Candidate.TTFTP95 != 7 {
+		t.Errorf("TTFT p95 live %v ms, candidate %v ms; want the adjusted 7 ms", in.Baseline.TTFTP95, in.Candidate.TTFTP95)
 	}
 }
