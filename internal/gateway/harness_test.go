@@ -12,7 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,12 +98,39 @@ type env struct {
 
 // clock is the real time plus an offset that only grows, so that
 // deadlines fire when a test says, not when a loaded machine gets there.
-type clock struct{ offset atomic.Int64 }
+// Frozen, it stands still until advanced.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+	frozen time.Time // non-zero: the time until advanced
+}
 
-func (c *clock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		return c.frozen
+	}
+	return time.Now().Add(c.offset)
+}
 
 // advance moves the clock forward by d.
-func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		c.frozen = c.frozen.Add(d)
+	}
+	c.offset += d
+}
+
+// freeze stops the clock at its current time.
+func (c *clock) freeze() {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozen = now
+}
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()

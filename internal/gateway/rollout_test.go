@@ -91,7 +91,7 @@ func readLines(t *testing.T, file string) []string {
 func TestDeploymentLifecycle(t *testing.T) {
 	evidence := filepath.Join(t.TempDir(), "hooks.log")
 	e, spare := rolloutEnv(t, func(c *config.Config) {
-		c.Rollout.Retention = config.Duration(1500 * time.Millisecond)
+		c.Rollout.Retention = config.Duration(time.Hour) // ended below by moving the clock
 		c.Hooks = map[string][]config.Hook{"on_deploy": hookCmd(evidence), "on_promote": hookCmd(evidence), "on_retire": hookCmd(evidence)}
 	})
 	ctx := context.Background()
@@ -133,6 +133,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 	if _, err := e.admin.Promote(ctx); !errors.As(err, &ae) || ae.StatusCode != 409 || !strings.Contains(ae.Message, "already promoted") {
 		t.Errorf("a second promote: %v, want 409 saying it is already promoted", err)
 	}
+	e.clock.advance(time.Hour) // the retention ends
 	done := e.waitPhase(t, "completed", 20*time.Second)
 	if done.RetiredAt.Before(d2.RetainUntil) {
 		t.Errorf("retired at %s, before the retention end %s", done.RetiredAt, d2.RetainUntil)
@@ -208,11 +209,11 @@ func TestRollbackInsideRetentionUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "load", 10*time.Second, func() bool { return total.Load() > 100 })
+	waitFor(t, "load", 30*time.Second, func() bool { return total.Load() > 100 })
 	if _, err := e.admin.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "load on green", 10*time.Second, func() bool { return e.gw.Controller().Status().Pools["green"].InFlight > 0 })
+	waitFor(t, "load on green", 30*time.Second, func() bool { return e.gw.Controller().Status().Pools["green"].InFlight > 0 })
 	start := time.Now()
 	res, err := e.admin.Rollback(ctx)
 	took := time.Since(start)
@@ -220,7 +221,7 @@ func TestRollbackInsideRetentionUnderLoad(t *testing.T) {
 	if err != nil || res.Live != "blue" {
 		t.Fatalf("rollback: %+v %v", res, err)
 	}
-	waitFor(t, "requests after rollback", 10*time.Second, func() bool { return afterRollback.Load() > 200 })
+	waitFor(t, "requests after rollback", 30*time.Second, func() bool { return afterRollback.Load() > 200 })
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("rollback took %s; %d requests, %d failed", took, total.Load(), failed.Load())
@@ -239,25 +240,35 @@ func TestDeploymentFailsInWarming(t *testing.T) {
 	tests := []struct {
 		name     string
 		replicas func(t *testing.T) []*replica
-		want     []string
+		// waiting: the deployment says this while it waits; then the
+		// clock moves past the progress deadline. "": it fails by itself.
+		waiting string
+		want    []string
 	}{
 		{"wrong model", func(t *testing.T) []*replica {
 			return []*replica{startReplica(t, mockllm.Config{Model: "model-v3-typo"}, "")}
-		}, []string{"wrong model", `"model-v3"`, "model-v3-typo"}},
+		}, "", []string{"wrong model", `"model-v3"`, "model-v3-typo"}},
 		{"never healthy", func(t *testing.T) []*replica {
 			return []*replica{startReplica(t, mockllm.Config{Model: "model-v3", StartupPeriod: time.Hour}, "")}
-		}, []string{"progress deadline", "status 503"}},
+		}, "status 503", []string{"progress deadline", "status 503"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			evidence := filepath.Join(t.TempDir(), "fail.log")
 			e, _ := rolloutEnv(t, func(c *config.Config) {
-				c.Rollout.ProgressDeadline = config.Duration(1500 * time.Millisecond)
+				c.Rollout.ProgressDeadline = config.Duration(time.Hour) // passed below by moving the clock
 				c.Hooks = map[string][]config.Hook{"on_fail": hookCmd(evidence)}
 			})
 			rs := tt.replicas(t)
 			if _, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v3", Replicas: urls(rs)}); err != nil {
 				t.Fatal(err)
+			}
+			if tt.waiting != "" {
+				waitFor(t, "the deployment to say "+tt.waiting, 20*time.Second, func() bool {
+					d := e.gw.Controller().Status().Deployment
+					return d.Phase == "warming" && strings.Contains(d.Waiting, tt.waiting)
+				})
+				e.clock.advance(time.Hour)
 			}
 			d := e.waitPhase(t, "failed", 20*time.Second)
 			for _, w := range append(tt.want, rs[0].URL()) {
@@ -431,7 +442,7 @@ func TestRetainedPoolAndForce(t *testing.T) {
 // copy: with the live pool down, retention end waits and rollback works.
 func TestRetirementPostponedWhileLiveUnhealthy(t *testing.T) {
 	e, spare := rolloutEnv(t, func(c *config.Config) {
-		c.Rollout.Retention = config.Duration(2 * time.Second)
+		c.Rollout.Retention = config.Duration(time.Hour) // ended below by moving the clock
 		c.Rollout.MinReady = 1
 	})
 	ctx := context.Background()
@@ -444,8 +455,9 @@ func TestRetirementPostponedWhileLiveUnhealthy(t *testing.T) {
 	}
 	waitFor(t, "the live pool to be marked down", 10*time.Second, func() bool { return e.gw.Controller().Status().Pools["green"].HealthyReplicas == 0 })
 	if d := e.gw.Controller().Status().Deployment; d.Phase != "promoted" {
-		t.Fatalf("retention (2s) ended before the health checks saw the failure: %s", d.Phase)
+		t.Fatalf("phase %s before the retention ended", d.Phase)
 	}
+	e.clock.advance(time.Hour) // the retention ends
 	var d *api.Deployment
 	waitFor(t, "retirement postponed", 20*time.Second, func() bool {
 		d = e.gw.Controller().Status().Deployment
@@ -525,12 +537,65 @@ func TestRefusedAutoPromotionBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitPhase(t, "ready", 20*time.Second)
-	waitFor(t, "a refused auto-promotion", 10*time.Second, func() bool {
+	// With the clock stopped, the back-off after the first refused try
+	// never ends, however often the controller looks.
+	e.clock.freeze()
+	waitFor(t, "a refused auto-promotion", 20*time.Second, func() bool {
 		return strings.Contains(e.gw.Controller().Status().Deployment.Waiting, "auto-promotion blocked")
 	})
-	since := time.Now()
-	waitFor(t, "1.5 s of reconciles", 10*time.Second, func() bool { return time.Since(since) > 1500*time.Millisecond })
-	if n := len(strings.Fields(mustRead(t, counter))); n > 2 {
-		t.Fatalf("before_promote ran %d times within ~2 s; want backoff", n)
+	ctx := context.Background()
+	runs := func() int { return len(strings.Fields(mustRead(t, counter))) }
+	for range 50 {
+		e.gw.Controller().Reconcile(ctx)
 	}
+	if n := runs(); n != 1 {
+		t.Fatalf("before_promote ran %d times with the clock stopped; want once, then back-off", n)
+	}
+	// Once the back-off (at most 5 minutes) is over, it is tried again,
+	// and then backs off again.
+	e.clock.advance(5 * time.Minute)
+	waitFor(t, "a second refusal", 20*time.Second, func() bool {
+		return strings.Contains(e.gw.Controller().Status().Deployment.Waiting, "next try in 10s")
+	})
+	for range 50 {
+		e.gw.Controller().Reconcile(ctx)
+	}
+	if n := runs(); n != 2 {
+		t.Fatalf("before_promote ran %d times after one back-off; want 2", n)
+	}
+}
+
+// TestWarmupRetryFollowsTheClock: a failed warm-up is retried 2 s later by
+// the controller's clock (a regression: the retry time came from the wall
+// clock and was compared with the controller's, so a clock ahead of it
+// retried at every reconcile).
+func TestWarmupRetryFollowsTheClock(t *testing.T) {
+	e, _ := rolloutEnv(t, nil)
+	broken := []*replica{
+		startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4, ErrorRate: 1}, ""),
+		startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4, ErrorRate: 1}, ""),
+	}
+	e.clock.advance(time.Hour)
+	e.clock.freeze()
+	if _, err := e.admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v3", Replicas: urls(broken)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both warm-ups to fail", 20*time.Second, func() bool {
+		return strings.Count(e.gw.Controller().Status().Deployment.Waiting, "warm-up failed") == 2
+	})
+	sent := func() (n uint64) {
+		for _, r := range broken {
+			n += r.mock.Stats().Requests
+		}
+		return n
+	}
+	before := sent()
+	for range 50 {
+		e.gw.Controller().Reconcile(context.Background())
+	}
+	if got := sent(); got != before {
+		t.Fatalf("%d warm-up requests with the clock stopped, after the first %d; want none before the retry time", got-before, before)
+	}
+	e.clock.advance(3 * time.Second)
+	waitFor(t, "the warm-up retry", 20*time.Second, func() bool { return sent() > before })
 }

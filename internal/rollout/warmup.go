@@ -70,7 +70,7 @@ func (w *warmer) start(ctx context.Context, c *Controller, id string, r *pool.Re
 		s.running = false
 		if err != nil {
 			s.err = err.Error()
-			s.retryAt = time.Now().Add(2 * time.Second)
+			s.retryAt = c.now().Add(2 * time.Second) // compared with c.now() in reconcileWarming
 		} else {
 			s.done, s.err = true, ""
 		}
