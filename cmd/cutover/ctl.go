@@ -263,7 +263,11 @@ func printHistory(w io.Writer, h *api.History) {
 		if dep == "" {
 			dep = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, e.Action, change, e.Actor, e.Reason)
+		action := e.Action
+		if e.Forced {
+			action += " (forced)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, action, change, e.Actor, e.Reason)
 	}
 	_ = tw.Flush()
 }
