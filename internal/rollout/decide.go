@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +54,8 @@ type Decision struct {
 	Target     string
 	// Forced: force overrode a refusal, to be recorded in the history.
 	Forced bool
+	// status is the HTTP status of the refusal; 0 means 409.
+	status int
 }
 
 func allow(format string, args ...any) Decision {
@@ -65,7 +68,7 @@ func deny(code, format string, args ...any) Decision {
 
 // refusal is d as the error the admin API answers with 409.
 func (d Decision) refusal() *Refusal {
-	return &Refusal{Code: d.Code, Reason: d.Reason}
+	return &Refusal{Code: d.Code, Reason: d.Reason, Status: d.status}
 }
 
 // api is d for the status's actions.
@@ -225,7 +228,7 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 	st := v.State
 	if req.To != "" {
 		if _, ok := v.Pools[req.To]; !ok {
-			return Decision{Code: "bad_target", Reason: fmt.Sprintf("no pool %q: want one of %s", req.To, strings.Join(slices.Sorted(maps.Keys(v.Pools)), ", "))}
+			return Decision{Code: "bad_target", status: http.StatusBadRequest, Reason: fmt.Sprintf("no pool %q: want one of %s", req.To, strings.Join(slices.Sorted(maps.Keys(v.Pools)), ", "))}
 		}
 		if req.To == st.Live {
 			return deny("no_target", "cannot roll back to %s: it is already live", req.To)
