@@ -41,16 +41,28 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &s, c.do(ctx, http.MethodGet, "/api/v1/status", nil, &s)
 }
 
-// Promote makes the standby pool live.
+// Promote makes the standby pool live: PromoteWith without force or
+// revision guard.
 func (c *Client) Promote(ctx context.Context) (*SwitchResult, error) {
-	var r SwitchResult
-	return &r, c.do(ctx, http.MethodPost, "/api/v1/promote", nil, &r)
+	return c.PromoteWith(ctx, PromoteRequest{})
 }
 
-// Rollback makes the previous live pool live again.
-func (c *Client) Rollback(ctx context.Context) (*SwitchResult, error) {
+// PromoteWith makes the standby pool live, with force or a revision guard.
+func (c *Client) PromoteWith(ctx context.Context, req PromoteRequest) (*SwitchResult, error) {
 	var r SwitchResult
-	return &r, c.do(ctx, http.MethodPost, "/api/v1/rollback", nil, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/promote", req, &r)
+}
+
+// Rollback undoes the last switch: RollbackWith without a target pool or
+// revision guard.
+func (c *Client) Rollback(ctx context.Context) (*SwitchResult, error) {
+	return c.RollbackWith(ctx, RollbackRequest{})
+}
+
+// RollbackWith undoes the last switch, or makes req.To live.
+func (c *Client) RollbackWith(ctx context.Context, req RollbackRequest) (*SwitchResult, error) {
+	var r SwitchResult
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/rollback", req, &r)
 }
 
 // Deploy starts a deployment of a new version into the standby pool.
@@ -73,15 +85,26 @@ func (c *Client) Deployment(ctx context.Context, id string) (*Deployment, error)
 
 // Abort stops the deployment in progress (a rollback after its promotion).
 func (c *Client) Abort(ctx context.Context) (*Deployment, error) {
+	return c.AbortWith(ctx, AbortRequest{})
+}
+
+// AbortWith is Abort with a revision guard.
+func (c *Client) AbortWith(ctx context.Context, req AbortRequest) (*Deployment, error) {
 	var r Deployment
-	return &r, c.do(ctx, http.MethodPost, "/api/v1/abort", nil, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/abort", req, &r)
 }
 
 // Retire ends the retention of the old pool now (or, during retirement,
-// retries the on_retire hooks; with force, gives up on them).
+// retries the on_retire hooks; with force, gives up on them). During the
+// post-promotion checks it needs force, which ends them too.
 func (c *Client) Retire(ctx context.Context, force bool) (*Deployment, error) {
+	return c.RetireWith(ctx, RetireRequest{Force: force})
+}
+
+// RetireWith is Retire with a revision guard.
+func (c *Client) RetireWith(ctx context.Context, req RetireRequest) (*Deployment, error) {
 	var r Deployment
-	return &r, c.do(ctx, http.MethodPost, "/api/v1/retire", RetireRequest{Force: force}, &r)
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/retire", req, &r)
 }
 
 // History returns the latest limit events (all when limit <= 0).

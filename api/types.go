@@ -23,6 +23,51 @@ type Status struct {
 	// Deployment is the deployment in progress, else the latest one, else
 	// nil.
 	Deployment *Deployment `json:"deployment,omitempty"`
+	// Protection says what still protects the live pool: a pool that
+	// rollback would make live again, the retention of a deployment's old
+	// pool and the post-promotion checks with their automatic rollback.
+	Protection Protection `json:"protection"`
+	// Actions says, for promote, rollback, abort, retire and deploy, whether
+	// the gateway would do it now (asked without force and without a
+	// revision guard) or why it refuses. The real action decides with the
+	// same code, so what is allowed here is refused only when the state
+	// changes first or a check made at the time fails (a fresh probe of the
+	// target pool, a before_promote hook).
+	Actions map[string]Action `json:"actions"`
+}
+
+// Protection is what still protects the live pool.
+type Protection struct {
+	// RollbackTo is the pool that rollback would make live again, "" when
+	// rollback would be refused.
+	RollbackTo string `json:"rollback_to,omitempty"`
+	// Deployment is the promoted deployment whose old pool is retained or
+	// whose post-promotion checks run, "" when none.
+	Deployment string `json:"deployment,omitempty"`
+	// RetainedPool is the old pool kept for an instant rollback until
+	// RetainedUntil (after that, until its retirement starts).
+	RetainedPool  string    `json:"retained_pool,omitempty"`
+	RetainedUntil time.Time `json:"retained_until,omitzero"`
+	// AutoRollbackUntil ends the post-promotion checks: until then a gate
+	// that fails rolls back to RetainedPool automatically. Zero when no
+	// such checks run (none configured, ended by a forced retire, or
+	// the deployment was rolled back).
+	AutoRollbackUntil time.Time `json:"auto_rollback_until,omitzero"`
+	// Summary says it in one sentence.
+	Summary string `json:"summary"`
+}
+
+// Action is whether one action would be done now, or why it is refused.
+type Action struct {
+	// Allowed is true when the gateway would do the action now.
+	Allowed bool `json:"allowed"`
+	// Code is the refusal's code (as in the 409 answer), "" when allowed.
+	Code string `json:"code,omitempty"`
+	// Reason says why it is refused, or what the action would do.
+	Reason string `json:"reason"`
+	// Force is true when the refusal can be overridden with force (the
+	// request's force field, the CLI's --force).
+	Force bool `json:"force,omitempty"`
 }
 
 // Pool is one pool's view in Status.
@@ -63,6 +108,8 @@ type SwitchResult struct {
 	// Revision is the state revision that made the switch.
 	Revision   int64     `json:"revision"`
 	SwitchedAt time.Time `json:"switched_at"`
+	// Forced is true when force overrode a refusal.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // Event is one entry of GET /api/v1/history: a transition of the state.
@@ -85,6 +132,9 @@ type Event struct {
 	Reason     string `json:"reason,omitempty"`
 	// Hook is the outcome of a hook run (Action hook).
 	Hook *HookOutcome `json:"hook,omitempty"`
+	// Forced is true when the operator overrode a refusal with force, such
+	// as promoting a standby whose deployment failed.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // History is the answer to GET /api/v1/history.
@@ -113,6 +163,39 @@ type DeployRequest struct {
 	Replicas []string `json:"replicas"`
 	// Force ends the retention of a pool kept for rollback.
 	Force bool `json:"force,omitempty"`
+	// ExpectedRevision, when not 0, refuses the deployment (409
+	// revision_mismatch) unless the state is still at this revision.
+	ExpectedRevision int64 `json:"expected_revision,omitempty"`
+}
+
+// PromoteRequest is the body of POST /api/v1/promote (an empty body is
+// the zero value).
+type PromoteRequest struct {
+	// Force promotes a standby pool that holds a deployment which failed,
+	// was aborted or was rolled back; the switch is recorded as forced.
+	Force bool `json:"force,omitempty"`
+	// ExpectedRevision, when not 0, refuses the switch (409
+	// revision_mismatch) unless the state is still at this revision.
+	ExpectedRevision int64 `json:"expected_revision,omitempty"`
+}
+
+// RollbackRequest is the body of POST /api/v1/rollback (an empty body is
+// the zero value).
+type RollbackRequest struct {
+	// To names the pool to make live. Empty means the previous live pool,
+	// which is refused when the last switch was already a rollback.
+	To string `json:"to,omitempty"`
+	// ExpectedRevision, when not 0, refuses the switch (409
+	// revision_mismatch) unless the state is still at this revision.
+	ExpectedRevision int64 `json:"expected_revision,omitempty"`
+}
+
+// AbortRequest is the body of POST /api/v1/abort (an empty body is the
+// zero value).
+type AbortRequest struct {
+	// ExpectedRevision, when not 0, refuses the abort (409
+	// revision_mismatch) unless the state is still at this revision.
+	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 
 // DeployResult is the answer to POST /api/v1/deployments.
@@ -187,9 +270,13 @@ type Deployments struct {
 
 // RetireRequest is the body of POST /api/v1/retire.
 type RetireRequest struct {
-	// Force marks the old pool retired without waiting for failing
-	// on_retire hooks.
+	// Force ends the post-promotion checks (and their automatic
+	// rollback) with the retention; during retirement it marks the old
+	// pool retired without waiting for failing on_retire hooks.
 	Force bool `json:"force,omitempty"`
+	// ExpectedRevision, when not 0, refuses the retirement (409
+	// revision_mismatch) unless the state is still at this revision.
+	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 
 // Gate is one validation gate's current state.

@@ -129,6 +129,9 @@ func printStatus(w io.Writer, s *api.Status) {
 		fmt.Fprintf(w, "   switched: %s ago (from %s)", time.Since(s.SwitchedAt).Round(time.Second), s.Previous)
 	}
 	fmt.Fprintln(w)
+	if s.Protection.Summary != "" {
+		fmt.Fprintf(w, "protection: %s\n", s.Protection.Summary)
+	}
 	names := make([]string, 0, len(s.Pools))
 	for n := range s.Pools {
 		names = append(names, n)
@@ -168,34 +171,60 @@ func printStatus(w io.Writer, s *api.Status) {
 }
 
 func printSwitch(w io.Writer, r *api.SwitchResult) {
-	fmt.Fprintf(w, "%s: %s is live (was %s), revision %d\n", r.Action, r.Live, r.Previous, r.Revision)
+	forced := ""
+	if r.Forced {
+		forced = " (forced)"
+	}
+	fmt.Fprintf(w, "%s%s: %s is live (was %s), revision %d\n", r.Action, forced, r.Live, r.Previous, r.Revision)
 }
 
 func newPromoteCmd() *cobra.Command {
 	f := &ctlFlags{}
+	var req api.PromoteRequest
 	cmd := &cobra.Command{
 		Use:   "promote",
 		Short: "Make the standby pool live (refused if it cannot serve)",
-		Args:  cobra.NoArgs,
+		Long: `Make the standby pool live. With a deployment in progress it must be ready
+and its before_promote hooks must pass. Without one, the standby becomes
+live if it has a healthy replica serving its model; when it holds a
+deployment that failed, was aborted or was rolled back, promote is refused
+(409, naming the deployment and its outcome) unless --force, and a forced
+switch is recorded as forced in the history.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.Promote(ctx) }, printSwitch)
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.PromoteWith(ctx, req) }, printSwitch)
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&req.Force, "force", false, "promote a standby whose deployment failed, was aborted or was rolled back (recorded as forced)")
+	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
+}
+
+// revisionFlag adds --if-revision, the guard every switch takes.
+func revisionFlag(cmd *cobra.Command, rev *int64) {
+	cmd.Flags().Int64Var(rev, "if-revision", 0, "refuse (409 revision_mismatch) unless the state is still at revision N, as status showed it")
 }
 
 func newRollbackCmd() *cobra.Command {
 	f := &ctlFlags{}
+	var req api.RollbackRequest
 	cmd := &cobra.Command{
 		Use:   "rollback",
-		Short: "Make the previous live pool live again",
-		Args:  cobra.NoArgs,
+		Short: "Undo the last switch: make the previous live pool live again",
+		Long: `Undo the last switch: make the previous live pool live again (during a
+deployment's retention, the retained pool, at once). Rollback is not a
+toggle: right after a rollback a second one is refused (already_rolled_back),
+so two operators rolling back at once never bring back the version just
+left; --to POOL makes that pool live on purpose.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.Rollback(ctx) }, printSwitch)
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.RollbackWith(ctx, req) }, printSwitch)
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringVar(&req.To, "to", "", "make this pool live, even right after a rollback")
+	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }
 
@@ -234,7 +263,11 @@ func printHistory(w io.Writer, h *api.History) {
 		if dep == "" {
 			dep = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, e.Action, change, e.Actor, e.Reason)
+		action := e.Action
+		if e.Forced {
+			action += " (forced)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, action, change, e.Actor, e.Reason)
 	}
 	_ = tw.Flush()
 }

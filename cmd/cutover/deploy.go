@@ -55,40 +55,47 @@ retention now.`,
 	cmd.Flags().StringVar(&req.Model, "model", "", "model id the new replicas serve")
 	cmd.Flags().StringArrayVar(&req.Replicas, "replica", nil, "base URL of a new replica (repeat for each)")
 	cmd.Flags().BoolVar(&req.Force, "force", false, "end the retention of a pool kept for rollback")
+	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }
 
 func newAbortCmd() *cobra.Command {
 	f := &ctlFlags{}
+	var req api.AbortRequest
 	cmd := &cobra.Command{
 		Use:   "abort",
 		Short: "Stop the deployment in progress (a rollback if it was promoted)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.Abort(ctx) }, printDeploymentLine)
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.AbortWith(ctx, req) }, printDeploymentLine)
 		},
 	}
 	f.register(cmd)
+	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }
 
 func newRetireCmd() *cobra.Command {
 	f := &ctlFlags{}
-	var force bool
+	var req api.RetireRequest
 	cmd := &cobra.Command{
 		Use:   "retire",
 		Short: "End the old pool's retention now: drain it and run on_retire hooks",
 		Long: `End the retention of the old pool now: it is drained and the on_retire
 hooks run (free its GPUs there); after that rollback is refused. While
-on_retire hooks are failing, retire retries them at once; with --force the
-pool is marked retired without them (you freed the GPUs yourself).`,
+the post-promotion checks run (validation.post_promotion_window), retire
+is refused unless --force, which ends them and their automatic rollback
+too. While on_retire hooks are failing, retire retries them at once; with
+--force the pool is marked retired without them (you freed the GPUs
+yourself).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.Retire(ctx, force) }, printDeploymentLine)
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.RetireWith(ctx, req) }, printDeploymentLine)
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&force, "force", false, "mark the pool retired even though on_retire hooks fail")
+	cmd.Flags().BoolVar(&req.Force, "force", false, "end the post-promotion checks too; during retirement, mark the pool retired even though on_retire hooks fail")
+	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }
 
@@ -128,7 +135,7 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 			fmt.Fprintln(w)
 		}
 	}
-	if !d.PostPromotionUntil.IsZero() {
+	if d.Phase == "promoted" && time.Until(d.PostPromotionUntil) > 0 { // not after a rollback or a forced retire
 		fmt.Fprintf(w, "  post-promotion checks until %s (%s)\n", d.PostPromotionUntil.Local().Format(time.DateTime), until(d.PostPromotionUntil))
 	}
 	for _, h := range lastN(d.Hooks, 5) {

@@ -408,6 +408,13 @@ func TestCLI(t *testing.T) {
 		{[]string{"promote"}, 0, []string{"green is live (was blue), revision 2"}},
 		{[]string{"promote", "--json"}, 0, []string{`"live": "blue"`, `"revision": 3`}},
 		{[]string{"rollback"}, 0, []string{"green is live (was blue), revision 4"}},
+		{[]string{"status"}, 0, []string{"protection: nothing: the last switch", "already a rollback"}},
+		{[]string{"promote"}, 0, []string{"blue is live (was green), revision 5"}},
+		{[]string{"status"}, 0, []string{"protection: rollback makes green (model model-v2) live again"}},
+		{[]string{"rollback"}, 0, []string{"green is live (was blue), revision 6"}},
+		{[]string{"rollback"}, 1, []string{"already a rollback", "--to blue"}},
+		{[]string{"rollback", "--to", "blue", "--if-revision", "5"}, 1, []string{"revision 6, not 5"}},
+		{[]string{"rollback", "--to", "blue", "--if-revision", "6"}, 0, []string{"blue is live (was green), revision 7"}},
 		{[]string{"history"}, 0, []string{"init", "promote", "blue -> green", "rollback", "cli:"}},
 		{[]string{"history", "--json"}, 0, []string{`"events"`, `"action": "rollback"`}},
 	}

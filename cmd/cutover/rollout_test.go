@@ -140,4 +140,8 @@ func TestDeployCLI(t *testing.T) {
 	run(0, []string{"rolled_back"}, "abort")
 	run(1, []string{"no deployment in progress"}, "abort")
 	run(0, []string{"abort by", "rollback", "deploy", "d-1"}, "history")
+	// green still holds the rolled-back d-1: promote needs --force.
+	run(1, []string{"green holds deployment d-1", "rolled back", "force"}, "promote")
+	run(0, []string{"promote (forced): green is live (was blue)"}, "promote", "--force")
+	run(0, []string{"promote (forced)", "d-1"}, "history")
 }

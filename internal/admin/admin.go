@@ -21,14 +21,14 @@ import (
 // Controller is the control plane as the admin API sees it.
 type Controller interface {
 	Status() api.Status
-	Promote(ctx context.Context, actor string) (api.SwitchResult, error)
-	Rollback(ctx context.Context, actor string) (api.SwitchResult, error)
+	Promote(ctx context.Context, actor string, req api.PromoteRequest) (api.SwitchResult, error)
+	Rollback(ctx context.Context, actor string, req api.RollbackRequest) (api.SwitchResult, error)
 	History(ctx context.Context, limit int) ([]api.Event, error)
 	Deploy(ctx context.Context, actor string, req api.DeployRequest) (api.DeployResult, error)
 	Deployments() []api.Deployment
 	Deployment(id string) (api.Deployment, error)
-	Abort(ctx context.Context, actor string) (api.Deployment, error)
-	Retire(ctx context.Context, actor string, force bool) (api.Deployment, error)
+	Abort(ctx context.Context, actor string, req api.AbortRequest) (api.Deployment, error)
+	Retire(ctx context.Context, actor string, req api.RetireRequest) (api.Deployment, error)
 }
 
 // Server is the admin API handler.
@@ -49,21 +49,39 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api/v1/status", s.wrap(func(r *http.Request) (any, error) { return ctrl.Status(), nil }))
-	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(func(r *http.Request) (any, error) { return ctrl.Promote(r.Context(), actor(r)) }))
-	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(func(r *http.Request) (any, error) { return ctrl.Rollback(r.Context(), actor(r)) }))
+	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(func(r *http.Request) (any, error) {
+		var req api.PromoteRequest
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return ctrl.Promote(r.Context(), actor(r), req)
+	}))
+	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(func(r *http.Request) (any, error) {
+		var req api.RollbackRequest
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return ctrl.Rollback(r.Context(), actor(r), req)
+	}))
 	s.mux.HandleFunc("GET /api/v1/history", s.wrap(s.history))
 	s.mux.HandleFunc("POST /api/v1/deployments", s.wrapStatus(http.StatusCreated, s.deploy))
 	s.mux.HandleFunc("GET /api/v1/deployments", s.wrap(func(r *http.Request) (any, error) {
 		return api.Deployments{Deployments: ctrl.Deployments()}, nil
 	}))
 	s.mux.HandleFunc("GET /api/v1/deployments/{id}", s.wrap(func(r *http.Request) (any, error) { return ctrl.Deployment(r.PathValue("id")) }))
-	s.mux.HandleFunc("POST /api/v1/abort", s.wrap(func(r *http.Request) (any, error) { return ctrl.Abort(r.Context(), actor(r)) }))
+	s.mux.HandleFunc("POST /api/v1/abort", s.wrap(func(r *http.Request) (any, error) {
+		var req api.AbortRequest
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		return ctrl.Abort(r.Context(), actor(r), req)
+	}))
 	s.mux.HandleFunc("POST /api/v1/retire", s.wrap(func(r *http.Request) (any, error) {
 		var req api.RetireRequest
 		if err := decodeBody(r, &req); err != nil {
 			return nil, err
 		}
-		return ctrl.Retire(r.Context(), actor(r), req.Force)
+		return ctrl.Retire(r.Context(), actor(r), req)
 	}))
 	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
 		if allow := s.allowed(r); len(allow) > 0 {

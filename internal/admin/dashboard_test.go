@@ -16,10 +16,10 @@ import (
 type stubCtrl struct{}
 
 func (stubCtrl) Status() api.Status { return api.Status{Live: "blue", Revision: 1} }
-func (stubCtrl) Promote(context.Context, string) (api.SwitchResult, error) {
+func (stubCtrl) Promote(context.Context, string, api.PromoteRequest) (api.SwitchResult, error) {
 	return api.SwitchResult{}, nil
 }
-func (stubCtrl) Rollback(context.Context, string) (api.SwitchResult, error) {
+func (stubCtrl) Rollback(context.Context, string, api.RollbackRequest) (api.SwitchResult, error) {
 	return api.SwitchResult{}, nil
 }
 func (stubCtrl) History(context.Context, int) ([]api.Event, error) { return nil, nil }
@@ -28,10 +28,10 @@ func (stubCtrl) Deploy(context.Context, string, api.DeployRequest) (api.DeployRe
 }
 func (stubCtrl) Deployments() []api.Deployment             { return nil }
 func (stubCtrl) Deployment(string) (api.Deployment, error) { return api.Deployment{}, nil }
-func (stubCtrl) Abort(context.Context, string) (api.Deployment, error) {
+func (stubCtrl) Abort(context.Context, string, api.AbortRequest) (api.Deployment, error) {
 	return api.Deployment{}, nil
 }
-func (stubCtrl) Retire(context.Context, string, bool) (api.Deployment, error) {
+func (stubCtrl) Retire(context.Context, string, api.RetireRequest) (api.Deployment, error) {
 	return api.Deployment{}, nil
 }
 

@@ -36,7 +36,8 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	st, _, _ := c.snapshot()
+	v := c.view()
+	st := v.State
 	target := standby(st)
 	live := c.specOf(st, st.Live)
 	for _, r := range replicas {
@@ -44,19 +45,13 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 			return api.DeployResult{}, badRequest("bad_replica", "replica %s serves the live pool %s; a new version needs its own replicas", r, st.Live)
 		}
 	}
-	if d := st.pending(); d != nil {
-		return api.DeployResult{}, refuse("deployment_in_progress", "deployment %s is pending (%s); abort it first", d.ID, d.Reason)
+	dec := decideDeploy(v, req)
+	if !dec.Allowed {
+		return api.DeployResult{}, dec.refusal()
 	}
 	var ended *Deployment
-	if d := st.active(); d != nil {
-		switch {
-		case d.Phase == PhasePromoted && !req.Force:
-			return api.DeployResult{}, refuse("pool_retained", "pool %s is retained for rollback of deployment %s until %s; deploy again after that, run `cutover retire` to end the retention now, or pass --force", target, d.ID, stamp(d.RetainUntil))
-		case d.Phase == PhasePromoted:
-			ended = d
-		default:
-			return api.DeployResult{}, refuse("deployment_in_progress", "deployment %s (model %s into %s) is in progress: %s since %s; abort it or wait", d.ID, d.Model, d.Pool, d.Phase, stamp(d.PhaseSince))
-		}
+	if dec.Forced {
+		ended = st.find(dec.Deployment)
 	}
 	var res api.DeployResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
@@ -72,6 +67,10 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 			old := s.find(ended.ID)
 			old.RetainUntil, old.Deadline = now, now
 			old.Reason = fmt.Sprintf("retention ended early by --force deploy %s (%s)", d.ID, actor)
+			if inPostPromotion(old, now) {
+				old.PostPromotionUntil = now
+				old.Reason += "; its post-promotion checks (automatic rollback) ended too"
+			}
 			res.Note = fmt.Sprintf("--force ended the retention of pool %s (deployment %s): rollback to %s is no longer possible. %s will be drained and retired (on_retire hooks) before %s starts warming.", target, old.ID, old.FromModel, target, d.ID)
 			evs = append(evs, event{Action: "retention_ended", Deployment: old.ID, Reason: old.Reason})
 			d.enter(PhasePending, now, "waiting for "+old.ID+" to retire pool "+target, time.Time{})
@@ -84,6 +83,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		return evs, nil
 	})
 	if err == nil {
+		if ended != nil {
+			c.endWindowOf(ended.ID)
+		}
 		c.poke()
 	}
 	return res, err
@@ -111,54 +113,53 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 // Abort stops the deployment in progress. Before the cutover the new pool
 // never got client traffic and the deployment ends aborted; after it,
 // abort is a rollback. Once retention is over it is too late.
-func (c *Controller) Abort(ctx context.Context, actor string) (api.Deployment, error) {
+func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortRequest) (api.Deployment, error) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	st, _, _ := c.snapshot()
-	d := st.pending()
-	if d == nil {
-		d = st.active()
+	v := c.view()
+	dec := decideAbort(v, req)
+	if !dec.Allowed {
+		return api.Deployment{}, dec.refusal()
 	}
+	d := v.State.pending()
 	if d == nil {
-		return api.Deployment{}, refuse("no_deployment", "no deployment in progress")
+		d = v.State.active()
 	}
-	switch {
-	case d.Phase.BeforeCutover():
-		id := d.ID
-		err := c.commit(ctx, actor, func(s *State) ([]event, error) {
-			d := s.find(id)
-			from := d.Phase
-			d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("aborted by %s while %s; %s never received client traffic", actor, from, d.Pool), time.Time{})
-			return []event{{Action: "abort", Deployment: id, From: string(from), To: string(PhaseAborted), Reason: d.Reason}}, nil
-		})
-		if err != nil {
+	id := d.ID
+	if d.Phase == PhasePromoted {
+		if _, err := c.rollbackLocked(ctx, actor, "abort", api.RollbackRequest{}); err != nil {
 			return api.Deployment{}, err
 		}
-		c.poke() // end its validation window now
 		return c.deploymentView(id), nil
-	case d.Phase == PhasePromoted:
-		if _, err := c.rollbackLocked(ctx, actor, "abort"); err != nil {
-			return api.Deployment{}, err
-		}
-		return c.deploymentView(d.ID), nil
-	default:
-		return api.Deployment{}, refuse("too_late", "deployment %s is %s: its retention ended at %s, so there is nothing to abort", d.ID, d.Phase, stamp(d.RetainUntil))
 	}
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		d := s.find(id)
+		from := d.Phase
+		d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("aborted by %s while %s; %s never received client traffic", actor, from, d.Pool), time.Time{})
+		return []event{{Action: "abort", Deployment: id, From: string(from), To: string(PhaseAborted), Reason: d.Reason}}, nil
+	})
+	if err != nil {
+		return api.Deployment{}, err
+	}
+	c.poke() // end its validation window now
+	return c.deploymentView(id), nil
 }
 
 // Retire ends the retention of the promoted deployment now, so the old
-// pool is drained and retired. During retirement it retries failed
-// on_retire hooks at once; with force it marks the pool retired without
-// waiting for them (the operator took care of the GPUs).
-func (c *Controller) Retire(ctx context.Context, actor string, force bool) (api.Deployment, error) {
+// pool is drained and retired. While the post-promotion checks run it
+// needs req.Force, and ends them (and their automatic rollback) too.
+// During retirement it retries failed on_retire hooks at once; with force
+// it marks the pool retired without waiting for them (the operator took
+// care of the GPUs). See decideRetire.
+func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireRequest) (api.Deployment, error) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	st, _, _ := c.snapshot()
-	d := st.active()
-	if d == nil || (d.Phase != PhasePromoted && d.Phase != PhaseRetiring) {
-		return api.Deployment{}, refuse("nothing_to_retire", "no promoted deployment holds an old pool")
+	dec := decideRetire(c.view(), req)
+	if !dec.Allowed {
+		return api.Deployment{}, dec.refusal()
 	}
-	id := d.ID
+	id := dec.Deployment
+	endedWindow := false
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
 		now := c.now().UTC()
@@ -166,11 +167,15 @@ func (c *Controller) Retire(ctx context.Context, actor string, force bool) (api.
 		case d.Phase == PhasePromoted:
 			d.RetainUntil, d.Deadline = now, now
 			d.Reason = fmt.Sprintf("retention ended early by %s", actor)
-			return []event{{Action: "retention_ended", Deployment: id, Reason: d.Reason}}, nil
-		case force:
+			if inPostPromotion(d, now) {
+				d.PostPromotionUntil, endedWindow = now, true
+				d.Reason = fmt.Sprintf("retention and post-promotion checks (automatic rollback to %s) ended early by %s with --force", d.From, actor)
+			}
+			return []event{{Action: "retention_ended", Deployment: id, Reason: d.Reason, Forced: endedWindow}}, nil
+		case req.Force:
 			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s", d.From, actor, d.RetireAttempts, d.RetireError)
 			c.finishRetirement(s, d, now, reason)
-			return []event{{Action: "phase", Deployment: id, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason}}, nil
+			return []event{{Action: "phase", Deployment: id, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason, Forced: true}}, nil
 		default:
 			d.NextRetireAttempt = now
 			return []event{{Action: "retire_retry", Deployment: id, Reason: "on_retire hooks retried now by " + actor}}, nil
@@ -178,6 +183,9 @@ func (c *Controller) Retire(ctx context.Context, actor string, force bool) (api.
 	})
 	if err != nil {
 		return api.Deployment{}, err
+	}
+	if endedWindow {
+		c.endWindowOf(id)
 	}
 	c.poke()
 	return c.deploymentView(id), nil

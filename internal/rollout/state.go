@@ -24,6 +24,10 @@ type State struct {
 	Previous string `json:"previous,omitempty"`
 	// SwitchedAt is when Live last changed.
 	SwitchedAt time.Time `json:"switched_at,omitzero"`
+	// RolledBack is true when the last switch was a rollback (by hand, by
+	// abort or automatic): rollback undoes the last switch, so a second
+	// one is refused unless it names its target pool.
+	RolledBack bool `json:"rolled_back,omitempty"`
 	// Pools holds the pools a deployment or a retirement has set. A pool
 	// absent here is as the configuration says.
 	Pools map[string]PoolSpec `json:"pools,omitempty"`
@@ -199,6 +203,8 @@ type event struct {
 	To         string        `json:"to,omitempty"`
 	Reason     string        `json:"reason,omitempty"`
 	Hook       *hook.Outcome `json:"hook,omitempty"`
+	// Forced: force overrode a refusal.
+	Forced bool `json:"forced,omitempty"`
 }
 
 func decodeState(b []byte) (State, error) {

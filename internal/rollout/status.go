@@ -34,6 +34,8 @@ func (c *Controller) Status() api.Status {
 		v := c.apiDeployment(d, c.noteFor(d.ID))
 		s.Deployment = &v
 	}
+	v := viewOf(st, rev, pools, c.now().UTC())
+	s.Protection, s.Actions = protection(v), actions(v)
 	return s
 }
 
@@ -123,7 +125,7 @@ func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error
 		if err := json.Unmarshal(b, &e); err != nil {
 			return nil, fmt.Errorf("decode history event: %w", err)
 		}
-		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason}
+		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason, Forced: e.Forced}
 		if e.Hook != nil {
 			h := apiOutcome(*e.Hook)
 			ae.Hook = &h

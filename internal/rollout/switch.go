@@ -13,61 +13,45 @@ import (
 
 // Promote makes the standby pool live. With a deployment in progress it
 // must be ready, and the before_promote hooks must pass; without one it is
-// a plain switch. Either way it refuses (with a *Refusal) when the standby
-// cannot serve: no replica healthy, or none answering a fresh check with
-// its model. Nothing changes then.
-func (c *Controller) Promote(ctx context.Context, actor string) (api.SwitchResult, error) {
+// a plain switch, refused when the standby holds a deployment that failed,
+// was aborted or was rolled back unless req.Force (then recorded as
+// forced). Either way it refuses (with a *Refusal) when the standby cannot
+// serve: no replica healthy, or none answering a fresh check with its
+// model. Nothing changes then. See decidePromote.
+func (c *Controller) Promote(ctx context.Context, actor string, req api.PromoteRequest) (api.SwitchResult, error) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	st, _, _ := c.snapshot()
-	if d := st.active(); d != nil {
-		switch d.Phase {
-		case PhaseReady:
-		case PhasePromoted:
-			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is already promoted (%s); rollback returns to %s", d.ID, d.Reason, d.From)
-		case PhaseRetiring:
-			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is already promoted and its old pool %s is being retired (%s)", d.ID, d.From, d.Reason)
-		default:
-			return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is %s (%s); it can be promoted once ready", d.ID, d.Phase, d.Reason)
-		}
-		return c.promoteDeployment(ctx, actor, d.ID)
+	dec := decidePromote(c.view(), req)
+	if !dec.Allowed {
+		return api.SwitchResult{}, dec.refusal()
 	}
-	if d := st.pending(); d != nil {
-		return api.SwitchResult{}, refuse("deployment_not_ready", "deployment %s is pending (%s)", d.ID, d.Reason)
+	if dec.Deployment != "" && !dec.Forced {
+		return c.promoteDeployment(ctx, actor, dec.Deployment)
 	}
-	return c.plainSwitch(ctx, "promote", standby(st), actor)
+	return c.plainSwitch(ctx, "promote", dec, actor)
 }
 
-// Rollback makes the previous live pool live again. Inside a deployment's
-// retention it is instant: the retained pool needs a healthy replica and
-// nothing else. After the old pool was retired it is refused with the time.
-func (c *Controller) Rollback(ctx context.Context, actor string) (api.SwitchResult, error) {
+// Rollback undoes the last switch. Inside a deployment's retention it is
+// instant: the retained pool needs a healthy replica and nothing else.
+// After the old pool was retired it is refused with the time. A second
+// rollback in a row is refused unless req.To names the pool. See
+// decideRollback.
+func (c *Controller) Rollback(ctx context.Context, actor string, req api.RollbackRequest) (api.SwitchResult, error) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	return c.rollbackLocked(ctx, actor, "rollback")
+	return c.rollbackLocked(ctx, actor, "rollback", req)
 }
 
-func (c *Controller) rollbackLocked(ctx context.Context, actor, why string) (api.SwitchResult, error) {
-	st, _, pools := c.snapshot()
-	if d := st.active(); d != nil {
-		switch d.Phase {
-		case PhasePromoted:
-			return c.rollbackDeployment(ctx, actor, d.ID, why, pools)
-		case PhaseRetiring:
-			return api.SwitchResult{}, refuse("retention_over", "cannot roll back to %s: its retention ended at %s and it is being retired (deployment %s)", d.From, stamp(d.RetainUntil), d.ID)
-		default:
-			return api.SwitchResult{}, refuse("not_promoted", "deployment %s is %s and was never promoted: use `cutover abort` to stop it", d.ID, d.Phase)
-		}
+func (c *Controller) rollbackLocked(ctx context.Context, actor, why string, req api.RollbackRequest) (api.SwitchResult, error) {
+	dec := decideRollback(c.view(), req)
+	if !dec.Allowed {
+		return api.SwitchResult{}, dec.refusal()
 	}
-	if st.Previous == "" {
-		return api.SwitchResult{}, refuse("nothing_to_roll_back", "no previous live pool to roll back to: %s has been live since the first start", st.Live)
+	if dec.Deployment != "" {
+		_, _, pools := c.snapshot()
+		return c.rollbackDeployment(ctx, actor, dec.Deployment, why, pools)
 	}
-	for i := len(st.Deployments) - 1; i >= 0; i-- {
-		if d := st.Deployments[i]; d.Phase == PhaseCompleted && d.From == st.Previous && !d.RetiredAt.IsZero() {
-			return api.SwitchResult{}, refuse("retired", "cannot roll back to %s: it was retired at %s when deployment %s completed", d.From, stamp(d.RetiredAt), d.ID)
-		}
-	}
-	return c.plainSwitch(ctx, "rollback", st.Previous, actor)
+	return c.plainSwitch(ctx, "rollback", dec, actor)
 }
 
 func standby(st State) string {
@@ -79,20 +63,22 @@ func standby(st State) string {
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// plainSwitch makes target live after checking it can serve.
-func (c *Controller) plainSwitch(ctx context.Context, action, target, actor string) (api.SwitchResult, error) {
+// plainSwitch makes dec.Target live after checking it can serve.
+func (c *Controller) plainSwitch(ctx context.Context, action string, dec Decision, actor string) (api.SwitchResult, error) {
 	st, _, pools := c.snapshot()
-	p := pools[target]
-	if p == nil || target == st.Live {
-		return api.SwitchResult{}, refuse("no_target", "cannot %s: no other pool than %s", action, st.Live)
-	}
-	if err := c.canServe(ctx, p); err != nil {
+	target := dec.Target
+	if err := c.canServe(ctx, pools[target]); err != nil {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: %v; %s stays live", action, err, st.Live)
 	}
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		res = c.switchLive(s, action, target)
-		return []event{{Action: action, From: res.Previous, To: target}}, nil
+		res.Forced = dec.Forced
+		e := event{Action: action, From: res.Previous, To: target, Deployment: dec.Deployment, Forced: dec.Forced}
+		if dec.Forced {
+			e.Reason = fmt.Sprintf("%s by %s: %s", action, actor, dec.Reason)
+		}
+		return []event{e}, nil
 	})
 	res.Revision = c.revision()
 	return res, err
@@ -108,6 +94,7 @@ func (c *Controller) revision() int64 {
 func (c *Controller) switchLive(s *State, action, target string) api.SwitchResult {
 	from := s.Live
 	s.Live, s.Previous, s.SwitchedAt = target, from, c.now().UTC()
+	s.RolledBack = action == "rollback"
 	return api.SwitchResult{Action: action, Live: target, Previous: from, SwitchedAt: s.SwitchedAt}
 }
 

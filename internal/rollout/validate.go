@@ -63,6 +63,17 @@ func (c *Controller) ensureWindow(ctx context.Context, d *Deployment, post bool,
 	c.mu.Unlock()
 }
 
+// endWindowOf stops the post-promotion window of deployment id if it runs
+// (a forced retire ended it).
+func (c *Controller) endWindowOf(id string) {
+	c.mu.Lock()
+	running := c.val.id == id && c.val.post
+	c.mu.Unlock()
+	if running {
+		c.stopWindow()
+	}
+}
+
 func (c *Controller) stopWindow() {
 	c.opts.Validator.Stop()
 	c.mu.Lock()
