@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -199,6 +201,26 @@ func TestBusyPortIsAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "admin.listen") {
 			t.Fatalf("New with a busy admin port: %v", err)
 		}
+	}
+}
+
+// TestBusyPortWritesNoState: a start that fails on a busy port persists
+// nothing (a regression: the first start's "init" revision was written
+// before the bind failed, so the next start was no longer the first).
+func TestBusyPortWritesNoState(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	cfg := busyConfig(t, dir, "127.0.0.1:0")
+	cfg.Listen = busy.Addr().String()
+	if _, err := gateway.New(context.Background(), cfg, testToken, nil); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("New with a busy traffic port: %v, want a listen error", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cutover.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("state file after a failed start: stat = %v, want it not to exist", err)
 	}
 }
 

@@ -67,8 +67,8 @@ func WithSampleAdjust(adjust func(pool string, s *validation.Sample)) Option {
 	return func(o *options) { o.adjust = adjust }
 }
 
-// New opens the store, checks every replica once, restores the live pool
-// and binds both listeners. It does not serve yet: call Run. On error
+// New binds the listeners, opens the store, checks every replica once and
+// restores the live pool. It does not serve yet: call Run. On error
 // everything opened is closed again.
 func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger, opts ...Option) (_ *Gateway, err error) {
 	if log == nil {
@@ -100,6 +100,20 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			spec.Replicas = append(spec.Replicas, norm)
 		}
 		specs[name] = spec
+	}
+	// Bind every listener before anything is persisted or applied: a start
+	// that fails on a busy port leaves the state (and any load balancer)
+	// as it found them.
+	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	if cfg.Preview.Listen != "" {
+		if g.previewLn, err = net.Listen("tcp", cfg.Preview.Listen); err != nil {
+			return nil, fmt.Errorf("preview.listen: %w", err)
+		}
 	}
 	// Set g.store only on success: a nil *Bolt in the interface would look
 	// open to closeAll.
@@ -219,17 +233,6 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	adm.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	adm.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
-	}
-	if cfg.Preview.Listen != "" {
-		if g.previewLn, err = net.Listen("tcp", cfg.Preview.Listen); err != nil {
-			return nil, fmt.Errorf("preview.listen: %w", err)
-		}
-	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	g.trafficSrv = &proxy.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog,
 		OnFallback: g.metrics.Fallback}

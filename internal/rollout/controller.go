@@ -256,6 +256,10 @@ func (c *Controller) Start(ctx context.Context) error {
 			c.log.Info("pool spec from the state wins over the config", "pool", name, "set_by", spec.SetBy, "model", spec.Model, "replicas", spec.Replicas)
 		}
 	}
+	if st.Live != c.opts.InitialLive {
+		c.log.Warn("the config's live pool differs from the persisted one; the state wins (promote or rollback to change it)",
+			"config_live", c.opts.InitialLive, "live", st.Live, "revision", rec.Revision)
+	}
 	msg := []any{"live", st.Live, "revision", rec.Revision}
 	if d := st.active(); d != nil {
 		msg = append(msg, "deployment", d.ID, "phase", d.Phase)
