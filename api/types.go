@@ -30,6 +30,11 @@ type Pool struct {
 	Name  string `json:"name"`
 	Model string `json:"model"`
 	Live  bool   `json:"live"`
+	// Role is what the pool does now, one word: live; candidate (a
+	// deployment's new version before its promotion); retained (the old
+	// pool after a deployment's promotion, kept for rollback); retiring
+	// (the old pool being drained and retired); standby (anything else).
+	Role string `json:"role"`
 	// InFlight is the number of requests and streams open on the pool.
 	InFlight int64 `json:"in_flight"`
 	// Requests counts requests sent to the pool's current replicas since

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -242,5 +246,32 @@ func TestDeployWaitAgainstGateway(t *testing.T) {
 	code, stdout, stderr = runCLI(t, env, "wait", "--admin", c.admin, "--for", "promoted", "--timeout", "60s")
 	if code != 0 || !strings.Contains(stdout, ": promoted") {
 		t.Fatalf("wait --for promoted: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	// The old pool is "retained" in status, the API and status --watch
+	// alike (regression: status called it standby).
+	if _, stdout, _ = runCLI(t, env, "status", "--admin", c.admin); !regexp.MustCompile(`blue\s+retained\s`).MatchString(stdout) {
+		t.Errorf("status does not call blue retained:\n%s", stdout)
+	}
+	st, err := client.Status(t.Context())
+	if err != nil || st.Pools["blue"].Role != "retained" || st.Pools["green"].Role != "live" {
+		t.Errorf("API roles: %+v %v", st, err)
+	}
+	var view bytes.Buffer
+	renderWatch(&view, st, time.Now())
+	if !regexp.MustCompile(`blue\s+retained\s`).MatchString(view.String()) {
+		t.Errorf("status --watch does not call blue retained:\n%s", view.String())
+	}
+}
+
+// TestEmptyTokenFile: an empty --token-file is named as empty (exit 2),
+// not reported as a missing token.
+func TestEmptyTokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN="}, "status", "--token-file", path, "--admin", "http://"+freeAddr(t))
+	if code != exitUsage || !strings.Contains(stderr, "--token-file "+path+" is empty") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }
