@@ -92,7 +92,7 @@ func TestHistorySlots(t *testing.T) {
 			t.Errorf("old traffic still in the window at %s: %+v", p.Time, p)
 		}
 	}
-	if first := blue[0].Time; !first.Equal(clock.now().Truncate(10*time.Second).Add(-(HistorySlots - 1) * 10 * time.Second)) {
+	if first := blue[0].Time; !first.Equal(clock.now().Truncate(10 * time.Second).Add(-(HistorySlots - 1) * 10 * time.Second)) {
 		t.Errorf("window starts at %s", first)
 	}
 }
