@@ -9,7 +9,7 @@ all: build
 
 ## build: compile bin/cutover
 build:
-	$(GO) build -o bin/cutover ./cmd/cutover
+	$(GO) build -ldflags "-X main.buildCommit=$$(git rev-parse HEAD 2>/dev/null)" -o bin/cutover ./cmd/cutover
 
 ## demo: run the demo (simulated blue/green pools, gateway, admin API)
 demo:

@@ -107,6 +107,13 @@ func (c *Client) RetireWith(ctx context.Context, req RetireRequest) (*Deployment
 	return &r, c.do(ctx, http.MethodPost, "/api/v1/retire", req, &r)
 }
 
+// Traffic returns each pool's request rate, error rate and TTFT p95 over
+// the last hour, in 10 s points.
+func (c *Client) Traffic(ctx context.Context) (*Traffic, error) {
+	var t Traffic
+	return &t, c.do(ctx, http.MethodGet, "/api/v1/traffic", nil, &t)
+}
+
 // History returns the latest limit events (all when limit <= 0).
 func (c *Client) History(ctx context.Context, limit int) (*History, error) {
 	var h History

@@ -75,6 +75,11 @@ type Pool struct {
 	Name  string `json:"name"`
 	Model string `json:"model"`
 	Live  bool   `json:"live"`
+	// Role is what the pool does now, one word: live; candidate (a
+	// deployment's new version before its promotion); retained (the old
+	// pool after a deployment's promotion, kept for rollback); retiring
+	// (the old pool being drained and retired); standby (anything else).
+	Role string `json:"role"`
 	// InFlight is the number of requests and streams open on the pool.
 	InFlight int64 `json:"in_flight"`
 	// Requests counts requests sent to the pool's current replicas since
@@ -301,4 +306,36 @@ type Gate struct {
 	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
 	// Detail explains the value (baseline, units).
 	Detail string `json:"detail,omitempty"`
+}
+
+// Traffic is the answer to GET /api/v1/traffic: each pool's recent
+// traffic in fixed slots, kept in the gateway's memory (a restart starts
+// it again).
+type Traffic struct {
+	// ResolutionSeconds is the span of one point (10).
+	ResolutionSeconds int `json:"resolution_seconds"`
+	// Since is when the gateway started keeping it; points start at the
+	// later of Since and an hour ago.
+	Since time.Time `json:"since"`
+	// Pools holds each pool's points, oldest first; the last one is the
+	// current slot, its rates over the part of it that has passed.
+	Pools map[string][]TrafficPoint `json:"pools"`
+}
+
+// TrafficPoint is one slot of one pool. A request counts in the slot in
+// which it ends.
+type TrafficPoint struct {
+	// Time is the start of the slot.
+	Time time.Time `json:"t"`
+	// RequestsPerSecond counts every request the pool answered or failed.
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	// ErrorsPerSecond counts failed requests: 5xx, transport failures and
+	// errors inside a stream (a client that left is not one).
+	ErrorsPerSecond float64 `json:"errors_per_second"`
+	// ErrorRatio is failed / all requests of the slot, 0 without requests.
+	ErrorRatio float64 `json:"error_ratio"`
+	// TTFTP95MS is the 95th percentile of time to first token of the
+	// slot's streams answered 200, in milliseconds (within about 10 %);
+	// absent without such streams.
+	TTFTP95MS *float64 `json:"ttft_p95_ms,omitempty"`
 }

@@ -46,6 +46,9 @@ func (f *ctlFlags) client() (*api.Client, error) {
 			return nil, &usageError{fmt.Errorf("--token-file: %w", err)}
 		}
 		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, &usageError{fmt.Errorf("--token-file %s is empty: it must hold the admin token", f.tokenFile)}
+		}
 	}
 	if token == "" {
 		return nil, &usageError{fmt.Errorf("no admin token: set %s or pass --token-file", config.TokenEnv)}
@@ -140,10 +143,7 @@ func printStatus(w io.Writer, s *api.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, n := range names {
 		p := s.Pools[n]
-		role := "standby"
-		if p.Live {
-			role = "LIVE"
-		}
+		role := poolRole(s, n)
 		model := p.Model
 		if model == "" {
 			model = "-"

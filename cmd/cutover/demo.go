@@ -14,12 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 	"github.com/cutover-dev/cutover/internal/mockllm"
@@ -163,7 +165,13 @@ to try. Ctrl-C stops everything cleanly.`,
 			if err != nil {
 				return err
 			}
-			printDemo(cmd.OutOrStdout(), gw, cfg, token, spare)
+			var simulated []string
+			for _, list := range addrs {
+				for _, a := range list {
+					simulated = append(simulated, "http://"+a)
+				}
+			}
+			printDemo(cmd.OutOrStdout(), gw, cfg, token, spare, simulated)
 			if traffic > 0 {
 				go demoTraffic(ctx, "http://"+gw.TrafficAddr(), traffic)
 			}
@@ -284,7 +292,7 @@ func selfCommand() string {
 	return exe
 }
 
-func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string, spare []string) {
+func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string, spare, simulated []string) {
 	self := selfCommand()
 	adminURL := "http://" + gw.AdminAddr()
 	adminFlag := ""
@@ -296,7 +304,6 @@ func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token strin
 	// green may be live and a deployment may have replaced a pool.
 	st := gw.Controller().Status()
 	var pools strings.Builder
-	faulty := spare[0]
 	for _, name := range config.PoolNames {
 		p := st.Pools[name]
 		role := "standby"
@@ -309,8 +316,6 @@ func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token strin
 		}
 		if len(urls) == 0 {
 			urls = []string{"(no replicas)"}
-		} else if name != st.Live {
-			faulty = urls[0]
 		}
 		fmt.Fprintf(&pools, "  %-16s %s  %s\n", fmt.Sprintf("%s (%s)", name, role), p.Model, strings.Join(urls, " "))
 	}
@@ -343,14 +348,33 @@ of the old pool (%s), retirement — watch it on the dashboard, or:
   %s status --watch%s   # phase and gates; then promote, or rollback inside the retention
   %s retire%s           # end the retention early
 
-Break a replica (simulator-only fault endpoint), then watch status:
-  curl -d '{"fail_health":true}' %s/mock/faults
-
+%s
 `, traffic, adminURL, adminURL, token, cfg.StateDir, pools.String(),
 		config.TokenEnv, token, traffic,
 		self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
 		demoNextModel, cfg.Rollout.Retention, self, adminFlag, demoNextModel, strings.Join(spare, " --replica "), self, adminFlag, self, adminFlag,
-		faulty)
+		faultHint(st, simulated))
+}
+
+// faultHint is the banner's "break a replica" paragraph. It names a
+// simulated replica that is in a pool now — the standby's if it has one,
+// else the live pool's — never a spare no pool holds (regression); ""
+// when no pool holds a simulated replica.
+func faultHint(st api.Status, simulated []string) string {
+	standby := "blue"
+	if st.Live == "blue" {
+		standby = "green"
+	}
+	for _, name := range []string{standby, st.Live} {
+		for _, r := range st.Pools[name].Replicas {
+			if slices.Contains(simulated, r.URL) {
+				return fmt.Sprintf(`Break a replica of %s (simulator-only fault endpoint), then watch status:
+  curl -d '{"fail_health":true}' %s/mock/faults
+`, name, r.URL)
+			}
+		}
+	}
+	return ""
 }
 
 var execLookPath = exec.LookPath

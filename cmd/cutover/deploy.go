@@ -15,6 +15,7 @@ import (
 func newDeployCmd() *cobra.Command {
 	f := &ctlFlags{}
 	var req api.DeployRequest
+	wo := &waitOptions{}
 	cmd := &cobra.Command{
 		Use:   "deploy --model ID --replica URL [--replica URL ...]",
 		Short: "Put a new version into the standby pool and start its rollout",
@@ -28,13 +29,29 @@ completed.
 
 One deployment at a time. Deploying over a pool still retained for rollback
 is refused with the time its retention ends, unless --force, which ends that
-retention now.`,
+retention now.
+
+With --wait the command then waits until the deployment is ready (or
+--wait=promoted, --wait=completed), printing each phase, and exits 0 when it
+gets there, 1 when the deployment fails or is aborted (with the reason), 3
+when --wait-timeout runs out first: what a CI pipeline needs. See cutover
+wait.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.Model == "" || len(req.Replicas) == 0 {
 				return &usageError{fmt.Errorf("deploy needs --model and at least one --replica")}
 			}
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.DeployResult, error) { return c.Deploy(ctx, req) }, func(w io.Writer, r *api.DeployResult) {
+			if wo.target != "" {
+				if err := wo.check("--wait"); err != nil {
+					return err
+				}
+			}
+			var started *api.DeployResult
+			err := call(cmd, f, func(ctx context.Context, c *api.Client) (*api.DeployResult, error) {
+				r, err := c.Deploy(ctx, req)
+				started = r
+				return r, err
+			}, func(w io.Writer, r *api.DeployResult) {
 				d := r.Deployment
 				fmt.Fprintf(w, "deployment %s: model %s into %s (%d replicas), %s\n", d.ID, d.Model, d.Pool, len(d.Replicas), d.Phase)
 				if d.Reason != "" {
@@ -43,12 +60,25 @@ retention now.`,
 				if r.Note != "" {
 					fmt.Fprintf(w, "note: %s\n", r.Note)
 				}
+				if wo.target != "" {
+					fmt.Fprintf(w, "waiting up to %s for it to be %s\n", wo.timeout, wo.target)
+					return
+				}
 				hint := selfCommand() + " status"
 				if cmd.Flags().Changed("admin") {
 					hint += " --admin " + f.admin
 				}
 				fmt.Fprintln(w, "follow it with: "+hint)
 			})
+			if err != nil || wo.target == "" {
+				return err
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			wo.deployment = started.Deployment.ID
+			return awaitPhase(cmd.Context(), c, wo, cmd.OutOrStdout(), f.json)
 		},
 	}
 	f.register(cmd)
@@ -56,6 +86,10 @@ retention now.`,
 	cmd.Flags().StringArrayVar(&req.Replicas, "replica", nil, "base URL of a new replica (repeat for each)")
 	cmd.Flags().BoolVar(&req.Force, "force", false, "end the retention of a pool kept for rollback")
 	revisionFlag(cmd, &req.ExpectedRevision)
+	cmd.Flags().StringVar(&wo.target, "wait", "", "then wait until the deployment is ready (or --wait=promoted, --wait=completed); exit 1 if it fails, 3 on --wait-timeout")
+	cmd.Flags().Lookup("wait").NoOptDefVal = "ready"
+	cmd.Flags().DurationVar(&wo.timeout, "wait-timeout", 30*time.Minute, "with --wait: give up after this long (exit 3)")
+	wo.interval = time.Second
 	return cmd
 }
 

@@ -26,6 +26,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and failed, or the server refused
 	exitUsage   = 2 // bad flags, bad config: nothing was done
+	// exitTimeout (3, wait.go): cutover wait gave up before the phase.
 )
 
 // usageError marks an error caused by what the user typed or wrote: bad
@@ -91,7 +92,11 @@ Start here:  cutover demo`,
 		newAbortCmd(),
 		newRetireCmd(),
 		newTestCmd(),
+		newWaitCmd(),
+		newVersionCmd(),
 	)
+	root.Version = versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
 	markArgErrors(root)
 	return root
 }
@@ -144,7 +149,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 func exitCode(err error) int {
 	var ue *usageError
 	var fe *mockllm.FieldError
+	var ee *exitError
 	switch {
+	case errors.As(err, &ee):
+		return ee.code
 	case errors.As(err, &ue), config.IsInvalid(err), errors.As(err, &fe):
 		return exitUsage
 	case strings.HasPrefix(err.Error(), "unknown command "):

@@ -201,23 +201,20 @@ func renderWatch(w io.Writer, s *api.Status, now time.Time) {
 	}
 }
 
-// poolRole says what pool name does now: LIVE, standby, or its part in
-// the deployment.
+// poolRole says what pool name does now, as the gateway names it
+// (api.Pool.Role): LIVE, "new (phase)" for a deployment's candidate,
+// retained, retiring or standby.
 func poolRole(s *api.Status, name string) string {
-	if s.Pools[name].Live {
+	p := s.Pools[name]
+	switch {
+	case p.Live:
 		return "LIVE"
+	case p.Role == "candidate" && s.Deployment != nil:
+		return "new (" + s.Deployment.Phase + ")"
+	case p.Role == "":
+		return "standby" // a gateway older than the role field
 	}
-	if d := s.Deployment; d != nil && !terminalPhase(d.Phase) {
-		switch {
-		case d.Pool == name:
-			return "new (" + d.Phase + ")"
-		case d.From == name && d.Phase == "promoted":
-			return "retained"
-		case d.From == name && d.Phase == "retiring":
-			return "retiring"
-		}
-	}
-	return "standby"
+	return p.Role
 }
 
 func terminalPhase(phase string) bool {

@@ -81,13 +81,13 @@ func TestStatusWatchStops(t *testing.T) {
 
 func TestRenderWatch(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	pools := func(blueHealthy bool) map[string]api.Pool {
+	pools := func(blueHealthy bool, blueRole string) map[string]api.Pool {
 		return map[string]api.Pool{
-			"blue": {Name: "blue", Model: "m-v2", HealthyReplicas: 1, Replicas: []api.Replica{
+			"blue": {Name: "blue", Model: "m-v2", Role: blueRole, HealthyReplicas: 1, Replicas: []api.Replica{
 				{URL: "http://10.0.1.1:8000", Healthy: true},
 				{URL: "http://10.0.1.2:8000", Healthy: blueHealthy, LastError: "GET /health: status 503"},
 			}},
-			"green": {Name: "green", Model: "m-v1", Live: true, HealthyReplicas: 1, InFlight: 3, Replicas: []api.Replica{
+			"green": {Name: "green", Model: "m-v1", Live: true, Role: "live", HealthyReplicas: 1, InFlight: 3, Replicas: []api.Replica{
 				{URL: "http://10.0.0.1:8000", Healthy: true, InFlight: 3},
 			}},
 		}
@@ -108,14 +108,14 @@ func TestRenderWatch(t *testing.T) {
 		want   []string
 		absent []string
 	}{
-		{"no deployment", api.Status{Live: "green", Revision: 3, Pools: pools(true)},
+		{"no deployment", api.Status{Live: "green", Revision: 3, Pools: pools(true, "standby")},
 			[]string{"LIVE GREEN  m-v1  revision 3", "green  LIVE", "blue   standby", "3 in flight"},
 			[]string{"deployment", "UNHEALTHY"}},
-		{"warming", api.Status{Live: "green", Revision: 4, Pools: pools(false), Deployment: warming},
+		{"warming", api.Status{Live: "green", Revision: 4, Pools: pools(false, "candidate"), Deployment: warming},
 			[]string{"new (warming)", "UNHEALTHY", "GET /health: status 503", "WARMING for 5m0s",
 				"replicas  [############------------]  50%  1/2 healthy", "time      [######------------------]  25%", "waiting   1/2 ready"},
 			[]string{"gates"}},
-		{"validating", api.Status{Live: "green", Revision: 5, Pools: pools(true), Deployment: validating},
+		{"validating", api.Status{Live: "green", Revision: 5, Pools: pools(true, "candidate"), Deployment: validating},
 			[]string{"new (validating)", "samples  [############------------]  50%  1/2 gates pass", "time     [##----------------------]  10%",
 				"error_rate      PASS", "0.004 <= 0.02", "n=40/20", "INCONCLUSIVE", "failing 2x"},
 			nil},

@@ -259,3 +259,10 @@ func writeError(w http.ResponseWriter, e *httpError) {
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
+
+// HandleJSON adds a route behind the same token check whose handler
+// returns a value to send as JSON, or an error mapped like the API's own,
+// such as GET /api/v1/traffic.
+func (s *Server) HandleJSON(pattern string, fn func(*http.Request) (any, error)) {
+	s.mux.HandleFunc(pattern, s.wrap(fn))
+}

@@ -36,6 +36,7 @@ type Gateway struct {
 	ctrl    *rollout.Controller
 	lb      lbDriver // external load balancer (driver.go); nil for builtin
 	metrics *metrics.Metrics
+	history *metrics.History // the last hour of traffic, for the dashboard
 	// observers receive every request's observation; set before serving.
 	observers []proxy.Observer
 
@@ -230,6 +231,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		g.metrics.RegisterShadow(g.mirror)
 	}
 	adm.Handle("GET /metrics", g.metrics.Handler())
+	g.history = metrics.NewHistory(nil, config.PoolNames...)
+	g.observers = append(g.observers, g.history)
+	adm.HandleJSON("GET /api/v1/traffic", func(*http.Request) (any, error) { return g.history.Snapshot(), nil })
 	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	adm.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	adm.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))

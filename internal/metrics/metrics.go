@@ -32,6 +32,10 @@ type Metrics struct {
 
 	handles sync.Map // *pool.Replica, or the pool name for requests with none -> *replicaHandles
 	cols    []prometheus.Collector
+
+	src    Source
+	seedMu sync.Mutex
+	seeded map[[2]string]bool // pool, replica: series created at 0 (zero.go); guarded by seedMu
 }
 
 // Source is the control plane as the metrics see it, read at scrape time.
@@ -49,7 +53,7 @@ var (
 
 // New returns the metrics, with the control-plane collector reading src.
 func New(src Source) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), src: src, seeded: map[[2]string]bool{}}
 	pr := []string{"pool", "replica"}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_requests_total",
 		Help: "Client requests proxied, by pool, replica and status class (2xx..5xx)."}, append(pr, "code"))
@@ -69,6 +73,7 @@ func New(src Source) *Metrics {
 		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
 	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src, prune: m.prune})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.seedFixed()
 	return m
 }
 
@@ -84,9 +89,14 @@ func (m *Metrics) Fallback(reason string) { m.fallback.WithLabelValues(reason).I
 // Registry is where further collectors (validation, shadow) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Handler serves the registry in the Prometheus text format.
+// Handler serves the registry in the Prometheus text format. Before each
+// scrape it creates, at 0, the series of replicas that joined a pool.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.seed(m.src.Status())
+		h.ServeHTTP(w, r)
+	})
 }
 
 // replicaHandles are one replica's pre-resolved series, so the hot path
@@ -148,13 +158,10 @@ func (m *Metrics) prune(st api.Status) {
 			return true
 		}
 		m.handles.Delete(key)
-		labels := prometheus.Labels{"pool": h.pool, "replica": h.replica}
-		for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.duration.MetricVec,
-			m.ttft.MetricVec, m.itl.MetricVec, m.tokens.MetricVec} {
-			v.DeletePartialMatch(labels)
-		}
+		m.deleteReplicaSeries(h.pool, h.replica)
 		return true
 	})
+	m.unseed(live)
 }
 
 func (h *replicaHandles) errorCounter(m *Metrics, poolName, replica, kind string) prometheus.Counter {

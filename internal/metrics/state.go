@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/hook"
 )
 
 // stateCollector reads the control plane at scrape time: nothing on the
@@ -78,7 +79,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	for k, n := range c.src.HookRuns() {
+	// Every event and outcome, at 0 until it happens, so that an alert on
+	// the first failed hook fires.
+	runs := c.src.HookRuns()
+	for _, ev := range hook.Events {
+		for _, outcome := range hookOutcomes {
+			if _, ok := runs[[2]string{ev, outcome}]; !ok {
+				ch <- prometheus.MustNewConstMetric(descHookRuns, prometheus.CounterValue, 0, ev, outcome)
+			}
+		}
+	}
+	for k, n := range runs {
 		ch <- prometheus.MustNewConstMetric(descHookRuns, prometheus.CounterValue, float64(n), k[0], k[1])
 	}
 }

@@ -10,6 +10,11 @@ import (
 // NormalizeURL checks that s is an http(s) base URL with a host and
 // no query, and returns it without a trailing slash.
 func NormalizeURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		// 127.0.0.1:8000 would parse as a bad path and localhost:8000 as
+		// scheme "localhost": say what is missing instead.
+		return "", fmt.Errorf("replica URL %q is missing http:// or https:// (such as http://%s)", s, s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "", fmt.Errorf("malformed replica URL %q: %w", s, err)

@@ -327,17 +327,19 @@
       : ['live since the first start']));
   }
 
-  // poolRole says what a pool is doing now, given the deployment.
+  // poolRole shows the role the gateway gives the pool (api.Pool.Role:
+  // live, candidate, retained, retiring, standby), the same word the CLI
+  // prints.
   function poolRole(st, name) {
     const p = st.pools[name];
     const d = st.deployment;
     if (p.live) return { text: 'live', cls: 'badge-live' };
-    if (d && !TERMINAL.has(d.phase)) {
-      if (d.pool === name) return { text: `new · ${d.phase}`, cls: `badge-${PHASE_TONE[d.phase] || 'info'}` };
-      if (d.from === name && d.phase === 'promoted') return { text: 'retained', cls: 'badge-info' };
-      if (d.from === name && d.phase === 'retiring') return { text: 'retiring', cls: 'badge-warn' };
+    switch (p.role) {
+      case 'candidate': return { text: d ? `new · ${d.phase}` : 'candidate', cls: `badge-${(d && PHASE_TONE[d.phase]) || 'info'}` };
+      case 'retained': return { text: 'retained', cls: 'badge-info' };
+      case 'retiring': return { text: 'retiring', cls: 'badge-warn' };
+      default: return { text: 'standby', cls: '' };
     }
-    return { text: 'standby', cls: '' };
   }
 
   function renderPool(st, name) {
