@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,11 +29,23 @@ completed.
 
 One deployment at a time. Deploying over a pool still retained for rollback
 is refused with the time its retention ends, unless --force, which ends that
-retention now.`,
+retention now.
+
+Replicas started with vLLM's --api-key need --api-key-file: a file on the
+gateway's host holding that key (the gateway reads it; only the path is
+sent and stored, the key never shows in status, history or logs). Without
+it the new replicas get the target pool's pools.<pool>.api_key_file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.Model == "" || len(req.Replicas) == 0 {
 				return &usageError{fmt.Errorf("deploy needs --model and at least one --replica")}
+			}
+			if req.APIKeyFile != "" {
+				abs, err := filepath.Abs(req.APIKeyFile)
+				if err != nil {
+					return &usageError{fmt.Errorf("--api-key-file %s: %w", req.APIKeyFile, err)}
+				}
+				req.APIKeyFile = abs
 			}
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.DeployResult, error) { return c.Deploy(ctx, req) }, func(w io.Writer, r *api.DeployResult) {
 				d := r.Deployment
@@ -55,6 +68,7 @@ retention now.`,
 	cmd.Flags().StringVar(&req.Model, "model", "", "model id the new replicas serve")
 	cmd.Flags().StringArrayVar(&req.Replicas, "replica", nil, "base URL of a new replica (repeat for each)")
 	cmd.Flags().BoolVar(&req.Force, "force", false, "end the retention of a pool kept for rollback")
+	cmd.Flags().StringVar(&req.APIKeyFile, "api-key-file", "", "file on the gateway's host with the key the new replicas want (vLLM --api-key)")
 	return cmd
 }
 

@@ -138,6 +138,11 @@ type Pool struct {
 	Model string `yaml:"model"`
 	// Replicas are base URLs such as http://10.0.0.1:8000.
 	Replicas []string `yaml:"replicas"`
+	// APIKeyFile is a file holding the key the replicas want as
+	// Authorization: Bearer KEY (vLLM's --api-key), sent with health
+	// checks, warm-up, synthetic tests, shadow copies and proxied
+	// requests. Empty means none.
+	APIKeyFile string `yaml:"api_key_file"`
 }
 
 // Health configures active health checks of every replica.
@@ -180,6 +185,10 @@ type Proxy struct {
 	// HTTP/1.1, which hands anything unusual to net/http) or net/http
 	// (the standard library's server and Transport throughout).
 	Client string `yaml:"client"`
+	// ForwardClientAuthorization sends the client's Authorization header
+	// on to replicas whose pool has no api_key_file. Default false: it is
+	// dropped, so a client's key for the gateway never reaches a replica.
+	ForwardClientAuthorization bool `yaml:"forward_client_authorization"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "1h").

@@ -21,6 +21,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/route"
+	"github.com/cutover-dev/cutover/internal/secret"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
 	"github.com/cutover-dev/cutover/internal/validation"
@@ -66,7 +67,12 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	specs := map[string]rollout.PoolSpec{}
 	for _, name := range config.PoolNames {
 		pc := cfg.Pools[name]
-		spec := rollout.PoolSpec{Model: pc.Model}
+		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}
+		if pc.APIKeyFile != "" {
+			if _, err := secret.ReadFile(pc.APIKeyFile); err != nil {
+				return nil, &config.Error{Fields: []*config.FieldError{{Key: "pools." + name + ".api_key_file", Msg: err.Error()}}}
+			}
+		}
 		for _, raw := range pc.Replicas {
 			norm, err := config.NormalizeReplicaURL(raw)
 			if err != nil {
@@ -115,6 +121,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		AccessLog:    cfg.Proxy.AccessLogEnabled(),
 		Observer:     observers{&g.observers},
 		Mirror:       mirrorOrNil(mirror),
+
+		ForwardClientAuthorization: cfg.Proxy.ForwardClientAuthorization,
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {

@@ -47,6 +47,11 @@ type Options struct {
 	// Mirror receives copies of sampled live requests for shadow traffic.
 	// Nil means none.
 	Mirror Mirror
+	// ForwardClientAuthorization sends the client's Authorization header
+	// on to replicas that have no key of their own
+	// (pool.Replica.Authorization). False (the default) drops it: a
+	// replica with a key always gets its own, never the client's.
+	ForwardClientAuthorization bool
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -442,7 +447,7 @@ func (ex *exchange) send(ctx context.Context, rep *pool.Replica) (*http.Response
 			target = p + target
 		}
 		xff, _, _ := net.SplitHostPort(r.RemoteAddr)
-		return ex.h.up.Forward(ctx, rep.URL.Host, r.Method, target, r.Header, xff, ex.body)
+		return ex.h.up.forward(ctx, rep.URL.Host, r.Method, target, r.Header, xff, ex.h.credentials(rep), ex.body)
 	}
 	return ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
 }
@@ -460,6 +465,7 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 		hdr = http.Header{}
 	}
 	removeHopHeaders(hdr)
+	ex.h.credentials(rep).apply(hdr)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		hdr["X-Forwarded-For"] = []string{ip}
 	}

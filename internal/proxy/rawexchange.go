@@ -302,7 +302,7 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 			return errClientGone
 		}
 		pc.wrote = time.Time{}
-		err = x.writeRequest(pc, host, rep.URL.EscapedPath())
+		err = x.writeRequest(pc, host, rep.URL.EscapedPath(), x.h.credentials(rep))
 		if err == nil {
 			pc.wrote = time.Now()
 			err = x.readHead()
@@ -324,7 +324,7 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 var errClientGone = errors.New("client closed the request")
 
 // writeRequest writes the request head and body to the replica.
-func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
+func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credentials) error {
 	sc := x.sc
 	r := &sc.req
 	bw := pc.bw
@@ -337,12 +337,17 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
 	bw.WriteString("\r\n")
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
-		if skipRequestHeader(name) || listedIn(sc.head, sc.fields, r.connFields, name) {
+		if skipRequestHeader(name) || listedIn(sc.head, sc.fields, r.connFields, name) || (cred.dropClient && equalFold(name, "Authorization")) {
 			continue
 		}
 		bw.Write(name)
 		bw.WriteString(": ")
 		bw.Write(sc.head[f.vs:f.ve])
+		bw.WriteString("\r\n")
+	}
+	if cred.value != "" {
+		bw.WriteString("Authorization: ")
+		bw.WriteString(cred.value)
 		bw.WriteString("\r\n")
 	}
 	if sc.ip != "" {
