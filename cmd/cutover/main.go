@@ -92,6 +92,7 @@ Start here:  cutover demo`,
 		newRetireCmd(),
 		newTestCmd(),
 	)
+	root.AddCommand(newAuthCmd())
 	markArgErrors(root)
 	return root
 }

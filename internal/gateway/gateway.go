@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/admin"
+	"github.com/cutover-dev/cutover/internal/auth"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -82,6 +83,25 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		}
 		specs[name] = spec
 	}
+	// Files named by the config are read before anything is opened, so a
+	// bad one changes nothing.
+	var clientAuth proxy.ClientAuth
+	var keys *auth.Keys
+	if cfg.Auth.APIKeysFile != "" {
+		if keys, err = auth.Load(cfg.Auth.APIKeysFile); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "auth.api_keys_file", Msg: err.Error()}}}
+		}
+		clientAuth = keys
+	}
+	var readToken string
+	if cfg.Admin.ReadTokenFile != "" {
+		if readToken, err = secret.ReadFile(cfg.Admin.ReadTokenFile); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
+		}
+		if readToken == token {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: "holds the admin token itself; give the read-only token its own value"}}}
+		}
+	}
 	// Set g.store only on success: a nil *Bolt in the interface would look
 	// open to closeAll.
 	st, err := store.OpenBolt(cfg.StateDir)
@@ -123,6 +143,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Mirror:       mirrorOrNil(mirror),
 
 		ForwardClientAuthorization: cfg.Proxy.ForwardClientAuthorization,
+		ClientAuth:                 clientAuth,
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
@@ -191,10 +212,18 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	if readToken != "" {
+		if err := adm.SetReadToken(readToken); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
+		}
+	}
 	g.metrics = metrics.New(g.ctrl)
 	g.observers = append(g.observers, g.metrics)
 	if g.mirror != nil {
 		g.metrics.RegisterShadow(g.mirror)
+	}
+	if keys != nil {
+		g.metrics.RegisterClientAuth(keys)
 	}
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))

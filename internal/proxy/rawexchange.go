@@ -48,6 +48,10 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
 	e := t.Live
+	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
+	if aerr != nil {
+		return sc.discardBody() && sc.writeError(aerr, e, nil)
+	}
 	if a, ok := answerLocally(r.method, r.path, e); ok {
 		if !sc.discardBody() {
 			return false
@@ -58,6 +62,11 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
 	body, aerr := sc.readBody()
+	if aerr == nil && key != noKey {
+		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+			return sc.writeError(aerr, e, nil)
+		}
+	}
 	if aerr != nil {
 		if aerr.status == statusClientClosed {
 			return false
@@ -75,7 +84,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		rawExchangePool.Put(x)
 	}()
 	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp}
-	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start}
+	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
 	if h.opts.Timeout > 0 {
 		x.deadline = start.Add(h.opts.Timeout)
 	}
