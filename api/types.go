@@ -168,6 +168,12 @@ type DeployRequest struct {
 	Replicas []string `json:"replicas"`
 	// Force ends the retention of a pool kept for rollback.
 	Force bool `json:"force,omitempty"`
+	// APIKeyFile is a file on the gateway's host holding the key the new
+	// replicas want as Authorization: Bearer KEY (vLLM's --api-key). The
+	// gateway reads it (and keeps only the path in its state); the key
+	// never appears in status, history or logs. Empty means the target
+	// pool's configured pools.<pool>.api_key_file.
+	APIKeyFile string `json:"api_key_file,omitempty"`
 	// ExpectedRevision, when not 0, refuses the deployment (409
 	// revision_mismatch) unless the state is still at this revision.
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,11 +36,23 @@ With --wait the command then waits until the deployment is ready (or
 --wait=promoted, --wait=completed), printing each phase, and exits 0 when it
 gets there, 1 when the deployment fails or is aborted (with the reason), 3
 when --wait-timeout runs out first: what a CI pipeline needs. See cutover
-wait.`,
+wait.
+
+Replicas started with vLLM's --api-key need --api-key-file: a file on the
+gateway's host holding that key (the gateway reads it; only the path is
+sent and stored, the key never shows in status, history or logs). Without
+it the new replicas get the target pool's pools.<pool>.api_key_file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.Model == "" || len(req.Replicas) == 0 {
 				return &usageError{fmt.Errorf("deploy needs --model and at least one --replica")}
+			}
+			if req.APIKeyFile != "" {
+				abs, err := filepath.Abs(req.APIKeyFile)
+				if err != nil {
+					return &usageError{fmt.Errorf("--api-key-file %s: %w", req.APIKeyFile, err)}
+				}
+				req.APIKeyFile = abs
 			}
 			if wo.target != "" {
 				if err := wo.check("--wait"); err != nil {
@@ -90,6 +103,7 @@ wait.`,
 	cmd.Flags().Lookup("wait").NoOptDefVal = "ready"
 	cmd.Flags().DurationVar(&wo.timeout, "wait-timeout", 30*time.Minute, "with --wait: give up after this long (exit 3)")
 	wo.interval = time.Second
+	cmd.Flags().StringVar(&req.APIKeyFile, "api-key-file", "", "file on the gateway's host with the key the new replicas want (vLLM --api-key)")
 	return cmd
 }
 

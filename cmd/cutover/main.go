@@ -97,6 +97,7 @@ Start here:  cutover demo`,
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(newAuthCmd())
 	markArgErrors(root)
 	return root
 }

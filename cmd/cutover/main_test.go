@@ -325,6 +325,8 @@ func TestBadConfigExitsTwo(t *testing.T) {
 		{"duplicate replica", "pools:\n  blue: {model: m, replicas: [http://127.0.0.1:1]}\n  green: {model: m2, replicas: ['http://127.0.0.1:1/']}\n", []string{"pools.green.replicas[0]", "duplicate"}},
 		{"missing pools", "live: blue\n", []string{"pools", "missing"}},
 		{"bad duration", "health: {interval: soon}\npools:\n  blue: {model: m, replicas: [http://127.0.0.1:1]}\n  green: {model: m2}\n", []string{"health.interval", "soon"}},
+		{"missing client keys file", "auth: {api_keys_file: /nonexistent/keys}\npools:\n  blue: {model: m, replicas: [http://127.0.0.1:1]}\n  green: {model: m2}\n", []string{"auth.api_keys_file", "/nonexistent/keys"}},
+		{"missing api key file", "pools:\n  blue: {model: m, replicas: [http://127.0.0.1:1], api_key_file: /nonexistent/blue.key}\n  green: {model: m2}\n", []string{"pools.blue.api_key_file", "/nonexistent/blue.key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -74,6 +74,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.BoolVar(&cfg.FailHealth, "fail-health", false, "answer 503 on /health")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault-injection draws")
 	f.StringVar(&cfg.AnswerAs, "answer-as", "", "answer as this model id would (same weights, new served id)")
+	f.StringVar(&cfg.APIKey, "api-key", "", "require Authorization: Bearer KEY on /v1/* (401 otherwise), like vLLM's --api-key")
 	f.IntVar(&cfg.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported and enforced")
 	return cmd
 }

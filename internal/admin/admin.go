@@ -35,8 +35,10 @@ type Controller interface {
 type Server struct {
 	ctrl  Controller
 	token []byte
-	log   *slog.Logger
-	mux   *http.ServeMux
+	// readToken, when set, grants reads only (see SetReadToken).
+	readToken []byte
+	log       *slog.Logger
+	mux       *http.ServeMux
 }
 
 // New returns the admin API for ctrl, guarded by token (must not be empty).
@@ -113,21 +115,71 @@ func (s *Server) allowed(r *http.Request) []string {
 // ServeHTTP checks the token (the dashboard's static files need none), then
 // routes. Every answer but those files is JSON.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !isDashboardAsset(r) && !s.authorized(r) {
+	if isDashboardAsset(r) {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	switch s.access(r) {
+	case accessNone:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cutover"`)
 		writeError(w, &httpError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong admin token: send Authorization: Bearer <token> (CUTOVER_ADMIN_TOKEN or admin.token_file)"})
 		return
+	case accessRead:
+		if !readOnly(r) {
+			writeError(w, &httpError{status: http.StatusForbidden, code: "read_only_token",
+				msg: fmt.Sprintf("%s %s needs the admin token: the read-only token (admin.read_token_file) may only read status, history, deployments, metrics and the dashboard", r.Method, r.URL.Path)})
+			return
+		}
 	}
 	s.mux.ServeHTTP(w, r)
 }
 
-func (s *Server) authorized(r *http.Request) bool {
+// Access levels of an admin request's token.
+const (
+	accessNone = iota
+	accessRead
+	accessFull
+)
+
+// access compares the request's bearer token with the admin token and the
+// read-only one, each in constant time, both always.
+func (s *Server) access(r *http.Request) int {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
-		return false
+		return accessNone
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), s.token) == 1
+	t := []byte(strings.TrimSpace(tok))
+	full := subtle.ConstantTimeCompare(t, s.token) == 1
+	read := len(s.readToken) > 0 && subtle.ConstantTimeCompare(t, s.readToken) == 1
+	switch {
+	case full:
+		return accessFull
+	case read:
+		return accessRead
+	}
+	return accessNone
+}
+
+// readOnly reports a request the read-only token may make: GET or HEAD,
+// except the profiler (whose profiles may hold request contents).
+func readOnly(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.HasPrefix(r.URL.Path, "/debug/")
+}
+
+// SetReadToken adds a read-only token (admin.read_token_file), for
+// Prometheus scrapes, status and the dashboard's view: it is refused
+// (403) for every write. It must differ from the admin token. Call it
+// before serving.
+func (s *Server) SetReadToken(token string) error {
+	if token == "" {
+		return errors.New("read-only token is empty")
+	}
+	if subtle.ConstantTimeCompare([]byte(token), s.token) == 1 {
+		return errors.New("read-only token is the admin token; give it its own")
+	}
+	s.readToken = []byte(token)
+	return nil
 }
 
 // actor names the caller for the history: X-Cutover-Actor, else "api".

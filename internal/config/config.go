@@ -63,6 +63,17 @@ type Config struct {
 	// Hooks maps a lifecycle event (on_deploy, before_promote, on_promote,
 	// on_rollback, on_retire, on_fail) to the hooks run for it, in order.
 	Hooks map[string][]Hook `yaml:"hooks"`
+	// Auth configures client authentication on the traffic and preview
+	// listeners.
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth configures client authentication on the data plane.
+type Auth struct {
+	// APIKeysFile is a file of client keys stored as SHA-256 hashes, each
+	// with an id and optional allowed models (see package auth). Empty
+	// means clients need no key.
+	APIKeysFile string `yaml:"api_keys_file"`
 }
 
 // Rollout configures the lifecycle of a deployment.
@@ -129,6 +140,10 @@ type Admin struct {
 	// TokenFile is a file holding the bearer token. CUTOVER_ADMIN_TOKEN
 	// overrides it when set.
 	TokenFile string `yaml:"token_file"`
+	// ReadTokenFile is a file holding a second, read-only token: it may
+	// read status, history, deployments, metrics and the dashboard, and
+	// is refused (403) for every change. Empty means none.
+	ReadTokenFile string `yaml:"read_token_file"`
 }
 
 // Pool is one set of replicas serving one model version.
@@ -138,6 +153,11 @@ type Pool struct {
 	Model string `yaml:"model"`
 	// Replicas are base URLs such as http://10.0.0.1:8000.
 	Replicas []string `yaml:"replicas"`
+	// APIKeyFile is a file holding the key the replicas want as
+	// Authorization: Bearer KEY (vLLM's --api-key), sent with health
+	// checks, warm-up, synthetic tests, shadow copies and proxied
+	// requests. Empty means none.
+	APIKeyFile string `yaml:"api_key_file"`
 }
 
 // Health configures active health checks of every replica.
@@ -180,6 +200,10 @@ type Proxy struct {
 	// HTTP/1.1, which hands anything unusual to net/http) or net/http
 	// (the standard library's server and Transport throughout).
 	Client string `yaml:"client"`
+	// ForwardClientAuthorization sends the client's Authorization header
+	// on to replicas whose pool has no api_key_file. Default false: it is
+	// dropped, so a client's key for the gateway never reaches a replica.
+	ForwardClientAuthorization bool `yaml:"forward_client_authorization"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "1h").

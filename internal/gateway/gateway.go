@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/admin"
+	"github.com/cutover-dev/cutover/internal/auth"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/route"
+	"github.com/cutover-dev/cutover/internal/secret"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
 	"github.com/cutover-dev/cutover/internal/validation"
@@ -92,7 +94,12 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	specs := map[string]rollout.PoolSpec{}
 	for _, name := range config.PoolNames {
 		pc := cfg.Pools[name]
-		spec := rollout.PoolSpec{Model: pc.Model}
+		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}
+		if pc.APIKeyFile != "" {
+			if _, err := secret.ReadFile(pc.APIKeyFile); err != nil {
+				return nil, &config.Error{Fields: []*config.FieldError{{Key: "pools." + name + ".api_key_file", Msg: err.Error()}}}
+			}
+		}
 		for _, raw := range pc.Replicas {
 			norm, err := config.NormalizeReplicaURL(raw)
 			if err != nil {
@@ -101,6 +108,25 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			spec.Replicas = append(spec.Replicas, norm)
 		}
 		specs[name] = spec
+	}
+	// Files named by the config are read before anything is opened, so a
+	// bad one changes nothing.
+	var clientAuth proxy.ClientAuth
+	var keys *auth.Keys
+	if cfg.Auth.APIKeysFile != "" {
+		if keys, err = auth.Load(cfg.Auth.APIKeysFile); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "auth.api_keys_file", Msg: err.Error()}}}
+		}
+		clientAuth = keys
+	}
+	var readToken string
+	if cfg.Admin.ReadTokenFile != "" {
+		if readToken, err = secret.ReadFile(cfg.Admin.ReadTokenFile); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
+		}
+		if readToken == token {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: "holds the admin token itself; give the read-only token its own value"}}}
+		}
 	}
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
@@ -155,6 +181,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		AccessLog:    cfg.Proxy.AccessLogEnabled(),
 		Observer:     observers{&g.observers},
 		Mirror:       mirrorOrNil(mirror),
+
+		ForwardClientAuthorization: cfg.Proxy.ForwardClientAuthorization,
+		ClientAuth:                 clientAuth,
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
@@ -225,10 +254,18 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	if readToken != "" {
+		if err := adm.SetReadToken(readToken); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
+		}
+	}
 	g.metrics = metrics.New(g.ctrl)
 	g.observers = append(g.observers, g.metrics)
 	if g.mirror != nil {
 		g.metrics.RegisterShadow(g.mirror)
+	}
+	if keys != nil {
+		g.metrics.RegisterClientAuth(keys)
 	}
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)

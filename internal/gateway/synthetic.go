@@ -30,6 +30,10 @@ func (g *Gateway) syntheticFunc(cfg *config.Config) (validation.SyntheticFunc, e
 			urls = append(urls, r.Name)
 		}
 		r := &synthetic.Runner{HTTP: client, BaseURLs: urls, Model: candidate.Model, ClientModel: modelName}
+		if len(candidate.Replicas) > 0 && candidate.Replicas[0].Authorization != "" {
+			// One pool, one key: every replica of it carries the same.
+			r.Header = http.Header{"Authorization": {candidate.Replicas[0].Authorization}}
+		}
 		rep := r.Run(ctx, suite, func(res synthetic.Result) {
 			failed := res.TransportError != "" || res.Status >= 500 || res.StreamError
 			each(validation.Sample{Failed: failed, Stream: res.Stream, Duration: res.Duration, TTFT: res.TTFT, Tokens: res.Tokens}, res.Pass)

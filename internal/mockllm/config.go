@@ -62,6 +62,11 @@ type Config struct {
 	// of Model: a new version that serves a new id but the same weights
 	// (a new serving stack, say) answers exactly like the old one.
 	AnswerAs string
+	// APIKey, when set, is the key every request under /v1/ must carry as
+	// Authorization: Bearer APIKey, like vLLM's --api-key; others get 401
+	// {"error":"Unauthorized"}. /health, /metrics and /mock/faults stay
+	// open, as vLLM leaves its paths outside /v1 open. Empty means no key.
+	APIKey string
 }
 
 // FieldError reports an invalid Config field. Field is the Go field name

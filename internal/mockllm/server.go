@@ -10,6 +10,9 @@
 //	GET  /metrics               Prometheus text, vLLM's metric names
 //	GET, POST /mock/faults      simulator only: read or change faults at run time
 //
+// With Config.APIKey set, /v1/* needs Authorization: Bearer KEY and
+// answers 401 {"error":"Unauthorized"} without it, as vLLM's --api-key.
+//
 // Errors use vLLM's shape,
 // {"error":{"message":...,"type":...,"param":...,"code":N}}.
 package mockllm
@@ -17,9 +20,11 @@ package mockllm
 import (
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -128,6 +133,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveFaults(w, r)
 		return
 	}
+	if s.cfg.APIKey != "" && strings.HasPrefix(path, "/v1") && !s.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, unauthorizedBody)
+		return
+	}
 	if !s.ready() {
 		s.serveLoading(w, r)
 		return
@@ -159,6 +168,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, &apiError{status: http.StatusNotFound, typ: "Not Found", message: "Not Found"})
 	}
+}
+
+// unauthorizedBody is vLLM's answer to a /v1 request without its API key.
+var unauthorizedBody = []byte(`{"error":"Unauthorized"}`)
+
+// authorized reports whether r carries Authorization: Bearer APIKey,
+// compared in constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) == 1
 }
 
 // ready reports whether the startup period is over.

@@ -3,6 +3,7 @@ package mockllm
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -225,5 +226,50 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// TestAPIKey: with APIKey set the simulator guards /v1/* like vLLM's
+// --api-key (401 {"error":"Unauthorized"}) and leaves /health and
+// /metrics open.
+func TestAPIKey(t *testing.T) {
+	_, ts := newTestServer(t, Config{APIKey: "sekret"})
+	chat := `{"model":"` + testModel + `","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`
+	tests := []struct {
+		name, method, path, auth, body string
+		want                           int
+	}{
+		{"models without key", http.MethodGet, "/v1/models", "", "", http.StatusUnauthorized},
+		{"models with wrong key", http.MethodGet, "/v1/models", "Bearer nope", "", http.StatusUnauthorized},
+		{"models without Bearer", http.MethodGet, "/v1/models", "sekret", "", http.StatusUnauthorized},
+		{"models with key", http.MethodGet, "/v1/models", "Bearer sekret", "", http.StatusOK},
+		{"chat without key", http.MethodPost, "/v1/chat/completions", "", chat, http.StatusUnauthorized},
+		{"chat with key", http.MethodPost, "/v1/chat/completions", "Bearer sekret", chat, http.StatusOK},
+		{"health open", http.MethodGet, "/health", "", "", http.StatusOK},
+		{"metrics open", http.MethodGet, "/metrics", "", "", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, ts.URL+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.want, b)
+			}
+			if tt.want == http.StatusUnauthorized && string(b) != `{"error":"Unauthorized"}` {
+				t.Errorf("body %s, want vLLM's {\"error\":\"Unauthorized\"}", b)
+			}
+		})
 	}
 }

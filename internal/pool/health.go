@@ -46,7 +46,7 @@ type Checker struct {
 func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	if err := c.get(ctx, r.Name+c.Path, nil); err != nil {
+	if err := c.get(ctx, r, r.Name+c.Path, nil); err != nil {
 		return err
 	}
 	if model == "" {
@@ -57,7 +57,7 @@ func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if err := c.get(ctx, r.Name+"/v1/models", &list); err != nil {
+	if err := c.get(ctx, r, r.Name+"/v1/models", &list); err != nil {
 		return err
 	}
 	var ids []string
@@ -93,10 +93,13 @@ func quoteList(ids []string) string {
 	return strings.Join(q, ", ")
 }
 
-func (c *Checker) get(ctx context.Context, url string, into any) error {
+func (c *Checker) get(ctx context.Context, r *Replica, url string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("health check %s: %w", url, err)
+	}
+	if r.Authorization != "" {
+		req.Header["Authorization"] = []string{r.Authorization}
 	}
 	client := c.Client
 	if client == nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cutover-dev/cutover/internal/mockllm"
 	"github.com/cutover-dev/cutover/internal/pool"
 )
 
@@ -217,5 +218,26 @@ func TestInitialSetsHealthWithoutThresholds(t *testing.T) {
 	}
 	if !down.replica.Healthy() {
 		t.Errorf("passing replica is unhealthy after Initial: %+v", down.replica.Health())
+	}
+}
+
+// TestProbeSendsAuthorization: a replica started with vLLM's --api-key
+// answers /v1/models 401 without the key; the check sends the replica's
+// Authorization and passes.
+func TestProbeSendsAuthorization(t *testing.T) {
+	m, err := mockllm.New(mockllm.Config{Model: "m-1", APIKey: "k-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m)
+	t.Cleanup(srv.Close)
+	r := replicaFor(t, srv.URL)
+	if err := newChecker().Probe(context.Background(), r, "m-1"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("Probe without the key = %v, want a 401 failure", err)
+	}
+	r = replicaFor(t, srv.URL)
+	r.Authorization = "Bearer k-1"
+	if err := newChecker().Probe(context.Background(), r, "m-1"); err != nil {
+		t.Fatalf("Probe with the key: %v", err)
 	}
 }

@@ -21,6 +21,12 @@ type Replica struct {
 	// NameHeader is []string{Name}, shared by responses' replica header.
 	// Never modify it.
 	NameHeader []string
+	// Authorization, when not empty, is the Authorization header value
+	// sent with every request to the replica (health checks, warm-up,
+	// synthetic tests, shadow copies, proxied requests), such as
+	// "Bearer KEY" for vLLM's --api-key. It is a secret: never log it.
+	// Set it before the replica is shared; it does not change after.
+	Authorization string
 
 	healthy  atomic.Bool
 	inflight atomic.Int64

@@ -48,6 +48,9 @@ type Observation struct {
 	// StreamError reports an error event inside a 200 stream
 	// (data: {"error": ...}), as vLLM sends when generation fails.
 	StreamError bool
+	// Key is the id of the client's API key (auth.api_keys_file), "" when
+	// client auth is off. Never the key itself.
+	Key string
 }
 
 // Failed reports whether the request counts as an error for health

@@ -47,6 +47,15 @@ type Options struct {
 	// Mirror receives copies of sampled live requests for shadow traffic.
 	// Nil means none.
 	Mirror Mirror
+	// ForwardClientAuthorization sends the client's Authorization header
+	// on to replicas that have no key of their own
+	// (pool.Replica.Authorization). False (the default) drops it: a
+	// replica with a key always gets its own, never the client's.
+	ForwardClientAuthorization bool
+	// ClientAuth, when set, requires every client request but /health to
+	// carry a valid key (401 otherwise) and limits each key to its models
+	// (403). Nil means no client auth.
+	ClientAuth ClientAuth
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -122,11 +131,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
 	start := time.Now()
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
+	key, aerr := h.authenticate(r.URL.Path, headerValue(r.Header, "Authorization"))
+	if aerr != nil {
+		aerr.write(w)
+		return
+	}
 	if a, ok := answerLocally(r.Method, r.URL.Path, e); ok {
 		a.write(w)
 		return
 	}
 	body, aerr := h.readBody(r)
+	if aerr == nil {
+		aerr = h.allowModel(key, t, r.Method, body)
+	}
 	if aerr == nil {
 		body, aerr = applyModelName(t, e, r.Method, body)
 	}
@@ -140,7 +157,7 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		exchangePool.Put(ex)
 	}()
 	*ex = exchange{h: h, w: w, r: r, e: e, body: body}
-	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start}
+	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start, Key: h.keyID(key)}
 	mirrored := h.wantMirror(r.Method, e, body)
 	if mirrored && Deterministic(body) {
 		ex.capture = getCapture() // its text will be compared
@@ -442,7 +459,7 @@ func (ex *exchange) send(ctx context.Context, rep *pool.Replica) (*http.Response
 			target = p + target
 		}
 		xff, _, _ := net.SplitHostPort(r.RemoteAddr)
-		return ex.h.up.Forward(ctx, rep.URL.Host, r.Method, target, r.Header, xff, ex.body)
+		return ex.h.up.forward(ctx, rep.URL.Host, r.Method, target, r.Header, xff, ex.h.credentials(rep), ex.body)
 	}
 	return ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
 }
@@ -460,6 +477,7 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 		hdr = http.Header{}
 	}
 	removeHopHeaders(hdr)
+	ex.h.credentials(rep).apply(hdr)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		hdr["X-Forwarded-For"] = []string{ip}
 	}
@@ -595,6 +613,9 @@ func logAccess(log *slog.Logger, o *Observation, model string) {
 	)
 	if o.Replica != nil {
 		attrs = append(attrs, slog.String("replica", o.Replica.Name))
+	}
+	if o.Key != "" {
+		attrs = append(attrs, slog.String("key", o.Key))
 	}
 	if model != "" {
 		attrs = append(attrs, slog.String("model", model))

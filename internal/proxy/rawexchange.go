@@ -48,6 +48,10 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
 	e := t.Live
+	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
+	if aerr != nil {
+		return sc.discardBody() && sc.writeError(aerr, e, nil)
+	}
 	if a, ok := answerLocally(r.method, r.path, e); ok {
 		if !sc.discardBody() {
 			return false
@@ -58,6 +62,11 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
 	body, aerr := sc.readBody()
+	if aerr == nil && key != noKey {
+		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+			return sc.writeError(aerr, e, nil)
+		}
+	}
 	if aerr != nil {
 		if aerr.status == statusClientClosed {
 			return false
@@ -75,7 +84,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		rawExchangePool.Put(x)
 	}()
 	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp}
-	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start}
+	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
 	if h.opts.Timeout > 0 {
 		x.deadline = start.Add(h.opts.Timeout)
 	}
@@ -302,7 +311,7 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 			return errClientGone
 		}
 		pc.wrote = time.Time{}
-		err = x.writeRequest(pc, host, rep.URL.EscapedPath())
+		err = x.writeRequest(pc, host, rep.URL.EscapedPath(), x.h.credentials(rep))
 		if err == nil {
 			pc.wrote = time.Now()
 			err = x.readHead()
@@ -324,7 +333,7 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 var errClientGone = errors.New("client closed the request")
 
 // writeRequest writes the request head and body to the replica.
-func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
+func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credentials) error {
 	sc := x.sc
 	r := &sc.req
 	bw := pc.bw
@@ -337,12 +346,17 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string) error {
 	bw.WriteString("\r\n")
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
-		if skipRequestHeader(name) || listedIn(sc.head, sc.fields, r.connFields, name) {
+		if skipRequestHeader(name) || listedIn(sc.head, sc.fields, r.connFields, name) || (cred.dropClient && equalFold(name, "Authorization")) {
 			continue
 		}
 		bw.Write(name)
 		bw.WriteString(": ")
 		bw.Write(sc.head[f.vs:f.ve])
+		bw.WriteString("\r\n")
+	}
+	if cred.value != "" {
+		bw.WriteString("Authorization: ")
+		bw.WriteString(cred.value)
 		bw.WriteString("\r\n")
 	}
 	if sc.ip != "" {

@@ -138,6 +138,12 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 // client-sent X-Forwarded-For are skipped while writing), xff the client's
 // address for X-Forwarded-For ("" for none). It is the proxy's hot path.
 func (u *Upstream) Forward(ctx context.Context, host, method, target string, hdr http.Header, xff string, body []byte) (*http.Response, error) {
+	return u.forward(ctx, host, method, target, hdr, xff, credentials{}, body)
+}
+
+// forward is Forward with the replica's credentials applied (see
+// credentials).
+func (u *Upstream) forward(ctx context.Context, host, method, target string, hdr http.Header, xff string, cred credentials, body []byte) (*http.Response, error) {
 	req := requestFor(method)
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := u.get(ctx, host, attempt > 0)
@@ -145,7 +151,7 @@ func (u *Upstream) Forward(ctx context.Context, host, method, target string, hdr
 			return nil, err
 		}
 		resp, err := u.roundTrip(ctx, pc, req, func(bw *bufio.Writer) error {
-			return writeForward(bw, host, method, target, hdr, xff, body)
+			return writeForward(bw, host, method, target, hdr, xff, cred, body)
 		})
 		if err == nil {
 			return resp, nil
@@ -178,7 +184,7 @@ func requestFor(method string) *http.Request {
 }
 
 // writeForward writes a forwarded request's head and body.
-func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header, xff string, body []byte) error {
+func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header, xff string, cred credentials, body []byte) error {
 	bw.WriteString(method)
 	bw.WriteByte(' ')
 	bw.WriteString(target)
@@ -187,7 +193,7 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString("\r\n")
 	conn := hdr["Connection"]
 	for k, vs := range hdr {
-		if skipRequestHeader([]byte(k)) || (len(conn) > 0 && namedIn(conn, k)) {
+		if skipRequestHeader([]byte(k)) || (len(conn) > 0 && namedIn(conn, k)) || (cred.dropClient && k == "Authorization") {
 			continue
 		}
 		for _, v := range vs {
@@ -196,6 +202,11 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 			bw.WriteString(v)
 			bw.WriteString("\r\n")
 		}
+	}
+	if cred.value != "" {
+		bw.WriteString("Authorization: ")
+		bw.WriteString(cred.value)
+		bw.WriteString("\r\n")
 	}
 	if xff != "" {
 		bw.WriteString("X-Forwarded-For: ")

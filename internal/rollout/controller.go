@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
+	"github.com/cutover-dev/cutover/internal/secret"
 	"github.com/cutover-dev/cutover/internal/store"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
@@ -131,6 +133,9 @@ type Options struct {
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.
 	HTTP *http.Client
+	// ReadKey reads a pool's API key file (PoolSpec.APIKeyFile). Nil
+	// means secret.ReadFile.
+	ReadKey func(file string) (string, error)
 	// Tick is the reconcile period of Run. Zero means 1s.
 	Tick time.Duration
 	// Logger receives one line per transition. Nil means slog.Default().
@@ -405,7 +410,8 @@ func (c *Controller) rebuildPoolsLocked() {
 	for name := range c.opts.Pools {
 		spec := c.specLocked(name)
 		old := c.pools[name]
-		if old != nil && old.Model == spec.Model && sameURLs(old, spec.Replicas) {
+		auth := c.authorization(name, spec)
+		if old != nil && old.Model == spec.Model && sameURLs(old, spec.Replicas) && sameAuth(old, auth) {
 			continue
 		}
 		p := &pool.Pool{Name: name, Model: spec.Model}
@@ -413,7 +419,7 @@ func (c *Controller) rebuildPoolsLocked() {
 			var r *pool.Replica
 			if old != nil {
 				for _, o := range old.Replicas {
-					if o.Name == raw {
+					if o.Name == raw && o.Authorization == auth {
 						r = o
 					}
 				}
@@ -425,6 +431,7 @@ func (c *Controller) rebuildPoolsLocked() {
 					continue
 				}
 				r = pool.NewReplica(u)
+				r.Authorization = auth
 				if old != nil { // a change after start: not checked yet
 					r.SetInitial(c.now(), errNotChecked)
 				}
@@ -436,6 +443,42 @@ func (c *Controller) rebuildPoolsLocked() {
 }
 
 var errNotChecked = errors.New("not checked yet")
+
+// authorization is the Authorization header value for pool name's
+// replicas under spec: Bearer and the key from the spec's key file, else
+// from the configured pool's; "" without a key. A file that cannot be read
+// is logged (by name, never its contents) and leaves the replicas without
+// a key, so their health checks say 401.
+func (c *Controller) authorization(name string, spec PoolSpec) string {
+	file := cmp.Or(spec.APIKeyFile, c.opts.Pools[name].APIKeyFile)
+	if file == "" {
+		return ""
+	}
+	key, err := c.readKey(file)
+	if err != nil {
+		c.log.Error("pool API key unreadable: its replicas get no Authorization", "pool", name, "error", err)
+		return ""
+	}
+	return secret.Bearer(key)
+}
+
+// readKey reads an API key file through Options.ReadKey.
+func (c *Controller) readKey(file string) (string, error) {
+	if c.opts.ReadKey != nil {
+		return c.opts.ReadKey(file)
+	}
+	return secret.ReadFile(file)
+}
+
+// sameAuth reports whether p's replicas carry auth.
+func sameAuth(p *pool.Pool, auth string) bool {
+	for _, r := range p.Replicas {
+		if r.Authorization != auth {
+			return false
+		}
+	}
+	return true
+}
 
 func sameURLs(p *pool.Pool, urls []string) bool {
 	if len(p.Replicas) != len(urls) {

@@ -34,6 +34,11 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		}
 		replicas = append(replicas, u)
 	}
+	if req.APIKeyFile != "" {
+		if _, err := c.readKey(req.APIKeyFile); err != nil {
+			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
+		}
+	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	v := c.view()
@@ -59,7 +64,7 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		s.NextID++
 		d := &Deployment{
 			ID: fmt.Sprintf("d-%d", s.NextID), Pool: target, Model: req.Model, Replicas: replicas,
-			From: s.Live, FromModel: live.Model, FromReplicas: slices.Clone(live.Replicas),
+			From: s.Live, FromModel: live.Model, FromReplicas: slices.Clone(live.Replicas), APIKeyFile: req.APIKeyFile,
 			CreatedAt: now, CreatedBy: actor,
 		}
 		var evs []event
@@ -105,7 +110,7 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 	if s.Pools == nil {
 		s.Pools = map[string]PoolSpec{}
 	}
-	s.Pools[d.Pool] = PoolSpec{Model: d.Model, Replicas: slices.Clone(d.Replicas), SetBy: d.ID}
+	s.Pools[d.Pool] = PoolSpec{Model: d.Model, Replicas: slices.Clone(d.Replicas), SetBy: d.ID, APIKeyFile: d.APIKeyFile}
 	d.enter(preCutover[0], now, fmt.Sprintf("waiting for %s to become healthy, serve %s and warm up", d.Pool, d.Model), now.Add(c.opts.Settings.ProgressDeadline))
 	c.pend(d, "on_deploy")
 }

@@ -43,10 +43,14 @@ type PoolSpec struct {
 	Replicas []string `json:"replicas"`
 	// SetBy names the deployment that set this spec.
 	SetBy string `json:"set_by,omitempty"`
+	// APIKeyFile is the file holding the key the replicas want as
+	// Authorization: Bearer KEY (vLLM's --api-key); the path only, never
+	// the key. Empty means the configured pool's pools.<pool>.api_key_file.
+	APIKeyFile string `json:"api_key_file,omitempty"`
 }
 
 func (p PoolSpec) equal(q PoolSpec) bool {
-	return p.Model == q.Model && slices.Equal(p.Replicas, q.Replicas)
+	return p.Model == q.Model && slices.Equal(p.Replicas, q.Replicas) && p.APIKeyFile == q.APIKeyFile
 }
 
 // keepDeployments bounds how many deployments the state document holds;
@@ -64,6 +68,9 @@ type Deployment struct {
 	From         string   `json:"from"`
 	FromModel    string   `json:"from_model"`
 	FromReplicas []string `json:"from_replicas"`
+	// APIKeyFile is the deployment's key file for its replicas (see
+	// PoolSpec.APIKeyFile); empty means the pool's configured one.
+	APIKeyFile string `json:"api_key_file,omitempty"`
 
 	Phase      Phase     `json:"phase"`
 	PhaseSince time.Time `json:"phase_since"`

@@ -256,7 +256,11 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 	var resp *http.Response
 	var err error
 	if u := m.opts.Upstream; u != nil && r.URL.Scheme == "http" {
-		resp, err = u.Forward(ctx, r.URL.Host, http.MethodPost, r.URL.EscapedPath()+path, contentTypeJSON, "", body)
+		hdr := contentTypeJSON
+		if r.Authorization != "" {
+			hdr = http.Header{"Content-Type": contentTypeJSON["Content-Type"], "Authorization": {r.Authorization}}
+		}
+		resp, err = u.Forward(ctx, r.URL.Host, http.MethodPost, r.URL.EscapedPath()+path, hdr, "", body)
 	} else {
 		var req *http.Request
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, r.Name+path, bytes.NewReader(body))
@@ -264,6 +268,9 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 			return Result{Err: err.Error()}
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if r.Authorization != "" {
+			req.Header["Authorization"] = []string{r.Authorization}
+		}
 		resp, err = m.opts.HTTP.Do(req)
 	}
 	if err != nil {

@@ -139,3 +139,41 @@ func TestLongCandidateStream(t *testing.T) {
 		})
 	}
 }
+
+// TestCopiesCarryReplicaKey: a shadow copy to a candidate replica started
+// with vLLM's --api-key carries the replica's Authorization, through the
+// Upstream and through the http.Client path (issue 15 item 9).
+func TestCopiesCarryReplicaKey(t *testing.T) {
+	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3, APIKey: "cand-key"})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"upstream", Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}}},
+		{"http client", Options{Percent: 100, Concurrency: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pool.NewReplica(u)
+			r.Authorization = "Bearer cand-key"
+			m := New(tc.opts)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pairs := make(chan Pair, 1)
+			m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{r}}, func(p Pair) { pairs <- p })
+			go m.Run(ctx)
+			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m2","messages":[{"role":"user","content":"hi"}]}`),
+				Live: proxy.Observation{Pool: "blue", Status: http.StatusOK}})
+			select {
+			case p := <-pairs:
+				if p.Shadow.Status != http.StatusOK {
+					t.Fatalf("shadow copy status %d (%s), want 200", p.Shadow.Status, p.Shadow.Err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no pair")
+			}
+		})
+	}
+}

@@ -1,0 +1,104 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// TestReplicasWithAPIKey: replicas started with vLLM's --api-key are
+// healthy and serve clients when their pool names the key file (issue 15
+// item 9: they were always unhealthy, 401 on /v1/models, and clients got
+// 503), whatever Authorization the client sends; a deployment with its own
+// key file warms up and is promoted; the key shows in no status or
+// history answer.
+func TestReplicasWithAPIKey(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "pool.key")
+	newKeyFile := filepath.Join(dir, "new.key")
+	for f, k := range map[string]string{keyFile: "pool-secret-1", newKeyFile: "new-secret-2"} {
+		if err := os.WriteFile(f, []byte(k+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEnv(t, envOptions{mock: mockllm.Config{Tokens: 4, APIKey: "pool-secret-1"}, edit: func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}, {Prompt: "warm", Stream: true, MaxTokens: 2}}
+		for _, p := range c.Pools {
+			p.APIKeyFile = keyFile
+		}
+	}})
+	for _, p := range e.gw.Controller().Status().Pools {
+		for _, r := range p.Replicas {
+			if !r.Healthy {
+				t.Fatalf("replica %s of %s unhealthy: %s", r.URL, p.Name, r.LastError)
+			}
+		}
+	}
+	ctx := context.Background()
+	for _, clientAuth := range []string{"", "Bearer some-client-key"} {
+		for _, stream := range []bool{false, true} {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.traffic+"/v1/chat/completions",
+				strings.NewReader(`{"model":"model-v1","messages":[{"role":"user","content":"hi"}],"stream":`+map[bool]string{true: "true", false: "false"}[stream]+`}`))
+			req.Header.Set("Content-Type", "application/json")
+			if clientAuth != "" {
+				req.Header.Set("Authorization", clientAuth)
+			}
+			resp, err := e.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := readResult(resp, stream)
+			resp.Body.Close()
+			if err != nil || res.status != http.StatusOK {
+				t.Fatalf("client auth %q stream=%v: status %d %s, %v", clientAuth, stream, res.status, res.body, err)
+			}
+		}
+	}
+
+	var spare []*replica
+	for range 2 {
+		spare = append(spare, startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4, APIKey: "new-secret-2"}, ""))
+	}
+	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare), APIKeyFile: filepath.Join(dir, "missing.key")}); err == nil ||
+		!strings.Contains(err.Error(), "missing.key") {
+		t.Fatalf("deploy with a missing key file = %v, want a refusal naming it", err)
+	}
+	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare), APIKeyFile: newKeyFile}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(t, "ready", 20*time.Second)
+	if _, err := e.admin.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.chat(ctx, "model-v3", "after the switch", false, "")
+	if err != nil || res.status != http.StatusOK || res.pool != "green" {
+		t.Fatalf("after promote: %+v, %v; want 200 from green", res, err)
+	}
+
+	st, err := e.admin.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := e.admin.History(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, v := range map[string]any{"status": st, "history": hist} {
+		b, _ := json.Marshal(v)
+		for _, key := range []string{"pool-secret-1", "new-secret-2"} {
+			if strings.Contains(string(b), key) {
+				t.Errorf("%s shows the key %s: %s", what, key, b)
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cutover-dev/cutover/internal/auth"
+)
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testKeys(t *testing.T) *auth.Keys {
+	t.Helper()
+	var lines []string
+	for _, k := range []struct {
+		id, key string
+		models  []string
+	}{{"team", "sk-team", nil}, {"ci", "sk-ci", []string{"model-v1"}}} {
+		l, err := auth.Line(k.id, k.key, k.models)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	keys, err := auth.Parse([]byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth.New(keys)
+}
+
+// TestClientAuth: with client keys on, a request without a valid key gets
+// 401 invalid_api_key in the OpenAI shape, a key limited to some models
+// gets 403 for another, /health stays open; the key id (never the key)
+// is in the access log, and the client's key never reaches the replica.
+// Both frontends answer alike.
+func TestClientAuth(t *testing.T) {
+	backend := newEchoBackend(t)
+	cases := []struct {
+		name, method, path, auth, body string
+		modelName                      string
+		want                           int
+		code                           string // the OpenAI error code; "" for a 2xx
+	}{
+		{"no key", "POST", "/v1/chat/completions", "", `{"model":"model-v1"}`, "", 401, "invalid_api_key"},
+		{"wrong key", "POST", "/v1/chat/completions", "Bearer sk-nope", `{"model":"model-v1"}`, "", 401, "invalid_api_key"},
+		{"basic scheme", "POST", "/v1/chat/completions", "Basic c2stdGVhbQ==", `{"model":"model-v1"}`, "", 401, "invalid_api_key"},
+		{"no key for models", "GET", "/v1/models", "", "", "", 401, "invalid_api_key"},
+		{"no key for a path outside /v1", "GET", "/admin", "", "", "", 401, "invalid_api_key"},
+		{"team key", "POST", "/v1/chat/completions", "Bearer sk-team", `{"model":"anything"}`, "", 200, ""},
+		{"ci key, its model", "POST", "/v1/chat/completions", "Bearer sk-ci", `{"model":"model-v1"}`, "", 200, ""},
+		{"ci key, another model", "POST", "/v1/chat/completions", "Bearer sk-ci", `{"model":"model-v9"}`, "", 403, "model_not_allowed"},
+		{"ci key, no model without model_name", "POST", "/v1/chat/completions", "Bearer sk-ci", `{"messages":[]}`, "", 403, "model_not_allowed"},
+		{"ci key, model_name filled in", "POST", "/v1/chat/completions", "Bearer sk-ci", `{"messages":[]}`, "model-v1", 200, ""},
+		{"ci key lists models", "GET", "/v1/models", "Bearer sk-ci", "", "", 200, ""},
+		{"health open", "GET", "/health", "", "", "", 200, ""},
+	}
+	for _, fe := range frontends {
+		for _, tc := range cases {
+			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
+				var logs syncBuffer
+				h := newHandler(t, Options{ClientAuth: testKeys(t), AccessLog: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, tc.modelName, backend.URL)
+				c, br := dialRaw(t, fe.start(t, h))
+				var hdr []string
+				if tc.auth != "" {
+					hdr = append(hdr, "Authorization: "+tc.auth)
+				}
+				// Two requests on one connection: a refusal leaves it usable.
+				for range 2 {
+					writeRaw(t, c, rawRequest(tc.method, tc.path, hdr, tc.body))
+					resp, body := readResp(t, br, tc.method)
+					if resp.StatusCode != tc.want {
+						t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+					}
+					if tc.code != "" {
+						var e struct {
+							Error struct{ Message, Type, Code string }
+						}
+						if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Code != tc.code || e.Error.Message == "" || e.Error.Type == "" {
+							t.Fatalf("error body %s, want the OpenAI shape with code %s", body, tc.code)
+						}
+						continue
+					}
+					if resp.StatusCode == 200 && tc.path == "/v1/chat/completions" {
+						if got := decodeEcho(t, body).Header["Authorization"]; got != nil {
+							t.Errorf("the client's key reached the replica: %q", got)
+						}
+					}
+				}
+				if tc.want == 200 && tc.path == "/v1/chat/completions" {
+					id := strings.TrimPrefix(tc.auth, "Bearer sk-")
+					if l := logs.String(); !strings.Contains(l, "key="+id) || strings.Contains(l, "sk-") {
+						t.Errorf("access log should name key %s and never the key: %s", id, l)
+					}
+				}
+			})
+		}
+	}
+}
