@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -185,9 +184,12 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	conn := hdr["Connection"]
+	var conn connTokens
+	for _, v := range hdr["Connection"] {
+		conn.addString(v)
+	}
 	for k, vs := range hdr {
-		if skipRequestHeader([]byte(k)) || (len(conn) > 0 && namedIn(conn, k)) {
+		if skipRequestHeader([]byte(k)) || conn.hasString(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -211,20 +213,6 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString("\r\n")
 	bw.Write(body)
 	return bw.Flush()
-}
-
-// namedIn reports whether header k is listed in Connection values.
-func namedIn(conn []string, k string) bool {
-	for _, v := range conn {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(tok), k) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (u *Upstream) exchange(ctx context.Context, pc *upConn, req *http.Request) (*http.Response, error) {
