@@ -89,12 +89,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// peekAfter is how long a connection may sit idle before get checks that
-// the replica has not closed it. Servers close idle keep-alive connections
-// after seconds (uvicorn: 5 s); a miss below this is caught by the
-// stale-connection retry.
-const peekAfter = 250 * time.Millisecond
-
 // aLongTimeAgo is a deadline in the past: setting it unblocks I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -323,10 +317,11 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 		pc := list[len(list)-1]
 		u.idle[host] = list[:len(list)-1]
 		u.mu.Unlock()
-		// Under load a connection idles for microseconds: peek (a syscall)
-		// only at one that sat long enough for the replica to drop it.
-		idle := now.Sub(pc.idleSince)
-		if idle < idleTimeout && (idle < peekAfter || peekAlive(pc.c)) {
+		// Peek (one non-blocking syscall) before every reuse, however
+		// young: a replica that closed the connection, or sent bytes no
+		// request asked for (after a HEAD answer, say), must not have
+		// them read as the next client's answer.
+		if now.Sub(pc.idleSince) < idleTimeout && peekAlive(pc.c) {
 			pc.cr.n = 0
 			return pc, true, nil
 		}
