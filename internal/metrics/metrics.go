@@ -70,7 +70,7 @@ func New(src Source) *Metrics {
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_output_tokens_total",
 		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
 	m.fallback = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_proxy_fallback_connections_total",
-		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
+		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, host, line_folding, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
 	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src, prune: m.prune})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.seedFixed()

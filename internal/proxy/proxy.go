@@ -435,15 +435,12 @@ func (ex *exchange) fail(e *apiError) bool {
 // removeHopHeaders strips the hop-by-hop headers (hopByHop) and those the
 // Connection header names.
 func removeHopHeaders(h http.Header) {
+	var conn connTokens
 	for _, f := range h["Connection"] {
-		for _, name := range strings.Split(f, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
+		conn.addString(f)
 	}
 	for k := range h {
-		if hopByHop([]byte(k)) {
+		if hopByHop([]byte(k)) || conn.hasString(k) {
 			delete(h, k)
 		}
 	}

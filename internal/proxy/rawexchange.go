@@ -214,7 +214,7 @@ type rawResp struct {
 	close         bool // the replica closes after this answer
 	sse           bool
 	fields        []hfield // into sc.uhead
-	connFields    []int
+	conn          connTokens
 }
 
 // run forwards the request (see Handler.forward). It reports whether
@@ -346,7 +346,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 	bw.WriteString("\r\n")
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
-		if skipRequestHeader(name) || listedIn(sc.head, sc.fields, r.connFields, name) || (cred.dropClient && equalFold(name, "Authorization")) {
+		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) {
 			continue
 		}
 		bw.Write(name)
@@ -528,87 +528,40 @@ func (x *rawExchange) readHead() error {
 			return err
 		}
 		sc.uhead = sc.uhead[:0]
-		status, err := x.readLine()
-		if err != nil {
-			return err
-		}
-		line := trimEOL(sc.uhead[status:])
-		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-			return fmt.Errorf("malformed status line %q", line)
-		}
-		code, ok := parseStatus(line[9:12])
-		if !ok || (len(line) > 12 && line[12] != ' ') {
-			return fmt.Errorf("malformed status line %q", line)
-		}
-		rr := x.resp
-		*rr = rawResp{status: code, contentLength: -1, fields: rr.fields[:0], connFields: rr.connFields[:0]}
-		rr.reason = line[9:]
-		rr.close = line[7] == '0' // HTTP/1.0 answers close unless kept alive
 		for {
 			start, err := x.readLine()
 			if err != nil {
 				return err
 			}
 			line := trimEOL(sc.uhead[start:])
-			if len(line) == 0 {
+			if start == 0 {
+				// A replica that is not speaking HTTP fails at once.
+				if _, _, err := parseStatusLine(line); err != nil {
+					return err
+				}
+			} else if len(line) == 0 {
 				break
 			}
-			f, ok := parseField(line, start)
-			if !ok {
-				return fmt.Errorf("malformed response header line %q", line)
-			}
-			rr.fields = append(rr.fields, f)
-			name, val := sc.uhead[f.ns:f.ne], sc.uhead[f.vs:f.ve]
-			switch {
-			case equalFold(name, "Content-Length"):
-				n, ok := parseContentLength(val)
-				if !ok || (rr.contentLength >= 0 && rr.contentLength != n) {
-					return fmt.Errorf("bad Content-Length %q", val)
-				}
-				rr.contentLength = n
-			case equalFold(name, "Transfer-Encoding"):
-				// Only chunked, as net/http's client: another coding
-				// would reach the client undeclared (the header is
-				// hop-by-hop), and with a Content-Length beside it the
-				// framing would be ambiguous.
-				if !equalFold(bytes.TrimSpace(val), "chunked") || rr.chunked {
-					return fmt.Errorf("unsupported transfer encoding %q", val)
-				}
-				rr.chunked = true
-			case equalFold(name, "Connection"):
-				rr.connFields = append(rr.connFields, len(rr.fields)-1)
-				if hasToken(val, "close") {
-					rr.close = true
-				} else if hasToken(val, "keep-alive") {
-					rr.close = false
-				}
-			case equalFold(name, "Content-Type"):
-				rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
-			}
 		}
-		if code >= 100 && code < 200 {
+		rr := x.resp
+		if err := parseResponseHead(sc.uhead, rr); err != nil {
+			return err
+		}
+		if code := rr.status; code >= 100 && code < 200 {
 			if code == http.StatusSwitchingProtocols {
 				return errors.New("the replica switched protocols, which the gateway does not relay")
 			}
 			continue
 		}
-		switch {
-		case sc.req.method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified:
-			rr.bodiless, rr.chunked, rr.closeDelim = true, false, false
-		case rr.chunked:
-			rr.contentLength = -1
-		case rr.contentLength < 0:
-			rr.closeDelim = true
-		}
-		if rr.closeDelim {
-			rr.close = true
-		}
+		rr.frame(sc.req.method)
 		return nil
 	}
 }
 
+// parseStatus parses a three-digit status code from 100 to 999 (net/http
+// takes 000 to 099 too, which its server cannot write).
 func parseStatus(b []byte) (int, bool) {
-	if b[0] < '1' || b[0] > '5' || b[1] < '0' || b[1] > '9' || b[2] < '0' || b[2] > '9' {
+	if b[0] < '1' || b[0] > '9' || b[1] < '0' || b[1] > '9' || b[2] < '0' || b[2] > '9' {
 		return 0, false
 	}
 	return int(b[0]-'0')*100 + int(b[1]-'0')*10 + int(b[2]-'0'), true
@@ -647,7 +600,7 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 	b = append(b, "\r\n"...)
 	for _, f := range rr.fields {
 		name := sc.uhead[f.ns:f.ne]
-		if skipResponseHeader(name, streaming) || listedIn(sc.uhead, rr.fields, rr.connFields, name) {
+		if skipResponseHeader(name, streaming) || rr.conn.has(name) {
 			continue
 		}
 		if (rr.chunked || rr.closeDelim) && equalFold(name, "Content-Length") {

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,14 +39,19 @@ type Server struct {
 	// IdleTimeout closes a keep-alive connection with no new request for
 	// that long. Zero means 2 minutes.
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds a request head. Zero means 1 MiB.
+	// MaxHeaderBytes bounds a request head; beyond it the answer is 431.
+	// Zero means 64 KiB (nginx's defaults allow about 32 KiB).
 	MaxHeaderBytes int
+	// MaxHeaderFields bounds the header lines of a request the loop
+	// reads; beyond it the answer is 431. Zero means 100 (Apache's and
+	// Envoy's default).
+	MaxHeaderFields int
 	// ErrorLog receives the fallback server's errors. Nil means the log
 	// package's standard logger.
 	ErrorLog *log.Logger
 	// OnFallback, when set, is called each time a connection is handed to
 	// the net/http server, with why: http_version, target_form,
-	// chunked_body, expect, host, https_replicas or client.
+	// chunked_body, expect, host, line_folding, https_replicas or client.
 	OnFallback func(reason string)
 
 	mu         sync.Mutex
@@ -264,7 +269,14 @@ func (s *Server) maxHeaderBytes() int {
 	if s.MaxHeaderBytes > 0 {
 		return s.MaxHeaderBytes
 	}
-	return 1 << 20
+	return 64 << 10
+}
+
+func (s *Server) maxHeaderFields() int {
+	if s.MaxHeaderFields > 0 {
+		return s.MaxHeaderFields
+	}
+	return 100
 }
 
 // chanListener feeds handed-off connections to the fallback server.
@@ -375,7 +387,10 @@ type rawReq struct {
 	contentLength int64  // -1: no body
 	close         bool   // Connection: close
 	continue100   bool   // Expect: 100-continue
-	connFields    []int  // indexes into fields of Connection headers
+	conn          connTokens
+	// framingConflict: Content-Length and Transfer-Encoding both (RFC
+	// 9112 section 6.1); the connection closes after the answer.
+	framingConflict bool
 }
 
 // serve runs the connection's request loop.
@@ -417,8 +432,8 @@ func (sc *srvConn) serve() {
 		}
 		switch verdict {
 		case headFallback:
-			replay := make([]byte, 0, len(sc.head)+sc.br.Buffered())
-			replay = append(replay, sc.head...)
+			replay := make([]byte, 0, len(sc.head)+len(closeField)+sc.br.Buffered())
+			replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
 			rest, _ := sc.br.Peek(sc.br.Buffered())
 			replay = append(replay, rest...)
 			_ = sc.c.SetReadDeadline(time.Time{})
@@ -511,22 +526,12 @@ const (
 	headFallback // hand the connection to net/http
 )
 
-// readRequest reads and checks one request head into sc.req.
+// readRequest reads one request head into sc.head, within the size and
+// field-count limits (431 beyond), and parses it into sc.req.
 func (sc *srvConn) readRequest() (verdict, status int) {
 	sc.head = sc.head[:0]
-	sc.fields = sc.fields[:0]
-	r := &sc.req
-	*r = rawReq{contentLength: -1, connFields: r.connFields[:0]}
-	max := sc.s.maxHeaderBytes()
-
-	var line []byte
-	for empty := 0; len(line) == 0; empty++ {
-		if empty == 4 {
-			return headBad, http.StatusBadRequest
-		}
-		// Empty lines before the request line are skipped (RFC 9112
-		// section 2.2): some clients send CRLF after a POST body.
-		sc.head = sc.head[:0]
+	max, maxLines := sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1 // and the request line
+	for lines, empty := 0, 0; ; {
 		start, err := sc.readLine(max)
 		if err != nil {
 			if errors.Is(err, errHeadTooLarge) {
@@ -534,102 +539,26 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 			}
 			return headEOF, 0
 		}
-		line = trimEOL(sc.head[start:])
-	}
-	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 {
-		return headBad, http.StatusBadRequest
-	}
-	rest := line[sp1+1:]
-	sp2 := bytes.IndexByte(rest, ' ')
-	if sp2 <= 0 {
-		return headBad, http.StatusBadRequest
-	}
-	method, target, proto := line[:sp1], rest[:sp2], rest[sp2+1:]
-	if !isToken(method) || !visibleASCII(target) {
-		// A control byte in the target (a bare CR above all) is a
-		// smuggling tool against lenient parsers further on.
-		return headBad, http.StatusBadRequest
-	}
-	if string(proto) != "HTTP/1.1" || target[0] != '/' {
-		// HTTP/1.0 (no chunked answers, other keep-alive rules), other
-		// versions and target forms: net/http decides.
-		if string(proto) != "HTTP/1.1" {
-			sc.fallback = "http_version"
-		} else {
-			sc.fallback = "target_form"
-		}
-		return headFallback, 0
-	}
-	r.method = internMethod(method)
-	r.target = target
-	hosts := 0
-	for {
-		start, err := sc.readLine(max)
-		if err != nil {
-			if errors.Is(err, errHeadTooLarge) {
-				return headBad, http.StatusRequestHeaderFieldsTooLarge
+		if len(trimEOL(sc.head[start:])) == 0 {
+			if lines > 0 {
+				break
 			}
-			return headEOF, 0
-		}
-		line := trimEOL(sc.head[start:])
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return headBad, http.StatusBadRequest // obsolete line folding
-		}
-		f, ok := parseField(line, start)
-		if !ok {
-			return headBad, http.StatusBadRequest
-		}
-		name, val := sc.head[f.ns:f.ne], sc.head[f.vs:f.ve]
-		if !validFieldValue(val) {
-			return headBad, http.StatusBadRequest
-		}
-		sc.fields = append(sc.fields, f)
-		switch {
-		case equalFold(name, "Content-Length"):
-			n, ok := parseContentLength(val)
-			if !ok || (r.contentLength >= 0 && r.contentLength != n) {
+			// Empty lines before the request line are skipped (RFC 9112
+			// section 2.2): some clients send CRLF after a POST body.
+			if empty++; empty == 4 {
 				return headBad, http.StatusBadRequest
 			}
-			r.contentLength = n
-		case equalFold(name, "Transfer-Encoding"):
-			sc.fallback = "chunked_body"
-			return headFallback, 0 // net/http decodes it
-		case equalFold(name, "Host"):
-			hosts++
-		case equalFold(name, "Connection"):
-			r.connFields = append(r.connFields, len(sc.fields)-1)
-			if hasToken(val, "close") {
-				r.close = true
-			}
-		case equalFold(name, "Expect"):
-			if !equalFold(val, "100-continue") {
-				sc.fallback = "expect"
-				return headFallback, 0
-			}
-			r.continue100 = true
+			sc.head = sc.head[:0]
+			continue
+		}
+		if lines++; lines > maxLines {
+			return headBad, http.StatusRequestHeaderFieldsTooLarge
 		}
 	}
-	if hosts != 1 {
-		return headBad, http.StatusBadRequest // HTTP/1.1 needs exactly one
-	}
-	p := r.target
-	if q := bytes.IndexByte(p, '?'); q >= 0 {
-		p = p[:q]
-	}
-	if bytes.IndexByte(p, '%') >= 0 {
-		dp, err := url.PathUnescape(string(p))
-		if err != nil {
-			return headBad, http.StatusBadRequest
-		}
-		r.path = dp
-	} else {
-		r.path = internPath(p)
-	}
-	return headOK, 0
+	ph := requestHead{fields: sc.fields[:0]}
+	parseRequestHead(sc.head, &ph)
+	sc.req, sc.fields, sc.fallback = ph.rawReq, ph.fields, ph.fallback
+	return ph.verdict, ph.status
 }
 
 var errHeadTooLarge = errors.New("request head too large")
@@ -728,45 +657,23 @@ func equalFold[T ~string | ~[]byte](b []byte, s T) bool {
 	return true
 }
 
-// hasToken reports whether the comma-separated list v holds tok.
-func hasToken[T ~string | ~[]byte](v []byte, tok T) bool {
-	for len(v) > 0 {
-		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
-		}
-		if equalFold(bytes.TrimSpace(part), tok) {
-			return true
-		}
-	}
-	return false
-}
-
-// listedIn reports whether name is a token of one of the header lines
-// fields[idx...] (Connection headers) of head.
-func listedIn(head []byte, fields []hfield, idx []int, name []byte) bool {
-	for _, i := range idx {
-		if hasToken(head[fields[i].vs:fields[i].ve], name) {
-			return true
-		}
-	}
-	return false
-}
-
+// parseContentLength parses a Content-Length value as net/http does:
+// digits only (leading zeros allowed), at most 1<<63 - 1.
 func parseContentLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 {
 		return 0, false
 	}
-	var n int64
+	var n uint64
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
+		n = n*10 + uint64(c-'0')
+		if n > math.MaxInt64 {
+			return 0, false
+		}
 	}
-	return n, true
+	return int64(n), true
 }
 
 func internMethod(b []byte) string {

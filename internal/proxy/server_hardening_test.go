@@ -17,12 +17,13 @@ import (
 )
 
 // TestServerLargeRequestHead: a head past the size whose buffer the loop
-// does not keep (64 KiB) is served whole (a regression: the buffer was
-// dropped before the request was written on, and the process panicked).
+// does not keep (64 KiB), allowed by MaxHeaderBytes, is served whole (a
+// regression: the buffer was dropped before the request was written on,
+// and the process panicked).
 func TestServerLargeRequestHead(t *testing.T) {
 	backend := newEchoBackend(t)
 	h := newHandler(t, Options{}, "", backend.URL)
-	c, br := dialRaw(t, startLoop(t, h))
+	c, br := dialRaw(t, startLoopServer(t, &Server{Handler: h, MaxHeaderBytes: 1 << 20}))
 	big := strings.Repeat("a", 70<<10)
 	for i := range 2 { // and the connection goes on
 		writeRaw(t, c, rawRequest("POST", "/v1/completions", []string{"X-Big: " + big}, "{}"))

@@ -856,7 +856,6 @@ func TestServerBadRequests(t *testing.T) {
 		{name: "method not a token", raw: "G(T /v1/models HTTP/1.1\r\nHost: g\r\n\r\n", status: 400, code: "bad_request"},
 		{name: "header line without a colon", raw: "GET /v1/models HTTP/1.1\r\nHost: g\r\nNoColon\r\n\r\n", status: 400, code: "bad_request"},
 		{name: "space before the colon", raw: "GET /v1/models HTTP/1.1\r\nHost: g\r\nX-Bad : v\r\n\r\n", status: 400, code: "bad_request"},
-		{name: "obsolete line folding", raw: "GET /v1/models HTTP/1.1\r\nHost: g\r\nX-A: a\r\n folded\r\n\r\n", status: 400, code: "bad_request"},
 		{name: "bad Content-Length", raw: "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 1x\r\n\r\n", status: 400, code: "bad_request"},
 		{name: "conflicting Content-Lengths", raw: "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", status: 400, code: "bad_request"},
 		{name: "bad escape in the path", raw: "GET /v1/%zz HTTP/1.1\r\nHost: g\r\n\r\n", status: 400, code: "bad_request"},

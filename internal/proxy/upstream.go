@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -89,12 +88,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-// peekAfter is how long a connection may sit idle before get checks that
-// the replica has not closed it. Servers close idle keep-alive connections
-// after seconds (uvicorn: 5 s); a miss below this is caught by the
-// stale-connection retry.
-const peekAfter = 250 * time.Millisecond
 
 // aLongTimeAgo is a deadline in the past: setting it unblocks I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -191,9 +184,12 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	conn := hdr["Connection"]
+	var conn connTokens
+	for _, v := range hdr["Connection"] {
+		conn.addString(v)
+	}
 	for k, vs := range hdr {
-		if skipRequestHeader([]byte(k)) || (len(conn) > 0 && namedIn(conn, k)) || (cred.dropClient && k == "Authorization") {
+		if skipRequestHeader([]byte(k)) || conn.hasString(k) || (cred.dropClient && k == "Authorization") {
 			continue
 		}
 		for _, v := range vs {
@@ -222,20 +218,6 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	bw.WriteString("\r\n")
 	bw.Write(body)
 	return bw.Flush()
-}
-
-// namedIn reports whether header k is listed in Connection values.
-func namedIn(conn []string, k string) bool {
-	for _, v := range conn {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(tok), k) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (u *Upstream) exchange(ctx context.Context, pc *upConn, req *http.Request) (*http.Response, error) {
@@ -346,10 +328,11 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 		pc := list[len(list)-1]
 		u.idle[host] = list[:len(list)-1]
 		u.mu.Unlock()
-		// Under load a connection idles for microseconds: peek (a syscall)
-		// only at one that sat long enough for the replica to drop it.
-		idle := now.Sub(pc.idleSince)
-		if idle < idleTimeout && (idle < peekAfter || peekAlive(pc.c)) {
+		// Peek (one non-blocking syscall) before every reuse, however
+		// young: a replica that closed the connection, or sent bytes no
+		// request asked for (after a HEAD answer, say), must not have
+		// them read as the next client's answer.
+		if now.Sub(pc.idleSince) < idleTimeout && peekAlive(pc.c) {
 			pc.cr.n = 0
 			return pc, true, nil
 		}

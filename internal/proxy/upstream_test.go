@@ -291,7 +291,6 @@ func TestUpstreamReusesConnectionWithExpiredDeadline(t *testing.T) {
 	}
 	_ = pc.c.SetReadDeadline(aLongTimeAgo) // as left by an exchange's last wait
 	u.put(pc)
-	pc.idleSince = time.Now().Add(-2 * peekAfter) // idle long enough to be peeked
 	got, reused, err := u.get(context.Background(), host, false)
 	if err != nil {
 		t.Fatal(err)

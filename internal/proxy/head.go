@@ -1,0 +1,338 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// The HTTP/1.1 head parsers of the connection loop: pure functions over
+// the bytes of one head, with no socket, buffer or deadline in them (the
+// loop reads a head whole, bounded by its limits, then parses it). Both
+// are fuzzed against net/http's readers (head_test.go): what the request
+// parser accepts, http.ReadRequest and net/http's server accept with the
+// same meaning; what it rejects, they reject; what it cannot decide alone
+// it hands to net/http, the reference.
+
+// requestHead is what parseRequestHead made of a request head.
+type requestHead struct {
+	rawReq
+	fields   []hfield // the header lines, as offsets into the head
+	verdict  int      // headOK, headBad or headFallback
+	status   int      // headBad's answer
+	fallback string   // headFallback's reason (Server.OnFallback's)
+}
+
+// parseRequestHead parses b, a request head from its request line to the
+// empty line that ends it (CRLF or bare LF line ends), into h, reusing
+// h.fields' storage. The verdict says what the loop does with it:
+//
+//   - headOK: it serves the request itself. An HTTP/1.1 origin-form
+//     request with exactly one Host, a Content-Length body or none, and
+//     at most "Expect: 100-continue".
+//   - headBad: it answers h.status and closes: what net/http's server
+//     refuses too (a malformed request line, header line, value or
+//     Content-Length, a bad escape in the path, no Host or two).
+//   - headFallback: net/http serves the connection, replaying the head:
+//     other versions and target forms, Transfer-Encoding (with
+//     rawReq.framingConflict when a Content-Length came along), other
+//     Expect values, a Host net/http might refuse, obsolete line folding.
+func parseRequestHead(b []byte, h *requestHead) {
+	*h = requestHead{rawReq: rawReq{contentLength: -1}, fields: h.fields[:0]}
+	r := &h.rawReq
+	bad := func() { h.verdict, h.status = headBad, http.StatusBadRequest }
+
+	line, rest := nextLine(b)
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		bad()
+		return
+	}
+	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
+	if sp2 <= 0 {
+		bad()
+		return
+	}
+	method, target, proto := line[:sp1], line[sp1+1:sp1+1+sp2], line[sp1+2+sp2:]
+	if !isToken(method) || hasCTL(target) {
+		// A control byte in the target (a bare CR above all) is a
+		// smuggling tool against lenient parsers further on.
+		bad()
+		return
+	}
+	// why is the first reason found to hand the connection to net/http.
+	// The head is still read to its end, for the framing, and once it is
+	// set net/http judges whatever else is wrong.
+	why := ""
+	switch {
+	case string(proto) != "HTTP/1.1":
+		// HTTP/1.0 (no chunked answers, other keep-alive rules), other
+		// versions: net/http decides.
+		why = "http_version"
+	case target[0] != '/' || !visibleASCII(target):
+		why = "target_form"
+	}
+	r.method = internMethod(method)
+	r.target = target
+	base := len(b) - len(rest)
+	hosts, hostOK, te := 0, true, false
+	var cl []byte // the first Content-Length value
+	for {
+		line, rest = nextLine(rest)
+		if line == nil {
+			bad() // no empty line: not a whole head
+			return
+		}
+		start := base
+		base = len(b) - len(rest)
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// Obsolete line folding: net/http joins the lines (or
+			// refuses a fold of nothing); RFC 9112 section 5.2 allows
+			// either.
+			if why == "" {
+				why = "line_folding"
+			}
+			continue
+		}
+		f, ok := parseField(line, start)
+		if ok && !validFieldValue(b[f.vs:f.ve]) {
+			ok = false
+		}
+		if !ok {
+			if why == "" {
+				bad()
+			} else {
+				h.verdict, h.fallback = headFallback, why
+			}
+			return
+		}
+		name, val := b[f.ns:f.ne], b[f.vs:f.ve]
+		h.fields = append(h.fields, f)
+		switch {
+		case equalFold(name, "Content-Length"):
+			// As net/http: every value the same text, digits only.
+			n, ok := parseContentLength(val)
+			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
+				if why == "" {
+					bad()
+				} else {
+					h.verdict, h.fallback = headFallback, why
+				}
+				return
+			}
+			cl, r.contentLength = val, n
+		case equalFold(name, "Transfer-Encoding"):
+			te = true // net/http decodes it
+		case equalFold(name, "Host"):
+			hosts++
+			hostOK = hostOK && plainHost(val)
+		case equalFold(name, "Connection"):
+			r.conn.add(val)
+		case equalFold(name, "Expect"):
+			if !equalFold(val, "100-continue") && why == "" {
+				why = "expect"
+			}
+			r.continue100 = true
+		}
+	}
+	r.close = r.conn.close
+	if why == "" && hosts != 1 {
+		bad() // HTTP/1.1 needs exactly one
+		return
+	}
+	if te {
+		// Both framings (RFC 9112 section 6.1): net/http reads the body
+		// by Transfer-Encoding; the connection closes after the answer.
+		r.framingConflict = cl != nil
+		r.contentLength = -1
+		if why == "" {
+			why = "chunked_body"
+		}
+	}
+	if why == "" && !hostOK {
+		why = "host"
+	}
+	if why != "" {
+		h.verdict, h.fallback = headFallback, why
+		return
+	}
+	p := r.target
+	if q := bytes.IndexByte(p, '?'); q >= 0 {
+		p = p[:q]
+	}
+	if bytes.IndexByte(p, '%') >= 0 {
+		dp, err := url.PathUnescape(string(p))
+		if err != nil {
+			bad()
+			return
+		}
+		r.path = dp
+	} else {
+		r.path = internPath(p)
+	}
+	h.verdict = headOK
+}
+
+// nextLine splits the first line off b, without its line end (LF or
+// CRLF). line is nil when b holds no whole line.
+func nextLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, b
+	}
+	return trimEOL(b[:i+1]), b[i+1:]
+}
+
+// hasCTL reports a control byte (or DEL) in b.
+func hasCTL(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// plainHost reports a Host value made of the bytes of host names, IP
+// addresses and ports only; net/http judges any other.
+func plainHost(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// closeField is added to a replayed head whose connection must close
+// after its answer.
+var closeField = []byte("Connection: close\r\n")
+
+// appendReplayHead appends a request head the loop read, for net/http to
+// read again. With closeAfter, a "Connection: close" field goes before
+// the empty line that ends it, so net/http closes the connection after
+// answering (all it can be told: the header it gives the Handler no
+// longer says that a Content-Length came with the Transfer-Encoding).
+func appendReplayHead(dst, head []byte, closeAfter bool) []byte {
+	if !closeAfter {
+		return append(dst, head...)
+	}
+	end := len(head) - 1 // the empty line's LF
+	if end > 0 && head[end-1] == '\r' {
+		end--
+	}
+	dst = append(dst, head[:end]...)
+	dst = append(dst, closeField...)
+	return append(dst, head[end:]...)
+}
+
+// parseResponseHead parses b, a replica's response head from its status
+// line to the empty line that ends it, into rr (reusing rr.fields'
+// storage; fields are offsets into b). rr.frame settles the body's
+// framing once the request's method is known. It refuses, for a 502,
+// what net/http's client refuses (malformed status or header lines, a
+// control byte in a value, conflicting or malformed Content-Lengths, a
+// transfer coding other than chunked) and, deliberately, a few heads
+// net/http would take but the loop cannot relay faithfully: obsolete
+// line folding (RFC 9112 section 5.2 allows the 502), a header name
+// that is not a token, a control byte in the reason phrase (the loop
+// relays the phrase), a status under 100, HTTP versions other than 1.x
+// and Transfer-Encoding in an HTTP/1.0 answer (faulty framing, RFC 9112
+// section 6.1).
+func parseResponseHead(b []byte, rr *rawResp) error {
+	line, rest := nextLine(b)
+	code, http10, err := parseStatusLine(line)
+	if err != nil {
+		return err
+	}
+	*rr = rawResp{status: code, contentLength: -1, fields: rr.fields[:0]}
+	rr.reason = line[9:]
+	base := len(b) - len(rest)
+	var cl []byte // the first Content-Length value
+	for {
+		line, rest = nextLine(rest)
+		if line == nil {
+			return errors.New("response head without its end")
+		}
+		start := base
+		base = len(b) - len(rest)
+		if len(line) == 0 {
+			break
+		}
+		f, ok := parseField(line, start)
+		if !ok {
+			return fmt.Errorf("malformed response header line %q", line)
+		}
+		name, val := b[f.ns:f.ne], b[f.vs:f.ve]
+		if !validFieldValue(val) {
+			// Relayed, a bare CR would split the client's answer.
+			return fmt.Errorf("control byte in response header %q", name)
+		}
+		rr.fields = append(rr.fields, f)
+		switch {
+		case equalFold(name, "Content-Length"):
+			n, ok := parseContentLength(val)
+			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
+				return fmt.Errorf("bad Content-Length %q", val)
+			}
+			cl, rr.contentLength = val, n
+		case equalFold(name, "Transfer-Encoding"):
+			// Only chunked, as net/http's client: another coding
+			// would reach the client undeclared (the header is
+			// hop-by-hop), and with a Content-Length beside it the
+			// framing would be ambiguous.
+			if !equalFold(val, "chunked") || rr.chunked || http10 {
+				return fmt.Errorf("unsupported transfer encoding %q", val)
+			}
+			rr.chunked = true
+		case equalFold(name, "Connection"):
+			rr.conn.add(val)
+		case equalFold(name, "Content-Type"):
+			rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
+		}
+	}
+	// HTTP/1.0 answers close unless kept alive.
+	rr.close = rr.conn.close || (http10 && !rr.conn.keepAlive)
+	return nil
+}
+
+// parseStatusLine checks a response's status line (without its line
+// end): HTTP/1.x, a status from 100 to 999, a reason phrase free of
+// control bytes. http10 reports an HTTP/1.0 answer.
+func parseStatusLine(line []byte) (code int, http10 bool, err error) {
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[7] < '0' || line[7] > '9' || line[8] != ' ' {
+		return 0, false, fmt.Errorf("malformed status line %q", line)
+	}
+	code, ok := parseStatus(line[9:12])
+	if !ok || (len(line) > 12 && line[12] != ' ') || hasCTLButTab(line[12:]) {
+		return 0, false, fmt.Errorf("malformed status line %q", line)
+	}
+	return code, line[7] == '0', nil
+}
+
+// frame settles the body framing of a final (non-1xx) answer to a request
+// of method: none, Content-Length, chunked, or until the replica closes.
+func (rr *rawResp) frame(method string) {
+	switch {
+	case method == http.MethodHead || rr.status == http.StatusNoContent || rr.status == http.StatusNotModified:
+		rr.bodiless, rr.chunked, rr.closeDelim = true, false, false
+	case rr.chunked:
+		rr.contentLength = -1
+	case rr.contentLength < 0:
+		rr.closeDelim = true
+	}
+	if rr.closeDelim {
+		rr.close = true
+	}
+}
+
+// hasCTLButTab reports a control byte other than HTAB, or DEL, in b.
+func hasCTLButTab(b []byte) bool { return !validFieldValue(b) }
