@@ -97,6 +97,11 @@ func (s *Server) allowed(r *http.Request) []string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isDashboardAsset(r) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cutover"`)
+		if r.ContentLength != 0 {
+			// The body is not read: net/http would otherwise read (and
+			// wait for) it before the answer goes out.
+			w.Header().Set("Connection", "close")
+		}
 		writeError(w, &httpError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong admin token: send Authorization: Bearer <token> (CUTOVER_ADMIN_TOKEN or admin.token_file)"})
 		return
 	}
