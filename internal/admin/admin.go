@@ -122,6 +122,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch s.access(r) {
 	case accessNone:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cutover"`)
+		if r.ContentLength != 0 {
+			// The body is not read: net/http would otherwise read (and
+			// wait for) it before the answer goes out.
+			w.Header().Set("Connection", "close")
+		}
 		writeError(w, &httpError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong admin token: send Authorization: Bearer <token> (CUTOVER_ADMIN_TOKEN or admin.token_file)"})
 		return
 	case accessRead:

@@ -204,6 +204,14 @@ type Proxy struct {
 	// on to replicas whose pool has no api_key_file. Default false: it is
 	// dropped, so a client's key for the gateway never reaches a replica.
 	ForwardClientAuthorization bool `yaml:"forward_client_authorization"`
+	// MaxBufferedBytes bounds the request body bytes all requests together
+	// hold in memory; a request that would pass it gets 503 overloaded.
+	// At least MaxBodyBytes. Default 512 MiB.
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
+	// ClientWriteTimeout cuts a client that accepts no byte of an answer
+	// for that long, and cancels the replica's request. Default 60s (like
+	// nginx's send_timeout). Zero means no limit.
+	ClientWriteTimeout Duration `yaml:"client_write_timeout"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "1h").
@@ -253,6 +261,8 @@ func Default() *Config {
 			DrainTimeout:          Duration(30 * time.Second),
 			AccessLog:             &t,
 			Client:                "cutover",
+			MaxBufferedBytes:      512 << 20,
+			ClientWriteTimeout:    Duration(60 * time.Second),
 		},
 		Validation: defaultValidation(),
 		Rollout: Rollout{
@@ -411,11 +421,15 @@ func (c *Config) Validate() error {
 	if c.Proxy.MaxBodyBytes < 1 {
 		add("proxy.max_body_bytes", "must be positive, got %d", c.Proxy.MaxBodyBytes)
 	}
+	if c.Proxy.MaxBufferedBytes < c.Proxy.MaxBodyBytes {
+		add("proxy.max_buffered_bytes", "must be at least proxy.max_body_bytes (%d), got %d", c.Proxy.MaxBodyBytes, c.Proxy.MaxBufferedBytes)
+	}
 	for key, d := range map[string]Duration{
 		"proxy.response_header_timeout": c.Proxy.ResponseHeaderTimeout,
 		"proxy.idle_timeout":            c.Proxy.IdleTimeout,
 		"proxy.timeout":                 c.Proxy.Timeout,
 		"proxy.drain_timeout":           c.Proxy.DrainTimeout,
+		"proxy.client_write_timeout":    c.Proxy.ClientWriteTimeout,
 	} {
 		if d < 0 {
 			add(key, "must not be negative, got %s", d)

@@ -58,6 +58,8 @@ func TestParseMinimalGetsDefaults(t *testing.T) {
 		{"proxy.timeout", c.Proxy.Timeout.D(), time.Duration(0)},
 		{"proxy.drain_timeout", c.Proxy.DrainTimeout.D(), 30 * time.Second},
 		{"proxy.access_log", c.Proxy.AccessLogEnabled(), true},
+		{"proxy.max_buffered_bytes", c.Proxy.MaxBufferedBytes, int64(512 << 20)},
+		{"proxy.client_write_timeout", c.Proxy.ClientWriteTimeout.D(), time.Minute},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {
@@ -138,6 +140,8 @@ func TestParseErrors(t *testing.T) {
 		{"health path relative", minimal + "health:\n  path: health\n", "health.path", 9, []string{`"health"`, "/"}},
 		{"max body negative", minimal + "proxy:\n  max_body_bytes: -1\n", "proxy.max_body_bytes", 9, []string{"-1"}},
 		{"negative duration", minimal + "proxy:\n  idle_timeout: -5s\n", "proxy.idle_timeout", 9, []string{"negative", "-5s"}},
+		{"negative client write timeout", minimal + "proxy:\n  client_write_timeout: -1s\n", "proxy.client_write_timeout", 9, []string{"negative", "-1s"}},
+		{"buffered below body limit", minimal + "proxy:\n  max_buffered_bytes: 1024\n", "proxy.max_buffered_bytes", 9, []string{"1024", "proxy.max_body_bytes"}},
 		{"bad balancer", minimal + "balancer: random\n", "balancer", 8, []string{`"random"`, "least_outstanding"}},
 		{"admin listen equals listen", minimal + "listen: 127.0.0.1:9000\nadmin:\n  listen: 127.0.0.1:9000\n", "admin.listen", 10, []string{`"127.0.0.1:9000"`}},
 		{"listen not host:port", minimal + "listen: localhost\n", "listen", 8, []string{`"localhost"`}},

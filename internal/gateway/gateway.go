@@ -184,6 +184,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 
 		ForwardClientAuthorization: cfg.Proxy.ForwardClientAuthorization,
 		ClientAuth:                 clientAuth,
+		MaxBufferedBytes:           cfg.Proxy.MaxBufferedBytes,
+		ClientWriteTimeout:         cfg.Proxy.ClientWriteTimeout.D(),
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
@@ -277,7 +279,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	g.trafficSrv = &proxy.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog,
 		OnFallback: g.metrics.Fallback}
-	g.adminSrv = &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+	g.adminSrv = admin.NewHTTPServer(adm, errLog)
 	if g.previewLn != nil {
 		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	}

@@ -29,6 +29,8 @@ type Metrics struct {
 	itl      *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
 	fallback *prometheus.CounterVec
+	// writeTimeouts counts clients cut by proxy.client_write_timeout.
+	writeTimeouts *prometheus.CounterVec
 
 	handles sync.Map // *pool.Replica, or the pool name for requests with none -> *replicaHandles
 	cols    []prometheus.Collector
@@ -71,7 +73,9 @@ func New(src Source) *Metrics {
 		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
 	m.fallback = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_proxy_fallback_connections_total",
 		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, host, line_folding, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
-	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src, prune: m.prune})
+	m.writeTimeouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_client_write_timeouts_total",
+		Help: "Clients cut because they accepted no byte of an answer for proxy.client_write_timeout; the replica's request was cancelled."}, []string{"pool"})
+	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, m.writeTimeouts, &stateCollector{src: src, prune: m.prune})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.seedFixed()
 	return m
@@ -201,6 +205,9 @@ func (m *Metrics) Observe(o *proxy.Observation) {
 	kind := o.Error
 	switch {
 	case kind == "client_closed":
+		kind = ""
+	case kind == "client_write_timeout": // the client's doing, not the replica's
+		m.writeTimeouts.WithLabelValues(o.Pool).Inc()
 		kind = ""
 	case kind == "" && o.StreamError:
 		kind = "stream_error"

@@ -19,6 +19,8 @@ type apiError struct {
 	typ    string
 	code   string
 	msg    string
+	// retryAfter is the answer's Retry-After header, "" for none.
+	retryAfter string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -29,6 +31,9 @@ func (e *apiError) write(w http.ResponseWriter) {
 	h["Content-Type"] = jsonContentType
 	body := e.appendJSON(make([]byte, 0, 96+len(e.msg)))
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if e.retryAfter != "" {
+		h["Retry-After"] = []string{e.retryAfter}
+	}
 	w.WriteHeader(e.status)
 	_, _ = w.Write(body)
 }

@@ -56,6 +56,18 @@ type Options struct {
 	// carry a valid key (401 otherwise) and limits each key to its models
 	// (403). Nil means no client auth.
 	ClientAuth ClientAuth
+	// BodyTimeout bounds reading a request body, from the end of its head,
+	// on every serving path (408 request_timeout). Zero means 30s;
+	// negative means none.
+	BodyTimeout time.Duration
+	// ClientWriteTimeout cuts a client that accepts no byte of an answer
+	// for that long (it stopped reading), and the replica's request with
+	// it. Zero means none.
+	ClientWriteTimeout time.Duration
+	// MaxBufferedBytes bounds the request body bytes held in memory by all
+	// requests together; a request that would pass it gets 503 overloaded.
+	// Zero means 512 MiB; negative means none.
+	MaxBufferedBytes int64
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -67,6 +79,8 @@ type Handler struct {
 	picker pool.Picker
 	log    *slog.Logger
 	table  atomic.Pointer[route.Table]
+	// buffered counts the request body bytes held in memory.
+	buffered bodyBudget
 }
 
 // New returns a Handler with no table: it answers 503 until Apply.
@@ -84,6 +98,10 @@ func New(opts Options) *Handler {
 	}
 	if h.opts.MaxBodyBytes <= 0 {
 		h.opts.MaxBodyBytes = 32 << 20
+	}
+	h.buffered.max = h.opts.MaxBufferedBytes
+	if h.buffered.max == 0 {
+		h.buffered.max = defaultMaxBufferedBytes
 	}
 	return h
 }
@@ -130,6 +148,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reach the candidate pool.
 func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
 	start := time.Now()
+	wdl := h.startWrites(w)
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	key, aerr := h.authenticate(r.URL.Path, headerValue(r.Header, "Authorization"))
 	if aerr != nil {
@@ -140,7 +159,8 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		a.write(w)
 		return
 	}
-	body, aerr := h.readBody(r)
+	body, held, aerr := h.readBody(w, r)
+	defer h.buffered.give(held)
 	if aerr == nil {
 		aerr = h.allowModel(key, t, r.Method, body)
 	}
@@ -156,7 +176,7 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		*ex = exchange{}
 		exchangePool.Put(ex)
 	}()
-	*ex = exchange{h: h, w: w, r: r, e: e, body: body}
+	*ex = exchange{h: h, w: w, r: r, e: e, body: body, wdl: wdl}
 	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start, Key: h.keyID(key)}
 	mirrored := h.wantMirror(r.Method, e, body)
 	if mirrored && Deterministic(body) {
@@ -249,33 +269,30 @@ func (h *Handler) wantMirror(method string, e *route.Entry, body []byte) bool {
 	return m != nil && method == http.MethodPost && len(body) > 0 && m.Want(e.Pool.Name, len(body))
 }
 
-// readBody reads the whole request body, bounded by MaxBodyBytes. LLM
-// request bodies are small JSON documents; holding them lets a failed
-// attempt go to another replica and the model field be rewritten.
-func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
-	max := h.opts.MaxBodyBytes
-	if r.ContentLength > max {
-		return nil, errBodyTooLarge(max)
+// readBody reads the whole request body (see bufferBody) within the body
+// timeout. LLM request bodies are small JSON documents; holding them lets a
+// failed attempt go to another replica and the model field be rewritten.
+// held is what the body holds of h.buffered until the request ends.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, held int64, aerr *apiError) {
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		return nil, 0, errBodyTooLarge(h.opts.MaxBodyBytes)
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
-	var b []byte
-	if r.ContentLength > 0 {
-		b = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, b); err != nil {
-			return nil, errBadBody(err)
-		}
-		return b, nil
+	rc := http.NewResponseController(w)
+	d := h.bodyDeadline(time.Now())
+	if !d.IsZero() {
+		_ = rc.SetReadDeadline(d)
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	if err != nil {
-		return nil, errBadBody(err)
+	body, held, aerr = h.bufferBody(r.Body, r.ContentLength, nil)
+	if aerr == nil && !d.IsZero() {
+		// The connection's background read (net/http's watch for a
+		// hang-up) must not inherit it. After a failure it stays: what
+		// net/http would read of the rest of the body is not worth a wait.
+		_ = rc.SetReadDeadline(time.Time{})
 	}
-	if int64(len(b)) > max {
-		return nil, errBodyTooLarge(max)
-	}
-	return b, nil
+	return body, held, aerr
 }
 
 // exchange is one client request and its (at most two) upstream attempts.
@@ -293,6 +310,7 @@ type exchange struct {
 	// cancel stops the upstream request: how an answer that went idle is
 	// cut when its body is not Upstream's own (whose deadlines do it).
 	cancel context.CancelCauseFunc
+	wdl    writeDeadline // the client write deadline
 }
 
 // exchangePool recycles the per-request state.
@@ -523,8 +541,9 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 	o.Stream, o.Status = streaming, resp.StatusCode
 	sc := newBodyScanner()
 	defer func() { o.Tokens, o.TokensFromUsage = sc.tokens(); o.StreamError = sc.streamError }()
-	ex.w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(ex.w)
+	ex.armWrite(rc)
+	ex.w.WriteHeader(resp.StatusCode)
 	if streaming {
 		_ = rc.Flush()
 	}
@@ -556,14 +575,15 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 			if o.Bytes == 0 {
 				o.TTFT = time.Since(o.Start)
 			}
+			ex.armWrite(rc)
 			if _, werr := ex.w.Write(buf[:n]); werr != nil {
-				o.Error = "client_closed" // closing resp.Body (deferred) stops the upstream
+				o.Error = clientGoneCode(werr) // closing resp.Body (deferred) stops the upstream
 				return false
 			}
 			o.Bytes += int64(n)
 			if streaming {
 				if err := rc.Flush(); err != nil {
-					o.Error = "client_closed"
+					o.Error = clientGoneCode(err)
 					return false
 				}
 			}

@@ -61,7 +61,8 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		}
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
-	body, aerr := sc.readBody()
+	body, held, aerr := sc.readBody()
+	defer h.buffered.give(held)
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
 			return sc.writeError(aerr, e, nil)
@@ -117,7 +118,7 @@ func (sc *srvConn) discardBody() bool {
 		return true
 	}
 	if int64(sc.br.Buffered()) < n {
-		_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
+		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
 	}
 	_, err := sc.br.Discard(int(n))
 	return err == nil
@@ -127,6 +128,7 @@ func (sc *srvConn) discardBody() bool {
 func (sc *srvConn) writeError(e *apiError, pe *route.Entry, rep *pool.Replica) bool {
 	body := make([]byte, 0, 96+len(e.msg))
 	body = e.appendJSON(body)
+	sc.retryAfter = e.retryAfter
 	return sc.writeGateway(e.status, "application/json", body, pe, rep)
 }
 
@@ -143,6 +145,12 @@ func (sc *srvConn) writeGateway(status int, contentType string, body []byte, e *
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n"...)
 	b = appendCutoverHeaders(b, e, rep)
+	if sc.retryAfter != "" {
+		b = append(b, "Retry-After: "...)
+		b = append(b, sc.retryAfter...)
+		b = append(b, "\r\n"...)
+		sc.retryAfter = ""
+	}
 	if sc.req.close || sc.s.shutdown.Load() {
 		b = append(b, "Connection: close\r\n"...)
 	}
@@ -151,7 +159,7 @@ func (sc *srvConn) writeGateway(status int, contentType string, body []byte, e *
 		b = append(b, body...)
 	}
 	sc.out = b
-	_, err := sc.c.Write(b)
+	_, err := sc.write(b)
 	return err == nil
 }
 
@@ -738,8 +746,8 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 
 // writeClient writes to the client; a failure means it hung up.
 func (x *rawExchange) writeClient(b []byte) bool {
-	if _, err := x.sc.c.Write(b); err != nil {
-		x.obs.Error = "client_closed"
+	if _, err := x.sc.write(b); err != nil {
+		x.obs.Error = clientGoneCode(err)
 		x.sc.gone.Store(true)
 		return false
 	}

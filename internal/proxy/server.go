@@ -53,6 +53,12 @@ type Server struct {
 	// the net/http server, with why: http_version, target_form,
 	// chunked_body, expect, host, line_folding, https_replicas or client.
 	OnFallback func(reason string)
+	// DrainGrace is how long, once Shutdown began, a request that arrives
+	// on an idle kept-alive connection is still answered (with
+	// Connection: close) before idle connections are closed: a client
+	// may have sent it before it could learn of the shutdown. Zero means
+	// 1s; negative means none.
+	DrainGrace time.Duration
 
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
@@ -60,6 +66,7 @@ type Server struct {
 	fallback   *http.Server
 	fallbackLn *chanListener
 	shutdown   atomic.Bool
+	graceEnd   atomic.Int64   // Unix nanoseconds when DrainGrace ends; set before shutdown
 	wg         sync.WaitGroup // connection goroutines
 }
 
@@ -84,6 +91,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns = map[*srvConn]struct{}{}
 	}
 	s.listeners[ln] = struct{}{}
+	direct := s.Handler.up == nil // every connection goes to net/http
+	if direct && s.fallback == nil {
+		s.startFallbackLocked(ln.Addr())
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -106,6 +117,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		if direct {
+			if !s.handOffAccepted(c) {
+				return errServerClosed
+			}
+			continue
+		}
 		sc := s.newConn(c)
 		if sc == nil {
 			_ = c.Close()
@@ -147,6 +164,7 @@ func (s *Server) forget(sc *srvConn) {
 // the answer), or for ctx. Connections handed to the net/http fallback
 // drain the same way.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.graceEnd.Store(time.Now().Add(s.drainGrace()).UnixNano())
 	s.shutdown.Store(true)
 	s.mu.Lock()
 	for ln := range s.listeners {
@@ -156,8 +174,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// The fallback server is not shut down while connections drain:
 	// net/http drops a request whose head it finishes reading after its
 	// Shutdown began, and a connection handed over mid-drain has one.
-	// Without keep-alives it closes each connection after its answer, and
-	// idle ones at once (called every tick: it may be created meanwhile).
+	// Its handler closes each connection after its answer (fallbackHandler);
+	// once the grace ends, without keep-alives it closes idle ones too
+	// (called every tick: it may be created meanwhile).
 	fallback := func() *http.Server {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -168,16 +187,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if fb := fallback(); fb != nil {
-			fb.SetKeepAlivesEnabled(false)
-		}
-		s.mu.Lock()
-		for sc := range s.conns {
-			if sc.state.Load() == stateIdle {
-				_ = sc.c.Close()
+		if s.pastGrace() {
+			if fb := fallback(); fb != nil {
+				fb.SetKeepAlivesEnabled(false)
 			}
+			s.mu.Lock()
+			for sc := range s.conns {
+				if sc.state.Load() == stateIdle {
+					_ = sc.c.Close()
+				}
+			}
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
 		select {
 		case <-done: // every connection, handed over or not, is closed
 			if fb := fallback(); fb != nil {
@@ -212,20 +233,11 @@ func (s *Server) Close() error {
 // handOff gives a connection to the net/http server, replaying the bytes
 // the loop already read. The connection stays counted in s.wg until
 // net/http closes it, so Shutdown waits for it like for its own.
-func (s *Server) handOff(c net.Conn, replay []byte) {
-	rc := &replayConn{Conn: c, replay: replay, done: s.wg.Done}
+func (s *Server) handOff(c net.Conn, replay []byte, headDeadline time.Time) {
+	rc := &replayConn{Conn: c, replay: replay, done: s.wg.Done, headDeadline: headDeadline}
 	s.mu.Lock()
 	if s.fallback == nil {
-		s.fallbackLn = &chanListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: c.LocalAddr()}
-		s.fallback = &http.Server{
-			Handler:           s.Handler,
-			ReadHeaderTimeout: s.readHeaderTimeout(),
-			IdleTimeout:       s.idleTimeout(),
-			MaxHeaderBytes:    s.maxHeaderBytes(),
-			ErrorLog:          s.ErrorLog,
-		}
-		fb, ln := s.fallback, s.fallbackLn
-		go func() { _ = fb.Serve(ln) }()
+		s.startFallbackLocked(c.LocalAddr())
 	}
 	// s.mu stays held until the fallback accepts the connection:
 	// Shutdown reads s.fallback under it, so it cannot stop the fallback
@@ -310,6 +322,10 @@ type replayConn struct {
 	replay []byte
 	done   func()
 	once   sync.Once
+	// headDeadline is the deadline of the head that began arriving before
+	// the hand-off (zero: none); see SetReadDeadline.
+	headDeadline time.Time
+	clamped      atomic.Bool
 }
 
 func (c *replayConn) Close() error {
@@ -362,6 +378,11 @@ type srvConn struct {
 	stopping  atomic.Bool            // stopWatch interrupts the watcher's read
 	cur       atomic.Pointer[upConn] // the replica connection to stop then
 	pending   int                    // a byte the watcher read, or -1
+
+	wdl           writeDeadline // the client write deadline
+	writeTimedOut bool          // a client write ran out of it
+	retryAfter    string        // the next gateway answer's Retry-After
+	headDeadline  time.Time     // the current head's, zero when none was set
 }
 
 // connReader lets a byte read by the watcher come first.
@@ -408,7 +429,7 @@ func (sc *srvConn) serve() {
 	}()
 	for {
 		sc.state.Store(stateIdle)
-		if sc.s.shutdown.Load() {
+		if sc.s.pastGrace() {
 			return
 		}
 		if sc.br.Buffered() == 0 {
@@ -420,8 +441,10 @@ func (sc *srvConn) serve() {
 			}
 		}
 		sc.state.Store(stateActive)
+		sc.headDeadline = time.Time{}
 		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
-			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
+			sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
+			_ = sc.c.SetReadDeadline(sc.headDeadline)
 		}
 		verdict, status := sc.readRequest()
 		t := sc.h.table.Load()
@@ -444,7 +467,7 @@ func (sc *srvConn) serve() {
 			sc.s.mu.Lock()
 			delete(sc.s.conns, sc) // net/http owns it now; s.wg counts it until it closes
 			sc.s.mu.Unlock()
-			sc.s.handOff(sc.c, replay)
+			sc.s.handOff(sc.c, replay, sc.headDeadline)
 			return
 		case headBad:
 			code := "bad_request"
@@ -704,35 +727,25 @@ func internPath(b []byte) string {
 	return string(b)
 }
 
-// readBody reads the request body (Content-Length bytes) into sc.body.
-func (sc *srvConn) readBody() ([]byte, *apiError) {
+// readBody reads the request body (Content-Length bytes) within the body
+// timeout, a small one into sc.body (see Handler.bufferBody).
+func (sc *srvConn) readBody() (body []byte, held int64, aerr *apiError) {
 	n := sc.req.contentLength
 	if n <= 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if n > sc.h.opts.MaxBodyBytes {
-		return nil, errBodyTooLarge(sc.h.opts.MaxBodyBytes)
+		return nil, 0, errBodyTooLarge(sc.h.opts.MaxBodyBytes)
 	}
 	if int64(sc.br.Buffered()) < n {
-		_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.readHeaderTimeout()))
+		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
 	}
 	if sc.req.continue100 && sc.br.Buffered() == 0 {
-		if _, err := sc.c.Write(continueLine); err != nil {
-			return nil, &apiError{status: statusClientClosed, code: "client_closed"}
+		if _, err := sc.write(continueLine); err != nil {
+			return nil, 0, &apiError{status: statusClientClosed, code: "client_closed"}
 		}
 	}
-	b := sc.body
-	if int64(cap(b)) < n {
-		b = make([]byte, n)
-		if n <= maxKeptBody {
-			sc.body = b
-		}
-	}
-	b = b[:n]
-	if _, err := io.ReadFull(sc.br, b); err != nil {
-		return nil, errBadBody(err)
-	}
-	return b, nil
+	return sc.h.bufferBody(sc.br, n, &sc.body)
 }
 
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")

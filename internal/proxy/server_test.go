@@ -1148,8 +1148,8 @@ func hasField(head, name string) bool {
 }
 
 // TestServerTimeouts: a keep-alive connection idle past IdleTimeout is
-// closed; a head or a body that stops arriving is given up after
-// ReadHeaderTimeout (a cut body with a 400, as the Handler does).
+// closed; a head that stops arriving is given up after ReadHeaderTimeout,
+// a body after the Handler's BodyTimeout (with a 408, as the Handler does).
 func TestServerTimeouts(t *testing.T) {
 	backend := newEchoBackend(t)
 	cases := []struct {
@@ -1160,11 +1160,11 @@ func TestServerTimeouts(t *testing.T) {
 	}{
 		{name: "idle keep-alive connection"},
 		{name: "partial head", send: "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\n"},
-		{name: "partial body", send: "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 10\r\n\r\n{\"a\"", status: 400, code: "bad_body"},
+		{name: "partial body", send: "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 10\r\n\r\n{\"a\"", status: 408, code: "request_timeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHandler(t, Options{}, "", backend.URL)
+			h := newHandler(t, Options{BodyTimeout: 200 * time.Millisecond}, "", backend.URL)
 			s := &Server{Handler: h, IdleTimeout: 200 * time.Millisecond, ReadHeaderTimeout: 200 * time.Millisecond}
 			c, br := dialRaw(t, startLoopServer(t, s))
 			first := step{req: rawRequest("POST", "/v1/a", nil, "first"), method: "POST", status: 200, uri: "/v1/a", body: "first"}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cutover-dev/cutover/api"
+
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/store"
 )
@@ -74,7 +76,7 @@ func TestStartWarnsWhenConfigLiveDiffers(t *testing.T) {
 	dir := t.TempDir()
 	o, st := boltOptions(t, dir, nil)
 	c := mustStart(t, o)
-	if _, err := c.Promote(context.Background(), "test"); err != nil {
+	if _, err := c.Promote(context.Background(), "test", api.PromoteRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
