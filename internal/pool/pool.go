@@ -22,9 +22,10 @@ type Replica struct {
 	// Never modify it.
 	NameHeader []string
 
-	healthy  atomic.Bool
+	healthy  atomic.Bool // by active checks (and Eject)
 	inflight atomic.Int64
 	requests atomic.Uint64 // requests sent, retries included
+	out      outlierState  // passive health: see Outlier
 
 	mu        sync.Mutex // guards the fields below
 	passes    int        // consecutive passed checks
@@ -43,8 +44,9 @@ func NewReplica(u *url.URL) *Replica {
 	return r
 }
 
-// Healthy reports whether the replica may get new requests.
-func (r *Replica) Healthy() bool { return r.healthy.Load() }
+// Healthy reports whether the replica may get new requests: active checks
+// pass and outlier detection has not ejected it.
+func (r *Replica) Healthy() bool { return r.healthy.Load() && !r.out.ejected.Load() }
 
 // InFlight returns the number of requests the gateway has open on r.
 func (r *Replica) InFlight() int64 { return r.inflight.Load() }
@@ -64,17 +66,29 @@ func (r *Replica) Release() { r.inflight.Add(-1) }
 
 // HealthState is a snapshot of a replica's health bookkeeping.
 type HealthState struct {
-	Healthy   bool
+	// Healthy is Healthy(): checks pass and no outlier ejection.
+	Healthy bool
+	// LastError is why the replica is out (the last failed check, or the
+	// outlier ejection's reason), "" when it is in.
 	LastError string
 	CheckedAt time.Time
 	ChangedAt time.Time
+	// EjectedUntil is when an outlier ejection ends, zero when none runs.
+	EjectedUntil time.Time
 }
 
 // Health returns a snapshot of r's health state.
 func (r *Replica) Health() HealthState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return HealthState{Healthy: r.healthy.Load(), LastError: r.lastErr, CheckedAt: r.checkedAt, ChangedAt: r.changedAt}
+	h := HealthState{Healthy: r.Healthy(), LastError: r.lastErr, CheckedAt: r.checkedAt, ChangedAt: r.changedAt}
+	if r.out.ejected.Load() {
+		h.EjectedUntil = r.out.until
+		if h.LastError == "" {
+			h.LastError = "outlier: " + r.out.reason
+		}
+	}
+	return h
 }
 
 // RecordCheck records the outcome of one active check (err nil = passed)
