@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,5 +314,29 @@ func TestOutlierConcurrent(t *testing.T) {
 	}
 	if out > 2 {
 		t.Errorf("%d of 4 replicas out at max_ejection_percent 50", out)
+	}
+}
+
+// TestRoundRobinNeverNilWhileOneIsUp: concurrent picks share the counter,
+// so one Pick's turns could all land on the unavailable replica; it
+// returned nil (503 no_healthy_replica) with a healthy replica beside.
+func TestRoundRobinNeverNilWhileOneIsUp(t *testing.T) {
+	rs := replicas(t, 2)
+	rs[1].Eject(time.Now(), errDown)
+	var rr pool.RoundRobin
+	var wg sync.WaitGroup
+	var nils atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for range 20000 {
+				if rr.Pick(rs, nil) == nil {
+					nils.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := nils.Load(); n != 0 {
+		t.Errorf("%d picks returned nil with a healthy replica in the pool", n)
 	}
 }

@@ -104,7 +104,10 @@ func (rr *RoundRobin) Pick(rs []*Replica, skip *Replica) *Replica {
 			return r
 		}
 	}
-	return nil
+	// Concurrent picks advance the counter too, so the turns this one
+	// took may all have landed on unavailable replicas: never answer
+	// "none" while one is available.
+	return nthHealthy(rs, skip, 0)
 }
 
 var (
