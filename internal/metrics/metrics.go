@@ -29,6 +29,8 @@ type Metrics struct {
 	itl      *prometheus.HistogramVec
 	tokens   *prometheus.CounterVec
 	fallback *prometheus.CounterVec
+	ejected  *prometheus.CounterVec
+	overflow *prometheus.CounterVec
 
 	handles sync.Map // *pool.Replica, or the pool name for requests with none -> *replicaHandles
 	cols    []prometheus.Collector
@@ -67,7 +69,12 @@ func New(src Source) *Metrics {
 		Help: "Output tokens: usage.completion_tokens when the response has it, else counted stream chunks."}, pr)
 	m.fallback = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_proxy_fallback_connections_total",
 		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
-	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, &stateCollector{src: src, prune: m.prune})
+	m.ejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_outlier_ejections_total",
+		Help: "Replicas taken out of rotation by outlier detection, by reason: consecutive_failures, failure_rate."}, append(pr, "reason"))
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_outlier_ejections_overflow_total",
+		Help: "Ejections outlier detection wanted but health.outlier.max_ejection_percent refused: the failing replica stayed in rotation."}, []string{"pool"})
+	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, m.ejected, m.overflow,
+		&stateCollector{src: src, prune: m.prune})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -80,6 +87,18 @@ func (m *Metrics) register(cs ...prometheus.Collector) {
 // Fallback counts a client connection handed to the net/http server
 // (proxy.Server's OnFallback).
 func (m *Metrics) Fallback(reason string) { m.fallback.WithLabelValues(reason).Inc() }
+
+// OutlierEjected counts an ejection by outlier detection (pool.Outlier's
+// OnEject).
+func (m *Metrics) OutlierEjected(poolName string, r *pool.Replica, reason string) {
+	m.ejected.WithLabelValues(poolName, r.Name, reason).Inc()
+}
+
+// OutlierOverflow counts an ejection refused by max_ejection_percent
+// (pool.Outlier's OnOverflow).
+func (m *Metrics) OutlierOverflow(poolName string, _ *pool.Replica) {
+	m.overflow.WithLabelValues(poolName).Inc()
+}
 
 // Registry is where further collectors (validation, shadow) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
@@ -150,7 +169,7 @@ func (m *Metrics) prune(st api.Status) {
 		m.handles.Delete(key)
 		labels := prometheus.Labels{"pool": h.pool, "replica": h.replica}
 		for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.duration.MetricVec,
-			m.ttft.MetricVec, m.itl.MetricVec, m.tokens.MetricVec} {
+			m.ttft.MetricVec, m.itl.MetricVec, m.tokens.MetricVec, m.ejected.MetricVec} {
 			v.DeletePartialMatch(labels)
 		}
 		return true

@@ -45,6 +45,7 @@ type outlierState struct {
 
 	until      time.Time // end of the running ejection
 	reason     string    // why it was ejected
+	local      bool      // ejected for a connection failure or reset: a passed check ends it
 	ejections  int       // consecutive ejections: the ejection time's multiplier
 	returnedAt time.Time // end of the last ejection
 }
@@ -58,8 +59,12 @@ func (r *Replica) Failures() int { return int(r.out.failures.Load()) }
 // Consecutive5xx times in a row, or whose share of failed attempts in an
 // Interval reaches FailureRate (over at least MinimumRequests). An ejected
 // replica gets no traffic for BaseEjectionTime times the number of its
-// ejections in a row, at most MaxEjectionTime, then returns (Tick). Never
-// more than MaxEjectionPercent of a pool is out of rotation because of it.
+// ejections in a row, at most MaxEjectionTime, then returns (Tick). A
+// replica ejected for connection failures or resets returns as soon as an
+// active health check passes (the check proves what failed works again);
+// one ejected for 5xx answers does not (the check does not run a
+// completion). Never more than MaxEjectionPercent of a pool is out of
+// rotation because of it.
 //
 // Set the fields before the first Record; they are read-only afterwards.
 // A nil *Outlier records nothing.
@@ -129,7 +134,7 @@ func (o *Outlier) Record(p *Pool, r *Replica, out Outcome) {
 	default:
 		return
 	}
-	o.eject(p, r, now, rule, why)
+	o.eject(p, r, now, rule, why, out == OutcomeConnectFailure || out == OutcomeReset)
 }
 
 // roll starts a new failure-rate window when the current one is over.
@@ -146,7 +151,7 @@ func (o *Outlier) roll(st *outlierState, now time.Time) {
 
 // eject takes r out of rotation, unless it is out already or the pool's
 // ejection budget is spent.
-func (o *Outlier) eject(p *Pool, r *Replica, now time.Time, rule, why string) {
+func (o *Outlier) eject(p *Pool, r *Replica, now time.Time, rule, why string, local bool) {
 	o.mu.Lock()
 	if r.out.ejected.Load() {
 		o.mu.Unlock()
@@ -168,7 +173,7 @@ func (o *Outlier) eject(p *Pool, r *Replica, now time.Time, rule, why string) {
 	}
 	st.ejections++
 	d := min(o.baseEjection()*time.Duration(st.ejections), o.maxEjection())
-	st.until, st.reason = now.Add(d), why
+	st.until, st.reason, st.local = now.Add(d), why, local
 	st.ejected.Store(true)
 	r.mu.Unlock()
 	if o.ejected == nil {
@@ -205,13 +210,11 @@ func (o *Outlier) Tick() {
 	o.mu.Lock()
 	for r := range o.ejected {
 		r.mu.Lock()
-		if !now.Before(r.out.until) {
-			r.out.ejected.Store(false)
-			r.out.failures.Store(0)
-			r.out.total.Store(0)
-			r.out.failed.Store(0)
-			r.out.winStart.Store(now.UnixNano())
-			r.out.until, r.out.reason, r.out.returnedAt = time.Time{}, "", now
+		switch {
+		case !r.out.ejected.Load(): // a passed active check ended it
+			delete(o.ejected, r)
+		case !now.Before(r.out.until):
+			r.returnLocked(now)
 			delete(o.ejected, r)
 			back = append(back, r)
 		}
@@ -221,6 +224,16 @@ func (o *Outlier) Tick() {
 	for _, r := range back {
 		o.logger().Info("replica back from outlier ejection", "replica", r.Name)
 	}
+}
+
+// returnLocked ends r's ejection with a clean slate of failures.
+func (r *Replica) returnLocked(now time.Time) {
+	r.out.ejected.Store(false)
+	r.out.failures.Store(0)
+	r.out.total.Store(0)
+	r.out.failed.Store(0)
+	r.out.winStart.Store(now.UnixNano())
+	r.out.until, r.out.reason, r.out.local, r.out.returnedAt = time.Time{}, "", false, now
 }
 
 // Run calls Tick every second until ctx is done.

@@ -340,3 +340,48 @@ func TestRoundRobinNeverNilWhileOneIsUp(t *testing.T) {
 		t.Errorf("%d picks returned nil with a healthy replica in the pool", n)
 	}
 }
+
+// TestActiveCheckEndsConnectEjection: a replica ejected for refused or
+// reset connections is back as soon as an active check passes (it
+// connects and answers again: a restarted replica), while one ejected for
+// 5xx answers stays out until its time is over (the check runs no
+// completion). Tick forgets the ended ejection.
+func TestActiveCheckEndsConnectEjection(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		out  pool.Outcome
+		back bool
+	}{
+		{"connect failures", pool.OutcomeConnectFailure, true},
+		{"resets", pool.OutcomeReset, true},
+		{"5xx", pool.OutcomeFailure, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{now: time.Unix(1000, 0)}
+			o, _ := newOutlier(clock)
+			rs := replicas(t, 2)
+			p := &pool.Pool{Name: "blue", Replicas: rs}
+			for range 5 {
+				o.Record(p, rs[0], tt.out)
+			}
+			if rs[0].Healthy() {
+				t.Fatal("not ejected")
+			}
+			changed := rs[0].RecordCheck(clock.Now(), nil, 2, 2)
+			if rs[0].Healthy() != tt.back || changed != tt.back {
+				t.Fatalf("after a passed check: healthy %v (changed %v), want %v", rs[0].Healthy(), changed, tt.back)
+			}
+			o.Tick()
+			if rs[0].Healthy() != tt.back {
+				t.Fatalf("after Tick: healthy %v, want %v", rs[0].Healthy(), tt.back)
+			}
+			// A new ejection works as before.
+			for range 5 {
+				o.Record(p, rs[0], pool.OutcomeFailure)
+			}
+			if rs[0].Healthy() {
+				t.Fatal("not ejected again")
+			}
+		})
+	}
+}

@@ -101,6 +101,12 @@ func (r *Replica) RecordCheck(now time.Time, err error, rise, fall int) (changed
 	if err == nil {
 		r.fails = 0
 		r.passes++
+		// An outlier ejection for failed connections ends: this check
+		// just made one, and got answers.
+		back := r.out.ejected.Load() && r.out.local
+		if back {
+			r.returnLocked(now)
+		}
 		if !r.healthy.Load() && r.passes >= rise {
 			r.setHealthyLocked(now, true)
 			r.lastErr = ""
@@ -108,6 +114,10 @@ func (r *Replica) RecordCheck(now time.Time, err error, rise, fall int) (changed
 		}
 		if r.healthy.Load() {
 			r.lastErr = ""
+			if back {
+				r.changedAt = now
+				return true
+			}
 		}
 		return false
 	}
