@@ -148,9 +148,10 @@ func (r *Replica) SetInitial(now time.Time, err error) {
 	r.setHealthyLocked(now, err == nil)
 }
 
-// Eject marks r unhealthy at once after a passive failure (a connection
-// that could not be made or broke before a response). Active checks bring
-// it back. It reports whether r was healthy before.
+// Eject marks r unhealthy at once, as fall failed checks would; active
+// checks bring it back. (Passive health, from client requests, is
+// Outlier's, which never acts on one request.) It reports whether r was
+// healthy before.
 func (r *Replica) Eject(now time.Time, err error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
