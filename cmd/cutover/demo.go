@@ -67,8 +67,9 @@ to try. Ctrl-C stops everything cleanly.`,
 			cfg.Health.Interval = config.Duration(time.Second)
 			cfg.Health.Timeout = config.Duration(time.Second)
 			cfg.Proxy.DrainTimeout = config.Duration(10 * time.Second)
-			off := false
+			off, on := false, true
 			cfg.Proxy.AccessLog = &off
+			cfg.Proxy.ExposeReplica = &on // show which replica answered; production sets it false
 			cfg.Pools = map[string]*config.Pool{}
 			var servers []*http.Server
 			defer func() {

@@ -174,6 +174,41 @@ type Health struct {
 	// Fall is how many consecutive failures mark a healthy replica
 	// unhealthy. Default 2.
 	Fall int `yaml:"fall"`
+	// Outlier configures passive health checks: replicas whose client
+	// requests fail are ejected for a while.
+	Outlier Outlier `yaml:"outlier"`
+}
+
+// Outlier configures outlier detection, as Envoy's: every request's
+// outcome counts, and a replica failing too often gets no traffic for an
+// ejection time that grows with each ejection in a row. A failure is a 5xx
+// answer, no connection, a connection that broke before any answer, an
+// answer that broke off, or a response-header or idle timeout; a 4xx is
+// not, and a client that leaves says nothing.
+type Outlier struct {
+	// Consecutive5xx ejects a replica after that many failed requests in
+	// a row. Default 5; 0 turns the rule off; 1 is refused (one request
+	// must never eject a replica).
+	Consecutive5xx int `yaml:"consecutive_5xx"`
+	// FailureRate ejects a replica when at least this share (0 to 1) of
+	// its requests in one Interval failed. Default 0.5; 0 turns it off.
+	FailureRate float64 `yaml:"failure_rate"`
+	// Interval is the failure-rate window. Default 10s.
+	Interval Duration `yaml:"interval"`
+	// MinimumRequests is how many requests a window needs before its
+	// failure rate counts. Default 20.
+	MinimumRequests int `yaml:"minimum_requests"`
+	// BaseEjectionTime is the first ejection's length; the n-th in a row
+	// lasts n times as long. Default 30s.
+	BaseEjectionTime Duration `yaml:"base_ejection_time"`
+	// MaxEjectionTime caps an ejection; a replica that served that long
+	// since its last ejection starts again from the base time. Default 5m.
+	MaxEjectionTime Duration `yaml:"max_ejection_time"`
+	// MaxEjectionPercent is the largest share (0-100) of a pool that may be
+	// out of rotation (unhealthy or ejected) for an ejection to happen:
+	// at 50, one of two replicas, never a pool's only one. Default 50;
+	// 0 turns ejection off.
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
 }
 
 // Proxy holds the data plane's limits.
@@ -195,6 +230,10 @@ type Proxy struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// AccessLog writes one log line per proxied request. Default true.
 	AccessLog *bool `yaml:"access_log"`
+	// ExposeReplica sends X-Cutover-Replica (the replica's URL, an
+	// internal address) with every answer. Default true, for demos and
+	// debugging; set false where clients must not learn the addresses.
+	ExposeReplica *bool `yaml:"expose_replica"`
 	// Client is the HTTP machinery of the data plane: cutover (the
 	// default: a connection loop and replica client built for proxying
 	// HTTP/1.1, which hands anything unusual to net/http) or net/http
@@ -253,6 +292,15 @@ func Default() *Config {
 			Timeout:  Duration(2 * time.Second),
 			Rise:     2,
 			Fall:     2,
+			Outlier: Outlier{
+				Consecutive5xx:     5,
+				FailureRate:        0.5,
+				Interval:           Duration(10 * time.Second),
+				MinimumRequests:    20,
+				BaseEjectionTime:   Duration(30 * time.Second),
+				MaxEjectionTime:    Duration(5 * time.Minute),
+				MaxEjectionPercent: 50,
+			},
 		},
 		Proxy: Proxy{
 			MaxBodyBytes:          32 << 20,
@@ -327,6 +375,10 @@ func IsInvalid(err error) bool {
 
 // AccessLogEnabled reports whether access logging is on (default true).
 func (p *Proxy) AccessLogEnabled() bool { return p.AccessLog == nil || *p.AccessLog }
+
+// ExposeReplicaEnabled reports whether answers carry X-Cutover-Replica
+// (default true).
+func (p *Proxy) ExposeReplicaEnabled() bool { return p.ExposeReplica == nil || *p.ExposeReplica }
 
 // Validate checks c and returns an *Error naming every bad key, or nil.
 // It is pure: it reads no files and opens no sockets.
@@ -415,6 +467,7 @@ func (c *Config) Validate() error {
 	if c.Health.Fall < 1 {
 		add("health.fall", "must be at least 1, got %d", c.Health.Fall)
 	}
+	errs = append(errs, c.Health.Outlier.validate()...)
 	if c.Proxy.Client != "cutover" && c.Proxy.Client != "net/http" {
 		add("proxy.client", "unknown client %q (want cutover or net/http)", c.Proxy.Client)
 	}
@@ -444,6 +497,36 @@ func (c *Config) Validate() error {
 	}
 	slices.SortStableFunc(errs, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
 	return &Error{Fields: errs}
+}
+
+// validate checks the outlier detection keys.
+func (o *Outlier) validate() []*FieldError {
+	var errs []*FieldError
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: "health.outlier." + key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if o.Consecutive5xx < 0 || o.Consecutive5xx == 1 {
+		add("consecutive_5xx", "must be 0 (off) or at least 2 (one failed request never ejects a replica), got %d", o.Consecutive5xx)
+	}
+	if !(o.FailureRate >= 0 && o.FailureRate <= 1) {
+		add("failure_rate", "must be between 0 (off) and 1, got %v", o.FailureRate)
+	}
+	if o.Interval <= 0 {
+		add("interval", "must be positive, got %s", o.Interval)
+	}
+	if o.MinimumRequests < 1 {
+		add("minimum_requests", "must be at least 1, got %d", o.MinimumRequests)
+	}
+	if o.BaseEjectionTime <= 0 {
+		add("base_ejection_time", "must be positive, got %s", o.BaseEjectionTime)
+	}
+	if o.MaxEjectionTime < o.BaseEjectionTime {
+		add("max_ejection_time", "must be at least base_ejection_time (%s), got %s", o.BaseEjectionTime, o.MaxEjectionTime)
+	}
+	if o.MaxEjectionPercent < 0 || o.MaxEjectionPercent > 100 {
+		add("max_ejection_percent", "must be between 0 (off) and 100, got %d", o.MaxEjectionPercent)
+	}
+	return errs
 }
 
 // NormalizeReplicaURL checks that s is an http(s) base URL with a host and

@@ -60,6 +60,14 @@ func TestParseMinimalGetsDefaults(t *testing.T) {
 		{"proxy.access_log", c.Proxy.AccessLogEnabled(), true},
 		{"proxy.max_buffered_bytes", c.Proxy.MaxBufferedBytes, int64(512 << 20)},
 		{"proxy.client_write_timeout", c.Proxy.ClientWriteTimeout.D(), time.Minute},
+		{"proxy.expose_replica", c.Proxy.ExposeReplicaEnabled(), true},
+		{"health.outlier.consecutive_5xx", c.Health.Outlier.Consecutive5xx, 5},
+		{"health.outlier.failure_rate", c.Health.Outlier.FailureRate, 0.5},
+		{"health.outlier.interval", c.Health.Outlier.Interval.D(), 10 * time.Second},
+		{"health.outlier.minimum_requests", c.Health.Outlier.MinimumRequests, 20},
+		{"health.outlier.base_ejection_time", c.Health.Outlier.BaseEjectionTime.D(), 30 * time.Second},
+		{"health.outlier.max_ejection_time", c.Health.Outlier.MaxEjectionTime.D(), 5 * time.Minute},
+		{"health.outlier.max_ejection_percent", c.Health.Outlier.MaxEjectionPercent, 50},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {
@@ -73,14 +81,14 @@ func TestParseOverrides(t *testing.T) {
 model_name: chat
 balancer: round_robin
 health: {interval: 1m30s, rise: 3}
-proxy: {access_log: false, timeout: 1h}
+proxy: {access_log: false, timeout: 1h, expose_replica: false}
 `))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	if c.Live != "green" || c.ModelName != "chat" || c.Balancer != "round_robin" ||
 		c.Health.Interval.D() != 90*time.Second || c.Health.Rise != 3 || c.Health.Fall != 2 ||
-		c.Proxy.AccessLogEnabled() || c.Proxy.Timeout.D() != time.Hour {
+		c.Proxy.AccessLogEnabled() || c.Proxy.Timeout.D() != time.Hour || c.Proxy.ExposeReplicaEnabled() {
 		t.Errorf("overrides not applied: %+v %+v %+v", c, c.Health, c.Proxy)
 	}
 }
@@ -137,6 +145,15 @@ func TestParseErrors(t *testing.T) {
 		{"interval a mapping", minimal + "health:\n  interval: {s: 5}\n", "health.interval", 9, []string{"mapping"}},
 		{"interval zero", minimal + "health:\n  interval: 0s\n", "health.interval", 9, []string{"positive", "0s"}},
 		{"rise zero", minimal + "health:\n  rise: 0\n", "health.rise", 9, []string{"at least 1", "0"}},
+		{"outlier consecutive one", minimal + "health:\n  outlier:\n    consecutive_5xx: 1\n", "health.outlier.consecutive_5xx", 10, []string{"never ejects", "1"}},
+		{"outlier consecutive off", minimal + "health:\n  outlier:\n    consecutive_5xx: 0\n", "", 0, nil}, // control: valid
+		{"outlier failure rate over 1", minimal + "health:\n  outlier:\n    failure_rate: 1.5\n", "health.outlier.failure_rate", 10, []string{"1.5"}},
+		{"outlier interval zero", minimal + "health:\n  outlier:\n    interval: 0s\n", "health.outlier.interval", 10, []string{"positive"}},
+		{"outlier minimum requests zero", minimal + "health:\n  outlier:\n    minimum_requests: 0\n", "health.outlier.minimum_requests", 10, []string{"at least 1"}},
+		{"outlier base ejection zero", minimal + "health:\n  outlier:\n    base_ejection_time: 0s\n", "health.outlier.base_ejection_time", 10, []string{"positive"}},
+		{"outlier max below base", minimal + "health:\n  outlier:\n    base_ejection_time: 1m\n    max_ejection_time: 30s\n", "health.outlier.max_ejection_time", 11, []string{"base_ejection_time", "1m0s", "30s"}},
+		{"outlier percent over 100", minimal + "health:\n  outlier:\n    max_ejection_percent: 101\n", "health.outlier.max_ejection_percent", 10, []string{"101"}},
+		{"outlier unknown key", minimal + "health:\n  outlier:\n    consecutive_500: 3\n", "health.outlier.consecutive_500", 10, []string{"unknown key"}},
 		{"health path relative", minimal + "health:\n  path: health\n", "health.path", 9, []string{`"health"`, "/"}},
 		{"max body negative", minimal + "proxy:\n  max_body_bytes: -1\n", "proxy.max_body_bytes", 9, []string{"-1"}},
 		{"negative duration", minimal + "proxy:\n  idle_timeout: -5s\n", "proxy.idle_timeout", 9, []string{"negative", "-5s"}},

@@ -34,6 +34,7 @@ type Gateway struct {
 	log     *slog.Logger
 	store   store.Store
 	checker *pool.Checker
+	outlier *pool.Outlier
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
 	lb      lbDriver // external load balancer (driver.go); nil for builtin
@@ -167,6 +168,10 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			Upstream: &proxy.Upstream{}, Logger: log})
 		g.mirror = mirror
 	}
+	oc := cfg.Health.Outlier
+	g.outlier = &pool.Outlier{Consecutive5xx: oc.Consecutive5xx, FailureRate: oc.FailureRate, Interval: oc.Interval.D(),
+		MinimumRequests: oc.MinimumRequests, BaseEjectionTime: oc.BaseEjectionTime.D(), MaxEjectionTime: oc.MaxEjectionTime.D(),
+		MaxEjectionPercent: oc.MaxEjectionPercent, Logger: log}
 	var transport http.RoundTripper = proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D())
 	if cfg.Proxy.Client == "cutover" {
 		transport = &proxy.Upstream{ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout.D(), Fallback: transport}
@@ -186,6 +191,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		ClientAuth:                 clientAuth,
 		MaxBufferedBytes:           cfg.Proxy.MaxBufferedBytes,
 		ClientWriteTimeout:         cfg.Proxy.ClientWriteTimeout.D(),
+		Outlier:                    g.outlier,
+		HideReplica:                !cfg.Proxy.ExposeReplicaEnabled(),
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
@@ -263,6 +270,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	g.metrics = metrics.New(g.ctrl)
 	g.observers = append(g.observers, g.metrics)
+	g.outlier.OnEject, g.outlier.OnOverflow = g.metrics.OutlierEjected, g.metrics.OutlierOverflow // before any request
 	if g.mirror != nil {
 		g.metrics.RegisterShadow(g.mirror)
 	}
@@ -316,6 +324,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	hctx, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { g.checker.Run(hctx) })
+	wg.Go(func() { g.outlier.Run(hctx) })
 	wg.Go(func() { g.ctrl.Run(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
 	errc := make(chan error, 3)

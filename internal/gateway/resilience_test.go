@@ -61,8 +61,8 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 
 	st := e.gw.Controller().Status()
 	if r := st.Pools["blue"].Replicas[indexOf(st.Pools["blue"], victim.URL())]; r.Healthy {
-		// Passive ejection happens on the first refused connection; if no
-		// request hit the dead replica yet, active checks must catch it.
+		// Passive ejection needs a few refused connections in a row; if no
+		// request hit the dead replica enough yet, active checks must.
 		e.gw.Checker().Tick(ctx)
 		e.gw.Checker().Tick(ctx)
 		st = e.gw.Controller().Status()

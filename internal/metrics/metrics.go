@@ -31,6 +31,8 @@ type Metrics struct {
 	fallback *prometheus.CounterVec
 	// writeTimeouts counts clients cut by proxy.client_write_timeout.
 	writeTimeouts *prometheus.CounterVec
+	ejected       *prometheus.CounterVec
+	overflow      *prometheus.CounterVec
 
 	handles sync.Map // *pool.Replica, or the pool name for requests with none -> *replicaHandles
 	cols    []prometheus.Collector
@@ -75,7 +77,12 @@ func New(src Source) *Metrics {
 		Help: "Client connections the data plane's own loop handed to the net/http server, by reason: http_version (not HTTP/1.1), target_form, chunked_body, expect, host, line_folding, https_replicas, client (proxy.client: net/http)."}, []string{"reason"})
 	m.writeTimeouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_client_write_timeouts_total",
 		Help: "Clients cut because they accepted no byte of an answer for proxy.client_write_timeout; the replica's request was cancelled."}, []string{"pool"})
-	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, m.writeTimeouts, &stateCollector{src: src, prune: m.prune})
+	m.ejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_outlier_ejections_total",
+		Help: "Replicas taken out of rotation by outlier detection, by reason: consecutive_failures, failure_rate."}, append(pr, "reason"))
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cutover_outlier_ejections_overflow_total",
+		Help: "Ejections outlier detection wanted but health.outlier.max_ejection_percent refused: the failing replica stayed in rotation."}, []string{"pool"})
+	m.register(m.requests, m.errors, m.retries, m.duration, m.ttft, m.itl, m.tokens, m.fallback, m.writeTimeouts, m.ejected, m.overflow,
+		&stateCollector{src: src, prune: m.prune})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.seedFixed()
 	return m
@@ -89,6 +96,18 @@ func (m *Metrics) register(cs ...prometheus.Collector) {
 // Fallback counts a client connection handed to the net/http server
 // (proxy.Server's OnFallback).
 func (m *Metrics) Fallback(reason string) { m.fallback.WithLabelValues(reason).Inc() }
+
+// OutlierEjected counts an ejection by outlier detection (pool.Outlier's
+// OnEject).
+func (m *Metrics) OutlierEjected(poolName string, r *pool.Replica, reason string) {
+	m.ejected.WithLabelValues(poolName, r.Name, reason).Inc()
+}
+
+// OutlierOverflow counts an ejection refused by max_ejection_percent
+// (pool.Outlier's OnOverflow).
+func (m *Metrics) OutlierOverflow(poolName string, _ *pool.Replica) {
+	m.overflow.WithLabelValues(poolName).Inc()
+}
 
 // Registry is where further collectors (validation, shadow) register.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

@@ -147,6 +147,30 @@ func histCount(t *testing.T, m *Metrics, series string) float64 {
 	return -1
 }
 
+// TestOutlierCounters: ejections count by replica and reason, refused
+// ones by pool.
+func TestOutlierCounters(t *testing.T) {
+	m := New(fakeSource{})
+	u, _ := url.Parse("http://10.0.0.1:8000")
+	r := pool.NewReplica(u)
+	m.OutlierEjected("blue", r, "consecutive_failures")
+	m.OutlierEjected("blue", r, "failure_rate")
+	m.OutlierEjected("blue", r, "failure_rate")
+	m.OutlierOverflow("blue", r)
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"consecutive", testutil.ToFloat64(m.ejected.WithLabelValues("blue", r.Name, "consecutive_failures")), 1},
+		{"rate", testutil.ToFloat64(m.ejected.WithLabelValues("blue", r.Name, "failure_rate")), 2},
+		{"overflow", testutil.ToFloat64(m.overflow.WithLabelValues("blue")), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
 func TestFallbackCounter(t *testing.T) {
 	m := New(fakeSource{})
 	m.Fallback("http_version")
@@ -181,6 +205,7 @@ func TestRetiredReplicasSeriesGo(t *testing.T) {
 		m.Observe(&proxy.Observation{Pool: "blue", Replica: r, Status: 502, Error: "upstream_unreachable", Stream: true, Bytes: 1, Tokens: 3})
 	}
 	m.Observe(&proxy.Observation{Pool: "blue", Status: 503, Error: "no_healthy_replica"})
+	m.OutlierEjected("blue", rs[1], "consecutive_failures")
 	series := func() string {
 		var b strings.Builder
 		mfs, err := m.Registry().Gather()
@@ -198,7 +223,8 @@ func TestRetiredReplicasSeriesGo(t *testing.T) {
 		}
 		return b.String()
 	}
-	if got := series(); !strings.Contains(got, "cutover_requests_total{http://10.0.0.2:8000}") {
+	if got := series(); !strings.Contains(got, "cutover_requests_total{http://10.0.0.2:8000}") ||
+		!strings.Contains(got, "cutover_outlier_ejections_total{http://10.0.0.2:8000}") {
 		t.Fatalf("series before the change lack the second replica: %s", got)
 	}
 	src.set(api.Status{Pools: map[string]api.Pool{"blue": {Replicas: []api.Replica{{URL: rs[0].Name}}}}})

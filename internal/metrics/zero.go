@@ -77,7 +77,7 @@ func (m *Metrics) unseed(live map[[2]string]bool) {
 func (m *Metrics) deleteReplicaSeries(poolName, replica string) {
 	labels := prometheus.Labels{"pool": poolName, "replica": replica}
 	for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.duration.MetricVec,
-		m.ttft.MetricVec, m.itl.MetricVec, m.tokens.MetricVec} {
+		m.ttft.MetricVec, m.itl.MetricVec, m.tokens.MetricVec, m.ejected.MetricVec} {
 		v.DeletePartialMatch(labels)
 	}
 }

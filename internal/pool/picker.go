@@ -28,7 +28,9 @@ func NewPicker(name string) (Picker, error) {
 // with fewer requests in flight (power of two random choices). With long
 // LLM generations of uneven length this beats round-robin, and unlike a
 // global least-loaded scan it does not herd every request onto the same
-// replica after a change.
+// replica after a change. Recent failures weigh: a replica that fails
+// every request at once has nothing in flight, and would otherwise draw
+// the traffic (see load).
 type LeastOutstanding struct{}
 
 // Pick implements Picker.
@@ -55,11 +57,21 @@ func (LeastOutstanding) Pick(rs []*Replica, skip *Replica) *Replica {
 		return nthHealthy(rs, skip, 0)
 	case a == nil:
 		return b
-	case b != nil && b.InFlight() < a.InFlight():
+	case b != nil && load(b) < load(a):
 		return b
 	}
 	return a
 }
+
+// load is what LeastOutstanding compares: the requests in flight, plus one,
+// doubled for every failure in a row (up to 2^maxPenalty), so that after a
+// few instant failures a replica loses to any loaded one that answers.
+func load(r *Replica) int64 {
+	return (r.InFlight() + 1) << min(r.Failures(), maxPenalty)
+}
+
+// maxPenalty bounds load's doubling (2^16: more than any replica's load).
+const maxPenalty = 16
 
 func nthHealthy(rs []*Replica, skip *Replica, n int) *Replica {
 	for _, r := range rs {
@@ -92,7 +104,10 @@ func (rr *RoundRobin) Pick(rs []*Replica, skip *Replica) *Replica {
 			return r
 		}
 	}
-	return nil
+	// Concurrent picks advance the counter too, so the turns this one
+	// took may all have landed on unavailable replicas: never answer
+	// "none" while one is available.
+	return nthHealthy(rs, skip, 0)
 }
 
 var (

@@ -28,9 +28,10 @@ type Replica struct {
 	// Set it before the replica is shared; it does not change after.
 	Authorization string
 
-	healthy  atomic.Bool
+	healthy  atomic.Bool // by active checks (and Eject)
 	inflight atomic.Int64
 	requests atomic.Uint64 // requests sent, retries included
+	out      outlierState  // passive health: see Outlier
 
 	mu        sync.Mutex // guards the fields below
 	passes    int        // consecutive passed checks
@@ -49,8 +50,9 @@ func NewReplica(u *url.URL) *Replica {
 	return r
 }
 
-// Healthy reports whether the replica may get new requests.
-func (r *Replica) Healthy() bool { return r.healthy.Load() }
+// Healthy reports whether the replica may get new requests: active checks
+// pass and outlier detection has not ejected it.
+func (r *Replica) Healthy() bool { return r.healthy.Load() && !r.out.ejected.Load() }
 
 // InFlight returns the number of requests the gateway has open on r.
 func (r *Replica) InFlight() int64 { return r.inflight.Load() }
@@ -70,17 +72,29 @@ func (r *Replica) Release() { r.inflight.Add(-1) }
 
 // HealthState is a snapshot of a replica's health bookkeeping.
 type HealthState struct {
-	Healthy   bool
+	// Healthy is Healthy(): checks pass and no outlier ejection.
+	Healthy bool
+	// LastError is why the replica is out (the last failed check, or the
+	// outlier ejection's reason), "" when it is in.
 	LastError string
 	CheckedAt time.Time
 	ChangedAt time.Time
+	// EjectedUntil is when an outlier ejection ends, zero when none runs.
+	EjectedUntil time.Time
 }
 
 // Health returns a snapshot of r's health state.
 func (r *Replica) Health() HealthState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return HealthState{Healthy: r.healthy.Load(), LastError: r.lastErr, CheckedAt: r.checkedAt, ChangedAt: r.changedAt}
+	h := HealthState{Healthy: r.Healthy(), LastError: r.lastErr, CheckedAt: r.checkedAt, ChangedAt: r.changedAt}
+	if r.out.ejected.Load() {
+		h.EjectedUntil = r.out.until
+		if h.LastError == "" {
+			h.LastError = "outlier: " + r.out.reason
+		}
+	}
+	return h
 }
 
 // RecordCheck records the outcome of one active check (err nil = passed)
@@ -93,6 +107,12 @@ func (r *Replica) RecordCheck(now time.Time, err error, rise, fall int) (changed
 	if err == nil {
 		r.fails = 0
 		r.passes++
+		// An outlier ejection for failed connections ends: this check
+		// just made one, and got answers.
+		back := r.out.ejected.Load() && r.out.local
+		if back {
+			r.returnLocked(now)
+		}
 		if !r.healthy.Load() && r.passes >= rise {
 			r.setHealthyLocked(now, true)
 			r.lastErr = ""
@@ -100,6 +120,10 @@ func (r *Replica) RecordCheck(now time.Time, err error, rise, fall int) (changed
 		}
 		if r.healthy.Load() {
 			r.lastErr = ""
+			if back {
+				r.changedAt = now
+				return true
+			}
 		}
 		return false
 	}
@@ -130,9 +154,10 @@ func (r *Replica) SetInitial(now time.Time, err error) {
 	r.setHealthyLocked(now, err == nil)
 }
 
-// Eject marks r unhealthy at once after a passive failure (a connection
-// that could not be made or broke before a response). Active checks bring
-// it back. It reports whether r was healthy before.
+// Eject marks r unhealthy at once, as fall failed checks would; active
+// checks bring it back. (Passive health, from client requests, is
+// Outlier's, which never acts on one request.) It reports whether r was
+// healthy before.
 func (r *Replica) Eject(now time.Time, err error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

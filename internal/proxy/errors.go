@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/cutover-dev/cutover/internal/jsonstr"
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // apiError is an error the gateway itself answers, in the OpenAI shape
@@ -77,39 +77,94 @@ func retryStatus(status int) bool {
 	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable
 }
 
-// brokenCode is the observation's error code for a replica failure after
-// the answer's head went out: code is failure's, idle reports a stream's
-// idle deadline running out.
-func brokenCode(code string, idle bool) string {
-	switch {
-	case code == "upstream_unreachable":
-		return "upstream_broken"
-	case idle:
-		return "upstream_idle"
-	}
-	return code
-}
-
 // errIdle cancels an upstream request whose body went silent too long.
 var errIdle = errors.New("upstream sent nothing for longer than the idle timeout")
 
 // statusClientClosed is logged (never sent) when the client went away.
 const statusClientClosed = 499
 
-// failure maps an error from the upstream round trip to what the client
-// gets. It is the one place that decides: dial errors and broken
-// connections are 502, timeouts 504, a client that left 499.
-func failure(ctx context.Context, err error) *apiError {
+// expiry names the deadline whose passing ended an upstream attempt.
+type expiry uint8
+
+const (
+	expiredNone   expiry = iota // none, or not known
+	expiredHeader               // proxy.response_header_timeout
+	expiredIdle                 // proxy.idle_timeout: a stream went silent
+	expiredTotal                // proxy.timeout: the whole request's
+)
+
+// attemptError is what a serving path knows of an upstream attempt that
+// failed: the error, which of its deadlines expired, whether the replica
+// sent any byte of an answer, and whether the client left.
+type attemptError struct {
+	err        error
+	expired    expiry
+	answered   bool
+	clientGone bool
+	afterHead  bool // the answer's head went out: only its code is used
+}
+
+// verdict is classify's decision on a failed attempt.
+type verdict struct {
+	answer  *apiError    // what the client gets (status 499: nothing)
+	retry   bool         // another replica may take the request
+	outcome pool.Outcome // what the failure says about the replica
+}
+
+// classify is the one place that decides what an upstream failure means,
+// for both serving paths: the client's status and code, whether another
+// replica may take the request, and the replica's health verdict.
+//
+//   - the client left: 499, no retry, nothing learned about the replica;
+//   - the whole request's timeout: 504 upstream_timeout, no retry, nothing
+//     learned (a long generation is no fault of the replica);
+//   - no connection (refused, unreachable, dial timeout): 502
+//     upstream_unreachable, retried, a connect failure;
+//   - the idle or response-header timeout: 504, not retried (it would
+//     double a long generation), a failure;
+//   - the replica answered something, then broke: 502 upstream_unreachable
+//     (upstream_broken once the head went out), not retried (it may have
+//     worked on the request), a failure;
+//   - the connection broke before any answer (reset, closed): 502
+//     upstream_unreachable, retried (LLM completions are stateless), a reset.
+//
+// Client-facing messages never carry a replica's address; it is logged.
+func classify(a attemptError) verdict {
+	err := a.err
 	switch {
-	case ctx.Err() != nil && !errors.Is(context.Cause(ctx), errIdle) && !errors.Is(context.Cause(ctx), context.DeadlineExceeded):
-		return &apiError{status: statusClientClosed, typ: "client_closed", code: "client_closed", msg: "client closed the request"}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(context.Cause(ctx), context.DeadlineExceeded), isTimeout(err):
-		return &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_timeout", msg: "the model server did not answer in time: " + err.Error()}
-	case errors.Is(context.Cause(ctx), errIdle):
-		return &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_idle", msg: errIdle.Error()}
+	case a.clientGone:
+		return verdict{answer: &apiError{status: statusClientClosed, typ: "client_closed", code: "client_closed", msg: "client closed the request"}}
+	case a.expired == expiredTotal:
+		return verdict{answer: &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_timeout",
+			msg: "the request took longer than the gateway's timeout"}}
+	case isConnectFailure(err):
+		return verdict{answer: errUnreachable("could not connect (" + cause(err) + ")"), retry: true, outcome: pool.OutcomeConnectFailure}
+	case a.expired == expiredIdle || errors.Is(err, errIdle):
+		return verdict{answer: &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_idle", msg: errIdle.Error()},
+			outcome: pool.OutcomeFailure}
+	case a.expired == expiredHeader || isTimeout(err):
+		return verdict{answer: &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_timeout",
+			msg: "the model server did not answer in time"}, outcome: pool.OutcomeFailure}
+	case a.afterHead:
+		return verdict{answer: &apiError{status: http.StatusBadGateway, typ: "server_error", code: "upstream_broken",
+			msg: "the model server's answer broke off (" + cause(err) + ")"}, outcome: pool.OutcomeFailure}
+	case a.answered:
+		return verdict{answer: errUnreachable("sent a broken answer (" + cause(err) + ")"), outcome: pool.OutcomeFailure}
+	case brokeBeforeAnswer(err):
+		return verdict{answer: errUnreachable("closed the connection before answering (" + cause(err) + ")"), retry: true, outcome: pool.OutcomeReset}
 	default:
-		return &apiError{status: http.StatusBadGateway, typ: "server_error", code: "upstream_unreachable", msg: "the model server could not be reached: " + err.Error()}
+		return verdict{answer: errUnreachable("failed (" + cause(err) + ")"), outcome: pool.OutcomeFailure}
 	}
+}
+
+func errUnreachable(what string) *apiError {
+	return &apiError{status: http.StatusBadGateway, typ: "server_error", code: "upstream_unreachable", msg: "the model server " + what}
+}
+
+// errReplicaStatus is the answer when both attempts got a 502 or 503 and
+// the second could not be made.
+func errReplicaStatus(status int) *apiError {
+	return errUnreachable("answered " + strconv.Itoa(status))
 }
 
 func isTimeout(err error) bool {
@@ -117,29 +172,58 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// retriable reports whether a round-trip error means the request never got
-// an answer from the replica, so it can go to another one: the connection
-// could not be made, or broke before any response (a killed replica). LLM
-// completions are stateless, so replaying such a request is safe.
-// Timeouts are not retried: they would double a long generation.
-func retriable(err error) bool {
-	if isTimeout(err) {
-		return false
-	}
+// isConnectFailure reports an error of making the connection.
+func isConnectFailure(err error) bool {
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, syscall.ECONNREFUSED)
 }
 
-// ejects reports whether err should take the replica out of rotation at
-// once, before active checks confirm: it refused or reset connections.
-func ejects(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
+// brokeBeforeAnswer reports a connection that broke (reset, closed) with
+// no byte of an answer: the replica died, or closed a kept-alive
+// connection, or refused the request by closing it.
+func brokeBeforeAnswer(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+// mayHaveAnswered reports a failed request write after which the replica's
+// answer may still be read: the connection broke, rather than a deadline
+// or the client ending the write.
+func mayHaveAnswered(werr error) bool {
+	return !isTimeout(werr) && !errors.Is(werr, errClientGone) && brokeBeforeAnswer(werr)
+}
+
+// cause describes err for a client without the addresses a net.OpError
+// carries: the system error's text, or a kind.
+func cause(err error) string {
+	var errno syscall.Errno
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &dns):
+		return "name not resolved"
+	case isTimeout(err):
+		return "timed out"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return "connection closed"
 	}
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Op + " failed"
+	}
+	return "protocol error" // the details, which may name addresses, are logged
+}
+
+// answeredError marks an error that came after the replica had sent bytes
+// of an answer.
+type answeredError struct{ err error }
+
+func (e *answeredError) Error() string { return e.err.Error() }
+func (e *answeredError) Unwrap() error { return e.err }
+
+// wasAnswered reports an error marked by answeredError.
+func wasAnswered(err error) bool {
+	var a *answeredError
+	return errors.As(err, &a)
 }

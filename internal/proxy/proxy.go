@@ -68,6 +68,12 @@ type Options struct {
 	// requests together; a request that would pass it gets 503 overloaded.
 	// Zero means 512 MiB; negative means none.
 	MaxBufferedBytes int64
+	// Outlier receives every attempt's outcome and ejects failing
+	// replicas (passive health). Nil means no passive ejection.
+	Outlier *pool.Outlier
+	// HideReplica leaves the X-Cutover-Replica header (the replica's
+	// address) out of every answer. False: answers name their replica.
+	HideReplica bool
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -357,21 +363,21 @@ type attempt interface {
 	relay() bool
 	// fail answers e; nothing of an answer reached the client.
 	fail(e *apiError) bool
-	// failure maps a replica error to the client's answer.
-	failure(err error) *apiError
-	// clientGone reports a client that left.
-	clientGone() bool
+	// failed says what the path knows of err, the error try returned
+	// (before drop).
+	failed(err error) attemptError
 	// expired reports that the whole request's timeout passed.
 	expired() bool
 }
 
 // forward sends a request to pool p through a, retrying once on another
-// replica of the pool when nothing reached the client yet: after an error
-// meaning the replica never answered, or a 502/503 while another replica
-// can take it. o records the replica tried and the retry.
+// replica of the pool when nothing reached the client yet: after a failure
+// classify says another replica may take, or a 502/503 while another
+// replica can take it. Every attempt's outcome goes to the outlier
+// detector. o records the replica tried and the retry.
 func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt) bool {
 	var skip *pool.Replica
-	last := "" // the last replica error, for the final answer
+	var last *apiError // the last failed attempt's answer
 	for n := 0; n < 2; n++ {
 		rep := h.picker.Pick(p.Replicas, skip)
 		if rep == nil {
@@ -387,34 +393,54 @@ func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt) bool {
 		rep.Acquire()
 		status, err := a.try(rep)
 		if err != nil {
+			v := classify(a.failed(err))
 			rep.Release()
 			a.drop()
-			if a.clientGone() {
+			h.opts.Outlier.Record(p, rep, v.outcome)
+			if v.answer.status == statusClientClosed {
 				o.Status, o.Error = statusClientClosed, "client_closed"
 				return false
 			}
-			if ejects(err) && rep.Eject(time.Now(), err) {
-				h.log.Warn("replica ejected", "pool", p.Name, "replica", rep.Name, "reason", err.Error())
-			}
-			last = err.Error()
-			if retriable(err) && !a.expired() {
+			h.log.Warn("replica attempt failed", "pool", p.Name, "replica", rep.Name, "error", err.Error(), "code", v.answer.code, "retry", v.retry)
+			last = v.answer
+			if v.retry && !a.expired() {
 				skip = rep
 				continue
 			}
-			return a.fail(a.failure(err))
+			return a.fail(v.answer)
 		}
 		if retryStatus(status) && n == 0 && h.picker.Pick(p.Replicas, rep) != nil {
-			last = fmt.Sprintf("status %d", status)
+			last = errReplicaStatus(status)
 			a.drop()
 			rep.Release()
+			h.opts.Outlier.Record(p, rep, pool.OutcomeFailure)
 			skip = rep
 			continue
 		}
 		result := a.relay()
 		rep.Release()
+		h.opts.Outlier.Record(p, rep, relayOutcome(o))
 		return result
 	}
-	return a.fail(a.failure(errors.New(last)))
+	return a.fail(last)
+}
+
+// shownReplica is r when answers may name their replica (X-Cutover-Replica),
+// else nil.
+func (h *Handler) shownReplica(r *pool.Replica) *pool.Replica {
+	if h.opts.HideReplica {
+		return nil
+	}
+	return r
+}
+
+// relayOutcome is what a relayed answer says about its replica: a 5xx, or
+// an answer that broke or went silent, is a failure.
+func relayOutcome(o *Observation) pool.Outcome {
+	if o.Status >= 500 || strings.HasPrefix(o.Error, "upstream_") {
+		return pool.OutcomeFailure
+	}
+	return pool.OutcomeSuccess
 }
 
 func (ex *exchange) try(rep *pool.Replica) (int, error) {
@@ -433,17 +459,35 @@ func (ex *exchange) drop() {
 	}
 }
 
-func (ex *exchange) relay() bool                 { return ex.relayResponse(ex.ctx, ex.resp) }
-func (ex *exchange) failure(err error) *apiError { return failure(ex.ctx, err) }
-func (ex *exchange) clientGone() bool            { return ex.r.Context().Err() != nil }
-func (ex *exchange) expired() bool               { return ex.ctx.Err() != nil }
+func (ex *exchange) relay() bool   { return ex.relayResponse(ex.ctx, ex.resp) }
+func (ex *exchange) expired() bool { return ex.ctx.Err() != nil }
+
+// failed says which of the request context's deadlines ended the attempt
+// (idle and total are causes of ex.ctx; a timeout error otherwise is the
+// response-header timeout) and whether Upstream saw bytes of an answer.
+func (ex *exchange) failed(err error) attemptError {
+	return ex.attemptError(err, false)
+}
+
+func (ex *exchange) attemptError(err error, answered bool) attemptError {
+	a := attemptError{err: err, answered: answered || wasAnswered(err), clientGone: ex.r.Context().Err() != nil}
+	switch c := context.Cause(ex.ctx); {
+	case errors.Is(c, errIdle):
+		a.expired = expiredIdle
+	case errors.Is(c, context.DeadlineExceeded):
+		a.expired = expiredTotal
+	case isTimeout(err):
+		a.expired = expiredHeader
+	}
+	return a
+}
 
 func (ex *exchange) fail(e *apiError) bool {
 	ex.obs.Status, ex.obs.Error = e.status, e.code
 	if e.status == statusClientClosed {
 		return false
 	}
-	if r := ex.obs.Replica; r != nil {
+	if r := ex.h.shownReplica(ex.obs.Replica); r != nil {
 		ex.w.Header()["X-Cutover-Replica"] = r.NameHeader
 	}
 	e.write(ex.w)
@@ -533,7 +577,9 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 		h[k] = v
 	}
 	h["X-Cutover-Pool"] = ex.e.PoolHeader
-	h["X-Cutover-Replica"] = ex.obs.Replica.NameHeader
+	if r := ex.h.shownReplica(ex.obs.Replica); r != nil {
+		h["X-Cutover-Replica"] = r.NameHeader
+	}
 	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	if streaming {
 		h["X-Accel-Buffering"] = noValue
@@ -606,7 +652,12 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 				o.Error = "client_closed"
 				return false
 			}
-			o.Error = brokenCode(failure(ctx, rerr).code, streaming && isTimeout(rerr) && ctx.Err() == nil)
+			a := ex.attemptError(rerr, true)
+			a.afterHead = true
+			if streaming && isTimeout(rerr) && ctx.Err() == nil {
+				a.expired = expiredIdle // upBody's idle deadline
+			}
+			o.Error = classify(a).answer.code
 			ex.h.log.Warn("upstream broke mid-response", "pool", ex.e.Pool.Name, "replica", ex.obs.Replica.Name, "error", rerr.Error())
 			return true
 		}

@@ -244,19 +244,25 @@ func (x *rawExchange) pastDeadline() bool {
 	return !x.deadline.IsZero() && !time.Now().Before(x.deadline)
 }
 
-// failure maps an upstream error to the client's answer, like failure
-// does for a context: which deadline ran out decides.
-func (x *rawExchange) failure(err error) *apiError {
+// failed says what the loop knows of an attempt's error (see classify):
+// which deadline the failed wait stood for, and whether the replica had
+// sent bytes of an answer.
+func (x *rawExchange) failed(err error) attemptError {
+	a := attemptError{err: err, clientGone: x.sc.gone.Load(), answered: x.pc != nil && x.pc.cr.n > 0}
 	switch {
-	case x.sc.gone.Load():
-		return &apiError{status: statusClientClosed, typ: "client_closed", code: "client_closed", msg: "client closed the request"}
-	case isTimeout(err) && x.timedOut == armIdle:
-		return &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_idle", msg: errIdle.Error()}
-	case isTimeout(err) || x.pastDeadline():
-		return &apiError{status: http.StatusGatewayTimeout, typ: "server_error", code: "upstream_timeout", msg: "the model server did not answer in time: " + err.Error()}
+	case x.pastDeadline():
+		a.expired = expiredTotal
+	case !isTimeout(err):
+	case x.timedOut == armIdle:
+		a.expired = expiredIdle
+	case x.timedOut == armTotal:
+		a.expired = expiredTotal
+	case x.timedOut == armGone:
+		a.clientGone = true
 	default:
-		return &apiError{status: http.StatusBadGateway, typ: "server_error", code: "upstream_unreachable", msg: "the model server could not be reached: " + err.Error()}
+		a.expired = expiredHeader
 	}
+	return a
 }
 
 // fail answers e (nothing of an answer reached the client yet).
@@ -265,7 +271,7 @@ func (x *rawExchange) fail(e *apiError) bool {
 	if e.status == statusClientClosed {
 		return false
 	}
-	return x.sc.writeError(e, x.e, x.obs.Replica)
+	return x.sc.writeError(e, x.e, x.h.shownReplica(x.obs.Replica))
 }
 
 // closeConn closes the attempt's replica connection.
@@ -298,7 +304,7 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 	if rep.URL.Scheme != "http" {
 		// slowPath hands such pools to net/http; never send plain HTTP
 		// to a TLS replica.
-		return fmt.Errorf("replica %s: the connection loop speaks plain HTTP only", rep.Name)
+		return errors.New("the connection loop speaks plain HTTP only, and the replica https")
 	}
 	u := x.h.up
 	host := rep.URL.Host
@@ -323,6 +329,15 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 		if err == nil {
 			pc.wrote = time.Now()
 			err = x.readHead()
+		} else if mayHaveAnswered(err) && !x.sc.gone.Load() {
+			// A replica that refuses a request may answer (400, 413)
+			// and close with the body unread, which resets the
+			// connection while it is written: its answer, if it came,
+			// is the client's, and the connection is not reused.
+			if x.readHead() == nil {
+				x.resp.close = true
+				return nil
+			}
 		}
 		if err == nil {
 			return nil
@@ -620,7 +635,7 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 	if rr.chunked || rr.closeDelim {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
-	b = appendCutoverHeaders(b, x.e, x.obs.Replica)
+	b = appendCutoverHeaders(b, x.e, x.h.shownReplica(x.obs.Replica))
 	if streaming {
 		b = append(b, "X-Accel-Buffering: no\r\n"...)
 	}
@@ -762,7 +777,9 @@ func (x *rawExchange) broke(err error) bool {
 		x.obs.Error = "client_closed"
 		return false
 	}
-	x.obs.Error = brokenCode(x.failure(err).code, x.obs.Stream && isTimeout(err) && x.armed == armIdle)
+	a := x.failed(err)
+	a.answered, a.afterHead = true, true
+	x.obs.Error = classify(a).answer.code
 	x.h.log.Warn("upstream broke mid-response", "pool", x.e.Pool.Name, "replica", x.obs.Replica.Name, "error", err.Error())
 	return false
 }

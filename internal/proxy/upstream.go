@@ -233,6 +233,9 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
+		if pc.cr.n > 0 {
+			err = &answeredError{err} // the replica did answer: never resent
+		}
 		return nil, err
 	}
 	if pc.deadline {
@@ -240,10 +243,15 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		pc.deadline = false
 	}
 	pc.wrote = time.Time{}
-	if err := write(pc.bw); err != nil {
-		return fail(err)
+	// A replica that refuses a request may answer and close with the body
+	// unread, which breaks the write: read its answer all the same.
+	werr := write(pc.bw)
+	if werr != nil && (ctx.Err() != nil || !mayHaveAnswered(werr)) {
+		return fail(werr)
 	}
-	pc.wrote = time.Now()
+	if werr == nil {
+		pc.wrote = time.Now()
+	}
 	if d := u.ResponseHeaderTimeout; d > 0 {
 		_ = pc.c.SetReadDeadline(time.Now().Add(d))
 	}
@@ -252,6 +260,9 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		var err error
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
+			if werr != nil && pc.cr.n == 0 {
+				err = werr // no answer came: the write's error says why
+			}
 			return fail(err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
@@ -264,7 +275,7 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 			_ = pc.c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
-	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close}
+	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && werr == nil}
 	return resp, nil
 }
 
