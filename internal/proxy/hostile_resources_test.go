@@ -217,7 +217,7 @@ func (c *recordingConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// TestHandOffKeepsHeadDeadline: a head handed to net/http halfway keeps
+// TestHandOffKeepsHeadDeadline: a head handed to net/http keeps
 // the deadline the loop set when it began (a regression: net/http started
 // its own, so a head could take almost twice ReadHeaderTimeout).
 func TestHandOffKeepsHeadDeadline(t *testing.T) {
@@ -236,13 +236,13 @@ func TestHandOffKeepsHeadDeadline(t *testing.T) {
 	// The idle wait's deadline, then the head's.
 	await(t, "the head deadline", func() bool { return len(rl.recorded()) >= 2 })
 	head := rl.recorded()[1]
-	writeRaw(t, c, "Host: g\r\nTransfer-Encoding: chunked\r\n")
+	writeRaw(t, c, "Host: g\r\nTransfer-Encoding: chunked\r\n\r\n")
 	// The loop clears its deadline at the hand-off; net/http sets one.
 	await(t, "net/http's head deadline", func() bool { return len(rl.recorded()) >= 4 })
 	if got := rl.recorded()[3]; !got.Equal(head) {
 		t.Fatalf("net/http reads the head until %v, %v after the loop's deadline", got, got.Sub(head))
 	}
-	writeRaw(t, c, "\r\n2\r\n{}\r\n0\r\n\r\n")
+	writeRaw(t, c, "2\r\n{}\r\n0\r\n\r\n")
 	if resp, body := readResp(t, br, "POST"); resp.StatusCode != 200 || decodeEcho(t, body).Body != "{}" {
 		t.Fatalf("status %d: %q", resp.StatusCode, body)
 	}
