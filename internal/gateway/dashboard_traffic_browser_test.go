@@ -65,3 +65,34 @@ func TestDashboardTrafficChart(t *testing.T) {
 	b.screenshot("dashboard-traffic.png")
 	b.checkConsole()
 }
+
+// TestDashboardPoolRoles: the dashboard names each pool with the role the
+// status answer gives it, the same word as the CLI: the candidate while
+// it is deployed, "retained" for the old pool after the promotion.
+func TestDashboardPoolRoles(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skipf("no Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
+		}
+		t.Fatalf("CI needs Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
+	}
+	e, spare := rolloutEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := startBrowser(ctx, t)
+	b.do("open the dashboard and enter the token",
+		chromedp.Navigate("http://"+e.gw.AdminAddr()+"/"),
+		chromedp.WaitVisible(chromedp.ID("token-input")),
+		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
+		chromedp.Click(chromedp.ID("token-submit")),
+	)
+	b.waitText("#pool-green .badge", "standby", true)
+	e.deployReady(t, spare)
+	b.waitText("#pool-green .badge", "new · ready", true)
+	if _, err := e.admin.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.waitText("#pool-blue .badge", "retained", true)
+	b.waitText("#pool-green .badge", "live", true)
+	b.checkConsole()
+}
