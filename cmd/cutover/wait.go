@@ -162,7 +162,11 @@ func awaitPhase(ctx context.Context, c *api.Client, o *waitOptions, out io.Write
 		select {
 		case <-ctx.Done():
 			if cause := context.Cause(ctx); !errors.Is(cause, context.DeadlineExceeded) {
-				return cause // interrupted
+				what := "a deployment"
+				if id != "" {
+					what = "deployment " + id
+				}
+				return fmt.Errorf("interrupted while waiting for %s to be %s: %w", what, o.target, cause)
 			}
 			if asJSON && last != nil {
 				printJSON(out, last)
