@@ -15,10 +15,6 @@ import (
 	"github.com/cutover-dev/cutover/api"
 )
 
-// exitTimeout is the exit code of a wait that ran out of time: the
-// deployment neither reached the wanted phase nor failed.
-const exitTimeout = 3
-
 // exitError carries its own exit code (main's exitCode honours it).
 type exitError struct {
 	code int
