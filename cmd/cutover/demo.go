@@ -307,10 +307,7 @@ func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token strin
 	var pools strings.Builder
 	for _, name := range config.PoolNames {
 		p := st.Pools[name]
-		role := "standby"
-		if name == st.Live {
-			role = "live"
-		}
+		role := p.Role // live, retained, ... as status says
 		var urls []string
 		for _, r := range p.Replicas {
 			urls = append(urls, r.URL)

@@ -26,7 +26,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and failed, or the server refused
 	exitUsage   = 2 // bad flags, bad config: nothing was done
-	// exitTimeout (3, wait.go): cutover wait gave up before the phase.
+	exitTimeout = 3 // cutover wait, deploy --wait: time ran out before the phase
 )
 
 // usageError marks an error caused by what the user typed or wrote: bad

@@ -15,10 +15,6 @@ import (
 	"github.com/cutover-dev/cutover/api"
 )
 
-// exitTimeout is the exit code of a wait that ran out of time: the
-// deployment neither reached the wanted phase nor failed.
-const exitTimeout = 3
-
 // exitError carries its own exit code (main's exitCode honours it).
 type exitError struct {
 	code int
@@ -162,7 +158,11 @@ func awaitPhase(ctx context.Context, c *api.Client, o *waitOptions, out io.Write
 		select {
 		case <-ctx.Done():
 			if cause := context.Cause(ctx); !errors.Is(cause, context.DeadlineExceeded) {
-				return cause // interrupted
+				what := "a deployment"
+				if id != "" {
+					what = "deployment " + id
+				}
+				return fmt.Errorf("interrupted while waiting for %s to be %s: %w", what, o.target, cause)
 			}
 			if asJSON && last != nil {
 				printJSON(out, last)

@@ -150,3 +150,15 @@ func TestTTFTBins(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHistoryObserve is the per-request cost of the traffic history.
+func BenchmarkHistoryObserve(b *testing.B) {
+	h := NewHistory(nil, "blue", "green")
+	o := stream("blue", 120*time.Millisecond)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h.Observe(o)
+		}
+	})
+}

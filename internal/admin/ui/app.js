@@ -8,7 +8,8 @@
   const ACTOR = 'dashboard';
   const POLL_MS = 1500;
   const HISTORY_EVERY_MS = 10000;
-  const WINDOW_MS = 5 * 60 * 1000; // the chart's span
+  const WINDOW_MS = 5 * 60 * 1000; // how long request rates are kept
+  const TRAFFIC_EVERY_MS = 10000; // the traffic history's resolution
   const RATE_MS = 5000; // rates are averaged over about this long
   const POOLS = ['blue', 'green'];
   const TERMINAL = new Set(['completed', 'failed', 'aborted', 'rolled_back']);
@@ -35,6 +36,8 @@
     status: null,
     counters: [], // request counters of recent polls: {t, blue, green}
     samples: [], // request rates: {t, blue, green}
+    traffic: null, // the last GET /api/v1/traffic answer
+    trafficAt: 0, // when it was asked for (Date.now()), 0: ask at the next poll
     historyRev: null,
     historyAt: 0,
     shown: {}, // JSON of what each section shows, to redraw only on change
@@ -190,7 +193,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     clearTimeout(state.timer);
     Object.assign(state, {
-      token: '', gen: state.gen + 1, status: null, counters: [], samples: [], historyRev: null, shown: {},
+      token: '', gen: state.gen + 1, status: null, counters: [], samples: [], traffic: null, trafficAt: 0, historyRev: null, shown: {},
     });
     hideError();
     showLogin(message);
@@ -208,6 +211,7 @@
       $('app').hidden = false;
       $('btn-forget').hidden = false;
       onStatus(st);
+      loadTraffic(gen);
       poll(gen);
     } catch (e) {
       if (gen !== state.gen) return;
@@ -237,6 +241,7 @@
       const st = await api('GET', '/api/v1/status');
       if (gen !== state.gen) return;
       onStatus(st);
+      if (Date.now() - state.trafficAt > TRAFFIC_EVERY_MS) loadTraffic(gen);
       if (st.revision !== state.historyRev || Date.now() - state.historyAt > HISTORY_EVERY_MS) {
         const hist = await api('GET', '/api/v1/history?limit=50');
         if (gen !== state.gen) return;
@@ -389,39 +394,108 @@
     return 10 * p;
   }
 
+  // The traffic chart: three panels (requests/s, errors as % of requests,
+  // TTFT p95) per pool, drawn from GET /api/v1/traffic, which the gateway
+  // keeps for the last hour in 10 s points.
+  const CHART_PANELS = [
+    { id: 'requests', title: 'Requests/s', value: (p) => p.requests_per_second, fmt: (v) => fmtRate(v) },
+    { id: 'errors', title: 'Errors (% of requests)', value: (p) => (p.requests_per_second > 0 ? 100 * p.error_ratio : 0), fmt: (v) => `${Number(v.toPrecision(3))}%` },
+    { id: 'ttft', title: 'TTFT p95 (ms, streams)', value: (p) => p.ttft_p95_ms, fmt: (v) => `${Math.round(v)} ms` },
+  ];
+  const CHART_SPANS = [5, 15, 30, 60].map((m) => m * 60000);
+
+  async function loadTraffic(gen) {
+    state.trafficAt = Date.now();
+    try {
+      const tr = await api('GET', '/api/v1/traffic');
+      if (gen !== state.gen) return;
+      state.traffic = tr;
+      renderChart();
+    } catch (e) {
+      if (gen !== state.gen) return;
+      state.trafficAt = 0; // the status poll reports the connection; try again next poll
+    }
+  }
+
+  // lastValue is the newest non-null value of a panel for pool, or null.
+  function lastValue(panel, pool) {
+    const pts = (state.traffic && state.traffic.pools[pool]) || [];
+    for (let i = pts.length - 1; i >= 0; i--) {
+      const v = panel.value(pts[i]);
+      if (v !== null && v !== undefined) return v;
+    }
+    return null;
+  }
+
   function renderChart() {
     const box = $('traffic-chart');
     const live = state.status ? state.status.live : '';
+    const tr = state.traffic;
     const W = Math.max(320, box.clientWidth);
-    const H = box.clientHeight || 200;
-    const pad = { l: 40, r: 10, t: 10, b: 22 };
-    const t1 = Date.now();
-    const t0 = t1 - WINDOW_MS;
-    const pts = state.samples.filter((p) => p.t >= t0);
-    const max = niceMax(Math.max(0, ...pts.flatMap((p) => POOLS.map((n) => p[n]))));
-    const x = (t) => pad.l + ((t - t0) / WINDOW_MS) * (W - pad.l - pad.r);
-    const y = (v) => pad.t + (1 - v / max) * (H - pad.t - pad.b);
-    const svg = svgEl('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' });
-    for (let i = 0; i <= 4; i++) {
-      const v = (max * i) / 4;
-      svg.append(svgEl('line', { class: i ? 'grid' : 'axis', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
-      svg.append(svgEl('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(Number(v.toPrecision(3)))));
+    const H = 112;
+    const pad = { l: 48, r: 10, t: 8, b: 20 };
+    const t1 = now();
+    const res = ((tr && tr.resolution_seconds) || 10) * 1000;
+    const series = {};
+    let oldest = t1;
+    for (const name of POOLS) {
+      series[name] = ((tr && tr.pools[name]) || []).map((p) => ({ ...p, at: Math.min(t1, new Date(p.t).getTime() + res / 2) }));
+      if (series[name].length) oldest = Math.min(oldest, new Date(series[name][0].t).getTime());
     }
-    for (let m = 5; m >= 0; m--) {
-      svg.append(svgEl('text', { x: x(t1 - m * 60000), y: H - 5, 'text-anchor': m === 5 ? 'start' : m === 0 ? 'end' : 'middle' }, m ? `-${m}m` : 'now'));
-    }
-    for (const name of [other(live), live]) {
-      if (!name || pts.length < 2) continue;
-      const coords = pts.map((p) => `${x(p.t).toFixed(1)},${y(p[name]).toFixed(1)}`);
-      if (name === live) {
-        const base = y(0).toFixed(1);
-        svg.append(svgEl('polygon', { class: `area-${name}`, points: `${x(pts[0].t).toFixed(1)},${base} ${coords.join(' ')} ${x(pts[pts.length - 1].t).toFixed(1)},${base}` }));
+    const span = CHART_SPANS.find((ms) => t1 - oldest <= ms) || CHART_SPANS[CHART_SPANS.length - 1];
+    const t0 = t1 - span;
+    const x = (t) => pad.l + ((t - t0) / span) * (W - pad.l - pad.r);
+    $('traffic-sub').textContent = `last ${span / 60000} minutes · ${res / 1000} s points`;
+    const panels = CHART_PANELS.map((panel) => {
+      const vals = POOLS.flatMap((n) => series[n].filter((p) => p.at >= t0).map(panel.value)).filter((v) => v !== null && v !== undefined);
+      const max = niceMax(Math.max(0, ...vals));
+      const y = (v) => pad.t + (1 - v / max) * (H - pad.t - pad.b);
+      const svg = svgEl('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' });
+      for (let i = 0; i <= 2; i++) {
+        const v = (max * i) / 2;
+        svg.append(svgEl('line', { class: i ? 'grid' : 'axis', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
+        svg.append(svgEl('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, String(Number(v.toPrecision(3)))));
       }
-      svg.append(svgEl('polyline', { class: `line line-${name}${name === live ? ' live' : ''}`, points: coords.join(' ') }));
-    }
-    const rates = POOLS.map((n) => `${n} ${fmtRate(currentRate(n))} requests per second`).join(', ');
-    svg.setAttribute('aria-label', `Requests per second per pool over the last 5 minutes; now ${rates}`);
-    box.replaceChildren(svg);
+      for (let i = 5; i >= 0; i--) {
+        const m = (span / 60000) * (i / 5);
+        svg.append(svgEl('text', { x: x(t1 - m * 60000), y: H - 4, 'text-anchor': i === 5 ? 'start' : i === 0 ? 'end' : 'middle' }, i ? `-${m}m` : 'now'));
+      }
+      for (const name of [other(live), live]) {
+        if (!name) continue;
+        // A null value (no streams in a slot) breaks the line.
+        const runs = [[]];
+        for (const p of series[name]) {
+          if (p.at < t0) continue;
+          const v = panel.value(p);
+          if (v === null || v === undefined) {
+            if (runs[runs.length - 1].length) runs.push([]);
+            continue;
+          }
+          runs[runs.length - 1].push([x(p.at), y(v)]);
+        }
+        for (const run of runs) {
+          if (!run.length) continue;
+          if (run.length === 1) { // a lone point: a dot
+            svg.append(svgEl('circle', { class: `dot dot-${name}`, 'data-pool': name, cx: run[0][0].toFixed(1), cy: run[0][1].toFixed(1), r: 2.5 }));
+            continue;
+          }
+          const coords = run.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`);
+          if (name === live && panel.id === 'requests') {
+            const base = y(0).toFixed(1);
+            svg.append(svgEl('polygon', { class: `area-${name}`, points: `${run[0][0].toFixed(1)},${base} ${coords.join(' ')} ${run[run.length - 1][0].toFixed(1)},${base}` }));
+          }
+          svg.append(svgEl('polyline', { class: `line line-${name}${name === live ? ' live' : ''}`, 'data-pool': name, points: coords.join(' ') }));
+        }
+      }
+      const latest = POOLS.map((n) => {
+        const v = lastValue(panel, n);
+        return `${n} ${v === null ? 'no data' : panel.fmt(v)}`;
+      }).join(', ');
+      svg.setAttribute('aria-label', `${panel.title} per pool over the last ${span / 60000} minutes; latest ${latest}`);
+      return h('div', { class: 'chart-panel', dataset: { testid: `chart-${panel.id}` } },
+        h('div', { class: 'chart-title' }, h('span', {}, panel.title), h('span', { class: 'chart-now' }, latest)), svg);
+    });
+    box.replaceChildren(...panels);
     $('traffic-legend').replaceChildren(...POOLS.map((n) => h('span', { class: `k-${n}` }, h('i'), n, h('b', {}, `${fmtRate(currentRate(n))}/s`))));
   }
 
