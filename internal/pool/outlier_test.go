@@ -385,3 +385,17 @@ func TestActiveCheckEndsConnectEjection(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkOutlierRecord is the per-request cost of outlier detection on
+// the data plane's path: a success.
+func BenchmarkOutlierRecord(b *testing.B) {
+	o := &pool.Outlier{Consecutive5xx: 5, FailureRate: 0.5, MaxEjectionPercent: 50, Logger: quietLog}
+	rs := replicas(b, 2)
+	p := &pool.Pool{Name: "blue", Replicas: rs}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			o.Record(p, rs[0], pool.OutcomeSuccess)
+		}
+	})
+}
