@@ -160,7 +160,11 @@ func (v View) unvetted(name string) (*Deployment, string) {
 func (v View) canServe(action, name string) (Decision, bool) {
 	p := v.Pools[name]
 	if d := v.retiredBy(name); d != nil {
-		return deny("retired", "cannot %s to %s: it was retired at %s when deployment %s completed, and holds no replicas", action, name, stamp(d.RetiredAt), d.ID), false
+		verb := action
+		if action == "rollback" {
+			verb = "roll back"
+		}
+		return deny("retired", "cannot %s to %s: it was retired at %s when deployment %s completed, and holds no replicas", verb, name, stamp(d.RetiredAt), d.ID), false
 	}
 	if p.Replicas == 0 {
 		return deny("pool_cannot_serve", "%s refused: pool %s has no replicas; %s stays live", action, name, v.State.Live), false
@@ -264,7 +268,7 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 		}
 		target = st.Previous
 	}
-	if dec, ok := v.canServe("roll back", target); !ok {
+	if dec, ok := v.canServe("rollback", target); !ok {
 		return dec
 	}
 	if d, outcome := v.unvetted(target); d != nil {
