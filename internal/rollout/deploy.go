@@ -72,7 +72,7 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 				old.Reason += "; its post-promotion checks (automatic rollback) ended too"
 			}
 			res.Note = fmt.Sprintf("--force ended the retention of pool %s (deployment %s): rollback to %s is no longer possible. %s will be drained and retired (on_retire hooks) before %s starts warming.", target, old.ID, old.FromModel, target, d.ID)
-			evs = append(evs, event{Action: "retention_ended", Deployment: old.ID, Reason: old.Reason})
+			evs = append(evs, event{Action: "retention_ended", Deployment: old.ID, Reason: old.Reason, Forced: true})
 			d.enter(PhasePending, now, "waiting for "+old.ID+" to retire pool "+target, time.Time{})
 		} else {
 			c.startWarming(s, d, now)
