@@ -263,8 +263,12 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 			return deny("nothing_to_roll_back", "no previous live pool to roll back to: %s has been live since the first start", st.Live)
 		}
 		if st.RolledBack {
-			return deny("already_rolled_back", "the last switch (at %s) was already a rollback from %s to %s; rolling back again would bring back the version just left. To make %s live on purpose, roll back with --to %s",
-				stamp(st.SwitchedAt), st.Previous, st.Live, st.Previous, st.Previous)
+			how := fmt.Sprintf("roll back with --to %s", st.Previous)
+			if d, outcome := v.unvetted(st.Previous); d != nil {
+				how = fmt.Sprintf("%s holds deployment %s (model %s), which %s: `cutover promote --force` makes it live anyway", st.Previous, d.ID, d.Model, outcome)
+			}
+			return deny("already_rolled_back", "the last switch (at %s) was already a rollback from %s to %s; rolling back again would bring back the version just left. To make %s live on purpose: %s",
+				stamp(st.SwitchedAt), st.Previous, st.Live, st.Previous, how)
 		}
 		target = st.Previous
 	}
