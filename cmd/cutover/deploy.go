@@ -83,7 +83,7 @@ func newRetireCmd() *cobra.Command {
 		Short: "End the old pool's retention now: drain it and run on_retire hooks",
 		Long: `End the retention of the old pool now: it is drained and the on_retire
 hooks run (free its GPUs there); after that rollback is refused. While
-the post-promotion checks run (validation.post_promotion_window), retire
+the post-promotion checks run (validation.post_promotion), retire
 is refused unless --force, which ends them and their automatic rollback
 too. While on_retire hooks are failing, retire retries them at once; with
 --force the pool is marked retired without them (you freed the GPUs
