@@ -91,7 +91,9 @@ too. While on_retire hooks are failing, retire retries them at once; with
 yourself).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.RetireWith(ctx, api.RetireRequest{Force: force, ExpectedRevision: rev}) }, printDeploymentLine)
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) {
+				return c.RetireWith(ctx, api.RetireRequest{Force: force, ExpectedRevision: rev})
+			}, printDeploymentLine)
 		},
 	}
 	f.register(cmd)
