@@ -203,7 +203,7 @@ switch is recorded as forced in the history.`,
 
 // revisionFlag adds --if-revision, the guard every switch takes.
 func revisionFlag(cmd *cobra.Command, rev *int64) {
-	cmd.Flags().Int64Var(rev, "if-revision", 0, "refuse (409 revision_mismatch) unless the state is still at revision N, as status showed it")
+	cmd.Flags().Int64Var(rev, "if-revision", 0, "refuse (409 revision_mismatch) unless the state is still at revision `N`, as status showed it")
 }
 
 func newRollbackCmd() *cobra.Command {
@@ -223,7 +223,7 @@ left; --to POOL makes that pool live on purpose.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&req.To, "to", "", "make this pool live, even right after a rollback")
+	cmd.Flags().StringVar(&req.To, "to", "", "make `POOL` live, even right after a rollback")
 	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }

@@ -125,25 +125,28 @@ func newAbortCmd() *cobra.Command {
 
 func newRetireCmd() *cobra.Command {
 	f := &ctlFlags{}
-	var req api.RetireRequest
+	var force bool
+	var rev int64
 	cmd := &cobra.Command{
 		Use:   "retire",
 		Short: "End the old pool's retention now: drain it and run on_retire hooks",
 		Long: `End the retention of the old pool now: it is drained and the on_retire
 hooks run (free its GPUs there); after that rollback is refused. While
-the post-promotion checks run (validation.post_promotion_window), retire
+the post-promotion checks run (validation.post_promotion), retire
 is refused unless --force, which ends them and their automatic rollback
 too. While on_retire hooks are failing, retire retries them at once; with
 --force the pool is marked retired without them (you freed the GPUs
 yourself).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.RetireWith(ctx, req) }, printDeploymentLine)
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) {
+				return c.RetireWith(ctx, api.RetireRequest{Force: force, ExpectedRevision: rev})
+			}, printDeploymentLine)
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&req.Force, "force", false, "end the post-promotion checks too; during retirement, mark the pool retired even though on_retire hooks fail")
-	revisionFlag(cmd, &req.ExpectedRevision)
+	cmd.Flags().BoolVar(&force, "force", false, "end the post-promotion checks too; during retirement, mark the pool retired even though on_retire hooks fail")
+	revisionFlag(cmd, &rev)
 	return cmd
 }
 

@@ -51,40 +51,16 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api/v1/status", s.wrap(func(r *http.Request) (any, error) { return ctrl.Status(), nil }))
-	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(func(r *http.Request) (any, error) {
-		var req api.PromoteRequest
-		if err := decodeBody(r, &req); err != nil {
-			return nil, err
-		}
-		return ctrl.Promote(r.Context(), actor(r), req)
-	}))
-	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(func(r *http.Request) (any, error) {
-		var req api.RollbackRequest
-		if err := decodeBody(r, &req); err != nil {
-			return nil, err
-		}
-		return ctrl.Rollback(r.Context(), actor(r), req)
-	}))
+	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(withBody(ctrl.Promote)))
+	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(withBody(ctrl.Rollback)))
 	s.mux.HandleFunc("GET /api/v1/history", s.wrap(s.history))
 	s.mux.HandleFunc("POST /api/v1/deployments", s.wrapStatus(http.StatusCreated, s.deploy))
 	s.mux.HandleFunc("GET /api/v1/deployments", s.wrap(func(r *http.Request) (any, error) {
 		return api.Deployments{Deployments: ctrl.Deployments()}, nil
 	}))
 	s.mux.HandleFunc("GET /api/v1/deployments/{id}", s.wrap(func(r *http.Request) (any, error) { return ctrl.Deployment(r.PathValue("id")) }))
-	s.mux.HandleFunc("POST /api/v1/abort", s.wrap(func(r *http.Request) (any, error) {
-		var req api.AbortRequest
-		if err := decodeBody(r, &req); err != nil {
-			return nil, err
-		}
-		return ctrl.Abort(r.Context(), actor(r), req)
-	}))
-	s.mux.HandleFunc("POST /api/v1/retire", s.wrap(func(r *http.Request) (any, error) {
-		var req api.RetireRequest
-		if err := decodeBody(r, &req); err != nil {
-			return nil, err
-		}
-		return ctrl.Retire(r.Context(), actor(r), req)
-	}))
+	s.mux.HandleFunc("POST /api/v1/abort", s.wrap(withBody(ctrl.Abort)))
+	s.mux.HandleFunc("POST /api/v1/retire", s.wrap(withBody(ctrl.Retire)))
 	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
 		if allow := s.allowed(r); len(allow) > 0 {
 			return nil, &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
@@ -221,6 +197,19 @@ func (s *Server) deploy(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return s.ctrl.Deploy(r.Context(), actor(r), req)
+}
+
+// withBody adapts a controller action to a handler: the request's JSON
+// body (empty: the zero value) and its actor are the action's arguments.
+func withBody[Req, Res any](action func(ctx context.Context, actor string, req Req) (Res, error)) func(*http.Request) (any, error) {
+	return func(r *http.Request) (any, error) {
+		var req Req
+		if err := decodeBody(r, &req); err != nil {
+			return nil, err
+		}
+		res, err := action(r.Context(), actor(r), req)
+		return res, err
+	}
 }
 
 // decodeBody reads a JSON body into v; an empty body leaves v as is.

@@ -11,14 +11,19 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/mockllm"
 )
 
 // chromiumPath is Debian's Chromium; scripts/deps.sh installs it.
 const chromiumPath = "/usr/bin/chromium"
 
 // TestDashboardInBrowser drives the admin dashboard in a real Chromium
-// against a full gateway: token, live pool, promote, and a refused
-// rollback whose reason the page shows.
+// against a full gateway: token, live pool, promote, actions the server
+// would refuse disabled with the reason as tooltip, a stale confirmation
+// refused by its revision guard with the reason shown, and a promote that
+// needs force offered with force.
 func TestDashboardInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "" {
@@ -45,8 +50,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitText("#live-pool", "blue", true)
 	b.waitText("#pool-blue", "2/2 healthy", false)
 	b.waitText("#pool-green", "model-v2", false)
-	// No switch yet: rollback names no target and says it will be refused.
-	b.waitText("#btn-rollback", "Roll back", true)
+	// No switch yet: the server would refuse rollback, so the page
+	// disables it and says why.
+	b.waitButton("btn-rollback", "disabled", "no previous live pool")
 
 	// Cancel does nothing (the revision below shows no second switch).
 	b.do("promote, then cancel", chromedp.Click(chromedp.ID("btn-promote")), chromedp.WaitVisible(chromedp.ID("confirm-no")),
@@ -59,20 +65,58 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("after the click the gateway says %+v (%v), want green live at revision 2", st, err)
 	}
 	b.waitText("#history", "blue → green", false)
+	b.waitText("#live-protection", "rollback makes blue (model model-v1) live again", false)
+	b.waitButton("btn-rollback", "enabled", "blue (model model-v1) is live again")
 	b.waitText("#btn-rollback", "Roll back to blue", true)
 
-	// Blue cannot serve any more: a rollback to it must be refused.
+	// Another operator rolls back while this page asks for confirmation:
+	// the page's click carries the revision it showed, so the gateway
+	// refuses instead of switching a second time.
+	b.do("roll back", chromedp.Click(chromedp.ID("btn-rollback")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
+	if _, err := e.admin.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.do("confirm the stale rollback", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.do("see the refusal", chromedp.WaitVisible(chromedp.ID("error-banner")))
+	b.waitText("#error-banner", "HTTP 409", false)
+	b.waitText("#error-banner", "revision 3, not 2", false)
+	b.waitText("#live-pool", "blue", true)
+	if st, err := e.admin.Status(ctx); err != nil || st.Live != "blue" || st.Revision != 3 {
+		t.Fatalf("after a refused rollback the gateway says %+v (%v), want blue live at revision 3", st, err)
+	}
+	// Rollback undoes the last switch once: it is disabled now.
+	b.waitButton("btn-rollback", "disabled", "already a rollback")
+
+	// A deployment aborted in green leaves a version that never passed:
+	// promote needs force, which the page offers.
+	spare := startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")
+	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: []string{spare.URL()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.gw.Checker().Tick(ctx)
+	e.gw.Checker().Tick(ctx)
+	b.waitButton("btn-promote", "force", "green holds deployment d-1")
+	b.do("promote with force", chromedp.Click(chromedp.ID("btn-promote")), chromedp.WaitVisible(chromedp.ID("confirm-force")))
+	b.waitText("#confirm-text", "Refused without force", false)
+	b.waitJS("confirm needs the force box", `document.getElementById("confirm-yes").disabled`)
+	b.do("tick force and confirm", chromedp.Click(chromedp.ID("confirm-force")), chromedp.Click(chromedp.ID("confirm-yes")))
+	b.waitText("#notice", "Promote (forced): green is live", false)
+	b.waitText("#live-pool", "green", true)
+	if h, err := e.admin.History(ctx, 1); err != nil || len(h.Events) != 1 || !h.Events[0].Forced || h.Events[0].Deployment != "d-1" {
+		t.Fatalf("history after the forced promote: %+v %v", h, err)
+	}
+
+	// Blue cannot serve any more: rollback to it is disabled with the reason.
 	for _, r := range e.pools["blue"] {
 		r.mock.SetFailHealth(true)
 	}
 	e.gw.Checker().Tick(ctx)
 	e.gw.Checker().Tick(ctx)
 	b.waitText("#pool-blue", "0/2 healthy", false)
-	b.do("roll back", chromedp.Click(chromedp.ID("btn-rollback")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
-	b.do("confirm the rollback", chromedp.Click(chromedp.ID("confirm-yes")))
-	b.do("see the refusal", chromedp.WaitVisible(chromedp.ID("error-banner")))
-	b.waitText("#error-banner", "HTTP 409", false)
-	b.waitText("#error-banner", "pool blue has no healthy replica", false)
+	b.waitButton("btn-rollback", "disabled", "pool blue has no healthy replica")
 	b.waitText("#live-pool", "green", true)
 
 	b.screenshot("dashboard.png")
@@ -149,6 +193,20 @@ func (b *browser) waitText(sel, want string, exact bool) {
 		b.screenshot("failure.png")
 		b.t.Fatalf("waiting for %s to show %q: %v; it shows %q", sel, want, err, strings.Join(strings.Fields(text), " "))
 	}
+}
+
+// waitButton waits until the action button id is in state (enabled,
+// disabled, or force: enabled but refused without force) with a tooltip
+// containing reason.
+func (b *browser) waitButton(id, state, reason string) {
+	b.t.Helper()
+	cond := map[string]string{
+		"enabled":  `!el.disabled && !el.classList.contains("needs-force")`,
+		"disabled": `el.disabled && el.classList.contains("is-refused")`,
+		"force":    `!el.disabled && el.classList.contains("needs-force")`,
+	}[state]
+	b.waitJS(fmt.Sprintf("%s %s, title with %q", id, state, reason),
+		fmt.Sprintf(`(() => { const el = document.getElementById(%q); return !!el && %s && el.title.includes(%q); })()`, id, cond, reason))
 }
 
 // waitJS waits until the JavaScript expression cond is true.

@@ -160,7 +160,11 @@ func (v View) unvetted(name string) (*Deployment, string) {
 func (v View) canServe(action, name string) (Decision, bool) {
 	p := v.Pools[name]
 	if d := v.retiredBy(name); d != nil {
-		return deny("retired", "cannot %s to %s: it was retired at %s when deployment %s completed, and holds no replicas", action, name, stamp(d.RetiredAt), d.ID), false
+		verb := action
+		if action == "rollback" {
+			verb = "roll back"
+		}
+		return deny("retired", "cannot %s to %s: it was retired at %s when deployment %s completed, and holds no replicas", verb, name, stamp(d.RetiredAt), d.ID), false
 	}
 	if p.Replicas == 0 {
 		return deny("pool_cannot_serve", "%s refused: pool %s has no replicas; %s stays live", action, name, v.State.Live), false
@@ -259,12 +263,16 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 			return deny("nothing_to_roll_back", "no previous live pool to roll back to: %s has been live since the first start", st.Live)
 		}
 		if st.RolledBack {
-			return deny("already_rolled_back", "the last switch (at %s) was already a rollback from %s to %s; rolling back again would bring back the version just left. To make %s live on purpose, roll back with --to %s",
-				stamp(st.SwitchedAt), st.Previous, st.Live, st.Previous, st.Previous)
+			how := fmt.Sprintf("roll back with --to %s", st.Previous)
+			if d, outcome := v.unvetted(st.Previous); d != nil {
+				how = fmt.Sprintf("%s holds deployment %s (model %s), which %s: `cutover promote --force` makes it live anyway", st.Previous, d.ID, d.Model, outcome)
+			}
+			return deny("already_rolled_back", "the last switch (at %s) was already a rollback from %s to %s; rolling back again would bring back the version just left. To make %s live on purpose: %s",
+				stamp(st.SwitchedAt), st.Previous, st.Live, st.Previous, how)
 		}
 		target = st.Previous
 	}
-	if dec, ok := v.canServe("roll back", target); !ok {
+	if dec, ok := v.canServe("rollback", target); !ok {
 		return dec
 	}
 	if d, outcome := v.unvetted(target); d != nil {

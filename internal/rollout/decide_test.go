@@ -168,7 +168,11 @@ func TestDecideRollback(t *testing.T) {
 		{"previous unhealthy", with(prev(scene("green"), false), unhealthy("blue")), api.RollbackRequest{}, want{code: "pool_cannot_serve"}},
 		{"previous retired", retiredBlue(), api.RollbackRequest{}, want{code: "retired", reason: []string{"blue", "retired", "d-1"}}},
 		{"previous holds a later deployment, rolled back", afterRollback, api.RollbackRequest{},
-			want{code: "already_rolled_back"}},
+			want{code: "already_rolled_back", reason: []string{"blue holds deployment d-2", "promote --force"}}},
+		{"previous retired, then filled by a failed deployment", func() View {
+			v := prev(scene("green", retired(dep("d-1", "green", PhasePromoted)), dep("d-2", "blue", PhaseFailed)), false)
+			return v
+		}(), api.RollbackRequest{}, want{code: "standby_not_passed", reason: []string{"blue holds deployment d-2", "failed"}}},
 		{"--to a pool holding a rolled-back deployment", afterRollback, api.RollbackRequest{To: "blue"},
 			want{code: "standby_not_passed", reason: []string{"blue holds deployment d-2", "promote --force"}}},
 		{"inside retention", scene("green", dep("d-3", "green", PhasePromoted)), api.RollbackRequest{},
@@ -182,9 +186,16 @@ func TestDecideRollback(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { check(t, decideRollback(tc.v, tc.req), tc.want) })
 	}
-	// The reason never says blue was retired while it holds d-2.
-	if r := decideRollback(afterRollback, api.RollbackRequest{To: "blue"}).Reason; strings.Contains(r, "retired") {
-		t.Fatalf("reason describes a pool that is no longer there: %s", r)
+	// The reasons never say blue was retired while it holds d-2 (a
+	// regression: the newest completed deployment that retired blue was
+	// named, not what blue holds now).
+	for _, req := range []api.RollbackRequest{{}, {To: "blue"}} {
+		if r := decideRollback(afterRollback, req).Reason; strings.Contains(r, "retired") {
+			t.Fatalf("reason describes a pool that is no longer there: %s", r)
+		}
+	}
+	if r := protection(afterRollback).Summary; strings.Contains(r, "retired") {
+		t.Fatalf("protection describes a pool that is no longer there: %s", r)
 	}
 }
 

@@ -77,7 +77,7 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 				old.Reason += "; its post-promotion checks (automatic rollback) ended too"
 			}
 			res.Note = fmt.Sprintf("--force ended the retention of pool %s (deployment %s): rollback to %s is no longer possible. %s will be drained and retired (on_retire hooks) before %s starts warming.", target, old.ID, old.FromModel, target, d.ID)
-			evs = append(evs, event{Action: "retention_ended", Deployment: old.ID, Reason: old.Reason})
+			evs = append(evs, event{Action: "retention_ended", Deployment: old.ID, Reason: old.Reason, Forced: true})
 			d.enter(PhasePending, now, "waiting for "+old.ID+" to retire pool "+target, time.Time{})
 		} else {
 			c.startWarming(s, d, now)
@@ -171,11 +171,12 @@ func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireReq
 		switch {
 		case d.Phase == PhasePromoted:
 			d.RetainUntil, d.Deadline = now, now
-			d.Reason = fmt.Sprintf("retention ended early by %s", actor)
+			ended := "the retention of " + d.From
 			if inPostPromotion(d, now) {
 				d.PostPromotionUntil, endedWindow = now, true
-				d.Reason = fmt.Sprintf("retention and post-promotion checks (automatic rollback to %s) ended early by %s with --force", d.From, actor)
+				ended = fmt.Sprintf("the post-promotion checks (and their automatic rollback to %s) and the retention of %s", d.From, d.From)
 			}
+			d.Reason = fmt.Sprintf("retire by %s ended %s early: %s is drained and retired, and rollback to it is refused from then on", actor, ended, d.From)
 			return []event{{Action: "retention_ended", Deployment: id, Reason: d.Reason, Forced: endedWindow}}, nil
 		case req.Force:
 			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s", d.From, actor, d.RetireAttempts, d.RetireError)

@@ -717,6 +717,9 @@ func TestForcedDeployOverRetainedPool(t *testing.T) {
 		if err != nil || res.Deployment.Phase != "pending" || !strings.Contains(res.Note, "no longer possible") {
 			t.Fatalf("forced deploy: %+v %v", res, err)
 		}
+		if e := f.lastEvent("retention_ended"); !e.Forced || e.Deployment != "d-1" {
+			t.Fatalf("retention_ended event: %+v", e)
+		}
 		if a := f.c.Status().Actions["deploy"]; a.Allowed || a.Code != "deployment_in_progress" {
 			t.Fatalf("deploy while pending: %+v", a)
 		}

@@ -44,6 +44,8 @@
     skew: 0, // server clock minus browser clock, ms (when more than 2 s)
     busy: false,
     pending: '', // action waiting for confirmation
+    pendingRev: 0, // the revision the confirmation was opened at
+    pendingNeedsForce: false, // the action is refused without force
     updatedAt: 0,
   };
 
@@ -322,6 +324,12 @@
   }
 
   function renderLive(st) {
+    const prot = st.protection || {};
+    if (changed('protection', prot)) {
+      const el = $('live-protection');
+      el.textContent = prot.summary ? `Protection: ${prot.summary}` : '';
+      el.classList.toggle('is-unprotected', !!prot.summary && prot.summary.startsWith('nothing'));
+    }
     if (!changed('live', [st.live, st.previous, st.switched_at, st.pools[st.live] && st.pools[st.live].model])) return;
     const p = st.pools[st.live] || {};
     $('live-card').dataset.pool = st.live;
@@ -506,7 +514,8 @@
       ? target.replicas.filter((r) => r.healthy && d.replicas.some((u) => sameURL(u, r.url))).length
       : null;
     // Gates have their own card; here they only feed the samples bar.
-    if (!changed('deployment', [d && { ...d, gates: d.phase === 'validating' ? d.gates : undefined }, warm])) return;
+    const prot = d && st.protection && st.protection.deployment === d.id ? st.protection : {};
+    if (!changed('deployment', [d && { ...d, gates: d.phase === 'validating' ? d.gates : undefined }, warm, prot])) return;
     const phase = $('deployment-phase');
     const body = $('deployment-body');
     if (!d) {
@@ -526,8 +535,10 @@
     if (d.reason) rows.push(['Reason', d.reason]);
     if (d.waiting) rows.push(['Waiting for', d.waiting]);
     if (d.created_by) rows.push(['Started by', [d.created_by, ' · ', timeEl(d.created_at)]]);
-    if (isSet(d.post_promotion_until) && d.phase === 'promoted') rows.push(['Gates watch until', fmtClock(d.post_promotion_until)]);
-    if (isSet(d.retain_until) && !isSet(d.retired_at)) rows.push(['Rollback until', fmtClock(d.retain_until)]);
+    // What still protects the live pool, as the server says (not after a
+    // rollback or a retire that ended it).
+    if (isSet(prot.auto_rollback_until)) rows.push(['Gates watch until', `${fmtClock(prot.auto_rollback_until)} (automatic rollback)`]);
+    if (isSet(prot.retained_until)) rows.push(['Rollback until', fmtClock(prot.retained_until)]);
     if (isSet(d.retired_at)) rows.push(['Retired', `${d.from} at ${fmtClock(d.retired_at)}`]);
     if (d.pending_hooks && d.pending_hooks.length) rows.push(['Pending hooks', d.pending_hooks.join(', ')]);
 
@@ -682,39 +693,72 @@
     return null;
   }
 
+  // verdict is the server's answer for action in the status (see
+  // api.Action): allowed, else code, reason and whether force overrides it.
+  // An older gateway without it allows everything (the server still checks).
+  function verdict(action, st) {
+    const a = st.actions && st.actions[action];
+    return a || { allowed: true, reason: '' };
+  }
+
   function renderActions(st) {
     for (const action of Object.keys(ACTION_LABEL)) {
       const btn = $(`btn-${action}`);
+      const v = verdict(action, st);
       btn.textContent = describe(action, st).button;
-      btn.disabled = state.busy;
+      // Refused: disabled with the reason, unless force can override it.
+      const refused = !v.allowed && !v.force;
+      btn.disabled = state.busy || refused;
+      btn.title = v.allowed ? v.reason : `${v.allowed === false && v.force ? 'Needs force: ' : 'Refused: '}${v.reason}`;
+      btn.dataset.code = v.code || '';
+      btn.classList.toggle('is-refused', refused);
+      btn.classList.toggle('needs-force', !v.allowed && !!v.force);
     }
   }
 
+  // FORCE_TEXT is what force does, per action, for the confirmation.
+  const FORCE_TEXT = {
+    promote: 'Force: make it live although it did not pass what the configuration asks (recorded as forced in the history).',
+    retire: 'Force: end the post-promotion checks and their automatic rollback too.',
+  };
+
   function openConfirm(action) {
     if (!state.status || state.busy) return;
-    const c = describe(action, state.status);
+    const st = state.status;
+    const c = describe(action, st);
+    const v = verdict(action, st);
+    if (!v.allowed && !v.force) return; // the button is disabled: nothing to confirm
+    const needsForce = !v.allowed && v.force;
     state.pending = action;
+    state.pendingRev = st.revision;
+    state.pendingNeedsForce = needsForce;
     $('confirm-title').textContent = c.title;
-    $('confirm-text').textContent = c.text;
-    $('confirm-force-row').hidden = !c.force;
+    $('confirm-text').textContent = needsForce ? `Refused without force: ${v.reason}` : c.text;
+    $('confirm-force-row').hidden = !(c.force || needsForce);
     $('confirm-force').checked = false;
-    $('confirm-force-text').textContent = 'Force: mark it retired without the failing hooks (you freed its GPUs yourself).';
+    $('confirm-force-text').textContent = needsForce ? (FORCE_TEXT[action] || 'Force: do it anyway.')
+      : 'Force: mark it retired without the failing hooks (you freed its GPUs yourself).';
     const yes = $('confirm-yes');
-    yes.textContent = c.verb;
-    yes.className = `btn ${c.danger ? 'btn-danger' : 'btn-primary'}`;
+    yes.textContent = needsForce ? `${c.verb} (force)` : c.verb;
+    yes.className = `btn ${c.danger || needsForce ? 'btn-danger' : 'btn-primary'}`;
+    yes.disabled = needsForce;
     // Escape closes the dialog without a value, keeping the last one: clear it.
     $('confirm').returnValue = '';
     $('confirm').showModal();
   }
 
-  async function runAction(action, force) {
+  async function runAction(action, force, rev) {
     state.busy = true;
     renderActions(state.status);
     hideError();
     try {
-      const res = await api('POST', `/api/v1/${action}`, action === 'retire' ? { force } : undefined);
+      // The revision the operator decided on: the server refuses
+      // (revision_mismatch) if the state changed since.
+      const body = { expected_revision: rev };
+      if (force && (action === 'retire' || action === 'promote')) body.force = true;
+      const res = await api('POST', `/api/v1/${action}`, body);
       showNotice(action === 'promote' || action === 'rollback'
-        ? `${ACTION_LABEL[action]}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.`
+        ? `${ACTION_LABEL[action]}${res.forced ? ' (forced)' : ''}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.`
         : `${ACTION_LABEL[action]}: deployment ${res.id} is ${res.phase}.`);
     } catch (e) {
       if (e.status === 401) {
@@ -782,10 +826,14 @@
   }
   $('confirm-no').addEventListener('click', () => $('confirm').close('cancel'));
   $('confirm-yes').addEventListener('click', () => $('confirm').close('yes'));
+  $('confirm-force').addEventListener('change', () => {
+    if (state.pendingNeedsForce) $('confirm-yes').disabled = !$('confirm-force').checked;
+  });
   $('confirm').addEventListener('close', () => {
     const action = state.pending;
     state.pending = '';
-    if ($('confirm').returnValue === 'yes' && action) runAction(action, $('confirm-force').checked);
+    $('confirm-yes').disabled = false;
+    if ($('confirm').returnValue === 'yes' && action) runAction(action, $('confirm-force').checked, state.pendingRev);
   });
   window.addEventListener('resize', () => { if (state.status) renderChart(); });
   setInterval(tick, 1000);
