@@ -34,7 +34,7 @@ func validationEnv(t *testing.T, edit func(*config.Config)) *env {
 		v := &c.Validation
 		v.Shadow.Percent = 100
 		v.Interval = config.Duration(100 * time.Millisecond)
-		v.Deadline = config.Duration(20 * time.Second)
+		v.Deadline = config.Duration(time.Hour) // passes only when a test moves the clock
 		v.FailureLimit = 5
 		v.Gates.ErrorRate.MinSamples = 400 // 5 % errors must not pass on a lucky small sample
 		// TTFT is the timing gate these tests steer; a slower first token
@@ -240,7 +240,7 @@ cases:
 // TestValidationWithoutTrafficIsInconclusive: no samples never passes;
 // at the deadline the deployment fails with "not enough samples".
 func TestValidationWithoutTrafficIsInconclusive(t *testing.T) {
-	e := validationEnv(t, func(c *config.Config) { c.Validation.Deadline = config.Duration(time.Hour) })
+	e := validationEnv(t, nil)
 	deployV2(t, e, mockllm.Config{AnswerAs: "model-v1"})
 	waitFor(t, "an inconclusive evaluation", 20*time.Second, func() bool {
 		d := e.gw.Controller().Status().Deployment
@@ -264,7 +264,6 @@ func TestShadowDoesNotSlowLive(t *testing.T) {
 	e := validationEnv(t, func(c *config.Config) {
 		c.Validation.Shadow.Queue = 4
 		c.Validation.Shadow.Concurrency = 2
-		c.Validation.Deadline = config.Duration(time.Hour)
 	})
 	deployV2(t, e, mockllm.Config{AnswerAs: "model-v1", TTFT: time.Hour}) // hangs
 	e.waitPhase(t, "validating", 20*time.Second)
@@ -302,7 +301,7 @@ func TestShadowDoesNotSlowLive(t *testing.T) {
 func TestPostPromotionRegressionRollsBack(t *testing.T) {
 	e := validationEnv(t, func(c *config.Config) {
 		c.Rollout.AutoPromote = true
-		c.Validation.PostPromotion = config.Duration(time.Minute)
+		c.Validation.PostPromotion = config.Duration(time.Hour) // as long as the retention: it ends only by a rollback
 		c.Validation.Gates.ErrorRate.MinSamples = 50
 	})
 	l := startLoad(e, 8)
