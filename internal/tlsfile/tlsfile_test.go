@@ -23,23 +23,9 @@ func TestReload(t *testing.T) {
 			ca := tlstest.NewCA(t, "test CA")
 			dir := t.TempDir()
 			certFile, keyFile := ca.WritePair(t, dir, "cert-A")
-			c, err := tlsfile.Load(certFile, keyFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := c.ServerConfig("")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go echoServer(ln)
-
+			c, addr := serveEcho(t, certFile, keyFile, "")
 			client := &tls.Config{RootCAs: ca.Pool()}
-			old := dial(t, ln.Addr().String(), client, "cert-A")
+			old := dial(t, addr, client, "cert-A")
 			if changed, err := c.Check(); changed || err != nil {
 				t.Fatalf("Check with unchanged files = %v, %v", changed, err)
 			}
@@ -54,7 +40,7 @@ func TestReload(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			dial(t, ln.Addr().String(), client, "cert-B").Close()
+			dial(t, addr, client, "cert-B").Close()
 			echo(t, old) // established before the reload: still works
 			old.Close()
 
@@ -64,7 +50,7 @@ func TestReload(t *testing.T) {
 			if changed, err := c.Check(); changed || err == nil || !strings.Contains(err.Error(), keyFile) {
 				t.Fatalf("Check with a broken key = %v, %v; want an error naming %s", changed, err, keyFile)
 			}
-			dial(t, ln.Addr().String(), client, "cert-B").Close() // still served
+			dial(t, addr, client, "cert-B").Close() // still served
 		})
 	}
 }
@@ -93,24 +79,11 @@ func TestClientCA(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := ca.WritePair(t, dir, "server")
 	other.WriteCA(t, dir+"/clients.pem")
-	c, err := tlsfile.Load(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.ServerConfig(dir + "/clients.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go echoServer(ln)
+	_, addr := serveEcho(t, certFile, keyFile, dir+"/clients.pem")
 	good := other.Pair(t, "operator")
 	bad := ca.Pair(t, "intruder")
 	for name, certs := range map[string][]tls.Certificate{"none": nil, "wrong CA": {bad}} {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.Pool(), Certificates: certs})
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), Certificates: certs})
 		if err == nil {
 			// TLS 1.3: the refusal arrives with the first read.
 			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
@@ -122,9 +95,30 @@ func TestClientCA(t *testing.T) {
 			t.Errorf("client cert %s: the connection worked", name)
 		}
 	}
-	conn := dial(t, ln.Addr().String(), &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{good}}, "server")
+	conn := dial(t, addr, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{good}}, "server")
 	echo(t, conn)
 	conn.Close()
+}
+
+// serveEcho loads the pair and serves an echo over TLS with it until the
+// test ends.
+func serveEcho(t *testing.T, certFile, keyFile, clientCAFile string) (*tlsfile.Cert, string) {
+	t.Helper()
+	c, err := tlsfile.Load(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.ServerConfig(clientCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go echoServer(ln)
+	return c, ln.Addr().String()
 }
 
 func echoServer(ln net.Listener) {
