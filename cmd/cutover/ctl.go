@@ -25,6 +25,7 @@ type ctlFlags struct {
 	tokenFile string
 	json      bool
 	timeout   time.Duration
+	tls       ctlTLS
 }
 
 func (f *ctlFlags) register(cmd *cobra.Command) {
@@ -36,6 +37,7 @@ func (f *ctlFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (default: env "+config.TokenEnv+")")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the server's JSON answer")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
+	f.tls.register(cmd)
 }
 
 func (f *ctlFlags) client() (*api.Client, error) {
@@ -60,7 +62,11 @@ func (f *ctlFlags) client() (*api.Client, error) {
 	if !strings.Contains(admin, "://") {
 		admin = "http://" + admin
 	}
-	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor()}, nil
+	hc, err := f.tls.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor(), HTTP: hc}, nil
 }
 
 func cliActor() string {

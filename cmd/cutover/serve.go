@@ -20,6 +20,10 @@ state_dir and win over the config's live on every later start.
 SIGTERM or SIGINT stops accepting, lets in-flight requests and streams finish
 for up to proxy.drain_timeout, then exits 0. A second signal exits at once.
 
+With TLS configured (tls, admin.tls, preview.tls), SIGHUP reloads the
+listeners' certificate files (they are also reloaded when they change); open
+connections keep the certificate they started with.
+
 A bad config exits 2 naming the key; see docs/config.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

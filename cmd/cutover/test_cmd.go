@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/cutover-dev/cutover/internal/secret"
 	"github.com/cutover-dev/cutover/internal/synthetic"
 )
 
@@ -23,6 +24,7 @@ type testFlags struct {
 	clientModel string
 	json        bool
 	headers     []string
+	apiKeyFile  string
 	concurrency int
 	repeat      int
 }
@@ -56,6 +58,7 @@ Example:
 	fl.StringVar(&f.clientModel, "client-model", "", "client-facing model name in the suite to replace with --model")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON")
 	fl.StringArrayVar(&f.headers, "header", nil, "request header 'Name: value' (repeatable)")
+	fl.StringVar(&f.apiKeyFile, "api-key-file", "", "file holding the endpoint's API key, sent as Authorization: Bearer KEY (a gateway's client key, vLLM's --api-key)")
 	fl.IntVar(&f.concurrency, "concurrency", 0, "requests in flight at once (default: the suite's)")
 	fl.IntVar(&f.repeat, "repeat", 0, "runs of each case (default: the suite's)")
 	return cmd
@@ -118,6 +121,13 @@ func (f *testFlags) setup(fl *pflag.FlagSet) (*synthetic.Runner, *synthetic.Suit
 			return nil, nil, fmt.Errorf("--header %q: want 'Name: value'", h)
 		}
 		header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	if f.apiKeyFile != "" {
+		key, err := secret.ReadFile(f.apiKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--api-key-file: %w", err)
+		}
+		header.Set("Authorization", secret.Bearer(key))
 	}
 	s, err := synthetic.Load(f.suite)
 	if err != nil {

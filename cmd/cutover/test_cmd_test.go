@@ -119,3 +119,29 @@ func TestTestCommandClientModelAndHeaders(t *testing.T) {
 		t.Errorf("Authorization headers %q, want one Bearer secret", auth)
 	}
 }
+
+// TestTestCommandAPIKeyFile: --api-key-file sends the file's key as a
+// Bearer token, so a suite can run against a replica started with vLLM's
+// --api-key (which answers 401 without it).
+func TestTestCommandAPIKeyFile(t *testing.T) {
+	m, err := mockllm.New(mockllm.Config{Model: "model-v2", Tokens: 4, APIKey: "replica-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewServer(m)
+	t.Cleanup(s.Close)
+	suite := writeSuite(t, "cases:\n  - name: a\n    prompt: hi\n")
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("replica-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, _ := runCLI(t, nil, "test", "--suite", suite, "--url", s.URL, "--model", "model-v2"); code != 1 {
+		t.Fatalf("without the key: exit %d, want 1\n%s", code, stdout)
+	}
+	if code, stdout, stderr := runCLI(t, nil, "test", "--suite", suite, "--url", s.URL, "--model", "model-v2", "--api-key-file", keyFile); code != 0 {
+		t.Fatalf("with --api-key-file: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "test", "--suite", suite, "--url", s.URL, "--api-key-file", keyFile+".missing"); code != 2 || !strings.Contains(stderr, "--api-key-file") {
+		t.Fatalf("missing key file: exit %d %s, want 2 naming the flag", code, stderr)
+	}
+}

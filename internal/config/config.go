@@ -66,6 +66,11 @@ type Config struct {
 	// Auth configures client authentication on the traffic and preview
 	// listeners.
 	Auth Auth `yaml:"auth"`
+	// TLS, when its files are set, serves the traffic listener (listen)
+	// over TLS.
+	TLS TLS `yaml:"tls"`
+	// UpstreamTLS configures connections to https replicas.
+	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
 }
 
 // Auth configures client authentication on the data plane.
@@ -144,6 +149,9 @@ type Admin struct {
 	// read status, history, deployments, metrics and the dashboard, and
 	// is refused (403) for every change. Empty means none.
 	ReadTokenFile string `yaml:"read_token_file"`
+	// TLS, when its files are set, serves the admin API over TLS,
+	// optionally requiring client certificates (client_ca_file).
+	TLS TLS `yaml:"tls"`
 }
 
 // Pool is one set of replicas serving one model version.
@@ -492,6 +500,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateHooks(c.Hooks)...)
 	errs = append(errs, c.validateDriver()...)
 	errs = append(errs, c.validateValidation()...)
+	errs = append(errs, c.validateTLS()...)
 	if len(errs) == 0 {
 		return nil
 	}

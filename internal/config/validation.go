@@ -76,6 +76,8 @@ type Preview struct {
 	// (candidate) pool, so an operator or CI job can try the new version
 	// before anyone else. Responses carry X-Cutover-Pool.
 	Listen string `yaml:"listen"`
+	// TLS, when its files are set, serves the preview listener over TLS.
+	TLS TLS `yaml:"tls"`
 }
 
 func defaultValidation() Validation {

@@ -44,6 +44,7 @@ type Gateway struct {
 	observers []proxy.Observer
 
 	mirror *shadow.Mirror // nil without shadow traffic
+	tls    *tlsSetup      // listeners' certificates and the replica CAs
 
 	trafficLn, adminLn, previewLn net.Listener
 	trafficSrv                    *proxy.Server
@@ -120,6 +121,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		}
 		clientAuth = keys
 	}
+	if g.tls, err = loadTLS(cfg); err != nil {
+		return nil, err
+	}
 	var readToken string
 	if cfg.Admin.ReadTokenFile != "" {
 		if readToken, err = secret.ReadFile(cfg.Admin.ReadTokenFile); err != nil {
@@ -132,14 +136,14 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
 	// as it found them.
-	if g.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if g.trafficLn, err = listen(cfg.Listen, g.tls.traffic); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+	if g.adminLn, err = listen(cfg.Admin.Listen, g.tls.admin); err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	if cfg.Preview.Listen != "" {
-		if g.previewLn, err = net.Listen("tcp", cfg.Preview.Listen); err != nil {
+		if g.previewLn, err = listen(cfg.Preview.Listen, g.tls.preview); err != nil {
 			return nil, fmt.Errorf("preview.listen: %w", err)
 		}
 	}
@@ -150,7 +154,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		return nil, err
 	}
 	g.store = st
-	checkClient := &http.Client{Transport: proxy.NewTransport(0)}
+	checkClient := &http.Client{Transport: g.tls.transport(0)}
 	g.checker = &pool.Checker{
 		Client:   checkClient,
 		Path:     cfg.Health.Path,
@@ -164,7 +168,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if cfg.Validation.Shadow.Percent > 0 {
 		sh := cfg.Validation.Shadow
 		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
-			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: proxy.NewTransport(0)},
+			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: g.tls.transport(0)},
 			Upstream: &proxy.Upstream{}, Logger: log})
 		g.mirror = mirror
 	}
@@ -172,7 +176,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	g.outlier = &pool.Outlier{Consecutive5xx: oc.Consecutive5xx, FailureRate: oc.FailureRate, Interval: oc.Interval.D(),
 		MinimumRequests: oc.MinimumRequests, BaseEjectionTime: oc.BaseEjectionTime.D(), MaxEjectionTime: oc.MaxEjectionTime.D(),
 		MaxEjectionPercent: oc.MaxEjectionPercent, Logger: log}
-	var transport http.RoundTripper = proxy.NewTransport(cfg.Proxy.ResponseHeaderTimeout.D())
+	var transport http.RoundTripper = g.tls.transport(cfg.Proxy.ResponseHeaderTimeout.D())
 	if cfg.Proxy.Client == "cutover" {
 		transport = &proxy.Upstream{ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout.D(), Fallback: transport}
 	}
@@ -244,7 +248,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			PostPromotionWindow: cfg.Validation.PostPromotion.D(),
 		},
 		Hooks:  cfg.HookSpecs(),
-		HTTP:   &http.Client{Transport: proxy.NewTransport(0)},
+		HTTP:   &http.Client{Transport: g.tls.transport(0)},
 		Tick:   min(time.Second, cfg.Health.Interval.D()),
 		Logger: log,
 		Now:    o.now,
@@ -327,6 +331,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() { g.outlier.Run(hctx) })
 	wg.Go(func() { g.ctrl.Run(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
+	hup, stopHUP := g.notifyHUP()
+	defer stopHUP()
+	wg.Go(func() { g.runTLS(hctx, hup) })
 	errc := make(chan error, 3)
 	serve := func(name string, srv interface{ Serve(net.Listener) error }, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

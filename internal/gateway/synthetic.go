@@ -6,7 +6,6 @@ import (
 
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/pool"
-	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/synthetic"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
@@ -22,7 +21,7 @@ func (g *Gateway) syntheticFunc(cfg *config.Config) (validation.SyntheticFunc, e
 	if err != nil {
 		return nil, &config.Error{Fields: []*config.FieldError{{Key: "validation.synthetic", Msg: err.Error()}}}
 	}
-	client := &http.Client{Transport: proxy.NewTransport(0)}
+	client := &http.Client{Transport: g.tls.transport(0)}
 	modelName := cfg.ModelName
 	return func(ctx context.Context, candidate *pool.Pool, each func(validation.Sample, bool)) int {
 		var urls []string

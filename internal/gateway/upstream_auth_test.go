@@ -19,8 +19,8 @@ import (
 // healthy and serve clients when their pool names the key file (issue 15
 // item 9: they were always unhealthy, 401 on /v1/models, and clients got
 // 503), whatever Authorization the client sends; a deployment with its own
-// key file warms up and is promoted; the key shows in no status or
-// history answer.
+// key file warms up, passes its synthetic suite and is promoted; the key
+// shows in no status or history answer.
 func TestReplicasWithAPIKey(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "pool.key")
@@ -30,12 +30,23 @@ func TestReplicasWithAPIKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	suite := filepath.Join(dir, "suite.yaml")
+	if err := os.WriteFile(suite, []byte("repeat: 3\ncases:\n  - name: hello\n    messages: [{role: user, content: hi}]\n    body: {max_tokens: 2}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	e := newEnv(t, envOptions{mock: mockllm.Config{Tokens: 4, APIKey: "pool-secret-1"}, edit: func(c *config.Config) {
 		c.Health.Interval = config.Duration(50 * time.Millisecond)
 		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}, {Prompt: "warm", Stream: true, MaxTokens: 2}}
 		for _, p := range c.Pools {
 			p.APIKeyFile = keyFile
 		}
+		// The synthetic suite alone judges the candidate: its requests
+		// need the new replicas' key too.
+		v := &c.Validation
+		v.Synthetic = suite
+		v.Interval = config.Duration(100 * time.Millisecond)
+		v.Deadline = config.Duration(20 * time.Second)
+		v.Gates = config.ValidationGates{Synthetic: config.Gate{Enabled: true, Threshold: 1, MinSamples: 3}}
 	}})
 	for _, p := range e.gw.Controller().Status().Pools {
 		for _, r := range p.Replicas {
@@ -76,7 +87,10 @@ func TestReplicasWithAPIKey(t *testing.T) {
 	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare), APIKeyFile: newKeyFile}); err != nil {
 		t.Fatal(err)
 	}
-	e.waitPhase(t, "ready", 20*time.Second)
+	d := e.waitPhase(t, "ready", 20*time.Second)
+	if g := gate(d, "synthetic_pass_rate"); g == nil || g.Verdict != "pass" {
+		t.Fatalf("synthetic gate %+v, want a pass", g)
+	}
 	if _, err := e.admin.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}

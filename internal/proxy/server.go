@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -532,7 +533,11 @@ const (
 // destroy the answer before the client reads it (nginx's lingering close
 // exists for this; net/http waits likewise).
 func (sc *srvConn) lingerClose() {
-	tc, ok := sc.c.(*net.TCPConn)
+	c := sc.c
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn() // the answer is written: drain the raw bytes
+	}
+	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return
 	}

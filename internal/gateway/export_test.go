@@ -1,0 +1,4 @@
+package gateway
+
+// CheckTLS runs one tick of the certificate files' watch.
+func (g *Gateway) CheckTLS() { g.checkTLS() }
