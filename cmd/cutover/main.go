@@ -91,6 +91,7 @@ Start here:  cutover demo`,
 		newAbortCmd(),
 		newRetireCmd(),
 		newTestCmd(),
+		newStateCmd(),
 	)
 	markArgErrors(root)
 	return root
