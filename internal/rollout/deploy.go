@@ -47,6 +47,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if d := st.pending(); d != nil {
 		return api.DeployResult{}, refuse("deployment_in_progress", "deployment %s is pending (%s); abort it first", d.ID, d.Reason)
 	}
+	if r := st.hookBacklog(); r != nil {
+		return api.DeployResult{}, r
+	}
 	var ended *Deployment
 	if d := st.active(); d != nil {
 		switch {

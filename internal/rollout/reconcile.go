@@ -376,6 +376,7 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 			evs = append(evs, event{Action: "hook", Deployment: d.ID, Hook: &outcomes[i], Reason: outcomes[i].Summary()})
 		}
 		cur.PendingHooks = cur.PendingHooks[min(len(events), len(cur.PendingHooks)):]
+		s.trim() // deployments kept only for their hooks may go now
 		return evs, nil
 	})
 	if err != nil && !errors.Is(err, errStale) {

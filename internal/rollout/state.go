@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
@@ -45,9 +46,15 @@ func (p PoolSpec) equal(q PoolSpec) bool {
 	return p.Model == q.Model && slices.Equal(p.Replicas, q.Replicas)
 }
 
-// keepDeployments bounds how many deployments the state document holds;
-// older ones live on in the history.
+// keepDeployments is how many deployments the state document keeps;
+// older finished ones live on in the history. Deployments whose hooks
+// have not run yet are kept beyond it, up to maxDeployments.
 const keepDeployments = 20
+
+// maxDeployments bounds the deployments the state document holds. When
+// that many are kept for their pending hooks, new deployments are refused
+// until the hooks have run (see hookBacklog).
+const maxDeployments = 50
 
 // Deployment is one new version's way through the lifecycle.
 type Deployment struct {
@@ -183,9 +190,38 @@ func (s *State) find(id string) *Deployment {
 
 func (s *State) add(d *Deployment) {
 	s.Deployments = append(s.Deployments, d)
-	if n := len(s.Deployments) - keepDeployments; n > 0 {
-		s.Deployments = slices.Delete(s.Deployments, 0, n)
+	s.trim()
+}
+
+// trim drops the oldest deployments beyond keepDeployments, but only
+// finished ones whose hooks have all run: a hook that must still run is
+// never forgotten.
+func (s *State) trim() {
+	excess := len(s.Deployments) - keepDeployments
+	s.Deployments = slices.DeleteFunc(s.Deployments, func(d *Deployment) bool {
+		if excess > 0 && d.Phase.Terminal() && len(d.PendingHooks) == 0 {
+			excess--
+			return true
+		}
+		return false
+	})
+}
+
+// hookBacklog refuses a new deployment when the state holds
+// maxDeployments that cannot be trimmed yet because of pending hooks.
+func (s *State) hookBacklog() *Refusal {
+	var waiting []*Deployment
+	for _, d := range s.Deployments {
+		if len(d.PendingHooks) > 0 {
+			waiting = append(waiting, d)
+		}
 	}
+	if len(s.Deployments) < maxDeployments || len(waiting) == 0 {
+		return nil
+	}
+	old := waiting[0]
+	return refuse("hooks_backlog", "%d deployments still have hooks to run (the oldest, %s, waits for %s); new deployments are refused until they have run, so that none is forgotten: check the hooks in `cutover status` and `cutover history` (a hanging or very slow hook?)",
+		len(waiting), old.ID, strings.Join(old.PendingHooks, ", "))
 }
 
 // event is one history entry as stored.
