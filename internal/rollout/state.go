@@ -32,6 +32,9 @@ type State struct {
 	Deployments []*Deployment `json:"deployments,omitempty"`
 	// NextID numbers deployments.
 	NextID int64 `json:"next_id,omitempty"`
+	// RunningHooks are the command hooks running now, with their process
+	// groups (see RunningHook).
+	RunningHooks []RunningHook `json:"running_hooks,omitempty"`
 }
 
 // PoolSpec is what a pool serves.
@@ -87,6 +90,9 @@ type Deployment struct {
 	// PendingHooks are events whose hooks must still run. They are stored
 	// with the transition, so a hook interrupted by a crash runs again.
 	PendingHooks []string `json:"pending_hooks,omitempty"`
+	// PendingRunIDs are the run ids (hook.Payload.RunID) of PendingHooks,
+	// one each, fixed when the event was pended.
+	PendingRunIDs []string `json:"pending_run_ids,omitempty"`
 	// Hooks are the latest hook outcomes, oldest first.
 	Hooks []hook.Outcome `json:"hooks,omitempty"`
 
@@ -124,6 +130,7 @@ func (d *Deployment) clone() *Deployment {
 	c.Replicas = slices.Clone(d.Replicas)
 	c.FromReplicas = slices.Clone(d.FromReplicas)
 	c.PendingHooks = slices.Clone(d.PendingHooks)
+	c.PendingRunIDs = slices.Clone(d.PendingRunIDs)
 	c.Hooks = slices.Clone(d.Hooks)
 	c.Gates = slices.Clone(d.Gates)
 	if d.Baseline != nil {
@@ -142,6 +149,7 @@ func (s State) clone() State {
 			c.Pools[k] = v
 		}
 	}
+	c.RunningHooks = slices.Clone(s.RunningHooks)
 	c.Deployments = make([]*Deployment, len(s.Deployments))
 	for i, d := range s.Deployments {
 		c.Deployments[i] = d.clone()
