@@ -77,11 +77,24 @@ type Bolt struct {
 
 var _ Store = (*Bolt)(nil)
 
+// BoltOption configures OpenBolt.
+type BoltOption func(*Bolt)
+
+// WithLogger makes the store log to l (a failed backup); the default is
+// slog.Default().
+func WithLogger(l *slog.Logger) BoltOption {
+	return func(s *Bolt) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
 // OpenBolt opens the store file cutover.db in dir, creating it (and dir)
 // on the first start. A file that exists but is empty, unreadable or
 // lacks what cutover writes is a *DamagedError, never a fresh start. It
 // fails after a few seconds if another process holds the file.
-func OpenBolt(dir string) (*Bolt, error) {
+func OpenBolt(dir string, opts ...BoltOption) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state_dir %s: %w", dir, err)
 	}
@@ -95,6 +108,9 @@ func OpenBolt(dir string) (*Bolt, error) {
 	}
 	s := &Bolt{db: db, file: file, path: path, log: slog.Default(),
 		backupKick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
 	if _, err := s.inspect(); err != nil {
 		_ = s.release()
 		return nil, err
