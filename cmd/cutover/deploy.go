@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -136,11 +137,16 @@ the post-promotion checks run (validation.post_promotion), retire
 is refused unless --force, which ends them and their automatic rollback
 too. While on_retire hooks are failing, retire retries them at once; with
 --force the pool is marked retired without them (you freed the GPUs
-yourself).`,
+yourself).
+
+Without --force, retire waits (up to --timeout) for the outcome of the
+attempt it started: exit 0 once the pool is retired, exit 1 with the failing
+hook's output when an on_retire hook failed (again), or when the retirement
+did not finish within --timeout (a long drain: follow it with cutover status).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) {
-				return c.RetireWith(ctx, api.RetireRequest{Force: force, ExpectedRevision: rev})
+				return retireAndWait(ctx, c, api.RetireRequest{Force: force, ExpectedRevision: rev}, f.timeout)
 			}, printDeploymentLine)
 		},
 	}
@@ -148,6 +154,71 @@ yourself).`,
 	cmd.Flags().BoolVar(&force, "force", false, "end the post-promotion checks too; during retirement, mark the pool retired even though on_retire hooks fail")
 	revisionFlag(cmd, &rev)
 	return cmd
+}
+
+// retirePoll is how often retire asks for the outcome of its attempt.
+const retirePoll = 200 * time.Millisecond
+
+// retireAndWait asks for the retirement and, without force, waits for the
+// outcome of the attempt it started: the deployment completed (nil), or
+// one more failed on_retire attempt (an error carrying the hook's output).
+func retireAndWait(ctx context.Context, c *api.Client, req api.RetireRequest, timeout time.Duration) (*api.Deployment, error) {
+	before := -1 // failed attempts before this call; -1: unknown
+	if st, err := c.Status(ctx); err == nil && st.Deployment != nil {
+		before = st.Deployment.RetireAttempts
+	}
+	d, err := c.RetireWith(ctx, req)
+	if err != nil || req.Force {
+		return d, err
+	}
+	if before < 0 {
+		before = d.RetireAttempts
+	}
+	t := time.NewTicker(retirePoll)
+	defer t.Stop()
+	for {
+		switch {
+		case d.Phase == "completed":
+			return d, nil
+		case d.RetireAttempts > before:
+			return d, retireFailed(d)
+		case d.Phase != "promoted" && d.Phase != "retiring":
+			return d, fmt.Errorf("deployment %s is %s, not retired: %s", d.ID, d.Phase, d.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			what := d.Waiting
+			if what == "" {
+				what = d.Reason
+			}
+			return d, fmt.Errorf("deployment %s is still %s after --timeout %s: %s (follow it with cutover status)", d.ID, d.Phase, timeout, what)
+		case <-t.C:
+		}
+		next, err := c.Deployment(ctx, d.ID)
+		if err != nil && ctx.Err() == nil {
+			return d, err
+		}
+		if err == nil {
+			d = next
+		}
+	}
+}
+
+// retireFailed describes a failed retirement attempt of d with the output
+// of its latest failing on_retire hook.
+func retireFailed(d *api.Deployment) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "retirement of %s failed (attempt %d, next automatic try %s): %s", d.From, d.RetireAttempts, until(d.NextRetireAttempt), d.RetireError)
+	for i := len(d.Hooks) - 1; i >= 0; i-- {
+		if h := d.Hooks[i]; h.Event == "on_retire" && !h.OK {
+			if h.Output != "" {
+				fmt.Fprintf(&b, "\nhook output (%s):\n%s", h.Hook, h.Output)
+			}
+			break
+		}
+	}
+	b.WriteString("\n`cutover retire` tries again now; `cutover retire --force` marks the pool retired without the hook")
+	return errors.New(b.String())
 }
 
 func printDeploymentLine(w io.Writer, d *api.Deployment) {

@@ -94,6 +94,7 @@ Start here:  cutover demo`,
 		newTestCmd(),
 		newWaitCmd(),
 		newVersionCmd(),
+		newStateCmd(),
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -15,7 +15,10 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 		Long: `Run the gateway: client traffic on listen goes to the live pool; the admin
 API on admin.listen (Authorization: Bearer token from CUTOVER_ADMIN_TOKEN or
 admin.token_file) switches pools. The live pool and the revision persist in
-state_dir and win over the config's live on every later start.
+state_dir and win over the config's live on every later start (a start
+whose live differs logs a warning). Listeners are bound before anything is
+written, so a start that fails on a busy port changes nothing. A damaged
+state file stops the start with exit 1 naming it: see cutover state check.
 
 SIGTERM or SIGINT stops accepting, lets in-flight requests and streams finish
 for up to proxy.drain_timeout, then exits 0. A second signal exits at once.

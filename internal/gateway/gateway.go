@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	// Set g.store only on success: a nil *Bolt in the interface would look
 	// open to closeAll.
-	st, err := store.OpenBolt(cfg.StateDir)
+	st, err := store.OpenBolt(cfg.StateDir, store.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,9 @@ type Payload struct {
 	Revision   int64    `json:"revision"`
 	// Reason is why the event happened (a failure's cause, say).
 	Reason string `json:"reason,omitempty"`
+	// RunID names this run of the event's hooks; a re-run of the same
+	// transition (after a restart, a retried retirement) has the same one.
+	RunID string `json:"run_id,omitempty"`
 }
 
 // Env returns p as environment variables for a command hook.
@@ -61,7 +64,32 @@ func (p Payload) Env() []string {
 		"CUTOVER_REPLICAS=" + strings.Join(p.Replicas, ","),
 		fmt.Sprintf("CUTOVER_REVISION=%d", p.Revision),
 		"CUTOVER_REASON=" + p.Reason,
+		RunIDEnv + "=" + p.RunID,
 	}
+}
+
+// RunIDEnv is the environment variable that carries Payload.RunID to a
+// command hook and to everything it starts; EndLeftover looks for it.
+const RunIDEnv = "CUTOVER_HOOK_RUN_ID"
+
+// Trace receives events of a hook run; see WithTrace.
+type Trace struct {
+	// Started is called once a command hook's process runs, with its
+	// process group id (on Unix every hook leads a group of its own; 0
+	// where there are no process groups). It is not called for webhooks.
+	Started func(pgid int)
+}
+
+type traceKey struct{}
+
+// WithTrace returns a context that makes Runner.Run report to t.
+func WithTrace(ctx context.Context, t *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+func traceFrom(ctx context.Context) *Trace {
+	t, _ := ctx.Value(traceKey{}).(*Trace)
+	return t
 }
 
 // Outcome is the result of one hook run.
@@ -157,7 +185,13 @@ func command(ctx context.Context, s Spec, p Payload, o *Outcome) {
 	cmd.WaitDelay = time.Second
 	var out tailBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if t := traceFrom(ctx); t != nil && t.Started != nil {
+			t.Started(groupOf(cmd))
+		}
+		err = cmd.Wait()
+	}
 	o.Output = out.String()
 	var ee *exec.ExitError
 	switch {

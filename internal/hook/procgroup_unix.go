@@ -14,3 +14,6 @@ func ownGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }
+
+// groupOf is the process group of a started cmd: its own pid.
+func groupOf(cmd *exec.Cmd) int { return cmd.Process.Pid }

@@ -69,7 +69,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if !d.Deadline.IsZero() {
 			g(descDeadline, float64(d.Deadline.Unix()), d.DeadlineKind)
 		}
-		g(descRetire, float64(d.RetireAttempts))
+		g(descRetire, retireFailures(d))
 		for _, gate := range d.Gates {
 			g(descGateValue, gate.Value, gate.Name)
 			g(descGateThr, gate.Threshold, gate.Name)
@@ -92,6 +92,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range runs {
 		ch <- prometheus.MustNewConstMetric(descHookRuns, prometheus.CounterValue, float64(n), k[0], k[1])
 	}
+}
+
+// retireFailures is the retire-failures gauge: the failed on_retire
+// attempts while d is retiring, 0 once retirement is over (completed,
+// forced or not), so that the alert on it clears.
+func retireFailures(d *api.Deployment) float64 {
+	if d.Phase != "retiring" {
+		return 0
+	}
+	return float64(d.RetireAttempts)
 }
 
 func b2f(b bool) float64 {

@@ -265,6 +265,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		c.log.Warn("the config's live pool differs from the persisted one; the state wins (promote or rollback to change it)",
 			"config_live", c.opts.InitialLive, "live", st.Live, "revision", rec.Revision)
 	}
+	if err := c.endLeftoverHooks(ctx); err != nil {
+		return fmt.Errorf("end hooks left running before the restart: %w", err)
+	}
 	msg := []any{"live", st.Live, "revision", rec.Revision}
 	if d := st.active(); d != nil {
 		msg = append(msg, "deployment", d.ID, "phase", d.Phase)

@@ -54,6 +54,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if !dec.Allowed {
 		return api.DeployResult{}, dec.refusal()
 	}
+	if r := st.hookBacklog(); r != nil {
+		return api.DeployResult{}, r
+	}
 	var ended *Deployment
 	if dec.Forced {
 		ended = st.find(dec.Deployment)

@@ -281,8 +281,12 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 	c.setNote(d.ID, "")
 	var failed []hook.Outcome
 	var outcomes []hook.Outcome
+	runID := retireRunID(d)
+	defer c.forgetRunning(ctx, runID)
 	for _, spec := range c.opts.Hooks["on_retire"] {
-		o := c.hooks.Run(ctx, spec, c.payload("on_retire", d, d.From, d.FromModel, d.FromReplicas, d.Reason))
+		pl := c.payload("on_retire", d, d.From, d.FromModel, d.FromReplicas, d.Reason)
+		pl.RunID = runID
+		o := c.runTracked(ctx, d, spec, pl)
 		if ctx.Err() != nil {
 			return nil // shutting down: the hook runs again after restart
 		}
@@ -293,6 +297,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 		}
 	}
 	return c.step(ctx, d.ID, PhaseRetiring, func(s *State, d *Deployment, now time.Time) []event {
+		s.clearRunning(runID)
 		var evs []event
 		for i := range outcomes {
 			d.addOutcome(outcomes[i])
@@ -349,13 +354,19 @@ func (c *Controller) startPending(ctx context.Context, id string) {
 func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 	events := d.PendingHooks
 	var outcomes []hook.Outcome
-	for _, ev := range events {
+	runIDs := make([]string, len(events))
+	for i := range events {
+		runIDs[i] = d.pendingRunID(i)
+	}
+	defer c.forgetRunning(ctx, runIDs...)
+	for i, ev := range events {
 		pl := c.payload(ev, d, d.Pool, d.Model, d.Replicas, d.Reason)
 		if ev == "on_rollback" {
 			pl = c.payload(ev, d, d.From, d.FromModel, d.FromReplicas, d.Reason)
 		}
+		pl.RunID = runIDs[i]
 		for _, spec := range c.opts.Hooks[ev] {
-			o := c.hooks.Run(ctx, spec, pl)
+			o := c.runTracked(ctx, d, spec, pl)
 			if ctx.Err() != nil {
 				return // shutting down: the hooks run again after restart
 			}
@@ -366,6 +377,7 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
+		s.clearRunning(runIDs...)
 		cur := s.find(d.ID)
 		if cur == nil {
 			return nil, errStale
@@ -375,7 +387,10 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 			cur.addOutcome(outcomes[i])
 			evs = append(evs, event{Action: "hook", Deployment: d.ID, Hook: &outcomes[i], Reason: outcomes[i].Summary()})
 		}
-		cur.PendingHooks = cur.PendingHooks[min(len(events), len(cur.PendingHooks)):]
+		n := min(len(events), len(cur.PendingHooks))
+		cur.PendingHooks = cur.PendingHooks[n:]
+		cur.PendingRunIDs = cur.PendingRunIDs[min(n, len(cur.PendingRunIDs)):]
+		s.trim() // deployments kept only for their hooks may go now
 		return evs, nil
 	})
 	if err != nil && !errors.Is(err, errStale) {
@@ -386,7 +401,11 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 // pend records that event's hooks must run for d, if any are configured.
 func (c *Controller) pend(d *Deployment, event string) {
 	if len(c.opts.Hooks[event]) > 0 {
+		c.mu.Lock()
+		rev := c.rev + 1 // pend runs inside a commit: the revision it writes
+		c.mu.Unlock()
 		d.PendingHooks = append(d.PendingHooks, event)
+		d.PendingRunIDs = append(d.PendingRunIDs, fmt.Sprintf("%s.%s.r%d", d.ID, event, rev))
 	}
 }
 
@@ -395,5 +414,6 @@ func (c *Controller) payload(event string, d *Deployment, poolName, model string
 	c.mu.Lock()
 	rev := c.rev
 	c.mu.Unlock()
-	return hook.Payload{Event: event, Deployment: d.ID, Pool: poolName, Model: model, Replicas: replicas, Revision: rev, Reason: reason}
+	return hook.Payload{Event: event, Deployment: d.ID, Pool: poolName, Model: model, Replicas: replicas, Revision: rev, Reason: reason,
+		RunID: fmt.Sprintf("%s.%s.r%d", d.ID, event, rev)}
 }

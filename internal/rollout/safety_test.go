@@ -14,24 +14,24 @@ import (
 	"github.com/cutover-dev/cutover/internal/store"
 )
 
-// nopApplier accepts every table.
-type nopApplier struct{}
+// safetyApplier accepts every table.
+type safetyApplier struct{}
 
-func (nopApplier) Apply(context.Context, *route.Table) error { return nil }
+func (safetyApplier) Apply(context.Context, *route.Table) error { return nil }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
+// safetyLog is a log sink safe for concurrent writers.
+type safetyLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *safetyLog) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *safetyLog) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -40,13 +40,13 @@ func (s *syncBuffer) String() string {
 // boltOptions are controller options over a real bbolt store in dir: two
 // one-replica pools, blue live on the first start. The caller closes the
 // store.
-func boltOptions(t *testing.T, dir string, log *syncBuffer) (Options, *store.Bolt) {
+func boltOptions(t *testing.T, dir string, log *safetyLog) (Options, *store.Bolt) {
 	t.Helper()
 	st, err := store.OpenBolt(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Store: st, Applier: nopApplier{}, Prober: &okProber{}, InitialLive: "blue",
+	o := Options{Store: st, Applier: safetyApplier{}, Prober: &okProber{}, InitialLive: "blue",
 		Pools: map[string]PoolSpec{
 			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}},
 			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
@@ -84,7 +84,7 @@ func TestStartWarnsWhenConfigLiveDiffers(t *testing.T) {
 		configLive string
 		warn       bool
 	}{{"blue", true}, {"green", false}} {
-		var log syncBuffer
+		var log safetyLog
 		o, st := boltOptions(t, dir, &log)
 		o.InitialLive = tc.configLive
 		c := mustStart(t, o)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
@@ -35,6 +36,9 @@ type State struct {
 	Deployments []*Deployment `json:"deployments,omitempty"`
 	// NextID numbers deployments.
 	NextID int64 `json:"next_id,omitempty"`
+	// RunningHooks are the command hooks running now, with their process
+	// groups (see RunningHook).
+	RunningHooks []RunningHook `json:"running_hooks,omitempty"`
 }
 
 // PoolSpec is what a pool serves.
@@ -53,9 +57,15 @@ func (p PoolSpec) equal(q PoolSpec) bool {
 	return p.Model == q.Model && slices.Equal(p.Replicas, q.Replicas) && p.APIKeyFile == q.APIKeyFile
 }
 
-// keepDeployments bounds how many deployments the state document holds;
-// older ones live on in the history.
+// keepDeployments is how many deployments the state document keeps;
+// older finished ones live on in the history. Deployments whose hooks
+// have not run yet are kept beyond it, up to maxDeployments.
 const keepDeployments = 20
+
+// maxDeployments bounds the deployments the state document holds. When
+// that many are kept for their pending hooks, new deployments are refused
+// until the hooks have run (see hookBacklog).
+const maxDeployments = 50
 
 // Deployment is one new version's way through the lifecycle.
 type Deployment struct {
@@ -91,6 +101,9 @@ type Deployment struct {
 	// PendingHooks are events whose hooks must still run. They are stored
 	// with the transition, so a hook interrupted by a crash runs again.
 	PendingHooks []string `json:"pending_hooks,omitempty"`
+	// PendingRunIDs are the run ids (hook.Payload.RunID) of PendingHooks,
+	// one each, fixed when the event was pended.
+	PendingRunIDs []string `json:"pending_run_ids,omitempty"`
 	// Hooks are the latest hook outcomes, oldest first.
 	Hooks []hook.Outcome `json:"hooks,omitempty"`
 
@@ -128,6 +141,7 @@ func (d *Deployment) clone() *Deployment {
 	c.Replicas = slices.Clone(d.Replicas)
 	c.FromReplicas = slices.Clone(d.FromReplicas)
 	c.PendingHooks = slices.Clone(d.PendingHooks)
+	c.PendingRunIDs = slices.Clone(d.PendingRunIDs)
 	c.Hooks = slices.Clone(d.Hooks)
 	c.Gates = slices.Clone(d.Gates)
 	if d.Baseline != nil {
@@ -146,6 +160,7 @@ func (s State) clone() State {
 			c.Pools[k] = v
 		}
 	}
+	c.RunningHooks = slices.Clone(s.RunningHooks)
 	c.Deployments = make([]*Deployment, len(s.Deployments))
 	for i, d := range s.Deployments {
 		c.Deployments[i] = d.clone()
@@ -194,9 +209,38 @@ func (s *State) find(id string) *Deployment {
 
 func (s *State) add(d *Deployment) {
 	s.Deployments = append(s.Deployments, d)
-	if n := len(s.Deployments) - keepDeployments; n > 0 {
-		s.Deployments = slices.Delete(s.Deployments, 0, n)
+	s.trim()
+}
+
+// trim drops the oldest deployments beyond keepDeployments, but only
+// finished ones whose hooks have all run: a hook that must still run is
+// never forgotten.
+func (s *State) trim() {
+	excess := len(s.Deployments) - keepDeployments
+	s.Deployments = slices.DeleteFunc(s.Deployments, func(d *Deployment) bool {
+		if excess > 0 && d.Phase.Terminal() && len(d.PendingHooks) == 0 {
+			excess--
+			return true
+		}
+		return false
+	})
+}
+
+// hookBacklog refuses a new deployment when the state holds
+// maxDeployments that cannot be trimmed yet because of pending hooks.
+func (s *State) hookBacklog() *Refusal {
+	var waiting []*Deployment
+	for _, d := range s.Deployments {
+		if len(d.PendingHooks) > 0 {
+			waiting = append(waiting, d)
+		}
 	}
+	if len(s.Deployments) < maxDeployments || len(waiting) == 0 {
+		return nil
+	}
+	old := waiting[0]
+	return refuse("hooks_backlog", "%d deployments still have hooks to run (the oldest, %s, waits for %s); new deployments are refused until they have run, so that none is forgotten: check the hooks in `cutover status` and `cutover history` (a hanging or very slow hook?)",
+		len(waiting), old.ID, strings.Join(old.PendingHooks, ", "))
 }
 
 // event is one history entry as stored.

@@ -1,0 +1,137 @@
+//go:build linux
+
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/hook"
+)
+
+// withPendingHook commits a finished deployment d-1 whose on_deploy hooks
+// must still run, as pend records them, plus whatever more does.
+func withPendingHook(t *testing.T, c *Controller, more func(s *State, d *Deployment)) *Deployment {
+	t.Helper()
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	var out *Deployment
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		d := abortedDeployment("d-1")
+		c.pend(d, "on_deploy")
+		s.Deployments = append(s.Deployments, d)
+		if more != nil {
+			more(s, d)
+		}
+		out = d.clone()
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestHookRunRecordsItsProcessGroup: while a command hook runs, the state
+// records its process group under the run id it was pended with; the
+// outcome clears the record.
+func TestHookRunRecordsItsProcessGroup(t *testing.T) {
+	tmp := t.TempDir()
+	release := filepath.Join(tmp, "release")
+	o, st := boltOptions(t, t.TempDir(), nil)
+	defer st.Close()
+	o.Hooks = map[string][]hook.Spec{"on_deploy": {{Command: []string{"sh", "-c",
+		`echo "$CUTOVER_HOOK_RUN_ID" > ` + filepath.Join(tmp, "run-id") + `; while [ ! -e ` + release + ` ]; do sleep 0.02; done`}}}}
+	c := mustStart(t, o)
+	d := withPendingHook(t, c, nil)
+	if len(d.PendingRunIDs) != 1 || !strings.HasPrefix(d.PendingRunIDs[0], "d-1.on_deploy.r") {
+		t.Fatalf("pending run ids %q, want one d-1.on_deploy.r<revision>", d.PendingRunIDs)
+	}
+	done := make(chan struct{})
+	go func() { c.Reconcile(context.Background()); close(done) }()
+	var running RunningHook
+	for i := 0; ; i++ {
+		if s, _, _ := c.snapshot(); len(s.RunningHooks) == 1 {
+			running = s.RunningHooks[0]
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the running hook was never recorded in the state")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if running.RunID != d.PendingRunIDs[0] || running.PGID <= 1 || running.Event != "on_deploy" || running.Deployment != "d-1" {
+		t.Errorf("recorded %+v, want run %s of d-1's on_deploy with its process group", running, d.PendingRunIDs[0])
+	}
+	if err := syscall.Kill(-running.PGID, 0); err != nil {
+		t.Errorf("recorded process group %d: %v", running.PGID, err)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	s, _, _ := c.snapshot()
+	if len(s.RunningHooks) != 0 || len(s.find("d-1").PendingHooks) != 0 || len(s.find("d-1").PendingRunIDs) != 0 {
+		t.Errorf("after the hook: running %+v, pending %q %q; want all cleared", s.RunningHooks, s.find("d-1").PendingHooks, s.find("d-1").PendingRunIDs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tmp, "run-id")); strings.TrimSpace(string(b)) != d.PendingRunIDs[0] {
+		t.Errorf("hook saw CUTOVER_HOOK_RUN_ID=%q, want %q", b, d.PendingRunIDs[0])
+	}
+}
+
+// TestStartEndsLeftoverHook: a hook still running from a cutover that was
+// killed -9 is ended at the next start, before its re-run, which gets the
+// same CUTOVER_HOOK_RUN_ID (a regression: the re-run overlapped the
+// leftover by 10 s).
+func TestStartEndsLeftoverHook(t *testing.T) {
+	dir, tmp := t.TempDir(), t.TempDir()
+	o, st := boltOptions(t, dir, nil)
+	o.Hooks = map[string][]hook.Spec{"on_deploy": {{Command: []string{"true"}}}}
+	c := mustStart(t, o)
+	var runID string
+	// The leftover: the hook as the killed cutover started it.
+	leftover := exec.Command("sleep", "60")
+	leftover.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	withPendingHook(t, c, func(s *State, d *Deployment) {
+		runID = d.PendingRunIDs[0]
+		leftover.Env = append(os.Environ(), hook.RunIDEnv+"="+runID)
+		if err := leftover.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s.RunningHooks = []RunningHook{{RunID: runID, Deployment: d.ID, Event: "on_deploy", Hook: "sleep 60", PGID: leftover.Process.Pid, Started: time.Now().UTC()}}
+	})
+	ended := make(chan error, 1)
+	go func() { ended <- leftover.Wait() }()
+	t.Cleanup(func() { _ = leftover.Process.Kill() })
+	st.Close()
+
+	seen := filepath.Join(tmp, "seen")
+	o, st = boltOptions(t, dir, nil)
+	defer st.Close()
+	o.Hooks = map[string][]hook.Spec{"on_deploy": {{Command: []string{"sh", "-c", `echo "$CUTOVER_HOOK_RUN_ID" > ` + seen}}}}
+	c = mustStart(t, o)
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leftover hook still runs after the start")
+	}
+	if s, _, _ := c.snapshot(); len(s.RunningHooks) != 0 {
+		t.Errorf("running hooks after the start: %+v", s.RunningHooks)
+	}
+	h, err := st.History(context.Background(), 1)
+	var ev event
+	if err != nil || len(h) != 1 || json.Unmarshal(h[0], &ev) != nil || ev.Action != "hook_leftover" || !strings.Contains(ev.Reason, runID) {
+		t.Errorf("last history event %s (%v), want hook_leftover naming run %s", h, err, runID)
+	}
+	c.Reconcile(context.Background())
+	if b, _ := os.ReadFile(seen); strings.TrimSpace(string(b)) != runID {
+		t.Errorf("the re-run saw CUTOVER_HOOK_RUN_ID=%q, want the leftover's %q", b, runID)
+	}
+}
