@@ -134,10 +134,12 @@ func parseRequestHead(b []byte, h *requestHead) {
 		case equalFold(name, "Connection"):
 			r.conn.add(val)
 		case equalFold(name, "Expect"):
-			if !equalFold(val, "100-continue") && why == "" {
+			switch {
+			case equalFold(val, "100-continue"):
+				r.continue100 = true
+			case why == "":
 				why = "expect"
 			}
-			r.continue100 = true
 		}
 	}
 	r.close = r.conn.close

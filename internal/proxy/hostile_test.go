@@ -113,6 +113,8 @@ func TestHostileRequests(t *testing.T) {
 			status: 200, closes: true, replica: forwarded("POST", chat, "", "")},
 		{name: "TE.CL", raw: head + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
 			status: 200, closes: true, replica: forwarded("POST", chat, "", "SMUGGLED")},
+		{name: "CL.TE with bare LF line ends", raw: "POST " + chat + " HTTP/1.1\nHost: g\nContent-Length: 6\nTransfer-Encoding: chunked\n\n0\r\n\r\nGET /v1/admin HTTP/1.1\r\nHost: g\r\n\r\n",
+			status: 200, closes: true, replica: forwarded("POST", chat, "", "")},
 		{name: "CL.TE with the CL after a fold", raw: head + "X-A: a\r\n b\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 			status: 200, closes: true, replica: forwarded("POST", chat, "X-A: a b\r\n", "")},
 		// Transfer codings other than chunked alone: net/http refuses them.
