@@ -60,6 +60,7 @@ type upConn struct {
 	deadline bool
 	// wrote is when the current request was written whole (zero before).
 	wrote time.Time
+	peek  peeker // checks it before each reuse
 }
 
 // staleWindow is how soon after a request was written a failure with no
@@ -253,7 +254,7 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 		// young: a replica that closed the connection, or sent bytes no
 		// request asked for (after a HEAD answer, say), must not have
 		// them read as the next client's answer.
-		if now.Sub(pc.idleSince) < idleTimeout && peekAlive(pc.c) {
+		if now.Sub(pc.idleSince) < idleTimeout && pc.peekAlive() {
 			pc.cr.n = 0
 			return pc, true, nil
 		}
@@ -277,12 +278,13 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 	return pc, false, nil
 }
 
-// peekAlive is alive for a pooled connection: a read deadline left from
-// its last answer may have passed, and an expired deadline fails the peek
-// before it looks, so it is cleared first (every user sets its own).
-func peekAlive(c net.Conn) bool {
-	_ = c.SetReadDeadline(time.Time{})
-	return alive(c)
+// peekAlive checks a pooled connection with its peeker: a read deadline
+// left from its last answer may have passed, and an expired deadline fails
+// the peek before it looks, so it is cleared first (every user sets its
+// own).
+func (pc *upConn) peekAlive() bool {
+	_ = pc.c.SetReadDeadline(time.Time{})
+	return pc.peek.alive(pc.c)
 }
 
 // dropIdle closes every idle connection to host.
