@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -298,5 +299,34 @@ func refusedOnPurpose(head []byte, resp *http.Response) string {
 		if name, _, _ := bytes.Cut(line, []byte(":")); !isToken(name) {
 			return "header name not a token"
 		}
+	}
+}
+
+// TestConnTokens: the set of names Connection fields list, as net/http's
+// ReverseProxy reads them: comma-separated, blanks (SP, HTAB) trimmed,
+// case-insensitive, "close" and "keep-alive" too; past the few names it
+// compares one by one as well.
+func TestConnTokens(t *testing.T) {
+	var s connTokens
+	s.add([]byte(" X-A ,\tclose,, keep-alive"))
+	s.addString("x-b")
+	for _, name := range []string{"x-a", "X-A", "Close", "KEEP-ALIVE", "X-B"} {
+		if !s.hasString(name) || !s.has([]byte(name)) {
+			t.Errorf("%q not found", name)
+		}
+	}
+	for _, name := range []string{"X", "x-a ", "\xc2\xa0x-a", "X-C"} {
+		if s.hasString(name) {
+			t.Errorf("%q found", name)
+		}
+	}
+	if !s.close || !s.keepAlive {
+		t.Errorf("close %v, keep-alive %v; want both", s.close, s.keepAlive)
+	}
+	for i := range 3 * maxFewTokens {
+		s.addString("n" + strconv.Itoa(i) + ",N0")
+	}
+	if !s.overflow || !s.hasString("N17") || !s.hasString("x-a") || s.hasString("n99") {
+		t.Errorf("overflowed %v: names after it misread", s.overflow)
 	}
 }
