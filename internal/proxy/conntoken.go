@@ -21,13 +21,6 @@ type connTokens struct {
 // before it switches to a map. Real clients list one or two, if any.
 const maxFewTokens = 8
 
-// reset empties the set, keeping its map's storage.
-func (s *connTokens) reset() {
-	m := s.many
-	clear(m)
-	*s = connTokens{many: m}
-}
-
 // add records the tokens of one Connection field value.
 func (s *connTokens) add(v []byte) { addConnTokens(s, v) }
 
@@ -40,13 +33,10 @@ func (s *connTokens) has(name []byte) bool { return hasConnName(s, name) }
 // hasString reports whether the Connection fields list the header name.
 func (s *connTokens) hasString(name string) bool { return hasConnName(s, name) }
 
-// empty reports that no header name is listed.
-func (s *connTokens) empty() bool { return s.n == 0 && !s.overflow }
-
 // addConnTokens splits a comma-separated list, trimming optional
 // whitespace (SP and HTAB only, as net/http does) around each element.
-// "close" and "keep-alive" only set flags: neither names a header that is
-// not hop-by-hop anyway, so common heads allocate nothing.
+// "close" and "keep-alive" are kept as flags (has still finds them), so
+// common heads allocate nothing.
 func addConnTokens[T ~string | ~[]byte](s *connTokens, v T) {
 	for len(v) > 0 {
 		i := 0
@@ -98,6 +88,9 @@ func addConnName[T ~string | ~[]byte](s *connTokens, tok T) {
 }
 
 func hasConnName[T ~string | ~[]byte](s *connTokens, name T) bool {
+	if (s.close && asciiEqualFold(name, "close")) || (s.keepAlive && asciiEqualFold(name, "keep-alive")) {
+		return true // a header of that name is listed too
+	}
 	if !s.overflow {
 		for _, f := range s.few[:s.n] {
 			if asciiEqualFold(name, f) {

@@ -134,10 +134,12 @@ func parseRequestHead(b []byte, h *requestHead) {
 		case equalFold(name, "Connection"):
 			r.conn.add(val)
 		case equalFold(name, "Expect"):
-			if !equalFold(val, "100-continue") && why == "" {
+			switch {
+			case equalFold(val, "100-continue"):
+				r.continue100 = true
+			case why == "":
 				why = "expect"
 			}
-			r.continue100 = true
 		}
 	}
 	r.close = r.conn.close
@@ -257,6 +259,7 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 	rr.reason = line[9:]
 	base := len(b) - len(rest)
 	var cl []byte // the first Content-Length value
+	trailer := false
 	for {
 		line, rest = nextLine(rest)
 		if line == nil {
@@ -297,6 +300,13 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 			rr.conn.add(val)
 		case equalFold(name, "Content-Type"):
 			rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
+		case equalFold(name, "Trailer"):
+			trailer = true
+		}
+	}
+	if trailer && rr.chunked {
+		if err := checkTrailerNames(b, rr.fields); err != nil {
+			return err
 		}
 	}
 	// HTTP/1.0 answers close unless kept alive.
@@ -316,6 +326,23 @@ func parseStatusLine(line []byte) (code int, http10 bool, err error) {
 		return 0, false, fmt.Errorf("malformed status line %q", line)
 	}
 	return code, line[7] == '0', nil
+}
+
+// checkTrailerNames refuses, as net/http's client does, a chunked
+// answer whose Trailer field announces framing fields in the trailer.
+func checkTrailerNames(b []byte, fields []hfield) error {
+	var names connTokens // the same comma-separated token list
+	for _, f := range fields {
+		if equalFold(b[f.ns:f.ne], "Trailer") {
+			names.add(b[f.vs:f.ve])
+		}
+	}
+	for _, k := range []string{"Transfer-Encoding", "Trailer", "Content-Length"} {
+		if names.hasString(k) {
+			return fmt.Errorf("bad trailer name %q", k)
+		}
+	}
+	return nil
 }
 
 // frame settles the body framing of a final (non-1xx) answer to a request

@@ -113,6 +113,8 @@ func TestHostileRequests(t *testing.T) {
 			status: 200, closes: true, replica: forwarded("POST", chat, "", "")},
 		{name: "TE.CL", raw: head + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
 			status: 200, closes: true, replica: forwarded("POST", chat, "", "SMUGGLED")},
+		{name: "CL.TE with bare LF line ends", raw: "POST " + chat + " HTTP/1.1\nHost: g\nContent-Length: 6\nTransfer-Encoding: chunked\n\n0\r\n\r\nGET /v1/admin HTTP/1.1\r\nHost: g\r\n\r\n",
+			status: 200, closes: true, replica: forwarded("POST", chat, "", "")},
 		{name: "CL.TE with the CL after a fold", raw: head + "X-A: a\r\n b\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 			status: 200, closes: true, replica: forwarded("POST", chat, "X-A: a b\r\n", "")},
 		// Transfer codings other than chunked alone: net/http refuses them.
@@ -196,6 +198,7 @@ func TestHostileReplicaHeaders(t *testing.T) {
 		{"NUL in a value", "HTTP/1.1 200 OK\r\nX-A: a\x00pwned\r\nContent-Length: 2\r\n\r\nok"},
 		{"bare CR ending a value", "HTTP/1.1 200 OK\r\nX-A: pwned\r\r\nContent-Length: 2\r\n\r\nok"},
 		{"DEL in a value", "HTTP/1.1 200 OK\r\nX-A: a\x7fpwned\r\nContent-Length: 2\r\n\r\nok"},
+		{"bare LF splitting a value", "HTTP/1.1 200 OK\r\nX-A: a\npwned\r\nContent-Length: 2\r\n\r\nok"},
 	}
 	for _, fe := range frontends {
 		for _, tc := range cases {
@@ -284,6 +287,31 @@ func TestHostileStrayReplicaBytes(t *testing.T) {
 			writeRaw(t, b, rawRequest("GET", "/v1/x", nil, ""))
 			if resp, body := readResp(t, bbr, "GET"); resp.StatusCode != 200 || body != "good!" {
 				t.Fatalf("the next client got %d %q, want 200 good!", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestHeaderFieldLimit: MaxHeaderFields counts a request's header lines,
+// Host included: 100 by default, 431 beyond.
+func TestHeaderFieldLimit(t *testing.T) {
+	for _, tc := range []struct {
+		fields, status int
+	}{{100, 200}, {101, 431}} {
+		t.Run(strconv.Itoa(tc.fields), func(t *testing.T) {
+			rec := newRecorder(t)
+			c, br := dialRaw(t, startLoopServer(t, &Server{Handler: newHandler(t, Options{}, "", rec.url)}))
+			header := make([]string, tc.fields-2) // and Host, Content-Length
+			for i := range header {
+				header[i] = "X-" + strconv.Itoa(i) + ": v"
+			}
+			writeRaw(t, c, rawRequest("POST", chat, header, "{}"))
+			resp, body := readResp(t, br, "POST")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %q", resp.StatusCode, tc.status, body)
+			}
+			if tc.status == 431 {
+				checkAPIError(t, body, "request_header_too_large")
 			}
 		})
 	}

@@ -126,6 +126,8 @@ func TestRewriteModel(t *testing.T) {
 		{name: "duplicate, last is other", in: `{"model":"chat","model":"gpt-4o"}`, other: "gpt-4o", notOK: true},
 		{name: "empty name is other", in: `{"model":""}`, other: "", notOK: true},
 		{name: "case differs is other", in: `{"model":"Chat"}`, other: "Chat", notOK: true},
+		// FuzzRewriteModel found it: the name's bytes are reported as sent.
+		{name: "invalid UTF-8 is other", in: "{\"model\":\"\xf3\"}", other: "\xf3", notOK: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,7 +170,12 @@ func checkRewrite(t *testing.T, in, out []byte, other string, ok bool, client, p
 	model, hasModel := before["model"]
 	name, isString := model.(string)
 	if !ok {
-		if !isString || name == client || name == pool || name != other {
+		// encoding/json decodes invalid UTF-8 to one U+FFFD per byte, as
+		// a []rune conversion does; rewriteModel compares and reports the
+		// bytes sent, so such a name is neither client nor pool, whatever
+		// it decodes to.
+		exact := utf8.ValidString(other)
+		if !isString || name != string([]rune(other)) || (exact && (name == client || name == pool)) {
 			t.Fatalf("rewriteModel(%s) refused with %q, but the model is %#v", in, other, model)
 		}
 		return

@@ -28,9 +28,10 @@ import (
 // It serves HTTP/1.1 requests with a Content-Length body (or none) for
 // pools of plain-HTTP replicas reached through an *Upstream. Any other
 // connection (HTTP/1.0, a chunked request body, an absolute-form target,
-// an unusual Expect, HTTPS replicas, or a Handler built with another
-// Transport) is handed, with the bytes already read, to a net/http server
-// running the same Handler, so behaviour never depends on the path taken.
+// an unusual Expect or Host, folded header lines, HTTPS replicas, or a
+// Handler built with another Transport) is handed, with the bytes already
+// read, to a net/http server running the same Handler, so behaviour never
+// depends on the path taken.
 type Server struct {
 	// Handler is the data plane. Required.
 	Handler *Handler

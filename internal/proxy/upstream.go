@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,10 +20,12 @@ import (
 // work itself (see docs/benchmarks.md for the before/after). Replicas
 // reached over https use Fallback.
 //
-// It implements http.RoundTripper. A response body must be read to EOF
-// and closed for its connection to be reused; closing it early closes the
-// connection. Cancelling the request's context unblocks a pending read or
-// write at once.
+// It implements http.RoundTripper by handing requests to Fallback, so
+// that a Handler holds one Transport for every replica; plain-HTTP
+// requests go through Forward (and the Server's loop). A body Forward
+// returns must be read to EOF and closed for its connection to be reused;
+// closing it early closes the connection. Cancelling the request's
+// context unblocks a pending read or write at once.
 type Upstream struct {
 	// DialTimeout bounds a new connection. Zero means 5s.
 	DialTimeout time.Duration
@@ -55,10 +56,11 @@ type upConn struct {
 	host      string
 	idleSince time.Time
 	// deadline reports that the raw loop may have left a read deadline
-	// on c; the RoundTrip path clears it before use.
+	// on c; Forward clears it before use.
 	deadline bool
 	// wrote is when the current request was written whole (zero before).
 	wrote time.Time
+	peek  peeker // checks it before each reuse
 }
 
 // staleWindow is how soon after a request was written a failure with no
@@ -92,37 +94,15 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // aLongTimeAgo is a deadline in the past: setting it unblocks I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper for what the proxy does not send
+// itself: every request goes to Fallback. The proxy reaches plain-HTTP
+// replicas through Forward and the Server's loop, never through here.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" {
-		fb := u.Fallback
-		if fb == nil {
-			fb = http.DefaultTransport
-		}
-		return fb.RoundTrip(req)
+	fb := u.Fallback
+	if fb == nil {
+		fb = http.DefaultTransport
 	}
-	ctx := req.Context()
-	host := req.URL.Host
-	for attempt := 0; ; attempt++ {
-		pc, reused, err := u.get(ctx, host, attempt > 0)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := u.exchange(ctx, pc, req)
-		if err == nil {
-			return resp, nil
-		}
-		// A kept-alive connection the replica had already closed fails
-		// before any byte of an answer: send again on a fresh one, once.
-		if reused && attempt == 0 && pc.closedBeforeAnswer() && ctx.Err() == nil && req.GetBody != nil && !isTimeout(err) {
-			if req.Body, err = req.GetBody(); err != nil {
-				return nil, err
-			}
-			u.dropIdle(host)
-			continue
-		}
-		return nil, err
-	}
+	return fb.RoundTrip(req)
 }
 
 // Forward sends one request to the replica at host without building an
@@ -220,10 +200,6 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 	return bw.Flush()
 }
 
-func (u *Upstream) exchange(ctx context.Context, pc *upConn, req *http.Request) (*http.Response, error) {
-	return u.roundTrip(ctx, pc, req, func(bw *bufio.Writer) error { return writeRequest(bw, req) })
-}
-
 // roundTrip writes a request with write and reads its answer's head.
 func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request, write func(*bufio.Writer) error) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(aLongTimeAgo) })
@@ -279,49 +255,6 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 	return resp, nil
 }
 
-// writeRequest writes req's head and body as HTTP/1.1.
-func writeRequest(bw *bufio.Writer, req *http.Request) error {
-	bw.WriteString(req.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(req.URL.RequestURI())
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	host := req.Host
-	if host == "" {
-		host = req.URL.Host
-	}
-	bw.WriteString(host)
-	bw.WriteString("\r\n")
-	for k, vs := range req.Header {
-		switch k {
-		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
-	if req.ContentLength > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
-		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(max(req.ContentLength, 0), 10))
-		bw.WriteString("\r\n")
-	}
-	bw.WriteString("\r\n")
-	if req.Body != nil && req.Body != http.NoBody && req.ContentLength > 0 {
-		n, err := io.Copy(bw, req.Body)
-		_ = req.Body.Close()
-		if err != nil {
-			return fmt.Errorf("write request body: %w", err)
-		}
-		if n != req.ContentLength {
-			return fmt.Errorf("request body is %d bytes, Content-Length said %d", n, req.ContentLength)
-		}
-	}
-	return bw.Flush()
-}
-
 // get returns a live idle connection to host (unless fresh), or dials
 // one. Idle connections the replica closed meanwhile (vLLM's server drops
 // them after a few seconds) are noticed and discarded here, before a
@@ -343,7 +276,7 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 		// young: a replica that closed the connection, or sent bytes no
 		// request asked for (after a HEAD answer, say), must not have
 		// them read as the next client's answer.
-		if now.Sub(pc.idleSince) < idleTimeout && peekAlive(pc.c) {
+		if now.Sub(pc.idleSince) < idleTimeout && pc.peekAlive() {
 			pc.cr.n = 0
 			return pc, true, nil
 		}
@@ -367,12 +300,13 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 	return pc, false, nil
 }
 
-// peekAlive is alive for a pooled connection: a read deadline left from
-// its last answer may have passed, and an expired deadline fails the peek
-// before it looks, so it is cleared first (every user sets its own).
-func peekAlive(c net.Conn) bool {
-	_ = c.SetReadDeadline(time.Time{})
-	return alive(c)
+// peekAlive checks a pooled connection with its peeker: a read deadline
+// left from its last answer may have passed, and an expired deadline fails
+// the peek before it looks, so it is cleared first (every user sets its
+// own).
+func (pc *upConn) peekAlive() bool {
+	_ = pc.c.SetReadDeadline(time.Time{})
+	return pc.peek.alive(pc.c)
 }
 
 // dropIdle closes every idle connection to host.
