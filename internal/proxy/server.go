@@ -27,14 +27,18 @@ import (
 // It serves HTTP/1.1 requests with a Content-Length body (or none) for
 // pools of plain-HTTP replicas reached through an *Upstream. Any other
 // connection (HTTP/1.0, a chunked request body, an absolute-form target,
-// an unusual Expect, HTTPS replicas, or a Handler built with another
-// Transport) is handed, with the bytes already read, to a net/http server
-// running the same Handler, so behaviour never depends on the path taken.
+// an unusual Expect, HTTPS replicas) is handed, with the bytes already
+// read, to a net/http server running the same Handler, so behaviour never
+// depends on the path taken. A Handler built with another Transport
+// (proxy.client net/http) is served by that net/http server alone: Serve
+// builds it at start and hands it every connection as accepted.
 type Server struct {
 	// Handler is the data plane. Required.
 	Handler *Handler
-	// ReadHeaderTimeout bounds the reading of a request's head and body
-	// once it started arriving. Zero means 30s.
+	// ReadHeaderTimeout bounds the reading of a request's head from its
+	// first byte, on the loop and net/http alike (a hand-off does not
+	// restart it). Zero means 30s. The Handler's BodyTimeout bounds the
+	// body.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection with no new request for
 	// that long. Zero means 2 minutes.
