@@ -375,6 +375,7 @@ type srvConn struct {
 	writeTimedOut bool          // a client write ran out of it
 	retryAfter    string        // the next gateway answer's Retry-After
 	headDeadline  time.Time     // the current head's, zero when none was set
+	saidClose     bool          // the current answer said Connection: close
 }
 
 // connReader lets a byte read by the watcher come first.
@@ -469,13 +470,17 @@ func (sc *srvConn) serve() {
 		case headEOF:
 			return
 		}
+		sc.saidClose = false
 		keep := sc.serveRequest(t)
 		if cap(sc.head) > maxKeptBody {
 			// Only once the request is done: its header fields are
 			// offsets into sc.head.
 			sc.head = nil
 		}
-		if !keep || sc.req.close || sc.s.shutdown.Load() {
+		// An answer sent without Connection: close (Shutdown began after
+		// its head went out) lets the client send another request: the
+		// loop's top decides whether the drain's grace still allows it.
+		if !keep || sc.req.close || sc.saidClose {
 			return
 		}
 	}
