@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/rollout"
@@ -37,6 +38,9 @@ type Server struct {
 	token []byte
 	log   *slog.Logger
 	mux   *http.ServeMux
+	// bodyTimeout bounds reading a request body (readTimeout; tests
+	// shorten it).
+	bodyTimeout time.Duration
 }
 
 // New returns the admin API for ctrl, guarded by token (must not be empty).
@@ -47,7 +51,7 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux()}
+	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux(), bodyTimeout: readTimeout}
 	s.mux.HandleFunc("GET /api/v1/status", s.wrap(func(r *http.Request) (any, error) { return ctrl.Status(), nil }))
 	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(func(r *http.Request) (any, error) { return ctrl.Promote(r.Context(), actor(r)) }))
 	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(func(r *http.Request) (any, error) { return ctrl.Rollback(r.Context(), actor(r)) }))
@@ -103,6 +107,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 		}
 		writeError(w, &httpError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong admin token: send Authorization: Bearer <token> (CUTOVER_ADMIN_TOKEN or admin.token_file)"})
+		return
+	}
+	if he := readBody(w, r, s.bodyTimeout); he != nil {
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+		writeError(w, he)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
