@@ -191,6 +191,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if g.mirror != nil {
 		g.metrics.RegisterShadow(g.mirror)
 	}
+	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	adm.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))

@@ -183,3 +183,7 @@ func errOverloaded() *apiError {
 // overloadedRetryAfter is the Retry-After, in seconds, of an overloaded
 // answer: bodies in memory are usually gone within a second.
 const overloadedRetryAfter = "1"
+
+// BufferedBytes reports the request body bytes held in memory now, which
+// Options.MaxBufferedBytes bounds.
+func (h *Handler) BufferedBytes() int64 { return h.buffered.used.Load() }

@@ -371,11 +371,10 @@ type srvConn struct {
 	cur       atomic.Pointer[upConn] // the replica connection to stop then
 	pending   int                    // a byte the watcher read, or -1
 
-	wdl           writeDeadline // the client write deadline
-	writeTimedOut bool          // a client write ran out of it
-	retryAfter    string        // the next gateway answer's Retry-After
-	headDeadline  time.Time     // the current head's, zero when none was set
-	saidClose     bool          // the current answer said Connection: close
+	wdl          writeDeadline // the client write deadline
+	retryAfter   string        // the next gateway answer's Retry-After
+	headDeadline time.Time     // the current head's, zero when none was set
+	saidClose    bool          // the current answer said Connection: close
 }
 
 // connReader lets a byte read by the watcher come first.
