@@ -158,10 +158,11 @@ func (s *Server) forget(sc *srvConn) {
 	s.wg.Done()
 }
 
-// Shutdown stops accepting, closes idle connections, and waits for the
-// requests and streams in flight to finish (their connections close after
-// the answer), or for ctx. Connections handed to the net/http fallback
-// drain the same way.
+// Shutdown stops accepting, closes idle connections once DrainGrace has
+// passed (a request arriving on one before is answered), and waits for
+// the requests and streams in flight to finish (their connections close
+// after the answer), or for ctx. Connections handed to the net/http
+// fallback drain the same way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.graceEnd.Store(time.Now().Add(s.drainGrace()).UnixNano())
 	s.shutdown.Store(true)
