@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,6 +33,18 @@ var servingPaths = []struct {
 	{"net-http", false, startNetHTTP},
 }
 
+// countingBackend is an echo backend that counts the requests it got.
+func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		echoHandler(w, r)
+	}))
+	closeAtEnd(t, srv)
+	return srv, &n
+}
+
 // newPathHandler is newHandler for one of servingPaths.
 func newPathHandler(t *testing.T, netHTTP bool, opts Options, replicas ...string) *Handler {
 	t.Helper()
@@ -51,7 +64,7 @@ func TestDeclaredBodyIsNotAllocated(t *testing.T) {
 	const conns = 20
 	for _, sp := range servingPaths {
 		t.Run(sp.name, func(t *testing.T) {
-			backend := newEchoBackend(t)
+			backend, got := countingBackend(t)
 			h := newPathHandler(t, sp.netHTTP, Options{}, backend.URL)
 			addr := sp.start(t, h)
 			var before runtime.MemStats
@@ -71,6 +84,9 @@ func TestDeclaredBodyIsNotAllocated(t *testing.T) {
 			// connection.
 			if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > conns*(4<<20) {
 				t.Errorf("the heap grew by %d MiB for %d one-byte bodies", grew>>20, conns)
+			}
+			if n := got.Load(); n != 0 {
+				t.Errorf("the replica got %d requests whose bodies never came", n)
 			}
 		})
 	}
@@ -256,7 +272,7 @@ func TestTrickledChunkedBodyIsCut(t *testing.T) {
 	paths[0].name, paths[0].start = "handed over", func(t *testing.T, h *Handler) string { return startServer(t, &Server{Handler: h}) }
 	for _, sp := range paths {
 		t.Run(sp.name, func(t *testing.T) {
-			backend := newEchoBackend(t)
+			backend, got := countingBackend(t)
 			h := newPathHandler(t, sp.netHTTP, Options{BodyTimeout: 300 * time.Millisecond}, backend.URL)
 			c, br := dialRaw(t, sp.start(t, h))
 			writeRaw(t, c, "POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n")
@@ -281,6 +297,9 @@ func TestTrickledChunkedBodyIsCut(t *testing.T) {
 			}
 			checkAPIError(t, body, "request_timeout")
 			expectClosed(t, c, br)
+			if n := got.Load(); n != 0 {
+				t.Errorf("the replica got %d requests whose bodies never came", n)
+			}
 		})
 	}
 }
