@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/rollout"
@@ -39,6 +40,9 @@ type Server struct {
 	readToken []byte
 	log       *slog.Logger
 	mux       *http.ServeMux
+	// bodyTimeout bounds reading a request body (readTimeout; tests
+	// shorten it).
+	bodyTimeout time.Duration
 }
 
 // New returns the admin API for ctrl, guarded by token (must not be empty).
@@ -49,7 +53,7 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux()}
+	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux(), bodyTimeout: readTimeout}
 	s.mux.HandleFunc("GET /api/v1/status", s.wrap(func(r *http.Request) (any, error) { return ctrl.Status(), nil }))
 	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(withBody(ctrl.Promote)))
 	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(withBody(ctrl.Rollback)))
@@ -111,6 +115,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				msg: fmt.Sprintf("%s %s needs the admin token: the read-only token (admin.read_token_file) may only read status, history, deployments, metrics and the dashboard", r.Method, r.URL.Path)})
 			return
 		}
+	}
+	if he := readBody(w, r, s.bodyTimeout); he != nil {
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+		writeError(w, he)
+		return
 	}
 	s.mux.ServeHTTP(w, r)
 }

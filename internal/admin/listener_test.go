@@ -3,6 +3,7 @@ package admin
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -33,26 +34,28 @@ func serveAdmin(t *testing.T, srv *http.Server) (net.Conn, *bufio.Reader) {
 	return c, bufio.NewReader(c)
 }
 
-func newAdminHTTPServer(t *testing.T) *http.Server {
+func newAdminHTTPServer(t *testing.T, bodyTimeout time.Duration) *http.Server {
 	t.Helper()
 	s, err := New(stubCtrl{}, stubToken, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if bodyTimeout > 0 {
+		s.bodyTimeout = bodyTimeout
+	}
 	return NewHTTPServer(s, nil)
 }
 
-// TestAdminListenerLimits: the admin listener bounds heads, whole requests
-// and idle connections (a regression: a trickled body kept a connection
-// open as long as bytes came).
+// TestAdminListenerLimits: the admin listener bounds heads, bodies and
+// idle connections (a regression: a trickled body kept a connection open
+// as long as bytes came).
 func TestAdminListenerLimits(t *testing.T) {
-	srv := newAdminHTTPServer(t)
-	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.IdleTimeout <= 0 {
-		t.Fatalf("read-header %v, read %v, idle %v: each must be set", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.IdleTimeout)
+	if srv := newAdminHTTPServer(t, 0); srv.ReadHeaderTimeout <= 0 || srv.IdleTimeout <= 0 {
+		t.Fatalf("read-header %v, idle %v: each must be set", srv.ReadHeaderTimeout, srv.IdleTimeout)
 	}
-	// An authorized request whose body trickles is cut at ReadTimeout.
-	srv.ReadTimeout = 300 * time.Millisecond
-	c, br := serveAdmin(t, srv)
+	// An authorized request whose body trickles is cut at the body's
+	// deadline.
+	c, br := serveAdmin(t, newAdminHTTPServer(t, 300*time.Millisecond))
 	if _, err := io.WriteString(c, "POST /api/v1/retire HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer "+stubToken+"\r\nContent-Length: 100\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +68,49 @@ func TestAdminListenerLimits(t *testing.T) {
 		}
 	}()
 	resp, err := http.ReadResponse(br, nil)
-	if err == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusBadRequest {
-			t.Fatalf("status %d, want 400 or a closed connection", resp.StatusCode)
-		}
-		_, err = br.ReadByte()
+	if err != nil {
+		t.Fatalf("no answer to a trickled body: %v", err)
 	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "request_timeout") {
+		t.Fatalf("status %d: %q", resp.StatusCode, body)
+	}
+	_, err = br.ReadByte()
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the trickled request still runs after %v", testWait)
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the connection stays open after the answer: %v", err)
+	}
+}
+
+// TestAdminBodyStillRead: a body that arrives in time reaches its handler,
+// and an oversized one is refused.
+func TestAdminBodyStillRead(t *testing.T) {
+	for _, tc := range []struct {
+		body     string
+		declared int // 0: len(body)
+		status   int
+	}{
+		{`{"force": true}`, 0, http.StatusOK},
+		{`{"force": tru`, 0, http.StatusBadRequest},
+		{`{`, maxBodyBytes + 1, http.StatusRequestEntityTooLarge},
+	} {
+		c, br := serveAdmin(t, newAdminHTTPServer(t, 0))
+		n := tc.declared
+		if n == 0 {
+			n = len(tc.body)
+		}
+		req := fmt.Sprintf("POST /api/v1/retire HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", stubToken, n, tc.body)
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%.20q: status %d, want %d", tc.body, resp.StatusCode, tc.status)
+		}
 	}
 }
 
@@ -83,7 +119,7 @@ func TestAdminListenerLimits(t *testing.T) {
 // regression: net/http read the body first, so a client that never sent
 // it held the connection).
 func TestAdminUnauthorizedBodyNotRead(t *testing.T) {
-	c, br := serveAdmin(t, newAdminHTTPServer(t))
+	c, br := serveAdmin(t, newAdminHTTPServer(t, 0))
 	if _, err := io.WriteString(c, "POST /api/v1/promote HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}

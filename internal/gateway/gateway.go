@@ -281,6 +281,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if keys != nil {
 		g.metrics.RegisterClientAuth(keys)
 	}
+	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
 	g.observers = append(g.observers, g.history)

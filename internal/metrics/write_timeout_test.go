@@ -26,3 +26,14 @@ func TestClientWriteTimeoutCounter(t *testing.T) {
 		t.Errorf("%d upstream error series, want none", n)
 	}
 }
+
+// TestBufferedBytesGauge: the gauge reads the data plane's count at
+// scrape time.
+func TestBufferedBytesGauge(t *testing.T) {
+	m := New(fakeSource{})
+	var n int64 = 4096
+	m.RegisterBufferedBytes(func() int64 { return n })
+	if got := testutil.ToFloat64(m.cols[len(m.cols)-1]); got != 4096 {
+		t.Errorf("cutover_request_body_bytes_buffered = %v, want 4096", got)
+	}
+}

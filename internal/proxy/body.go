@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"io"
+	"math/bits"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -15,11 +16,31 @@ import (
 // defaultMaxBufferedBytes is Options.MaxBufferedBytes's zero value.
 const defaultMaxBufferedBytes = 512 << 20
 
-// bodyChunk is the unit a body of unknown or larger length grows by while
-// it arrives. A declared length up to it is allocated at once.
-const bodyChunk = 64 << 10
+// A declared length up to bodyChunk is allocated at once. A longer or
+// unknown one grows as it arrives, in pooled chunks of firstChunk doubling
+// up to bodyChunk: what a body holds is at most about twice what arrived,
+// and a client that declares 32 MiB and sends a byte holds 4 KiB.
+const (
+	bodyChunk  = 64 << 10
+	firstChunk = 4 << 10
+)
 
-var bodyChunkPool = sync.Pool{New: func() any { b := make([]byte, bodyChunk); return &b }}
+// chunkPools hold the chunks by size: 4, 8, 16, 32 and 64 KiB.
+var chunkPools [5]sync.Pool
+
+// getChunk returns the i-th chunk of a body.
+func getChunk(i int) *[]byte {
+	class := min(i, len(chunkPools)-1)
+	if b, ok := chunkPools[class].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, firstChunk<<class)
+	return &b
+}
+
+func putChunk(b *[]byte) {
+	chunkPools[bits.Len(uint(len(*b)/firstChunk))-1].Put(b)
+}
 
 // bodyBudget counts the request body bytes held in memory by all requests
 // of a Handler.
@@ -87,19 +108,22 @@ func (h *Handler) bufferBody(r io.Reader, declared int64, small *[]byte) (body [
 	reserved := int64(0) // of h.buffered, for the chunks
 	defer func() {
 		for _, c := range chunks {
-			bodyChunkPool.Put(c)
+			putChunk(c)
 		}
 		h.buffered.give(reserved)
 	}()
 	var total int64
-	used := bodyChunk // of the last chunk
+	used, size := 0, 0 // of the last chunk
 	for {
-		if used == bodyChunk {
-			if !h.buffered.take(bodyChunk) {
+		if used == size {
+			c := getChunk(len(chunks))
+			size = len(*c)
+			if !h.buffered.take(int64(size)) {
+				putChunk(c)
 				return nil, 0, errOverloaded()
 			}
-			reserved += bodyChunk
-			chunks = append(chunks, bodyChunkPool.Get().(*[]byte))
+			reserved += int64(size)
+			chunks = append(chunks, c)
 			used = 0
 		}
 		p := (*chunks[len(chunks)-1])[used:]
@@ -159,3 +183,7 @@ func errOverloaded() *apiError {
 // overloadedRetryAfter is the Retry-After, in seconds, of an overloaded
 // answer: bodies in memory are usually gone within a second.
 const overloadedRetryAfter = "1"
+
+// BufferedBytes reports the request body bytes held in memory now, which
+// Options.MaxBufferedBytes bounds.
+func (h *Handler) BufferedBytes() int64 { return h.buffered.used.Load() }

@@ -67,16 +67,12 @@ func (w *writeDeadline) due(now time.Time, d time.Duration) (time.Time, bool) {
 }
 
 // write writes b to the client within the client write timeout. A write
-// that timed out leaves the connection unusable; sc.writeTimedOut says so.
+// that failed, timed out or not, leaves the connection unusable.
 func (sc *srvConn) write(b []byte) (int, error) {
 	if t, ok := sc.wdl.due(time.Now(), sc.h.opts.ClientWriteTimeout); ok {
 		_ = sc.c.SetWriteDeadline(t)
 	}
-	n, err := sc.c.Write(b)
-	if err != nil && isTimeout(err) {
-		sc.writeTimedOut = true
-	}
-	return n, err
+	return sc.c.Write(b)
 }
 
 // startWrites sets the write deadline of a request's answer through

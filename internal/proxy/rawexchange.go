@@ -153,6 +153,7 @@ func (sc *srvConn) writeGateway(status int, contentType string, body []byte, e *
 	}
 	if sc.req.close || sc.s.shutdown.Load() {
 		b = append(b, "Connection: close\r\n"...)
+		sc.saidClose = true
 	}
 	b = append(b, "\r\n"...)
 	if sc.req.method != http.MethodHead {
@@ -641,6 +642,7 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 	}
 	if sc.req.close || sc.s.shutdown.Load() {
 		b = append(b, "Connection: close\r\n"...)
+		sc.saidClose = true
 	}
 	return append(b, "\r\n"...)
 }

@@ -28,15 +28,19 @@ import (
 // It serves HTTP/1.1 requests with a Content-Length body (or none) for
 // pools of plain-HTTP replicas reached through an *Upstream. Any other
 // connection (HTTP/1.0, a chunked request body, an absolute-form target,
-// an unusual Expect or Host, folded header lines, HTTPS replicas, or a
-// Handler built with another Transport) is handed, with the bytes already
-// read, to a net/http server running the same Handler, so behaviour never
-// depends on the path taken.
+// an unusual Expect or Host, folded header lines, HTTPS replicas) is
+// handed, with the bytes already read, to a net/http server running the
+// same Handler, so behaviour never depends on the path taken. A Handler
+// built with another Transport (proxy.client net/http) is served by that
+// net/http server alone: Serve builds it at start and hands it every
+// connection as accepted.
 type Server struct {
 	// Handler is the data plane. Required.
 	Handler *Handler
-	// ReadHeaderTimeout bounds the reading of a request's head and body
-	// once it started arriving. Zero means 30s.
+	// ReadHeaderTimeout bounds the reading of a request's head from its
+	// first byte, on the loop and net/http alike (a hand-off does not
+	// restart it). Zero means 30s. The Handler's BodyTimeout bounds the
+	// body.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection with no new request for
 	// that long. Zero means 2 minutes.
@@ -161,10 +165,11 @@ func (s *Server) forget(sc *srvConn) {
 	s.wg.Done()
 }
 
-// Shutdown stops accepting, closes idle connections, and waits for the
-// requests and streams in flight to finish (their connections close after
-// the answer), or for ctx. Connections handed to the net/http fallback
-// drain the same way.
+// Shutdown stops accepting, closes idle connections once DrainGrace has
+// passed (a request arriving on one before is answered), and waits for
+// the requests and streams in flight to finish (their connections close
+// after the answer), or for ctx. Connections handed to the net/http
+// fallback drain the same way.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.graceEnd.Store(time.Now().Add(s.drainGrace()).UnixNano())
 	s.shutdown.Store(true)
@@ -381,10 +386,10 @@ type srvConn struct {
 	cur       atomic.Pointer[upConn] // the replica connection to stop then
 	pending   int                    // a byte the watcher read, or -1
 
-	wdl           writeDeadline // the client write deadline
-	writeTimedOut bool          // a client write ran out of it
-	retryAfter    string        // the next gateway answer's Retry-After
-	headDeadline  time.Time     // the current head's, zero when none was set
+	wdl          writeDeadline // the client write deadline
+	retryAfter   string        // the next gateway answer's Retry-After
+	headDeadline time.Time     // the current head's, zero when none was set
+	saidClose    bool          // the current answer said Connection: close
 }
 
 // connReader lets a byte read by the watcher come first.
@@ -482,13 +487,17 @@ func (sc *srvConn) serve() {
 		case headEOF:
 			return
 		}
+		sc.saidClose = false
 		keep := sc.serveRequest(t)
 		if cap(sc.head) > maxKeptBody {
 			// Only once the request is done: its header fields are
 			// offsets into sc.head.
 			sc.head = nil
 		}
-		if !keep || sc.req.close || sc.s.shutdown.Load() {
+		// An answer sent without Connection: close (Shutdown began after
+		// its head went out) lets the client send another request: the
+		// loop's top decides whether the drain's grace still allows it.
+		if !keep || sc.req.close || sc.saidClose {
 			return
 		}
 	}
