@@ -552,8 +552,19 @@ func TestRefusedAutoPromotionBacksOff(t *testing.T) {
 		t.Fatalf("before_promote ran %d times with the clock stopped; want once, then back-off", n)
 	}
 	// Once the back-off (at most 5 minutes) is over, it is tried again,
-	// and then backs off again.
+	// once however many reconciles race for it (a regression: each that
+	// read the back-off before another took the transition lock ran the
+	// hook), and then backs off again.
 	e.clock.advance(5 * time.Minute)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
+				e.gw.Controller().Reconcile(ctx)
+			}
+		})
+	}
+	wg.Wait()
 	waitFor(t, "a second refusal", 20*time.Second, func() bool {
 		return strings.Contains(e.gw.Controller().Status().Deployment.Waiting, "next try in 10s")
 	})

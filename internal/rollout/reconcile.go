@@ -209,14 +209,17 @@ func (c *Controller) reconcileReady(ctx context.Context, d *Deployment) error {
 	if !c.opts.Settings.AutoPromote || d.Deadline.IsZero() || c.now().Before(d.Deadline) {
 		return nil
 	}
+	// The back-off is read under the transition lock: two reconciles
+	// that both passed it before either took the lock would run
+	// before_promote twice.
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
 	c.mu.Lock()
 	next, tries := c.autoRetry[d.ID].at, c.autoRetry[d.ID].tries
 	c.mu.Unlock()
 	if c.now().Before(next) {
 		return nil // a refused auto-promotion waits before trying again
 	}
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
 	st, _, _ := c.snapshot()
 	if cur := st.find(d.ID); cur == nil || cur.Phase != PhaseReady {
 		return nil
