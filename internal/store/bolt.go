@@ -115,9 +115,15 @@ func OpenBolt(dir string, opts ...BoltOption) (*Bolt, error) {
 		_ = s.release()
 		return nil, err
 	}
+	// Temporary files a crash left behind (the lock is ours now).
+	if left, err := filepath.Glob(filepath.Join(dir, DBFile+"*.new-*")); err == nil {
+		for _, f := range left {
+			_ = os.Remove(f)
+		}
+	}
 	go s.backupLoop()
 	if _, err := os.Stat(filepath.Join(dir, BackupFile)); errors.Is(err, fs.ErrNotExist) {
-		s.backupKick <- struct{}{} // a state_dir from before backups existed
+		s.backupKick <- struct{}{} // no backup yet: a new state_dir, or one from before backups
 	}
 	return s, nil
 }
