@@ -172,7 +172,11 @@ func ensureFile(path string) error {
 		return fmt.Errorf("initialise state file %s: %w", name, err)
 	}
 	if err := os.Link(name, path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create state file %s: %w", path, err)
+		// A file system without hard links: rename instead (a second
+		// process creating the file at the same moment may replace it).
+		if err := os.Rename(name, path); err != nil {
+			return fmt.Errorf("create state file %s: %w", path, err)
+		}
 	}
 	return syncDir(filepath.Dir(path))
 }
