@@ -144,6 +144,10 @@ func ensureFile(path string) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("state file %s: %w", path, err)
 	}
+	bak := filepath.Join(filepath.Dir(path), BackupFile)
+	if _, err := os.Stat(bak); err == nil {
+		return &DamagedError{Path: path, Problem: fmt.Sprintf("it is missing, but its backup %s exists: restore the backup (cp %s %s), or remove it to start afresh", bak, bak, path)}
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), DBFile+".new-*")
 	if err != nil {
 		return fmt.Errorf("create state file in %s: %w", filepath.Dir(path), err)
