@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -63,8 +64,9 @@ revision 0, a JSON state document). Nothing is changed.
 A running cutover holds the state file locked, so check it with cutover
 stopped; the backup can be checked at any time.
 
-Exit 0 when the state file is good (or does not exist yet: the next start
-is a first start), 1 when it or its backup is damaged or cannot be read.
+Exit 0 when the state file is good (or does not exist yet, and neither does
+a backup: the next start is a first start), 1 when it is missing beside a
+backup, or it or its backup is damaged or cannot be read.
 To restore the backup see docs/operations.md ("Restoring the state").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -83,6 +85,7 @@ To restore the backup see docs/operations.md ("Restoring the state").`,
 // when either is damaged or the state file cannot be checked.
 func checkState(w io.Writer, dir string) error {
 	var bad []string
+	_, bakErr := os.Stat(filepath.Join(dir, store.BackupFile))
 	for _, name := range []string{store.DBFile, store.BackupFile} {
 		path := filepath.Join(dir, name)
 		sum, err := store.CheckFile(path)
@@ -91,6 +94,9 @@ func checkState(w io.Writer, dir string) error {
 		}
 		var de *store.DamagedError
 		switch {
+		case errors.Is(err, fs.ErrNotExist) && name == store.DBFile && bakErr == nil:
+			fmt.Fprintf(w, "%s: MISSING, but its backup exists: a start refuses until you restore the backup (or remove it to start afresh)\n", path)
+			bad = append(bad, name)
 		case errors.Is(err, fs.ErrNotExist) && name == store.DBFile:
 			fmt.Fprintf(w, "%s: does not exist: the next start is a first start\n", path)
 		case errors.Is(err, fs.ErrNotExist):

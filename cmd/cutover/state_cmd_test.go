@@ -70,6 +70,18 @@ func TestDamagedStateExitsOne(t *testing.T) {
 				!strings.Contains(out, store.BackupFile+": ok: revision 3") {
 				t.Errorf("state check: exit %d, want 1 saying the state file is damaged and the backup ok; output:\n%s", code, out)
 			}
+			// Deleted beside its backup: the start refuses too.
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr = runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=secret"}, "serve", "--config", cfg)
+			if code != 1 || !strings.Contains(stderr, "missing, but its backup") {
+				t.Errorf("serve without the state file but with its backup: exit %d, want 1; stderr:\n%s", code, stderr)
+			}
+			code, out, _ = runCLI(t, nil, "state", "check", "--state-dir", dir)
+			if code != 1 || !strings.Contains(out, path+": MISSING") {
+				t.Errorf("state check without the state file but with its backup: exit %d, want 1; output:\n%s", code, out)
+			}
 		})
 	}
 }

@@ -48,7 +48,7 @@ func startGroup(t *testing.T, runID string, argv ...string) int {
 	})
 	// Wait until the group has its two processes (sh and its sleep).
 	for i := 0; len(groupMembers(cmd.Process.Pid)) < 2; i++ {
-		if i == 500 {
+		if i == 3000 {
 			t.Fatalf("process group %d never had two processes", cmd.Process.Pid)
 		}
 		time.Sleep(10 * time.Millisecond)

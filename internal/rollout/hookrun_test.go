@@ -62,7 +62,7 @@ func TestHookRunRecordsItsProcessGroup(t *testing.T) {
 			running = s.RunningHooks[0]
 			break
 		}
-		if i == 1000 {
+		if i == 3000 {
 			t.Fatal("the running hook was never recorded in the state")
 		}
 		time.Sleep(10 * time.Millisecond)

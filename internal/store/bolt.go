@@ -115,9 +115,15 @@ func OpenBolt(dir string, opts ...BoltOption) (*Bolt, error) {
 		_ = s.release()
 		return nil, err
 	}
+	// Temporary files a crash left behind (the lock is ours now).
+	if left, err := filepath.Glob(filepath.Join(dir, DBFile+"*.new-*")); err == nil {
+		for _, f := range left {
+			_ = os.Remove(f)
+		}
+	}
 	go s.backupLoop()
 	if _, err := os.Stat(filepath.Join(dir, BackupFile)); errors.Is(err, fs.ErrNotExist) {
-		s.backupKick <- struct{}{} // a state_dir from before backups existed
+		s.backupKick <- struct{}{} // no backup yet: a new state_dir, or one from before backups
 	}
 	return s, nil
 }
@@ -137,6 +143,10 @@ func ensureFile(path string) error {
 		return nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("state file %s: %w", path, err)
+	}
+	bak := filepath.Join(filepath.Dir(path), BackupFile)
+	if _, err := os.Stat(bak); err == nil {
+		return &DamagedError{Path: path, Problem: fmt.Sprintf("it is missing, but its backup %s exists: restore the backup (cp %s %s), or remove it to start afresh", bak, bak, path)}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), DBFile+".new-*")
 	if err != nil {
@@ -166,7 +176,11 @@ func ensureFile(path string) error {
 		return fmt.Errorf("initialise state file %s: %w", name, err)
 	}
 	if err := os.Link(name, path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create state file %s: %w", path, err)
+		// A file system without hard links: rename instead (a second
+		// process creating the file at the same moment may replace it).
+		if err := os.Rename(name, path); err != nil {
+			return fmt.Errorf("create state file %s: %w", path, err)
+		}
 	}
 	return syncDir(filepath.Dir(path))
 }

@@ -93,6 +93,11 @@ func TestDamagedStateFileIsAnError(t *testing.T) {
 		{"revision key deleted", func(t *testing.T, path string) {
 			edit(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("state")).Delete([]byte("revision")) })
 		}, "no revision key, but 3 history events"},
+		{"state file deleted, backup kept", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}, "it is missing, but its backup"},
 		{"document deleted", func(t *testing.T, path string) {
 			edit(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("state")).Delete([]byte("doc")) })
 		}, "at revision 3 but holds no state document"},
@@ -115,7 +120,7 @@ func TestDamagedStateFileIsAnError(t *testing.T) {
 			if strings.Contains(err.Error(), "another cutover") {
 				t.Errorf("OpenBolt: %v; the lock hint is only for a held lock", err)
 			}
-			if _, err := store.CheckFile(path); !errors.As(err, &de) || !strings.Contains(err.Error(), path) {
+			if _, err := store.CheckFile(path); tc.name != "state file deleted, backup kept" && (!errors.As(err, &de) || !strings.Contains(err.Error(), path)) {
 				t.Errorf("CheckFile: %v; want a *DamagedError naming %s", err, path)
 			}
 			if fi, err := os.Stat(path); tc.name == "empty file" && (err != nil || fi.Size() != 0) {
