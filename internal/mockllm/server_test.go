@@ -1,10 +1,13 @@
 package mockllm
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -269,6 +272,56 @@ func TestAPIKey(t *testing.T) {
 			}
 			if tt.want == http.StatusUnauthorized && string(b) != `{"error":"Unauthorized"}` {
 				t.Errorf("body %s, want vLLM's {\"error\":\"Unauthorized\"}", b)
+			}
+		})
+	}
+}
+
+// TestExpectContinue: like vLLM (uvicorn sends 100 Continue when the app
+// first reads the body), the simulator answers "Expect: 100-continue"
+// with 100 Continue before it reads a body, and refuses a request it
+// will not read (no API key) at once, without waiting for the body. The
+// gateway sends large bodies with Expect through http.Transport.
+func TestExpectContinue(t *testing.T) {
+	chat := `{"model":"` + testModel + `","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`
+	tests := []struct {
+		name         string
+		cfg          Config
+		wantContinue bool
+		want         int
+	}{
+		{"body wanted", Config{}, true, http.StatusOK},
+		{"refused before the body", Config{APIKey: "sekret"}, false, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ts := newTestServer(t, tt.cfg)
+			c, err := net.Dial("tcp", ts.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: mock\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(chat))
+			br := bufio.NewReader(c)
+			// The body is not sent until an answer comes.
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer to the head: %v", err)
+			}
+			if got := resp.StatusCode == http.StatusContinue; got != tt.wantContinue {
+				t.Fatalf("first answer %d, want 100 Continue: %v", resp.StatusCode, tt.wantContinue)
+			}
+			if tt.wantContinue {
+				io.WriteString(c, chat)
+				if resp, err = http.ReadResponse(br, nil); err != nil {
+					t.Fatalf("no answer after the body: %v", err)
+				}
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tt.want, b)
 			}
 		})
 	}

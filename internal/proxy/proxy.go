@@ -115,6 +115,9 @@ func New(opts Options) *Handler {
 // NewTransport returns an http.Transport tuned for a few replicas carrying
 // many concurrent long requests: a large idle pool per host, no
 // compression negotiation of its own, and responseHeaderTimeout (0: none).
+// It waits up to expectContinueTimeout for a replica's 100 Continue before
+// sending a body the Handler marked "Expect: 100-continue" (see
+// expectContinueAbove).
 func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
@@ -126,7 +129,7 @@ func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: responseHeaderTimeout,
-		ExpectContinueTimeout: 0,
+		ExpectContinueTimeout: expectContinueTimeout,
 		DisableCompression:    true,
 		WriteBufferSize:       16 << 10,
 		ReadBufferSize:        16 << 10,
@@ -523,6 +526,27 @@ func (ex *exchange) send(ctx context.Context, rep *pool.Replica) (*http.Response
 	return ex.h.rt.RoundTrip(ex.outRequest(ctx, rep))
 }
 
+// A replica that refuses a request (uvicorn/h11 and aiohttp answer 400 to
+// a header section over their limit) may answer and close with the body
+// unread, and its kernel then resets the connection under a body still
+// being written. Upstream reads the answer after such a write error;
+// http.Transport (https replicas, proxy.client: net/http) returns the
+// write error or the answer, whichever its goroutines see first, so the
+// client got a 502 for a request the replica had answered. Bodies larger
+// than a socket's buffers take at once are therefore sent with
+// "Expect: 100-continue" on that path: the replica answers before the body
+// is sent, and Transport then closes the connection without writing it.
+// vLLM and SGLang (uvicorn), TGI (hyper), llama.cpp's server, Ollama and
+// mock-llm (net/http) send 100 Continue when they start reading a body;
+// a replica that sends nothing gets the body after expectContinueTimeout.
+// The cost is one round trip on requests whose prefill takes far longer.
+const (
+	expectContinueAbove   = 64 << 10
+	expectContinueTimeout = time.Second
+)
+
+var expectContinue = []string{"100-continue"}
+
 func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Request {
 	r := ex.r
 	u := *rep.URL
@@ -552,11 +576,17 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 		Header:     hdr,
 		Host:       u.Host,
 	}).WithContext(ctx)
+	// The client's Expect was met on the gateway's side (the body is
+	// here); the replica is asked only for large bodies, as below.
+	delete(hdr, "Expect")
 	if len(ex.body) > 0 {
 		body := ex.body
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		if len(body) > expectContinueAbove {
+			hdr["Expect"] = expectContinue
+		}
 	} else {
 		out.Body = http.NoBody
 	}
