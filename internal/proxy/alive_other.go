@@ -7,3 +7,16 @@ import "net"
 // alive cannot peek without blocking here: trust the connection, and let
 // the stale-connection retry recover.
 func alive(net.Conn) bool { return true }
+
+// peerState is what a non-blocking peek learnt of a connection's peer.
+type peerState uint8
+
+const (
+	peerQuiet peerState = iota // nothing to read, or unknown
+	peerSent                   // bytes are waiting to be read
+	peerGone                   // end of file or a reset: the peer left
+)
+
+// peekClient cannot peek without blocking here: a client's hang-up is
+// noticed when writing to it.
+func peekClient(net.Conn) peerState { return peerQuiet }

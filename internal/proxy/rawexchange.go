@@ -203,7 +203,7 @@ type armKind uint8
 
 const (
 	armNone    armKind = iota
-	armWatch           // time to start the hang-up watcher
+	armWatch           // time to look whether the client hung up
 	armHeader          // the response-header timeout
 	armIdle            // the silence limit of a stream
 	armTotal           // the whole request's timeout
@@ -784,52 +784,33 @@ func (x *rawExchange) broke(err error) bool {
 	return false
 }
 
-// startWatch starts watching the client for a hang-up while the exchange
-// waits on the replica: a goroutine blocks in a read of the client
-// connection. Pipelined bytes already buffered make it pointless.
+// startWatch looks whether the client hung up while the exchange waits
+// on the replica, each time a wait lasted watchAfter: a non-blocking peek
+// of the client connection from the exchange's own goroutine, so that a
+// waiting stream holds one goroutine, not a second one blocked in a read
+// of the client. A hang-up sets gone, which the next arm turns into an
+// expired deadline. Pipelined bytes (buffered, or in the socket) make
+// further looks pointless: the client is there.
 func (sc *srvConn) startWatch() {
 	if sc.watching {
 		return
 	}
-	sc.watching = true
 	if sc.br.Buffered() > 0 || sc.pending >= 0 {
+		sc.watching = true
 		return
 	}
-	_ = sc.c.SetReadDeadline(time.Time{})
-	sc.watchDone = make(chan struct{})
-	go sc.watch()
-}
-
-func (sc *srvConn) watch() {
-	defer close(sc.watchDone)
-	var b [1]byte
-	n, err := sc.c.Read(b[:])
-	if n == 1 {
-		sc.pending = int(b[0]) // the next request began: keep its byte
-		return
-	}
-	if err != nil && !sc.stopping.Load() {
+	_ = sc.c.SetReadDeadline(time.Time{}) // a past one would fail the peek
+	switch peekClient(sc.c) {
+	case peerSent:
+		sc.watching = true
+	case peerGone:
 		sc.gone.Store(true)
-		if pc := sc.cur.Load(); pc != nil {
-			_ = pc.c.SetDeadline(aLongTimeAgo) // ends a wait to read or to write
-		}
 	}
 }
 
-// stopWatch ends the watcher, if one runs, and waits for it.
+// stopWatch ends the looks at the client of an exchange.
 func (sc *srvConn) stopWatch() {
-	if !sc.watching {
-		return
-	}
 	sc.watching = false
-	if sc.watchDone == nil {
-		return
-	}
-	sc.stopping.Store(true)
-	_ = sc.c.SetReadDeadline(aLongTimeAgo)
-	<-sc.watchDone
-	sc.watchDone = nil
-	sc.stopping.Store(false)
 }
 
 // chunkParser follows HTTP/1.1 chunked framing (RFC 9112 section 7.1)
