@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -179,15 +181,60 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 		s.open(1)
 		var m0, m1 runtime.MemStats
 		runtime.GC()
+		runtime.GC()
 		runtime.ReadMemStats(&m0)
 		g0 := gatewayGoroutines(b)
 		s.open(n)
 		time.Sleep(2 * watchAfter) // let every stream wait past watchAfter
 		runtime.GC()
+		runtime.GC() // buffers back in their pools are freed by the second
 		runtime.ReadMemStats(&m1)
 		g1 := gatewayGoroutines(b)
 		b.ReportMetric(float64(int64(m1.HeapAlloc+m1.StackInuse)-int64(m0.HeapAlloc+m0.StackInuse))/n, "B/stream")
 		b.ReportMetric(float64(g1-g0)/n, "goroutines/stream")
 		b.ReportMetric(float64(int64(m1.StackInuse)-int64(m0.StackInuse))/n, "stack-B/stream")
+	}
+}
+
+// TestLongWaitThenKeepAlive: an exchange that waited longer than
+// watchAfter (its client reader and replica writer went back to their
+// pools) leaves both connections whole: the next requests on the same
+// client connection, with bodies, reach the replica intact over the same
+// replica connection and are answered.
+func TestLongWaitThenKeepAlive(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/slow" {
+			time.Sleep(watchAfter + 300*time.Millisecond) // the replica's latency
+		}
+		echoHandler(w, r)
+	}))
+	backend.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	backend.Start()
+	closeAtEnd(t, backend)
+	h := newHandler(t, Options{}, "", backend.URL)
+	c, br := dialRaw(t, startServer(t, &Server{Handler: h}))
+	for i, path := range []string{"/v1/slow", "/v1/chat/completions", "/v1/slow", "/v1/chat/completions"} {
+		body := fmt.Sprintf(`{"n":%d,"pad":%q}`, i, strings.Repeat("x", 100*i))
+		writeRaw(t, c, rawRequest("POST", path, nil, body))
+		resp, got := readResp(t, br, "POST")
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("request %d: status %d, close %v: %q", i, resp.StatusCode, resp.Close, got)
+		}
+		if e := decodeEcho(t, got); e.Body != body || e.URI != path {
+			t.Fatalf("request %d: the replica saw %s %q, want %s %q", i, e.URI, e.Body, path, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("the replica saw %d connections, want 1", conns)
 	}
 }

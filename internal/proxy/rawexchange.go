@@ -359,7 +359,7 @@ var errClientGone = errors.New("client closed the request")
 func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credentials) error {
 	sc := x.sc
 	r := &sc.req
-	bw := pc.bw
+	bw := pc.writer()
 	bw.WriteString(r.method)
 	bw.WriteByte(' ')
 	bw.WriteString(prefix)
@@ -795,7 +795,7 @@ func (sc *srvConn) startWatch() {
 	if sc.watching {
 		return
 	}
-	if sc.br.Buffered() > 0 || sc.pending >= 0 {
+	if sc.br != nil && sc.br.Buffered() > 0 || sc.pending >= 0 {
 		sc.watching = true
 		return
 	}
@@ -806,11 +806,55 @@ func (sc *srvConn) startWatch() {
 	case peerGone:
 		sc.gone.Store(true)
 	}
+	// The exchange waits: until its end it reads no request byte and
+	// writes none to the replica (the request is written, or its body
+	// goes straight to the socket), so those buffers go back to their
+	// pools, and a stream that waits long holds only the one it reads.
+	if sc.br != nil && sc.br.Buffered() == 0 && sc.pending < 0 {
+		clientReaders.Put(sc.br)
+		sc.br = nil
+	}
+	if pc := sc.cur.Load(); pc != nil {
+		pc.releaseWriter()
+	}
 }
 
-// stopWatch ends the looks at the client of an exchange.
+// stopWatch ends the looks at the client of an exchange, and takes back
+// the client's reader.
 func (sc *srvConn) stopWatch() {
 	sc.watching = false
+	if sc.br == nil {
+		sc.br = clientReaders.Get().(*bufio.Reader)
+		sc.br.Reset(&sc.rd)
+	}
+}
+
+// clientReaders are the readers of client connections whose exchange
+// waits long; upWriters the writers of replica connections between
+// requests.
+var (
+	clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	upWriters     = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// writer returns the connection's writer, taken from upWriters if it has
+// none.
+func (pc *upConn) writer() *bufio.Writer {
+	if pc.bw == nil {
+		pc.bw = upWriters.Get().(*bufio.Writer)
+		pc.bw.Reset(pc.c)
+	}
+	return pc.bw
+}
+
+// releaseWriter gives the connection's writer back to upWriters: only
+// between requests, or once the request went out.
+func (pc *upConn) releaseWriter() {
+	if pc.bw != nil {
+		pc.bw.Reset(nil)
+		upWriters.Put(pc.bw)
+		pc.bw = nil
+	}
 }
 
 // chunkParser follows HTTP/1.1 chunked framing (RFC 9112 section 7.1)
