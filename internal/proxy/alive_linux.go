@@ -64,3 +64,22 @@ func peekClient(c net.Conn) peerState {
 	})
 	return st
 }
+
+// waitReadable blocks until c has bytes or news (end of file, an error)
+// to read, or its read deadline passes, without reading: a wait that
+// holds no buffer.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil // the read that follows reports it
+	}
+	var buf [1]byte
+	return raw.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return rerr != syscall.EAGAIN // wait while there is nothing to read
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -237,4 +238,80 @@ func TestLongWaitThenKeepAlive(t *testing.T) {
 	if conns != 1 {
 		t.Errorf("the replica saw %d connections, want 1", conns)
 	}
+}
+
+// TestLongPauseInStream: a stream whose replica pauses longer than
+// watchAfter (the wait then holds no read buffer) goes on with the next
+// event, and a pause longer than the idle timeout still cuts it as
+// upstream_idle.
+func TestLongPauseInStream(t *testing.T) {
+	const pause = watchAfter + 300*time.Millisecond
+	cases := []struct {
+		name string
+		idle time.Duration
+		want string // observed error
+	}{
+		{"resumes", time.Minute, ""},
+		{"idle timeout", watchAfter + 100*time.Millisecond, "upstream_idle"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, "data: one\n\n")
+				w.(http.Flusher).Flush()
+				select {
+				case <-time.After(pause): // the replica's latency
+				case <-r.Context().Done():
+					return
+				}
+				_, _ = io.WriteString(w, "data: two\n\ndata: [DONE]\n\n")
+			}))
+			closeAtEnd(t, backend)
+			obs := make(obsChan, 4)
+			h := newHandler(t, Options{Observer: obs, IdleTimeout: tc.idle}, "", backend.URL)
+			c, br := dialRaw(t, startServer(t, &Server{Handler: h}))
+			writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{"stream":true}`))
+			resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if got, whole := string(body), "data: one\n\ndata: two\n\ndata: [DONE]\n\n"; tc.want == "" && (err != nil || got != whole) {
+				t.Fatalf("stream %q, %v; want %q", got, err, whole)
+			} else if tc.want != "" && err == nil {
+				t.Fatalf("stream ended cleanly after the idle timeout: %q", got)
+			}
+			select {
+			case o := <-obs:
+				if o.Error != tc.want {
+					t.Errorf("observed error %q, want %q", o.Error, tc.want)
+				}
+			case <-time.After(testWait):
+				t.Fatal("no observation")
+			}
+		})
+	}
+}
+
+// TestLongHeaderWait: a response-header timeout longer than watchAfter
+// counts from the start of the wait, not from each look at the client:
+// a replica that never answers gets 504 upstream_timeout.
+func TestLongHeaderWait(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then net/http notices the gateway leaving
+		<-r.Context().Done()               // never answers
+	}))
+	closeAtEnd(t, backend)
+	u := &Upstream{ResponseHeaderTimeout: 2*watchAfter + 100*time.Millisecond}
+	t.Cleanup(u.CloseIdleConnections)
+	h := newHandler(t, Options{Transport: u}, "", backend.URL)
+	c, br := dialRaw(t, startServer(t, &Server{Handler: h}))
+	writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{}`))
+	_ = c.SetReadDeadline(time.Now().Add(testWait))
+	resp, body := readResp(t, br, "POST")
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504: %q", resp.StatusCode, body)
+	}
+	checkAPIError(t, body, "upstream_timeout")
 }

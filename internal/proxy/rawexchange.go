@@ -188,6 +188,7 @@ type rawExchange struct {
 	obs      Observation // obs.Replica is the replica of the current attempt
 	capture  *capture
 	deadline time.Time // the whole request's (Handler Timeout), zero: none
+	since    time.Time // when the current wait began; its phase's limit counts from it
 
 	pc       *upConn  // the replica connection of the current attempt
 	reusePC  bool     // pc may go back to the idle pool once released
@@ -292,6 +293,7 @@ func (x *rawExchange) releaseConn() {
 	}
 	x.sc.cur.Store(nil)
 	if x.reusePC && !x.sc.gone.Load() && x.pc.br.Buffered() == 0 {
+		x.pc.takeReader() // the pool's other users read with it
 		x.h.up.put(x.pc)
 	} else {
 		_ = x.pc.c.Close()
@@ -478,7 +480,11 @@ func hopByHop(name []byte) bool {
 // of phase (armHeader or armIdle) and records what a timeout will mean.
 func (x *rawExchange) arm(phase armKind) {
 	pc := x.pc
-	d, kind := x.deadlineFor(phase, time.Now())
+	now := time.Now()
+	if x.since.IsZero() {
+		x.since = now
+	}
+	d, kind := x.deadlineFor(phase, now)
 	switch {
 	case kind != armNone:
 		_ = pc.c.SetReadDeadline(d)
@@ -498,19 +504,21 @@ func (x *rawExchange) arm(phase armKind) {
 
 // deadlineFor is the next deadline of a wait of phase (armHeader,
 // armIdle, or armNone for writing the request) and what its passing will
-// mean: the earliest of the phase's own limit, the whole request's timeout
-// and, until the watcher runs, the time to start it. armNone: no deadline.
+// mean: the earliest of the phase's own limit (counted from the start of
+// the wait, x.since, however often the wait is re-armed), the whole
+// request's timeout and, until the client need not be watched, the next
+// look at it. armNone: no deadline.
 func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armKind) {
 	var d time.Time
 	kind := armNone
 	switch phase {
 	case armHeader:
 		if t := x.h.up.ResponseHeaderTimeout; t > 0 {
-			d, kind = now.Add(t), armHeader
+			d, kind = x.since.Add(t), armHeader
 		}
 	case armIdle:
 		if t := x.h.opts.IdleTimeout; t > 0 && (x.resp.chunked || x.resp.closeDelim || x.resp.sse) {
-			d, kind = now.Add(t), armIdle
+			d, kind = x.since.Add(t), armIdle
 		}
 	}
 	if !x.deadline.IsZero() && (d.IsZero() || x.deadline.Before(d)) {
@@ -527,15 +535,17 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 // wait blocks until the replica connection has bytes to read, starting
 // the hang-up watcher when the wait grows long.
 func (x *rawExchange) wait(phase armKind) error {
+	x.since = time.Time{} // a new wait: arm sets it
 	for {
 		x.arm(phase)
-		_, err := x.pc.br.Peek(1)
+		err := x.pc.fill()
 		if err == nil {
 			return nil
 		}
 		x.timedOut = x.armed
 		if isTimeout(err) && x.armed == armWatch {
 			x.sc.startWatch()
+			x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
 			continue
 		}
 		return err
@@ -835,6 +845,7 @@ func (sc *srvConn) stopWatch() {
 var (
 	clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 	upWriters     = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	upReaders     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 )
 
 // writer returns the connection's writer, taken from upWriters if it has
@@ -845,6 +856,42 @@ func (pc *upConn) writer() *bufio.Writer {
 		pc.bw.Reset(pc.c)
 	}
 	return pc.bw
+}
+
+// fill waits until the connection's reader holds a byte of the answer.
+// A reader released during a long wait is taken back once the socket
+// has bytes (or news) to read.
+func (pc *upConn) fill() error {
+	if pc.br.Size() == 0 {
+		if err := waitReadable(pc.c); err != nil {
+			return err
+		}
+		pc.takeReader()
+	}
+	_, err := pc.br.Peek(1)
+	return err
+}
+
+// takeReader gives a released reader a buffer again.
+func (pc *upConn) takeReader() {
+	if pc.br.Size() == 0 {
+		*pc.br = *upReaders.Get().(*bufio.Reader) // the same *bufio.Reader: callers may hold it
+		pc.br.Reset(&pc.cr)
+	}
+}
+
+// releaseReader gives the buffer of the connection's reader back to
+// upReaders while it holds no byte; fill takes one again. The reader
+// itself stays, empty, so that whoever holds it keeps a valid one.
+func (pc *upConn) releaseReader() {
+	if pc.br.Size() == 0 || pc.br.Buffered() > 0 {
+		return
+	}
+	r := new(bufio.Reader)
+	*r = *pc.br
+	r.Reset(nil)
+	upReaders.Put(r)
+	*pc.br = bufio.Reader{}
 }
 
 // releaseWriter gives the connection's writer back to upWriters: only
