@@ -9,3 +9,20 @@ import "net"
 type peeker struct{}
 
 func (*peeker) alive(net.Conn) bool { return true }
+
+// peerState is what a non-blocking peek learnt of a connection's peer.
+type peerState uint8
+
+const (
+	peerQuiet peerState = iota // nothing to read, or unknown
+	peerSent                   // bytes are waiting to be read
+	peerGone                   // end of file or a reset: the peer left
+)
+
+// peekClient cannot peek without blocking here: a client's hang-up is
+// noticed when writing to it.
+func peekClient(net.Conn) peerState { return peerQuiet }
+
+// waitReadable cannot wait without reading here: the read that follows
+// waits.
+func waitReadable(net.Conn) error { return nil }

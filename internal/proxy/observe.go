@@ -110,18 +110,33 @@ func (s *bodyScanner) scan(b []byte, stream bool) {
 		if !s.firstDone {
 			s.findFirst(b)
 		}
-		n := bytes.Count(b, patData)
-		s.events += n
-		if bytes.Contains(b, patDone) {
+		// One pass: the [DONE] and error patterns begin with patData.
+		done, k := false, 0
+		for i := bytes.Index(b, patData); i >= 0; {
+			s.events++
+			switch rest := b[i:]; {
+			case bytes.HasPrefix(rest, patDone):
+				done = true
+			case bytes.HasPrefix(rest, patError):
+				k++
+			}
+			i += len(patData)
+			j := bytes.Index(b[i:], patData)
+			if j < 0 {
+				break
+			}
+			i += j
+		}
+		if done {
 			s.events--
 			s.done = true
 		}
-		if k := bytes.Count(b, patError); k > 0 {
+		if k > 0 {
 			s.streamError = true
 			s.events -= k // an error event is not a token
 		}
 	}
-	usageHere := bytes.LastIndex(b, patUsage)
+	usageHere := lastUsage(b)
 	if s.ncarry > 0 && (stream || usageHere < 0) {
 		// Patterns straddling the previous read and this one, each
 		// counted as a whole body would count it.
@@ -129,7 +144,7 @@ func (s *bodyScanner) scan(b []byte, stream bool) {
 		j := append(joined[:0], s.carry[:s.ncarry]...)
 		j = append(j, b[:min(len(b), carryScan)]...)
 		if usageHere < 0 {
-			if i := bytes.LastIndex(j, patUsage); i >= 0 {
+			if i := lastUsage(j); i >= 0 {
 				if v, ok := parseInt(j[i+len(patUsage):]); ok {
 					s.usage = v
 				}
@@ -192,6 +207,27 @@ func (s *bodyScanner) tokens() (int, bool) {
 		n--
 	}
 	return max(n, 0), false
+}
+
+// lastUsage is bytes.LastIndex(b, patUsage), found from the pattern's
+// '_', a byte rare in an answer's JSON: much cheaper, on every relayed
+// read, than searching from its leading quote (the commonest byte there)
+// or bytes.LastIndex's backward hashing.
+func lastUsage(b []byte) int {
+	const k = len(`"completion`) // patUsage[k] == '_'
+	last := -1
+	for from := k; from < len(b); {
+		i := bytes.IndexByte(b[from:], '_')
+		if i < 0 {
+			break
+		}
+		i += from
+		if s := i - k; len(b)-s >= len(patUsage) && bytes.Equal(b[s:s+len(patUsage)], patUsage) {
+			last = s
+		}
+		from = i + 1
+	}
+	return last
 }
 
 // straddles reports whether pat occurs in j starting before cut and ending

@@ -189,6 +189,7 @@ type rawExchange struct {
 	obs      Observation // obs.Replica is the replica of the current attempt
 	capture  *capture
 	deadline time.Time // the whole request's (Handler Timeout), zero: none
+	since    time.Time // when the current wait began; its phase's limit counts from it
 
 	pc       *upConn  // the replica connection of the current attempt
 	reusePC  bool     // pc may go back to the idle pool once released
@@ -204,7 +205,7 @@ type armKind uint8
 
 const (
 	armNone    armKind = iota
-	armWatch           // time to start the hang-up watcher
+	armWatch           // time to look whether the client hung up
 	armHeader          // the response-header timeout
 	armIdle            // the silence limit of a stream
 	armTotal           // the whole request's timeout
@@ -293,6 +294,7 @@ func (x *rawExchange) releaseConn() {
 	}
 	x.sc.cur.Store(nil)
 	if x.reusePC && !x.sc.gone.Load() && x.pc.br.Buffered() == 0 {
+		x.pc.takeReader() // the pool's other users read with it
 		x.h.up.put(x.pc)
 	} else {
 		_ = x.pc.c.Close()
@@ -360,7 +362,7 @@ var errClientGone = errors.New("client closed the request")
 func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credentials) error {
 	sc := x.sc
 	r := &sc.req
-	bw := pc.bw
+	bw := pc.writer()
 	bw.WriteString(r.method)
 	bw.WriteByte(' ')
 	bw.WriteString(prefix)
@@ -479,7 +481,11 @@ func hopByHop(name []byte) bool {
 // of phase (armHeader or armIdle) and records what a timeout will mean.
 func (x *rawExchange) arm(phase armKind) {
 	pc := x.pc
-	d, kind := x.deadlineFor(phase, time.Now())
+	now := time.Now()
+	if x.since.IsZero() {
+		x.since = now
+	}
+	d, kind := x.deadlineFor(phase, now)
 	switch {
 	case kind != armNone:
 		_ = pc.c.SetReadDeadline(d)
@@ -499,19 +505,21 @@ func (x *rawExchange) arm(phase armKind) {
 
 // deadlineFor is the next deadline of a wait of phase (armHeader,
 // armIdle, or armNone for writing the request) and what its passing will
-// mean: the earliest of the phase's own limit, the whole request's timeout
-// and, until the watcher runs, the time to start it. armNone: no deadline.
+// mean: the earliest of the phase's own limit (counted from the start of
+// the wait, x.since, however often the wait is re-armed), the whole
+// request's timeout and, until the client need not be watched, the next
+// look at it. armNone: no deadline.
 func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armKind) {
 	var d time.Time
 	kind := armNone
 	switch phase {
 	case armHeader:
 		if t := x.h.up.ResponseHeaderTimeout; t > 0 {
-			d, kind = now.Add(t), armHeader
+			d, kind = x.since.Add(t), armHeader
 		}
 	case armIdle:
 		if t := x.h.opts.IdleTimeout; t > 0 && (x.resp.chunked || x.resp.closeDelim || x.resp.sse) {
-			d, kind = now.Add(t), armIdle
+			d, kind = x.since.Add(t), armIdle
 		}
 	}
 	if !x.deadline.IsZero() && (d.IsZero() || x.deadline.Before(d)) {
@@ -528,15 +536,17 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 // wait blocks until the replica connection has bytes to read, starting
 // the hang-up watcher when the wait grows long.
 func (x *rawExchange) wait(phase armKind) error {
+	x.since = time.Time{} // a new wait: arm sets it
 	for {
 		x.arm(phase)
-		_, err := x.pc.br.Peek(1)
+		err := x.pc.fill()
 		if err == nil {
 			return nil
 		}
 		x.timedOut = x.armed
 		if isTimeout(err) && x.armed == armWatch {
 			x.sc.startWatch()
+			x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
 			continue
 		}
 		return err
@@ -786,52 +796,114 @@ func (x *rawExchange) broke(err error) bool {
 	return false
 }
 
-// startWatch starts watching the client for a hang-up while the exchange
-// waits on the replica: a goroutine blocks in a read of the client
-// connection. Pipelined bytes already buffered make it pointless.
+// startWatch looks whether the client hung up while the exchange waits
+// on the replica, each time a wait lasted watchAfter: a non-blocking peek
+// of the client connection from the exchange's own goroutine, so that a
+// waiting stream holds one goroutine, not a second one blocked in a read
+// of the client. A hang-up sets gone, which the next arm turns into an
+// expired deadline. Pipelined bytes (buffered, or in the socket) make
+// further looks pointless: the client is there.
 func (sc *srvConn) startWatch() {
 	if sc.watching {
 		return
 	}
-	sc.watching = true
-	if sc.br.Buffered() > 0 || sc.pending >= 0 {
+	if sc.br != nil && sc.br.Buffered() > 0 || sc.pending >= 0 {
+		sc.watching = true
 		return
 	}
-	_ = sc.c.SetReadDeadline(time.Time{})
-	sc.watchDone = make(chan struct{})
-	go sc.watch()
-}
-
-func (sc *srvConn) watch() {
-	defer close(sc.watchDone)
-	var b [1]byte
-	n, err := sc.c.Read(b[:])
-	if n == 1 {
-		sc.pending = int(b[0]) // the next request began: keep its byte
-		return
-	}
-	if err != nil && !sc.stopping.Load() {
+	_ = sc.c.SetReadDeadline(time.Time{}) // a past one would fail the peek
+	switch peekClient(sc.c) {
+	case peerSent:
+		sc.watching = true
+	case peerGone:
 		sc.gone.Store(true)
-		if pc := sc.cur.Load(); pc != nil {
-			_ = pc.c.SetDeadline(aLongTimeAgo) // ends a wait to read or to write
-		}
+	}
+	// The exchange waits: until its end it reads no request byte and
+	// writes none to the replica (the request is written, or its body
+	// goes straight to the socket), so those buffers go back to their
+	// pools, and a stream that waits long holds only the one it reads.
+	if sc.br != nil && sc.br.Buffered() == 0 && sc.pending < 0 {
+		clientReaders.Put(sc.br)
+		sc.br = nil
+	}
+	if pc := sc.cur.Load(); pc != nil {
+		pc.releaseWriter()
 	}
 }
 
-// stopWatch ends the watcher, if one runs, and waits for it.
+// stopWatch ends the looks at the client of an exchange, and takes back
+// the client's reader.
 func (sc *srvConn) stopWatch() {
-	if !sc.watching {
-		return
-	}
 	sc.watching = false
-	if sc.watchDone == nil {
+	if sc.br == nil {
+		sc.br = clientReaders.Get().(*bufio.Reader)
+		sc.br.Reset(&sc.rd)
+	}
+}
+
+// clientReaders are the readers of client connections whose exchange
+// waits long; upWriters the writers of replica connections between
+// requests.
+var (
+	clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	upWriters     = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	upReaders     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
+
+// writer returns the connection's writer, taken from upWriters if it has
+// none.
+func (pc *upConn) writer() *bufio.Writer {
+	if pc.bw == nil {
+		pc.bw = upWriters.Get().(*bufio.Writer)
+		pc.bw.Reset(pc.c)
+	}
+	return pc.bw
+}
+
+// fill waits until the connection's reader holds a byte of the answer.
+// A reader released during a long wait is taken back once the socket
+// has bytes (or news) to read.
+func (pc *upConn) fill() error {
+	if pc.br.Size() == 0 {
+		if err := waitReadable(pc.c); err != nil {
+			return err
+		}
+		pc.takeReader()
+	}
+	_, err := pc.br.Peek(1)
+	return err
+}
+
+// takeReader gives a released reader a buffer again.
+func (pc *upConn) takeReader() {
+	if pc.br.Size() == 0 {
+		*pc.br = *upReaders.Get().(*bufio.Reader) // the same *bufio.Reader: callers may hold it
+		pc.br.Reset(&pc.cr)
+	}
+}
+
+// releaseReader gives the buffer of the connection's reader back to
+// upReaders while it holds no byte; fill takes one again. The reader
+// itself stays, empty, so that whoever holds it keeps a valid one.
+func (pc *upConn) releaseReader() {
+	if pc.br.Size() == 0 || pc.br.Buffered() > 0 {
 		return
 	}
-	sc.stopping.Store(true)
-	_ = sc.c.SetReadDeadline(aLongTimeAgo)
-	<-sc.watchDone
-	sc.watchDone = nil
-	sc.stopping.Store(false)
+	r := new(bufio.Reader)
+	*r = *pc.br
+	r.Reset(nil)
+	upReaders.Put(r)
+	*pc.br = bufio.Reader{}
+}
+
+// releaseWriter gives the connection's writer back to upWriters: only
+// between requests, or once the request went out.
+func (pc *upConn) releaseWriter() {
+	if pc.bw != nil {
+		pc.bw.Reset(nil)
+		upWriters.Put(pc.bw)
+		pc.bw = nil
+	}
 }
 
 // chunkParser follows HTTP/1.1 chunked framing (RFC 9112 section 7.1)

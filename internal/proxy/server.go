@@ -147,7 +147,8 @@ func (s *Server) newConn(c net.Conn) *srvConn {
 		sc.ip = host
 	}
 	sc.rd.c = sc
-	sc.br = bufio.NewReaderSize(&sc.rd, 4<<10)
+	sc.br = clientReaders.Get().(*bufio.Reader)
+	sc.br.Reset(&sc.rd)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown.Load() {

@@ -221,7 +221,7 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 	pc.wrote = time.Time{}
 	// A replica that refuses a request may answer and close with the body
 	// unread, which breaks the write: read its answer all the same.
-	werr := write(pc.bw)
+	werr := write(pc.writer())
 	if werr != nil && (ctx.Err() != nil || !mayHaveAnswered(werr)) {
 		return fail(werr)
 	}
@@ -296,7 +296,6 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 	// Small buffers: a connection is held by a stream for its whole life,
 	// and larger writes (big request bodies) bypass the buffer.
 	pc.br = bufio.NewReaderSize(&pc.cr, 4<<10)
-	pc.bw = bufio.NewWriterSize(c, 4<<10)
 	return pc, false, nil
 }
 

@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+// BenchmarkBodyScanner is the observation's work on each relayed read: a
+// stream's events, one per read as a replica sends them, and a small
+// non-streamed answer.
+func BenchmarkBodyScanner(b *testing.B) {
+	var events [][]byte
+	events = append(events, []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`+"\n\n"))
+	for i := range 16 {
+		events = append(events, fmt.Appendf(nil, `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"tok%d "},"logprobs":null,"finish_reason":null}]}`+"\n\n", i))
+	}
+	events = append(events, []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":5,"total_tokens":21,"completion_tokens":16}}`+"\n\n"), []byte("data: [DONE]\n\n"))
+	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
+	b.Run("stream", func(b *testing.B) {
+		for range b.N {
+			s := newBodyScanner()
+			for _, e := range events {
+				s.scan(e, true)
+			}
+			if n, _ := s.tokens(); n != 16 || !s.done {
+				b.Fatalf("tokens %d, done %v", n, s.done)
+			}
+		}
+	})
+	b.Run("answer", func(b *testing.B) {
+		for range b.N {
+			s := newBodyScanner()
+			s.scan(answer, false)
+			if n, _ := s.tokens(); n != 1 {
+				b.Fatalf("tokens %d", n)
+			}
+		}
+	})
+}
+
+// TestLastUsage: lastUsage finds what bytes.LastIndex finds.
+func TestLastUsage(t *testing.T) {
+	for _, s := range []string{
+		``, `_`, `"completion_tokens":`, `x"completion_tokens":1`, `"completion_tokens"`,
+		`{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`,
+		`"completion_tokens":1,"completion_tokens":2`, `completion_tokens":`, `"completion__tokens":`,
+		`__"completion_tokens":_"completion_tokens":__`, `"finish_reason":null,"completion_tokens`,
+	} {
+		if got, want := lastUsage([]byte(s)), bytes.LastIndex([]byte(s), patUsage); got != want {
+			t.Errorf("lastUsage(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
