@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 )
 
@@ -33,13 +32,9 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			if path == "" {
 				return &usageError{errMissingConfig}
 			}
-			cfg, err := config.Load(path)
+			cfg, token, err := loadServeConfig(path)
 			if err != nil {
-				return &usageError{err} // unreadable or invalid: exit 2
-			}
-			token, err := cfg.AdminToken()
-			if err != nil {
-				return &usageError{err}
+				return err
 			}
 			log, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
