@@ -7,6 +7,7 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
   exit 1
 fi
 go mod download
+(cd "$(dirname "$0")/../packaging" && go mod download)
 
 # --- chromium ---
 # The dashboard's browser test (internal/gateway/dashboard_browser_test.go)
