@@ -24,7 +24,8 @@ for up to proxy.drain_timeout, then exits 0. A second signal exits at once.
 
 With TLS configured (tls, admin.tls, preview.tls), SIGHUP reloads the
 listeners' certificate files (they are also reloaded when they change); open
-connections keep the certificate they started with.
+connections keep the certificate they started with. Without TLS, SIGHUP is
+logged and changes nothing; other configuration changes need a restart.
 
 A bad config exits 2 naming the key; see docs/config.md.`,
 		Args: cobra.NoArgs,

@@ -52,19 +52,20 @@ func unitDirectives(t *testing.T) map[string][]string {
 func TestServiceUnitHardening(t *testing.T) {
 	d := unitDirectives(t)
 	want := map[string]string{
-		"User":               "cutover",
-		"Group":              "cutover",
-		"ExecStart":          "/usr/bin/cutover serve --config /etc/cutover/cutover.yaml --log-format json",
-		"ExecReload":         "/bin/kill -HUP $MAINPID",
-		"StateDirectory":     "cutover",
-		"NoNewPrivileges":    "yes",
-		"ProtectSystem":      "strict",
-		"ProtectHome":        "yes",
-		"PrivateTmp":         "yes",
-		"Restart":            "on-failure",
-		"LimitNOFILE":        "65536",
-		"KillSignal":         "SIGTERM",
-		"StateDirectoryMode": "0750",
+		"User":                     "cutover",
+		"Group":                    "cutover",
+		"ExecStart":                "/usr/bin/cutover serve --config /etc/cutover/cutover.yaml --log-format json",
+		"ExecReload":               "/bin/kill -HUP $MAINPID",
+		"StateDirectory":           "cutover",
+		"NoNewPrivileges":          "yes",
+		"ProtectSystem":            "strict",
+		"ProtectHome":              "yes",
+		"PrivateTmp":               "yes",
+		"Restart":                  "on-failure",
+		"RestartPreventExitStatus": "2",
+		"LimitNOFILE":              "65536",
+		"KillSignal":               "SIGTERM",
+		"StateDirectoryMode":       "0750",
 	}
 	for k, v := range want {
 		if got := d[k]; len(got) != 1 || got[0] != v {
