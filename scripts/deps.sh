@@ -7,6 +7,7 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
   exit 1
 fi
 go mod download
+(cd "$(dirname "$0")/../packaging" && go mod download)
 
 # --- chromium ---
 # The dashboard's browser test (internal/gateway/dashboard_browser_test.go)
@@ -73,3 +74,25 @@ if [ -n "$bench_missing" ]; then
   fi
 fi
 # --- end bench tools ---
+
+# --- systemd-analyze, dpkg ---
+# The unit test (cmd/cutover/unit_test.go) runs `systemd-analyze verify` on
+# the packaged cutover.service, and the package test (packaging/deb) installs
+# the .deb with dpkg into a throwaway root; both skip without the tool.
+# Only the binaries are used: no service is started.
+sys_missing=""
+command -v systemd-analyze >/dev/null 2>&1 || sys_missing="$sys_missing systemd"
+command -v dpkg >/dev/null 2>&1 || sys_missing="$sys_missing dpkg"
+if [ -n "$sys_missing" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    if [ -z "${DEPS_APT_UPDATED:-}" ]; then
+      apt-get update </dev/null
+      DEPS_APT_UPDATED=1
+    fi
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $sys_missing </dev/null
+  else
+    echo "deps:$sys_missing missing: run as root, or: sudo apt-get install$sys_missing" >&2
+  fi
+fi
+# --- end systemd-analyze, dpkg ---

@@ -95,6 +95,7 @@ Start here:  cutover demo`,
 		newWaitCmd(),
 		newVersionCmd(),
 		newStateCmd(),
+		newConfigCmd(),
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")

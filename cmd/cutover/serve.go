@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 )
 
@@ -25,7 +24,8 @@ for up to proxy.drain_timeout, then exits 0. A second signal exits at once.
 
 With TLS configured (tls, admin.tls, preview.tls), SIGHUP reloads the
 listeners' certificate files (they are also reloaded when they change); open
-connections keep the certificate they started with.
+connections keep the certificate they started with. Without TLS, SIGHUP is
+logged and changes nothing; other configuration changes need a restart.
 
 A bad config exits 2 naming the key; see docs/config.md.`,
 		Args: cobra.NoArgs,
@@ -33,13 +33,9 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			if path == "" {
 				return &usageError{errMissingConfig}
 			}
-			cfg, err := config.Load(path)
+			cfg, token, err := loadServeConfig(path)
 			if err != nil {
-				return &usageError{err} // unreadable or invalid: exit 2
-			}
-			token, err := cfg.AdminToken()
-			if err != nil {
-				return &usageError{err}
+				return err
 			}
 			log, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {

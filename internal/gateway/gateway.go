@@ -15,14 +15,12 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/admin"
-	"github.com/cutover-dev/cutover/internal/auth"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/route"
-	"github.com/cutover-dev/cutover/internal/secret"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
 	"github.com/cutover-dev/cutover/internal/validation"
@@ -89,50 +87,18 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			g.closeAll() // g, not the nil result: regression for a panic on a busy port
 		}
 	}()
-	picker, err := pool.NewPicker(cfg.Balancer)
+	// Files named by the config are read before anything is opened, so a
+	// bad one changes nothing.
+	pre, err := prepare(cfg, token)
 	if err != nil {
 		return nil, err
 	}
-	specs := map[string]rollout.PoolSpec{}
-	for _, name := range config.PoolNames {
-		pc := cfg.Pools[name]
-		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}
-		if pc.APIKeyFile != "" {
-			if _, err := secret.ReadFile(pc.APIKeyFile); err != nil {
-				return nil, &config.Error{Fields: []*config.FieldError{{Key: "pools." + name + ".api_key_file", Msg: err.Error()}}}
-			}
-		}
-		for _, raw := range pc.Replicas {
-			norm, err := config.NormalizeReplicaURL(raw)
-			if err != nil {
-				return nil, err
-			}
-			spec.Replicas = append(spec.Replicas, norm)
-		}
-		specs[name] = spec
-	}
-	// Files named by the config are read before anything is opened, so a
-	// bad one changes nothing.
+	picker, specs, keys, readToken := pre.picker, pre.specs, pre.keys, pre.readToken
 	var clientAuth proxy.ClientAuth
-	var keys *auth.Keys
-	if cfg.Auth.APIKeysFile != "" {
-		if keys, err = auth.Load(cfg.Auth.APIKeysFile); err != nil {
-			return nil, &config.Error{Fields: []*config.FieldError{{Key: "auth.api_keys_file", Msg: err.Error()}}}
-		}
+	if keys != nil {
 		clientAuth = keys
 	}
-	if g.tls, err = loadTLS(cfg); err != nil {
-		return nil, err
-	}
-	var readToken string
-	if cfg.Admin.ReadTokenFile != "" {
-		if readToken, err = secret.ReadFile(cfg.Admin.ReadTokenFile); err != nil {
-			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
-		}
-		if readToken == token {
-			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: "holds the admin token itself; give the read-only token its own value"}}}
-		}
-	}
+	g.tls = pre.tls
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
 	// as it found them.

@@ -126,10 +126,18 @@ func (g *Gateway) checkTLS() {
 }
 
 // runTLS reloads the certificates on SIGHUP and when their files change,
-// until ctx is done. Without TLS it does nothing.
+// until ctx is done. Without TLS, SIGHUP only logs that nothing reloads
+// (systemctl reload must not stop the gateway).
 func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
 	if len(g.tls.certs) == 0 {
-		return
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				g.log.Warn("SIGHUP: no TLS listener, nothing to reload; other configuration changes need a restart")
+			}
+		}
 	}
 	t := time.NewTicker(tlsCheckInterval)
 	defer t.Stop()
@@ -147,13 +155,11 @@ func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
 	}
 }
 
-// notifyHUP delivers SIGHUP to a channel while TLS is configured (without
-// it SIGHUP keeps its default effect). stop undoes it.
+// notifyHUP delivers SIGHUP to a channel while the gateway runs, with or
+// without TLS: its default effect would end the process, and systemd's
+// ExecReload sends it. stop undoes it.
 func (g *Gateway) notifyHUP() (hup chan os.Signal, stop func()) {
 	hup = make(chan os.Signal, 1)
-	if len(g.tls.certs) == 0 {
-		return hup, func() {}
-	}
 	signal.Notify(hup, syscall.SIGHUP)
 	return hup, func() { signal.Stop(hup) }
 }
