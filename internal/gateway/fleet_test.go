@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
 	"github.com/cutover-dev/cutover/internal/gateway"
+	"github.com/cutover-dev/cutover/internal/mockllm"
 )
 
 // fleetEnv is n gateways in this process sharing one embedded etcd and
@@ -26,11 +29,17 @@ type fleetEnv struct {
 }
 
 // newFleet starts a real etcd and n gateways on it.
-func newFleet(t *testing.T, n int) *fleetEnv {
+func newFleet(t *testing.T, n int) *fleetEnv { return newFleetWith(t, n, nil) }
+
+// newFleetWith is newFleet with edit applied to every gateway's config.
+func newFleetWith(t *testing.T, n int, edit func(*config.Config)) *fleetEnv {
 	t.Helper()
 	srv := etcdtest.New(t)
 	f := &fleetEnv{etcd: srv}
-	first := newEnv(t, envOptions{modelName: "llm", edit: func(c *config.Config) {
+	first := newEnv(t, envOptions{modelName: "llm", mock: mockllm.Config{Tokens: 4}, edit: func(c *config.Config) {
+		if edit != nil {
+			edit(c)
+		}
 		c.Name = "gw-0"
 		c.Etcd = &config.Etcd{Endpoints: []string{srv.Endpoint()}, Prefix: "/test/" + t.Name() + "/",
 			DialTimeout: config.Duration(time.Second), SessionTTL: config.Duration(2 * time.Second)}
@@ -250,5 +259,55 @@ func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
 		if seen[rev] != 1 {
 			t.Errorf("revision %d has %d history lines, want 1 (history %+v)", rev, seen[rev], h.Events)
 		}
+	}
+}
+
+// TestFleetLeaderRunsDeploymentsAndHandsOver: a deployment asked on a
+// follower is carried by the leader (its hooks run once); when the leader
+// stops, the other gateway takes over and retires the old pool on time.
+func TestFleetLeaderRunsDeploymentsAndHandsOver(t *testing.T) {
+	evidence := filepath.Join(t.TempDir(), "hooks.log")
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Health.Timeout = config.Duration(time.Second)
+		c.Rollout.Retention = config.Duration(time.Hour)
+		c.Rollout.DrainTimeout = config.Duration(10 * time.Second)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+		c.Hooks = map[string][]config.Hook{"on_deploy": hookCmd(evidence), "on_retire": hookCmd(evidence)}
+	})
+	var spare []*replica
+	for range 2 {
+		spare = append(spare, startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, ""))
+	}
+	ctx := context.Background()
+	var leader, follower *env
+	waitFor(t, "a leader", 20*time.Second, func() bool {
+		for i, e := range f.gws {
+			if e.gw.Fleet().Leading() {
+				leader, follower = e, f.gws[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	if follower.gw.Fleet().Leading() {
+		t.Fatal("both gateways lead")
+	}
+	if _, err := follower.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatalf("deploy on the follower: %v", err)
+	}
+	follower.waitPhase(t, "ready", 30*time.Second)
+	if err := leader.stop(); err != nil {
+		t.Fatalf("stop the leader: %v", err)
+	}
+	waitFor(t, "the other gateway leading", 20*time.Second, func() bool { return follower.gw.Fleet().Leading() })
+	if _, err := follower.admin.Promote(ctx); err != nil {
+		t.Fatalf("promote on the new leader: %v", err)
+	}
+	follower.clock.advance(time.Hour) // the retention ends
+	follower.waitPhase(t, "completed", 30*time.Second)
+	lines := strings.Split(strings.TrimSpace(mustRead(t, evidence)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "on_deploy ") || !strings.HasPrefix(lines[1], "on_retire ") {
+		t.Fatalf("hooks ran:\n%s\nwant on_deploy once, then on_retire once", strings.Join(lines, "\n"))
 	}
 }
