@@ -28,9 +28,23 @@ type fleetParts struct {
 	member *fleet.Member
 }
 
-// openStore opens the state store: bbolt in state_dir, or with an etcd
-// block the fleet's etcd store (keeping its local copy in state_dir).
+// openStore opens the state store (OpenStore) and keeps the etcd store
+// for the fleet.
 func (g *Gateway) openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	st, err := OpenStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := st.(*store.Etcd); ok {
+		g.fleet = &fleetParts{etcd: e}
+	}
+	return st, nil
+}
+
+// OpenStore opens the state store cfg names: bbolt in state_dir, or with
+// an etcd block the fleet's etcd store (*store.Etcd, keeping its local
+// copy in state_dir).
+func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	if cfg.Etcd == nil {
 		st, err := store.OpenBolt(cfg.StateDir, store.WithLogger(log))
 		if err != nil {
@@ -70,7 +84,6 @@ func (g *Gateway) openStore(cfg *config.Config, log *slog.Logger) (store.Store, 
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	g.fleet = &fleetParts{etcd: st}
 	return st, nil
 }
 
