@@ -311,3 +311,82 @@ func TestFleetLeaderRunsDeploymentsAndHandsOver(t *testing.T) {
 		t.Fatalf("hooks ran:\n%s\nwant on_deploy once, then on_retire once", strings.Join(lines, "\n"))
 	}
 }
+
+// TestFleetSwitchesUnderLoadFailNothing: with streams and plain requests
+// flowing through three gateways, a promote on one and a rollback on
+// another fail and cut nothing, and no request that started a bound after
+// the call returned is answered by the old pool.
+func TestFleetSwitchesUnderLoadFailNothing(t *testing.T) {
+	const bound = time.Second // generous for -race on a loaded machine; the benchmark measures the real figure
+	f := newFleet(t, 3)
+	ctx, stop := context.WithCancel(context.Background())
+	type sample struct {
+		start time.Time
+		pool  string
+	}
+	var (
+		mu      sync.Mutex
+		samples []sample
+		failed  []string
+		wg      sync.WaitGroup
+	)
+	for gi, e := range f.gws {
+		for c := range 3 {
+			wg.Go(func() {
+				for n := 0; ctx.Err() == nil; n++ {
+					start := time.Now()
+					res, err := e.chat(context.Background(), "", "load", (n+c)%2 == 0, "")
+					mu.Lock()
+					if err != nil || res.status != http.StatusOK {
+						failed = append(failed, fmt.Sprintf("gw-%d: %+v %v", gi, res, err))
+					} else {
+						samples = append(samples, sample{start, res.pool})
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	switchAndCheck := func(what string, do func() (*api.SwitchResult, error)) {
+		t.Helper()
+		res, err := do()
+		if err != nil {
+			stop()
+			wg.Wait()
+			t.Fatalf("%s: %v", what, err)
+		}
+		returned := time.Now()
+		for i, e := range f.gws {
+			waitFor(t, fmt.Sprintf("gw-%d after %s", i, what), 10*time.Second, func() bool {
+				return e.gw.Controller().Status().Revision >= res.Revision
+			})
+		}
+		// Let requests that start after the bound complete, then check them.
+		waitFor(t, "requests after the bound", 10*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, s := range samples {
+				if s.start.After(returned.Add(bound)) {
+					n++
+				}
+			}
+			return n >= 30
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range samples {
+			if s.start.After(returned.Add(bound)) && s.pool != res.Live {
+				t.Errorf("%s: a request started %s after the call returned was answered by %s", what, s.start.Sub(returned), s.pool)
+			}
+		}
+		samples = samples[:0]
+	}
+	switchAndCheck("promote on gw-0", func() (*api.SwitchResult, error) { return f.gws[0].admin.Promote(context.Background()) })
+	switchAndCheck("rollback on gw-2", func() (*api.SwitchResult, error) { return f.gws[2].admin.Rollback(context.Background()) })
+	stop()
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed, first: %s", len(failed), failed[0])
+	}
+}
