@@ -34,6 +34,50 @@ type Status struct {
 	// changes first or a check made at the time fails (a fresh probe of the
 	// target pool, a before_promote hook).
 	Actions map[string]Action `json:"actions"`
+	// Fleet describes the gateways sharing this state in etcd; nil for a
+	// single gateway (bbolt).
+	Fleet *Fleet `json:"fleet,omitempty"`
+}
+
+// Fleet is the set of gateways sharing one state in etcd.
+type Fleet struct {
+	// Leader is the name of the gateway running the controller duties
+	// (deployment steps, timers, hooks, retirement); "" while none is
+	// elected or etcd is unreachable.
+	Leader string `json:"leader"`
+	// Self is the name of the gateway that answered.
+	Self string `json:"self"`
+	// Members are the gateways alive in the fleet (their etcd lease holds),
+	// by name.
+	Members []FleetMember `json:"members"`
+	// Store is the state store's health as this gateway sees it.
+	Store StoreHealth `json:"store"`
+}
+
+// FleetMember is one gateway of the fleet.
+type FleetMember struct {
+	// Name is the gateway's configured name.
+	Name string `json:"name"`
+	// Admin is its admin API address.
+	Admin string `json:"admin"`
+	// Revision is the state revision it has applied.
+	Revision int64 `json:"revision"`
+	// LastSeen is when it last reported.
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// StoreHealth is the state store's reachability.
+type StoreHealth struct {
+	// Kind is etcd or bbolt.
+	Kind string `json:"kind"`
+	// Healthy is false while the store cannot be reached: the gateway
+	// serves its last routing table and refuses changes with 503.
+	Healthy bool `json:"healthy"`
+	// Since is when Healthy last changed.
+	Since time.Time `json:"since"`
+	// FromLocalCopy is true when the gateway started from its local copy
+	// of the state because etcd was unreachable.
+	FromLocalCopy bool `json:"from_local_copy,omitempty"`
 }
 
 // Protection is what still protects the live pool.

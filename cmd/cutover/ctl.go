@@ -174,6 +174,7 @@ func printStatus(w io.Writer, s *api.Status) {
 	if s.Deployment != nil {
 		printDeployment(w, s.Deployment)
 	}
+	printFleet(w, s.Fleet)
 }
 
 func printSwitch(w io.Writer, r *api.SwitchResult) {

@@ -43,6 +43,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		replicas                      int
 		ttft, itl, retention          time.Duration
 		traffic                       float64
+		gateways                      int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -55,6 +56,9 @@ to try. Ctrl-C stops everything cleanly.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if replicas < 1 {
 				return &usageError{fmt.Errorf("--replicas must be at least 1, got %d", replicas)}
+			}
+			if gateways < 1 {
+				return &usageError{fmt.Errorf("--gateways must be at least 1, got %d", gateways)}
 			}
 			log, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -158,6 +162,11 @@ to try. Ctrl-C stops everything cleanly.`,
 			if err := cfg.Validate(); err != nil {
 				return &usageError{err}
 			}
+			stopEtcd, err := demoFleetEtcd(cfg, gateways, stateDir)
+			if err != nil {
+				return err
+			}
+			defer stopEtcd()
 			token := strings.TrimSpace(os.Getenv(config.TokenEnv))
 			if token == "" {
 				token = randomToken()
@@ -176,6 +185,9 @@ to try. Ctrl-C stops everything cleanly.`,
 			if traffic > 0 {
 				go demoTraffic(ctx, "http://"+gw.TrafficAddr(), traffic)
 			}
+			if gateways > 1 {
+				return runDemoFleet(ctx, cmd.OutOrStdout(), gw, cfg, gateways, token, log)
+			}
 			return gw.Run(ctx)
 		},
 	}
@@ -184,6 +196,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f.StringVar(&adminListen, "admin-listen", "127.0.0.1:8081", "admin API address")
 	f.StringVar(&stateDir, "state-dir", "", "keep state here across runs, the simulated replicas' addresses too (default: a temporary directory removed on exit)")
 	f.IntVar(&replicas, "replicas", 2, "simulated replicas per pool")
+	f.IntVar(&gateways, "gateways", 1, "gateways to run; above 1 they share one state in an embedded single-member etcd (a fleet) and print their ports")
 	f.DurationVar(&ttft, "ttft", 120*time.Millisecond, "simulated time to first token")
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
 	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")

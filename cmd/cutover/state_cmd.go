@@ -22,6 +22,7 @@ func newStateCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(newStateCheckCmd())
+	cmd.AddCommand(newStateExportCmd(), newStateImportCmd())
 	return cmd
 }
 

@@ -71,6 +71,12 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// UpstreamTLS configures connections to https replicas.
 	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
+	// Name is this gateway's name in a fleet. Default hostname:port of
+	// listen (see FleetName).
+	Name string `yaml:"name"`
+	// Etcd, when set, keeps the state in etcd, shared by a fleet of
+	// gateways (see fleet.go). Nil: bbolt in state_dir, one gateway.
+	Etcd *Etcd `yaml:"etcd"`
 }
 
 // Auth configures client authentication on the data plane.
@@ -501,6 +507,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateDriver()...)
 	errs = append(errs, c.validateValidation()...)
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validateFleet()...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -53,6 +53,7 @@ func Parse(b []byte) (*Config, error) {
 	if err := root.Decode(c); err != nil {
 		return nil, &Error{Fields: []*FieldError{{Key: "(file)", Msg: err.Error()}}}
 	}
+	c.applyEtcdDefaults()
 	if err := c.Validate(); err != nil {
 		// Attach line numbers where the key exists in the file.
 		var ce *Error

@@ -43,6 +43,7 @@ type Gateway struct {
 
 	mirror *shadow.Mirror // nil without shadow traffic
 	tls    *tlsSetup      // listeners' certificates and the replica CAs
+	fleet  *fleetParts    // etcd store and fleet membership; nil without etcd (fleet.go)
 
 	trafficLn, adminLn, previewLn net.Listener
 	trafficSrv                    *proxy.Server
@@ -115,7 +116,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	// Set g.store only on success: a nil *Bolt in the interface would look
 	// open to closeAll.
-	st, err := store.OpenBolt(cfg.StateDir, store.WithLogger(log))
+	st, err := g.openStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -225,11 +226,11 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	g.checker.Targets = g.ctrl.Targets
 	// Check every replica once before serving, so traffic starts from the
 	// truth; then restore the state (which may add deployed replicas).
-	if err := g.ctrl.Start(ctx); err != nil {
+	if err := g.startController(ctx); err != nil {
 		return nil, err
 	}
 	g.checker.Initial(ctx)
-	adm, err := admin.New(g.ctrl, token, log)
+	adm, err := admin.New(g.adminController(), token, log)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +249,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		g.metrics.RegisterClientAuth(keys)
 	}
 	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
+	g.joinFleet()
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
 	g.observers = append(g.observers, g.history)
@@ -296,7 +298,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.checker.Run(hctx) })
 	wg.Go(func() { g.outlier.Run(hctx) })
-	wg.Go(func() { g.ctrl.Run(hctx) })
+	wg.Go(func() { g.runControl(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
 	hup, stopHUP := g.notifyHUP()
 	defer stopHUP()

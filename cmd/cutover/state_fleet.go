@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+)
+
+// printFleet prints the fleet part of a status: the store's health, the
+// leader and every member; nothing for a single gateway.
+func printFleet(w io.Writer, f *api.Fleet) {
+	if f == nil {
+		return
+	}
+	store := "reachable"
+	if !f.Store.Healthy {
+		store = "UNREACHABLE since " + f.Store.Since.UTC().Format(time.RFC3339) + " (serving the last routing table, changes refused)"
+	}
+	if f.Store.FromLocalCopy {
+		store += ", started from the local copy"
+	}
+	leader := f.Leader
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Fprintf(w, "\nfleet: %d gateways   leader: %s   store: %s %s   this gateway: %s\n", len(f.Members), leader, f.Store.Kind, store, f.Self)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range f.Members {
+		role := "follower"
+		if m.Name == f.Leader {
+			role = "leader"
+		}
+		seen := "-"
+		if !m.LastSeen.IsZero() {
+			seen = time.Since(m.LastSeen).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\tadmin %s\trevision %d\tseen %s\n", m.Name, role, m.Admin, m.Revision, seen)
+	}
+	_ = tw.Flush()
+}

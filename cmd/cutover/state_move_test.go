@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
+	"github.com/cutover-dev/cutover/internal/store"
+)
+
+// TestStateExportImportBoltToEtcdAndBack: a single gateway's bbolt state
+// moves into etcd (through the commands, by config) and back, keeping
+// revision, document and every history event.
+func TestStateExportImportBoltToEtcdAndBack(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := store.OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rev := int64(0); rev < 3; rev++ {
+		if err := b.Put(ctx, rev, []byte(fmt.Sprintf(`{"live":"blue","n":%d}`, rev+1)), []byte(fmt.Sprintf(`{"revision":%d}`, rev+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv := etcdtest.New(t)
+	pools := "pools:\n  blue: {model: m, replicas: [http://127.0.0.1:9]}\n  green: {model: m2}\n"
+	boltCfg := filepath.Join(t.TempDir(), "bolt.yaml")
+	etcdCfg := filepath.Join(t.TempDir(), "etcd.yaml")
+	must(t, os.WriteFile(boltCfg, []byte(pools+"state_dir: "+dir+"\n"), 0o600))
+	must(t, os.WriteFile(etcdCfg, []byte(pools+"state_dir: "+t.TempDir()+"\netcd:\n  endpoints: ["+srv.Endpoint()+"]\n  prefix: /move/\n"), 0o600))
+
+	run := func(args []string, stdin string) string {
+		t.Helper()
+		cmd := newStateCmd()
+		var out bytes.Buffer
+		cmd.SetArgs(args)
+		cmd.SetOut(&out)
+		cmd.SetIn(strings.NewReader(stdin))
+		cmd.SetContext(ctx)
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("state %v: %v", args, err)
+		}
+		return out.String()
+	}
+	exported := run([]string{"export", "--config", boltCfg}, "")
+	if got := run([]string{"import", "--config", etcdCfg}, exported); !strings.Contains(got, "imported revision 3 with 3 history events") {
+		t.Fatalf("import into etcd said %q", got)
+	}
+	// Importing over a state is refused.
+	cmd := newStateCmd()
+	cmd.SetArgs([]string{"import", "--config", etcdCfg})
+	cmd.SetIn(strings.NewReader(exported))
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "holds a state already") {
+		t.Errorf("second import = %v, want a refusal", err)
+	}
+	back := run([]string{"export", "--config", etcdCfg}, "")
+	if back != exported {
+		t.Fatalf("etcd export differs from the bbolt one:\n%s\nwant\n%s", back, exported)
+	}
+	// And into an empty bbolt store again.
+	dir2 := t.TempDir()
+	b2, err := store.OpenBolt(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if _, _, err := importState(ctx, b2, strings.NewReader(back)); err != nil {
+		t.Fatalf("import into bbolt: %v", err)
+	}
+	rec, _ := b2.Get(ctx)
+	h, _ := b2.History(ctx, 0)
+	if rec.Revision != 3 || string(rec.Data) != `{"live":"blue","n":3}` || len(h) != 3 {
+		t.Fatalf("bbolt after import: revision %d %s, %d events", rec.Revision, rec.Data, len(h))
+	}
+	if err := b2.Put(ctx, 3, []byte(`{}`)); err != nil {
+		t.Errorf("Put after import: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrintFleet(t *testing.T) {
+	var b bytes.Buffer
+	printFleet(&b, nil)
+	if b.Len() != 0 {
+		t.Fatalf("a single gateway printed %q", b.String())
+	}
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	printFleet(&b, &api.Fleet{Leader: "gw-b", Self: "gw-a", Store: api.StoreHealth{Kind: "etcd", Healthy: false, Since: since},
+		Members: []api.FleetMember{{Name: "gw-a", Admin: "10.0.0.1:8081", Revision: 7}, {Name: "gw-b", Admin: "10.0.0.2:8081", Revision: 7}}})
+	out := b.String()
+	for _, want := range []string{"fleet: 2 gateways", "leader: gw-b", "UNREACHABLE since 2026-01-02T03:04:05Z", "gw-a  follower", "gw-b  leader", "revision 7"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,318 @@
+// Package fleet makes one gateway a member of a fleet sharing its state in
+// etcd: it applies every state change from the store's watch, keeps a
+// local copy of the last one, announces the gateway under the prefix and
+// elects the one leader that runs the controller duties.
+//
+// Run starts three loops, each owned by Run's context:
+//   - follow: store.Etcd.Watch → Follower.Follow (the next routing table)
+//     → SaveLocal (the copy a restart serves while etcd is down);
+//   - health: a Ping every second, so status and cutover_store_up say
+//     since when etcd is unreachable;
+//   - lead: a session (lease of TTL) announcing the member, a campaign,
+//     and while this member leads, Lead(ctx) with ctx fenced on the
+//     election key (store.WithFence) and cancelled when the session ends.
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/store"
+)
+
+// Follower applies a state written by any member.
+type Follower interface {
+	Follow(ctx context.Context, rec store.Record) error
+}
+
+// Options configure a Member.
+type Options struct {
+	// Store is the fleet's etcd store.
+	Store *store.Etcd
+	// Name is this gateway's name; Admin its admin API address.
+	Name, Admin string
+	// TTL is the session lease: a dead leader is replaced within it.
+	// Zero means 10s.
+	TTL time.Duration
+	// Follower receives every state from the watch.
+	Follower Follower
+	// Lead runs the controller duties while this member leads, until its
+	// context ends. Nil: this member never campaigns.
+	Lead func(ctx context.Context)
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Now; nil means time.Now.
+	Now func() time.Time
+	// HealthInterval is the period of the store's health check. Zero
+	// means 1s.
+	HealthInterval time.Duration
+}
+
+// Member is this gateway in the fleet.
+type Member struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	applied atomic.Int64 // revision applied from the watch
+	leading atomic.Bool
+	kick    chan struct{} // refresh the member key now
+	kickObs chan struct{} // refresh the leader and members now
+
+	mu      sync.Mutex // guards the fields below
+	leader  string
+	members []api.FleetMember
+}
+
+// New returns a member; call Run.
+func New(opts Options) *Member {
+	m := &Member{opts: opts, log: opts.Logger, now: opts.Now, kick: make(chan struct{}, 1), kickObs: make(chan struct{}, 1)}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.opts.TTL <= 0 {
+		m.opts.TTL = 10 * time.Second
+	}
+	if m.opts.HealthInterval <= 0 {
+		m.opts.HealthInterval = time.Second
+	}
+	return m
+}
+
+// Leading reports whether this member is the leader now.
+func (m *Member) Leading() bool { return m.leading.Load() }
+
+// Applied is the state revision this member applied last.
+func (m *Member) Applied() int64 { return m.applied.Load() }
+
+// Run runs the member until ctx is done, then resigns (so that another
+// member takes over at once) and returns when its loops have.
+func (m *Member) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { m.opts.Store.Watch(ctx, func(rec store.Record) { m.apply(ctx, rec) }) })
+	wg.Go(func() { m.healthLoop(ctx) })
+	wg.Go(func() { m.sessionLoop(ctx) })
+	wg.Wait()
+}
+
+// apply hands rec to the follower and keeps the local copy.
+func (m *Member) apply(ctx context.Context, rec store.Record) {
+	if rec.Revision == 0 {
+		return
+	}
+	if err := m.opts.Follower.Follow(ctx, rec); err != nil {
+		m.log.Error("fleet: applying a state from the watch failed; the previous routing table stays", "revision", rec.Revision, "error", err)
+		return
+	}
+	m.applied.Store(rec.Revision)
+	if err := m.opts.Store.SaveLocal(rec); err != nil {
+		m.log.Error("fleet: local copy of the state not written", "revision", rec.Revision, "error", err)
+	}
+	for _, c := range []chan struct{}{m.kick, m.kickObs} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (m *Member) healthLoop(ctx context.Context) {
+	t := time.NewTicker(m.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		_ = m.opts.Store.Ping(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// memberKey is this member's key under the prefix.
+func (m *Member) memberKey() string { return m.opts.Store.Prefix() + "members/" + m.opts.Name }
+
+func (m *Member) electionPrefix() string { return m.opts.Store.Prefix() + "leader" }
+
+// sessionLoop keeps a session: while it holds, the member key exists and,
+// when Lead is set, the member campaigns. A lost session (etcd gone for
+// longer than the TTL) starts a new one.
+func (m *Member) sessionLoop(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := m.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("fleet: session ended; starting a new one", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, m.opts.TTL)
+	}
+}
+
+func (m *Member) session(ctx context.Context) error {
+	cli := m.opts.Store.Client()
+	gctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
+	lease, err := cli.Grant(gctx, int64(max(m.opts.TTL/time.Second, 1)))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("grant lease: %w", err)
+	}
+	sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.Store.Timeout())
+		defer cancel()
+		_, _ = cli.Revoke(rctx, lease.ID) // leave at once: the next leader need not wait for the TTL
+		sess.Orphan()
+	}()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-sess.Done():
+			stop()
+		case <-sctx.Done():
+		}
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Go(func() { m.announce(sctx, lease.ID) })
+	wg.Go(func() { m.observe(sctx, sess) })
+	if m.opts.Lead == nil {
+		<-sctx.Done()
+		return errors.Join(ctx.Err(), errSessionLost(sess))
+	}
+	e := concurrency.NewElection(sess, m.electionPrefix())
+	if err := e.Campaign(sctx, m.opts.Name); err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	m.leading.Store(true)
+	m.log.Info("fleet: this gateway is the leader; it runs deployments, timers, hooks and retirement", "name", m.opts.Name, "election_key", e.Key(), "term", e.Rev())
+	m.opts.Lead(store.WithFence(sctx, e.Key(), e.Rev()))
+	m.leading.Store(false)
+	m.log.Info("fleet: leadership ended", "name", m.opts.Name)
+	return errSessionLost(sess)
+}
+
+func errSessionLost(sess *concurrency.Session) error {
+	select {
+	case <-sess.Done():
+		return errors.New("session lease expired or revoked")
+	default:
+		return nil
+	}
+}
+
+// memberInfo is a member key's value.
+type memberInfo struct {
+	Name     string    `json:"name"`
+	Admin    string    `json:"admin"`
+	Revision int64     `json:"revision"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// announce writes the member key (on the session's lease) now, after
+// every applied revision and every TTL/3.
+func (m *Member) announce(ctx context.Context, lease clientv3.LeaseID) {
+	t := time.NewTicker(max(m.opts.TTL/3, time.Second))
+	defer t.Stop()
+	for {
+		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Revision: m.Applied(), LastSeen: m.now().UTC()})
+		pctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
+		_, err := m.opts.Store.Client().Put(pctx, m.memberKey(), string(b), clientv3.WithLease(lease))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			m.log.Debug("fleet: member key not written", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+	}
+}
+
+// observe keeps the leader's name and the member list current.
+func (m *Member) observe(ctx context.Context, sess *concurrency.Session) {
+	e := concurrency.NewElection(sess, m.electionPrefix())
+	t := time.NewTicker(max(m.opts.TTL/3, time.Second))
+	defer t.Stop()
+	for {
+		m.refresh(ctx, e)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.kickObs:
+		}
+	}
+}
+
+// refresh reads the leader and the members; on failure the last known
+// ones stay.
+func (m *Member) refresh(ctx context.Context, e *concurrency.Election) {
+	rctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
+	defer cancel()
+	leader := ""
+	if resp, err := e.Leader(rctx); err == nil && len(resp.Kvs) > 0 {
+		leader = string(resp.Kvs[0].Value)
+	} else if err != nil && !errors.Is(err, concurrency.ErrElectionNoLeader) {
+		return
+	}
+	resp, err := m.opts.Store.Client().Get(rctx, m.opts.Store.Prefix()+"members/", clientv3.WithPrefix())
+	if err != nil {
+		return
+	}
+	var ms []api.FleetMember
+	for _, kv := range resp.Kvs {
+		var mi memberInfo
+		if json.Unmarshal(kv.Value, &mi) != nil {
+			continue
+		}
+		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen})
+	}
+	slices.SortFunc(ms, func(a, b api.FleetMember) int { return strings.Compare(a.Name, b.Name) })
+	m.mu.Lock()
+	m.leader, m.members = leader, ms
+	m.mu.Unlock()
+}
+
+// Status describes the fleet as this member last saw it.
+func (m *Member) Status() *api.Fleet {
+	up, since := m.opts.Store.Health()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := &api.Fleet{Leader: m.leader, Self: m.opts.Name, Members: slices.Clone(m.members),
+		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal()}}
+	if m.Leading() {
+		f.Leader = m.opts.Name
+	}
+	if f.Members == nil {
+		f.Members = []api.FleetMember{}
+	}
+	return f
+}

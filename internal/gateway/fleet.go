@@ -1,0 +1,257 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/admin"
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/fleet"
+	"github.com/cutover-dev/cutover/internal/rollout"
+	"github.com/cutover-dev/cutover/internal/secret"
+	"github.com/cutover-dev/cutover/internal/store"
+	"github.com/cutover-dev/cutover/internal/tlsfile"
+)
+
+// fleetParts are what a gateway with an etcd block adds: the shared store
+// and its membership in the fleet.
+type fleetParts struct {
+	etcd   *store.Etcd
+	member *fleet.Member
+}
+
+// openStore opens the state store (OpenStore) and keeps the etcd store
+// for the fleet.
+func (g *Gateway) openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	st, err := OpenStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := st.(*store.Etcd); ok {
+		g.fleet = &fleetParts{etcd: e}
+	}
+	return st, nil
+}
+
+// OpenStore opens the state store cfg names: bbolt in state_dir, or with
+// an etcd block the fleet's etcd store (*store.Etcd, keeping its local
+// copy in state_dir).
+func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Etcd == nil {
+		st, err := store.OpenBolt(cfg.StateDir, store.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	e := cfg.Etcd
+	opts := store.EtcdOptions{Endpoints: e.Endpoints, Prefix: e.Prefix, Timeout: e.DialTimeout.D(),
+		Username: e.Username, LocalDir: cfg.StateDir, Logger: log}
+	if e.PasswordFile != "" {
+		pw, err := secret.ReadFile(e.PasswordFile)
+		if err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "etcd.password_file", Msg: err.Error()}}}
+		}
+		opts.Password = pw
+	}
+	if e.TLS.Enabled() {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if e.TLS.CAFile != "" {
+			pool, err := tlsfile.LoadCAs(e.TLS.CAFile)
+			if err != nil {
+				return nil, &config.Error{Fields: []*config.FieldError{{Key: "etcd.tls.ca_file", Msg: err.Error()}}}
+			}
+			tc.RootCAs = pool
+		}
+		if e.TLS.CertFile != "" {
+			c, err := tls.LoadX509KeyPair(e.TLS.CertFile, e.TLS.KeyFile)
+			if err != nil {
+				return nil, &config.Error{Fields: []*config.FieldError{{Key: "etcd.tls.cert_file", Msg: err.Error()}}}
+			}
+			tc.Certificates = []tls.Certificate{c}
+		}
+		opts.TLS = tc
+	}
+	st, err := store.OpenEtcd(opts)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	return st, nil
+}
+
+// startController restores the state. In a fleet, gateways starting
+// together on an empty prefix race to write the first state: the losers
+// read the winner's.
+func (g *Gateway) startController(ctx context.Context) error {
+	err := g.ctrl.Start(ctx)
+	var ref *rollout.Refusal
+	if g.fleet != nil && errors.As(err, &ref) && ref.Code == "conflict" {
+		err = g.ctrl.Start(ctx)
+	}
+	return err
+}
+
+// joinFleet makes the gateway a member of its fleet (after the admin
+// listener is bound, so members can name their admin address).
+func (g *Gateway) joinFleet() {
+	if g.fleet == nil {
+		return
+	}
+	g.fleet.member = fleet.New(fleet.Options{
+		Store:    g.fleet.etcd,
+		Name:     g.cfg.FleetName(),
+		Admin:    g.AdminAddr(),
+		TTL:      g.cfg.Etcd.SessionTTL.D(),
+		Follower: g.ctrl,
+		Lead:     g.ctrl.Run,
+		Logger:   g.log,
+	})
+	g.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cutover_store_up",
+		Help: "1 while the state store (etcd) answers, 0 while it is unreachable (the gateway serves its last routing table and refuses changes).",
+	}, func() float64 {
+		if up, _ := g.fleet.etcd.Health(); up {
+			return 1
+		}
+		return 0
+	}))
+	g.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cutover_fleet_leader",
+		Help: "1 while this gateway is the fleet's leader (runs deployments, timers, hooks, retirement), else 0.",
+	}, func() float64 {
+		if g.fleet.member.Leading() {
+			return 1
+		}
+		return 0
+	}))
+}
+
+// runControl runs the control plane: alone, the controller's loop; in a
+// fleet, the membership, whose leader runs the controller's loop while
+// every member applies the watch.
+func (g *Gateway) runControl(ctx context.Context) {
+	if g.fleet == nil {
+		g.ctrl.Run(ctx)
+		return
+	}
+	g.fleet.member.Run(ctx)
+}
+
+// Fleet is the fleet membership, nil without an etcd block.
+func (g *Gateway) Fleet() *fleet.Member {
+	if g.fleet == nil {
+		return nil
+	}
+	return g.fleet.member
+}
+
+// adminController is what the admin API drives: the controller, or in a
+// fleet the controller with the fleet in its status and the store's
+// outage answered as 503 store_unavailable.
+func (g *Gateway) adminController() admin.Controller {
+	if g.fleet == nil {
+		return g.ctrl
+	}
+	return fleetController{Controller: g.ctrl, f: g.fleet}
+}
+
+// fleetController wraps the controller for the admin API of a fleet member.
+type fleetController struct {
+	*rollout.Controller
+	f *fleetParts
+}
+
+// Status adds the fleet.
+func (c fleetController) Status() api.Status {
+	s := c.Controller.Status()
+	if c.f.member != nil {
+		s.Fleet = c.f.member.Status()
+	}
+	return s
+}
+
+// storeDown refuses a write at once while etcd is unreachable.
+func (c fleetController) storeDown() error {
+	if up, since := c.f.etcd.Health(); !up {
+		return unavailable(since, nil)
+	}
+	return nil
+}
+
+// storeErr turns the store's outage into the 503 refusal.
+func (c fleetController) storeErr(err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		_, since := c.f.etcd.Health()
+		return unavailable(since, err)
+	}
+	return err
+}
+
+func unavailable(since time.Time, cause error) *rollout.Refusal {
+	why := ""
+	if cause != nil {
+		why = fmt.Sprintf(" (%v)", cause)
+	}
+	return &rollout.Refusal{Code: "store_unavailable", Status: http.StatusServiceUnavailable,
+		Reason: fmt.Sprintf("the state store (etcd) is unreachable since %s: nothing changed; every gateway keeps serving its last routing table, retry when etcd is back%s",
+			since.UTC().Format(time.RFC3339), why)}
+}
+
+// Promote implements admin.Controller.
+func (c fleetController) Promote(ctx context.Context, actor string, req api.PromoteRequest) (api.SwitchResult, error) {
+	if err := c.storeDown(); err != nil {
+		return api.SwitchResult{}, err
+	}
+	r, err := c.Controller.Promote(ctx, actor, req)
+	return r, c.storeErr(err)
+}
+
+// Rollback implements admin.Controller.
+func (c fleetController) Rollback(ctx context.Context, actor string, req api.RollbackRequest) (api.SwitchResult, error) {
+	if err := c.storeDown(); err != nil {
+		return api.SwitchResult{}, err
+	}
+	r, err := c.Controller.Rollback(ctx, actor, req)
+	return r, c.storeErr(err)
+}
+
+// Deploy implements admin.Controller.
+func (c fleetController) Deploy(ctx context.Context, actor string, req api.DeployRequest) (api.DeployResult, error) {
+	if err := c.storeDown(); err != nil {
+		return api.DeployResult{}, err
+	}
+	r, err := c.Controller.Deploy(ctx, actor, req)
+	return r, c.storeErr(err)
+}
+
+// Abort implements admin.Controller.
+func (c fleetController) Abort(ctx context.Context, actor string, req api.AbortRequest) (api.Deployment, error) {
+	if err := c.storeDown(); err != nil {
+		return api.Deployment{}, err
+	}
+	r, err := c.Controller.Abort(ctx, actor, req)
+	return r, c.storeErr(err)
+}
+
+// Retire implements admin.Controller.
+func (c fleetController) Retire(ctx context.Context, actor string, req api.RetireRequest) (api.Deployment, error) {
+	if err := c.storeDown(); err != nil {
+		return api.Deployment{}, err
+	}
+	r, err := c.Controller.Retire(ctx, actor, req)
+	return r, c.storeErr(err)
+}
+
+// History implements admin.Controller.
+func (c fleetController) History(ctx context.Context, limit int) ([]api.Event, error) {
+	h, err := c.Controller.History(ctx, limit)
+	return h, c.storeErr(err)
+}

@@ -1,0 +1,392 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
+	"github.com/cutover-dev/cutover/internal/gateway"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// fleetEnv is n gateways in this process sharing one embedded etcd and
+// one set of simulated pools.
+type fleetEnv struct {
+	etcd *etcdtest.Server
+	cfg  *config.Config // the first gateway's; others differ in name and state_dir
+	gws  []*env
+}
+
+// newFleet starts a real etcd and n gateways on it.
+func newFleet(t *testing.T, n int) *fleetEnv { return newFleetWith(t, n, nil) }
+
+// newFleetWith is newFleet with edit applied to every gateway's config.
+func newFleetWith(t *testing.T, n int, edit func(*config.Config)) *fleetEnv {
+	t.Helper()
+	srv := etcdtest.New(t)
+	f := &fleetEnv{etcd: srv}
+	first := newEnv(t, envOptions{modelName: "llm", mock: mockllm.Config{Tokens: 4}, edit: func(c *config.Config) {
+		if edit != nil {
+			edit(c)
+		}
+		c.Name = "gw-0"
+		c.Etcd = &config.Etcd{Endpoints: []string{srv.Endpoint()}, Prefix: "/test/" + t.Name() + "/",
+			DialTimeout: config.Duration(time.Second), SessionTTL: config.Duration(2 * time.Second)}
+		f.cfg = c
+	}})
+	f.gws = append(f.gws, first)
+	for i := 1; i < n; i++ {
+		f.gws = append(f.gws, f.start(t, fmt.Sprintf("gw-%d", i), t.TempDir()))
+	}
+	return f
+}
+
+// start runs one more gateway of the fleet, named name, with its local
+// copy in stateDir.
+func (f *fleetEnv) start(t *testing.T, name, stateDir string) *env {
+	t.Helper()
+	cfg := *f.cfg
+	cfg.Name, cfg.StateDir = name, stateDir
+	e := &env{t: t, pools: f.gws[0].pools, clock: &clock{}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(tWriter{t}, nil)).With("gw", name)
+	}
+	gw, err := gateway.New(context.Background(), &cfg, testToken, log, gateway.WithClock(e.clock.now))
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	var once sync.Once
+	e.stop = func() error {
+		var err error
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = e.stop() })
+	e.gw = gw
+	e.traffic = "http://" + gw.TrafficAddr()
+	e.admin = &api.Client{BaseURL: "http://" + gw.AdminAddr(), Token: testToken, Actor: "test-" + name}
+	e.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	t.Cleanup(e.http.CloseIdleConnections)
+	return e
+}
+
+// servesPool reports whether a new request on e is answered by pool.
+func servesPool(e *env, pool string) bool {
+	res, err := e.chat(context.Background(), "", "hi", false, "")
+	ok := err == nil && res.status == http.StatusOK && res.pool == pool
+	if !ok {
+		e.t.Logf("want %s, got %+v %v", pool, res, err)
+	}
+	return ok
+}
+
+func TestFleetPromoteOnOneGatewayReachesAll(t *testing.T) {
+	f := newFleet(t, 3)
+	ctx := context.Background()
+	for i, e := range f.gws {
+		if res, err := e.chat(ctx, "", "hi", false, ""); err != nil || res.pool != "blue" {
+			t.Fatalf("gw-%d does not serve blue at start: %+v %v", i, res, err)
+		}
+	}
+	res, err := f.gws[1].admin.Promote(ctx)
+	if err != nil {
+		t.Fatalf("promote on gw-1: %v", err)
+	}
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d serving green", i), 10*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == res.Revision
+		})
+		if r, err := e.chat(ctx, "", "hi", false, ""); err != nil || r.pool != "green" {
+			t.Errorf("gw-%d at revision %d does not serve green: %+v %v", i, res.Revision, r, err)
+		}
+	}
+	// One leader, three members, every status says so.
+	waitFor(t, "every member and one leader in status", 10*time.Second, func() bool {
+		leaders := map[string]bool{}
+		for _, e := range f.gws {
+			st, err := e.admin.Status(ctx)
+			if err != nil || st.Fleet == nil || len(st.Fleet.Members) != 3 || st.Fleet.Leader == "" || !st.Fleet.Store.Healthy || st.Fleet.Store.Kind != "etcd" {
+				return false
+			}
+			leaders[st.Fleet.Leader] = true
+		}
+		return len(leaders) == 1
+	})
+	n := 0
+	for _, e := range f.gws {
+		if e.gw.Fleet().Leading() {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d gateways lead, want 1", n)
+	}
+	// History is the fleet's: the same on every gateway.
+	h0, err := f.gws[0].admin.History(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := f.gws[2].admin.History(ctx, 0)
+	if err != nil || len(h0.Events) != len(h2.Events) || len(h0.Events) != 2 || h0.Events[1].Action != "promote" {
+		t.Fatalf("history gw-0 %+v, gw-2 %+v (%v): want init and promote on both", h0.Events, h2.Events, err)
+	}
+}
+
+func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
+	f := newFleet(t, 2)
+	ctx := context.Background()
+	res, err := f.gws[0].admin.Promote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d at revision %d", i, res.Revision), 10*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == res.Revision && e.gw.Fleet().Applied() == res.Revision
+		})
+	}
+	f.etcd.Stop()
+	// Traffic goes on, on the last table, on every gateway.
+	for i, e := range f.gws {
+		for range 20 {
+			r, err := e.chat(ctx, "", "hi", i%2 == 0, "")
+			if err != nil || r.status != http.StatusOK || r.pool != "green" {
+				t.Fatalf("gw-%d with etcd down: %+v %v", i, r, err)
+			}
+		}
+	}
+	// Writes are refused with 503 store_unavailable and change nothing.
+	_, err = f.gws[1].admin.Rollback(ctx)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
+		t.Fatalf("rollback with etcd down = %v, want 503 store_unavailable", err)
+	}
+	waitFor(t, "status and metric saying the store is down", 10*time.Second, func() bool {
+		st, err := f.gws[0].admin.Status(ctx)
+		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero()
+	})
+	if !servesPool(f.gws[1], "green") {
+		t.Fatal("a refused rollback changed the routing")
+	}
+	// A gateway restarted while etcd is down serves its local copy.
+	stateDir := f.cfg.StateDir
+	if err := f.gws[0].stop(); err != nil {
+		t.Fatalf("stop gw-0: %v", err)
+	}
+	re := f.start(t, "gw-0", stateDir)
+	if !servesPool(re, "green") {
+		t.Fatal("gw-0 restarted while etcd is down does not serve green from its local copy")
+	}
+	st, err := re.admin.Status(ctx)
+	if err != nil || st.Live != "green" || st.Revision != res.Revision || st.Fleet == nil || !st.Fleet.Store.FromLocalCopy {
+		t.Fatalf("restarted status %+v %v: want green at revision %d from the local copy", st, err, res.Revision)
+	}
+	// etcd back: the next switch reaches every gateway.
+	if err := f.etcd.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	var back *api.SwitchResult
+	waitFor(t, "a rollback accepted once etcd is back", 20*time.Second, func() bool {
+		back, err = f.gws[1].admin.Rollback(ctx)
+		return err == nil
+	})
+	for i, e := range []*env{re, f.gws[1]} {
+		waitFor(t, fmt.Sprintf("gateway %d serving blue", i), 20*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == back.Revision && servesPool(e, "blue")
+		})
+	}
+}
+
+func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
+	f := newFleet(t, 2)
+	ctx := context.Background()
+	a, b := f.gws[0], f.gws[1]
+	first, err := a.admin.Promote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gw-1 at the promote's revision", 10*time.Second, func() bool {
+		return b.gw.Controller().Status().Revision == first.Revision
+	})
+	// Both ask, at the same revision, to make blue live again.
+	var wg sync.WaitGroup
+	var errA, errB error
+	start := make(chan struct{})
+	wg.Go(func() { <-start; _, errA = a.admin.Promote(ctx) })
+	wg.Go(func() { <-start; _, errB = b.admin.Rollback(ctx) })
+	close(start)
+	wg.Wait()
+	if (errA == nil) == (errB == nil) {
+		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want exactly one to win", errA, errB)
+	}
+	loser := errA
+	if loser == nil {
+		loser = errB
+	}
+	var ae *api.Error
+	if !errors.As(loser, &ae) || ae.StatusCode != http.StatusConflict {
+		t.Errorf("loser = %v, want 409", loser)
+	}
+	want := first.Revision + 1
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d at revision %d", i, want), 10*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == want && servesPool(e, "blue")
+		})
+	}
+	h, err := b.admin.History(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]int{}
+	for _, ev := range h.Events {
+		seen[ev.Revision]++
+	}
+	for rev := int64(1); rev <= want; rev++ {
+		if seen[rev] != 1 {
+			t.Errorf("revision %d has %d history lines, want 1 (history %+v)", rev, seen[rev], h.Events)
+		}
+	}
+}
+
+// TestFleetLeaderRunsDeploymentsAndHandsOver: a deployment asked on a
+// follower is carried by the leader (its hooks run once); when the leader
+// stops, the other gateway takes over and retires the old pool on time.
+func TestFleetLeaderRunsDeploymentsAndHandsOver(t *testing.T) {
+	evidence := filepath.Join(t.TempDir(), "hooks.log")
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Health.Timeout = config.Duration(time.Second)
+		c.Rollout.Retention = config.Duration(time.Hour)
+		c.Rollout.DrainTimeout = config.Duration(10 * time.Second)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+		c.Hooks = map[string][]config.Hook{"on_deploy": hookCmd(evidence), "on_retire": hookCmd(evidence)}
+	})
+	var spare []*replica
+	for range 2 {
+		spare = append(spare, startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, ""))
+	}
+	ctx := context.Background()
+	var leader, follower *env
+	waitFor(t, "a leader", 20*time.Second, func() bool {
+		for i, e := range f.gws {
+			if e.gw.Fleet().Leading() {
+				leader, follower = e, f.gws[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	if follower.gw.Fleet().Leading() {
+		t.Fatal("both gateways lead")
+	}
+	if _, err := follower.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatalf("deploy on the follower: %v", err)
+	}
+	follower.waitPhase(t, "ready", 30*time.Second)
+	if err := leader.stop(); err != nil {
+		t.Fatalf("stop the leader: %v", err)
+	}
+	waitFor(t, "the other gateway leading", 20*time.Second, func() bool { return follower.gw.Fleet().Leading() })
+	if _, err := follower.admin.Promote(ctx); err != nil {
+		t.Fatalf("promote on the new leader: %v", err)
+	}
+	follower.clock.advance(time.Hour) // the retention ends
+	follower.waitPhase(t, "completed", 30*time.Second)
+	lines := strings.Split(strings.TrimSpace(mustRead(t, evidence)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "on_deploy ") || !strings.HasPrefix(lines[1], "on_retire ") {
+		t.Fatalf("hooks ran:\n%s\nwant on_deploy once, then on_retire once", strings.Join(lines, "\n"))
+	}
+}
+
+// TestFleetSwitchesUnderLoadFailNothing: with streams and plain requests
+// flowing through three gateways, a promote on one and a rollback on
+// another fail and cut nothing, and no request that started a bound after
+// the call returned is answered by the old pool.
+func TestFleetSwitchesUnderLoadFailNothing(t *testing.T) {
+	const bound = time.Second // generous for -race on a loaded machine; the benchmark measures the real figure
+	f := newFleet(t, 3)
+	ctx, stop := context.WithCancel(context.Background())
+	type sample struct {
+		start time.Time
+		pool  string
+	}
+	var (
+		mu      sync.Mutex
+		samples []sample
+		failed  []string
+		wg      sync.WaitGroup
+	)
+	for gi, e := range f.gws {
+		for c := range 3 {
+			wg.Go(func() {
+				for n := 0; ctx.Err() == nil; n++ {
+					start := time.Now()
+					res, err := e.chat(context.Background(), "", "load", (n+c)%2 == 0, "")
+					mu.Lock()
+					if err != nil || res.status != http.StatusOK {
+						failed = append(failed, fmt.Sprintf("gw-%d: %+v %v", gi, res, err))
+					} else {
+						samples = append(samples, sample{start, res.pool})
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	switchAndCheck := func(what string, do func() (*api.SwitchResult, error)) {
+		t.Helper()
+		res, err := do()
+		if err != nil {
+			stop()
+			wg.Wait()
+			t.Fatalf("%s: %v", what, err)
+		}
+		returned := time.Now()
+		for i, e := range f.gws {
+			waitFor(t, fmt.Sprintf("gw-%d after %s", i, what), 10*time.Second, func() bool {
+				return e.gw.Controller().Status().Revision >= res.Revision
+			})
+		}
+		// Let requests that start after the bound complete, then check them.
+		waitFor(t, "requests after the bound", 10*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, s := range samples {
+				if s.start.After(returned.Add(bound)) {
+					n++
+				}
+			}
+			return n >= 30
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range samples {
+			if s.start.After(returned.Add(bound)) && s.pool != res.Live {
+				t.Errorf("%s: a request started %s after the call returned was answered by %s", what, s.start.Sub(returned), s.pool)
+			}
+		}
+		samples = samples[:0]
+	}
+	switchAndCheck("promote on gw-0", func() (*api.SwitchResult, error) { return f.gws[0].admin.Promote(context.Background()) })
+	switchAndCheck("rollback on gw-2", func() (*api.SwitchResult, error) { return f.gws[2].admin.Rollback(context.Background()) })
+	stop()
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed, first: %s", len(failed), failed[0])
+	}
+}

@@ -1,0 +1,43 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cutover-dev/cutover/internal/store"
+)
+
+// Follow makes rec the current state when it is newer than the one held:
+// another gateway of the fleet wrote it (or this one, seen again through
+// the store's watch). It rebuilds the pools and hands the data plane a new
+// routing table when the live pool or a pool changed, and makes Run (when
+// it runs) reconcile at once. Older and equal revisions are ignored.
+func (c *Controller) Follow(ctx context.Context, rec store.Record) error {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	c.mu.Lock()
+	cur := c.rev
+	c.mu.Unlock()
+	if rec.Revision <= cur {
+		return nil
+	}
+	st, err := decodeState(rec.Data)
+	if err != nil {
+		return fmt.Errorf("follow revision %d: %w", rec.Revision, err)
+	}
+	if _, ok := c.opts.Pools[st.Live]; !ok {
+		return fmt.Errorf("follow revision %d: live pool %q is not configured", rec.Revision, st.Live)
+	}
+	c.mu.Lock()
+	prev := c.st
+	c.st, c.rev = st, rec.Revision
+	c.rebuildPoolsLocked()
+	c.mu.Unlock()
+	c.poke()
+	if prev.Live != st.Live || !samePools(prev.Pools, st.Pools) {
+		if err := c.apply(ctx); err != nil {
+			return fmt.Errorf("apply revision %d (live %s): %w", rec.Revision, st.Live, err)
+		}
+	}
+	return nil
+}
