@@ -5,6 +5,8 @@ package proxy
 import (
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // peeker tells whether an idle connection is still open, with nothing
@@ -51,8 +53,15 @@ const (
 )
 
 // peekClient looks, without blocking and without consuming, whether the
-// peer of c sent bytes or left.
+// peer of c sent bytes or left. A TLS connection is looked at through
+// its TCP connection: the bytes there are records, and a client that
+// hangs up sends one (close_notify) before its FIN, so there the end of
+// the peer's stream (POLLRDHUP) decides, whatever is still unread.
 func peekClient(c net.Conn) peerState {
+	tlsConn := false
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c, tlsConn = u.NetConn(), true
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return peerQuiet
@@ -63,7 +72,19 @@ func peekClient(c net.Conn) peerState {
 	}
 	st := peerQuiet
 	var buf [1]byte
-	_ = raw.Read(func(fd uintptr) bool {
+	_ = raw.Control(func(fd uintptr) {
+		if tlsConn {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+			if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+				switch ev := fds[0].Revents; {
+				case ev&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0:
+					st = peerGone
+				case ev&unix.POLLIN != 0:
+					st = peerSent
+				}
+			}
+			return
+		}
 		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case n > 0:
@@ -71,7 +92,6 @@ func peekClient(c net.Conn) peerState {
 		case rerr == nil, rerr != syscall.EAGAIN && rerr != syscall.EINTR:
 			st = peerGone
 		}
-		return true // never wait
 	})
 	return st
 }
