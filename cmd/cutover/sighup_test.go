@@ -20,7 +20,7 @@ func TestSIGHUPWithoutTLSKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.After(30 * time.Second)
-	for !strings.Contains(p.stderr.String(), "SIGHUP: no TLS listener") {
+	for !strings.Contains(p.stderr.String(), "SIGHUP: configuration reloaded") {
 		select {
 		case err := <-p.done:
 			p.done <- err // for start's cleanup

@@ -125,9 +125,8 @@ func (g *Gateway) checkTLS() {
 	}
 }
 
-// runTLS reloads the certificates on SIGHUP and when their files change,
-// until ctx is done. Without TLS, SIGHUP only logs that nothing reloads
-// (systemctl reload must not stop the gateway).
+// runTLS reloads the certificates when their files change, and the
+// configuration on SIGHUP (onHUP), until ctx is done.
 func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
 	if len(g.tls.certs) == 0 {
 		for {
@@ -135,7 +134,7 @@ func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				g.log.Warn("SIGHUP: no TLS listener, nothing to reload; other configuration changes need a restart")
+				g.onHUP(ctx)
 			}
 		}
 	}
@@ -146,9 +145,7 @@ func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := g.ReloadTLS(); err != nil {
-				g.log.Error("SIGHUP: TLS reload failed; keeping the current certificates", "error", err)
-			}
+			g.onHUP(ctx)
 		case <-t.C:
 			g.checkTLS()
 		}

@@ -1,0 +1,26 @@
+package api
+
+import (
+	"context"
+	"net/http"
+)
+
+// ReloadResult answers POST /api/v1/reload: the configuration file was
+// read again and was valid.
+type ReloadResult struct {
+	// File is the configuration file that was read.
+	File string `json:"file"`
+	// Applied lists what took effect without a restart (the listeners'
+	// TLS certificates, read again from their files).
+	Applied []string `json:"applied"`
+	// RestartNeeded lists the keys whose new value differs from the
+	// running one and only takes effect after a restart; empty when none.
+	RestartNeeded []string `json:"restart_needed"`
+}
+
+// Reload asks the gateway to read its configuration file again. An
+// invalid file changes nothing and is refused (422) naming the keys.
+func (c *Client) Reload(ctx context.Context) (*ReloadResult, error) {
+	var r ReloadResult
+	return &r, c.do(ctx, http.MethodPost, "/api/v1/reload", nil, &r)
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+)
+
+// TestReload: cutover reload and SIGHUP read the file again; a bad file
+// changes nothing and is named (exit 1 for the CLI, an error in the log),
+// a changed key that cannot apply live is listed as needing a restart, and
+// the gateway keeps serving throughout.
+func TestReload(t *testing.T) {
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1)}
+	path := c.write(t)
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", path)
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	ctl := func(args ...string) (int, string, string) {
+		return runCLI(t, env, append(args, "--admin", "http://"+c.admin)...)
+	}
+	original, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLog := func(want string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for !strings.Contains(p.stderr.String(), want) {
+			select {
+			case err := <-p.done:
+				p.done <- err
+				t.Fatalf("cutover exited: %v", err)
+			case <-deadline:
+				t.Fatalf("no log line %q after 30s", want)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+
+	if code, out, stderr := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded "+path) || strings.Contains(out, "restart") {
+		t.Fatalf("unchanged file: exit %d %q %q", code, out, stderr)
+	}
+
+	rewrite(string(original) + "proxy: {idle_timeout: 7m}\n")
+	code, out, stderr := ctl("reload")
+	if code != 0 || !strings.Contains(out, "needs a restart: proxy.idle_timeout") {
+		t.Fatalf("changed idle_timeout: exit %d %q %q", code, out, stderr)
+	}
+	if res, err := client.Reload(t.Context()); err != nil || len(res.RestartNeeded) != 1 || res.RestartNeeded[0] != "proxy.idle_timeout" {
+		t.Fatalf("Reload() = %+v, %v", res, err)
+	}
+
+	rewrite(string(original) + "retention: 1h\n")
+	if code, out, stderr := ctl("reload"); code != 1 || !strings.Contains(stderr, "retention") || !strings.Contains(stderr, "unknown key") {
+		t.Fatalf("bad file: exit %d %q %q; want 1 naming the key", code, out, stderr)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("SIGHUP: reload refused; nothing changed")
+
+	rewrite(string(original))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("SIGHUP: configuration reloaded")
+	if poolOf(t, c.listen) != "blue" {
+		t.Errorf("traffic not served by blue after the reloads")
+	}
+}

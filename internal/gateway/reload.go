@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/rollout"
+)
+
+// WithConfigFile names the file the configuration came from, so SIGHUP
+// and POST /api/v1/reload can read it again. Without it a reload only
+// reloads the TLS certificates.
+func WithConfigFile(path string) Option { return func(o *options) { o.configFile = path } }
+
+// reloader reads the configuration file again on SIGHUP and on
+// POST /api/v1/reload, one reload at a time.
+type reloader struct {
+	file string     // empty: TLS certificates only
+	mu   sync.Mutex // serialises reloads
+}
+
+// errNoConfigFile refuses POST /api/v1/reload on a gateway started
+// without a file (the demo, tests).
+var errNoConfigFile = &rollout.Refusal{Code: "no_config_file", Status: http.StatusConflict,
+	Reason: "this gateway was not started from a configuration file: nothing to reload"}
+
+// Reload reads the configuration file again and checks it as a start
+// would (every key, the token, the files it names). An invalid file
+// changes nothing and returns the error naming the keys. A valid one
+// reloads the TLS certificates and lists the keys whose change needs a
+// restart: the rest of the configuration is not applied live yet.
+func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
+	g.reload.mu.Lock()
+	defer g.reload.mu.Unlock()
+	if g.reload.file == "" {
+		return nil, errNoConfigFile
+	}
+	cfg, err := config.Load(g.reload.file)
+	if err != nil {
+		return nil, err
+	}
+	token, err := cfg.AdminToken()
+	if err != nil {
+		return nil, err
+	}
+	if err := Check(cfg, token); err != nil {
+		return nil, err
+	}
+	res := &api.ReloadResult{File: g.reload.file, Applied: []string{}}
+	if res.RestartNeeded, err = changedKeys(g.cfg, cfg); err != nil {
+		return nil, err
+	}
+	if len(g.tls.certs) > 0 {
+		if err := g.ReloadTLS(); err != nil {
+			return nil, fmt.Errorf("TLS certificates: %w", err)
+		}
+		res.Applied = append(res.Applied, "TLS certificates")
+	}
+	return res, nil
+}
+
+// onHUP is SIGHUP: a reload, logged.
+func (g *Gateway) onHUP(ctx context.Context) {
+	if g.reload.file == "" {
+		if len(g.tls.certs) == 0 {
+			g.log.Warn("SIGHUP: no TLS listener, nothing to reload; other configuration changes need a restart")
+			return
+		}
+		if err := g.ReloadTLS(); err != nil {
+			g.log.Error("SIGHUP: TLS reload failed; keeping the current certificates", "error", err)
+		}
+		return
+	}
+	res, err := g.Reload(ctx)
+	g.logReload("SIGHUP", res, err)
+}
+
+// logReload says how a reload went.
+func (g *Gateway) logReload(by string, res *api.ReloadResult, err error) {
+	if err != nil {
+		g.log.Error(by+": reload refused; nothing changed", "file", g.reload.file, "error", err)
+		return
+	}
+	if len(res.RestartNeeded) > 0 {
+		g.log.Warn(by+": configuration reloaded; some changes need a restart", "file", res.File,
+			"applied", res.Applied, "restart_needed", res.RestartNeeded)
+		return
+	}
+	g.log.Info(by+": configuration reloaded", "file", res.File, "applied", res.Applied)
+}
+
+// handleReload is POST /api/v1/reload. A file that cannot be used is 422
+// naming the keys; nothing changed.
+func (g *Gateway) handleReload(r *http.Request) (any, error) {
+	res, err := g.Reload(r.Context())
+	g.logReload("POST /api/v1/reload", res, err)
+	var ref *rollout.Refusal
+	if err != nil && !errors.As(err, &ref) && !errors.Is(err, context.Canceled) {
+		return nil, &rollout.Refusal{Code: "invalid_config", Status: http.StatusUnprocessableEntity, Reason: err.Error()}
+	}
+	return res, err
+}
+
+// changedKeys lists the dotted keys whose values differ between the
+// running configuration and the new one, sorted.
+func changedKeys(running, next *config.Config) ([]string, error) {
+	a, err := flatten(running)
+	if err != nil {
+		return nil, err
+	}
+	b, err := flatten(next)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			keys = append(keys, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return slices.Compact(keys), nil
+}
+
+// flatten maps c's keys, as YAML spells them, to their values: a list or
+// scalar is one value under its parent key.
+func flatten(c *config.Config) (map[string]string, error) {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("compare configurations: %w", err)
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return nil, fmt.Errorf("compare configurations: %w", err)
+	}
+	out := map[string]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+			walk(n.Content[0], path)
+			return
+		}
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if path != "" {
+					k = path + "." + k
+				}
+				walk(n.Content[i+1], k)
+			}
+			return
+		}
+		v, _ := yaml.Marshal(n)
+		out[path] = string(v)
+	}
+	walk(&n, "")
+	return out, nil
+}
