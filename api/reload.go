@@ -10,8 +10,9 @@ import (
 type ReloadResult struct {
 	// File is the configuration file that was read.
 	File string `json:"file"`
-	// Applied lists what took effect without a restart (the listeners'
-	// TLS certificates, read again from their files).
+	// Applied lists what took effect without a restart: "TLS
+	// certificates" (read again from their files), "admin tokens" (when
+	// the admin or read-only token changed).
 	Applied []string `json:"applied"`
 	// RestartNeeded lists the keys whose new value differs from the
 	// running one and only takes effect after a restart; empty when none.

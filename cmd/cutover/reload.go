@@ -20,8 +20,9 @@ func newReloadCmd() *cobra.Command {
 /api/v1/reload; SIGHUP and systemctl reload cutover do the same). The file is
 checked as a start would check it; a file that cannot be used changes nothing,
 and reload exits 1 naming the keys. A valid file reloads the listeners' TLS
-certificates; every other key whose value changed is listed as needing a
-restart (the rest of the configuration is not applied live yet).`,
+certificates and the admin tokens (admin.token_file, admin.read_token_file);
+every other key whose value changed is listed as needing a restart (the rest
+of the configuration is not applied live yet).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.ReloadResult, error) { return c.Reload(ctx) }, printReload)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,5 +80,33 @@ func TestReload(t *testing.T) {
 	waitLog("SIGHUP: configuration reloaded")
 	if poolOf(t, c.listen) != "blue" {
 		t.Errorf("traffic not served by blue after the reloads")
+	}
+}
+
+// TestReloadRotatesAdminToken: a new admin.token_file content takes effect
+// on reload, without a restart: the old token is refused from then on.
+func TestReloadRotatesAdminToken(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("one\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := serveConfig{listen: freeAddr(t), stateDir: t.TempDir(), blue: mockPool(t, "model-v1", 1)}
+	admin := freeAddr(t)
+	c.admin = admin + "\n  token_file: " + tokenFile // the block follows admin.listen
+	p := start(t, []string{"CUTOVER_ADMIN_TOKEN="}, "serve", "--config", c.write(t))
+	waitAdmin(t, p, &api.Client{BaseURL: "http://" + admin, Token: "one"})
+
+	if err := os.WriteFile(tokenFile, []byte("two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=one"}, "reload", "--admin", "http://"+admin)
+	if code != 0 || !strings.Contains(out, "applied: admin tokens") || strings.Contains(out, "restart") {
+		t.Fatalf("reload: exit %d %q %q", code, out, stderr)
+	}
+	if _, err := (&api.Client{BaseURL: "http://" + admin, Token: "one"}).Status(t.Context()); err == nil {
+		t.Errorf("the old token still works after the reload")
+	}
+	if _, err := (&api.Client{BaseURL: "http://" + admin, Token: "two"}).Status(t.Context()); err != nil {
+		t.Errorf("the new token: %v", err)
 	}
 }

@@ -241,6 +241,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
 		}
 	}
+	g.reload.admin, g.reload.token, g.reload.readToken = adm, token, readToken
 	g.metrics = metrics.New(g.ctrl)
 	g.observers = append(g.observers, g.metrics)
 	g.outlier.OnEject, g.outlier.OnOverflow = g.metrics.OutlierEjected, g.metrics.OutlierOverflow // before any request

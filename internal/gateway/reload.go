@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/rollout"
 )
@@ -24,9 +25,15 @@ func WithConfigFile(path string) Option { return func(o *options) { o.configFile
 // reloader reads the configuration file again on SIGHUP and on
 // POST /api/v1/reload, one reload at a time.
 type reloader struct {
-	file string     // empty: TLS certificates only
-	mu   sync.Mutex // serialises reloads
+	file  string        // empty: TLS certificates only
+	admin *admin.Server // takes new tokens
+
+	mu               sync.Mutex // serialises reloads; guards the tokens
+	token, readToken string     // the admin tokens in use
 }
+
+// liveKeys are the keys a reload applies: they never need a restart.
+var liveKeys = []string{"admin.token_file", "admin.read_token_file"}
 
 // errNoConfigFile refuses POST /api/v1/reload on a gateway started
 // without a file (the demo, tests).
@@ -36,7 +43,8 @@ var errNoConfigFile = &rollout.Refusal{Code: "no_config_file", Status: http.Stat
 // Reload reads the configuration file again and checks it as a start
 // would (every key, the token, the files it names). An invalid file
 // changes nothing and returns the error naming the keys. A valid one
-// reloads the TLS certificates and lists the keys whose change needs a
+// reloads the TLS certificates and the admin tokens (admin.token_file,
+// admin.read_token_file) and lists the other keys whose change needs a
 // restart: the rest of the configuration is not applied live yet.
 func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	g.reload.mu.Lock()
@@ -52,18 +60,33 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Check(cfg, token); err != nil {
+	pre, err := prepare(cfg, token)
+	if err != nil {
 		return nil, err
 	}
-	res := &api.ReloadResult{File: g.reload.file, Applied: []string{}}
-	if res.RestartNeeded, err = changedKeys(g.cfg, cfg); err != nil {
+	changed, err := changedKeys(g.cfg, cfg)
+	if err != nil {
 		return nil, err
 	}
+	res := &api.ReloadResult{File: g.reload.file, Applied: []string{}, RestartNeeded: []string{}}
+	for _, k := range changed {
+		if !slices.Contains(liveKeys, k) {
+			res.RestartNeeded = append(res.RestartNeeded, k)
+		}
+	}
+	// The certificates first: they are all that can still fail.
 	if len(g.tls.certs) > 0 {
 		if err := g.ReloadTLS(); err != nil {
 			return nil, fmt.Errorf("TLS certificates: %w", err)
 		}
 		res.Applied = append(res.Applied, "TLS certificates")
+	}
+	if token != g.reload.token || pre.readToken != g.reload.readToken {
+		if err := g.reload.admin.SetTokens(token, pre.readToken); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
+		}
+		g.reload.token, g.reload.readToken = token, pre.readToken
+		res.Applied = append(res.Applied, "admin tokens")
 	}
 	return res, nil
 }
