@@ -12,7 +12,8 @@ type ReloadResult struct {
 	File string `json:"file"`
 	// Applied lists what took effect without a restart: "TLS
 	// certificates" (read again from their files), "admin tokens" (when
-	// the admin or read-only token changed).
+	// the admin or read-only token changed), "health checks" (when
+	// health.path, interval, timeout, rise or fall changed).
 	Applied []string `json:"applied"`
 	// RestartNeeded lists the keys whose new value differs from the
 	// running one and only takes effect after a restart; empty when none.

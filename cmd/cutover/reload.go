@@ -20,8 +20,8 @@ func newReloadCmd() *cobra.Command {
 /api/v1/reload; SIGHUP and systemctl reload cutover do the same). The file is
 checked as a start would check it; a file that cannot be used changes nothing,
 and reload exits 1 naming the keys. A valid file reloads the listeners' TLS
-certificates and the admin tokens (admin.token_file, admin.read_token_file);
-every other key whose value changed is listed as needing a restart (the rest
+certificates, the admin tokens (admin.token_file, admin.read_token_file) and
+the health checks (health.path, interval, timeout, rise, fall); every other key whose value changed is listed as needing a restart (the rest
 of the configuration is not applied live yet).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

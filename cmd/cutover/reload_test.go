@@ -68,6 +68,13 @@ func TestReload(t *testing.T) {
 		t.Fatalf("Reload() = %+v, %v", res, err)
 	}
 
+	// Health check settings apply live.
+	rewrite(strings.Replace(string(original), "interval: 200ms", "interval: 300ms\n  rise: 3", 1))
+	code, out, stderr = ctl("reload")
+	if code != 0 || !strings.Contains(out, "applied: health checks") || strings.Contains(out, "restart") {
+		t.Fatalf("changed health: exit %d %q %q", code, out, stderr)
+	}
+
 	rewrite(string(original) + "retention: 1h\n")
 	if code, out, stderr := ctl("reload"); code != 1 || !strings.Contains(stderr, "retention") || !strings.Contains(stderr, "unknown key") {
 		t.Fatalf("bad file: exit %d %q %q; want 1 naming the key", code, out, stderr)

@@ -14,6 +14,7 @@ import (
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/rollout"
 )
 
@@ -33,7 +34,10 @@ type reloader struct {
 }
 
 // liveKeys are the keys a reload applies: they never need a restart.
-var liveKeys = []string{"admin.token_file", "admin.read_token_file"}
+var liveKeys = append([]string{"admin.token_file", "admin.read_token_file"}, healthKeys...)
+
+// healthKeys are the active health check's settings (pool.Settings).
+var healthKeys = []string{"health.path", "health.interval", "health.timeout", "health.rise", "health.fall"}
 
 // errNoConfigFile refuses POST /api/v1/reload on a gateway started
 // without a file (the demo, tests).
@@ -43,9 +47,11 @@ var errNoConfigFile = &rollout.Refusal{Code: "no_config_file", Status: http.Stat
 // Reload reads the configuration file again and checks it as a start
 // would (every key, the token, the files it names). An invalid file
 // changes nothing and returns the error naming the keys. A valid one
-// reloads the TLS certificates and the admin tokens (admin.token_file,
-// admin.read_token_file) and lists the other keys whose change needs a
-// restart: the rest of the configuration is not applied live yet.
+// reloads the TLS certificates, the admin tokens (admin.token_file,
+// admin.read_token_file) and the active health checks' settings
+// (health.path, interval, timeout, rise, fall), and lists the other keys
+// whose change needs a restart: the rest of the configuration is not
+// applied live yet.
 func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	g.reload.mu.Lock()
 	defer g.reload.mu.Unlock()
@@ -80,6 +86,11 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 			return nil, fmt.Errorf("TLS certificates: %w", err)
 		}
 		res.Applied = append(res.Applied, "TLS certificates")
+	}
+	if slices.ContainsFunc(changed, func(k string) bool { return slices.Contains(healthKeys, k) }) {
+		h := cfg.Health
+		g.checker.SetSettings(pool.Settings{Path: h.Path, Interval: h.Interval.D(), Timeout: h.Timeout.D(), Rise: h.Rise, Fall: h.Fall})
+		res.Applied = append(res.Applied, "health checks")
 	}
 	if token != g.reload.token || pre.readToken != g.reload.readToken {
 		if err := g.reload.admin.SetTokens(token, pre.readToken); err != nil {
