@@ -40,20 +40,7 @@ func TestReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitLog := func(want string) {
-		t.Helper()
-		deadline := time.After(30 * time.Second)
-		for !strings.Contains(p.stderr.String(), want) {
-			select {
-			case err := <-p.done:
-				p.done <- err
-				t.Fatalf("cutover exited: %v", err)
-			case <-deadline:
-				t.Fatalf("no log line %q after 30s", want)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
+	waitLog := func(want string) { t.Helper(); p.waitLog(t, want) }
 
 	if code, out, stderr := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded "+path) || strings.Contains(out, "restart") {
 		t.Fatalf("unchanged file: exit %d %q %q", code, out, stderr)
@@ -172,5 +159,21 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	if !strings.Contains(string(rest), "data: [DONE]") {
 		t.Errorf("stream ended without [DONE]:\n%s", rest)
+	}
+}
+
+// waitLog waits until p has logged want; p exiting first fails the test.
+func (p *proc) waitLog(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), want) {
+		select {
+		case err := <-p.done:
+			p.done <- err // for start's cleanup
+			t.Fatalf("cutover exited before logging %q: %v", want, err)
+		case <-deadline:
+			t.Fatalf("no log line %q after 30s", want)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }

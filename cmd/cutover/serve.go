@@ -31,9 +31,6 @@ naming the keys; changed keys that need a restart are logged too.
 A bad config exits 2 naming the key; see docs/config.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
-				return &usageError{errMissingConfig}
-			}
 			cfg, token, err := loadServeConfig(path)
 			if err != nil {
 				return err

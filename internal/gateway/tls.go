@@ -128,25 +128,19 @@ func (g *Gateway) checkTLS() {
 // runTLS reloads the certificates when their files change, and the
 // configuration on SIGHUP (onHUP), until ctx is done.
 func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
-	if len(g.tls.certs) == 0 {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				g.onHUP(ctx)
-			}
-		}
+	var tick <-chan time.Time // nil without TLS: no file checks
+	if len(g.tls.certs) > 0 {
+		t := time.NewTicker(tlsCheckInterval)
+		defer t.Stop()
+		tick = t.C
 	}
-	t := time.NewTicker(tlsCheckInterval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 			g.onHUP(ctx)
-		case <-t.C:
+		case <-tick:
 			g.checkTLS()
 		}
 	}
