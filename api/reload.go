@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // ReloadResult answers POST /api/v1/reload: the configuration file was
@@ -25,4 +26,24 @@ type ReloadResult struct {
 func (c *Client) Reload(ctx context.Context) (*ReloadResult, error) {
 	var r ReloadResult
 	return &r, c.do(ctx, http.MethodPost, "/api/v1/reload", nil, &r)
+}
+
+// LastReload answers GET /api/v1/reload: how the last reload since the
+// gateway started went, whatever asked for it.
+type LastReload struct {
+	// Time is when it ran; nil when there was none since the start.
+	Time *time.Time `json:"time,omitempty"`
+	// Trigger is what asked for it: "SIGHUP" or "POST /api/v1/reload".
+	Trigger string `json:"trigger,omitempty"`
+	// Error says why it was refused (nothing changed); empty when it
+	// succeeded.
+	Error string `json:"error,omitempty"`
+	// Result is what it did; nil when it was refused or there was none.
+	Result *ReloadResult `json:"result,omitempty"`
+}
+
+// LastReload returns the outcome of the last reload (SIGHUP included).
+func (c *Client) LastReload(ctx context.Context) (*LastReload, error) {
+	var r LastReload
+	return &r, c.do(ctx, http.MethodGet, "/api/v1/reload", nil, &r)
 }

@@ -42,6 +42,9 @@ func TestReload(t *testing.T) {
 	}
 	waitLog := func(want string) { t.Helper(); p.waitLog(t, want) }
 
+	if code, out, stderr := ctl("reload", "--last"); code != 0 || !strings.Contains(out, "no reload since the start") {
+		t.Fatalf("reload --last before any: exit %d %q %q", code, out, stderr)
+	}
 	if code, out, stderr := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded "+path) || strings.Contains(out, "restart") {
 		t.Fatalf("unchanged file: exit %d %q %q", code, out, stderr)
 	}
@@ -70,12 +73,18 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog("SIGHUP: reload refused; nothing changed")
+	if code, out, stderr := ctl("reload", "--last"); code != 1 || !strings.Contains(out, "SIGHUP at") || !strings.Contains(stderr, "retention") {
+		t.Fatalf("reload --last after a refused SIGHUP: exit %d %q %q; want 1 naming the key", code, out, stderr)
+	}
 
 	rewrite(string(original))
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitLog("SIGHUP: configuration reloaded")
+	if code, out, stderr := ctl("reload", "--last"); code != 0 || !strings.Contains(out, "SIGHUP at") || !strings.Contains(out, "reloaded "+path) {
+		t.Fatalf("reload --last after a SIGHUP: exit %d %q %q", code, out, stderr)
+	}
 	if poolOf(t, c.listen) != "blue" {
 		t.Errorf("traffic not served by blue after the reloads")
 	}

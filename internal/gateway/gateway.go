@@ -256,6 +256,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
 	g.observers = append(g.observers, g.history)
 	adm.HandleJSON("POST /api/v1/reload", g.handleReload)
+	adm.HandleJSON("GET /api/v1/reload", g.handleLastReload)
 	adm.HandleJSON("GET /api/v1/traffic", func(*http.Request) (any, error) { return g.history.Snapshot(), nil })
 	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	adm.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,6 +32,9 @@ type reloader struct {
 
 	mu               sync.Mutex // serialises reloads; guards the tokens
 	token, readToken string     // the admin tokens in use
+
+	lastMu sync.Mutex
+	last   api.LastReload // guarded by lastMu
 }
 
 // liveKeys are the keys a reload applies: they never need a restart.
@@ -118,8 +122,16 @@ func (g *Gateway) onHUP(ctx context.Context) {
 	g.logReload("SIGHUP", res, err)
 }
 
-// logReload says how a reload went.
+// logReload says how a reload went, in the log and in GET /api/v1/reload.
 func (g *Gateway) logReload(by string, res *api.ReloadResult, err error) {
+	now := time.Now()
+	last := api.LastReload{Time: &now, Trigger: by, Result: res}
+	if err != nil {
+		last.Error, last.Result = err.Error(), nil
+	}
+	g.reload.lastMu.Lock()
+	g.reload.last = last
+	g.reload.lastMu.Unlock()
 	if err != nil {
 		g.log.Error(by+": reload refused; nothing changed", "file", g.reload.file, "error", err)
 		return
@@ -142,6 +154,13 @@ func (g *Gateway) handleReload(r *http.Request) (any, error) {
 		return nil, &rollout.Refusal{Code: "invalid_config", Status: http.StatusUnprocessableEntity, Reason: err.Error()}
 	}
 	return res, err
+}
+
+// handleLastReload is GET /api/v1/reload.
+func (g *Gateway) handleLastReload(*http.Request) (any, error) {
+	g.reload.lastMu.Lock()
+	defer g.reload.lastMu.Unlock()
+	return g.reload.last, nil
 }
 
 // changedKeys lists the dotted keys whose values differ between the
