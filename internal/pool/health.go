@@ -47,11 +47,11 @@ type Checker struct {
 }
 
 // Settings are the tunables of the checks that SetSettings changes while
-// the checker runs.
+// the checker runs; each means what the Checker field of its name means.
 type Settings struct {
-	Path              string
-	Interval, Timeout time.Duration
-	Rise, Fall        int
+	Path              string        // Checker.Path
+	Interval, Timeout time.Duration // Checker.Interval (must be positive), Checker.Timeout
+	Rise, Fall        int           // Checker.Rise, Checker.Fall
 }
 
 // SetSettings replaces Path, Interval, Timeout, Rise and Fall while the
