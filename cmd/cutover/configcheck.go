@@ -39,9 +39,6 @@ does. Listen addresses being free and state_dir being writable are only
 known at start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
-				return &usageError{errMissingConfig}
-			}
 			cfg, token, err := loadServeConfig(path)
 			if err != nil {
 				return err
@@ -58,8 +55,11 @@ known at start.`,
 }
 
 // loadServeConfig reads the configuration at path and the admin token as
-// serve does; both errors are usage errors (exit 2).
+// serve does; every error is a usage error (exit 2).
 func loadServeConfig(path string) (*config.Config, string, error) {
+	if path == "" {
+		return nil, "", &usageError{errMissingConfig}
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, "", &usageError{err} // unreadable or invalid: exit 2

@@ -96,6 +96,7 @@ Start here:  cutover demo`,
 		newVersionCmd(),
 		newStateCmd(),
 		newConfigCmd(),
+		newReloadCmd(),
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -24,15 +24,13 @@ for up to proxy.drain_timeout, then exits 0. A second signal exits at once.
 
 With TLS configured (tls, admin.tls, preview.tls), SIGHUP reloads the
 listeners' certificate files (they are also reloaded when they change); open
-connections keep the certificate they started with. Without TLS, SIGHUP is
-logged and changes nothing; other configuration changes need a restart.
+connections keep the certificate they started with. SIGHUP (like cutover
+reload) also checks FILE again: a bad file changes nothing and is logged
+naming the keys; changed keys that need a restart are logged too.
 
 A bad config exits 2 naming the key; see docs/config.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
-				return &usageError{errMissingConfig}
-			}
 			cfg, token, err := loadServeConfig(path)
 			if err != nil {
 				return err
@@ -41,7 +39,7 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(cmd.Context(), cfg, token, log)
+			gw, err := gateway.New(cmd.Context(), cfg, token, log, gateway.WithConfigFile(path))
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
@@ -34,12 +35,12 @@ type Controller interface {
 
 // Server is the admin API handler.
 type Server struct {
-	ctrl  Controller
-	token []byte
-	// readToken, when set, grants reads only (see SetReadToken).
-	readToken []byte
-	log       *slog.Logger
-	mux       *http.ServeMux
+	ctrl Controller
+	// tokens are the admin token and the read-only one; SetTokens swaps
+	// them while serving (a configuration reload).
+	tokens atomic.Pointer[tokens]
+	log    *slog.Logger
+	mux    *http.ServeMux
 	// bodyTimeout bounds reading a request body (readTimeout; tests
 	// shorten it).
 	bodyTimeout time.Duration
@@ -53,7 +54,8 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{ctrl: ctrl, token: []byte(token), log: log, mux: http.NewServeMux(), bodyTimeout: readTimeout}
+	s := &Server{ctrl: ctrl, log: log, mux: http.NewServeMux(), bodyTimeout: readTimeout}
+	s.tokens.Store(&tokens{full: []byte(token)})
 	s.mux.HandleFunc("GET /api/v1/status", s.wrap(func(r *http.Request) (any, error) { return ctrl.Status(), nil }))
 	s.mux.HandleFunc("POST /api/v1/promote", s.wrap(withBody(ctrl.Promote)))
 	s.mux.HandleFunc("POST /api/v1/rollback", s.wrap(withBody(ctrl.Rollback)))
@@ -140,8 +142,9 @@ func (s *Server) access(r *http.Request) int {
 		return accessNone
 	}
 	t := []byte(strings.TrimSpace(tok))
-	full := subtle.ConstantTimeCompare(t, s.token) == 1
-	read := len(s.readToken) > 0 && subtle.ConstantTimeCompare(t, s.readToken) == 1
+	tk := s.tokens.Load()
+	full := subtle.ConstantTimeCompare(t, tk.full) == 1
+	read := len(tk.read) > 0 && subtle.ConstantTimeCompare(t, tk.read) == 1
 	switch {
 	case full:
 		return accessFull
@@ -159,17 +162,36 @@ func readOnly(r *http.Request) bool {
 
 // SetReadToken adds a read-only token (admin.read_token_file), for
 // Prometheus scrapes, status and the dashboard's view: it is refused
-// (403) for every write. It must differ from the admin token. Call it
-// before serving.
+// (403) for every write. It must differ from the admin token.
 func (s *Server) SetReadToken(token string) error {
 	if token == "" {
 		return errors.New("read-only token is empty")
 	}
-	if subtle.ConstantTimeCompare([]byte(token), s.token) == 1 {
+	return s.SetTokens(string(s.tokens.Load().full), token)
+}
+
+// SetTokens replaces the admin token and the read-only one (empty: none)
+// at once, while serving: requests after it need the new ones. The two
+// must differ.
+func (s *Server) SetTokens(token, readToken string) error {
+	if token == "" {
+		return errors.New("admin API needs a token")
+	}
+	if readToken != "" && subtle.ConstantTimeCompare([]byte(readToken), []byte(token)) == 1 {
 		return errors.New("read-only token is the admin token; give it its own")
 	}
-	s.readToken = []byte(token)
+	t := &tokens{full: []byte(token)}
+	if readToken != "" {
+		t.read = []byte(readToken)
+	}
+	s.tokens.Store(t)
 	return nil
+}
+
+// tokens are the bearer tokens the admin API accepts.
+type tokens struct {
+	full []byte // every endpoint
+	read []byte // reads only; nil: no read-only token
 }
 
 // actor names the caller for the history: X-Cutover-Actor, else "api".

@@ -48,6 +48,8 @@ type Gateway struct {
 	trafficLn, adminLn, previewLn net.Listener
 	trafficSrv                    *proxy.Server
 	adminSrv, previewSrv          *http.Server
+
+	reload reloader // SIGHUP and POST /api/v1/reload (reload.go)
 }
 
 // Option changes how New assembles a gateway. Tests use them to take
@@ -57,8 +59,9 @@ type Option func(*options)
 // options are what Option sets; the zero value is the real clock and
 // samples as measured.
 type options struct {
-	now    func() time.Time
-	adjust func(pool string, s *validation.Sample)
+	now        func() time.Time
+	adjust     func(pool string, s *validation.Sample)
+	configFile string // reload.go
 }
 
 // WithClock makes the control plane read the time from now (deadlines,
@@ -82,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	for _, opt := range opts {
 		opt(&o)
 	}
-	g := &Gateway{cfg: cfg, log: log}
+	g := &Gateway{cfg: cfg, log: log, reload: reloader{file: o.configFile}}
 	defer func() {
 		if err != nil {
 			g.closeAll() // g, not the nil result: regression for a panic on a busy port
@@ -239,6 +242,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
 		}
 	}
+	g.reload.admin, g.reload.token, g.reload.readToken = adm, token, readToken
 	g.metrics = metrics.New(g.ctrl)
 	g.observers = append(g.observers, g.metrics)
 	g.outlier.OnEject, g.outlier.OnOverflow = g.metrics.OutlierEjected, g.metrics.OutlierOverflow // before any request
@@ -253,6 +257,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
 	g.observers = append(g.observers, g.history)
+	adm.HandleJSON("POST /api/v1/reload", g.handleReload)
+	adm.HandleJSON("GET /api/v1/reload", g.handleLastReload)
 	adm.HandleJSON("GET /api/v1/traffic", func(*http.Request) (any, error) { return g.history.Snapshot(), nil })
 	adm.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	adm.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))

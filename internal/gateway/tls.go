@@ -125,31 +125,22 @@ func (g *Gateway) checkTLS() {
 	}
 }
 
-// runTLS reloads the certificates on SIGHUP and when their files change,
-// until ctx is done. Without TLS, SIGHUP only logs that nothing reloads
-// (systemctl reload must not stop the gateway).
+// runTLS reloads the certificates when their files change, and the
+// configuration on SIGHUP (onHUP), until ctx is done.
 func (g *Gateway) runTLS(ctx context.Context, hup <-chan os.Signal) {
-	if len(g.tls.certs) == 0 {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				g.log.Warn("SIGHUP: no TLS listener, nothing to reload; other configuration changes need a restart")
-			}
-		}
+	var tick <-chan time.Time // nil without TLS: no file checks
+	if len(g.tls.certs) > 0 {
+		t := time.NewTicker(tlsCheckInterval)
+		defer t.Stop()
+		tick = t.C
 	}
-	t := time.NewTicker(tlsCheckInterval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := g.ReloadTLS(); err != nil {
-				g.log.Error("SIGHUP: TLS reload failed; keeping the current certificates", "error", err)
-			}
-		case <-t.C:
+			g.onHUP(ctx)
+		case <-tick:
 			g.checkTLS()
 		}
 	}

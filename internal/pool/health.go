@@ -40,13 +40,42 @@ type Checker struct {
 	Targets func() []Target
 	// Logger receives one line per health change. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// mu guards Path, Interval, Timeout, Rise and Fall once Run runs: set
+	// them directly before, with SetSettings after.
+	mu sync.Mutex
+}
+
+// Settings are the tunables of the checks that SetSettings changes while
+// the checker runs; each means what the Checker field of its name means.
+type Settings struct {
+	Path              string        // Checker.Path
+	Interval, Timeout time.Duration // Checker.Interval (must be positive), Checker.Timeout
+	Rise, Fall        int           // Checker.Rise, Checker.Fall
+}
+
+// SetSettings replaces Path, Interval, Timeout, Rise and Fall while the
+// checker runs (a configuration reload): the next check uses them, and Run
+// takes the new interval after its next round.
+func (c *Checker) SetSettings(s Settings) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Path, c.Interval, c.Timeout, c.Rise, c.Fall = s.Path, s.Interval, s.Timeout, s.Rise, s.Fall
+}
+
+// settings returns the current tunables.
+func (c *Checker) settings() Settings {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Settings{Path: c.Path, Interval: c.Interval, Timeout: c.Timeout, Rise: c.Rise, Fall: c.Fall}
 }
 
 // Probe checks one replica once and returns why it failed, or nil.
 func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	set := c.settings()
+	ctx, cancel := context.WithTimeout(ctx, set.Timeout)
 	defer cancel()
-	if err := c.get(ctx, r, r.Name+c.Path, nil); err != nil {
+	if err := c.get(ctx, r, r.Name+set.Path, nil); err != nil {
 		return err
 	}
 	if model == "" {
@@ -150,8 +179,9 @@ func (c *Checker) Initial(ctx context.Context) {
 // Tick runs one round of checks of every target, concurrently, and returns
 // when all are recorded. Tests call it instead of waiting for Run.
 func (c *Checker) Tick(ctx context.Context) {
+	set := c.settings()
 	c.round(ctx, func(r *Replica, err error) {
-		if r.RecordCheck(time.Now(), err, max(c.Rise, 1), max(c.Fall, 1)) {
+		if r.RecordCheck(time.Now(), err, max(set.Rise, 1), max(set.Fall, 1)) {
 			if err != nil {
 				c.logger().Warn("replica marked unhealthy", "replica", r.Name, "reason", err.Error())
 			} else {
@@ -181,7 +211,8 @@ func (c *Checker) round(ctx context.Context, record func(*Replica, error)) {
 
 // Run checks every Interval until ctx is done.
 func (c *Checker) Run(ctx context.Context) {
-	t := time.NewTicker(c.Interval)
+	interval := c.settings().Interval
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -189,6 +220,10 @@ func (c *Checker) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			c.Tick(ctx)
+			if iv := c.settings().Interval; iv != interval && iv > 0 {
+				interval = iv
+				t.Reset(iv)
+			}
 		}
 	}
 }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cutover-dev/cutover/api"
+)
+
+func newReloadCmd() *cobra.Command {
+	f := &ctlFlags{}
+	var last bool
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Make the running gateway read its configuration file again",
+		Long: `Make the running gateway read its configuration file again (POST
+/api/v1/reload; SIGHUP and systemctl reload cutover do the same). The file is
+checked as a start would check it; a file that cannot be used changes nothing,
+and reload exits 1 naming the keys. A valid file reloads the listeners' TLS
+certificates, the admin tokens (admin.token_file, admin.read_token_file) and
+the health checks (health.path, interval, timeout, rise, fall); every other key whose value changed is listed as needing a restart (the rest
+of the configuration is not applied live yet).
+
+--last reloads nothing and shows how the last reload went, SIGHUP included
+(systemctl reload cannot say): exit 1 if it was refused, with the reason.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if last {
+				var refused string
+				err := call(cmd, f, func(ctx context.Context, c *api.Client) (*api.LastReload, error) {
+					l, err := c.LastReload(ctx)
+					if err == nil {
+						refused = l.Error
+					}
+					return l, err
+				}, printLastReload)
+				if err == nil && refused != "" {
+					return &exitError{code: exitFailure, err: fmt.Errorf("the last reload was refused: %s", refused)}
+				}
+				return err
+			}
+			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.ReloadResult, error) { return c.Reload(ctx) }, printReload)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&last, "last", false, "reload nothing: show how the last reload went (SIGHUP included); exit 1 if it was refused")
+	return cmd
+}
+
+func printLastReload(w io.Writer, l *api.LastReload) {
+	switch {
+	case l.Time == nil:
+		fmt.Fprintln(w, "no reload since the start")
+	case l.Error != "":
+		fmt.Fprintf(w, "%s at %s: refused, nothing changed\n", l.Trigger, l.Time.Format(time.RFC3339))
+	default:
+		fmt.Fprintf(w, "%s at %s: ", l.Trigger, l.Time.Format(time.RFC3339))
+		printReload(w, l.Result)
+	}
+}
+
+func printReload(w io.Writer, r *api.ReloadResult) {
+	fmt.Fprintf(w, "reloaded %s\n", r.File)
+	if len(r.Applied) > 0 {
+		fmt.Fprintf(w, "applied: %s\n", strings.Join(r.Applied, ", "))
+	}
+	if len(r.RestartNeeded) > 0 {
+		fmt.Fprintf(w, "changed, needs a restart: %s\n", strings.Join(r.RestartNeeded, ", "))
+	}
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// TestReload: cutover reload and SIGHUP read the file again; a bad file
+// changes nothing and is named (exit 1 for the CLI, an error in the log),
+// a changed key that cannot apply live is listed as needing a restart, and
+// the gateway keeps serving throughout.
+func TestReload(t *testing.T) {
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1)}
+	path := c.write(t)
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", path)
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	ctl := func(args ...string) (int, string, string) {
+		return runCLI(t, env, append(args, "--admin", "http://"+c.admin)...)
+	}
+	original, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLog := func(want string) { t.Helper(); p.waitLog(t, want) }
+
+	if code, out, stderr := ctl("reload", "--last"); code != 0 || !strings.Contains(out, "no reload since the start") {
+		t.Fatalf("reload --last before any: exit %d %q %q", code, out, stderr)
+	}
+	if code, out, stderr := ctl("reload"); code != 0 || !strings.Contains(out, "reloaded "+path) || strings.Contains(out, "restart") {
+		t.Fatalf("unchanged file: exit %d %q %q", code, out, stderr)
+	}
+
+	rewrite(string(original) + "proxy: {idle_timeout: 7m}\n")
+	code, out, stderr := ctl("reload")
+	if code != 0 || !strings.Contains(out, "needs a restart: proxy.idle_timeout") {
+		t.Fatalf("changed idle_timeout: exit %d %q %q", code, out, stderr)
+	}
+	if res, err := client.Reload(t.Context()); err != nil || len(res.RestartNeeded) != 1 || res.RestartNeeded[0] != "proxy.idle_timeout" {
+		t.Fatalf("Reload() = %+v, %v", res, err)
+	}
+
+	// Health check settings apply live.
+	rewrite(strings.Replace(string(original), "interval: 200ms", "interval: 300ms\n  rise: 3", 1))
+	code, out, stderr = ctl("reload")
+	if code != 0 || !strings.Contains(out, "applied: health checks") || strings.Contains(out, "restart") {
+		t.Fatalf("changed health: exit %d %q %q", code, out, stderr)
+	}
+
+	rewrite(string(original) + "retention: 1h\n")
+	if code, out, stderr := ctl("reload"); code != 1 || !strings.Contains(stderr, "retention") || !strings.Contains(stderr, "unknown key") {
+		t.Fatalf("bad file: exit %d %q %q; want 1 naming the key", code, out, stderr)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("SIGHUP: reload refused; nothing changed")
+	if code, out, stderr := ctl("reload", "--last"); code != 1 || !strings.Contains(out, "SIGHUP at") || !strings.Contains(stderr, "retention") {
+		t.Fatalf("reload --last after a refused SIGHUP: exit %d %q %q; want 1 naming the key", code, out, stderr)
+	}
+
+	rewrite(string(original))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("SIGHUP: configuration reloaded")
+	if code, out, stderr := ctl("reload", "--last"); code != 0 || !strings.Contains(out, "SIGHUP at") || !strings.Contains(out, "reloaded "+path) {
+		t.Fatalf("reload --last after a SIGHUP: exit %d %q %q", code, out, stderr)
+	}
+	if poolOf(t, c.listen) != "blue" {
+		t.Errorf("traffic not served by blue after the reloads")
+	}
+}
+
+// TestReloadRotatesAdminToken: a new admin.token_file content takes effect
+// on reload, without a restart: the old token is refused from then on.
+func TestReloadRotatesAdminToken(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("one\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := serveConfig{listen: freeAddr(t), stateDir: t.TempDir(), blue: mockPool(t, "model-v1", 1)}
+	admin := freeAddr(t)
+	c.admin = admin + "\n  token_file: " + tokenFile // the block follows admin.listen
+	p := start(t, []string{"CUTOVER_ADMIN_TOKEN="}, "serve", "--config", c.write(t))
+	waitAdmin(t, p, &api.Client{BaseURL: "http://" + admin, Token: "one"})
+
+	if err := os.WriteFile(tokenFile, []byte("two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=one"}, "reload", "--admin", "http://"+admin)
+	if code != 0 || !strings.Contains(out, "applied: admin tokens") || strings.Contains(out, "restart") {
+		t.Fatalf("reload: exit %d %q %q", code, out, stderr)
+	}
+	if _, err := (&api.Client{BaseURL: "http://" + admin, Token: "one"}).Status(t.Context()); err == nil {
+		t.Errorf("the old token still works after the reload")
+	}
+	if _, err := (&api.Client{BaseURL: "http://" + admin, Token: "two"}).Status(t.Context()); err != nil {
+		t.Errorf("the new token: %v", err)
+	}
+}
+
+// TestReloadUnderLoad: reloads (SIGHUP and the API, with a changed file)
+// while a stream is open and requests keep coming cut no stream and fail
+// no request.
+func TestReloadUnderLoad(t *testing.T) {
+	m, err := mockllm.New(mockllm.Config{Model: "model-v1", Tokens: 40, ITL: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: []string{mockPoolWith(t, m)}}
+	path := c.write(t)
+	p := start(t, []string{"CUTOVER_ADMIN_TOKEN=secret"}, "serve", "--config", path)
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+
+	resp, err := http.Post("http://"+c.listen+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"llama","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("first stream line %q: %v", line, err)
+	}
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, "proxy: {idle_timeout: 7m}\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Reload(t.Context()); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if got := poolOf(t, c.listen); got != "blue" { // fails the test on any non-200
+			t.Fatalf("request %d served by %q", i, got)
+		}
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("stream cut during the reloads: %v", err)
+	}
+	if !strings.Contains(string(rest), "data: [DONE]") {
+		t.Errorf("stream ended without [DONE]:\n%s", rest)
+	}
+}
+
+// waitLog waits until p has logged want; p exiting first fails the test.
+func (p *proc) waitLog(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), want) {
+		select {
+		case err := <-p.done:
+			p.done <- err // for start's cleanup
+			t.Fatalf("cutover exited before logging %q: %v", want, err)
+		case <-deadline:
+			t.Fatalf("no log line %q after 30s", want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
