@@ -238,9 +238,8 @@ func (x *rawExchange) try(rep *pool.Replica) (int, error) {
 	return x.resp.status, nil
 }
 
-func (x *rawExchange) drop()            { x.closeConn() }
-func (x *rawExchange) clientGone() bool { return x.sc.gone.Load() }
-func (x *rawExchange) expired() bool    { return x.pastDeadline() }
+func (x *rawExchange) drop()         { x.closeConn() }
+func (x *rawExchange) expired() bool { return x.pastDeadline() }
 
 func (x *rawExchange) pastDeadline() bool {
 	return !x.deadline.IsZero() && !time.Now().Before(x.deadline)

@@ -379,13 +379,11 @@ type srvConn struct {
 	uhead    []byte  // the replica's response head, as read
 	resp     rawResp // what was parsed of it
 
-	// The hang-up watcher (see watch).
-	watching  bool
-	watchDone chan struct{}
-	gone      atomic.Bool            // the client hung up
-	stopping  atomic.Bool            // stopWatch interrupts the watcher's read
-	cur       atomic.Pointer[upConn] // the replica connection to stop then
-	pending   int                    // a byte the watcher read, or -1
+	// The looks at the client while an exchange waits (see startWatch).
+	watching bool
+	gone     atomic.Bool            // the client hung up
+	cur      atomic.Pointer[upConn] // the replica connection to stop then
+	pending  int                    // a byte the watcher read, or -1
 
 	wdl          writeDeadline // the client write deadline
 	retryAfter   string        // the next gateway answer's Retry-After
