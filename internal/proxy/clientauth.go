@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/cutover-dev/cutover/internal/route"
 )
@@ -59,6 +60,18 @@ func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte) 
 		msg = "this API key (" + h.opts.ClientAuth.ID(k) + ") is limited to some models; name one in the request's model field"
 	}
 	return &apiError{status: http.StatusForbidden, typ: "permission_error", code: "model_not_allowed", msg: msg}
+}
+
+// logRefused writes the access-log line of a request client auth refused
+// (aerr, a 401 or 403), with key k's id when known (never the key). It is
+// not an observation: a refused request says nothing of the pool's health.
+func (h *Handler) logRefused(method, path string, e *route.Entry, start time.Time, k int, aerr *apiError) {
+	if !h.opts.AccessLog {
+		return
+	}
+	o := Observation{Pool: e.Pool.Name, Method: method, Path: path, Status: aerr.status, Error: aerr.code,
+		Start: start, Duration: time.Since(start), Key: h.keyID(k)}
+	logAccess(h.log, &o, "")
 }
 
 // keyID is key k's id for the observation, "" without one.

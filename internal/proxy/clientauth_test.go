@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -105,6 +106,18 @@ func TestClientAuth(t *testing.T) {
 						if got := decodeEcho(t, body).Header["Authorization"]; got != nil {
 							t.Errorf("the client's key reached the replica: %q", got)
 						}
+					}
+				}
+				if tc.code != "" {
+					// Refusals are logged like other requests: the key id
+					// when the key is known, never the key.
+					l := logs.String()
+					want := fmt.Sprintf("path=%s pool=blue status=%d", tc.path, tc.want)
+					if n := strings.Count(l, want); n != 2 || strings.Count(l, "error="+tc.code) != 2 || strings.Contains(l, "sk-") {
+						t.Errorf("access log should have 2 lines with %q and error=%s, never the key: %s", want, tc.code, l)
+					}
+					if tc.want == 403 && strings.Count(l, "key=ci") != 2 {
+						t.Errorf("access log should name key ci: %s", l)
 					}
 				}
 				if tc.want == 200 && tc.path == "/v1/chat/completions" {

@@ -162,6 +162,7 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	key, aerr := h.authenticate(r.URL.Path, headerValue(r.Header, "Authorization"))
 	if aerr != nil {
 		aerr.write(w)
+		h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
 		return
 	}
 	if a, ok := answerLocally(r.Method, r.URL.Path, e); ok {
@@ -171,7 +172,11 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	body, held, aerr := h.readBody(w, r)
 	defer h.buffered.give(held)
 	if aerr == nil {
-		aerr = h.allowModel(key, t, r.Method, body)
+		if aerr = h.allowModel(key, t, r.Method, body); aerr != nil {
+			aerr.write(w)
+			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
+			return
+		}
 	}
 	if aerr == nil {
 		body, aerr = applyModelName(t, e, r.Method, body)

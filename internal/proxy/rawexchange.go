@@ -50,6 +50,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	e := t.Live
 	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
+		defer h.logRefused(r.method, r.path, e, start, key, aerr)
 		return sc.discardBody() && sc.writeError(aerr, e, nil)
 	}
 	if a, ok := answerLocally(r.method, r.path, e); ok {
@@ -65,6 +66,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	defer h.buffered.give(held)
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+			defer h.logRefused(r.method, r.path, e, start, key, aerr)
 			return sc.writeError(aerr, e, nil)
 		}
 	}
