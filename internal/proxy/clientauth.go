@@ -74,6 +74,27 @@ func (h *Handler) logRefused(method, path string, e *route.Entry, start time.Tim
 	logAccess(h.log, &o, "")
 }
 
+// modelsForKey is the gateway's own answer a to GET /v1/models (the
+// client-facing model_name) as key k may see it: an empty list when k is
+// limited to models that do not include that name. A ClientAuth with a
+// May(i, model) method is asked through it, so that listing counts no
+// refusal.
+func (h *Handler) modelsForKey(k int, t *route.Table, path string, a localAnswer) localAnswer {
+	if k == noKey || a.err != nil || path != "/v1/models" || a.body == nil {
+		return a
+	}
+	allows := h.opts.ClientAuth.Allows
+	if m, ok := h.opts.ClientAuth.(interface{ May(int, string) bool }); ok {
+		allows = m.May
+	}
+	if !allows(k, t.ModelName) {
+		a.body = noModels
+	}
+	return a
+}
+
+var noModels = []byte(`{"object":"list","data":[]}`)
+
 // keyID is key k's id for the observation, "" without one.
 func (h *Handler) keyID(k int) string {
 	if k == noKey {

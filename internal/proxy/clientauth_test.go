@@ -130,3 +130,47 @@ func TestClientAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestModelsListPerKey: the gateway's own GET /v1/models answer (with a
+// client-facing model_name) lists the name only to keys that may use it;
+// a key limited to other models gets an empty list. Listing counts no
+// refusal.
+func TestModelsListPerKey(t *testing.T) {
+	backend := newEchoBackend(t)
+	cases := []struct {
+		name, auth, modelName string
+		want                  []string // model ids listed
+	}{
+		{"unlimited key", "Bearer sk-team", "llama", []string{"llama"}},
+		{"limited key, its model", "Bearer sk-ci", "model-v1", []string{"model-v1"}},
+		{"limited key, another model", "Bearer sk-ci", "llama", []string{}},
+	}
+	for _, fe := range frontends {
+		for _, tc := range cases {
+			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
+				keys := testKeys(t)
+				h := newHandler(t, Options{ClientAuth: keys}, tc.modelName, backend.URL)
+				c, br := dialRaw(t, fe.start(t, h))
+				writeRaw(t, c, rawRequest("GET", "/v1/models", []string{"Authorization: " + tc.auth}, ""))
+				resp, body := readResp(t, br, "GET")
+				var list struct {
+					Object string
+					Data   []struct{ ID string }
+				}
+				if err := json.Unmarshal([]byte(body), &list); err != nil || resp.StatusCode != 200 || list.Object != "list" || list.Data == nil {
+					t.Fatalf("status %d, body %s (%v), want a model list", resp.StatusCode, body, err)
+				}
+				got := []string{}
+				for _, m := range list.Data {
+					got = append(got, m.ID)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("listed %v, want %v", got, tc.want)
+				}
+				if f := keys.Counts().Forbidden["ci"]; f != 0 {
+					t.Errorf("listing counted %d refusals", f)
+				}
+			})
+		}
+	}
+}

@@ -161,11 +161,12 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	key, aerr := h.authenticate(r.URL.Path, headerValue(r.Header, "Authorization"))
 	if aerr != nil {
-		aerr.write(w)
 		h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
+		aerr.write(w)
 		return
 	}
 	if a, ok := answerLocally(r.Method, r.URL.Path, e); ok {
+		a = h.modelsForKey(key, t, r.URL.Path, a)
 		a.write(w)
 		return
 	}
@@ -173,8 +174,8 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	defer h.buffered.give(held)
 	if aerr == nil {
 		if aerr = h.allowModel(key, t, r.Method, body); aerr != nil {
-			aerr.write(w)
 			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
+			aerr.write(w)
 			return
 		}
 	}

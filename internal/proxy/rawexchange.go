@@ -50,10 +50,11 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	e := t.Live
 	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
-		defer h.logRefused(r.method, r.path, e, start, key, aerr)
+		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 		return sc.discardBody() && sc.writeError(aerr, e, nil)
 	}
 	if a, ok := answerLocally(r.method, r.path, e); ok {
+		a = h.modelsForKey(key, t, r.path, a)
 		if !sc.discardBody() {
 			return false
 		}
@@ -66,7 +67,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	defer h.buffered.give(held)
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
-			defer h.logRefused(r.method, r.path, e, start, key, aerr)
+			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 			return sc.writeError(aerr, e, nil)
 		}
 	}
