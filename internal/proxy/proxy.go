@@ -170,6 +170,10 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		a.write(w)
 		return
 	}
+	if a, ok := h.replicaModelsForKey(r.Context(), key, e, r.Method, r.URL.Path); ok {
+		a.write(w)
+		return
+	}
 	body, held, aerr := h.readBody(w, r)
 	defer h.buffered.give(held)
 	if aerr == nil {

@@ -63,6 +63,15 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		}
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
+	if a, ok := h.replicaModelsForKey(context.Background(), key, e, r.method, r.path); ok {
+		if !sc.discardBody() {
+			return false
+		}
+		if a.err != nil {
+			return sc.writeError(a.err, e, nil)
+		}
+		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
+	}
 	body, held, aerr := sc.readBody()
 	defer h.buffered.give(held)
 	if aerr == nil && key != noKey {
