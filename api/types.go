@@ -219,7 +219,8 @@ type DeployRequest struct {
 	// pool's configured pools.<pool>.api_key_file.
 	APIKeyFile string `json:"api_key_file,omitempty"`
 	// ExpectedRevision, when not 0, refuses the deployment (409
-	// revision_mismatch) unless the state is still at this revision.
+	// revision_mismatch) when the state changed since this revision (a
+	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 
@@ -230,7 +231,8 @@ type PromoteRequest struct {
 	// was aborted or was rolled back; the switch is recorded as forced.
 	Force bool `json:"force,omitempty"`
 	// ExpectedRevision, when not 0, refuses the switch (409
-	// revision_mismatch) unless the state is still at this revision.
+	// revision_mismatch) when the state changed since this revision (a
+	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 
@@ -241,7 +243,8 @@ type RollbackRequest struct {
 	// which is refused when the last switch was already a rollback.
 	To string `json:"to,omitempty"`
 	// ExpectedRevision, when not 0, refuses the switch (409
-	// revision_mismatch) unless the state is still at this revision.
+	// revision_mismatch) when the state changed since this revision (a
+	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 
@@ -249,7 +252,8 @@ type RollbackRequest struct {
 // zero value).
 type AbortRequest struct {
 	// ExpectedRevision, when not 0, refuses the abort (409
-	// revision_mismatch) unless the state is still at this revision.
+	// revision_mismatch) when the state changed since this revision (a
+	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 
@@ -330,7 +334,8 @@ type RetireRequest struct {
 	// pool retired without waiting for failing on_retire hooks.
 	Force bool `json:"force,omitempty"`
 	// ExpectedRevision, when not 0, refuses the retirement (409
-	// revision_mismatch) unless the state is still at this revision.
+	// revision_mismatch) when the state changed since this revision (a
+	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 }
 

@@ -210,7 +210,7 @@ switch is recorded as forced in the history.`,
 
 // revisionFlag adds --if-revision, the guard every switch takes.
 func revisionFlag(cmd *cobra.Command, rev *int64) {
-	cmd.Flags().Int64Var(rev, "if-revision", 0, "refuse (409 revision_mismatch) unless the state is still at revision `N`, as status showed it")
+	cmd.Flags().Int64Var(rev, "if-revision", 0, "refuse (409 revision_mismatch) when the state changed since revision `N`, as status showed it")
 }
 
 func newRollbackCmd() *cobra.Command {

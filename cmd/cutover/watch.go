@@ -131,8 +131,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// renderWatch writes the compact view of s: live pool, pools and replicas,
-// the deployment with progress bars, and gates.
+// renderWatch writes the compact view of s: live pool, what protects it
+// (as printStatus does), pools and replicas, the deployment with progress
+// bars, and gates.
 func renderWatch(w io.Writer, s *api.Status, now time.Time) {
 	fmt.Fprintf(w, "LIVE %s", strings.ToUpper(s.Live))
 	if p, ok := s.Pools[s.Live]; ok && p.Model != "" {
@@ -145,7 +146,11 @@ func renderWatch(w io.Writer, s *api.Status, now time.Time) {
 			fmt.Fprintf(w, " from %s", s.Previous)
 		}
 	}
-	fmt.Fprint(w, "\n\n")
+	fmt.Fprintln(w)
+	if s.Protection.Summary != "" {
+		fmt.Fprintf(w, "protection: %s\n", shorten(s.Protection.Summary, 160))
+	}
+	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, n := range slices.Sorted(maps.Keys(s.Pools)) {

@@ -119,6 +119,10 @@ func TestRenderWatch(t *testing.T) {
 			[]string{"new (validating)", "samples  [############------------]  50%  1/2 gates pass", "time     [##----------------------]  10%",
 				"error_rate      PASS", "0.004 <= 0.02", "n=40/20", "INCONCLUSIVE", "failing 2x"},
 			nil},
+		{"protection", api.Status{Live: "green", Revision: 7, Pools: pools(true, "retained"),
+			Protection: api.Protection{RollbackTo: "blue", RetainedPool: "blue", Summary: "blue retained for rollback until 12:10:00 UTC; post-promotion checks until 12:05:00 UTC"}},
+			[]string{"protection: blue retained for rollback until 12:10:00 UTC; post-promotion checks until 12:05:00 UTC\n"},
+			nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -195,6 +195,10 @@ func cutBearer(v string) (string, bool) {
 // ID returns the id of key i (from Authenticate).
 func (ks *Keys) ID(i int) string { return ks.keys[i].ID }
 
+// May reports whether key i may use model, without counting a refusal
+// (for listing models).
+func (ks *Keys) May(i int, model string) bool { return ks.keys[i].Allows(model) }
+
 // Allows reports whether key i may use model, counting a refusal.
 func (ks *Keys) Allows(i int, model string) bool {
 	if ks.keys[i].Allows(model) {

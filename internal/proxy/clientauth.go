@@ -1,8 +1,13 @@
 package proxy
 
 import (
+	"context"
+	"encoding/json"
+	"io"
 	"net/http"
+	"time"
 
+	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
 )
 
@@ -59,6 +64,123 @@ func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte) 
 		msg = "this API key (" + h.opts.ClientAuth.ID(k) + ") is limited to some models; name one in the request's model field"
 	}
 	return &apiError{status: http.StatusForbidden, typ: "permission_error", code: "model_not_allowed", msg: msg}
+}
+
+// logRefused writes the access-log line of a request client auth refused
+// (aerr, a 401 or 403), with key k's id when known (never the key). It is
+// not an observation: a refused request says nothing of the pool's health.
+func (h *Handler) logRefused(method, path string, e *route.Entry, start time.Time, k int, aerr *apiError) {
+	if !h.opts.AccessLog {
+		return
+	}
+	o := Observation{Pool: e.Pool.Name, Method: method, Path: path, Status: aerr.status, Error: aerr.code,
+		Start: start, Duration: time.Since(start), Key: h.keyID(k)}
+	logAccess(h.log, &o, "")
+}
+
+// modelsForKey is the gateway's own answer a to GET /v1/models (the
+// client-facing model_name) as key k may see it: an empty list when k is
+// limited to models that do not include that name. A ClientAuth with a
+// May(i, model) method is asked through it, so that listing counts no
+// refusal.
+func (h *Handler) modelsForKey(k int, t *route.Table, path string, a localAnswer) localAnswer {
+	if k == noKey || a.err != nil || path != "/v1/models" || a.body == nil {
+		return a
+	}
+	if !h.may(k, t.ModelName) {
+		a.body = noModels
+	}
+	return a
+}
+
+var noModels = []byte(`{"object":"list","data":[]}`)
+
+// may reports whether key k may use model, counting no refusal when the
+// ClientAuth can say so (a May method).
+func (h *Handler) may(k int, model string) bool {
+	if m, ok := h.opts.ClientAuth.(interface{ May(int, string) bool }); ok {
+		return m.May(k, model)
+	}
+	return h.opts.ClientAuth.Allows(k, model)
+}
+
+// maxModelsBody bounds a replica's GET /v1/models answer read by
+// replicaModelsForKey.
+const maxModelsBody = 4 << 20
+
+// replicaModelsForKey answers GET /v1/models for key k when k is limited
+// to some models and a replica answers it (no model_name): the gateway
+// asks a healthy replica of e itself and keeps only the data entries whose
+// id k may use. ok false means the request is not such a one. A replica's
+// answer other than 200, or one without a data member, is passed on as it
+// is.
+func (h *Handler) replicaModelsForKey(ctx context.Context, k int, e *route.Entry, method, path string) (a localAnswer, ok bool) {
+	if k == noKey || method != http.MethodGet || path != "/v1/models" || h.may(k, "") {
+		return localAnswer{}, false
+	}
+	var rep *pool.Replica
+	for _, r := range e.Pool.Replicas {
+		if r.Healthy() {
+			rep = r
+			break
+		}
+	}
+	if rep == nil {
+		return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
+	}
+	timeout := h.opts.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := *rep.URL
+	u.Path = rep.URL.Path + "/v1/models"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return localAnswer{err: errUnreachable("could not be asked (" + err.Error() + ")")}, true
+	}
+	h.credentials(rep).apply(req.Header)
+	resp, err := h.rt.RoundTrip(req)
+	if err != nil {
+		return localAnswer{err: errUnreachable("did not answer GET /v1/models")}, true
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxModelsBody))
+	if err != nil {
+		return localAnswer{err: errUnreachable("broke off its GET /v1/models answer")}, true
+	}
+	if resp.StatusCode != http.StatusOK {
+		return localAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: body}, true
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(body, &doc) != nil {
+		return localAnswer{err: errUnreachable("answered GET /v1/models with no model list")}, true
+	}
+	raw, listed := doc["data"]
+	if !listed {
+		// No model list to filter: passed on as it is.
+		return localAnswer{status: http.StatusOK, contentType: resp.Header.Get("Content-Type"), body: body}, true
+	}
+	var data []json.RawMessage
+	if json.Unmarshal(raw, &data) != nil {
+		return localAnswer{err: errUnreachable("answered GET /v1/models with no model list")}, true
+	}
+	kept := make([]json.RawMessage, 0, len(data))
+	for _, m := range data {
+		var id struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(m, &id) == nil && id.ID != "" && h.may(k, id.ID) {
+			kept = append(kept, m)
+		}
+	}
+	doc["data"], _ = json.Marshal(kept)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return localAnswer{err: errUnreachable("answered GET /v1/models with no model list")}, true
+	}
+	return localAnswer{status: http.StatusOK, contentType: "application/json", body: out}, true
 }
 
 // keyID is key k's id for the observation, "" without one.

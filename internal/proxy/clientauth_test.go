@@ -3,7 +3,11 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -107,12 +111,129 @@ func TestClientAuth(t *testing.T) {
 						}
 					}
 				}
+				if tc.code != "" {
+					// Refusals are logged like other requests: the key id
+					// when the key is known, never the key.
+					l := logs.String()
+					want := fmt.Sprintf("path=%s pool=blue status=%d", tc.path, tc.want)
+					if n := strings.Count(l, want); n != 2 || strings.Count(l, "error="+tc.code) != 2 || strings.Contains(l, "sk-") {
+						t.Errorf("access log should have 2 lines with %q and error=%s, never the key: %s", want, tc.code, l)
+					}
+					if tc.want == 403 && strings.Count(l, "key=ci") != 2 {
+						t.Errorf("access log should name key ci: %s", l)
+					}
+				}
 				if tc.want == 200 && tc.path == "/v1/chat/completions" {
 					id := strings.TrimPrefix(tc.auth, "Bearer sk-")
 					if l := logs.String(); !strings.Contains(l, "key="+id) || strings.Contains(l, "sk-") {
 						t.Errorf("access log should name key %s and never the key: %s", id, l)
 					}
 				}
+			})
+		}
+	}
+}
+
+// TestModelsListPerKey: the gateway's own GET /v1/models answer (with a
+// client-facing model_name) lists the name only to keys that may use it;
+// a key limited to other models gets an empty list. Listing counts no
+// refusal.
+func TestModelsListPerKey(t *testing.T) {
+	backend := newEchoBackend(t)
+	cases := []struct {
+		name, auth, modelName string
+		want                  []string // model ids listed
+	}{
+		{"unlimited key", "Bearer sk-team", "llama", []string{"llama"}},
+		{"limited key, its model", "Bearer sk-ci", "model-v1", []string{"model-v1"}},
+		{"limited key, another model", "Bearer sk-ci", "llama", []string{}},
+	}
+	for _, fe := range frontends {
+		for _, tc := range cases {
+			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
+				keys := testKeys(t)
+				h := newHandler(t, Options{ClientAuth: keys}, tc.modelName, backend.URL)
+				c, br := dialRaw(t, fe.start(t, h))
+				writeRaw(t, c, rawRequest("GET", "/v1/models", []string{"Authorization: " + tc.auth}, ""))
+				resp, body := readResp(t, br, "GET")
+				var list struct {
+					Object string
+					Data   []struct{ ID string }
+				}
+				if err := json.Unmarshal([]byte(body), &list); err != nil || resp.StatusCode != 200 || list.Object != "list" || list.Data == nil {
+					t.Fatalf("status %d, body %s (%v), want a model list", resp.StatusCode, body, err)
+				}
+				got := []string{}
+				for _, m := range list.Data {
+					got = append(got, m.ID)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("listed %v, want %v", got, tc.want)
+				}
+				if f := keys.Counts().Forbidden["ci"]; f != 0 {
+					t.Errorf("listing counted %d refusals", f)
+				}
+			})
+		}
+	}
+}
+
+// TestReplicaModelsListPerKey: without model_name a replica answers GET
+// /v1/models; a key limited to some models sees only their entries (the
+// replica's own fields kept), with the replica's key, never the client's;
+// an unlimited key gets the replica's answer as it is.
+func TestReplicaModelsListPerKey(t *testing.T) {
+	const list = `{"object":"list","data":[{"id":"model-v1","object":"model","max_model_len":8192},{"id":"model-v9","object":"model"},{"id":"lora-a","object":"model","parent":"model-v1"}]}`
+	var sawAuth sync.Map
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawAuth.Store(r.Header.Get("Authorization"), true)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, list)
+	}))
+	closeAtEnd(t, replica)
+	cases := []struct {
+		name, auth string
+		want       []string
+	}{
+		{"unlimited key", "Bearer sk-team", []string{"model-v1", "model-v9", "lora-a"}},
+		{"limited key", "Bearer sk-ci", []string{"model-v1"}},
+	}
+	for _, fe := range frontends {
+		for _, tc := range cases {
+			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
+				keys := testKeys(t)
+				h := newHandler(t, Options{ClientAuth: keys}, "", replica.URL)
+				c, br := dialRaw(t, fe.start(t, h))
+				for range 2 { // the connection stays usable
+					writeRaw(t, c, rawRequest("GET", "/v1/models", []string{"Authorization: " + tc.auth}, ""))
+					resp, body := readResp(t, br, "GET")
+					var got struct {
+						Object string
+						Data   []map[string]any
+					}
+					if err := json.Unmarshal([]byte(body), &got); err != nil || resp.StatusCode != 200 || got.Object != "list" {
+						t.Fatalf("status %d, body %s (%v), want a model list", resp.StatusCode, body, err)
+					}
+					var ids []string
+					for _, m := range got.Data {
+						ids = append(ids, fmt.Sprint(m["id"]))
+					}
+					if fmt.Sprint(ids) != fmt.Sprint(tc.want) {
+						t.Fatalf("listed %v, want %v", ids, tc.want)
+					}
+					if tc.name == "limited key" && got.Data[0]["max_model_len"] != float64(8192) {
+						t.Errorf("the replica's fields were lost: %s", body)
+					}
+				}
+				if f := keys.Counts().Forbidden["ci"]; f != 0 {
+					t.Errorf("listing counted %d refusals", f)
+				}
+				sawAuth.Range(func(k, _ any) bool {
+					if strings.Contains(k.(string), "sk-") {
+						t.Errorf("the client's key reached the replica: %q", k)
+					}
+					return true
+				})
 			})
 		}
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"time"
@@ -19,6 +20,12 @@ func (s *Server) startFallbackLocked(addr net.Addr) {
 		IdleTimeout:       s.idleTimeout(),
 		MaxHeaderBytes:    s.maxHeaderBytes(),
 		ErrorLog:          s.ErrorLog,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if rc, ok := c.(*replayConn); ok {
+				return context.WithValue(ctx, framingKey{}, &rc.framing)
+			}
+			return ctx
+		},
 	}
 	fb, ln := s.fallback, s.fallbackLn
 	go func() { _ = fb.Serve(ln) }()
@@ -47,12 +54,22 @@ func (s *Server) handOffAccepted(c net.Conn) bool {
 }
 
 // fallbackHandler is the net/http server's handler: the Server's, with
-// Connection: close on every answer once Shutdown began, as the loop does.
+// Connection: close on every answer once Shutdown began, as the loop does,
+// and after a request that came with both Content-Length and
+// Transfer-Encoding (RFC 9112 section 6.1; see framingScan).
 type fallbackHandler struct{ s *Server }
+
+// framingKey is the context key of a handed-off connection's framingScan.
+type framingKey struct{}
 
 func (f fallbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.s.shutdown.Load() {
 		w.Header()["Connection"] = closeValue
+	}
+	if len(r.TransferEncoding) > 0 {
+		if fs, ok := r.Context().Value(framingKey{}).(*framingScan); ok && fs.conflict.Load() {
+			w.Header()["Connection"] = closeValue
+		}
 	}
 	f.s.Handler.ServeHTTP(w, r)
 }

@@ -473,3 +473,83 @@ func startServerB(b *testing.B, s *Server) string {
 	b.Cleanup(func() { _ = s.Close() })
 	return ln.Addr().String()
 }
+
+// TestHostileFramingAfterHandOff: a request with both Content-Length and
+// Transfer-Encoding on a connection already handed to net/http (a chunked
+// request first) is answered, then the connection closes (RFC 9112
+// section 6.1), as on the loop. net/http deletes the Content-Length before
+// the Handler runs, so only the bytes it read tell.
+func TestHostileFramingAfterHandOff(t *testing.T) {
+	const head = "POST " + chat + " HTTP/1.1\r\nHost: g\r\n"
+	const first = head + "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+	cases := []struct {
+		name   string
+		second string
+		closes bool
+	}{
+		{"CL.TE", head + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true},
+		{"TE.CL", head + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n2\r\n{}\r\n0\r\n\r\n", true},
+		{"CL.TE in other cases, bare LF", "POST " + chat + " HTTP/1.1\nHost: g\ncontent-length: 6\nTRANSFER-ENCODING: chunked\n\n0\r\n\r\n", true},
+		{"TE only", first, false},
+		{"CL only", head + "Content-Length: 2\r\n\r\n{}", false},
+		{"CL in the previous head", head + "Content-Length: 2\r\n\r\n{}" + head + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorder(t)
+			h := newHandler(t, Options{}, "", rec.url)
+			handed := make(chan string, 4)
+			c, br := dialRaw(t, startServer(t, &Server{Handler: h, OnFallback: func(why string) { handed <- why }}))
+			writeRaw(t, c, first)
+			if resp, body := readResp(t, br, "POST"); resp.StatusCode != 200 || resp.Close {
+				t.Fatalf("first: status %d, close %v: %q", resp.StatusCode, resp.Close, body)
+			}
+			if why := <-handed; why != "chunked_body" {
+				t.Fatalf("hand-off for %q, want chunked_body", why)
+			}
+			writeRaw(t, c, tc.second)
+			answers := strings.Count(tc.second, "POST ")
+			for i := range answers {
+				resp, body := readResp(t, br, "POST")
+				if resp.StatusCode != 200 {
+					t.Fatalf("answer %d: status %d: %q", i+1, resp.StatusCode, body)
+				}
+				if last := i == answers-1; last && resp.Close != tc.closes {
+					t.Errorf("answer %d says close %v, want %v", i+1, resp.Close, tc.closes)
+				}
+			}
+			if tc.closes {
+				expectClosed(t, c, br)
+				return
+			}
+			writeRaw(t, c, head+"Content-Length: 2\r\n\r\n{}")
+			if resp, body := readResp(t, br, "POST"); resp.StatusCode != 200 {
+				t.Fatalf("after: status %d: %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestFramingScanSplit: the conflict is seen however the bytes arrive.
+func TestFramingScanSplit(t *testing.T) {
+	cases := []struct {
+		raw  string
+		want bool
+	}{
+		{"POST / HTTP/1.1\r\nHost: g\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"POST / HTTP/1.1\nTransfer-Encoding: chunked\nX: y\ncontent-length: 6\n\n", true},
+		{"POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"POST / HTTP/1.1\r\nX-Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"POST / HTTP/1.1\r\nX: a\r\n Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+	}
+	for _, tc := range cases {
+		for cut := range len(tc.raw) {
+			var f framingScan
+			f.scan([]byte(tc.raw[:cut]))
+			f.scan([]byte(tc.raw[cut:]))
+			if got := f.conflict.Load(); got != tc.want {
+				t.Fatalf("%q cut at %d: conflict %v, want %v", tc.raw, cut, got, tc.want)
+			}
+		}
+	}
+}

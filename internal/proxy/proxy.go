@@ -161,17 +161,27 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	key, aerr := h.authenticate(r.URL.Path, headerValue(r.Header, "Authorization"))
 	if aerr != nil {
+		h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
 		aerr.write(w)
 		return
 	}
 	if a, ok := answerLocally(r.Method, r.URL.Path, e); ok {
+		a = h.modelsForKey(key, t, r.URL.Path, a)
+		a.write(w)
+		return
+	}
+	if a, ok := h.replicaModelsForKey(r.Context(), key, e, r.Method, r.URL.Path); ok {
 		a.write(w)
 		return
 	}
 	body, held, aerr := h.readBody(w, r)
 	defer h.buffered.give(held)
 	if aerr == nil {
-		aerr = h.allowModel(key, t, r.Method, body)
+		if aerr = h.allowModel(key, t, r.Method, body); aerr != nil {
+			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
+			aerr.write(w)
+			return
+		}
 	}
 	if aerr == nil {
 		body, aerr = applyModelName(t, e, r.Method, body)

@@ -50,9 +50,20 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	e := t.Live
 	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
+		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 		return sc.discardBody() && sc.writeError(aerr, e, nil)
 	}
 	if a, ok := answerLocally(r.method, r.path, e); ok {
+		a = h.modelsForKey(key, t, r.path, a)
+		if !sc.discardBody() {
+			return false
+		}
+		if a.err != nil {
+			return sc.writeError(a.err, e, nil)
+		}
+		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
+	}
+	if a, ok := h.replicaModelsForKey(context.Background(), key, e, r.method, r.path); ok {
 		if !sc.discardBody() {
 			return false
 		}
@@ -65,6 +76,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	defer h.buffered.give(held)
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 			return sc.writeError(aerr, e, nil)
 		}
 	}

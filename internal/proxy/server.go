@@ -334,6 +334,8 @@ type replayConn struct {
 	// the hand-off (zero: none); see SetReadDeadline.
 	headDeadline time.Time
 	clamped      atomic.Bool
+	// framing watches the request heads net/http reads from it.
+	framing framingScan
 }
 
 func (c *replayConn) Close() error {
@@ -346,9 +348,61 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.replay) > 0 {
 		n := copy(p, c.replay)
 		c.replay = c.replay[n:]
+		c.framing.scan(p[:n])
 		return n, nil
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	c.framing.scan(p[:n])
+	return n, err
+}
+
+// framingScan notices a request head with both Content-Length and
+// Transfer-Encoding (RFC 9112 section 6.1) in the bytes net/http reads
+// from a handed-off connection: net/http deletes the Content-Length
+// before its Handler runs, so only the raw bytes tell. It looks at the
+// start of every line and treats an empty line as the end of a head; body
+// lines that look like such fields can only make it close a connection
+// that need not close. Reads are not concurrent (net/http serializes
+// them); conflict is read by the Handler.
+type framingScan struct {
+	line     [len("transfer-encoding:")]byte // the current line's first bytes
+	n        int
+	cl, te   bool // seen since the last empty line
+	conflict atomic.Bool
+}
+
+func (f *framingScan) scan(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		seg := p
+		if i >= 0 {
+			seg = p[:i]
+		}
+		if f.n < len(f.line) {
+			f.n += copy(f.line[f.n:], seg)
+		}
+		if i < 0 {
+			return
+		}
+		f.endLine()
+		p = p[i+1:]
+	}
+}
+
+func (f *framingScan) endLine() {
+	l := f.line[:f.n]
+	f.n = 0
+	switch {
+	case len(l) == 0 || len(l) == 1 && l[0] == '\r':
+		f.cl, f.te = false, false
+	case len(l) >= len("content-length:") && equalFold(l[:len("content-length:")], "Content-Length:"):
+		f.cl = true
+	case len(l) >= len("transfer-encoding:") && equalFold(l[:len("transfer-encoding:")], "Transfer-Encoding:"):
+		f.te = true
+	}
+	if f.cl && f.te {
+		f.conflict.Store(true)
+	}
 }
 
 // Connection states, for Shutdown.

@@ -291,6 +291,9 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	if err != nil {
 		return err
 	}
+	if len(evs) > 0 {
+		next.GuardRevision = rev + 1
+	}
 	data, err := json.Marshal(next)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)

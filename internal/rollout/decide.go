@@ -106,9 +106,16 @@ func poolView(p *pool.Pool) PoolView {
 }
 
 // checkRevision refuses when the caller asked for a revision the state
-// has moved past.
+// has moved past: one before the last commit that recorded a history
+// event (State.GuardRevision). Commits without one in between (a hook's
+// process group recorded or cleared) do not refuse it.
 func checkRevision(v View, expected int64) (Decision, bool) {
 	if expected == 0 || expected == v.Revision {
+		return Decision{}, true
+	}
+	if g := v.State.GuardRevision; g > 0 && expected >= g && expected < v.Revision {
+		// Only commits without a history event (hook bookkeeping) came
+		// after expected: nothing an operator decides on changed.
 		return Decision{}, true
 	}
 	return deny("revision_mismatch", "the state is at revision %d, not %d as expected: it changed since you looked (live is %s); check status and retry", v.Revision, expected, v.State.Live), false

@@ -39,6 +39,13 @@ type State struct {
 	// RunningHooks are the command hooks running now, with their process
 	// groups (see RunningHook).
 	RunningHooks []RunningHook `json:"running_hooks,omitempty"`
+	// GuardRevision is the revision of the last commit that recorded a
+	// history event. Commits without one (a hook's process group recorded
+	// or cleared, gates stored) do not set it, so a switch guard
+	// (expected_revision) taken from any revision since still holds.
+	// 0 in a state written before it existed: the guard then needs the
+	// exact revision.
+	GuardRevision int64 `json:"guard_revision,omitempty"`
 }
 
 // PoolSpec is what a pool serves.
