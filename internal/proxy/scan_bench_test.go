@@ -52,3 +52,26 @@ func TestLastUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestScanCountsLikeCount: one scan of a whole stream counts events,
+// [DONE] and error events as bytes.Count and bytes.Contains do.
+func TestScanCountsLikeCount(t *testing.T) {
+	for _, body := range []string{
+		"", "data: ", " data: x", "data: data: data: ", "xdata: {\"a\": 1}\n\ndata: [DONE]\n\n",
+		"data: {\"content\":\"say data: twice\"}\n\ndata: {\"error\":{}}\n\ndata: [DONE]\n\ndata: [DONE]\n\n",
+		"   data:  data:data: {\"error\" data: {\"error\"", "data:x data : data: [DON",
+	} {
+		b := []byte(body)
+		s := newBodyScanner()
+		s.firstDone = true
+		s.scan(b, true)
+		want := bytes.Count(b, patData) - bytes.Count(b, patError)
+		if bytes.Contains(b, patDone) {
+			want--
+		}
+		if s.events != want || s.done != bytes.Contains(b, patDone) || s.streamError != bytes.Contains(b, patError) {
+			t.Errorf("scan(%q): events %d, done %v, error %v; want %d, %v, %v", body, s.events, s.done, s.streamError,
+				want, bytes.Contains(b, patDone), bytes.Contains(b, patError))
+		}
+	}
+}
