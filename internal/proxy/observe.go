@@ -141,7 +141,12 @@ func (s *bodyScanner) scan(b []byte, stream bool) {
 			s.events -= k // an error event is not a token
 		}
 	}
-	usageHere := lastUsage(b)
+	var usageHere int
+	if stream {
+		usageHere = lastUsage(b)
+	} else {
+		usageHere = lastUsageBack(b)
+	}
 	if s.ncarry > 0 && (stream || usageHere < 0) {
 		// Patterns straddling the previous read and this one, each
 		// counted as a whole body would count it.
@@ -233,6 +238,22 @@ func lastUsage(b []byte) int {
 		from = i + 1
 	}
 	return last
+}
+
+// lastUsageBack is lastUsage searching from the end, for a whole answer:
+// its usage is near the end, and its JSON has many a '_' before that.
+func lastUsageBack(b []byte) int {
+	const k = len(`"completion`) // patUsage[k] == '_'
+	for end := len(b); ; {
+		i := bytes.LastIndexByte(b[:end], '_')
+		if i < k {
+			return -1
+		}
+		if s := i - k; len(b)-s >= len(patUsage) && bytes.Equal(b[s:s+len(patUsage)], patUsage) {
+			return s
+		}
+		end = i
+	}
 }
 
 // straddles reports whether pat occurs in j starting before cut and ending

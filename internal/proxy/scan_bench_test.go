@@ -39,7 +39,8 @@ func BenchmarkBodyScanner(b *testing.B) {
 	})
 }
 
-// TestLastUsage: lastUsage finds what bytes.LastIndex finds.
+// TestLastUsage: lastUsage and lastUsageBack find what bytes.LastIndex
+// finds.
 func TestLastUsage(t *testing.T) {
 	for _, s := range []string{
 		``, `_`, `"completion_tokens":`, `x"completion_tokens":1`, `"completion_tokens"`,
@@ -47,8 +48,12 @@ func TestLastUsage(t *testing.T) {
 		`"completion_tokens":1,"completion_tokens":2`, `completion_tokens":`, `"completion__tokens":`,
 		`__"completion_tokens":_"completion_tokens":__`, `"finish_reason":null,"completion_tokens`,
 	} {
-		if got, want := lastUsage([]byte(s)), bytes.LastIndex([]byte(s), patUsage); got != want {
+		want := bytes.LastIndex([]byte(s), patUsage)
+		if got := lastUsage([]byte(s)); got != want {
 			t.Errorf("lastUsage(%q) = %d, want %d", s, got, want)
+		}
+		if got := lastUsageBack([]byte(s)); got != want {
+			t.Errorf("lastUsageBack(%q) = %d, want %d", s, got, want)
 		}
 	}
 }
