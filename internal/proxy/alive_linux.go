@@ -109,7 +109,14 @@ func waitReadable(c net.Conn) error {
 		return nil // the read that follows reports it
 	}
 	var buf [1]byte
+	peeked := false
 	return raw.Read(func(fd uintptr) bool {
+		if peeked {
+			// The poller saw the socket become readable: the read that
+			// follows finds out what came (and waits if nothing did).
+			return true
+		}
+		peeked = true
 		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return rerr != syscall.EAGAIN // wait while there is nothing to read
 	})

@@ -110,22 +110,27 @@ func (s *bodyScanner) scan(b []byte, stream bool) {
 		if !s.firstDone {
 			s.findFirst(b)
 		}
-		// One pass: the [DONE] and error patterns begin with patData.
+		// One pass over patData's space (rarer in compact JSON than
+		// its 'd'); the [DONE] and error patterns begin with patData.
 		done, k := false, 0
-		for i := bytes.Index(b, patData); i >= 0; {
+		for from := len(patData) - 1; from < len(b); {
+			i := bytes.IndexByte(b[from:], ' ')
+			if i < 0 {
+				break
+			}
+			i += from
+			from = i + 1
+			st := i - (len(patData) - 1)
+			if !bytes.Equal(b[st:i+1], patData) {
+				continue
+			}
 			s.events++
-			switch rest := b[i:]; {
+			switch rest := b[st:]; {
 			case bytes.HasPrefix(rest, patDone):
 				done = true
 			case bytes.HasPrefix(rest, patError):
 				k++
 			}
-			i += len(patData)
-			j := bytes.Index(b[i:], patData)
-			if j < 0 {
-				break
-			}
-			i += j
 		}
 		if done {
 			s.events--
@@ -136,7 +141,12 @@ func (s *bodyScanner) scan(b []byte, stream bool) {
 			s.events -= k // an error event is not a token
 		}
 	}
-	usageHere := lastUsage(b)
+	var usageHere int
+	if stream {
+		usageHere = lastUsage(b)
+	} else {
+		usageHere = lastUsageBack(b)
+	}
 	if s.ncarry > 0 && (stream || usageHere < 0) {
 		// Patterns straddling the previous read and this one, each
 		// counted as a whole body would count it.
@@ -230,22 +240,30 @@ func lastUsage(b []byte) int {
 	return last
 }
 
+// lastUsageBack is lastUsage searching from the end, for a whole answer:
+// its usage is near the end, and its JSON has many a '_' before that.
+func lastUsageBack(b []byte) int {
+	const k = len(`"completion`) // patUsage[k] == '_'
+	for end := len(b); ; {
+		i := bytes.LastIndexByte(b[:end], '_')
+		if i < k {
+			return -1
+		}
+		if s := i - k; len(b)-s >= len(patUsage) && bytes.Equal(b[s:s+len(patUsage)], patUsage) {
+			return s
+		}
+		end = i
+	}
+}
+
 // straddles reports whether pat occurs in j starting before cut and ending
 // after it: a match split between the carried tail and the new read.
 func straddles(j []byte, cut int, pat []byte) bool {
-	for from := max(0, cut-len(pat)+1); from < cut; {
-		i := bytes.Index(j[from:], pat)
-		if i < 0 {
-			return false
-		}
-		i += from
-		if i >= cut {
-			return false
-		}
-		if i+len(pat) > cut {
+	// Only the starts before cut whose match would reach past it.
+	for from := max(0, cut-len(pat)+1); from < cut; from++ {
+		if j[from] == pat[0] && bytes.HasPrefix(j[from:], pat) {
 			return true
 		}
-		from = i + 1
 	}
 	return false
 }

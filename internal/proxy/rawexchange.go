@@ -202,6 +202,7 @@ type rawExchange struct {
 	capture  *capture
 	deadline time.Time // the whole request's (Handler Timeout), zero: none
 	since    time.Time // when the current wait began; its phase's limit counts from it
+	slow     bool      // a wait lasted watchAfter: the next ones start without a read buffer
 
 	pc       *upConn  // the replica connection of the current attempt
 	reusePC  bool     // pc may go back to the idle pool once released
@@ -548,6 +549,9 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 // the hang-up watcher when the wait grows long.
 func (x *rawExchange) wait(phase armKind) error {
 	x.since = time.Time{} // a new wait: arm sets it
+	if x.slow {
+		x.pc.releaseReader() // a slow answer's waits hold no buffer from their start
+	}
 	for {
 		x.arm(phase)
 		err := x.pc.fill()
@@ -557,6 +561,7 @@ func (x *rawExchange) wait(phase armKind) error {
 		x.timedOut = x.armed
 		if isTimeout(err) && x.armed == armWatch {
 			x.sc.startWatch()
+			x.slow = true
 			x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
 			continue
 		}

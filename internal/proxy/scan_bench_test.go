@@ -39,7 +39,8 @@ func BenchmarkBodyScanner(b *testing.B) {
 	})
 }
 
-// TestLastUsage: lastUsage finds what bytes.LastIndex finds.
+// TestLastUsage: lastUsage and lastUsageBack find what bytes.LastIndex
+// finds.
 func TestLastUsage(t *testing.T) {
 	for _, s := range []string{
 		``, `_`, `"completion_tokens":`, `x"completion_tokens":1`, `"completion_tokens"`,
@@ -47,8 +48,35 @@ func TestLastUsage(t *testing.T) {
 		`"completion_tokens":1,"completion_tokens":2`, `completion_tokens":`, `"completion__tokens":`,
 		`__"completion_tokens":_"completion_tokens":__`, `"finish_reason":null,"completion_tokens`,
 	} {
-		if got, want := lastUsage([]byte(s)), bytes.LastIndex([]byte(s), patUsage); got != want {
+		want := bytes.LastIndex([]byte(s), patUsage)
+		if got := lastUsage([]byte(s)); got != want {
 			t.Errorf("lastUsage(%q) = %d, want %d", s, got, want)
+		}
+		if got := lastUsageBack([]byte(s)); got != want {
+			t.Errorf("lastUsageBack(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+// TestScanCountsLikeCount: one scan of a whole stream counts events,
+// [DONE] and error events as bytes.Count and bytes.Contains do.
+func TestScanCountsLikeCount(t *testing.T) {
+	for _, body := range []string{
+		"", "data: ", " data: x", "data: data: data: ", "xdata: {\"a\": 1}\n\ndata: [DONE]\n\n",
+		"data: {\"content\":\"say data: twice\"}\n\ndata: {\"error\":{}}\n\ndata: [DONE]\n\ndata: [DONE]\n\n",
+		"   data:  data:data: {\"error\" data: {\"error\"", "data:x data : data: [DON",
+	} {
+		b := []byte(body)
+		s := newBodyScanner()
+		s.firstDone = true
+		s.scan(b, true)
+		want := bytes.Count(b, patData) - bytes.Count(b, patError)
+		if bytes.Contains(b, patDone) {
+			want--
+		}
+		if s.events != want || s.done != bytes.Contains(b, patDone) || s.streamError != bytes.Contains(b, patError) {
+			t.Errorf("scan(%q): events %d, done %v, error %v; want %d, %v, %v", body, s.events, s.done, s.streamError,
+				want, bytes.Contains(b, patDone), bytes.Contains(b, patError))
 		}
 	}
 }
