@@ -178,3 +178,12 @@ func (s *Server) prefillDelay(uncached int) time.Duration {
 func (s *Server) decodeDelay(running int64) time.Duration {
 	return time.Duration(s.faults.itl.Load()) + s.cfg.ITLPerSeq*time.Duration(max(running-1, 0))
 }
+
+// PrefixCacheStats returns the prompt tokens served from the prefix cache
+// and those looked up, since New; both 0 without Config.KVBlocks.
+func (s *Server) PrefixCacheStats() (hits, queries uint64) {
+	if s.kv == nil {
+		return 0, 0
+	}
+	return s.kv.hits.Load(), s.kv.queries.Load()
+}
