@@ -163,6 +163,7 @@ type job struct {
 	finish       string // finishStop or finishLength
 
 	blocks  []uint64      // the prompt's full-block hashes, with a prefix cache
+	hasher  *blockHasher  // what made blocks, to go on with the answer
 	prefill time.Duration // time to first token once running
 }
 
@@ -280,7 +281,7 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 		}
 	}
 	if bh != nil {
-		j.blocks = bh.hashes
+		j.blocks, j.hasher = bh.hashes, bh
 	}
 	j.seed, j.promptTokens = mix64(h), max(1, words)
 
@@ -375,6 +376,9 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 	s.metrics.genTokens.Add(float64(produced))
 	switch res {
 	case succeeded:
+		if s.kv != nil && j.kind == chatEndpoint {
+			s.kv.keep(s.answerBlocks(&j, produced))
+		}
 		s.succeeded.Add(1)
 		s.metrics.success[j.finish].Inc()
 		s.metrics.e2e.Observe(time.Since(arrival).Seconds())

@@ -121,6 +121,38 @@ func (c *kvCache) admit(hashes []uint64, promptTokens, totalTokens int) (cached,
 	return cached, blocks
 }
 
+// keep caches the blocks a sequence filled while decoding (hashes chained
+// on from its prompt's), as vLLM keeps a finished sequence's full blocks:
+// the next turn of a chat, which resends the answer, finds them.
+func (c *kvCache) keep(hashes []uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range hashes {
+		if e := c.entries[h]; e != nil {
+			e.unlink()
+			e.linkBefore(&c.lru)
+			continue
+		}
+		e := &kvEntry{hash: h}
+		c.entries[h] = e
+		e.linkBefore(&c.lru)
+	}
+	c.evictLocked()
+}
+
+// answerBlocks returns the hashes of the full blocks the answer of j adds
+// after its prompt, as a chat's next turn would hash them (the answer is
+// one more message).
+func (s *Server) answerBlocks(j *job, produced int) []uint64 {
+	if j.hasher == nil || produced <= 0 {
+		return nil
+	}
+	b := *j.hasher
+	b.hashes = b.hashes[len(b.hashes):]
+	b.add(string(appendAnswer(nil, j.seed, produced)))
+	return b.hashes
+}
+
 // release gives back the blocks a finished sequence held; its prompt
 // blocks stay cached.
 func (c *kvCache) release(blocks int) {

@@ -171,3 +171,25 @@ func TestPrefixCacheOverHTTP(t *testing.T) {
 		t.Errorf("kv usage when idle = %v", u)
 	}
 }
+
+func TestAnswerBlocksCachedForNextTurn(t *testing.T) {
+	s, ts := newTestServer(t, Config{KVBlocks: 64, BlockSize: 4, Tokens: 8})
+	prompt := words(0, 10)
+	code, _, body := do(t, "POST", ts.URL+"/v1/chat/completions", chatBody(testModel, prompt, ""))
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	answer := Answer(testModel, prompt, 8)
+	if !strings.Contains(body, answer) {
+		t.Fatalf("answer %q not in %s", answer, body)
+	}
+	next := `{"model":"` + testModel + `","messages":[{"role":"user","content":"` + prompt +
+		`"},{"role":"assistant","content":"` + answer + `"},{"role":"user","content":"` + words(50, 4) + `"}]}`
+	if code, _, body := do(t, "POST", ts.URL+"/v1/chat/completions", next); code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	// 10 prompt + 8 answer words = 4 full blocks of 4, all found.
+	if h, q := s.PrefixCacheStats(); h != 16 || q != 10+22 {
+		t.Fatalf("hits/queries = %d/%d, want 16/32", h, q)
+	}
+}
