@@ -50,4 +50,29 @@ func TestLLMBalancerScrapesAndKeepsAffinity(t *testing.T) {
 	if hits == 0 {
 		t.Fatal("the replicas' prefix caches never hit")
 	}
+	// Status and /metrics show what the balancer read; the first replica
+	// reports hits once a scrape after the turns has run.
+	waitFor(t, "the conversation's replica's hit rate in the status", 10*time.Second, func() bool {
+		st, err := e.admin.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.Pools["blue"].Replicas {
+			if r.URL == first && r.Engine != nil && r.Engine.PrefixCacheHitRate > 0 && !r.Engine.ScrapedAt.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+	body := scrapeMetrics(t, e)
+	for _, want := range []string{
+		`cutover_replica_engine_waiting{pool="blue",replica="` + first + `"} 0`,
+		`cutover_replica_engine_running{pool="blue",replica="` + first + `"}`,
+		`cutover_replica_kv_cache_usage{pool="blue",replica="` + first + `"}`,
+		`cutover_replica_prefix_cache_hit_rate{pool="blue",replica="` + first + `"} 0.`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
