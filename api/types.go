@@ -145,6 +145,24 @@ type Replica struct {
 	LastError string    `json:"last_error,omitempty"`
 	CheckedAt time.Time `json:"checked_at,omitzero"`
 	ChangedAt time.Time `json:"changed_at,omitzero"`
+	// Engine is what the replica's engine last reported on its /metrics,
+	// read by the llm balancer; nil with another balancer or before the
+	// first read.
+	Engine *EngineMetrics `json:"engine,omitempty"`
+}
+
+// EngineMetrics is a replica's engine load as the llm balancer last read it.
+type EngineMetrics struct {
+	// Waiting and Running are the engine's queued and running requests.
+	Waiting float64 `json:"waiting"`
+	Running float64 `json:"running"`
+	// KVCacheUsage is the KV-cache use, 0 to 1.
+	KVCacheUsage float64 `json:"kv_cache_usage"`
+	// PrefixCacheHitRate is prefix-cache hits / queries in tokens since
+	// the engine started, 0 when it reports none.
+	PrefixCacheHitRate float64 `json:"prefix_cache_hit_rate"`
+	// ScrapedAt is when they were read.
+	ScrapedAt time.Time `json:"scraped_at"`
 }
 
 // SwitchResult is the answer to POST /api/v1/promote and /rollback.

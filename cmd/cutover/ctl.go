@@ -161,6 +161,9 @@ func printStatus(w io.Writer, s *api.Status) {
 				h = "UNHEALTHY"
 			}
 			line := fmt.Sprintf("  %s\t%s\t%d in flight", r.URL, h, r.InFlight)
+			if e := r.Engine; e != nil {
+				line += engineLine(e)
+			}
 			if r.LastError != "" {
 				line += "\t" + r.LastError
 			}

@@ -31,6 +31,10 @@ var mockLLMFlags = map[string]string{
 	"ExtraLatency":    "extra-latency",
 	"StartupPeriod":   "startup-period",
 	"MaxModelLen":     "max-model-len",
+	"KVBlocks":        "kv-blocks",
+	"BlockSize":       "block-size",
+	"PrefillPerToken": "prefill-per-token",
+	"ITLPerSeq":       "itl-per-seq",
 }
 
 // newMockLLMCmd returns the "mock-llm" command: a simulated vLLM replica.
@@ -76,6 +80,11 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.StringVar(&cfg.AnswerAs, "answer-as", "", "answer as this model id would (same weights, new served id)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "require Authorization: Bearer KEY on /v1/* (401 otherwise), like vLLM's --api-key")
 	f.IntVar(&cfg.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported and enforced")
+	f.IntVar(&cfg.MaxConcurrent, "max-num-seqs", 0, "vLLM's name for --max-concurrent: the running batch, more wait")
+	f.IntVar(&cfg.KVBlocks, "kv-blocks", 0, "KV-cache budget in blocks; enables a prefix cache with LRU eviction (0: none)")
+	f.IntVar(&cfg.BlockSize, "block-size", mockllm.DefaultBlockSize, "tokens (words) per KV block")
+	f.DurationVar(&cfg.PrefillPerToken, "prefill-per-token", 0, "added to --ttft for every prompt token not in the prefix cache")
+	f.DurationVar(&cfg.ITLPerSeq, "itl-per-seq", 0, "added to --itl for every other sequence in the running batch")
 	return cmd
 }
 

@@ -38,8 +38,11 @@ type Config struct {
 	// Pools maps pool name (blue, green) to its replicas.
 	Pools map[string]*Pool `yaml:"pools"`
 	// Balancer picks a replica within a pool: least_outstanding (default,
-	// power of two random choices) or round_robin.
+	// power of two random choices), round_robin, or llm (engine metrics
+	// and prefix affinity, tuned by Balancing).
 	Balancer string `yaml:"balancer"`
+	// Balancing tunes the llm balancer.
+	Balancing Balancing `yaml:"balancing"`
 	// Health configures active health checks.
 	Health Health `yaml:"health"`
 	// Proxy holds the data plane's limits.
@@ -299,7 +302,7 @@ func Default() *Config {
 		Live:     "blue",
 		Balancer: "least_outstanding",
 		Driver:   "builtin",
-		Nginx:    defaultNginx(), HAProxy: defaultHAProxy(),
+		Nginx:    defaultNginx(), HAProxy: defaultHAProxy(), Balancing: defaultBalancing(),
 		Health: Health{
 			Path:     "/health",
 			Interval: Duration(5 * time.Second),
@@ -462,9 +465,9 @@ func (c *Config) Validate() error {
 		add("pools."+c.Live+".replicas", "the live pool %q needs at least one replica", c.Live)
 	}
 	switch c.Balancer {
-	case "least_outstanding", "round_robin":
+	case "least_outstanding", "round_robin", "llm":
 	default:
-		add("balancer", "unknown balancer %q (want least_outstanding or round_robin)", c.Balancer)
+		add("balancer", "unknown balancer %q (want least_outstanding, round_robin or llm)", c.Balancer)
 	}
 	if !strings.HasPrefix(c.Health.Path, "/") {
 		add("health.path", "%q must start with /", c.Health.Path)
@@ -508,6 +511,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateValidation()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateFleet()...)
+	errs = append(errs, c.Balancing.validate()...)
 	if len(errs) == 0 {
 		return nil
 	}

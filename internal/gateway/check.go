@@ -28,6 +28,9 @@ func prepare(cfg *config.Config, token string) (*prepared, error) {
 	if p.picker, err = pool.NewPicker(cfg.Balancer); err != nil {
 		return nil, err
 	}
+	if cfg.Balancer == "llm" {
+		p.picker = pool.NewLLM(llmOptions(cfg.Balancing))
+	}
 	for _, name := range config.PoolNames {
 		pc := cfg.Pools[name]
 		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}

@@ -304,6 +304,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.checker.Run(hctx) })
 	wg.Go(func() { g.outlier.Run(hctx) })
+	wg.Go(func() { g.runScraper(hctx) })
 	wg.Go(func() { g.runControl(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
 	hup, stopHUP := g.notifyHUP()

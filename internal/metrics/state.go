@@ -32,11 +32,19 @@ var (
 	descGateVerd  = prometheus.NewDesc("cutover_gate_verdict", "1 for a validation gate's current verdict (pass, fail, inconclusive).", []string{"gate", "verdict"}, nil)
 )
 
+// The engine metrics the llm balancer reads, per replica (none without it).
+var (
+	descEngineWaiting = prometheus.NewDesc("cutover_replica_engine_waiting", "Requests waiting in the replica's engine queue, as the llm balancer last read them.", []string{"pool", "replica"}, nil)
+	descEngineRunning = prometheus.NewDesc("cutover_replica_engine_running", "Requests running in the replica's engine batch, as the llm balancer last read them.", []string{"pool", "replica"}, nil)
+	descEngineKV      = prometheus.NewDesc("cutover_replica_kv_cache_usage", "The replica's KV-cache use (0-1), as the llm balancer last read it.", []string{"pool", "replica"}, nil)
+	descEngineHitRate = prometheus.NewDesc("cutover_replica_prefix_cache_hit_rate", "The replica's prefix-cache hit rate (hit / queried tokens since its start), as the llm balancer last read it.", []string{"pool", "replica"}, nil)
+)
+
 // phases lists every phase so that the phase metric is a complete set.
 var phases = []string{"pending", "warming", "validating", "ready", "promoted", "retiring", "completed", "failed", "aborted", "rolled_back"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd} {
+	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate} {
 		ch <- d
 	}
 }
@@ -60,6 +68,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range p.Replicas {
 			g(descInFlight, float64(r.InFlight), name, r.URL)
 			g(descHealthy, b2f(r.Healthy), name, r.URL)
+			if e := r.Engine; e != nil {
+				g(descEngineWaiting, e.Waiting, name, r.URL)
+				g(descEngineRunning, e.Running, name, r.URL)
+				g(descEngineKV, e.KVCacheUsage, name, r.URL)
+				g(descEngineHitRate, e.PrefixCacheHitRate, name, r.URL)
+			}
 		}
 	}
 	if d := st.Deployment; d != nil {

@@ -161,6 +161,10 @@ type job struct {
 	promptTokens int
 	tokens       int    // tokens to generate, >= 1
 	finish       string // finishStop or finishLength
+
+	blocks  []uint64      // the prompt's full-block hashes, with a prefix cache
+	hasher  *blockHasher  // what made blocks, to go on with the answer
+	prefill time.Duration // time to first token once running
 }
 
 // result is how a generation ended.
@@ -244,6 +248,10 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 		j.includeUsage = req.StreamOptions.IncludeUsage
 	}
 	h, words, limit := s.modelHash, 0, req.MaxTokens
+	var bh *blockHasher
+	if s.kv != nil {
+		bh = &blockHasher{blockSize: s.cfg.BlockSize, h: s.modelHash}
+	}
 	switch kind {
 	case chatEndpoint:
 		if len(req.Messages) == 0 {
@@ -255,6 +263,9 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 			}
 			h = fnvString(h, string(m.Content))
 			words += countWords(string(m.Content))
+			if bh != nil {
+				bh.add(string(m.Content))
+			}
 		}
 		if req.MaxCompletionTokens != nil && *req.MaxCompletionTokens != 0 {
 			limit = req.MaxCompletionTokens // vLLM: max_completion_tokens or max_tokens
@@ -265,6 +276,12 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 		}
 		h = fnvString(h, req.Prompt.text)
 		words = countWords(req.Prompt.text)
+		if bh != nil {
+			bh.add(req.Prompt.text)
+		}
+	}
+	if bh != nil {
+		j.blocks, j.hasher = bh.hashes, bh
 	}
 	j.seed, j.promptTokens = mix64(h), max(1, words)
 
@@ -341,6 +358,13 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 	}
 	defer s.release()
 	s.metrics.promptTokens.Add(float64(j.promptTokens))
+	cached := 0
+	if s.kv != nil {
+		var blocks int
+		cached, blocks = s.kv.admit(j.blocks, j.promptTokens, j.promptTokens+j.tokens)
+		defer s.kv.release(blocks)
+	}
+	j.prefill = s.prefillDelay(j.promptTokens - cached)
 
 	var produced int
 	var res result
@@ -352,6 +376,9 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 	s.metrics.genTokens.Add(float64(produced))
 	switch res {
 	case succeeded:
+		if s.kv != nil && j.kind == chatEndpoint {
+			s.kv.keep(s.answerBlocks(&j, produced))
+		}
 		s.succeeded.Add(1)
 		s.metrics.success[j.finish].Inc()
 		s.metrics.e2e.Observe(time.Since(arrival).Seconds())
@@ -368,13 +395,13 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 func (s *Server) respond(ctx context.Context, w http.ResponseWriter, j *job, arrival time.Time) (int, result) {
 	var p pacer
 	defer p.stop()
-	if !p.wait(ctx, time.Duration(s.faults.ttft.Load())) {
+	if !p.wait(ctx, j.prefill) {
 		return 0, canceled
 	}
 	first := time.Now()
 	s.metrics.ttft.Observe(first.Sub(arrival).Seconds())
 	if j.tokens > 1 {
-		if !p.wait(ctx, time.Duration(s.faults.itl.Load())*time.Duration(j.tokens-1)) {
+		if !p.wait(ctx, s.decodeDelay(s.running.Load())*time.Duration(j.tokens-1)) {
 			return 1, canceled
 		}
 		gap := time.Since(first).Seconds() / float64(j.tokens-1)
@@ -479,7 +506,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, j *job, fail
 
 	var p pacer
 	defer p.stop()
-	if !p.wait(ctx, time.Duration(s.faults.ttft.Load())) {
+	if !p.wait(ctx, j.prefill) {
 		return 0, canceled
 	}
 	if chat && !send(append(buf, chatRoleDelta...)) {
@@ -487,10 +514,9 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, j *job, fail
 	}
 	last := time.Now()
 	s.metrics.ttft.Observe(last.Sub(arrival).Seconds())
-	itl := time.Duration(s.faults.itl.Load())
 	for i := range j.tokens {
 		if i > 0 {
-			if !p.wait(ctx, itl) {
+			if !p.wait(ctx, s.decodeDelay(s.running.Load())) {
 				return i, canceled
 			}
 			now := time.Now()

@@ -37,6 +37,21 @@ type Config struct {
 	// wait (vllm:num_requests_waiting) until a slot frees or their client
 	// leaves. 0 means unlimited.
 	MaxConcurrent int
+	// KVBlocks is the replica's KV-cache budget in blocks of BlockSize
+	// tokens (simulated tokens are words). With it, running sequences hold
+	// blocks (vllm:kv_cache_usage_perc), and the full blocks of finished
+	// prompts stay in a prefix cache, evicted least recently used first,
+	// so that a prompt sharing a cached prefix skips its prefill
+	// (vllm:prefix_cache_hits_total). 0 means no prefix cache.
+	KVBlocks int
+	// BlockSize is the tokens per KV block; 0 means DefaultBlockSize.
+	BlockSize int
+	// PrefillPerToken is added to TTFT for every prompt token not served
+	// from the prefix cache; 0 means prefill costs nothing.
+	PrefillPerToken time.Duration
+	// ITLPerSeq is added to ITL for every other sequence running at once,
+	// so that decoding slows down as the batch grows; 0 means no slowdown.
+	ITLPerSeq time.Duration
 	// ErrorRate is the fraction of completion requests answered with an HTTP
 	// 500; 0 means none, 1 means all.
 	ErrorRate float64
@@ -93,6 +108,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxModelLen == 0 {
 		cfg.MaxModelLen = DefaultMaxModelLen
 	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = DefaultBlockSize
+	}
 	return cfg
 }
 
@@ -109,6 +127,8 @@ func (cfg Config) validate() error {
 		{"ITL", cfg.ITL},
 		{"ExtraLatency", cfg.ExtraLatency},
 		{"StartupPeriod", cfg.StartupPeriod},
+		{"PrefillPerToken", cfg.PrefillPerToken},
+		{"ITLPerSeq", cfg.ITLPerSeq},
 	} {
 		if d.v < 0 {
 			return &FieldError{Field: d.field, Value: d.v, Err: errors.New("must not be negative")}
@@ -121,6 +141,8 @@ func (cfg Config) validate() error {
 		{"Tokens", cfg.Tokens},
 		{"MaxConcurrent", cfg.MaxConcurrent},
 		{"MaxModelLen", cfg.MaxModelLen},
+		{"KVBlocks", cfg.KVBlocks},
+		{"BlockSize", cfg.BlockSize},
 	} {
 		if n.v < 0 {
 			return &FieldError{Field: n.field, Value: n.v, Err: errors.New("must not be negative")}

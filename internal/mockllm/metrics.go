@@ -57,7 +57,20 @@ func newMetrics(s *Server) *metrics {
 	gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
 		func() float64 { return float64(s.waiting.Load()) })
 	gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
-		func() float64 { return min(1, float64(s.running.Load())/capacity) })
+		func() float64 {
+			if s.kv != nil {
+				return s.kv.usage()
+			}
+			return min(1, float64(s.running.Load())/capacity)
+		})
+	if s.kv != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vllm:prefix_cache_queries_total",
+			Help: "Prefix cache queries, in terms of number of queried tokens.", ConstLabels: labels},
+			func() float64 { return float64(s.kv.queries.Load()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "vllm:prefix_cache_hits_total",
+			Help: "Prefix cache hits, in terms of number of cached tokens.", ConstLabels: labels},
+			func() float64 { return float64(s.kv.hits.Load()) }))
+	}
 
 	success := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vllm:request_success_total", Help: "Count of successfully processed requests.", ConstLabels: labels,

@@ -42,6 +42,7 @@ type Server struct {
 	ids       atomic.Uint64
 	draws     atomic.Uint64 // fault-injection draws so far
 	slots     chan struct{} // one element per running sequence; nil when unlimited
+	kv        *kvCache      // nil without Config.KVBlocks
 
 	start   time.Time        // when New returned
 	readyAt time.Time        // start + StartupPeriod
@@ -100,6 +101,9 @@ func New(cfg Config) (*Server, error) {
 	s.readyAt = s.start.Add(cfg.StartupPeriod)
 	if cfg.MaxConcurrent > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConcurrent)
+	}
+	if cfg.KVBlocks > 0 {
+		s.kv = newKVCache(cfg.KVBlocks, cfg.BlockSize)
 	}
 	s.loaded.Store(cfg.StartupPeriod == 0)
 	s.faults.failHealth.Store(cfg.FailHealth)

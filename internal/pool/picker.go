@@ -20,6 +20,8 @@ func NewPicker(name string) (Picker, error) {
 		return LeastOutstanding{}, nil
 	case "round_robin":
 		return &RoundRobin{}, nil
+	case "llm":
+		return NewLLM(LLMOptions{}), nil
 	}
 	return nil, fmt.Errorf("unknown balancer %q", name)
 }

@@ -33,6 +33,8 @@ type Replica struct {
 	requests atomic.Uint64 // requests sent, retries included
 	out      outlierState  // passive health: see Outlier
 
+	engine atomic.Pointer[EngineLoad] // the llm balancer's scraped metrics; nil before
+
 	mu        sync.Mutex // guards the fields below
 	passes    int        // consecutive passed checks
 	fails     int        // consecutive failed checks

@@ -359,7 +359,7 @@ func (ex *exchange) run() (abort bool) {
 		defer c2()
 	}
 	ex.ctx = ctx
-	return ex.h.forward(ex.e.Pool, &ex.obs, ex)
+	return ex.h.forward(ex.e.Pool, &ex.obs, ex, ex.body)
 }
 
 // attempt is how one serving path tries a replica (the net/http exchange
@@ -387,12 +387,13 @@ type attempt interface {
 // replica of the pool when nothing reached the client yet: after a failure
 // classify says another replica may take, or a 502/503 while another
 // replica can take it. Every attempt's outcome goes to the outlier
-// detector. o records the replica tried and the retry.
-func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt) bool {
+// detector. o records the replica tried and the retry. body is the
+// buffered request body (nil when not buffered), for a pool.BodyPicker.
+func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt, body []byte) bool {
 	var skip *pool.Replica
 	var last *apiError // the last failed attempt's answer
 	for n := 0; n < 2; n++ {
-		rep := h.picker.Pick(p.Replicas, skip)
+		rep := h.pick(p.Replicas, skip, body)
 		if rep == nil {
 			if n == 0 {
 				return a.fail(errNoHealthyReplica(p.Name))

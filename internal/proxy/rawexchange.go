@@ -242,7 +242,7 @@ type rawResp struct {
 
 // run forwards the request (see Handler.forward). It reports whether
 // the client connection can serve another request.
-func (x *rawExchange) run() bool { return x.h.forward(x.e.Pool, &x.obs, x) }
+func (x *rawExchange) run() bool { return x.h.forward(x.e.Pool, &x.obs, x, x.body) }
 
 func (x *rawExchange) try(rep *pool.Replica) (int, error) {
 	if err := x.send(rep); err != nil {

@@ -20,6 +20,10 @@ func (c *Controller) Status() api.Status {
 		for _, r := range p.Replicas {
 			h := r.Health()
 			ap.Replicas = append(ap.Replicas, api.Replica{URL: r.Name, Healthy: h.Healthy, InFlight: r.InFlight(), Requests: r.Requests(), LastError: h.LastError, CheckedAt: h.CheckedAt, ChangedAt: h.ChangedAt})
+			if e := r.EngineLoad(); e != nil {
+				ap.Replicas[len(ap.Replicas)-1].Engine = &api.EngineMetrics{Waiting: e.Waiting, Running: e.Running,
+					KVCacheUsage: e.KV, PrefixCacheHitRate: e.PrefixHitRate(), ScrapedAt: e.At}
+			}
 		}
 		s.Pools[name] = ap
 	}

@@ -369,7 +369,9 @@
     const tone = total === 0 ? '' : p.healthy_replicas === total ? 'text-ok' : p.healthy_replicas === 0 ? 'text-bad' : 'text-warn';
     el.classList.toggle('is-live', p.live);
     const rows = p.replicas.flatMap((r) => [h('tr', { dataset: { replica: r.url }, class: r.last_error ? 'has-error' : '' },
-      h('td', { class: 'url', title: r.url }, shortURL(r.url)),
+      h('td', { class: 'url', title: r.url }, shortURL(r.url),
+        r.engine && h('div', { class: 'engine', dataset: { testid: 'engine' }, title: `engine metrics read ${relative(r.engine.scraped_at)} (balancer: llm)` },
+          `queue ${fmtInt(r.engine.waiting)} · running ${fmtInt(r.engine.running)} · KV ${Math.round(r.engine.kv_cache_usage * 100)}% · prefix hits ${Math.round(r.engine.prefix_cache_hit_rate * 100)}%`)),
       h('td', {}, h('span', {
         class: `health ${r.healthy ? 'text-ok' : 'text-bad'}`,
         title: [isSet(r.checked_at) && `checked ${relative(r.checked_at)}`, isSet(r.changed_at) && `changed ${relative(r.changed_at)}`].filter(Boolean).join(', '),

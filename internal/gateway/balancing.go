@@ -1,0 +1,38 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// llmOptions maps the balancing keys to the llm balancer's options;
+// stale_after 0 means 3 metrics intervals.
+func llmOptions(b config.Balancing) pool.LLMOptions {
+	stale := b.StaleAfter.D()
+	if stale == 0 {
+		stale = 3 * b.MetricsInterval.D()
+	}
+	return pool.LLMOptions{
+		QueueWeight: b.QueueWeight, KVWeight: b.KVWeight, PrefixWeight: b.PrefixWeight,
+		MaxQueue: b.MaxQueue, MaxKV: b.MaxKV, StaleAfter: stale,
+		BlockBytes: b.PrefixBlockBytes, AffinityEntries: b.AffinityEntries,
+	}
+}
+
+// runScraper reads every replica's engine metrics for the llm balancer
+// until ctx ends; with another balancer it returns at once.
+func (g *Gateway) runScraper(ctx context.Context) {
+	if g.cfg.Balancer != "llm" || g.ctrl == nil {
+		return
+	}
+	s := &pool.Scraper{
+		Client:   &http.Client{Transport: g.tls.transport(0)},
+		Interval: g.cfg.Balancing.MetricsInterval.D(),
+		Targets:  g.ctrl.Targets,
+		Logger:   g.log,
+	}
+	s.Run(ctx)
+}

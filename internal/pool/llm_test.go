@@ -1,0 +1,266 @@
+package pool_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// fresh publishes just-scraped engine metrics on r.
+func fresh(r *pool.Replica, waiting, kv float64) {
+	r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Waiting: waiting, KV: kv, InFlight: r.InFlight()})
+}
+
+// chat returns a chat body whose messages are the given turns.
+func chat(turns ...string) []byte {
+	var b strings.Builder
+	b.WriteString(`{"model":"m","messages":[`)
+	for i, t := range turns {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"role":"user","content":"` + t + `"}`)
+	}
+	b.WriteString(`],"stream":true}`)
+	return []byte(b.String())
+}
+
+func TestLLMStaleMetricsCountAsSaturated(t *testing.T) {
+	rs := replicas(t, 3)
+	fresh(rs[0], 3, 0.5)                                                  // loaded but fresh
+	rs[1].SetEngineLoad(&pool.EngineLoad{At: time.Now().Add(-time.Hour)}) // idle, but stale
+	// rs[2] never scraped
+	l := pool.NewLLM(pool.LLMOptions{})
+	for i := range 20 {
+		if got := l.Pick(rs, nil); got != rs[0] {
+			t.Fatalf("pick %d: %s, want the only replica with fresh metrics %s", i, got.Name, rs[0].Name)
+		}
+	}
+	// With nothing fresh, it still answers (least outstanding).
+	if got := l.Pick(rs, rs[0]); got == nil || got == rs[0] {
+		t.Fatalf("all stale: got %v, want another replica", got)
+	}
+}
+
+func TestLLMDisqualificationThresholds(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		waiting  float64
+		kv       float64
+		inflight int64 // gateway requests sent since the scrape
+		out      bool
+	}{
+		{"queue at the limit", 5, 0.1, 0, false},
+		{"queue above", 6, 0.1, 0, true},
+		{"kv at the limit", 0, 0.8, 0, false},
+		{"kv above", 0, 0.81, 0, true},
+		{"queue above with the gateway's own requests", 3, 0.1, 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := replicas(t, 2)
+			fresh(rs[0], tc.waiting, tc.kv)
+			for range tc.inflight {
+				rs[0].Acquire()
+			}
+			fresh(rs[1], 0, 0)
+			// rs[1] looks worse (fresh requests in flight) but qualifies.
+			rs[1].SetEngineLoad(&pool.EngineLoad{At: time.Now(), Waiting: 5, KV: 0.8, InFlight: rs[1].InFlight()})
+			l := pool.NewLLM(pool.LLMOptions{})
+			n0 := 0
+			for range 10 {
+				if l.Pick(rs, nil) == rs[0] {
+					n0++
+				}
+			}
+			if tc.out && n0 != 0 {
+				t.Errorf("disqualified replica got %d of 10 picks", n0)
+			}
+			if !tc.out && n0 != 10 {
+				t.Errorf("qualified, less loaded replica got %d of 10 picks", n0)
+			}
+		})
+	}
+}
+
+func TestLLMAffinitySticksUntilOverloadThenSpills(t *testing.T) {
+	rs := replicas(t, 4)
+	for _, r := range rs {
+		fresh(r, 0, 0.1)
+	}
+	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
+	system := strings.Repeat("You are a helpful assistant. ", 20)
+	turns := []string{system}
+	first := l.PickBody(rs, nil, chat(turns...))
+	first.Acquire()
+	// Each later turn resends the conversation: it sticks to first while
+	// first's queue (its requests since the scrape) stays within 5.
+	for i := range 5 {
+		turns = append(turns, strings.Repeat("more words ", 10))
+		got := l.PickBody(rs, nil, chat(turns...))
+		if got != first {
+			t.Fatalf("turn %d went to %s, want %s (queue %d)", i+2, got.Name, first.Name, first.InFlight())
+		}
+		got.Acquire()
+	}
+	// Queue now 6 > 5: disqualified, the next turn spills.
+	turns = append(turns, "and one more")
+	spill := l.PickBody(rs, nil, chat(turns...))
+	if spill == first {
+		t.Fatalf("overloaded replica (queue %d) kept the conversation", first.InFlight())
+	}
+	// The spilled turn's prefix now points at spill: the next turn follows it.
+	turns = append(turns, "next")
+	if got := l.PickBody(rs, nil, chat(turns...)); got != spill {
+		t.Fatalf("after the spill the conversation went to %s, want %s", got.Name, spill.Name)
+	}
+	// Another conversation with another prefix is not pulled anywhere in
+	// particular: with first out, it goes to an idle replica.
+	other := l.PickBody(rs, nil, chat(strings.Repeat("Different system prompt. ", 20)))
+	if other == first {
+		t.Fatalf("a new conversation went to the overloaded replica")
+	}
+}
+
+func TestLLMBurstAfterScrapeSpreads(t *testing.T) {
+	rs := replicas(t, 4)
+	for _, r := range rs {
+		fresh(r, 0, 0.2)
+	}
+	l := pool.NewLLM(pool.LLMOptions{})
+	counts := map[*pool.Replica]int{}
+	for range 12 { // no scrape in between: only the gateway's own counts move
+		r := l.PickBody(rs, nil, chat("same short prompt"))
+		r.Acquire()
+		counts[r]++
+	}
+	for _, r := range rs {
+		if counts[r] != 3 {
+			t.Errorf("%s got %d of 12, want 3 each: %v", r.Name, counts[r], counts)
+		}
+	}
+}
+
+func TestLLMSkipsUnhealthyAndSkip(t *testing.T) {
+	rs := replicas(t, 3)
+	for _, r := range rs {
+		fresh(r, 0, 0)
+	}
+	rs[0].Eject(time.Now(), errDown)
+	l := pool.NewLLM(pool.LLMOptions{})
+	for range 10 {
+		if got := l.Pick(rs, rs[1]); got != rs[2] {
+			t.Fatalf("got %s, want %s", got.Name, rs[2].Name)
+		}
+	}
+	if got := l.Pick(nil, nil); got != nil {
+		t.Fatalf("no replicas: got %v", got)
+	}
+}
+
+func TestLLMPickDoesNotAllocate(t *testing.T) {
+	rs := replicas(t, 4)
+	for _, r := range rs {
+		fresh(r, 1, 0.3)
+	}
+	l := pool.NewLLM(pool.LLMOptions{})
+	body := chat(strings.Repeat("a long shared system prompt ", 200), "hello")
+	if n := testing.AllocsPerRun(200, func() { l.PickBody(rs, nil, body) }); n != 0 {
+		t.Fatalf("PickBody allocates %v times per call", n)
+	}
+}
+
+func BenchmarkLLMPickBody(b *testing.B) {
+	rs := replicas(b, 4)
+	for _, r := range rs {
+		fresh(r, 1, 0.3)
+	}
+	l := pool.NewLLM(pool.LLMOptions{})
+	body := chat(strings.Repeat("a long shared system prompt ", 40), "hello")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.PickBody(rs, nil, body)
+		}
+	})
+}
+
+func TestParseEngineMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name, text           string
+		waiting, running, kv float64
+		hits, queries        float64
+		wantErr              bool
+	}{
+		{"vllm", `# HELP vllm:num_requests_waiting x
+vllm:num_requests_waiting{model_name="m"} 2.0
+vllm:num_requests_running{model_name="m"} 7
+vllm:kv_cache_usage_perc{model_name="m"} 0.25
+vllm:gpu_cache_usage_perc{model_name="m"} 0.9
+vllm:prefix_cache_hits_total{model_name="m"} 30
+vllm:prefix_cache_queries_total{model_name="m"} 120
+`, 2, 7, 0.25, 30, 120, false},
+		{"older vllm", `vllm:num_requests_waiting{model_name="m",engine="0"} 1
+vllm:num_requests_running{model_name="m",engine="0"} 3
+vllm:gpu_cache_usage_perc{model_name="m",engine="0"} 0.5
+`, 1, 3, 0.5, 0, 0, false},
+		{"two engines summed", `vllm:num_requests_waiting{engine="0"} 1
+vllm:num_requests_waiting{engine="1"} 2
+vllm:num_requests_running{engine="0"} 1
+`, 3, 1, 0, 0, 0, false},
+		{"sglang", `sglang:num_queue_reqs{model_name="m"} 4
+sglang:num_running_reqs{model_name="m"} 9
+sglang:token_usage{model_name="m"} 0.6
+`, 4, 9, 0.6, 0, 0, false},
+		{"not an engine", "go_goroutines 12\n", 0, 0, 0, 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := pool.ParseEngineMetrics(strings.NewReader(tc.text))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("no error for %q", tc.text)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Waiting != tc.waiting || e.Running != tc.running || e.KV != tc.kv || e.PrefixHits != tc.hits || e.PrefixQueries != tc.queries {
+				t.Fatalf("got %+v", e)
+			}
+		})
+	}
+}
+
+func TestScraperPublishesAndGoesStale(t *testing.T) {
+	var up atomic.Bool
+	up.Store(true)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" || !up.Load() {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("vllm:num_requests_waiting 4\nvllm:num_requests_running 2\nvllm:kv_cache_usage_perc 0.5\n"))
+	}))
+	defer ts.Close()
+	u, _ := url.Parse(ts.URL)
+	r := pool.NewReplica(u)
+	r.Acquire()
+	s := &pool.Scraper{Targets: func() []pool.Target { return []pool.Target{{Replica: r}, {Replica: r}} }}
+	s.Tick(context.Background())
+	e := r.EngineLoad()
+	if e == nil || e.Waiting != 4 || e.Running != 2 || e.KV != 0.5 || e.InFlight != 1 {
+		t.Fatalf("after a scrape: %+v", e)
+	}
+	up.Store(false)
+	s.Tick(context.Background())
+	if r.EngineLoad() != e {
+		t.Fatalf("a failed scrape replaced the last metrics")
+	}
+}
