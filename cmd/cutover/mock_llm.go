@@ -56,6 +56,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 			if err != nil {
 				return err
 			}
+			cfg.Sleep.DevMode = mockSleepDevMode()
 			return runMockLLM(cmd.Context(), log, listen, cfg, keepAlive)
 		},
 	}
@@ -76,6 +77,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.StringVar(&cfg.AnswerAs, "answer-as", "", "answer as this model id would (same weights, new served id)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "require Authorization: Bearer KEY on /v1/* (401 otherwise), like vLLM's --api-key")
 	f.IntVar(&cfg.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported and enforced")
+	addMockSleepFlags(cmd, &cfg.Sleep)
 	return cmd
 }
 

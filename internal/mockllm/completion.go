@@ -267,6 +267,9 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 		words = countWords(req.Prompt.text)
 	}
 	j.seed, j.promptTokens = mix64(h), max(1, words)
+	if s.garbageWeights() {
+		j.seed = mix64(j.seed ^ garbageSalt) // level-2 wake without reload_weights: wrong text
+	}
 
 	maxLen := s.cfg.MaxModelLen
 	if j.promptTokens >= maxLen {
