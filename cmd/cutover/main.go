@@ -96,6 +96,7 @@ Start here:  cutover demo`,
 		newVersionCmd(),
 		newStateCmd(),
 		newConfigCmd(),
+		newAgentCmd(g),
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")
