@@ -199,6 +199,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			AutoPromote:      ro.AutoPromote,
 			AutoPromoteAfter: ro.AutoPromoteAfter.D(),
 			Retention:        ro.Retention.D(),
+			RetentionMode:    ro.RetentionMode,
 			DrainTimeout:     ro.DrainTimeout.D(),
 			Warmup:           warm,
 			WarmupTimeout:    ro.Warmup.Timeout.D(),
