@@ -109,6 +109,9 @@ type Rollout struct {
 	// "keep" (default) leaves it awake; "sleep" puts its replicas to sleep
 	// through vLLM's sleep-mode endpoints and wakes them before a rollback.
 	RetentionMode string `yaml:"retention_mode"`
+	// WakeTimeout bounds the wake-up of one sleeping replica before a
+	// rollback (retention_mode: sleep). Default 2m.
+	WakeTimeout Duration `yaml:"wake_timeout"`
 	// DrainTimeout bounds the wait for the old pool's in-flight requests
 	// and streams when its retention ends. Default 5m.
 	DrainTimeout Duration `yaml:"drain_timeout"`
@@ -335,6 +338,7 @@ func Default() *Config {
 			ProgressDeadline: Duration(30 * time.Minute),
 			Retention:        Duration(time.Hour),
 			RetentionMode:    "keep",
+			WakeTimeout:      Duration(2 * time.Minute),
 			DrainTimeout:     Duration(5 * time.Minute),
 			Warmup: Warmup{
 				Requests: []WarmupRequest{
@@ -603,6 +607,9 @@ func (r *Rollout) validate() []*FieldError {
 		add("rollout.retention_mode", "%q is not implemented yet: want keep or sleep", r.RetentionMode)
 	default:
 		add("rollout.retention_mode", "want keep or sleep, got %q", r.RetentionMode)
+	}
+	if r.WakeTimeout <= 0 {
+		add("rollout.wake_timeout", "must be positive, got %s", r.WakeTimeout)
 	}
 	if r.DrainTimeout < 0 {
 		add("rollout.drain_timeout", "must not be negative, got %s", r.DrainTimeout)

@@ -124,9 +124,9 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 }
 
 // awaitAwake polls GET /is_sleeping until it says false, bounded by the
-// probe timeout.
+// probe timeout plus the wake timeout.
 func (c *Controller) awaitAwake(ctx context.Context, base string) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout+c.opts.Settings.WakeTimeout)
 	defer cancel()
 	for {
 		sleeping, err := c.isSleeping(ctx, base)
