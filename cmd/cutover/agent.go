@@ -35,6 +35,7 @@ agent.yaml:
   command: [vllm, serve, "{model}", --port, "{port}", --tensor-parallel-size, "{gpus_count}", --enable-sleep-mode]
   env: {VLLM_SERVER_DEV_MODE: "1"}
   log_dir: /var/log/cutover-agent
+  log_max_mb: 100           # copytruncate to FILE.1 beyond this
   state_file: ""            # default log_dir/agent-state.json
   stop_grace: 30s
 

@@ -119,6 +119,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 				a.replicas = append(a.replicas, &r)
 				log.Info("agent: re-adopted replica", "id", r.ID, "pid", r.PID, "gpus", r.GPUs, "state", r.State)
 				go a.watchAdopted(&r)
+				go a.rotateLog(&r, logCheckEvery)
 				switch r.State {
 				case StateStarting:
 					go a.awaitHealthy(&r)
@@ -317,6 +318,7 @@ func (a *Agent) Start(req StartRequest) (Replica, error) {
 		a.exited(r, code)
 	}()
 	go a.awaitHealthy(r)
+	go a.rotateLog(r, logCheckEvery)
 	return r.snapshot(), nil
 }
 
@@ -499,8 +501,3 @@ func (a *Agent) Forget(id string) error {
 	}
 	return fmt.Errorf("%w: %s", ErrNotFound, id)
 }
-
-// Close stops nothing: replicas outlive the agent, which re-adopts them.
-// It waits for no goroutine either; it exists for symmetry with callers
-// that defer it.
-func (a *Agent) Close() {}

@@ -425,3 +425,34 @@ func TestAgentConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestRotateIfLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replica.log")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	big := strings.Repeat("x", 100) + "\n"
+	for range 20 {
+		f.WriteString(big)
+	}
+	if err := rotateIfLarge(path, 10_000); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Size() != 2020 {
+		t.Fatalf("small log rotated: size %d", st.Size())
+	}
+	if err := rotateIfLarge(path, 1000); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(path + ".1")
+	if len(old) != 2020 {
+		t.Fatalf("rotated copy holds %d bytes, want 2020", len(old))
+	}
+	// The writer keeps appending, at the start of the truncated file.
+	f.WriteString("after\n")
+	if b, _ := os.ReadFile(path); string(b) != "after\n" {
+		t.Fatalf("log after rotation %q", b)
+	}
+}

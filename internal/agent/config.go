@@ -42,6 +42,10 @@ type Config struct {
 	// LogDir receives each replica's stdout and stderr, one file per
 	// replica. Required.
 	LogDir string `yaml:"log_dir"`
+	// LogMaxMB rotates a replica's log once it is larger than this many
+	// MiB: it is copied to FILE.1 (replacing the previous one) and
+	// truncated; the replica keeps appending to it. Zero means 100.
+	LogMaxMB int `yaml:"log_max_mb"`
 	// StateFile records the replicas so that a restarted agent re-adopts
 	// them. Empty means LogDir/agent-state.json.
 	StateFile string `yaml:"state_file"`
@@ -139,6 +143,12 @@ func (c *Config) Validate() error {
 	}
 	if c.StateFile == "" {
 		c.StateFile = filepath.Join(c.LogDir, "agent-state.json")
+	}
+	if c.LogMaxMB < 0 {
+		return &FieldError{"log_max_mb", "must not be negative"}
+	}
+	if c.LogMaxMB == 0 {
+		c.LogMaxMB = 100
 	}
 	if c.StopGrace < 0 {
 		return &FieldError{"stop_grace", "must not be negative"}
