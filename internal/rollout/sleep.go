@@ -28,10 +28,24 @@ const (
 // sleep and those that could not be. It is not persisted: after a restart
 // the controller asks again (sleeping a sleeping vLLM is a no-op).
 type sleepTracker struct {
-	mu      sync.Mutex
+	// op serialises putting a pool to sleep and waking it, so that a
+	// reconcile that observed the old pool retained never sends /sleep
+	// after a rollback woke it.
+	op sync.Mutex
+
+	mu      sync.Mutex          // guards the maps
 	asleep  map[string][]string // deployment id -> replicas asleep
 	awake   map[string][]string // deployment id -> replicas kept awake, with why
 	checked map[string]bool     // deployment id -> every replica tried
+	woken   map[string]bool     // deployment id -> a rollback woke its old pool: never sleep it again
+}
+
+// initLocked makes the maps; t.mu must be held.
+func (t *sleepTracker) initLocked() {
+	if t.checked == nil {
+		t.asleep, t.awake = map[string][]string{}, map[string][]string{}
+		t.checked, t.woken = map[string]bool{}, map[string]bool{}
+	}
 }
 
 // keepRetainedAsleep puts the old pool of a promoted deployment to sleep
@@ -42,12 +56,21 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 	}
 	t := &c.sleep
 	t.mu.Lock()
-	if t.checked == nil {
-		t.asleep, t.awake, t.checked = map[string][]string{}, map[string][]string{}, map[string]bool{}
-	}
-	done := t.checked[d.ID]
+	t.initLocked()
+	done := t.checked[d.ID] || t.woken[d.ID]
 	t.mu.Unlock()
 	if !done {
+		t.op.Lock()
+		defer t.op.Unlock()
+		// Look again now that no wake can run: a rollback may have
+		// happened since this reconcile's snapshot.
+		st, _, _ := c.snapshot()
+		t.mu.Lock()
+		woken := t.woken[d.ID]
+		t.mu.Unlock()
+		if cur := st.find(d.ID); woken || cur == nil || cur.Phase != PhasePromoted {
+			return
+		}
 		old := pools[d.From]
 		var asleep, awake []string
 		if old != nil {
@@ -69,8 +92,12 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		c.log.Info("retention: old pool put to sleep", "deployment", d.ID, "pool", d.From, "asleep", len(asleep), "kept_awake", len(awake))
 	}
 	t.mu.Lock()
-	asleep, awake := t.asleep[d.ID], t.awake[d.ID]
+	asleep, awake, woken := t.asleep[d.ID], t.awake[d.ID], t.woken[d.ID]
 	t.mu.Unlock()
+	if woken { // a rollback woke it (and may have been refused after)
+		c.setNote(d.ID, "")
+		return
+	}
 	note := fmt.Sprintf("retained pool %s asleep (%d replicas, vLLM sleep level 1) until %s; a rollback wakes it first", d.From, len(asleep), stamp(d.RetainUntil))
 	if len(awake) > 0 {
 		note += fmt.Sprintf("; kept awake (no sleep mode): %s", strings.Join(awake, ", "))
@@ -86,6 +113,13 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 	if c.opts.Settings.RetentionMode != RetentionSleep || d == nil {
 		return 0, 0, nil
 	}
+	t := &c.sleep
+	t.op.Lock() // waits for a sleep in progress to end
+	defer t.op.Unlock()
+	t.mu.Lock()
+	t.initLocked()
+	t.woken[d.ID] = true
+	t.mu.Unlock()
 	old := pools[d.From]
 	if old == nil {
 		return 0, 0, nil
@@ -114,9 +148,7 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 	for _, err := range errs {
 		c.log.Warn("rollback: replica not woken", "deployment", d.ID, "err", err)
 	}
-	t := &c.sleep
 	t.mu.Lock()
-	delete(t.checked, d.ID)
 	delete(t.asleep, d.ID)
 	delete(t.awake, d.ID)
 	t.mu.Unlock()

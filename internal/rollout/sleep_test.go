@@ -101,3 +101,33 @@ func TestRetentionSleepRollbackWake(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionSleepNeverAfterWake: a reconcile that observed the old pool
+// retained (before a rollback) must not put it to sleep once the rollback
+// woke it and made it live.
+func TestRetentionSleepNeverAfterWake(t *testing.T) {
+	sleepy, sleepyURL := sleepyReplica(t, "m1", true)
+	f := newFx(t, func(o *Options) {
+		o.Settings.RetentionMode = RetentionSleep
+		o.ProbeTimeout = 2 * time.Second
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{sleepyURL}}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// What a reconcile running right now would have observed.
+	st, _, pools := f.c.snapshot()
+	stale := st.active()
+	if stale == nil || stale.Phase != PhasePromoted {
+		t.Fatalf("no promoted deployment: %+v", stale)
+	}
+	if sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil || sw.Live != "blue" {
+		t.Fatalf("rollback: %+v %v", sw, err)
+	}
+	f.c.keepRetainedAsleep(f.ctx, stale, pools)
+	if sleepy.SleepStats().Sleeping {
+		t.Fatal("the live pool was put to sleep by a reconcile that observed it retained")
+	}
+}
