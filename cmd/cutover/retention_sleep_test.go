@@ -70,6 +70,10 @@ func TestRetentionSleepRollbackUnderLoad(t *testing.T) {
 			t.Fatal("status says asleep, a replica is awake")
 		}
 	}
+	code, out, _ := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=secret"}, "status", "--admin", "http://"+c.admin)
+	if code != 0 || strings.Count(out, "asleep") < 3 { // the two replicas and the deployment's note
+		t.Fatalf("cutover status (exit %d) does not show the replicas asleep:\n%s", code, out)
+	}
 
 	// Load through the gateway while rolling back.
 	var sent, failed atomic.Int64

@@ -38,6 +38,24 @@ type sleepTracker struct {
 	awake   map[string][]string // deployment id -> replicas kept awake, with why
 	checked map[string]bool     // deployment id -> every replica tried
 	woken   map[string]bool     // deployment id -> a rollback woke its old pool: never sleep it again
+	pool    map[string]string   // deployment id -> the pool put to sleep
+}
+
+// asleepSet returns "pool replicaURL" for every replica kept asleep by a
+// deployment still in its retention (promoted) in st.
+func (t *sleepTracker) asleepSet(st *State) map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]bool{}
+	for id, rs := range t.asleep {
+		if d := st.find(id); t.woken[id] || d == nil || d.Phase != PhasePromoted {
+			continue
+		}
+		for _, r := range rs {
+			out[t.pool[id]+" "+r] = true
+		}
+	}
+	return out
 }
 
 // initLocked makes the maps; t.mu must be held.
@@ -45,6 +63,7 @@ func (t *sleepTracker) initLocked() {
 	if t.checked == nil {
 		t.asleep, t.awake = map[string][]string{}, map[string][]string{}
 		t.checked, t.woken = map[string]bool{}, map[string]bool{}
+		t.pool = map[string]string{}
 	}
 }
 
@@ -88,6 +107,7 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		}
 		t.mu.Lock()
 		t.asleep[d.ID], t.awake[d.ID], t.checked[d.ID] = asleep, awake, true
+		t.pool[d.ID] = d.From
 		t.mu.Unlock()
 		c.log.Info("retention: old pool put to sleep", "deployment", d.ID, "pool", d.From, "asleep", len(asleep), "kept_awake", len(awake))
 	}

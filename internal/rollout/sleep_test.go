@@ -50,6 +50,11 @@ func TestRetentionModeSleep(t *testing.T) {
 				!strings.Contains(d.Waiting, "kept awake (no sleep mode): "+plainURL)) {
 				t.Fatalf("status waiting %q, want the pool asleep and the replica kept awake", d.Waiting)
 			}
+			for _, r := range f.c.Status().Pools["blue"].Replicas {
+				if want := mode == RetentionSleep && r.URL == sleepyURL; r.Asleep != want {
+					t.Fatalf("status replica %s asleep=%v in mode %s", r.URL, r.Asleep, mode)
+				}
+			}
 			f.step() // a second reconcile sends nothing new
 			sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{})
 			if err != nil || sw.Live != "blue" {
@@ -57,6 +62,11 @@ func TestRetentionModeSleep(t *testing.T) {
 			}
 			if sleepy.SleepStats().Sleeping {
 				t.Fatal("rolled back onto a sleeping replica")
+			}
+			for _, r := range f.c.Status().Pools["blue"].Replicas {
+				if r.Asleep {
+					t.Fatalf("status replica %s asleep after the rollback", r.URL)
+				}
 			}
 			ev := f.lastEvent("rollback")
 			if woke := strings.Contains(ev.Reason, "after waking 1 replica(s) of blue in "); woke != (mode == RetentionSleep) {
