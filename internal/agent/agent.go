@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -500,4 +501,36 @@ func (a *Agent) Forget(id string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrNotFound, id)
+}
+
+// ErrExited is returned by AwaitReady for a replica that exited first.
+var ErrExited = errors.New("replica exited before it was ready")
+
+// AwaitReady waits until the replica is running (its /health answered 200)
+// and returns it. A replica that exits first is an ErrExited error with its
+// exit code and last log lines; ctx bounds the wait.
+func (a *Agent) AwaitReady(ctx context.Context, id string) (Replica, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r, ok := a.Get(id)
+		switch {
+		case !ok:
+			return Replica{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		case r.State == StateExited:
+			code := -1
+			if r.ExitCode != nil {
+				code = *r.ExitCode
+			}
+			return r, fmt.Errorf("%w: replica %s of %s exited with code %d (%s); last log lines:\n%s",
+				ErrExited, id, r.Model, code, r.ExitReason, strings.Join(r.LastLog, "\n"))
+		case r.State != StateStarting:
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("replica %s not ready: %w", id, ctx.Err())
+		case <-t.C:
+		}
+	}
 }

@@ -208,6 +208,13 @@ func chat(t *testing.T, base, model string) (int, string) {
 func TestAgentStartSleepWakeStop(t *testing.T) {
 	h := startAgent(t, testConfig(t, mockCommand()))
 
+	var waited Replica
+	if code := apiCall(t, h.url, "POST", "/v1/replicas?wait=30s", `{"model":"m0","gpus":1}`, &waited); code != http.StatusCreated || waited.State != StateRunning {
+		t.Fatalf("start?wait = %d %+v, want 201 running", code, waited)
+	}
+	if code := apiCall(t, h.url, "POST", "/v1/replicas/"+waited.ID+"/stop", "", nil); code != 200 {
+		t.Fatalf("stop = %d", code)
+	}
 	r1, code := h.start("m1", 2)
 	if code != http.StatusCreated || !slices.Equal(r1.GPUs, []int{0, 1}) || r1.State != StateStarting {
 		t.Fatalf("start m1 = %d %+v, want 201 on GPUs 0-1, starting", code, r1)
@@ -318,6 +325,11 @@ func TestAgentCommandFailures(t *testing.T) {
 		r, code := h.start("big-model", 2)
 		if code != http.StatusCreated {
 			t.Fatalf("start = %d", code)
+		}
+		var e struct{ Error struct{ Message string } }
+		if code := apiCall(t, h.url, "POST", "/v1/replicas?wait=30s", `{"model":"big-model","gpus":2}`, &e); code != http.StatusInternalServerError ||
+			!strings.Contains(e.Error.Message, "exited with code 3") || !strings.Contains(e.Error.Message, "CUDA out of memory") {
+			t.Fatalf("start?wait = %d %q, want 500 with the exit code and last log lines", code, e.Error.Message)
 		}
 		got := awaitReplica(t, h.url, r.ID, "exited", stateIs(StateExited))
 		if got.ExitCode == nil || *got.ExitCode != 3 || !slices.Contains(got.LastLog, "CUDA out of memory") ||

@@ -15,7 +15,8 @@ import (
 // Authorization: Bearer TOKEN (401 otherwise).
 //
 //	GET    /v1/replicas                  every replica
-//	POST   /v1/replicas                  {"model":ID,"gpus":N} → 201, the replica (starting)
+//	POST   /v1/replicas[?wait=20m]       {"model":ID,"gpus":N} → 201, the replica (starting;
+//	                                     with wait: running, or an error with its last log lines)
 //	GET    /v1/replicas/{id}             one replica
 //	POST   /v1/replicas/{id}/stop        SIGTERM, SIGKILL after stop_grace; answers once gone
 //	POST   /v1/replicas/{id}/sleep       ?level=1|2 (default 1): vLLM's POST /sleep
@@ -38,10 +39,28 @@ func (a *Agent) Handler() http.Handler {
 			writeErr(w, http.StatusBadRequest, "body: "+err.Error())
 			return
 		}
+		var wait time.Duration
+		if v := r.URL.Query().Get("wait"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				writeErr(w, http.StatusBadRequest, "wait "+strconv.Quote(v)+": want a duration, e.g. 20m")
+				return
+			}
+			wait = d
+		}
 		rep, err := a.Start(req)
 		if err != nil {
 			writeErr(w, statusOf(err), err.Error())
 			return
+		}
+		if wait > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), wait)
+			defer cancel()
+			rep, err = a.AwaitReady(ctx, rep.ID)
+			if err != nil {
+				writeErr(w, statusOf(err), err.Error())
+				return
+			}
 		}
 		writeJSON(w, http.StatusCreated, rep)
 	})
@@ -132,6 +151,8 @@ func statusOf(err error) int {
 		return http.StatusBadGateway
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, ErrExited):
+		return http.StatusInternalServerError
 	}
 	if strings.Contains(err.Error(), "stop it first") {
 		return http.StatusConflict
