@@ -141,3 +141,35 @@ func TestRetentionSleepNeverAfterWake(t *testing.T) {
 		t.Fatal("the live pool was put to sleep by a reconcile that observed it retained")
 	}
 }
+
+// TestRetentionSleepSurvivesRestart: the sleep state is not persisted; a
+// restarted controller asks again (a no-op for a sleeping replica), shows
+// the pool asleep, and its rollback wakes it.
+func TestRetentionSleepSurvivesRestart(t *testing.T) {
+	sleepy, sleepyURL := sleepyReplica(t, "m1", true)
+	f := newFx(t, func(o *Options) {
+		o.Settings.RetentionMode = RetentionSleep
+		o.ProbeTimeout = 2 * time.Second
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{sleepyURL}}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	if !sleepy.SleepStats().Sleeping {
+		t.Fatal("not asleep after the promotion")
+	}
+	f.restart()
+	f.step()
+	if r := f.c.Status().Pools["blue"].Replicas; len(r) != 1 || !r[0].Asleep {
+		t.Fatalf("after a restart the status shows %+v, want the replica asleep", r)
+	}
+	if sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil || sw.Live != "blue" {
+		t.Fatalf("rollback after a restart: %+v %v", sw, err)
+	}
+	if sleepy.SleepStats().Sleeping {
+		t.Fatal("rolled back onto a sleeping replica after a restart")
+	}
+}
