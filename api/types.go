@@ -145,6 +145,10 @@ type Replica struct {
 	LastError string    `json:"last_error,omitempty"`
 	CheckedAt time.Time `json:"checked_at,omitzero"`
 	ChangedAt time.Time `json:"changed_at,omitzero"`
+	// Asleep is true while the controller keeps this retained replica
+	// asleep (rollout.retention_mode: sleep): healthy but not serving
+	// completions until a rollback wakes it.
+	Asleep bool `json:"asleep,omitempty"`
 	// Engine is what the replica's engine last reported on its /metrics,
 	// read by the llm balancer; nil with another balancer or before the
 	// first read.

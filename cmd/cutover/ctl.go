@@ -159,6 +159,8 @@ func printStatus(w io.Writer, s *api.Status) {
 			h := "healthy"
 			if !r.Healthy {
 				h = "UNHEALTHY"
+			} else if r.Asleep {
+				h = "asleep"
 			}
 			line := fmt.Sprintf("  %s\t%s\t%d in flight", r.URL, h, r.InFlight)
 			if e := r.Engine; e != nil {

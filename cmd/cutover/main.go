@@ -97,6 +97,7 @@ Start here:  cutover demo`,
 		newStateCmd(),
 		newConfigCmd(),
 		newReloadCmd(),
+		newAgentCmd(g),
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -60,6 +60,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 			if err != nil {
 				return err
 			}
+			cfg.Sleep.DevMode = mockSleepDevMode()
 			return runMockLLM(cmd.Context(), log, listen, cfg, keepAlive)
 		},
 	}
@@ -85,6 +86,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.IntVar(&cfg.BlockSize, "block-size", mockllm.DefaultBlockSize, "tokens (words) per KV block")
 	f.DurationVar(&cfg.PrefillPerToken, "prefill-per-token", 0, "added to --ttft for every prompt token not in the prefix cache")
 	f.DurationVar(&cfg.ITLPerSeq, "itl-per-seq", 0, "added to --itl for every other sequence in the running batch")
+	addMockSleepFlags(cmd, &cfg.Sleep)
 	return cmd
 }
 

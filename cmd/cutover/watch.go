@@ -164,6 +164,8 @@ func renderWatch(w io.Writer, s *api.Status, now time.Time) {
 			health := "healthy"
 			if !r.Healthy {
 				health = "UNHEALTHY"
+			} else if r.Asleep {
+				health = "asleep"
 			}
 			line := fmt.Sprintf("\t%s\t%s\t%d in flight", health, r.URL, r.InFlight)
 			if r.LastError != "" {

@@ -108,6 +108,13 @@ type Rollout struct {
 	// Retention is how long the old pool is kept after a promotion, for an
 	// instant rollback. Default 1h, at most 24h.
 	Retention Duration `yaml:"retention"`
+	// RetentionMode is what happens to the old pool during its retention:
+	// "keep" (default) leaves it awake; "sleep" puts its replicas to sleep
+	// through vLLM's sleep-mode endpoints and wakes them before a rollback.
+	RetentionMode string `yaml:"retention_mode"`
+	// WakeTimeout bounds the wake-up of one sleeping replica before a
+	// rollback (retention_mode: sleep). Default 2m.
+	WakeTimeout Duration `yaml:"wake_timeout"`
 	// DrainTimeout bounds the wait for the old pool's in-flight requests
 	// and streams when its retention ends. Default 5m.
 	DrainTimeout Duration `yaml:"drain_timeout"`
@@ -333,6 +340,8 @@ func Default() *Config {
 		Rollout: Rollout{
 			ProgressDeadline: Duration(30 * time.Minute),
 			Retention:        Duration(time.Hour),
+			RetentionMode:    "keep",
+			WakeTimeout:      Duration(2 * time.Minute),
 			DrainTimeout:     Duration(5 * time.Minute),
 			Warmup: Warmup{
 				Requests: []WarmupRequest{
@@ -595,6 +604,16 @@ func (r *Rollout) validate() []*FieldError {
 	}
 	if r.Retention < 0 || r.Retention.D() > MaxRetention {
 		add("rollout.retention", "must be between 0s and %s, got %s", MaxRetention, r.Retention)
+	}
+	switch r.RetentionMode {
+	case "keep", "sleep":
+	case "shrink", "stop":
+		add("rollout.retention_mode", "%q is not implemented yet: want keep or sleep", r.RetentionMode)
+	default:
+		add("rollout.retention_mode", "want keep or sleep, got %q", r.RetentionMode)
+	}
+	if r.WakeTimeout <= 0 {
+		add("rollout.wake_timeout", "must be positive, got %s", r.WakeTimeout)
 	}
 	if r.DrainTimeout < 0 {
 		add("rollout.drain_timeout", "must not be negative, got %s", r.DrainTimeout)

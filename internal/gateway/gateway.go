@@ -202,6 +202,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			AutoPromote:      ro.AutoPromote,
 			AutoPromoteAfter: ro.AutoPromoteAfter.D(),
 			Retention:        ro.Retention.D(),
+			RetentionMode:    ro.RetentionMode,
+			WakeTimeout:      ro.WakeTimeout.D(),
 			DrainTimeout:     ro.DrainTimeout.D(),
 			Warmup:           warm,
 			WarmupTimeout:    ro.Warmup.Timeout.D(),

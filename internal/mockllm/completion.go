@@ -284,6 +284,9 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 		j.blocks, j.hasher = bh.hashes, bh
 	}
 	j.seed, j.promptTokens = mix64(h), max(1, words)
+	if s.garbageWeights() {
+		j.seed = mix64(j.seed ^ garbageSalt) // level-2 wake without reload_weights: wrong text
+	}
 
 	maxLen := s.cfg.MaxModelLen
 	if j.promptTokens >= maxLen {

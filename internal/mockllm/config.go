@@ -82,6 +82,9 @@ type Config struct {
 	// {"error":"Unauthorized"}. /health, /metrics and /mock/faults stay
 	// open, as vLLM leaves its paths outside /v1 open. Empty means no key.
 	APIKey string
+	// Sleep enables vLLM's sleep mode and its routes; the zero value leaves
+	// them off (404), as vLLM without VLLM_SERVER_DEV_MODE=1.
+	Sleep SleepConfig
 }
 
 // FieldError reports an invalid Config field. Field is the Go field name

@@ -10,6 +10,9 @@
 //	GET  /metrics               Prometheus text, vLLM's metric names
 //	GET, POST /mock/faults      simulator only: read or change faults at run time
 //
+// With Config.Sleep, vLLM's sleep-mode routes too (/sleep, /wake_up,
+// /is_sleeping, /collective_rpc, /reset_prefix_cache); see SleepConfig.
+//
 // With Config.APIKey set, /v1/* needs Authorization: Bearer KEY and
 // answers 401 {"error":"Unauthorized"} without it, as vLLM's --api-key.
 //
@@ -60,6 +63,8 @@ type Server struct {
 	canceled  atomic.Uint64
 
 	metrics *metrics
+
+	sleep sleepState // vLLM's sleep mode; see sleep.go
 }
 
 // Stats is a snapshot of a Server's request counters.
@@ -90,6 +95,9 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Sleep.validate(); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:       cfg,
 		modelJSON: jsonstr.Append(nil, cfg.Model),
@@ -114,6 +122,7 @@ func New(cfg Config) (*Server, error) {
 	s.SetITL(cfg.ITL)
 	s.models = s.modelsBody()
 	s.metrics = newMetrics(s)
+	s.sleep.cfg = cfg.Sleep
 	return s, nil
 }
 
@@ -143,6 +152,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.ready() {
 		s.serveLoading(w, r)
+		return
+	}
+	r, done := s.sleepGate(w, r)
+	if done {
 		return
 	}
 	switch path {

@@ -106,6 +106,12 @@ type Settings struct {
 	WarmupTimeout    time.Duration
 	// Rise and Fall are the health thresholds used by warming's checks.
 	Rise, Fall int
+	// RetentionMode is rollout.retention_mode: RetentionKeep ("" too) or
+	// RetentionSleep. See sleep.go.
+	RetentionMode string
+	// WakeTimeout bounds one replica's wake-up before a rollback (on top of
+	// ProbeTimeout). Zero means ProbeTimeout alone.
+	WakeTimeout time.Duration
 }
 
 // Options configures a Controller.
@@ -170,6 +176,8 @@ type Controller struct {
 	val   valState          // the validation window in progress (not persisted)
 	// autoRetry backs off refused auto-promotions, per deployment.
 	autoRetry map[string]retry
+
+	sleep sleepTracker // retention_mode: sleep; see sleep.go
 }
 
 // retry is when to try again, after how many tries.

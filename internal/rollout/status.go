@@ -14,12 +14,13 @@ import (
 // current (else latest) deployment.
 func (c *Controller) Status() api.Status {
 	st, rev, pools := c.snapshot()
+	asleep := c.sleep.asleepSet(&st)
 	s := api.Status{Live: st.Live, Previous: st.Previous, Revision: rev, ModelName: c.opts.ModelName, SwitchedAt: st.SwitchedAt, Pools: map[string]api.Pool{}}
 	for name, p := range pools {
 		ap := api.Pool{Name: name, Model: p.Model, Live: name == st.Live, Role: string(roleOf(&st, name)), InFlight: p.InFlight(), Requests: p.Requests(), HealthyReplicas: p.HealthyCount(), Replicas: []api.Replica{}}
 		for _, r := range p.Replicas {
 			h := r.Health()
-			ap.Replicas = append(ap.Replicas, api.Replica{URL: r.Name, Healthy: h.Healthy, InFlight: r.InFlight(), Requests: r.Requests(), LastError: h.LastError, CheckedAt: h.CheckedAt, ChangedAt: h.ChangedAt})
+			ap.Replicas = append(ap.Replicas, api.Replica{URL: r.Name, Healthy: h.Healthy, InFlight: r.InFlight(), Requests: r.Requests(), LastError: h.LastError, CheckedAt: h.CheckedAt, ChangedAt: h.ChangedAt, Asleep: asleep[name+" "+r.Name]})
 			if e := r.EngineLoad(); e != nil {
 				ap.Replicas[len(ap.Replicas)-1].Engine = &api.EngineMetrics{Waiting: e.Waiting, Running: e.Running,
 					KVCacheUsage: e.KV, PrefixCacheHitRate: e.PrefixHitRate(), ScrapedAt: e.At}

@@ -150,6 +150,11 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why string, pools map[string]*pool.Pool) (api.SwitchResult, error) {
 	st, _, _ := c.snapshot()
 	d := st.find(id)
+	if n, took, err := c.wakeRetained(ctx, d, pools); err != nil {
+		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s did not wake: %v; %s stays live", why, d.From, err, st.Live)
+	} else if n > 0 {
+		why += fmt.Sprintf(" (after waking %d replica(s) of %s in %s)", n, d.From, took.Round(time.Millisecond))
+	}
 	if n := pools[d.From].HealthyCount(); n == 0 {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s has no healthy replica; %s stays live", why, d.From, st.Live)
 	}

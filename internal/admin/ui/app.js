@@ -375,7 +375,7 @@
       h('td', {}, h('span', {
         class: `health ${r.healthy ? 'text-ok' : 'text-bad'}`,
         title: [isSet(r.checked_at) && `checked ${relative(r.checked_at)}`, isSet(r.changed_at) && `changed ${relative(r.changed_at)}`].filter(Boolean).join(', '),
-      }, r.healthy ? 'healthy' : 'unhealthy')),
+      }, r.healthy ? (r.asleep ? 'asleep' : 'healthy') : 'unhealthy')),
       h('td', { class: 'num' }, fmtInt(r.in_flight)),
       h('td', { class: 'num' }, fmtInt(r.requests))),
     r.last_error && h('tr', { class: 'error-row' }, h('td', { colspan: 4, class: 'last-error' }, r.last_error))]).filter(Boolean);

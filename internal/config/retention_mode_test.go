@@ -1,0 +1,32 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRetentionMode(t *testing.T) {
+	c, err := Parse([]byte(basePools))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rollout.RetentionMode != "keep" || c.Rollout.WakeTimeout.D() != 2*time.Minute {
+		t.Fatalf("defaults: retention_mode %q wake_timeout %s", c.Rollout.RetentionMode, c.Rollout.WakeTimeout)
+	}
+	c, err = Parse([]byte(basePools + "rollout: {retention_mode: sleep, wake_timeout: 30s}\n"))
+	if err != nil || c.Rollout.RetentionMode != "sleep" || c.Rollout.WakeTimeout.D() != 30*time.Second {
+		t.Fatalf("sleep: %+v %v", c.Rollout, err)
+	}
+	for _, tc := range []struct{ yaml, key, msg string }{
+		{"rollout: {retention_mode: nap}", "rollout.retention_mode", "want keep or sleep"},
+		{"rollout: {retention_mode: shrink}", "rollout.retention_mode", "not implemented"},
+		{"rollout: {retention_mode: stop}", "rollout.retention_mode", "not implemented"},
+		{"rollout: {wake_timeout: 0s}", "rollout.wake_timeout", "positive"},
+	} {
+		_, err := Parse([]byte(basePools + tc.yaml + "\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want an error naming %s (%s)", tc.yaml, err, tc.key, tc.msg)
+		}
+	}
+}

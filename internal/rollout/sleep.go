@@ -1,0 +1,252 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// Retention modes (rollout.retention_mode).
+const (
+	// RetentionKeep keeps the old pool awake during its retention.
+	RetentionKeep = "keep"
+	// RetentionSleep puts the old pool's replicas to sleep (vLLM's
+	// POST /sleep?level=1) during retention; a rollback wakes them
+	// (POST /wake_up), checks GET /is_sleeping, then switches.
+	RetentionSleep = "sleep"
+)
+
+// sleepTracker remembers, per deployment, the retained replicas put to
+// sleep and those that could not be. It is not persisted: after a restart
+// the controller asks again (sleeping a sleeping vLLM is a no-op).
+type sleepTracker struct {
+	// op serialises putting a pool to sleep and waking it, so that a
+	// reconcile that observed the old pool retained never sends /sleep
+	// after a rollback woke it.
+	op sync.Mutex
+
+	mu      sync.Mutex          // guards the maps
+	asleep  map[string][]string // deployment id -> replicas asleep
+	awake   map[string][]string // deployment id -> replicas kept awake, with why
+	checked map[string]bool     // deployment id -> every replica tried
+	woken   map[string]bool     // deployment id -> a rollback woke its old pool: never sleep it again
+	pool    map[string]string   // deployment id -> the pool put to sleep
+}
+
+// asleepSet returns "pool replicaURL" for every replica kept asleep by a
+// deployment still in its retention (promoted) in st.
+func (t *sleepTracker) asleepSet(st *State) map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]bool{}
+	for id, rs := range t.asleep {
+		if d := st.find(id); t.woken[id] || d == nil || d.Phase != PhasePromoted {
+			continue
+		}
+		for _, r := range rs {
+			out[t.pool[id]+" "+r] = true
+		}
+	}
+	return out
+}
+
+// initLocked makes the maps; t.mu must be held.
+func (t *sleepTracker) initLocked() {
+	if t.checked == nil {
+		t.asleep, t.awake = map[string][]string{}, map[string][]string{}
+		t.checked, t.woken = map[string]bool{}, map[string]bool{}
+		t.pool = map[string]string{}
+	}
+}
+
+// keepRetainedAsleep puts the old pool of a promoted deployment to sleep
+// once, when rollout.retention_mode is sleep, and notes it in the status.
+func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) {
+	if c.opts.Settings.RetentionMode != RetentionSleep {
+		return
+	}
+	t := &c.sleep
+	t.mu.Lock()
+	t.initLocked()
+	done := t.checked[d.ID] || t.woken[d.ID]
+	t.mu.Unlock()
+	if !done {
+		t.op.Lock()
+		defer t.op.Unlock()
+		// Look again now that no wake can run: a rollback may have
+		// happened since this reconcile's snapshot.
+		st, _, _ := c.snapshot()
+		t.mu.Lock()
+		woken := t.woken[d.ID]
+		t.mu.Unlock()
+		if cur := st.find(d.ID); woken || cur == nil || cur.Phase != PhasePromoted {
+			return
+		}
+		old := pools[d.From]
+		var asleep, awake []string
+		if old != nil {
+			for _, r := range old.Replicas {
+				if err := c.replicaCall(ctx, r.Name, "/sleep?level=1"); err != nil {
+					awake = append(awake, fmt.Sprintf("%s (%v)", r.Name, err))
+					c.log.Warn("retention: replica kept awake", "deployment", d.ID, "replica", r.Name, "err", err)
+					continue
+				}
+				asleep = append(asleep, r.Name)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.mu.Lock()
+		t.asleep[d.ID], t.awake[d.ID], t.checked[d.ID] = asleep, awake, true
+		t.pool[d.ID] = d.From
+		t.mu.Unlock()
+		c.log.Info("retention: old pool put to sleep", "deployment", d.ID, "pool", d.From, "asleep", len(asleep), "kept_awake", len(awake))
+	}
+	t.mu.Lock()
+	asleep, awake, woken := t.asleep[d.ID], t.awake[d.ID], t.woken[d.ID]
+	t.mu.Unlock()
+	if woken { // a rollback woke it (and may have been refused after)
+		c.setNote(d.ID, "")
+		return
+	}
+	note := fmt.Sprintf("retained pool %s asleep (%d replicas, vLLM sleep level 1) until %s; a rollback wakes it first", d.From, len(asleep), stamp(d.RetainUntil))
+	if len(awake) > 0 {
+		note += fmt.Sprintf("; kept awake (no sleep mode): %s", strings.Join(awake, ", "))
+	}
+	c.setNote(d.ID, note)
+}
+
+// wakeRetained wakes the old pool of d before a rollback, when
+// rollout.retention_mode is sleep, and waits until every replica says it
+// is awake. It returns how many replicas it woke and how long that took
+// (wall time, whatever the controller's clock).
+func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) (int, time.Duration, error) {
+	if c.opts.Settings.RetentionMode != RetentionSleep || d == nil {
+		return 0, 0, nil
+	}
+	t := &c.sleep
+	t.op.Lock() // waits for a sleep in progress to end
+	defer t.op.Unlock()
+	t.mu.Lock()
+	t.initLocked()
+	t.woken[d.ID] = true
+	t.mu.Unlock()
+	old := pools[d.From]
+	if old == nil {
+		return 0, 0, nil
+	}
+	start := time.Now()
+	var errs []error
+	woke := 0
+	for _, r := range old.Replicas {
+		err := c.replicaCall(ctx, r.Name, "/wake_up")
+		var nf *notFoundError
+		if errors.As(err, &nf) {
+			continue // no sleep mode: it was kept awake
+		}
+		if err == nil {
+			err = c.awaitAwake(ctx, r.Name)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Name, err))
+			continue
+		}
+		woke++
+	}
+	if woke == 0 && len(errs) > 0 {
+		return 0, 0, errors.Join(errs...)
+	}
+	for _, err := range errs {
+		c.log.Warn("rollback: replica not woken", "deployment", d.ID, "err", err)
+	}
+	t.mu.Lock()
+	delete(t.asleep, d.ID)
+	delete(t.awake, d.ID)
+	t.mu.Unlock()
+	return woke, time.Since(start), nil
+}
+
+// awaitAwake polls GET /is_sleeping until it says false, bounded by the
+// probe timeout plus the wake timeout.
+func (c *Controller) awaitAwake(ctx context.Context, base string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout+c.opts.Settings.WakeTimeout)
+	defer cancel()
+	for {
+		sleeping, err := c.isSleeping(ctx, base)
+		if err == nil && !sleeping {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if err == nil {
+				err = errors.New("still asleep")
+			}
+			return fmt.Errorf("waiting for the wake: %w", err)
+		case <-t.C:
+		}
+	}
+}
+
+// notFoundError is a replica without vLLM's sleep-mode routes.
+type notFoundError struct{ path string }
+
+func (e *notFoundError) Error() string {
+	return "no " + e.path + " (start vLLM with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1)"
+}
+
+// replicaCall sends POST base+path (vLLM's sleep-mode routes) and wants 200.
+func (c *Controller) replicaCall(ctx context.Context, base, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout+c.opts.Settings.WakeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, nil)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+		return &notFoundError{path: strings.SplitN(path, "?", 2)[0]}
+	}
+	return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
+}
+
+// isSleeping asks GET base/is_sleeping.
+func (c *Controller) isSleeping(ctx context.Context, base string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/is_sleeping", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("GET /is_sleeping: %w", err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		IsSleeping bool `json:"is_sleeping"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("GET /is_sleeping: %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 512)).Decode(&v); err != nil {
+		return false, fmt.Errorf("GET /is_sleeping: %w", err)
+	}
+	return v.IsSleeping, nil
+}
