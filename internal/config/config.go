@@ -111,6 +111,14 @@ type Rollout struct {
 	// Warmup configures the requests sent to every new replica before it
 	// counts as ready.
 	Warmup Warmup `yaml:"warmup"`
+	// Strategy is StrategyBlueGreen (also when empty: all at once on
+	// promote) or StrategyCanary (weighted steps first, see Canary).
+	Strategy string `yaml:"strategy"`
+	// Canary configures the steps of the canary strategy.
+	Canary Canary `yaml:"canary"`
+	// Affinity keeps requests with the same key on one version while the
+	// canary's weights hold.
+	Affinity Affinity `yaml:"affinity"`
 }
 
 // Warmup configures warm-up requests.
@@ -598,6 +606,7 @@ func (r *Rollout) validate() []*FieldError {
 	if r.Warmup.Timeout <= 0 {
 		add("rollout.warmup.timeout", "must be positive, got %s", r.Warmup.Timeout)
 	}
+	errs = append(errs, r.validateCanary()...)
 	for i, w := range r.Warmup.Requests {
 		key := fmt.Sprintf("rollout.warmup.requests[%d]", i)
 		if strings.TrimSpace(w.Prompt) == "" {
