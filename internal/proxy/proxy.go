@@ -143,14 +143,15 @@ func (h *Handler) Apply(t *route.Table) { h.table.Store(t) }
 // Table returns the table in effect, or nil before the first Apply.
 func (h *Handler) Table() *route.Table { return h.table.Load() }
 
-// ServeHTTP sends r to the live pool.
+// ServeHTTP sends r to the live pool (during a canary, to the pool the
+// table's weights pick).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := h.table.Load()
 	if t == nil {
 		errNotReady().write(w)
 		return
 	}
-	h.ServePool(w, r, t, t.Live)
+	h.ServePool(w, r, t, pickEntry(t, r.Header))
 }
 
 // ServePool sends r to pool e of table t. The preview listener uses it to

@@ -35,6 +35,13 @@ func (sc *srvConn) slowPath(t *route.Table) string {
 			return "https_replicas"
 		}
 	}
+	if t.Canary != nil {
+		for _, r := range t.Canary.Pool.Replicas {
+			if r.URL.Scheme != "http" {
+				return "https_replicas"
+			}
+		}
+	}
 	return ""
 }
 
@@ -47,7 +54,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if t == nil {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
-	e := t.Live
+	e := sc.pickEntry(t)
 	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
 		return sc.discardBody() && sc.writeError(aerr, e, nil)
