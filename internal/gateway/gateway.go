@@ -214,6 +214,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			FailureLimit:        cfg.Validation.FailureLimit,
 			PostPromotionWindow: cfg.Validation.PostPromotion.D(),
 		},
+		Canary: canarySettings(ro),
 		Hooks:  cfg.HookSpecs(),
 		HTTP:   &http.Client{Transport: g.tls.transport(0)},
 		Tick:   min(time.Second, cfg.Health.Interval.D()),

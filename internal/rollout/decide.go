@@ -185,7 +185,7 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 	st := v.State
 	if d := st.active(); d != nil {
 		switch d.Phase {
-		case PhaseReady:
+		case PhaseReady, PhaseCanary:
 			if dec, ok := v.canServe("promote", d.Pool); !ok {
 				return dec
 			}

@@ -126,7 +126,7 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
-		if d == nil || d.Phase != PhaseReady {
+		if d == nil || (d.Phase != PhaseReady && d.Phase != PhaseCanary) {
 			return nil, refuse("deployment_not_ready", "deployment %s changed while promoting", id)
 		}
 		res = c.switchLive(s, "promote", d.Pool)
