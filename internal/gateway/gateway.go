@@ -170,7 +170,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		return nil, err
 	}
 	var validator rollout.Validator
-	if cfg.Validation.Enabled() || cfg.Validation.PostPromotion > 0 {
+	if cfg.Validation.Enabled() || cfg.Validation.PostPromotion > 0 || cfg.Rollout.CanaryStrategy() {
 		syn, err := g.syntheticFunc(cfg)
 		if err != nil {
 			return nil, err
