@@ -180,7 +180,7 @@ func TestCanaryAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.checkWeight(0)
-	if d := f.latest(); d.Phase != string(PhaseAborted) {
-		t.Fatalf("phase %s", d.Phase)
+	if d := f.latest(); d.Phase != string(PhaseAborted) || d.Canary.Weight != 0 || !strings.Contains(d.Reason, "while canary at 10%; every request goes to blue again") {
+		t.Fatalf("aborted: %s %+v (%s)", d.Phase, d.Canary, d.Reason)
 	}
 }
