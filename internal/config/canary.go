@@ -78,3 +78,47 @@ func (r *Rollout) validateCanary() []*FieldError {
 	}
 	return errs
 }
+
+// Routing configures routing by request header.
+type Routing struct {
+	// PoolHeader names a request header whose value names the pool that
+	// serves the request (blue or green: the standby too, for testers and
+	// evals). It only counts with the token of PoolHeaderTokenFile in the
+	// header PoolHeader + "-Token"; otherwise both headers are stripped
+	// and ignored. Empty: off (the default).
+	PoolHeader string `yaml:"pool_header"`
+	// PoolHeaderTokenFile is the file holding the token (the path only;
+	// the token never goes in the configuration). Required with
+	// PoolHeader.
+	PoolHeaderTokenFile string `yaml:"pool_header_token_file"`
+}
+
+// validateRouting checks routing and the data-plane needs of the canary
+// strategy.
+func (c *Config) validateRouting() []*FieldError {
+	var errs []*FieldError
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	builtin := c.Driver == "" || c.Driver == "builtin"
+	if c.Rollout.CanaryStrategy() && !builtin {
+		add("rollout.strategy", "the canary strategy needs driver: builtin (the gateway picks the pool per request by weight); with driver %s use blue-green", c.Driver)
+	}
+	r := c.Routing
+	if r.PoolHeader == "" {
+		if r.PoolHeaderTokenFile != "" {
+			add("routing.pool_header_token_file", "is only used with routing.pool_header")
+		}
+		return errs
+	}
+	if strings.ContainsAny(r.PoolHeader, " :\t\r\n") {
+		add("routing.pool_header", "%q is not a header name", r.PoolHeader)
+	}
+	if r.PoolHeaderTokenFile == "" {
+		add("routing.pool_header", "needs routing.pool_header_token_file: a pool named by a header is only honoured with its token")
+	}
+	if !builtin {
+		add("routing.pool_header", "needs driver: builtin, got %s", c.Driver)
+	}
+	return errs
+}

@@ -53,3 +53,35 @@ func TestCanaryConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutingConfigErrors: header routing needs its token file and the
+// builtin driver; the canary strategy needs the builtin driver.
+func TestRoutingConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, key, msg string
+	}{
+		{"header without token", "routing: {pool_header: X-Cutover-Target}", "routing.pool_header", "pool_header_token_file"},
+		{"token without header", "routing: {pool_header_token_file: /etc/t}", "routing.pool_header_token_file", "only used"},
+		{"bad header", "routing: {pool_header: 'X Target', pool_header_token_file: /etc/t}", "routing.pool_header", "not a header name"},
+		{"canary with nginx", "driver: nginx\nnginx: {upstream_file: /tmp/u.conf, verify_url: 'http://127.0.0.1:8000/health'}\nrollout: {strategy: canary, canary: {steps: [{weight: 5, pause: 1m}]}}", "rollout.strategy", "driver: builtin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(basePools + tt.yaml + "\n"))
+			ce, ok := err.(*Error)
+			if !ok {
+				t.Fatalf("err = %v, want *Error", err)
+			}
+			for _, f := range ce.Fields {
+				if f.Key == tt.key && strings.Contains(f.Msg, tt.msg) {
+					return
+				}
+			}
+			t.Fatalf("no error for %s mentioning %q in:\n%v", tt.key, tt.msg, err)
+		})
+	}
+	c, err := Parse([]byte(basePools + "routing: {pool_header: X-Cutover-Target, pool_header_token_file: /etc/cutover/target-token}\n"))
+	if err != nil || c.Routing.PoolHeader != "X-Cutover-Target" {
+		t.Fatalf("routing: %+v %v", c.Routing, err)
+	}
+}

@@ -52,6 +52,8 @@ type Config struct {
 	Validation Validation `yaml:"validation"`
 	// Preview configures the listener that reaches the candidate pool.
 	Preview Preview `yaml:"preview"`
+	// Routing configures routing by request header (off by default).
+	Routing Routing `yaml:"routing"`
 	// Driver is what applies the routing: builtin (this gateway serves
 	// client traffic; the default), nginx or haproxy (cutover drives that
 	// load balancer, which serves the traffic).
@@ -514,6 +516,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateHooks(c.Hooks)...)
 	errs = append(errs, c.validateDriver()...)
 	errs = append(errs, c.validateValidation()...)
+	errs = append(errs, c.validateRouting()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateFleet()...)
 	if len(errs) == 0 {

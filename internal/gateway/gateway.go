@@ -147,6 +147,10 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if cfg.Proxy.Client == "cutover" {
 		transport = &proxy.Upstream{ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout.D(), Fallback: transport}
 	}
+	poolHeader, poolToken, err := poolHeaderOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	g.proxy = proxy.New(proxy.Options{
 		Transport:    transport,
 		Picker:       picker,
@@ -164,6 +168,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		ClientWriteTimeout:         cfg.Proxy.ClientWriteTimeout.D(),
 		Outlier:                    g.outlier,
 		HideReplica:                !cfg.Proxy.ExposeReplicaEnabled(),
+		PoolHeader:                 poolHeader,
+		PoolHeaderToken:            poolToken,
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {

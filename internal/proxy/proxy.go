@@ -74,6 +74,11 @@ type Options struct {
 	// HideReplica leaves the X-Cutover-Replica header (the replica's
 	// address) out of every answer. False: answers name their replica.
 	HideReplica bool
+	// PoolHeader (canonical form) names the request header that sends a
+	// request to the pool it names, when the header PoolHeader+"-Token"
+	// carries PoolHeaderToken; both headers are always stripped. Empty:
+	// off, and the headers pass through like any other.
+	PoolHeader, PoolHeaderToken string
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -151,7 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errNotReady().write(w)
 		return
 	}
-	h.ServePool(w, r, t, pickEntry(t, r.Header))
+	h.ServePool(w, r, t, h.pick(t, r))
 }
 
 // ServePool sends r to pool e of table t. The preview listener uses it to

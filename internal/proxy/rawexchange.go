@@ -35,10 +35,13 @@ func (sc *srvConn) slowPath(t *route.Table) string {
 			return "https_replicas"
 		}
 	}
-	if t.Canary != nil {
-		for _, r := range t.Canary.Pool.Replicas {
-			if r.URL.Scheme != "http" {
-				return "https_replicas"
+	if t.Canary != nil || sc.h.opts.PoolHeader != "" {
+		// The request may go to another pool than the live one.
+		for _, e := range t.Pools {
+			for _, r := range e.Pool.Replicas {
+				if r.URL.Scheme != "http" {
+					return "https_replicas"
+				}
 			}
 		}
 	}
