@@ -88,3 +88,43 @@ func TestCanaryFailingCandidateDropsToZero(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryUnderLoadStepsAndPromotes: under load with streams, the
+// steps advance as the clock passes their pauses and the gates pass, and
+// promote completes; no request fails and no stream is cut.
+func TestCanaryUnderLoadStepsAndPromotes(t *testing.T) {
+	e := newEnv(t, envOptions{modelName: "llama", mock: mockllm.Config{Tokens: 6, ITL: time.Millisecond, Seed: 1}, edit: func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Rollout.Warmup.Requests = nil
+		c.Rollout.Strategy = config.StrategyCanary
+		c.Rollout.Canary.Steps = []config.CanaryStep{{Weight: 10, Pause: config.Duration(time.Minute)}, {Weight: 50, Pause: config.Duration(time.Minute)}}
+		c.Validation.Interval = config.Duration(100 * time.Millisecond)
+		onlyGate(c, validation.GateErrorRate)
+		c.Validation.Gates.ErrorRate.MinSamples = 10
+	}})
+	l := startLoad(e, 4)
+	defer l.end()
+	deployV2(t, e, mockllm.Config{Tokens: 6, ITL: time.Millisecond, Seed: 2})
+	e.waitPhase(t, "canary", 30*time.Second)
+	e.clock.advance(time.Minute)
+	waitFor(t, "step 2", 30*time.Second, func() bool {
+		d := e.gw.Controller().Status().Deployment
+		return d.Canary != nil && d.Canary.Step == 2 && d.Canary.Weight == 50
+	})
+	e.clock.advance(time.Minute)
+	e.waitPhase(t, "ready", 30*time.Second)
+	if w := e.gw.Controller().Status().Weights; w["green"] != 50 {
+		t.Fatalf("ready after the steps: weights %v", w)
+	}
+	if _, err := e.admin.Promote(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(t, "promoted", 10*time.Second)
+	l.end()
+	if l.failed.Load() > 0 || l.total.Load() == 0 {
+		t.Fatalf("%d of %d requests failed: %v", l.failed.Load(), l.total.Load(), l.first.Load())
+	}
+	if st := e.gw.Controller().Status(); st.Live != "green" || st.Weights != nil {
+		t.Fatalf("after promote: live %s weights %v", st.Live, st.Weights)
+	}
+}
