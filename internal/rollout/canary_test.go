@@ -184,3 +184,37 @@ func TestCanaryAbort(t *testing.T) {
 		t.Fatalf("aborted: %s %+v (%s)", d.Phase, d.Canary, d.Reason)
 	}
 }
+
+// TestCanaryFleetFollows: another gateway of the fleet following the
+// store applies each step's weight, as it applies a promotion.
+func TestCanaryFleetFollows(t *testing.T) {
+	f := newCanaryFx(t, false, CanaryStep{Weight: 5, Pause: time.Minute}, CanaryStep{Weight: 25, Pause: time.Minute})
+	f.deploy(false)
+	f.until(PhaseCanary)
+	other := &recorder{}
+	opts := f.opts
+	opts.Applier = other
+	c2, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Start(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tb := other.last(); tb.Canary == nil || tb.CanaryWeight != 5 {
+		t.Fatalf("second gateway at start: canary %v weight %d", tb.Canary != nil, tb.CanaryWeight)
+	}
+	f.clk.Advance(time.Minute)
+	f.step()
+	f.checkWeight(25)
+	rec, err := f.st.Get(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Follow(f.ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if tb := other.last(); tb.Canary == nil || tb.CanaryWeight != 25 {
+		t.Fatalf("second gateway after the step: canary %v weight %d", tb.Canary != nil, tb.CanaryWeight)
+	}
+}
