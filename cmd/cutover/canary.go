@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
 )
 
 // canaryNote describes d's canary step for status and --watch: the step,
@@ -23,4 +25,12 @@ func canaryNote(d *api.Deployment) string {
 		s += fmt.Sprintf("; the step ends %s, then advances once the gates pass", until(c.StepEndsAt))
 	}
 	return s
+}
+
+// demoCanary sets the demo's canary strategy: a short automatic step,
+// then a step that waits for cutover promote, with session affinity.
+func demoCanary(cfg *config.Config) {
+	cfg.Rollout.Strategy = config.StrategyCanary
+	cfg.Rollout.Canary.Steps = []config.CanaryStep{{Weight: 10, Pause: config.Duration(30 * time.Second)}, {Weight: 50}}
+	cfg.Rollout.Affinity.Header = "X-Session-Id"
 }
