@@ -245,3 +245,49 @@ func canaryChanged(a, b *State) bool {
 	bn, bw := canaryRoute(b)
 	return an != bn || aw != bw
 }
+
+// decideCanaryRollback decides a rollback while a canary gets a share of
+// new requests: it sets the weight to 0 (the deployment ends aborted),
+// since the last switch was never made. ok is false when no canary gets
+// requests; decideRollback then decides as usual.
+func decideCanaryRollback(v View, req api.RollbackRequest) (dec Decision, ok bool) {
+	st := v.State
+	name, w := canaryRoute(&st)
+	d := st.active()
+	if name == "" || w == 0 || d == nil {
+		return Decision{}, false
+	}
+	if req.To != "" && req.To != d.From {
+		return deny("no_target", "cannot roll back to %s: deployment %s is a canary beside %s; rollback sets its weight to 0", req.To, d.ID, d.From), true
+	}
+	dec = allow("the canary of deployment %s (model %s in %s, %d%% of new requests) stops: %s gets every new request again; the deployment ends aborted", d.ID, d.Model, d.Pool, w, d.From)
+	dec.Deployment, dec.Target = d.ID, d.From
+	return dec, true
+}
+
+// rollbackCanaryLocked carries out a rollback during a canary (see
+// decideCanaryRollback); ok is false when there is none. c.tmu is held.
+func (c *Controller) rollbackCanaryLocked(ctx context.Context, actor string, req api.RollbackRequest) (res api.SwitchResult, ok bool, err error) {
+	v := c.view()
+	if _, fresh := checkRevision(v, req.ExpectedRevision); !fresh {
+		return res, false, nil // decideRollback refuses it
+	}
+	dec, ok := decideCanaryRollback(v, req)
+	if !ok {
+		return res, false, nil
+	}
+	if !dec.Allowed {
+		return res, true, dec.refusal()
+	}
+	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
+		d := s.find(dec.Deployment)
+		from, w := d.Phase, d.Canary.Weight
+		d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("rolled back by %s while %s at %d%%: every new request goes to %s again", actor, from, w, d.From), time.Time{})
+		d.Canary.Weight = 0
+		return []event{{Action: "rollback", Deployment: d.ID, From: fmt.Sprintf("%d%%", w), To: "0%", Reason: d.Reason}}, nil
+	})
+	if err == nil {
+		c.poke()
+	}
+	return api.SwitchResult{Action: "rollback", Live: v.State.Live, Previous: v.State.Previous, SwitchedAt: v.State.SwitchedAt, Revision: c.revision()}, true, err
+}

@@ -218,3 +218,27 @@ func TestCanaryFleetFollows(t *testing.T) {
 		t.Fatalf("second gateway after the step: canary %v weight %d", tb.Canary != nil, tb.CanaryWeight)
 	}
 }
+
+// TestCanaryRollback: rollback during a canary sets the weight to 0 and
+// ends the deployment aborted; the live pool does not change.
+func TestCanaryRollback(t *testing.T) {
+	f := newCanaryFx(t, false, CanaryStep{Weight: 30, Pause: time.Hour})
+	f.deploy(false)
+	f.until(PhaseCanary)
+	if a := f.c.Status().Actions["rollback"]; !a.Allowed || !strings.Contains(a.Reason, "30% of new requests") {
+		t.Fatalf("rollback action during a canary: %+v", a)
+	}
+	_, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{To: "green"})
+	refused(t, err, "no_target", "rollback sets its weight to 0")
+	res, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{})
+	if err != nil || res.Live != "blue" {
+		t.Fatalf("rollback: %+v %v", res, err)
+	}
+	f.checkWeight(0)
+	if d := f.latest(); d.Phase != string(PhaseAborted) || !strings.Contains(d.Reason, "rolled back by op while canary at 30%") {
+		t.Fatalf("after the rollback: %s (%s)", d.Phase, d.Reason)
+	}
+	if e := f.lastEvent("rollback"); e.From != "30%" || e.To != "0%" {
+		t.Fatalf("history: %+v", e)
+	}
+}

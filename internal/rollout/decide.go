@@ -238,6 +238,9 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 			return deny("no_target", "cannot roll back to %s: it is already live", req.To)
 		}
 	}
+	if dec, ok := decideCanaryRollback(v, req); ok {
+		return dec
+	}
 	if d := st.active(); d != nil {
 		switch d.Phase {
 		case PhasePromoted:

@@ -43,6 +43,9 @@ func (c *Controller) Rollback(ctx context.Context, actor string, req api.Rollbac
 }
 
 func (c *Controller) rollbackLocked(ctx context.Context, actor, why string, req api.RollbackRequest) (api.SwitchResult, error) {
+	if res, ok, err := c.rollbackCanaryLocked(ctx, actor, req); ok {
+		return res, err
+	}
 	dec := decideRollback(c.view(), req)
 	if !dec.Allowed {
 		return api.SwitchResult{}, dec.refusal()
