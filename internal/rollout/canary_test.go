@@ -176,6 +176,9 @@ func TestCanaryAbort(t *testing.T) {
 	f.deploy(false)
 	f.until(PhaseCanary)
 	f.checkWeight(10)
+	if a := f.c.Status().Actions["abort"]; !a.Allowed || !strings.Contains(a.Reason, "canary share of 10% of new requests goes back to blue") {
+		t.Fatalf("abort action during a canary: %+v", a)
+	}
 	if _, err := f.c.Abort(f.ctx, "op", api.AbortRequest{}); err != nil {
 		t.Fatal(err)
 	}

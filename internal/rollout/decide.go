@@ -304,6 +304,9 @@ func decideAbort(v View, req api.AbortRequest) Decision {
 	switch {
 	case d.Phase.BeforeCutover():
 		dec := allow("deployment %s (model %s in %s) stops; %s never received client traffic", d.ID, d.Model, d.Pool, d.Pool)
+		if _, w := canaryRoute(&st); w > 0 {
+			dec = allow("deployment %s (model %s in %s) stops; its canary share of %d%% of new requests goes back to %s at once", d.ID, d.Model, d.Pool, w, d.From)
+		}
 		dec.Deployment = d.ID
 		return dec
 	case d.Phase == PhasePromoted:
