@@ -146,23 +146,9 @@ func (c *Controller) reconcileCanary(ctx context.Context, d *Deployment, _ map[s
 	cs := d.Canary
 	now := c.now()
 	gated := c.canaryGated()
-	var gates []api.Gate
-	var live validation.Stats
-	allPass := true
-	if gated {
-		c.ensureCanaryWindow(d)
-		g, failed, pass, l, ok := c.evaluate(false)
-		if ok {
-			if failed != nil {
-				c.stopWindow()
-				return c.failCanary(ctx, d, fmt.Sprintf("canary failed at step %d (%d%%): gate %s for %d consecutive evaluations (%s)",
-					cs.Step, cs.Weight, describeGate(failed), failed.ConsecutiveFailures, failed.Detail), g)
-			}
-			gates, allPass, live = g, pass, l
-		} else {
-			gates = c.gatesFor(d.ID)
-			allPass = allPassing(gates)
-		}
+	gates, allPass, live, failed, err := c.canaryGates(ctx, d)
+	if failed {
+		return err
 	}
 	where := fmt.Sprintf("canary step %d/%d at %d%%", cs.Step, len(steps), cs.Weight)
 	switch {
@@ -210,6 +196,45 @@ func (c *Controller) reconcileCanary(ctx context.Context, d *Deployment, _ map[s
 	})
 }
 
+// canaryGates evaluates the gates on d's canary traffic when an interval
+// has passed (else returns the last values). A gate failing FailureLimit
+// times in a row fails d at once (failed true, with the commit's error).
+// Without a canary validator every step passes on its pause alone.
+func (c *Controller) canaryGates(ctx context.Context, d *Deployment) (gates []api.Gate, allPass bool, live validation.Stats, failed bool, err error) {
+	if !c.canaryGated() {
+		return nil, true, validation.Stats{}, false, nil
+	}
+	c.ensureCanaryWindow(d)
+	g, bad, pass, l, ok := c.evaluate(false)
+	if !ok {
+		gates = c.gatesFor(d.ID)
+		return gates, allPassing(gates), validation.Stats{}, false, nil
+	}
+	if bad != nil {
+		c.stopWindow()
+		cs := d.Canary
+		return g, false, l, true, c.failCanary(ctx, d, fmt.Sprintf("canary failed at step %d (%d%%): gate %s for %d consecutive evaluations (%s)",
+			cs.Step, cs.Weight, describeGate(bad), bad.ConsecutiveFailures, bad.Detail), g)
+	}
+	return g, pass, l, false, nil
+}
+
+// canaryWatched reports whether d's canary traffic is measured: while it
+// steps, and while ready with the last step's weight.
+func canaryWatched(d *Deployment) bool {
+	return d.Phase == PhaseCanary || (d.Phase == PhaseReady && d.Canary.Weight > 0)
+}
+
+// watchReadyCanary keeps the gates on a ready deployment that still has
+// its last step's weight; stop is true when it failed the deployment.
+func (c *Controller) watchReadyCanary(ctx context.Context, d *Deployment) (stop bool, err error) {
+	if !canaryWatched(d) || d.Phase != PhaseReady {
+		return false, nil
+	}
+	_, _, _, failed, err := c.canaryGates(ctx, d)
+	return failed, err
+}
+
 // keepGates records a passed step's gates, and the live pool's stats as
 // the post-promotion baseline.
 func (c *Controller) keepGates(d *Deployment, gates []api.Gate, live validation.Stats, gated bool) {
@@ -223,7 +248,7 @@ func (c *Controller) keepGates(d *Deployment, gates []api.Gate, live validation.
 
 // failCanary sets the weight to 0 and fails d with reason (on_fail runs).
 func (c *Controller) failCanary(ctx context.Context, d *Deployment, reason string, gates []api.Gate) error {
-	return c.advance(ctx, d.ID, PhaseCanary, PhaseFailed, reason+"; every request goes to "+d.From+" again", func(_ *State, d *Deployment, _ time.Time) {
+	return c.advance(ctx, d.ID, d.Phase, PhaseFailed, reason+"; every request goes to "+d.From+" again", func(_ *State, d *Deployment, _ time.Time) {
 		d.Canary.Weight = 0
 		if gates != nil {
 			d.Gates = gates

@@ -245,3 +245,26 @@ func TestCanaryRollback(t *testing.T) {
 		t.Fatalf("history: %+v", e)
 	}
 }
+
+// TestCanaryReadyStillGated: after the last step the deployment is ready
+// with the last weight, and the gates still watch it: a failing gate
+// drops the weight to 0 before anyone promotes.
+func TestCanaryReadyStillGated(t *testing.T) {
+	f := newCanaryFx(t, true, CanaryStep{Weight: 20, Pause: time.Minute})
+	f.deploy(false)
+	f.until(PhaseCanary)
+	f.step() // the window starts
+	f.clk.Advance(time.Minute)
+	f.until(PhaseReady)
+	f.checkWeight(20)
+	f.step() // a window on the ready canary starts
+	f.val.set(validation.Fail)
+	f.clk.Advance(5 * time.Second)
+	f.step()
+	f.clk.Advance(5 * time.Second)
+	d := f.until(PhaseFailed)
+	if !strings.Contains(d.Reason, "gate error_rate") || d.Canary.Weight != 0 {
+		t.Fatalf("failed while ready: %s %+v", d.Reason, d.Canary)
+	}
+	f.checkWeight(0)
+}

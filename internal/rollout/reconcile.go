@@ -54,7 +54,10 @@ func (c *Controller) Reconcile(ctx context.Context) {
 		case PhaseCanary:
 			err = c.reconcileCanary(ctx, d, pools)
 		case PhaseReady:
-			err = c.reconcileReady(ctx, d)
+			var stop bool
+			if stop, err = c.watchReadyCanary(ctx, d); !stop {
+				err = c.reconcileReady(ctx, d)
+			}
 		case PhasePromoted:
 			err = c.reconcilePromoted(ctx, d, pools)
 		case PhaseRetiring:
@@ -80,7 +83,7 @@ func (c *Controller) stopStaleWindow(st State) {
 		return
 	}
 	d := st.find(id)
-	if d == nil || (!post && d.Phase != PhaseValidating && d.Phase != PhaseCanary) || (post && d.Phase != PhasePromoted) {
+	if d == nil || (!post && d.Phase != PhaseValidating && !canaryWatched(d)) || (post && d.Phase != PhasePromoted) {
 		c.stopWindow()
 	}
 }
