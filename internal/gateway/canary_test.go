@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 func canaryEnv(t *testing.T, weight int) *env {
 	t.Helper()
 	return newEnv(t, envOptions{modelName: "llama", mock: mockllm.Config{Tokens: 4, Seed: 1}, edit: func(c *config.Config) {
+		c.Rollout.Affinity.Header = "X-Session-Id"
 		c.Health.Interval = config.Duration(50 * time.Millisecond)
 		c.Rollout.Warmup.Requests = nil
 		c.Rollout.Strategy = config.StrategyCanary
@@ -126,5 +129,52 @@ func TestCanaryUnderLoadStepsAndPromotes(t *testing.T) {
 	}
 	if st := e.gw.Controller().Status(); st.Live != "green" || st.Weights != nil {
 		t.Fatalf("after promote: live %s weights %v", st.Live, st.Weights)
+	}
+}
+
+// TestCanaryAffinityEndToEnd: with rollout.affinity.header, every request
+// of a session goes to the same version while the weight holds; requests
+// without the header are still spread.
+func TestCanaryAffinityEndToEnd(t *testing.T) {
+	e := canaryEnv(t, 50)
+	deployV2(t, e, mockllm.Config{Tokens: 4, Seed: 2})
+	e.waitPhase(t, "canary", 30*time.Second)
+	send := func(session string) string {
+		req, _ := http.NewRequest(http.MethodPost, e.traffic+"/v1/chat/completions", strings.NewReader(`{"model":"llama","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if session != "" {
+			req.Header.Set("X-Session-Id", session)
+		}
+		resp, err := e.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return resp.Header.Get("X-Cutover-Pool")
+	}
+	versions := map[string]int{}
+	for i := range 30 {
+		s := fmt.Sprintf("session-%d", i)
+		first := send(s)
+		versions[first]++
+		for range 3 {
+			if got := send(s); got != first {
+				t.Fatalf("session %s went to %s, then %s", s, first, got)
+			}
+		}
+	}
+	if versions["blue"] == 0 || versions["green"] == 0 {
+		t.Fatalf("at 50 %% 30 sessions all went one way: %v", versions)
+	}
+	spread := map[string]int{}
+	for range 60 {
+		spread[send("")]++
+	}
+	if spread["blue"] == 0 || spread["green"] == 0 {
+		t.Fatalf("requests without a session all went one way: %v", spread)
 	}
 }
