@@ -37,6 +37,9 @@ type Status struct {
 	// Fleet describes the gateways sharing this state in etcd; nil for a
 	// single gateway (bbolt).
 	Fleet *Fleet `json:"fleet,omitempty"`
+	// Weights is each pool's share of new requests in percent during a
+	// canary, such as {"blue": 95, "green": 5}; absent outside one.
+	Weights map[string]int `json:"weights,omitempty"`
 }
 
 // Fleet is the set of gateways sharing one state in etcd.
@@ -329,6 +332,22 @@ type Deployment struct {
 	// PostPromotionUntil ends the window after the promotion in which the
 	// new live pool is held to the gates (zero: none).
 	PostPromotionUntil time.Time `json:"post_promotion_until,omitzero"`
+	// Canary is the canary step of a deployment with the canary
+	// strategy, nil otherwise.
+	Canary *Canary `json:"canary,omitempty"`
+}
+
+// Canary is where a canary deployment is in its steps.
+type Canary struct {
+	// Step is the step in progress, from 1; Steps is how many there are.
+	Step  int `json:"step"`
+	Steps int `json:"steps"`
+	// Weight is the percentage of new requests the new version gets.
+	Weight int `json:"weight"`
+	// StepStartedAt is when the step began; StepEndsAt when its pause
+	// ends (zero: the step waits for cutover promote).
+	StepStartedAt time.Time `json:"step_started_at"`
+	StepEndsAt    time.Time `json:"step_ends_at,omitzero"`
 }
 
 // HookOutcome is one hook run.

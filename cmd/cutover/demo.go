@@ -44,6 +44,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		ttft, itl, retention          time.Duration
 		traffic                       float64
 		gateways                      int
+		canary                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -140,6 +141,9 @@ to try. Ctrl-C stops everything cleanly.`,
 				spare = append(spare, url)
 			}
 			cfg.Rollout.Retention = config.Duration(retention)
+			if canary {
+				demoCanary(cfg)
+			}
 			if traffic > 0 {
 				// With traffic flowing, deployments are validated against
 				// it: every request is mirrored to the candidate.
@@ -201,6 +205,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
 	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")
 	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
+	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for 30s, then 50 % until `cutover promote` (sessions kept by X-Session-Id)")
 	return cmd
 }
 

@@ -235,6 +235,9 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 	if !d.Deadline.IsZero() {
 		fmt.Fprintf(w, "  %-9s %s (%s)\n", kindLabel(d.DeadlineKind), d.Deadline.Local().Format(time.DateTime), until(d.Deadline))
 	}
+	if c := canaryNote(d); c != "" {
+		fmt.Fprintf(w, "  canary    %s\n", c)
+	}
 	if d.Reason != "" {
 		fmt.Fprintf(w, "  reason    %s\n", d.Reason)
 	}
@@ -289,6 +292,8 @@ func kindLabel(kind string) string {
 		return "drain by"
 	case "validation":
 		return "validate"
+	case "canary_step":
+		return "step end"
 	default:
 		return "deadline"
 	}

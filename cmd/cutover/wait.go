@@ -30,7 +30,7 @@ var waitTargets = []string{"ready", "promoted", "completed"}
 // forwardPhases is the way forward, in order. A deployment that reached a
 // later phase has passed the earlier ones: with auto-promotion, a wait for
 // ready may first see it promoted.
-var forwardPhases = []string{"pending", "warming", "validating", "ready", "promoted", "retiring", "completed"}
+var forwardPhases = []string{"pending", "warming", "validating", "canary", "ready", "promoted", "retiring", "completed"}
 
 // waitVerdict says what phase means for a wait for target: done (reached
 // or passed), failed (a side exit: failed, aborted, rolled_back), or

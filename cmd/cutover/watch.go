@@ -268,6 +268,9 @@ func deploymentProgress(s *api.Status, d *api.Deployment, now time.Time) []progr
 			lines = append(lines, progressLine{"samples", float64(got) / float64(need), fmt.Sprintf("%d/%d gates pass", pass, len(d.Gates))})
 		}
 	}
+	if c := canaryNote(d); c != "" {
+		lines = append(lines, progressLine{"weight", float64(d.Canary.Weight) / 100, c})
+	}
 	if !d.Deadline.IsZero() && !terminalPhase(d.Phase) {
 		span := d.Deadline.Sub(d.PhaseSince)
 		frac := 1.0

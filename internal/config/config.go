@@ -55,6 +55,8 @@ type Config struct {
 	Validation Validation `yaml:"validation"`
 	// Preview configures the listener that reaches the candidate pool.
 	Preview Preview `yaml:"preview"`
+	// Routing configures routing by request header (off by default).
+	Routing Routing `yaml:"routing"`
 	// Driver is what applies the routing: builtin (this gateway serves
 	// client traffic; the default), nginx or haproxy (cutover drives that
 	// load balancer, which serves the traffic).
@@ -121,6 +123,14 @@ type Rollout struct {
 	// Warmup configures the requests sent to every new replica before it
 	// counts as ready.
 	Warmup Warmup `yaml:"warmup"`
+	// Strategy is StrategyBlueGreen (also when empty: all at once on
+	// promote) or StrategyCanary (weighted steps first, see Canary).
+	Strategy string `yaml:"strategy"`
+	// Canary configures the steps of the canary strategy.
+	Canary Canary `yaml:"canary"`
+	// Affinity keeps requests with the same key on one version while the
+	// canary's weights hold.
+	Affinity Affinity `yaml:"affinity"`
 }
 
 // Warmup configures warm-up requests.
@@ -518,6 +528,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateHooks(c.Hooks)...)
 	errs = append(errs, c.validateDriver()...)
 	errs = append(errs, c.validateValidation()...)
+	errs = append(errs, c.validateRouting()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateFleet()...)
 	errs = append(errs, c.Balancing.validate()...)
@@ -621,6 +632,7 @@ func (r *Rollout) validate() []*FieldError {
 	if r.Warmup.Timeout <= 0 {
 		add("rollout.warmup.timeout", "must be positive, got %s", r.Warmup.Timeout)
 	}
+	errs = append(errs, r.validateCanary()...)
 	for i, w := range r.Warmup.Requests {
 		key := fmt.Sprintf("rollout.warmup.requests[%d]", i)
 		if strings.TrimSpace(w.Prompt) == "" {

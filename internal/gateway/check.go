@@ -56,6 +56,9 @@ func prepare(cfg *config.Config, token string) (*prepared, error) {
 	if p.tls, err = loadTLS(cfg); err != nil {
 		return nil, err
 	}
+	if _, _, err := poolHeaderOptions(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Admin.ReadTokenFile != "" {
 		if p.readToken, err = secret.ReadFile(cfg.Admin.ReadTokenFile); err != nil {
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}

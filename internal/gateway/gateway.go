@@ -150,6 +150,10 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if cfg.Proxy.Client == "cutover" {
 		transport = &proxy.Upstream{ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout.D(), Fallback: transport}
 	}
+	poolHeader, poolToken, err := poolHeaderOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	g.proxy = proxy.New(proxy.Options{
 		Transport:    transport,
 		Picker:       picker,
@@ -167,13 +171,15 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		ClientWriteTimeout:         cfg.Proxy.ClientWriteTimeout.D(),
 		Outlier:                    g.outlier,
 		HideReplica:                !cfg.Proxy.ExposeReplicaEnabled(),
+		PoolHeader:                 poolHeader,
+		PoolHeaderToken:            poolToken,
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
 		return nil, err
 	}
 	var validator rollout.Validator
-	if cfg.Validation.Enabled() || cfg.Validation.PostPromotion > 0 {
+	if cfg.Validation.Enabled() || cfg.Validation.PostPromotion > 0 || cfg.Rollout.CanaryStrategy() {
 		syn, err := g.syntheticFunc(cfg)
 		if err != nil {
 			return nil, err
@@ -219,6 +225,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			FailureLimit:        cfg.Validation.FailureLimit,
 			PostPromotionWindow: cfg.Validation.PostPromotion.D(),
 		},
+		Canary: canarySettings(ro),
 		Hooks:  cfg.HookSpecs(),
 		HTTP:   &http.Client{Transport: g.tls.transport(0)},
 		Tick:   min(time.Second, cfg.Health.Interval.D()),

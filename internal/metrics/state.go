@@ -23,7 +23,7 @@ var (
 	descInFlight  = prometheus.NewDesc("cutover_requests_in_flight", "Requests and streams open on a replica.", []string{"pool", "replica"}, nil)
 	descHealthy   = prometheus.NewDesc("cutover_replica_healthy", "1 when the replica may get new requests, 0 when health checks or passive ejection took it out.", []string{"pool", "replica"}, nil)
 	descPhase     = prometheus.NewDesc("cutover_deployment_phase", "1 for the current (else latest) deployment's phase.", []string{"phase"}, nil)
-	descDeadline  = prometheus.NewDesc("cutover_deployment_deadline_timestamp_seconds", "Unix time of the current deployment's deadline, by kind (progress, validation, auto_promote, retention, drain).", []string{"kind"}, nil)
+	descDeadline  = prometheus.NewDesc("cutover_deployment_deadline_timestamp_seconds", "Unix time of the current deployment's deadline, by kind (progress, validation, canary_step, auto_promote, retention, drain).", []string{"kind"}, nil)
 	descRetire    = prometheus.NewDesc("cutover_retire_failures", "Failed on_retire attempts of the deployment being retired (a GPU not freed yet).", nil, nil)
 	descHookRuns  = prometheus.NewDesc("cutover_hook_runs_total", "Lifecycle hook runs by event and outcome.", []string{"event", "outcome"}, nil)
 	descGateValue = prometheus.NewDesc("cutover_gate_value", "Current value of a validation gate.", []string{"gate"}, nil)
@@ -41,10 +41,10 @@ var (
 )
 
 // phases lists every phase so that the phase metric is a complete set.
-var phases = []string{"pending", "warming", "validating", "ready", "promoted", "retiring", "completed", "failed", "aborted", "rolled_back"}
+var phases = []string{"pending", "warming", "validating", "canary", "ready", "promoted", "retiring", "completed", "failed", "aborted", "rolled_back"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate} {
+	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate, descPoolWeight, descCanaryStep} {
 		ch <- d
 	}
 }
@@ -63,6 +63,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		sw = float64(st.SwitchedAt.UnixNano()) / 1e9
 	}
 	g(descSwitched, sw)
+	collectWeights(st, g)
 	for name, p := range st.Pools {
 		g(descLive, b2f(p.Live), name, p.Model)
 		for _, r := range p.Replicas {

@@ -74,6 +74,11 @@ type Options struct {
 	// HideReplica leaves the X-Cutover-Replica header (the replica's
 	// address) out of every answer. False: answers name their replica.
 	HideReplica bool
+	// PoolHeader (canonical form) names the request header that sends a
+	// request to the pool it names, when the header PoolHeader+"-Token"
+	// carries PoolHeaderToken; both headers are always stripped. Empty:
+	// off, and the headers pass through like any other.
+	PoolHeader, PoolHeaderToken string
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -143,14 +148,15 @@ func (h *Handler) Apply(t *route.Table) { h.table.Store(t) }
 // Table returns the table in effect, or nil before the first Apply.
 func (h *Handler) Table() *route.Table { return h.table.Load() }
 
-// ServeHTTP sends r to the live pool.
+// ServeHTTP sends r to the live pool (during a canary, to the pool the
+// table's weights pick).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := h.table.Load()
 	if t == nil {
 		errNotReady().write(w)
 		return
 	}
-	h.ServePool(w, r, t, t.Live)
+	h.ServePool(w, r, t, h.pickPool(t, r))
 }
 
 // ServePool sends r to pool e of table t. The preview listener uses it to

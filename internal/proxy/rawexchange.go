@@ -35,6 +35,16 @@ func (sc *srvConn) slowPath(t *route.Table) string {
 			return "https_replicas"
 		}
 	}
+	if t.Canary != nil || sc.h.opts.PoolHeader != "" {
+		// The request may go to another pool than the live one.
+		for _, e := range t.Pools {
+			for _, r := range e.Pool.Replicas {
+				if r.URL.Scheme != "http" {
+					return "https_replicas"
+				}
+			}
+		}
+	}
 	return ""
 }
 
@@ -47,7 +57,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if t == nil {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
-	e := t.Live
+	e := sc.pickEntry(t)
 	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
 		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line

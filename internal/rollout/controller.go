@@ -133,6 +133,8 @@ type Options struct {
 	Validator Validator
 	// Validation configures it.
 	Validation ValidationSettings
+	// Canary configures the canary strategy; no steps means blue-green.
+	Canary CanarySettings
 	// Hooks maps an event (hook.Events) to its hooks.
 	Hooks map[string][]hook.Spec
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
@@ -345,7 +347,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		}
 		c.log.Info("transition", attrs...)
 	}
-	if prev.Live != next.Live || !samePools(prev.Pools, next.Pools) || rev == 0 {
+	if prev.Live != next.Live || !samePools(prev.Pools, next.Pools) || rev == 0 || canaryChanged(&prev, &next) {
 		if err := c.apply(ctx); err != nil {
 			return c.revert(ctx, prev, rev+1, err)
 		}
@@ -514,6 +516,7 @@ func (c *Controller) apply(ctx context.Context) error {
 		ps = append(ps, c.pools[name])
 	}
 	t := route.New(c.rev, c.st.Live, c.opts.ModelName, ps...)
+	c.canaryRouteLocked(t)
 	c.mu.Unlock()
 	return c.opts.Applier.Apply(ctx, t)
 }

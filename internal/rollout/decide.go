@@ -192,7 +192,7 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 	st := v.State
 	if d := st.active(); d != nil {
 		switch d.Phase {
-		case PhaseReady:
+		case PhaseReady, PhaseCanary:
 			if dec, ok := v.canServe("promote", d.Pool); !ok {
 				return dec
 			}
@@ -244,6 +244,9 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 		if req.To == st.Live {
 			return deny("no_target", "cannot roll back to %s: it is already live", req.To)
 		}
+	}
+	if dec, ok := decideCanaryRollback(v, req); ok {
+		return dec
 	}
 	if d := st.active(); d != nil {
 		switch d.Phase {
@@ -308,6 +311,9 @@ func decideAbort(v View, req api.AbortRequest) Decision {
 	switch {
 	case d.Phase.BeforeCutover():
 		dec := allow("deployment %s (model %s in %s) stops; %s never received client traffic", d.ID, d.Model, d.Pool, d.Pool)
+		if _, w := canaryRoute(&st); w > 0 {
+			dec = allow("deployment %s (model %s in %s) stops; its canary share of %d%% of new requests goes back to %s at once", d.ID, d.Model, d.Pool, w, d.From)
+		}
 		dec.Deployment = d.ID
 		return dec
 	case d.Phase == PhasePromoted:

@@ -144,6 +144,10 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 		d := s.find(id)
 		from := d.Phase
 		d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("aborted by %s while %s; %s never received client traffic", actor, from, d.Pool), time.Time{})
+		if from == PhaseCanary || d.Canary.Weight > 0 {
+			d.Reason = fmt.Sprintf("aborted by %s while %s at %d%%; every request goes to %s again", actor, from, d.Canary.Weight, d.From)
+			d.Canary.Weight = 0
+		}
 		return []event{{Action: "abort", Deployment: id, From: string(from), To: string(PhaseAborted), Reason: d.Reason}}, nil
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ const (
 	PhasePending    Phase = "pending"
 	PhaseWarming    Phase = "warming"
 	PhaseValidating Phase = "validating"
+	PhaseCanary     Phase = "canary"
 	PhaseReady      Phase = "ready"
 	PhasePromoted   Phase = "promoted"
 	PhaseRetiring   Phase = "retiring"
@@ -22,8 +23,9 @@ const (
 // preCutover lists, in order, the phases a deployment goes through before
 // it may be promoted; the last one waits for the promotion. A new check
 // is a new phase inserted here with its reconcile step. Validating is
-// skipped when no validation is configured.
-var preCutover = []Phase{PhaseWarming, PhaseValidating, PhaseReady}
+// skipped when no validation is configured, canary without the canary
+// strategy (the canary gets client traffic, but never all of it).
+var preCutover = []Phase{PhaseWarming, PhaseValidating, PhaseCanary, PhaseReady}
 
 // Terminal reports whether p is an end state.
 func (p Phase) Terminal() bool {

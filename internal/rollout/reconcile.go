@@ -51,8 +51,13 @@ func (c *Controller) Reconcile(ctx context.Context) {
 			err = c.reconcileWarming(ctx, d, pools)
 		case PhaseValidating:
 			err = c.reconcileValidating(ctx, d, pools)
+		case PhaseCanary:
+			err = c.reconcileCanary(ctx, d, pools)
 		case PhaseReady:
-			err = c.reconcileReady(ctx, d)
+			var stop bool
+			if stop, err = c.watchReadyCanary(ctx, d); !stop {
+				err = c.reconcileReady(ctx, d)
+			}
 		case PhasePromoted:
 			err = c.reconcilePromoted(ctx, d, pools)
 		case PhaseRetiring:
@@ -78,7 +83,7 @@ func (c *Controller) stopStaleWindow(st State) {
 		return
 	}
 	d := st.find(id)
-	if d == nil || (!post && d.Phase != PhaseValidating) || (post && d.Phase != PhasePromoted) {
+	if d == nil || (!post && d.Phase != PhaseValidating && !canaryWatched(d)) || (post && d.Phase != PhasePromoted) {
 		c.stopWindow()
 	}
 }
@@ -195,6 +200,7 @@ func (c *Controller) reconcileWarming(ctx context.Context, d *Deployment, pools 
 
 // enterReady sets the auto-promotion deadline when the phase is ready.
 func (c *Controller) enterReady(_ *State, d *Deployment, now time.Time) {
+	c.enterCanary(d, now)
 	if d.Phase == PhaseReady {
 		d.Deadline = time.Time{}
 	}

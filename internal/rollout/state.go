@@ -123,6 +123,10 @@ type Deployment struct {
 	// PostPromotionUntil ends the post-promotion window (zero: none).
 	PostPromotionUntil time.Time `json:"post_promotion_until,omitzero"`
 
+	// Canary is the step in progress with the canary strategy (kept,
+	// with its weight, while ready after the last step). Zero otherwise.
+	Canary CanaryState `json:"canary,omitzero"`
+
 	RetireAttempts    int       `json:"retire_attempts,omitempty"`
 	NextRetireAttempt time.Time `json:"next_retire_attempt,omitzero"`
 	RetireError       string    `json:"retire_error,omitempty"`

@@ -41,6 +41,7 @@ func (c *Controller) Status() api.Status {
 	}
 	v := viewOf(st, rev, pools, c.now().UTC())
 	s.Protection, s.Actions = protection(v), actions(v)
+	s.Weights = canaryWeights(&st)
 	return s
 }
 
@@ -94,6 +95,8 @@ func (c *Controller) apiDeployment(d *Deployment, note *string) api.Deployment {
 			v.DeadlineKind = "retention"
 		case PhaseValidating:
 			v.DeadlineKind = "validation"
+		case PhaseCanary:
+			v.DeadlineKind = "canary_step"
 		case PhaseRetiring:
 			v.DeadlineKind = "drain"
 		default:
@@ -111,6 +114,7 @@ func (c *Controller) apiDeployment(d *Deployment, note *string) api.Deployment {
 		v.Gates = slices.Clone(d.Gates)
 	}
 	v.PostPromotionUntil = d.PostPromotionUntil
+	v.Canary = c.apiCanary(d)
 	return v
 }
 

@@ -43,6 +43,9 @@ func (c *Controller) Rollback(ctx context.Context, actor string, req api.Rollbac
 }
 
 func (c *Controller) rollbackLocked(ctx context.Context, actor, why string, req api.RollbackRequest) (api.SwitchResult, error) {
+	if res, ok, err := c.rollbackCanaryLocked(ctx, actor, req); ok {
+		return res, err
+	}
 	dec := decideRollback(c.view(), req)
 	if !dec.Allowed {
 		return api.SwitchResult{}, dec.refusal()
@@ -126,7 +129,7 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
-		if d == nil || d.Phase != PhaseReady {
+		if d == nil || (d.Phase != PhaseReady && d.Phase != PhaseCanary) {
 			return nil, refuse("deployment_not_ready", "deployment %s changed while promoting", id)
 		}
 		res = c.switchLive(s, "promote", d.Pool)

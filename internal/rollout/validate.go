@@ -27,7 +27,7 @@ type valState struct {
 
 // skipPhase reports pre-cutover phases that are not configured.
 func (c *Controller) skipPhase(p Phase) bool {
-	return p == PhaseValidating && !c.opts.Validation.Enabled
+	return (p == PhaseValidating && !c.opts.Validation.Enabled) || (p == PhaseCanary && len(c.opts.Canary.Steps) == 0)
 }
 
 // gatesFor returns the live gates of deployment id while its window runs.

@@ -21,6 +21,15 @@ type Table struct {
 	Live *Entry
 	// Pools holds every pool by name, Live included.
 	Pools map[string]*Entry
+	// Canary is the pool that receives CanaryWeight percent of new
+	// requests during a canary (see Pick). Nil outside a canary.
+	Canary *Entry
+	// CanaryWeight is the percentage (0-100) of new requests Pick sends
+	// to Canary; 0 sends none, 100 all.
+	CanaryWeight int
+	// AffinityHeader names the request header whose value Pick hashes
+	// instead of drawing a random number. Empty: no affinity.
+	AffinityHeader string
 }
 
 // Entry is a pool with the values the data plane derives from it once per

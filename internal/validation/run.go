@@ -18,6 +18,7 @@ const maxSamples = 20000
 type Run struct {
 	live, candidate string
 	baseline        *Stats // fixed baseline (post-promotion); nil: measure live
+	realOnly        bool   // client traffic only (canary): no shadow or suite gates
 
 	adjust func(pool string, s *Sample) // Validator.Adjust; nil: as measured
 
@@ -174,6 +175,14 @@ func (v *Validator) StartPost(poolName string, baseline Stats) {
 	v.run.Store(&Run{candidate: poolName, baseline: &baseline, adjust: v.Adjust})
 }
 
+// StartCanary begins a canary window: the candidate's real traffic
+// against the live pool's over the same time, with no shadow copies or
+// synthetic suite.
+func (v *Validator) StartCanary(live, candidate string) {
+	v.Stop()
+	v.run.Store(&Run{live: live, candidate: candidate, adjust: v.Adjust, realOnly: true})
+}
+
 // Stop ends the window in progress, if any.
 func (v *Validator) Stop() {
 	v.run.Store(nil)
@@ -200,8 +209,9 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}
 	g := v.gates
-	if r.baseline != nil {
-		// After the promotion there is no shadow or suite, only traffic.
+	if r.baseline != nil || r.realOnly {
+		// After the promotion (and in a canary) there is no shadow or
+		// suite, only traffic.
 		g.ShadowMismatch.Enabled, g.Synthetic.Enabled = false, false
 		in.SyntheticExpected = 0
 	}

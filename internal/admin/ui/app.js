@@ -14,14 +14,14 @@
   const POOLS = ['blue', 'green'];
   const TERMINAL = new Set(['completed', 'failed', 'aborted', 'rolled_back']);
   const PHASE_TONE = {
-    pending: 'warn', warming: 'warn', validating: 'warn', ready: 'info', promoted: 'ok', retiring: 'warn',
+    pending: 'warn', warming: 'warn', validating: 'warn', canary: 'warn', ready: 'info', promoted: 'ok', retiring: 'warn',
     completed: '', failed: 'bad', aborted: '', rolled_back: 'bad',
   };
   const DEADLINE_LABEL = {
-    progress: 'Progress deadline', validation: 'Validation deadline', auto_promote: 'Auto-promotes', retention: 'Retention ends', drain: 'Drain deadline',
+    progress: 'Progress deadline', validation: 'Validation deadline', auto_promote: 'Auto-promotes', retention: 'Retention ends', drain: 'Drain deadline', canary_step: 'Canary step ends',
   };
   const ELAPSED_LABEL = {
-    progress: 'Warm-up time used', validation: 'Validation time used', auto_promote: 'Until auto-promotion', retention: 'Retention elapsed', drain: 'Drain time used',
+    progress: 'Warm-up time used', validation: 'Validation time used', auto_promote: 'Until auto-promotion', retention: 'Retention elapsed', drain: 'Drain time used', canary_step: 'Step time used',
   };
   const ACTION_LABEL = { promote: 'Promote', rollback: 'Rollback', abort: 'Abort', retire: 'Retire' };
 
@@ -552,6 +552,11 @@
     if (warm !== null) {
       parts.push(bar(warm / Math.max(1, d.replicas.length), 'Replicas healthy', `${warm} of ${d.replicas.length}`, { ok: true }));
     }
+    if (d.canary && (d.phase === 'canary' || d.phase === 'ready')) {
+      const c = d.canary;
+      parts.push(h('div', { id: 'canary-weight' }, bar(c.weight / 100, `Canary weight · step ${c.step} of ${c.steps}`,
+        `${c.weight}% of new requests to ${d.pool}${d.phase === 'canary' && !isSet(c.step_ends_at) ? ' · waits for promote' : ''}`, { ok: true })));
+    }
     const gated = d.phase === 'validating' && Array.isArray(d.gates) ? d.gates.filter((g) => g.min_samples > 0) : [];
     if (gated.length) {
       const got = gated.reduce((n, g) => n + Math.min(g.samples || 0, g.min_samples), 0);
@@ -560,10 +565,11 @@
       parts.push(bar(got / need, 'Gate samples collected', `${Math.round((100 * got) / need)}% · ${passing} of ${d.gates.length} gates pass`, { ok: true }));
     }
     if (isSet(d.deadline) && !TERMINAL.has(d.phase)) {
-      const from = new Date(d.phase_since).getTime();
+      const since = d.deadline_kind === 'canary_step' && d.canary ? d.canary.step_started_at : d.phase_since;
+      const from = new Date(since).getTime();
       const to = new Date(d.deadline).getTime();
       parts.push(bar((now() - from) / Math.max(1, to - from), ELAPSED_LABEL[d.deadline_kind] || 'Time to the deadline',
-        `of ${fmtDur(to - from)}`, { from: d.phase_since, to: d.deadline }));
+        `of ${fmtDur(to - from)}`, { from: since, to: d.deadline }));
     }
     if (d.retire_error) {
       parts.push(h('div', { class: 'alert-box', role: 'alert' }, h('strong', {}, `Retirement failing (attempt ${d.retire_attempts || 1}`,

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+)
+
+// TestStatusShowsCanary: status and --watch show the step and weight of a
+// canary; a wait for ready is not done while it steps.
+func TestStatusShowsCanary(t *testing.T) {
+	now := time.Now()
+	d := &api.Deployment{ID: "d-1", Pool: "green", Phase: "canary", PhaseSince: now, Deadline: now.Add(10 * time.Minute), DeadlineKind: "canary_step",
+		Canary: &api.Canary{Step: 2, Steps: 3, Weight: 25, StepStartedAt: now, StepEndsAt: now.Add(10 * time.Minute)}}
+	var b bytes.Buffer
+	printDeployment(&b, d)
+	if !strings.Contains(b.String(), "canary    step 2/3: 25% of new requests to green; the step ends in ") || !strings.Contains(b.String(), "step end") {
+		t.Fatalf("status:\n%s", b.String())
+	}
+	lines := deploymentProgress(&api.Status{}, d, now)
+	if len(lines) == 0 || lines[0].label != "weight" || lines[0].frac != 0.25 {
+		t.Fatalf("watch progress: %+v", lines)
+	}
+	d.Canary.StepEndsAt = time.Time{}
+	if n := canaryNote(d); !strings.HasSuffix(n, "until `cutover promote`") {
+		t.Fatalf("manual step: %s", n)
+	}
+	d.Phase = "failed"
+	if n := canaryNote(d); n != "" {
+		t.Fatalf("failed canary: %q", n)
+	}
+	if done, failed := waitVerdict("canary", "ready"); done || failed {
+		t.Fatalf("wait for ready during a canary: done %v failed %v", done, failed)
+	}
+	if done, _ := waitVerdict("ready", "ready"); !done {
+		t.Fatal("wait for ready after the canary")
+	}
+}
