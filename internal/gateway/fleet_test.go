@@ -29,10 +29,10 @@ type fleetEnv struct {
 }
 
 // newFleet starts a real etcd and n gateways on it.
-func newFleet(t *testing.T, n int) *fleetEnv { return newFleetWith(t, n, nil) }
+func newFleet(t testing.TB, n int) *fleetEnv { return newFleetWith(t, n, nil) }
 
 // newFleetWith is newFleet with edit applied to every gateway's config.
-func newFleetWith(t *testing.T, n int, edit func(*config.Config)) *fleetEnv {
+func newFleetWith(t testing.TB, n int, edit func(*config.Config)) *fleetEnv {
 	t.Helper()
 	srv := etcdtest.New(t)
 	f := &fleetEnv{etcd: srv}
@@ -54,7 +54,7 @@ func newFleetWith(t *testing.T, n int, edit func(*config.Config)) *fleetEnv {
 
 // start runs one more gateway of the fleet, named name, with its local
 // copy in stateDir.
-func (f *fleetEnv) start(t *testing.T, name, stateDir string) *env {
+func (f *fleetEnv) start(t testing.TB, name, stateDir string) *env {
 	t.Helper()
 	cfg := *f.cfg
 	cfg.Name, cfg.StateDir = name, stateDir
