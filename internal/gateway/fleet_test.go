@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
@@ -389,4 +392,28 @@ func TestFleetSwitchesUnderLoadFailNothing(t *testing.T) {
 	if len(failed) > 0 {
 		t.Fatalf("%d requests failed, first: %s", len(failed), failed[0])
 	}
+}
+
+// TestFleetDashboardShowsLeaderMembersAndStore: the dashboard's top bar
+// shows the fleet's leader, its members and the store, and says so when
+// etcd becomes unreachable.
+func TestFleetDashboardShowsLeaderMembersAndStore(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
+	}
+	f := newFleet(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := startBrowser(ctx, t)
+	b.do("open the dashboard and enter the token",
+		chromedp.Navigate("http://"+f.gws[1].gw.AdminAddr()+"/"),
+		chromedp.WaitVisible(chromedp.ID("token-input")),
+		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
+		chromedp.Click(chromedp.ID("token-submit")),
+	)
+	b.waitText(`[data-testid="fleet-members"]`, "2 gateways", false)
+	b.waitText(`[data-testid="fleet-leader"]`, "gw-", false)
+	b.waitText(`[data-testid="fleet-store"]`, "etcd reachable", false)
+	f.etcd.Stop()
+	b.waitText(`[data-testid="fleet-store"]`, "etcd UNREACHABLE since", false)
 }
