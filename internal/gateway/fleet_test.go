@@ -38,13 +38,21 @@ func newFleet(t testing.TB, n int) *fleetEnv { return newFleetWith(t, n, nil) }
 func newFleetWith(t testing.TB, n int, edit func(*config.Config)) *fleetEnv {
 	t.Helper()
 	srv := etcdtest.New(t)
-	f := &fleetEnv{etcd: srv}
+	f := newFleetOn(t, n, []string{srv.Endpoint()}, edit)
+	f.etcd = srv
+	return f
+}
+
+// newFleetOn starts n gateways on the etcd endpoints.
+func newFleetOn(t testing.TB, n int, endpoints []string, edit func(*config.Config)) *fleetEnv {
+	t.Helper()
+	f := &fleetEnv{}
 	first := newEnv(t, envOptions{modelName: "llm", mock: mockllm.Config{Tokens: 4}, edit: func(c *config.Config) {
 		if edit != nil {
 			edit(c)
 		}
 		c.Name = "gw-0"
-		c.Etcd = &config.Etcd{Endpoints: []string{srv.Endpoint()}, Prefix: "/test/" + t.Name() + "/",
+		c.Etcd = &config.Etcd{Endpoints: endpoints, Prefix: "/test/" + t.Name() + "/",
 			DialTimeout: config.Duration(time.Second), SessionTTL: config.Duration(2 * time.Second)}
 		f.cfg = c
 	}})
@@ -416,4 +424,70 @@ func TestFleetDashboardShowsLeaderMembersAndStore(t *testing.T) {
 	b.waitText(`[data-testid="fleet-store"]`, "etcd reachable", false)
 	f.etcd.Stop()
 	b.waitText(`[data-testid="fleet-store"]`, "etcd UNREACHABLE since", false)
+}
+
+// TestFleetThreeMemberEtcdQuorum: on a 3-member etcd cluster, switches go
+// on with one member down; with two down (no quorum) every gateway serves
+// its last table and writes answer 503; with quorum back the next switch
+// reaches every gateway.
+func TestFleetThreeMemberEtcdQuorum(t *testing.T) {
+	members := etcdtest.NewCluster(t, 3)
+	var eps []string
+	for _, m := range members {
+		eps = append(eps, m.Endpoint())
+	}
+	f := newFleetOn(t, 2, eps, nil)
+	ctx := context.Background()
+	members[0].Stop()
+	var res *api.SwitchResult
+	waitFor(t, "a promote accepted with one etcd member down", 20*time.Second, func() bool {
+		var err error
+		res, err = f.gws[0].admin.Promote(ctx)
+		return err == nil
+	})
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d on green", i), 20*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == res.Revision && servesPool(e, "green")
+		})
+	}
+	members[1].Stop() // quorum lost
+	// Wait until the gateways know, so that no write is sent: a write
+	// sent to a member that has not yet noticed may be applied later.
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d seeing the store down", i), 20*time.Second, func() bool {
+			st, err := e.admin.Status(ctx)
+			return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy
+		})
+	}
+	_, err := f.gws[1].admin.Rollback(ctx)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
+		t.Fatalf("rollback without quorum = %v, want 503 store_unavailable", err)
+	}
+	for i, e := range f.gws {
+		for range 10 {
+			if r, err := e.chat(ctx, "", "hi", true, ""); err != nil || r.pool != "green" {
+				t.Fatalf("gw-%d without quorum: %+v %v", i, r, err)
+			}
+		}
+	}
+	if err := members[1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	var back *api.SwitchResult
+	var lastErr error
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last rollback error: %v", lastErr)
+		}
+	})
+	waitFor(t, "a rollback accepted with quorum back", 30*time.Second, func() bool {
+		back, lastErr = f.gws[1].admin.Rollback(ctx)
+		return lastErr == nil
+	})
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d on blue", i), 20*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == back.Revision && servesPool(e, "blue")
+		})
+	}
 }
