@@ -14,11 +14,13 @@ import (
 	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
 )
 
-// TestFleetKill9LeaderHandsOver: two `cutover serve` processes on one etcd;
-// the leader is killed with SIGKILL while an on_deploy hook of a deployment
-// asked on the other gateway runs. The other gateway takes over after the
-// lease ends, runs the hook again with the same CUTOVER_HOOK_RUN_ID and
-// carries the deployment to ready.
+// TestFleetKill9LeaderHandsOver: three `cutover serve` processes on one
+// etcd. The leader is killed with SIGKILL while an on_deploy hook of a
+// deployment asked on another gateway runs: another gateway takes over
+// after the lease ends, runs the hook again with the same
+// CUTOVER_HOOK_RUN_ID and carries the deployment to ready. After the
+// promotion that leader is killed too, mid-retention: the last gateway
+// retires the old pool at the retention's end (on_retire runs).
 func TestFleetKill9LeaderHandsOver(t *testing.T) {
 	srv := etcdtest.New(t)
 	evidence := filepath.Join(t.TempDir(), "hooks.log")
@@ -32,12 +34,15 @@ etcd:
   dial_timeout: 1s
   session_ttl: 2s
 rollout:
+  retention: 4s
   warmup:
     requests: []
 hooks:
   on_deploy:
     - command: [sh, -c, %q]
-`, name, srv.Endpoint(), hook)
+  on_retire:
+    - command: [sh, -c, 'echo retire $CUTOVER_HOOK_RUN_ID >> %s']
+`, name, srv.Endpoint(), hook, evidence)
 	}
 	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
 	type gw struct {
@@ -46,7 +51,7 @@ hooks:
 		client *api.Client
 	}
 	var gws []*gw
-	for _, name := range []string{"gw-a", "gw-b"} {
+	for _, name := range []string{"gw-a", "gw-b", "gw-c"} {
 		c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(), blue: blue, green: green, extra: extra(name)}
 		g := &gw{name: name, client: &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}}
 		g.p = start(t, env, "serve", "--config", c.write(t))
@@ -72,14 +77,16 @@ hooks:
 		t.Fatalf("timed out waiting for %s", what)
 	}
 	var leader, other *gw
-	poll("a leader with two members", func() bool {
+	poll("a leader with three members", func() bool {
 		st := status(gws[0])
-		if st == nil || st.Fleet == nil || st.Fleet.Leader == "" || len(st.Fleet.Members) != 2 {
+		if st == nil || st.Fleet == nil || st.Fleet.Leader == "" || len(st.Fleet.Members) != 3 {
 			return false
 		}
-		for i, g := range gws {
+		for _, g := range gws {
 			if g.name == st.Fleet.Leader {
-				leader, other = g, gws[1-i]
+				leader = g
+			} else if other == nil {
+				other = g
 			}
 		}
 		return leader != nil
@@ -95,9 +102,18 @@ hooks:
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	poll("the survivor leading", func() bool {
+	var next *gw
+	poll("a survivor leading", func() bool {
 		st := status(other)
-		return st != nil && st.Fleet != nil && st.Fleet.Leader == other.name
+		if st == nil || st.Fleet == nil || st.Fleet.Leader == "" || st.Fleet.Leader == leader.name {
+			return false
+		}
+		for _, g := range gws {
+			if g.name == st.Fleet.Leader {
+				next = g
+			}
+		}
+		return next != nil
 	})
 	t.Logf("takeover %s after kill -9 (session_ttl 2s)", time.Since(killed).Round(10*time.Millisecond))
 	poll("the deployment ready on the survivor", func() bool {
@@ -131,5 +147,36 @@ hooks:
 	}
 	if hooks != 1 {
 		t.Errorf("%d on_deploy outcomes in the history, want 1", hooks)
+	}
+
+	// Promote, then kill the new leader while the old pool is retained.
+	if _, err := other.client.Promote(ctx); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	if err := next.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	last := other
+	if next == other {
+		for _, g := range gws {
+			if g != leader && g != next {
+				last = g
+			}
+		}
+	}
+	poll("the last gateway retiring the old pool", func() bool {
+		st := status(last)
+		return st != nil && st.Deployment != nil && st.Deployment.Phase == "completed"
+	})
+	st := status(last)
+	if st.Fleet.Leader != last.name {
+		t.Errorf("leader %q after the second kill, want %s", st.Fleet.Leader, last.name)
+	}
+	d := st.Deployment
+	if d.RetiredAt.Before(d.RetainUntil) {
+		t.Errorf("retired at %s, before the retention end %s", d.RetiredAt, d.RetainUntil)
+	}
+	if b, _ := os.ReadFile(evidence); !strings.Contains(string(b), "retire ") {
+		t.Errorf("on_retire did not run:\n%s", b)
 	}
 }
