@@ -491,3 +491,52 @@ func TestFleetThreeMemberEtcdQuorum(t *testing.T) {
 		})
 	}
 }
+
+// TestFleetFollowsWhileALongTransitionRuns: a gateway whose promote waits
+// on a before_promote hook still applies what the others write (here an
+// abort): the watch does not wait for its transition, whose write then
+// loses on the revision. Regression: Follow took the transition lock.
+func TestFleetFollowsWhileALongTransitionRuns(t *testing.T) {
+	dir := t.TempDir()
+	release, started := filepath.Join(dir, "release"), filepath.Join(dir, "started")
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Health.Timeout = config.Duration(time.Second)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+		c.Hooks = map[string][]config.Hook{"before_promote": {{Command: []string{"sh", "-c",
+			fmt.Sprintf("touch %s; n=0; while [ ! -f %s ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done", started, release)}, Timeout: config.Duration(time.Minute)}}}
+	})
+	spare := []*replica{startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")}
+	ctx := context.Background()
+	a, b := f.gws[0], f.gws[1]
+	if _, err := b.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitPhase(t, "ready", 30*time.Second)
+	promoted := make(chan error, 1)
+	go func() { _, err := a.admin.Promote(ctx); promoted <- err }()
+	waitFor(t, "the before_promote hook running on gw-0", 10*time.Second, func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
+	var d *api.Deployment
+	var err error
+	waitFor(t, "an abort accepted on gw-1 while gw-0's promote waits on its hook", 10*time.Second, func() bool {
+		d, err = b.admin.Abort(ctx) // a conflict (gw-1 a write behind) reloads: try again
+		return err == nil
+	})
+	waitFor(t, "gw-0 applying the abort while its hook still runs", 10*time.Second, func() bool {
+		st := a.gw.Controller().Status()
+		return st.Deployment != nil && st.Deployment.Phase == d.Phase && len(promoted) == 0
+	})
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var ae *api.Error
+	if err := <-promoted; !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+		t.Fatalf("the promote that waited = %v, want 409 (the state moved on)", err)
+	}
+	if !servesPool(a, "blue") || !servesPool(b, "blue") {
+		t.Fatal("blue is not live on both after the aborted deployment")
+	}
+}

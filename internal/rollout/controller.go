@@ -159,6 +159,7 @@ type Controller struct {
 	warm  *warmer
 
 	tmu sync.Mutex // serialises transitions
+	amu sync.Mutex // serialises apply, so the last table applied is built from the latest state
 
 	hookRuns sync.Map // [2]string{event, ok|failed} -> *atomic.Uint64
 
@@ -319,7 +320,9 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	ctx = context.WithoutCancel(ctx)
 	c.mu.Lock()
 	prev := c.st
-	c.st, c.rev = next, rev+1
+	if c.rev <= rev+1 { // else Follow already took a newer revision (another gateway's)
+		c.st, c.rev = next, rev+1
+	}
 	c.rebuildPoolsLocked()
 	c.mu.Unlock()
 	for _, e := range evs {
@@ -497,6 +500,8 @@ func sameURLs(p *pool.Pool, urls []string) bool {
 
 // apply hands the data plane a table for the current state.
 func (c *Controller) apply(ctx context.Context) error {
+	c.amu.Lock()
+	defer c.amu.Unlock()
 	c.mu.Lock()
 	ps := make([]*pool.Pool, 0, len(c.pools))
 	for _, name := range slices.Sorted(maps.Keys(c.pools)) {
