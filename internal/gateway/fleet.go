@@ -87,6 +87,14 @@ func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	return st, nil
 }
 
+// fleetName is the gateway's name in its fleet, "" without etcd.
+func fleetName(cfg *config.Config) string {
+	if cfg.Etcd == nil {
+		return ""
+	}
+	return cfg.FleetName()
+}
+
 // startController restores the state. In a fleet, gateways starting
 // together on an empty prefix race to write the first state: the losers
 // read the winner's.

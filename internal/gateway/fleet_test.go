@@ -540,3 +540,68 @@ func TestFleetFollowsWhileALongTransitionRuns(t *testing.T) {
 		t.Fatal("blue is not live on both after the aborted deployment")
 	}
 }
+
+// TestFleetRestartedFollowerLeavesTheLeadersHookAlone: a follower that
+// restarts on the leader's machine does not end the hook the leader runs
+// (Start ends only its own leftovers). Regression: it ended every hook
+// recorded as running.
+func TestFleetRestartedFollowerLeavesTheLeadersHookAlone(t *testing.T) {
+	dir := t.TempDir()
+	release, evidence := filepath.Join(dir, "release"), filepath.Join(dir, "hooks.log")
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Health.Timeout = config.Duration(time.Second)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+		c.Hooks = map[string][]config.Hook{"on_deploy": {{Command: []string{"sh", "-c",
+			fmt.Sprintf("echo start >> %[1]s; n=0; while [ ! -f %[2]s ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; echo done >> %[1]s", evidence, release)},
+			Timeout: config.Duration(time.Minute)}}}
+	})
+	spare := []*replica{startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")}
+	ctx := context.Background()
+	var follower int
+	waitFor(t, "a leader", 20*time.Second, func() bool {
+		for i, e := range f.gws {
+			if e.gw.Fleet().Leading() {
+				follower = 1 - i
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := f.gws[follower].admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hook started", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(evidence)
+		return strings.Contains(string(b), "start")
+	})
+	waitFor(t, "the follower holding the leader's record of the running hook", 20*time.Second, func() bool {
+		want := f.gws[1-follower].gw.Controller().Status().Revision
+		return f.gws[follower].gw.Controller().Status().Revision >= want && want >= 3
+	})
+	name := fmt.Sprintf("gw-%d", follower)
+	stateDir := f.cfg.StateDir
+	if follower != 0 {
+		stateDir = t.TempDir()
+	}
+	if err := f.gws[follower].stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, name, stateDir)
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the leader's hook finishing", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(evidence)
+		return strings.Contains(string(b), "done")
+	})
+	h, err := f.gws[1-follower].admin.History(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range h.Events {
+		if ev.Action == "hook_leftover" {
+			t.Errorf("the restarted follower ended the leader's hook: %+v", ev)
+		}
+	}
+}

@@ -142,6 +142,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Gateway is this gateway's name in a fleet; "" for a gateway alone.
+	// Hooks it records as running carry it, and Start ends only its own
+	// leftovers (another gateway's hook runs on another machine, or is
+	// still running under a live leader).
+	Gateway string
 }
 
 // Controller owns the live pool and the deployments.
