@@ -605,3 +605,35 @@ func TestFleetRestartedFollowerLeavesTheLeadersHookAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetGatewaysStartingTogetherAgree: gateways that start at the same
+// moment on an empty prefix race to write the first state; one writes it
+// and the others take it.
+func TestFleetGatewaysStartingTogetherAgree(t *testing.T) {
+	f := newFleet(t, 1)
+	etcdCfg := *f.cfg.Etcd
+	etcdCfg.Prefix = "/test/" + t.Name() + "-together/"
+	var wg sync.WaitGroup
+	gws := make([]*gateway.Gateway, 3)
+	errs := make([]error, 3)
+	for i := range gws {
+		cfg := *f.cfg
+		cfg.Name, cfg.StateDir, cfg.Etcd = fmt.Sprintf("together-%d", i), t.TempDir(), &etcdCfg
+		wg.Go(func() {
+			gws[i], errs[i] = gateway.New(context.Background(), &cfg, testToken, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		})
+	}
+	wg.Wait()
+	for i, gw := range gws {
+		if errs[i] != nil {
+			t.Fatalf("gateway %d: %v", i, errs[i])
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- gw.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		if st := gw.Controller().Status(); st.Revision != 1 || st.Live != "blue" {
+			t.Errorf("gateway %d at revision %d live %s, want 1 and blue", i, st.Revision, st.Live)
+		}
+	}
+}
