@@ -188,7 +188,8 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	}
 	waitFor(t, "status and metric saying the store is down", 10*time.Second, func() bool {
 		st, err := f.gws[0].admin.Status(ctx)
-		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero()
+		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero() &&
+			strings.Contains(metricsText(t, f.gws[0]), "\ncutover_store_up 0\n")
 	})
 	if !servesPool(f.gws[1], "green") {
 		t.Fatal("a refused rollback changed the routing")
@@ -636,4 +637,21 @@ func TestFleetGatewaysStartingTogetherAgree(t *testing.T) {
 			t.Errorf("gateway %d at revision %d live %s, want 1 and blue", i, st.Revision, st.Live)
 		}
 	}
+}
+
+// metricsText is the gateway's /metrics page.
+func metricsText(t testing.TB, e *env) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
