@@ -237,26 +237,45 @@ func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
 	// Both ask, at the same revision, to make blue live again.
 	var wg sync.WaitGroup
 	var errA, errB error
+	var resA, resB *api.SwitchResult
 	start := make(chan struct{})
-	wg.Go(func() { <-start; _, errA = a.admin.Promote(ctx) })
-	wg.Go(func() { <-start; _, errB = b.admin.Rollback(ctx) })
+	wg.Go(func() { <-start; resA, errA = a.admin.Promote(ctx) })
+	wg.Go(func() { <-start; resB, errB = b.admin.Rollback(ctx) })
 	close(start)
 	wg.Wait()
-	if (errA == nil) == (errB == nil) {
-		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want exactly one to win", errA, errB)
+	// Exactly one wins each revision: when both calls decided on revision
+	// 2, one gets 409; when one gateway had already applied the other's
+	// switch before deciding (the watch is that fast), both succeed, on
+	// consecutive revisions.
+	loser409 := func(err error) {
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+			t.Errorf("loser = %v, want 409", err)
+		}
 	}
-	loser := errA
-	if loser == nil {
-		loser = errB
+	var final *api.SwitchResult
+	switch {
+	case errA == nil && errB == nil:
+		if resA.Revision == resB.Revision {
+			t.Fatalf("promote and rollback both won revision %d", resA.Revision)
+		}
+		final = resA
+		if resB.Revision > resA.Revision {
+			final = resB
+		}
+	case errA == nil:
+		final = resA
+		loser409(errB)
+	case errB == nil:
+		final = resB
+		loser409(errA)
+	default:
+		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want one to win", errA, errB)
 	}
-	var ae *api.Error
-	if !errors.As(loser, &ae) || ae.StatusCode != http.StatusConflict {
-		t.Errorf("loser = %v, want 409", loser)
-	}
-	want := first.Revision + 1
+	want := final.Revision
 	for i, e := range f.gws {
 		waitFor(t, fmt.Sprintf("gw-%d at revision %d", i, want), 10*time.Second, func() bool {
-			return e.gw.Controller().Status().Revision == want && servesPool(e, "blue")
+			return e.gw.Controller().Status().Revision == want && servesPool(e, final.Live)
 		})
 	}
 	h, err := b.admin.History(ctx, 0)
