@@ -206,8 +206,19 @@ func (m *Member) session(ctx context.Context) error {
 		return errors.Join(ctx.Err(), errSessionLost(sess))
 	}
 	e := concurrency.NewElection(sess, m.electionPrefix())
-	if err := e.Campaign(sctx, m.opts.Name); err != nil {
-		return fmt.Errorf("campaign: %w", err)
+	// Campaign, cancelled, resigns with the client's own context: while
+	// etcd is unreachable that blocks until the client closes. So wait for
+	// it here only while the session holds; the lease's revocation (or
+	// expiry) removes the candidacy anyway.
+	won := make(chan error, 1)
+	go func() { won <- e.Campaign(sctx, m.opts.Name) }()
+	select {
+	case err := <-won:
+		if err != nil {
+			return fmt.Errorf("campaign: %w", err)
+		}
+	case <-sctx.Done():
+		return errors.Join(ctx.Err(), errSessionLost(sess))
 	}
 	m.leading.Store(true)
 	m.log.Info("fleet: this gateway is the leader; it runs deployments, timers, hooks and retirement", "name", m.opts.Name, "election_key", e.Key(), "term", e.Rev())

@@ -87,6 +87,14 @@ func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	return st, nil
 }
 
+// fleetName is the gateway's name in its fleet, "" without etcd.
+func fleetName(cfg *config.Config) string {
+	if cfg.Etcd == nil {
+		return ""
+	}
+	return cfg.FleetName()
+}
+
 // startController restores the state. In a fleet, gateways starting
 // together on an empty prefix race to write the first state: the losers
 // read the winner's.
@@ -195,14 +203,18 @@ func (c fleetController) storeErr(err error) error {
 	return err
 }
 
+// unavailable is the 503 refusal. Without cause the store was known to be
+// down and nothing was sent. With one, etcd did not confirm the write in
+// time: it is not applied here, but a member may still commit it once it
+// reaches a quorum, and then every gateway follows it from the watch.
 func unavailable(since time.Time, cause error) *rollout.Refusal {
-	why := ""
+	what := "nothing changed"
 	if cause != nil {
-		why = fmt.Sprintf(" (%v)", cause)
+		what = fmt.Sprintf("the change was not confirmed (%v) and is not applied; should etcd still commit it, every gateway follows it: check status once etcd is back", cause)
 	}
 	return &rollout.Refusal{Code: "store_unavailable", Status: http.StatusServiceUnavailable,
-		Reason: fmt.Sprintf("the state store (etcd) is unreachable since %s: nothing changed; every gateway keeps serving its last routing table, retry when etcd is back%s",
-			since.UTC().Format(time.RFC3339), why)}
+		Reason: fmt.Sprintf("the state store (etcd) is unreachable since %s: %s; every gateway keeps serving its last routing table, retry when etcd is back",
+			since.UTC().Format(time.RFC3339), what)}
 }
 
 // Promote implements admin.Controller.

@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
@@ -29,19 +32,27 @@ type fleetEnv struct {
 }
 
 // newFleet starts a real etcd and n gateways on it.
-func newFleet(t *testing.T, n int) *fleetEnv { return newFleetWith(t, n, nil) }
+func newFleet(t testing.TB, n int) *fleetEnv { return newFleetWith(t, n, nil) }
 
 // newFleetWith is newFleet with edit applied to every gateway's config.
-func newFleetWith(t *testing.T, n int, edit func(*config.Config)) *fleetEnv {
+func newFleetWith(t testing.TB, n int, edit func(*config.Config)) *fleetEnv {
 	t.Helper()
 	srv := etcdtest.New(t)
-	f := &fleetEnv{etcd: srv}
+	f := newFleetOn(t, n, []string{srv.Endpoint()}, edit)
+	f.etcd = srv
+	return f
+}
+
+// newFleetOn starts n gateways on the etcd endpoints.
+func newFleetOn(t testing.TB, n int, endpoints []string, edit func(*config.Config)) *fleetEnv {
+	t.Helper()
+	f := &fleetEnv{}
 	first := newEnv(t, envOptions{modelName: "llm", mock: mockllm.Config{Tokens: 4}, edit: func(c *config.Config) {
 		if edit != nil {
 			edit(c)
 		}
 		c.Name = "gw-0"
-		c.Etcd = &config.Etcd{Endpoints: []string{srv.Endpoint()}, Prefix: "/test/" + t.Name() + "/",
+		c.Etcd = &config.Etcd{Endpoints: endpoints, Prefix: "/test/" + t.Name() + "/",
 			DialTimeout: config.Duration(time.Second), SessionTTL: config.Duration(2 * time.Second)}
 		f.cfg = c
 	}})
@@ -54,7 +65,7 @@ func newFleetWith(t *testing.T, n int, edit func(*config.Config)) *fleetEnv {
 
 // start runs one more gateway of the fleet, named name, with its local
 // copy in stateDir.
-func (f *fleetEnv) start(t *testing.T, name, stateDir string) *env {
+func (f *fleetEnv) start(t testing.TB, name, stateDir string) *env {
 	t.Helper()
 	cfg := *f.cfg
 	cfg.Name, cfg.StateDir = name, stateDir
@@ -177,7 +188,8 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	}
 	waitFor(t, "status and metric saying the store is down", 10*time.Second, func() bool {
 		st, err := f.gws[0].admin.Status(ctx)
-		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero()
+		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero() &&
+			strings.Contains(metricsText(t, f.gws[0]), "\ncutover_store_up 0\n")
 	})
 	if !servesPool(f.gws[1], "green") {
 		t.Fatal("a refused rollback changed the routing")
@@ -225,26 +237,45 @@ func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
 	// Both ask, at the same revision, to make blue live again.
 	var wg sync.WaitGroup
 	var errA, errB error
+	var resA, resB *api.SwitchResult
 	start := make(chan struct{})
-	wg.Go(func() { <-start; _, errA = a.admin.Promote(ctx) })
-	wg.Go(func() { <-start; _, errB = b.admin.Rollback(ctx) })
+	wg.Go(func() { <-start; resA, errA = a.admin.Promote(ctx) })
+	wg.Go(func() { <-start; resB, errB = b.admin.Rollback(ctx) })
 	close(start)
 	wg.Wait()
-	if (errA == nil) == (errB == nil) {
-		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want exactly one to win", errA, errB)
+	// Exactly one wins each revision: when both calls decided on revision
+	// 2, one gets 409; when one gateway had already applied the other's
+	// switch before deciding (the watch is that fast), both succeed, on
+	// consecutive revisions.
+	loser409 := func(err error) {
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+			t.Errorf("loser = %v, want 409", err)
+		}
 	}
-	loser := errA
-	if loser == nil {
-		loser = errB
+	var final *api.SwitchResult
+	switch {
+	case errA == nil && errB == nil:
+		if resA.Revision == resB.Revision {
+			t.Fatalf("promote and rollback both won revision %d", resA.Revision)
+		}
+		final = resA
+		if resB.Revision > resA.Revision {
+			final = resB
+		}
+	case errA == nil:
+		final = resA
+		loser409(errB)
+	case errB == nil:
+		final = resB
+		loser409(errA)
+	default:
+		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want one to win", errA, errB)
 	}
-	var ae *api.Error
-	if !errors.As(loser, &ae) || ae.StatusCode != http.StatusConflict {
-		t.Errorf("loser = %v, want 409", loser)
-	}
-	want := first.Revision + 1
+	want := final.Revision
 	for i, e := range f.gws {
 		waitFor(t, fmt.Sprintf("gw-%d at revision %d", i, want), 10*time.Second, func() bool {
-			return e.gw.Controller().Status().Revision == want && servesPool(e, "blue")
+			return e.gw.Controller().Status().Revision == want && servesPool(e, final.Live)
 		})
 	}
 	h, err := b.admin.History(ctx, 0)
@@ -389,4 +420,257 @@ func TestFleetSwitchesUnderLoadFailNothing(t *testing.T) {
 	if len(failed) > 0 {
 		t.Fatalf("%d requests failed, first: %s", len(failed), failed[0])
 	}
+}
+
+// TestFleetDashboardShowsLeaderMembersAndStore: the dashboard's top bar
+// shows the fleet's leader, its members and the store, and says so when
+// etcd becomes unreachable.
+func TestFleetDashboardShowsLeaderMembersAndStore(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
+	}
+	f := newFleet(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := startBrowser(ctx, t)
+	b.do("open the dashboard and enter the token",
+		chromedp.Navigate("http://"+f.gws[1].gw.AdminAddr()+"/"),
+		chromedp.WaitVisible(chromedp.ID("token-input")),
+		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
+		chromedp.Click(chromedp.ID("token-submit")),
+	)
+	b.waitText(`[data-testid="fleet-members"]`, "2 gateways", false)
+	b.waitText(`[data-testid="fleet-leader"]`, "gw-", false)
+	b.waitText(`[data-testid="fleet-store"]`, "etcd reachable", false)
+	f.etcd.Stop()
+	b.waitText(`[data-testid="fleet-store"]`, "etcd UNREACHABLE since", false)
+}
+
+// TestFleetThreeMemberEtcdQuorum: on a 3-member etcd cluster, switches go
+// on with one member down; with two down (no quorum) every gateway serves
+// its last table and writes answer 503; with quorum back the next switch
+// reaches every gateway.
+func TestFleetThreeMemberEtcdQuorum(t *testing.T) {
+	members := etcdtest.NewCluster(t, 3)
+	var eps []string
+	for _, m := range members {
+		eps = append(eps, m.Endpoint())
+	}
+	f := newFleetOn(t, 2, eps, nil)
+	ctx := context.Background()
+	members[0].Stop()
+	var res *api.SwitchResult
+	waitFor(t, "a promote accepted with one etcd member down", 20*time.Second, func() bool {
+		var err error
+		res, err = f.gws[0].admin.Promote(ctx)
+		return err == nil
+	})
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d on green", i), 20*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == res.Revision && servesPool(e, "green")
+		})
+	}
+	members[1].Stop() // quorum lost
+	// Wait until the gateways know, so that no write is sent: a write
+	// sent to a member that has not yet noticed may be applied later.
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d seeing the store down", i), 20*time.Second, func() bool {
+			st, err := e.admin.Status(ctx)
+			return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy
+		})
+	}
+	_, err := f.gws[1].admin.Rollback(ctx)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
+		t.Fatalf("rollback without quorum = %v, want 503 store_unavailable", err)
+	}
+	for i, e := range f.gws {
+		for range 10 {
+			if r, err := e.chat(ctx, "", "hi", true, ""); err != nil || r.pool != "green" {
+				t.Fatalf("gw-%d without quorum: %+v %v", i, r, err)
+			}
+		}
+	}
+	if err := members[1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	var back *api.SwitchResult
+	var lastErr error
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last rollback error: %v", lastErr)
+		}
+	})
+	waitFor(t, "a rollback accepted with quorum back", 30*time.Second, func() bool {
+		back, lastErr = f.gws[1].admin.Rollback(ctx)
+		return lastErr == nil
+	})
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d on blue", i), 20*time.Second, func() bool {
+			return e.gw.Controller().Status().Revision == back.Revision && servesPool(e, "blue")
+		})
+	}
+}
+
+// TestFleetFollowsWhileALongTransitionRuns: a gateway whose promote waits
+// on a before_promote hook still applies what the others write (here an
+// abort): the watch does not wait for its transition, whose write then
+// loses on the revision. Regression: Follow took the transition lock.
+func TestFleetFollowsWhileALongTransitionRuns(t *testing.T) {
+	dir := t.TempDir()
+	release, started := filepath.Join(dir, "release"), filepath.Join(dir, "started")
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Health.Timeout = config.Duration(time.Second)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+		c.Hooks = map[string][]config.Hook{"before_promote": {{Command: []string{"sh", "-c",
+			fmt.Sprintf("touch %s; n=0; while [ ! -f %s ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done", started, release)}, Timeout: config.Duration(time.Minute)}}}
+	})
+	spare := []*replica{startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")}
+	ctx := context.Background()
+	a, b := f.gws[0], f.gws[1]
+	if _, err := b.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitPhase(t, "ready", 30*time.Second)
+	promoted := make(chan error, 1)
+	go func() { _, err := a.admin.Promote(ctx); promoted <- err }()
+	waitFor(t, "the before_promote hook running on gw-0", 10*time.Second, func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
+	var d *api.Deployment
+	var err error
+	waitFor(t, "an abort accepted on gw-1 while gw-0's promote waits on its hook", 10*time.Second, func() bool {
+		d, err = b.admin.Abort(ctx) // a conflict (gw-1 a write behind) reloads: try again
+		return err == nil
+	})
+	waitFor(t, "gw-0 applying the abort while its hook still runs", 10*time.Second, func() bool {
+		st := a.gw.Controller().Status()
+		return st.Deployment != nil && st.Deployment.Phase == d.Phase && len(promoted) == 0
+	})
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var ae *api.Error
+	if err := <-promoted; !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+		t.Fatalf("the promote that waited = %v, want 409 (the state moved on)", err)
+	}
+	if !servesPool(a, "blue") || !servesPool(b, "blue") {
+		t.Fatal("blue is not live on both after the aborted deployment")
+	}
+}
+
+// TestFleetRestartedFollowerLeavesTheLeadersHookAlone: a follower that
+// restarts on the leader's machine does not end the hook the leader runs
+// (Start ends only its own leftovers). Regression: it ended every hook
+// recorded as running.
+func TestFleetRestartedFollowerLeavesTheLeadersHookAlone(t *testing.T) {
+	dir := t.TempDir()
+	release, evidence := filepath.Join(dir, "release"), filepath.Join(dir, "hooks.log")
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(50 * time.Millisecond)
+		c.Health.Timeout = config.Duration(time.Second)
+		c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+		c.Hooks = map[string][]config.Hook{"on_deploy": {{Command: []string{"sh", "-c",
+			fmt.Sprintf("echo start >> %[1]s; n=0; while [ ! -f %[2]s ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; echo done >> %[1]s", evidence, release)},
+			Timeout: config.Duration(time.Minute)}}}
+	})
+	spare := []*replica{startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")}
+	ctx := context.Background()
+	var follower int
+	waitFor(t, "a leader", 20*time.Second, func() bool {
+		for i, e := range f.gws {
+			if e.gw.Fleet().Leading() {
+				follower = 1 - i
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := f.gws[follower].admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hook started", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(evidence)
+		return strings.Contains(string(b), "start")
+	})
+	waitFor(t, "the follower holding the leader's record of the running hook", 20*time.Second, func() bool {
+		want := f.gws[1-follower].gw.Controller().Status().Revision
+		return f.gws[follower].gw.Controller().Status().Revision >= want && want >= 3
+	})
+	name := fmt.Sprintf("gw-%d", follower)
+	stateDir := f.cfg.StateDir
+	if follower != 0 {
+		stateDir = t.TempDir()
+	}
+	if err := f.gws[follower].stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, name, stateDir)
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the leader's hook finishing", 20*time.Second, func() bool {
+		b, _ := os.ReadFile(evidence)
+		return strings.Contains(string(b), "done")
+	})
+	h, err := f.gws[1-follower].admin.History(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range h.Events {
+		if ev.Action == "hook_leftover" {
+			t.Errorf("the restarted follower ended the leader's hook: %+v", ev)
+		}
+	}
+}
+
+// TestFleetGatewaysStartingTogetherAgree: gateways that start at the same
+// moment on an empty prefix race to write the first state; one writes it
+// and the others take it.
+func TestFleetGatewaysStartingTogetherAgree(t *testing.T) {
+	f := newFleet(t, 1)
+	etcdCfg := *f.cfg.Etcd
+	etcdCfg.Prefix = "/test/" + t.Name() + "-together/"
+	var wg sync.WaitGroup
+	gws := make([]*gateway.Gateway, 3)
+	errs := make([]error, 3)
+	for i := range gws {
+		cfg := *f.cfg
+		cfg.Name, cfg.StateDir, cfg.Etcd = fmt.Sprintf("together-%d", i), t.TempDir(), &etcdCfg
+		wg.Go(func() {
+			gws[i], errs[i] = gateway.New(context.Background(), &cfg, testToken, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		})
+	}
+	wg.Wait()
+	for i, gw := range gws {
+		if errs[i] != nil {
+			t.Fatalf("gateway %d: %v", i, errs[i])
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- gw.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		if st := gw.Controller().Status(); st.Revision != 1 || st.Live != "blue" {
+			t.Errorf("gateway %d at revision %d live %s, want 1 and blue", i, st.Revision, st.Live)
+		}
+	}
+}
+
+// metricsText is the gateway's /metrics page.
+func metricsText(t testing.TB, e *env) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+e.gw.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

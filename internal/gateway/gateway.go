@@ -231,6 +231,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Tick:   min(time.Second, cfg.Health.Interval.D()),
 		Logger: log,
 		Now:    o.now,
+
+		Gateway: fleetName(cfg),
 	})
 	if err != nil {
 		return nil, err

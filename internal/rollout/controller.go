@@ -150,6 +150,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Gateway is this gateway's name in a fleet; "" for a gateway alone.
+	// Hooks it records as running carry it, and Start ends only its own
+	// leftovers (another gateway's hook runs on another machine, or is
+	// still running under a live leader).
+	Gateway string
 }
 
 // Controller owns the live pool and the deployments.
@@ -167,6 +172,7 @@ type Controller struct {
 	warm  *warmer
 
 	tmu sync.Mutex // serialises transitions
+	amu sync.Mutex // serialises apply, so the last table applied is built from the latest state
 
 	hookRuns sync.Map // [2]string{event, ok|failed} -> *atomic.Uint64
 
@@ -332,7 +338,9 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	ctx = context.WithoutCancel(ctx)
 	c.mu.Lock()
 	prev := c.st
-	c.st, c.rev = next, rev+1
+	if c.rev <= rev+1 { // else Follow already took a newer revision (another gateway's)
+		c.st, c.rev = next, rev+1
+	}
 	c.rebuildPoolsLocked()
 	c.mu.Unlock()
 	for _, e := range evs {
@@ -510,6 +518,8 @@ func sameURLs(p *pool.Pool, urls []string) bool {
 
 // apply hands the data plane a table for the current state.
 func (c *Controller) apply(ctx context.Context) error {
+	c.amu.Lock()
+	defer c.amu.Unlock()
 	c.mu.Lock()
 	ps := make([]*pool.Pool, 0, len(c.pools))
 	for _, name := range slices.Sorted(maps.Keys(c.pools)) {

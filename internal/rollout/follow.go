@@ -12,15 +12,11 @@ import (
 // the store's watch). It rebuilds the pools and hands the data plane a new
 // routing table when the live pool or a pool changed, and makes Run (when
 // it runs) reconcile at once. Older and equal revisions are ignored.
+//
+// It does not wait for a transition of this gateway in progress (a
+// before_promote hook may take minutes): the data plane follows the fleet
+// meanwhile, and that transition's write then fails on the revision.
 func (c *Controller) Follow(ctx context.Context, rec store.Record) error {
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	c.mu.Lock()
-	cur := c.rev
-	c.mu.Unlock()
-	if rec.Revision <= cur {
-		return nil
-	}
 	st, err := decodeState(rec.Data)
 	if err != nil {
 		return fmt.Errorf("follow revision %d: %w", rec.Revision, err)
@@ -29,6 +25,10 @@ func (c *Controller) Follow(ctx context.Context, rec store.Record) error {
 		return fmt.Errorf("follow revision %d: live pool %q is not configured", rec.Revision, st.Live)
 	}
 	c.mu.Lock()
+	if rec.Revision <= c.rev {
+		c.mu.Unlock()
+		return nil
+	}
 	prev := c.st
 	c.st, c.rev = st, rec.Revision
 	c.rebuildPoolsLocked()

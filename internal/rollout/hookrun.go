@@ -21,6 +21,8 @@ type RunningHook struct {
 	Hook       string    `json:"hook"`
 	PGID       int       `json:"pgid"`
 	Started    time.Time `json:"started"`
+	// Gateway is the fleet member that runs it ("" alone).
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // leftoverGrace is how long a leftover hook's process group has to stop
@@ -39,7 +41,7 @@ func (c *Controller) runTracked(ctx context.Context, d *Deployment, spec hook.Sp
 		defer c.tmu.Unlock()
 		err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
 			s.RunningHooks = append(s.RunningHooks, RunningHook{RunID: p.RunID, Deployment: d.ID, Event: p.Event,
-				Hook: spec.Name(), PGID: pgid, Started: c.now().UTC()})
+				Hook: spec.Name(), PGID: pgid, Started: c.now().UTC(), Gateway: c.opts.Gateway})
 			return nil, nil
 		})
 		if err != nil && ctx.Err() == nil {
@@ -81,11 +83,15 @@ func (c *Controller) forgetRunning(ctx context.Context, ids ...string) {
 // clears their records. The caller holds tmu.
 func (c *Controller) endLeftoverHooks(ctx context.Context) error {
 	st, _, _ := c.snapshot()
-	if len(st.RunningHooks) == 0 {
+	mine := func(h RunningHook) bool { return h.Gateway == c.opts.Gateway }
+	if !slices.ContainsFunc(st.RunningHooks, mine) {
 		return nil
 	}
 	var evs []event
 	for _, h := range st.RunningHooks {
+		if !mine(h) {
+			continue
+		}
 		found, err := hook.EndLeftover(ctx, h.PGID, h.RunID, leftoverGrace)
 		what := fmt.Sprintf("%s hook %q (run %s, process group %d, started %s)", h.Event, h.Hook, h.RunID, h.PGID, stamp(h.Started))
 		switch {
@@ -98,7 +104,10 @@ func (c *Controller) endLeftoverHooks(ctx context.Context) error {
 		}
 	}
 	return c.commit(ctx, "controller", func(s *State) ([]event, error) {
-		s.RunningHooks = nil
+		s.RunningHooks = slices.DeleteFunc(s.RunningHooks, mine)
+		if len(s.RunningHooks) == 0 {
+			s.RunningHooks = nil
+		}
 		return evs, nil
 	})
 }

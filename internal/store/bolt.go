@@ -345,16 +345,7 @@ func (s *Bolt) Put(ctx context.Context, rev int64, data []byte, history ...[]byt
 		if err := b.Put(keyDoc, data); err != nil {
 			return err
 		}
-		for _, e := range history {
-			seq, err := h.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := h.Put(encodeRev(int64(seq)), e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return appendHistory(h, history)
 	})
 	if err != nil {
 		return fmt.Errorf("write state revision %d: %w", rev+1, err)

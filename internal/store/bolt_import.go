@@ -41,16 +41,7 @@ func (s *Bolt) Import(ctx context.Context, rec Record, history [][]byte) error {
 		if err := b.Put(keyDoc, rec.Data); err != nil {
 			return err
 		}
-		for _, e := range history {
-			seq, err := h.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := h.Put(encodeRev(int64(seq)), e); err != nil {
-				return err
-			}
-		}
-		return nil
+		return appendHistory(h, history)
 	})
 	if err != nil {
 		return fmt.Errorf("import into %s: %w", s.path, err)
@@ -58,6 +49,20 @@ func (s *Bolt) Import(ctx context.Context, rec Record, history [][]byte) error {
 	select {
 	case s.backupKick <- struct{}{}:
 	default:
+	}
+	return nil
+}
+
+// appendHistory appends entries to the history bucket h, in order.
+func appendHistory(h *bolt.Bucket, entries [][]byte) error {
+	for _, e := range entries {
+		seq, err := h.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := h.Put(encodeRev(int64(seq)), e); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -427,7 +427,19 @@ func (s *Etcd) follow(ctx context.Context, from int64, rec Record, deliver func(
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := s.cli.Watch(wctx, s.prefix+"state/", clientv3.WithPrefix(), clientv3.WithRev(from))
-	for resp := range wch {
+	for {
+		// Wait on ctx too: while etcd is unreachable the client may not
+		// close a cancelled watch's channel until it reconnects.
+		var resp clientv3.WatchResponse
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case resp, ok = <-wch:
+		}
+		if !ok {
+			return
+		}
 		if err := resp.Err(); err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) {
 				s.log.Info("watch: revision compacted; reading the state again", "from", from, "compacted", resp.CompactRevision)

@@ -317,10 +317,27 @@
 
   function renderMeta(st) {
     document.title = `${st.live} live · cutover`;
-    if (!changed('meta', [st.revision, st.model_name])) return;
+    const fleet = st.fleet && { leader: st.fleet.leader, store: st.fleet.store, members: (st.fleet.members || []).map((m) => [m.name, m.admin, m.revision]) };
+    if (!changed('meta', [st.revision, st.model_name, fleet])) return;
     const items = [h('span', {}, 'gateway ', h('b', {}, window.location.host)), h('span', {}, 'revision ', h('b', {}, String(st.revision)))];
     if (st.model_name) items.push(h('span', {}, 'model name ', h('b', {}, st.model_name)));
+    if (st.fleet) items.push(...fleetMeta(st.fleet));
     $('gateway-meta').replaceChildren(...items);
+  }
+
+  // fleetMeta shows a fleet's store, leader and members (api.Fleet); a
+  // single gateway has none.
+  function fleetMeta(f) {
+    const store = f.store || {};
+    const up = store.healthy
+      ? h('b', {}, `${store.kind} reachable`)
+      : h('b', { class: 'is-down', title: 'serving the last routing table; changes are refused' }, `${store.kind} UNREACHABLE since `, timeEl(store.since));
+    const members = (f.members || []).map((m) => `${m.name}${m.name === f.leader ? ' (leader)' : ''} @${m.revision}`).join(', ');
+    return [
+      h('span', { 'data-testid': 'fleet-store' }, 'store ', up, store.from_local_copy ? ' (started from the local copy)' : ''),
+      h('span', { 'data-testid': 'fleet-leader' }, 'leader ', h('b', {}, f.leader || 'none')),
+      h('span', { 'data-testid': 'fleet-members', title: members }, 'fleet ', h('b', {}, `${(f.members || []).length} gateways`), ` (${members})`),
+    ];
   }
 
   function renderLive(st) {

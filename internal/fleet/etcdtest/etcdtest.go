@@ -3,9 +3,12 @@
 package etcdtest
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 type Server struct {
 	dir              string
 	clientURL, peerU url.URL
+	name, cluster    string // member name and initial cluster; "" for a single member
 
 	mu sync.Mutex // guards e
 	e  *embed.Etcd
@@ -74,7 +78,7 @@ func (s *Server) Restart() error {
 		return nil
 	}
 	cfg := embed.NewConfig()
-	cfg.Name = "etcdtest"
+	cfg.Name = cmp.Or(s.name, "etcdtest")
 	cfg.Dir = s.dir
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -82,7 +86,7 @@ func (s *Server) Restart() error {
 	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
 	cfg.ListenPeerUrls = []url.URL{s.peerU}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerU}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.InitialCluster = cmp.Or(s.cluster, cfg.InitialClusterFromName(cfg.Name))
 	var err error
 	for range 20 { // the port of a stopped member may linger for a moment
 		var e *embed.Etcd
@@ -109,4 +113,56 @@ func (s *Server) Stop() {
 		s.e.Close()
 		s.e = nil
 	}
+}
+
+// StartCluster runs an n-member etcd cluster with the members' data under
+// dir, on free loopback ports. Each member can be stopped and restarted.
+func StartCluster(dir string, n int) ([]*Server, error) {
+	var members []*Server
+	var peers []string
+	for i := range n {
+		cport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		pport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{dir: fmt.Sprintf("%s/m%d", dir, i), name: fmt.Sprintf("m%d", i),
+			clientURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", cport)},
+			peerU:     url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", pport)}}
+		members = append(members, s)
+		peers = append(peers, s.name+"="+s.peerU.String())
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, s := range members {
+		s.cluster = strings.Join(peers, ",")
+		wg.Go(func() { errs[i] = s.Restart() }) // a member is ready only once a quorum runs
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range members {
+			s.Stop()
+		}
+		return nil, err
+	}
+	return members, nil
+}
+
+// NewCluster is StartCluster in a temporary directory of t, stopped when
+// t ends.
+func NewCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	ms, err := StartCluster(t.TempDir(), n)
+	if err != nil {
+		t.Fatalf("start etcd cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, s := range ms {
+			s.Stop()
+		}
+	})
+	return ms
 }
