@@ -288,6 +288,8 @@ func balanceRun(ctx context.Context, t *target, reps []string, w balanceWork, ra
 		}
 		select {
 		case <-ctx.Done():
+			cancel()
+			wg.Wait()
 			return s, ctx.Err()
 		case <-time.After(time.Until(start.Add(at))):
 		}
