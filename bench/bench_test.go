@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -40,7 +43,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Goals", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", rep.Machine.Model, "reproduce: `go test"} {
+	for _, want := range []string{"## Goals", "## 1. ", "## 2. ", "## 3. ", "## 4. ", "## 5. ", "## 6. ", rep.Machine.Model, "reproduce: `go test"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q", want)
 		}
@@ -54,6 +57,8 @@ func TestSmoke(t *testing.T) {
 			targets = targetOrder[1:]
 		case strings.HasPrefix(sec, "5. "):
 			targets = []string{shadowOff, shadowCopies, shadowOn}
+		case strings.HasPrefix(sec, "6. "):
+			targets = balanceOrder
 		}
 		for _, tg := range targets {
 			if !strings.Contains(sec, "| "+tg+" |") {
@@ -70,7 +75,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("results.json: %v", err)
 	}
-	if got.Saturation == nil || got.Streams == nil || got.Idle == nil || got.Switch == nil || got.Shadow == nil {
+	if got.Saturation == nil || got.Streams == nil || got.Idle == nil || got.Switch == nil || got.Shadow == nil || got.Balance == nil {
 		t.Fatalf("results.json lacks a scenario: %s", b)
 	}
 	seen := map[string]bool{}
@@ -89,7 +94,13 @@ func TestSmoke(t *testing.T) {
 	for _, s := range got.Shadow.Samples {
 		seen["shadow/"+s.Target] = s.Requests > 0
 	}
+	for _, s := range got.Balance.Samples {
+		seen["balance/"+s.Target] = s.Completed > 0 && s.Failed == 0 && s.HitRate.valid()
+	}
 	want := []string{"shadow/" + shadowOff, "shadow/" + shadowCopies, "shadow/" + shadowOn, "saturation/" + targetCutoverRewrite}
+	for _, tg := range balanceOrder {
+		want = append(want, "balance/"+tg)
+	}
 	for _, tg := range targetOrder {
 		want = append(want, "saturation/"+tg, "streams/"+tg, "idle/"+tg)
 		if tg != targetDirect {
@@ -306,5 +317,71 @@ func TestStatsAndNum(t *testing.T) {
 	metrics := "# HELP x\nvllm:request_success_total{finished_reason=\"stop\"} 3\nvllm:request_success_total{finished_reason=\"length\"} 4\nvllm:request_success_totalx 9\n"
 	if n := sumMetric([]byte(metrics), "vllm:request_success_total"); n != 7 {
 		t.Errorf("sumMetric = %d", n)
+	}
+}
+
+// TestUpstreamRendering checks that nginx's and HAProxy's configs hold
+// every backend, balanced by least connections when there are several.
+func TestUpstreamRendering(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		up   pools
+		want []string
+		not  []string
+	}{
+		{"one backend", pools{blue: "127.0.0.1:1"}, []string{"server 127.0.0.1:1;", "server blue1 127.0.0.1:1"}, []string{"least_conn", "leastconn"}},
+		{"four backends", pools{blue: "127.0.0.1:1", blueMore: []string{"127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"}},
+			[]string{"least_conn;", "server 127.0.0.1:4;", "balance leastconn", "server blue1 127.0.0.1:1", "server blue4 127.0.0.1:4",
+				"replicas: [http://127.0.0.1:1, http://127.0.0.1:2, http://127.0.0.1:3, http://127.0.0.1:4]"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := writeNginxUpstream(dir, tc.up.blues()...); err != nil {
+				t.Fatal(err)
+			}
+			if err := render(haproxyConf, dir+"/haproxy.cfg", map[string]any{"Workers": 1, "MaxConn": 10, "Dir": dir,
+				"Listen": "127.0.0.1:9", "Blues": tc.up.blues(), "Green": ""}); err != nil {
+				t.Fatal(err)
+			}
+			if err := render(cutoverConf, dir+"/cutover.yaml", map[string]any{"Listen": "127.0.0.1:9", "Admin": "127.0.0.1:8",
+				"Dir": dir, "Model": benchModel, "Blues": tc.up.blues(), "Green": "", "Extra": ""}); err != nil {
+				t.Fatal(err)
+			}
+			var all string
+			for _, f := range []string{"upstream.conf", "haproxy.cfg", "cutover.yaml"} {
+				b, err := os.ReadFile(dir + "/" + f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all += string(b)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("configs lack %q:\n%s", w, all)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(all, w) {
+					t.Errorf("configs hold %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
+
+// TestPrefixCounters reads the prefix-cache counters, with and without
+// labels, summed over replicas.
+func TestPrefixCounters(t *testing.T) {
+	metrics := "# HELP vllm:prefix_cache_hits_total x\n# TYPE vllm:prefix_cache_hits_total counter\n" +
+		"vllm:prefix_cache_hits_total{model_name=\"a b\"} 30\nvllm:prefix_cache_queries_total 100\nvllm:prompt_tokens_total 7\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, metrics) }))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	h, q, err := prefixCounters(context.Background(), []string{addr, addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != 60 || q != 200 {
+		t.Errorf("hits, queries = %g, %g; want 60, 200", h, q)
 	}
 }

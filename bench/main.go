@@ -3,7 +3,8 @@
 // small completions, concurrent streams, many idle streams, switch
 // propagation under load, and the cost of shadow traffic. Every process
 // runs on loopback; the targets are interleaved round by round so that
-// drift on a shared machine hits them alike. It writes a Markdown table and
+// drift on a shared machine hits them alike. A sixth scenario (issue 17)
+// compares balancers over four simulated replicas of one pool. It writes a Markdown table and
 // the raw JSON to bench/out/.
 //
 //	make bench                  # installs nginx, haproxy, wrk when missing, then: go run ./bench
@@ -29,9 +30,9 @@ import (
 type options struct {
 	out        string        // output directory (bench/out under the module root when empty)
 	cutoverBin string        // prebuilt cutover binary; empty: build ./cmd/cutover
-	rounds     int           // interleaved rounds of scenarios 1, 2, 4 and 5
+	rounds     int           // interleaved rounds of scenarios 1, 2, 4, 5 and 6
 	workers    int           // nginx workers, HAProxy threads, cutover GOMAXPROCS; 0: number of CPUs
-	scenarios  string        // comma-separated subset of saturation,streams,idle,switch,shadow
+	scenarios  string        // comma-separated subset of saturation,streams,idle,switch,shadow,balance
 	smoke      bool          // tiny sizes, for the test suite
 	timeout    time.Duration // bound on the whole run
 	command    string        // how the run was started, for the report
@@ -64,21 +65,28 @@ type options struct {
 	// Scenario 5.
 	shadowRate     float64
 	shadowDuration time.Duration
+
+	// Scenario 6.
+	balanceDuration time.Duration // arrivals per run (the run then waits for the answers)
+	balanceRate     float64       // requests per second; 0: derived from the simulator for balanceBusy
+	balanceBusy     float64       // the pool's busy fraction the derived rate aims at
+	balanceSeed     uint64
 }
 
 // allScenarios lists the scenarios in the order they run.
-var allScenarios = []string{"saturation", "streams", "idle", "switch", "shadow"}
+var allScenarios = []string{"saturation", "streams", "idle", "switch", "shadow", "balance"}
 
-// defaultOptions is the full run: about 7 minutes on 2 cores.
+// defaultOptions is the full run: about 12 minutes on 2 cores.
 func defaultOptions() options {
 	return options{
-		rounds: 3, scenarios: strings.Join(allScenarios, ","), timeout: 9*time.Minute + 30*time.Second,
+		rounds: 3, scenarios: strings.Join(allScenarios, ","), timeout: 15 * time.Minute,
 		satConns: 64, wrkThreads: 1, satSeconds: 8, warmupSeconds: 2,
 		streams: 200, streamChunks: 50, streamITL: 20 * time.Millisecond,
 		idleStreams: 10000, idleITL: time.Second, idlePlateau: 10 * time.Second, idleRate: 2000,
 		idleRampMax: 20 * time.Second, idleRounds: 2,
 		switchClients: 32, switches: 3, switchSettle: 300 * time.Millisecond, switchObserve: 700 * time.Millisecond,
 		shadowRate: 1000, shadowDuration: 5 * time.Second,
+		balanceDuration: 20 * time.Second, balanceBusy: 0.75, balanceSeed: 1,
 	}
 }
 
@@ -94,6 +102,7 @@ func smokeOptions() options {
 	o.idleRounds = 1
 	o.switchClients, o.switches, o.switchSettle, o.switchObserve = 4, 1, 100*time.Millisecond, 200*time.Millisecond
 	o.shadowRate, o.shadowDuration = 200, 300*time.Millisecond
+	o.balanceDuration = time.Second
 	return o
 }
 
@@ -105,7 +114,7 @@ func parseFlags(args []string) (options, error) {
 	bind := func(o *options) {
 		fs.StringVar(&o.out, "out", o.out, "output directory (default: bench/out in the module)")
 		fs.StringVar(&o.cutoverBin, "cutover-bin", o.cutoverBin, "prebuilt cutover binary (default: build ./cmd/cutover)")
-		fs.IntVar(&o.rounds, "rounds", o.rounds, "interleaved rounds of the saturation, streams, switch and shadow scenarios")
+		fs.IntVar(&o.rounds, "rounds", o.rounds, "interleaved rounds of the saturation, streams, switch, shadow and balance scenarios")
 		fs.IntVar(&o.workers, "workers", o.workers, "nginx worker_processes, HAProxy nbthread and cutover GOMAXPROCS (0: number of CPUs)")
 		fs.StringVar(&o.scenarios, "scenarios", o.scenarios, "comma-separated scenarios to run")
 		fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on the whole run")
@@ -128,6 +137,10 @@ func parseFlags(args []string) (options, error) {
 		fs.DurationVar(&o.switchObserve, "switch-observe", o.switchObserve, "switch: observation after each switch")
 		fs.Float64Var(&o.shadowRate, "shadow-rate", o.shadowRate, "shadow: requests per second")
 		fs.DurationVar(&o.shadowDuration, "shadow-duration", o.shadowDuration, "shadow: duration of each run")
+		fs.DurationVar(&o.balanceDuration, "balance-duration", o.balanceDuration, "balance: arrivals per run and target")
+		fs.Float64Var(&o.balanceRate, "balance-rate", o.balanceRate, "balance: requests per second (0: derived from the simulator's timings for -balance-busy)")
+		fs.Float64Var(&o.balanceBusy, "balance-busy", o.balanceBusy, "balance: the pool's busy fraction the derived rate aims at")
+		fs.Uint64Var(&o.balanceSeed, "balance-seed", o.balanceSeed, "balance: seed of the workload and the simulated replicas")
 	}
 	bind(&o)
 	smoke := fs.Bool("smoke", false, "tiny sizes: a few seconds, for the test suite")
@@ -184,6 +197,8 @@ func (o *options) validate() error {
 		{"switch-clients", o.switchClients >= 1}, {"switches", o.switches >= 1},
 		{"switch-settle", o.switchSettle > 0}, {"switch-observe", o.switchObserve > 0},
 		{"shadow-rate", o.shadowRate > 0}, {"shadow-duration", o.shadowDuration > 0},
+		{"balance-duration", o.balanceDuration > 0}, {"balance-rate", o.balanceRate >= 0},
+		{"balance-busy", o.balanceBusy > 0 && o.balanceBusy <= 1},
 	} {
 		if !c.ok {
 			return fmt.Errorf("bad -%s", c.name)

@@ -34,6 +34,7 @@ type report struct {
 	Idle       *idleResult    `json:"idle,omitempty"`
 	Switch     *switchResult  `json:"switch,omitempty"`
 	Shadow     *shadowResult  `json:"shadow,omitempty"`
+	Balance    *balanceResult `json:"balance,omitempty"`
 	Errors     []string       `json:"errors,omitempty"`
 }
 
@@ -256,13 +257,16 @@ func (r *report) markdown() string {
 	if s := r.Shadow; s != nil {
 		r.shadowMD(&b, s)
 	}
+	if s := r.Balance; s != nil {
+		r.balanceMD(&b, s)
+	}
 	return b.String()
 }
 
-// goals renders the goals of issues 7 and 16 next to the measured medians. They are
+// goals renders the goals of issues 7, 16 and 17 next to the measured medians. They are
 // read, never asserted.
 func (r *report) goals(b *strings.Builder) {
-	t := mdTable{head: []string{"goal (issues 7, 16)", "cutover measured", "met"}}
+	t := mdTable{head: []string{"goal (issues 7, 16, 17)", "cutover measured", "met"}}
 	met := func(ok bool, v ...num) string {
 		for _, x := range v {
 			if !x.valid() {
@@ -337,6 +341,17 @@ func (r *report) goals(b *strings.Builder) {
 		t.row("5. live p99 with shadow 100 % ≤ 1.05× 0 %", fx(rr)+pooledNote(s, shadowOff), met(rr <= 1.05, rr))
 		rc := num(median(shadowRatios(s, shadowCopies)))
 		t.row("5. (control) the same, the candidate's load in both", fx(rc)+pooledNote(s, shadowCopies), met(rc <= 1.05, rc))
+	}
+	if s := r.Balance; s != nil {
+		p99 := collect(s.Samples, func(x balanceSample) (string, int, num) { return x.Target, x.Round, x.TTFTP99Ms })
+		hit := collect(s.Samples, func(x balanceSample) (string, int, num) { return x.Target, x.Round, x.HitRate })
+		thr := collect(s.Samples, func(x balanceSample) (string, int, num) { return x.Target, x.Round, x.Throughput })
+		rr := p99.medRatio(balanceLLM)
+		t.row("6. cutover llm TTFT p99 ≤ 0.5× nginx least_conn", fx(rr), met(rr <= 0.5, rr))
+		lh, nh := hit.med(balanceLLM), hit.med(targetNginx)
+		t.row("6. cutover llm prefix hit rate above nginx least_conn's", pct(lh)+" (nginx "+pct(nh)+")", met(lh > nh, lh, nh))
+		tr := thr.medRatio(balanceLLM)
+		t.row("6. cutover llm throughput ≥ nginx least_conn's", fx(tr), met(tr >= 1, tr))
 	}
 	if len(t.rows) > 0 {
 		fmt.Fprintf(b, "## Goals\n\n%s\n", t.String())
@@ -556,4 +571,54 @@ func (r *report) shadowMD(b *strings.Builder, s *shadowResult) {
 			f(s.PooledP99Ms[shadowOff], 3), f(s.PooledP99Ms[shadowCopies], 3), f(s.PooledP99Ms[shadowOn], 3),
 			fx(pooledRatio(s, shadowOff)), fx(pooledRatio(s, shadowCopies)))
 	}
+}
+
+// pct formats a fraction as a percentage.
+func pct(v num) string {
+	if !v.valid() {
+		return "—"
+	}
+	return strconv.FormatFloat(100*float64(v), 'f', 1, 64) + " %"
+}
+
+func (r *report) balanceMD(b *strings.Builder, s *balanceResult) {
+	sim, w := s.Config.Sim, s.Config.Work
+	fmt.Fprintf(b, "## 6. Balancing over %d replicas\n\n"+
+		"%d identical simulated replicas (cutover mock-llm: --max-num-seqs %d, --ttft %g ms, --prefill-per-token %g µs, "+
+		"--itl %g ms, --itl-per-seq %g ms, --kv-blocks %d, --block-size %d) behind nginx least_conn, HAProxy leastconn "+
+		"and cutover's round_robin, least_outstanding and llm balancers. Open loop: Poisson arrivals at %.1f requests/s "+
+		"for %g s per run (seed %d; aimed at %.0f %% of the pool's sequence slots busy, every prompt token counted "+
+		"uncached), %.0f %% long one-shot prompts (%d–%d words, %d-token answers), the rest turns of chats "+
+		"(%d–%d turns, each resending the conversation after a shared %d-word system prompt, %d–%d new words, "+
+		"%d-token answers). TTFT: request sent → first token read; e2e: → [DONE]. Hit rate: the replicas' "+
+		"vllm:prefix_cache_hits_total ÷ vllm:prefix_cache_queries_total during the run. Done/s: completed requests "+
+		"from the first arrival to the last answer.\n\n",
+		s.Replicas, s.Replicas, sim.MaxNumSeqs, sim.TTFTMs, sim.PrefillPerTokUs, sim.ITLMs, sim.ITLPerSeqMs, sim.KVBlocks, sim.BlockSize,
+		s.Rate, s.Seconds, s.Seed, 100*s.Busy, 100*w.OneShotShare, w.OneShotMin, w.OneShotMax, w.OneShotAns,
+		w.TurnsMin, w.TurnsMax, w.SystemWords, w.UserMin, w.UserMax, w.ChatAnswer)
+	col := func(m func(balanceSample) num) perTarget {
+		return collect(s.Samples, func(x balanceSample) (string, int, num) { return x.Target, x.Round, m(x) })
+	}
+	p50 := col(func(x balanceSample) num { return x.TTFTP50Ms })
+	p99 := col(func(x balanceSample) num { return x.TTFTP99Ms })
+	e2e := col(func(x balanceSample) num { return x.E2EP99Ms })
+	thr := col(func(x balanceSample) num { return x.Throughput })
+	hit := col(func(x balanceSample) num { return x.HitRate })
+	t := mdTable{head: []string{"target", "TTFT p50 ms", "TTFT p99 ms", "e2e p99 ms", "done/s", "prefix hit rate", "TTFT p99 ÷ nginx", "failed"}}
+	for _, n := range balanceOrder {
+		failed := 0
+		for _, x := range s.Samples {
+			if x.Target == n {
+				failed += x.Failed
+			}
+		}
+		t.row(n, f(p50.med(n), 1), f(p99.med(n), 1), f(e2e.med(n), 1), f(thr.med(n), 2), pct(hit.med(n)), fx(p99.medRatio(n)), strconv.Itoa(failed))
+	}
+	fmt.Fprintf(b, "Medians over rounds (failed: summed):\n\n%s\n", t.String())
+	pr := mdTable{head: []string{"round", "target", "sent", "done", "failed", "TTFT p50 ms", "TTFT p99 ms", "e2e p99 ms", "done/s", "hit rate", "other load (cores)"}}
+	for _, x := range s.Samples {
+		pr.row(strconv.Itoa(x.Round), x.Target, strconv.Itoa(x.Sent), strconv.Itoa(x.Completed), strconv.Itoa(x.Failed),
+			f(x.TTFTP50Ms, 1), f(x.TTFTP99Ms, 1), f(x.E2EP99Ms, 1), f(x.Throughput, 2), pct(x.HitRate), f(x.OtherCores, 2))
+	}
+	fmt.Fprintf(b, "<details><summary>Per round</summary>\n\n%s\n</details>\n\n", pr.String())
 }

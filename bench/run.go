@@ -111,6 +111,12 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (*report, []
 			if err != nil {
 				fail(fmt.Errorf("shadow: %w", err))
 			}
+		case "balance":
+			r, err := runBalance(ctx, e, &o)
+			rep.Balance = r
+			if err != nil {
+				fail(fmt.Errorf("balance: %w", err))
+			}
 		}
 		logf("scenario %s took %.1f s", name, time.Since(scenarioStart).Seconds())
 	}

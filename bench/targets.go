@@ -76,7 +76,13 @@ type target struct {
 // set, is the standby that a switch makes live.
 type pools struct {
 	blue, green string
+	// blueMore are further replicas of blue (the balancing scenario): with
+	// them nginx balances with least_conn and HAProxy with leastconn.
+	blueMore []string
 }
+
+// blues is every replica of blue.
+func (p pools) blues() []string { return append([]string{p.blue}, p.blueMore...) }
 
 // mockOpts are the flags of one simulated backend.
 type mockOpts struct {
@@ -86,6 +92,8 @@ type mockOpts struct {
 	// chrt): it stands for a backend on machines of its own, whose work
 	// must not be counted against the proxy in front of another backend.
 	otherBox bool
+	// args are further mock-llm flags (the balancing scenario's queueing).
+	args []string
 }
 
 // startMock starts `cutover mock-llm` serving benchModel and waits until it
@@ -100,6 +108,7 @@ func (e *env) startMock(ctx context.Context, ps *procSet, name string, o mockOpt
 	if o.tokens > 0 {
 		argv = append(argv, "--tokens", strconv.Itoa(o.tokens))
 	}
+	argv = append(argv, o.args...)
 	if o.otherBox {
 		argv = append(idlePriority(), argv...)
 	}
@@ -196,7 +205,12 @@ http {
 // (the seed's example has 32, which would make nginx dial most of 200
 // concurrent streams' upstream connections anew).
 var nginxUpstream = template.Must(template.New("upstream").Parse(`upstream backend {
+{{- if gt (len .) 1}}
+    least_conn;
+{{- end}}
+{{- range .}}
     server {{.}};
+{{- end}}
     keepalive 256;
     keepalive_requests 1000000;
 }
@@ -219,7 +233,7 @@ func (e *env) startNginx(ctx context.Context, ps *procSet, name string, up pools
 	}); err != nil {
 		return nil, err
 	}
-	if err := writeNginxUpstream(dir, up.blue); err != nil {
+	if err := writeNginxUpstream(dir, up.blues()...); err != nil {
 		return nil, err
 	}
 	base := []string{e.nginx, "-p", dir + "/", "-c", confPath, "-e", filepath.Join(dir, "error.log")}
@@ -247,9 +261,10 @@ func (e *env) startNginx(ctx context.Context, ps *procSet, name string, up pools
 	return t, waitReady(ctx, p, e.dir, func(c *http.Client) error { return probeChat(ctx, c, addr) })
 }
 
-// writeNginxUpstream replaces dir/upstream.conf atomically.
-func writeNginxUpstream(dir, backend string) error {
-	return render(nginxUpstream, filepath.Join(dir, "upstream.conf"), backend)
+// writeNginxUpstream replaces dir/upstream.conf atomically: one server per
+// backend, balanced with least_conn when there are several.
+func writeNginxUpstream(dir string, backends ...string) error {
+	return render(nginxUpstream, filepath.Join(dir, "upstream.conf"), backends)
 }
 
 // prepare creates the directory of the process name and picks a free
@@ -274,7 +289,7 @@ func render(tmpl *template.Template, path string, data any) error {
 
 // haproxyConf is haproxy.cfg: HTTP mode, keep-alive to the servers with
 // http-reuse always, option http-no-delay, no log.
-var haproxyConf = template.Must(template.New("haproxy").Parse(`# Written by the cutover benchmark harness (bench/).
+var haproxyConf = template.Must(template.New("haproxy").Funcs(template.FuncMap{"inc": func(i int) int { return i + 1 }}).Parse(`# Written by the cutover benchmark harness (bench/).
 global
     nbthread {{.Workers}}
     maxconn {{.MaxConn}}
@@ -301,7 +316,12 @@ frontend fe
 {{- end}}
 
 backend blue
-    server blue1 {{.Blue}}
+{{- if gt (len .Blues) 1}}
+    balance leastconn
+{{- end}}
+{{- range $i, $b := .Blues}}
+    server blue{{inc $i}} {{$b}}
+{{- end}}
 {{- if .Green}}
 
 backend green
@@ -321,7 +341,7 @@ func (e *env) startHAProxy(ctx context.Context, ps *procSet, name string, up poo
 	if err := render(haproxyConf, confPath, map[string]any{
 		// HAProxy needs two descriptors per connection it relays.
 		"Workers": e.workers, "MaxConn": min(maxConns+1024, int(min(e.nofile, 1<<20)-fdReserve)/2), "Dir": dir,
-		"Listen": addr, "Blue": up.blue, "Green": up.green,
+		"Listen": addr, "Blues": up.blues(), "Green": up.green,
 	}); err != nil {
 		return nil, err
 	}
@@ -383,7 +403,7 @@ health:
 pools:
   blue:
     model: {{.Model}}
-    replicas: [http://{{.Blue}}]
+    replicas: [{{range $i, $b := .Blues}}{{if $i}}, {{end}}http://{{$b}}{{end}}]
   green:
     model: {{.Model}}
     replicas: [{{if .Green}}http://{{.Green}}{{end}}]
@@ -403,7 +423,7 @@ func (e *env) startCutover(ctx context.Context, ps *procSet, name string, up poo
 	confPath := filepath.Join(dir, "cutover.yaml")
 	if err := render(cutoverConf, confPath, map[string]any{
 		"Listen": addr, "Admin": admin, "Dir": dir, "Model": benchModel,
-		"Blue": up.blue, "Green": up.green, "Extra": extra,
+		"Blues": up.blues(), "Green": up.green, "Extra": extra,
 	}); err != nil {
 		return nil, err
 	}
