@@ -37,11 +37,13 @@ func (o Outcome) Failed() bool { return o >= OutcomeFailure }
 // fields are written on every request; the others are guarded by the
 // Replica's mu.
 type outlierState struct {
-	ejected  atomic.Bool  // out of rotation until until
-	failures atomic.Int32 // consecutive failed attempts; the picker's penalty
-	total    atomic.Int64 // attempts in the current failure-rate window
-	failed   atomic.Int64 // failed attempts in the current window
-	winStart atomic.Int64 // unix nanos of the window's start
+	ejected  atomic.Bool             // out of rotation until until
+	failures atomic.Int32            // consecutive failed attempts; the picker's penalty
+	penalty  atomic.Int64            // unix nanos (by judge's clock) until which failures weigh in picks
+	judge    atomic.Pointer[Outlier] // the Outlier that recorded the last failure: its clock
+	total    atomic.Int64            // attempts in the current failure-rate window
+	failed   atomic.Int64            // failed attempts in the current window
+	winStart atomic.Int64            // unix nanos of the window's start
 
 	until      time.Time // end of the running ejection
 	reason     string    // why it was ejected
@@ -51,8 +53,28 @@ type outlierState struct {
 }
 
 // Failures returns how many attempts on r failed in a row, the last one
-// included (0 after a success). Pickers weigh it.
+// included (0 after a success).
 func (r *Replica) Failures() int { return int(r.out.failures.Load()) }
+
+// penaltyWindow is how long after its last failure a replica's failures in
+// a row weigh in picks. Without an end, a replica that failed a few times
+// would lose every pick for good once it recovered: it would never get the
+// success that clears the count, nor the next failure that ejects it.
+const penaltyWindow = time.Second
+
+// penalty is what pickers weigh: Failures while the last failure is
+// recent (penaltyWindow), else 0. It reads the clock only for a replica
+// that has failures.
+func (r *Replica) penalty() int {
+	f := r.out.failures.Load()
+	if f == 0 {
+		return 0
+	}
+	if o := r.out.judge.Load(); o == nil || o.now().UnixNano() >= r.out.penalty.Load() {
+		return 0
+	}
+	return int(f)
+}
 
 // Outlier is passive health checking, as Envoy's outlier detection: it
 // watches every request's outcome and ejects a replica that fails
@@ -124,6 +146,10 @@ func (o *Outlier) Record(p *Pool, r *Replica, out Outcome) {
 		return
 	}
 	n := st.failures.Add(1)
+	st.penalty.Store(now.Add(penaltyWindow).UnixNano())
+	if st.judge.Load() != o {
+		st.judge.Store(o)
+	}
 	failed := st.failed.Add(1)
 	var rule, why string
 	switch {

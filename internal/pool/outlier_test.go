@@ -278,6 +278,20 @@ func TestLeastOutstandingWeighsFailures(t *testing.T) {
 			t.Fatalf("after a success the idle replica should win again")
 		}
 	}
+	// Failures weigh only while recent: a replica that failed a few times
+	// and then got no more traffic is tried again a second later (a
+	// regression: it lost every pick for good, so it never got the
+	// success that clears the count, nor the failure that ejects it).
+	for range 5 {
+		o.Record(p, rs[0], pool.OutcomeFailure)
+	}
+	if got := lo.Pick(rs, nil); got != rs[1] {
+		t.Fatalf("picked the replica that just failed 5 times over one with 20 in flight")
+	}
+	clock.advance(time.Second)
+	if got := lo.Pick(rs, nil); got != rs[0] {
+		t.Fatalf("a second after its last failure the idle replica should be tried again")
+	}
 }
 
 // TestOutlierConcurrent records from many goroutines while Tick runs:

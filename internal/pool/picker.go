@@ -66,10 +66,11 @@ func (LeastOutstanding) Pick(rs []*Replica, skip *Replica) *Replica {
 }
 
 // load is what LeastOutstanding compares: the requests in flight, plus one,
-// doubled for every failure in a row (up to 2^maxPenalty), so that after a
-// few instant failures a replica loses to any loaded one that answers.
+// doubled for every recent failure in a row (up to 2^maxPenalty; see
+// Replica.penalty), so that after a few instant failures a replica loses
+// to any loaded one that answers, until its next try.
 func load(r *Replica) int64 {
-	return (r.InFlight() + 1) << min(r.Failures(), maxPenalty)
+	return (r.InFlight() + 1) << min(r.penalty(), maxPenalty)
 }
 
 // maxPenalty bounds load's doubling (2^16: more than any replica's load).
