@@ -21,6 +21,8 @@ func canaryNote(d *api.Deployment) string {
 		s += " (steps done; promote switches 100%)"
 	case c.StepEndsAt.IsZero():
 		s += " until `cutover promote`"
+	case time.Until(c.StepEndsAt) < 0:
+		s += fmt.Sprintf("; the step's pause ended %s: it advances once the gates pass", until(c.StepEndsAt))
 	default:
 		s += fmt.Sprintf("; the step ends %s, then advances once the gates pass", until(c.StepEndsAt))
 	}

@@ -38,4 +38,19 @@ func TestStatusShowsCanary(t *testing.T) {
 	if done, _ := waitVerdict("ready", "ready"); !done {
 		t.Fatal("wait for ready after the canary")
 	}
+	// A canary holding its last, manual step waits for promote: ready, for
+	// a wait (a regression: deploy --wait never ended with such steps).
+	manual := &api.Deployment{Phase: "canary", Canary: &api.Canary{Step: 2, Steps: 2, Weight: 50}}
+	if !awaitsPromote(manual) {
+		t.Fatal("last manual step: not ready to promote")
+	}
+	for _, d := range []*api.Deployment{
+		{Phase: "canary", Canary: &api.Canary{Step: 1, Steps: 2, Weight: 10}},
+		{Phase: "canary", Canary: &api.Canary{Step: 2, Steps: 2, Weight: 50, StepEndsAt: time.Now()}},
+		{Phase: "failed", Canary: &api.Canary{Step: 2, Steps: 2, Weight: 0}},
+	} {
+		if awaitsPromote(d) {
+			t.Fatalf("%s step %d/%d (ends %v): ready to promote", d.Phase, d.Canary.Step, d.Canary.Steps, d.Canary.StepEndsAt)
+		}
+	}
 }

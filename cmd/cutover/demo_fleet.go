@@ -55,7 +55,7 @@ func runDemoFleet(ctx context.Context, w io.Writer, first *gateway.Gateway, cfg 
 	fmt.Fprintf(w, "\nPromote on gw-%d, then watch traffic move on every gateway:\n", len(gws))
 	fmt.Fprintf(w, "  cutover promote --admin http://%s\n", last.AdminAddr())
 	for i, gw := range gws {
-		fmt.Fprintf(w, "  curl -si http://%s/v1/chat/completions -d '{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' | grep -i x-cutover-pool   # gw-%d\n", gw.TrafficAddr(), i+1)
+		fmt.Fprintf(w, "  curl -si http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' | grep -i x-cutover-pool   # gw-%d\n", gw.TrafficAddr(), i+1)
 	}
 	fmt.Fprintf(w, "  cutover status --admin http://%s   # the fleet: leader, members, store\n\n", gws[0].AdminAddr())
 	var wg sync.WaitGroup

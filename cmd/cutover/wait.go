@@ -43,6 +43,14 @@ func waitVerdict(phase, target string) (done, failed bool) {
 	return at >= slices.Index(forwardPhases, target), false
 }
 
+// awaitsPromote reports a canary at its last step whose pause is 0: it
+// holds its weight, under the gates, until cutover promote — ready, for a
+// wait, though its phase stays canary.
+func awaitsPromote(d *api.Deployment) bool {
+	c := d.Canary
+	return d.Phase == "canary" && c != nil && c.Step == c.Steps && c.StepEndsAt.IsZero()
+}
+
 // waitOptions are the flags of cutover wait, and of deploy --wait.
 type waitOptions struct {
 	target     string
@@ -145,6 +153,9 @@ func awaitPhase(ctx context.Context, c *api.Client, o *waitOptions, out io.Write
 				fmt.Fprintln(tw, line)
 			}
 			done, failed := waitVerdict(d.Phase, o.target)
+			if !done && o.target == "ready" && awaitsPromote(d) {
+				done = true // a canary holding its last, manual step is ready to promote
+			}
 			if done || failed {
 				if asJSON {
 					printJSON(out, d)
