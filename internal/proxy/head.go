@@ -56,7 +56,8 @@ func parseRequestHead(b []byte, h *requestHead) {
 		return
 	}
 	method, target, proto := line[:sp1], line[sp1+1:sp1+1+sp2], line[sp1+2+sp2:]
-	if !isToken(method) || hasCTL(target) {
+	visible := visibleASCII(target)
+	if !isToken(method) || (!visible && hasCTL(target)) {
 		// A control byte in the target (a bare CR above all) is a
 		// smuggling tool against lenient parsers further on.
 		bad()
@@ -71,22 +72,26 @@ func parseRequestHead(b []byte, h *requestHead) {
 		// HTTP/1.0 (no chunked answers, other keep-alive rules), other
 		// versions: net/http decides.
 		why = "http_version"
-	case target[0] != '/' || !visibleASCII(target):
+	case target[0] != '/' || !visible:
 		why = "target_form"
 	}
 	r.method = internMethod(method)
 	r.target = target
-	base := len(b) - len(rest)
+	pos := len(b) - len(rest) // where the next line starts
 	hosts, hostOK, te := 0, true, false
 	var cl []byte // the first Content-Length value
 	for {
-		line, rest = nextLine(rest)
-		if line == nil {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
 			bad() // no empty line: not a whole head
 			return
 		}
-		start := base
-		base = len(b) - len(rest)
+		start, end := pos, pos+i
+		pos = end + 1
+		if end > start && b[end-1] == '\r' {
+			end--
+		}
+		line := b[start:end]
 		if len(line) == 0 {
 			break
 		}
@@ -99,11 +104,8 @@ func parseRequestHead(b []byte, h *requestHead) {
 			}
 			continue
 		}
-		f, ok := parseField(line, start)
-		if ok && !validFieldValue(b[f.vs:f.ve]) {
-			ok = false
-		}
-		if !ok {
+		colon, vs, ve := splitField(line)
+		if colon == 0 || !validFieldValue(line[vs:ve]) {
 			if why == "" {
 				bad()
 			} else {
@@ -111,10 +113,12 @@ func parseRequestHead(b []byte, h *requestHead) {
 			}
 			return
 		}
-		name, val := b[f.ns:f.ne], b[f.vs:f.ve]
-		h.fields = append(h.fields, f)
+		name, val := line[:colon], line[vs:ve]
+		h.fields = append(h.fields, hfield{ns: int32(start), ne: int32(start + colon), vs: int32(start + vs), ve: int32(start + ve)})
 		switch {
-		case equalFold(name, "Content-Length"):
+		case len(name) < 4 || len(name) > 17:
+			// None of the names below.
+		case tokenIs(name, "content-length"):
 			// As net/http: every value the same text, digits only.
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
@@ -126,14 +130,14 @@ func parseRequestHead(b []byte, h *requestHead) {
 				return
 			}
 			cl, r.contentLength = val, n
-		case equalFold(name, "Transfer-Encoding"):
+		case tokenIs(name, "transfer-encoding"):
 			te = true // net/http decodes it
-		case equalFold(name, "Host"):
+		case tokenIs(name, "host"):
 			hosts++
 			hostOK = hostOK && plainHost(val)
-		case equalFold(name, "Connection"):
+		case tokenIs(name, "connection"):
 			r.conn.add(val)
-		case equalFold(name, "Expect"):
+		case tokenIs(name, "expect"):
 			switch {
 			case equalFold(val, "100-continue"):
 				r.continue100 = true
@@ -188,6 +192,39 @@ func nextLine(b []byte) (line, rest []byte) {
 		return nil, b
 	}
 	return trimEOL(b[:i+1]), b[i+1:]
+}
+
+// splitField parses a header line: line[:colon] is its name, a token,
+// then a colon, and line[vs:ve] its value without surrounding blanks.
+// colon is 0 when the line is not one.
+func splitField(line []byte) (colon, vs, ve int) {
+	n := bytes.IndexByte(line, ':')
+	if n <= 0 || !isToken(line[:n]) {
+		return 0, 0, 0
+	}
+	vs, ve = n+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	return n, vs, ve
+}
+
+// tokenIs reports whether name, a token (isToken holds), is lower, a
+// name in lower case letters and '-', ignoring case. In a token only the
+// upper case letters turn into one of those bytes with the 0x20 bit set.
+func tokenIs(name []byte, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(lower); i++ {
+		if name[i]|0x20 != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // hasCTL reports a control byte (or DEL) in b.
@@ -257,37 +294,43 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 	}
 	*rr = rawResp{status: code, contentLength: -1, fields: rr.fields[:0]}
 	rr.reason = line[9:]
-	base := len(b) - len(rest)
-	var cl []byte // the first Content-Length value
+	pos := len(b) - len(rest) // where the next line starts
+	var cl []byte             // the first Content-Length value
 	trailer := false
 	for {
-		line, rest = nextLine(rest)
-		if line == nil {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
 			return errors.New("response head without its end")
 		}
-		start := base
-		base = len(b) - len(rest)
+		start, end := pos, pos+i
+		pos = end + 1
+		if end > start && b[end-1] == '\r' {
+			end--
+		}
+		line := b[start:end]
 		if len(line) == 0 {
 			break
 		}
-		f, ok := parseField(line, start)
-		if !ok {
+		colon, vs, ve := splitField(line)
+		if colon == 0 {
 			return fmt.Errorf("malformed response header line %q", line)
 		}
-		name, val := b[f.ns:f.ne], b[f.vs:f.ve]
+		name, val := line[:colon], line[vs:ve]
 		if !validFieldValue(val) {
 			// Relayed, a bare CR would split the client's answer.
 			return fmt.Errorf("control byte in response header %q", name)
 		}
-		rr.fields = append(rr.fields, f)
+		rr.fields = append(rr.fields, hfield{ns: int32(start), ne: int32(start + colon), vs: int32(start + vs), ve: int32(start + ve)})
 		switch {
-		case equalFold(name, "Content-Length"):
+		case len(name) < 7 || len(name) > 17:
+			// None of the names below.
+		case tokenIs(name, "content-length"):
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
 				return fmt.Errorf("bad Content-Length %q", val)
 			}
 			cl, rr.contentLength = val, n
-		case equalFold(name, "Transfer-Encoding"):
+		case tokenIs(name, "transfer-encoding"):
 			// Only chunked, as net/http's client: another coding
 			// would reach the client undeclared (the header is
 			// hop-by-hop), and with a Content-Length beside it the
@@ -296,11 +339,11 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 				return fmt.Errorf("unsupported transfer encoding %q", val)
 			}
 			rr.chunked = true
-		case equalFold(name, "Connection"):
+		case tokenIs(name, "connection"):
 			rr.conn.add(val)
-		case equalFold(name, "Content-Type"):
+		case tokenIs(name, "content-type"):
 			rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
-		case equalFold(name, "Trailer"):
+		case tokenIs(name, "trailer"):
 			trailer = true
 		}
 	}
