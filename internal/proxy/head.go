@@ -283,7 +283,8 @@ func appendReplayHead(dst, head []byte, closeAfter bool) []byte {
 // net/http would take but the loop cannot relay faithfully: obsolete
 // line folding (RFC 9112 section 5.2 allows the 502), a header name
 // that is not a token, a control byte in the reason phrase (the loop
-// relays the phrase), a status under 100, HTTP versions other than 1.x
+// relays the phrase), more than one space before the status code (RFC
+// 9112 section 4 has one), a status under 100, HTTP versions other than 1.x
 // and Transfer-Encoding in an HTTP/1.0 answer (faulty framing, RFC 9112
 // section 6.1).
 func parseResponseHead(b []byte, rr *rawResp) error {
