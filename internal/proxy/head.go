@@ -23,11 +23,13 @@ type requestHead struct {
 	verdict  int      // headOK, headBad or headFallback
 	status   int      // headBad's answer
 	fallback string   // headFallback's reason (Server.OnFallback's)
+	end      int      // the head's length, to the end of its empty line
 }
 
 // parseRequestHead parses b, a request head from its request line to the
 // empty line that ends it (CRLF or bare LF line ends), into h, reusing
-// h.fields' storage. The verdict says what the loop does with it:
+// h.fields' storage. Bytes after the empty line are not looked at (h.end
+// says where it ends). The verdict says what the loop does with it:
 //
 //   - headOK: it serves the request itself. An HTTP/1.1 origin-form
 //     request with exactly one Host, a Content-Length body or none, and
@@ -93,6 +95,7 @@ func parseRequestHead(b []byte, h *requestHead) {
 		}
 		line := b[start:end]
 		if len(line) == 0 {
+			h.end = pos
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
@@ -182,6 +185,32 @@ func parseRequestHead(b []byte, h *requestHead) {
 		r.path = internPath(p)
 	}
 	h.verdict = headOK
+}
+
+// readBufferedRequest is readRequest's fast path: a request head whole
+// in the reader's buffer (as it usually is), with no empty line before
+// it, within the limits, that parseRequestHead serves itself, is taken in
+// one copy, as the line by line read takes it. ok is false when it was
+// not (nothing is consumed then): that read decides.
+func (sc *srvConn) readBufferedRequest(max, maxLines int) (verdict, status int, ok bool) {
+	buf, _ := sc.br.Peek(sc.br.Buffered())
+	if len(buf) == 0 || buf[0] == '\r' || buf[0] == '\n' {
+		return 0, 0, false
+	}
+	ph := requestHead{fields: sc.fields[:0]}
+	parseRequestHead(buf, &ph)
+	sc.fields = ph.fields[:0] // the storage, for whoever parses next
+	if ph.verdict != headOK || ph.end > max || len(ph.fields)+1 > maxLines {
+		return 0, 0, false
+	}
+	sc.head = append(sc.head[:0], buf[:ph.end]...)
+	// The target pointed into the reader's buffer; the method's bytes
+	// and a space come before it.
+	off := len(ph.method) + 1
+	ph.target = sc.head[off : off+len(ph.target)]
+	_, _ = sc.br.Discard(ph.end)
+	sc.req, sc.fields, sc.fallback = ph.rawReq, ph.fields, ph.fallback
+	return headOK, 0, true
 }
 
 // nextLine splits the first line off b, without its line end (LF or

@@ -660,6 +660,9 @@ const (
 func (sc *srvConn) readRequest() (verdict, status int) {
 	sc.head = sc.head[:0]
 	max, maxLines := sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1 // and the request line
+	if verdict, status, ok := sc.readBufferedRequest(max, maxLines); ok {
+		return verdict, status
+	}
 	for lines, empty := 0, 0; ; {
 		start, err := sc.readLine(max)
 		if err != nil {
