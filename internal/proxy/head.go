@@ -317,10 +317,17 @@ func appendReplayHead(dst, head []byte, closeAfter bool) []byte {
 // and Transfer-Encoding in an HTTP/1.0 answer (faulty framing, RFC 9112
 // section 6.1).
 func parseResponseHead(b []byte, rr *rawResp) error {
+	_, err := parseResponseHeadEnd(b, rr)
+	return err
+}
+
+// parseResponseHeadEnd is parseResponseHead, which does not look past
+// the empty line that ends the head: end is the head's length.
+func parseResponseHeadEnd(b []byte, rr *rawResp) (end int, err error) {
 	line, rest := nextLine(b)
 	code, http10, err := parseStatusLine(line)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	*rr = rawResp{status: code, contentLength: -1, fields: rr.fields[:0]}
 	rr.reason = line[9:]
@@ -330,25 +337,26 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 	for {
 		i := bytes.IndexByte(b[pos:], '\n')
 		if i < 0 {
-			return errors.New("response head without its end")
+			return 0, errors.New("response head without its end")
 		}
-		start, end := pos, pos+i
-		pos = end + 1
-		if end > start && b[end-1] == '\r' {
-			end--
+		start, lend := pos, pos+i
+		pos = lend + 1
+		if lend > start && b[lend-1] == '\r' {
+			lend--
 		}
-		line := b[start:end]
+		line := b[start:lend]
 		if len(line) == 0 {
+			end = pos
 			break
 		}
 		colon, vs, ve := splitField(line)
 		if colon == 0 {
-			return fmt.Errorf("malformed response header line %q", line)
+			return 0, fmt.Errorf("malformed response header line %q", line)
 		}
 		name, val := line[:colon], line[vs:ve]
 		if !validFieldValue(val) {
 			// Relayed, a bare CR would split the client's answer.
-			return fmt.Errorf("control byte in response header %q", name)
+			return 0, fmt.Errorf("control byte in response header %q", name)
 		}
 		rr.fields = append(rr.fields, hfield{ns: int32(start), ne: int32(start + colon), vs: int32(start + vs), ve: int32(start + ve)})
 		switch {
@@ -357,7 +365,7 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 		case tokenIs(name, "content-length"):
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
-				return fmt.Errorf("bad Content-Length %q", val)
+				return 0, fmt.Errorf("bad Content-Length %q", val)
 			}
 			cl, rr.contentLength = val, n
 		case tokenIs(name, "transfer-encoding"):
@@ -366,7 +374,7 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 			// hop-by-hop), and with a Content-Length beside it the
 			// framing would be ambiguous.
 			if !equalFold(val, "chunked") || rr.chunked || http10 {
-				return fmt.Errorf("unsupported transfer encoding %q", val)
+				return 0, fmt.Errorf("unsupported transfer encoding %q", val)
 			}
 			rr.chunked = true
 		case tokenIs(name, "connection"):
@@ -379,12 +387,34 @@ func parseResponseHead(b []byte, rr *rawResp) error {
 	}
 	if trailer && rr.chunked {
 		if err := checkTrailerNames(b, rr.fields); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	// HTTP/1.0 answers close unless kept alive.
 	rr.close = rr.conn.close || (http10 && !rr.conn.keepAlive)
-	return nil
+	return end, nil
+}
+
+// readBufferedHead is readHead's fast path: a response head whole in the
+// reader's buffer (as it usually is) that parseResponseHead accepts is
+// taken into sc.uhead in one parse and one copy, as the line by line read
+// takes it. It reports whether it was; if not, nothing is consumed and
+// that read decides.
+func (x *rawExchange) readBufferedHead(rr *rawResp) bool {
+	br := x.pc.br
+	if br == nil || br.Buffered() == 0 {
+		return false
+	}
+	buf, _ := br.Peek(br.Buffered())
+	end, err := parseResponseHeadEnd(buf, rr)
+	if err != nil || end > maxResponseHead {
+		return false
+	}
+	sc := x.sc
+	sc.uhead = append(sc.uhead[:0], buf[:end]...)
+	rr.reason = sc.uhead[9 : 9+len(rr.reason)] // it pointed into the buffer
+	_, _ = br.Discard(end)
+	return true
 }
 
 // parseStatusLine checks a response's status line (without its line
