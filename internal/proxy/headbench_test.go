@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"slices"
 	"strings"
@@ -75,6 +76,33 @@ func TestReadRequestBufferedSameAsLines(t *testing.T) {
 				a.req.contentLength != b.req.contentLength || a.req.close != b.req.close || a.req.continue100 != b.req.continue100 {
 				t.Errorf("%q (limits %v): buffered %q %+v rest %q; line by line %q %+v rest %q", h, lim, a.head, a.req, ra, b.head, b.req, rb)
 			}
+		}
+	}
+}
+
+// TestParseResponseHeadEnd: with the body (or the next answer) after it
+// in the buffer, a response head parses as it does alone, and its end is
+// found where it is.
+func TestParseResponseHeadEnd(t *testing.T) {
+	for _, s := range responseSeeds {
+		head, ok := cutHead([]byte(s))
+		if !ok {
+			continue
+		}
+		var alone, buffered rawResp
+		aerr := parseResponseHead(head, &alone)
+		end, berr := parseResponseHeadEnd(append(bytes.Clone(head), "HTTP/1.1 200 OK\r\n\r\nbody"...), &buffered)
+		if (aerr == nil) != (berr == nil) {
+			t.Errorf("%q: alone %v, buffered %v", head, aerr, berr)
+			continue
+		}
+		if aerr != nil {
+			continue
+		}
+		if end != len(head) || alone.status != buffered.status || string(alone.reason) != string(buffered.reason) ||
+			alone.contentLength != buffered.contentLength || alone.chunked != buffered.chunked || alone.close != buffered.close ||
+			!slices.Equal(alone.fields, buffered.fields) {
+			t.Errorf("%q: alone %+v; buffered (end %d) %+v", head, alone, end, buffered)
 		}
 	}
 }
