@@ -270,15 +270,27 @@ func hasCTL(b []byte) bool {
 // addresses and ports only; net/http judges any other.
 func plainHost(b []byte) bool {
 	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_':
-		default:
+		if hostBytes[c] == 0 {
 			return false
 		}
 	}
 	return true
 }
+
+// hostBytes is 1 for the bytes plainHost allows.
+var hostBytes = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 1
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = 1
+		t[c-'a'+'A'] = 1
+	}
+	for _, c := range ".-:[]_" {
+		t[c] = 1
+	}
+	return t
+}()
 
 // closeField is added to a replayed head whose connection must close
 // after its answer.
