@@ -5,6 +5,7 @@ package proxy
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,9 +15,11 @@ import (
 // reads end-of-file, and an idle one must never have data pending. It
 // runs before every reuse of a pooled connection, so its raw connection
 // and callback are made once, on first use, and a check allocates nothing.
+// The peek cannot block (MSG_DONTWAIT), so it goes to the kernel as a raw
+// system call, without the scheduler's bookkeeping for one that might.
 type peeker struct {
 	raw syscall.RawConn // nil until first use
-	fn  func(fd uintptr) bool
+	fn  func(fd uintptr)
 	ok  bool
 	buf [1]byte
 }
@@ -32,14 +35,14 @@ func (p *peeker) alive(c net.Conn) bool {
 			return false
 		}
 		p.raw = raw
-		p.fn = func(fd uintptr) bool {
-			_, _, rerr := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			p.ok = rerr == syscall.EAGAIN // nothing to read, not closed
-			return true                   // never wait
+		p.fn = func(fd uintptr) {
+			_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+				unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+			p.ok = errno == unix.EAGAIN // nothing to read, not closed
 		}
 	}
 	p.ok = false
-	err := p.raw.Read(p.fn)
+	err := p.raw.Control(p.fn)
 	return err == nil && p.ok
 }
 

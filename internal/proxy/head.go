@@ -23,11 +23,13 @@ type requestHead struct {
 	verdict  int      // headOK, headBad or headFallback
 	status   int      // headBad's answer
 	fallback string   // headFallback's reason (Server.OnFallback's)
+	end      int      // the head's length, to the end of its empty line
 }
 
 // parseRequestHead parses b, a request head from its request line to the
 // empty line that ends it (CRLF or bare LF line ends), into h, reusing
-// h.fields' storage. The verdict says what the loop does with it:
+// h.fields' storage. Bytes after the empty line are not looked at (h.end
+// says where it ends). The verdict says what the loop does with it:
 //
 //   - headOK: it serves the request itself. An HTTP/1.1 origin-form
 //     request with exactly one Host, a Content-Length body or none, and
@@ -56,7 +58,8 @@ func parseRequestHead(b []byte, h *requestHead) {
 		return
 	}
 	method, target, proto := line[:sp1], line[sp1+1:sp1+1+sp2], line[sp1+2+sp2:]
-	if !isToken(method) || hasCTL(target) {
+	visible := visibleASCII(target)
+	if !isToken(method) || (!visible && hasCTL(target)) {
 		// A control byte in the target (a bare CR above all) is a
 		// smuggling tool against lenient parsers further on.
 		bad()
@@ -71,23 +74,28 @@ func parseRequestHead(b []byte, h *requestHead) {
 		// HTTP/1.0 (no chunked answers, other keep-alive rules), other
 		// versions: net/http decides.
 		why = "http_version"
-	case target[0] != '/' || !visibleASCII(target):
+	case target[0] != '/' || !visible:
 		why = "target_form"
 	}
 	r.method = internMethod(method)
 	r.target = target
-	base := len(b) - len(rest)
+	pos := len(b) - len(rest) // where the next line starts
 	hosts, hostOK, te := 0, true, false
 	var cl []byte // the first Content-Length value
 	for {
-		line, rest = nextLine(rest)
-		if line == nil {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
 			bad() // no empty line: not a whole head
 			return
 		}
-		start := base
-		base = len(b) - len(rest)
+		start, end := pos, pos+i
+		pos = end + 1
+		if end > start && b[end-1] == '\r' {
+			end--
+		}
+		line := b[start:end]
 		if len(line) == 0 {
+			h.end = pos
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
@@ -99,11 +107,8 @@ func parseRequestHead(b []byte, h *requestHead) {
 			}
 			continue
 		}
-		f, ok := parseField(line, start)
-		if ok && !validFieldValue(b[f.vs:f.ve]) {
-			ok = false
-		}
-		if !ok {
+		colon, vs, ve := splitField(line)
+		if colon == 0 || !validFieldValue(line[vs:ve]) {
 			if why == "" {
 				bad()
 			} else {
@@ -111,10 +116,12 @@ func parseRequestHead(b []byte, h *requestHead) {
 			}
 			return
 		}
-		name, val := b[f.ns:f.ne], b[f.vs:f.ve]
-		h.fields = append(h.fields, f)
+		name, val := line[:colon], line[vs:ve]
+		h.fields = append(h.fields, hfield{ns: int32(start), ne: int32(start + colon), vs: int32(start + vs), ve: int32(start + ve)})
 		switch {
-		case equalFold(name, "Content-Length"):
+		case len(name) < 4 || len(name) > 17:
+			// None of the names below.
+		case tokenIs(name, "content-length"):
 			// As net/http: every value the same text, digits only.
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
@@ -126,14 +133,14 @@ func parseRequestHead(b []byte, h *requestHead) {
 				return
 			}
 			cl, r.contentLength = val, n
-		case equalFold(name, "Transfer-Encoding"):
+		case tokenIs(name, "transfer-encoding"):
 			te = true // net/http decodes it
-		case equalFold(name, "Host"):
+		case tokenIs(name, "host"):
 			hosts++
 			hostOK = hostOK && plainHost(val)
-		case equalFold(name, "Connection"):
+		case tokenIs(name, "connection"):
 			r.conn.add(val)
-		case equalFold(name, "Expect"):
+		case tokenIs(name, "expect"):
 			switch {
 			case equalFold(val, "100-continue"):
 				r.continue100 = true
@@ -180,6 +187,32 @@ func parseRequestHead(b []byte, h *requestHead) {
 	h.verdict = headOK
 }
 
+// readBufferedRequest is readRequest's fast path: a request head whole
+// in the reader's buffer (as it usually is), with no empty line before
+// it, within the limits, that parseRequestHead serves itself, is taken in
+// one copy, as the line by line read takes it. ok is false when it was
+// not (nothing is consumed then): that read decides.
+func (sc *srvConn) readBufferedRequest(max, maxLines int) (verdict, status int, ok bool) {
+	buf, _ := sc.br.Peek(sc.br.Buffered())
+	if len(buf) == 0 || buf[0] == '\r' || buf[0] == '\n' {
+		return 0, 0, false
+	}
+	ph := requestHead{fields: sc.fields[:0]}
+	parseRequestHead(buf, &ph)
+	sc.fields = ph.fields[:0] // the storage, for whoever parses next
+	if ph.verdict != headOK || ph.end > max || len(ph.fields)+1 > maxLines {
+		return 0, 0, false
+	}
+	sc.head = append(sc.head[:0], buf[:ph.end]...)
+	// The target pointed into the reader's buffer; the method's bytes
+	// and a space come before it.
+	off := len(ph.method) + 1
+	ph.target = sc.head[off : off+len(ph.target)]
+	_, _ = sc.br.Discard(ph.end)
+	sc.req, sc.fields, sc.fallback = ph.rawReq, ph.fields, ph.fallback
+	return headOK, 0, true
+}
+
 // nextLine splits the first line off b, without its line end (LF or
 // CRLF). line is nil when b holds no whole line.
 func nextLine(b []byte) (line, rest []byte) {
@@ -188,6 +221,39 @@ func nextLine(b []byte) (line, rest []byte) {
 		return nil, b
 	}
 	return trimEOL(b[:i+1]), b[i+1:]
+}
+
+// splitField parses a header line: line[:colon] is its name, a token,
+// then a colon, and line[vs:ve] its value without surrounding blanks.
+// colon is 0 when the line is not one.
+func splitField(line []byte) (colon, vs, ve int) {
+	n := bytes.IndexByte(line, ':')
+	if n <= 0 || !isToken(line[:n]) {
+		return 0, 0, 0
+	}
+	vs, ve = n+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	return n, vs, ve
+}
+
+// tokenIs reports whether name, a token (isToken holds), is lower, a
+// name in lower case letters and '-', ignoring case. In a token only the
+// upper case letters turn into one of those bytes with the 0x20 bit set.
+func tokenIs(name []byte, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(lower); i++ {
+		if name[i]|0x20 != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // hasCTL reports a control byte (or DEL) in b.
@@ -204,15 +270,27 @@ func hasCTL(b []byte) bool {
 // addresses and ports only; net/http judges any other.
 func plainHost(b []byte) bool {
 	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_':
-		default:
+		if hostBytes[c] == 0 {
 			return false
 		}
 	}
 	return true
 }
+
+// hostBytes is 1 for the bytes plainHost allows.
+var hostBytes = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 1
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = 1
+		t[c-'a'+'A'] = 1
+	}
+	for _, c := range ".-:[]_" {
+		t[c] = 1
+	}
+	return t
+}()
 
 // closeField is added to a replayed head whose connection must close
 // after its answer.
@@ -246,72 +324,109 @@ func appendReplayHead(dst, head []byte, closeAfter bool) []byte {
 // net/http would take but the loop cannot relay faithfully: obsolete
 // line folding (RFC 9112 section 5.2 allows the 502), a header name
 // that is not a token, a control byte in the reason phrase (the loop
-// relays the phrase), a status under 100, HTTP versions other than 1.x
+// relays the phrase), more than one space before the status code (RFC
+// 9112 section 4 has one), a status under 100, HTTP versions other than 1.x
 // and Transfer-Encoding in an HTTP/1.0 answer (faulty framing, RFC 9112
 // section 6.1).
 func parseResponseHead(b []byte, rr *rawResp) error {
+	_, err := parseResponseHeadEnd(b, rr)
+	return err
+}
+
+// parseResponseHeadEnd is parseResponseHead, which does not look past
+// the empty line that ends the head: end is the head's length.
+func parseResponseHeadEnd(b []byte, rr *rawResp) (end int, err error) {
 	line, rest := nextLine(b)
 	code, http10, err := parseStatusLine(line)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	*rr = rawResp{status: code, contentLength: -1, fields: rr.fields[:0]}
 	rr.reason = line[9:]
-	base := len(b) - len(rest)
-	var cl []byte // the first Content-Length value
+	pos := len(b) - len(rest) // where the next line starts
+	var cl []byte             // the first Content-Length value
 	trailer := false
 	for {
-		line, rest = nextLine(rest)
-		if line == nil {
-			return errors.New("response head without its end")
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			return 0, errors.New("response head without its end")
 		}
-		start := base
-		base = len(b) - len(rest)
+		start, lend := pos, pos+i
+		pos = lend + 1
+		if lend > start && b[lend-1] == '\r' {
+			lend--
+		}
+		line := b[start:lend]
 		if len(line) == 0 {
+			end = pos
 			break
 		}
-		f, ok := parseField(line, start)
-		if !ok {
-			return fmt.Errorf("malformed response header line %q", line)
+		colon, vs, ve := splitField(line)
+		if colon == 0 {
+			return 0, fmt.Errorf("malformed response header line %q", line)
 		}
-		name, val := b[f.ns:f.ne], b[f.vs:f.ve]
+		name, val := line[:colon], line[vs:ve]
 		if !validFieldValue(val) {
 			// Relayed, a bare CR would split the client's answer.
-			return fmt.Errorf("control byte in response header %q", name)
+			return 0, fmt.Errorf("control byte in response header %q", name)
 		}
-		rr.fields = append(rr.fields, f)
+		rr.fields = append(rr.fields, hfield{ns: int32(start), ne: int32(start + colon), vs: int32(start + vs), ve: int32(start + ve)})
 		switch {
-		case equalFold(name, "Content-Length"):
+		case len(name) < 7 || len(name) > 17:
+			// None of the names below.
+		case tokenIs(name, "content-length"):
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
-				return fmt.Errorf("bad Content-Length %q", val)
+				return 0, fmt.Errorf("bad Content-Length %q", val)
 			}
 			cl, rr.contentLength = val, n
-		case equalFold(name, "Transfer-Encoding"):
+		case tokenIs(name, "transfer-encoding"):
 			// Only chunked, as net/http's client: another coding
 			// would reach the client undeclared (the header is
 			// hop-by-hop), and with a Content-Length beside it the
 			// framing would be ambiguous.
 			if !equalFold(val, "chunked") || rr.chunked || http10 {
-				return fmt.Errorf("unsupported transfer encoding %q", val)
+				return 0, fmt.Errorf("unsupported transfer encoding %q", val)
 			}
 			rr.chunked = true
-		case equalFold(name, "Connection"):
+		case tokenIs(name, "connection"):
 			rr.conn.add(val)
-		case equalFold(name, "Content-Type"):
+		case tokenIs(name, "content-type"):
 			rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
-		case equalFold(name, "Trailer"):
+		case tokenIs(name, "trailer"):
 			trailer = true
 		}
 	}
 	if trailer && rr.chunked {
 		if err := checkTrailerNames(b, rr.fields); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	// HTTP/1.0 answers close unless kept alive.
 	rr.close = rr.conn.close || (http10 && !rr.conn.keepAlive)
-	return nil
+	return end, nil
+}
+
+// readBufferedHead is readHead's fast path: a response head whole in the
+// reader's buffer (as it usually is) that parseResponseHead accepts is
+// taken into sc.uhead in one parse and one copy, as the line by line read
+// takes it. It reports whether it was; if not, nothing is consumed and
+// that read decides.
+func (x *rawExchange) readBufferedHead(rr *rawResp) bool {
+	br := x.pc.br
+	if br == nil || br.Buffered() == 0 {
+		return false
+	}
+	buf, _ := br.Peek(br.Buffered())
+	end, err := parseResponseHeadEnd(buf, rr)
+	if err != nil || end > maxResponseHead {
+		return false
+	}
+	sc := x.sc
+	sc.uhead = append(sc.uhead[:0], buf[:end]...)
+	rr.reason = sc.uhead[9 : 9+len(rr.reason)] // it pointed into the buffer
+	_, _ = br.Discard(end)
+	return true
 }
 
 // parseStatusLine checks a response's status line (without its line

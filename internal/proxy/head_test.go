@@ -283,6 +283,8 @@ func refusedOnPurpose(head []byte, resp *http.Response) string {
 		return "HTTP version other than 1.x"
 	case resp.StatusCode < 100:
 		return "status under 100"
+	case len(line) > 9 && line[9] == ' ':
+		return "more than one space before the status code"
 	case len(line) > 12 && hasCTLButTab(line[12:]):
 		return "control byte in the reason phrase"
 	case resp.ProtoMinor == 0 && bytes.Contains(bytes.ToLower(head), []byte("\ntransfer-encoding:")):

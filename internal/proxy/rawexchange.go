@@ -588,24 +588,26 @@ func (x *rawExchange) readHead() error {
 			return err
 		}
 		sc.uhead = sc.uhead[:0]
-		for {
-			start, err := x.readLine()
-			if err != nil {
-				return err
-			}
-			line := trimEOL(sc.uhead[start:])
-			if start == 0 {
-				// A replica that is not speaking HTTP fails at once.
-				if _, _, err := parseStatusLine(line); err != nil {
+		rr := x.resp
+		if !x.readBufferedHead(rr) {
+			for {
+				start, err := x.readLine()
+				if err != nil {
 					return err
 				}
-			} else if len(line) == 0 {
-				break
+				line := trimEOL(sc.uhead[start:])
+				if start == 0 {
+					// A replica that is not speaking HTTP fails at once.
+					if _, _, err := parseStatusLine(line); err != nil {
+						return err
+					}
+				} else if len(line) == 0 {
+					break
+				}
 			}
-		}
-		rr := x.resp
-		if err := parseResponseHead(sc.uhead, rr); err != nil {
-			return err
+			if err := parseResponseHead(sc.uhead, rr); err != nil {
+				return err
+			}
 		}
 		if code := rr.status; code >= 100 && code < 200 {
 			if code == http.StatusSwitchingProtocols {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log"
@@ -561,6 +562,13 @@ var crlfcrlf = []byte("\r\n\r\n")
 // visibleASCII reports whether b holds only printable ASCII (no control
 // byte, space or DEL), as a request target must.
 func visibleASCII(b []byte) bool {
+	for ; len(b) >= 8; b = b[8:] {
+		// Eight bytes at a time: any byte under 0x21, or over 0x7e.
+		x := binary.LittleEndian.Uint64(b)
+		if ((x-lo8*0x21)&^x|(x+lo8)|x)&hi8 != 0 {
+			return false
+		}
+	}
 	for _, c := range b {
 		if c <= ' ' || c >= 0x7f {
 			return false
@@ -573,6 +581,28 @@ func visibleASCII(b []byte) bool {
 // other than tab (RFC 9110 section 5.5; net/http's rule too). Bytes from
 // 0x80 up are allowed as obs-text.
 func validFieldValue(b []byte) bool {
+	if len(b) < 8 {
+		return validFieldBytes(b)
+	}
+	// Eight bytes at a time, then the last eight (overlapping): any byte
+	// under 0x20 or a DEL sends the eight to the byte loop (which allows
+	// tabs).
+	l := b[len(b)-8:]
+	for ; len(b) >= 8; b = b[8:] {
+		if !validFieldWord(b[:8]) {
+			return false
+		}
+	}
+	return validFieldWord(l)
+}
+
+func validFieldWord(b []byte) bool {
+	x := binary.LittleEndian.Uint64(b)
+	y := x ^ (lo8 * 0x7f)
+	return ((x-lo8*0x20)&^x|(y-lo8)&^y)&hi8 == 0 || validFieldBytes(b[:8])
+}
+
+func validFieldBytes(b []byte) bool {
 	for _, c := range b {
 		if (c < ' ' && c != '\t') || c == 0x7f {
 			return false
@@ -580,6 +610,14 @@ func validFieldValue(b []byte) bool {
 	}
 	return true
 }
+
+// lo8 and hi8 have the low and the high bit of each of eight bytes set:
+// the word-at-a-time tests of Hacker's Delight (haszero, hasless,
+// hasmore), exact as tests of the whole word.
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
 
 // Lingering close: how long, and how many bytes, a connection closed
 // after an answer that skipped the request body keeps reading.
@@ -622,6 +660,9 @@ const (
 func (sc *srvConn) readRequest() (verdict, status int) {
 	sc.head = sc.head[:0]
 	max, maxLines := sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1 // and the request line
+	if verdict, status, ok := sc.readBufferedRequest(max, maxLines); ok {
+		return verdict, status
+	}
 	for lines, empty := 0, 0; ; {
 		start, err := sc.readLine(max)
 		if err != nil {
@@ -678,24 +719,6 @@ func appendLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	return buf, err
 }
 
-// parseField parses a header line that starts at offset base of its head:
-// a token name, a colon, and the value without surrounding blanks.
-func parseField(line []byte, base int) (hfield, bool) {
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 || !isToken(line[:colon]) {
-		return hfield{}, false
-	}
-	vs, ve := colon+1, len(line)
-	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
-		vs++
-	}
-	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
-		ve--
-	}
-	b := int32(base)
-	return hfield{ns: b, ne: b + int32(colon), vs: b + int32(vs), ve: b + int32(ve)}, true
-}
-
 func trimEOL(b []byte) []byte {
 	b = b[:len(b)-1]
 	if len(b) > 0 && b[len(b)-1] == '\r' {
@@ -706,27 +729,41 @@ func trimEOL(b []byte) []byte {
 
 // isToken reports an RFC 9110 token: a method or a header name.
 func isToken(b []byte) bool {
-	if len(b) == 0 {
+	t := &tokenBytes
+	switch n := len(b); {
+	case n >= 8:
+		// Eight bytes at a time, then the last eight (overlapping).
+		l := b[n-8:]
+		for ; len(b) >= 8; b = b[8:] {
+			if t[b[0]]&t[b[1]]&t[b[2]]&t[b[3]]&t[b[4]]&t[b[5]]&t[b[6]]&t[b[7]] == 0 {
+				return false
+			}
+		}
+		return t[l[0]]&t[l[1]]&t[l[2]]&t[l[3]]&t[l[4]]&t[l[5]]&t[l[6]]&t[l[7]] != 0
+	case n >= 4:
+		return t[b[0]]&t[b[1]]&t[b[2]]&t[b[3]]&t[b[n-4]]&t[b[n-3]]&t[b[n-2]]&t[b[n-1]] != 0
+	case n == 0:
 		return false
 	}
 	for _, c := range b {
-		if c >= 0x80 || !tokenChars[c] {
+		if t[c] == 0 {
 			return false
 		}
 	}
 	return true
 }
 
-var tokenChars = func() (t [128]bool) {
+// tokenBytes is 1 for the bytes of a token, 0 for any other.
+var tokenBytes = func() (t [256]uint8) {
 	for c := '0'; c <= '9'; c++ {
-		t[c] = true
+		t[c] = 1
 	}
 	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
+		t[c] = 1
+		t[c-'a'+'A'] = 1
 	}
 	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
+		t[c] = 1
 	}
 	return t
 }()
