@@ -82,6 +82,11 @@ type Config struct {
 	// Etcd, when set, keeps the state in etcd, shared by a fleet of
 	// gateways (see fleet.go). Nil: bbolt in state_dir, one gateway.
 	Etcd *Etcd `yaml:"etcd"`
+	// Agents are the `cutover agent`s that start replicas for deployments
+	// given no --replica (see capacity.go). Empty: cutover starts none.
+	Agents []Agent `yaml:"agents"`
+	// Launch sizes the replicas started through Agents.
+	Launch Launch `yaml:"launch"`
 }
 
 // Auth configures client authentication on the data plane.
@@ -317,6 +322,7 @@ func Default() *Config {
 		Admin:    Admin{Listen: "127.0.0.1:8081"},
 		StateDir: "/var/lib/cutover",
 		Live:     "blue",
+		Launch:   Launch{Replicas: DefaultLaunchReplicas, GPUsPerReplica: DefaultLaunchGPUs, ReadyTimeout: Duration(DefaultLaunchReadyTimeout)},
 		Balancer: "least_outstanding",
 		Driver:   "builtin",
 		Nginx:    defaultNginx(), HAProxy: defaultHAProxy(), Balancing: defaultBalancing(),
@@ -531,6 +537,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRouting()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateFleet()...)
+	errs = append(errs, c.validateCapacity()...)
 	errs = append(errs, c.Balancing.validate()...)
 	if len(errs) == 0 {
 		return nil
