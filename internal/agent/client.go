@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Client calls one agent's HTTP API (see Handler). Every call takes a
@@ -160,4 +161,13 @@ func (c *Client) FreeGPUs(ctx context.Context) (free, total int, err error) {
 		}
 	}
 	return free, len(out.GPUs), nil
+}
+
+// StartWait asks for a replica and answers once it runs, or with an
+// error carrying its exit and last log lines; wait bounds it at the agent
+// (ctx bounds the call).
+func (c *Client) StartWait(ctx context.Context, model string, gpus int, wait time.Duration) (Replica, error) {
+	var r Replica
+	err := c.do(ctx, http.MethodPost, "/v1/replicas?wait="+url.QueryEscape(wait.String()), StartRequest{Model: model, GPUs: gpus}, &r)
+	return r, err
 }

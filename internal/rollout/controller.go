@@ -137,6 +137,10 @@ type Options struct {
 	Canary CanarySettings
 	// Hooks maps an event (hook.Events) to its hooks.
 	Hooks map[string][]hook.Spec
+	// Launcher starts replicas through the agents for a deployment given
+	// none, and stops them at retirement (see launch.go). Nil: every
+	// deployment names its replicas.
+	Launcher Launcher
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.
