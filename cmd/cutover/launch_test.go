@@ -181,3 +181,62 @@ hooks:
 		t.Fatalf("after retirement traffic goes to %s, want blue", pool)
 	}
 }
+
+// TestRetentionModeStopRetiresAtOnce: with rollout.retention_mode stop a
+// promotion retires the old pool at once, whatever rollout.retention says:
+// no rollback, and the old pool's replicas launched through the agent are
+// stopped (exited, their GPUs free) with no retire command.
+func TestRetentionModeStopRetiresAtOnce(t *testing.T) {
+	ac, agentAddr, tok := startAgentProc(t, 4)
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
+		extra: fmt.Sprintf(`rollout:
+  retention: 1h
+  retention_mode: stop
+  drain_timeout: 5s
+  warmup: {requests: []}
+agents:
+  - {name: gpu-a, url: "http://%s", token_file: %s}
+launch: {replicas: 2, ready_timeout: 1m}
+`, agentAddr, tok)}
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", c.write(t))
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	ctx := context.Background()
+	for i, model := range []string{"model-v3", "model-v4"} {
+		if _, err := client.Deploy(ctx, api.DeployRequest{Model: model}); err != nil {
+			t.Fatalf("deploy %s: %v", model, err)
+		}
+		waitDeployment(t, client, "ready", 30*time.Second)
+		if _, err := client.Promote(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Rollback(ctx); err == nil {
+			t.Fatalf("rollback after promote #%d with retention_mode stop was accepted", i+1)
+		}
+		d := waitDeployment(t, client, "completed", 30*time.Second)
+		if want := []string{"green", "blue"}[i]; d.Pool != want {
+			t.Fatalf("deployment %d went to %s, want %s", i+1, d.Pool, want)
+		}
+	}
+	rs, err := ac.Replicas(ctx)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("agent replicas = %+v, %v; want 4", rs, err)
+	}
+	for _, r := range rs {
+		want := agent.StateRunning
+		if r.Model == "model-v3" {
+			want = agent.StateExited
+		}
+		if r.State != want {
+			t.Errorf("replica %s (%s) is %s, want %s", r.ID, r.Model, r.State, want)
+		}
+	}
+	if free, _, err := ac.FreeGPUs(ctx); err != nil || free != 2 {
+		t.Fatalf("free GPUs = %d, %v; want 2", free, err)
+	}
+	if pool := poolOf(t, c.listen); pool != "blue" {
+		t.Fatalf("traffic goes to %s, want blue", pool)
+	}
+}

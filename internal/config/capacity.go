@@ -70,6 +70,9 @@ func (c *Config) validateCapacity() []*FieldError {
 			add(key+".token_file", "must be set: the file with the agent's bearer token")
 		}
 	}
+	if c.Rollout.RetentionMode == "stop" && c.Validation.PostPromotion > 0 {
+		add("validation.post_promotion", "must be 0 with rollout.retention_mode stop: its automatic rollback needs the old pool, which is retired at once")
+	}
 	if c.Launch.Replicas < 1 {
 		add("launch.replicas", "must be at least 1, got %d", c.Launch.Replicas)
 	}

@@ -44,3 +44,10 @@ launch: {replicas: 2, gpus_per_replica: 2, ready_timeout: 5m}
 		}
 	}
 }
+
+func TestRetentionModeStop(t *testing.T) {
+	c, err := Parse([]byte(basePools + "rollout: {retention_mode: stop}\n"))
+	if err != nil || c.Rollout.RetentionMode != "stop" {
+		t.Fatalf("stop: %+v %v", c.Rollout, err)
+	}
+}

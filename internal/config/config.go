@@ -117,7 +117,9 @@ type Rollout struct {
 	Retention Duration `yaml:"retention"`
 	// RetentionMode is what happens to the old pool during its retention:
 	// "keep" (default) leaves it awake; "sleep" puts its replicas to sleep
-	// through vLLM's sleep-mode endpoints and wakes them before a rollback.
+	// through vLLM's sleep-mode endpoints and wakes them before a rollback;
+	// "stop" retires it at once after the promotion (no retention, no
+	// rollback; see capacity.go).
 	RetentionMode string `yaml:"retention_mode"`
 	// WakeTimeout bounds the wake-up of one sleeping replica before a
 	// rollback (retention_mode: sleep). Default 2m.
@@ -624,11 +626,11 @@ func (r *Rollout) validate() []*FieldError {
 		add("rollout.retention", "must be between 0s and %s, got %s", MaxRetention, r.Retention)
 	}
 	switch r.RetentionMode {
-	case "keep", "sleep":
-	case "shrink", "stop":
-		add("rollout.retention_mode", "%q is not implemented yet: want keep or sleep", r.RetentionMode)
+	case "keep", "sleep", "stop":
+	case "shrink":
+		add("rollout.retention_mode", "%q is not implemented yet: want keep, sleep or stop", r.RetentionMode)
 	default:
-		add("rollout.retention_mode", "want keep or sleep, got %q", r.RetentionMode)
+		add("rollout.retention_mode", "want keep, sleep or stop, got %q", r.RetentionMode)
 	}
 	if r.WakeTimeout <= 0 {
 		add("rollout.wake_timeout", "must be positive, got %s", r.WakeTimeout)

@@ -106,8 +106,8 @@ type Settings struct {
 	WarmupTimeout    time.Duration
 	// Rise and Fall are the health thresholds used by warming's checks.
 	Rise, Fall int
-	// RetentionMode is rollout.retention_mode: RetentionKeep ("" too) or
-	// RetentionSleep. See sleep.go.
+	// RetentionMode is rollout.retention_mode: RetentionKeep ("" too),
+	// RetentionSleep (see sleep.go) or RetentionStop (see launch.go).
 	RetentionMode string
 	// WakeTimeout bounds one replica's wake-up before a rollback (on top of
 	// ProbeTimeout). Zero means ProbeTimeout alone.

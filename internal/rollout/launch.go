@@ -29,6 +29,20 @@ type Launcher interface {
 	Stop(ctx context.Context, replicas []LaunchedReplica) error
 }
 
+// RetentionStop retires the old pool at once after a promotion: no
+// retention (whatever rollout.retention says), so no rollback; the
+// retirement drains it, runs the on_retire hooks and stops its replicas
+// launched through the agents.
+const RetentionStop = "stop"
+
+// retention is how long the old pool is retained after a promotion.
+func (c *Controller) retention() time.Duration {
+	if c.opts.Settings.RetentionMode == RetentionStop {
+		return 0
+	}
+	return c.opts.Settings.Retention
+}
+
 // launchFor starts the replicas of a deployment of model given without
 // replicas, or refuses when no agents are configured.
 func (c *Controller) launchFor(ctx context.Context, model string) ([]LaunchedReplica, error) {
