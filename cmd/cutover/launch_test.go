@@ -240,3 +240,50 @@ launch: {replicas: 2, ready_timeout: 1m}
 		t.Fatalf("traffic goes to %s, want blue", pool)
 	}
 }
+
+// TestDeployStopsAbortedLaunchBeforeRelaunch: a launched deployment that
+// is aborted leaves its replicas in the standby pool; the next deploy
+// without --replica stops them through the agent (freeing their GPUs)
+// before it launches its own.
+func TestDeployStopsAbortedLaunchBeforeRelaunch(t *testing.T) {
+	ac, agentAddr, tok := startAgentProc(t, 2)
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
+		extra: fmt.Sprintf(`rollout:
+  warmup: {requests: []}
+agents:
+  - {name: gpu-a, url: "http://%s", token_file: %s}
+launch: {replicas: 2, ready_timeout: 1m}
+`, agentAddr, tok)}
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", c.write(t))
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	ctx := context.Background()
+	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v3"}); err != nil {
+		t.Fatal(err)
+	}
+	waitDeployment(t, client, "ready", 30*time.Second)
+	if _, err := client.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Both GPUs are still held by model-v3: without the stop this launch
+	// finds no free GPU.
+	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v4"}); err != nil {
+		t.Fatalf("second deploy: %v", err)
+	}
+	waitDeployment(t, client, "ready", 30*time.Second)
+	rs, err := ac.Replicas(ctx)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("agent replicas = %+v, %v; want 4", rs, err)
+	}
+	for _, r := range rs {
+		want := agent.StateRunning
+		if r.Model == "model-v3" {
+			want = agent.StateExited
+		}
+		if r.State != want {
+			t.Errorf("replica %s (%s) is %s, want %s", r.ID, r.Model, r.State, want)
+		}
+	}
+}

@@ -26,11 +26,13 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		// Refuse before starting anything when the deployment would be
 		// refused anyway; decided again below, after the launch.
 		c.tmu.Lock()
-		dec := decideDeploy(c.view(), req)
+		v := c.view()
+		dec := decideDeploy(v, req)
 		c.tmu.Unlock()
 		if !dec.Allowed {
 			return api.DeployResult{}, dec.refusal()
 		}
+		c.stopStaleStandby(ctx, v.State, dec.Forced)
 		l, err := c.launchFor(ctx, req.Model)
 		if err != nil {
 			return api.DeployResult{}, err

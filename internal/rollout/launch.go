@@ -59,6 +59,29 @@ func (c *Controller) launchFor(ctx context.Context, model string) ([]LaunchedRep
 	return l, nil
 }
 
+// stopStaleStandby stops the agent replicas still held by the idle
+// standby pool (a deployment that failed, was aborted or rolled back)
+// before a new launch replaces them, so their GPUs are free for it. A
+// forced deploy over a retained pool leaves them to that pool's
+// retirement.
+func (c *Controller) stopStaleStandby(ctx context.Context, st State, forced bool) {
+	if forced {
+		return
+	}
+	target := standby(st)
+	stale := c.specOf(st, target).Launched
+	if len(stale) == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := c.stopLaunched(sctx, stale); err != nil {
+		c.log.Warn("stopping the standby pool's previous agent replicas", "pool", target, "err", err)
+		return
+	}
+	c.log.Info("stopped the standby pool's previous agent replicas before a new launch", "pool", target, "replicas", len(stale))
+}
+
 // stopLaunched stops replicas launched for a deployment that did not
 // happen (refused after the launch).
 func (c *Controller) stopLaunched(ctx context.Context, l []LaunchedReplica) error {
