@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,6 +21,13 @@ import (
 // stopped before it is killed.
 func startAgentProc(t *testing.T, gpus int) (c *agent.Client, addr, tok string) {
 	t.Helper()
+	return startAgentProcGated(t, gpus, "")
+}
+
+// startAgentProcGated is startAgentProc whose replicas, when gate is set,
+// start serving only once that file exists.
+func startAgentProcGated(t *testing.T, gpus int, gate string) (c *agent.Client, addr, tok string) {
+	t.Helper()
 	dir := t.TempDir()
 	tok = filepath.Join(dir, "token")
 	if err := os.WriteFile(tok, []byte("agent-secret\n"), 0o600); err != nil {
@@ -32,15 +40,19 @@ func startAgentProc(t *testing.T, gpus int) (c *agent.Client, addr, tok string) 
 	if port > 65000 {
 		port = 40000
 	}
+	command := fmt.Sprintf(`[%s, mock-llm, --model, "{model}", --listen, "127.0.0.1:{port}", --enable-sleep-mode, --tokens, "4"]`, binary)
+	if gate != "" {
+		command = fmt.Sprintf(`[sh, -c, 'i=0; while [ ! -e %s ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; exec %s mock-llm --model "$0" --listen "127.0.0.1:$1" --tokens 4', "{model}", "{port}"]`, gate, binary)
+	}
 	y := fmt.Sprintf(`listen: %s
 token_file: %s
 gpus: %d
 ports: %d-%d
-command: [%s, mock-llm, --model, "{model}", --listen, "127.0.0.1:{port}", --enable-sleep-mode, --tokens, "4"]
+command: %s
 env: {VLLM_SERVER_DEV_MODE: "1"}
 log_dir: %s
 stop_grace: 5s
-`, addr, tok, gpus, port, port+40, binary, filepath.Join(dir, "logs"))
+`, addr, tok, gpus, port, port+40, command, filepath.Join(dir, "logs"))
 	cfg := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -285,5 +297,63 @@ launch: {replicas: 2, ready_timeout: 1m}
 		if r.State != want {
 			t.Errorf("replica %s (%s) is %s, want %s", r.ID, r.Model, r.State, want)
 		}
+	}
+}
+
+// TestStatusShowsLaunchProgress: while a deploy without --replica waits
+// for its replicas to load, the status (API and `cutover status`) says so,
+// and a second such deploy is refused; once they run the deploy answers
+// and the note is gone.
+func TestStatusShowsLaunchProgress(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "loaded")
+	_, agentAddr, tok := startAgentProcGated(t, 2, gate)
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
+		extra: fmt.Sprintf(`rollout:
+  warmup: {requests: []}
+agents:
+  - {name: gpu-a, url: "http://%s", token_file: %s}
+launch: {replicas: 2, ready_timeout: 2m}
+`, agentAddr, tok)}
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", c.write(t))
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v3"})
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := client.Status(ctx)
+		if err == nil && strings.Contains(st.Launching, "launching replicas of model-v3") && strings.Contains(st.Launching, "0 of 2 running") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the launch: %+v %v", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, stdout, stderr := runCLI(t, env, "status", "--admin", "http://"+c.admin)
+	if code != 0 || !strings.Contains(stdout, "launching: launching replicas of model-v3") {
+		t.Fatalf("cutover status while launching: exit %d\n%s%s", code, stdout, stderr)
+	}
+	_, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v4"})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != 409 || ae.ErrorBody.Code != "launch_in_progress" {
+		t.Fatalf("second deploy while launching = %v, want 409 launch_in_progress", err)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	st, err := client.Status(ctx)
+	if err != nil || st.Launching != "" || st.Deployment == nil || st.Deployment.Model != "model-v3" {
+		t.Fatalf("status after the launch: %+v %v", st, err)
 	}
 }

@@ -91,11 +91,14 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 
 // Launch implements rollout.Launcher: it starts every replica at once and
 // waits (launch.ready_timeout) until all run.
-func (l *agentLauncher) Launch(ctx context.Context, model string) ([]rollout.LaunchedReplica, error) {
+func (l *agentLauncher) Launch(ctx context.Context, model string, progress func(running, total int)) ([]rollout.LaunchedReplica, error) {
 	where, err := l.place(ctx)
 	if err != nil {
 		return nil, err
 	}
+	progress(0, len(where))
+	var mu sync.Mutex
+	running := 0
 	ctx, cancel := context.WithTimeout(ctx, l.ready+30*time.Second)
 	defer cancel()
 	out := make([]rollout.LaunchedReplica, len(where))
@@ -112,6 +115,10 @@ func (l *agentLauncher) Launch(ctx context.Context, model string) ([]rollout.Lau
 			}
 			out[i] = rollout.LaunchedReplica{Agent: c.Name, ID: r.ID, URL: c.ReplicaURL(r)}
 			l.log.Info("agent replica running", "agent", c.Name, "id", r.ID, "model", model, "gpus", r.GPUs, "url", out[i].URL)
+			mu.Lock()
+			running++
+			progress(running, len(where))
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()

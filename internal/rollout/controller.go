@@ -184,6 +184,8 @@ type Controller struct {
 	autoRetry map[string]retry
 
 	sleep sleepTracker // retention_mode: sleep; see sleep.go
+
+	launch launchTracker // a deploy launching replicas; see launch.go
 }
 
 // retry is when to try again, after how many tries.

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -23,7 +24,8 @@ type Launcher interface {
 	// Launch starts the configured number of replicas of model and
 	// returns once every one runs, or with an error once one failed or
 	// the ready timeout passed; on error it has stopped those it started.
-	Launch(ctx context.Context, model string) ([]LaunchedReplica, error)
+	// It calls progress with how many of how many run, as that changes.
+	Launch(ctx context.Context, model string, progress func(running, total int)) ([]LaunchedReplica, error)
 	// Stop stops the replicas (a replica already gone is not an error)
 	// and returns once each has exited.
 	Stop(ctx context.Context, replicas []LaunchedReplica) error
@@ -49,9 +51,13 @@ func (c *Controller) launchFor(ctx context.Context, model string) ([]LaunchedRep
 	if c.opts.Launcher == nil {
 		return nil, badRequest("no_replicas", "at least one replica URL is required (no agents are configured to start replicas)")
 	}
-	c.log.Info("launching replicas through the agents", "model", model)
 	start := c.now()
-	l, err := c.opts.Launcher.Launch(ctx, model)
+	if !c.launch.begin(model, start) {
+		return nil, refuse("launch_in_progress", "another deploy is starting replicas through the agents (%s); wait for it", c.launch.note())
+	}
+	defer c.launch.end()
+	c.log.Info("launching replicas through the agents", "model", model)
+	l, err := c.opts.Launcher.Launch(ctx, model, c.launch.progress)
 	if err != nil {
 		return nil, &Refusal{Status: 502, Code: "launch_failed", Reason: fmt.Sprintf("starting replicas of %s through the agents: %v", model, err)}
 	}
@@ -98,4 +104,50 @@ func launchedURLs(l []LaunchedReplica) []string {
 		out[i] = r.URL
 	}
 	return out
+}
+
+// launchTracker is the one launch in progress, for the status (not
+// persisted: a launch belongs to its deploy request).
+type launchTracker struct {
+	mu             sync.Mutex
+	model          string
+	since          time.Time
+	running, total int
+}
+
+// begin records a launch of model; false while another is in progress.
+func (t *launchTracker) begin(model string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.model != "" {
+		return false
+	}
+	t.model, t.since, t.running, t.total = model, now, 0, 0
+	return true
+}
+
+func (t *launchTracker) progress(running, total int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running, t.total = running, total
+}
+
+func (t *launchTracker) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.model = ""
+}
+
+// note describes the launch in progress, "" without one.
+func (t *launchTracker) note() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.model == "" {
+		return ""
+	}
+	n := fmt.Sprintf("launching replicas of %s through the agents since %s", t.model, t.since.UTC().Format(time.RFC3339))
+	if t.total > 0 {
+		n += fmt.Sprintf(": %d of %d running", t.running, t.total)
+	}
+	return n
 }
