@@ -357,3 +357,45 @@ launch: {replicas: 2, ready_timeout: 2m}
 		t.Fatalf("status after the launch: %+v %v", st, err)
 	}
 }
+
+// TestDeployWithReplicaStopsStandbyLaunch: a deploy with --replica into a
+// standby pool still holding replicas an aborted launch started stops
+// them through the agent once the deployment is made.
+func TestDeployWithReplicaStopsStandbyLaunch(t *testing.T) {
+	ac, agentAddr, tok := startAgentProc(t, 2)
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
+		extra: fmt.Sprintf(`rollout:
+  warmup: {requests: []}
+agents:
+  - {name: gpu-a, url: "http://%s", token_file: %s}
+launch: {replicas: 2, ready_timeout: 1m}
+`, agentAddr, tok)}
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", c.write(t))
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	ctx := context.Background()
+	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v3"}); err != nil {
+		t.Fatal(err)
+	}
+	waitDeployment(t, client, "ready", 30*time.Second)
+	if _, err := client.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v4", Replicas: mockPool(t, "model-v4", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ac.Replicas(ctx)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("agent replicas = %+v, %v; want 2", rs, err)
+	}
+	for _, r := range rs {
+		if r.State != agent.StateExited {
+			t.Errorf("replica %s (%s) is %s, want exited", r.ID, r.Model, r.State)
+		}
+	}
+	if free, _, err := ac.FreeGPUs(ctx); err != nil || free != 2 {
+		t.Fatalf("free GPUs = %d, %v; want 2", free, err)
+	}
+}

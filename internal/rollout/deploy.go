@@ -20,8 +20,19 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if strings.TrimSpace(req.Model) == "" {
 		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
 	}
-	var launched []LaunchedReplica
+	var launched, stale []LaunchedReplica
 	deployed := false
+	defer func() {
+		// Replicas given with --replica replaced the standby's launched
+		// ones: stop those (after the lock is released).
+		if deployed && len(stale) > 0 {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			if err := c.stopLaunched(sctx, stale); err != nil {
+				c.log.Warn("stopping the standby pool's previous agent replicas", "err", err)
+			}
+		}
+	}()
 	if len(req.Replicas) == 0 {
 		// Refuse before starting anything when the deployment would be
 		// refused anyway; decided again below, after the launch.
@@ -86,6 +97,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	var ended *Deployment
 	if dec.Forced {
 		ended = st.find(dec.Deployment)
+	}
+	if launched == nil && !dec.Forced {
+		stale = slices.Clone(c.specOf(st, target).Launched)
 	}
 	var res api.DeployResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
