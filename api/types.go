@@ -40,6 +40,11 @@ type Status struct {
 	// Weights is each pool's share of new requests in percent during a
 	// canary, such as {"blue": 95, "green": 5}; absent outside one.
 	Weights map[string]int `json:"weights,omitempty"`
+	// Launching says how far a `deploy` without replicas is in starting
+	// them through the agents, such as "launching replicas of m-2 through
+	// the agents since 2026-01-02T15:04:05Z: 1 of 2 running"; absent
+	// otherwise.
+	Launching string `json:"launching,omitempty"`
 }
 
 // Fleet is the set of gateways sharing one state in etcd.

@@ -141,6 +141,9 @@ func printStatus(w io.Writer, s *api.Status) {
 	if s.Protection.Summary != "" {
 		fmt.Fprintf(w, "protection: %s\n", s.Protection.Summary)
 	}
+	if s.Launching != "" {
+		fmt.Fprintf(w, "launching: %s\n", s.Launching)
+	}
 	names := make([]string, 0, len(s.Pools))
 	for n := range s.Pools {
 		names = append(names, n)

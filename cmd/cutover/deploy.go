@@ -19,7 +19,7 @@ func newDeployCmd() *cobra.Command {
 	var req api.DeployRequest
 	wo := &waitOptions{}
 	cmd := &cobra.Command{
-		Use:   "deploy --model ID --replica URL [--replica URL ...]",
+		Use:   "deploy --model ID [--replica URL ...]",
 		Short: "Put a new version into the standby pool and start its rollout",
 		Long: `Put a new version into the standby pool (the one not live) and start its
 lifecycle: warming (health checks, /v1/models lists the model, warm-up
@@ -42,11 +42,20 @@ wait.
 Replicas started with vLLM's --api-key need --api-key-file: a file on the
 gateway's host holding that key (the gateway reads it; only the path is
 sent and stored, the key never shows in status, history or logs). Without
-it the new replicas get the target pool's pools.<pool>.api_key_file.`,
+it the new replicas get the target pool's pools.<pool>.api_key_file.
+
+Without --replica the gateway starts the new replicas itself through its
+agents (agents: and launch: in its configuration, see docs/agent.md): the
+request answers once they all run (launch.ready_timeout), so --timeout
+defaults to 30m then. Retirement of that pool stops them through the
+agents, after the on_retire hooks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if req.Model == "" || len(req.Replicas) == 0 {
-				return &usageError{fmt.Errorf("deploy needs --model and at least one --replica")}
+			if req.Model == "" {
+				return &usageError{fmt.Errorf("deploy needs --model (and --replica URLs unless the gateway has agents)")}
+			}
+			if len(req.Replicas) == 0 && !cmd.Flags().Changed("timeout") {
+				f.timeout = 30 * time.Minute // the agents load the model
 			}
 			if req.APIKeyFile != "" {
 				abs, err := filepath.Abs(req.APIKeyFile)

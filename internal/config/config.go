@@ -82,6 +82,11 @@ type Config struct {
 	// Etcd, when set, keeps the state in etcd, shared by a fleet of
 	// gateways (see fleet.go). Nil: bbolt in state_dir, one gateway.
 	Etcd *Etcd `yaml:"etcd"`
+	// Agents are the `cutover agent`s that start replicas for deployments
+	// given no --replica (see capacity.go). Empty: cutover starts none.
+	Agents []Agent `yaml:"agents"`
+	// Launch sizes the replicas started through Agents.
+	Launch Launch `yaml:"launch"`
 }
 
 // Auth configures client authentication on the data plane.
@@ -112,7 +117,9 @@ type Rollout struct {
 	Retention Duration `yaml:"retention"`
 	// RetentionMode is what happens to the old pool during its retention:
 	// "keep" (default) leaves it awake; "sleep" puts its replicas to sleep
-	// through vLLM's sleep-mode endpoints and wakes them before a rollback.
+	// through vLLM's sleep-mode endpoints and wakes them before a rollback;
+	// "stop" retires it at once after the promotion (no retention, no
+	// rollback; see capacity.go).
 	RetentionMode string `yaml:"retention_mode"`
 	// WakeTimeout bounds the wake-up of one sleeping replica before a
 	// rollback (retention_mode: sleep). Default 2m.
@@ -317,6 +324,7 @@ func Default() *Config {
 		Admin:    Admin{Listen: "127.0.0.1:8081"},
 		StateDir: "/var/lib/cutover",
 		Live:     "blue",
+		Launch:   Launch{Replicas: DefaultLaunchReplicas, GPUsPerReplica: DefaultLaunchGPUs, ReadyTimeout: Duration(DefaultLaunchReadyTimeout)},
 		Balancer: "least_outstanding",
 		Driver:   "builtin",
 		Nginx:    defaultNginx(), HAProxy: defaultHAProxy(), Balancing: defaultBalancing(),
@@ -531,6 +539,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateRouting()...)
 	errs = append(errs, c.validateTLS()...)
 	errs = append(errs, c.validateFleet()...)
+	errs = append(errs, c.validateCapacity()...)
 	errs = append(errs, c.Balancing.validate()...)
 	if len(errs) == 0 {
 		return nil
@@ -617,11 +626,11 @@ func (r *Rollout) validate() []*FieldError {
 		add("rollout.retention", "must be between 0s and %s, got %s", MaxRetention, r.Retention)
 	}
 	switch r.RetentionMode {
-	case "keep", "sleep":
-	case "shrink", "stop":
-		add("rollout.retention_mode", "%q is not implemented yet: want keep or sleep", r.RetentionMode)
+	case "keep", "sleep", "stop":
+	case "shrink":
+		add("rollout.retention_mode", "%q is not implemented yet: want keep, sleep or stop", r.RetentionMode)
 	default:
-		add("rollout.retention_mode", "want keep or sleep, got %q", r.RetentionMode)
+		add("rollout.retention_mode", "want keep, sleep or stop, got %q", r.RetentionMode)
 	}
 	if r.WakeTimeout <= 0 {
 		add("rollout.wake_timeout", "must be positive, got %s", r.WakeTimeout)

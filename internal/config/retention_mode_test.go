@@ -19,9 +19,9 @@ func TestRetentionMode(t *testing.T) {
 		t.Fatalf("sleep: %+v %v", c.Rollout, err)
 	}
 	for _, tc := range []struct{ yaml, key, msg string }{
-		{"rollout: {retention_mode: nap}", "rollout.retention_mode", "want keep or sleep"},
+		{"rollout: {retention_mode: nap}", "rollout.retention_mode", "want keep, sleep or stop"},
 		{"rollout: {retention_mode: shrink}", "rollout.retention_mode", "not implemented"},
-		{"rollout: {retention_mode: stop}", "rollout.retention_mode", "not implemented"},
+		{"rollout: {retention_mode: stop}\nvalidation: {post_promotion: 1m}", "validation.post_promotion", "retention_mode stop"},
 		{"rollout: {wake_timeout: 0s}", "rollout.wake_timeout", "positive"},
 	} {
 		_, err := Parse([]byte(basePools + tc.yaml + "\n"))

@@ -194,7 +194,12 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	for i, w := range ro.Warmup.Requests {
 		warm[i] = rollout.WarmupRequest{Prompt: w.Prompt, Stream: w.Stream, MaxTokens: w.MaxTokens}
 	}
+	launcher, err := newLauncher(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	g.ctrl, err = rollout.New(rollout.Options{
+		Launcher:     launcher,
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,

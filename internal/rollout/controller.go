@@ -106,8 +106,8 @@ type Settings struct {
 	WarmupTimeout    time.Duration
 	// Rise and Fall are the health thresholds used by warming's checks.
 	Rise, Fall int
-	// RetentionMode is rollout.retention_mode: RetentionKeep ("" too) or
-	// RetentionSleep. See sleep.go.
+	// RetentionMode is rollout.retention_mode: RetentionKeep ("" too),
+	// RetentionSleep (see sleep.go) or RetentionStop (see launch.go).
 	RetentionMode string
 	// WakeTimeout bounds one replica's wake-up before a rollback (on top of
 	// ProbeTimeout). Zero means ProbeTimeout alone.
@@ -137,6 +137,10 @@ type Options struct {
 	Canary CanarySettings
 	// Hooks maps an event (hook.Events) to its hooks.
 	Hooks map[string][]hook.Spec
+	// Launcher starts replicas through the agents for a deployment given
+	// none, and stops them at retirement (see launch.go). Nil: every
+	// deployment names its replicas.
+	Launcher Launcher
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.
@@ -186,6 +190,8 @@ type Controller struct {
 	autoRetry map[string]retry
 
 	sleep sleepTracker // retention_mode: sleep; see sleep.go
+
+	launch launchTracker // a deploy launching replicas; see launch.go
 }
 
 // retry is when to try again, after how many tries.

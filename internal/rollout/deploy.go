@@ -20,8 +20,45 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if strings.TrimSpace(req.Model) == "" {
 		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
 	}
+	var launched, stale []LaunchedReplica
+	deployed := false
+	defer func() {
+		// Replicas given with --replica replaced the standby's launched
+		// ones: stop those (after the lock is released).
+		if deployed && len(stale) > 0 {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			if err := c.stopLaunched(sctx, stale); err != nil {
+				c.log.Warn("stopping the standby pool's previous agent replicas", "err", err)
+			}
+		}
+	}()
 	if len(req.Replicas) == 0 {
-		return api.DeployResult{}, badRequest("no_replicas", "at least one replica URL is required")
+		// Refuse before starting anything when the deployment would be
+		// refused anyway; decided again below, after the launch.
+		c.tmu.Lock()
+		v := c.view()
+		dec := decideDeploy(v, req)
+		c.tmu.Unlock()
+		if !dec.Allowed {
+			return api.DeployResult{}, dec.refusal()
+		}
+		c.stopStaleStandby(ctx, v.State, dec.Forced)
+		l, err := c.launchFor(ctx, req.Model)
+		if err != nil {
+			return api.DeployResult{}, err
+		}
+		launched, req.Replicas = l, launchedURLs(l)
+		defer func() {
+			if deployed {
+				return
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			if err := c.stopLaunched(sctx, launched); err != nil {
+				c.log.Error("stopping the replicas launched for a refused deployment", "model", req.Model, "err", err)
+			}
+		}()
 	}
 	replicas := make([]string, 0, len(req.Replicas))
 	for i, raw := range req.Replicas {
@@ -61,6 +98,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if dec.Forced {
 		ended = st.find(dec.Deployment)
 	}
+	if launched == nil && !dec.Forced {
+		stale = slices.Clone(c.specOf(st, target).Launched)
+	}
 	var res api.DeployResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		now := c.now().UTC()
@@ -69,6 +109,7 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 			ID: fmt.Sprintf("d-%d", s.NextID), Pool: target, Model: req.Model, Replicas: replicas,
 			From: s.Live, FromModel: live.Model, FromReplicas: slices.Clone(live.Replicas), APIKeyFile: req.APIKeyFile,
 			CreatedAt: now, CreatedBy: actor,
+			Launched: launched, FromLaunched: slices.Clone(live.Launched),
 		}
 		var evs []event
 		if ended != nil {
@@ -91,6 +132,7 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		return evs, nil
 	})
 	if err == nil {
+		deployed = true
 		if ended != nil {
 			c.endWindowOf(ended.ID)
 		}
@@ -113,7 +155,7 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 	if s.Pools == nil {
 		s.Pools = map[string]PoolSpec{}
 	}
-	s.Pools[d.Pool] = PoolSpec{Model: d.Model, Replicas: slices.Clone(d.Replicas), SetBy: d.ID, APIKeyFile: d.APIKeyFile}
+	s.Pools[d.Pool] = PoolSpec{Model: d.Model, Replicas: slices.Clone(d.Replicas), SetBy: d.ID, APIKeyFile: d.APIKeyFile, Launched: slices.Clone(d.Launched)}
 	d.enter(preCutover[0], now, fmt.Sprintf("waiting for %s to become healthy, serve %s and warm up", d.Pool, d.Model), now.Add(c.opts.Settings.ProgressDeadline))
 	c.pend(d, "on_deploy")
 }

@@ -306,6 +306,13 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 			failed = append(failed, o)
 		}
 	}
+	var stopErr error
+	if len(failed) == 0 && len(d.FromLaunched) > 0 {
+		stopErr = c.stopLaunched(ctx, d.FromLaunched)
+		if ctx.Err() != nil {
+			return nil // shutting down: stopped again after restart
+		}
+	}
 	return c.step(ctx, d.ID, PhaseRetiring, func(s *State, d *Deployment, now time.Time) []event {
 		s.clearRunning(runID)
 		var evs []event
@@ -313,9 +320,13 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 			d.addOutcome(outcomes[i])
 			evs = append(evs, event{Action: "hook", Deployment: d.ID, Hook: &outcomes[i], Reason: outcomes[i].Summary()})
 		}
-		if len(failed) > 0 {
+		if len(failed) > 0 || stopErr != nil {
 			d.RetireAttempts++
-			d.RetireError = failed[0].Summary()
+			if len(failed) > 0 {
+				d.RetireError = failed[0].Summary()
+			} else {
+				d.RetireError = fmt.Sprintf("stopping %s's %d replica(s) through the agents: %v", d.From, len(d.FromLaunched), stopErr)
+			}
 			d.NextRetireAttempt = now.Add(retireBackoff(d.RetireAttempts))
 			evs = append(evs, event{Action: "retire_failed", Deployment: d.ID, Reason: fmt.Sprintf("%s; attempt %d, next at %s (`cutover retire` retries now, `cutover retire --force` gives up on the hook)", d.RetireError, d.RetireAttempts, stamp(d.NextRetireAttempt))})
 			return evs
@@ -323,6 +334,9 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 		reason := fmt.Sprintf("%s retired: drained, %d on_retire hook(s) succeeded", d.From, len(outcomes))
 		if len(outcomes) == 0 {
 			reason = fmt.Sprintf("%s retired: drained (no on_retire hooks configured)", d.From)
+		}
+		if len(d.FromLaunched) > 0 {
+			reason += fmt.Sprintf("; its %d replica(s) stopped through the agents", len(d.FromLaunched))
 		}
 		c.finishRetirement(s, d, now, reason)
 		return append(evs, event{Action: "phase", Deployment: d.ID, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason})

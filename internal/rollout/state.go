@@ -58,6 +58,9 @@ type PoolSpec struct {
 	// Authorization: Bearer KEY (vLLM's --api-key); the path only, never
 	// the key. Empty means the configured pool's pools.<pool>.api_key_file.
 	APIKeyFile string `json:"api_key_file,omitempty"`
+	// Launched are the replicas the controller started through the
+	// agents for this spec; retirement stops them.
+	Launched []LaunchedReplica `json:"launched,omitempty"`
 }
 
 func (p PoolSpec) equal(q PoolSpec) bool {
@@ -88,6 +91,11 @@ type Deployment struct {
 	// APIKeyFile is the deployment's key file for its replicas (see
 	// PoolSpec.APIKeyFile); empty means the pool's configured one.
 	APIKeyFile string `json:"api_key_file,omitempty"`
+	// Launched are its replicas started through the agents (none when
+	// the deployment named them); FromLaunched those of the old pool,
+	// stopped at its retirement after the on_retire hooks.
+	Launched     []LaunchedReplica `json:"launched,omitempty"`
+	FromLaunched []LaunchedReplica `json:"from_launched,omitempty"`
 
 	Phase      Phase     `json:"phase"`
 	PhaseSince time.Time `json:"phase_since"`

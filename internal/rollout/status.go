@@ -42,6 +42,7 @@ func (c *Controller) Status() api.Status {
 	v := viewOf(st, rev, pools, c.now().UTC())
 	s.Protection, s.Actions = protection(v), actions(v)
 	s.Weights = canaryWeights(&st)
+	s.Launching = c.launch.note()
 	return s
 }
 

@@ -135,11 +135,15 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		res = c.switchLive(s, "promote", d.Pool)
 		now := c.now().UTC()
 		d.PromotedAt = now
-		d.RetainUntil = now.Add(c.opts.Settings.Retention)
+		d.RetainUntil = now.Add(c.retention())
 		if w := c.opts.Validation.PostPromotionWindow; w > 0 {
 			d.PostPromotionUntil = now.Add(w)
 		}
-		d.enter(PhasePromoted, now, fmt.Sprintf("promoted by %s; %s retained until %s for rollback", actor, d.From, stamp(d.RetainUntil)), d.RetainUntil)
+		reason := fmt.Sprintf("promoted by %s; %s retained until %s for rollback", actor, d.From, stamp(d.RetainUntil))
+		if c.opts.Settings.RetentionMode == RetentionStop {
+			reason = fmt.Sprintf("promoted by %s; retention_mode stop: %s is retired now (drained, on_retire hooks, its agent replicas stopped); no rollback", actor, d.From)
+		}
+		d.enter(PhasePromoted, now, reason, d.RetainUntil)
 		c.pend(d, "on_promote")
 		return []event{{Action: "promote", Deployment: id, From: res.Previous, To: d.Pool, Reason: d.Reason}}, nil
 	})
