@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strings"
 )
 
@@ -39,7 +40,20 @@ type Affinity struct {
 	// version while the weights hold. Empty: no affinity, every request
 	// is picked at random by weight.
 	Header string `yaml:"header"`
+	// Hash names request body fields, tried in order, whose value keeps
+	// requests on one version when they carry no Header value: "user"
+	// (OpenAI's top-level user string) and "first_message" (the content
+	// of the first message with role user). Empty: none.
+	Hash []string `yaml:"hash"`
 }
+
+// Affinity hash sources.
+const (
+	// AffinityUser hashes the body's top-level "user" string.
+	AffinityUser = "user"
+	// AffinityFirstMessage hashes the content of the first user message.
+	AffinityFirstMessage = "first_message"
+)
 
 // CanaryStrategy reports whether the canary strategy is configured.
 func (r *Rollout) CanaryStrategy() bool { return r.Strategy == StrategyCanary }
@@ -75,6 +89,13 @@ func (r *Rollout) validateCanary() []*FieldError {
 	}
 	if h := r.Affinity.Header; h != "" && (strings.ContainsAny(h, " :\t\r\n") || textproto.CanonicalMIMEHeaderKey(h) == "") {
 		add("rollout.affinity.header", "%q is not a header name", h)
+	}
+	for i, f := range r.Affinity.Hash {
+		if f != AffinityUser && f != AffinityFirstMessage {
+			add(fmt.Sprintf("rollout.affinity.hash[%d]", i), "must be %s or %s, got %q", AffinityUser, AffinityFirstMessage, f)
+		} else if slices.Index(r.Affinity.Hash, f) < i {
+			add(fmt.Sprintf("rollout.affinity.hash[%d]", i), "%q is listed twice", f)
+		}
 	}
 	return errs
 }

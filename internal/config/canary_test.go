@@ -7,13 +7,14 @@ import (
 )
 
 func TestCanaryConfig(t *testing.T) {
-	c, err := Parse([]byte(basePools + "rollout:\n  strategy: canary\n  canary:\n    steps:\n      - {weight: 5, pause: 10m}\n      - {weight: 50, pause: 0s}\n  affinity: {header: X-Session-Id}\n"))
+	c, err := Parse([]byte(basePools + "rollout:\n  strategy: canary\n  canary:\n    steps:\n      - {weight: 5, pause: 10m}\n      - {weight: 50, pause: 0s}\n  affinity: {header: X-Session-Id, hash: [user, first_message]}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := c.Rollout
 	if !r.CanaryStrategy() || len(r.Canary.Steps) != 2 || r.Canary.Steps[0].Weight != 5 || r.Canary.Steps[0].Pause.D() != 10*time.Minute ||
-		r.Canary.Steps[1].Pause != 0 || r.Affinity.Header != "X-Session-Id" {
+		r.Canary.Steps[1].Pause != 0 || r.Affinity.Header != "X-Session-Id" ||
+		len(r.Affinity.Hash) != 2 || r.Affinity.Hash[0] != "user" || r.Affinity.Hash[1] != "first_message" {
 		t.Fatalf("canary config: %+v", r)
 	}
 	c, err = Parse([]byte(basePools))
@@ -36,6 +37,8 @@ func TestCanaryConfigErrors(t *testing.T) {
 		{"negative pause", "rollout: {strategy: canary, canary: {steps: [{weight: 5, pause: -1m}]}}", "rollout.canary.steps[0].pause", "-1m0s"},
 		{"unknown step key", "rollout: {strategy: canary, canary: {steps: [{weigth: 5}]}}", "rollout.canary.steps[0].weigth", "unknown key"},
 		{"bad affinity header", "rollout: {affinity: {header: 'X Session'}}", "rollout.affinity.header", "not a header name"},
+		{"unknown affinity hash", "rollout: {affinity: {hash: [user, session]}}", "rollout.affinity.hash[1]", `got "session"`},
+		{"affinity hash twice", "rollout: {affinity: {hash: [user, user]}}", "rollout.affinity.hash[1]", "twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ func canarySettings(ro config.Rollout) rollout.CanarySettings {
 	if !ro.CanaryStrategy() {
 		return rollout.CanarySettings{}
 	}
-	s := rollout.CanarySettings{AffinityHeader: ro.Affinity.Header}
+	s := rollout.CanarySettings{AffinityHeader: ro.Affinity.Header, AffinityHash: ro.Affinity.Hash}
 	for _, st := range ro.Canary.Steps {
 		s.Steps = append(s.Steps, rollout.CanaryStep{Weight: st.Weight, Pause: st.Pause.D()})
 	}

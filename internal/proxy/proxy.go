@@ -156,12 +156,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errNotReady().write(w)
 		return
 	}
-	h.ServePool(w, r, t, h.pickPool(t, r))
+	e, byBody := h.pickPool(t, r)
+	h.servePool(w, r, t, e, byBody)
 }
 
 // ServePool sends r to pool e of table t. The preview listener uses it to
 // reach the candidate pool.
 func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
+	h.servePool(w, r, t, e, false)
+}
+
+// servePool is ServePool; byBody picks the pool again from the body once
+// it is read (see rePick).
+func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry, byBody bool) {
 	start := time.Now()
 	wdl := h.startWrites(w)
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
@@ -182,6 +189,10 @@ func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}
 	body, held, aerr := h.readBody(w, r)
 	defer h.buffered.give(held)
+	if aerr == nil && byBody {
+		e = rePick(t, e, body)
+		w.Header()["X-Cutover-Pool"] = e.PoolHeader
+	}
 	if aerr == nil {
 		if aerr = h.allowModel(key, t, r.Method, body); aerr != nil {
 			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)

@@ -57,7 +57,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if t == nil {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
-	e := sc.pickEntry(t)
+	e, byBody := sc.pickEntry(t)
 	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
 		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
@@ -84,6 +84,9 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	}
 	body, held, aerr := sc.readBody()
 	defer h.buffered.give(held)
+	if aerr == nil && byBody {
+		e = rePick(t, e, body)
+	}
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
 			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line

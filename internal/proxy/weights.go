@@ -11,27 +11,42 @@ import (
 // pickEntry returns the pool of table t that serves a new request with
 // headers hdr: the live pool, or during a canary the pool t.Pick draws
 // (by the affinity header's value when t names one).
-func pickEntry(t *route.Table, hdr http.Header) *route.Entry {
+// byBody reports that the pick is provisional: the table hashes a body
+// field (see rePick) and the request has no affinity header value.
+func pickEntry(t *route.Table, hdr http.Header) (e *route.Entry, byBody bool) {
 	if t.Canary == nil {
-		return t.Live
+		return t.Live, false
 	}
 	key := ""
 	if t.AffinityHeader != "" {
 		key = hdr.Get(t.AffinityHeader)
 	}
-	return t.Pick(key)
+	return t.Pick(key), key == "" && len(t.AffinityHash) > 0
+}
+
+// rePick returns the pool of table t for a request with body when its
+// first pick was provisional: the pool the hash of the first of
+// t.AffinityHash's fields present in body picks, e (the random pick)
+// when none is.
+func rePick(t *route.Table, e *route.Entry, body []byte) *route.Entry {
+	for _, f := range t.AffinityHash {
+		if k := affinityKey(body, f); len(k) > 0 {
+			return t.PickWith(route.KeyHashBytes(k))
+		}
+	}
+	return e
 }
 
 // pickPool returns the pool of table t that serves r: the pool r names with
 // the pool header and its token, else pickEntry's. It strips the pool
-// header and its token header from r.
-func (h *Handler) pickPool(t *route.Table, r *http.Request) *route.Entry {
+// header and its token header from r. byBody is pickEntry's.
+func (h *Handler) pickPool(t *route.Table, r *http.Request) (*route.Entry, bool) {
 	if hn := h.opts.PoolHeader; hn != "" {
 		name, token := headerValue(r.Header, hn), headerValue(r.Header, hn+"-Token")
 		delete(r.Header, hn)
 		delete(r.Header, hn+"-Token")
 		if e := h.namedEntry(t, name, token); e != nil {
-			return e
+			return e, false
 		}
 	}
 	return pickEntry(t, r.Header)
@@ -48,7 +63,8 @@ func (h *Handler) namedEntry(t *route.Table, name, token string) *route.Entry {
 
 // pickEntry is Handler.pickPool for the request in sc: it drops the pool
 // header and its token header from sc.fields, so they are not forwarded.
-func (sc *srvConn) pickEntry(t *route.Table) *route.Entry {
+// byBody is as pickEntry's.
+func (sc *srvConn) pickEntry(t *route.Table) (e *route.Entry, byBody bool) {
 	if hn := sc.h.opts.PoolHeader; hn != "" {
 		var name, token string
 		sc.fields = slices.DeleteFunc(sc.fields, func(f hfield) bool {
@@ -64,11 +80,11 @@ func (sc *srvConn) pickEntry(t *route.Table) *route.Entry {
 			return true
 		})
 		if e := sc.h.namedEntry(t, name, token); e != nil {
-			return e
+			return e, false
 		}
 	}
 	if t.Canary == nil {
-		return t.Live
+		return t.Live, false
 	}
 	key := ""
 	if t.AffinityHeader != "" {
@@ -79,5 +95,5 @@ func (sc *srvConn) pickEntry(t *route.Table) *route.Entry {
 			}
 		}
 	}
-	return t.Pick(key)
+	return t.Pick(key), key == "" && len(t.AffinityHash) > 0
 }

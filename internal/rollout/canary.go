@@ -19,6 +19,10 @@ type CanarySettings struct {
 	// AffinityHeader names the request header whose value keeps a
 	// client on one version while the weights hold; "" for none.
 	AffinityHeader string
+	// AffinityHash names the body fields ("user", "first_message") whose
+	// value keeps a client on one version when it sends no affinity
+	// header; nil for none.
+	AffinityHash []string
 }
 
 // CanaryStep is one weight held for at least Pause.
@@ -79,6 +83,7 @@ func (c *Controller) canaryRouteLocked(t *route.Table) {
 	name, w := canaryRoute(&c.st)
 	if e := t.Pools[name]; e != nil && w > 0 {
 		t.Canary, t.CanaryWeight, t.AffinityHeader = e, w, c.opts.Canary.AffinityHeader
+		t.AffinityHash = c.opts.Canary.AffinityHash
 	}
 }
 

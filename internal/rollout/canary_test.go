@@ -25,7 +25,7 @@ func (v canaryValidatorFake) StartCanary(_, candidate string) {
 func newCanaryFx(t *testing.T, gated bool, steps ...CanaryStep) *fx {
 	t.Helper()
 	f := newFx(t, func(o *Options) {
-		o.Canary = CanarySettings{Steps: steps, AffinityHeader: "X-Session-Id"}
+		o.Canary = CanarySettings{Steps: steps, AffinityHeader: "X-Session-Id", AffinityHash: []string{"user"}}
 	})
 	if gated {
 		f.opts.Validator = canaryValidatorFake{f.val}
@@ -47,7 +47,7 @@ func (f *fx) checkWeight(w int) {
 		}
 		return
 	}
-	if tb.Canary == nil || tb.Canary.Pool.Name != "green" || tb.CanaryWeight != w || tb.AffinityHeader != "X-Session-Id" || tb.Live.Pool.Name != "blue" {
+	if tb.Canary == nil || tb.Canary.Pool.Name != "green" || tb.CanaryWeight != w || tb.AffinityHeader != "X-Session-Id" || len(tb.AffinityHash) != 1 || tb.Live.Pool.Name != "blue" {
 		f.t.Fatalf("table: canary %v weight %d affinity %q, want green at %d", tb.Canary != nil, tb.CanaryWeight, tb.AffinityHeader, w)
 	}
 	if s.Weights["green"] != w || s.Weights["blue"] != 100-w {

@@ -30,6 +30,11 @@ type Table struct {
 	// AffinityHeader names the request header whose value Pick hashes
 	// instead of drawing a random number. Empty: no affinity.
 	AffinityHeader string
+	// AffinityHash names the request body fields ("user",
+	// "first_message") whose value, the first one present, the data plane
+	// hashes (KeyHashBytes) when the request has no AffinityHeader value.
+	// Empty: none.
+	AffinityHash []string
 }
 
 // Entry is a pool with the values the data plane derives from it once per

@@ -47,7 +47,12 @@ func (t *Table) Weights() map[string]int {
 // KeyHash hashes an affinity key the same way in every process of a
 // fleet (FNV-1a, then a 64-bit finalizer so that the low digits mix):
 // two gateways send one key to the same version.
-func KeyHash(key string) uint64 {
+func KeyHash(key string) uint64 { return keyHash(key) }
+
+// KeyHashBytes is KeyHash of string(key), without converting it.
+func KeyHashBytes(key []byte) uint64 { return keyHash(key) }
+
+func keyHash[T string | []byte](key T) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(key); i++ {
 		h ^= uint64(key[i])
