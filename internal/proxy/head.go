@@ -81,6 +81,7 @@ func parseRequestHead(b []byte, h *requestHead) {
 	r.target = target
 	pos := len(b) - len(rest) // where the next line starts
 	hosts, hostOK, te := 0, true, false
+	teFields, teChunked := 0, false
 	var cl []byte // the first Content-Length value
 	for {
 		i := bytes.IndexByte(b[pos:], '\n')
@@ -135,6 +136,8 @@ func parseRequestHead(b []byte, h *requestHead) {
 			cl, r.contentLength = val, n
 		case tokenIs(name, "transfer-encoding"):
 			te = true // net/http decodes it
+			teFields++
+			teChunked = equalFold(val, "chunked")
 		case tokenIs(name, "host"):
 			hosts++
 			hostOK = hostOK && plainHost(val)
@@ -153,6 +156,15 @@ func parseRequestHead(b []byte, h *requestHead) {
 	if why == "" && hosts != 1 {
 		bad() // HTTP/1.1 needs exactly one
 		return
+	}
+	if te && why == "" {
+		// net/http's server refuses these too, but in plain text: one
+		// Transfer-Encoding field, chunked alone, or the request gets
+		// 501 here in the OpenAI error shape, as net/http answers.
+		if teFields > 1 || !teChunked {
+			h.verdict, h.status = headBad, http.StatusNotImplemented
+			return
+		}
 	}
 	if te {
 		// Both framings (RFC 9112 section 6.1): net/http reads the body

@@ -532,8 +532,11 @@ func (sc *srvConn) serve() {
 			return
 		case headBad:
 			code := "bad_request"
-			if status == http.StatusRequestHeaderFieldsTooLarge {
+			switch status {
+			case http.StatusRequestHeaderFieldsTooLarge:
 				code = "request_header_too_large"
+			case http.StatusNotImplemented:
+				code = "unsupported_transfer_encoding"
 			}
 			sc.req.close, sc.unread = true, true
 			sc.writeError(&apiError{status: status, typ: "invalid_request_error", code: code, msg: "malformed request: " + http.StatusText(status)}, nil, nil)
