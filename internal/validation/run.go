@@ -123,6 +123,11 @@ type Validator struct {
 	// before the first Start; nil records samples as measured.
 	Adjust func(pool string, s *Sample)
 
+	// Remote, when set, returns the other gateways' samples of the
+	// current window (a fleet's leader merges them before the gates).
+	// Set it before the first Start; nil: this gateway's samples only.
+	Remote func() []Aggregate
+
 	mu     sync.Mutex // guards cancel
 	cancel context.CancelFunc
 }
@@ -204,7 +209,11 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 	if r == nil {
 		return nil, Stats{}
 	}
-	in := r.Inputs()
+	var remote []Aggregate
+	if v.Remote != nil {
+		remote = v.Remote()
+	}
+	in := r.inputsWith(remote)
 	if in.SyntheticExpected < 0 {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}
