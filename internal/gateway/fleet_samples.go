@@ -21,7 +21,7 @@ func (g *Gateway) joinSamples() {
 	if v == nil {
 		return // no validation configured: nothing to share
 	}
-	rec := &validation.Recorder{}
+	rec := &validation.Recorder{Adjust: v.Adjust}
 	g.observers = append(g.observers, rec)
 	g.fleet.samples = fleet.NewSamples(fleet.SamplesOptions{
 		Store:    g.fleet.etcd,

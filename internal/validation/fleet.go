@@ -22,6 +22,9 @@ type Window struct {
 // gateways' leader can merge them (a fleet member publishes them). It is a
 // proxy.Observer; with no window set it records nothing.
 type Recorder struct {
+	// Adjust is as Validator.Adjust; set it before the first SetWindow.
+	Adjust func(pool string, s *Sample)
+
 	mu  sync.Mutex // guards the fields below
 	win Window
 	run *Run
@@ -39,7 +42,7 @@ func (r *Recorder) SetWindow(w Window) {
 	}
 	r.win, r.run = w, nil
 	if w.Key != "" {
-		r.run = &Run{live: w.Live, candidate: w.Candidate}
+		r.run = &Run{live: w.Live, candidate: w.Candidate, adjust: r.Adjust}
 		if w.Live == "" {
 			r.run.baseline = &Stats{}
 		}
