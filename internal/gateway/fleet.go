@@ -153,7 +153,12 @@ func (g *Gateway) runControl(ctx context.Context) {
 		return
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); g.fleet.samples.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if g.fleet.samples != nil {
+			g.fleet.samples.Run(ctx)
+		}
+	}()
 	g.fleet.member.Run(ctx)
 	<-done
 }
