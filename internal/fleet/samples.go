@@ -45,6 +45,7 @@ type Samples struct {
 
 	mu      sync.Mutex // guards the fields below
 	key     string     // window key of remote and contrib
+	readAt  time.Time  // when remote was read
 	remote  []validation.Aggregate
 	contrib int
 }
@@ -106,6 +107,7 @@ func (s *Samples) Run(ctx context.Context) {
 // tick sets the recorder's window, publishes its samples and reads the
 // others'. It returns the lease in use (0: none yet or lost).
 func (s *Samples) tick(ctx context.Context, lease clientv3.LeaseID) (clientv3.LeaseID, error) {
+	readAt := time.Now()
 	w := s.opts.Window()
 	s.opts.Recorder.SetWindow(w)
 	if w.Key == "" {
@@ -157,16 +159,20 @@ func (s *Samples) tick(ctx context.Context, lease clientv3.LeaseID) (clientv3.Le
 		}
 	}
 	s.mu.Lock()
-	s.key, s.remote, s.contrib = w.Key, remote, contrib
+	s.key, s.remote, s.contrib, s.readAt = w.Key, remote, contrib, readAt
 	s.mu.Unlock()
 	return lease, nil
 }
 
 // Remote returns the other gateways' samples of the current window, as
-// last read (validation.Validator.Remote).
-func (s *Samples) Remote() []validation.Aggregate {
+// last read; nothing when that was before since, as it may be another
+// window's (validation.Validator.Remote).
+func (s *Samples) Remote(since time.Time) []validation.Aggregate {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.readAt.Before(since) {
+		return nil
+	}
 	return s.remote
 }
 

@@ -70,13 +70,16 @@ func TestSamplesMergeOtherGatewaysAndExpireWithTheLease(t *testing.T) {
 	if _, err := a.tick(ctx, leaseA); err != nil {
 		t.Fatal(err)
 	}
-	rem := b.Remote()
+	rem := b.Remote(time.Time{})
 	if len(rem) != 1 || len(rem[0].Candidate) != 3 || len(rem[0].Live) != 0 {
 		t.Fatalf("gw-b reads %+v, want gw-a's 3 candidate samples", rem)
 	}
-	rem = a.Remote()
+	rem = a.Remote(time.Time{})
 	if len(rem) != 1 || len(rem[0].Candidate) != 1 || rem[0].Candidate[0][0] != 1 || len(rem[0].Live) != 1 {
 		t.Fatalf("gw-a reads %+v, want gw-b's failed candidate sample and one live sample", rem)
+	}
+	if r := a.Remote(time.Now()); r != nil {
+		t.Fatalf("samples read before the window began: %+v, want none", r)
 	}
 	if n := a.Contributors("d-1"); n != 2 {
 		t.Fatalf("contributors %d, want 2", n)
@@ -88,6 +91,6 @@ func TestSamplesMergeOtherGatewaysAndExpireWithTheLease(t *testing.T) {
 	waitUntil(t, "gw-b's samples to expire with its lease", func() bool {
 		var err error
 		leaseA, err = a.tick(ctx, leaseA)
-		return err == nil && len(a.Remote()) == 0 && a.Contributors("d-1") == 1
+		return err == nil && len(a.Remote(time.Time{})) == 0 && a.Contributors("d-1") == 1
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -124,9 +125,12 @@ type Validator struct {
 	Adjust func(pool string, s *Sample)
 
 	// Remote, when set, returns the other gateways' samples of the
-	// current window (a fleet's leader merges them before the gates).
-	// Set it before the first Start; nil: this gateway's samples only.
-	Remote func() []Aggregate
+	// current window, read no earlier than since (when the window began),
+	// so that another window's are never merged (a fleet's leader merges
+	// them before the gates). Set it before the first Start; nil: this
+	// gateway's samples only.
+	Remote func(since time.Time) []Aggregate
+	began  atomic.Int64 // Unix ns of the last Stop, which every Start begins with
 
 	mu     sync.Mutex // guards cancel
 	cancel context.CancelFunc
@@ -190,6 +194,7 @@ func (v *Validator) StartCanary(live, candidate string) {
 
 // Stop ends the window in progress, if any.
 func (v *Validator) Stop() {
+	v.began.Store(time.Now().UnixNano())
 	v.run.Store(nil)
 	if v.mirror != nil {
 		v.mirror.Stop()
@@ -211,7 +216,7 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 	}
 	var remote []Aggregate
 	if v.Remote != nil {
-		remote = v.Remote()
+		remote = v.Remote(time.Unix(0, v.began.Load()))
 	}
 	in := r.inputsWith(remote)
 	if in.SyntheticExpected < 0 {
