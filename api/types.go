@@ -337,6 +337,11 @@ type Deployment struct {
 	// PostPromotionUntil ends the window after the promotion in which the
 	// new live pool is held to the gates (zero: none).
 	PostPromotionUntil time.Time `json:"post_promotion_until,omitzero"`
+	// GatesFromGateways is, in a fleet (etcd), how many gateways' traffic
+	// the gates of the current window merge (the leader's and every
+	// other gateway that published samples); zero without a fleet or a
+	// window.
+	GatesFromGateways int `json:"gates_from_gateways,omitempty"`
 	// Canary is the canary step of a deployment with the canary
 	// strategy, nil otherwise.
 	Canary *Canary `json:"canary,omitempty"`

@@ -260,7 +260,11 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 		fmt.Fprintf(w, "  RETIRE FAILING (attempt %d, next %s): %s\n", d.RetireAttempts, until(d.NextRetireAttempt), d.RetireError)
 	}
 	if len(d.Gates) > 0 {
-		fmt.Fprintln(w, "  gates")
+		if d.GatesFromGateways > 0 {
+			fmt.Fprintf(w, "  gates     over the traffic of %d gateways\n", d.GatesFromGateways)
+		} else {
+			fmt.Fprintln(w, "  gates")
+		}
 		for _, g := range d.Gates {
 			fmt.Fprintf(w, "    %-24s %-12s %10g %s %-8g n=%d/%d", g.Name, strings.ToUpper(g.Verdict), g.Value, g.Op, g.Threshold, g.Samples, g.MinSamples)
 			if g.ConsecutiveFailures > 0 {

@@ -24,8 +24,9 @@ import (
 // fleetParts are what a gateway with an etcd block adds: the shared store
 // and its membership in the fleet.
 type fleetParts struct {
-	etcd   *store.Etcd
-	member *fleet.Member
+	etcd    *store.Etcd
+	member  *fleet.Member
+	samples *fleet.Samples // validation samples of every gateway (fleet_samples.go)
 }
 
 // openStore opens the state store (OpenStore) and keeps the etcd store
@@ -122,6 +123,7 @@ func (g *Gateway) joinFleet() {
 		Lead:     g.ctrl.Run,
 		Logger:   g.log,
 	})
+	g.joinSamples()
 	g.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cutover_store_up",
 		Help: "1 while the state store (etcd) answers, 0 while it is unreachable (the gateway serves its last routing table and refuses changes).",
@@ -150,7 +152,15 @@ func (g *Gateway) runControl(ctx context.Context) {
 		g.ctrl.Run(ctx)
 		return
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if g.fleet.samples != nil {
+			g.fleet.samples.Run(ctx)
+		}
+	}()
 	g.fleet.member.Run(ctx)
+	<-done
 }
 
 // Fleet is the fleet membership, nil without an etcd block.
@@ -182,6 +192,9 @@ func (c fleetController) Status() api.Status {
 	s := c.Controller.Status()
 	if c.f.member != nil {
 		s.Fleet = c.f.member.Status()
+	}
+	if c.f.samples != nil && s.Deployment != nil {
+		s.Deployment.GatesFromGateways = c.f.samples.Contributors(s.Deployment.ID)
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -123,6 +124,14 @@ type Validator struct {
 	// before the first Start; nil records samples as measured.
 	Adjust func(pool string, s *Sample)
 
+	// Remote, when set, returns the other gateways' samples of the
+	// current window, read no earlier than since (when the window began),
+	// so that another window's are never merged (a fleet's leader merges
+	// them before the gates). Set it before the first Start; nil: this
+	// gateway's samples only.
+	Remote func(since time.Time) []Aggregate
+	began  atomic.Int64 // Unix ns of the last Stop, which every Start begins with
+
 	mu     sync.Mutex // guards cancel
 	cancel context.CancelFunc
 }
@@ -185,6 +194,7 @@ func (v *Validator) StartCanary(live, candidate string) {
 
 // Stop ends the window in progress, if any.
 func (v *Validator) Stop() {
+	v.began.Store(time.Now().UnixNano())
 	v.run.Store(nil)
 	if v.mirror != nil {
 		v.mirror.Stop()
@@ -204,7 +214,11 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 	if r == nil {
 		return nil, Stats{}
 	}
-	in := r.Inputs()
+	var remote []Aggregate
+	if v.Remote != nil {
+		remote = v.Remote(time.Unix(0, v.began.Load()))
+	}
+	in := r.inputsWith(remote)
 	if in.SyntheticExpected < 0 {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}

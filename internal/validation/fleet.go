@@ -1,0 +1,136 @@
+package validation
+
+import (
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+// Window names what a Recorder measures: the candidate against the live
+// pool before the promotion, or the new live pool alone after it.
+type Window struct {
+	// Key identifies the window (deployment id and kind); a new key
+	// starts from no samples.
+	Key string
+	// Live and Candidate are the pools; Live is empty after the
+	// promotion (the baseline was recorded already).
+	Live, Candidate string
+}
+
+// Recorder keeps this gateway's samples of one window so that other
+// gateways' leader can merge them (a fleet member publishes them). It is a
+// proxy.Observer; with no window set it records nothing.
+type Recorder struct {
+	// Adjust is as Validator.Adjust; set it before the first SetWindow.
+	Adjust func(pool string, s *Sample)
+
+	mu  sync.Mutex // guards the fields below
+	win Window
+	run *Run
+}
+
+var _ proxy.Observer = (*Recorder)(nil)
+
+// SetWindow starts recording w, dropping the previous window's samples
+// when w differs from it. A zero w stops recording.
+func (r *Recorder) SetWindow(w Window) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w == r.win {
+		return
+	}
+	r.win, r.run = w, nil
+	if w.Key != "" {
+		r.run = &Run{live: w.Live, candidate: w.Candidate, adjust: r.Adjust}
+		if w.Live == "" {
+			r.run.baseline = &Stats{}
+		}
+	}
+}
+
+// Observe implements proxy.Observer.
+func (r *Recorder) Observe(o *proxy.Observation) {
+	r.mu.Lock()
+	run := r.run
+	r.mu.Unlock()
+	if run != nil {
+		run.observe(o)
+	}
+}
+
+// Snapshot returns the window and a copy of its samples so far.
+func (r *Recorder) Snapshot() (Window, Aggregate) {
+	r.mu.Lock()
+	w, run := r.win, r.run
+	r.mu.Unlock()
+	if run == nil {
+		return w, Aggregate{}
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	return w, Aggregate{Candidate: encode(run.cand), Live: encode(run.base)}
+}
+
+// Aggregate is one gateway's samples of a window in a compact, mergeable
+// form: each sample is [failed, stream, duration µs, TTFT µs, tokens].
+// Merging is concatenation, so the gates' quantiles over the merge are
+// exact.
+type Aggregate struct {
+	Candidate [][5]int64 `json:"candidate,omitempty"`
+	Live      [][5]int64 `json:"live,omitempty"`
+}
+
+// Len is the number of samples in a.
+func (a Aggregate) Len() int { return len(a.Candidate) + len(a.Live) }
+
+// maxPublished bounds each side of a published aggregate (the newest stay),
+// keeping an etcd value well under its size limit.
+const maxPublished = 5000
+
+func encode(ss []Sample) [][5]int64 {
+	if len(ss) > maxPublished {
+		ss = ss[len(ss)-maxPublished:]
+	}
+	out := make([][5]int64, len(ss))
+	for i, s := range ss {
+		out[i] = [5]int64{b2i(s.Failed), b2i(s.Stream), s.Duration.Microseconds(), s.TTFT.Microseconds(), int64(s.Tokens)}
+	}
+	return out
+}
+
+func decode(v [][5]int64) []Sample {
+	out := make([]Sample, len(v))
+	for i, x := range v {
+		out[i] = Sample{Failed: x[0] != 0, Stream: x[1] != 0, Duration: time.Duration(x[2]) * time.Microsecond,
+			TTFT: time.Duration(x[3]) * time.Microsecond, Tokens: int(x[4])}
+	}
+	return out
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// inputsWith is Inputs with other gateways' samples added.
+func (r *Run) inputsWith(extra []Aggregate) Inputs {
+	if len(extra) == 0 {
+		return r.Inputs()
+	}
+	r.mu.Lock()
+	cand, base := append([]Sample(nil), r.cand...), append([]Sample(nil), r.base...)
+	r.mu.Unlock()
+	for _, a := range extra {
+		cand = append(cand, decode(a.Candidate)...)
+		base = append(base, decode(a.Live)...)
+	}
+	in := r.Inputs()
+	in.Candidate = Summarise(cand)
+	if r.baseline == nil {
+		in.Baseline = Summarise(base)
+	}
+	return in
+}
