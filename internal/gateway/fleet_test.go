@@ -332,6 +332,22 @@ func TestFleetLeaderRunsDeploymentsAndHandsOver(t *testing.T) {
 		t.Fatalf("stop the leader: %v", err)
 	}
 	waitFor(t, "the other gateway leading", 20*time.Second, func() bool { return follower.gw.Fleet().Leading() })
+	// The new leader learnt the candidate's replicas from the watch; its
+	// own health checker must have seen them before a promote can pass.
+	waitFor(t, "the new leader to see the candidate healthy", 20*time.Second, func() bool {
+		st := follower.gw.Controller().Status()
+		for _, p := range st.Pools {
+			if p.Name != st.Live {
+				for _, r := range p.Replicas {
+					if !r.Healthy {
+						return false
+					}
+				}
+				return len(p.Replicas) > 0
+			}
+		}
+		return false
+	})
 	if _, err := follower.admin.Promote(ctx); err != nil {
 		t.Fatalf("promote on the new leader: %v", err)
 	}
