@@ -116,3 +116,96 @@ func clientGoneCode(err error) string {
 	}
 	return "client_closed"
 }
+
+// armKind names the deadline of an upstream read.
+type armKind uint8
+
+const (
+	armNone    armKind = iota
+	armWatch           // time to look whether the client hung up
+	armHeader          // the response-header timeout
+	armIdle            // the silence limit of a stream
+	armTotal           // the whole request's timeout
+	armGone            // the client hung up
+	armUnknown         // no deadline set by the exchange
+)
+
+// arm sets the read deadline of the replica connection for the next wait
+// of phase (armHeader or armIdle) and records what a timeout will mean.
+func (x *rawExchange) arm(phase armKind) {
+	pc := x.pc
+	now := time.Now()
+	if x.since.IsZero() {
+		x.since = now
+	}
+	d, kind := x.deadlineFor(phase, now)
+	switch {
+	case kind != armNone:
+		_ = pc.c.SetReadDeadline(d)
+		x.armed = kind
+		pc.deadline = true
+	case x.armed != armNone: // clear a deadline left from before
+		_ = pc.c.SetReadDeadline(time.Time{})
+		x.armed = armNone
+	}
+	if x.sc.gone.Load() {
+		// The client hung up: the watcher set a past deadline, which the
+		// one just set may have overwritten. Restore it.
+		_ = pc.c.SetReadDeadline(aLongTimeAgo)
+		x.armed = armGone
+	}
+}
+
+// deadlineFor is the next deadline of a wait of phase (armHeader,
+// armIdle, or armNone for writing the request) and what its passing will
+// mean: the earliest of the phase's own limit (counted from the start of
+// the wait, x.since, however often the wait is re-armed), the whole
+// request's timeout and, until the client need not be watched, the next
+// look at it. armNone: no deadline.
+func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armKind) {
+	var d time.Time
+	kind := armNone
+	switch phase {
+	case armHeader:
+		if t := x.h.up.ResponseHeaderTimeout; t > 0 {
+			d, kind = x.since.Add(t), armHeader
+		}
+	case armIdle:
+		if t := x.h.opts.IdleTimeout; t > 0 && (x.resp.chunked || x.resp.closeDelim || x.resp.sse) {
+			d, kind = x.since.Add(t), armIdle
+		}
+	}
+	if !x.deadline.IsZero() && (d.IsZero() || x.deadline.Before(d)) {
+		d, kind = x.deadline, armTotal
+	}
+	if !x.sc.watching {
+		if w := now.Add(watchAfter); d.IsZero() || w.Before(d) {
+			d, kind = w, armWatch
+		}
+	}
+	return d, kind
+}
+
+// wait blocks until the replica connection has bytes to read, starting
+// the hang-up watcher when the wait grows long.
+func (x *rawExchange) wait(phase armKind) error {
+	x.since = time.Time{} // a new wait: arm sets it
+	if x.slow {
+		x.pc.releaseReader() // a slow answer's waits hold no buffer from their start
+	}
+	for {
+		x.arm(phase)
+		err := x.pc.fill()
+		if err == nil {
+			return nil
+		}
+		x.timedOut = x.armed
+		if isTimeout(err) && x.armed == armWatch {
+			x.sc.startWatch()
+			x.slow = true
+			x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
+			continue
+		}
+		return err
+	}
+}

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 )
@@ -490,3 +492,152 @@ func (rr *rawResp) frame(method string) {
 
 // hasCTLButTab reports a control byte other than HTAB, or DEL, in b.
 func hasCTLButTab(b []byte) bool { return !validFieldValue(b) }
+
+// hfield locates one header line's name and value in srvConn.head.
+type hfield struct{ ns, ne, vs, ve int32 }
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// visibleASCII reports whether b holds only printable ASCII (no control
+// byte, space or DEL), as a request target must.
+func visibleASCII(b []byte) bool {
+	for ; len(b) >= 8; b = b[8:] {
+		// Eight bytes at a time: any byte under 0x21, or over 0x7e.
+		x := binary.LittleEndian.Uint64(b)
+		if ((x-lo8*0x21)&^x|(x+lo8)|x)&hi8 != 0 {
+			return false
+		}
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether a header value is free of control bytes
+// other than tab (RFC 9110 section 5.5; net/http's rule too). Bytes from
+// 0x80 up are allowed as obs-text.
+func validFieldValue(b []byte) bool {
+	if len(b) < 8 {
+		return validFieldBytes(b)
+	}
+	// Eight bytes at a time, then the last eight (overlapping): any byte
+	// under 0x20 or a DEL sends the eight to the byte loop (which allows
+	// tabs).
+	l := b[len(b)-8:]
+	for ; len(b) >= 8; b = b[8:] {
+		if !validFieldWord(b[:8]) {
+			return false
+		}
+	}
+	return validFieldWord(l)
+}
+
+func trimEOL(b []byte) []byte {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// isToken reports an RFC 9110 token: a method or a header name.
+func isToken(b []byte) bool {
+	t := &tokenBytes
+	switch n := len(b); {
+	case n >= 8:
+		// Eight bytes at a time, then the last eight (overlapping).
+		l := b[n-8:]
+		for ; len(b) >= 8; b = b[8:] {
+			if t[b[0]]&t[b[1]]&t[b[2]]&t[b[3]]&t[b[4]]&t[b[5]]&t[b[6]]&t[b[7]] == 0 {
+				return false
+			}
+		}
+		return t[l[0]]&t[l[1]]&t[l[2]]&t[l[3]]&t[l[4]]&t[l[5]]&t[l[6]]&t[l[7]] != 0
+	case n >= 4:
+		return t[b[0]]&t[b[1]]&t[b[2]]&t[b[3]]&t[b[n-4]]&t[b[n-3]]&t[b[n-2]]&t[b[n-1]] != 0
+	case n == 0:
+		return false
+	}
+	for _, c := range b {
+		if t[c] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFold compares ASCII case-insensitively without allocating.
+func equalFold[T ~string | ~[]byte](b []byte, s T) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if x|0x20 != y|0x20 || (x|0x20) < 'a' || (x|0x20) > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseContentLength parses a Content-Length value as net/http does:
+// digits only (leading zeros allowed), at most 1<<63 - 1.
+func parseContentLength(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+		if n > math.MaxInt64 {
+			return 0, false
+		}
+	}
+	return int64(n), true
+}
+
+func internMethod(b []byte) string {
+	switch string(b) {
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	}
+	return string(b)
+}
+
+func internPath(b []byte) string {
+	switch string(b) {
+	case "/v1/chat/completions":
+		return "/v1/chat/completions"
+	case "/v1/completions":
+		return "/v1/completions"
+	case "/v1/models":
+		return "/v1/models"
+	case "/v1/embeddings":
+		return "/v1/embeddings"
+	case "/health":
+		return "/health"
+	}
+	return string(b)
+}
+
+// parseStatus parses a three-digit status code from 100 to 999 (net/http
+// takes 000 to 099 too, which its server cannot write).
+func parseStatus(b []byte) (int, bool) {
+	if b[0] < '1' || b[0] > '9' || b[1] < '0' || b[1] > '9' || b[2] < '0' || b[2] > '9' {
+		return 0, false
+	}
+	return int(b[0]-'0')*100 + int(b[1]-'0')*10 + int(b[2]-'0'), true
+}

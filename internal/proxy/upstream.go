@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -154,50 +153,6 @@ func requestFor(method string) *http.Request {
 		return r
 	}
 	return &http.Request{Method: method}
-}
-
-// writeForward writes a forwarded request's head and body.
-func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header, xff string, cred credentials, body []byte) error {
-	bw.WriteString(method)
-	bw.WriteByte(' ')
-	bw.WriteString(target)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(host)
-	bw.WriteString("\r\n")
-	var conn connTokens
-	for _, v := range hdr["Connection"] {
-		conn.addString(v)
-	}
-	for k, vs := range hdr {
-		if skipRequestHeader([]byte(k)) || conn.hasString(k) || (cred.dropClient && k == "Authorization") {
-			continue
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
-	if cred.value != "" {
-		bw.WriteString("Authorization: ")
-		bw.WriteString(cred.value)
-		bw.WriteString("\r\n")
-	}
-	if xff != "" {
-		bw.WriteString("X-Forwarded-For: ")
-		bw.WriteString(xff)
-		bw.WriteString("\r\n")
-	}
-	if len(body) > 0 || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
-		bw.WriteString("Content-Length: ")
-		var num [20]byte
-		bw.Write(strconv.AppendInt(num[:0], int64(len(body)), 10))
-		bw.WriteString("\r\n")
-	}
-	bw.WriteString("\r\n")
-	bw.Write(body)
-	return bw.Flush()
 }
 
 // roundTrip writes a request with write and reads its answer's head.

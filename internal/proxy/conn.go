@@ -1,0 +1,519 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// Connection states, for Shutdown.
+const (
+	stateIdle   = 0 // waiting for a request: may be closed
+	stateActive = 1 // a request is being read or answered
+)
+
+// srvConn is one client connection.
+type srvConn struct {
+	s  *Server
+	h  *Handler
+	c  net.Conn
+	rd connReader
+	br *bufio.Reader
+	ip string // the client's address, for X-Forwarded-For
+
+	state atomic.Int32
+
+	// The current request.
+	head     []byte   // its head, as read
+	fields   []hfield // its header lines, as offsets into head
+	req      rawReq
+	fallback string  // why readRequest chose the net/http path
+	unread   bool    // the client may still be sending what the answer skipped
+	body     []byte  // reusable body buffer
+	out      []byte  // reusable response head buffer
+	uhead    []byte  // the replica's response head, as read
+	resp     rawResp // what was parsed of it
+
+	// The looks at the client while an exchange waits (see startWatch).
+	watching bool
+	gone     atomic.Bool            // the client hung up
+	cur      atomic.Pointer[upConn] // the replica connection to stop then
+	pending  int                    // a byte the watcher read, or -1
+
+	wdl          writeDeadline // the client write deadline
+	retryAfter   string        // the next gateway answer's Retry-After
+	headDeadline time.Time     // the current head's, zero when none was set
+	saidClose    bool          // the current answer said Connection: close
+}
+
+// connReader lets a byte read by the watcher come first.
+type connReader struct{ c *srvConn }
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.c.pending >= 0 && len(p) > 0 {
+		p[0] = byte(r.c.pending)
+		r.c.pending = -1
+		return 1, nil
+	}
+	return r.c.c.Read(p)
+}
+
+// rawReq is what the loop parsed of a request head.
+type rawReq struct {
+	method        string
+	target        []byte // as sent: escaped path and query
+	path          string // decoded path, without the query
+	contentLength int64  // -1: no body
+	close         bool   // Connection: close
+	continue100   bool   // Expect: 100-continue
+	conn          connTokens
+	// framingConflict: Content-Length and Transfer-Encoding both (RFC
+	// 9112 section 6.1); the connection closes after the answer.
+	framingConflict bool
+}
+
+// serve runs the connection's request loop.
+func (sc *srvConn) serve() {
+	handedOff := false
+	defer func() {
+		if handedOff {
+			return
+		}
+		if sc.unread {
+			sc.lingerClose()
+		}
+		_ = sc.c.Close()
+		sc.s.forget(sc)
+	}()
+	for {
+		sc.state.Store(stateIdle)
+		if sc.s.pastGrace() {
+			return
+		}
+		if sc.br.Buffered() == 0 {
+			// One deadline per request in the common case: the wait for
+			// it. The head and body usually arrive with the first byte.
+			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.idleTimeout()))
+			if _, err := sc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		sc.state.Store(stateActive)
+		sc.headDeadline = time.Time{}
+		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+			sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
+			_ = sc.c.SetReadDeadline(sc.headDeadline)
+		}
+		verdict, status := sc.readRequest()
+		t := sc.h.table.Load()
+		if verdict == headOK {
+			if why := sc.slowPath(t); why != "" {
+				verdict, sc.fallback = headFallback, why
+			}
+		}
+		switch verdict {
+		case headFallback:
+			replay := make([]byte, 0, len(sc.head)+len(closeField)+sc.br.Buffered())
+			replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
+			rest, _ := sc.br.Peek(sc.br.Buffered())
+			replay = append(replay, rest...)
+			_ = sc.c.SetReadDeadline(time.Time{})
+			handedOff = true
+			if f := sc.s.OnFallback; f != nil {
+				f(sc.fallback)
+			}
+			sc.s.mu.Lock()
+			delete(sc.s.conns, sc) // net/http owns it now; s.wg counts it until it closes
+			sc.s.mu.Unlock()
+			sc.s.handOff(sc.c, replay, sc.headDeadline)
+			return
+		case headBad:
+			code := "bad_request"
+			switch status {
+			case http.StatusRequestHeaderFieldsTooLarge:
+				code = "request_header_too_large"
+			case http.StatusNotImplemented:
+				code = "unsupported_transfer_encoding"
+			}
+			sc.req.close, sc.unread = true, true
+			sc.writeError(&apiError{status: status, typ: "invalid_request_error", code: code, msg: "malformed request: " + http.StatusText(status)}, nil, nil)
+			return
+		case headEOF:
+			return
+		}
+		sc.saidClose = false
+		keep := sc.serveRequest(t)
+		if cap(sc.head) > maxKeptBody {
+			// Only once the request is done: its header fields are
+			// offsets into sc.head.
+			sc.head = nil
+		}
+		// An answer sent without Connection: close (Shutdown began after
+		// its head went out) lets the client send another request: the
+		// loop's top decides whether the drain's grace still allows it.
+		if !keep || sc.req.close || sc.saidClose {
+			return
+		}
+	}
+}
+
+// Lingering close: how long, and how many bytes, a connection closed
+// after an answer that skipped the request body keeps reading.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 20
+)
+
+// lingerClose prepares to close a connection whose client may still be
+// sending a request body the gateway answered without reading (413, a
+// malformed head): it shuts down the sending side, then reads and drops
+// what still arrives until the client closes, for a bounded time. Closing
+// with unread bytes makes the kernel answer with a reset, which can
+// destroy the answer before the client reads it (nginx's lingering close
+// exists for this; net/http waits likewise).
+func (sc *srvConn) lingerClose() {
+	c := sc.c
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn() // the answer is written: drain the raw bytes
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, tc, lingerBytes)
+}
+
+// readRequest outcomes.
+const (
+	headOK = iota
+	headEOF
+	headBad      // answer status and close
+	headFallback // hand the connection to net/http
+)
+
+// readRequest reads one request head into sc.head, within the size and
+// field-count limits (431 beyond), and parses it into sc.req.
+func (sc *srvConn) readRequest() (verdict, status int) {
+	sc.head = sc.head[:0]
+	max, maxLines := sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1 // and the request line
+	if verdict, status, ok := sc.readBufferedRequest(max, maxLines); ok {
+		return verdict, status
+	}
+	for lines, empty := 0, 0; ; {
+		start, err := sc.readLine(max)
+		if err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				return headBad, http.StatusRequestHeaderFieldsTooLarge
+			}
+			return headEOF, 0
+		}
+		if len(trimEOL(sc.head[start:])) == 0 {
+			if lines > 0 {
+				break
+			}
+			// Empty lines before the request line are skipped (RFC 9112
+			// section 2.2): some clients send CRLF after a POST body.
+			if empty++; empty == 4 {
+				return headBad, http.StatusBadRequest
+			}
+			sc.head = sc.head[:0]
+			continue
+		}
+		if lines++; lines > maxLines {
+			return headBad, http.StatusRequestHeaderFieldsTooLarge
+		}
+	}
+	ph := requestHead{fields: sc.fields[:0]}
+	parseRequestHead(sc.head, &ph)
+	sc.req, sc.fields, sc.fallback = ph.rawReq, ph.fields, ph.fallback
+	return ph.verdict, ph.status
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
+// readLine appends the next line of the head to sc.head and returns where
+// it starts.
+func (sc *srvConn) readLine(max int) (int, error) {
+	start := len(sc.head)
+	for {
+		var err error
+		sc.head, err = appendLine(sc.br, sc.head, max)
+		if err != bufio.ErrBufferFull {
+			return start, err
+		}
+	}
+}
+
+// appendLine appends what br holds up to and including the next '\n' to
+// buf, or as much as its buffer holds (bufio.ErrBufferFull: call again).
+func appendLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	b, err := br.ReadSlice('\n')
+	buf = append(buf, b...)
+	if len(buf) > max {
+		return buf, errHeadTooLarge
+	}
+	return buf, err
+}
+
+// readBody reads the request body (Content-Length bytes) within the body
+// timeout, a small one into sc.body (see Handler.bufferBody).
+func (sc *srvConn) readBody() (body []byte, held int64, aerr *apiError) {
+	n := sc.req.contentLength
+	if n <= 0 {
+		return nil, 0, nil
+	}
+	if n > sc.h.opts.MaxBodyBytes {
+		return nil, 0, errBodyTooLarge(sc.h.opts.MaxBodyBytes)
+	}
+	if int64(sc.br.Buffered()) < n {
+		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
+	}
+	if sc.req.continue100 && sc.br.Buffered() == 0 {
+		if _, err := sc.write(continueLine); err != nil {
+			return nil, 0, &apiError{status: statusClientClosed, code: "client_closed"}
+		}
+	}
+	return sc.h.bufferBody(sc.br, n, &sc.body)
+}
+
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// maxKeptBody is the largest body buffer a connection keeps between
+// requests.
+const maxKeptBody = 64 << 10
+
+// slowPath says why the loop cannot serve the request just read itself
+// ("" when it can): the Handler sends through another Transport
+// ("client"), or the live pool has replicas that are not plain HTTP
+// ("https_replicas"). net/http then serves the connection.
+// t is the routing table the request will be served from: the check and
+// the service must see the same one, or a switch in between could send a
+// request for https replicas down the plain-HTTP loop.
+func (sc *srvConn) slowPath(t *route.Table) string {
+	if sc.h.up == nil {
+		return "client"
+	}
+	if t == nil {
+		return "" // answered 503 below
+	}
+	for _, r := range t.Live.Pool.Replicas {
+		if r.URL.Scheme != "http" {
+			return "https_replicas"
+		}
+	}
+	if t.Canary != nil || sc.h.opts.PoolHeader != "" {
+		// The request may go to another pool than the live one.
+		for _, e := range t.Pools {
+			for _, r := range e.Pool.Replicas {
+				if r.URL.Scheme != "http" {
+					return "https_replicas"
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// serveRequest answers the request in sc.req from routing table t, the
+// way Handler.ServePool does. It reports whether the connection may serve
+// another request.
+func (sc *srvConn) serveRequest(t *route.Table) bool {
+	start := time.Now()
+	h, r := sc.h, &sc.req
+	if t == nil {
+		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
+	}
+	e, byBody := sc.pickEntry(t)
+	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
+	if aerr != nil {
+		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
+		return sc.discardBody() && sc.writeError(aerr, e, nil)
+	}
+	if a, ok := answerLocally(r.method, r.path, e); ok {
+		a = h.modelsForKey(key, t, r.path, a)
+		if !sc.discardBody() {
+			return false
+		}
+		if a.err != nil {
+			return sc.writeError(a.err, e, nil)
+		}
+		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
+	}
+	if a, ok := h.replicaModelsForKey(context.Background(), key, e, r.method, r.path); ok {
+		if !sc.discardBody() {
+			return false
+		}
+		if a.err != nil {
+			return sc.writeError(a.err, e, nil)
+		}
+		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
+	}
+	body, held, aerr := sc.readBody()
+	defer h.buffered.give(held)
+	if aerr == nil && byBody {
+		e = rePick(t, e, body)
+	}
+	if aerr == nil && key != noKey {
+		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
+			return sc.writeError(aerr, e, nil)
+		}
+	}
+	if aerr != nil {
+		if aerr.status == statusClientClosed {
+			return false
+		}
+		sc.req.close, sc.unread = true, true // the body was not read
+		sc.writeError(aerr, e, nil)
+		return false
+	}
+	if body, aerr = applyModelName(t, e, r.method, body); aerr != nil {
+		return sc.writeError(aerr, e, nil)
+	}
+	x := rawExchangePool.Get().(*rawExchange)
+	defer func() {
+		*x = rawExchange{}
+		rawExchangePool.Put(x)
+	}()
+	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp}
+	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
+	if h.opts.Timeout > 0 {
+		x.deadline = start.Add(h.opts.Timeout)
+	}
+	mirrored := h.wantMirror(r.method, e, body)
+	if mirrored && Deterministic(body) {
+		x.capture = getCapture() // its text will be compared
+	}
+	keep := x.run()
+	sc.stopWatch()
+	x.releaseConn()
+	x.obs.Duration = time.Since(start)
+	if mirrored && len(sc.body) > 0 && &body[0] == &sc.body[0] {
+		body = bytes.Clone(body) // the mirror keeps it; the connection reuses its buffer
+	}
+	h.finish(&x.obs, e, r.path, body, mirrored, x.capture)
+	return keep && !sc.gone.Load()
+}
+
+// discardBody reads and drops a request body the gateway answers without
+// forwarding. It reports whether the connection can go on.
+func (sc *srvConn) discardBody() bool {
+	n := sc.req.contentLength
+	if n <= 0 {
+		return true
+	}
+	if n > sc.h.opts.MaxBodyBytes || (sc.req.continue100 && int64(sc.br.Buffered()) < n) {
+		// Too large to read, or a client waiting for 100 Continue before
+		// it sends the body: answer without it and close.
+		sc.req.close, sc.unread = true, true
+		return true
+	}
+	if int64(sc.br.Buffered()) < n {
+		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
+	}
+	_, err := sc.br.Discard(int(n))
+	return err == nil
+}
+
+// writeError answers e with the pool (and replica) headers.
+func (sc *srvConn) writeError(e *apiError, pe *route.Entry, rep *pool.Replica) bool {
+	body := make([]byte, 0, 96+len(e.msg))
+	body = e.appendJSON(body)
+	sc.retryAfter = e.retryAfter
+	return sc.writeGateway(e.status, "application/json", body, pe, rep)
+}
+
+// writeGateway writes a whole response the gateway makes itself.
+func (sc *srvConn) writeGateway(status int, contentType string, body []byte, e *route.Entry, rep *pool.Replica) bool {
+	b := appendStatusLine(sc.out[:0], status)
+	b = appendDate(b, time.Now())
+	if contentType != "" {
+		b = append(b, "Content-Type: "...)
+		b = append(b, contentType...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n"...)
+	b = appendCutoverHeaders(b, e, rep)
+	if sc.retryAfter != "" {
+		b = append(b, "Retry-After: "...)
+		b = append(b, sc.retryAfter...)
+		b = append(b, "\r\n"...)
+		sc.retryAfter = ""
+	}
+	if sc.req.close || sc.s.shutdown.Load() {
+		b = append(b, "Connection: close\r\n"...)
+		sc.saidClose = true
+	}
+	b = append(b, "\r\n"...)
+	if sc.req.method != http.MethodHead {
+		b = append(b, body...)
+	}
+	sc.out = b
+	_, err := sc.write(b)
+	return err == nil
+}
+
+// watchAfter is how long an upstream wait may last before the connection
+// starts watching the client for a hang-up (which then stops the
+// replica's work). Shorter exchanges never pay for the watcher.
+const watchAfter = 500 * time.Millisecond
+
+// startWatch looks whether the client hung up while the exchange waits
+// on the replica, each time a wait lasted watchAfter: a non-blocking peek
+// of the client connection from the exchange's own goroutine, so that a
+// waiting stream holds one goroutine, not a second one blocked in a read
+// of the client. A hang-up sets gone, which the next arm turns into an
+// expired deadline. Pipelined bytes (buffered, or in the socket) make
+// further looks pointless: the client is there.
+func (sc *srvConn) startWatch() {
+	if sc.watching {
+		return
+	}
+	if sc.br != nil && sc.br.Buffered() > 0 || sc.pending >= 0 {
+		sc.watching = true
+		return
+	}
+	_ = sc.c.SetReadDeadline(time.Time{}) // a past one would fail the peek
+	switch peekClient(sc.c) {
+	case peerSent:
+		sc.watching = true
+	case peerGone:
+		sc.gone.Store(true)
+	}
+	// The exchange waits: until its end it reads no request byte and
+	// writes none to the replica (the request is written, or its body
+	// goes straight to the socket), so those buffers go back to their
+	// pools, and a stream that waits long holds only the one it reads.
+	if sc.br != nil && sc.br.Buffered() == 0 && sc.pending < 0 {
+		clientReaders.Put(sc.br)
+		sc.br = nil
+	}
+	if pc := sc.cur.Load(); pc != nil {
+		pc.releaseWriter()
+	}
+}
+
+// stopWatch ends the looks at the client of an exchange, and takes back
+// the client's reader.
+func (sc *srvConn) stopWatch() {
+	sc.watching = false
+	if sc.br == nil {
+		sc.br = clientReaders.Get().(*bufio.Reader)
+		sc.br.Reset(&sc.rd)
+	}
+}

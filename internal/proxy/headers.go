@@ -1,0 +1,322 @@
+package proxy
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/route"
+)
+
+// connTokens is what a message's Connection header fields say, read once
+// per message: whether they ask to close or keep the connection, and the
+// set of header names they list (hop-by-hop for this message, RFC 9110
+// section 7.6.1). Both serving paths strip headers with it, so stripping
+// costs one pass over the Connection values and one lookup per header
+// field, whatever the shape of the head (a list of half a million names
+// used to be rescanned for every header line). The zero value is empty.
+type connTokens struct {
+	close     bool // a "close" token
+	keepAlive bool // a "keep-alive" token
+
+	n        int                  // names in few
+	few      [maxFewTokens]string // the distinct names, while they fit
+	overflow bool                 // more than few holds: the names are in many
+	many     map[string]struct{}  // all distinct names, lower-cased, once overflowed
+}
+
+// add records the tokens of one Connection field value.
+func (s *connTokens) add(v []byte) { addConnTokens(s, v) }
+
+// addString records the tokens of one Connection field value.
+func (s *connTokens) addString(v string) { addConnTokens(s, v) }
+
+// has reports whether the Connection fields list the header name.
+func (s *connTokens) has(name []byte) bool { return hasConnName(s, name) }
+
+// hasString reports whether the Connection fields list the header name.
+func (s *connTokens) hasString(name string) bool { return hasConnName(s, name) }
+
+// maxFewTokens is how many distinct names connTokens compares one by one
+// before it switches to a map. Real clients list one or two, if any.
+const maxFewTokens = 8
+
+// addConnTokens splits a comma-separated list, trimming optional
+// whitespace (SP and HTAB only, as net/http does) around each element.
+// "close" and "keep-alive" are kept as flags (has still finds them), so
+// common heads allocate nothing.
+func addConnTokens[T ~string | ~[]byte](s *connTokens, v T) {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		tok := trimOWS(v[:i])
+		if i < len(v) {
+			i++
+		}
+		v = v[i:]
+		switch {
+		case len(tok) == 0:
+		case asciiEqualFold(tok, "close"):
+			s.close = true
+		case asciiEqualFold(tok, "keep-alive"):
+			s.keepAlive = true
+		default:
+			addConnName(s, tok)
+		}
+	}
+}
+
+func addConnName[T ~string | ~[]byte](s *connTokens, tok T) {
+	if !s.overflow {
+		for _, f := range s.few[:s.n] {
+			if asciiEqualFold(tok, f) {
+				return
+			}
+		}
+		if s.n < maxFewTokens {
+			s.few[s.n] = string(tok)
+			s.n++
+			return
+		}
+		if s.many == nil {
+			s.many = make(map[string]struct{}, 2*maxFewTokens)
+		}
+		for _, f := range s.few[:s.n] {
+			s.many[lowerASCII(f)] = struct{}{}
+		}
+		s.overflow = true
+	}
+	var buf [64]byte
+	key := appendLowerASCII(buf[:0], tok)
+	if _, ok := s.many[string(key)]; !ok { // a lookup does not allocate
+		s.many[string(key)] = struct{}{}
+	}
+}
+
+func hasConnName[T ~string | ~[]byte](s *connTokens, name T) bool {
+	if (s.close && asciiEqualFold(name, "close")) || (s.keepAlive && asciiEqualFold(name, "keep-alive")) {
+		return true // a header of that name is listed too
+	}
+	if !s.overflow {
+		for _, f := range s.few[:s.n] {
+			if asciiEqualFold(name, f) {
+				return true
+			}
+		}
+		return false
+	}
+	var buf [64]byte
+	_, ok := s.many[string(appendLowerASCII(buf[:0], name))]
+	return ok
+}
+
+// asciiEqualFold compares ASCII case-insensitively; other bytes must be
+// equal.
+func asciiEqualFold[A, B ~string | ~[]byte](a A, b B) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func appendLowerASCII[T ~string | ~[]byte](dst []byte, s T) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func lowerASCII(s string) string { return string(appendLowerASCII(nil, s)) }
+
+// trimOWS trims SP and HTAB from both ends of b.
+func trimOWS[T ~string | ~[]byte](b T) T {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// skipRequestHeader reports request headers never forwarded, on either
+// path: hop-by-hop ones, the ones the request writers set themselves, a
+// client's X-Forwarded-For (the gateway sets its own) and Expect (the
+// gateway's server answered it; the whole body follows).
+func skipRequestHeader(name []byte) bool {
+	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
+		equalFold(name, "Content-Length") || equalFold(name, "X-Forwarded-For")
+}
+
+// skipResponseHeader reports replica response headers not relayed as
+// they are: hop-by-hop ones and the gateway's own.
+func skipResponseHeader(name []byte, streaming bool) bool {
+	return hopByHop(name) || equalFold(name, "X-Cutover-Pool") || equalFold(name, "X-Cutover-Replica") ||
+		(streaming && equalFold(name, "X-Accel-Buffering"))
+}
+
+// hopByHop reports the hop-by-hop headers of RFC 9110 section 7.6.1 and
+// their older companions, in any case. The length picks the one candidate
+// worth comparing.
+func hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "Te")
+	case 7:
+		return equalFold(name, "Trailer") || equalFold(name, "Upgrade")
+	case 10:
+		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
+	case 16:
+		return equalFold(name, "Proxy-Connection")
+	case 17:
+		return equalFold(name, "Transfer-Encoding")
+	case 18:
+		return equalFold(name, "Proxy-Authenticate")
+	case 19:
+		return equalFold(name, "Proxy-Authorization")
+	}
+	return false
+}
+
+// removeHopHeaders strips the hop-by-hop headers (hopByHop) and those the
+// Connection header names.
+func removeHopHeaders(h http.Header) {
+	var conn connTokens
+	for _, f := range h["Connection"] {
+		conn.addString(f)
+	}
+	for k := range h {
+		if hopByHop([]byte(k)) || conn.hasString(k) {
+			delete(h, k)
+		}
+	}
+}
+
+func appendCutoverHeaders(b []byte, e *route.Entry, rep *pool.Replica) []byte {
+	if e != nil {
+		b = append(b, "X-Cutover-Pool: "...)
+		b = append(b, e.Pool.Name...)
+		b = append(b, "\r\n"...)
+	}
+	if rep != nil {
+		b = append(b, "X-Cutover-Replica: "...)
+		b = append(b, rep.Name...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// writeRequest writes the request head and body to the replica.
+func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credentials) error {
+	sc := x.sc
+	r := &sc.req
+	bw := pc.writer()
+	bw.WriteString(r.method)
+	bw.WriteByte(' ')
+	bw.WriteString(prefix)
+	bw.Write(r.target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for _, f := range sc.fields {
+		name := sc.head[f.ns:f.ne]
+		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) {
+			continue
+		}
+		bw.Write(name)
+		bw.WriteString(": ")
+		bw.Write(sc.head[f.vs:f.ve])
+		bw.WriteString("\r\n")
+	}
+	if cred.value != "" {
+		bw.WriteString("Authorization: ")
+		bw.WriteString(cred.value)
+		bw.WriteString("\r\n")
+	}
+	if sc.ip != "" {
+		bw.WriteString("X-Forwarded-For: ")
+		bw.WriteString(sc.ip)
+		bw.WriteString("\r\n")
+	}
+	if len(x.body) > 0 || r.method == http.MethodPost || r.method == http.MethodPut || r.method == http.MethodPatch {
+		bw.WriteString("Content-Length: ")
+		var num [20]byte
+		bw.Write(strconv.AppendInt(num[:0], int64(len(x.body)), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	if len(x.body) <= smallBody {
+		bw.Write(x.body)
+		return bw.Flush()
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return x.writeBody(pc)
+}
+
+// writeForward writes a forwarded request's head and body.
+func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header, xff string, cred credentials, body []byte) error {
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	var conn connTokens
+	for _, v := range hdr["Connection"] {
+		conn.addString(v)
+	}
+	for k, vs := range hdr {
+		if skipRequestHeader([]byte(k)) || conn.hasString(k) || (cred.dropClient && k == "Authorization") {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if cred.value != "" {
+		bw.WriteString("Authorization: ")
+		bw.WriteString(cred.value)
+		bw.WriteString("\r\n")
+	}
+	if xff != "" {
+		bw.WriteString("X-Forwarded-For: ")
+		bw.WriteString(xff)
+		bw.WriteString("\r\n")
+	}
+	if len(body) > 0 || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		bw.WriteString("Content-Length: ")
+		var num [20]byte
+		bw.Write(strconv.AppendInt(num[:0], int64(len(body)), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(body)
+	return bw.Flush()
+}
