@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -244,14 +245,23 @@ func withBody[Req, Res any](action func(ctx context.Context, actor string, req R
 }
 
 // decodeBody reads a JSON body into v; an empty body leaves v as is.
-// Unknown fields and trailing data are errors.
+// Anything but one object (null, an array, a number...), unknown fields
+// and trailing data are errors.
 func decodeBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: " + err.Error()}
+	}
+	if raw[0] != '{' {
+		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: fmt.Sprintf("request body: want a JSON object, got %.20s", raw)}
+	}
+	strict := json.NewDecoder(bytes.NewReader(raw))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(v); err != nil {
 		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: " + err.Error()}
 	}
 	// dec.More is false before a stray ] or }: only the end of the body
