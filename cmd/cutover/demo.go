@@ -322,6 +322,10 @@ func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token strin
 	// The pools as the state has them: after a restart with --state-dir,
 	// green may be live and a deployment may have replaced a pool.
 	st := gw.Controller().Status()
+	standby := "green"
+	if st.Live == "green" {
+		standby = "blue"
+	}
 	var pools strings.Builder
 	for _, name := range config.PoolNames {
 		p := st.Pools[name]
@@ -353,23 +357,40 @@ Try it from another terminal:
     -d '{"model":"llama","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
 
   %s status%s
-  %s promote%s      # green becomes live; streams on blue finish on blue
-  %s rollback%s     # blue is live again
+  %s promote%s      # %s becomes live; streams on %s finish on %s
+  %s rollback%s     # %s is live again
   %s history%s
 
-Ship a new version (%s, already running on spare replicas) through a full
+%s
+%s
+`, traffic, adminURL, adminURL, token, cfg.StateDir, pools.String(),
+		config.TokenEnv, token, traffic,
+		self, adminFlag, self, adminFlag, standby, st.Live, st.Live, self, adminFlag, st.Live, self, adminFlag,
+		shipHint(st, cfg, self, adminFlag, spare),
+		faultHint(st, simulated))
+}
+
+// shipHint is the banner's "ship a new version" paragraph: the deploy
+// command for the spare replicas, or, when a restored state already put
+// them in a pool, what to follow instead (a deploy naming them would be
+// refused).
+func shipHint(st api.Status, cfg *config.Config, self, adminFlag string, spare []string) string {
+	for name, p := range st.Pools {
+		for _, r := range p.Replicas {
+			if slices.Contains(spare, r.URL) {
+				return fmt.Sprintf(`The spare replicas of %s already serve pool %s (%s, as the state restored
+it): follow it with
+  %s status --watch%s`, demoNextModel, name, p.Role, self, adminFlag)
+			}
+		}
+	}
+	return fmt.Sprintf(`Ship a new version (%s, already running on spare replicas) through a full
 rollout: warm-up, validation against the demo's traffic, promote, retention
 of the old pool (%s), retirement — watch it on the dashboard, or:
   %s deploy%s --model %s --replica %s
   %s status --watch%s   # phase and gates; then promote, or rollback inside the retention
   %s retire%s           # end the retention early
-
-%s
-`, traffic, adminURL, adminURL, token, cfg.StateDir, pools.String(),
-		config.TokenEnv, token, traffic,
-		self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
-		demoNextModel, cfg.Rollout.Retention, self, adminFlag, demoNextModel, strings.Join(spare, " --replica "), self, adminFlag, self, adminFlag,
-		faultHint(st, simulated))
+`, demoNextModel, cfg.Rollout.Retention, self, adminFlag, demoNextModel, strings.Join(spare, " --replica "), self, adminFlag, self, adminFlag)
 }
 
 // faultHint is the banner's "break a replica" paragraph. It names a

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/config"
 )
 
 // TestFaultHint: the demo's "break a replica" hint names a simulated
@@ -39,5 +40,28 @@ func TestFaultHint(t *testing.T) {
 		case tt.want != "" && !strings.Contains(got, tt.want+"/mock/faults"):
 			t.Errorf("%s: hint %q, want it to name %s", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestShipHint: the banner offers the deploy command only while the spare
+// replicas are in no pool (a regression: after a restart that restored a
+// deployment of them, it printed a deploy the gateway refuses).
+func TestShipHint(t *testing.T) {
+	cfg := &config.Config{}
+	spare := []string{"http://127.0.0.1:9001", "http://127.0.0.1:9002"}
+	free := api.Status{Live: "blue", Pools: map[string]api.Pool{
+		"blue":  {Name: "blue", Role: "live", Replicas: []api.Replica{{URL: "http://127.0.0.1:8001"}}},
+		"green": {Name: "green", Role: "standby", Replicas: []api.Replica{{URL: "http://127.0.0.1:8002"}}},
+	}}
+	if h := shipHint(free, cfg, "cutover", "", spare); !strings.Contains(h, "deploy --model "+demoNextModel+" --replica http://127.0.0.1:9001 --replica http://127.0.0.1:9002") {
+		t.Fatalf("spare replicas in no pool, no deploy command:\n%s", h)
+	}
+	used := api.Status{Live: "green", Pools: map[string]api.Pool{
+		"blue":  {Name: "blue", Role: "retained", Replicas: []api.Replica{{URL: "http://127.0.0.1:8001"}}},
+		"green": {Name: "green", Role: "live", Replicas: []api.Replica{{URL: spare[0]}, {URL: spare[1]}}},
+	}}
+	h := shipHint(used, cfg, "cutover", "", spare)
+	if strings.Contains(h, "deploy") || !strings.Contains(h, "already serve pool green (live") {
+		t.Fatalf("spare replicas live on green:\n%s", h)
 	}
 }
