@@ -690,3 +690,36 @@ func metricsText(t testing.TB, e *env) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestFleetFollowerChecksNewReplicasAtOnce: a gateway that learns a
+// deployment's replicas from the watch checks them at once, not at its
+// next round of checks (a regression: with a long health interval a promote
+// sent to it was refused "not checked yet" long after the leader saw them
+// healthy).
+func TestFleetFollowerChecksNewReplicasAtOnce(t *testing.T) {
+	f := newFleetWith(t, 2, func(c *config.Config) {
+		c.Health.Interval = config.Duration(time.Hour) // no round of checks during the test
+	})
+	spare := []*replica{
+		startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, ""),
+		startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, ""),
+	}
+	if _, err := f.gws[0].admin.Deploy(context.Background(), api.DeployRequest{Model: "model-v3", Replicas: urls(spare)}); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gateway %d to see the new replicas healthy", i), 20*time.Second, func() bool {
+			st := e.gw.Controller().Status()
+			p, ok := st.Pools["green"]
+			if !ok || p.Model != "model-v3" || len(p.Replicas) != 2 {
+				return false
+			}
+			for _, r := range p.Replicas {
+				if !r.Healthy {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}

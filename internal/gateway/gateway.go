@@ -46,6 +46,7 @@ type Gateway struct {
 	fleet  *fleetParts    // etcd store and fleet membership; nil without etcd (fleet.go)
 
 	trafficLn, adminLn, previewLn net.Listener
+	stopCheckNew                  context.CancelFunc // ends the checks of replicas a pool change added
 	trafficSrv                    *proxy.Server
 	adminSrv, previewSrv          *http.Server
 
@@ -198,7 +199,10 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	checkNewCtx, stopCheckNew := context.WithCancel(context.Background())
+	g.stopCheckNew = stopCheckNew
 	g.ctrl, err = rollout.New(rollout.Options{
+		CheckNew:     func(rs []*pool.Replica) { go g.checker.CheckNew(checkNewCtx, rs) },
 		Launcher:     launcher,
 		Store:        g.store,
 		Applier:      applier,
@@ -387,6 +391,9 @@ func (g *Gateway) inFlight() int64 {
 }
 
 func (g *Gateway) closeAll() {
+	if g.stopCheckNew != nil {
+		g.stopCheckNew()
+	}
 	if g.trafficLn != nil {
 		_ = g.trafficLn.Close()
 	}

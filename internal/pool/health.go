@@ -176,6 +176,26 @@ func (c *Checker) Initial(ctx context.Context) {
 	})
 }
 
+// CheckNew checks the given replicas once, now, and sets their health
+// directly as Initial does: replicas that just joined a pool start from
+// the truth instead of "not checked yet" until the next round.
+func (c *Checker) CheckNew(ctx context.Context, rs []*Replica) {
+	var wg sync.WaitGroup
+	for _, t := range c.Targets() {
+		if !slices.Contains(rs, t.Replica) {
+			continue
+		}
+		wg.Go(func() {
+			err := c.Probe(ctx, t.Replica, t.Model)
+			if ctx.Err() != nil {
+				return
+			}
+			t.Replica.SetInitial(time.Now(), err)
+		})
+	}
+	wg.Wait()
+}
+
 // Tick runs one round of checks of every target, concurrently, and returns
 // when all are recorded. Tests call it instead of waiting for Run.
 func (c *Checker) Tick(ctx context.Context) {

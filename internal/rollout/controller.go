@@ -116,6 +116,12 @@ type Settings struct {
 
 // Options configures a Controller.
 type Options struct {
+	// CheckNew, when set, is handed the replicas a change of the pools
+	// added (a deployment here, or one a fleet's watch applied), so that
+	// they are checked at once instead of at the next round of checks: a
+	// promote right after must not be refused because nobody looked yet.
+	// It is called with the controller's lock held and must not block.
+	CheckNew func([]*pool.Replica)
 	Store   store.Store
 	Applier Applier
 	Prober  Prober
@@ -437,6 +443,12 @@ func (c *Controller) specLocked(name string) PoolSpec {
 // keeping Replica values (and so their health and in-flight counts) for
 // URLs that stay. New replicas start unhealthy until checked.
 func (c *Controller) rebuildPoolsLocked() {
+	var fresh []*pool.Replica
+	defer func() {
+		if len(fresh) > 0 && c.opts.CheckNew != nil {
+			c.opts.CheckNew(fresh)
+		}
+	}()
 	for name := range c.opts.Pools {
 		spec := c.specLocked(name)
 		old := c.pools[name]
@@ -464,6 +476,7 @@ func (c *Controller) rebuildPoolsLocked() {
 				r.Authorization = auth
 				if old != nil { // a change after start: not checked yet
 					r.SetInitial(c.now(), errNotChecked)
+					fresh = append(fresh, r)
 				}
 			}
 			p.Replicas = append(p.Replicas, r)
