@@ -122,9 +122,9 @@ type Options struct {
 	// promote right after must not be refused because nobody looked yet.
 	// It is called with the controller's lock held and must not block.
 	CheckNew func([]*pool.Replica)
-	Store   store.Store
-	Applier Applier
-	Prober  Prober
+	Store    store.Store
+	Applier  Applier
+	Prober   Prober
 	// Pools are blue and green as configured. A deployment overrides a
 	// pool's spec in the persisted state.
 	Pools map[string]PoolSpec
