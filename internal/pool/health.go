@@ -127,9 +127,7 @@ func (c *Checker) get(ctx context.Context, r *Replica, url string, into any) err
 	if err != nil {
 		return fmt.Errorf("health check %s: %w", url, err)
 	}
-	if r.Authorization != "" {
-		req.Header["Authorization"] = []string{r.Authorization}
-	}
+	r.SetAuthorization(req.Header)
 	client := c.Client
 	if client == nil {
 		client = http.DefaultClient

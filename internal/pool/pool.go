@@ -3,6 +3,7 @@
 package pool
 
 import (
+	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -217,4 +218,14 @@ func (p *Pool) HealthyCount() int {
 		}
 	}
 	return n
+}
+
+// SetAuthorization puts the replica's own key (Authorization, from its
+// pool's api_key_file) on h, for every request the gateway itself sends it
+// (checks, metrics scrapes, warm-up, shadow copies, sleep and wake). No key:
+// h is left as it is.
+func (r *Replica) SetAuthorization(h http.Header) {
+	if r.Authorization != "" {
+		h["Authorization"] = []string{r.Authorization}
+	}
 }

@@ -111,9 +111,7 @@ func (s *Scraper) Scrape(ctx context.Context, r *Replica) error {
 	if err != nil {
 		return fmt.Errorf("metrics %s: %w", url, err)
 	}
-	if r.Authorization != "" {
-		req.Header["Authorization"] = []string{r.Authorization}
-	}
+	r.SetAuthorization(req.Header)
 	client := s.Client
 	if client == nil {
 		client = http.DefaultClient

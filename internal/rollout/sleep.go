@@ -94,7 +94,7 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		var asleep, awake []string
 		if old != nil {
 			for _, r := range old.Replicas {
-				if err := c.replicaCall(ctx, r.Name, "/sleep?level=1"); err != nil {
+				if err := c.replicaCall(ctx, r, "/sleep?level=1"); err != nil {
 					awake = append(awake, fmt.Sprintf("%s (%v)", r.Name, err))
 					c.log.Warn("retention: replica kept awake", "deployment", d.ID, "replica", r.Name, "err", err)
 					continue
@@ -148,13 +148,13 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 	var errs []error
 	woke := 0
 	for _, r := range old.Replicas {
-		err := c.replicaCall(ctx, r.Name, "/wake_up")
+		err := c.replicaCall(ctx, r, "/wake_up")
 		var nf *notFoundError
 		if errors.As(err, &nf) {
 			continue // no sleep mode: it was kept awake
 		}
 		if err == nil {
-			err = c.awaitAwake(ctx, r.Name)
+			err = c.awaitAwake(ctx, r)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", r.Name, err))
@@ -177,11 +177,11 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 
 // awaitAwake polls GET /is_sleeping until it says false, bounded by the
 // probe timeout plus the wake timeout.
-func (c *Controller) awaitAwake(ctx context.Context, base string) error {
+func (c *Controller) awaitAwake(ctx context.Context, r *pool.Replica) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout+c.opts.Settings.WakeTimeout)
 	defer cancel()
 	for {
-		sleeping, err := c.isSleeping(ctx, base)
+		sleeping, err := c.isSleeping(ctx, r)
 		if err == nil && !sleeping {
 			return nil
 		}
@@ -205,14 +205,16 @@ func (e *notFoundError) Error() string {
 	return "no " + e.path + " (start vLLM with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1)"
 }
 
-// replicaCall sends POST base+path (vLLM's sleep-mode routes) and wants 200.
-func (c *Controller) replicaCall(ctx context.Context, base, path string) error {
+// replicaCall sends POST path (vLLM's sleep-mode routes) to r, with its
+// key, and wants 200.
+func (c *Controller) replicaCall(ctx context.Context, r *pool.Replica, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout+c.opts.Settings.WakeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.Name+path, nil)
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", path, err)
 	}
+	r.SetAuthorization(req.Header)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", path, err)
@@ -228,12 +230,13 @@ func (c *Controller) replicaCall(ctx context.Context, base, path string) error {
 	return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
 }
 
-// isSleeping asks GET base/is_sleeping.
-func (c *Controller) isSleeping(ctx context.Context, base string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/is_sleeping", nil)
+// isSleeping asks GET /is_sleeping of r, with its key.
+func (c *Controller) isSleeping(ctx context.Context, r *pool.Replica) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.Name+"/is_sleeping", nil)
 	if err != nil {
 		return false, err
 	}
+	r.SetAuthorization(req.Header)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("GET /is_sleeping: %w", err)

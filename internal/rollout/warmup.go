@@ -110,9 +110,7 @@ func (c *Controller) warmOnce(ctx context.Context, r *pool.Replica, model string
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if r.Authorization != "" {
-		req.Header["Authorization"] = []string{r.Authorization}
-	}
+	r.SetAuthorization(req.Header)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err

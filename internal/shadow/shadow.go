@@ -268,9 +268,7 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 			return Result{Err: err.Error()}
 		}
 		req.Header.Set("Content-Type", "application/json")
-		if r.Authorization != "" {
-			req.Header["Authorization"] = []string{r.Authorization}
-		}
+		r.SetAuthorization(req.Header)
 		resp, err = m.opts.HTTP.Do(req)
 	}
 	if err != nil {
