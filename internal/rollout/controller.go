@@ -367,7 +367,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		}
 		c.log.Info("transition", attrs...)
 	}
-	if prev.Live != next.Live || !samePools(prev.Pools, next.Pools) || rev == 0 || canaryChanged(&prev, &next) {
+	if rev == 0 || routingChanged(&prev, &next) {
 		if err := c.apply(ctx); err != nil {
 			return c.revert(ctx, prev, rev+1, err)
 		}
@@ -397,6 +397,13 @@ func (c *Controller) revert(ctx context.Context, prev State, failed int64, cause
 		c.log.Error("re-applying the previous routing table failed too", "error", err)
 	}
 	return &Refusal{Code: "apply_failed", Status: http.StatusBadGateway, Reason: fmt.Sprintf("the load balancer did not take the change, nothing changed: %v", cause)}
+}
+
+// routingChanged reports whether the data plane needs a new routing table
+// to go from a to b: another live pool, other pools, or another canary
+// weight. The controller's commits and a fleet's watch both ask it.
+func routingChanged(a, b *State) bool {
+	return a.Live != b.Live || !samePools(a.Pools, b.Pools) || canaryChanged(a, b)
 }
 
 func samePools(a, b map[string]PoolSpec) bool {

@@ -34,7 +34,7 @@ func (c *Controller) Follow(ctx context.Context, rec store.Record) error {
 	c.rebuildPoolsLocked()
 	c.mu.Unlock()
 	c.poke()
-	if prev.Live != st.Live || !samePools(prev.Pools, st.Pools) || canaryChanged(&prev, &st) {
+	if routingChanged(&prev, &st) {
 		if err := c.apply(ctx); err != nil {
 			return fmt.Errorf("apply revision %d (live %s): %w", rec.Revision, st.Live, err)
 		}
