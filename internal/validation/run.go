@@ -113,9 +113,9 @@ type SyntheticFunc func(ctx context.Context, candidate *pool.Pool, each func(s S
 // evaluates the gates. The rollout controller uses it through a small
 // interface.
 type Validator struct {
-	gates     Gates
-	mirror    *shadow.Mirror // nil: no shadow traffic
-	synthetic SyntheticFunc  // nil: no suite
+	gates     atomic.Pointer[Gates] // SetGates replaces them
+	mirror    *shadow.Mirror        // nil: no shadow traffic
+	synthetic SyntheticFunc         // nil: no suite
 	run       atomic.Pointer[Run]
 
 	// Adjust, when set, sees every sample before it is recorded, with the
@@ -141,8 +141,14 @@ var _ proxy.Observer = (*Validator)(nil)
 // NewValidator returns a validator with the given gates, shadow mirror
 // and synthetic runner (either may be nil).
 func NewValidator(g Gates, mirror *shadow.Mirror, synthetic SyntheticFunc) *Validator {
-	return &Validator{gates: g, mirror: mirror, synthetic: synthetic}
+	v := &Validator{mirror: mirror, synthetic: synthetic}
+	v.gates.Store(&g)
+	return v
 }
+
+// SetGates replaces the gates (a configuration reload): every evaluation
+// from now on, of a window in progress too, uses them.
+func (v *Validator) SetGates(g Gates) { v.gates.Store(&g) }
 
 // Observe implements proxy.Observer: one atomic load when no run is on.
 func (v *Validator) Observe(o *proxy.Observation) {
@@ -222,7 +228,7 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 	if in.SyntheticExpected < 0 {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}
-	g := v.gates
+	g := *v.gates.Load()
 	if r.baseline != nil || r.realOnly {
 		// After the promotion (and in a canary) there is no shadow or
 		// suite, only traffic.
