@@ -13,6 +13,7 @@ import (
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/auth"
+	"github.com/cutover-dev/cutover/internal/mockllm"
 )
 
 // TestReload: cutover reload and SIGHUP read the file again; a bad file
@@ -249,4 +250,43 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestReloadPoolKeyFile: a reload reads pools.<pool>.api_key_file again
+// under the same path: green's replica, refused (401) with the old key,
+// is checked at once with the new one and becomes healthy.
+func TestReloadPoolKeyFile(t *testing.T) {
+	m, err := mockllm.New(mockllm.Config{Model: "model-v2", Tokens: 4, APIKey: "key-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "green.key")
+	if err := os.WriteFile(keyFile, []byte("key-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1), green: []string{mockPoolWith(t, m)}}
+	path := c.write(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(b), "    model: model-v2\n", "    model: model-v2\n    api_key_file: "+keyFile+"\n", 1)
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
+	p := start(t, env, "serve", "--config", path)
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	if st := waitAdmin(t, p, client); st.Pools["green"].HealthyReplicas != 0 {
+		t.Fatalf("green healthy with the wrong key: %+v", st.Pools["green"])
+	}
+	if err := os.WriteFile(keyFile, []byte("key-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, env, "reload", "--admin", "http://"+c.admin)
+	if code != 0 || !strings.Contains(out, "applied: pools.green.api_key_file (contents)") {
+		t.Fatalf("reload: exit %d %q %q", code, out, stderr)
+	}
+	awaitHealthy(t, client, "green", 1)
 }
