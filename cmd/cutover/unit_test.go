@@ -73,11 +73,7 @@ func TestServiceUnitHardening(t *testing.T) {
 		"KillSignal":               "SIGTERM",
 		"StateDirectoryMode":       "0750",
 	}
-	for k, v := range want {
-		if got := d[k]; len(got) != 1 || got[0] != v {
-			t.Errorf("%s = %q, want %q", k, got, v)
-		}
-	}
+	checkDirectives(t, d, want)
 	// systemd kills what is left after TimeoutStopSec: it must outlast the
 	// default drain and the shipped config's.
 	stop, err := time.ParseDuration(strings.Join(d["TimeoutStopSec"], ""))
@@ -153,11 +149,7 @@ func TestAgentUnitHardening(t *testing.T) {
 		"RestartPreventExitStatus": "2",
 		"LimitNOFILE":              "65536",
 	}
-	for k, v := range want {
-		if got := d[k]; len(got) != 1 || got[0] != v {
-			t.Errorf("%s = %q, want %q", k, got, v)
-		}
-	}
+	checkDirectives(t, d, want)
 	for _, k := range []string{"PrivateDevices", "ExecReload"} {
 		if v, ok := d[k]; ok {
 			t.Errorf("%s = %q: the agent's unit must not set it", k, v)
@@ -201,5 +193,16 @@ func TestShippedAgentConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "token_file: /etc/cutover/agent-token") {
 		t.Errorf("token_file is not /etc/cutover/agent-token, the file the package makes")
+	}
+}
+
+// checkDirectives fails for each directive of want that d does not set,
+// once, to its value.
+func checkDirectives(t *testing.T, d map[string][]string, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got := d[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
 	}
 }

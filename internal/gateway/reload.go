@@ -111,8 +111,8 @@ var errNoConfigFile = &rollout.Refusal{Code: "no_config_file", Status: http.Stat
 // without a restart: the admin tokens, health checks, the proxy's
 // settings (for requests that arrive from now on), client API keys,
 // routing by header, validation gates, hooks, log_level, and the model,
-// replicas and key file of pools no deployment owns (pools.go: the
-// same path a deployment's change takes). Key files are read again
+// replicas and key file of pools no deployment owns (through
+// rollout.Controller.SetPools: the path a deployment's change takes). Key files are read again
 // even when their path did not change. The result names what changed
 // and was applied, the changed keys that need a restart, and those that
 // change nothing because a deployment owns their pool.
@@ -186,7 +186,7 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 		g.checker.SetSettings(pool.Settings{Path: h.Path, Interval: h.Interval.D(), Timeout: h.Timeout.D(), Rise: h.Rise, Fall: h.Fall})
 	}
 	if token != g.reload.token || pre.readToken != g.reload.readToken {
-		if err := g.reload.admin.SetTokens(token, pre.readToken); err != nil {
+		if err := g.reload.admin.SetTokens(token, pre.readToken); err != nil { // prepare checked what it refuses
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
 		}
 		g.reload.token, g.reload.readToken = token, pre.readToken
