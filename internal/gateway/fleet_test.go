@@ -64,8 +64,8 @@ func newFleetOn(t testing.TB, n int, endpoints []string, edit func(*config.Confi
 }
 
 // start runs one more gateway of the fleet, named name, with its local
-// copy in stateDir.
-func (f *fleetEnv) start(t testing.TB, name, stateDir string) *env {
+// copy in stateDir; opts are added to New's.
+func (f *fleetEnv) start(t testing.TB, name, stateDir string, opts ...gateway.Option) *env {
 	t.Helper()
 	cfg := *f.cfg
 	cfg.Name, cfg.StateDir = name, stateDir
@@ -74,7 +74,7 @@ func (f *fleetEnv) start(t testing.TB, name, stateDir string) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, nil)).With("gw", name)
 	}
-	gw, err := gateway.New(context.Background(), &cfg, testToken, log, gateway.WithClock(e.clock.now))
+	gw, err := gateway.New(context.Background(), &cfg, testToken, log, append([]gateway.Option{gateway.WithClock(e.clock.now)}, opts...)...)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
