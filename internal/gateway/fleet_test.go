@@ -67,8 +67,20 @@ func newFleetOn(t testing.TB, n int, endpoints []string, edit func(*config.Confi
 // copy in stateDir.
 func (f *fleetEnv) start(t testing.TB, name, stateDir string) *env {
 	t.Helper()
+	return f.startWith(t, name, stateDir, nil)
+}
+
+// startWith is start with edit applied to the gateway's copy of the
+// config (its etcd block is its own copy too).
+func (f *fleetEnv) startWith(t testing.TB, name, stateDir string, edit func(*config.Config)) *env {
+	t.Helper()
 	cfg := *f.cfg
 	cfg.Name, cfg.StateDir = name, stateDir
+	etcd := *cfg.Etcd
+	cfg.Etcd = &etcd
+	if edit != nil {
+		edit(&cfg)
+	}
 	e := &env{t: t, pools: f.gws[0].pools, clock: &clock{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
