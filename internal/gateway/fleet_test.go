@@ -182,6 +182,9 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 			return e.gw.Controller().Status().Revision == res.Revision && e.gw.Fleet().Applied() == res.Revision
 		})
 	}
+	// Load runs through both gateways while etcd goes away.
+	l := startDeterministicLoad(f.gws, 2)
+	defer l.end()
 	f.etcd.Stop()
 	// Traffic goes on, on the last table, on every gateway.
 	for i, e := range f.gws {
@@ -198,6 +201,10 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
 		t.Fatalf("rollback with etcd down = %v, want 503 store_unavailable", err)
 	}
+	_, err = f.gws[0].admin.Promote(ctx)
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
+		t.Fatalf("promote with etcd down = %v, want 503 store_unavailable", err)
+	}
 	waitFor(t, "status and metric saying the store is down", 10*time.Second, func() bool {
 		st, err := f.gws[0].admin.Status(ctx)
 		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero() &&
@@ -206,6 +213,11 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	if !servesPool(f.gws[1], "green") {
 		t.Fatal("a refused rollback changed the routing")
 	}
+	l.end()
+	if n := l.failed.Load(); n > 0 {
+		t.Fatalf("%d of %d client requests failed while etcd went down: %v", n, l.total.Load(), l.first.Load())
+	}
+	t.Logf("%d client requests while etcd went down, none failed", l.total.Load())
 	// A gateway restarted while etcd is down serves its local copy.
 	stateDir := f.cfg.StateDir
 	if err := f.gws[0].stop(); err != nil {

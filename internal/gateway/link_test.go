@@ -1,9 +1,14 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
 )
 
 // link is a TCP proxy on 127.0.0.1 between a gateway and etcd that a test
@@ -141,4 +146,24 @@ func (l *link) closeAll() {
 	for c := range old {
 		_ = c.Close()
 	}
+}
+
+// linkedFleet starts a real etcd and n gateways, each reaching it through
+// its own link (links[i] is f.gws[i]'s), so that a test can cut one off.
+func linkedFleet(t *testing.T, n int, edit func(*config.Config)) (*fleetEnv, []*link) {
+	t.Helper()
+	srv := etcdtest.New(t)
+	target := strings.TrimPrefix(srv.Endpoint(), "http://")
+	links := make([]*link, n)
+	for i := range links {
+		links[i] = newLink(t, target)
+	}
+	f := newFleetOn(t, 1, []string{links[0].Endpoint()}, edit)
+	f.etcd = srv
+	for i := 1; i < n; i++ {
+		f.gws = append(f.gws, f.startWith(t, fmt.Sprintf("gw-%d", i), t.TempDir(), func(c *config.Config) {
+			c.Etcd.Endpoints = []string{links[i].Endpoint()}
+		}))
+	}
+	return f, links
 }
