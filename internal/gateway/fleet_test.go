@@ -247,62 +247,70 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	}
 }
 
+// TestFleetConcurrentSwitchesOneWinsPerRevision: in a fleet of three, two
+// gateways receive a promote and a rollback at the same instant, several
+// rounds in a row: exactly one wins each revision, the history has one line
+// per revision, and every gateway (the third too) ends on the same pool.
 func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
-	f := newFleet(t, 2)
+	f := newFleet(t, 3)
 	ctx := context.Background()
 	a, b := f.gws[0], f.gws[1]
 	first, err := a.admin.Promote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gw-1 at the promote's revision", 10*time.Second, func() bool {
-		return b.gw.Controller().Status().Revision == first.Revision
-	})
-	// Both ask, at the same revision, to make blue live again.
-	var wg sync.WaitGroup
-	var errA, errB error
-	var resA, resB *api.SwitchResult
-	start := make(chan struct{})
-	wg.Go(func() { <-start; resA, errA = a.admin.Promote(ctx) })
-	wg.Go(func() { <-start; resB, errB = b.admin.Rollback(ctx) })
-	close(start)
-	wg.Wait()
-	// Exactly one wins each revision: when both calls decided on revision
-	// 2, one gets 409; when one gateway had already applied the other's
-	// switch before deciding (the watch is that fast), both succeed, on
-	// consecutive revisions.
-	loser409 := func(err error) {
-		var ae *api.Error
-		if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
-			t.Errorf("loser = %v, want 409", err)
+	final, conflicts := first, 0
+	for round := range 4 {
+		for i, e := range f.gws {
+			waitFor(t, fmt.Sprintf("round %d: gw-%d at revision %d", round, i, final.Revision), 10*time.Second, func() bool {
+				return e.gw.Controller().Status().Revision == final.Revision
+			})
+		}
+		// Both ask, at the same revision, to make the other pool live.
+		var wg sync.WaitGroup
+		var errA, errB error
+		var resA, resB *api.SwitchResult
+		start := make(chan struct{})
+		wg.Go(func() { <-start; resA, errA = a.admin.Promote(ctx) })
+		wg.Go(func() { <-start; resB, errB = b.admin.Rollback(ctx) })
+		close(start)
+		wg.Wait()
+		// Exactly one wins each revision: when both calls decided on the
+		// same revision, one gets 409; when one gateway had already
+		// applied the other's switch before deciding (the watch is that
+		// fast), both succeed, on consecutive revisions.
+		loser409 := func(err error) {
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+				t.Errorf("round %d: loser = %v, want 409", round, err)
+			}
+		}
+		switch {
+		case errA == nil && errB == nil:
+			if resA.Revision == resB.Revision {
+				t.Fatalf("round %d: promote and rollback both won revision %d", round, resA.Revision)
+			}
+			final = resA
+			if resB.Revision > resA.Revision {
+				final = resB
+			}
+		case errA == nil:
+			final, conflicts = resA, conflicts+1
+			loser409(errB)
+		case errB == nil:
+			final, conflicts = resB, conflicts+1
+			loser409(errA)
+		default:
+			t.Fatalf("round %d: promote on gw-0: %v, rollback on gw-1: %v; want one to win", round, errA, errB)
+		}
+		for i, e := range f.gws {
+			waitFor(t, fmt.Sprintf("round %d: gw-%d at revision %d", round, i, final.Revision), 10*time.Second, func() bool {
+				return e.gw.Controller().Status().Revision == final.Revision && servesPool(e, final.Live)
+			})
 		}
 	}
-	var final *api.SwitchResult
-	switch {
-	case errA == nil && errB == nil:
-		if resA.Revision == resB.Revision {
-			t.Fatalf("promote and rollback both won revision %d", resA.Revision)
-		}
-		final = resA
-		if resB.Revision > resA.Revision {
-			final = resB
-		}
-	case errA == nil:
-		final = resA
-		loser409(errB)
-	case errB == nil:
-		final = resB
-		loser409(errA)
-	default:
-		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want one to win", errA, errB)
-	}
-	want := final.Revision
-	for i, e := range f.gws {
-		waitFor(t, fmt.Sprintf("gw-%d at revision %d", i, want), 10*time.Second, func() bool {
-			return e.gw.Controller().Status().Revision == want && servesPool(e, final.Live)
-		})
-	}
-	h, err := b.admin.History(ctx, 0)
+	t.Logf("4 rounds: %d decided at one revision (the loser got 409), %d one after the other", conflicts, 4-conflicts)
+	h, err := f.gws[2].admin.History(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +318,7 @@ func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
 	for _, ev := range h.Events {
 		seen[ev.Revision]++
 	}
-	for rev := int64(1); rev <= want; rev++ {
+	for rev := int64(1); rev <= final.Revision; rev++ {
 		if seen[rev] != 1 {
 			t.Errorf("revision %d has %d history lines, want 1 (history %+v)", rev, seen[rev], h.Events)
 		}
