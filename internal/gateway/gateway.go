@@ -171,7 +171,11 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		if err != nil {
 			return nil, err
 		}
-		v := validation.NewValidator(validation.GatesFromConfig(cfg.Validation.Gates), mirror, syn)
+		vm := mirror
+		if cfg.Etcd != nil {
+			vm = nil // in a fleet every gateway's recorder drives its mirror (fleet_samples.go)
+		}
+		v := validation.NewValidator(validation.GatesFromConfig(cfg.Validation.Gates), vm, syn)
 		v.Adjust = o.adjust
 		g.observers = append(g.observers, v)
 		validator = v

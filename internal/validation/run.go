@@ -25,7 +25,7 @@ type Run struct {
 
 	mu                             sync.Mutex // guards the fields below
 	cand, base                     []Sample
-	pairs, mismatches              int
+	shadows, pairs, mismatches     int
 	synRun, synPassed, synExpected int
 }
 
@@ -61,6 +61,7 @@ func (r *Run) AddPair(p shadow.Pair) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.add(&r.cand, s)
+	r.shadows++
 	if p.Judged() {
 		r.pairs++
 		if p.Mismatch() {
@@ -154,6 +155,17 @@ func (v *Validator) SetGates(g Gates) { v.gates.Store(&g) }
 func (v *Validator) Observe(o *proxy.Observation) {
 	if r := v.run.Load(); r != nil {
 		r.observe(o)
+	}
+}
+
+// AddPair records a shadow pair in the validation window in progress when
+// it takes shadow copies of p's live pool (Start, not StartPost or
+// StartCanary); otherwise it drops p. In a fleet, where the gateway's
+// recorder drives the mirror (Recorder.Mirror), the leader's own pairs
+// reach its window this way.
+func (v *Validator) AddPair(p shadow.Pair) {
+	if r := v.run.Load(); r != nil && r.baseline == nil && !r.realOnly && r.live == p.Live.Pool {
+		r.AddPair(p)
 	}
 }
 
