@@ -67,12 +67,12 @@ func newFleetOn(t testing.TB, n int, endpoints []string, edit func(*config.Confi
 // copy in stateDir; opts are added to New's.
 func (f *fleetEnv) start(t testing.TB, name, stateDir string, opts ...gateway.Option) *env {
 	t.Helper()
-	return f.startWith(t, name, stateDir, nil)
+	return f.startWith(t, name, stateDir, nil, opts...)
 }
 
 // startWith is start with edit applied to the gateway's copy of the
-// config (its etcd block is its own copy too).
-func (f *fleetEnv) startWith(t testing.TB, name, stateDir string, edit func(*config.Config)) *env {
+// config (its etcd block is its own copy too); opts are added to New's.
+func (f *fleetEnv) startWith(t testing.TB, name, stateDir string, edit func(*config.Config), opts ...gateway.Option) *env {
 	t.Helper()
 	cfg := *f.cfg
 	cfg.Name, cfg.StateDir = name, stateDir
