@@ -87,6 +87,9 @@ type Config struct {
 	Agents []Agent `yaml:"agents"`
 	// Launch sizes the replicas started through Agents.
 	Launch Launch `yaml:"launch"`
+	// Tracing, when set, exports OpenTelemetry spans of proxied requests
+	// and control-plane transitions (see tracing.go). Nil: off.
+	Tracing *Tracing `yaml:"tracing"`
 }
 
 // Auth configures client authentication on the data plane.
@@ -541,6 +544,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateFleet()...)
 	errs = append(errs, c.validateCapacity()...)
 	errs = append(errs, c.Balancing.validate()...)
+	errs = append(errs, c.validateTracing()...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
+	"github.com/cutover-dev/cutover/internal/tracing"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
 
@@ -51,6 +52,9 @@ type Gateway struct {
 	adminSrv, previewSrv          *http.Server
 
 	reload reloader // SIGHUP and POST /api/v1/reload (reload.go)
+
+	tracer    *tracing.Provider // nil without tracing (trace.go)
+	ownTracer bool              // New built tracer: closeAll flushes and stops it
 }
 
 // Option changes how New assembles a gateway. Tests use them to take
@@ -62,7 +66,8 @@ type Option func(*options)
 type options struct {
 	now        func() time.Time
 	adjust     func(pool string, s *validation.Sample)
-	configFile string // reload.go
+	configFile string            // reload.go
+	tracer     *tracing.Provider // trace.go
 }
 
 // WithClock makes the control plane read the time from now (deadlines,
@@ -104,6 +109,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		clientAuth = keys
 	}
 	g.tls = pre.tls
+	if err := g.setupTracing(ctx, cfg, o.tracer); err != nil {
+		return nil, err
+	}
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
 	// as it found them.
@@ -174,6 +182,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		HideReplica:                !cfg.Proxy.ExposeReplicaEnabled(),
 		PoolHeader:                 poolHeader,
 		PoolHeaderToken:            poolToken,
+		Tracer:                     g.requestTracer(),
 	})
 	applier, err := g.newApplier(cfg)
 	if err != nil {
@@ -242,6 +251,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Now:    o.now,
 
 		Gateway: fleetName(cfg),
+		Tracer:  g.controlTracer(),
 	})
 	if err != nil {
 		return nil, err
@@ -407,6 +417,7 @@ func (g *Gateway) closeAll() {
 		_ = g.store.Close()
 		g.store = nil
 	}
+	g.stopTracing()
 }
 
 // builtin applies routing tables to the gateway's own proxy: an atomic

@@ -160,6 +160,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Tracer records admin calls and transitions as spans (trace.go). Nil
+	// records nothing.
+	Tracer Tracer
 	// Gateway is this gateway's name in a fleet; "" for a gateway alone.
 	// Hooks it records as running carry it, and Start ends only its own
 	// leftovers (another gateway's hook runs on another machine, or is
@@ -367,6 +370,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		}
 		c.log.Info("transition", attrs...)
 	}
+	c.traceEvents(ctx, evs)
 	if rev == 0 || routingChanged(&prev, &next) {
 		if err := c.apply(ctx); err != nil {
 			return c.revert(ctx, prev, rev+1, err)

@@ -1,0 +1,165 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+// collector is an OTLP/HTTP endpoint that records what it is sent.
+type collector struct {
+	mu    sync.Mutex
+	paths []string
+	hdr   http.Header
+	body  []byte
+	got   chan struct{}
+}
+
+func startCollector(t *testing.T) (*collector, string) {
+	c := &collector{got: make(chan struct{}, 16)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		c.mu.Lock()
+		c.paths, c.hdr, c.body = append(c.paths, r.Method+" "+r.URL.Path), r.Header.Clone(), b
+		c.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+		c.got <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
+// TestOTLPHTTPExport: spans reach an OTLP/HTTP collector at /v1/traces
+// (the default path of a URL endpoint without one), with the configured
+// headers, by the time Shutdown returns.
+func TestOTLPHTTPExport(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint func(url string) string
+		wantPath string
+	}{
+		{endpoint: func(u string) string { return u }, wantPath: "POST /v1/traces"},
+		{endpoint: func(u string) string { return u + "/" }, wantPath: "POST /v1/traces"},
+		{endpoint: func(u string) string { return u + "/otlp/v1/traces" }, wantPath: "POST /otlp/v1/traces"},
+		{endpoint: func(u string) string { return strings.TrimPrefix(u, "http://") }, wantPath: "POST /v1/traces"}, // host:port, insecure
+	} {
+		t.Run(tc.wantPath, func(t *testing.T) {
+			c, url := startCollector(t)
+			p, err := New(context.Background(), Config{Endpoint: tc.endpoint(url), Protocol: "http", SampleRatio: 1, Insecure: true,
+				Headers: map[string]string{"X-Api-Key": "k1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, end := p.Span(context.Background(), "cutover.api.promote", time.Time{}, slog.String("cutover.actor", "ops"))
+			end(nil)
+			if err := p.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-c.got:
+			default:
+				t.Fatal("collector got nothing by the end of Shutdown")
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if len(c.paths) == 0 || c.paths[0] != tc.wantPath {
+				t.Errorf("collector got %v, want %s", c.paths, tc.wantPath)
+			}
+			if c.hdr.Get("X-Api-Key") != "k1" || c.hdr.Get("Content-Type") != "application/x-protobuf" {
+				t.Errorf("export headers %v", c.hdr)
+			}
+			if !strings.Contains(string(c.body), "cutover.api.promote") {
+				t.Errorf("export body does not carry the span's name: %q", c.body)
+			}
+		})
+	}
+}
+
+// TestSpanStatusAndAttrs: a control-plane span carries its attributes by
+// type, its start time, and an error status when it failed.
+func TestSpanStatusAndAttrs(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := NewWithProcessor(rec, Config{SampleRatio: 1})
+	start := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	ctx, end := p.Span(context.Background(), "cutover.api.deploy", time.Time{})
+	_, endHook := p.Span(ctx, "cutover.hook.before_promote", start, slog.String("cutover.hook", "eval"), slog.Bool("cutover.hook.ok", false),
+		slog.Int64("cutover.hook.duration_ms", 1500), slog.Int("cutover.hook.exit_code", 3))
+	endHook(errors.New("hook eval exited 3"))
+	end(nil)
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans ended, want 2", len(spans))
+	}
+	hook, call := spans[0], spans[1]
+	if hook.Parent().SpanID() != call.SpanContext().SpanID() {
+		t.Errorf("hook span's parent %v, want the call's %v", hook.Parent().SpanID(), call.SpanContext().SpanID())
+	}
+	if !hook.StartTime().Equal(start) {
+		t.Errorf("hook span starts %v, want %v", hook.StartTime(), start)
+	}
+	if hook.Status().Code != codes.Error || hook.Status().Description != "hook eval exited 3" {
+		t.Errorf("hook span status %+v", hook.Status())
+	}
+	if call.Status().Code != codes.Unset {
+		t.Errorf("call span status %+v", call.Status())
+	}
+	want := []attribute.KeyValue{attribute.String("cutover.hook", "eval"), attribute.Bool("cutover.hook.ok", false),
+		attribute.Int64("cutover.hook.duration_ms", 1500), attribute.Int64("cutover.hook.exit_code", 3)}
+	got := hook.Attributes()
+	if len(got) != len(want) {
+		t.Fatalf("attributes %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("attribute %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestSampleRatioZero: with sample_ratio 0 a new trace is not recorded,
+// but a request whose caller sampled it is (parent-based).
+func TestSampleRatioZero(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := NewWithProcessor(rec, Config{SampleRatio: 0})
+	_, end := p.Span(context.Background(), "cutover.api.promote", time.Time{})
+	end(nil)
+	if n := len(rec.Ended()); n != 0 {
+		t.Fatalf("ratio 0 recorded %d spans", n)
+	}
+	tp, _ := p.StartRequest(testStart("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).Propagation()
+	if !strings.HasPrefix(tp, "00-0af7651916cd43dd8448eb211c80319c-") || !strings.HasSuffix(tp, "-01") {
+		t.Errorf("sampled caller: propagated %q, want the caller's trace, sampled", tp)
+	}
+	tp, _ = p.StartRequest(testStart("")).Propagation()
+	if !strings.HasSuffix(tp, "-00") {
+		t.Errorf("new trace at ratio 0: propagated %q, want it marked not sampled", tp)
+	}
+}
+
+func testStart(traceparent string) *proxy.SpanStart {
+	return &proxy.SpanStart{Start: time.Now(), Method: "POST", Path: "/v1/chat/completions", Pool: "blue", Traceparent: traceparent}
+}
+
+func TestOperation(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v1/chat/completions": "chat", "/v1/completions": "text_completion", "/v1/embeddings": "embeddings",
+		"/v1/chat/completions/": "chat", "/v1/models": "", "/v1/rerank": "",
+	} {
+		if got := Operation(path); got != want {
+			t.Errorf("Operation(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
