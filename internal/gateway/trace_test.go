@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -269,7 +270,7 @@ func TestTracingRequestSpan(t *testing.T) {
 				if !first {
 					t.Errorf("stream=%v: no %s event: %v", stream, tracing.EventFirstToken, s.Events())
 				}
-				if s.Status().Code != 0 {
+				if s.Status().Code != codes.Unset {
 					t.Errorf("stream=%v: status %v", stream, s.Status())
 				}
 				tps := rep.traceparents()
@@ -345,7 +346,7 @@ func TestTracingPromoteSpan(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, v.AsString(), want)
 		}
 	}
-	if call.Status().Code != 0 {
+	if call.Status().Code != codes.Unset {
 		t.Errorf("promote span status %v", call.Status())
 	}
 }
@@ -375,4 +376,75 @@ func TestTracingOffPassesTraceparent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTracingDeploymentSpans: a deployment's life shows as control-plane
+// spans: the deploy call with its transition, the phases the controller
+// moves through by itself, the promote call with its before_promote hook
+// and transition, an on_promote hook that failed (error status), and the
+// rollback.
+func TestTracingDeploymentSpans(t *testing.T) {
+	w := newSpanWaiter()
+	p := tracing.NewWithProcessor(w, tracing.Config{SampleRatio: 1})
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	e := newEnv(t, envOptions{replicas: 1, modelName: "llama", mock: mockllm.Config{Tokens: 4}, opts: []gateway.Option{gateway.WithTracing(p)},
+		edit: func(c *config.Config) {
+			c.Health.Interval = config.Duration(50 * time.Millisecond)
+			c.Rollout.Retention = config.Duration(time.Hour)
+			c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
+			c.Hooks = map[string][]config.Hook{
+				"before_promote": {{Command: []string{"true"}}},
+				"on_promote":     {{Command: []string{"sh", "-c", "exit 3"}}},
+			}
+		}})
+	spare := startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")
+	ctx := context.Background()
+	if _, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: []string{spare.URL()}}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(t, "ready", 20*time.Second)
+	if _, err := e.admin.PromoteWith(ctx, api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+
+	childOf := func(parent sdktrace.ReadOnlySpan, name string) func(sdktrace.ReadOnlySpan) bool {
+		return func(s sdktrace.ReadOnlySpan) bool {
+			return s.Name() == name && s.Parent().SpanID() == parent.SpanContext().SpanID()
+		}
+	}
+	deploy := w.wait(t, "cutover.api.deploy", named("cutover.api.deploy"))
+	w.wait(t, "cutover.transition.deploy under the call", childOf(deploy, "cutover.transition.deploy"))
+	ready := w.wait(t, "phase to ready", func(s sdktrace.ReadOnlySpan) bool {
+		v, _ := attrOf(s, "cutover.to")
+		return s.Name() == "cutover.transition.phase" && v.AsString() == "ready"
+	})
+	if ready.Parent().IsValid() {
+		t.Errorf("the controller's own phase change has parent %v, want a trace of its own", ready.Parent().SpanID())
+	}
+	promote := w.wait(t, "cutover.api.promote", named("cutover.api.promote"))
+	hook := w.wait(t, "before_promote hook under the promote", childOf(promote, "cutover.hook.before_promote"))
+	if v, _ := attrOf(hook, "cutover.hook.ok"); !v.AsBool() || hook.Status().Code != codes.Unset {
+		t.Errorf("before_promote span: ok %v status %v", v.Emit(), hook.Status())
+	}
+	w.wait(t, "cutover.transition.promote under the promote", childOf(promote, "cutover.transition.promote"))
+	failed := w.wait(t, "cutover.hook.on_promote", named("cutover.hook.on_promote"))
+	if failed.Status().Code != codes.Error {
+		t.Errorf("failed on_promote hook: status %v, want an error", failed.Status())
+	}
+	if v, _ := attrOf(failed, "cutover.hook.exit_code"); v.AsInt64() != 3 {
+		t.Errorf("failed on_promote hook: exit code %v, want 3", v.Emit())
+	}
+
+	if _, err := e.admin.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rb := w.wait(t, "cutover.api.rollback", named("cutover.api.rollback"))
+	w.wait(t, "cutover.transition.rollback under the call", childOf(rb, "cutover.transition.rollback"))
+	// A refused call is a span with an error status.
+	if _, err := e.admin.Rollback(ctx); err == nil {
+		t.Fatal("a second rollback in a row was not refused")
+	}
+	w.wait(t, "a refused rollback", func(s sdktrace.ReadOnlySpan) bool {
+		return s.Name() == "cutover.api.rollback" && s.Status().Code == codes.Error && s.Status().Description != ""
+	})
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +17,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 
+	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
 )
 
@@ -161,5 +166,118 @@ func TestOperation(t *testing.T) {
 		if got := Operation(path); got != want {
 			t.Errorf("Operation(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// traceService is an OTLP/gRPC collector that records what it is sent.
+type traceService struct {
+	coltracepb.UnimplementedTraceServiceServer
+	got chan *coltracepb.ExportTraceServiceRequest
+}
+
+func (s *traceService) Export(_ context.Context, r *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	s.got <- r
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// TestOTLPGRPCExport: with protocol grpc, spans reach an OTLP/gRPC
+// collector, plain text to a host:port endpoint with insecure.
+func TestOTLPGRPCExport(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &traceService{got: make(chan *coltracepb.ExportTraceServiceRequest, 16)}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, svc)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+
+	p, err := New(context.Background(), Config{Endpoint: ln.Addr().String(), Protocol: "grpc", SampleRatio: 1, Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, end := p.Span(context.Background(), "cutover.transition.promote", time.Time{})
+	end(nil)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-svc.got:
+		var names []string
+		for _, rs := range r.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					names = append(names, s.GetName())
+				}
+			}
+		}
+		if len(names) != 1 || names[0] != "cutover.transition.promote" {
+			t.Errorf("collector got spans %v", names)
+		}
+	default:
+		t.Fatal("collector got nothing by the end of Shutdown")
+	}
+}
+
+// TestRequestSpanEnd: what a request's span says of a failed request, a
+// stream whose tokens were counted, and an answer without usage.
+func TestRequestSpanEnd(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p := NewWithProcessor(rec, Config{SampleRatio: 1})
+	u, _ := url.Parse("http://10.0.0.7:8000")
+	rep := &pool.Replica{Name: "http://10.0.0.7:8000", URL: u}
+	start := time.Now()
+	for _, tc := range []struct {
+		name    string
+		o       proxy.Observation
+		a       proxy.SpanAnswer
+		status  codes.Code
+		desc    string
+		has     []attribute.KeyValue
+		missing []attribute.Key
+	}{
+		{name: "unreachable", o: proxy.Observation{Status: 502, Error: "upstream_unreachable", Replica: rep, Retried: true},
+			a: proxy.SpanAnswer{InputTokens: -1}, status: codes.Error, desc: "upstream_unreachable",
+			has:     []attribute.KeyValue{AttrErrorType.String("upstream_unreachable"), AttrStatus.Int(502), AttrServerAddr.String("10.0.0.7"), AttrRetried.Bool(true)},
+			missing: []attribute.Key{AttrInputTokens, AttrOutputTokens, AttrRespModel, AttrTTFT}},
+		{name: "stream error", o: proxy.Observation{Status: 200, Stream: true, StreamError: true, Tokens: 3, TTFT: time.Millisecond},
+			a: proxy.SpanAnswer{ResponseModel: "m", InputTokens: 9}, status: codes.Error, desc: "error event in the stream",
+			has: []attribute.KeyValue{AttrOutputTokens.Int(3), AttrTokensCounted.Bool(true), AttrInputTokens.Int(9), AttrRespModel.String("m")}},
+		{name: "client left", o: proxy.Observation{Status: 499, Error: "client_closed"}, a: proxy.SpanAnswer{InputTokens: -1},
+			status: codes.Unset, has: []attribute.KeyValue{AttrErrorType.String("client_closed")}},
+		{name: "4xx", o: proxy.Observation{Status: 400, TokensFromUsage: false}, a: proxy.SpanAnswer{InputTokens: -1},
+			status: codes.Unset, missing: []attribute.Key{AttrOutputTokens, AttrErrorType}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec.Reset()
+			tc.o.Start, tc.o.Duration = start, 2*time.Millisecond
+			p.StartRequest(testStart("")).End(&tc.o, tc.a)
+			spans := rec.Ended()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans", len(spans))
+			}
+			s := spans[0]
+			if s.Status().Code != tc.status || s.Status().Description != tc.desc {
+				t.Errorf("status %+v, want %v %q", s.Status(), tc.status, tc.desc)
+			}
+			if !s.EndTime().Equal(start.Add(2 * time.Millisecond)) {
+				t.Errorf("ends %v, want start+duration", s.EndTime())
+			}
+			got := map[attribute.Key]attribute.Value{}
+			for _, kv := range s.Attributes() {
+				got[kv.Key] = kv.Value
+			}
+			for _, kv := range tc.has {
+				if got[kv.Key] != kv.Value {
+					t.Errorf("%s = %v, want %v", kv.Key, got[kv.Key].Emit(), kv.Value.Emit())
+				}
+			}
+			for _, k := range tc.missing {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s set: %v", k, got[k].Emit())
+				}
+			}
+		})
 	}
 }
