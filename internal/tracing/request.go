@@ -67,7 +67,7 @@ func Operation(path string) string {
 func (p *Provider) StartRequest(s *proxy.SpanStart) proxy.RequestSpan {
 	ctx := context.Background()
 	if s.Traceparent != "" {
-		ctx = p.prop.Extract(ctx, propagation.MapCarrier{"traceparent": s.Traceparent, "tracestate": s.Tracestate})
+		ctx = p.prop.Extract(ctx, &traceHeaders{parent: s.Traceparent, state: s.Tracestate})
 	}
 	op := Operation(s.Path)
 	name := s.Method + " " + s.Path
@@ -96,10 +96,38 @@ type requestSpan struct {
 }
 
 func (r *requestSpan) Propagation() (traceparent, tracestate string) {
-	c := propagation.MapCarrier{}
-	r.p.prop.Inject(trace.ContextWithSpan(context.Background(), r.span), c)
-	return c["traceparent"], c["tracestate"]
+	var c traceHeaders
+	r.p.prop.Inject(trace.ContextWithSpan(context.Background(), r.span), &c)
+	return c.parent, c.state
 }
+
+// traceHeaders carries the two W3C trace context headers without a map.
+type traceHeaders struct{ parent, state string }
+
+var traceKeys = []string{"traceparent", "tracestate"}
+
+func (h *traceHeaders) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return h.parent
+	case "tracestate":
+		return h.state
+	}
+	return ""
+}
+
+func (h *traceHeaders) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		h.parent = value
+	case "tracestate":
+		h.state = value
+	}
+}
+
+func (h *traceHeaders) Keys() []string { return traceKeys }
+
+var _ propagation.TextMapCarrier = (*traceHeaders)(nil)
 
 func (r *requestSpan) Retry(at time.Time, replica, reason string) {
 	r.span.AddEvent(EventRetry, trace.WithTimestamp(at), trace.WithAttributes(AttrReplica.String(replica), AttrErrorType.String(reason)))
