@@ -296,7 +296,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	g.trafficSrv = &proxy.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog,
 		OnFallback: g.metrics.Fallback}
-	g.adminSrv = admin.NewHTTPServer(adm, errLog)
+	g.adminSrv = admin.NewHTTPServer(g.continueTrace(adm), errLog)
 	if g.previewLn != nil {
 		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/config"
@@ -53,6 +54,15 @@ func (g *Gateway) controlTracer() rollout.Tracer {
 		return nil
 	}
 	return g.tracer
+}
+
+// continueTrace makes the admin API's calls spans of their caller's trace
+// when tracing is on; h as is when it is off.
+func (g *Gateway) continueTrace(h http.Handler) http.Handler {
+	if g.tracer == nil {
+		return h
+	}
+	return g.tracer.Continue(h)
 }
 
 // stopTracing exports the spans still queued and stops the exporter the

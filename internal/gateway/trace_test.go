@@ -329,14 +329,32 @@ func TestTracingRetryEvent(t *testing.T) {
 	}
 }
 
-// TestTracingPromoteSpan: a promote through the admin API is a span, with
-// the committed transition as its child.
+// TestTracingPromoteSpan: a promote through the admin API is a span of
+// the caller's trace (its traceparent), with the committed transition as
+// its child.
 func TestTracingPromoteSpan(t *testing.T) {
 	e, w := tracedEnv(t, nil)
-	if _, err := e.admin.PromoteWith(context.Background(), api.PromoteRequest{}); err != nil {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	req, err := http.NewRequest(http.MethodPost, e.admin.BaseURL+"/api/v1/promote", strings.NewReader("{}"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("X-Cutover-Actor", "test")
+	req.Header.Set("Traceparent", tp)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("promote: %d %s", resp.StatusCode, b)
+	}
 	call := w.wait(t, "cutover.api.promote", named("cutover.api.promote"))
+	if call.SpanContext().TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || call.Parent().SpanID().String() != "b7ad6b7169203331" {
+		t.Errorf("promote span in trace %v under %v, want the caller's", call.SpanContext().TraceID(), call.Parent().SpanID())
+	}
 	tr := w.wait(t, "cutover.transition.promote", named("cutover.transition.promote"))
 	if tr.Parent().SpanID() != call.SpanContext().SpanID() || tr.SpanContext().TraceID() != call.SpanContext().TraceID() {
 		t.Errorf("transition span's parent %v, want the promote call's %v", tr.Parent().SpanID(), call.SpanContext().SpanID())

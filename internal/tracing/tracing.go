@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -177,4 +178,16 @@ func otelAttrs(attrs []slog.Attr) []attribute.KeyValue {
 		}
 	}
 	return out
+}
+
+// Continue hands h requests whose context carries the caller's W3C trace
+// context (traceparent, tracestate), when they sent one: the admin API's
+// calls then become spans of the caller's trace (a CI job's, say).
+func (p *Provider) Continue(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Traceparent"]; ok {
+			r = r.WithContext(p.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
