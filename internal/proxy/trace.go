@@ -201,7 +201,10 @@ func (a *answerScan) find(b []byte) {
 			continue
 		}
 		end := bytes.IndexByte(v[1:], '"')
-		if end < 0 || end > maxSpanModel {
+		if end > maxSpanModel || (end < 0 && len(v) > maxSpanModel+1) {
+			continue // too long for a model id
+		}
+		if end < 0 {
 			break // cut by the piece's end: the carry brings it whole
 		}
 		a.model = string(v[1 : 1+end])
