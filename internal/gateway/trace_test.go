@@ -330,26 +330,14 @@ func TestTracingRetryEvent(t *testing.T) {
 }
 
 // TestTracingPromoteSpan: a promote through the admin API is a span of
-// the caller's trace (its traceparent), with the committed transition as
-// its child.
+// the caller's trace (api.Client.Traceparent, which the CLI takes from
+// TRACEPARENT), with the committed transition as its child.
 func TestTracingPromoteSpan(t *testing.T) {
 	e, w := tracedEnv(t, nil)
-	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	req, err := http.NewRequest(http.MethodPost, e.admin.BaseURL+"/api/v1/promote", strings.NewReader("{}"))
-	if err != nil {
+	traced := *e.admin
+	traced.Traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	if _, err := traced.PromoteWith(context.Background(), api.PromoteRequest{}); err != nil {
 		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	req.Header.Set("X-Cutover-Actor", "test")
-	req.Header.Set("Traceparent", tp)
-	resp, err := e.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("promote: %d %s", resp.StatusCode, b)
 	}
 	call := w.wait(t, "cutover.api.promote", named("cutover.api.promote"))
 	if call.SpanContext().TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || call.Parent().SpanID().String() != "b7ad6b7169203331" {

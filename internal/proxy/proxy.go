@@ -292,6 +292,7 @@ func applyModelName(t *route.Table, e *route.Entry, method string, body []byte) 
 func (h *Handler) finish(o *Observation, e *route.Entry, path string, body []byte, mirrored bool, c *capture) {
 	if o.trace != nil {
 		o.trace.end(o)
+		o.trace = nil // a mirrored copy of o has no use for it
 	}
 	if h.opts.Observer != nil {
 		h.opts.Observer.Observe(o)
