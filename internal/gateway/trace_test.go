@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -387,19 +389,20 @@ func TestTracingOffPassesTraceparent(t *testing.T) {
 // TestTracingDeploymentSpans: a deployment's life shows as control-plane
 // spans: the deploy call with its transition, the phases the controller
 // moves through by itself, the promote call with its before_promote hook
-// and transition, an on_promote hook that failed (error status), and the
+// (which gets its span's TRACEPARENT) and transition, an on_promote hook that failed (error status), and the
 // rollback.
 func TestTracingDeploymentSpans(t *testing.T) {
 	w := newSpanWaiter()
 	p := tracing.NewWithProcessor(w, tracing.Config{SampleRatio: 1})
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	tpFile := filepath.Join(t.TempDir(), "traceparent")
 	e := newEnv(t, envOptions{replicas: 1, modelName: "llama", mock: mockllm.Config{Tokens: 4}, opts: []gateway.Option{gateway.WithTracing(p)},
 		edit: func(c *config.Config) {
 			c.Health.Interval = config.Duration(50 * time.Millisecond)
 			c.Rollout.Retention = config.Duration(time.Hour)
 			c.Rollout.Warmup.Requests = []config.WarmupRequest{{Prompt: "warm", MaxTokens: 2}}
 			c.Hooks = map[string][]config.Hook{
-				"before_promote": {{Command: []string{"true"}}},
+				"before_promote": {{Command: []string{"sh", "-c", `echo "$TRACEPARENT" > ` + tpFile}}},
 				"on_promote":     {{Command: []string{"sh", "-c", "exit 3"}}},
 			}
 		}})
@@ -431,6 +434,10 @@ func TestTracingDeploymentSpans(t *testing.T) {
 	hook := w.wait(t, "before_promote hook under the promote", childOf(promote, "cutover.hook.before_promote"))
 	if v, _ := attrOf(hook, "cutover.hook.ok"); !v.AsBool() || hook.Status().Code != codes.Unset {
 		t.Errorf("before_promote span: ok %v status %v", v.Emit(), hook.Status())
+	}
+	got, err := os.ReadFile(tpFile)
+	if want := "00-" + hook.SpanContext().TraceID().String() + "-" + hook.SpanContext().SpanID().String() + "-01"; err != nil || strings.TrimSpace(string(got)) != want {
+		t.Errorf("the hook got TRACEPARENT %q (%v), want its span's %q", got, err, want)
 	}
 	w.wait(t, "cutover.transition.promote under the promote", childOf(promote, "cutover.transition.promote"))
 	failed := w.wait(t, "cutover.hook.on_promote", named("cutover.hook.on_promote"))

@@ -222,6 +222,9 @@ func New(opts Options) (*Controller, error) {
 	if c.hooks == nil {
 		c.hooks = &hook.Runner{}
 	}
+	if opts.Tracer != nil {
+		c.hooks = tracedHooks{HookRunner: c.hooks, t: opts.Tracer}
+	}
 	if c.http == nil {
 		c.http = &http.Client{}
 	}

@@ -96,9 +96,7 @@ type requestSpan struct {
 }
 
 func (r *requestSpan) Propagation() (traceparent, tracestate string) {
-	var c traceHeaders
-	r.p.prop.Inject(trace.ContextWithSpan(context.Background(), r.span), &c)
-	return c.parent, c.state
+	return r.p.Propagation(trace.ContextWithSpan(context.Background(), r.span))
 }
 
 // traceHeaders carries the two W3C trace context headers without a map.

@@ -138,20 +138,31 @@ func (p *Provider) Shutdown(ctx context.Context) error {
 func (p *Provider) ForceFlush(ctx context.Context) error { return p.tp.ForceFlush(ctx) }
 
 // Span starts a control-plane span named name, a child of ctx's span when
-// it has one, at start (zero: now), with attrs; end ends it, and a non-nil
-// err marks it failed with the error's text. It is rollout.Tracer.
-func (p *Provider) Span(ctx context.Context, name string, start time.Time, attrs ...slog.Attr) (context.Context, func(err error)) {
+// it has one, at start (zero: now), with attrs; end ends it with more
+// attributes, and a non-nil err marks it failed with the error's text.
+// With Propagation it is rollout.Tracer.
+func (p *Provider) Span(ctx context.Context, name string, start time.Time, attrs ...slog.Attr) (context.Context, func(err error, attrs ...slog.Attr)) {
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(otelAttrs(attrs)...)}
 	if !start.IsZero() {
 		opts = append(opts, trace.WithTimestamp(start))
 	}
 	ctx, span := p.tracer.Start(ctx, name, opts...)
-	return ctx, func(err error) {
+	return ctx, func(err error, attrs ...slog.Attr) {
+		if len(attrs) > 0 {
+			span.SetAttributes(otelAttrs(attrs)...)
+		}
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
 	}
+}
+
+// Propagation is the W3C trace context of ctx's span, "" without one.
+func (p *Provider) Propagation(ctx context.Context) (traceparent, tracestate string) {
+	var c traceHeaders
+	p.prop.Inject(ctx, &c)
+	return c.parent, c.state
 }
 
 // otelAttrs converts slog attributes (the controller's vocabulary) to
