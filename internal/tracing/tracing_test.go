@@ -281,3 +281,25 @@ func TestRequestSpanEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestOTLPHeadersFromEnvironment: without tracing.headers the exporter
+// sends OTEL_EXPORTER_OTLP_HEADERS, as docs/config.md says (a key kept out
+// of the config file).
+func TestOTLPHeadersFromEnvironment(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=v1")
+	c, url := startCollector(t)
+	p, err := New(context.Background(), Config{Endpoint: url, SampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, end := p.Span(context.Background(), "cutover.transition.phase", time.Time{})
+	end(nil)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hdr.Get("X-From-Env") != "v1" {
+		t.Errorf("export headers %v, want x-from-env from the environment", c.hdr)
+	}
+}
