@@ -31,7 +31,7 @@ func (g *Gateway) setupTracing(ctx context.Context, cfg *config.Config, given *t
 		return nil
 	}
 	p, err := tracing.New(ctx, tracing.Config{Endpoint: t.Endpoint, Protocol: t.Protocol, SampleRatio: t.Ratio(),
-		Insecure: t.Insecure, Headers: t.Headers, Instance: fleetName(cfg)})
+		Insecure: t.Insecure, Headers: t.Headers, Instance: fleetName(cfg), Logger: g.log})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -39,6 +40,9 @@ type Config struct {
 	Headers map[string]string
 	// Instance names this gateway (service.instance.id); "" leaves it out.
 	Instance string
+	// Logger receives the SDK's errors (a failed export). Nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Provider makes cutover's spans. Its zero value is not usable: call New
@@ -55,12 +59,18 @@ const tracerName = "github.com/cutover-dev/cutover"
 
 // New builds the OTLP exporter cfg describes and a provider that batches
 // spans to it. It does not connect: an unreachable collector costs dropped
-// spans (logged by the SDK), never a request.
+// spans, logged to cfg.Logger, never a request. The SDK's error handler is
+// process-wide: New makes it cfg.Logger.
 func New(ctx context.Context, cfg Config) (*Provider, error) {
 	exp, err := newExporter(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: spans not exported", "error", err) }))
 	return newProvider(sdktrace.NewBatchSpanProcessor(exp), cfg), nil
 }
 

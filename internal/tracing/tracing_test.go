@@ -303,3 +303,38 @@ func TestOTLPHeadersFromEnvironment(t *testing.T) {
 		t.Errorf("export headers %v, want x-from-env from the environment", c.hdr)
 	}
 }
+
+// TestExportErrorLogged: a collector that refuses the spans is logged
+// through the configured logger, not the SDK's own stderr logger.
+func TestExportErrorLogged(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no such tenant", http.StatusBadRequest) // not retried
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
+	p, err := New(context.Background(), Config{Endpoint: srv.URL, SampleRatio: 1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, end := p.Span(context.Background(), "cutover.transition.phase", time.Time{})
+	end(nil)
+	_ = p.Shutdown(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "tracing: spans not exported") || !strings.Contains(logged.String(), "400") {
+		t.Errorf("log %q, want the failed export", logged.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
