@@ -357,6 +357,13 @@ func TestTracingPromoteSpan(t *testing.T) {
 	if call.Status().Code != codes.Unset {
 		t.Errorf("promote span status %v", call.Status())
 	}
+	if _, err := e.admin.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rb := w.wait(t, "cutover.api.rollback", named("cutover.api.rollback"))
+	w.wait(t, "cutover.transition.rollback under the call", func(s sdktrace.ReadOnlySpan) bool {
+		return s.Name() == "cutover.transition.rollback" && s.Parent().SpanID() == rb.SpanContext().SpanID()
+	})
 }
 
 // TestTracingOffPassesTraceparent: without tracing the client's trace
@@ -389,8 +396,9 @@ func TestTracingOffPassesTraceparent(t *testing.T) {
 // TestTracingDeploymentSpans: a deployment's life shows as control-plane
 // spans: the deploy call with its transition, the phases the controller
 // moves through by itself, the promote call with its before_promote hook
-// (which gets its span's TRACEPARENT) and transition, an on_promote hook that failed (error status), and the
-// rollback.
+// (which gets its span's TRACEPARENT) and transition, an on_promote hook
+// that failed (error status), the retire call and the retirement, and a
+// refused rollback.
 func TestTracingDeploymentSpans(t *testing.T) {
 	w := newSpanWaiter()
 	p := tracing.NewWithProcessor(w, tracing.Config{SampleRatio: 1})
@@ -448,14 +456,21 @@ func TestTracingDeploymentSpans(t *testing.T) {
 		t.Errorf("failed on_promote hook: exit code %v, want 3", v.Emit())
 	}
 
-	if _, err := e.admin.Rollback(ctx); err != nil {
+	// Retire ends the retention now: the call, its transition, and the
+	// retirement the controller then carries out by itself.
+	if _, err := e.admin.Retire(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	rb := w.wait(t, "cutover.api.rollback", named("cutover.api.rollback"))
-	w.wait(t, "cutover.transition.rollback under the call", childOf(rb, "cutover.transition.rollback"))
-	// A refused call is a span with an error status.
+	retire := w.wait(t, "cutover.api.retire", named("cutover.api.retire"))
+	w.wait(t, "cutover.transition.retention_ended under the call", childOf(retire, "cutover.transition.retention_ended"))
+	w.wait(t, "phase to completed", func(s sdktrace.ReadOnlySpan) bool {
+		v, _ := attrOf(s, "cutover.to")
+		return s.Name() == "cutover.transition.phase" && v.AsString() == "completed"
+	})
+	// A refused call is a span with an error status: no rollback once the
+	// old pool is retired.
 	if _, err := e.admin.Rollback(ctx); err == nil {
-		t.Fatal("a second rollback in a row was not refused")
+		t.Fatal("a rollback after the retirement was not refused")
 	}
 	w.wait(t, "a refused rollback", func(s sdktrace.ReadOnlySpan) bool {
 		return s.Name() == "cutover.api.rollback" && s.Status().Code == codes.Error && s.Status().Description != ""
