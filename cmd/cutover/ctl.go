@@ -66,7 +66,10 @@ func (f *ctlFlags) client() (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor(), HTTP: hc}, nil
+	// TRACEPARENT and TRACESTATE: OpenTelemetry's environment carriers of
+	// the trace context, as a traced CI job sets them.
+	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor(), HTTP: hc,
+		Traceparent: os.Getenv("TRACEPARENT"), Tracestate: os.Getenv("TRACESTATE")}, nil
 }
 
 func cliActor() string {

@@ -90,6 +90,9 @@ type Config struct {
 	// LogLevel is the log level of serve: debug, info, warn or error.
 	// Empty (the default) means --log-level's. A reload applies it.
 	LogLevel string `yaml:"log_level"`
+	// Tracing, when set, exports OpenTelemetry spans of proxied requests
+	// and control-plane transitions (see tracing.go). Nil: off.
+	Tracing *Tracing `yaml:"tracing"`
 }
 
 // LogLevels are the values log_level takes.
@@ -550,6 +553,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateFleet()...)
 	errs = append(errs, c.validateCapacity()...)
 	errs = append(errs, c.Balancing.validate()...)
+	errs = append(errs, c.validateTracing()...)
 	if len(errs) == 0 {
 		return nil
 	}

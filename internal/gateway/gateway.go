@@ -24,6 +24,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
+	"github.com/cutover-dev/cutover/internal/tracing"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
 
@@ -55,6 +56,9 @@ type Gateway struct {
 	// drain is proxy.drain_timeout (a time.Duration), which a reload
 	// changes.
 	drain atomic.Int64
+
+	tracer    *tracing.Provider // nil without tracing (trace.go)
+	ownTracer bool              // New built tracer: closeAll flushes and stops it
 }
 
 // Option changes how New assembles a gateway. Tests use them to take
@@ -66,8 +70,9 @@ type Option func(*options)
 type options struct {
 	now        func() time.Time
 	adjust     func(pool string, s *validation.Sample)
-	configFile string         // reload.go
-	level      *slog.LevelVar // reload.go
+	configFile string            // reload.go
+	level      *slog.LevelVar    // reload.go
+	tracer     *tracing.Provider // trace.go
 }
 
 // WithClock makes the control plane read the time from now (deadlines,
@@ -110,6 +115,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	picker, specs, keys, readToken := pre.picker, pre.specs, pre.keys, pre.readToken
 	g.tls = pre.tls
+	if err := g.setupTracing(ctx, cfg, o.tracer); err != nil {
+		return nil, err
+	}
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
 	// as it found them.
@@ -233,6 +241,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Now:    o.now,
 
 		Gateway: fleetName(cfg),
+		Tracer:  g.controlTracer(),
 	})
 	if err != nil {
 		return nil, err
@@ -275,7 +284,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	g.trafficSrv = &proxy.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog,
 		OnFallback: g.metrics.Fallback}
-	g.adminSrv = admin.NewHTTPServer(adm, errLog)
+	g.adminSrv = admin.NewHTTPServer(g.continueTrace(adm), errLog)
 	if g.previewLn != nil {
 		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	}
@@ -396,6 +405,7 @@ func (g *Gateway) closeAll() {
 		_ = g.store.Close()
 		g.store = nil
 	}
+	g.stopTracing()
 }
 
 // builtin applies routing tables to the gateway's own proxy: an atomic

@@ -160,6 +160,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Tracer records admin calls and transitions as spans (trace.go). Nil
+	// records nothing.
+	Tracer Tracer
 	// Gateway is this gateway's name in a fleet; "" for a gateway alone.
 	// Hooks it records as running carry it, and Start ends only its own
 	// leftovers (another gateway's hook runs on another machine, or is
@@ -224,6 +227,9 @@ func New(opts Options) (*Controller, error) {
 	}
 	if c.hooks == nil {
 		c.hooks = &hook.Runner{}
+	}
+	if opts.Tracer != nil {
+		c.hooks = tracedHooks{HookRunner: c.hooks, t: opts.Tracer}
 	}
 	if c.http == nil {
 		c.http = &http.Client{}
@@ -376,6 +382,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		}
 		c.log.Info("transition", attrs...)
 	}
+	c.traceEvents(ctx, evs)
 	if rev == 0 || routingChanged(&prev, &next) {
 		if err := c.apply(ctx); err != nil {
 			return c.revert(ctx, prev, rev+1, err)

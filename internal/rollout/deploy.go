@@ -16,7 +16,9 @@ import (
 // and while the standby is retained for rollback unless req.Force, which
 // ends that retention now: the retained pool is drained and retired
 // before the new deployment starts warming.
-func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployRequest) (api.DeployResult, error) {
+func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployRequest) (_ api.DeployResult, err error) {
+	ctx, end := c.span(ctx, "deploy", actor)
+	defer func() { end(err) }()
 	if strings.TrimSpace(req.Model) == "" {
 		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
 	}
@@ -102,7 +104,7 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		stale = slices.Clone(c.specOf(st, target).Launched)
 	}
 	var res api.DeployResult
-	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
 		now := c.now().UTC()
 		s.NextID++
 		d := &Deployment{
@@ -163,7 +165,9 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 // Abort stops the deployment in progress. Before the cutover the new pool
 // never got client traffic and the deployment ends aborted; after it,
 // abort is a rollback. Once retention is over it is too late.
-func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortRequest) (api.Deployment, error) {
+func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortRequest) (_ api.Deployment, err error) {
+	ctx, end := c.span(ctx, "abort", actor)
+	defer func() { end(err) }()
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	v := c.view()
@@ -182,7 +186,7 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 		}
 		return c.deploymentView(id), nil
 	}
-	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
 		from := d.Phase
 		d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("aborted by %s while %s; %s never received client traffic", actor, from, d.Pool), time.Time{})
@@ -205,7 +209,9 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 // During retirement it retries failed on_retire hooks at once; with force
 // it marks the pool retired without waiting for them (the operator took
 // care of the GPUs). See decideRetire.
-func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireRequest) (api.Deployment, error) {
+func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireRequest) (_ api.Deployment, err error) {
+	ctx, end := c.span(ctx, "retire", actor)
+	defer func() { end(err) }()
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	dec := decideRetire(c.view(), req)
@@ -214,7 +220,7 @@ func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireReq
 	}
 	id := dec.Deployment
 	endedWindow := false
-	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
 		now := c.now().UTC()
 		switch {
