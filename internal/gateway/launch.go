@@ -113,7 +113,7 @@ func (l *agentLauncher) Launch(ctx context.Context, model string, progress func(
 				errs[i] = fmt.Errorf("replica %d of %s on agent %s: %w", i+1, model, c.Name, err)
 				return
 			}
-			out[i] = rollout.LaunchedReplica{Agent: c.Name, ID: r.ID, URL: c.ReplicaURL(r)}
+			out[i] = rollout.LaunchedReplica{Agent: c.Name, ID: r.ID, URL: c.ReplicaURL(r), GPUs: len(r.GPUs)}
 			l.log.Info("agent replica running", "agent", c.Name, "id", r.ID, "model", model, "gpus", r.GPUs, "url", out[i].URL)
 			mu.Lock()
 			running++

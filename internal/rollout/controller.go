@@ -319,6 +319,12 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	if err != nil {
 		return err
 	}
+	c.account(&next, c.now().UTC())
+	for i := range evs {
+		if d := next.find(evs[i].Deployment); d != nil && evs[i].To != "" {
+			evs[i].Cost = deploymentCost(d)
+		}
+	}
 	if len(evs) > 0 {
 		next.GuardRevision = rev + 1
 	}

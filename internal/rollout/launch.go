@@ -16,6 +16,8 @@ type LaunchedReplica struct {
 	ID string `json:"id"`
 	// URL is where the gateway reaches it (a pool replica URL).
 	URL string `json:"url"`
+	// GPUs is how many GPUs the agent gave it (the cost accounting).
+	GPUs int `json:"gpus,omitempty"`
 }
 
 // Launcher starts and stops replicas through the agents (`agents:` and

@@ -36,6 +36,7 @@ func (c *Controller) Reconcile(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	defer c.recordHolding(ctx) // the retained pool put to sleep: GPUs asleep from now
 	st, _, _ := c.snapshot()
 	for _, d := range st.Deployments {
 		if len(d.PendingHooks) > 0 {

@@ -46,6 +46,8 @@ type State struct {
 	// 0 in a state written before it existed: the guard then needs the
 	// exact revision.
 	GuardRevision int64 `json:"guard_revision,omitempty"`
+	// Cost is the GPU accounting (see cost.go).
+	Cost CostLedger `json:"cost,omitzero"`
 }
 
 // PoolSpec is what a pool serves.
@@ -138,6 +140,10 @@ type Deployment struct {
 	RetireAttempts    int       `json:"retire_attempts,omitempty"`
 	NextRetireAttempt time.Time `json:"next_retire_attempt,omitzero"`
 	RetireError       string    `json:"retire_error,omitempty"`
+
+	// GPUSeconds are the GPU-seconds every pool held, by "pool/state"
+	// (see cost.go), while this deployment was in progress.
+	GPUSeconds map[string]float64 `json:"gpu_seconds,omitempty"`
 }
 
 // keepHookOutcomes bounds Deployment.Hooks.
@@ -275,6 +281,8 @@ type event struct {
 	Hook       *hook.Outcome `json:"hook,omitempty"`
 	// Forced: force overrode a refusal.
 	Forced bool `json:"forced,omitempty"`
+	// Cost is the deployment's GPU-seconds so far, on its phase changes.
+	Cost *api.Cost `json:"cost,omitempty"`
 }
 
 func decodeState(b []byte) (State, error) {
