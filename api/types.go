@@ -77,8 +77,19 @@ type AgentStatus struct {
 	// GPUs and FreeGPUs are the agent's ledger at the last answer.
 	GPUs     int `json:"gpus"`
 	FreeGPUs int `json:"free_gpus"`
-	// Replicas are its replicas at the last answer, "id state".
-	Replicas []string `json:"replicas,omitempty"`
+	// Replicas are its replicas at the last answer.
+	Replicas []AgentReplica `json:"replicas,omitempty"`
+}
+
+// AgentReplica is one replica as its agent listed it.
+type AgentReplica struct {
+	ID    string `json:"id"`
+	Model string `json:"model"`
+	// State is starting, running, sleeping, stopping or exited.
+	State string `json:"state"`
+	GPUs  []int  `json:"gpus"`
+	// URL is where the gateway reaches it.
+	URL string `json:"url"`
 }
 
 // Launch is a launch in progress, persisted: a restarted controller

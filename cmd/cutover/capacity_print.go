@@ -47,8 +47,12 @@ func printCapacity(w io.Writer, s *api.Status) {
 				state = "DOWN"
 			}
 			line := fmt.Sprintf("  %-10s %-4s since %s  %d/%d GPUs free", a.Name, state, a.Since.Local().Format(time.DateTime), a.FreeGPUs, a.GPUs)
-			if len(a.Replicas) > 0 {
-				line += "  replicas: " + strings.Join(a.Replicas, ", ")
+			var rs []string
+			for _, r := range a.Replicas {
+				rs = append(rs, r.ID+" "+r.State)
+			}
+			if len(rs) > 0 {
+				line += "  replicas: " + strings.Join(rs, ", ")
 			}
 			if !a.Up && a.LastError != "" {
 				line += fmt.Sprintf("  (next check %s: %s)", until(a.NextCheckAt), a.LastError)

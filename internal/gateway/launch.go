@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/agent"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/rollout"
@@ -23,15 +24,22 @@ type agentLauncher struct {
 	gpus     int
 	ready    time.Duration
 	log      *slog.Logger
+	// every is the period of the agents' checks while they answer
+	// (health.interval); now is the clock of those checks.
+	every time.Duration
+	now   func() time.Time
+	watch agentWatch // see agents.go
 }
 
 // newLauncher returns the launcher of cfg's agents, or nil without any.
 // It reads every agent's token file.
-func newLauncher(cfg *config.Config, log *slog.Logger) (rollout.Launcher, error) {
+func newLauncher(cfg *config.Config, log *slog.Logger) (*agentLauncher, error) {
 	if len(cfg.Agents) == 0 {
 		return nil, nil
 	}
-	l := &agentLauncher{replicas: cfg.Launch.Replicas, gpus: cfg.Launch.GPUsPerReplica, ready: cfg.Launch.ReadyTimeout.D(), log: log}
+	l := &agentLauncher{replicas: cfg.Launch.Replicas, gpus: cfg.Launch.GPUsPerReplica, ready: cfg.Launch.ReadyTimeout.D(), log: log,
+		every: max(cfg.Health.Interval.D(), 100*time.Millisecond), now: time.Now}
+	l.watch.kick = make(chan struct{}, 1)
 	hc := &http.Client{}
 	for i, a := range cfg.Agents {
 		tok, err := secret.ReadFile(a.TokenFile)
@@ -43,6 +51,8 @@ func newLauncher(cfg *config.Config, log *slog.Logger) (rollout.Launcher, error)
 			return nil, fmt.Errorf("agents[%d].url: %w", i, err)
 		}
 		l.clients = append(l.clients, c)
+		l.watch.st = append(l.watch.st, api.AgentStatus{Name: a.Name, URL: a.URL})
+		l.watch.fails = append(l.watch.fails, 0)
 	}
 	return l, nil
 }
@@ -136,6 +146,7 @@ func (l *agentLauncher) Launch(ctx context.Context, model string, progress func(
 		}
 		return nil, err
 	}
+	l.checkNow(ctx) // the new replicas are seen before a promote asks
 	return out, nil
 }
 

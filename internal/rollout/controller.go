@@ -147,6 +147,11 @@ type Options struct {
 	// none, and stops them at retirement (see launch.go). Nil: every
 	// deployment names its replicas.
 	Launcher Launcher
+	// Agents returns the agents as last checked (up or down, their
+	// replicas); nil without agents. A promote onto replicas started
+	// through an agent that is down, or that no longer lists them
+	// running, is refused (see View.canSee).
+	Agents func() []api.AgentStatus
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.

@@ -40,7 +40,12 @@ func (c *Controller) Status() api.Status {
 		v := c.apiDeployment(d, c.noteFor(d.ID))
 		s.Deployment = &v
 	}
-	v := viewOf(st, rev, pools, c.now().UTC())
+	var agents map[string]api.AgentStatus
+	if c.opts.Agents != nil {
+		s.Agents = c.opts.Agents()
+		agents = agentsByName(s.Agents)
+	}
+	v := viewOf(st, rev, pools, agents, c.now().UTC())
 	s.Protection, s.Actions = protection(v), actions(v)
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()
