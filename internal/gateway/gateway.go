@@ -37,7 +37,7 @@ type Gateway struct {
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
 	agents  *agentLauncher // nil without agents (launch.go, agents.go)
-	lb      lbDriver // external load balancer (driver.go); nil for builtin
+	lb      lbDriver       // external load balancer (driver.go); nil for builtin
 	metrics *metrics.Metrics
 	history *metrics.History // the last hour of traffic, for the dashboard
 	// observers receive every request's observation; set before serving.
