@@ -295,8 +295,9 @@ type Event struct {
 	// Action is init, promote, rollback, deploy, phase (a deployment's
 	// phase change: From and To are phases), abort, hook, apply_failed,
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
-	// post_promotion_failed, post_promotion_inconclusive or
-	// auto_rollback_failed.
+	// post_promotion_failed, post_promotion_inconclusive,
+	// auto_rollback_failed, launch (a deploy started replicas through
+	// the agents) or launch_ended (that launch failed).
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`

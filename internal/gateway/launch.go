@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,45 +100,67 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 	return out, nil
 }
 
-// Launch implements rollout.Launcher: it starts every replica at once and
-// waits (launch.ready_timeout) until all run.
-func (l *agentLauncher) Launch(ctx context.Context, model string, progress func(running, total int)) ([]rollout.LaunchedReplica, error) {
-	where, err := l.place(ctx)
-	if err != nil {
-		return nil, err
+// Launch implements rollout.Launcher: it places the replicas (unless
+// slots carry on an earlier launch), asks every agent at once with each
+// slot's key, and waits (launch.ready_timeout) until all run.
+func (l *agentLauncher) Launch(ctx context.Context, key, model string, slots []rollout.LaunchSlot, progress func([]rollout.LaunchSlot)) ([]rollout.LaunchedReplica, error) {
+	if len(slots) == 0 {
+		where, err := l.place(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for i, c := range where {
+			slots = append(slots, rollout.LaunchSlot{Agent: c.Name, Key: fmt.Sprintf("%s.%d", key, i), State: rollout.SlotAsked})
+		}
 	}
-	progress(0, len(where))
-	var mu sync.Mutex
-	running := 0
+	var mu sync.Mutex // guards slots while the replicas start
+	report := func(i int, edit func(*rollout.LaunchSlot)) {
+		mu.Lock()
+		defer mu.Unlock()
+		edit(&slots[i])
+		progress(slices.Clone(slots))
+	}
+	progress(slices.Clone(slots)) // on record before any agent is asked
 	ctx, cancel := context.WithTimeout(ctx, l.ready+30*time.Second)
 	defer cancel()
-	out := make([]rollout.LaunchedReplica, len(where))
-	errs := make([]error, len(where))
+	out := make([]rollout.LaunchedReplica, len(slots))
+	errs := make([]error, len(slots))
 	var wg sync.WaitGroup
-	for i, c := range where {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := c.StartWait(ctx, model, l.gpus, l.ready)
+	for i, sl := range slots {
+		c := l.client(sl.Agent)
+		if c == nil {
+			errs[i] = fmt.Errorf("replica %d of %s: agent %q is no longer configured", i+1, model, sl.Agent)
+			continue
+		}
+		wg.Go(func() {
+			req := agent.StartRequest{Model: model, GPUs: l.gpus, Key: sl.Key}
+			r, err := c.StartKey(ctx, req, 0)
+			if err == nil {
+				report(i, func(s *rollout.LaunchSlot) {
+					s.ID, s.URL, s.GPUs, s.State = r.ID, c.ReplicaURL(r), len(r.GPUs), rollout.SlotStarted
+				})
+				r, err = c.StartKey(ctx, req, l.ready) // the same replica, once it runs
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("replica %d of %s on agent %s: %w", i+1, model, c.Name, err)
+				report(i, func(s *rollout.LaunchSlot) { s.State, s.Error = rollout.SlotFailed, err.Error() })
 				return
 			}
 			out[i] = rollout.LaunchedReplica{Agent: c.Name, ID: r.ID, URL: c.ReplicaURL(r), GPUs: len(r.GPUs)}
 			l.log.Info("agent replica running", "agent", c.Name, "id", r.ID, "model", model, "gpus", r.GPUs, "url", out[i].URL)
-			mu.Lock()
-			running++
-			progress(running, len(where))
-			mu.Unlock()
-		}()
+			report(i, func(s *rollout.LaunchSlot) { s.State = rollout.SlotReady })
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		var started []rollout.LaunchedReplica
-		for _, r := range out {
-			if r.ID != "" {
-				started = append(started, r)
+		for _, sl := range slots {
+			if sl.ID != "" {
+				started = append(started, rollout.LaunchedReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs})
 			}
+		}
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			return nil, err // the controller stops: its successor carries the launch on
 		}
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer scancel()

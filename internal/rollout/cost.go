@@ -130,6 +130,13 @@ func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, str
 			byKey[[2]string{name, s}] += r.GPUs
 		}
 	}
+	if l := st.Launch; l != nil { // replicas started, not in a pool yet
+		for _, sl := range l.Slots {
+			if sl.ID != "" && sl.State != SlotFailed {
+				byKey[[2]string{standby(*st), GPUCandidate}] += sl.GPUs
+			}
+		}
+	}
 	var held []HeldGPUs
 	for _, k := range slices.SortedFunc(maps.Keys(byKey), func(a, b [2]string) int { return strings.Compare(a[0]+"/"+a[1], b[0]+"/"+b[1]) }) {
 		if byKey[k] > 0 {

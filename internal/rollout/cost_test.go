@@ -15,12 +15,11 @@ type urlLauncher struct {
 	gpus int
 }
 
-func (l *urlLauncher) Launch(_ context.Context, model string, progress func(int, int)) ([]LaunchedReplica, error) {
+func (l *urlLauncher) Launch(_ context.Context, _, model string, _ []LaunchSlot, _ func([]LaunchSlot)) ([]LaunchedReplica, error) {
 	var out []LaunchedReplica
 	for i, u := range l.urls {
 		out = append(out, LaunchedReplica{Agent: "gpu-a", ID: model + "-" + string(rune('a'+i)), URL: u, GPUs: l.gpus})
 	}
-	progress(len(out), len(out))
 	return out, nil
 }
 

@@ -438,6 +438,9 @@ func decideDeploy(v View, req api.DeployRequest) Decision {
 	}
 	st := v.State
 	target := v.other()
+	if l := st.Launch; l != nil {
+		return deny("launch_in_progress", "launch %s of %s through the agents (since %s) is still in progress; wait for it", l.ID, l.Model, stamp(l.Since))
+	}
 	if d := st.pending(); d != nil {
 		return deny("deployment_in_progress", "deployment %s is pending (%s); abort it first", d.ID, d.Reason)
 	}

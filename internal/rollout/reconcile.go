@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/hook"
@@ -17,6 +18,9 @@ func (c *Controller) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
 	defer c.warm.wait()
+	var resumed sync.WaitGroup
+	defer resumed.Wait()
+	resumed.Go(func() { c.resumeLaunch(ctx) }) // a launch a previous controller left
 	for {
 		c.Reconcile(ctx)
 		select {

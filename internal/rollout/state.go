@@ -48,6 +48,9 @@ type State struct {
 	GuardRevision int64 `json:"guard_revision,omitempty"`
 	// Cost is the GPU accounting (see cost.go).
 	Cost CostLedger `json:"cost,omitzero"`
+	// Launch is the launch in progress through the agents, nil without
+	// one (see launch.go). Commits replace it, never change it in place.
+	Launch *LaunchState `json:"launch,omitempty"`
 }
 
 // PoolSpec is what a pool serves.

@@ -50,6 +50,12 @@ func (c *Controller) Status() api.Status {
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()
 	s.Cost = apiCost(st.Cost)
+	if l := st.Launch; l != nil {
+		s.Launch = &api.Launch{Model: l.Model, Since: l.Since, Replicas: []api.LaunchReplica{}}
+		for _, sl := range l.Slots {
+			s.Launch.Replicas = append(s.Launch.Replicas, api.LaunchReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs, State: sl.State, Error: sl.Error})
+		}
+	}
 	return s
 }
 
