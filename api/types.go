@@ -113,10 +113,10 @@ type LaunchReplica struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Cost is GPU accounting by pool and state. GPUs come from the agents'
-// ledger: replicas started through the agents count the GPUs their agent
-// gave them; replicas cutover did not start (deploy --replica, the
-// configuration's) count none.
+// Cost is GPU accounting by pool and state. Replicas started through the
+// agents count the GPUs their agent gave them; the configuration's count
+// pools.<pool>.gpus_per_replica each (default none); replicas given with
+// deploy --replica count none.
 type Cost struct {
 	// Since is when the accounting began (absent on a deployment: its
 	// own accounting runs from its creation to its end).

@@ -37,7 +37,7 @@ func gpuSeconds(s float64) string {
 // printCapacity writes the status's GPUs, agents and launch in progress.
 func printCapacity(w io.Writer, s *api.Status) {
 	if s.Cost != nil && len(s.Cost.Usage) > 0 {
-		fmt.Fprintf(w, "\ngpus (agents' replicas; --replica ones count 0) since %s:\n  %s\n", s.Cost.Since.Local().Format(time.DateTime), costLine(s.Cost, true))
+		fmt.Fprintf(w, "\ngpus (--replica replicas count 0) since %s:\n  %s\n", s.Cost.Since.Local().Format(time.DateTime), costLine(s.Cost, true))
 	}
 	if len(s.Agents) > 0 {
 		fmt.Fprintln(w, "\nagents:")

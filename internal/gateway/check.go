@@ -33,7 +33,7 @@ func prepare(cfg *config.Config, token string) (*prepared, error) {
 	}
 	for _, name := range config.PoolNames {
 		pc := cfg.Pools[name]
-		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}
+		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile, GPUsPerReplica: pc.GPUsPerReplica}
 		if pc.APIKeyFile != "" {
 			if _, err := secret.ReadFile(pc.APIKeyFile); err != nil {
 				return nil, &config.Error{Fields: []*config.FieldError{{Key: "pools." + name + ".api_key_file", Msg: err.Error()}}}

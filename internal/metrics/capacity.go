@@ -10,8 +10,8 @@ import (
 // accounting (the same figures on every gateway of a fleet), and the
 // agents' reachability.
 var (
-	descGPUs       = prometheus.NewDesc("cutover_gpus", "GPUs the pool's replicas started through the agents hold now, by state (live, candidate, retained_awake, retained_asleep, idle).", []string{"pool", "state"}, nil)
-	descGPUSeconds = prometheus.NewDesc("cutover_gpu_seconds_total", "GPU-seconds the pool's replicas started through the agents have held, by state, since the accounting began (persisted in the state).", []string{"pool", "state"}, nil)
+	descGPUs       = prometheus.NewDesc("cutover_gpus", "GPUs the pool's replicas hold now (started through the agents, or pools.<pool>.gpus_per_replica), by state (live, candidate, retained_awake, retained_asleep, idle).", []string{"pool", "state"}, nil)
+	descGPUSeconds = prometheus.NewDesc("cutover_gpu_seconds_total", "GPU-seconds the pool's replicas have held, by state, since the accounting began (persisted in the state).", []string{"pool", "state"}, nil)
 	descAgentUp    = prometheus.NewDesc("cutover_agent_up", "1 when the agent answered its last check, 0 while it does not.", []string{"agent"}, nil)
 )
 

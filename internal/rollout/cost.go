@@ -101,9 +101,9 @@ func accrue(s *State, now time.Time) {
 	l.At = now
 }
 
-// holding is what st's pools hold now: the GPUs of each pool's launched
-// replicas (LaunchedReplica.GPUs; replicas no agent started count none)
-// by the pool's state, asleep naming the retained replicas asleep as
+// holding is what st's pools hold now: the GPUs of each pool's
+// replicas (a launched one's LaunchedReplica.GPUs; one no agent started
+// its spec's GPUsPerReplica: configured, else none) by the pool's state, asleep naming the retained replicas asleep as
 // "pool URL"; and the deployment in progress.
 func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, string) {
 	a := st.active()
@@ -122,12 +122,19 @@ func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, str
 		case a != nil && a.From == name && (a.Phase == PhasePromoted || a.Phase == PhaseRetiring):
 			state = GPURetainedAwake
 		}
+		gpus := map[string]int{}
+		for _, u := range spec.Replicas {
+			gpus[u] = spec.GPUsPerReplica
+		}
 		for _, r := range spec.Launched {
+			gpus[r.URL] = r.GPUs
+		}
+		for _, u := range slices.Sorted(maps.Keys(gpus)) {
 			s := state
-			if s == GPURetainedAwake && asleep[name+" "+r.URL] {
+			if s == GPURetainedAwake && asleep[name+" "+u] {
 				s = GPURetainedAsleep
 			}
-			byKey[[2]string{name, s}] += r.GPUs
+			byKey[[2]string{name, s}] += gpus[u]
 		}
 	}
 	if l := st.Launch; l != nil { // replicas started, not in a pool yet

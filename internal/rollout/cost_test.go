@@ -119,3 +119,25 @@ func TestGPUSecondsAddUp(t *testing.T) {
 	within1pc(t, "status overlap", st.Cost.OverlapGPUSeconds, wantCandidate+wantAsleep+4*60)
 	within1pc(t, "deployment overlap after its end", f.latest().Cost.OverlapGPUSeconds, wantCandidate+wantAsleep)
 }
+
+// TestConfiguredGPUsPerReplica: the configuration's replicas count
+// pools.<pool>.gpus_per_replica GPUs each; replicas given with --replica
+// count none (cutover cannot know what they hold).
+func TestConfiguredGPUsPerReplica(t *testing.T) {
+	f := newFx(t, func(o *Options) {
+		blue := o.Pools["blue"]
+		blue.GPUsPerReplica = 2
+		o.Pools["blue"] = blue
+	})
+	f.deploy(false) // green: newReplica, given with --replica
+	f.clk.Advance(10 * time.Second)
+	st := f.c.Status()
+	secs, gpus := usageOf(st.Cost, "blue", GPULive)
+	if gpus != 2 {
+		t.Fatalf("blue live holds %d GPUs, want 2 (1 replica × gpus_per_replica 2): %+v", gpus, st.Cost)
+	}
+	within1pc(t, "blue live", secs, 20)
+	if _, gpus := usageOf(st.Cost, "green", GPUCandidate); gpus != 0 {
+		t.Fatalf("a --replica candidate holds %d GPUs in the accounting, want 0", gpus)
+	}
+}

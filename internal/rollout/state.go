@@ -66,6 +66,11 @@ type PoolSpec struct {
 	// Launched are the replicas the controller started through the
 	// agents for this spec; retirement stops them.
 	Launched []LaunchedReplica `json:"launched,omitempty"`
+	// GPUsPerReplica is, for the configuration's spec, the GPUs each
+	// replica not in Launched holds (pools.<pool>.gpus_per_replica), for
+	// the GPU accounting; 0 in a deployment's spec (replicas given with
+	// --replica count none).
+	GPUsPerReplica int `json:"gpus_per_replica,omitempty"`
 }
 
 func (p PoolSpec) equal(q PoolSpec) bool {
