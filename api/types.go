@@ -134,8 +134,9 @@ type GPUUsage struct {
 	Pool string `json:"pool"`
 	// State is live, candidate (a deployment's new pool before its
 	// promotion), retained_awake, retained_asleep (the old pool during
-	// its retention) or idle (launched replicas no deployment uses: the
-	// next deploy stops them).
+	// its retention) or idle (the pool that is not live outside any
+	// deployment: the configuration's standby, or a failed, aborted or
+	// rolled-back deployment's replicas until the next deploy stops them).
 	State      string  `json:"state"`
 	GPUs       int     `json:"gpus"`
 	GPUSeconds float64 `json:"gpu_seconds"`

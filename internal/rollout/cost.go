@@ -23,9 +23,9 @@ const (
 	// GPURetainedAsleep: the old pool during its retention, asleep
 	// (retention_mode: sleep): GPUs held, weights offloaded.
 	GPURetainedAsleep = "retained_asleep"
-	// GPUIdle: launched replicas of the pool that is not live outside any
-	// deployment (one that failed, was aborted or rolled back); the next
-	// deploy stops them.
+	// GPUIdle: the pool that is not live outside any deployment: the
+	// configuration's standby, or the replicas of a deployment that
+	// failed, was aborted or rolled back (the next deploy stops those).
 	GPUIdle = "idle"
 )
 
@@ -102,14 +102,16 @@ func accrue(s *State, now time.Time) {
 }
 
 // holding is what st's pools hold now: the GPUs of each pool's
-// replicas (a launched one's LaunchedReplica.GPUs; one no agent started
-// its spec's GPUsPerReplica: configured, else none) by the pool's state, asleep naming the retained replicas asleep as
+// replicas (a launched one's LaunchedReplica.GPUs, none once its agent
+// lists it exited; one no agent started its spec's GPUsPerReplica:
+// configured, else none) by the pool's state, asleep naming the retained replicas asleep as
 // "pool URL"; and the deployment in progress.
 func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, string) {
 	a := st.active()
 	if a == nil {
 		a = st.pending()
 	}
+	agents := c.agentViews()
 	byKey := map[[2]string]int{}
 	for _, name := range slices.Sorted(maps.Keys(c.opts.Pools)) {
 		spec := c.specOf(*st, name)
@@ -128,6 +130,9 @@ func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, str
 		}
 		for _, r := range spec.Launched {
 			gpus[r.URL] = r.GPUs
+			if gone(agents, r) {
+				gpus[r.URL] = 0
+			}
 		}
 		for _, u := range slices.Sorted(maps.Keys(gpus)) {
 			s := state
@@ -155,6 +160,18 @@ func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, str
 		id = a.ID
 	}
 	return held, id
+}
+
+// gone reports whether r's agent answers and lists r exited, or no
+// longer lists it: its GPUs are free (a replica stopped before its pool
+// changed, such as the standby's before a new launch).
+func gone(agents map[string]api.AgentStatus, r LaunchedReplica) bool {
+	a, ok := agents[r.Agent]
+	if !ok || !a.Up {
+		return false // out of sight: still counted
+	}
+	i := slices.IndexFunc(a.Replicas, func(ar api.AgentReplica) bool { return ar.ID == r.ID })
+	return i < 0 || a.Replicas[i].State == "exited"
 }
 
 // account steps the ledger of next, a commit's new state, to now: the

@@ -141,3 +141,33 @@ func TestConfiguredGPUsPerReplica(t *testing.T) {
 		t.Fatalf("a --replica candidate holds %d GPUs in the accounting, want 0", gpus)
 	}
 }
+
+// TestStoppedReplicasHoldNoGPUs: a launched replica its agent lists
+// exited (stopped before its pool changed, such as the standby's before a
+// new launch) holds no GPU in the accounting; while its agent is down it
+// is still counted.
+func TestStoppedReplicasHoldNoGPUs(t *testing.T) {
+	var agents []api.AgentStatus
+	f := newFx(t, func(o *Options) {
+		green := o.Pools["green"]
+		green.Launched = []LaunchedReplica{{Agent: "gpu-a", ID: "g1", URL: green.Replicas[0], GPUs: 2}}
+		o.Pools["green"] = green
+		o.Agents = func() []api.AgentStatus { return agents }
+	})
+	for _, tc := range []struct {
+		name  string
+		agent api.AgentStatus
+		want  int
+	}{
+		{"running", api.AgentStatus{Name: "gpu-a", Up: true, Replicas: []api.AgentReplica{{ID: "g1", State: "running"}}}, 2},
+		{"exited", api.AgentStatus{Name: "gpu-a", Up: true, Replicas: []api.AgentReplica{{ID: "g1", State: "exited"}}}, 0},
+		{"forgotten by its agent", api.AgentStatus{Name: "gpu-a", Up: true}, 0},
+		{"agent down", api.AgentStatus{Name: "gpu-a"}, 2},
+	} {
+		agents = []api.AgentStatus{tc.agent}
+		f.step() // records what is held
+		if _, gpus := usageOf(f.c.Status().Cost, "green", GPUIdle); gpus != tc.want {
+			t.Errorf("%s: green idle holds %d GPUs, want %d", tc.name, gpus, tc.want)
+		}
+	}
+}
