@@ -56,6 +56,11 @@ type Status struct {
 	// starting them through the agents), replica by replica; nil
 	// otherwise.
 	Launch *Launch `json:"launch,omitempty"`
+	// Orphans are replicas the controller started through the agents
+	// that no pool holds any more and that it has not managed to stop
+	// yet (their agent did not answer): it retries with backoff. State
+	// is "stopping".
+	Orphans []LaunchReplica `json:"orphans,omitempty"`
 }
 
 // AgentStatus is one agent as the controller sees it. The controller
@@ -298,7 +303,8 @@ type Event struct {
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
 	// post_promotion_failed, post_promotion_inconclusive,
 	// auto_rollback_failed, launch (a deploy started replicas through
-	// the agents) or launch_ended (that launch failed).
+	// the agents), launch_ended (that launch failed) or replicas_stopped
+	// (orphans stopped, see Status.Orphans).
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`

@@ -60,6 +60,12 @@ func printCapacity(w io.Writer, s *api.Status) {
 			fmt.Fprintln(w, line)
 		}
 	}
+	if len(s.Orphans) > 0 {
+		fmt.Fprintln(w, "\nreplicas no pool holds, still to stop (retried while their agent does not answer):")
+		for _, r := range s.Orphans {
+			fmt.Fprintf(w, "  %-10s %s %s (%d GPU(s))\n", r.Agent, r.ID, r.URL, r.GPUs)
+		}
+	}
 	if l := s.Launch; l != nil {
 		fmt.Fprintf(w, "\nlaunch of %s since %s:\n", l.Model, l.Since.Local().Format(time.DateTime))
 		for _, r := range l.Replicas {

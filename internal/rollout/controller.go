@@ -199,6 +199,10 @@ type Controller struct {
 	val   valState          // the validation window in progress (not persisted)
 	// autoRetry backs off refused auto-promotions, per deployment.
 	autoRetry map[string]retry
+	// orphanRetry backs off stopping State.Orphans; released are the
+	// launched replicas just stopped (orphans.go).
+	orphanRetry retry
+	released    map[string]bool
 
 	sleep sleepTracker // retention_mode: sleep; see sleep.go
 
@@ -318,12 +322,13 @@ func (c *Controller) Start(ctx context.Context) error {
 // pool or a pool's spec changed.
 func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) ([]event, error)) error {
 	c.mu.Lock()
-	next, rev := c.st.clone(), c.rev
+	cur, next, rev := c.st, c.st.clone(), c.rev
 	c.mu.Unlock()
 	evs, err := fn(&next)
 	if err != nil {
 		return err
 	}
+	c.keepOrphans(&cur, &next)
 	c.account(&next, c.now().UTC())
 	for i := range evs {
 		if d := next.find(evs[i].Deployment); d != nil && evs[i].To != "" {

@@ -142,6 +142,11 @@ func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, str
 			byKey[[2]string{name, s}] += gpus[u]
 		}
 	}
+	for _, r := range st.Orphans { // no pool holds them, not stopped yet
+		if !gone(agents, r) {
+			byKey[[2]string{standby(*st), GPUIdle}] += r.GPUs
+		}
+	}
 	if l := st.Launch; l != nil { // replicas started, not in a pool yet
 		for _, sl := range l.Slots {
 			if sl.ID != "" && sl.State != SlotFailed {

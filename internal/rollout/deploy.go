@@ -70,8 +70,10 @@ func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployReq
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
 			if err := c.stopLaunched(sctx, stale); err != nil {
-				c.log.Warn("stopping the standby pool's previous agent replicas", "err", err)
+				c.log.Warn("stopping the standby pool's previous agent replicas; retried as orphans", "err", err)
+				return
 			}
+			c.forgetOrphans(sctx, stale)
 		}
 	}()
 	replicas := make([]string, 0, len(req.Replicas))

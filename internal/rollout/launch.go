@@ -239,7 +239,11 @@ func (c *Controller) stopLaunched(ctx context.Context, l []LaunchedReplica) erro
 	if len(l) == 0 || c.opts.Launcher == nil {
 		return nil
 	}
-	return c.opts.Launcher.Stop(ctx, l)
+	if err := c.opts.Launcher.Stop(ctx, l); err != nil {
+		return err // still held, or kept as orphans when dropped
+	}
+	c.release(l)
+	return nil
 }
 
 // launchedURLs returns the replica URLs of l.

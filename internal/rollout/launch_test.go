@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 )
@@ -82,6 +83,10 @@ func TestRetirementStopsLaunchedReplicas(t *testing.T) {
 	d = f.until(PhaseCompleted)
 	if !strings.Contains(d.Reason, "its 1 replica(s) stopped through the agents") {
 		t.Fatalf("completed: %s", d.Reason)
+	}
+	f.step() // stopped before its pool was emptied: no orphan to stop again
+	if st := f.c.Status(); len(st.Orphans) > 0 {
+		t.Fatalf("orphans after a retirement that stopped them: %+v", st.Orphans)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -165,5 +170,49 @@ func TestLaunchCarriedOnAfterRestart(t *testing.T) {
 	f.c.resumeLaunch(f.ctx) // nothing left to carry on: no second deployment
 	if ds := f.c.Deployments(); len(ds) != 1 {
 		t.Fatalf("%d deployments, want 1", len(ds))
+	}
+}
+
+// TestDroppedReplicasStoppedLater: a launched replica a commit drops
+// while its agent does not answer (a deploy with --replica replacing the
+// standby's launched replicas) stays on record as an orphan — in the
+// status, holding its GPU — and is stopped by a later reconcile, with
+// backoff, once its agent answers.
+func TestDroppedReplicasStoppedLater(t *testing.T) {
+	l := &fakeLauncher{}
+	f := newFx(t, func(o *Options) { o.Launcher = l })
+	if _, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m3"}); err != nil {
+		t.Fatal(err)
+	}
+	f.until(PhaseReady)
+	if _, err := f.c.Abort(f.ctx, "op", api.AbortRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	l.set(errors.New("agent gpu-a: connection refused"))
+	if _, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m4", Replicas: []string{"http://127.0.0.1:4"}}); err != nil {
+		t.Fatal(err)
+	}
+	st := f.c.Status()
+	if len(st.Orphans) != 1 || st.Orphans[0].ID != "new-m3" || st.Orphans[0].State != "stopping" {
+		t.Fatalf("status orphans %+v, want new-m3 stopping", st.Orphans)
+	}
+	f.step() // the stop fails: backoff
+	l.set(nil)
+	f.step() // within the backoff: not tried
+	if st := f.c.Status(); len(st.Orphans) != 1 {
+		t.Fatalf("orphan forgotten before it was stopped: %+v", st.Orphans)
+	}
+	f.clk.Advance(time.Minute)
+	f.step()
+	if st := f.c.Status(); len(st.Orphans) != 0 {
+		t.Fatalf("orphans after the agent answered again: %+v", st.Orphans)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Equal(l.stopped, []string{"gpu-a/new-m3"}) {
+		t.Fatalf("stopped %v, want [gpu-a/new-m3] once", l.stopped)
+	}
+	if ev := f.lastEvent("replicas_stopped"); !strings.Contains(ev.Reason, "1 replica(s)") {
+		t.Fatalf("history: %+v", ev)
 	}
 }

@@ -41,6 +41,7 @@ func (c *Controller) Reconcile(ctx context.Context) {
 		return
 	}
 	defer c.recordHolding(ctx) // the retained pool put to sleep: GPUs asleep from now
+	c.stopOrphans(ctx)
 	st, _, _ := c.snapshot()
 	for _, d := range st.Deployments {
 		if len(d.PendingHooks) > 0 {

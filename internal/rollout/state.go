@@ -51,6 +51,10 @@ type State struct {
 	// Launch is the launch in progress through the agents, nil without
 	// one (see launch.go). Commits replace it, never change it in place.
 	Launch *LaunchState `json:"launch,omitempty"`
+	// Orphans are replicas the controller started through the agents
+	// that no pool holds any more and that must still be stopped (see
+	// orphans.go).
+	Orphans []LaunchedReplica `json:"orphans,omitempty"`
 }
 
 // PoolSpec is what a pool serves.

@@ -50,6 +50,9 @@ func (c *Controller) Status() api.Status {
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()
 	s.Cost = apiCost(st.Cost)
+	for _, r := range st.Orphans {
+		s.Orphans = append(s.Orphans, api.LaunchReplica{Agent: r.Agent, ID: r.ID, URL: r.URL, GPUs: r.GPUs, State: "stopping"})
+	}
 	if l := st.Launch; l != nil {
 		s.Launch = &api.Launch{Model: l.Model, Since: l.Since, Replicas: []api.LaunchReplica{}}
 		for _, sl := range l.Slots {
