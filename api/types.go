@@ -134,6 +134,19 @@ type Cost struct {
 	OverlapGPUSeconds float64 `json:"overlap_gpu_seconds"`
 }
 
+// Of returns the usage of pool in state, zero when c (nil too) has none.
+func (c *Cost) Of(pool, state string) GPUUsage {
+	if c == nil {
+		return GPUUsage{}
+	}
+	for _, u := range c.Usage {
+		if u.Pool == pool && u.State == state {
+			return u
+		}
+	}
+	return GPUUsage{}
+}
+
 // GPUUsage is what one pool holds in one state.
 type GPUUsage struct {
 	Pool string `json:"pool"`

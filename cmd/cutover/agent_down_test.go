@@ -103,13 +103,6 @@ launch: {replicas: 1, gpus_per_replica: 1, ready_timeout: 1m}
 
 // gpuUsage returns the GPU-seconds and GPUs of pool/state in c.
 func gpuUsage(c *api.Cost, pool, state string) (float64, int) {
-	if c == nil {
-		return 0, 0
-	}
-	for _, u := range c.Usage {
-		if u.Pool == pool && u.State == state {
-			return u.GPUSeconds, u.GPUs
-		}
-	}
-	return 0, 0
+	u := c.Of(pool, state)
+	return u.GPUSeconds, u.GPUs
 }

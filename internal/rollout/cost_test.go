@@ -27,15 +27,8 @@ func (l *urlLauncher) Stop(context.Context, []LaunchedReplica) error { return ni
 
 // usageOf returns the GPU-seconds of pool/state in c, and the GPUs held.
 func usageOf(c *api.Cost, pool, state string) (float64, int) {
-	if c == nil {
-		return 0, 0
-	}
-	for _, u := range c.Usage {
-		if u.Pool == pool && u.State == state {
-			return u.GPUSeconds, u.GPUs
-		}
-	}
-	return 0, 0
+	u := c.Of(pool, state)
+	return u.GPUSeconds, u.GPUs
 }
 
 // within1pc fails unless got is within 1 % of want.
