@@ -49,13 +49,19 @@ launch: {replicas: 2, ready_timeout: 2m}
 		}
 		return true
 	}
-	before := awaitGatewayStatus(t, client, "the launch's 2 replicas started", started)
+	before := awaitGatewayStatus(t, client, "the launch's 2 replicas started, holding 4 GPU-s", func(s *api.Status) bool {
+		return started(s) && s.Cost != nil && s.Cost.Of("green", "candidate").GPUSeconds >= 4
+	})
 
 	_ = p.cmd.Process.Kill()
 	p.exitCode(t, 10*time.Second)
 	p = start(t, env, "serve", "--config", cfg)
 	waitAdmin(t, p, client)
 	after := awaitGatewayStatus(t, client, "the launch carried on", started)
+	// The GPU-seconds are in the state: the kill lost none of them.
+	if after.Cost == nil || after.Cost.Of("green", "candidate").GPUSeconds < before.Cost.Of("green", "candidate").GPUSeconds {
+		t.Fatalf("GPU accounting after the kill %+v, before %+v: want no less", after.Cost, before.Cost)
+	}
 	ids := func(s *api.Status) []string {
 		var out []string
 		for _, r := range s.Launch.Replicas {
