@@ -609,15 +609,17 @@
   }
 
   // renderCapacity shows the GPUs each pool holds by state with their
-  // GPU-seconds (api.Cost), each agent up or down, and a launch in
-  // progress replica by replica. Hidden without agents or GPUs.
+  // GPU-seconds (api.Cost), each agent up or down, a launch in progress
+  // replica by replica, and the replicas still to stop. Hidden without
+  // any of them.
   function renderCapacity(st) {
     const cost = st.cost && st.cost.usage && st.cost.usage.length ? st.cost : null;
     const agents = st.agents || [];
     const launch = st.launch || null;
-    if (!changed('capacity', [cost, agents, launch])) return;
+    const orphans = st.orphans || [];
+    if (!changed('capacity', [cost, agents, launch, orphans])) return;
     const card = $('capacity');
-    card.hidden = !cost && !agents.length && !launch;
+    card.hidden = !cost && !agents.length && !launch && !orphans.length;
     if (card.hidden) return;
     const parts = [];
     if (cost) {
@@ -638,6 +640,11 @@
       parts.push(h('div', { class: 'subhead' }, `Launching ${launch.model}`));
       parts.push(h('ul', { class: 'agents', 'data-testid': 'launch' }, launch.replicas.map((r) => h('li', {},
         h('b', {}, r.agent), ` ${r.state}`, r.id ? ` · ${r.id} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})` : '', r.error ? ` · ${r.error}` : ''))));
+    }
+    if (orphans.length) {
+      parts.push(h('div', { class: 'subhead' }, 'In no pool, still to stop (retried while the agent does not answer)'));
+      parts.push(h('ul', { class: 'agents', 'data-testid': 'orphans' }, orphans.map((r) => h('li', {},
+        h('b', {}, r.agent), ` ${r.id} · ${r.url} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})`))));
     }
     $('capacity-body').replaceChildren(...parts);
   }
