@@ -113,7 +113,10 @@ func (c *Controller) launchFor(ctx context.Context, actor string, req api.Deploy
 			return nil, refuse("launch_in_progress", "launch %s of %s through the agents (since %s) is still in progress; wait for it", l.ID, l.Model, stamp(l.Since))
 		}
 		now := c.now().UTC()
-		ls = &LaunchState{ID: fmt.Sprintf("launch-r%d", c.rev+1), Model: req.Model, Since: now, Actor: actor, APIKeyFile: req.APIKeyFile, Force: req.Force}
+		c.mu.Lock()
+		rev := c.rev + 1 // the revision this commit writes: a unique key prefix
+		c.mu.Unlock()
+		ls = &LaunchState{ID: fmt.Sprintf("launch-r%d", rev), Model: req.Model, Since: now, Actor: actor, APIKeyFile: req.APIKeyFile, Force: req.Force}
 		s.Launch = ls
 		return []event{{Action: "launch", Reason: fmt.Sprintf("launching replicas of %s through the agents (%s)", req.Model, ls.ID)}}, nil
 	})
