@@ -182,6 +182,7 @@ func printStatus(w io.Writer, s *api.Status) {
 		}
 	}
 	_ = tw.Flush()
+	printCapacity(w, s)
 	if s.Deployment != nil {
 		printDeployment(w, s.Deployment)
 	}
@@ -285,7 +286,11 @@ func printHistory(w io.Writer, h *api.History) {
 		if e.Forced {
 			action += " (forced)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, action, change, e.Actor, e.Reason)
+		reason := e.Reason
+		if e.Cost != nil {
+			reason += " [gpu: " + costLine(e.Cost, false) + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, action, change, e.Actor, reason)
 	}
 	_ = tw.Flush()
 }

@@ -208,6 +208,11 @@ type Pool struct {
 	// checks, warm-up, synthetic tests, shadow copies and proxied
 	// requests. Empty means none.
 	APIKeyFile string `yaml:"api_key_file"`
+	// GPUsPerReplica is how many GPUs each of Replicas holds, for the GPU
+	// accounting only (cutover did not start them, so it cannot know).
+	// Zero: they count none. Replicas started through the agents count
+	// what their agent gave them.
+	GPUsPerReplica int `yaml:"gpus_per_replica"`
 }
 
 // Health configures active health checks of every replica.
@@ -481,6 +486,9 @@ func (c *Config) Validate() error {
 		key := "pools." + name
 		if len(p.Replicas) > 0 && p.Model == "" {
 			add(key+".model", "must be set: the model id the pool serves")
+		}
+		if p.GPUsPerReplica < 0 {
+			add(key+".gpus_per_replica", "%d: must be 0 or more", p.GPUsPerReplica)
 		}
 		for i, r := range p.Replicas {
 			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)

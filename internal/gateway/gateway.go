@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/metrics"
@@ -37,7 +38,8 @@ type Gateway struct {
 	outlier *pool.Outlier
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
-	lb      lbDriver // external load balancer (driver.go); nil for builtin
+	agents  *agentLauncher // nil without agents (launch.go, agents.go)
+	lb      lbDriver       // external load balancer (driver.go); nil for builtin
 	metrics *metrics.Metrics
 	history *metrics.History // the last hour of traffic, for the dashboard
 	// observers receive every request's observation; set before serving.
@@ -194,15 +196,21 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	for i, w := range ro.Warmup.Requests {
 		warm[i] = rollout.WarmupRequest{Prompt: w.Prompt, Stream: w.Stream, MaxTokens: w.MaxTokens}
 	}
-	launcher, err := newLauncher(cfg, log)
+	agents, err := newLauncher(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	var launcher rollout.Launcher
+	var agentStates func() []api.AgentStatus
+	if agents != nil {
+		g.agents, launcher, agentStates = agents, agents, agents.Agents
 	}
 	checkNewCtx, stopCheckNew := context.WithCancel(context.Background())
 	g.stopCheckNew = stopCheckNew
 	g.ctrl, err = rollout.New(rollout.Options{
 		CheckNew:     func(rs []*pool.Replica) { go g.checker.CheckNew(checkNewCtx, rs) },
 		Launcher:     launcher,
+		Agents:       agentStates,
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,
@@ -325,6 +333,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() { g.runScraper(hctx) })
 	wg.Go(func() { g.runControl(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
+	if g.agents != nil {
+		wg.Go(func() { g.agents.runWatch(hctx) })
+	}
 	hup, stopHUP := g.notifyHUP()
 	defer stopHUP()
 	wg.Go(func() { g.runTLS(hctx, hup) })

@@ -147,6 +147,11 @@ type Options struct {
 	// none, and stops them at retirement (see launch.go). Nil: every
 	// deployment names its replicas.
 	Launcher Launcher
+	// Agents returns the agents as last checked (up or down, their
+	// replicas); nil without agents. A promote onto replicas started
+	// through an agent that is down, or that no longer lists them
+	// running, is refused (see View.canSee).
+	Agents func() []api.AgentStatus
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.
@@ -197,6 +202,10 @@ type Controller struct {
 	val   valState          // the validation window in progress (not persisted)
 	// autoRetry backs off refused auto-promotions, per deployment.
 	autoRetry map[string]retry
+	// orphanRetry backs off stopping State.Orphans; released are the
+	// launched replicas just stopped (orphans.go).
+	orphanRetry retry
+	released    map[string]bool
 
 	sleep sleepTracker // retention_mode: sleep; see sleep.go
 
@@ -328,11 +337,18 @@ func (c *Controller) Start(ctx context.Context) error {
 // pool or a pool's spec changed.
 func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) ([]event, error)) error {
 	c.mu.Lock()
-	next, rev := c.st.clone(), c.rev
+	cur, next, rev := c.st, c.st.clone(), c.rev
 	c.mu.Unlock()
 	evs, err := fn(&next)
 	if err != nil {
 		return err
+	}
+	c.keepOrphans(&cur, &next)
+	c.account(&next, c.now().UTC())
+	for i := range evs {
+		if d := next.find(evs[i].Deployment); d != nil && evs[i].To != "" {
+			evs[i].Cost = deploymentCost(d)
+		}
 	}
 	if len(evs) > 0 {
 		next.GuardRevision = rev + 1

@@ -22,7 +22,48 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if strings.TrimSpace(req.Model) == "" {
 		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
 	}
-	var launched, stale []LaunchedReplica
+	if len(req.Replicas) > 0 {
+		return c.deploy(ctx, actor, req, nil, "")
+	}
+	// Refuse before starting anything when the deployment would be
+	// refused anyway; decided again after the launch.
+	c.tmu.Lock()
+	v := c.view()
+	dec := decideDeploy(v, req)
+	c.tmu.Unlock()
+	if !dec.Allowed {
+		return api.DeployResult{}, dec.refusal()
+	}
+	c.stopStaleStandby(ctx, v.State, dec.Forced)
+	l, id, err := c.launchFor(ctx, actor, req)
+	if err != nil {
+		return api.DeployResult{}, err
+	}
+	return c.deployLaunched(ctx, actor, req, id, l)
+}
+
+// deployLaunched makes the deployment of the replicas launch id started;
+// refused, it stops them and clears the launch.
+func (c *Controller) deployLaunched(ctx context.Context, actor string, req api.DeployRequest, id string, l []LaunchedReplica) (api.DeployResult, error) {
+	req.Replicas = launchedURLs(l)
+	res, err := c.deploy(ctx, actor, req, l, id)
+	if err == nil {
+		return res, nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if serr := c.stopLaunched(sctx, l); serr != nil {
+		c.log.Error("stopping the replicas launched for a refused deployment", "model", req.Model, "err", serr)
+	}
+	c.endLaunch(sctx, id, fmt.Sprintf("the deployment of launch %s (%s) was refused, its replicas stopped: %v", id, req.Model, err))
+	return res, err
+}
+
+// deploy makes the deployment of req's replicas; launched are those the
+// agents started for it (launch launchID, cleared from the state with
+// the deployment's commit), none when the request named them.
+func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployRequest, launched []LaunchedReplica, launchID string) (api.DeployResult, error) {
+	var stale []LaunchedReplica
 	deployed := false
 	defer func() {
 		// Replicas given with --replica replaced the standby's launched
@@ -31,37 +72,12 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
 			if err := c.stopLaunched(sctx, stale); err != nil {
-				c.log.Warn("stopping the standby pool's previous agent replicas", "err", err)
-			}
-		}
-	}()
-	if len(req.Replicas) == 0 {
-		// Refuse before starting anything when the deployment would be
-		// refused anyway; decided again below, after the launch.
-		c.tmu.Lock()
-		v := c.view()
-		dec := decideDeploy(v, req)
-		c.tmu.Unlock()
-		if !dec.Allowed {
-			return api.DeployResult{}, dec.refusal()
-		}
-		c.stopStaleStandby(ctx, v.State, dec.Forced)
-		l, err := c.launchFor(ctx, req.Model)
-		if err != nil {
-			return api.DeployResult{}, err
-		}
-		launched, req.Replicas = l, launchedURLs(l)
-		defer func() {
-			if deployed {
+				c.log.Warn("stopping the standby pool's previous agent replicas; retried as orphans", "err", err)
 				return
 			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-			defer cancel()
-			if err := c.stopLaunched(sctx, launched); err != nil {
-				c.log.Error("stopping the replicas launched for a refused deployment", "model", req.Model, "err", err)
-			}
-		}()
-	}
+			c.forgetOrphans(sctx, stale)
+		}
+	}()
 	replicas := make([]string, 0, len(req.Replicas))
 	for i, raw := range req.Replicas {
 		u, err := pool.NormalizeURL(raw)
@@ -81,6 +97,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	v := c.view()
+	if l := v.State.Launch; l != nil && l.ID == launchID {
+		v.State.Launch = nil // its own launch, done
+	}
 	st := v.State
 	target := standby(st)
 	live := c.specOf(st, st.Live)
@@ -104,8 +123,11 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 		stale = slices.Clone(c.specOf(st, target).Launched)
 	}
 	var res api.DeployResult
-	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		now := c.now().UTC()
+		if launchID != "" && s.Launch != nil && s.Launch.ID == launchID {
+			s.Launch = nil // its replicas are the deployment's now
+		}
 		s.NextID++
 		d := &Deployment{
 			ID: fmt.Sprintf("d-%d", s.NextID), Pool: target, Model: req.Model, Replicas: replicas,
