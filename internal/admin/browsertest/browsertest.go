@@ -33,11 +33,15 @@ func Require(t testing.TB) {
 
 // Browser is one headless Chromium tab for a test.
 type Browser struct {
-	t   testing.TB
-	ctx context.Context
+	t       testing.TB
+	ctx     context.Context
+	console *console
+}
 
-	mu      sync.Mutex
-	console []string // exceptions and CSP violations the page reported; guarded by mu
+// console holds the exceptions and CSP violations the page reported.
+type console struct {
+	mu   sync.Mutex
+	msgs []string // guarded by mu
 }
 
 // Start starts Chromium with one tab, stopped when ctx ends or t's
@@ -63,7 +67,7 @@ func Start(ctx context.Context, t testing.TB) *Browser {
 		cancelTab()
 		cancelAlloc()
 	})
-	b := &Browser{t: t, ctx: bctx}
+	b := &Browser{t: t, ctx: bctx, console: &console{}}
 	messages := chromedp.Console(bctx) // starts the browser
 	go func() {
 		for m, err := range messages {
@@ -71,13 +75,19 @@ func Start(ctx context.Context, t testing.TB) *Browser {
 				return
 			}
 			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
-				b.mu.Lock()
-				b.console = append(b.console, m.String())
-				b.mu.Unlock()
+				b.console.mu.Lock()
+				b.console.msgs = append(b.console.msgs, m.String())
+				b.console.mu.Unlock()
 			}
 		}
 	}()
 	return b
+}
+
+// For returns the same tab for t, a subtest of the test that started it:
+// its steps fail t.
+func (b *Browser) For(t testing.TB) *Browser {
+	return &Browser{t: t, ctx: b.ctx, console: b.console}
 }
 
 // Login opens the dashboard at url (such as "http://127.0.0.1:8081/") and
@@ -175,9 +185,9 @@ func (b *Browser) Screenshot(name string) {
 // reported.
 func (b *Browser) CheckConsole() {
 	b.t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, m := range b.console {
+	b.console.mu.Lock()
+	defer b.console.mu.Unlock()
+	for _, m := range b.console.msgs {
 		b.t.Errorf("page console: %s", m)
 	}
 }

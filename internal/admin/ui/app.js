@@ -560,6 +560,8 @@
     if (isSet(prot.retained_until)) rows.push(['Rollback until', fmtClock(prot.retained_until)]);
     if (isSet(d.retired_at)) rows.push(['Retired', `${d.from} at ${fmtClock(d.retired_at)}`]);
     if (d.pending_hooks && d.pending_hooks.length) rows.push(['Pending hooks', d.pending_hooks.join(', ')]);
+    const merged = fleetSources(d);
+    if (merged) rows.push(['Fleet', h('span', { dataset: { testid: 'fleet-sources' } }, merged)]);
 
     const parts = [
       h('div', { class: 'dep-title' }, `${d.id}: ${d.model} → ${d.pool}`),
@@ -599,6 +601,20 @@
         h('tbody', {}, d.hooks.slice().reverse().map(hookRow))));
     }
     body.replaceChildren(...parts);
+  }
+
+  // fleetSources says how many gateways of a fleet the gates' samples and
+  // the shadow pairs come from (gates_from_gateways, shadow_from_gateways,
+  // as `cutover status` prints them); "" for a single gateway, which has
+  // neither.
+  function fleetSources(d) {
+    const gates = Number(d.gates_from_gateways) || 0;
+    const shadow = Number(d.shadow_from_gateways) || 0;
+    const gateways = (n) => `${fmtInt(n)} gateway${n === 1 ? '' : 's'}`;
+    if (gates > 0 && shadow > 0) return `gate samples from ${gateways(gates)}, shadow pairs from ${fmtInt(shadow)}`;
+    if (gates > 0) return `gate samples from ${gateways(gates)}`;
+    if (shadow > 0) return `shadow pairs from ${gateways(shadow)}`;
+    return '';
   }
 
   function hookResult(o) {
