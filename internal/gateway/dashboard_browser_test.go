@@ -111,7 +111,8 @@ func TestDashboardInBrowser(t *testing.T) {
 }
 
 // chromiumPath, startBrowser and browser's lower-case methods are the
-// names fleet_test.go still uses for browsertest's.
+// names this package's tests used before browsertest (fleet_test.go still
+// does; tests on other branches may too). New tests use browsertest.
 const chromiumPath = browsertest.ChromiumPath
 
 type browser struct {
@@ -132,4 +133,24 @@ func (b browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 func (b browser) waitText(sel, want string, exact bool) {
 	b.t.Helper()
 	b.WaitText(sel, want, exact)
+}
+
+func (b browser) waitButton(id, state, reason string) {
+	b.t.Helper()
+	b.WaitButton(id, state, reason)
+}
+
+func (b browser) waitJS(what, cond string) {
+	b.t.Helper()
+	b.WaitJS(what, cond)
+}
+
+func (b browser) screenshot(name string) {
+	b.t.Helper()
+	b.Screenshot(name)
+}
+
+func (b browser) checkConsole() {
+	b.t.Helper()
+	b.CheckConsole()
 }
