@@ -562,6 +562,8 @@
     if (isSet(d.retired_at)) rows.push(['Retired', `${d.from} at ${fmtClock(d.retired_at)}`]);
     if (d.pending_hooks && d.pending_hooks.length) rows.push(['Pending hooks', d.pending_hooks.join(', ')]);
     if (d.cost) rows.push(['GPU overlap', `${gpuSecs(d.cost.overlap_gpu_seconds)} (both pools holding GPUs)`]);
+    const merged = fleetSources(d);
+    if (merged) rows.push(['Fleet', h('span', { dataset: { testid: 'fleet-sources' } }, merged)]);
 
     const parts = [
       h('div', { class: 'dep-title' }, `${d.id}: ${d.model} → ${d.pool}`),
@@ -647,6 +649,20 @@
         h('b', {}, r.agent), ` ${r.id} · ${r.url} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})`))));
     }
     $('capacity-body').replaceChildren(...parts);
+  }
+
+  // fleetSources says how many gateways of a fleet the gates' samples and
+  // the shadow pairs come from (gates_from_gateways, shadow_from_gateways,
+  // as `cutover status` prints them); "" for a single gateway, which has
+  // neither.
+  function fleetSources(d) {
+    const gates = Number(d.gates_from_gateways) || 0;
+    const shadow = Number(d.shadow_from_gateways) || 0;
+    const gateways = (n) => `${fmtInt(n)} gateway${n === 1 ? '' : 's'}`;
+    if (gates > 0 && shadow > 0) return `gate samples from ${gateways(gates)}, shadow pairs from ${fmtInt(shadow)}`;
+    if (gates > 0) return `gate samples from ${gateways(gates)}`;
+    if (shadow > 0) return `shadow pairs from ${gateways(shadow)}`;
+    return '';
   }
 
   function hookResult(o) {
