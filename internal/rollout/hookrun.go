@@ -33,12 +33,27 @@ var leftoverGrace = 10 * time.Second
 // while it runs. The caller's commit of the outcome clears the record
 // (clearRunning), and forgetRunning does if that commit did not happen.
 func (c *Controller) runTracked(ctx context.Context, d *Deployment, spec hook.Spec, p hook.Payload) hook.Outcome {
+	return c.runRecorded(ctx, d, spec, p, false)
+}
+
+// runTrackedLocked is runTracked for a caller that holds tmu (promote,
+// which runs the before_promote hooks itself). The caller's commit of the
+// outcome clears the record.
+func (c *Controller) runTrackedLocked(ctx context.Context, d *Deployment, spec hook.Spec, p hook.Payload) hook.Outcome {
+	return c.runRecorded(ctx, d, spec, p, true)
+}
+
+// runRecorded runs the hook, recording its process group in the state
+// while it runs; locked says whether the caller holds tmu.
+func (c *Controller) runRecorded(ctx context.Context, d *Deployment, spec hook.Spec, p hook.Payload, locked bool) hook.Outcome {
 	tr := &hook.Trace{Started: func(pgid int) {
 		if pgid <= 1 {
 			return
 		}
-		c.tmu.Lock()
-		defer c.tmu.Unlock()
+		if !locked {
+			c.tmu.Lock()
+			defer c.tmu.Unlock()
+		}
 		err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
 			s.RunningHooks = append(s.RunningHooks, RunningHook{RunID: p.RunID, Deployment: d.ID, Event: p.Event,
 				Hook: spec.Name(), PGID: pgid, Started: c.now().UTC(), Gateway: c.opts.Gateway})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
 )
 
@@ -133,5 +134,65 @@ func TestStartEndsLeftoverHook(t *testing.T) {
 	c.Reconcile(context.Background())
 	if b, _ := os.ReadFile(seen); strings.TrimSpace(string(b)) != runID {
 		t.Errorf("the re-run saw CUTOVER_HOOK_RUN_ID=%q, want the leftover's %q", b, runID)
+	}
+}
+
+// TestBeforePromoteHookRecordsItsProcessGroup: a before_promote hook,
+// run inside the promote request, is recorded as running like the other
+// hooks (a regression: it was not, so a cutover killed -9 while it ran
+// left it running unseen after the restart, and the next promote ran it
+// a second time alongside it); the outcome clears the record.
+func TestBeforePromoteHookRecordsItsProcessGroup(t *testing.T) {
+	tmp := t.TempDir()
+	release := filepath.Join(tmp, "release")
+	o, st := boltOptions(t, t.TempDir(), nil)
+	defer st.Close()
+	o.Hooks = map[string][]hook.Spec{"before_promote": {{Command: []string{"sh", "-c",
+		`while [ ! -e ` + release + ` ]; do sleep 0.02; done`}}}}
+	c := mustStart(t, o)
+	c.tmu.Lock()
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		d := &Deployment{ID: "d-1", Pool: "green", Model: "m2", Replicas: []string{"http://127.0.0.1:2"}, From: "blue", FromModel: "m1"}
+		d.enter(PhaseReady, time.Now().UTC(), "validation passed", time.Time{})
+		s.Deployments = append(s.Deployments, d)
+		return nil, nil
+	})
+	c.tmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Promote(context.Background(), "op", api.PromoteRequest{})
+		done <- err
+	}()
+	var running RunningHook
+	for i := 0; ; i++ {
+		if s, _, _ := c.snapshot(); len(s.RunningHooks) == 1 {
+			running = s.RunningHooks[0]
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("promote ended (%v) without the running before_promote hook ever being recorded", err)
+		default:
+		}
+		if i == 3000 {
+			_ = os.WriteFile(release, nil, 0o600)
+			t.Fatal("the running before_promote hook was never recorded in the state")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if running.Event != "before_promote" || running.Deployment != "d-1" || running.PGID <= 1 || !strings.HasPrefix(running.RunID, "d-1.before_promote.r") {
+		t.Errorf("recorded %+v, want d-1's before_promote run with its process group", running)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	if s, _, _ := c.snapshot(); len(s.RunningHooks) != 0 || s.Live != "green" {
+		t.Errorf("after the promote: live %s, running hooks %+v; want green and none", s.Live, s.RunningHooks)
 	}
 }
