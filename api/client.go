@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -151,6 +152,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The gateway may well be there and still at work (a
+			// promote runs its before_promote hooks): not "unreachable".
+			return fmt.Errorf("admin API %s %s at %s: no answer before the timeout: %w", method, path, c.BaseURL, err)
+		}
 		return fmt.Errorf("admin API unreachable at %s: %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClientTimeoutIsNotUnreachable: a gateway that has not answered when
+// the caller's deadline passes is reported as such, not as unreachable (a
+// regression: `cutover promote` cut off while a before_promote hook ran
+// said "admin API unreachable"); a refused connection still is.
+func TestClientTimeoutIsNotUnreachable(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+
+	tests := []struct {
+		name, url   string
+		want, never string
+	}{
+		{"slow answer", srv.URL, "no answer before the timeout", "unreachable"},
+		{"nothing listening", closed, "unreachable", "no answer before the timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			c := &Client{BaseURL: tt.url, Token: "t"}
+			_, err := c.Promote(ctx)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), tt.never) {
+				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}
