@@ -470,6 +470,9 @@ func (c *Config) Validate() error {
 		if len(p.Replicas) > 0 && p.Model == "" {
 			add(key+".model", "must be set: the model id the pool serves")
 		}
+		if err := pool.CheckModelID(p.Model); err != nil {
+			add(key+".model", "%v", err)
+		}
 		for i, r := range p.Replicas {
 			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)
 			norm, err := NormalizeReplicaURL(r)

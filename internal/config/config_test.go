@@ -120,6 +120,8 @@ func TestParseErrors(t *testing.T) {
 			"pools.blue.replicas", 4, []string{`"blue"`, "at least one replica"}},
 		{"pool with replicas but no model", strings.Replace(minimal, "    model: m-2\n", "", 1),
 			"pools.green.model", 5, []string{"must be set"}},
+		{"model id with a terminal escape", strings.Replace(minimal, "model: m-2", `model: "m-2\e[2J"`, 1),
+			"pools.green.model", 6, []string{"control character"}},
 		{"replica without scheme", strings.Replace(minimal, "http://127.0.0.1:8002", "127.0.0.1:8002", 1),
 			"pools.green.replicas[0]", 7, []string{"127.0.0.1:8002"}},
 		{"replica host:port only", strings.Replace(minimal, "http://127.0.0.1:8002", "localhost:8002", 1),
