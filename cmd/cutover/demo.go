@@ -25,6 +25,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // demoModels are the two versions the demo's pools serve.
@@ -160,6 +161,12 @@ to try. Ctrl-C stops everything cleanly.`,
 				stateDir = dir
 			}
 			cfg.StateDir = stateDir
+			if live := persistedLive(stateDir); live != "" {
+				// The demo's config is not the user's: its live pool
+				// follows the state, so a restart does not warn that
+				// they differ.
+				cfg.Live = live
+			}
 			if err := saveDemoAddrs(stateDir, addrs); err != nil {
 				return err
 			}
@@ -229,6 +236,23 @@ func loadDemoAddrs(dir string) demoAddrs {
 		return nil
 	}
 	return a
+}
+
+// persistedLive is the live pool the state file in dir holds, "" when
+// there is none (a first run, a fleet's state in etcd) or it cannot be
+// read (the start reports that itself).
+func persistedLive(dir string) string {
+	sum, err := store.CheckFile(filepath.Join(dir, store.DBFile))
+	if err != nil || sum.Doc == nil {
+		return ""
+	}
+	var doc struct {
+		Live string `json:"live"`
+	}
+	if json.Unmarshal(sum.Doc, &doc) != nil || !slices.Contains(config.PoolNames, doc.Live) {
+		return ""
+	}
+	return doc.Live
 }
 
 // saveDemoAddrs writes the replicas' addresses for the next run.
@@ -312,6 +336,7 @@ func selfCommand() string {
 }
 
 func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string, spare, simulated []string) {
+	w = termWriter{w} // model ids and URLs from a restored state
 	self := selfCommand()
 	adminURL := "http://" + gw.AdminAddr()
 	adminFlag := ""
