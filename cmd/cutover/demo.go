@@ -212,7 +212,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
 	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")
 	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
-	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for 30s, then 50 % until cutover promote (sessions kept by X-Session-Id)")
+	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for at least 30s (until the gates have their samples: about a minute at the default --traffic), then 50 % until cutover promote (sessions kept by X-Session-Id)")
 	return cmd
 }
 
