@@ -246,13 +246,20 @@ func persistedLive(dir string) string {
 	if err != nil || sum.Doc == nil {
 		return ""
 	}
-	var doc struct {
+	live, _ := stateLive(sum.Doc)
+	return live
+}
+
+// stateLive reads the live pool of a state document; ok is false when
+// the document is not JSON or names no configured pool (blue, green).
+func stateLive(doc []byte) (live string, ok bool) {
+	var st struct {
 		Live string `json:"live"`
 	}
-	if json.Unmarshal(sum.Doc, &doc) != nil || !slices.Contains(config.PoolNames, doc.Live) {
-		return ""
+	if json.Unmarshal(doc, &st) != nil || !slices.Contains(config.PoolNames, st.Live) {
+		return "", false
 	}
-	return doc.Live
+	return st.Live, true
 }
 
 // saveDemoAddrs writes the replicas' addresses for the next run.
