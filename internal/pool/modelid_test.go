@@ -7,8 +7,10 @@ import (
 
 // TestCheckModelID: control characters and non-UTF-8 bytes are refused
 // (a regression: a deployment's model id with a terminal escape was
-// stored and printed raw by the demo's banner); ordinary ids, paths
-// (vLLM's default served name) and spaces pass.
+// stored and printed raw by the demo's banner), and so is a leading "-"
+// (a regression: `cutover deploy --model --trust-remote-code` without
+// --replica had an agent run `vllm serve --trust-remote-code`); ordinary
+// ids, paths (vLLM's default served name) and spaces pass.
 func TestCheckModelID(t *testing.T) {
 	tests := []struct {
 		id, want string
@@ -23,6 +25,9 @@ func TestCheckModelID(t *testing.T) {
 		{"evil\x1b]0;pwned\x07", "control character"},
 		{"a\u0085b", "control character"},
 		{"bad\xffutf8", "not UTF-8"},
+		{"--trust-remote-code", "option"},
+		{"-m", "option"},
+		{"llama-3-", ""},
 	}
 	for _, tt := range tests {
 		err := CheckModelID(tt.id)
