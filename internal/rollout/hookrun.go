@@ -84,6 +84,15 @@ func (c *Controller) forgetRunning(ctx context.Context, ids ...string) {
 	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
+	c.forgetRunningLocked(ctx, ids...)
+}
+
+// forgetRunningLocked is forgetRunning for a caller that holds tmu.
+func (c *Controller) forgetRunningLocked(ctx context.Context, ids ...string) {
+	st, _, _ := c.snapshot()
+	if !slices.ContainsFunc(st.RunningHooks, func(h RunningHook) bool { return slices.Contains(ids, h.RunID) }) {
+		return
+	}
 	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
 		s.clearRunning(ids...)
 		return nil, nil

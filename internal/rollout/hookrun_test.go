@@ -9,12 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // withPendingHook commits a finished deployment d-1 whose on_deploy hooks
@@ -194,5 +196,74 @@ func TestBeforePromoteHookRecordsItsProcessGroup(t *testing.T) {
 	}
 	if s, _, _ := c.snapshot(); len(s.RunningHooks) != 0 || s.Live != "green" {
 		t.Errorf("after the promote: live %s, running hooks %+v; want green and none", s.Live, s.RunningHooks)
+	}
+}
+
+// conflictOnce is a bbolt store whose Put fails once with a conflict when
+// armed, as a write by another gateway would make it.
+type conflictOnce struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *conflictOnce) Put(ctx context.Context, rev int64, data []byte, h ...[]byte) error {
+	if s.armed.CompareAndSwap(true, false) {
+		return store.ErrConflict
+	}
+	return s.Store.Put(ctx, rev, data, h...)
+}
+
+// TestBeforePromoteRecordClearedWhenOutcomeNotRecorded: when the commit of
+// a before_promote hook's outcome loses on the revision, the promote is
+// refused and the hook's running record is cleared all the same (else the
+// state would show a hook running that has ended, until the next start).
+func TestBeforePromoteRecordClearedWhenOutcomeNotRecorded(t *testing.T) {
+	tmp := t.TempDir()
+	release := filepath.Join(tmp, "release")
+	o, st := boltOptions(t, t.TempDir(), nil)
+	defer st.Close()
+	cs := &conflictOnce{Store: st}
+	o.Store = cs
+	o.Hooks = map[string][]hook.Spec{"before_promote": {{Command: []string{"sh", "-c",
+		`while [ ! -e ` + release + ` ]; do sleep 0.02; done`}}}}
+	c := mustStart(t, o)
+	c.tmu.Lock()
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		d := &Deployment{ID: "d-1", Pool: "green", Model: "m2", Replicas: []string{"http://127.0.0.1:2"}, From: "blue", FromModel: "m1"}
+		d.enter(PhaseReady, time.Now().UTC(), "validation passed", time.Time{})
+		s.Deployments = append(s.Deployments, d)
+		return nil, nil
+	})
+	c.tmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Promote(context.Background(), "op", api.PromoteRequest{})
+		done <- err
+	}()
+	for i := 0; ; i++ {
+		if s, _, _ := c.snapshot(); len(s.RunningHooks) == 1 {
+			break
+		}
+		if i == 3000 {
+			_ = os.WriteFile(release, nil, 0o600)
+			t.Fatal("the running before_promote hook was never recorded in the state")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cs.armed.Store(true) // the outcome's commit loses
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("promote succeeded although its outcome was not recorded")
+	}
+	if s, _, _ := c.snapshot(); len(s.RunningHooks) != 0 || s.Live != "blue" {
+		t.Errorf("after the refused promote: live %s, running hooks %+v; want blue and none", s.Live, s.RunningHooks)
+	}
+	if rec, err := st.Get(context.Background()); err != nil || strings.Contains(string(rec.Data), "running_hooks") {
+		t.Errorf("the stored state still records a running hook (%v): %s", err, rec.Data)
 	}
 }

@@ -122,6 +122,9 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		// The outcome is recorded (and the running record cleared) even
 		// when the caller went away meanwhile.
 		if err := c.commit(context.WithoutCancel(ctx), actor, rec); err != nil {
+			// Not recorded (the state moved on meanwhile): the hook
+			// has ended all the same, so its running record goes.
+			c.forgetRunningLocked(context.WithoutCancel(ctx), pl.RunID)
 			return api.SwitchResult{}, err
 		}
 		if !o.OK {
