@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 )
 
 // Client calls a gateway's admin API.
@@ -156,6 +157,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			// The gateway may well be there and still at work (a
 			// promote runs its before_promote hooks): not "unreachable".
 			return fmt.Errorf("admin API %s %s at %s: no answer before the timeout: %w", method, path, c.BaseURL, err)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			// It was reached: whether a change was made is unknown.
+			return fmt.Errorf("admin API %s %s at %s: the connection closed before an answer (did the gateway stop?); check the status to see whether it took effect: %w", method, path, c.BaseURL, err)
 		}
 		return fmt.Errorf("admin API unreachable at %s: %w", c.BaseURL, err)
 	}

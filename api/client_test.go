@@ -11,9 +11,11 @@ import (
 )
 
 // TestClientTimeoutIsNotUnreachable: a gateway that has not answered when
-// the caller's deadline passes is reported as such, not as unreachable (a
-// regression: `cutover promote` cut off while a before_promote hook ran
-// said "admin API unreachable"); a refused connection still is.
+// the caller's deadline passes, or that closed the connection before its
+// answer, is reported as such, not as unreachable (a regression: `cutover
+// promote` cut off while a before_promote hook ran, or whose gateway was
+// killed meanwhile, said "admin API unreachable", as if nothing could
+// have happened); a refused connection still is.
 func TestClientTimeoutIsNotUnreachable(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -31,12 +33,22 @@ func TestClientTimeoutIsNotUnreachable(t *testing.T) {
 	closed := "http://" + ln.Addr().String()
 	ln.Close()
 
+	// A gateway that dies while it works on the call.
+	dies := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	}))
+	defer dies.Close()
+
 	tests := []struct {
 		name, url   string
 		want, never string
 	}{
 		{"slow answer", srv.URL, "no answer before the timeout", "unreachable"},
 		{"nothing listening", closed, "unreachable", "no answer before the timeout"},
+		{"closed before the answer", dies.URL, "closed before an answer", "unreachable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
