@@ -487,6 +487,11 @@ func (c *Config) Validate() error {
 			seen[norm] = rkey
 		}
 	}
+	if c.ModelName != "" {
+		if err := pool.CheckModelID(c.ModelName); err != nil {
+			add("model_name", "%v", err)
+		}
+	}
 	if c.Live == "" {
 		add("live", "must be set to blue or green")
 	} else if !slices.Contains(PoolNames, c.Live) {

@@ -122,6 +122,8 @@ func TestParseErrors(t *testing.T) {
 			"pools.green.model", 5, []string{"must be set"}},
 		{"model id with a terminal escape", strings.Replace(minimal, "model: m-2", `model: "m-2\e[2J"`, 1),
 			"pools.green.model", 6, []string{"control character"}},
+		{"client model name with a control character", minimal + "model_name: \"llama\\n\"\n", "model_name", 8, []string{"control character"}},
+		{"client model name like an option", minimal + "model_name: --x\n", "model_name", 8, []string{"option"}},
 		{"replica without scheme", strings.Replace(minimal, "http://127.0.0.1:8002", "127.0.0.1:8002", 1),
 			"pools.green.replicas[0]", 7, []string{"127.0.0.1:8002"}},
 		{"replica host:port only", strings.Replace(minimal, "http://127.0.0.1:8002", "localhost:8002", 1),
