@@ -183,7 +183,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("admin API %s %s: bad JSON answer: %w", method, path, err)
+		return fmt.Errorf("admin API %s %s: bad JSON answer (is %s cutover's admin address, admin.listen?): %w", method, path, c.BaseURL, err)
 	}
 	return nil
 }

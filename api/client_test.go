@@ -62,3 +62,17 @@ func TestClientTimeoutIsNotUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// TestClientNotAnAdminAPI: a 200 that is not cutover's JSON (another
+// server at that address) names the address to check (a regression: it
+// said only "bad JSON answer: invalid character 'o'").
+func TestClientNotAnAdminAPI(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok GET /api/v1/status"))
+	}))
+	defer srv.Close()
+	_, err := (&Client{BaseURL: srv.URL, Token: "t"}).Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "admin address") {
+		t.Fatalf("error %v, want one naming %s as maybe not the admin address", err, srv.URL)
+	}
+}
