@@ -124,7 +124,13 @@ func (c *Controller) endLeftoverHooks(ctx context.Context) error {
 			evs = append(evs, event{Action: "hook_leftover", Deployment: h.Deployment, Reason: fmt.Sprintf("%s was still recorded as running from before the restart and could not be ended: %v", what, err)})
 		case found:
 			c.log.Warn("ended a hook left running before the restart, before it runs again", "deployment", h.Deployment, "event", h.Event, "run_id", h.RunID, "pgid", h.PGID)
-			evs = append(evs, event{Action: "hook_leftover", Deployment: h.Deployment, Reason: what + " was still running from before the restart: ended (SIGTERM, then SIGKILL after " + leftoverGrace.String() + ") before it runs again"})
+			then := " before it runs again"
+			if h.Event == "before_promote" {
+				// It ran inside a promote request, which died with the
+				// process: nothing runs it again but the next promote.
+				then = "; the promotion it was checking did not happen: promote again to run it again"
+			}
+			evs = append(evs, event{Action: "hook_leftover", Deployment: h.Deployment, Reason: what + " was still running from before the restart: ended (SIGTERM, then SIGKILL after " + leftoverGrace.String() + ")" + then})
 		}
 	}
 	return c.commit(ctx, "controller", func(s *State) ([]event, error) {

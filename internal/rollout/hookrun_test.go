@@ -267,3 +267,48 @@ func TestBeforePromoteRecordClearedWhenOutcomeNotRecorded(t *testing.T) {
 		t.Errorf("the stored state still records a running hook (%v): %s", err, rec.Data)
 	}
 }
+
+// TestStartEndsLeftoverBeforePromoteHook: a before_promote hook left
+// running by a cutover killed during a promote is ended at the next start,
+// and the history says the promotion did not happen (a regression: it
+// said the hook would run again, which only the next promote does).
+func TestStartEndsLeftoverBeforePromoteHook(t *testing.T) {
+	dir := t.TempDir()
+	o, st := boltOptions(t, dir, nil)
+	c := mustStart(t, o)
+	runID := "d-1.before_promote.r2"
+	leftover := exec.Command("sleep", "60")
+	leftover.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	leftover.Env = append(os.Environ(), hook.RunIDEnv+"="+runID)
+	if err := leftover.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- leftover.Wait() }()
+	t.Cleanup(func() { _ = leftover.Process.Kill() })
+	c.tmu.Lock()
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		s.RunningHooks = []RunningHook{{RunID: runID, Deployment: "d-1", Event: "before_promote", Hook: "sleep 60", PGID: leftover.Process.Pid, Started: time.Now().UTC()}}
+		return nil, nil
+	})
+	c.tmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	o, st = boltOptions(t, dir, nil)
+	defer st.Close()
+	mustStart(t, o)
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leftover before_promote hook still runs after the start")
+	}
+	h, err := st.History(context.Background(), 1)
+	var ev event
+	if err != nil || len(h) != 1 || json.Unmarshal(h[0], &ev) != nil || ev.Action != "hook_leftover" ||
+		!strings.Contains(ev.Reason, "did not happen") || strings.Contains(ev.Reason, "before it runs again") {
+		t.Errorf("last history event %s (%v), want hook_leftover saying the promotion did not happen", h, err)
+	}
+}
