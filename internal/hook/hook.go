@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,6 +37,42 @@ func (s Spec) Name() string {
 		return "POST " + s.Webhook
 	}
 	return strings.Join(s.Command, " ")
+}
+
+// Redacted is Name without what a webhook URL may carry of its
+// credentials: its user info and query are left out. Outcomes (the
+// history, the log) and spans (exported to a tracing collector) name
+// hooks by it.
+func (s Spec) Redacted() string {
+	if s.Webhook == "" {
+		return s.Name()
+	}
+	u, err := url.Parse(s.Webhook)
+	if err != nil {
+		return "POST (webhook)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return "POST " + u.String()
+}
+
+// RedactIn returns text with s's webhook URL, as written and as net/http
+// quotes it in its errors (the password as ***), replaced by the URL of
+// Redacted.
+func (s Spec) RedactIn(text string) string {
+	if s.Webhook == "" {
+		return text
+	}
+	safe := strings.TrimPrefix(s.Redacted(), "POST ")
+	forms := []string{s.Webhook}
+	if u, err := url.Parse(s.Webhook); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok { // net/http's stripPassword
+			forms = append(forms, strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1))
+		}
+	}
+	for _, f := range forms {
+		text = strings.ReplaceAll(text, f, safe)
+	}
+	return text
 }
 
 // Payload is what a hook learns about the event: environment variables
@@ -165,7 +202,7 @@ type Runner struct {
 // Run runs one hook for payload and returns its outcome. It never returns
 // an error: failures are outcomes.
 func (r *Runner) Run(ctx context.Context, s Spec, p Payload) Outcome {
-	o := Outcome{Event: p.Event, Hook: s.Name(), Start: time.Now().UTC()}
+	o := Outcome{Event: p.Event, Hook: s.Redacted(), Start: time.Now().UTC()}
 	timeout := s.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -180,6 +217,7 @@ func (r *Runner) Run(ctx context.Context, s Spec, p Payload) Outcome {
 	if ctx.Err() == context.DeadlineExceeded && !o.OK {
 		o.Error = fmt.Sprintf("timed out after %s", timeout)
 	}
+	o.Error = s.RedactIn(o.Error) // net/http's errors quote the URL
 	o.DurationMS = time.Since(o.Start).Milliseconds()
 	return o
 }

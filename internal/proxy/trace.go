@@ -27,7 +27,8 @@ type SpanStart struct {
 	// Pool is the pool the request was routed to.
 	Pool string
 	// RequestModel is the model the client asked for ("model" of its body,
-	// or model_name when set), "" when none.
+	// or model_name when set), "" when none or longer than a model id can
+	// be (192 bytes).
 	RequestModel string
 	// Traceparent and Tracestate are the client's W3C trace context
 	// headers, "" when absent: the span continues that trace.
@@ -134,7 +135,8 @@ func (tr *reqTrace) end(o *Observation) {
 
 // requestModel is the model a request names: model_name when the table
 // has one (requests naming another were refused), else its body's
-// "model".
+// "model" when it is no longer than maxSpanModel (the client's input:
+// a longer one is left out of the span).
 func requestModel(t *route.Table, body []byte) string {
 	if len(body) == 0 {
 		return ""
@@ -142,7 +144,7 @@ func requestModel(t *route.Table, body []byte) string {
 	if t.ModelName != "" {
 		return t.ModelName
 	}
-	if f, err := scanModel(body); err == nil && f.isString {
+	if f, err := scanModel(body); err == nil && f.isString && len(f.value) <= maxSpanModel {
 		return f.value
 	}
 	return ""
@@ -158,7 +160,8 @@ type answerScan struct {
 	n     int
 }
 
-// maxSpanModel bounds the model ids the scan reports.
+// maxSpanModel bounds the model ids a span reports (the request's and
+// the answer's).
 const maxSpanModel = 192
 
 var (

@@ -344,7 +344,8 @@ func (u *Upstream) sweepIdle() {
 	}
 }
 
-// CloseIdleConnections closes every idle connection.
+// CloseIdleConnections closes every idle connection, the Fallback's too
+// when it has the method.
 func (u *Upstream) CloseIdleConnections() {
 	u.mu.Lock()
 	idle := u.idle
@@ -358,6 +359,9 @@ func (u *Upstream) CloseIdleConnections() {
 		for _, pc := range list {
 			_ = pc.c.Close()
 		}
+	}
+	if c, ok := u.Fallback.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
 }
 

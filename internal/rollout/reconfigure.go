@@ -60,24 +60,32 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 			}
 		}
 	}
-	if len(recheck) > 0 && c.opts.CheckNew != nil {
-		c.opts.CheckNew(recheck)
-	}
 	c.mu.Unlock()
 	slices.Sort(owned)
 	if !changed {
 		return owned, nil
 	}
 	if err := c.apply(ctx); err != nil {
+		// The previous pools come back with their own replicas (health,
+		// in-flight counts): a rebuild alone would make new, unchecked
+		// ones of those the refused pools left out.
 		c.mu.Lock()
 		c.configured.Store(prev)
-		c.rebuildPoolsLocked()
+		for name, p := range before {
+			c.pools[name] = p
+		}
+		c.rebuildPoolsLocked() // a no-op unless a transition came in between
 		c.mu.Unlock()
 		if err := c.apply(ctx); err != nil {
 			c.log.Error("re-applying the previous pools failed too", "error", err)
 		}
 		return owned, &Refusal{Code: "apply_failed", Status: http.StatusBadGateway,
 			Reason: fmt.Sprintf("the load balancer did not take the configured pools, nothing changed: %v", err)}
+	}
+	// Checked against their new model once it is in effect (a refused
+	// reload leaves them serving the old one).
+	if len(recheck) > 0 && c.opts.CheckNew != nil {
+		c.opts.CheckNew(recheck)
 	}
 	return owned, nil
 }

@@ -69,8 +69,10 @@ type tracedHooks struct {
 	t Tracer
 }
 
+// Run runs the hook inside its span, which names the hook without a
+// webhook URL's credentials (hook.Spec.Redacted).
 func (h tracedHooks) Run(ctx context.Context, s hook.Spec, p hook.Payload) hook.Outcome {
-	ctx, end := h.t.Span(ctx, "cutover.hook."+p.Event, time.Time{}, slog.String("cutover.hook", s.Name()),
+	ctx, end := h.t.Span(ctx, "cutover.hook."+p.Event, time.Time{}, slog.String("cutover.hook", s.Redacted()),
 		slog.String("cutover.deployment", p.Deployment), slog.String("cutover.pool", p.Pool))
 	p.Traceparent, p.Tracestate = h.t.Propagation(ctx)
 	o := h.HookRunner.Run(ctx, s, p)

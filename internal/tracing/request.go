@@ -48,6 +48,10 @@ const (
 	EventFirstToken = "gen_ai.first_token"
 )
 
+// maxNamePath bounds the request path a span's name carries: the
+// name of a request with a longer one is its method alone.
+const maxNamePath = 128
+
 // Operation is the GenAI operation of an OpenAI API path, "" for the
 // others.
 func Operation(path string) string {
@@ -70,7 +74,10 @@ func (p *Provider) StartRequest(s *proxy.SpanStart) proxy.RequestSpan {
 		ctx = p.prop.Extract(ctx, &traceHeaders{parent: s.Traceparent, state: s.Tracestate})
 	}
 	op := Operation(s.Path)
-	name := s.Method + " " + s.Path
+	name := s.Method
+	if len(s.Path) <= maxNamePath {
+		name += " " + s.Path
+	}
 	if op != "" {
 		name = op
 		if s.RequestModel != "" {

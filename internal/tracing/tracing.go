@@ -54,6 +54,12 @@ type Provider struct {
 	prop   propagation.TraceContext
 }
 
+// MaxAttrLen bounds a span's string attribute values, in bytes: longer
+// ones (a client's request path, say) are cut, so that a client cannot
+// make the spans queued for export hold its input whole.
+// OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT may set a smaller bound.
+const MaxAttrLen = 1024
+
 // tracerName is the instrumentation scope of every span.
 const tracerName = "github.com/cutover-dev/cutover"
 
@@ -86,7 +92,12 @@ func newProvider(sp sdktrace.SpanProcessor, cfg Config) *Provider {
 	if cfg.Instance != "" {
 		attrs = append(attrs, attribute.String("service.instance.id", cfg.Instance))
 	}
+	limits := sdktrace.NewSpanLimits() // OTEL_SPAN_* from the environment
+	if l := limits.AttributeValueLengthLimit; l < 0 || l > MaxAttrLen {
+		limits.AttributeValueLengthLimit = MaxAttrLen
+	}
 	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithRawSpanLimits(limits),
 		sdktrace.WithSpanProcessor(sp),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
 		sdktrace.WithResource(resource.NewSchemaless(attrs...)),
