@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,9 +91,39 @@ stop_grace: 5s
 				_, _ = c.Stop(ctx, r.ID)
 			}
 		}
+		// A test that killed the agent and left it down could not ask
+		// it: end what its state file still lists (each replica leads
+		// its own process group).
+		killRecordedReplicas(t, filepath.Join(dir, "logs", "agent-state.json"))
 	})
 	a.await(t)
 	return a
+}
+
+// killRecordedReplicas sends SIGKILL to the process group of every
+// replica an agent's state file lists that is still alive, so that no
+// test leaves a replica behind however it ended.
+func killRecordedReplicas(t *testing.T, stateFile string) {
+	t.Helper()
+	b, err := os.ReadFile(stateFile)
+	if err != nil {
+		return // nothing was started
+	}
+	var sf struct {
+		Replicas []struct {
+			PID   int         `json:"pid"`
+			State agent.State `json:"state"`
+		} `json:"replicas"`
+	}
+	if err := json.Unmarshal(b, &sf); err != nil {
+		t.Errorf("agent state file %s: %v", stateFile, err)
+		return
+	}
+	for _, r := range sf.Replicas {
+		if r.PID > 0 && r.State != agent.StateExited {
+			_ = syscall.Kill(-r.PID, syscall.SIGKILL)
+		}
+	}
 }
 
 // await waits until the agent answers.
