@@ -189,6 +189,17 @@ type SwitchResult struct {
 	SwitchedAt time.Time `json:"switched_at"`
 	// Forced is true when force overrode a refusal.
 	Forced bool `json:"forced,omitempty"`
+	// Restored is how many replicas a rollback started through the
+	// agents to bring a shrunk retained pool (rollout.retention_mode
+	// shrink) back to full size before it switched, and RestoreMS how long
+	// that took (launch and checks), in milliseconds. Zero: none needed.
+	Restored  int   `json:"restored,omitempty"`
+	RestoreMS int64 `json:"restore_ms,omitempty"`
+	// Woke is how many sleeping replicas (rollout.retention_mode sleep) a
+	// rollback woke before it switched, and WakeMS how long that took, in
+	// milliseconds. Zero: none.
+	Woke   int   `json:"woke,omitempty"`
+	WakeMS int64 `json:"wake_ms,omitempty"`
 }
 
 // Event is one entry of GET /api/v1/history: a transition of the state.
@@ -201,8 +212,10 @@ type Event struct {
 	// Action is init, promote, rollback, deploy, phase (a deployment's
 	// phase change: From and To are phases), abort, hook, apply_failed,
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
-	// post_promotion_failed, post_promotion_inconclusive or
-	// auto_rollback_failed.
+	// post_promotion_failed, post_promotion_inconclusive,
+	// auto_rollback_failed, shrink (rollout.retention_mode shrink stopped
+	// replicas of the retained pool) or restore (a rollback brought the
+	// shrunk pool back to full size).
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`
@@ -276,6 +289,11 @@ type RollbackRequest struct {
 	// revision_mismatch) when the state changed since this revision (a
 	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
+	// Now, with rollout.retention_mode shrink, switches at once onto the
+	// replicas the shrunk retained pool has left, instead of first
+	// bringing it back to full size. Without a shrunk pool it changes
+	// nothing.
+	Now bool `json:"now,omitempty"`
 }
 
 // AbortRequest is the body of POST /api/v1/abort (an empty body is the

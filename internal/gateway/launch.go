@@ -56,9 +56,9 @@ func (l *agentLauncher) client(name string) *agent.Client {
 	return nil
 }
 
-// place spreads the replicas over the agents: each goes to the agent
-// with the most free GPUs left. Unreachable agents get none.
-func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
+// place spreads n replicas over the agents: each goes to the agent with
+// the most free GPUs left. Unreachable agents get none.
+func (l *agentLauncher) place(ctx context.Context, n int) ([]*agent.Client, error) {
 	free := make([]int, len(l.clients))
 	var errs []error
 	for i, c := range l.clients {
@@ -72,8 +72,8 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 		}
 		free[i] = n
 	}
-	out := make([]*agent.Client, 0, l.replicas)
-	for range l.replicas {
+	out := make([]*agent.Client, 0, n)
+	for range n {
 		best := -1
 		for i, n := range free {
 			if n >= l.gpus && (best < 0 || n > free[best]) {
@@ -81,7 +81,7 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 			}
 		}
 		if best < 0 {
-			return nil, fmt.Errorf("no agent has %d free GPU(s) for replica %d of %d: %w", l.gpus, len(out)+1, l.replicas, errors.Join(append(errs, agent.ErrNoCapacity)...))
+			return nil, fmt.Errorf("no agent has %d free GPU(s) for replica %d of %d: %w", l.gpus, len(out)+1, n, errors.Join(append(errs, agent.ErrNoCapacity)...))
 		}
 		free[best] -= l.gpus
 		out = append(out, l.clients[best])
@@ -89,10 +89,13 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 	return out, nil
 }
 
-// Launch implements rollout.Launcher: it starts every replica at once and
-// waits (launch.ready_timeout) until all run.
-func (l *agentLauncher) Launch(ctx context.Context, model string, progress func(running, total int)) ([]rollout.LaunchedReplica, error) {
-	where, err := l.place(ctx)
+// Launch implements rollout.Launcher: it starts n replicas (n < 1:
+// launch.replicas) at once and waits (launch.ready_timeout) until all run.
+func (l *agentLauncher) Launch(ctx context.Context, model string, n int, progress func(running, total int)) ([]rollout.LaunchedReplica, error) {
+	if n < 1 {
+		n = l.replicas
+	}
+	where, err := l.place(ctx, n)
 	if err != nil {
 		return nil, err
 	}

@@ -21,11 +21,12 @@ type LaunchedReplica struct {
 // Launcher starts and stops replicas through the agents (`agents:` and
 // `launch:` in the configuration).
 type Launcher interface {
-	// Launch starts the configured number of replicas of model and
-	// returns once every one runs, or with an error once one failed or
-	// the ready timeout passed; on error it has stopped those it started.
-	// It calls progress with how many of how many run, as that changes.
-	Launch(ctx context.Context, model string, progress func(running, total int)) ([]LaunchedReplica, error)
+	// Launch starts n replicas of model (n < 1: the configured
+	// launch.replicas) and returns once every one runs, or with an error
+	// once one failed or the ready timeout passed; on error it has
+	// stopped those it started. It calls progress with how many of how
+	// many run, as that changes.
+	Launch(ctx context.Context, model string, n int, progress func(running, total int)) ([]LaunchedReplica, error)
 	// Stop stops the replicas (a replica already gone is not an error)
 	// and returns once each has exited.
 	Stop(ctx context.Context, replicas []LaunchedReplica) error
@@ -57,7 +58,7 @@ func (c *Controller) launchFor(ctx context.Context, model string) ([]LaunchedRep
 	}
 	defer c.launch.end()
 	c.log.Info("launching replicas through the agents", "model", model)
-	l, err := c.opts.Launcher.Launch(ctx, model, c.launch.progress)
+	l, err := c.opts.Launcher.Launch(ctx, model, 0, c.launch.progress)
 	if err != nil {
 		return nil, &Refusal{Status: 502, Code: "launch_failed", Reason: fmt.Sprintf("starting replicas of %s through the agents: %v", model, err)}
 	}

@@ -18,7 +18,7 @@ type fakeLauncher struct {
 	stopped []string
 }
 
-func (l *fakeLauncher) Launch(_ context.Context, model string, progress func(int, int)) ([]LaunchedReplica, error) {
+func (l *fakeLauncher) Launch(_ context.Context, model string, _ int, progress func(int, int)) ([]LaunchedReplica, error) {
 	progress(1, 1)
 	return []LaunchedReplica{{Agent: "gpu-a", ID: "new-" + model, URL: newReplica}}, nil
 }

@@ -255,6 +255,7 @@ func (c *Controller) reconcilePromoted(ctx context.Context, d *Deployment, pools
 	now := c.now()
 	if now.Before(d.RetainUntil) {
 		c.keepRetainedAsleep(ctx, d, pools)
+		c.keepRetainedShrunk(ctx, d, pools)
 		return nil
 	}
 	live := pools[d.Pool]

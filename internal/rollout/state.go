@@ -96,6 +96,11 @@ type Deployment struct {
 	// stopped at its retirement after the on_retire hooks.
 	Launched     []LaunchedReplica `json:"launched,omitempty"`
 	FromLaunched []LaunchedReplica `json:"from_launched,omitempty"`
+	// Shrunk are the old pool's replicas that rollout.retention_mode
+	// shrink stopped during the retention (a rollback starts as many
+	// again first); ShrunkAt is when the shrink was done, zero before.
+	Shrunk   []LaunchedReplica `json:"shrunk,omitempty"`
+	ShrunkAt time.Time         `json:"shrunk_at,omitzero"`
 
 	Phase      Phase     `json:"phase"`
 	PhaseSince time.Time `json:"phase_since"`

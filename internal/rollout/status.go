@@ -40,6 +40,7 @@ func (c *Controller) Status() api.Status {
 		s.Deployment = &v
 	}
 	v := viewOf(st, rev, pools, c.now().UTC())
+	v.RetentionMode = c.opts.Settings.RetentionMode
 	s.Protection, s.Actions = protection(v), actions(v)
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()
