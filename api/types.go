@@ -120,6 +120,11 @@ type Action struct {
 	// Force is true when the refusal can be overridden with force (the
 	// request's force field, the CLI's --force).
 	Force bool `json:"force,omitempty"`
+	// Restore, for rollback, is how many replicas it starts through the
+	// agents before it switches, to bring a retained pool that
+	// rollout.retention_mode shrink made smaller back to full size; the
+	// request's now field (the CLI's --now) switches at once instead.
+	Restore int `json:"restore,omitempty"`
 }
 
 // Pool is one pool's view in Status.

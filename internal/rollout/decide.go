@@ -79,7 +79,7 @@ func (d Decision) refusal() *Refusal {
 
 // api is d for the status's actions.
 func (d Decision) api() api.Action {
-	return api.Action{Allowed: d.Allowed, Code: d.Code, Reason: d.Reason, Force: d.Force}
+	return api.Action{Allowed: d.Allowed, Code: d.Code, Reason: d.Reason, Force: d.Force, Restore: d.Restore}
 }
 
 // view builds the View of the current state; runtime pools give health.

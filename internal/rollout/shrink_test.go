@@ -323,7 +323,7 @@ func TestDecideRollbackByRetentionMode(t *testing.T) {
 			if got.Restore != tc.restore {
 				t.Fatalf("restore %d, want %d", got.Restore, tc.restore)
 			}
-			if a := actions(tc.v)["rollback"]; tc.req == (api.RollbackRequest{}) && (a.Allowed != got.Allowed || a.Reason != got.Reason) {
+			if a := actions(tc.v)["rollback"]; tc.req == (api.RollbackRequest{}) && (a.Allowed != got.Allowed || a.Reason != got.Reason || a.Restore != got.Restore) {
 				t.Fatalf("status action %+v differs from the decision %+v", a, got)
 			}
 		})
