@@ -159,16 +159,23 @@ func (c *Controller) keepRetainedShrunk(ctx context.Context, d *Deployment, pool
 	}
 	full := len(c.specOf(st, d.From).Replicas)
 	plan = planShrink(c.specOf(st, d.From), c.keptWhenShrunk(), c.opts.Launcher != nil, healthyIn(c.Pool(d.From)))
+	// One stop each, at once: each answers for itself, and the wait is
+	// one grace, not one per replica.
+	results := make([]error, len(plan.stop))
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	var wg sync.WaitGroup
+	for i, r := range plan.stop {
+		wg.Go(func() { results[i] = c.opts.Launcher.Stop(sctx, []LaunchedReplica{r}) })
+	}
+	wg.Wait()
+	cancel()
+	if ctx.Err() != nil {
+		return // shutting down: stopped again (a no-op for those gone) after restart
+	}
 	var stopped []LaunchedReplica
 	var errs []error
-	for _, r := range plan.stop {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := c.opts.Launcher.Stop(sctx, []LaunchedReplica{r})
-		cancel()
-		if ctx.Err() != nil {
-			return // shutting down: stopped again (a no-op for those gone) after restart
-		}
-		if err != nil {
+	for i, r := range plan.stop {
+		if err := results[i]; err != nil {
 			errs = append(errs, fmt.Errorf("%s (agent %s, replica %s): %w", r.URL, r.Agent, r.ID, err))
 			continue
 		}
