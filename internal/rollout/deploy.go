@@ -208,11 +208,25 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireRequest) (api.Deployment, error) {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	dec := decideRetire(c.view(), req)
+	v := c.view()
+	dec := decideRetire(v, req)
 	if !dec.Allowed {
 		return api.Deployment{}, dec.refusal()
 	}
 	id := dec.Deployment
+	// Forced past failing on_retire hooks, the old pool's replicas that
+	// the agents started are still stopped: cutover started them.
+	stopped := ""
+	if d := v.State.find(id); req.Force && d.Phase == PhaseRetiring && len(d.FromLaunched) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := c.stopLaunched(sctx, d.FromLaunched)
+		cancel()
+		stopped = fmt.Sprintf("; its %d replica(s) stopped through the agents", len(d.FromLaunched))
+		if err != nil {
+			stopped = fmt.Sprintf("; stopping its %d replica(s) through the agents failed (%v): stop them on the agents", len(d.FromLaunched), err)
+			c.log.Error("forced retirement: stopping the old pool's agent replicas", "deployment", id, "err", err)
+		}
+	}
 	endedWindow := false
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
@@ -228,7 +242,7 @@ func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireReq
 			d.Reason = fmt.Sprintf("retire by %s ended %s early: %s is drained and retired, and rollback to it is refused from then on", actor, ended, d.From)
 			return []event{{Action: "retention_ended", Deployment: id, Reason: d.Reason, Forced: endedWindow}}, nil
 		case req.Force:
-			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s", d.From, actor, d.RetireAttempts, d.RetireError)
+			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s%s", d.From, actor, d.RetireAttempts, d.RetireError, stopped)
 			c.finishRetirement(s, d, now, reason)
 			return []event{{Action: "phase", Deployment: id, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason, Forced: true}}, nil
 		default:

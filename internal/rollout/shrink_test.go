@@ -336,3 +336,41 @@ func TestDecideRollbackByRetentionMode(t *testing.T) {
 		})
 	}
 }
+
+// TestForcedRetirementStopsLaunchedReplicas: a retirement forced past a
+// failing on_retire hook still stops the old pool's replicas the agents
+// started (cutover started them), and says so.
+func TestForcedRetirementStopsLaunchedReplicas(t *testing.T) {
+	l := &fakeLauncher{}
+	f := newFx(t, func(o *Options) {
+		o.Launcher = l
+		blue := o.Pools["blue"]
+		blue.Launched = []LaunchedReplica{{Agent: "gpu-a", ID: "old", URL: blue.Replicas[0]}}
+		o.Pools["blue"] = blue
+	})
+	f.hooks.setFail("on_retire", true)
+	f.promoteNew()
+	if _, err := f.c.Retire(f.ctx, "op", api.RetireRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.until(PhaseRetiring)
+	f.step()
+	if d := f.latest(); d.Phase != "retiring" || d.RetireAttempts != 1 {
+		t.Fatalf("after a failing on_retire hook: %+v", d)
+	}
+	l.mu.Lock()
+	before := len(l.stopped)
+	l.mu.Unlock()
+	if before != 0 {
+		t.Fatalf("stopped %d replicas although the hook failed", before)
+	}
+	d, err := f.c.Retire(f.ctx, "op", api.RetireRequest{Force: true})
+	if err != nil || d.Phase != "completed" || !strings.Contains(d.Reason, "its 1 replica(s) stopped through the agents") {
+		t.Fatalf("forced retirement: %+v %v", d, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Equal(l.stopped, []string{"gpu-a/old"}) {
+		t.Fatalf("stopped %v, want [gpu-a/old]", l.stopped)
+	}
+}

@@ -771,7 +771,7 @@
     $('confirm-force-row').hidden = !(c.force || c.option || needsForce);
     $('confirm-force').checked = false;
     $('confirm-force-text').textContent = needsForce ? (FORCE_TEXT[action] || 'Force: do it anyway.')
-      : c.option || 'Force: mark it retired without the failing hooks (you freed its GPUs yourself).';
+      : c.option || 'Force: mark it retired without the failing hooks (you freed its GPUs yourself; replicas started through the agents are still stopped).';
     const yes = $('confirm-yes');
     yes.textContent = needsForce ? `${c.verb} (force)` : c.verb;
     yes.className = `btn ${c.danger || needsForce ? 'btn-danger' : 'btn-primary'}`;
