@@ -123,7 +123,8 @@ type Action struct {
 	// Restore, for rollback, is how many replicas it starts through the
 	// agents before it switches, to bring a retained pool that
 	// rollout.retention_mode shrink made smaller back to full size; the
-	// request's now field (the CLI's --now) switches at once instead.
+	// request's now field (the CLI's --now) switches at once instead and
+	// starts them in the background.
 	Restore int `json:"restore,omitempty"`
 }
 
@@ -219,8 +220,10 @@ type Event struct {
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
 	// post_promotion_failed, post_promotion_inconclusive,
 	// auto_rollback_failed, shrink (rollout.retention_mode shrink stopped
-	// replicas of the retained pool) or restore (a rollback brought the
-	// shrunk pool back to full size).
+	// replicas of the retained pool), restore (a rollback brought the
+	// shrunk pool back to full size, or did so in the background after a
+	// rollback with now) or restore_failed (such a background restore
+	// could not start its replicas; retried).
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`
@@ -296,8 +299,9 @@ type RollbackRequest struct {
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
 	// Now, with rollout.retention_mode shrink, switches at once onto the
 	// replicas the shrunk retained pool has left, instead of first
-	// bringing it back to full size. Without a shrunk pool it changes
-	// nothing.
+	// bringing it back to full size (the missing ones are then started
+	// through the agents in the background). Without a shrunk pool it
+	// changes nothing.
 	Now bool `json:"now,omitempty"`
 }
 

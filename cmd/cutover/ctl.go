@@ -244,8 +244,8 @@ shrink, once the retained pool was made smaller, the missing replicas are
 started through the agents first and the switch waits until they serve
 its model (minutes for a large model, so without --now --timeout defaults
 to 30m; the rollback goes on if the CLI gives up). --now switches at once
-onto the replicas left instead. With stop there is no retained pool and
-rollback is refused.`,
+onto the replicas left instead; the missing ones are then started in the
+background. With stop there is no retained pool and rollback is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !req.Now && !cmd.Flags().Changed("timeout") {
@@ -256,7 +256,7 @@ rollback is refused.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&req.To, "to", "", "make `POOL` live, even right after a rollback")
-	cmd.Flags().BoolVar(&req.Now, "now", false, "retention_mode shrink: switch at once onto the replicas the shrunk retained pool has left, without first bringing it back to full size")
+	cmd.Flags().BoolVar(&req.Now, "now", false, "retention_mode shrink: switch at once onto the replicas the shrunk retained pool has left (the missing ones are started in the background) instead of bringing it back to full size first")
 	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }

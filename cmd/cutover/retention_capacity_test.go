@@ -259,8 +259,9 @@ func (g *capacityGateway) gone(t *testing.T, rs []agent.Replica) {
 // says so). A rollback under load first starts the missing replica, waits
 // until it serves, then switches: no request fails, no stream is cut, and
 // the answer and history carry the restore. With --now it switches at
-// once onto the one replica left. Promoted again, the retirement stops
-// every replica of the old pool: GPUs free, processes gone.
+// once onto the one replica left, and the missing one is started in the
+// background. Promoted again, the retirement stops every replica of the
+// old pool: GPUs free, processes gone.
 func TestRetentionShrinkEndToEnd(t *testing.T) {
 	for _, now := range []bool{false, true} {
 		t.Run(fmt.Sprintf("now=%v", now), func(t *testing.T) {
@@ -295,14 +296,29 @@ func TestRetentionShrinkEndToEnd(t *testing.T) {
 			if got := poolOf(t, g.listen); got != "green" {
 				t.Fatalf("traffic on %s after the rollback", got)
 			}
+			if now {
+				// It switched at once onto the one replica left, then the
+				// missing one is started in the background.
+				if sw.Restored != 0 {
+					t.Fatalf("rollback --now restored %d before switching", sw.Restored)
+				}
+				rb, restore := g.events(t, "rollback", "restore")
+				if rb == nil || !strings.Contains(rb.Reason, "on 1 of its 2 replicas at once (--now)") {
+					t.Fatalf("rollback event %+v", rb)
+				}
+				g.waitHealthy(t, "green", 2)
+				if _, restore = g.events(t, "rollback", "restore"); restore == nil || restore.Revision < rb.Revision || !strings.Contains(restore.Reason, "in the background") {
+					t.Fatalf("restore event %+v after rollback %+v", restore, rb)
+				}
+			}
 			running := g.replicas(t, "model-v2", agent.StateRunning)
 			st, err := g.client.Status(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if now {
-				if sw.Restored != 0 || len(running) != 1 || len(st.Pools["green"].Replicas) != 1 {
-					t.Fatalf("rollback --now: restored %d, %d model-v2 running, green has %d replicas; want 0, 1, 1", sw.Restored, len(running), len(st.Pools["green"].Replicas))
+				if len(running) != 2 {
+					t.Fatalf("%d model-v2 replicas running after the background restore, want 2", len(running))
 				}
 			} else {
 				if sw.Restored != 1 || sw.RestoreMS <= 0 || len(running) != 2 || st.Pools["green"].HealthyReplicas != 2 {
@@ -324,23 +340,41 @@ func TestRetentionShrinkEndToEnd(t *testing.T) {
 	}
 }
 
-// restoredBeforeSwitch checks in the history that the restore was
-// recorded before the rollback, which carries its time.
-func (g *capacityGateway) restoredBeforeSwitch(t *testing.T) {
+// events returns the last history event of each action, nil for none.
+func (g *capacityGateway) events(t *testing.T, actions ...string) (first, second *api.Event) {
 	t.Helper()
 	h, err := g.client.History(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var restore, rollback *api.Event
+	last := map[string]*api.Event{}
 	for i, e := range h.Events {
-		switch e.Action {
-		case "restore":
-			restore = &h.Events[i]
-		case "rollback":
-			rollback = &h.Events[i]
-		}
+		last[e.Action] = &h.Events[i]
 	}
+	return last[actions[0]], last[actions[1]]
+}
+
+// waitHealthy waits until pool has n replicas, all healthy.
+func (g *capacityGateway) waitHealthy(t *testing.T, pool string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := g.client.Status(context.Background())
+		if err == nil && len(st.Pools[pool].Replicas) == n && st.Pools[pool].HealthyReplicas == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never had %d healthy replicas: %+v %v", pool, n, st.Pools[pool], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// restoredBeforeSwitch checks in the history that the restore was
+// recorded before the rollback, which carries its time.
+func (g *capacityGateway) restoredBeforeSwitch(t *testing.T) {
+	t.Helper()
+	rollback, restore := g.events(t, "rollback", "restore")
 	if restore == nil || rollback == nil || restore.Revision >= rollback.Revision ||
 		!strings.Contains(rollback.Reason, "after restoring green to full size: 1 replica(s) started through the agents and serving model-v2 in ") {
 		t.Fatalf("history: restore %+v, rollback %+v; want the restore first and its time in the rollback", restore, rollback)

@@ -310,7 +310,8 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 // retained pool at once when it has a healthy replica. With
 // retention_mode shrink, once the pool was made smaller, it first starts
 // the missing replicas through the agents (Decision.Restore) and switches
-// when they serve, or with req.Now switches at once onto those left.
+// when they serve, or with req.Now switches at once onto those left and
+// starts the missing ones in the background (see restoreLater).
 func decideRetainedRollback(v View, d *Deployment, req api.RollbackRequest) Decision {
 	st := v.State
 	p := v.Pools[d.From]
@@ -324,7 +325,7 @@ func decideRetainedRollback(v View, d *Deployment, req api.RollbackRequest) Deci
 	case p.Healthy == 0:
 		return deny("pool_cannot_serve", "rollback refused: the retained pool %s has no healthy replica; %s stays live", d.From, st.Live)
 	case missing > 0:
-		dec = allow("%s (model %s) is live again at once on the %d of its %d replicas left (--now: the %d stopped are not started again); deployment %s ends rolled back",
+		dec = allow("%s (model %s) is live again at once on the %d of its %d replicas left (--now); the %d missing are then started through the agents in the background; deployment %s ends rolled back",
 			d.From, d.FromModel, p.Replicas, p.Replicas+missing, missing, d.ID)
 	default:
 		dec = allow("%s (model %s) is live again at once; deployment %s ends rolled back", d.From, d.FromModel, d.ID)

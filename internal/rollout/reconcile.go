@@ -17,6 +17,7 @@ func (c *Controller) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
 	defer c.warm.wait()
+	defer c.shrinks.bg.Wait()
 	for {
 		c.Reconcile(ctx)
 		select {
@@ -43,6 +44,7 @@ func (c *Controller) Reconcile(ctx context.Context) {
 		}
 	}
 	st, _, pools := c.snapshot()
+	c.restoreLater(ctx, &st)
 	c.stopStaleWindow(st)
 	if d := st.active(); d != nil {
 		var err error

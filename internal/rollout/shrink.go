@@ -87,6 +87,9 @@ type shrinkTracker struct {
 	mu    sync.Mutex
 	retry map[string]retry
 	last  map[string]string // deployment id -> the last failure
+
+	bg      sync.WaitGroup  // background restores (restoreLater)
+	running map[string]bool // deployment id -> its background restore runs; guarded by mu
 }
 
 func (t *shrinkTracker) failed(id string, now time.Time, why string) time.Duration {
@@ -403,5 +406,132 @@ func (c *Controller) awaitServing(ctx context.Context, name, model string, urls 
 			return fmt.Errorf("waiting until the started replicas serve %s: %s", model, strings.Join(last, "; "))
 		case <-t.C:
 		}
+	}
+}
+
+// restoreLater starts, for each deployment a rollback with now left with
+// replicas to start again (Deployment.RestoreLater), the background
+// restore of its pool, unless one runs or waits for its backoff.
+func (c *Controller) restoreLater(ctx context.Context, st *State) {
+	for _, d := range st.Deployments {
+		if d.RestoreLater == 0 {
+			continue
+		}
+		t := &c.shrinks
+		t.mu.Lock()
+		if t.running == nil {
+			t.running = map[string]bool{}
+		}
+		busy := t.running[d.ID] || c.now().Before(t.retry["restore "+d.ID].at)
+		if !busy {
+			t.running[d.ID] = true
+		}
+		t.mu.Unlock()
+		if busy {
+			continue
+		}
+		id := d.ID
+		t.bg.Go(func() {
+			defer func() {
+				t.mu.Lock()
+				delete(t.running, id)
+				t.mu.Unlock()
+			}()
+			c.restoreInBackground(ctx, id)
+		})
+	}
+}
+
+// restoreInBackground brings the pool that a rollback with now made live
+// again on fewer replicas back to full size: it launches the missing ones
+// through the agents, then adds them to the pool (they take traffic once
+// their health checks pass). It gives up when the pool is no longer live,
+// and retries a failed launch with backoff.
+func (c *Controller) restoreInBackground(ctx context.Context, id string) {
+	st, _, _ := c.snapshot()
+	d := st.find(id)
+	if d == nil || d.RestoreLater == 0 {
+		return
+	}
+	if st.Live != d.From {
+		c.clearRestoreLater(ctx, id, fmt.Sprintf("%s not brought back to full size: it is no longer live", d.From))
+		return
+	}
+	if !c.launch.begin(d.FromModel, c.now()) {
+		return // a deploy is launching: the next reconcile tries again
+	}
+	start := time.Now()
+	l, err := c.opts.Launcher.Launch(ctx, d.FromModel, d.RestoreLater, c.launch.progress)
+	c.launch.end()
+	if ctx.Err() != nil {
+		return // shutting down: tried again after restart
+	}
+	if err != nil {
+		wait := c.shrinks.failed("restore "+id, c.now(), err.Error())
+		c.log.Warn("background restore: starting replicas through the agents failed", "deployment", id, "pool", d.From, "err", err, "retry_in", wait)
+		c.tmu.Lock()
+		defer c.tmu.Unlock()
+		_ = c.commit(context.WithoutCancel(ctx), "controller", func(s *State) ([]event, error) {
+			return []event{{Action: "restore_failed", Deployment: id, To: d.From, Reason: fmt.Sprintf(
+				"starting %d replica(s) of %s through the agents to bring %s back to full size: %v; next try in %s", d.RestoreLater, d.FromModel, d.From, err, wait)}}, nil
+		})
+		return
+	}
+	took := time.Since(start)
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	kept := false
+	err = c.commit(context.WithoutCancel(ctx), "controller", func(s *State) ([]event, error) {
+		cur := s.find(id)
+		if cur == nil || cur.RestoreLater == 0 || s.Live != cur.From {
+			return nil, errStale
+		}
+		spec := c.specOf(*s, cur.From)
+		spec.Replicas = append(slices.Clone(spec.Replicas), launchedURLs(l)...)
+		spec.Launched = append(slices.Clone(spec.Launched), l...)
+		if s.Pools == nil {
+			s.Pools = map[string]PoolSpec{}
+		}
+		s.Pools[cur.From] = spec
+		cur.RestoreLater = 0
+		kept = true
+		return []event{{Action: "restore", Deployment: id, To: cur.From, Reason: fmt.Sprintf(
+			"after the rollback with --now: %s brought back to %d replica(s) in the background: started %s through the agents in %s (they take traffic once healthy)",
+			cur.From, len(spec.Replicas), strings.Join(launchedURLs(l), ", "), took.Round(time.Millisecond))}}, nil
+	})
+	if kept && err == nil {
+		return
+	}
+	// Not recorded (the pool is no longer live, or the store failed):
+	// stop them again rather than leave them unknown.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if serr := c.opts.Launcher.Stop(sctx, l); serr != nil {
+		c.log.Error("stopping replicas a background restore could not record", "deployment", id, "err", serr)
+	}
+	if errors.Is(err, errStale) {
+		c.clearRestoreLaterLocked(ctx, id, fmt.Sprintf("%s not brought back to full size: it is no longer live", d.From))
+	}
+}
+
+// clearRestoreLater gives up the background restore of deployment id.
+func (c *Controller) clearRestoreLater(ctx context.Context, id, why string) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	c.clearRestoreLaterLocked(ctx, id, why)
+}
+
+// clearRestoreLaterLocked is clearRestoreLater with tmu held.
+func (c *Controller) clearRestoreLaterLocked(ctx context.Context, id, why string) {
+	err := c.commit(context.WithoutCancel(ctx), "controller", func(s *State) ([]event, error) {
+		cur := s.find(id)
+		if cur == nil || cur.RestoreLater == 0 {
+			return nil, errStale
+		}
+		cur.RestoreLater = 0
+		return []event{{Action: "restore", Deployment: id, To: cur.From, Reason: why}}, nil
+	})
+	if err != nil && !errors.Is(err, errStale) {
+		c.log.Warn("background restore: recording that it ends", "deployment", id, "err", err)
 	}
 }

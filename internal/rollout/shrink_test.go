@@ -14,18 +14,22 @@ import (
 )
 
 // countLauncher launches n replicas at fresh URLs and records launches
-// and stops; stopErr fails stops.
+// and stops; launchErr and stopErr fail them.
 type countLauncher struct {
-	mu       sync.Mutex
-	next     int
-	launches []string // "model xN"
-	stopped  []string // URLs
-	stopErr  error
+	mu        sync.Mutex
+	next      int
+	launches  []string // "model xN"
+	stopped   []string // URLs
+	launchErr error
+	stopErr   error
 }
 
 func (l *countLauncher) Launch(_ context.Context, model string, n int, progress func(int, int)) ([]LaunchedReplica, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.launchErr != nil {
+		return nil, l.launchErr
+	}
 	if n < 1 {
 		n = 1
 	}
@@ -192,7 +196,7 @@ func TestRetentionShrinkRollbackNow(t *testing.T) {
 	}
 	v := f.c.view()
 	dec := decideRollback(v, api.RollbackRequest{Now: true})
-	if !dec.Allowed || dec.Restore != 0 || !strings.Contains(dec.Reason, "at once on the 1 of its 2 replicas left") {
+	if !dec.Allowed || dec.Restore != 0 || !strings.Contains(dec.Reason, "at once on the 1 of its 2 replicas left (--now); the 1 missing are then started through the agents in the background") {
 		t.Fatalf("decision with now: %+v", dec)
 	}
 	sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{Now: true})
@@ -200,10 +204,30 @@ func TestRetentionShrinkRollbackNow(t *testing.T) {
 		t.Fatalf("rollback --now = %+v, %v", sw, err)
 	}
 	if launches, _ := l.state(); len(launches) != 0 {
-		t.Fatalf("rollback --now launched %v", launches)
+		t.Fatalf("rollback --now launched %v before switching", launches)
 	}
 	if got := blueURLs(f.c); len(got) != 1 {
 		t.Fatalf("blue has %v, want the one replica left", got)
+	}
+	if ev := f.lastEvent("rollback"); !strings.Contains(ev.Reason, "on 1 of its 2 replicas at once (--now); the 1 missing are started through the agents in the background") {
+		t.Fatalf("rollback event %q", ev.Reason)
+	}
+	// Then the live pool gets its missing replica back in the background.
+	f.step()
+	f.c.shrinks.bg.Wait()
+	if launches, _ := l.state(); !slices.Equal(launches, []string{"m1 x1"}) {
+		t.Fatalf("background restore launched %v, want [m1 x1]", launches)
+	}
+	if got := blueURLs(f.c); len(got) != 2 {
+		t.Fatalf("blue has %v after the background restore, want 2 replicas", got)
+	}
+	if ev := f.lastEvent("restore"); !strings.Contains(ev.Reason, "blue brought back to 2 replica(s) in the background") {
+		t.Fatalf("restore event %q", ev.Reason)
+	}
+	f.step()
+	f.c.shrinks.bg.Wait()
+	if launches, _ := l.state(); len(launches) != 1 {
+		t.Fatalf("restored twice: %v", launches)
 	}
 }
 
@@ -372,5 +396,45 @@ func TestForcedRetirementStopsLaunchedReplicas(t *testing.T) {
 	defer l.mu.Unlock()
 	if !slices.Equal(l.stopped, []string{"gpu-a/old"}) {
 		t.Fatalf("stopped %v, want [gpu-a/old]", l.stopped)
+	}
+}
+
+// TestBackgroundRestoreRetriesAndGivesUp: the background restore after a
+// rollback with now retries a failed launch with backoff (recorded), and
+// gives up once the pool is no longer live.
+func TestBackgroundRestoreRetriesAndGivesUp(t *testing.T) {
+	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
+	f, l := shrinkFx(t, 1, []string{a, b}, a, b)
+	f.promoteNew()
+	f.step()
+	l.mu.Lock()
+	l.launchErr = errors.New("no agent has 1 free GPU(s)")
+	l.mu.Unlock()
+	if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{Now: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	f.c.shrinks.bg.Wait()
+	if ev := f.lastEvent("restore_failed"); !strings.Contains(ev.Reason, "no agent has 1 free GPU(s)") || !strings.Contains(ev.Reason, "next try in 5s") {
+		t.Fatalf("restore_failed event %q", ev.Reason)
+	}
+	f.step() // within the backoff: no new try
+	f.c.shrinks.bg.Wait()
+	if n := len(f.events()); f.lastEvent("restore_failed").Revision != f.events()[n-1].Revision {
+		t.Fatalf("tried again within the backoff: %+v", f.events()[n-1])
+	}
+	// Green goes live again (forced: it holds the rolled-back version):
+	// blue is no longer live, so its restore is given up.
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(6 * time.Second)
+	f.step()
+	f.c.shrinks.bg.Wait()
+	if ev := f.lastEvent("restore"); !strings.Contains(ev.Reason, "blue not brought back to full size: it is no longer live") {
+		t.Fatalf("restore event %q", ev.Reason)
+	}
+	if launches, _ := l.state(); len(launches) != 0 {
+		t.Fatalf("launched %v", launches)
 	}
 }

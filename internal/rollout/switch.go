@@ -189,6 +189,12 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		d := s.find(id)
 		res = c.switchLive(s, "rollback", d.From)
 		reason := fmt.Sprintf("%s by %s: %s is live again", why, actor, d.From)
+		if n := missingReplicas(s, d); n > 0 && c.opts.Launcher != nil {
+			// --now: the switch did not wait; the pool gets its replicas
+			// back in the background (see restoreLater).
+			d.RestoreLater = n
+			reason += fmt.Sprintf(" on %d of its %d replicas at once (--now); the %d missing are started through the agents in the background", len(s.Pools[d.From].Replicas), len(d.FromReplicas), n)
+		}
 		d.enter(PhaseRolledBack, c.now().UTC(), reason, time.Time{})
 		c.pend(d, "on_rollback")
 		evs := []event{{Action: "rollback", Deployment: id, From: res.Previous, To: d.From, Reason: reason}}

@@ -697,7 +697,7 @@
         if (active && active.phase === 'promoted') text += ` Deployment ${active.id} ends as rolled back and on_rollback hooks run.`;
         // restore: it starts replicas first; the box switches at once instead.
         const now = v.allowed && v.restore > 0
-          ? `Now: switch at once onto the replicas ${target} has left, without starting the ${v.restore} missing first.`
+          ? `Now: switch at once onto the replicas ${target} has left, without starting the ${v.restore} missing first (they are started in the background after).`
           : '';
         return { button: `Roll back to ${target}`, title: `Roll back to ${target}?`, text, verb: `Roll back to ${target}`, danger: false, option: now };
       }
