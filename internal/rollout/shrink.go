@@ -338,13 +338,7 @@ func (c *Controller) restoreRetained(ctx context.Context, d *Deployment, n int) 
 		if cur == nil {
 			return nil, fmt.Errorf("deployment %s is gone", d.ID)
 		}
-		spec := c.specOf(*s, cur.From)
-		spec.Replicas = append(slices.Clone(spec.Replicas), launchedURLs(l)...)
-		spec.Launched = append(slices.Clone(spec.Launched), l...)
-		if s.Pools == nil {
-			s.Pools = map[string]PoolSpec{}
-		}
-		s.Pools[cur.From] = spec
+		spec := c.addLaunched(s, cur.From, l)
 		cur.FromLaunched = append(slices.Clone(cur.FromLaunched), l...)
 		cur.FromReplicas = slices.Clone(spec.Replicas)
 		return []event{{Action: "restore", Deployment: cur.ID, To: cur.From, Reason: fmt.Sprintf(
@@ -486,13 +480,7 @@ func (c *Controller) restoreInBackground(ctx context.Context, id string) {
 		if cur == nil || cur.RestoreLater == 0 || s.Live != cur.From {
 			return nil, errStale
 		}
-		spec := c.specOf(*s, cur.From)
-		spec.Replicas = append(slices.Clone(spec.Replicas), launchedURLs(l)...)
-		spec.Launched = append(slices.Clone(spec.Launched), l...)
-		if s.Pools == nil {
-			s.Pools = map[string]PoolSpec{}
-		}
-		s.Pools[cur.From] = spec
+		spec := c.addLaunched(s, cur.From, l)
 		cur.RestoreLater = 0
 		kept = true
 		return []event{{Action: "restore", Deployment: id, To: cur.From, Reason: fmt.Sprintf(
@@ -534,4 +522,17 @@ func (c *Controller) clearRestoreLaterLocked(ctx context.Context, id, why string
 	if err != nil && !errors.Is(err, errStale) {
 		c.log.Warn("background restore: recording that it ends", "deployment", id, "err", err)
 	}
+}
+
+// addLaunched adds the launched replicas l to pool name in s and returns
+// its new spec.
+func (c *Controller) addLaunched(s *State, name string, l []LaunchedReplica) PoolSpec {
+	spec := c.specOf(*s, name)
+	spec.Replicas = append(slices.Clone(spec.Replicas), launchedURLs(l)...)
+	spec.Launched = append(slices.Clone(spec.Launched), l...)
+	if s.Pools == nil {
+		s.Pools = map[string]PoolSpec{}
+	}
+	s.Pools[name] = spec
+	return spec
 }

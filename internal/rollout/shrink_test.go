@@ -87,6 +87,12 @@ func (f *fx) promoteNew() {
 	}
 }
 
+// settle reconciles once and waits for the background restores it started.
+func (f *fx) settle() {
+	f.step()
+	f.c.shrinks.bg.Wait()
+}
+
 func blueURLs(c *Controller) []string {
 	var out []string
 	for _, r := range c.Status().Pools["blue"].Replicas {
@@ -213,8 +219,7 @@ func TestRetentionShrinkRollbackNow(t *testing.T) {
 		t.Fatalf("rollback event %q", ev.Reason)
 	}
 	// Then the live pool gets its missing replica back in the background.
-	f.step()
-	f.c.shrinks.bg.Wait()
+	f.settle()
 	if launches, _ := l.state(); !slices.Equal(launches, []string{"m1 x1"}) {
 		t.Fatalf("background restore launched %v, want [m1 x1]", launches)
 	}
@@ -224,8 +229,7 @@ func TestRetentionShrinkRollbackNow(t *testing.T) {
 	if ev := f.lastEvent("restore"); !strings.Contains(ev.Reason, "blue brought back to 2 replica(s) in the background") {
 		t.Fatalf("restore event %q", ev.Reason)
 	}
-	f.step()
-	f.c.shrinks.bg.Wait()
+	f.settle()
 	if launches, _ := l.state(); len(launches) != 1 {
 		t.Fatalf("restored twice: %v", launches)
 	}
@@ -413,8 +417,7 @@ func TestBackgroundRestoreRetriesAndGivesUp(t *testing.T) {
 	if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{Now: true}); err != nil {
 		t.Fatal(err)
 	}
-	f.step()
-	f.c.shrinks.bg.Wait()
+	f.settle()
 	if ev := f.lastEvent("restore_failed"); !strings.Contains(ev.Reason, "no agent has 1 free GPU(s)") || !strings.Contains(ev.Reason, "next try in 5s") {
 		t.Fatalf("restore_failed event %q", ev.Reason)
 	}
@@ -429,8 +432,7 @@ func TestBackgroundRestoreRetriesAndGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clk.Advance(6 * time.Second)
-	f.step()
-	f.c.shrinks.bg.Wait()
+	f.settle()
 	if ev := f.lastEvent("restore"); !strings.Contains(ev.Reason, "blue not brought back to full size: it is no longer live") {
 		t.Fatalf("restore event %q", ev.Reason)
 	}
