@@ -440,3 +440,37 @@ func TestBackgroundRestoreRetriesAndGivesUp(t *testing.T) {
 		t.Fatalf("launched %v", launches)
 	}
 }
+
+// TestRetentionShrinkRestoreFails: a rollback whose restore cannot start
+// the missing replicas, or whose started replicas never serve, is refused
+// (502 restore_failed, naming --now) and nothing switches.
+func TestRetentionShrinkRestoreFails(t *testing.T) {
+	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
+	for _, tc := range []struct {
+		name string
+		set  func(*fx, *countLauncher)
+		want string
+	}{
+		{"launch fails", func(_ *fx, l *countLauncher) { l.launchErr = errors.New("no agent has 1 free GPU(s)") }, "no agent has 1 free GPU(s)"},
+		{"never serves", func(f *fx, _ *countLauncher) { f.prober.set("http://127.0.0.1:9101", errors.New("connection refused")) }, "connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, l := shrinkFx(t, 1, []string{a, b}, a, b)
+			f.opts.ProbeTimeout = 100 * time.Millisecond
+			f.restart()
+			f.promoteNew()
+			f.step()
+			l.mu.Lock()
+			tc.set(f, l)
+			l.mu.Unlock()
+			_, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{})
+			var r *Refusal
+			if !errors.As(err, &r) || r.Code != "restore_failed" || r.Status != 502 || !strings.Contains(r.Reason, tc.want) || !strings.Contains(r.Reason, "cutover rollback --now") {
+				t.Fatalf("rollback = %v, want 502 restore_failed with %q and the --now hint", err, tc.want)
+			}
+			if st := f.c.Status(); st.Live != "green" {
+				t.Fatalf("live %s after a failed restore", st.Live)
+			}
+		})
+	}
+}

@@ -166,9 +166,10 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 	var prep api.SwitchResult
 	if n, took, err := c.restoreRetained(ctx, d, restore); err != nil {
 		c.setNote(d.ID, "")
+		now, _, _ := c.snapshot() // the restore may have added replicas that do not serve yet
 		return api.SwitchResult{}, &Refusal{Code: "restore_failed", Status: http.StatusBadGateway, Reason: fmt.Sprintf(
 			"%s refused: bringing the retained pool %s back to full size failed: %v; %s stays live (`cutover rollback --now` switches at once onto the %d replica(s) %s has)",
-			why, d.From, err, st.Live, len(c.specOf(st, d.From).Replicas), d.From)}
+			why, d.From, err, st.Live, len(c.specOf(now, d.From).Replicas), d.From)}
 	} else if n > 0 {
 		c.setNote(d.ID, "")
 		why += fmt.Sprintf(" (after restoring %s to full size: %d replica(s) started through the agents and serving %s in %s)", d.From, n, d.FromModel, took.Round(time.Millisecond))
