@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -281,15 +282,24 @@ func TestRetentionShrinkEndToEnd(t *testing.T) {
 					g.gone(t, []agent.Replica{r})
 				}
 			}
-			if st, _ := g.client.Status(ctx); len(st.Pools["green"].Replicas) != 1 || !strings.Contains(st.Actions["rollback"].Reason, "first brought back to its 2 replicas") {
+			if st, _ := g.client.Status(ctx); len(st.Pools["green"].Replicas) != 1 || st.Actions["rollback"].Restore != 1 || !strings.Contains(st.Actions["rollback"].Reason, "first brought back to its 2 replicas") {
 				t.Fatalf("status after the shrink: green %+v, rollback %+v", st.Pools["green"], st.Actions["rollback"])
 			}
+			if code, out, _ := runCLI(t, g.env, append([]string{"status"}, g.admin...)...); code != 0 || !strings.Contains(out, "shrunk to 1 of 2 replica(s)") {
+				t.Fatalf("cutover status (exit %d) does not show the shrunk pool:\n%s", code, out)
+			}
 
+			// Roll back with the CLI under load.
 			l := startLoad(g.listen)
 			l.waitSent(t, 20)
-			sw, err := g.client.RollbackWith(ctx, api.RollbackRequest{Now: now})
-			if err != nil || sw.Live != "green" {
-				t.Fatalf("rollback: %+v %v", sw, err)
+			args := append([]string{"rollback", "--json"}, g.admin...)
+			if now {
+				args = append(args, "--now")
+			}
+			code, out, errOut := runCLI(t, g.env, args...)
+			var sw api.SwitchResult
+			if err := json.Unmarshal([]byte(out), &sw); code != 0 || err != nil || sw.Live != "green" {
+				t.Fatalf("cutover %v: exit %d, %+v %v\n%s%s", args, code, sw, err, out, errOut)
 			}
 			l.waitSent(t, 20)
 			l.end(t)
@@ -407,5 +417,19 @@ func TestRetentionStopEndToEnd(t *testing.T) {
 	}
 	if got := poolOf(t, g.listen); got != "blue" {
 		t.Fatalf("traffic on %s, want blue (model-v3)", got)
+	}
+}
+
+// TestPrintSwitchSaysWhatCameFirst: rollback's text output says what the
+// gateway did before switching (a restore, a wake).
+func TestPrintSwitchSaysWhatCameFirst(t *testing.T) {
+	var b strings.Builder
+	printSwitch(&b, &api.SwitchResult{Action: "rollback", Live: "green", Previous: "blue", Revision: 9, Restored: 1, RestoreMS: 41200, Woke: 2, WakeMS: 1500})
+	for _, want := range []string{"rollback: green is live (was blue), revision 9",
+		"first brought green back to full size: 1 replica(s) started through the agents, serving after 41.2s",
+		"first woke 2 replica(s) of green in 1.5s"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
 	}
 }
