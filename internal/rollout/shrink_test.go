@@ -474,3 +474,37 @@ func TestRetentionShrinkRestoreFails(t *testing.T) {
 		})
 	}
 }
+
+// TestRetirementStopsAgentReplicasInEveryMode: whatever the retention
+// mode, the retirement runs the on_retire hooks and then stops every
+// replica of the old pool that an agent started (with shrink, those the
+// shrink kept; it stopped the others itself).
+func TestRetirementStopsAgentReplicasInEveryMode(t *testing.T) {
+	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
+	for _, mode := range []string{RetentionKeep, RetentionSleep, RetentionShrink, RetentionStop} {
+		t.Run(mode, func(t *testing.T) {
+			f, l := shrinkFx(t, 1, []string{a, b}, a, b)
+			f.opts.Settings.RetentionMode = mode
+			f.opts.ProbeTimeout = 100 * time.Millisecond
+			f.restart()
+			f.promoteNew()
+			f.step()
+			if mode != RetentionStop {
+				if _, err := f.c.Retire(f.ctx, "op", api.RetireRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := f.until(PhaseCompleted)
+			if _, stopped := l.state(); !slices.Equal(slices.Sorted(slices.Values(stopped)), []string{a, b}) {
+				t.Fatalf("stopped %v, want both replicas of blue", stopped)
+			}
+			ran := f.hooks.ran()
+			if !slices.Contains(ran, "on_retire:blue") {
+				t.Fatalf("hooks %v: on_retire did not run", ran)
+			}
+			if !strings.Contains(d.Reason, "stopped through the agents") {
+				t.Fatalf("completed: %s", d.Reason)
+			}
+		})
+	}
+}
