@@ -11,8 +11,9 @@ all: build
 build:
 	$(GO) build -ldflags "-X main.buildCommit=$$(git rev-parse HEAD 2>/dev/null)" -o bin/cutover ./cmd/cutover
 
-## deb: build dist/cutover_VERSION_ARCH.deb (packaging/deb: binary, conffile, systemd unit,
-##      completions, user, state directory, admin token). DEB_VERSION overrides the version.
+## deb: build dist/cutover_VERSION_ARCH.deb (packaging/deb: binary, conffiles, systemd units
+##      cutover and cutover-agent, completions, user, state directories, admin and agent
+##      tokens). DEB_VERSION overrides the version.
 DEB_VERSION ?= $(shell git log -1 --format=0.0~git%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0.0~dev)
 deb:
 	$(GO) build -trimpath -ldflags "-s -w -X main.buildCommit=$$(git rev-parse HEAD 2>/dev/null)" -o bin/cutover ./cmd/cutover

@@ -12,13 +12,19 @@ type ReloadResult struct {
 	// File is the configuration file that was read.
 	File string `json:"file"`
 	// Applied lists what took effect without a restart: "TLS
-	// certificates" (read again from their files), "admin tokens" (when
-	// the admin or read-only token changed), "health checks" (when
-	// health.path, interval, timeout, rise or fall changed).
+	// certificates" (read again from their files, on every reload with
+	// TLS), the changed keys applied (such as proxy.idle_timeout,
+	// pools.green.replicas, hooks.on_promote), "admin tokens" (when the
+	// admin or read-only token changed), and "KEY (contents)" for a key
+	// file read again whose contents changed under the same path.
 	Applied []string `json:"applied"`
 	// RestartNeeded lists the keys whose new value differs from the
 	// running one and only takes effect after a restart; empty when none.
 	RestartNeeded []string `json:"restart_needed"`
+	// NotApplied lists changed keys that neither this reload nor a
+	// restart applies: the model or replicas of a pool a deployment set
+	// (the state wins; deploy to change them). Empty when none.
+	NotApplied []string `json:"not_applied"`
 }
 
 // Reload asks the gateway to read its configuration file again. An

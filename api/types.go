@@ -369,6 +369,11 @@ type Deployment struct {
 	// other gateway that published samples); zero without a fleet or a
 	// window.
 	GatesFromGateways int `json:"gates_from_gateways,omitempty"`
+	// ShadowFromGateways is, in a fleet (etcd) while validating, how many
+	// gateways' shadow copies (each gateway mirrors its own live traffic)
+	// the shadow figures of the gates merge; zero without a fleet, outside
+	// the validating phase or before the first copy.
+	ShadowFromGateways int `json:"shadow_from_gateways,omitempty"`
 	// Canary is the canary step of a deployment with the canary
 	// strategy, nil otherwise.
 	Canary *Canary `json:"canary,omitempty"`

@@ -260,9 +260,12 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 		fmt.Fprintf(w, "  RETIRE FAILING (attempt %d, next %s): %s\n", d.RetireAttempts, until(d.NextRetireAttempt), d.RetireError)
 	}
 	if len(d.Gates) > 0 {
-		if d.GatesFromGateways > 0 {
+		switch {
+		case d.GatesFromGateways > 0 && d.ShadowFromGateways > 0:
+			fmt.Fprintf(w, "  gates     over the traffic of %d gateways, shadow copies from %d\n", d.GatesFromGateways, d.ShadowFromGateways)
+		case d.GatesFromGateways > 0:
 			fmt.Fprintf(w, "  gates     over the traffic of %d gateways\n", d.GatesFromGateways)
-		} else {
+		default:
 			fmt.Fprintln(w, "  gates")
 		}
 		for _, g := range d.Gates {

@@ -43,18 +43,27 @@ type globalFlags struct {
 }
 
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
+	log, _, err := g.leveledLogger(w)
+	return log, err
+}
+
+// leveledLogger is logger, with the level it logs at: serve changes it
+// (log_level, on start and on every reload).
+func (g *globalFlags) leveledLogger(w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, &usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
+		return nil, nil, &usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	v := &slog.LevelVar{}
+	v.Set(lvl)
+	opts := &slog.HandlerOptions{Level: v}
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), v, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), v, nil
 	}
-	return nil, &usageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
+	return nil, nil, &usageError{fmt.Errorf("--log-format %q: want text or json", g.logFormat)}
 }
 
 func newRootCmd() *cobra.Command {

@@ -21,10 +21,16 @@ func newReloadCmd() *cobra.Command {
 		Long: `Make the running gateway read its configuration file again (POST
 /api/v1/reload; SIGHUP and systemctl reload cutover do the same). The file is
 checked as a start would check it; a file that cannot be used changes nothing,
-and reload exits 1 naming the keys. A valid file reloads the listeners' TLS
-certificates, the admin tokens (admin.token_file, admin.read_token_file) and
-the health checks (health.path, interval, timeout, rise, fall); every other key whose value changed is listed as needing a restart (the rest
-of the configuration is not applied live yet).
+and reload exits 1 naming the keys. A valid file takes effect at once, without
+dropping a request or a stream: TLS certificates, admin tokens, health checks,
+the proxy.* settings but proxy.client (requests already in flight keep the
+settings they started with), auth.api_keys_file, routing.*, validation.gates,
+hooks, log_level, and the model, replicas and api_key_file of a pool no
+deployment owns. Key and token files are read again even when their path is
+the same. The answer names what was applied, the changed keys that need a
+restart (listen addresses, state_dir, etcd, the balancer, rollout.*, ...; see
+docs/operations.md#reload), and those no reload or restart applies because a
+deployment owns their pool. With a fleet, each gateway reloads its own file.
 
 --last reloads nothing and shows how the last reload went, SIGHUP included
 (systemctl reload cannot say): exit 1 if it was refused, with the reason.`,
@@ -71,5 +77,8 @@ func printReload(w io.Writer, r *api.ReloadResult) {
 	}
 	if len(r.RestartNeeded) > 0 {
 		fmt.Fprintf(w, "changed, needs a restart: %s\n", strings.Join(r.RestartNeeded, ", "))
+	}
+	if len(r.NotApplied) > 0 {
+		fmt.Fprintf(w, "changed, not applied (a deployment owns the pool; deploy to change it): %s\n", strings.Join(r.NotApplied, ", "))
 	}
 }

@@ -25,8 +25,10 @@ for up to proxy.drain_timeout, then exits 0. A second signal exits at once.
 With TLS configured (tls, admin.tls, preview.tls), SIGHUP reloads the
 listeners' certificate files (they are also reloaded when they change); open
 connections keep the certificate they started with. SIGHUP (like cutover
-reload) also checks FILE again: a bad file changes nothing and is logged
-naming the keys; changed keys that need a restart are logged too.
+reload) also reads FILE again and applies what can change live (see cutover
+reload --help): a bad file changes nothing and is logged naming the keys;
+changed keys that need a restart are logged too. log_level in FILE, when
+set, wins over --log-level.
 
 A bad config exits 2 naming the key; see docs/config.md.`,
 		Args: cobra.NoArgs,
@@ -35,11 +37,11 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			if err != nil {
 				return err
 			}
-			log, err := g.logger(cmd.ErrOrStderr())
+			log, level, err := g.leveledLogger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(cmd.Context(), cfg, token, log, gateway.WithConfigFile(path))
+			gw, err := gateway.New(cmd.Context(), cfg, token, log, gateway.WithConfigFile(path), gateway.WithLogLevel(level))
 			if err != nil {
 				return err
 			}

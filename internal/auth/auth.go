@@ -208,6 +208,30 @@ func (ks *Keys) Allows(i int, model string) bool {
 	return false
 }
 
+// Same reports whether ks and o hold the same keys (ids, hashes and
+// models, in order): a keys file read again unchanged.
+func (ks *Keys) Same(o *Keys) bool {
+	return slices.EqualFunc(ks.keys, o.keys, func(a, b Key) bool {
+		return a.ID == b.ID && a.Hash == b.Hash && slices.Equal(a.Models, b.Models)
+	})
+}
+
+// Carry adds the counts of prev (keys read from an earlier version of the
+// file) to ks, for the key ids both have and the rejected requests, so
+// the counters a reload hands over keep counting up. Requests prev counts
+// after the call are not carried.
+func (ks *Keys) Carry(prev *Keys) {
+	ks.rejected.Add(prev.rejected.Load())
+	for i, k := range ks.keys {
+		for j, p := range prev.keys {
+			if p.ID == k.ID {
+				ks.counts[i].requests.Add(prev.counts[j].requests.Load())
+				ks.counts[i].forbidden.Add(prev.counts[j].forbidden.Load())
+			}
+		}
+	}
+}
+
 // Counts are the requests seen per key id since start.
 type Counts struct {
 	// Requests counts authenticated requests per key id.

@@ -87,7 +87,13 @@ type Config struct {
 	Agents []Agent `yaml:"agents"`
 	// Launch sizes the replicas started through Agents.
 	Launch Launch `yaml:"launch"`
+	// LogLevel is the log level of serve: debug, info, warn or error.
+	// Empty (the default) means --log-level's. A reload applies it.
+	LogLevel string `yaml:"log_level"`
 }
+
+// LogLevels are the values log_level takes.
+var LogLevels = []string{"debug", "info", "warn", "error"}
 
 // Auth configures client authentication on the data plane.
 type Auth struct {
@@ -449,6 +455,9 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin.listen", c.Admin.Listen)
+	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
+		add("log_level", "%q: want one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
+	}
 	if c.Listen != "" && c.Listen == c.Admin.Listen && !strings.HasSuffix(c.Listen, ":0") {
 		add("admin.listen", "%q is also the traffic listen address; the admin API needs its own", c.Admin.Listen)
 	}

@@ -109,6 +109,8 @@ func TestParseErrors(t *testing.T) {
 		{"missing green", "pools:\n  blue:\n    model: m-1\n    replicas: [http://127.0.0.1:8001]\n", "pools.green", 1, []string{"missing"}},
 		{"null green", "pools:\n  blue:\n    model: m-1\n    replicas: [http://127.0.0.1:8001]\n  green:\n", "pools.green", 5, []string{"missing"}},
 		{"unknown live pool", minimal + "live: red\n", "live", 8, []string{`"red"`}},
+		{"unknown log level", minimal + "log_level: verbose\n", "log_level", 8, []string{`"verbose"`, "debug, info, warn, error"}},
+		{"log level", minimal + "log_level: debug\n", "", 0, nil}, // control: valid
 		{"post-promotion window longer than the retention", minimal + "rollout: {retention: 5m}\nvalidation: {post_promotion: 30m}\n",
 			"validation.post_promotion", 9, []string{"rollout.retention", "5m0s", "30m0s"}},
 		{"replica host with a semicolon", strings.Replace(minimal, "http://127.0.0.1:8002", "http://a;b:8002", 1),

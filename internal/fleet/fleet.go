@@ -10,7 +10,9 @@
 //     since when etcd is unreachable;
 //   - lead: a session (lease of TTL) announcing the member, a campaign,
 //     and while this member leads, Lead(ctx) with ctx fenced on the
-//     election key (store.WithFence) and cancelled when the session ends.
+//     election key (store.WithFence) and cancelled when the session ends
+//     or as soon as etcd has not confirmed the lease for 3/4 of its TTL
+//     (so a leader cut off from etcd stops before another is elected).
 package fleet
 
 import (
@@ -177,6 +179,7 @@ func (m *Member) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("grant lease: %w", err)
 	}
+	granted := time.Now()
 	sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("session: %w", err)
@@ -199,6 +202,7 @@ func (m *Member) session(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
+	confirmed := m.leaseConfirmed(sctx, &wg, lease, granted)
 	wg.Go(func() { m.announce(sctx, lease.ID) })
 	wg.Go(func() { m.observe(sctx, sess) })
 	if m.opts.Lead == nil {
@@ -220,12 +224,87 @@ func (m *Member) session(ctx context.Context) error {
 	case <-sctx.Done():
 		return errors.Join(ctx.Err(), errSessionLost(sess))
 	}
-	m.leading.Store(true)
-	m.log.Info("fleet: this gateway is the leader; it runs deployments, timers, hooks and retirement", "name", m.opts.Name, "election_key", e.Key(), "term", e.Rev())
-	m.opts.Lead(store.WithFence(sctx, e.Key(), e.Rev()))
-	m.leading.Store(false)
-	m.log.Info("fleet: leadership ended", "name", m.opts.Name)
+	m.leadWhileConfirmed(sctx, e, confirmed)
 	return errSessionLost(sess)
+}
+
+// leaseConfirmed follows etcd's answers to the session's keep-alives and
+// returns a func reporting whether etcd confirmed the lease within the
+// last three quarters of its TTL. etcd expires a lease TTL after the last
+// keep-alive it received, and the client ends the session only some time
+// after that; a leader that stops once this reports false stops before
+// etcd can expire its lease and elect another.
+func (m *Member) leaseConfirmed(ctx context.Context, wg *sync.WaitGroup, lease *clientv3.LeaseGrantResponse, granted time.Time) func() bool {
+	var last atomic.Int64
+	last.Store(granted.UnixNano())
+	within := time.Duration(lease.TTL) * time.Second * 3 / 4
+	ka, err := m.opts.Store.Client().KeepAlive(ctx, lease.ID)
+	if err != nil {
+		m.log.Warn("fleet: keep-alive answers of the session's lease not followed; this gateway will not lead in this session", "error", err)
+	} else {
+		wg.Go(func() {
+			for resp := range ka { // closed when ctx ends or the lease is gone
+				if resp.TTL > 0 {
+					last.Store(time.Now().UnixNano())
+				}
+			}
+		})
+	}
+	return func() bool { return time.Since(time.Unix(0, last.Load())) < within }
+}
+
+// leadWhileConfirmed runs Lead while this member holds the election (until
+// ctx ends) and its lease is confirmed: when etcd stops confirming it (a
+// partition), the member stops leading at once, before the lease can
+// expire, and leads again with the same election key should etcd confirm
+// the lease before it expired.
+func (m *Member) leadWhileConfirmed(ctx context.Context, e *concurrency.Election, confirmed func() bool) {
+	tick := time.NewTicker(max(m.opts.TTL/20, 10*time.Millisecond))
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		if !confirmed() {
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		m.leading.Store(true)
+		m.log.Info("fleet: this gateway is the leader; it runs deployments, timers, hooks and retirement", "name", m.opts.Name, "election_key", e.Key(), "term", e.Rev())
+		go func() {
+			defer close(done)
+			m.opts.Lead(store.WithFence(lctx, e.Key(), e.Rev()))
+		}()
+		ended := false // Lead returned by itself (ctx ended)
+	watch:
+		for {
+			select {
+			case <-done:
+				ended = true
+				break watch
+			case <-tick.C:
+				if !confirmed() {
+					m.leading.Store(false)
+					m.log.Warn("fleet: etcd has not confirmed this gateway's lease for three quarters of its TTL; it stops leading before the lease can expire", "name", m.opts.Name)
+					break watch
+				}
+			}
+		}
+		cancel()
+		<-done
+		m.leading.Store(false)
+		m.mu.Lock()
+		if m.leader == m.opts.Name {
+			m.leader = "" // not this one any more; which one is, the next refresh tells
+		}
+		m.mu.Unlock()
+		m.log.Info("fleet: leadership ended", "name", m.opts.Name)
+		if ended {
+			return
+		}
+	}
 }
 
 func errSessionLost(sess *concurrency.Session) error {

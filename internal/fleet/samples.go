@@ -48,6 +48,7 @@ type Samples struct {
 	readAt  time.Time  // when remote was read
 	remote  []validation.Aggregate
 	contrib int
+	shadows int // gateways whose aggregate has shadow copies
 }
 
 // published is a samples key's value.
@@ -112,7 +113,7 @@ func (s *Samples) tick(ctx context.Context, lease clientv3.LeaseID) (clientv3.Le
 	s.opts.Recorder.SetWindow(w)
 	if w.Key == "" {
 		s.mu.Lock()
-		s.key, s.remote, s.contrib = "", nil, 0
+		s.key, s.remote, s.contrib, s.shadows = "", nil, 0, 0
 		s.mu.Unlock()
 		return lease, nil
 	}
@@ -145,7 +146,7 @@ func (s *Samples) tick(ctx context.Context, lease clientv3.LeaseID) (clientv3.Le
 		return lease, fmt.Errorf("get %s: %w", s.prefix(id), err)
 	}
 	var remote []validation.Aggregate
-	contrib := 0
+	contrib, shadows := 0, 0
 	for _, kv := range resp.Kvs {
 		var p published
 		if json.Unmarshal(kv.Value, &p) != nil || p.Window != w.Key {
@@ -154,12 +155,15 @@ func (s *Samples) tick(ctx context.Context, lease clientv3.LeaseID) (clientv3.Le
 		if p.Aggregate.Len() > 0 {
 			contrib++
 		}
+		if p.Aggregate.Shadow > 0 {
+			shadows++
+		}
 		if p.Gateway != s.opts.Name {
 			remote = append(remote, p.Aggregate)
 		}
 	}
 	s.mu.Lock()
-	s.key, s.remote, s.contrib, s.readAt = w.Key, remote, contrib, readAt
+	s.key, s.remote, s.contrib, s.shadows, s.readAt = w.Key, remote, contrib, shadows, readAt
 	s.mu.Unlock()
 	return lease, nil
 }
@@ -186,4 +190,16 @@ func (s *Samples) Contributors(deployment string) int {
 		return 0
 	}
 	return s.contrib
+}
+
+// ShadowContributors is how many gateways (this one included) published
+// shadow copies of the deployment's current window, as last read; 0 for
+// another deployment, a window without shadow copies, or none.
+func (s *Samples) ShadowContributors(deployment string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.key == "" || deploymentOf(s.key) != deployment {
+		return 0
+	}
+	return s.shadows
 }

@@ -17,13 +17,16 @@ type prepared struct {
 	keys      *auth.Keys // nil without auth.api_keys_file
 	tls       *tlsSetup
 	readToken string // empty without admin.read_token_file
+	// poolKeys are the keys of pools.<pool>.api_key_file, by pool ("":
+	// none), so a reload can tell a key file whose contents changed.
+	poolKeys map[string]string
 }
 
 // prepare checks what Validate cannot without touching the disk: the
 // balancer, the key, token and certificate files. It binds nothing and
 // writes nothing; every error names the key (exit 2).
 func prepare(cfg *config.Config, token string) (*prepared, error) {
-	p := &prepared{specs: map[string]rollout.PoolSpec{}}
+	p := &prepared{specs: map[string]rollout.PoolSpec{}, poolKeys: map[string]string{}}
 	var err error
 	if p.picker, err = pool.NewPicker(cfg.Balancer); err != nil {
 		return nil, err
@@ -35,9 +38,11 @@ func prepare(cfg *config.Config, token string) (*prepared, error) {
 		pc := cfg.Pools[name]
 		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}
 		if pc.APIKeyFile != "" {
-			if _, err := secret.ReadFile(pc.APIKeyFile); err != nil {
+			key, err := secret.ReadFile(pc.APIKeyFile)
+			if err != nil {
 				return nil, &config.Error{Fields: []*config.FieldError{{Key: "pools." + name + ".api_key_file", Msg: err.Error()}}}
 			}
+			p.poolKeys[name] = key
 		}
 		for _, raw := range pc.Replicas {
 			norm, err := config.NormalizeReplicaURL(raw)

@@ -195,6 +195,7 @@ func (c fleetController) Status() api.Status {
 	}
 	if c.f.samples != nil && s.Deployment != nil {
 		s.Deployment.GatesFromGateways = c.f.samples.Contributors(s.Deployment.ID)
+		s.Deployment.ShadowFromGateways = c.f.samples.ShadowContributors(s.Deployment.ID)
 	}
 	return s
 }

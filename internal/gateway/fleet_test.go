@@ -64,17 +64,29 @@ func newFleetOn(t testing.TB, n int, endpoints []string, edit func(*config.Confi
 }
 
 // start runs one more gateway of the fleet, named name, with its local
-// copy in stateDir.
-func (f *fleetEnv) start(t testing.TB, name, stateDir string) *env {
+// copy in stateDir; opts are added to New's.
+func (f *fleetEnv) start(t testing.TB, name, stateDir string, opts ...gateway.Option) *env {
+	t.Helper()
+	return f.startWith(t, name, stateDir, nil, opts...)
+}
+
+// startWith is start with edit applied to the gateway's copy of the
+// config (its etcd block is its own copy too); opts are added to New's.
+func (f *fleetEnv) startWith(t testing.TB, name, stateDir string, edit func(*config.Config), opts ...gateway.Option) *env {
 	t.Helper()
 	cfg := *f.cfg
 	cfg.Name, cfg.StateDir = name, stateDir
+	etcd := *cfg.Etcd
+	cfg.Etcd = &etcd
+	if edit != nil {
+		edit(&cfg)
+	}
 	e := &env{t: t, pools: f.gws[0].pools, clock: &clock{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, nil)).With("gw", name)
 	}
-	gw, err := gateway.New(context.Background(), &cfg, testToken, log, gateway.WithClock(e.clock.now))
+	gw, err := gateway.New(context.Background(), &cfg, testToken, log, append([]gateway.Option{gateway.WithClock(e.clock.now)}, opts...)...)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -170,6 +182,9 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 			return e.gw.Controller().Status().Revision == res.Revision && e.gw.Fleet().Applied() == res.Revision
 		})
 	}
+	// Load runs through both gateways while etcd goes away.
+	l := startDeterministicLoad(f.gws, 2)
+	defer l.end()
 	f.etcd.Stop()
 	// Traffic goes on, on the last table, on every gateway.
 	for i, e := range f.gws {
@@ -186,6 +201,10 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
 		t.Fatalf("rollback with etcd down = %v, want 503 store_unavailable", err)
 	}
+	_, err = f.gws[0].admin.Promote(ctx)
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable || ae.Code != "store_unavailable" {
+		t.Fatalf("promote with etcd down = %v, want 503 store_unavailable", err)
+	}
 	waitFor(t, "status and metric saying the store is down", 10*time.Second, func() bool {
 		st, err := f.gws[0].admin.Status(ctx)
 		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero() &&
@@ -194,6 +213,11 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	if !servesPool(f.gws[1], "green") {
 		t.Fatal("a refused rollback changed the routing")
 	}
+	l.end()
+	if n := l.failed.Load(); n > 0 {
+		t.Fatalf("%d of %d client requests failed while etcd went down: %v", n, l.total.Load(), l.first.Load())
+	}
+	t.Logf("%d client requests while etcd went down, none failed", l.total.Load())
 	// A gateway restarted while etcd is down serves its local copy.
 	stateDir := f.cfg.StateDir
 	if err := f.gws[0].stop(); err != nil {
@@ -223,62 +247,70 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 	}
 }
 
+// TestFleetConcurrentSwitchesOneWinsPerRevision: in a fleet of three, two
+// gateways receive a promote and a rollback at the same instant, several
+// rounds in a row: exactly one wins each revision, the history has one line
+// per revision, and every gateway (the third too) ends on the same pool.
 func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
-	f := newFleet(t, 2)
+	f := newFleet(t, 3)
 	ctx := context.Background()
 	a, b := f.gws[0], f.gws[1]
 	first, err := a.admin.Promote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gw-1 at the promote's revision", 10*time.Second, func() bool {
-		return b.gw.Controller().Status().Revision == first.Revision
-	})
-	// Both ask, at the same revision, to make blue live again.
-	var wg sync.WaitGroup
-	var errA, errB error
-	var resA, resB *api.SwitchResult
-	start := make(chan struct{})
-	wg.Go(func() { <-start; resA, errA = a.admin.Promote(ctx) })
-	wg.Go(func() { <-start; resB, errB = b.admin.Rollback(ctx) })
-	close(start)
-	wg.Wait()
-	// Exactly one wins each revision: when both calls decided on revision
-	// 2, one gets 409; when one gateway had already applied the other's
-	// switch before deciding (the watch is that fast), both succeed, on
-	// consecutive revisions.
-	loser409 := func(err error) {
-		var ae *api.Error
-		if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
-			t.Errorf("loser = %v, want 409", err)
+	final, conflicts := first, 0
+	for round := range 4 {
+		for i, e := range f.gws {
+			waitFor(t, fmt.Sprintf("round %d: gw-%d at revision %d", round, i, final.Revision), 10*time.Second, func() bool {
+				return e.gw.Controller().Status().Revision == final.Revision
+			})
+		}
+		// Both ask, at the same revision, to make the other pool live.
+		var wg sync.WaitGroup
+		var errA, errB error
+		var resA, resB *api.SwitchResult
+		start := make(chan struct{})
+		wg.Go(func() { <-start; resA, errA = a.admin.Promote(ctx) })
+		wg.Go(func() { <-start; resB, errB = b.admin.Rollback(ctx) })
+		close(start)
+		wg.Wait()
+		// Exactly one wins each revision: when both calls decided on the
+		// same revision, one gets 409; when one gateway had already
+		// applied the other's switch before deciding (the watch is that
+		// fast), both succeed, on consecutive revisions.
+		loser409 := func(err error) {
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+				t.Errorf("round %d: loser = %v, want 409", round, err)
+			}
+		}
+		switch {
+		case errA == nil && errB == nil:
+			if resA.Revision == resB.Revision {
+				t.Fatalf("round %d: promote and rollback both won revision %d", round, resA.Revision)
+			}
+			final = resA
+			if resB.Revision > resA.Revision {
+				final = resB
+			}
+		case errA == nil:
+			final, conflicts = resA, conflicts+1
+			loser409(errB)
+		case errB == nil:
+			final, conflicts = resB, conflicts+1
+			loser409(errA)
+		default:
+			t.Fatalf("round %d: promote on gw-0: %v, rollback on gw-1: %v; want one to win", round, errA, errB)
+		}
+		for i, e := range f.gws {
+			waitFor(t, fmt.Sprintf("round %d: gw-%d at revision %d", round, i, final.Revision), 10*time.Second, func() bool {
+				return e.gw.Controller().Status().Revision == final.Revision && servesPool(e, final.Live)
+			})
 		}
 	}
-	var final *api.SwitchResult
-	switch {
-	case errA == nil && errB == nil:
-		if resA.Revision == resB.Revision {
-			t.Fatalf("promote and rollback both won revision %d", resA.Revision)
-		}
-		final = resA
-		if resB.Revision > resA.Revision {
-			final = resB
-		}
-	case errA == nil:
-		final = resA
-		loser409(errB)
-	case errB == nil:
-		final = resB
-		loser409(errA)
-	default:
-		t.Fatalf("promote on gw-0: %v, rollback on gw-1: %v; want one to win", errA, errB)
-	}
-	want := final.Revision
-	for i, e := range f.gws {
-		waitFor(t, fmt.Sprintf("gw-%d at revision %d", i, want), 10*time.Second, func() bool {
-			return e.gw.Controller().Status().Revision == want && servesPool(e, final.Live)
-		})
-	}
-	h, err := b.admin.History(ctx, 0)
+	t.Logf("4 rounds: %d decided at one revision (the loser got 409), %d one after the other", conflicts, 4-conflicts)
+	h, err := f.gws[2].admin.History(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +318,7 @@ func TestFleetConcurrentSwitchesOneWinsPerRevision(t *testing.T) {
 	for _, ev := range h.Events {
 		seen[ev.Revision]++
 	}
-	for rev := int64(1); rev <= want; rev++ {
+	for rev := int64(1); rev <= final.Revision; rev++ {
 		if seen[rev] != 1 {
 			t.Errorf("revision %d has %d history lines, want 1 (history %+v)", rev, seen[rev], h.Events)
 		}

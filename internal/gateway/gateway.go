@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/admin"
@@ -51,6 +52,9 @@ type Gateway struct {
 	adminSrv, previewSrv          *http.Server
 
 	reload reloader // SIGHUP and POST /api/v1/reload (reload.go)
+	// drain is proxy.drain_timeout (a time.Duration), which a reload
+	// changes.
+	drain atomic.Int64
 }
 
 // Option changes how New assembles a gateway. Tests use them to take
@@ -62,7 +66,8 @@ type Option func(*options)
 type options struct {
 	now        func() time.Time
 	adjust     func(pool string, s *validation.Sample)
-	configFile string // reload.go
+	configFile string         // reload.go
+	level      *slog.LevelVar // reload.go
 }
 
 // WithClock makes the control plane read the time from now (deadlines,
@@ -86,7 +91,12 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	for _, opt := range opts {
 		opt(&o)
 	}
-	g := &Gateway{cfg: cfg, log: log, reload: reloader{file: o.configFile}}
+	g := &Gateway{cfg: cfg, log: log, reload: reloader{file: o.configFile, applied: cfg}}
+	g.drain.Store(int64(cfg.Proxy.DrainTimeout.D()))
+	if o.level != nil {
+		g.reload.level, g.reload.flagLevel = o.level, o.level.Level()
+		g.setLogLevel(cfg)
+	}
 	defer func() {
 		if err != nil {
 			g.closeAll() // g, not the nil result: regression for a panic on a busy port
@@ -99,10 +109,6 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		return nil, err
 	}
 	picker, specs, keys, readToken := pre.picker, pre.specs, pre.keys, pre.readToken
-	var clientAuth proxy.ClientAuth
-	if keys != nil {
-		clientAuth = keys
-	}
 	g.tls = pre.tls
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
@@ -147,34 +153,14 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	g.outlier = &pool.Outlier{Consecutive5xx: oc.Consecutive5xx, FailureRate: oc.FailureRate, Interval: oc.Interval.D(),
 		MinimumRequests: oc.MinimumRequests, BaseEjectionTime: oc.BaseEjectionTime.D(), MaxEjectionTime: oc.MaxEjectionTime.D(),
 		MaxEjectionPercent: oc.MaxEjectionPercent, Logger: log}
-	var transport http.RoundTripper = g.tls.transport(cfg.Proxy.ResponseHeaderTimeout.D())
-	if cfg.Proxy.Client == "cutover" {
-		transport = &proxy.Upstream{ResponseHeaderTimeout: cfg.Proxy.ResponseHeaderTimeout.D(), Fallback: transport}
-	}
-	poolHeader, poolToken, err := poolHeaderOptions(cfg)
+	g.reload.picker, g.reload.poolKeys, g.reload.rht = picker, pre.poolKeys, cfg.Proxy.ResponseHeaderTimeout.D()
+	g.reload.keys.Store(keys)
+	popts, err := g.proxyOptions(cfg, g.proxyTransport(g.reload.rht), keys)
 	if err != nil {
 		return nil, err
 	}
-	g.proxy = proxy.New(proxy.Options{
-		Transport:    transport,
-		Picker:       picker,
-		MaxBodyBytes: cfg.Proxy.MaxBodyBytes,
-		IdleTimeout:  cfg.Proxy.IdleTimeout.D(),
-		Timeout:      cfg.Proxy.Timeout.D(),
-		Logger:       log,
-		AccessLog:    cfg.Proxy.AccessLogEnabled(),
-		Observer:     observers{&g.observers},
-		Mirror:       mirrorOrNil(mirror),
-
-		ForwardClientAuthorization: cfg.Proxy.ForwardClientAuthorization,
-		ClientAuth:                 clientAuth,
-		MaxBufferedBytes:           cfg.Proxy.MaxBufferedBytes,
-		ClientWriteTimeout:         cfg.Proxy.ClientWriteTimeout.D(),
-		Outlier:                    g.outlier,
-		HideReplica:                !cfg.Proxy.ExposeReplicaEnabled(),
-		PoolHeader:                 poolHeader,
-		PoolHeaderToken:            poolToken,
-	})
+	g.reload.poolToken = popts.PoolHeaderToken
+	g.proxy = proxy.New(popts)
 	applier, err := g.newApplier(cfg)
 	if err != nil {
 		return nil, err
@@ -185,10 +171,15 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		if err != nil {
 			return nil, err
 		}
-		v := validation.NewValidator(validation.GatesFromConfig(cfg.Validation.Gates), mirror, syn)
+		vm := mirror
+		if cfg.Etcd != nil {
+			vm = nil // in a fleet every gateway's recorder drives its mirror (fleet_samples.go)
+		}
+		v := validation.NewValidator(validation.GatesFromConfig(cfg.Validation.Gates), vm, syn)
 		v.Adjust = o.adjust
 		g.observers = append(g.observers, v)
 		validator = v
+		g.reload.validator = v
 	}
 	ro := cfg.Rollout
 	warm := make([]rollout.WarmupRequest, len(ro.Warmup.Requests))
@@ -270,9 +261,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if g.mirror != nil {
 		g.metrics.RegisterShadow(g.mirror)
 	}
-	if keys != nil {
-		g.metrics.RegisterClientAuth(keys)
-	}
+	g.metrics.RegisterClientAuthFunc(g.reload.keys.Load) // none while client auth is off
 	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
 	g.joinFleet()
 	adm.Handle("GET /metrics", g.metrics.Handler())
@@ -352,7 +341,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	drain := g.cfg.Proxy.DrainTimeout.D()
+	drain := time.Duration(g.drain.Load())
 	g.log.Info("draining", "in_flight", g.inFlight(), "timeout", drain)
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()

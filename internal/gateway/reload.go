@@ -4,19 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
+	"github.com/cutover-dev/cutover/internal/auth"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
+	"github.com/cutover-dev/cutover/internal/validation"
 )
 
 // WithConfigFile names the file the configuration came from, so SIGHUP
@@ -24,24 +30,74 @@ import (
 // reloads the TLS certificates.
 func WithConfigFile(path string) Option { return func(o *options) { o.configFile = path } }
 
+// WithLogLevel hands the gateway the level its logger logs at: log_level
+// sets it at start and on every reload; without log_level it is the
+// level v had when New was called (--log-level).
+func WithLogLevel(v *slog.LevelVar) Option { return func(o *options) { o.level = v } }
+
 // reloader reads the configuration file again on SIGHUP and on
 // POST /api/v1/reload, one reload at a time.
 type reloader struct {
 	file  string        // empty: TLS certificates only
 	admin *admin.Server // takes new tokens
 
-	mu               sync.Mutex // serialises reloads; guards the tokens
-	token, readToken string     // the admin tokens in use
+	mu               sync.Mutex     // serialises reloads; guards the fields below
+	token, readToken string         // the admin tokens in use
+	applied          *config.Config // the configuration whose live keys are in effect
+	poolKeys         map[string]string
+	poolToken        string        // routing.pool_header_token_file's token in use
+	rht              time.Duration // the proxy transport's response header timeout
+	picker           pool.Picker   // the balancer (restart only), kept across generations
+	validator        *validation.Validator
+	level            *slog.LevelVar // nil: the logger's level is not ours to set
+	flagLevel        slog.Level     // the level without log_level
+
+	keys atomic.Pointer[auth.Keys] // client keys in use; nil without auth.api_keys_file
 
 	lastMu sync.Mutex
 	last   api.LastReload // guarded by lastMu
 }
 
-// liveKeys are the keys a reload applies: they never need a restart.
-var liveKeys = append([]string{"admin.token_file", "admin.read_token_file"}, healthKeys...)
+// liveKeys are the keys a reload applies (see liveKey).
+var liveKeys = append(append([]string{"admin.token_file", "admin.read_token_file", "auth.api_keys_file",
+	"routing.pool_header", "routing.pool_header_token_file", "log_level"}, healthKeys...), proxyKeys...)
 
 // healthKeys are the active health check's settings (pool.Settings).
 var healthKeys = []string{"health.path", "health.interval", "health.timeout", "health.rise", "health.fall"}
+
+// proxyKeys are the data plane's settings a reload applies to the
+// requests that arrive from then on (proxy.Handler.Reconfigure);
+// proxy.client is not one of them.
+var proxyKeys = []string{"proxy.max_body_bytes", "proxy.response_header_timeout", "proxy.idle_timeout", "proxy.timeout",
+	"proxy.drain_timeout", "proxy.access_log", "proxy.expose_replica", "proxy.forward_client_authorization",
+	"proxy.max_buffered_bytes", "proxy.client_write_timeout"}
+
+// livePrefixes are the groups of keys a reload applies.
+var livePrefixes = []string{"hooks.", "validation.gates."}
+
+// poolKeys are the keys of a pool a reload applies when no deployment
+// owns the pool (the state holds no spec for it).
+var poolKeys = []string{"model", "replicas", "api_key_file"}
+
+// liveKey reports whether a reload applies key k (as changedKeys names
+// it); every other key needs a restart.
+func liveKey(k string) bool {
+	if slices.Contains(liveKeys, k) || slices.ContainsFunc(livePrefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+		return true
+	}
+	_, ok := poolKey(k)
+	return ok
+}
+
+// poolKey returns the pool of a key of poolKeys (pools.<pool>.<key>).
+func poolKey(k string) (string, bool) {
+	rest, ok := strings.CutPrefix(k, "pools.")
+	if !ok {
+		return "", false
+	}
+	name, key, ok := strings.Cut(rest, ".")
+	return name, ok && slices.Contains(poolKeys, key)
+}
 
 // errNoConfigFile refuses POST /api/v1/reload on a gateway started
 // without a file (the demo, tests).
@@ -51,11 +107,15 @@ var errNoConfigFile = &rollout.Refusal{Code: "no_config_file", Status: http.Stat
 // Reload reads the configuration file again and checks it as a start
 // would (every key, the token, the files it names). An invalid file
 // changes nothing and returns the error naming the keys. A valid one
-// reloads the TLS certificates, the admin tokens (admin.token_file,
-// admin.read_token_file) and the active health checks' settings
-// (health.path, interval, timeout, rise, fall), and lists the other keys
-// whose change needs a restart: the rest of the configuration is not
-// applied live yet.
+// reloads the TLS certificates and applies every key that can change
+// without a restart: the admin tokens, health checks, the proxy's
+// settings (for requests that arrive from now on), client API keys,
+// routing by header, validation gates, hooks, log_level, and the model,
+// replicas and key file of pools no deployment owns (through
+// rollout.Controller.SetPools: the path a deployment's change takes). Key files are read again
+// even when their path did not change. The result names what changed
+// and was applied, the changed keys that need a restart, and those that
+// change nothing because a deployment owns their pool.
 func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	g.reload.mu.Lock()
 	defer g.reload.mu.Unlock()
@@ -74,36 +134,157 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	changed, err := changedKeys(g.cfg, cfg)
+	sinceStart, err := changedKeys(g.cfg, cfg)
 	if err != nil {
 		return nil, err
 	}
-	res := &api.ReloadResult{File: g.reload.file, Applied: []string{}, RestartNeeded: []string{}}
-	for _, k := range changed {
-		if !slices.Contains(liveKeys, k) {
+	fresh, err := changedKeys(g.reload.applied, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rht := cfg.Proxy.ResponseHeaderTimeout.D()
+	transport := g.proxy.Transport()
+	if rht != g.reload.rht {
+		transport = g.proxyTransport(rht)
+	}
+	popts, err := g.proxyOptions(cfg, transport, pre.keys)
+	if err != nil {
+		return nil, err
+	}
+	res := &api.ReloadResult{File: g.reload.file, Applied: []string{}, RestartNeeded: []string{}, NotApplied: []string{}}
+	for _, k := range sinceStart {
+		if !liveKey(k) {
 			res.RestartNeeded = append(res.RestartNeeded, k)
 		}
 	}
-	// The certificates first: they are all that can still fail.
+	// What can still fail comes first: the certificates, then the pools
+	// (an external load balancer may refuse them, and then keeps the
+	// previous ones).
 	if len(g.tls.certs) > 0 {
 		if err := g.ReloadTLS(); err != nil {
 			return nil, fmt.Errorf("TLS certificates: %w", err)
 		}
 		res.Applied = append(res.Applied, "TLS certificates")
 	}
-	if slices.ContainsFunc(changed, func(k string) bool { return slices.Contains(healthKeys, k) }) {
+	owned, err := g.ctrl.SetPools(ctx, pre.specs)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range fresh {
+		if !liveKey(k) {
+			continue
+		}
+		if name, ok := poolKey(k); ok && slices.Contains(owned, name) && !strings.HasSuffix(k, ".api_key_file") {
+			res.NotApplied = append(res.NotApplied, k)
+			continue
+		}
+		res.Applied = append(res.Applied, k)
+	}
+	// From here on nothing fails.
+	if slices.ContainsFunc(fresh, func(k string) bool { return slices.Contains(healthKeys, k) }) {
 		h := cfg.Health
 		g.checker.SetSettings(pool.Settings{Path: h.Path, Interval: h.Interval.D(), Timeout: h.Timeout.D(), Rise: h.Rise, Fall: h.Fall})
-		res.Applied = append(res.Applied, "health checks")
 	}
 	if token != g.reload.token || pre.readToken != g.reload.readToken {
-		if err := g.reload.admin.SetTokens(token, pre.readToken); err != nil {
+		if err := g.reload.admin.SetTokens(token, pre.readToken); err != nil { // prepare checked what it refuses
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "admin.read_token_file", Msg: err.Error()}}}
 		}
 		g.reload.token, g.reload.readToken = token, pre.readToken
 		res.Applied = append(res.Applied, "admin tokens")
 	}
+	old := g.proxy.Transport()
+	if err := g.proxy.Reconfigure(popts); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err) // cannot happen: proxy.client needs a restart
+	}
+	if transport != old {
+		if c, ok := old.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections() // requests in flight keep theirs
+		}
+	}
+	g.reload.rht = rht
+	if prev := g.reload.keys.Swap(pre.keys); prev != nil && pre.keys != nil {
+		pre.keys.Carry(prev)
+		if !pre.keys.Same(prev) && !slices.Contains(fresh, "auth.api_keys_file") {
+			res.Applied = append(res.Applied, "auth.api_keys_file (contents)")
+		}
+	}
+	if popts.PoolHeaderToken != g.reload.poolToken && !slices.Contains(fresh, "routing.pool_header_token_file") {
+		res.Applied = append(res.Applied, "routing.pool_header_token_file (contents)")
+	}
+	g.reload.poolToken = popts.PoolHeaderToken
+	for _, name := range config.PoolNames {
+		if pre.poolKeys[name] != g.reload.poolKeys[name] && !slices.Contains(fresh, "pools."+name+".api_key_file") {
+			res.Applied = append(res.Applied, "pools."+name+".api_key_file (contents)")
+		}
+	}
+	g.reload.poolKeys = pre.poolKeys
+	g.drain.Store(int64(cfg.Proxy.DrainTimeout.D()))
+	if g.reload.validator != nil {
+		g.reload.validator.SetGates(validation.GatesFromConfig(cfg.Validation.Gates))
+	}
+	g.ctrl.SetHooks(cfg.HookSpecs())
+	g.setLogLevel(cfg)
+	g.reload.applied = cfg
 	return res, nil
+}
+
+// setLogLevel sets the logger's level from cfg's log_level, or back to
+// the one it started with when log_level is not set.
+func (g *Gateway) setLogLevel(cfg *config.Config) {
+	if g.reload.level == nil {
+		return
+	}
+	lvl := g.reload.flagLevel
+	if cfg.LogLevel != "" {
+		_ = lvl.UnmarshalText([]byte(cfg.LogLevel)) // checked by Validate
+	}
+	g.reload.level.Set(lvl)
+}
+
+// proxyTransport is the data plane's client to replicas, of the kind
+// proxy.client names (a start's: a reload cannot change it).
+func (g *Gateway) proxyTransport(responseHeaderTimeout time.Duration) http.RoundTripper {
+	var t http.RoundTripper = g.tls.transport(responseHeaderTimeout)
+	if g.cfg.Proxy.Client == "cutover" {
+		t = &proxy.Upstream{ResponseHeaderTimeout: responseHeaderTimeout, Fallback: t}
+	}
+	return t
+}
+
+// proxyOptions are the data plane's options under cfg, sending through
+// transport; New and Reload both build them here. What only a restart
+// changes (the balancer, the observers, the mirror, outlier detection)
+// is the gateway's, whatever cfg says.
+func (g *Gateway) proxyOptions(cfg *config.Config, transport http.RoundTripper, keys *auth.Keys) (proxy.Options, error) {
+	poolHeader, poolToken, err := poolHeaderOptions(cfg)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	var clientAuth proxy.ClientAuth
+	if keys != nil {
+		clientAuth = keys
+	}
+	p := cfg.Proxy
+	return proxy.Options{
+		Transport:    transport,
+		Picker:       g.reload.picker,
+		MaxBodyBytes: p.MaxBodyBytes,
+		IdleTimeout:  p.IdleTimeout.D(),
+		Timeout:      p.Timeout.D(),
+		Logger:       g.log,
+		AccessLog:    p.AccessLogEnabled(),
+		Observer:     observers{&g.observers},
+		Mirror:       mirrorOrNil(g.mirror),
+
+		ForwardClientAuthorization: p.ForwardClientAuthorization,
+		ClientAuth:                 clientAuth,
+		MaxBufferedBytes:           p.MaxBufferedBytes,
+		ClientWriteTimeout:         p.ClientWriteTimeout.D(),
+		Outlier:                    g.outlier,
+		HideReplica:                !p.ExposeReplicaEnabled(),
+		PoolHeader:                 poolHeader,
+		PoolHeaderToken:            poolToken,
+	}, nil
 }
 
 // onHUP is SIGHUP: a reload, logged.

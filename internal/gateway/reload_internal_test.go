@@ -56,3 +56,43 @@ pools:
 		t.Errorf("replicas added: changedKeys = %q", got)
 	}
 }
+
+// TestLiveKey: the keys a reload applies, and those that need a restart,
+// by name.
+func TestLiveKey(t *testing.T) {
+	tests := []struct {
+		key  string
+		live bool
+	}{
+		{"listen", false},
+		{"admin.listen", false},
+		{"state_dir", false},
+		{"etcd.endpoints", false},
+		{"proxy.client", false},
+		{"balancer", false},
+		{"rollout.retention", false},
+		{"validation.deadline", false},
+		{"validation.shadow.percent", false},
+		{"health.outlier.consecutive_5xx", false},
+		{"pools.blue.name", false},
+		{"tls.cert_file", false},
+		{"proxy.idle_timeout", true},
+		{"proxy.max_buffered_bytes", true},
+		{"proxy.response_header_timeout", true},
+		{"proxy.drain_timeout", true},
+		{"auth.api_keys_file", true},
+		{"hooks.on_fail", true},
+		{"validation.gates.error_rate.threshold", true},
+		{"pools.green.replicas", true},
+		{"pools.blue.model", true},
+		{"pools.blue.api_key_file", true},
+		{"log_level", true},
+		{"routing.pool_header", true},
+		{"health.rise", true},
+	}
+	for _, tt := range tests {
+		if got := liveKey(tt.key); got != tt.live {
+			t.Errorf("liveKey(%q) = %v, want %v", tt.key, got, tt.live)
+		}
+	}
+}

@@ -15,8 +15,9 @@ var (
 		"Client requests refused (401 invalid_api_key) for a missing or unknown API key.", nil, nil)
 )
 
-// clientAuthCollector reads the client keys' counters at scrape time.
-type clientAuthCollector struct{ k *auth.Keys }
+// clientAuthCollector reads the client keys' counters at scrape time,
+// from the keys k returns (none when it returns nil).
+type clientAuthCollector struct{ k func() *auth.Keys }
 
 func (c clientAuthCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descKeyRequests
@@ -25,7 +26,11 @@ func (c clientAuthCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c clientAuthCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.k.Counts()
+	k := c.k()
+	if k == nil {
+		return
+	}
+	s := k.Counts()
 	for id, v := range s.Requests {
 		ch <- prometheus.MustNewConstMetric(descKeyRequests, prometheus.CounterValue, float64(v), id)
 	}
@@ -37,4 +42,13 @@ func (c clientAuthCollector) Collect(ch chan<- prometheus.Metric) {
 
 // RegisterClientAuth exposes the client keys' counters, every key id at 0
 // from the start.
-func (m *Metrics) RegisterClientAuth(k *auth.Keys) { m.register(clientAuthCollector{k}) }
+func (m *Metrics) RegisterClientAuth(k *auth.Keys) {
+	m.register(clientAuthCollector{func() *auth.Keys { return k }})
+}
+
+// RegisterClientAuthFunc exposes the counters of the client keys current
+// returns at each scrape (a keys file a reload reads again): none while it
+// returns nil (client auth off).
+func (m *Metrics) RegisterClientAuthFunc(current func() *auth.Keys) {
+	m.register(clientAuthCollector{current})
+}

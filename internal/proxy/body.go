@@ -45,7 +45,7 @@ func putChunk(b *[]byte) {
 // bodyBudget counts the request body bytes held in memory by all requests
 // of a Handler.
 type bodyBudget struct {
-	max  int64 // negative: no limit
+	max  atomic.Int64 // negative: no limit; Reconfigure changes it
 	used atomic.Int64
 }
 
@@ -54,7 +54,7 @@ func (b *bodyBudget) take(n int64) bool {
 	if n <= 0 {
 		return true
 	}
-	if b.used.Add(n) > b.max && b.max >= 0 {
+	if limit := b.max.Load(); b.used.Add(n) > limit && limit >= 0 {
 		b.used.Add(-n)
 		return false
 	}

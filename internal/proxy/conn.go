@@ -110,6 +110,7 @@ func (sc *srvConn) serve() {
 			}
 		}
 		sc.state.Store(stateActive)
+		sc.h = sc.s.Handler.current() // this request's options, to its end
 		sc.headDeadline = time.Time{}
 		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
 			sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())

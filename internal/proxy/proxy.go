@@ -79,20 +79,37 @@ type Options struct {
 
 // Handler is the gateway's data plane. It reads the routing table through
 // an atomic pointer on every request and never blocks on the control plane.
+//
+// Its options change with Reconfigure (reconfigure.go): each change makes
+// a new generation, a Handler sharing the table, the body budget and
+// the current-generation pointer; a request is served by the generation
+// current when it arrived, from its head to its end.
 type Handler struct {
 	opts   Options
 	rt     http.RoundTripper
 	up     *Upstream // rt when it is an *Upstream: the fast path
 	picker pool.Picker
 	log    *slog.Logger
-	table  atomic.Pointer[route.Table]
-	// buffered counts the request body bytes held in memory.
-	buffered bodyBudget
+	table  *atomic.Pointer[route.Table] // shared by every generation
+	// buffered counts the request body bytes held in memory, by every
+	// generation together.
+	buffered *bodyBudget
+	// gen is the current generation, shared by every generation.
+	gen *atomic.Pointer[Handler]
 }
 
 // New returns a Handler with no table: it answers 503 until Apply.
 func New(opts Options) *Handler {
-	h := &Handler{opts: opts, rt: opts.Transport, picker: opts.Picker, log: opts.Logger}
+	h := newGeneration(opts, &atomic.Pointer[route.Table]{}, &bodyBudget{})
+	h.gen = &atomic.Pointer[Handler]{}
+	h.gen.Store(h)
+	return h
+}
+
+// newGeneration is a Handler for opts, with the given table and budget;
+// the caller sets gen.
+func newGeneration(opts Options, table *atomic.Pointer[route.Table], budget *bodyBudget) *Handler {
+	h := &Handler{opts: opts, rt: opts.Transport, picker: opts.Picker, log: opts.Logger, table: table, buffered: budget}
 	if h.rt == nil {
 		h.rt = NewTransport(0)
 	}
@@ -106,10 +123,11 @@ func New(opts Options) *Handler {
 	if h.opts.MaxBodyBytes <= 0 {
 		h.opts.MaxBodyBytes = 32 << 20
 	}
-	h.buffered.max = h.opts.MaxBufferedBytes
-	if h.buffered.max == 0 {
-		h.buffered.max = defaultMaxBufferedBytes
+	limit := h.opts.MaxBufferedBytes
+	if limit == 0 {
+		limit = defaultMaxBufferedBytes
 	}
+	h.buffered.max.Store(limit)
 	return h
 }
 
@@ -147,6 +165,7 @@ func (h *Handler) Table() *route.Table { return h.table.Load() }
 // ServeHTTP sends r to the live pool (during a canary, to the pool the
 // table's weights pick).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h = h.current()
 	t := h.table.Load()
 	if t == nil {
 		errNotReady().write(w)
@@ -159,7 +178,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServePool sends r to pool e of table t. The preview listener uses it to
 // reach the candidate pool.
 func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
-	h.servePool(w, r, t, e, false)
+	h.current().servePool(w, r, t, e, false)
 }
 
 // servePool is ServePool; byBody picks the pool again from the body once

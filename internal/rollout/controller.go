@@ -204,6 +204,12 @@ type Controller struct {
 	shrinks shrinkTracker // retention_mode: shrink; see shrink.go
 
 	launch launchTracker // a deploy launching replicas; see launch.go
+
+	// configured are the pools as the configuration has them (Options.Pools
+	// until SetPools); a pool the state has no spec for is served from it.
+	configured atomic.Pointer[map[string]PoolSpec]
+	// specs are the hooks per event (Options.Hooks until SetHooks).
+	specs atomic.Pointer[map[string][]hook.Spec]
 }
 
 // retry is when to try again, after how many tries.
@@ -257,6 +263,9 @@ func New(opts Options) (*Controller, error) {
 	if _, ok := opts.Pools[opts.InitialLive]; !ok {
 		return nil, fmt.Errorf("initial live pool %q is not configured", opts.InitialLive)
 	}
+	pools, hooks := maps.Clone(opts.Pools), maps.Clone(opts.Hooks)
+	c.configured.Store(&pools)
+	c.specs.Store(&hooks)
 	return c, nil
 }
 
@@ -449,8 +458,11 @@ func (c *Controller) specLocked(name string) PoolSpec {
 	if s, ok := c.st.Pools[name]; ok {
 		return s
 	}
-	return c.opts.Pools[name]
+	return c.configuredPool(name)
 }
+
+// configuredPool is pool name as the configuration has it.
+func (c *Controller) configuredPool(name string) PoolSpec { return (*c.configured.Load())[name] }
 
 // rebuildPoolsLocked makes the runtime pools match the effective specs,
 // keeping Replica values (and so their health and in-flight counts) for
@@ -471,11 +483,14 @@ func (c *Controller) rebuildPoolsLocked() {
 		}
 		p := &pool.Pool{Name: name, Model: spec.Model}
 		for _, raw := range spec.Replicas {
-			var r *pool.Replica
+			var r, rekeyed *pool.Replica
 			if old != nil {
 				for _, o := range old.Replicas {
-					if o.Name == raw && o.Authorization == auth {
+					switch {
+					case o.Name == raw && o.Authorization == auth:
 						r = o
+					case o.Name == raw:
+						rekeyed = o
 					}
 				}
 			}
@@ -487,8 +502,12 @@ func (c *Controller) rebuildPoolsLocked() {
 				}
 				r = pool.NewReplica(u)
 				r.Authorization = auth
-				if old != nil { // a change after start: not checked yet
-					r.SetInitial(c.now(), errNotChecked)
+				if old != nil { // a change after start: checked at once
+					// Not checked yet; a replica that only got a new key
+					// keeps serving meanwhile (a key file reloaded).
+					if rekeyed == nil || !rekeyed.Healthy() {
+						r.SetInitial(c.now(), errNotChecked)
+					}
 					fresh = append(fresh, r)
 				}
 			}
@@ -506,7 +525,7 @@ var errNotChecked = errors.New("not checked yet")
 // is logged (by name, never its contents) and leaves the replicas without
 // a key, so their health checks say 401.
 func (c *Controller) authorization(name string, spec PoolSpec) string {
-	file := cmp.Or(spec.APIKeyFile, c.opts.Pools[name].APIKeyFile)
+	file := cmp.Or(spec.APIKeyFile, c.configuredPool(name).APIKeyFile)
 	if file == "" {
 		return ""
 	}

@@ -146,7 +146,7 @@ func (c *Controller) specOf(s State, name string) PoolSpec {
 	if p, ok := s.Pools[name]; ok {
 		return p
 	}
-	return c.opts.Pools[name]
+	return c.configuredPool(name)
 }
 
 // startWarming gives d's pool its new replicas and enters the first

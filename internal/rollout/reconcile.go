@@ -296,7 +296,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 	var outcomes []hook.Outcome
 	runID := retireRunID(d)
 	defer c.forgetRunning(ctx, runID)
-	for _, spec := range c.opts.Hooks["on_retire"] {
+	for _, spec := range c.hookSpecs("on_retire") {
 		pl := c.payload("on_retire", d, d.From, d.FromModel, d.FromReplicas, d.Reason)
 		pl.RunID = runID
 		o := c.runTracked(ctx, d, spec, pl)
@@ -392,7 +392,7 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 			pl = c.payload(ev, d, d.From, d.FromModel, d.FromReplicas, d.Reason)
 		}
 		pl.RunID = runIDs[i]
-		for _, spec := range c.opts.Hooks[ev] {
+		for _, spec := range c.hookSpecs(ev) {
 			o := c.runTracked(ctx, d, spec, pl)
 			if ctx.Err() != nil {
 				return // shutting down: the hooks run again after restart
@@ -427,7 +427,7 @@ func (c *Controller) runPendingHooks(ctx context.Context, d *Deployment) {
 
 // pend records that event's hooks must run for d, if any are configured.
 func (c *Controller) pend(d *Deployment, event string) {
-	if len(c.opts.Hooks[event]) > 0 {
+	if len(c.hookSpecs(event)) > 0 {
 		c.mu.Lock()
 		rev := c.rev + 1 // pend runs inside a commit: the revision it writes
 		c.mu.Unlock()

@@ -109,7 +109,7 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 	if err := c.canServe(ctx, p); err != nil {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "promote refused: %v; %s stays live", err, st.Live)
 	}
-	for _, spec := range c.opts.Hooks["before_promote"] {
+	for _, spec := range c.hookSpecs("before_promote") {
 		o := c.hooks.Run(ctx, spec, c.payload("before_promote", d, d.Pool, d.Model, d.Replicas, ""))
 		c.countHook(o)
 		rec := func(s *State) ([]event, error) {

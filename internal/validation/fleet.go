@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/proxy"
+	"github.com/cutover-dev/cutover/internal/shadow"
 )
 
 // Window names what a Recorder measures: the candidate against the live
@@ -16,6 +17,10 @@ type Window struct {
 	// Live and Candidate are the pools; Live is empty after the
 	// promotion (the baseline was recorded already).
 	Live, Candidate string
+	// Shadow reports a window that takes shadow copies of the live
+	// pool's traffic (a blue-green validation); false: client traffic
+	// only.
+	Shadow bool
 }
 
 // Recorder keeps this gateway's samples of one window so that other
@@ -24,6 +29,12 @@ type Window struct {
 type Recorder struct {
 	// Adjust is as Validator.Adjust; set it before the first SetWindow.
 	Adjust func(pool string, s *Sample)
+	// Mirror, when set, is called on every change of window (from
+	// SetWindow, without the recorder's lock): for a window that takes
+	// shadow copies with sink, which records a pair in it, and otherwise
+	// with a nil sink (stop mirroring). Set it before the first
+	// SetWindow; nil: this gateway takes no shadow copies.
+	Mirror func(w Window, sink func(shadow.Pair))
 
 	mu  sync.Mutex // guards the fields below
 	win Window
@@ -36,8 +47,8 @@ var _ proxy.Observer = (*Recorder)(nil)
 // when w differs from it. A zero w stops recording.
 func (r *Recorder) SetWindow(w Window) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if w == r.win {
+		r.mu.Unlock()
 		return
 	}
 	r.win, r.run = w, nil
@@ -47,6 +58,16 @@ func (r *Recorder) SetWindow(w Window) {
 			r.run.baseline = &Stats{}
 		}
 	}
+	run := r.run
+	r.mu.Unlock()
+	if r.Mirror == nil {
+		return
+	}
+	var sink func(shadow.Pair)
+	if w.Shadow && run != nil {
+		sink = run.AddPair
+	}
+	r.Mirror(w, sink)
 }
 
 // Observe implements proxy.Observer.
@@ -69,16 +90,24 @@ func (r *Recorder) Snapshot() (Window, Aggregate) {
 	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	return w, Aggregate{Candidate: encode(run.cand), Live: encode(run.base)}
+	return w, Aggregate{Candidate: encode(run.cand), Live: encode(run.base),
+		Shadow: run.shadows, Pairs: run.pairs, Mismatches: run.mismatches}
 }
 
 // Aggregate is one gateway's samples of a window in a compact, mergeable
 // form: each sample is [failed, stream, duration µs, TTFT µs, tokens].
 // Merging is concatenation, so the gates' quantiles over the merge are
-// exact.
+// exact; the shadow counts add up.
 type Aggregate struct {
 	Candidate [][5]int64 `json:"candidate,omitempty"`
 	Live      [][5]int64 `json:"live,omitempty"`
+	// Shadow is how many shadow copies the candidate answered (their
+	// samples are in Candidate); Pairs how many of them were judged
+	// (deterministic, both answers whole) and Mismatches how many of
+	// those differed.
+	Shadow     int `json:"shadow,omitempty"`
+	Pairs      int `json:"pairs,omitempty"`
+	Mismatches int `json:"mismatches,omitempty"`
 }
 
 // Len is the number of samples in a.
@@ -128,6 +157,10 @@ func (r *Run) inputsWith(extra []Aggregate) Inputs {
 		base = append(base, decode(a.Live)...)
 	}
 	in := r.Inputs()
+	for _, a := range extra {
+		in.Pairs += a.Pairs
+		in.Mismatches += a.Mismatches
+	}
 	in.Candidate = Summarise(cand)
 	if r.baseline == nil {
 		in.Baseline = Summarise(base)

@@ -1,10 +1,13 @@
 package validation
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
+	"github.com/cutover-dev/cutover/internal/shadow"
 )
 
 // TestValidatorMergesRemoteSamples: the gates see this gateway's samples
@@ -65,5 +68,55 @@ func TestValidatorMergesRemoteSamples(t *testing.T) {
 	rec.Observe(&proxy.Observation{Pool: "green", Status: 200})
 	if _, agg := rec.Snapshot(); agg.Len() != 0 {
 		t.Fatalf("no window recorded %+v", agg)
+	}
+}
+
+// TestRecorderMirrorsShadowAndLeaderMergesPairs: a window that takes
+// shadow copies hands its recorder's sink to Mirror (and a window that
+// does not, nil); the pairs recorded are published in the aggregate, and
+// the leader's gates add them to its own.
+func TestRecorderMirrorsShadowAndLeaderMergesPairs(t *testing.T) {
+	var sinks []func(shadow.Pair)
+	rec := &Recorder{Mirror: func(_ Window, sink func(shadow.Pair)) { sinks = append(sinks, sink) }}
+	win := Window{Key: "d-1/validating", Live: "blue", Candidate: "green", Shadow: true}
+	rec.SetWindow(win)
+	rec.SetWindow(win) // unchanged: Mirror is not called again
+	if len(sinks) != 1 || sinks[0] == nil {
+		t.Fatalf("Mirror called %d times (sink nil: %v), want once with a sink", len(sinks), len(sinks) > 0 && sinks[0] == nil)
+	}
+	judged := func(match bool) shadow.Pair {
+		return shadow.Pair{Deterministic: true, Comparable: true, TextMatch: match,
+			Live: proxy.Observation{Pool: "blue", Status: 200}, Shadow: shadow.Result{Status: 200, Duration: time.Millisecond}}
+	}
+	sinks[0](judged(true))
+	sinks[0](judged(true))
+	sinks[0](judged(false))
+	sinks[0](shadow.Pair{Live: proxy.Observation{Pool: "blue", Status: 200}, Shadow: shadow.Result{Status: 200}}) // not deterministic
+	_, agg := rec.Snapshot()
+	if agg.Shadow != 4 || agg.Pairs != 3 || agg.Mismatches != 1 || len(agg.Candidate) != 4 {
+		t.Fatalf("aggregate %+v: want 4 shadow copies, 3 judged pairs, 1 mismatch, 4 candidate samples", agg)
+	}
+	rec.SetWindow(Window{Key: "d-1/pre", Live: "blue", Candidate: "green"})
+	if len(sinks) != 2 || sinks[1] != nil {
+		t.Fatalf("a window without shadow copies: Mirror calls %d, want a second one with a nil sink", len(sinks))
+	}
+
+	g := Gates{ShadowMismatch: GateConfig{Enabled: true, Threshold: 0.2, MinSamples: 4}}
+	v := NewValidator(g, nil, nil)
+	v.Remote = func(time.Time) []Aggregate { return []Aggregate{agg} }
+	v.Start(context.Background(), "blue", &pool.Pool{Name: "green"})
+	defer v.Stop()
+	v.AddPair(judged(true))
+	other := judged(false)
+	other.Live.Pool = "green" // not a copy of this window's live pool
+	v.AddPair(other)
+	gates, _ := v.Evaluate()
+	if len(gates) != 1 || gates[0].Samples != 4 || gates[0].Verdict != Fail {
+		t.Fatalf("gates %+v: want the shadow gate over 1 own and 3 remote pairs (1 mismatch of 4 > 0.2): fail", gates)
+	}
+	v.StartCanary("blue", "green")
+	v.AddPair(judged(false))
+	if in := v.run.Load().Inputs(); in.Pairs != 0 {
+		t.Fatalf("a canary window took %d shadow pairs, want none", in.Pairs)
 	}
 }

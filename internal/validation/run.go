@@ -25,7 +25,7 @@ type Run struct {
 
 	mu                             sync.Mutex // guards the fields below
 	cand, base                     []Sample
-	pairs, mismatches              int
+	shadows, pairs, mismatches     int
 	synRun, synPassed, synExpected int
 }
 
@@ -61,6 +61,7 @@ func (r *Run) AddPair(p shadow.Pair) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.add(&r.cand, s)
+	r.shadows++
 	if p.Judged() {
 		r.pairs++
 		if p.Mismatch() {
@@ -113,9 +114,9 @@ type SyntheticFunc func(ctx context.Context, candidate *pool.Pool, each func(s S
 // evaluates the gates. The rollout controller uses it through a small
 // interface.
 type Validator struct {
-	gates     Gates
-	mirror    *shadow.Mirror // nil: no shadow traffic
-	synthetic SyntheticFunc  // nil: no suite
+	gates     atomic.Pointer[Gates] // SetGates replaces them
+	mirror    *shadow.Mirror        // nil: no shadow traffic
+	synthetic SyntheticFunc         // nil: no suite
 	run       atomic.Pointer[Run]
 
 	// Adjust, when set, sees every sample before it is recorded, with the
@@ -141,13 +142,30 @@ var _ proxy.Observer = (*Validator)(nil)
 // NewValidator returns a validator with the given gates, shadow mirror
 // and synthetic runner (either may be nil).
 func NewValidator(g Gates, mirror *shadow.Mirror, synthetic SyntheticFunc) *Validator {
-	return &Validator{gates: g, mirror: mirror, synthetic: synthetic}
+	v := &Validator{mirror: mirror, synthetic: synthetic}
+	v.gates.Store(&g)
+	return v
 }
+
+// SetGates replaces the gates (a configuration reload): every evaluation
+// from now on, of a window in progress too, uses them.
+func (v *Validator) SetGates(g Gates) { v.gates.Store(&g) }
 
 // Observe implements proxy.Observer: one atomic load when no run is on.
 func (v *Validator) Observe(o *proxy.Observation) {
 	if r := v.run.Load(); r != nil {
 		r.observe(o)
+	}
+}
+
+// AddPair records a shadow pair in the validation window in progress when
+// it takes shadow copies of p's live pool (Start, not StartPost or
+// StartCanary); otherwise it drops p. In a fleet, where the gateway's
+// recorder drives the mirror (Recorder.Mirror), the leader's own pairs
+// reach its window this way.
+func (v *Validator) AddPair(p shadow.Pair) {
+	if r := v.run.Load(); r != nil && r.baseline == nil && !r.realOnly && r.live == p.Live.Pool {
+		r.AddPair(p)
 	}
 }
 
@@ -222,7 +240,7 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 	if in.SyntheticExpected < 0 {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}
-	g := v.gates
+	g := *v.gates.Load()
 	if r.baseline != nil || r.realOnly {
 		// After the promotion (and in a canary) there is no shadow or
 		// suite, only traffic.

@@ -51,3 +51,34 @@ func TestAdjustSeesEverySample(t *testing.T) {
 		t.Errorf("TTFT p95 live %v ms, candidate %v ms; want the adjusted 7 ms", in.Baseline.TTFTP95, in.Candidate.TTFTP95)
 	}
 }
+
+// TestSetGates: gates set by a reload judge the window in progress from
+// its next evaluation.
+func TestSetGates(t *testing.T) {
+	gate := GateConfig{Enabled: true, Threshold: 0.02, MinSamples: 4}
+	v := NewValidator(Gates{ErrorRate: gate}, nil, nil)
+	v.Start(context.Background(), "blue", &pool.Pool{Name: "green"})
+	defer v.Stop()
+	for i := range 4 {
+		v.Observe(&proxy.Observation{Pool: "green", Status: 200 + 300*(i%2)}) // half of them 500
+	}
+	verdict := func() string {
+		t.Helper()
+		gates, _ := v.Evaluate()
+		for _, g := range gates {
+			if g.Name == "error_rate" {
+				return g.Verdict
+			}
+		}
+		t.Fatalf("no error_rate gate in %+v", gates)
+		return ""
+	}
+	if got := verdict(); got != Fail {
+		t.Fatalf("error rate 0.5 against 0.02: %s, want %s", got, Fail)
+	}
+	gate.Threshold = 0.6
+	v.SetGates(Gates{ErrorRate: gate})
+	if got := verdict(); got != Pass {
+		t.Errorf("error rate 0.5 against the reloaded 0.6: %s, want %s", got, Pass)
+	}
+}

@@ -15,7 +15,7 @@ import (
 	"github.com/goreleaser/nfpm/v2/files"
 )
 
-// packaged holds the unit, the conffile and the maintainer scripts.
+// packaged holds the units, the conffiles and the maintainer scripts.
 //
 //go:embed files
 var packaged embed.FS
@@ -63,7 +63,9 @@ func Build(o Options) (string, error) {
 	contents := files.Contents{
 		{Source: o.Binary, Destination: "/usr/bin/cutover", FileInfo: mode(0o755)},
 		{Source: src("cutover.yaml"), Destination: "/etc/cutover/cutover.yaml", Type: files.TypeConfig, FileInfo: mode(0o644)},
+		{Source: src("agent.yaml"), Destination: "/etc/cutover/agent.yaml", Type: files.TypeConfig, FileInfo: mode(0o644)},
 		{Source: src("cutover.service"), Destination: "/usr/lib/systemd/system/cutover.service", FileInfo: mode(0o644)},
+		{Source: src("cutover-agent.service"), Destination: "/usr/lib/systemd/system/cutover-agent.service", FileInfo: mode(0o644)},
 		{Destination: "/etc/cutover", Type: files.TypeDir, FileInfo: mode(0o755)},
 	}
 	for _, c := range completions {

@@ -17,8 +17,9 @@ import (
 // TestInstallUpgradeRemove builds the package from a fresh cutover binary
 // and installs it with dpkg into a throwaway root (maintainer scripts run
 // chrootless with DPKG_ROOT): files, modes, ownership, the user, the
-// token; then an upgrade keeps the edited conffile, the token and the
-// state, and a purge removes the token and the state but not the user.
+// admin and agent tokens, both units passing systemd-analyze verify; then
+// an upgrade keeps the edited conffiles, the tokens and the state, and a
+// purge removes the tokens and the state but not the user.
 func TestInstallUpgradeRemove(t *testing.T) {
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		t.Skip("dpkg is missing")
@@ -54,12 +55,19 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	uid := checkUser(t, root)
 	checkFiles(t, root, uid)
 	token := read(t, filepath.Join(root, "etc/cutover/token"))
-	if !regexp.MustCompile(`^[0-9a-f]{64}\n$`).MatchString(token) {
-		t.Errorf("token %q: want 64 hex digits and a newline", token)
+	agentToken := read(t, filepath.Join(root, "etc/cutover/agent-token"))
+	for _, tok := range []string{token, agentToken} {
+		if !regexp.MustCompile(`^[0-9a-f]{64}\n$`).MatchString(tok) {
+			t.Errorf("token %q: want 64 hex digits and a newline", tok)
+		}
 	}
-	if got := read(t, filepath.Join(root, "var/lib/dpkg/info/cutover.conffiles")); strings.TrimSpace(got) != "/etc/cutover/cutover.yaml" {
-		t.Errorf("conffiles = %q, want /etc/cutover/cutover.yaml", got)
+	if token == agentToken {
+		t.Errorf("the admin and agent tokens are the same")
 	}
+	if got := read(t, filepath.Join(root, "var/lib/dpkg/info/cutover.conffiles")); got != "/etc/cutover/agent.yaml\n/etc/cutover/cutover.yaml\n" {
+		t.Errorf("conffiles = %q, want /etc/cutover/agent.yaml and /etc/cutover/cutover.yaml", got)
+	}
+	verifyUnits(t, root)
 	// The shipped config is valid as installed (the state is not touched).
 	check := exec.Command(filepath.Join(root, "usr/bin/cutover"), "config", "check", "--config", filepath.Join(root, "etc/cutover/cutover.yaml"))
 	check.Env = append(os.Environ(), "CUTOVER_ADMIN_TOKEN="+strings.TrimSpace(token))
@@ -71,6 +79,11 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	conf := filepath.Join(root, "etc/cutover/cutover.yaml")
 	edited := read(t, conf) + "# edited by the operator\n"
 	write(t, conf, edited, 0o644)
+	agentConf := filepath.Join(root, "etc/cutover/agent.yaml")
+	agentEdited := read(t, agentConf) + "# edited by the operator\n"
+	write(t, agentConf, agentEdited, 0o644)
+	agentState := filepath.Join(root, "var/lib/cutover-agent/agent-state.json")
+	write(t, agentState, "{}", 0o600)
 	state := filepath.Join(root, "var/lib/cutover/cutover.db")
 	write(t, state, "state", 0o600)
 	dpkg(t, root, "-i", pkg("0.1.1"))
@@ -79,6 +92,15 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	}
 	if got := read(t, filepath.Join(root, "etc/cutover/token")); got != token {
 		t.Errorf("upgrade changed the token")
+	}
+	if got := read(t, agentConf); got != agentEdited {
+		t.Errorf("upgrade replaced the edited agent conffile")
+	}
+	if got := read(t, filepath.Join(root, "etc/cutover/agent-token")); got != agentToken {
+		t.Errorf("upgrade changed the agent token")
+	}
+	if got := read(t, agentState); got != "{}" {
+		t.Errorf("upgrade changed the agent's state: %q", got)
 	}
 	if got := read(t, state); got != "state" {
 		t.Errorf("upgrade changed the state: %q", got)
@@ -94,7 +116,8 @@ func TestInstallUpgradeRemove(t *testing.T) {
 	// Remove keeps config, token and state; purge drops the token and the
 	// state, keeps the user.
 	dpkg(t, root, "-r", "cutover")
-	for _, p := range []string{"etc/cutover/cutover.yaml", "etc/cutover/token", "var/lib/cutover/cutover.db"} {
+	for _, p := range []string{"etc/cutover/cutover.yaml", "etc/cutover/token", "var/lib/cutover/cutover.db",
+		"etc/cutover/agent.yaml", "etc/cutover/agent-token", "var/lib/cutover-agent/agent-state.json"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			t.Errorf("after remove: %v", err)
 		}
@@ -103,7 +126,7 @@ func TestInstallUpgradeRemove(t *testing.T) {
 		t.Errorf("after remove, /usr/bin/cutover: %v", err)
 	}
 	dpkg(t, root, "-P", "cutover")
-	for _, p := range []string{"etc/cutover", "var/lib/cutover"} {
+	for _, p := range []string{"etc/cutover", "var/lib/cutover", "var/lib/cutover-agent", "var/log/cutover-agent"} {
 		if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
 			t.Errorf("after purge, %s: %v", p, err)
 		}
@@ -185,11 +208,16 @@ func checkFiles(t *testing.T, root string, uid int) {
 		{"etc/cutover", fs.ModeDir | 0o755, 0},
 		{"etc/cutover/cutover.yaml", 0o644, 0},
 		{"usr/lib/systemd/system/cutover.service", 0o644, 0},
+		{"usr/lib/systemd/system/cutover-agent.service", 0o644, 0},
+		{"etc/cutover/agent.yaml", 0o644, 0},
 		{"usr/share/bash-completion/completions/cutover", 0o644, 0},
 		{"usr/share/zsh/vendor-completions/_cutover", 0o644, 0},
 		{"usr/share/fish/vendor_completions.d/cutover.fish", 0o644, 0},
 		{"var/lib/cutover", fs.ModeDir | 0o750, 1},
 		{"etc/cutover/token", 0o600, 1},
+		{"etc/cutover/agent-token", 0o600, 1},
+		{"var/lib/cutover-agent", fs.ModeDir | 0o750, 1},
+		{"var/log/cutover-agent", fs.ModeDir | 0o750, 1},
 	}
 	for _, f := range files {
 		if f.owner == 1 && uid < 0 {
@@ -213,6 +241,30 @@ func checkFiles(t *testing.T, root string, uid int) {
 	}
 	if b := read(t, filepath.Join(root, "usr/share/bash-completion/completions/cutover")); !strings.Contains(b, "__start_cutover") {
 		t.Errorf("bash completion does not look like cobra's")
+	}
+}
+
+// verifyUnits runs systemd-analyze verify on the installed units, their
+// ExecStart pointed at the installed binary (verify checks it exists).
+func verifyUnits(t *testing.T, root string) {
+	t.Helper()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze is missing (scripts/deps.sh installs Debian's systemd): units not verified")
+		return
+	}
+	dir := t.TempDir()
+	var units []string
+	for _, name := range []string{"cutover.service", "cutover-agent.service"} {
+		b := read(t, filepath.Join(root, "usr/lib/systemd/system", name))
+		unit := filepath.Join(dir, name)
+		write(t, unit, strings.ReplaceAll(b, "/usr/bin/cutover", filepath.Join(root, "usr/bin/cutover")), 0o644)
+		units = append(units, unit)
+	}
+	out, err := exec.Command(analyze, append([]string{"verify", "--man=no"}, units...)...).CombinedOutput()
+	// verify exits 0 on directives it ignores: any output is a finding.
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
 

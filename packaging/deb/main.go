@@ -1,7 +1,9 @@
 // Command deb builds cutover's Debian package from a cutover binary with
-// nfpm: the binary, the conffile /etc/cutover/cutover.yaml, the systemd
-// unit, shell completions and the maintainer scripts that make the
-// cutover user, /var/lib/cutover and the admin token. `make deb` runs it:
+// nfpm: the binary, the conffiles /etc/cutover/cutover.yaml and
+// agent.yaml, the systemd units cutover.service and cutover-agent.service,
+// shell completions and the maintainer scripts that make the cutover
+// user, /var/lib/cutover, /var/lib/cutover-agent, /var/log/cutover-agent
+// and the admin and agent tokens. `make deb` runs it:
 //
 //	go run ./deb -binary ../bin/cutover -version 0.1.0 -out ../dist
 package main

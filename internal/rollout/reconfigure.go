@@ -1,0 +1,83 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+
+	"github.com/cutover-dev/cutover/internal/hook"
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// hookSpecs are the hooks configured for event now.
+func (c *Controller) hookSpecs(event string) []hook.Spec { return (*c.specs.Load())[event] }
+
+// SetHooks replaces the configured hooks (a configuration reload). Hooks
+// already running finish; events from now on, and events recorded as
+// pending whose hooks have not started, run the new ones.
+func (c *Controller) SetHooks(hooks map[string][]hook.Spec) {
+	h := maps.Clone(hooks)
+	c.specs.Store(&h)
+}
+
+// SetPools replaces the pools as configured (a configuration reload) and
+// applies them the way a deployment's change of the pools is applied: a
+// pool the state holds no spec for (no deployment ever set it) gets the
+// new replicas, model and key file; replicas that stay keep their health
+// and in-flight requests, new ones (and kept ones under a new model) are
+// checked at once (Options.CheckNew), removed ones finish what they
+// serve. A pool a deployment set keeps the state's spec (only a key file
+// it inherits from the configuration changes). owned names those pools,
+// sorted. An Applier that refuses the new table (an external load
+// balancer) leaves the previous pools in place, and the error says so.
+//
+// The configured pools are this gateway's alone: in a fleet, each gateway
+// serves an unowned pool from its own configuration file.
+func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (owned []string, err error) {
+	next := maps.Clone(pools)
+	c.mu.Lock()
+	prev := c.configured.Load()
+	c.configured.Store(&next)
+	before := maps.Clone(c.pools)
+	for name := range next {
+		if _, ok := c.st.Pools[name]; ok {
+			owned = append(owned, name)
+		}
+	}
+	c.rebuildPoolsLocked()
+	// Replicas kept under another model are checked at once against it.
+	var recheck []*pool.Replica
+	changed := false
+	for name, p := range c.pools {
+		changed = changed || before[name] != p
+		if old := before[name]; old != nil && old.Model != p.Model {
+			for _, r := range p.Replicas {
+				if slices.Contains(old.Replicas, r) {
+					recheck = append(recheck, r)
+				}
+			}
+		}
+	}
+	if len(recheck) > 0 && c.opts.CheckNew != nil {
+		c.opts.CheckNew(recheck)
+	}
+	c.mu.Unlock()
+	slices.Sort(owned)
+	if !changed {
+		return owned, nil
+	}
+	if err := c.apply(ctx); err != nil {
+		c.mu.Lock()
+		c.configured.Store(prev)
+		c.rebuildPoolsLocked()
+		c.mu.Unlock()
+		if err := c.apply(ctx); err != nil {
+			c.log.Error("re-applying the previous pools failed too", "error", err)
+		}
+		return owned, &Refusal{Code: "apply_failed", Status: http.StatusBadGateway,
+			Reason: fmt.Sprintf("the load balancer did not take the configured pools, nothing changed: %v", err)}
+	}
+	return owned, nil
+}
