@@ -22,6 +22,10 @@ type Client struct {
 	Actor string
 	// HTTP makes the calls. Nil means http.DefaultClient.
 	HTTP *http.Client
+	// Traceparent and Tracestate, when set, are sent as the W3C trace
+	// context headers: on a gateway with tracing, the calls become spans
+	// of that trace. Empty: none.
+	Traceparent, Tracestate string
 }
 
 // Error is a refused or failed call: the HTTP status and the server's
@@ -144,6 +148,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if c.Actor != "" {
 		req.Header.Set("X-Cutover-Actor", c.Actor)
+	}
+	if c.Traceparent != "" {
+		req.Header.Set("Traceparent", c.Traceparent)
+		if c.Tracestate != "" {
+			req.Header.Set("Tracestate", c.Tracestate)
+		}
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -45,6 +45,119 @@ type Status struct {
 	// the agents since 2026-01-02T15:04:05Z: 1 of 2 running"; absent
 	// otherwise.
 	Launching string `json:"launching,omitempty"`
+	// Cost is the GPU accounting: the GPUs each pool holds now, by
+	// state, and the GPU-seconds held since the accounting began; nil
+	// before the first transition that recorded it.
+	Cost *Cost `json:"cost,omitempty"`
+	// Agents are the configured agents as the controller last saw them;
+	// absent without agents.
+	Agents []AgentStatus `json:"agents,omitempty"`
+	// Launch is the launch in progress (a deploy without replicas
+	// starting them through the agents), replica by replica; nil
+	// otherwise.
+	Launch *Launch `json:"launch,omitempty"`
+	// Orphans are replicas the controller started through the agents
+	// that no pool holds any more and that it has not managed to stop
+	// yet (their agent did not answer): it retries with backoff. State
+	// is "stopping".
+	Orphans []LaunchReplica `json:"orphans,omitempty"`
+}
+
+// AgentStatus is one agent as the controller sees it. The controller
+// asks every agent for its replicas periodically, backing off while it
+// does not answer.
+type AgentStatus struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Up is true when the agent's last answer came after its last failure.
+	Up bool `json:"up"`
+	// Since is when Up last changed (or the first check).
+	Since time.Time `json:"since,omitzero"`
+	// CheckedAt is the last check; NextCheckAt the next (backing off
+	// while down).
+	CheckedAt   time.Time `json:"checked_at,omitzero"`
+	NextCheckAt time.Time `json:"next_check_at,omitzero"`
+	// LastError is the last failed check's error ("" when none yet).
+	LastError string `json:"last_error,omitempty"`
+	// GPUs and FreeGPUs are the agent's ledger at the last answer.
+	GPUs     int `json:"gpus"`
+	FreeGPUs int `json:"free_gpus"`
+	// Replicas are its replicas at the last answer.
+	Replicas []AgentReplica `json:"replicas,omitempty"`
+}
+
+// AgentReplica is one replica as its agent listed it.
+type AgentReplica struct {
+	ID    string `json:"id"`
+	Model string `json:"model"`
+	// State is starting, running, sleeping, stopping or exited.
+	State string `json:"state"`
+	GPUs  []int  `json:"gpus"`
+	// URL is where the gateway reaches it.
+	URL string `json:"url"`
+}
+
+// Launch is a launch in progress, persisted: a restarted controller
+// carries it on.
+type Launch struct {
+	Model string    `json:"model"`
+	Since time.Time `json:"since"`
+	// Replicas are the replicas asked for, each with its agent and state:
+	// asked (the agent was asked), started (it answered with an id),
+	// ready (it runs) or failed.
+	Replicas []LaunchReplica `json:"replicas"`
+}
+
+// LaunchReplica is one replica of a launch.
+type LaunchReplica struct {
+	Agent string `json:"agent"`
+	ID    string `json:"id,omitempty"`
+	URL   string `json:"url,omitempty"`
+	GPUs  int    `json:"gpus,omitempty"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// Cost is GPU accounting by pool and state. Replicas started through the
+// agents count the GPUs their agent gave them; the configuration's count
+// pools.<pool>.gpus_per_replica each (default none); replicas given with
+// deploy --replica count none.
+type Cost struct {
+	// Since is when the accounting began (absent on a deployment: its
+	// own accounting runs from its creation to its end).
+	Since time.Time `json:"since,omitzero"`
+	// Usage lists each pool and state with GPUs held now (0 on a
+	// deployment) and the GPU-seconds held so far.
+	Usage []GPUUsage `json:"usage"`
+	// OverlapGPUSeconds is the sum of every state but live: the cost of
+	// holding a second pool (candidate, retained awake or asleep, idle).
+	OverlapGPUSeconds float64 `json:"overlap_gpu_seconds"`
+}
+
+// Of returns the usage of pool in state, zero when c (nil too) has none.
+func (c *Cost) Of(pool, state string) GPUUsage {
+	if c == nil {
+		return GPUUsage{}
+	}
+	for _, u := range c.Usage {
+		if u.Pool == pool && u.State == state {
+			return u
+		}
+	}
+	return GPUUsage{}
+}
+
+// GPUUsage is what one pool holds in one state.
+type GPUUsage struct {
+	Pool string `json:"pool"`
+	// State is live, candidate (a deployment's new pool before its
+	// promotion), retained_awake, retained_asleep (the old pool during
+	// its retention) or idle (the pool that is not live outside any
+	// deployment: the configuration's standby, or a failed, aborted or
+	// rolled-back deployment's replicas until the next deploy stops them).
+	State      string  `json:"state"`
+	GPUs       int     `json:"gpus"`
+	GPUSeconds float64 `json:"gpu_seconds"`
 }
 
 // Fleet is the set of gateways sharing one state in etcd.
@@ -219,11 +332,14 @@ type Event struct {
 	// phase change: From and To are phases), abort, hook, apply_failed,
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
 	// post_promotion_failed, post_promotion_inconclusive,
-	// auto_rollback_failed, shrink (rollout.retention_mode shrink stopped
-	// replicas of the retained pool), restore (a rollback brought the
-	// shrunk pool back to full size, or did so in the background after a
-	// rollback with now) or restore_failed (such a background restore
-	// could not start its replicas; retried).
+	// auto_rollback_failed, launch (a deploy started replicas through
+	// the agents), launch_ended (that launch failed), replicas_stopped
+	// (orphans stopped, see Status.Orphans), shrink
+	// (rollout.retention_mode shrink stopped replicas of the retained
+	// pool), restore (a rollback brought the shrunk pool back to full
+	// size, or did so in the background after a rollback with now) or
+	// restore_failed (such a background restore could not start its
+	// replicas; retried).
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`
@@ -235,6 +351,9 @@ type Event struct {
 	// Forced is true when the operator overrode a refusal with force, such
 	// as promoting a standby whose deployment failed.
 	Forced bool `json:"forced,omitempty"`
+	// Cost is the deployment's GPU-seconds up to this event, on the
+	// events that move a deployment (To set).
+	Cost *Cost `json:"cost,omitempty"`
 }
 
 // History is the answer to GET /api/v1/history.
@@ -377,6 +496,10 @@ type Deployment struct {
 	// Canary is the canary step of a deployment with the canary
 	// strategy, nil otherwise.
 	Canary *Canary `json:"canary,omitempty"`
+	// Cost is the GPU-seconds every pool held, by state, while the
+	// deployment was in progress (overlap: both pools running); nil when
+	// no replica of either pool holds GPUs.
+	Cost *Cost `json:"cost,omitempty"`
 }
 
 // Canary is where a canary deployment is in its steps.

@@ -10,9 +10,10 @@ go mod download
 (cd "$(dirname "$0")/../packaging" && go mod download)
 
 # --- chromium ---
-# The dashboard's browser test (internal/gateway/dashboard_browser_test.go)
-# drives Debian's Chromium at /usr/bin/chromium. Needs root; without it, say
-# how (the test skips without Chromium unless CI is set).
+# The dashboard's browser tests (internal/admin and internal/gateway
+# *browser_test.go, through internal/admin/browsertest) drive Debian's
+# Chromium at /usr/bin/chromium. Needs root; without it, say how (the tests
+# skip without Chromium unless CI is set).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ]; then
     if [ -z "${DEPS_APT_UPDATED:-}" ]; then

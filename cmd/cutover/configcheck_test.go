@@ -46,6 +46,8 @@ func TestConfigCheck(t *testing.T) {
 		{name: "no admin token", env: noToken, wantCode: 2, want: []string{"CUTOVER_ADMIN_TOKEN", "token_file"}},
 		{name: "missing client keys file", extra: "auth: {api_keys_file: /nonexistent/keys}\n", env: withToken, wantCode: 2, want: []string{"auth.api_keys_file", "/nonexistent/keys"}},
 		{name: "missing certificate", extra: "tls: {cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}\n", env: withToken, wantCode: 2, want: []string{"tls", "/nonexistent/c.pem"}},
+		{name: "ok with tracing", extra: "tracing: {endpoint: 127.0.0.1:4317, protocol: grpc, insecure: true, sample_ratio: 0.1}\n", env: withToken, wantCode: 0, want: []string{": ok"}},
+		{name: "bad tracing protocol", extra: "tracing: {endpoint: http://127.0.0.1:4318, protocol: zipkin}\n", env: withToken, wantCode: 2, want: []string{"tracing.protocol", "zipkin"}},
 		{name: "read token equals admin token", admin: "  token_file: " + tokenFile + "\n  read_token_file: " + tokenFile + "\n", env: noToken, wantCode: 2, want: []string{"admin.read_token_file", "admin token itself"}},
 	}
 	for _, tt := range tests {

@@ -66,7 +66,10 @@ func (f *ctlFlags) client() (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor(), HTTP: hc}, nil
+	// TRACEPARENT and TRACESTATE: OpenTelemetry's environment carriers of
+	// the trace context, as a traced CI job sets them.
+	return &api.Client{BaseURL: admin, Token: token, Actor: cliActor(), HTTP: hc,
+		Traceparent: os.Getenv("TRACEPARENT"), Tracestate: os.Getenv("TRACESTATE")}, nil
 }
 
 func cliActor() string {
@@ -179,6 +182,7 @@ func printStatus(w io.Writer, s *api.Status) {
 		}
 	}
 	_ = tw.Flush()
+	printCapacity(w, s)
 	if s.Deployment != nil {
 		printDeployment(w, s.Deployment)
 	}
@@ -300,7 +304,11 @@ func printHistory(w io.Writer, h *api.History) {
 		if e.Forced {
 			action += " (forced)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, action, change, e.Actor, e.Reason)
+		reason := e.Reason
+		if e.Cost != nil {
+			reason += " [gpu: " + costLine(e.Cost, false) + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Revision, dep, action, change, e.Actor, reason)
 	}
 	_ = tw.Flush()
 }

@@ -45,14 +45,20 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		traffic                       float64
 		gateways                      int
 		canary                        bool
+		retentionMode                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run simulated blue and green vLLM pools behind a gateway, no config needed",
 		Long: `Run a complete cutover on this machine: simulated vLLM replicas for blue
 and green (different model ids), the gateway and the admin API, with state in
-a fresh temporary directory. It prints the URLs, the admin token and commands
-to try. Ctrl-C stops everything cleanly.`,
+a fresh temporary directory, and one local cutover agent with 4 simulated
+GPUs whose replicas are the simulator (vLLM's sleep mode on): a deploy
+without --replica has it start replicas, a promotion puts the old pool to
+sleep (--retention-mode), a rollback wakes it, a retirement frees its GPUs.
+It prints the URLs, the admin token and commands to try. Ctrl-C stops
+everything cleanly (the agent's replicas too, unless --state-dir keeps them
+for the next run).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if replicas < 1 {
@@ -91,7 +97,8 @@ to try. Ctrl-C stops everything cleanly.`,
 			}
 			addrs := demoAddrs{}
 			start := func(role, model string) (string, error) {
-				mc := mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48}
+				mc := mockllm.Config{Model: model, TTFT: ttft, ITL: itl, Tokens: 48,
+					Sleep: mockllm.SleepConfig{Enabled: true, DevMode: true, SleepDelay: 200 * time.Millisecond, WakeDelay: 500 * time.Millisecond}}
 				var (
 					url string
 					srv *http.Server
@@ -120,7 +127,9 @@ to try. Ctrl-C stops everything cleanly.`,
 				return url, nil
 			}
 			for _, name := range config.PoolNames {
-				p := &config.Pool{Model: demoModels[name]}
+				// Each simulated replica stands for a one-GPU vLLM, for
+				// the GPU accounting.
+				p := &config.Pool{Model: demoModels[name], GPUsPerReplica: 1}
 				for range replicas {
 					url, err := start(name, p.Model)
 					if err != nil {
@@ -141,6 +150,7 @@ to try. Ctrl-C stops everything cleanly.`,
 				spare = append(spare, url)
 			}
 			cfg.Rollout.Retention = config.Duration(retention)
+			cfg.Rollout.RetentionMode = retentionMode
 			if canary {
 				demoCanary(cfg)
 			}
@@ -151,6 +161,7 @@ to try. Ctrl-C stops everything cleanly.`,
 				cfg.Validation.Deadline = config.Duration(2 * time.Minute)
 				cfg.Validation.Interval = config.Duration(2 * time.Second)
 			}
+			keepAgentReplicas := stateDir != "" // for the next run, which re-adopts them
 			if stateDir == "" {
 				dir, err := os.MkdirTemp("", "cutover-demo-")
 				if err != nil {
@@ -160,6 +171,16 @@ to try. Ctrl-C stops everything cleanly.`,
 				stateDir = dir
 			}
 			cfg.StateDir = stateDir
+			var agentAddr string
+			if a := saved["agent"]; len(a) > 0 {
+				agentAddr = a[0]
+			}
+			da, err := startDemoAgent(cfg, stateDir, agentAddr, replicas, ttft, itl, log)
+			if err != nil {
+				return err
+			}
+			defer da.stop(keepAgentReplicas)
+			addrs["agent"] = []string{da.addr}
 			if err := saveDemoAddrs(stateDir, addrs); err != nil {
 				return err
 			}
@@ -180,7 +201,10 @@ to try. Ctrl-C stops everything cleanly.`,
 				return err
 			}
 			var simulated []string
-			for _, list := range addrs {
+			for role, list := range addrs {
+				if role == "agent" {
+					continue
+				}
 				for _, a := range list {
 					simulated = append(simulated, "http://"+a)
 				}
@@ -205,6 +229,7 @@ to try. Ctrl-C stops everything cleanly.`,
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
 	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")
 	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
+	f.StringVar(&retentionMode, "retention-mode", "sleep", "rollout.retention_mode: keep, sleep or stop (the old pool after a promotion)")
 	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for 30s, then 50 % until cutover promote (sessions kept by X-Session-Id)")
 	return cmd
 }
@@ -384,13 +409,32 @@ it): follow it with
 			}
 		}
 	}
-	return fmt.Sprintf(`Ship a new version (%s, already running on spare replicas) through a full
-rollout: warm-up, validation against the demo's traffic, promote, retention
-of the old pool (%s), retirement — watch it on the dashboard, or:
+	return fmt.Sprintf(`Ship a new version (%s) through a full rollout: the local agent starts its
+replicas on 2 of its %d simulated GPUs, then warm-up, validation against the
+demo's traffic, promote, retention of the old pool (%s, %s), retirement —
+watch it on the dashboard ("GPUs and agents"), or:
+  %s deploy%s --model %s   # the agent starts the replicas (status: launch)
+  %s status --watch%s   # phase, gates, GPUs by pool and state, the agent
+  %s promote%s          # the old pool is put to sleep (retained_asleep)
+  %s rollback%s         # wakes it first; history says how long the wake took
+  %s retire%s           # end the retention early: a retired pool's agent replicas stop, their GPUs free
+  %s history%s          # each step with its GPU-seconds (overlap)
+Or with replicas cutover does not manage (spares already running):
   %s deploy%s --model %s --replica %s
-  %s status --watch%s   # phase and gates; then promote, or rollback inside the retention
-  %s retire%s           # end the retention early
-`, demoNextModel, cfg.Rollout.Retention, self, adminFlag, demoNextModel, strings.Join(spare, " --replica "), self, adminFlag, self, adminFlag)
+`, demoNextModel, demoAgentGPUs, cfg.Rollout.Retention, retentionNote(cfg.Rollout.RetentionMode),
+		self, adminFlag, demoNextModel, self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
+		self, adminFlag, demoNextModel, strings.Join(spare, " --replica "))
+}
+
+// retentionNote says what the demo's retention mode does to the old pool.
+func retentionNote(mode string) string {
+	switch mode {
+	case "sleep":
+		return "asleep: vLLM's sleep mode"
+	case "stop":
+		return "none: stopped at once"
+	}
+	return "awake"
 }
 
 // faultHint is the banner's "break a replica" paragraph. It names a

@@ -256,6 +256,9 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 	if !d.RetiredAt.IsZero() {
 		fmt.Fprintf(w, "  retired   %s at %s\n", d.From, d.RetiredAt.Local().Format(time.DateTime))
 	}
+	if d.Cost != nil {
+		fmt.Fprintf(w, "  gpu       %s\n", costLine(d.Cost, false))
+	}
 	if d.RetireError != "" {
 		fmt.Fprintf(w, "  RETIRE FAILING (attempt %d, next %s): %s\n", d.RetireAttempts, until(d.NextRetireAttempt), d.RetireError)
 	}

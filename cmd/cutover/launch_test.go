@@ -28,6 +28,23 @@ func startAgentProc(t *testing.T, gpus int) (c *agent.Client, addr, tok string) 
 // start serving only once that file exists.
 func startAgentProcGated(t *testing.T, gpus int, gate string) (c *agent.Client, addr, tok string) {
 	t.Helper()
+	a := startAgent(t, gpus, gate)
+	return a.c, a.addr, a.tok
+}
+
+// agentProc is a `cutover agent` process started by startAgent.
+type agentProc struct {
+	c         *agent.Client
+	addr, tok string
+	cfg       string // its config file
+	p         *proc
+}
+
+// startAgent is startAgentProcGated, returning the process too.
+func startAgent(t *testing.T, gpus int, gate string) *agentProc {
+	t.Helper()
+	var c *agent.Client
+	var addr, tok string
 	dir := t.TempDir()
 	tok = filepath.Join(dir, "token")
 	if err := os.WriteFile(tok, []byte("agent-secret\n"), 0o600); err != nil {
@@ -59,6 +76,7 @@ stop_grace: 5s
 	}
 	p := start(t, nil, "agent", "--config", cfg)
 	c, err := agent.NewClient("gpu-a", "http://"+addr, "agent-secret", nil)
+	a := &agentProc{c: c, addr: addr, tok: tok, cfg: cfg, p: p}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,20 +90,42 @@ stop_grace: 5s
 			}
 		}
 	})
+	a.await(t)
+	return a
+}
+
+// await waits until the agent answers.
+func (a *agentProc) await(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Replicas(ctx)
+		_, err := a.c.Replicas(ctx)
 		cancel()
 		if err == nil {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent never answered: %v\n%s", err, p.stderr.String())
+			t.Fatalf("agent never answered: %v\n%s", err, a.p.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return c, addr, tok
+}
+
+// kill9 kills the agent process (SIGKILL: its replicas, in their own
+// process groups, keep running) and waits for it to be gone.
+func (a *agentProc) kill9(t *testing.T) {
+	t.Helper()
+	_ = a.p.cmd.Process.Kill()
+	a.p.exitCode(t, 10*time.Second)
+}
+
+// restart starts the agent again with the same config (it re-adopts its
+// replicas) and waits until it answers.
+func (a *agentProc) restart(t *testing.T) {
+	t.Helper()
+	a.p = start(t, nil, "agent", "--config", a.cfg)
+	a.await(t)
 }
 
 // TestDeployLaunchesReplicasThroughAgent: `cutover deploy --model ID`

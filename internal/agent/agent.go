@@ -61,6 +61,8 @@ type Replica struct {
 	// Adopted is true when this agent process did not start it (it was
 	// re-adopted from the state file after a restart).
 	Adopted bool `json:"adopted,omitempty"`
+	// Key is the caller's key for it (StartRequest.Key), "" without one.
+	Key string `json:"key,omitempty"`
 
 	procStart uint64        // start time in clock ticks, guards against PID reuse
 	done      chan struct{} // closed when the process is gone
@@ -238,6 +240,11 @@ var ErrNoCapacity = errors.New("not enough free GPUs")
 type StartRequest struct {
 	Model string `json:"model"`
 	GPUs  int    `json:"gpus"` // how many; 0 means 1
+	// Key, when set, makes the request idempotent: when a replica started
+	// with this key is known (in any state, exited too), Start returns it
+	// instead of starting another. A controller that restarted while the
+	// agent was starting a replica asks again with the same key.
+	Key string `json:"key,omitempty"`
 }
 
 // Start launches a replica of req.Model on free GPUs, in its own process
@@ -255,6 +262,13 @@ func (a *Agent) Start(req StartRequest) (Replica, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if req.Key != "" {
+		for _, r := range a.replicas {
+			if r.Key == req.Key {
+				return r.snapshot(), nil
+			}
+		}
+	}
 	var free []int
 	for g, owner := range a.ledgerLocked() {
 		if owner == "" {
@@ -300,7 +314,7 @@ func (a *Agent) Start(req StartRequest) (Replica, error) {
 	r := &Replica{
 		ID: id, Model: req.Model, GPUs: slices.Clone(gpus), Port: port,
 		URL: "http://127.0.0.1:" + strconv.Itoa(port), PID: cmd.Process.Pid,
-		State: StateStarting, Started: time.Now().UTC(), Log: logPath,
+		State: StateStarting, Started: time.Now().UTC(), Log: logPath, Key: req.Key,
 		procStart: procStartTime(cmd.Process.Pid), done: make(chan struct{}),
 	}
 	a.replicas = append(a.replicas, r)

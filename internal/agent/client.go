@@ -167,7 +167,19 @@ func (c *Client) FreeGPUs(ctx context.Context) (free, total int, err error) {
 // error carrying its exit and last log lines; wait bounds it at the agent
 // (ctx bounds the call).
 func (c *Client) StartWait(ctx context.Context, model string, gpus int, wait time.Duration) (Replica, error) {
+	return c.StartKey(ctx, StartRequest{Model: model, GPUs: gpus}, wait)
+}
+
+// StartKey asks for a replica as req says (with req.Key: the one started
+// with that key, if any, else a new one); with wait > 0 it answers once
+// the replica runs, or with an error carrying its exit and last log
+// lines, else at once.
+func (c *Client) StartKey(ctx context.Context, req StartRequest, wait time.Duration) (Replica, error) {
+	path := "/v1/replicas"
+	if wait > 0 {
+		path += "?wait=" + url.QueryEscape(wait.String())
+	}
 	var r Replica
-	err := c.do(ctx, http.MethodPost, "/v1/replicas?wait="+url.QueryEscape(wait.String()), StartRequest{Model: model, GPUs: gpus}, &r)
+	err := c.do(ctx, http.MethodPost, path, req, &r)
 	return r, err
 }

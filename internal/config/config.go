@@ -90,6 +90,9 @@ type Config struct {
 	// LogLevel is the log level of serve: debug, info, warn or error.
 	// Empty (the default) means --log-level's. A reload applies it.
 	LogLevel string `yaml:"log_level"`
+	// Tracing, when set, exports OpenTelemetry spans of proxied requests
+	// and control-plane transitions (see tracing.go). Nil: off.
+	Tracing *Tracing `yaml:"tracing"`
 }
 
 // LogLevels are the values log_level takes.
@@ -212,6 +215,11 @@ type Pool struct {
 	// checks, warm-up, synthetic tests, shadow copies and proxied
 	// requests. Empty means none.
 	APIKeyFile string `yaml:"api_key_file"`
+	// GPUsPerReplica is how many GPUs each of Replicas holds, for the GPU
+	// accounting only (cutover did not start them, so it cannot know).
+	// Zero: they count none. Replicas started through the agents count
+	// what their agent gave them.
+	GPUsPerReplica int `yaml:"gpus_per_replica"`
 }
 
 // Health configures active health checks of every replica.
@@ -486,6 +494,9 @@ func (c *Config) Validate() error {
 		if len(p.Replicas) > 0 && p.Model == "" {
 			add(key+".model", "must be set: the model id the pool serves")
 		}
+		if p.GPUsPerReplica < 0 {
+			add(key+".gpus_per_replica", "%d: must be 0 or more", p.GPUsPerReplica)
+		}
 		for i, r := range p.Replicas {
 			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)
 			norm, err := NormalizeReplicaURL(r)
@@ -557,6 +568,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateFleet()...)
 	errs = append(errs, c.validateCapacity()...)
 	errs = append(errs, c.Balancing.validate()...)
+	errs = append(errs, c.validateTracing()...)
 	if len(errs) == 0 {
 		return nil
 	}

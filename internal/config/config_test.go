@@ -165,6 +165,7 @@ func TestParseErrors(t *testing.T) {
 		{"admin listen equals listen", minimal + "listen: 127.0.0.1:9000\nadmin:\n  listen: 127.0.0.1:9000\n", "admin.listen", 10, []string{`"127.0.0.1:9000"`}},
 		{"listen not host:port", minimal + "listen: localhost\n", "listen", 8, []string{`"localhost"`}},
 		{"pools a list", "pools: [blue, green]\n", "pools", 1, []string{"list"}},
+		{"negative gpus per replica", strings.Replace(minimal, "    model: m-2\n", "    model: m-2\n    gpus_per_replica: -1\n", 1), "pools.green.gpus_per_replica", 7, []string{"-1", "0 or more"}},
 		{"replicas a string", strings.Replace(minimal, "[http://127.0.0.1:8001]", "http://127.0.0.1:8001", 1),
 			"pools.blue.replicas", 4, []string{"want a list"}},
 		{"top level a list", "- pools\n", "(top level)", 1, []string{"mapping"}},

@@ -54,6 +54,7 @@ func Parse(b []byte) (*Config, error) {
 		return nil, &Error{Fields: []*FieldError{{Key: "(file)", Msg: err.Error()}}}
 	}
 	c.applyEtcdDefaults()
+	c.applyTracingDefaults()
 	if err := c.Validate(); err != nil {
 		// Attach line numbers where the key exists in the file.
 		var ce *Error

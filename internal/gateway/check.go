@@ -36,7 +36,7 @@ func prepare(cfg *config.Config, token string) (*prepared, error) {
 	}
 	for _, name := range config.PoolNames {
 		pc := cfg.Pools[name]
-		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile}
+		spec := rollout.PoolSpec{Model: pc.Model, APIKeyFile: pc.APIKeyFile, GPUsPerReplica: pc.GPUsPerReplica}
 		if pc.APIKeyFile != "" {
 			key, err := secret.ReadFile(pc.APIKeyFile)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/metrics"
@@ -24,6 +25,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
+	"github.com/cutover-dev/cutover/internal/tracing"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
 
@@ -36,7 +38,8 @@ type Gateway struct {
 	outlier *pool.Outlier
 	proxy   *proxy.Handler
 	ctrl    *rollout.Controller
-	lb      lbDriver // external load balancer (driver.go); nil for builtin
+	agents  *agentLauncher // nil without agents (launch.go, agents.go)
+	lb      lbDriver       // external load balancer (driver.go); nil for builtin
 	metrics *metrics.Metrics
 	history *metrics.History // the last hour of traffic, for the dashboard
 	// observers receive every request's observation; set before serving.
@@ -55,6 +58,9 @@ type Gateway struct {
 	// drain is proxy.drain_timeout (a time.Duration), which a reload
 	// changes.
 	drain atomic.Int64
+
+	tracer    *tracing.Provider // nil without tracing (trace.go)
+	ownTracer bool              // New built tracer: closeAll flushes and stops it
 }
 
 // Option changes how New assembles a gateway. Tests use them to take
@@ -66,8 +72,9 @@ type Option func(*options)
 type options struct {
 	now        func() time.Time
 	adjust     func(pool string, s *validation.Sample)
-	configFile string         // reload.go
-	level      *slog.LevelVar // reload.go
+	configFile string            // reload.go
+	level      *slog.LevelVar    // reload.go
+	tracer     *tracing.Provider // trace.go
 }
 
 // WithClock makes the control plane read the time from now (deadlines,
@@ -110,6 +117,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	picker, specs, keys, readToken := pre.picker, pre.specs, pre.keys, pre.readToken
 	g.tls = pre.tls
+	if err := g.setupTracing(ctx, cfg, o.tracer); err != nil {
+		return nil, err
+	}
 	// Bind every listener before anything is persisted or applied: a start
 	// that fails on a busy port leaves the state (and any load balancer)
 	// as it found them.
@@ -186,15 +196,21 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	for i, w := range ro.Warmup.Requests {
 		warm[i] = rollout.WarmupRequest{Prompt: w.Prompt, Stream: w.Stream, MaxTokens: w.MaxTokens}
 	}
-	launcher, err := newLauncher(cfg, log)
+	agents, err := newLauncher(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	var launcher rollout.Launcher
+	var agentStates func() []api.AgentStatus
+	if agents != nil {
+		g.agents, launcher, agentStates = agents, agents, agents.Agents
 	}
 	checkNewCtx, stopCheckNew := context.WithCancel(context.Background())
 	g.stopCheckNew = stopCheckNew
 	g.ctrl, err = rollout.New(rollout.Options{
 		CheckNew:     func(rs []*pool.Replica) { go g.checker.CheckNew(checkNewCtx, rs) },
 		Launcher:     launcher,
+		Agents:       agentStates,
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,
@@ -234,6 +250,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Now:    o.now,
 
 		Gateway: fleetName(cfg),
+		Tracer:  g.controlTracer(),
 	})
 	if err != nil {
 		return nil, err
@@ -276,7 +293,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	g.trafficSrv = &proxy.Server{Handler: g.proxy, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog,
 		OnFallback: g.metrics.Fallback}
-	g.adminSrv = admin.NewHTTPServer(adm, errLog)
+	g.adminSrv = admin.NewHTTPServer(g.continueTrace(adm), errLog)
 	if g.previewLn != nil {
 		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	}
@@ -317,6 +334,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() { g.runScraper(hctx) })
 	wg.Go(func() { g.runControl(hctx) })
 	wg.Go(func() { g.runDriver(hctx) })
+	if g.agents != nil {
+		wg.Go(func() { g.agents.runWatch(hctx) })
+	}
 	hup, stopHUP := g.notifyHUP()
 	defer stopHUP()
 	wg.Go(func() { g.runTLS(hctx, hup) })
@@ -397,6 +417,7 @@ func (g *Gateway) closeAll() {
 		_ = g.store.Close()
 		g.store = nil
 	}
+	g.stopTracing()
 }
 
 // builtin applies routing tables to the gateway's own proxy: an atomic

@@ -77,6 +77,8 @@ type envOptions struct {
 	edit       func(*config.Config)
 	// adjust sees every validation sample (gateway.WithSampleAdjust).
 	adjust func(pool string, s *validation.Sample)
+	// opts are more gateway options (gateway.WithTracing).
+	opts []gateway.Option
 }
 
 // env is a gateway in this process with simulated pools, on loopback.
@@ -175,7 +177,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, nil))
 	}
-	gw, err := gateway.New(context.Background(), cfg, testToken, log, gateway.WithClock(e.clock.now), gateway.WithSampleAdjust(o.adjust))
+	gw, err := gateway.New(context.Background(), cfg, testToken, log, append([]gateway.Option{gateway.WithClock(e.clock.now), gateway.WithSampleAdjust(o.adjust)}, o.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/agent"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/rollout"
@@ -23,15 +25,22 @@ type agentLauncher struct {
 	gpus     int
 	ready    time.Duration
 	log      *slog.Logger
+	// every is the period of the agents' checks while they answer
+	// (health.interval); now is the clock of those checks.
+	every time.Duration
+	now   func() time.Time
+	watch agentWatch // see agents.go
 }
 
 // newLauncher returns the launcher of cfg's agents, or nil without any.
 // It reads every agent's token file.
-func newLauncher(cfg *config.Config, log *slog.Logger) (rollout.Launcher, error) {
+func newLauncher(cfg *config.Config, log *slog.Logger) (*agentLauncher, error) {
 	if len(cfg.Agents) == 0 {
 		return nil, nil
 	}
-	l := &agentLauncher{replicas: cfg.Launch.Replicas, gpus: cfg.Launch.GPUsPerReplica, ready: cfg.Launch.ReadyTimeout.D(), log: log}
+	l := &agentLauncher{replicas: cfg.Launch.Replicas, gpus: cfg.Launch.GPUsPerReplica, ready: cfg.Launch.ReadyTimeout.D(), log: log,
+		every: max(cfg.Health.Interval.D(), 100*time.Millisecond), now: time.Now}
+	l.watch.kick = make(chan struct{}, 1)
 	hc := &http.Client{}
 	for i, a := range cfg.Agents {
 		tok, err := secret.ReadFile(a.TokenFile)
@@ -43,6 +52,8 @@ func newLauncher(cfg *config.Config, log *slog.Logger) (rollout.Launcher, error)
 			return nil, fmt.Errorf("agents[%d].url: %w", i, err)
 		}
 		l.clients = append(l.clients, c)
+		l.watch.st = append(l.watch.st, api.AgentStatus{Name: a.Name, URL: a.URL})
+		l.watch.fails = append(l.watch.fails, 0)
 	}
 	return l, nil
 }
@@ -89,48 +100,71 @@ func (l *agentLauncher) place(ctx context.Context, n int) ([]*agent.Client, erro
 	return out, nil
 }
 
-// Launch implements rollout.Launcher: it starts n replicas (n < 1:
-// launch.replicas) at once and waits (launch.ready_timeout) until all run.
-func (l *agentLauncher) Launch(ctx context.Context, model string, n int, progress func(running, total int)) ([]rollout.LaunchedReplica, error) {
-	if n < 1 {
-		n = l.replicas
+// Launch implements rollout.Launcher: it places n replicas (n < 1:
+// launch.replicas) unless slots carry on an earlier launch, asks every
+// agent at once with each slot's key, and waits (launch.ready_timeout)
+// until all run.
+func (l *agentLauncher) Launch(ctx context.Context, key, model string, n int, slots []rollout.LaunchSlot, progress func([]rollout.LaunchSlot)) ([]rollout.LaunchedReplica, error) {
+	if len(slots) == 0 {
+		if n < 1 {
+			n = l.replicas
+		}
+		where, err := l.place(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		for i, c := range where {
+			slots = append(slots, rollout.LaunchSlot{Agent: c.Name, Key: fmt.Sprintf("%s.%d", key, i), State: rollout.SlotAsked})
+		}
 	}
-	where, err := l.place(ctx, n)
-	if err != nil {
-		return nil, err
+	var mu sync.Mutex // guards slots while the replicas start
+	report := func(i int, edit func(*rollout.LaunchSlot)) {
+		mu.Lock()
+		defer mu.Unlock()
+		edit(&slots[i])
+		progress(slices.Clone(slots))
 	}
-	progress(0, len(where))
-	var mu sync.Mutex
-	running := 0
+	progress(slices.Clone(slots)) // on record before any agent is asked
 	ctx, cancel := context.WithTimeout(ctx, l.ready+30*time.Second)
 	defer cancel()
-	out := make([]rollout.LaunchedReplica, len(where))
-	errs := make([]error, len(where))
+	out := make([]rollout.LaunchedReplica, len(slots))
+	errs := make([]error, len(slots))
 	var wg sync.WaitGroup
-	for i, c := range where {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := c.StartWait(ctx, model, l.gpus, l.ready)
+	for i, sl := range slots {
+		c := l.client(sl.Agent)
+		if c == nil {
+			errs[i] = fmt.Errorf("replica %d of %s: agent %q is no longer configured", i+1, model, sl.Agent)
+			continue
+		}
+		wg.Go(func() {
+			req := agent.StartRequest{Model: model, GPUs: l.gpus, Key: sl.Key}
+			r, err := c.StartKey(ctx, req, 0)
+			if err == nil {
+				report(i, func(s *rollout.LaunchSlot) {
+					s.ID, s.URL, s.GPUs, s.State = r.ID, c.ReplicaURL(r), len(r.GPUs), rollout.SlotStarted
+				})
+				r, err = c.StartKey(ctx, req, l.ready) // the same replica, once it runs
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("replica %d of %s on agent %s: %w", i+1, model, c.Name, err)
+				report(i, func(s *rollout.LaunchSlot) { s.State, s.Error = rollout.SlotFailed, err.Error() })
 				return
 			}
-			out[i] = rollout.LaunchedReplica{Agent: c.Name, ID: r.ID, URL: c.ReplicaURL(r)}
+			out[i] = rollout.LaunchedReplica{Agent: c.Name, ID: r.ID, URL: c.ReplicaURL(r), GPUs: len(r.GPUs)}
 			l.log.Info("agent replica running", "agent", c.Name, "id", r.ID, "model", model, "gpus", r.GPUs, "url", out[i].URL)
-			mu.Lock()
-			running++
-			progress(running, len(where))
-			mu.Unlock()
-		}()
+			report(i, func(s *rollout.LaunchSlot) { s.State = rollout.SlotReady })
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		var started []rollout.LaunchedReplica
-		for _, r := range out {
-			if r.ID != "" {
-				started = append(started, r)
+		for _, sl := range slots {
+			if sl.ID != "" {
+				started = append(started, rollout.LaunchedReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs})
 			}
+		}
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			return nil, err // the controller stops: its successor carries the launch on
 		}
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer scancel()
@@ -139,6 +173,7 @@ func (l *agentLauncher) Launch(ctx context.Context, model string, n int, progres
 		}
 		return nil, err
 	}
+	l.checkNow(ctx) // the new replicas are seen before a promote asks
 	return out, nil
 }
 

@@ -284,6 +284,7 @@ func (g *Gateway) proxyOptions(cfg *config.Config, transport http.RoundTripper, 
 		HideReplica:                !p.ExposeReplicaEnabled(),
 		PoolHeader:                 poolHeader,
 		PoolHeaderToken:            poolToken,
+		Tracer:                     g.requestTracer(),
 	}, nil
 }
 

@@ -52,11 +52,17 @@ type Payload struct {
 	// RunID names this run of the event's hooks; a re-run of the same
 	// transition (after a restart, a retried retirement) has the same one.
 	RunID string `json:"run_id,omitempty"`
+	// Traceparent and Tracestate are the W3C trace context of the hook's
+	// span when the gateway traces (TRACEPARENT and TRACESTATE for a
+	// command, the traceparent and tracestate headers for a webhook), so
+	// that what the hook does can join the trace. Empty: none.
+	Traceparent string `json:"-"`
+	Tracestate  string `json:"-"`
 }
 
 // Env returns p as environment variables for a command hook.
 func (p Payload) Env() []string {
-	return []string{
+	env := []string{
 		"CUTOVER_EVENT=" + p.Event,
 		"CUTOVER_DEPLOYMENT=" + p.Deployment,
 		"CUTOVER_POOL=" + p.Pool,
@@ -66,6 +72,10 @@ func (p Payload) Env() []string {
 		"CUTOVER_REASON=" + p.Reason,
 		RunIDEnv + "=" + p.RunID,
 	}
+	if p.Traceparent != "" {
+		env = append(env, "TRACEPARENT="+p.Traceparent, "TRACESTATE="+p.Tracestate)
+	}
+	return env
 }
 
 // RunIDEnv is the environment variable that carries Payload.RunID to a
@@ -213,6 +223,12 @@ func (r *Runner) webhook(ctx context.Context, s Spec, p Payload, o *Outcome) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cutover-hook")
+	if p.Traceparent != "" {
+		req.Header.Set("Traceparent", p.Traceparent)
+		if p.Tracestate != "" {
+			req.Header.Set("Tracestate", p.Tracestate)
+		}
+	}
 	hc := r.HTTP
 	if hc == nil {
 		hc = http.DefaultClient

@@ -44,7 +44,7 @@ var (
 var phases = []string{"pending", "warming", "validating", "canary", "ready", "promoted", "retiring", "completed", "failed", "aborted", "rolled_back"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate, descPoolWeight, descCanaryStep} {
+	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate, descPoolWeight, descCanaryStep, descGPUs, descGPUSeconds, descAgentUp} {
 		ch <- d
 	}
 }
@@ -64,6 +64,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(descSwitched, sw)
 	collectWeights(st, g)
+	collectCapacity(st, ch)
 	for name, p := range st.Pools {
 		g(descLive, b2f(p.Live), name, p.Model)
 		for _, r := range p.Replicas {

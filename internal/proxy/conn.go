@@ -391,6 +391,9 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	}()
 	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp}
 	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
+	if h.opts.Tracer != nil {
+		x.obs.trace = sc.traceLoop(start, t, e, body)
+	}
 	if h.opts.Timeout > 0 {
 		x.deadline = start.Add(h.opts.Timeout)
 	}

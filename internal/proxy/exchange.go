@@ -246,6 +246,9 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 				}
 			}
 			sc.scan(buf[:n], streaming)
+			if o.trace != nil {
+				o.trace.scan.scan(buf[:n])
+			}
 			if ex.capture != nil {
 				ex.capture.add(buf[:n])
 			}

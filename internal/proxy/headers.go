@@ -240,9 +240,10 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
+	tr := x.obs.trace
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
-		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) {
+		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) || (tr != nil && isTraceField(name)) {
 			continue
 		}
 		bw.Write(name)
@@ -254,6 +255,9 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 		bw.WriteString("Authorization: ")
 		bw.WriteString(cred.value)
 		bw.WriteString("\r\n")
+	}
+	if tr != nil {
+		tr.writeFields(bw)
 	}
 	if sc.ip != "" {
 		bw.WriteString("X-Forwarded-For: ")

@@ -51,6 +51,8 @@ type Observation struct {
 	// Key is the id of the client's API key (auth.api_keys_file), "" when
 	// client auth is off. Never the key itself.
 	Key string
+
+	trace *reqTrace // the request's span, nil when tracing is off
 }
 
 // Failed reports whether the request counts as an error for health

@@ -75,6 +75,9 @@ type Options struct {
 	// carries PoolHeaderToken; both headers are always stripped. Empty:
 	// off, and the headers pass through like any other.
 	PoolHeader, PoolHeaderToken string
+	// Tracer starts a span per proxied request (see trace.go). Nil means
+	// no tracing, at no cost.
+	Tracer Tracer
 }
 
 // Handler is the gateway's data plane. It reads the routing table through
@@ -229,6 +232,9 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}()
 	*ex = exchange{h: h, w: w, r: r, e: e, body: body, wdl: wdl}
 	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start, Key: h.keyID(key)}
+	if h.opts.Tracer != nil {
+		ex.obs.trace = h.traceHTTP(r, start, t, e, body)
+	}
 	mirrored := h.wantMirror(r.Method, e, body)
 	if mirrored && Deterministic(body) {
 		ex.capture = getCapture() // its text will be compared
@@ -303,6 +309,10 @@ func applyModelName(t *route.Table, e *route.Entry, method string, body []byte) 
 // finish hands a completed exchange to the observer, the shadow mirror
 // (body then belongs to it) and the access log.
 func (h *Handler) finish(o *Observation, e *route.Entry, path string, body []byte, mirrored bool, c *capture) {
+	if o.trace != nil {
+		o.trace.end(o)
+		o.trace = nil // a mirrored copy of o has no use for it
+	}
 	if h.opts.Observer != nil {
 		h.opts.Observer.Observe(o)
 	}
@@ -386,6 +396,9 @@ func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt, body []byte) 
 		}
 		if n > 0 {
 			o.Retried = true
+			if o.trace != nil {
+				o.trace.span.Retry(time.Now(), skip.Name, last.code)
+			}
 		}
 		o.Replica = rep
 		rep.Acquire()

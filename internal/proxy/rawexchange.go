@@ -305,6 +305,9 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 	}
 	x.obs.Bytes += int64(len(p))
 	scan.scan(p, stream)
+	if x.obs.trace != nil {
+		x.obs.trace.scan.scan(p)
+	}
 	if x.capture != nil {
 		x.capture.add(p)
 	}

@@ -151,6 +151,11 @@ type Options struct {
 	// none, and stops them at retirement (see launch.go). Nil: every
 	// deployment names its replicas.
 	Launcher Launcher
+	// Agents returns the agents as last checked (up or down, their
+	// replicas); nil without agents. A promote onto replicas started
+	// through an agent that is down, or that no longer lists them
+	// running, is refused (see View.canSee).
+	Agents func() []api.AgentStatus
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.
@@ -164,6 +169,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Tracer records admin calls and transitions as spans (trace.go). Nil
+	// records nothing.
+	Tracer Tracer
 	// Gateway is this gateway's name in a fleet; "" for a gateway alone.
 	// Hooks it records as running carry it, and Start ends only its own
 	// leftovers (another gateway's hook runs on another machine, or is
@@ -198,6 +206,10 @@ type Controller struct {
 	val   valState          // the validation window in progress (not persisted)
 	// autoRetry backs off refused auto-promotions, per deployment.
 	autoRetry map[string]retry
+	// orphanRetry backs off stopping State.Orphans; released are the
+	// launched replicas just stopped (orphans.go).
+	orphanRetry retry
+	released    map[string]bool
 
 	sleep sleepTracker // retention_mode: sleep; see sleep.go
 
@@ -230,6 +242,9 @@ func New(opts Options) (*Controller, error) {
 	}
 	if c.hooks == nil {
 		c.hooks = &hook.Runner{}
+	}
+	if opts.Tracer != nil {
+		c.hooks = tracedHooks{HookRunner: c.hooks, t: opts.Tracer}
 	}
 	if c.http == nil {
 		c.http = &http.Client{}
@@ -328,11 +343,18 @@ func (c *Controller) Start(ctx context.Context) error {
 // pool or a pool's spec changed.
 func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) ([]event, error)) error {
 	c.mu.Lock()
-	next, rev := c.st.clone(), c.rev
+	cur, next, rev := c.st, c.st.clone(), c.rev
 	c.mu.Unlock()
 	evs, err := fn(&next)
 	if err != nil {
 		return err
+	}
+	c.keepOrphans(&cur, &next)
+	c.account(&next, c.now().UTC())
+	for i := range evs {
+		if d := next.find(evs[i].Deployment); d != nil && evs[i].To != "" {
+			evs[i].Cost = deploymentCost(d)
+		}
 	}
 	if len(evs) > 0 {
 		next.GuardRevision = rev + 1
@@ -382,6 +404,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 		}
 		c.log.Info("transition", attrs...)
 	}
+	c.traceEvents(ctx, evs)
 	if rev == 0 || routingChanged(&prev, &next) {
 		if err := c.apply(ctx); err != nil {
 			return c.revert(ctx, prev, rev+1, err)

@@ -28,6 +28,9 @@ type View struct {
 	Now   time.Time
 	// RetentionMode is rollout.retention_mode (RetentionKeep when "").
 	RetentionMode string
+	// Agents are the agents as last checked, by name; nil without
+	// agents (Options.Agents).
+	Agents map[string]api.AgentStatus
 }
 
 // PoolView is one pool as the deciders see it.
@@ -85,17 +88,73 @@ func (d Decision) api() api.Action {
 // view builds the View of the current state; runtime pools give health.
 func (c *Controller) view() View {
 	st, rev, pools := c.snapshot()
-	v := viewOf(st, rev, pools, c.now().UTC())
+	v := viewOf(st, rev, pools, c.agentViews(), c.now().UTC())
 	v.RetentionMode = c.opts.Settings.RetentionMode
 	return v
 }
 
-func viewOf(st State, rev int64, pools map[string]*pool.Pool, now time.Time) View {
-	v := View{State: st, Revision: rev, Pools: map[string]PoolView{}, Now: now}
+func viewOf(st State, rev int64, pools map[string]*pool.Pool, agents map[string]api.AgentStatus, now time.Time) View {
+	v := View{State: st, Revision: rev, Pools: map[string]PoolView{}, Now: now, Agents: agents}
 	for name, p := range pools {
 		v.Pools[name] = poolView(p)
 	}
 	return v
+}
+
+// agentViews returns the agents by name, nil without agents.
+func (c *Controller) agentViews() map[string]api.AgentStatus {
+	if c.opts.Agents == nil {
+		return nil
+	}
+	return agentsByName(c.opts.Agents())
+}
+
+// agentsByName indexes list by name; never nil.
+func agentsByName(list []api.AgentStatus) map[string]api.AgentStatus {
+	out := map[string]api.AgentStatus{}
+	for _, a := range list {
+		out[a.Name] = a
+	}
+	return out
+}
+
+// canSee refuses an action onto pool name while a replica the agents
+// started for it is out of the controller's sight: its agent is down or
+// no longer configured, or no longer lists it running. Without agents
+// there is nothing to check.
+func (v View) canSee(action, name string) (Decision, bool) {
+	if v.Agents == nil {
+		return Decision{}, true
+	}
+	var lost []string
+	down := false
+	for _, r := range v.State.Pools[name].Launched {
+		a, ok := v.Agents[r.Agent]
+		if !ok {
+			lost = append(lost, fmt.Sprintf("%s: its agent %s is not configured", r.URL, r.Agent))
+			continue
+		}
+		if !a.Up {
+			down = true
+			lost = append(lost, fmt.Sprintf("%s: agent %s is down since %s (%s)", r.URL, r.Agent, stamp(a.Since), a.LastError))
+			continue
+		}
+		i := slices.IndexFunc(a.Replicas, func(ar api.AgentReplica) bool { return ar.ID == r.ID })
+		switch {
+		case i < 0:
+			lost = append(lost, fmt.Sprintf("%s: agent %s no longer lists replica %s", r.URL, r.Agent, r.ID))
+		case a.Replicas[i].State != "running":
+			lost = append(lost, fmt.Sprintf("%s: replica %s is %s at agent %s", r.URL, r.ID, a.Replicas[i].State, r.Agent))
+		}
+	}
+	if len(lost) == 0 {
+		return Decision{}, true
+	}
+	code := "replica_lost"
+	if down {
+		code = "agent_down"
+	}
+	return deny(code, "%s refused: pool %s has replicas the controller cannot see through their agents (%s); %s stays live", action, name, strings.Join(lost, "; "), v.State.Live), false
 }
 
 func poolView(p *pool.Pool) PoolView {
@@ -208,6 +267,9 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 			if dec, ok := v.canServe("promote", d.Pool); !ok {
 				return dec
 			}
+			if dec, ok := v.canSee("promote", d.Pool); !ok {
+				return dec
+			}
 			dec := allow("deployment %s (model %s) goes live in %s after its before_promote hooks; %s is retained for rollback", d.ID, d.Model, d.Pool, st.Live)
 			dec.Deployment, dec.Target = d.ID, d.Pool
 			return dec
@@ -224,6 +286,9 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 	}
 	target := v.other()
 	if dec, ok := v.canServe("promote", target); !ok {
+		return dec
+	}
+	if dec, ok := v.canSee("promote", target); !ok {
 		return dec
 	}
 	dec := allow("%s (model %s) becomes live; %s can take the traffic back with rollback", target, v.Pools[target].Model, st.Live)
@@ -413,6 +478,9 @@ func decideDeploy(v View, req api.DeployRequest) Decision {
 	}
 	st := v.State
 	target := v.other()
+	if l := st.Launch; l != nil {
+		return deny("launch_in_progress", "launch %s of %s through the agents (since %s) is still in progress; wait for it", l.ID, l.Model, stamp(l.Since))
+	}
 	if d := st.pending(); d != nil {
 		return deny("deployment_in_progress", "deployment %s is pending (%s); abort it first", d.ID, d.Reason)
 	}

@@ -16,11 +16,54 @@ import (
 // and while the standby is retained for rollback unless req.Force, which
 // ends that retention now: the retained pool is drained and retired
 // before the new deployment starts warming.
-func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployRequest) (api.DeployResult, error) {
+func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployRequest) (_ api.DeployResult, err error) {
+	ctx, end := c.span(ctx, "deploy", actor)
+	defer func() { end(err) }()
 	if strings.TrimSpace(req.Model) == "" {
 		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
 	}
-	var launched, stale []LaunchedReplica
+	if len(req.Replicas) > 0 {
+		return c.deploy(ctx, actor, req, nil, "")
+	}
+	// Refuse before starting anything when the deployment would be
+	// refused anyway; decided again after the launch.
+	c.tmu.Lock()
+	v := c.view()
+	dec := decideDeploy(v, req)
+	c.tmu.Unlock()
+	if !dec.Allowed {
+		return api.DeployResult{}, dec.refusal()
+	}
+	c.stopStaleStandby(ctx, v.State, dec.Forced)
+	l, id, err := c.launchFor(ctx, actor, req)
+	if err != nil {
+		return api.DeployResult{}, err
+	}
+	return c.deployLaunched(ctx, actor, req, id, l)
+}
+
+// deployLaunched makes the deployment of the replicas launch id started;
+// refused, it stops them and clears the launch.
+func (c *Controller) deployLaunched(ctx context.Context, actor string, req api.DeployRequest, id string, l []LaunchedReplica) (api.DeployResult, error) {
+	req.Replicas = launchedURLs(l)
+	res, err := c.deploy(ctx, actor, req, l, id)
+	if err == nil {
+		return res, nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if serr := c.stopLaunched(sctx, l); serr != nil {
+		c.log.Error("stopping the replicas launched for a refused deployment", "model", req.Model, "err", serr)
+	}
+	c.endLaunch(sctx, id, fmt.Sprintf("the deployment of launch %s (%s) was refused, its replicas stopped: %v", id, req.Model, err))
+	return res, err
+}
+
+// deploy makes the deployment of req's replicas; launched are those the
+// agents started for it (launch launchID, cleared from the state with
+// the deployment's commit), none when the request named them.
+func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployRequest, launched []LaunchedReplica, launchID string) (api.DeployResult, error) {
+	var stale []LaunchedReplica
 	deployed := false
 	defer func() {
 		// Replicas given with --replica replaced the standby's launched
@@ -29,37 +72,12 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
 			if err := c.stopLaunched(sctx, stale); err != nil {
-				c.log.Warn("stopping the standby pool's previous agent replicas", "err", err)
-			}
-		}
-	}()
-	if len(req.Replicas) == 0 {
-		// Refuse before starting anything when the deployment would be
-		// refused anyway; decided again below, after the launch.
-		c.tmu.Lock()
-		v := c.view()
-		dec := decideDeploy(v, req)
-		c.tmu.Unlock()
-		if !dec.Allowed {
-			return api.DeployResult{}, dec.refusal()
-		}
-		c.stopStaleStandby(ctx, v.State, dec.Forced)
-		l, err := c.launchFor(ctx, req.Model)
-		if err != nil {
-			return api.DeployResult{}, err
-		}
-		launched, req.Replicas = l, launchedURLs(l)
-		defer func() {
-			if deployed {
+				c.log.Warn("stopping the standby pool's previous agent replicas; retried as orphans", "err", err)
 				return
 			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-			defer cancel()
-			if err := c.stopLaunched(sctx, launched); err != nil {
-				c.log.Error("stopping the replicas launched for a refused deployment", "model", req.Model, "err", err)
-			}
-		}()
-	}
+			c.forgetOrphans(sctx, stale)
+		}
+	}()
 	replicas := make([]string, 0, len(req.Replicas))
 	for i, raw := range req.Replicas {
 		u, err := pool.NormalizeURL(raw)
@@ -79,6 +97,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	v := c.view()
+	if l := v.State.Launch; l != nil && l.ID == launchID {
+		v.State.Launch = nil // its own launch, done
+	}
 	st := v.State
 	target := standby(st)
 	live := c.specOf(st, st.Live)
@@ -104,6 +125,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	var res api.DeployResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		now := c.now().UTC()
+		if launchID != "" && s.Launch != nil && s.Launch.ID == launchID {
+			s.Launch = nil // its replicas are the deployment's now
+		}
 		s.NextID++
 		d := &Deployment{
 			ID: fmt.Sprintf("d-%d", s.NextID), Pool: target, Model: req.Model, Replicas: replicas,
@@ -163,7 +187,9 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 // Abort stops the deployment in progress. Before the cutover the new pool
 // never got client traffic and the deployment ends aborted; after it,
 // abort is a rollback. Once retention is over it is too late.
-func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortRequest) (api.Deployment, error) {
+func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortRequest) (_ api.Deployment, err error) {
+	ctx, end := c.span(ctx, "abort", actor)
+	defer func() { end(err) }()
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	v := c.view()
@@ -182,7 +208,7 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 		}
 		return c.deploymentView(id), nil
 	}
-	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
 		from := d.Phase
 		d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("aborted by %s while %s; %s never received client traffic", actor, from, d.Pool), time.Time{})
@@ -205,30 +231,18 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 // During retirement it retries failed on_retire hooks at once; with force
 // it marks the pool retired without waiting for them (the operator took
 // care of the GPUs). See decideRetire.
-func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireRequest) (api.Deployment, error) {
+func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireRequest) (_ api.Deployment, err error) {
+	ctx, end := c.span(ctx, "retire", actor)
+	defer func() { end(err) }()
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
-	v := c.view()
-	dec := decideRetire(v, req)
+	dec := decideRetire(c.view(), req)
 	if !dec.Allowed {
 		return api.Deployment{}, dec.refusal()
 	}
 	id := dec.Deployment
-	// Forced past failing on_retire hooks, the old pool's replicas that
-	// the agents started are still stopped: cutover started them.
-	stopped := ""
-	if d := v.State.find(id); req.Force && d.Phase == PhaseRetiring && len(d.FromLaunched) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := c.stopLaunched(sctx, d.FromLaunched)
-		cancel()
-		stopped = fmt.Sprintf("; its %d replica(s) stopped through the agents", len(d.FromLaunched))
-		if err != nil {
-			stopped = fmt.Sprintf("; stopping its %d replica(s) through the agents failed (%v): stop them on the agents", len(d.FromLaunched), err)
-			c.log.Error("forced retirement: stopping the old pool's agent replicas", "deployment", id, "err", err)
-		}
-	}
 	endedWindow := false
-	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
 		now := c.now().UTC()
 		switch {
@@ -242,7 +256,7 @@ func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireReq
 			d.Reason = fmt.Sprintf("retire by %s ended %s early: %s is drained and retired, and rollback to it is refused from then on", actor, ended, d.From)
 			return []event{{Action: "retention_ended", Deployment: id, Reason: d.Reason, Forced: endedWindow}}, nil
 		case req.Force:
-			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s%s", d.From, actor, d.RetireAttempts, d.RetireError, stopped)
+			reason := fmt.Sprintf("retirement of %s forced by %s after %d failed on_retire attempt(s): %s", d.From, actor, d.RetireAttempts, d.RetireError)
 			c.finishRetirement(s, d, now, reason)
 			return []event{{Action: "phase", Deployment: id, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason, Forced: true}}, nil
 		default:

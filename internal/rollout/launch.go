@@ -2,9 +2,13 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/cutover-dev/cutover/api"
 )
 
 // LaunchedReplica is a replica the controller started through an agent:
@@ -16,6 +20,47 @@ type LaunchedReplica struct {
 	ID string `json:"id"`
 	// URL is where the gateway reaches it (a pool replica URL).
 	URL string `json:"url"`
+	// GPUs is how many GPUs the agent gave it (the cost accounting).
+	GPUs int `json:"gpus,omitempty"`
+}
+
+// Launch slot states (LaunchSlot.State).
+const (
+	SlotAsked   = "asked"   // the agent is being asked (or was, before a restart)
+	SlotStarted = "started" // the agent answered with the replica's id
+	SlotReady   = "ready"   // it runs
+	SlotFailed  = "failed"  // it exited or never ran; the launch fails
+)
+
+// LaunchSlot is one replica of a launch: its agent, the key it is asked
+// with, and how far it got.
+type LaunchSlot struct {
+	Agent string `json:"agent"`
+	// Key identifies it at its agent (agent.StartRequest.Key): asking
+	// again with it after a restart answers the replica already started
+	// instead of starting another.
+	Key   string `json:"key"`
+	ID    string `json:"id,omitempty"`
+	URL   string `json:"url,omitempty"`
+	GPUs  int    `json:"gpus,omitempty"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// LaunchState is the launch in progress (State.Launch), persisted at
+// every step so that a restarted controller (or a fleet's new leader)
+// carries it on: no replica started twice, none forgotten.
+type LaunchState struct {
+	// ID prefixes the slots' keys.
+	ID    string    `json:"id"`
+	Model string    `json:"model"`
+	Since time.Time `json:"since"`
+	// Actor, APIKeyFile and Force are the deploy request's, to make the
+	// deployment once the replicas run.
+	Actor      string       `json:"actor"`
+	APIKeyFile string       `json:"api_key_file,omitempty"`
+	Force      bool         `json:"force,omitempty"`
+	Slots      []LaunchSlot `json:"slots,omitempty"`
 }
 
 // Launcher starts and stops replicas through the agents (`agents:` and
@@ -24,9 +69,12 @@ type Launcher interface {
 	// Launch starts n replicas of model (n < 1: the configured
 	// launch.replicas) and returns once every one runs, or with an error
 	// once one failed or the ready timeout passed; on error it has
-	// stopped those it started. It calls progress with how many of how
-	// many run, as that changes.
-	Launch(ctx context.Context, model string, n int, progress func(running, total int)) ([]LaunchedReplica, error)
+	// stopped those it started. Without slots it places them first (keys
+	// key.0, key.1, ...); with slots (a launch carried on after a
+	// restart) it asks each slot's agent again with its key, and n does
+	// not count. It calls progress with the slots each time one changes,
+	// and before asking any agent.
+	Launch(ctx context.Context, key, model string, n int, slots []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error)
 	// Stop stops the replicas (a replica already gone is not an error)
 	// and returns once each has exited.
 	Stop(ctx context.Context, replicas []LaunchedReplica) error
@@ -46,24 +94,118 @@ func (c *Controller) retention() time.Duration {
 	return c.opts.Settings.Retention
 }
 
-// launchFor starts the replicas of a deployment of model given without
-// replicas, or refuses when no agents are configured.
-func (c *Controller) launchFor(ctx context.Context, model string) ([]LaunchedReplica, error) {
+// launchFor starts the replicas of a deployment of req.Model given
+// without replicas, or refuses when no agents are configured or another
+// launch is in progress. The launch is persisted (State.Launch) before
+// any agent is asked and at each step; it is not tied to the caller (an
+// admin client that hangs up), only bounded by launch.ready_timeout.
+func (c *Controller) launchFor(ctx context.Context, actor string, req api.DeployRequest) ([]LaunchedReplica, string, error) {
 	if c.opts.Launcher == nil {
-		return nil, badRequest("no_replicas", "at least one replica URL is required (no agents are configured to start replicas)")
+		return nil, "", badRequest("no_replicas", "at least one replica URL is required (no agents are configured to start replicas)")
 	}
-	start := c.now()
-	if !c.launch.begin(model, start) {
-		return nil, refuse("launch_in_progress", "another deploy is starting replicas through the agents (%s); wait for it", c.launch.note())
+	if !c.launch.begin(req.Model, c.now()) {
+		return nil, "", refuse("launch_in_progress", "another deploy is starting replicas through the agents (%s); wait for it", c.launch.note())
 	}
 	defer c.launch.end()
-	c.log.Info("launching replicas through the agents", "model", model)
-	l, err := c.opts.Launcher.Launch(ctx, model, 0, c.launch.progress)
+	var ls *LaunchState
+	c.tmu.Lock()
+	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		if l := s.Launch; l != nil {
+			return nil, refuse("launch_in_progress", "launch %s of %s through the agents (since %s) is still in progress; wait for it", l.ID, l.Model, stamp(l.Since))
+		}
+		now := c.now().UTC()
+		c.mu.Lock()
+		rev := c.rev + 1 // the revision this commit writes: a unique key prefix
+		c.mu.Unlock()
+		ls = &LaunchState{ID: fmt.Sprintf("launch-r%d", rev), Model: req.Model, Since: now, Actor: actor, APIKeyFile: req.APIKeyFile, Force: req.Force}
+		s.Launch = ls
+		return []event{{Action: "launch", Reason: fmt.Sprintf("launching replicas of %s through the agents (%s)", req.Model, ls.ID)}}, nil
+	})
+	c.tmu.Unlock()
 	if err != nil {
-		return nil, &Refusal{Status: 502, Code: "launch_failed", Reason: fmt.Sprintf("starting replicas of %s through the agents: %v", model, err)}
+		return nil, "", err
 	}
-	c.log.Info("launched replicas running", "model", model, "replicas", len(l), "took", c.now().Sub(start).Round(time.Millisecond))
+	l, err := c.runLaunch(context.WithoutCancel(ctx), ls)
+	return l, ls.ID, err
+}
+
+// runLaunch has the launcher start (or find again) the replicas of ls,
+// persisting each step; on failure it clears the launch from the state.
+func (c *Controller) runLaunch(ctx context.Context, ls *LaunchState) ([]LaunchedReplica, error) {
+	start := c.now()
+	c.log.Info("launching replicas through the agents", "model", ls.Model, "launch", ls.ID, "carried_on", len(ls.Slots) > 0)
+	l, err := c.opts.Launcher.Launch(ctx, ls.ID, ls.Model, 0, slices.Clone(ls.Slots), func(slots []LaunchSlot) { c.saveSlots(ctx, ls.ID, slots) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err // shutting down: carried on after the restart
+		}
+		c.endLaunch(ctx, ls.ID, fmt.Sprintf("launch %s of %s failed: %v", ls.ID, ls.Model, err))
+		return nil, &Refusal{Status: 502, Code: "launch_failed", Reason: fmt.Sprintf("starting replicas of %s through the agents: %v", ls.Model, err)}
+	}
+	c.log.Info("launched replicas running", "model", ls.Model, "replicas", len(l), "took", c.now().Sub(start).Round(time.Millisecond))
 	return l, nil
+}
+
+// saveSlots persists the launch's slots (a commit without a history
+// event) and updates the status's note.
+func (c *Controller) saveSlots(ctx context.Context, id string, slots []LaunchSlot) {
+	c.launch.slots(slots)
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
+		if s.Launch == nil || s.Launch.ID != id {
+			return nil, errStale
+		}
+		l := *s.Launch
+		l.Slots = slices.Clone(slots)
+		s.Launch = &l
+		return nil, nil
+	})
+	if err != nil && !errors.Is(err, errStale) {
+		c.log.Warn("record the launch's progress", "launch", id, "error", err)
+	}
+}
+
+// endLaunch clears launch id from the state, with reason in the history.
+func (c *Controller) endLaunch(ctx context.Context, id, reason string) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
+		if s.Launch == nil || s.Launch.ID != id {
+			return nil, errStale
+		}
+		s.Launch = nil
+		return []event{{Action: "launch_ended", Reason: reason}}, nil
+	})
+	if err != nil && !errors.Is(err, errStale) {
+		c.log.Warn("clear the launch", "launch", id, "error", err)
+	}
+}
+
+// resumeLaunch carries on the launch a previous controller left in the
+// state (restart, or a fleet's new leader): it asks each slot's agent
+// again with its key, so nothing is started twice, then makes the
+// deployment as the deploy would have. Run calls it.
+func (c *Controller) resumeLaunch(ctx context.Context) {
+	st, _, _ := c.snapshot()
+	ls := st.Launch
+	if ls == nil || c.opts.Launcher == nil {
+		return
+	}
+	if !c.launch.begin(ls.Model, ls.Since) {
+		return // this process runs it
+	}
+	defer c.launch.end()
+	c.log.Info("carrying on the launch left by the previous controller", "launch", ls.ID, "model", ls.Model, "slots", len(ls.Slots))
+	l, err := c.runLaunch(ctx, ls)
+	if err != nil {
+		c.log.Warn("launch carried on after a restart failed", "launch", ls.ID, "error", err)
+		return
+	}
+	req := api.DeployRequest{Model: ls.Model, APIKeyFile: ls.APIKeyFile, Force: ls.Force}
+	if _, err := c.deployLaunched(ctx, ls.Actor, req, ls.ID, l); err != nil {
+		c.log.Warn("deployment of the launch carried on after a restart refused", "launch", ls.ID, "error", err)
+	}
 }
 
 // stopStaleStandby stops the agent replicas still held by the idle
@@ -95,7 +237,11 @@ func (c *Controller) stopLaunched(ctx context.Context, l []LaunchedReplica) erro
 	if len(l) == 0 || c.opts.Launcher == nil {
 		return nil
 	}
-	return c.opts.Launcher.Stop(ctx, l)
+	if err := c.opts.Launcher.Stop(ctx, l); err != nil {
+		return err // still held, or kept as orphans when dropped
+	}
+	c.release(l)
+	return nil
 }
 
 // launchedURLs returns the replica URLs of l.
@@ -131,6 +277,17 @@ func (t *launchTracker) progress(running, total int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.running, t.total = running, total
+}
+
+// slots is progress for a launcher's slots: how many are ready.
+func (t *launchTracker) slots(slots []LaunchSlot) {
+	ready := 0
+	for _, sl := range slots {
+		if sl.State == SlotReady {
+			ready++
+		}
+	}
+	t.progress(ready, len(slots))
 }
 
 func (t *launchTracker) end() {

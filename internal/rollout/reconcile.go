@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/hook"
@@ -18,6 +19,9 @@ func (c *Controller) Run(ctx context.Context) {
 	defer t.Stop()
 	defer c.warm.wait()
 	defer c.shrinks.bg.Wait()
+	var resumed sync.WaitGroup
+	defer resumed.Wait()
+	resumed.Go(func() { c.resumeLaunch(ctx) }) // a launch a previous controller left
 	for {
 		c.Reconcile(ctx)
 		select {
@@ -37,6 +41,8 @@ func (c *Controller) Reconcile(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	defer c.recordHolding(ctx) // the retained pool put to sleep: GPUs asleep from now
+	c.stopOrphans(ctx)
 	st, _, _ := c.snapshot()
 	for _, d := range st.Deployments {
 		if len(d.PendingHooks) > 0 {

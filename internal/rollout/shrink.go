@@ -168,7 +168,9 @@ func (c *Controller) keepRetainedShrunk(ctx context.Context, d *Deployment, pool
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	var wg sync.WaitGroup
 	for i, r := range plan.stop {
-		wg.Go(func() { results[i] = c.opts.Launcher.Stop(sctx, []LaunchedReplica{r}) })
+		// stopLaunched releases each stopped one, so that the commit
+		// dropping it from the pool does not keep it as an orphan.
+		wg.Go(func() { results[i] = c.stopLaunched(sctx, []LaunchedReplica{r}) })
 	}
 	wg.Wait()
 	cancel()
@@ -321,9 +323,9 @@ func (c *Controller) restoreRetained(ctx context.Context, d *Deployment, n int) 
 	ctx = context.WithoutCancel(ctx)
 	c.setNote(d.ID, fmt.Sprintf("rollback: bringing %s back to full size: starting %d replica(s) of %s through the agents", d.From, n, d.FromModel))
 	tracked := c.launch.begin(d.FromModel, c.now())
-	l, err := c.opts.Launcher.Launch(ctx, d.FromModel, n, func(running, total int) {
+	l, err := c.opts.Launcher.Launch(ctx, restoreKey(d.ID), d.FromModel, n, nil, func(slots []LaunchSlot) {
 		if tracked {
-			c.launch.progress(running, total)
+			c.launch.slots(slots)
 		}
 	})
 	if tracked {
@@ -455,7 +457,7 @@ func (c *Controller) restoreInBackground(ctx context.Context, id string) {
 		return // a deploy is launching: the next reconcile tries again
 	}
 	start := time.Now()
-	l, err := c.opts.Launcher.Launch(ctx, d.FromModel, d.RestoreLater, c.launch.progress)
+	l, err := c.opts.Launcher.Launch(ctx, restoreKey(id), d.FromModel, d.RestoreLater, nil, c.launch.slots)
 	c.launch.end()
 	if ctx.Err() != nil {
 		return // shutting down: tried again after restart
@@ -535,4 +537,11 @@ func (c *Controller) addLaunched(s *State, name string, l []LaunchedReplica) Poo
 	}
 	s.Pools[name] = spec
 	return spec
+}
+
+// restoreKey is a fresh key prefix (agent.StartRequest.Key) for the
+// replicas a restore of deployment id starts: each attempt its own, so
+// an agent never answers one an earlier attempt started (and stopped).
+func restoreKey(id string) string {
+	return fmt.Sprintf("restore-%s-%d", id, time.Now().UnixNano())
 }

@@ -46,6 +46,15 @@ type State struct {
 	// 0 in a state written before it existed: the guard then needs the
 	// exact revision.
 	GuardRevision int64 `json:"guard_revision,omitempty"`
+	// Cost is the GPU accounting (see cost.go).
+	Cost CostLedger `json:"cost,omitzero"`
+	// Launch is the launch in progress through the agents, nil without
+	// one (see launch.go). Commits replace it, never change it in place.
+	Launch *LaunchState `json:"launch,omitempty"`
+	// Orphans are replicas the controller started through the agents
+	// that no pool holds any more and that must still be stopped (see
+	// orphans.go).
+	Orphans []LaunchedReplica `json:"orphans,omitempty"`
 }
 
 // PoolSpec is what a pool serves.
@@ -61,6 +70,11 @@ type PoolSpec struct {
 	// Launched are the replicas the controller started through the
 	// agents for this spec; retirement stops them.
 	Launched []LaunchedReplica `json:"launched,omitempty"`
+	// GPUsPerReplica is, for the configuration's spec, the GPUs each
+	// replica not in Launched holds (pools.<pool>.gpus_per_replica), for
+	// the GPU accounting; 0 in a deployment's spec (replicas given with
+	// --replica count none).
+	GPUsPerReplica int `json:"gpus_per_replica,omitempty"`
 }
 
 func (p PoolSpec) equal(q PoolSpec) bool {
@@ -147,6 +161,10 @@ type Deployment struct {
 	RetireAttempts    int       `json:"retire_attempts,omitempty"`
 	NextRetireAttempt time.Time `json:"next_retire_attempt,omitzero"`
 	RetireError       string    `json:"retire_error,omitempty"`
+
+	// GPUSeconds are the GPU-seconds every pool held, by "pool/state"
+	// (see cost.go), while this deployment was in progress.
+	GPUSeconds map[string]float64 `json:"gpu_seconds,omitempty"`
 }
 
 // keepHookOutcomes bounds Deployment.Hooks.
@@ -284,6 +302,8 @@ type event struct {
 	Hook       *hook.Outcome `json:"hook,omitempty"`
 	// Forced: force overrode a refusal.
 	Forced bool `json:"forced,omitempty"`
+	// Cost is the deployment's GPU-seconds so far, on its phase changes.
+	Cost *api.Cost `json:"cost,omitempty"`
 }
 
 func decodeState(b []byte) (State, error) {

@@ -14,6 +14,7 @@ import (
 // current (else latest) deployment.
 func (c *Controller) Status() api.Status {
 	st, rev, pools := c.snapshot()
+	st = costView(st, c.now().UTC())
 	asleep := c.sleep.asleepSet(&st)
 	s := api.Status{Live: st.Live, Previous: st.Previous, Revision: rev, ModelName: c.opts.ModelName, SwitchedAt: st.SwitchedAt, Pools: map[string]api.Pool{}}
 	for name, p := range pools {
@@ -39,11 +40,26 @@ func (c *Controller) Status() api.Status {
 		v := c.apiDeployment(d, c.noteFor(d.ID))
 		s.Deployment = &v
 	}
-	v := viewOf(st, rev, pools, c.now().UTC())
+	var agents map[string]api.AgentStatus
+	if c.opts.Agents != nil {
+		s.Agents = c.opts.Agents()
+		agents = agentsByName(s.Agents)
+	}
+	v := viewOf(st, rev, pools, agents, c.now().UTC())
 	v.RetentionMode = c.opts.Settings.RetentionMode
 	s.Protection, s.Actions = protection(v), actions(v)
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()
+	s.Cost = apiCost(st.Cost)
+	for _, r := range st.Orphans {
+		s.Orphans = append(s.Orphans, api.LaunchReplica{Agent: r.Agent, ID: r.ID, URL: r.URL, GPUs: r.GPUs, State: "stopping"})
+	}
+	if l := st.Launch; l != nil {
+		s.Launch = &api.Launch{Model: l.Model, Since: l.Since, Replicas: []api.LaunchReplica{}}
+		for _, sl := range l.Slots {
+			s.Launch.Replicas = append(s.Launch.Replicas, api.LaunchReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs, State: sl.State, Error: sl.Error})
+		}
+	}
 	return s
 }
 
@@ -59,6 +75,7 @@ func (c *Controller) noteFor(id string) *string {
 // Deployments lists the deployments the state holds, newest first.
 func (c *Controller) Deployments() []api.Deployment {
 	st, _, _ := c.snapshot()
+	st = costView(st, c.now().UTC())
 	out := make([]api.Deployment, 0, len(st.Deployments))
 	for _, d := range slices.Backward(st.Deployments) {
 		out = append(out, c.apiDeployment(d, c.noteFor(d.ID)))
@@ -69,6 +86,7 @@ func (c *Controller) Deployments() []api.Deployment {
 // Deployment returns one deployment by id.
 func (c *Controller) Deployment(id string) (api.Deployment, error) {
 	st, _, _ := c.snapshot()
+	st = costView(st, c.now().UTC())
 	d := st.find(id)
 	if d == nil {
 		return api.Deployment{}, &Refusal{Code: "not_found", Reason: fmt.Sprintf("no deployment %q (the state keeps the latest %d; older ones are in the history)", id, keepDeployments), Status: 404}
@@ -117,6 +135,7 @@ func (c *Controller) apiDeployment(d *Deployment, note *string) api.Deployment {
 	}
 	v.PostPromotionUntil = d.PostPromotionUntil
 	v.Canary = c.apiCanary(d)
+	v.Cost = deploymentCost(d)
 	return v
 }
 
@@ -136,7 +155,7 @@ func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error
 		if err := json.Unmarshal(b, &e); err != nil {
 			return nil, fmt.Errorf("decode history event: %w", err)
 		}
-		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason, Forced: e.Forced}
+		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason, Forced: e.Forced, Cost: e.Cost}
 		if e.Hook != nil {
 			h := apiOutcome(*e.Hook)
 			ae.Hook = &h

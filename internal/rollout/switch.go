@@ -19,7 +19,9 @@ import (
 // forced). Either way it refuses (with a *Refusal) when the standby cannot
 // serve: no replica healthy, or none answering a fresh check with its
 // model. Nothing changes then. See decidePromote.
-func (c *Controller) Promote(ctx context.Context, actor string, req api.PromoteRequest) (api.SwitchResult, error) {
+func (c *Controller) Promote(ctx context.Context, actor string, req api.PromoteRequest) (_ api.SwitchResult, err error) {
+	ctx, end := c.span(ctx, "promote", actor)
+	defer func() { end(err) }()
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	dec := decidePromote(c.view(), req)
@@ -37,7 +39,9 @@ func (c *Controller) Promote(ctx context.Context, actor string, req api.PromoteR
 // After the old pool was retired it is refused with the time. A second
 // rollback in a row is refused unless req.To names the pool. See
 // decideRollback.
-func (c *Controller) Rollback(ctx context.Context, actor string, req api.RollbackRequest) (api.SwitchResult, error) {
+func (c *Controller) Rollback(ctx context.Context, actor string, req api.RollbackRequest) (_ api.SwitchResult, err error) {
+	ctx, end := c.span(ctx, "rollback", actor)
+	defer func() { end(err) }()
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	return c.rollbackLocked(ctx, actor, "rollback", req)

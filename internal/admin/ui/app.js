@@ -282,6 +282,7 @@
     for (const name of POOLS) renderPool(st, name);
     renderChart();
     renderDeployment(st);
+    renderCapacity(st);
     renderGates(st.deployment);
     renderActions(st);
   }
@@ -560,6 +561,9 @@
     if (isSet(prot.retained_until)) rows.push(['Rollback until', fmtClock(prot.retained_until)]);
     if (isSet(d.retired_at)) rows.push(['Retired', `${d.from} at ${fmtClock(d.retired_at)}`]);
     if (d.pending_hooks && d.pending_hooks.length) rows.push(['Pending hooks', d.pending_hooks.join(', ')]);
+    if (d.cost) rows.push(['GPU overlap', `${gpuSecs(d.cost.overlap_gpu_seconds)} (both pools holding GPUs)`]);
+    const merged = fleetSources(d);
+    if (merged) rows.push(['Fleet', h('span', { dataset: { testid: 'fleet-sources' } }, merged)]);
 
     const parts = [
       h('div', { class: 'dep-title' }, `${d.id}: ${d.model} → ${d.pool}`),
@@ -599,6 +603,66 @@
         h('tbody', {}, d.hooks.slice().reverse().map(hookRow))));
     }
     body.replaceChildren(...parts);
+  }
+
+  // gpuSecs prints GPU-seconds, with GPU-hours beyond an hour.
+  function gpuSecs(s) {
+    return s >= 3600 ? `${Math.round(s)} GPU-s (${(s / 3600).toFixed(2)} GPU-h)` : `${Math.round(s)} GPU-s`;
+  }
+
+  // renderCapacity shows the GPUs each pool holds by state with their
+  // GPU-seconds (api.Cost), each agent up or down, a launch in progress
+  // replica by replica, and the replicas still to stop. Hidden without
+  // any of them.
+  function renderCapacity(st) {
+    const cost = st.cost && st.cost.usage && st.cost.usage.length ? st.cost : null;
+    const agents = st.agents || [];
+    const launch = st.launch || null;
+    const orphans = st.orphans || [];
+    if (!changed('capacity', [cost, agents, launch, orphans])) return;
+    const card = $('capacity');
+    card.hidden = !cost && !agents.length && !launch && !orphans.length;
+    if (card.hidden) return;
+    const parts = [];
+    if (cost) {
+      $('capacity-sub').textContent = `overlap ${gpuSecs(cost.overlap_gpu_seconds)}`;
+      parts.push(h('table', { class: 'hooks', 'data-testid': 'gpu-usage' },
+        h('thead', {}, h('tr', {}, ['Pool', 'State', 'GPUs', 'GPU-seconds'].map((c) => h('th', { scope: 'col', class: c === 'Pool' || c === 'State' ? '' : 'num' }, c)))),
+        h('tbody', {}, cost.usage.map((u) => h('tr', {}, h('td', {}, u.pool), h('td', {}, u.state.replace('_', ' ')),
+          h('td', { class: 'num' }, String(u.gpus)), h('td', { class: 'num' }, gpuSecs(u.gpu_seconds)))))));
+    }
+    if (agents.length) {
+      parts.push(h('div', { class: 'subhead' }, 'Agents'));
+      parts.push(h('ul', { class: 'agents', 'data-testid': 'agents' }, agents.map((a) => h('li', { dataset: { up: String(a.up) } },
+        h('b', {}, a.name), ' ', h('span', { class: `badge badge-${a.up ? 'ok' : 'bad'}` }, a.up ? 'up' : 'down'),
+        isSet(a.since) ? [' since ', timeEl(a.since)] : '', ` · ${a.free_gpus}/${a.gpus} GPUs free`,
+        !a.up && a.last_error ? h('div', { class: 'muted' }, a.last_error) : ''))));
+    }
+    if (launch) {
+      parts.push(h('div', { class: 'subhead' }, `Launching ${launch.model}`));
+      parts.push(h('ul', { class: 'agents', 'data-testid': 'launch' }, launch.replicas.map((r) => h('li', {},
+        h('b', {}, r.agent), ` ${r.state}`, r.id ? ` · ${r.id} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})` : '', r.error ? ` · ${r.error}` : ''))));
+    }
+    if (orphans.length) {
+      parts.push(h('div', { class: 'subhead' }, 'In no pool, still to stop (retried while the agent does not answer)'));
+      parts.push(h('ul', { class: 'agents', 'data-testid': 'orphans' }, orphans.map((r) => h('li', {},
+        h('b', {}, r.agent), ` ${r.id} · ${r.url} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})`))));
+    }
+    $('capacity-body').replaceChildren(...parts);
+  }
+
+  // fleetSources says how many gateways of a fleet the gates' samples and
+  // the shadow pairs come from (gates_from_gateways, shadow_from_gateways,
+  // as `cutover status` prints them); "" for a single gateway, which has
+  // neither.
+  function fleetSources(d) {
+    const gates = Number(d.gates_from_gateways) || 0;
+    const shadow = Number(d.shadow_from_gateways) || 0;
+    const gateways = (n) => `${fmtInt(n)} gateway${n === 1 ? '' : 's'}`;
+    if (gates > 0 && shadow > 0) return `gate samples from ${gateways(gates)}, shadow pairs from ${fmtInt(shadow)}`;
+    if (gates > 0) return `gate samples from ${gateways(gates)}`;
+    if (shadow > 0) return `shadow pairs from ${gateways(shadow)}`;
+    return '';
   }
 
   function hookResult(o) {

@@ -1,0 +1,111 @@
+package admin
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/admin/browsertest"
+)
+
+// statusCtrl is stubCtrl answering every status call with st.
+type statusCtrl struct {
+	stubCtrl
+	st api.Status
+}
+
+func (c statusCtrl) Status() api.Status { return c.st }
+
+// hostileReason is a server string that would add an element if the
+// dashboard parsed it as HTML.
+const hostileReason = `<img src="x" onerror="window.injected = true">validating <b>m-2</b>`
+
+// validatingStatus is a gateway validating deployment d-4 (m-2 in green),
+// in a fleet of three when fleet is set, with the gates' samples from
+// gates gateways and the shadow pairs from shadow gateways.
+func validatingStatus(fleet bool, gates, shadow int) api.Status {
+	now := time.Now().UTC()
+	pool := func(name, model string, live bool, role string) api.Pool {
+		return api.Pool{Name: name, Model: model, Live: live, Role: role, HealthyReplicas: 1,
+			Replicas: []api.Replica{{URL: "http://127.0.0.1:9/" + name, Healthy: true, CheckedAt: now}}}
+	}
+	st := api.Status{
+		Live:     "blue",
+		Revision: 7,
+		Pools:    map[string]api.Pool{"blue": pool("blue", "m-1", true, "live"), "green": pool("green", "m-2", false, "candidate")},
+		Deployment: &api.Deployment{
+			ID: "d-4", Pool: "green", Model: "m-2", Replicas: []string{"http://127.0.0.1:9/green"},
+			From: "blue", FromModel: "m-1", Phase: "validating", PhaseSince: now.Add(-time.Minute),
+			Deadline: now.Add(10 * time.Minute), DeadlineKind: "validation", Reason: hostileReason,
+			CreatedAt: now.Add(-2 * time.Minute), CreatedBy: "ci",
+			Gates: []api.Gate{
+				{Name: "error_rate", Value: 0.01, Threshold: 0.05, Op: "<=", Samples: 40, MinSamples: 100, Verdict: "pending"},
+				{Name: "shadow_match", Value: 0.98, Threshold: 0.9, Op: ">=", Samples: 30, MinSamples: 50, Verdict: "pending"},
+			},
+			GatesFromGateways:  gates,
+			ShadowFromGateways: shadow,
+		},
+		Protection: api.Protection{Summary: "nothing: no previous live pool"},
+	}
+	if fleet {
+		members := []api.FleetMember{{Name: "gw-a", Revision: 7}, {Name: "gw-b", Revision: 7}, {Name: "gw-c", Revision: 7}}
+		st.Fleet = &api.Fleet{Leader: "gw-a", Self: "gw-b", Members: members,
+			Store: api.StoreHealth{Kind: "etcd", Healthy: true, Since: now.Add(-time.Hour)}}
+	}
+	return st
+}
+
+// TestDashboardShowsFleetSampleSources: in a fleet, the deployment card
+// says how many gateways the gate samples and the shadow pairs come from,
+// as `cutover status` does; a single gateway shows no such line. Server
+// strings stay text.
+func TestDashboardShowsFleetSampleSources(t *testing.T) {
+	browsertest.Require(t)
+	tests := []struct {
+		name          string
+		fleet         bool
+		gates, shadow int
+		want          string // "": no line
+	}{
+		{"single gateway", false, 0, 0, ""},
+		{"fleet before any sample", true, 0, 0, ""},
+		{"fleet, shadow pairs only", true, 0, 3, "shadow pairs from 3 gateways"},
+		{"fleet, no shadow pair yet", true, 2, 0, "gate samples from 2 gateways"},
+		{"fleet, one gateway", true, 1, 1, "gate samples from 1 gateway, shadow pairs from 1"},
+		{"fleet, gates and shadow", true, 3, 2, "gate samples from 3 gateways, shadow pairs from 2"}, // last: the screenshot
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tab := browsertest.Start(ctx, t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tab.For(t)
+			s, err := New(statusCtrl{st: validatingStatus(tt.fleet, tt.gates, tt.shadow)}, stubToken, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(s)
+			defer srv.Close()
+			b.Login(srv.URL+"/", stubToken)
+			b.WaitText("#deployment-phase", "validating", true)
+			// The card is drawn in one go: with the phase shown, the
+			// line is there or it is not.
+			sel := `#deployment-body [data-testid="fleet-sources"]`
+			if tt.want != "" {
+				b.WaitText(sel, tt.want, true)
+				b.WaitText("#deployment-body", "Fleet"+tt.want, false)
+			} else if got := b.Text(sel); got != "(no element)" {
+				t.Errorf("%s shows %q, want no such line", sel, got)
+			}
+			if tt.fleet {
+				b.WaitText(`[data-testid="fleet-members"]`, "3 gateways", false)
+			}
+			b.WaitText("#deployment-body", hostileReason, false)
+			b.WaitJS("the reason kept as text", `!document.querySelector("#deployment-body img, #deployment-body b") && !window.injected`)
+		})
+	}
+	tab.Screenshot("dashboard-fleet-sources.png")
+	tab.CheckConsole()
+}
