@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 )
 
 // Client calls a gateway's admin API.
@@ -161,6 +163,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The gateway may well be there and still at work (a
+			// promote runs its before_promote hooks): not "unreachable".
+			return fmt.Errorf("admin API %s %s at %s: no answer before the timeout: %w", method, path, c.BaseURL, err)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			// It was reached: whether a change was made is unknown.
+			return fmt.Errorf("admin API %s %s at %s: the connection closed before an answer (did the gateway stop?); check the status to see whether it took effect: %w", method, path, c.BaseURL, err)
+		}
 		return fmt.Errorf("admin API unreachable at %s: %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
@@ -182,7 +193,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("admin API %s %s: bad JSON answer: %w", method, path, err)
+		return fmt.Errorf("admin API %s %s: bad JSON answer (is %s cutover's admin address, admin.listen?): %w", method, path, c.BaseURL, err)
 	}
 	return nil
 }

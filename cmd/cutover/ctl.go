@@ -214,17 +214,30 @@ and its before_promote hooks must pass. Without one, the standby becomes
 live if it has a healthy replica serving its model; when it holds a
 deployment that failed, was aborted or was rolled back, promote is refused
 (409, naming the deployment and its outcome) unless --force, and a forced
-switch is recorded as forced in the history.`,
+switch is recorded as forced in the history.
+
+The answer comes once the before_promote hooks have run (each up to its
+timeout), so --timeout defaults to 30m here. Giving up earlier (--timeout,
+Ctrl-C) stops the hook that runs and does not promote.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.PromoteWith(ctx, req) }, printSwitch)
 		},
 	}
 	f.register(cmd)
+	// A before_promote hook may take minutes (30 s by default each): a
+	// client that gives up first cancels the promote and kills the hook.
+	f.timeout = promoteTimeout
+	t := cmd.Flags().Lookup("timeout")
+	t.DefValue, t.Usage = f.timeout.String(), "give up after this long (the before_promote hooks run meanwhile; giving up stops them)"
 	cmd.Flags().BoolVar(&req.Force, "force", false, "promote a standby whose deployment failed, was aborted or was rolled back (recorded as forced)")
 	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }
+
+// promoteTimeout is promote's default --timeout: long enough for the
+// before_promote hooks, which run inside the request.
+const promoteTimeout = 30 * time.Minute
 
 // revisionFlag adds --if-revision, the guard every switch takes.
 func revisionFlag(cmd *cobra.Command, rev *int64) {

@@ -25,6 +25,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // demoModels are the two versions the demo's pools serve.
@@ -181,6 +182,12 @@ for the next run).`,
 			}
 			defer da.stop(keepAgentReplicas)
 			addrs["agent"] = []string{da.addr}
+			if live := persistedLive(stateDir); live != "" {
+				// The demo's config is not the user's: its live pool
+				// follows the state, so a restart does not warn that
+				// they differ.
+				cfg.Live = live
+			}
 			if err := saveDemoAddrs(stateDir, addrs); err != nil {
 				return err
 			}
@@ -230,7 +237,7 @@ for the next run).`,
 	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")
 	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
 	f.StringVar(&retentionMode, "retention-mode", "sleep", "rollout.retention_mode: keep, sleep or stop (the old pool after a promotion)")
-	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for 30s, then 50 % until cutover promote (sessions kept by X-Session-Id)")
+	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for at least 30s (until the gates have their samples: about a minute at the default --traffic), then 50 % until cutover promote (sessions kept by X-Session-Id)")
 	return cmd
 }
 
@@ -254,6 +261,30 @@ func loadDemoAddrs(dir string) demoAddrs {
 		return nil
 	}
 	return a
+}
+
+// persistedLive is the live pool the state file in dir holds, "" when
+// there is none (a first run, a fleet's state in etcd) or it cannot be
+// read (the start reports that itself).
+func persistedLive(dir string) string {
+	sum, err := store.CheckFile(filepath.Join(dir, store.DBFile))
+	if err != nil || sum.Doc == nil {
+		return ""
+	}
+	live, _ := stateLive(sum.Doc)
+	return live
+}
+
+// stateLive reads the live pool of a state document; ok is false when
+// the document is not JSON or names no configured pool (blue, green).
+func stateLive(doc []byte) (live string, ok bool) {
+	var st struct {
+		Live string `json:"live"`
+	}
+	if json.Unmarshal(doc, &st) != nil || !slices.Contains(config.PoolNames, st.Live) {
+		return "", false
+	}
+	return st.Live, true
 }
 
 // saveDemoAddrs writes the replicas' addresses for the next run.
@@ -337,6 +368,7 @@ func selfCommand() string {
 }
 
 func printDemo(w io.Writer, gw *gateway.Gateway, cfg *config.Config, token string, spare, simulated []string) {
+	w = termWriter{w} // model ids and URLs from a restored state
 	self := selfCommand()
 	adminURL := "http://" + gw.AdminAddr()
 	adminFlag := ""

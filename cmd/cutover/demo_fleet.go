@@ -47,17 +47,11 @@ func runDemoFleet(ctx context.Context, w io.Writer, first *gateway.Gateway, cfg 
 		}
 		gws = append(gws, gw)
 	}
-	fmt.Fprintf(w, "\nFleet: %d gateways sharing one state in an embedded etcd (%s, prefix %s):\n", gateways, cfg.Etcd.Endpoints[0], cfg.Etcd.Prefix)
-	for i, gw := range gws {
-		fmt.Fprintf(w, "  gw-%d  traffic http://%s   admin http://%s\n", i+1, gw.TrafficAddr(), gw.AdminAddr())
+	var traffic, admin []string
+	for _, gw := range gws {
+		traffic, admin = append(traffic, gw.TrafficAddr()), append(admin, gw.AdminAddr())
 	}
-	last := gws[len(gws)-1]
-	fmt.Fprintf(w, "\nPromote on gw-%d, then watch traffic move on every gateway:\n", len(gws))
-	fmt.Fprintf(w, "  cutover promote --admin http://%s\n", last.AdminAddr())
-	for i, gw := range gws {
-		fmt.Fprintf(w, "  curl -si http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' | grep -i x-cutover-pool   # gw-%d\n", gw.TrafficAddr(), i+1)
-	}
-	fmt.Fprintf(w, "  cutover status --admin http://%s   # the fleet: leader, members, store\n\n", gws[0].AdminAddr())
+	printDemoFleet(w, selfCommand(), cfg.Etcd.Endpoints[0], cfg.Etcd.Prefix, traffic, admin)
 	var wg sync.WaitGroup
 	errs := make([]error, len(gws))
 	for i, gw := range gws {
@@ -70,4 +64,20 @@ func runDemoFleet(ctx context.Context, w io.Writer, first *gateway.Gateway, cfg 
 		}
 	}
 	return nil
+}
+
+// printDemoFleet prints where the fleet's gateways listen and the
+// commands to promote on the last one and see traffic move on all; self
+// is how to run this binary (as the banner above says it).
+func printDemoFleet(w io.Writer, self, etcd, prefix string, traffic, admin []string) {
+	fmt.Fprintf(w, "\nFleet: %d gateways sharing one state in an embedded etcd (%s, prefix %s):\n", len(admin), etcd, prefix)
+	for i := range admin {
+		fmt.Fprintf(w, "  gw-%d  traffic http://%s   admin http://%s\n", i+1, traffic[i], admin[i])
+	}
+	fmt.Fprintf(w, "\nPromote on gw-%d, then watch traffic move on every gateway:\n", len(admin))
+	fmt.Fprintf(w, "  %s promote --admin http://%s\n", self, admin[len(admin)-1])
+	for i := range traffic {
+		fmt.Fprintf(w, "  curl -si http://%s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' | grep -i x-cutover-pool   # gw-%d\n", traffic[i], i+1)
+	}
+	fmt.Fprintf(w, "  %s status --admin http://%s   # the fleet: leader, members, store\n\n", self, admin[0])
 }

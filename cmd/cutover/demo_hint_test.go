@@ -65,3 +65,29 @@ func TestShipHint(t *testing.T) {
 		t.Fatalf("spare replicas live on green:\n%s", h)
 	}
 }
+
+// TestDemoFleetCommandsUseSelf: the fleet part of the demo's banner runs
+// this binary the way the rest of the banner does (a regression: it said
+// "cutover promote", which a user who started the demo with `go run
+// ./cmd/cutover demo --gateways 3`, as the README does, has not got).
+func TestDemoFleetCommandsUseSelf(t *testing.T) {
+	var b strings.Builder
+	printDemoFleet(&b, "go run ./cmd/cutover", "http://127.0.0.1:2379", "/cutover/demo/",
+		[]string{"127.0.0.1:8080", "127.0.0.1:8090", "127.0.0.1:8092"}, []string{"127.0.0.1:8081", "127.0.0.1:8091", "127.0.0.1:8093"})
+	out := b.String()
+	for _, want := range []string{
+		"go run ./cmd/cutover promote --admin http://127.0.0.1:8093\n",
+		"go run ./cmd/cutover status --admin http://127.0.0.1:8081",
+		"gw-3  traffic http://127.0.0.1:8092   admin http://127.0.0.1:8093",
+		"curl -si http://127.0.0.1:8090/v1/chat/completions",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fleet banner lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "cutover ") {
+			t.Errorf("fleet banner line runs a bare cutover: %q", line)
+		}
+	}
+}

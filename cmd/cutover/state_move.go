@@ -139,6 +139,11 @@ func importState(ctx context.Context, st store.Store, r io.Reader) (int64, int, 
 	if in.Revision <= 0 || len(in.State) == 0 || !json.Valid(in.State) {
 		return 0, 0, fmt.Errorf("the export holds no valid state (revision %d)", in.Revision)
 	}
+	if _, ok := stateLive(in.State); !ok {
+		// Imported, it would stop every start ("persisted live pool is
+		// not configured") with nothing left to import over.
+		return 0, 0, fmt.Errorf("the export's state names no live pool (blue or green): %.80s", in.State)
+	}
 	imp, ok := st.(store.Importer)
 	if !ok {
 		return 0, 0, errors.New("this store cannot import")

@@ -113,3 +113,35 @@ func TestPrintFleet(t *testing.T) {
 		}
 	}
 }
+
+// TestImportRefusesStateWithoutLivePool: an export whose state names no
+// pool cutover knows is refused and nothing is written (a regression: it
+// was imported, and every start then failed on "persisted live pool is
+// not configured", with the store no longer empty to import into again).
+func TestImportRefusesStateWithoutLivePool(t *testing.T) {
+	for _, doc := range []string{`{"live":"purple"}`, `{}`, `{"live":""}`, `[1]`} {
+		t.Run(doc, func(t *testing.T) {
+			st, err := store.OpenBolt(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			in := fmt.Sprintf(`{"format":%q,"revision":3,"state":%s}`, stateFormat, doc)
+			if _, _, err := importState(context.Background(), st, strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), "live pool") {
+				t.Fatalf("import of state %s: %v, want a refusal naming the live pool", doc, err)
+			}
+			if rec, err := st.Get(context.Background()); err != nil || rec.Revision != 0 {
+				t.Errorf("after the refusal the store holds revision %d (%v), want nothing", rec.Revision, err)
+			}
+		})
+	}
+	st, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	in := fmt.Sprintf(`{"format":%q,"revision":3,"state":{"live":"green"}}`, stateFormat)
+	if rev, _, err := importState(context.Background(), st, strings.NewReader(in)); err != nil || rev != 3 {
+		t.Fatalf("import of a state with green live: revision %d, %v", rev, err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/hook"
 )
 
 func TestWaitVerdict(t *testing.T) {
@@ -273,5 +274,24 @@ func TestEmptyTokenFile(t *testing.T) {
 	code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN="}, "status", "--token-file", path, "--admin", "http://"+freeAddr(t))
 	if code != exitUsage || !strings.Contains(stderr, "--token-file "+path+" is empty") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestPromoteTimeoutCoversHooks: promote's default --timeout outlasts a
+// before_promote hook run at its default timeout (a regression: both were
+// 30 s, so the CLI gave up first, which killed the hook and refused the
+// promotion with "admin API unreachable").
+func TestPromoteTimeoutCoversHooks(t *testing.T) {
+	cmd := newPromoteCmd()
+	if err := cmd.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	fl := cmd.Flags().Lookup("timeout")
+	d, err := time.ParseDuration(fl.Value.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d < 10*hook.DefaultTimeout || fl.DefValue != d.String() {
+		t.Errorf("promote --timeout defaults to %s (shown as %s), want at least 10 hook runs (%s each) and shown as such", d, fl.DefValue, hook.DefaultTimeout)
 	}
 }

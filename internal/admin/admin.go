@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/auth"
 	"github.com/cutover-dev/cutover/internal/rollout"
 )
 
@@ -137,12 +138,11 @@ const (
 // access compares the request's bearer token with the admin token and the
 // read-only one, each in constant time, both always.
 func (s *Server) access(r *http.Request) int {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
+	tok, ok := auth.CutBearer(r.Header.Get("Authorization"))
 	if !ok {
 		return accessNone
 	}
-	t := []byte(strings.TrimSpace(tok))
+	t := []byte(tok)
 	tk := s.tokens.Load()
 	full := subtle.ConstantTimeCompare(t, tk.full) == 1
 	read := len(tk.read) > 0 && subtle.ConstantTimeCompare(t, tk.read) == 1

@@ -196,3 +196,28 @@ func TestDashboardRevalidates(t *testing.T) {
 		t.Errorf("If-None-Match with the ETag: %d, want 304", a.status)
 	}
 }
+
+// TestAdminTokenSchemeCaseInsensitive: the Bearer scheme is matched
+// without regard to case (RFC 9110 section 11.1), as the traffic
+// listener's client keys match it (a regression: "bearer TOKEN" was 401
+// on the admin API only); the token itself is exact.
+func TestAdminTokenSchemeCaseInsensitive(t *testing.T) {
+	srv := newStubServer(t)
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"Bearer " + stubToken, http.StatusOK},
+		{"bearer " + stubToken, http.StatusOK},
+		{"BEARER " + stubToken, http.StatusOK},
+		{"Bearer   " + stubToken + " ", http.StatusOK},
+		{"Bearer " + strings.ToUpper(stubToken), http.StatusUnauthorized},
+		{"Basic " + stubToken, http.StatusUnauthorized},
+		{"Bearer", http.StatusUnauthorized},
+		{stubToken, http.StatusUnauthorized},
+	} {
+		if got := do(t, srv, http.MethodGet, "/api/v1/status", "", "Authorization", tc.auth); got.status != tc.want {
+			t.Errorf("Authorization %q: %d, want %d", tc.auth, got.status, tc.want)
+		}
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // State is a replica's life-cycle state.
@@ -252,6 +254,11 @@ type StartRequest struct {
 func (a *Agent) Start(req StartRequest) (Replica, error) {
 	if req.Model == "" {
 		return Replica{}, errors.New("model is required")
+	}
+	// {model} becomes an argument of the command: no options, no
+	// control characters.
+	if err := pool.CheckModelID(req.Model); err != nil {
+		return Replica{}, err
 	}
 	n := req.GPUs
 	if n == 0 {

@@ -468,3 +468,33 @@ func TestRotateIfLarge(t *testing.T) {
 		t.Fatalf("log after rotation %q", b)
 	}
 }
+
+// TestAgentTokenSchemeAndModelIDs: the Bearer scheme is matched in any
+// case, as on the gateway (a regression: "bearer TOKEN" was 401 here
+// only), and a model id that the command line would read as an option, or
+// that holds a control character, is refused with 400 before anything
+// starts (a regression: {"model":"--trust-remote-code"} ran the command
+// with that option).
+func TestAgentTokenSchemeAndModelIDs(t *testing.T) {
+	h := startAgent(t, testConfig(t, mockCommand()))
+	req, _ := http.NewRequest("GET", h.url+"/v1/replicas", nil)
+	req.Header.Set("Authorization", "bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("Authorization \"bearer TOKEN\": %d, want 200", resp.StatusCode)
+	}
+	for _, model := range []string{"--trust-remote-code", "-m", "m\u001b[2J"} {
+		body, _ := json.Marshal(map[string]any{"model": model, "gpus": 1})
+		var e struct{ Error struct{ Message string } }
+		if code := apiCall(t, h.url, "POST", "/v1/replicas", string(body), &e); code != http.StatusBadRequest || !strings.Contains(e.Error.Message, "model id") {
+			t.Errorf("start of model %q = %d %q, want 400 naming the model id", model, code, e.Error.Message)
+		}
+	}
+	if l := ledger(t, h.url); !slices.Equal(l, []string{"", "", "", ""}) {
+		t.Fatalf("ledger %v, want all free", l)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/auth"
 )
 
 // Handler returns the agent's HTTP API. Every route needs
@@ -128,7 +130,7 @@ func (a *Agent) Handler() http.Handler {
 	})
 	token := []byte(a.cfg.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := auth.CutBearer(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), token) != 1 {
 			writeErr(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return

@@ -162,7 +162,7 @@ func Generate() string {
 // time taken says nothing about which key matched or how close a guess
 // was. It returns the key's index, or -1.
 func (ks *Keys) Authenticate(authorization string) int {
-	tok, ok := cutBearer(authorization)
+	tok, ok := CutBearer(authorization)
 	if !ok {
 		ks.rejected.Add(1)
 		return -1
@@ -182,9 +182,11 @@ func (ks *Keys) Authenticate(authorization string) int {
 	return found
 }
 
-// cutBearer returns the credentials of a Bearer Authorization value; the
-// scheme is case-insensitive (RFC 9110 section 11.1).
-func cutBearer(v string) (string, bool) {
+// CutBearer returns the credentials of a Bearer Authorization value,
+// without surrounding spaces; the scheme is case-insensitive (RFC 9110
+// section 11.1). ok is false for another scheme or no credentials. The
+// traffic listener's client keys and the admin tokens both use it.
+func CutBearer(v string) (string, bool) {
 	if len(v) < 7 || !strings.EqualFold(v[:7], "Bearer ") {
 		return "", false
 	}

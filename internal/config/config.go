@@ -497,6 +497,9 @@ func (c *Config) Validate() error {
 		if p.GPUsPerReplica < 0 {
 			add(key+".gpus_per_replica", "%d: must be 0 or more", p.GPUsPerReplica)
 		}
+		if err := pool.CheckModelID(p.Model); err != nil {
+			add(key+".model", "%v", err)
+		}
 		for i, r := range p.Replicas {
 			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)
 			norm, err := NormalizeReplicaURL(r)
@@ -509,6 +512,11 @@ func (c *Config) Validate() error {
 				continue
 			}
 			seen[norm] = rkey
+		}
+	}
+	if c.ModelName != "" {
+		if err := pool.CheckModelID(c.ModelName); err != nil {
+			add("model_name", "%v", err)
 		}
 	}
 	if c.Live == "" {

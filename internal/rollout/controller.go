@@ -302,7 +302,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	st, err := decodeState(rec.Data)
 	if err != nil {
-		return err
+		// As a damaged file is reported: never a silent fresh start, and
+		// where to look.
+		return fmt.Errorf("the persisted state (revision %d) is damaged: %w (cutover will not start afresh over it: restore the last good copy, see `cutover state check` and docs/operations.md)", rec.Revision, err)
 	}
 	if _, ok := c.opts.Pools[st.Live]; !ok {
 		return fmt.Errorf("persisted live pool %q is not configured", st.Live)

@@ -272,3 +272,26 @@ func TestCallerGoneDuringApply(t *testing.T) {
 		t.Fatalf("the data plane serves %q, the status says %q, the store %q (revision %d)", ap.serving, c.Status().Live, stored.Live, rec.Revision)
 	}
 }
+
+// TestStartOnUndecodableStateSaysDamaged: a stored state document that is
+// not JSON stops the start with an error that calls the state damaged and
+// says where to look, as a damaged state file does (a regression: it said
+// only "decode persisted state: unexpected end of JSON input", while
+// `cutover state check` called the same file DAMAGED).
+func TestStartOnUndecodableStateSaysDamaged(t *testing.T) {
+	st := &memStore{rec: store.Record{Revision: 25, Data: []byte(`{"live":"blue","pools":`)}}
+	c, err := New(Options{Store: st, Applier: &recorder{}, Prober: &okProber{}, InitialLive: "blue",
+		Pools: map[string]PoolSpec{"blue": {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}}, "green": {Model: "m2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Start(context.Background())
+	for _, want := range []string{"revision 25", "damaged", "cutover state check"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Start: %v; want an error saying %q", err, want)
+		}
+	}
+	if st.rec.Revision != 25 {
+		t.Errorf("the store moved to revision %d: a damaged state must not be written over", st.rec.Revision)
+	}
+}

@@ -22,6 +22,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if strings.TrimSpace(req.Model) == "" {
 		return api.DeployResult{}, badRequest("bad_model", "model is required: the model id the new replicas serve")
 	}
+	if err := pool.CheckModelID(req.Model); err != nil {
+		return api.DeployResult{}, badRequest("bad_model", "%v", err)
+	}
 	if len(req.Replicas) > 0 {
 		return c.deploy(ctx, actor, req, nil, "")
 	}

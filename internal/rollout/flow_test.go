@@ -786,6 +786,7 @@ func TestDeployRequestChecks(t *testing.T) {
 		code string
 	}{
 		{"no model", api.DeployRequest{Replicas: []string{newReplica}}, "bad_model"},
+		{"model with a control character", api.DeployRequest{Model: "m\x1b[2J", Replicas: []string{newReplica}}, "bad_model"},
 		{"no replicas", api.DeployRequest{Model: "m"}, "no_replicas"},
 		{"bad URL", api.DeployRequest{Model: "m", Replicas: []string{"127.0.0.1:5"}}, "bad_replica"},
 		{"duplicate", api.DeployRequest{Model: "m", Replicas: []string{newReplica, newReplica + "/"}}, "bad_replica"},

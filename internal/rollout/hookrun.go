@@ -33,12 +33,27 @@ var leftoverGrace = 10 * time.Second
 // while it runs. The caller's commit of the outcome clears the record
 // (clearRunning), and forgetRunning does if that commit did not happen.
 func (c *Controller) runTracked(ctx context.Context, d *Deployment, spec hook.Spec, p hook.Payload) hook.Outcome {
+	return c.runRecorded(ctx, d, spec, p, false)
+}
+
+// runTrackedLocked is runTracked for a caller that holds tmu (promote,
+// which runs the before_promote hooks itself). The caller's commit of the
+// outcome clears the record.
+func (c *Controller) runTrackedLocked(ctx context.Context, d *Deployment, spec hook.Spec, p hook.Payload) hook.Outcome {
+	return c.runRecorded(ctx, d, spec, p, true)
+}
+
+// runRecorded runs the hook, recording its process group in the state
+// while it runs; locked says whether the caller holds tmu.
+func (c *Controller) runRecorded(ctx context.Context, d *Deployment, spec hook.Spec, p hook.Payload, locked bool) hook.Outcome {
 	tr := &hook.Trace{Started: func(pgid int) {
 		if pgid <= 1 {
 			return
 		}
-		c.tmu.Lock()
-		defer c.tmu.Unlock()
+		if !locked {
+			c.tmu.Lock()
+			defer c.tmu.Unlock()
+		}
 		err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
 			s.RunningHooks = append(s.RunningHooks, RunningHook{RunID: p.RunID, Deployment: d.ID, Event: p.Event,
 				Hook: spec.Name(), PGID: pgid, Started: c.now().UTC(), Gateway: c.opts.Gateway})
@@ -69,6 +84,15 @@ func (c *Controller) forgetRunning(ctx context.Context, ids ...string) {
 	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
+	c.forgetRunningLocked(ctx, ids...)
+}
+
+// forgetRunningLocked is forgetRunning for a caller that holds tmu.
+func (c *Controller) forgetRunningLocked(ctx context.Context, ids ...string) {
+	st, _, _ := c.snapshot()
+	if !slices.ContainsFunc(st.RunningHooks, func(h RunningHook) bool { return slices.Contains(ids, h.RunID) }) {
+		return
+	}
 	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
 		s.clearRunning(ids...)
 		return nil, nil
@@ -100,7 +124,13 @@ func (c *Controller) endLeftoverHooks(ctx context.Context) error {
 			evs = append(evs, event{Action: "hook_leftover", Deployment: h.Deployment, Reason: fmt.Sprintf("%s was still recorded as running from before the restart and could not be ended: %v", what, err)})
 		case found:
 			c.log.Warn("ended a hook left running before the restart, before it runs again", "deployment", h.Deployment, "event", h.Event, "run_id", h.RunID, "pgid", h.PGID)
-			evs = append(evs, event{Action: "hook_leftover", Deployment: h.Deployment, Reason: what + " was still running from before the restart: ended (SIGTERM, then SIGKILL after " + leftoverGrace.String() + ") before it runs again"})
+			then := " before it runs again"
+			if h.Event == "before_promote" {
+				// It ran inside a promote request, which died with the
+				// process: nothing runs it again but the next promote.
+				then = "; the promotion it was checking did not happen: promote again to run it again"
+			}
+			evs = append(evs, event{Action: "hook_leftover", Deployment: h.Deployment, Reason: what + " was still running from before the restart: ended (SIGTERM, then SIGKILL after " + leftoverGrace.String() + ")" + then})
 		}
 	}
 	return c.commit(ctx, "controller", func(s *State) ([]event, error) {

@@ -9,11 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // withPendingHook commits a finished deployment d-1 whose on_deploy hooks
@@ -133,5 +136,179 @@ func TestStartEndsLeftoverHook(t *testing.T) {
 	c.Reconcile(context.Background())
 	if b, _ := os.ReadFile(seen); strings.TrimSpace(string(b)) != runID {
 		t.Errorf("the re-run saw CUTOVER_HOOK_RUN_ID=%q, want the leftover's %q", b, runID)
+	}
+}
+
+// TestBeforePromoteHookRecordsItsProcessGroup: a before_promote hook,
+// run inside the promote request, is recorded as running like the other
+// hooks (a regression: it was not, so a cutover killed -9 while it ran
+// left it running unseen after the restart, and the next promote ran it
+// a second time alongside it); the outcome clears the record.
+func TestBeforePromoteHookRecordsItsProcessGroup(t *testing.T) {
+	tmp := t.TempDir()
+	release := filepath.Join(tmp, "release")
+	o, st := boltOptions(t, t.TempDir(), nil)
+	defer st.Close()
+	o.Hooks = map[string][]hook.Spec{"before_promote": {{Command: []string{"sh", "-c",
+		`while [ ! -e ` + release + ` ]; do sleep 0.02; done`}}}}
+	c := mustStart(t, o)
+	c.tmu.Lock()
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		d := &Deployment{ID: "d-1", Pool: "green", Model: "m2", Replicas: []string{"http://127.0.0.1:2"}, From: "blue", FromModel: "m1"}
+		d.enter(PhaseReady, time.Now().UTC(), "validation passed", time.Time{})
+		s.Deployments = append(s.Deployments, d)
+		return nil, nil
+	})
+	c.tmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Promote(context.Background(), "op", api.PromoteRequest{})
+		done <- err
+	}()
+	var running RunningHook
+	for i := 0; ; i++ {
+		if s, _, _ := c.snapshot(); len(s.RunningHooks) == 1 {
+			running = s.RunningHooks[0]
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("promote ended (%v) without the running before_promote hook ever being recorded", err)
+		default:
+		}
+		if i == 3000 {
+			_ = os.WriteFile(release, nil, 0o600)
+			t.Fatal("the running before_promote hook was never recorded in the state")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if running.Event != "before_promote" || running.Deployment != "d-1" || running.PGID <= 1 || !strings.HasPrefix(running.RunID, "d-1.before_promote.r") {
+		t.Errorf("recorded %+v, want d-1's before_promote run with its process group", running)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	if s, _, _ := c.snapshot(); len(s.RunningHooks) != 0 || s.Live != "green" {
+		t.Errorf("after the promote: live %s, running hooks %+v; want green and none", s.Live, s.RunningHooks)
+	}
+}
+
+// conflictOnce is a bbolt store whose Put fails once with a conflict when
+// armed, as a write by another gateway would make it.
+type conflictOnce struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *conflictOnce) Put(ctx context.Context, rev int64, data []byte, h ...[]byte) error {
+	if s.armed.CompareAndSwap(true, false) {
+		return store.ErrConflict
+	}
+	return s.Store.Put(ctx, rev, data, h...)
+}
+
+// TestBeforePromoteRecordClearedWhenOutcomeNotRecorded: when the commit of
+// a before_promote hook's outcome loses on the revision, the promote is
+// refused and the hook's running record is cleared all the same (else the
+// state would show a hook running that has ended, until the next start).
+func TestBeforePromoteRecordClearedWhenOutcomeNotRecorded(t *testing.T) {
+	tmp := t.TempDir()
+	release := filepath.Join(tmp, "release")
+	o, st := boltOptions(t, t.TempDir(), nil)
+	defer st.Close()
+	cs := &conflictOnce{Store: st}
+	o.Store = cs
+	o.Hooks = map[string][]hook.Spec{"before_promote": {{Command: []string{"sh", "-c",
+		`while [ ! -e ` + release + ` ]; do sleep 0.02; done`}}}}
+	c := mustStart(t, o)
+	c.tmu.Lock()
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		d := &Deployment{ID: "d-1", Pool: "green", Model: "m2", Replicas: []string{"http://127.0.0.1:2"}, From: "blue", FromModel: "m1"}
+		d.enter(PhaseReady, time.Now().UTC(), "validation passed", time.Time{})
+		s.Deployments = append(s.Deployments, d)
+		return nil, nil
+	})
+	c.tmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Promote(context.Background(), "op", api.PromoteRequest{})
+		done <- err
+	}()
+	for i := 0; ; i++ {
+		if s, _, _ := c.snapshot(); len(s.RunningHooks) == 1 {
+			break
+		}
+		if i == 3000 {
+			_ = os.WriteFile(release, nil, 0o600)
+			t.Fatal("the running before_promote hook was never recorded in the state")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cs.armed.Store(true) // the outcome's commit loses
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("promote succeeded although its outcome was not recorded")
+	}
+	if s, _, _ := c.snapshot(); len(s.RunningHooks) != 0 || s.Live != "blue" {
+		t.Errorf("after the refused promote: live %s, running hooks %+v; want blue and none", s.Live, s.RunningHooks)
+	}
+	if rec, err := st.Get(context.Background()); err != nil || strings.Contains(string(rec.Data), "running_hooks") {
+		t.Errorf("the stored state still records a running hook (%v): %s", err, rec.Data)
+	}
+}
+
+// TestStartEndsLeftoverBeforePromoteHook: a before_promote hook left
+// running by a cutover killed during a promote is ended at the next start,
+// and the history says the promotion did not happen (a regression: it
+// said the hook would run again, which only the next promote does).
+func TestStartEndsLeftoverBeforePromoteHook(t *testing.T) {
+	dir := t.TempDir()
+	o, st := boltOptions(t, dir, nil)
+	c := mustStart(t, o)
+	runID := "d-1.before_promote.r2"
+	leftover := exec.Command("sleep", "60")
+	leftover.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	leftover.Env = append(os.Environ(), hook.RunIDEnv+"="+runID)
+	if err := leftover.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- leftover.Wait() }()
+	t.Cleanup(func() { _ = leftover.Process.Kill() })
+	c.tmu.Lock()
+	err := c.commit(context.Background(), "test", func(s *State) ([]event, error) {
+		s.RunningHooks = []RunningHook{{RunID: runID, Deployment: "d-1", Event: "before_promote", Hook: "sleep 60", PGID: leftover.Process.Pid, Started: time.Now().UTC()}}
+		return nil, nil
+	})
+	c.tmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	o, st = boltOptions(t, dir, nil)
+	defer st.Close()
+	mustStart(t, o)
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leftover before_promote hook still runs after the start")
+	}
+	h, err := st.History(context.Background(), 1)
+	var ev event
+	if err != nil || len(h) != 1 || json.Unmarshal(h[0], &ev) != nil || ev.Action != "hook_leftover" ||
+		!strings.Contains(ev.Reason, "did not happen") || strings.Contains(ev.Reason, "before it runs again") {
+		t.Errorf("last history event %s (%v), want hook_leftover saying the promotion did not happen", h, err)
 	}
 }

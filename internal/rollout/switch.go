@@ -114,13 +114,22 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "promote refused: %v; %s stays live", err, st.Live)
 	}
 	for _, spec := range c.hookSpecs("before_promote") {
-		o := c.hooks.Run(ctx, spec, c.payload("before_promote", d, d.Pool, d.Model, d.Replicas, ""))
+		// Recorded while it runs, like every command hook: a cutover
+		// killed meanwhile ends it at the next start.
+		pl := c.payload("before_promote", d, d.Pool, d.Model, d.Replicas, "")
+		o := c.runTrackedLocked(ctx, d, spec, pl)
 		c.countHook(o)
 		rec := func(s *State) ([]event, error) {
+			s.clearRunning(pl.RunID)
 			s.find(id).addOutcome(o)
 			return []event{{Action: "hook", Deployment: id, Hook: &o, Reason: o.Summary()}}, nil
 		}
-		if err := c.commit(ctx, actor, rec); err != nil {
+		// The outcome is recorded (and the running record cleared) even
+		// when the caller went away meanwhile.
+		if err := c.commit(context.WithoutCancel(ctx), actor, rec); err != nil {
+			// Not recorded (the state moved on meanwhile): the hook
+			// has ended all the same, so its running record goes.
+			c.forgetRunningLocked(context.WithoutCancel(ctx), pl.RunID)
 			return api.SwitchResult{}, err
 		}
 		if !o.OK {

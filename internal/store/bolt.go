@@ -198,6 +198,9 @@ func openDB(path string, readOnly bool, timeout time.Duration) (db *bolt.DB, fil
 			db, file, err = nil, nil, damaged(path, fmt.Sprintf("bbolt cannot read it: %v", r), nil)
 		}
 	}()
+	if err := checkLength(path); err != nil {
+		return nil, nil, err
+	}
 	open := func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
 		file = f
