@@ -233,6 +233,12 @@ type Action struct {
 	// Force is true when the refusal can be overridden with force (the
 	// request's force field, the CLI's --force).
 	Force bool `json:"force,omitempty"`
+	// Restore, for rollback, is how many replicas it starts through the
+	// agents before it switches, to bring a retained pool that
+	// rollout.retention_mode shrink made smaller back to full size; the
+	// request's now field (the CLI's --now) switches at once instead and
+	// starts them in the background.
+	Restore int `json:"restore,omitempty"`
 }
 
 // Pool is one pool's view in Status.
@@ -302,6 +308,17 @@ type SwitchResult struct {
 	SwitchedAt time.Time `json:"switched_at"`
 	// Forced is true when force overrode a refusal.
 	Forced bool `json:"forced,omitempty"`
+	// Restored is how many replicas a rollback started through the
+	// agents to bring a shrunk retained pool (rollout.retention_mode
+	// shrink) back to full size before it switched, and RestoreMS how long
+	// that took (launch and checks), in milliseconds. Zero: none needed.
+	Restored  int   `json:"restored,omitempty"`
+	RestoreMS int64 `json:"restore_ms,omitempty"`
+	// Woke is how many sleeping replicas (rollout.retention_mode sleep) a
+	// rollback woke before it switched, and WakeMS how long that took, in
+	// milliseconds. Zero: none.
+	Woke   int   `json:"woke,omitempty"`
+	WakeMS int64 `json:"wake_ms,omitempty"`
 }
 
 // Event is one entry of GET /api/v1/history: a transition of the state.
@@ -316,8 +333,13 @@ type Event struct {
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
 	// post_promotion_failed, post_promotion_inconclusive,
 	// auto_rollback_failed, launch (a deploy started replicas through
-	// the agents), launch_ended (that launch failed) or replicas_stopped
-	// (orphans stopped, see Status.Orphans).
+	// the agents), launch_ended (that launch failed), replicas_stopped
+	// (orphans stopped, see Status.Orphans), shrink
+	// (rollout.retention_mode shrink stopped replicas of the retained
+	// pool), restore (a rollback brought the shrunk pool back to full
+	// size, or did so in the background after a rollback with now) or
+	// restore_failed (such a background restore could not start its
+	// replicas; retried).
 	Action string `json:"action"`
 	// Deployment is the deployment concerned, if any.
 	Deployment string `json:"deployment,omitempty"`
@@ -394,6 +416,12 @@ type RollbackRequest struct {
 	// revision_mismatch) when the state changed since this revision (a
 	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
+	// Now, with rollout.retention_mode shrink, switches at once onto the
+	// replicas the shrunk retained pool has left, instead of first
+	// bringing it back to full size (the missing ones are then started
+	// through the agents in the background). Without a shrunk pool it
+	// changes nothing.
+	Now bool `json:"now,omitempty"`
 }
 
 // AbortRequest is the body of POST /api/v1/abort (an empty body is the

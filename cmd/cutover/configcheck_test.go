@@ -41,6 +41,8 @@ func TestConfigCheck(t *testing.T) {
 		{name: "ok with token env", env: withToken, wantCode: 0, want: []string{": ok"}},
 		{name: "unknown key", extra: "retention: 1h\n", env: withToken, wantCode: 2, want: []string{"retention", "unknown key"}},
 		{name: "bad duration", extra: "proxy: {drain_timeout: soon}\n", env: withToken, wantCode: 2, want: []string{"proxy.drain_timeout", "soon"}},
+		{name: "shrink_to without shrink", extra: "rollout: {retention_mode: sleep, shrink_to: 1}\n", env: withToken, wantCode: 2, want: []string{"rollout.shrink_to", "only meaningful with rollout.retention_mode shrink"}},
+		{name: "shrink_to zero", extra: "rollout: {retention_mode: shrink, shrink_to: 0}\n", env: withToken, wantCode: 2, want: []string{"rollout.shrink_to", "at least 1"}},
 		{name: "no admin token", env: noToken, wantCode: 2, want: []string{"CUTOVER_ADMIN_TOKEN", "token_file"}},
 		{name: "missing client keys file", extra: "auth: {api_keys_file: /nonexistent/keys}\n", env: withToken, wantCode: 2, want: []string{"auth.api_keys_file", "/nonexistent/keys"}},
 		{name: "missing certificate", extra: "tls: {cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}\n", env: withToken, wantCode: 2, want: []string{"tls", "/nonexistent/c.pem"}},

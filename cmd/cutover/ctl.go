@@ -195,6 +195,12 @@ func printSwitch(w io.Writer, r *api.SwitchResult) {
 		forced = " (forced)"
 	}
 	fmt.Fprintf(w, "%s%s: %s is live (was %s), revision %d\n", r.Action, forced, r.Live, r.Previous, r.Revision)
+	if r.Restored > 0 {
+		fmt.Fprintf(w, "first brought %s back to full size: %d replica(s) started through the agents, serving after %s\n", r.Live, r.Restored, time.Duration(r.RestoreMS)*time.Millisecond)
+	}
+	if r.Woke > 0 {
+		fmt.Fprintf(w, "first woke %d replica(s) of %s in %s\n", r.Woke, r.Live, time.Duration(r.WakeMS)*time.Millisecond)
+	}
 }
 
 func newPromoteCmd() *cobra.Command {
@@ -248,14 +254,26 @@ func newRollbackCmd() *cobra.Command {
 deployment's retention, the retained pool, at once). Rollback is not a
 toggle: right after a rollback a second one is refused (already_rolled_back),
 so two operators rolling back at once never bring back the version just
-left; --to POOL makes that pool live on purpose.`,
+left; --to POOL makes that pool live on purpose.
+
+With rollout.retention_mode sleep the retained pool is woken first; with
+shrink, once the retained pool was made smaller, the missing replicas are
+started through the agents first and the switch waits until they serve
+its model (minutes for a large model, so without --now --timeout defaults
+to 30m; the rollback goes on if the CLI gives up). --now switches at once
+onto the replicas left instead; the missing ones are then started in the
+background. With stop there is no retained pool and rollback is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !req.Now && !cmd.Flags().Changed("timeout") {
+				f.timeout = 30 * time.Minute // a restore may load a model first
+			}
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.SwitchResult, error) { return c.RollbackWith(ctx, req) }, printSwitch)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&req.To, "to", "", "make `POOL` live, even right after a rollback")
+	cmd.Flags().BoolVar(&req.Now, "now", false, "retention_mode shrink: switch at once onto the replicas the shrunk retained pool has left (the missing ones are started in the background) instead of bringing it back to full size first")
 	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }

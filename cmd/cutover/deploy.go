@@ -146,7 +146,7 @@ the post-promotion checks run (validation.post_promotion), retire
 is refused unless --force, which ends them and their automatic rollback
 too. While on_retire hooks are failing, retire retries them at once; with
 --force the pool is marked retired without them (you freed the GPUs
-yourself).
+yourself; replicas cutover started through its agents are still stopped).
 
 Without --force, retire waits (up to --timeout) for the outcome of the
 attempt it started: exit 0 once the pool is retired, exit 1 with the failing

@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,56 +72,19 @@ func TestRetentionSleepRollbackUnderLoad(t *testing.T) {
 	}
 
 	// Load through the gateway while rolling back.
-	var sent, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := http.Post("http://"+c.listen+"/v1/chat/completions", "application/json",
-					strings.NewReader(`{"model":"llama","messages":[{"role":"user","content":"hi"}]}`))
-				sent.Add(1)
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, string(b))
-				}
-			}
-		})
-	}
-	for sent.Load() < 20 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	l := startLoad(c.listen)
+	l.waitSent(t, 20)
 	sw, err := client.Rollback(ctx)
-	if err != nil || sw.Live != "blue" {
-		t.Fatalf("rollback: %+v %v", sw, err)
+	if err != nil || sw.Live != "blue" || sw.Woke != 2 {
+		t.Fatalf("rollback: %+v %v; want blue live after waking 2", sw, err)
 	}
 	for _, m := range blueMs {
 		if m.SleepStats().Sleeping {
 			t.Fatal("rolled back onto a sleeping replica")
 		}
 	}
-	after := sent.Load()
-	for sent.Load() < after+20 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed during the rollback; first: %v", n, sent.Load(), firstErr.Load())
-	}
+	l.waitSent(t, 20)
+	l.end(t)
 	if got := poolOf(t, c.listen); got != "blue" {
 		t.Fatalf("traffic on %s after the rollback", got)
 	}

@@ -67,6 +67,7 @@ func TestSwitchBodies(t *testing.T) {
 		{"/api/v1/promote", `{"forse":true}`, 400, nil},
 		{"/api/v1/rollback", `{"to":"green","expected_revision":3}`, 200, api.RollbackRequest{To: "green", ExpectedRevision: 3}},
 		{"/api/v1/rollback", `{"to":"green"} {}`, 400, nil},
+		{"/api/v1/rollback", `{"now":true}`, 200, api.RollbackRequest{Now: true}},
 		// Only an object is a request: null once switched pools as if
 		// the body were empty (a regression).
 		{"/api/v1/promote", `null`, 400, nil},

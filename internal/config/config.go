@@ -127,9 +127,16 @@ type Rollout struct {
 	// RetentionMode is what happens to the old pool during its retention:
 	// "keep" (default) leaves it awake; "sleep" puts its replicas to sleep
 	// through vLLM's sleep-mode endpoints and wakes them before a rollback;
-	// "stop" retires it at once after the promotion (no retention, no
-	// rollback; see capacity.go).
+	// "shrink" stops all but ShrinkTo of its replicas started through the
+	// agents, and a rollback first brings it back to full size (or, asked
+	// with now, switches at once onto what is left); "stop" retires it at
+	// once after the promotion (no retention, no rollback; see
+	// capacity.go).
 	RetentionMode string `yaml:"retention_mode"`
+	// ShrinkTo is how many replicas of the old pool retention_mode shrink
+	// keeps during the retention. Nil (unset) means 1; set, it must be at
+	// least 1, and only with retention_mode shrink.
+	ShrinkTo *int `yaml:"shrink_to"`
 	// WakeTimeout bounds the wake-up of one sleeping replica before a
 	// rollback (retention_mode: sleep). Default 2m.
 	WakeTimeout Duration `yaml:"wake_timeout"`
@@ -637,6 +644,15 @@ const TokenEnv = "CUTOVER_ADMIN_TOKEN"
 // MaxRetention is the longest retention of an old pool.
 const MaxRetention = 24 * time.Hour
 
+// KeptWhenShrunk is how many replicas of the old pool retention_mode
+// shrink keeps: rollout.shrink_to, 1 when unset.
+func (r *Rollout) KeptWhenShrunk() int {
+	if r.ShrinkTo == nil {
+		return 1
+	}
+	return *r.ShrinkTo
+}
+
 func (r *Rollout) validate() []*FieldError {
 	var errs []*FieldError
 	add := func(key, format string, args ...any) {
@@ -655,11 +671,17 @@ func (r *Rollout) validate() []*FieldError {
 		add("rollout.retention", "must be between 0s and %s, got %s", MaxRetention, r.Retention)
 	}
 	switch r.RetentionMode {
-	case "keep", "sleep", "stop":
-	case "shrink":
-		add("rollout.retention_mode", "%q is not implemented yet: want keep, sleep or stop", r.RetentionMode)
+	case "keep", "sleep", "shrink", "stop":
 	default:
-		add("rollout.retention_mode", "want keep, sleep or stop, got %q", r.RetentionMode)
+		add("rollout.retention_mode", "want keep, sleep, shrink or stop, got %q", r.RetentionMode)
+	}
+	if r.ShrinkTo != nil {
+		switch {
+		case r.RetentionMode != "shrink":
+			add("rollout.shrink_to", "only meaningful with rollout.retention_mode shrink (it is %s): remove it, or set retention_mode: shrink", r.RetentionMode)
+		case *r.ShrinkTo < 1:
+			add("rollout.shrink_to", "must be at least 1 (replicas of the old pool kept for rollback; retention_mode stop keeps none), got %d", *r.ShrinkTo)
+		}
 	}
 	if r.WakeTimeout <= 0 {
 		add("rollout.wake_timeout", "must be positive, got %s", r.WakeTimeout)

@@ -18,9 +18,21 @@ func TestRetentionMode(t *testing.T) {
 	if err != nil || c.Rollout.RetentionMode != "sleep" || c.Rollout.WakeTimeout.D() != 30*time.Second {
 		t.Fatalf("sleep: %+v %v", c.Rollout, err)
 	}
+	for yaml, want := range map[string]int{
+		"rollout: {retention_mode: shrink}":               1,
+		"rollout: {retention_mode: shrink, shrink_to: 3}": 3,
+	} {
+		c, err := Parse([]byte(basePools + yaml + "\n"))
+		if err != nil || c.Rollout.RetentionMode != "shrink" || c.Rollout.KeptWhenShrunk() != want {
+			t.Errorf("%s: %+v %v, want shrink keeping %d", yaml, c, err, want)
+		}
+	}
 	for _, tc := range []struct{ yaml, key, msg string }{
-		{"rollout: {retention_mode: nap}", "rollout.retention_mode", "want keep, sleep or stop"},
-		{"rollout: {retention_mode: shrink}", "rollout.retention_mode", "not implemented"},
+		{"rollout: {retention_mode: nap}", "rollout.retention_mode", "want keep, sleep, shrink or stop"},
+		{"rollout: {retention_mode: shrink, shrink_to: 0}", "rollout.shrink_to", "at least 1"},
+		{"rollout: {retention_mode: shrink, shrink_to: -2}", "rollout.shrink_to", "at least 1"},
+		{"rollout: {shrink_to: 1}", "rollout.shrink_to", "only meaningful with rollout.retention_mode shrink (it is keep)"},
+		{"rollout: {retention_mode: sleep, shrink_to: 2}", "rollout.shrink_to", "only meaningful with rollout.retention_mode shrink (it is sleep)"},
 		{"rollout: {retention_mode: stop}\nvalidation: {post_promotion: 1m}", "validation.post_promotion", "retention_mode stop"},
 		{"rollout: {wake_timeout: 0s}", "rollout.wake_timeout", "positive"},
 	} {

@@ -225,6 +225,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			AutoPromoteAfter: ro.AutoPromoteAfter.D(),
 			Retention:        ro.Retention.D(),
 			RetentionMode:    ro.RetentionMode,
+			ShrinkTo:         ro.KeptWhenShrunk(),
 			WakeTimeout:      ro.WakeTimeout.D(),
 			DrainTimeout:     ro.DrainTimeout.D(),
 			Warmup:           warm,

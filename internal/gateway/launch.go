@@ -67,9 +67,9 @@ func (l *agentLauncher) client(name string) *agent.Client {
 	return nil
 }
 
-// place spreads the replicas over the agents: each goes to the agent
-// with the most free GPUs left. Unreachable agents get none.
-func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
+// place spreads n replicas over the agents: each goes to the agent with
+// the most free GPUs left. Unreachable agents get none.
+func (l *agentLauncher) place(ctx context.Context, n int) ([]*agent.Client, error) {
 	free := make([]int, len(l.clients))
 	var errs []error
 	for i, c := range l.clients {
@@ -83,8 +83,8 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 		}
 		free[i] = n
 	}
-	out := make([]*agent.Client, 0, l.replicas)
-	for range l.replicas {
+	out := make([]*agent.Client, 0, n)
+	for range n {
 		best := -1
 		for i, n := range free {
 			if n >= l.gpus && (best < 0 || n > free[best]) {
@@ -92,7 +92,7 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 			}
 		}
 		if best < 0 {
-			return nil, fmt.Errorf("no agent has %d free GPU(s) for replica %d of %d: %w", l.gpus, len(out)+1, l.replicas, errors.Join(append(errs, agent.ErrNoCapacity)...))
+			return nil, fmt.Errorf("no agent has %d free GPU(s) for replica %d of %d: %w", l.gpus, len(out)+1, n, errors.Join(append(errs, agent.ErrNoCapacity)...))
 		}
 		free[best] -= l.gpus
 		out = append(out, l.clients[best])
@@ -100,12 +100,16 @@ func (l *agentLauncher) place(ctx context.Context) ([]*agent.Client, error) {
 	return out, nil
 }
 
-// Launch implements rollout.Launcher: it places the replicas (unless
-// slots carry on an earlier launch), asks every agent at once with each
-// slot's key, and waits (launch.ready_timeout) until all run.
-func (l *agentLauncher) Launch(ctx context.Context, key, model string, slots []rollout.LaunchSlot, progress func([]rollout.LaunchSlot)) ([]rollout.LaunchedReplica, error) {
+// Launch implements rollout.Launcher: it places n replicas (n < 1:
+// launch.replicas) unless slots carry on an earlier launch, asks every
+// agent at once with each slot's key, and waits (launch.ready_timeout)
+// until all run.
+func (l *agentLauncher) Launch(ctx context.Context, key, model string, n int, slots []rollout.LaunchSlot, progress func([]rollout.LaunchSlot)) ([]rollout.LaunchedReplica, error) {
 	if len(slots) == 0 {
-		where, err := l.place(ctx)
+		if n < 1 {
+			n = l.replicas
+		}
+		where, err := l.place(ctx, n)
 		if err != nil {
 			return nil, err
 		}

@@ -107,8 +107,12 @@ type Settings struct {
 	// Rise and Fall are the health thresholds used by warming's checks.
 	Rise, Fall int
 	// RetentionMode is rollout.retention_mode: RetentionKeep ("" too),
-	// RetentionSleep (see sleep.go) or RetentionStop (see launch.go).
+	// RetentionSleep (see sleep.go), RetentionShrink (see shrink.go) or
+	// RetentionStop (see launch.go).
 	RetentionMode string
+	// ShrinkTo is how many replicas of the old pool RetentionShrink keeps
+	// (rollout.shrink_to); less than 1 means 1.
+	ShrinkTo int
 	// WakeTimeout bounds one replica's wake-up before a rollback (on top of
 	// ProbeTimeout). Zero means ProbeTimeout alone.
 	WakeTimeout time.Duration
@@ -208,6 +212,8 @@ type Controller struct {
 	released    map[string]bool
 
 	sleep sleepTracker // retention_mode: sleep; see sleep.go
+
+	shrinks shrinkTracker // retention_mode: shrink; see shrink.go
 
 	launch launchTracker // a deploy launching replicas; see launch.go
 

@@ -15,7 +15,7 @@ type urlLauncher struct {
 	gpus int
 }
 
-func (l *urlLauncher) Launch(_ context.Context, _, model string, _ []LaunchSlot, _ func([]LaunchSlot)) ([]LaunchedReplica, error) {
+func (l *urlLauncher) Launch(_ context.Context, _, model string, _ int, _ []LaunchSlot, _ func([]LaunchSlot)) ([]LaunchedReplica, error) {
 	var out []LaunchedReplica
 	for i, u := range l.urls {
 		out = append(out, LaunchedReplica{Agent: "gpu-a", ID: model + "-" + string(rune('a'+i)), URL: u, GPUs: l.gpus})

@@ -26,6 +26,8 @@ type View struct {
 	// Pools holds each configured pool, by name.
 	Pools map[string]PoolView
 	Now   time.Time
+	// RetentionMode is rollout.retention_mode (RetentionKeep when "").
+	RetentionMode string
 	// Agents are the agents as last checked, by name; nil without
 	// agents (Options.Agents).
 	Agents map[string]api.AgentStatus
@@ -57,6 +59,10 @@ type Decision struct {
 	Target     string
 	// Forced: force overrode a refusal, to be recorded in the history.
 	Forced bool
+	// Restore is how many replicas a rollback starts through the agents
+	// first, to bring a retained pool that retention_mode shrink made
+	// smaller back to full size (0: it switches at once).
+	Restore int
 	// status is the HTTP status of the refusal; 0 means 409.
 	status int
 }
@@ -76,13 +82,15 @@ func (d Decision) refusal() *Refusal {
 
 // api is d for the status's actions.
 func (d Decision) api() api.Action {
-	return api.Action{Allowed: d.Allowed, Code: d.Code, Reason: d.Reason, Force: d.Force}
+	return api.Action{Allowed: d.Allowed, Code: d.Code, Reason: d.Reason, Force: d.Force, Restore: d.Restore}
 }
 
 // view builds the View of the current state; runtime pools give health.
 func (c *Controller) view() View {
 	st, rev, pools := c.snapshot()
-	return viewOf(st, rev, pools, c.agentViews(), c.now().UTC())
+	v := viewOf(st, rev, pools, c.agentViews(), c.now().UTC())
+	v.RetentionMode = c.opts.Settings.RetentionMode
+	return v
 }
 
 func viewOf(st State, rev int64, pools map[string]*pool.Pool, agents map[string]api.AgentStatus, now time.Time) View {
@@ -230,7 +238,11 @@ func (v View) canServe(action, name string) (Decision, bool) {
 		if action == "rollback" {
 			verb = "roll back"
 		}
-		return deny("retired", "cannot %s to %s: it was retired at %s when deployment %s completed, and holds no replicas", verb, name, stamp(d.RetiredAt), d.ID), false
+		why := ""
+		if v.RetentionMode == RetentionStop {
+			why = " (rollout.retention_mode is stop: the old pool is retired right after each promotion)"
+		}
+		return deny("retired", "cannot %s to %s: it was retired at %s when deployment %s completed, and holds no replicas%s", verb, name, stamp(d.RetiredAt), d.ID, why), false
 	}
 	if p.Replicas == 0 {
 		return deny("pool_cannot_serve", "%s refused: pool %s has no replicas; %s stays live", action, name, v.State.Live), false
@@ -316,17 +328,17 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 	if d := st.active(); d != nil {
 		switch d.Phase {
 		case PhasePromoted:
+			if v.RetentionMode == RetentionStop {
+				return deny("retention_mode_stop", "rollback refused: rollout.retention_mode is stop, so %s (model %s) is retired right after the promotion of deployment %s and is not kept for rollback; deploy %s again instead", d.From, d.FromModel, d.ID, d.FromModel)
+			}
 			if req.To != "" && req.To != d.From {
 				return deny("no_target", "cannot roll back to %s: deployment %s retains %s for rollback", req.To, d.ID, d.From)
 			}
-			p := v.Pools[d.From]
-			if p.Healthy == 0 {
-				return deny("pool_cannot_serve", "rollback refused: the retained pool %s has no healthy replica; %s stays live", d.From, st.Live)
-			}
-			dec := allow("%s (model %s) is live again at once; deployment %s ends rolled back", d.From, d.FromModel, d.ID)
-			dec.Deployment, dec.Target = d.ID, d.From
-			return dec
+			return decideRetainedRollback(v, d, req)
 		case PhaseRetiring:
+			if v.RetentionMode == RetentionStop {
+				return deny("retention_mode_stop", "rollback refused: rollout.retention_mode is stop, so %s is being retired right after the promotion of deployment %s; deploy %s again instead", d.From, d.ID, d.FromModel)
+			}
 			return deny("retention_over", "cannot roll back to %s: its retention ended at %s and it is being retired (deployment %s)", d.From, stamp(d.RetainUntil), d.ID)
 		default:
 			return deny("not_promoted", "deployment %s is %s and was never promoted: use `cutover abort` to stop it", d.ID, d.Phase)
@@ -356,6 +368,34 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 	}
 	dec := allow("%s (model %s) is live again", target, v.Pools[target].Model)
 	dec.Target = target
+	return dec
+}
+
+// decideRetainedRollback: a rollback inside d's retention returns to the
+// retained pool at once when it has a healthy replica. With
+// retention_mode shrink, once the pool was made smaller, it first starts
+// the missing replicas through the agents (Decision.Restore) and switches
+// when they serve, or with req.Now switches at once onto those left and
+// starts the missing ones in the background (see restoreLater).
+func decideRetainedRollback(v View, d *Deployment, req api.RollbackRequest) Decision {
+	st := v.State
+	p := v.Pools[d.From]
+	missing := missingReplicas(&st, d)
+	var dec Decision
+	switch {
+	case missing > 0 && !req.Now:
+		dec = allow("%s (model %s) is first brought back to its %d replicas (%d started through the agents; the switch waits until they serve %s), then live again; deployment %s ends rolled back. `rollback --now` switches at once onto the %d left",
+			d.From, d.FromModel, p.Replicas+missing, missing, d.FromModel, d.ID, p.Replicas)
+		dec.Restore = missing
+	case p.Healthy == 0:
+		return deny("pool_cannot_serve", "rollback refused: the retained pool %s has no healthy replica; %s stays live", d.From, st.Live)
+	case missing > 0:
+		dec = allow("%s (model %s) is live again at once on the %d of its %d replicas left (--now); the %d missing are then started through the agents in the background; deployment %s ends rolled back",
+			d.From, d.FromModel, p.Replicas, p.Replicas+missing, missing, d.ID)
+	default:
+		dec = allow("%s (model %s) is live again at once; deployment %s ends rolled back", d.From, d.FromModel, d.ID)
+	}
+	dec.Deployment, dec.Target = d.ID, d.From
 	return dec
 }
 
@@ -486,12 +526,18 @@ func protection(v View) api.Protection {
 	if rb := decideRollback(v, api.RollbackRequest{}); rb.Allowed {
 		p.RollbackTo = rb.Target
 	}
-	if d := v.State.active(); d != nil && d.Phase == PhasePromoted {
+	// With retention_mode stop nothing is retained: the rollback's
+	// refusal says why.
+	if d := v.State.active(); d != nil && d.Phase == PhasePromoted && v.RetentionMode != RetentionStop {
 		p.Deployment, p.RetainedPool, p.RetainedUntil = d.ID, d.From, d.RetainUntil
 		if v.Now.Before(d.RetainUntil) {
 			parts = append(parts, fmt.Sprintf("%s is retained for rollback until %s", d.From, stamp(d.RetainUntil)))
 		} else {
 			parts = append(parts, fmt.Sprintf("%s is still retained for rollback (its retention ended at %s; it is retired once %s is healthy enough)", d.From, stamp(d.RetainUntil), d.Pool))
+		}
+		if missing := missingReplicas(&v.State, d); missing > 0 {
+			left := v.Pools[d.From].Replicas
+			parts = append(parts, fmt.Sprintf("it is shrunk to %d of %d replicas (retention_mode shrink): a rollback first starts %d again, or switches at once with --now", left, left+missing, missing))
 		}
 		if inPostPromotion(d, v.Now) {
 			p.AutoRollbackUntil = d.PostPromotionUntil

@@ -66,14 +66,15 @@ type LaunchState struct {
 // Launcher starts and stops replicas through the agents (`agents:` and
 // `launch:` in the configuration).
 type Launcher interface {
-	// Launch starts the configured number of replicas of model and
-	// returns once every one runs, or with an error once one failed or
-	// the ready timeout passed; on error it has stopped those it started.
-	// Without slots it places them first (keys key.0, key.1, ...); with
-	// slots (a launch carried on after a restart) it asks each slot's
-	// agent again with its key. It calls progress with the slots each
-	// time one changes, and before asking any agent.
-	Launch(ctx context.Context, key, model string, slots []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error)
+	// Launch starts n replicas of model (n < 1: the configured
+	// launch.replicas) and returns once every one runs, or with an error
+	// once one failed or the ready timeout passed; on error it has
+	// stopped those it started. Without slots it places them first (keys
+	// key.0, key.1, ...); with slots (a launch carried on after a
+	// restart) it asks each slot's agent again with its key, and n does
+	// not count. It calls progress with the slots each time one changes,
+	// and before asking any agent.
+	Launch(ctx context.Context, key, model string, n int, slots []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error)
 	// Stop stops the replicas (a replica already gone is not an error)
 	// and returns once each has exited.
 	Stop(ctx context.Context, replicas []LaunchedReplica) error
@@ -133,7 +134,7 @@ func (c *Controller) launchFor(ctx context.Context, actor string, req api.Deploy
 func (c *Controller) runLaunch(ctx context.Context, ls *LaunchState) ([]LaunchedReplica, error) {
 	start := c.now()
 	c.log.Info("launching replicas through the agents", "model", ls.Model, "launch", ls.ID, "carried_on", len(ls.Slots) > 0)
-	l, err := c.opts.Launcher.Launch(ctx, ls.ID, ls.Model, slices.Clone(ls.Slots), func(slots []LaunchSlot) { c.saveSlots(ctx, ls.ID, slots) })
+	l, err := c.opts.Launcher.Launch(ctx, ls.ID, ls.Model, 0, slices.Clone(ls.Slots), func(slots []LaunchSlot) { c.saveSlots(ctx, ls.ID, slots) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err // shutting down: carried on after the restart
@@ -148,13 +149,7 @@ func (c *Controller) runLaunch(ctx context.Context, ls *LaunchState) ([]Launched
 // saveSlots persists the launch's slots (a commit without a history
 // event) and updates the status's note.
 func (c *Controller) saveSlots(ctx context.Context, id string, slots []LaunchSlot) {
-	ready := 0
-	for _, sl := range slots {
-		if sl.State == SlotReady {
-			ready++
-		}
-	}
-	c.launch.progress(ready, len(slots))
+	c.launch.slots(slots)
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
@@ -282,6 +277,17 @@ func (t *launchTracker) progress(running, total int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.running, t.total = running, total
+}
+
+// slots is progress for a launcher's slots: how many are ready.
+func (t *launchTracker) slots(slots []LaunchSlot) {
+	ready := 0
+	for _, sl := range slots {
+		if sl.State == SlotReady {
+			ready++
+		}
+	}
+	t.progress(ready, len(slots))
 }
 
 func (t *launchTracker) end() {

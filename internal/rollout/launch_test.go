@@ -20,7 +20,7 @@ type fakeLauncher struct {
 	stopped []string
 }
 
-func (l *fakeLauncher) Launch(_ context.Context, key, model string, _ []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error) {
+func (l *fakeLauncher) Launch(_ context.Context, key, model string, _ int, _ []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error) {
 	progress([]LaunchSlot{{Agent: "gpu-a", Key: key + ".0", ID: "new-" + model, URL: newReplica, State: SlotReady}})
 	return []LaunchedReplica{{Agent: "gpu-a", ID: "new-" + model, URL: newReplica}}, nil
 }
@@ -111,7 +111,7 @@ type slotLauncher struct {
 	slots []LaunchSlot
 }
 
-func (l *slotLauncher) Launch(_ context.Context, key, model string, slots []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error) {
+func (l *slotLauncher) Launch(_ context.Context, key, model string, _ int, slots []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error) {
 	l.mu.Lock()
 	l.key, l.slots = key, slices.Clone(slots)
 	l.mu.Unlock()

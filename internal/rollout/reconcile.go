@@ -18,6 +18,7 @@ func (c *Controller) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
 	defer c.warm.wait()
+	defer c.shrinks.bg.Wait()
 	var resumed sync.WaitGroup
 	defer resumed.Wait()
 	resumed.Go(func() { c.resumeLaunch(ctx) }) // a launch a previous controller left
@@ -49,6 +50,7 @@ func (c *Controller) Reconcile(ctx context.Context) {
 		}
 	}
 	st, _, pools := c.snapshot()
+	c.restoreLater(ctx, &st)
 	c.stopStaleWindow(st)
 	if d := st.active(); d != nil {
 		var err error
@@ -261,6 +263,7 @@ func (c *Controller) reconcilePromoted(ctx context.Context, d *Deployment, pools
 	now := c.now()
 	if now.Before(d.RetainUntil) {
 		c.keepRetainedAsleep(ctx, d, pools)
+		c.keepRetainedShrunk(ctx, d, pools)
 		return nil
 	}
 	live := pools[d.Pool]

@@ -110,6 +110,15 @@ type Deployment struct {
 	// stopped at its retirement after the on_retire hooks.
 	Launched     []LaunchedReplica `json:"launched,omitempty"`
 	FromLaunched []LaunchedReplica `json:"from_launched,omitempty"`
+	// Shrunk are the old pool's replicas that rollout.retention_mode
+	// shrink stopped during the retention (a rollback starts as many
+	// again first); ShrunkAt is when the shrink was done, zero before.
+	Shrunk   []LaunchedReplica `json:"shrunk,omitempty"`
+	ShrunkAt time.Time         `json:"shrunk_at,omitzero"`
+	// RestoreLater is how many replicas a rollback with now left to
+	// start again through the agents in the background, to bring the
+	// shrunk pool, live again, back to full size; 0 once done.
+	RestoreLater int `json:"restore_later,omitempty"`
 
 	Phase      Phase     `json:"phase"`
 	PhaseSince time.Time `json:"phase_since"`

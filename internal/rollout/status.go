@@ -46,6 +46,7 @@ func (c *Controller) Status() api.Status {
 		agents = agentsByName(s.Agents)
 	}
 	v := viewOf(st, rev, pools, agents, c.now().UTC())
+	v.RetentionMode = c.opts.Settings.RetentionMode
 	s.Protection, s.Actions = protection(v), actions(v)
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -56,7 +57,7 @@ func (c *Controller) rollbackLocked(ctx context.Context, actor, why string, req 
 	}
 	if dec.Deployment != "" {
 		_, _, pools := c.snapshot()
-		return c.rollbackDeployment(ctx, actor, dec.Deployment, why, pools)
+		return c.rollbackDeployment(ctx, actor, dec.Deployment, why, dec.Restore, pools)
 	}
 	return c.plainSwitch(ctx, "rollback", dec, actor)
 }
@@ -167,13 +168,32 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 	return res, err
 }
 
-func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why string, pools map[string]*pool.Pool) (api.SwitchResult, error) {
+// rollbackDeployment makes the retained pool of deployment id live again.
+// It first starts restore replicas through the agents (retention_mode
+// shrink; see decideRetainedRollback) or wakes the sleeping pool
+// (retention_mode sleep), and refuses when that fails. The caller holds
+// tmu.
+func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why string, restore int, pools map[string]*pool.Pool) (api.SwitchResult, error) {
 	st, _, _ := c.snapshot()
 	d := st.find(id)
+	var prep api.SwitchResult
+	if n, took, err := c.restoreRetained(ctx, d, restore); err != nil {
+		c.setNote(d.ID, "")
+		now, _, _ := c.snapshot() // the restore may have added replicas that do not serve yet
+		return api.SwitchResult{}, &Refusal{Code: "restore_failed", Status: http.StatusBadGateway, Reason: fmt.Sprintf(
+			"%s refused: bringing the retained pool %s back to full size failed: %v; %s stays live (`cutover rollback --now` switches at once onto the %d replica(s) %s has)",
+			why, d.From, err, st.Live, len(c.specOf(now, d.From).Replicas), d.From)}
+	} else if n > 0 {
+		c.setNote(d.ID, "")
+		why += fmt.Sprintf(" (after restoring %s to full size: %d replica(s) started through the agents and serving %s in %s)", d.From, n, d.FromModel, took.Round(time.Millisecond))
+		prep.Restored, prep.RestoreMS = n, took.Milliseconds()
+		_, _, pools = c.snapshot()
+	}
 	if n, took, err := c.wakeRetained(ctx, d, pools); err != nil {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s did not wake: %v; %s stays live", why, d.From, err, st.Live)
 	} else if n > 0 {
 		why += fmt.Sprintf(" (after waking %d replica(s) of %s in %s)", n, d.From, took.Round(time.Millisecond))
+		prep.Woke, prep.WakeMS = n, took.Milliseconds()
 	}
 	if n := pools[d.From].HealthyCount(); n == 0 {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s has no healthy replica; %s stays live", why, d.From, st.Live)
@@ -183,6 +203,12 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		d := s.find(id)
 		res = c.switchLive(s, "rollback", d.From)
 		reason := fmt.Sprintf("%s by %s: %s is live again", why, actor, d.From)
+		if n := missingReplicas(s, d); n > 0 && c.opts.Launcher != nil {
+			// --now: the switch did not wait; the pool gets its replicas
+			// back in the background (see restoreLater).
+			d.RestoreLater = n
+			reason += fmt.Sprintf(" on %d of its %d replicas at once (--now); the %d missing are started through the agents in the background", len(s.Pools[d.From].Replicas), len(d.FromReplicas), n)
+		}
 		d.enter(PhaseRolledBack, c.now().UTC(), reason, time.Time{})
 		c.pend(d, "on_rollback")
 		evs := []event{{Action: "rollback", Deployment: id, From: res.Previous, To: d.From, Reason: reason}}
@@ -199,6 +225,7 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		c.poke()
 	}
 	res.Revision = c.revision()
+	res.Restored, res.RestoreMS, res.Woke, res.WakeMS = prep.Restored, prep.RestoreMS, prep.Woke, prep.WakeMS
 	return res, err
 }
 

@@ -238,7 +238,9 @@ func (c *Controller) reconcilePostPromotion(ctx context.Context, d *Deployment, 
 	if now := st.find(d.ID); now == nil || now.Phase != PhasePromoted {
 		return false, nil
 	}
-	if _, err := c.rollbackDeployment(ctx, "controller", d.ID, why, cur); err != nil {
+	// The old pool is shrunk only after this window (see
+	// keepRetainedShrunk): nothing to restore first.
+	if _, err := c.rollbackDeployment(ctx, "controller", d.ID, why, 0, cur); err != nil {
 		c.setNote(d.ID, "could not roll back automatically: "+err.Error())
 		return false, c.commit(ctx, "controller", func(s *State) ([]event, error) {
 			return []event{{Action: "auto_rollback_failed", Deployment: d.ID, Reason: why + "; " + err.Error()}}, nil

@@ -752,9 +752,18 @@
       case 'rollback': {
         if (!st.previous) return { button: 'Roll back', title: 'Roll back?', text: `${live} has been live since the first start: there is no previous pool to return to, and the gateway will refuse.`, verb: 'Roll back', danger: false };
         const target = st.previous;
-        let text = `${target} (${model(target)}) becomes live again. New requests go to it at once; requests and streams already running on ${live} finish there.`;
+        // The server says what this rollback does (at once, after a wake,
+        // or after bringing a shrunk pool back to full size).
+        const v = verdict('rollback', st);
+        let text = v.allowed && v.reason
+          ? `${v.reason}. Requests and streams already running on ${live} finish there.`
+          : `${target} (${model(target)}) becomes live again. New requests go to it at once; requests and streams already running on ${live} finish there.`;
         if (active && active.phase === 'promoted') text += ` Deployment ${active.id} ends as rolled back and on_rollback hooks run.`;
-        return { button: `Roll back to ${target}`, title: `Roll back to ${target}?`, text, verb: `Roll back to ${target}`, danger: false };
+        // restore: it starts replicas first; the box switches at once instead.
+        const now = v.allowed && v.restore > 0
+          ? `Now: switch at once onto the replicas ${target} has left, without starting the ${v.restore} missing first (they are started in the background after).`
+          : '';
+        return { button: `Roll back to ${target}`, title: `Roll back to ${target}?`, text, verb: `Roll back to ${target}`, danger: false, option: now };
       }
       case 'abort': {
         if (!active) return { button: 'Abort', title: 'Abort the deployment?', text: 'No deployment is in progress: the gateway will refuse.', verb: 'Abort', danger: true };
@@ -823,10 +832,10 @@
     state.pendingNeedsForce = needsForce;
     $('confirm-title').textContent = c.title;
     $('confirm-text').textContent = needsForce ? `Refused without force: ${v.reason}` : c.text;
-    $('confirm-force-row').hidden = !(c.force || needsForce);
+    $('confirm-force-row').hidden = !(c.force || c.option || needsForce);
     $('confirm-force').checked = false;
     $('confirm-force-text').textContent = needsForce ? (FORCE_TEXT[action] || 'Force: do it anyway.')
-      : 'Force: mark it retired without the failing hooks (you freed its GPUs yourself).';
+      : c.option || 'Force: mark it retired without the failing hooks (you freed its GPUs yourself; replicas started through the agents are still stopped).';
     const yes = $('confirm-yes');
     yes.textContent = needsForce ? `${c.verb} (force)` : c.verb;
     yes.className = `btn ${c.danger || needsForce ? 'btn-danger' : 'btn-primary'}`;
@@ -845,9 +854,13 @@
       // (revision_mismatch) if the state changed since.
       const body = { expected_revision: rev };
       if (force && (action === 'retire' || action === 'promote')) body.force = true;
+      if (force && action === 'rollback') body.now = true; // the box's option: see describe
       const res = await api('POST', `/api/v1/${action}`, body);
+      let first = '';
+      if (res.restored) first = ` First started ${res.restored} replica(s) of ${res.live} through the agents (${(res.restore_ms / 1000).toFixed(1)} s).`;
+      if (res.woke) first += ` First woke ${res.woke} replica(s) of ${res.live} (${(res.wake_ms / 1000).toFixed(1)} s).`;
       showNotice(action === 'promote' || action === 'rollback'
-        ? `${ACTION_LABEL[action]}${res.forced ? ' (forced)' : ''}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.`
+        ? `${ACTION_LABEL[action]}${res.forced ? ' (forced)' : ''}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.${first}`
         : `${ACTION_LABEL[action]}: deployment ${res.id} is ${res.phase}.`);
     } catch (e) {
       if (e.status === 401) {
