@@ -131,6 +131,7 @@ func (s *Scraper) Scrape(ctx context.Context, r *Replica) error {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	e.At, e.InFlight = time.Now(), inflight
+	e.learn(r.EngineLoad())
 	r.SetEngineLoad(e)
 	return nil
 }
