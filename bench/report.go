@@ -604,7 +604,12 @@ func (r *report) balanceMD(b *strings.Builder, s *balanceResult) {
 	e2e := col(func(x balanceSample) num { return x.E2EP99Ms })
 	thr := col(func(x balanceSample) num { return x.Throughput })
 	hit := col(func(x balanceSample) num { return x.HitRate })
-	t := mdTable{head: []string{"target", "TTFT p50 ms", "TTFT p99 ms", "e2e p99 ms", "done/s", "prefix hit rate", "TTFT p99 ÷ nginx", "failed"}}
+	chat := col(func(x balanceSample) num { return x.ChatTTFTP99Ms })
+	one := col(func(x balanceSample) num { return x.OneShotTTFTP99Ms })
+	busy := col(func(x balanceSample) num { return x.Busy })
+	queue := col(func(x balanceSample) num { return x.QueueMs })
+	t := mdTable{head: []string{"target", "TTFT p50 ms", "TTFT p99 ms", "chat TTFT p99 ms", "one-shot TTFT p99 ms", "e2e p99 ms",
+		"done/s", "prefix hit rate", "busy", "queue wait ms", "TTFT p99 ÷ nginx", "chat TTFT p99 ÷ nginx", "failed"}}
 	for _, n := range balanceOrder {
 		failed := 0
 		for _, x := range s.Samples {
@@ -612,13 +617,16 @@ func (r *report) balanceMD(b *strings.Builder, s *balanceResult) {
 				failed += x.Failed
 			}
 		}
-		t.row(n, f(p50.med(n), 1), f(p99.med(n), 1), f(e2e.med(n), 1), f(thr.med(n), 2), pct(hit.med(n)), fx(p99.medRatio(n)), strconv.Itoa(failed))
+		t.row(n, f(p50.med(n), 1), f(p99.med(n), 1), f(chat.med(n), 1), f(one.med(n), 1), f(e2e.med(n), 1), f(thr.med(n), 2),
+			pct(hit.med(n)), pct(busy.med(n)), f(queue.med(n), 1), fx(p99.medRatio(n)), fx(chat.medRatio(n)), strconv.Itoa(failed))
 	}
 	fmt.Fprintf(b, "Medians over rounds (failed: summed):\n\n%s\n", t.String())
-	pr := mdTable{head: []string{"round", "target", "sent", "done", "failed", "TTFT p50 ms", "TTFT p99 ms", "e2e p99 ms", "done/s", "hit rate", "other load (cores)"}}
+	pr := mdTable{head: []string{"round", "target", "sent", "done", "failed", "TTFT p50 ms", "TTFT p99 ms", "chat TTFT p99 ms", "one-shot TTFT p99 ms",
+		"e2e p99 ms", "done/s", "hit rate", "busy", "queue wait ms", "other load (cores)"}}
 	for _, x := range s.Samples {
 		pr.row(strconv.Itoa(x.Round), x.Target, strconv.Itoa(x.Sent), strconv.Itoa(x.Completed), strconv.Itoa(x.Failed),
-			f(x.TTFTP50Ms, 1), f(x.TTFTP99Ms, 1), f(x.E2EP99Ms, 1), f(x.Throughput, 2), pct(x.HitRate), f(x.OtherCores, 2))
+			f(x.TTFTP50Ms, 1), f(x.TTFTP99Ms, 1), f(x.ChatTTFTP99Ms, 1), f(x.OneShotTTFTP99Ms, 1), f(x.E2EP99Ms, 1), f(x.Throughput, 2),
+			pct(x.HitRate), pct(x.Busy), f(x.QueueMs, 1), f(x.OtherCores, 2))
 	}
 	fmt.Fprintf(b, "<details><summary>Per round</summary>\n\n%s\n</details>\n\n", pr.String())
 }
