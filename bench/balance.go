@@ -129,6 +129,12 @@ type balanceSample struct {
 	// one-shot's own prefill (every token uncached) is most of its TTFT.
 	ChatTTFTP99Ms    num `json:"chat_ttft_p99_ms"`
 	OneShotTTFTP99Ms num `json:"one_shot_ttft_p99_ms"`
+	// FloorTTFTP99Ms is the p99 of the least TTFT each request could have
+	// had with no balancer in the way: no wait for a slot and every prompt
+	// token cached but the new ones (a one-shot's whole prompt, a chat
+	// turn's new message), at the simulator's base TTFT and prefill rate.
+	// No balancer's TTFT p99 can be below it.
+	FloorTTFTP99Ms num `json:"floor_ttft_p99_ms"`
 	// HitRate is prefix-cache hits over lookups (prompt tokens) summed
 	// over the replicas during the run.
 	HitRate num `json:"prefix_hit_rate"`
@@ -214,7 +220,7 @@ func runBalance(ctx context.Context, e *env, o *options) (*balanceResult, error)
 	e.logf("balance: %d replicas, %.1f requests/s (%.0f %% busy), %.1f s per run", balanceReplicas, res.Rate, 100*o.balanceBusy, res.Seconds)
 	for round := range o.rounds {
 		for ti, t := range ts {
-			s, err := balanceRun(ctx, t, reps, cfg.Sim.MaxNumSeqs, cfg.Work, res.Rate, o.balanceDuration, o.balanceSeed+uint64(round),
+			s, err := balanceRun(ctx, t, reps, cfg.Sim, cfg.Work, res.Rate, o.balanceDuration, o.balanceSeed+uint64(round),
 				fmt.Sprintf("r%dt%d", round+1, ti))
 			if err != nil {
 				return res, fmt.Errorf("balance round %d, %s: %w", round+1, t.name, err)
@@ -268,16 +274,19 @@ type balanceOutcome struct {
 	end       time.Time
 	ok        bool
 	oneShot   bool
+	// floorMs is the least TTFT the request could have had: no wait for a
+	// slot, every prompt token cached but the new ones.
+	floorMs float64
 }
 
 // balanceRun sends one open-loop run through t: arrival i's time gap, kind
 // and words come from a generator seeded with (seed, i), so every target
 // of a round gets the same arrivals; salt makes the words of this run its
 // own, so that no run finds another's prompts in the replicas' caches.
-// slots is each replica's --max-num-seqs.
-func balanceRun(ctx context.Context, t *target, reps []string, slots int, w balanceWork, rate float64, dur time.Duration, seed uint64, salt string) (balanceSample, error) {
+// sim is the replicas' simulator.
+func balanceRun(ctx context.Context, t *target, reps []string, sim balanceSim, w balanceWork, rate float64, dur time.Duration, seed uint64, salt string) (balanceSample, error) {
 	s := balanceSample{Target: t.name, TTFTP50Ms: nan, TTFTP99Ms: nan, E2EP99Ms: nan, Throughput: nan, HitRate: nan,
-		ChatTTFTP99Ms: nan, OneShotTTFTP99Ms: nan, Busy: nan, QueueMs: nan}
+		ChatTTFTP99Ms: nan, OneShotTTFTP99Ms: nan, FloorTTFTP99Ms: nan, Busy: nan, QueueMs: nan}
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
 	defer c.CloseIdleConnections()
 	c0, err := readEngineCounters(ctx, reps)
@@ -315,13 +324,16 @@ func balanceRun(ctx context.Context, t *target, reps []string, slots int, w bala
 			msgs   []chatMsg
 			answer int
 			chat   *balanceChat
+			fresh  int // prompt words no replica can have cached
 		)
 		if r.Float64() < w.OneShotShare {
-			msgs = []chatMsg{{Role: "user", Content: words(r, salt, w.OneShotMin+r.IntN(w.OneShotMax-w.OneShotMin+1))}}
+			fresh = w.OneShotMin + r.IntN(w.OneShotMax-w.OneShotMin+1)
+			msgs = []chatMsg{{Role: "user", Content: words(r, salt, fresh)}}
 			answer = w.OneShotAns
 		} else {
 			cont, pick, turns := r.Float64(), r.Float64(), w.TurnsMin+r.IntN(w.TurnsMax-w.TurnsMin+1)
-			user := chatMsg{Role: "user", Content: words(r, salt, w.UserMin+r.IntN(w.UserMax-w.UserMin+1))}
+			fresh = w.UserMin + r.IntN(w.UserMax-w.UserMin+1)
+			user := chatMsg{Role: "user", Content: words(r, salt, fresh)}
 			mu.Lock()
 			var ready []*balanceChat
 			for _, ch := range open {
@@ -351,7 +363,8 @@ func balanceRun(ctx context.Context, t *target, reps []string, slots int, w bala
 			defer wg.Done()
 			sent := time.Now()
 			text, ttft, err := streamChat(reqCtx, c, t.addr, body)
-			out := balanceOutcome{ttft: ttft, e2e: time.Since(sent), end: time.Now(), ok: err == nil, oneShot: chat == nil}
+			out := balanceOutcome{ttft: ttft, e2e: time.Since(sent), end: time.Now(), ok: err == nil, oneShot: chat == nil,
+				floorMs: sim.TTFTMs + float64(fresh)*sim.PrefillPerTokUs/1000}
 			mu.Lock()
 			defer mu.Unlock()
 			outcomes = append(outcomes, out)
@@ -384,7 +397,7 @@ func balanceRun(ctx context.Context, t *target, reps []string, slots int, w bala
 	if n := c1.queueCount - c0.queueCount; n > 0 {
 		s.QueueMs = num(1000 * (c1.queueSeconds - c0.queueSeconds) / n)
 	}
-	var ttfts, e2es, chats, oneShots []float64
+	var ttfts, e2es, chats, oneShots, floors []float64
 	var last time.Time
 	for _, o := range outcomes {
 		if !o.ok {
@@ -392,7 +405,7 @@ func balanceRun(ctx context.Context, t *target, reps []string, slots int, w bala
 			continue
 		}
 		s.Completed++
-		ttfts, e2es = append(ttfts, ms(o.ttft)), append(e2es, ms(o.e2e))
+		ttfts, e2es, floors = append(ttfts, ms(o.ttft)), append(e2es, ms(o.e2e)), append(floors, o.floorMs)
 		if o.oneShot {
 			oneShots = append(oneShots, ms(o.ttft))
 		} else {
@@ -404,9 +417,10 @@ func balanceRun(ctx context.Context, t *target, reps []string, slots int, w bala
 	}
 	if s.Completed > 0 {
 		s.TTFTP50Ms, s.TTFTP99Ms, s.E2EP99Ms = num(percentile(ttfts, 50)), num(percentile(ttfts, 99)), num(percentile(e2es, 99))
+		s.FloorTTFTP99Ms = num(percentile(floors, 99))
 		span := last.Sub(start).Seconds()
 		s.Throughput = num(float64(s.Completed) / span)
-		s.Busy = num((c1.runSeconds - c0.runSeconds) / (span * float64(slots*len(reps))))
+		s.Busy = num((c1.runSeconds - c0.runSeconds) / (span * float64(sim.MaxNumSeqs*len(reps))))
 	}
 	if len(chats) > 0 {
 		s.ChatTTFTP99Ms = num(percentile(chats, 99))
