@@ -125,10 +125,10 @@ type LLMOptions struct {
 // LLM picks a replica by the engines' own load and by prefix affinity,
 // as the llm-d endpoint picker does. Replicas whose metrics are stale,
 // whose queue is above MaxQueue or whose KV cache is above MaxKV are out.
-// For the rest it estimates, from the last scrape and the gateway's own
-// requests sent or finished since, how many requests each holds now
-// against its running batch (EngineLoad.Slots), and so whether this one
-// would wait there, and behind how many. Each scores
+// For the rest it estimates how many requests each holds now (the
+// gateway's own in flight, plus other clients' as the last scrape found
+// them) against its running batch (EngineLoad.Slots), and so whether this
+// one would wait there, and behind how many. Each scores
 //
 //	PrefixWeight × (leading prefix blocks it holds ÷ the request's blocks)
 //	+ KVWeight × (1 − KV use, plus KVPerSeq per request sent since the scrape)
@@ -218,8 +218,14 @@ func (l *LLM) estimate(r *Replica, now time.Time) llmLoad {
 	if e == nil || now.Sub(e.At) > l.opts.StaleAfter {
 		return llmLoad{} // stale: saturated
 	}
-	since := float64(r.InFlight() - e.InFlight) // sent minus finished since the scrape
-	count := max(e.Running+e.Waiting+since, 0)
+	// What the replica holds: the gateway's own requests now, exactly,
+	// plus those of other clients as the scrape found them (what the
+	// engine held beyond the gateway's count then; never below 0, so that
+	// a request still on its way to the engine at the scrape does not
+	// make a full replica look free).
+	inflight := r.InFlight()
+	count := float64(inflight) + max(e.Running+e.Waiting-float64(e.InFlight), 0)
+	since := float64(inflight - e.InFlight) // sent minus finished since the scrape
 	batch := max(e.Slots, e.Running)
 	queue := max(count-batch, 0)
 	if queue > l.opts.MaxQueue || e.KV > l.opts.MaxKV {

@@ -347,3 +347,26 @@ func TestScraperLearnsBatchAndKVPerSequence(t *testing.T) {
 		}
 	}
 }
+
+// TestLLMRequestInTransitAtScrapeCounts: a request the gateway had sent
+// but the engine had not seen yet when its metrics were read still holds
+// a slot: the replica whose batch it fills does not look free.
+func TestLLMRequestInTransitAtScrapeCounts(t *testing.T) {
+	rs := replicas(t, 2)
+	for range 4 {
+		rs[0].Acquire()
+	}
+	for range 3 {
+		rs[1].Acquire()
+	}
+	// rs[0]: 4 sent, the engine saw 3 running (one on its way); rs[1]: 3
+	// sent, 3 running, one slot free.
+	rs[0].SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 3, Slots: 4, KV: 0.3, InFlight: 4})
+	rs[1].SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 3, Slots: 4, KV: 0.3, InFlight: 3})
+	l := pool.NewLLM(pool.LLMOptions{})
+	for i := range 10 {
+		if got := l.Pick(rs, nil); got != rs[1] {
+			t.Fatalf("pick %d: %s, whose 4 slots are all taken; want %s", i, got.Name, rs[1].Name)
+		}
+	}
+}
