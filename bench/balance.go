@@ -164,7 +164,7 @@ type balanceResult struct {
 
 // balanceExtra is the config each cutover target adds.
 func balanceExtra(balancer string) string {
-	return "balancer: " + balancer + "\nbalancing:\n  metrics_interval: 100ms\n"
+	return "balancer: " + balancer + "\n"
 }
 
 // runBalance runs scenario 6.

@@ -15,11 +15,12 @@ type Balancing struct {
 	// as saturated. Default 3 × metrics_interval (0).
 	StaleAfter Duration `yaml:"stale_after"`
 	// QueueWeight, KVWeight and PrefixWeight weigh the scores: QueueWeight
-	// is subtracted for each request a new one would wait behind on the
-	// replica (itself included; 0 with a free slot in its batch), KVWeight
-	// multiplies 1-KV use and PrefixWeight the share of the request's
-	// prompt prefix sent to the replica before. Defaults 2, 2, 3 (the
-	// llm-d endpoint picker's).
+	// multiplies what is subtracted for load, the requests a new one would
+	// wait behind on the replica (itself included; 0 with a free slot in
+	// its batch) plus the share of its batch in use; KVWeight multiplies
+	// 1-KV use and PrefixWeight the share of the request's prompt prefix
+	// sent to the replica before. Defaults 2, 2, 3 (the llm-d endpoint
+	// picker's).
 	QueueWeight  float64 `yaml:"queue_weight"`
 	KVWeight     float64 `yaml:"kv_weight"`
 	PrefixWeight float64 `yaml:"prefix_weight"`

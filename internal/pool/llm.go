@@ -102,9 +102,10 @@ const maxPrefixBlocks = 128
 // above (so a weight cannot be 0; use a tiny one to all but disable it).
 type LLMOptions struct {
 	// QueueWeight, KVWeight and PrefixWeight weigh the three scores (see
-	// LLM): QueueWeight is what each request the new one would wait behind
-	// costs; the KV score is 1-KV use and the prefix score the share of
-	// the request's prefix blocks the replica holds, both in [0, 1].
+	// LLM): QueueWeight multiplies the requests the new one would wait
+	// behind plus the share of the batch in use; the KV score is 1-KV use
+	// and the prefix score the share of the request's prefix blocks the
+	// replica holds, both in [0, 1].
 	QueueWeight, KVWeight, PrefixWeight float64
 	// MaxQueue and MaxKV disqualify a replica whose queue (requests it
 	// holds beyond its running batch, the gateway's own sent since the
@@ -132,16 +133,19 @@ type LLMOptions struct {
 //
 //	PrefixWeight × (leading prefix blocks it holds ÷ the request's blocks)
 //	+ KVWeight × (1 − KV use, plus KVPerSeq per request sent since the scrape)
-//	− QueueWeight × (requests this one would wait behind, itself included; 0 with a free slot)
+//	− QueueWeight × (wait + held ÷ batch)
 //
-// With the default weights (3, 2, 2) a conversation stays where its
-// prefix is cached while that replica has a free slot, and waits there
-// for one only when most of its prompt is cached there and nowhere else;
-// it never waits behind another request for the sake of its prefix. The
-// best wins; equal scores go to the replica holding fewer requests, then
-// rotate. With none left it falls back to LeastOutstanding. Pick and
-// PickBody take no lock and do not allocate; Scraper feeds the metrics
-// off the hot path.
+// where wait is how many requests this one would wait behind there,
+// itself included (0 with a free slot), and held ÷ batch the share of the
+// batch in use (a fuller batch decodes slower for all in it). With the
+// default weights (3, 2, 2) a conversation stays where its prefix is
+// cached while the share of its prompt cached there and nowhere else
+// outweighs the difference in batch use, and it waits for a slot there
+// while another replica has one free only when over five sixths of its
+// prompt is cached there alone. The best wins; equal scores go to the replica
+// holding fewer requests, then rotate. With none left it falls back to
+// LeastOutstanding. Pick and PickBody take no lock and do not allocate;
+// Scraper feeds the metrics off the hot path.
 type LLM struct {
 	opts LLMOptions
 	seed maphash.Seed
@@ -207,6 +211,7 @@ func (l *LLM) Pick(rs []*Replica, skip *Replica) *Replica { return l.PickBody(rs
 type llmLoad struct {
 	ok    bool    // fresh metrics, within the thresholds
 	wait  float64 // requests this one would queue behind, itself included; 0 with a free slot
+	busy  float64 // share of the batch in use (above 1 while requests wait)
 	kv    float64 // KV use with the requests sent since the scrape
 	count float64 // requests the replica holds (running and waiting)
 }
@@ -231,7 +236,8 @@ func (l *LLM) estimate(r *Replica, now time.Time) llmLoad {
 	if queue > l.opts.MaxQueue || e.KV > l.opts.MaxKV {
 		return llmLoad{}
 	}
-	return llmLoad{ok: true, wait: max(count+1-batch, 0), kv: min(max(e.KV+since*e.KVPerSeq, 0), 1), count: count}
+	return llmLoad{ok: true, wait: max(count+1-batch, 0), busy: count / max(batch, 1),
+		kv: min(max(e.KV+since*e.KVPerSeq, 0), 1), count: count}
 }
 
 // PickBody implements BodyPicker.
@@ -266,7 +272,7 @@ func (l *LLM) PickBody(rs []*Replica, skip *Replica, body []byte) *Replica {
 		if !ld.ok {
 			continue
 		}
-		score := l.opts.KVWeight*(1-ld.kv) - l.opts.QueueWeight*ld.wait
+		score := l.opts.KVWeight*(1-ld.kv) - l.opts.QueueWeight*(ld.wait+ld.busy)
 		if n > 0 {
 			depth := 0
 			for depth < known && holders[depth]&r.bit != 0 {

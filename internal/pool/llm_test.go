@@ -245,11 +245,12 @@ func shareSystem(l *pool.LLM, rs []*pool.Replica, system string) {
 	}
 }
 
-// TestLLMAffinityStaysUntilItWouldWaitThenSpills: a conversation stays on
-// the replica holding its prefix while that replica has a free slot in its
-// batch, even when others hold fewer requests; once the turn would wait
-// there and not elsewhere it spills, and the next turn follows it. With
-// every replica as busy the prefix decides again.
+// TestLLMAffinityStaysUntilItWouldWaitThenSpills: a conversation whose
+// own turns are most of its prompt stays on the replica holding them while
+// that replica has a free slot in its batch, even when others hold fewer
+// requests; once the turn would wait there and not elsewhere it spills,
+// and the next turn follows it. With every replica as busy the prefix
+// decides again.
 func TestLLMAffinityStaysUntilItWouldWaitThenSpills(t *testing.T) {
 	rs := replicas(t, 4)
 	for _, r := range rs {
@@ -258,7 +259,7 @@ func TestLLMAffinityStaysUntilItWouldWaitThenSpills(t *testing.T) {
 	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
 	system := strings.Repeat("You are a helpful assistant. ", 20)
 	shareSystem(l, rs, system)
-	turns := []string{system, "first question"}
+	turns := []string{system, strings.Repeat("A first question about a long document. ", 20)}
 	first := l.PickBody(rs, nil, chat(turns...))
 	first.Acquire()
 	for i := range 3 { // first now holds 1, 2, 3 of its 4 slots
@@ -286,11 +287,32 @@ func TestLLMAffinityStaysUntilItWouldWaitThenSpills(t *testing.T) {
 	if got := l.PickBody(rs, nil, chat(turns...)); got != spill {
 		t.Fatalf("all busy alike: the conversation went to %s, want %s", got.Name, spill.Name)
 	}
-	// Past max_queue (5 beyond the batch) a replica is out, prefix or not.
-	spill.Acquire()
-	turns = append(turns, "later")
-	if got := l.PickBody(rs, nil, chat(turns...)); got == spill {
-		t.Fatalf("the conversation stayed on %s with 6 waiting", spill.Name)
+}
+
+// TestLLMShortPrefixGoesToTheLessLoaded: when a replica holds only a small
+// share of the prompt (a second turn after a long shared system prompt),
+// a replica running fewer sequences wins: a fuller batch decodes slower
+// for everyone in it.
+func TestLLMShortPrefixGoesToTheLessLoaded(t *testing.T) {
+	rs := replicas(t, 2)
+	for _, r := range rs {
+		slotted(r, 4)
+	}
+	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
+	system := strings.Repeat("You are a helpful assistant. ", 40)
+	shareSystem(l, rs, system)
+	turns := []string{system, "hi"}
+	first := l.PickBody(rs, nil, chat(turns...))
+	other := rs[0]
+	if other == first {
+		other = rs[1]
+	}
+	for range 3 {
+		first.Acquire()
+	}
+	turns = append(turns, "hello", "and?")
+	if got := l.PickBody(rs, nil, chat(turns...)); got != other {
+		t.Fatalf("the turn went to %s (3 of 4 slots busy) for a small share of its prompt; want the idle %s", got.Name, other.Name)
 	}
 }
 
