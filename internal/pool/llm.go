@@ -156,8 +156,8 @@ type LLM struct {
 }
 
 // affinitySlot maps one prefix-block hash to the replicas it was sent to
-// (a set of Replica bits). The table is direct-mapped: a newer hash takes
-// an older one's slot. The two words are written separately; a reader
+// (a set of Replica bits). A hash lives in one of two slots; when both
+// hold others, a newer hash takes an older one's place. The two words are written separately; a reader
 // that sees the tag change across its read ignores the slot (a torn pair
 // only misroutes a hint).
 type affinitySlot struct {
@@ -322,10 +322,24 @@ func (l *LLM) prefixHashes(body []byte, out []uint64) int {
 	return n
 }
 
+// slots returns the two table slots prefix-block hash h may live in (two
+// choices, so that a few hashes sharing one slot do not evict each other).
+func (l *LLM) slots(h uint64) (*affinitySlot, *affinitySlot) {
+	return &l.aff[h&l.mask], &l.aff[(h>>32|h<<32)&l.mask]
+}
+
 // lookup returns the replicas (bits) prefix-block hash h was sent to,
 // 0 when unknown.
 func (l *LLM) lookup(h uint64) uint64 {
-	s := &l.aff[h&l.mask]
+	a, b := l.slots(h)
+	if reps := a.read(h); reps != 0 {
+		return reps
+	}
+	return b.read(h)
+}
+
+// read returns s's replicas if it holds hash h, else 0.
+func (s *affinitySlot) read(h uint64) uint64 {
 	if s.tag.Load() != h {
 		return 0
 	}
@@ -336,14 +350,22 @@ func (l *LLM) lookup(h uint64) uint64 {
 	return reps
 }
 
-// remember adds the replica with bit to those h was sent to.
+// remember adds the replica with bit to those h was sent to: in the slot
+// holding h, else in an empty one of its two, else in place of the first
+// one's hash.
 func (l *LLM) remember(h, bit uint64) {
-	s := &l.aff[h&l.mask]
-	if s.tag.Load() == h {
-		if s.reps.Load()&bit == 0 {
-			s.reps.Or(bit)
+	a, b := l.slots(h)
+	for _, s := range [2]*affinitySlot{a, b} {
+		if s.tag.Load() == h {
+			if s.reps.Load()&bit == 0 {
+				s.reps.Or(bit)
+			}
+			return // the usual case: no write, no cache-line bouncing
 		}
-		return // the usual case: no write, no cache-line bouncing
+	}
+	s := a
+	if a.tag.Load() != 0 && b.tag.Load() == 0 {
+		s = b
 	}
 	s.tag.Store(0)
 	s.reps.Store(bit)
