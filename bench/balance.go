@@ -420,7 +420,9 @@ func balanceRun(ctx context.Context, t *target, reps []string, sim balanceSim, w
 		s.FloorTTFTP99Ms = num(percentile(floors, 99))
 		span := last.Sub(start).Seconds()
 		s.Throughput = num(float64(s.Completed) / span)
-		s.Busy = num((c1.runSeconds - c0.runSeconds) / (span * float64(sim.MaxNumSeqs*len(reps))))
+		if c1.runSeconds > 0 { // a simulator without the metric reports nothing
+			s.Busy = num((c1.runSeconds - c0.runSeconds) / (span * float64(sim.MaxNumSeqs*len(reps))))
+		}
 	}
 	if len(chats) > 0 {
 		s.ChatTTFTP99Ms = num(percentile(chats, 99))
