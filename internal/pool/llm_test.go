@@ -237,12 +237,21 @@ func slotted(r *pool.Replica, slots float64) {
 	r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Slots: slots, KV: 0.1, InFlight: r.InFlight()})
 }
 
-// shareSystem sends a chat of system alone to each replica (a pick among
-// one), as earlier conversations would have: every replica caches it.
-func shareSystem(l *pool.LLM, rs []*pool.Replica, system string) {
+// sharedSystem returns n idle replicas with batches of 4, an llm balancer
+// (32-byte prefix blocks) and a system prompt of repeat sentences that it
+// sent to each replica (a pick among one), as earlier conversations would
+// have: every replica caches it.
+func sharedSystem(t *testing.T, n, repeat int) ([]*pool.Replica, *pool.LLM, string) {
+	rs := replicas(t, n)
+	for _, r := range rs {
+		slotted(r, 4)
+	}
+	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
+	system := strings.Repeat("You are a helpful assistant. ", repeat)
 	for _, r := range rs {
 		l.PickBody([]*pool.Replica{r}, nil, chat(system))
 	}
+	return rs, l, system
 }
 
 // TestLLMAffinityStaysUntilItWouldWaitThenSpills: a conversation whose
@@ -252,13 +261,7 @@ func shareSystem(l *pool.LLM, rs []*pool.Replica, system string) {
 // and the next turn follows it. With every replica as busy the prefix
 // decides again.
 func TestLLMAffinityStaysUntilItWouldWaitThenSpills(t *testing.T) {
-	rs := replicas(t, 4)
-	for _, r := range rs {
-		slotted(r, 4)
-	}
-	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
-	system := strings.Repeat("You are a helpful assistant. ", 20)
-	shareSystem(l, rs, system)
+	rs, l, system := sharedSystem(t, 4, 20)
 	turns := []string{system, strings.Repeat("A first question about a long document. ", 20)}
 	first := l.PickBody(rs, nil, chat(turns...))
 	first.Acquire()
@@ -294,13 +297,7 @@ func TestLLMAffinityStaysUntilItWouldWaitThenSpills(t *testing.T) {
 // a replica running fewer sequences wins: a fuller batch decodes slower
 // for everyone in it.
 func TestLLMShortPrefixGoesToTheLessLoaded(t *testing.T) {
-	rs := replicas(t, 2)
-	for _, r := range rs {
-		slotted(r, 4)
-	}
-	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
-	system := strings.Repeat("You are a helpful assistant. ", 40)
-	shareSystem(l, rs, system)
+	rs, l, system := sharedSystem(t, 2, 40)
 	turns := []string{system, "hi"}
 	first := l.PickBody(rs, nil, chat(turns...))
 	other := rs[0]
@@ -320,13 +317,7 @@ func TestLLMShortPrefixGoesToTheLessLoaded(t *testing.T) {
 // shares is cached on every replica it went to; new conversations behind
 // it go to the least loaded of them, not to the last one that got it.
 func TestLLMSharedPrefixDoesNotHerd(t *testing.T) {
-	rs := replicas(t, 4)
-	for _, r := range rs {
-		slotted(r, 4)
-	}
-	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
-	system := strings.Repeat("You are a helpful assistant. ", 20)
-	shareSystem(l, rs, system)
+	rs, l, system := sharedSystem(t, 4, 20)
 	for i, r := range rs { // rs[2] holds the fewest requests
 		for range []int{2, 2, 0, 2}[i] {
 			r.Acquire()
