@@ -25,8 +25,9 @@ type Balancing struct {
 	KVWeight     float64 `yaml:"kv_weight"`
 	PrefixWeight float64 `yaml:"prefix_weight"`
 	// MaxQueue disqualifies a replica holding more requests than this
-	// beyond its running batch (waiting requests plus the gateway's own
-	// sent since the scrape that found no free slot). Default 5.
+	// beyond its running batch (the gateway's own in flight plus other
+	// clients' as scraped, against the batch it was seen running).
+	// Default 5.
 	MaxQueue float64 `yaml:"max_queue"`
 	// MaxKV disqualifies a replica whose KV-cache use is above it.
 	// Default 0.8.

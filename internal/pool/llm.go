@@ -108,8 +108,8 @@ type LLMOptions struct {
 	// replica holds, both in [0, 1].
 	QueueWeight, KVWeight, PrefixWeight float64
 	// MaxQueue and MaxKV disqualify a replica whose queue (requests it
-	// holds beyond its running batch, the gateway's own sent since the
-	// scrape counted) is above MaxQueue or whose KV use is above MaxKV.
+	// holds beyond its running batch, see LLM) is above MaxQueue or whose
+	// KV use is above MaxKV.
 	MaxQueue float64
 	MaxKV    float64
 	// StaleAfter is how old metrics may be before the replica counts as
