@@ -26,8 +26,9 @@ type EngineLoad struct {
 	// in tokens (vllm:prefix_cache_hits_total, vllm:prefix_cache_queries_total);
 	// both 0 when it does not report them.
 	PrefixHits, PrefixQueries float64
-	// InFlight is the gateway's in-flight count on the replica at At:
-	// requests sent after it are not in the engine's numbers yet.
+	// InFlight is the gateway's in-flight count on the replica when the
+	// metrics were read (the larger of its counts before and after the
+	// read): requests sent after it are not in the engine's numbers yet.
 	InFlight int64
 	// Slots is the engine's running batch as learned so far: the most
 	// sequences seen running at once (an engine does not report its

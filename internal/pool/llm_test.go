@@ -383,3 +383,23 @@ func TestLLMRequestInTransitAtScrapeCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestScraperCountsRequestsSentDuringTheScrape: a request the gateway
+// sends while the engine writes its metrics, which count it, is the
+// gateway's own: the balancer must not count it again as another
+// client's until the next scrape.
+func TestScraperCountsRequestsSentDuringTheScrape(t *testing.T) {
+	var r *pool.Replica
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		r.Acquire() // sent by the gateway now, and already running
+		_, _ = w.Write([]byte("vllm:num_requests_running 1\nvllm:num_requests_waiting 0\n"))
+	}))
+	defer ts.Close()
+	u, _ := url.Parse(ts.URL)
+	r = pool.NewReplica(u)
+	s := &pool.Scraper{Targets: func() []pool.Target { return []pool.Target{{Replica: r}} }}
+	s.Tick(context.Background())
+	if e := r.EngineLoad(); e == nil || e.InFlight != 1 {
+		t.Fatalf("after a scrape during which the gateway sent the engine's one request: %+v, want InFlight 1", e)
+	}
+}
