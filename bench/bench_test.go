@@ -329,9 +329,9 @@ func TestUpstreamRendering(t *testing.T) {
 		want []string
 		not  []string
 	}{
-		{"one backend", pools{blue: "127.0.0.1:1"}, []string{"server 127.0.0.1:1;", "server blue1 127.0.0.1:1"}, []string{"least_conn", "leastconn"}},
+		{"one backend", pools{blue: "127.0.0.1:1"}, []string{"server 127.0.0.1:1;", "server blue1 127.0.0.1:1"}, []string{"least_conn", "leastconn", "zone"}},
 		{"four backends", pools{blue: "127.0.0.1:1", blueMore: []string{"127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"}},
-			[]string{"least_conn;", "server 127.0.0.1:4;", "balance leastconn", "server blue1 127.0.0.1:1", "server blue4 127.0.0.1:4",
+			[]string{"zone backend 1m;", "least_conn;", "server 127.0.0.1:4;", "balance leastconn", "server blue1 127.0.0.1:1", "server blue4 127.0.0.1:4",
 				"replicas: [http://127.0.0.1:1, http://127.0.0.1:2, http://127.0.0.1:3, http://127.0.0.1:4]"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -369,19 +369,21 @@ func TestUpstreamRendering(t *testing.T) {
 	}
 }
 
-// TestPrefixCounters reads the prefix-cache counters, with and without
-// labels, summed over replicas.
-func TestPrefixCounters(t *testing.T) {
+// TestEngineCounters reads the prefix-cache counters and the queue and
+// running times, with and without labels, summed over replicas.
+func TestEngineCounters(t *testing.T) {
 	metrics := "# HELP vllm:prefix_cache_hits_total x\n# TYPE vllm:prefix_cache_hits_total counter\n" +
-		"vllm:prefix_cache_hits_total{model_name=\"a b\"} 30\nvllm:prefix_cache_queries_total 100\nvllm:prompt_tokens_total 7\n"
+		"vllm:prefix_cache_hits_total{model_name=\"a b\"} 30\nvllm:prefix_cache_queries_total 100\nvllm:prompt_tokens_total 7\n" +
+		"vllm:request_inference_time_seconds_sum{model_name=\"a\"} 2.5\nvllm:request_inference_time_seconds_count{model_name=\"a\"} 9\n" +
+		"vllm:request_queue_time_seconds_sum{model_name=\"a\"} 0.25\nvllm:request_queue_time_seconds_count{model_name=\"a\"} 8\n"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, metrics) }))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	h, q, err := prefixCounters(context.Background(), []string{addr, addr})
+	ec, err := readEngineCounters(context.Background(), []string{addr, addr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h != 60 || q != 200 {
-		t.Errorf("hits, queries = %g, %g; want 60, 200", h, q)
+	if want := (engineCounters{hits: 60, queries: 200, runSeconds: 5, queueSeconds: 0.5, queueCount: 16}); ec != want {
+		t.Errorf("got %+v, want %+v", ec, want)
 	}
 }

@@ -86,7 +86,7 @@ func defaultOptions() options {
 		idleRampMax: 20 * time.Second, idleRounds: 2,
 		switchClients: 32, switches: 3, switchSettle: 300 * time.Millisecond, switchObserve: 700 * time.Millisecond,
 		shadowRate: 1000, shadowDuration: 5 * time.Second,
-		balanceDuration: 20 * time.Second, balanceBusy: 0.75, balanceSeed: 1,
+		balanceDuration: 20 * time.Second, balanceBusy: 0.8, balanceSeed: 1,
 	}
 }
 

@@ -203,9 +203,13 @@ http {
 // nginxUpstream is the include file the seed's manual switch rewrites.
 // keepalive is per worker and sized like the other proxies' idle pools
 // (the seed's example has 32, which would make nginx dial most of 200
-// concurrent streams' upstream connections anew).
+// concurrent streams' upstream connections anew). With several servers,
+// least_conn gets a shared-memory zone: without one each worker counts
+// only its own connections, and with two workers least_conn balances on
+// half the picture (HAProxy's threads and cutover share their counts).
 var nginxUpstream = template.Must(template.New("upstream").Parse(`upstream backend {
 {{- if gt (len .) 1}}
+    zone backend 1m;
     least_conn;
 {{- end}}
 {{- range .}}

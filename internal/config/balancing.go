@@ -14,15 +14,20 @@ type Balancing struct {
 	// StaleAfter is how old a replica's metrics may be before it counts
 	// as saturated. Default 3 × metrics_interval (0).
 	StaleAfter Duration `yaml:"stale_after"`
-	// QueueWeight, KVWeight and PrefixWeight weigh the queue score
-	// 1/(1+queue), the KV score 1-KV use and the prefix score (the share
-	// of the request's prompt prefix last sent to the replica).
-	// Defaults 2, 2, 3 (the llm-d endpoint picker's).
+	// QueueWeight, KVWeight and PrefixWeight weigh the scores: QueueWeight
+	// multiplies what is subtracted for load, the requests a new one would
+	// wait behind on the replica (itself included; 0 with a free slot in
+	// its batch) plus the share of its batch in use; KVWeight multiplies
+	// 1-KV use and PrefixWeight the share of the request's prompt prefix
+	// sent to the replica before. Defaults 2, 2, 3 (the llm-d endpoint
+	// picker's).
 	QueueWeight  float64 `yaml:"queue_weight"`
 	KVWeight     float64 `yaml:"kv_weight"`
 	PrefixWeight float64 `yaml:"prefix_weight"`
-	// MaxQueue disqualifies a replica whose queue (waiting requests plus
-	// the gateway's own sent since the scrape) is above it. Default 5.
+	// MaxQueue disqualifies a replica holding more requests than this
+	// beyond its running batch (the gateway's own in flight plus other
+	// clients' as scraped, against the batch it was seen running).
+	// Default 5.
 	MaxQueue float64 `yaml:"max_queue"`
 	// MaxKV disqualifies a replica whose KV-cache use is above it.
 	// Default 0.8.

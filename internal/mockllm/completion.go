@@ -355,11 +355,17 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 	if j.stream && s.draw(s.faults.streamErrRate()) {
 		failAt = j.tokens / 2
 	}
+	queued := time.Now()
 	if !s.acquire(ctx) {
 		s.canceled.Add(1)
 		return
 	}
-	defer s.release()
+	running := time.Now()
+	s.metrics.queueTime.Observe(running.Sub(queued).Seconds())
+	defer func() {
+		s.release()
+		s.metrics.runTime.Observe(time.Since(running).Seconds())
+	}()
 	s.metrics.promptTokens.Add(float64(j.promptTokens))
 	cached := 0
 	if s.kv != nil {

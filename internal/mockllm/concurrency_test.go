@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,18 @@ func TestQueueing(t *testing.T) {
 		st := s.Stats()
 		return st == Stats{Requests: 3, Succeeded: 2, Canceled: 1}
 	})
+	// Each request that got a slot counts once in each phase (a, canceled
+	// while running, too); b and c waited for a's slot meanwhile.
+	waitFor(t, "both phases of all three requests in the metrics", func() bool {
+		_, _, metrics = do(t, http.MethodGet, ts.URL+"/metrics", "")
+		return strings.Contains(metrics, `vllm:request_queue_time_seconds_count{model_name="test-model"} 3`+"\n") &&
+			strings.Contains(metrics, `vllm:request_inference_time_seconds_count{model_name="test-model"} 3`+"\n")
+	})
+	_, rest, _ := strings.Cut(metrics, `vllm:request_queue_time_seconds_sum{model_name="test-model"} `)
+	line, _, _ := strings.Cut(rest, "\n")
+	if v, err := strconv.ParseFloat(line, 64); err != nil || v <= 0 {
+		t.Errorf("queue time sum %q, want above 0 (two requests waited)", line)
+	}
 }
 
 // TestClientDisconnect checks that a client leaving stops its request at

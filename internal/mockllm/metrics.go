@@ -25,6 +25,8 @@ type metrics struct {
 	ttft         prometheus.Observer
 	itl          prometheus.Observer
 	e2e          prometheus.Observer
+	queueTime    prometheus.Observer // waiting for a sequence slot
+	runTime      prometheus.Observer // holding one (prefill and decode)
 	genTokens    prometheus.Counter
 	promptTokens prometheus.Counter
 	success      map[string]prometheus.Counter // by finished_reason: stop, length, abort
@@ -84,6 +86,10 @@ func newMetrics(s *Server) *metrics {
 			"Histogram of inter-token latency in seconds.", itlBuckets),
 		e2e: histogram("vllm:e2e_request_latency_seconds",
 			"Histogram of e2e request latency in seconds.", e2eBuckets),
+		queueTime: histogram("vllm:request_queue_time_seconds",
+			"Histogram of time spent in WAITING phase for request.", e2eBuckets),
+		runTime: histogram("vllm:request_inference_time_seconds",
+			"Histogram of time spent in RUNNING phase for request.", e2eBuckets),
 		genTokens:    counter("vllm:generation_tokens_total", "Number of generation tokens processed."),
 		promptTokens: counter("vllm:prompt_tokens_total", "Number of prefill tokens processed."),
 		success:      map[string]prometheus.Counter{},

@@ -219,6 +219,8 @@ func TestMetrics(t *testing.T) {
 		`vllm:kv_cache_usage_perc{` + label + `} 0`,
 		`vllm:time_to_first_token_seconds_count{` + label + `} 2`,
 		`vllm:e2e_request_latency_seconds_count{` + label + `} 2`,
+		`vllm:request_queue_time_seconds_count{` + label + `} 2`,
+		`vllm:request_inference_time_seconds_count{` + label + `} 2`,
 		`vllm:inter_token_latency_seconds_count{` + label + `} 16`, // 15 + 1
 		`vllm:generation_tokens_total{` + label + `} 18`,
 		`vllm:prompt_tokens_total{` + label + `} 3`,

@@ -3,6 +3,7 @@ package pool
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,38 @@ type EngineLoad struct {
 	// in tokens (vllm:prefix_cache_hits_total, vllm:prefix_cache_queries_total);
 	// both 0 when it does not report them.
 	PrefixHits, PrefixQueries float64
-	// InFlight is the gateway's in-flight count on the replica at At:
-	// requests sent after it are not in the engine's numbers yet.
+	// InFlight is the gateway's in-flight count on the replica when the
+	// metrics were read (the larger of its counts before and after the
+	// read): requests sent after it are not in the engine's numbers yet.
 	InFlight int64
+	// Slots is the engine's running batch as learned so far: the most
+	// sequences seen running at once (an engine does not report its
+	// --max-num-seqs; once it has queued, its peak is that limit, or what
+	// its KV cache allowed). 0 before any ran.
+	Slots float64
+	// KVPerSeq is the KV use one running sequence adds, a moving average
+	// of KV/Running over the scrapes; 0 before any ran. The llm balancer
+	// adds it for each request sent since the scrape.
+	KVPerSeq float64
+}
+
+// learn carries Slots and KVPerSeq on from prev (the replica's previous
+// metrics, or nil) to e, a fresh scrape.
+func (e *EngineLoad) learn(prev *EngineLoad) {
+	e.Slots = e.Running
+	var kvPerSeq float64
+	if prev != nil {
+		e.Slots = max(e.Slots, prev.Slots)
+		kvPerSeq = prev.KVPerSeq
+	}
+	if e.Running >= 1 {
+		if v := e.KV / e.Running; kvPerSeq == 0 {
+			kvPerSeq = v
+		} else {
+			kvPerSeq += (v - kvPerSeq) / 8
+		}
+	}
+	e.KVPerSeq = kvPerSeq
 }
 
 // PrefixHitRate returns PrefixHits/PrefixQueries, 0 without queries.
@@ -72,13 +102,15 @@ const maxPrefixBlocks = 128
 // LLMOptions configures the llm balancer. Zero fields take the defaults
 // above (so a weight cannot be 0; use a tiny one to all but disable it).
 type LLMOptions struct {
-	// QueueWeight, KVWeight and PrefixWeight weigh the three scores, each
-	// in [0, 1]: 1/(1+queue), 1-KV use, and the fraction of the request's
-	// prefix blocks last sent to the replica.
+	// QueueWeight, KVWeight and PrefixWeight weigh the three scores (see
+	// LLM): QueueWeight multiplies the requests the new one would wait
+	// behind plus the share of the batch in use; the KV score is 1-KV use
+	// and the prefix score the share of the request's prefix blocks the
+	// replica holds, both in [0, 1].
 	QueueWeight, KVWeight, PrefixWeight float64
-	// MaxQueue and MaxKV disqualify a replica whose queue (engine's
-	// waiting plus the gateway's requests since the scrape) is above
-	// MaxQueue or whose KV use is above MaxKV.
+	// MaxQueue and MaxKV disqualify a replica whose queue (requests it
+	// holds beyond its running batch, see LLM) is above MaxQueue or whose
+	// KV use is above MaxKV.
 	MaxQueue float64
 	MaxKV    float64
 	// StaleAfter is how old metrics may be before the replica counts as
@@ -87,18 +119,34 @@ type LLMOptions struct {
 	// BlockBytes is the size of the prefix pieces hashed, from the
 	// body's "messages" (or "prompt") on.
 	BlockBytes int
-	// AffinityEntries bounds the prefix → replica table (rounded up to a
+	// AffinityEntries bounds the prefix → replicas table (rounded up to a
 	// power of two).
 	AffinityEntries int
 }
 
 // LLM picks a replica by the engines' own load and by prefix affinity,
-// as the llm-d endpoint picker does: replicas whose metrics are stale,
-// whose queue is above MaxQueue or whose KV cache is above MaxKV are out;
-// the rest are scored on queue, KV use and how much of the request's
-// prompt prefix was last sent to them; the best wins (ties rotate). With
-// none left, it falls back to LeastOutstanding. Pick and PickBody take no
-// lock and do not allocate; Scraper feeds the metrics off the hot path.
+// as the llm-d endpoint picker does. Replicas whose metrics are stale,
+// whose queue is above MaxQueue or whose KV cache is above MaxKV are out.
+// For the rest it estimates how many requests each holds now (the
+// gateway's own in flight, plus other clients' as the last scrape found
+// them) against its running batch (EngineLoad.Slots), and so whether this
+// one would wait there, and behind how many. Each scores
+//
+//	PrefixWeight × (leading prefix blocks it holds ÷ the request's blocks)
+//	+ KVWeight × (1 − KV use, plus KVPerSeq per request sent since the scrape)
+//	− QueueWeight × (wait + held ÷ batch)
+//
+// where wait is how many requests this one would wait behind there,
+// itself included (0 with a free slot), and held ÷ batch the share of the
+// batch in use (a fuller batch decodes slower for all in it). With the
+// default weights (3, 2, 2) a conversation stays where its prefix is
+// cached while the share of its prompt cached there and nowhere else
+// outweighs the difference in batch use, and it waits for a slot there
+// while another replica has one free only when over five sixths of its
+// prompt is cached there alone. The best wins; equal scores go to the replica
+// holding fewer requests, then rotate. With none left it falls back to
+// LeastOutstanding. Pick and PickBody take no lock and do not allocate;
+// Scraper feeds the metrics off the hot path.
 type LLM struct {
 	opts LLMOptions
 	seed maphash.Seed
@@ -108,14 +156,21 @@ type LLM struct {
 	now  func() time.Time
 }
 
-// affinitySlot maps one prefix-block hash to the replica it was last sent
-// to. The table is direct-mapped: a newer hash takes an older one's slot.
-// The two words are written separately; a reader that sees the tag change
-// across its read ignores the slot (a torn pair only misroutes a hint).
+// affinitySlot maps one prefix-block hash to the replicas it was sent to
+// (a set of Replica bits). A hash lives in one of two slots; when both
+// hold others, a newer hash takes an older one's place. The two words are written separately; a reader
+// that sees the tag change across its read ignores the slot (a torn pair
+// only misroutes a hint).
 type affinitySlot struct {
-	tag atomic.Uint64
-	rep atomic.Pointer[Replica]
+	tag  atomic.Uint64
+	reps atomic.Uint64
 }
+
+// replicaSeq numbers replicas for their bit in the prefix table: with
+// more than 64 replicas some share a bit, which only blurs the hint.
+var replicaSeq atomic.Uint64
+
+func nextReplicaBit() uint64 { return 1 << ((replicaSeq.Add(1) - 1) & 63) }
 
 // NewLLM returns an llm balancer with opts (zero fields defaulted).
 func NewLLM(opts LLMOptions) *LLM {
@@ -153,59 +208,81 @@ func (l *LLM) Options() LLMOptions { return l.opts }
 // Pick implements Picker, without prefix affinity.
 func (l *LLM) Pick(rs []*Replica, skip *Replica) *Replica { return l.PickBody(rs, skip, nil) }
 
+// llmLoad is what the llm balancer estimates of one replica now.
+type llmLoad struct {
+	ok    bool    // fresh metrics, within the thresholds
+	wait  float64 // requests this one would queue behind, itself included; 0 with a free slot
+	busy  float64 // share of the batch in use (above 1 while requests wait)
+	kv    float64 // KV use with the requests sent since the scrape
+	count float64 // requests the replica holds (running and waiting)
+}
+
+// estimate returns r's load now from its last metrics and the gateway's
+// requests since.
+func (l *LLM) estimate(r *Replica, now time.Time) llmLoad {
+	e := r.engine.Load()
+	if e == nil || now.Sub(e.At) > l.opts.StaleAfter {
+		return llmLoad{} // stale: saturated
+	}
+	// What the replica holds: the gateway's own requests now, exactly,
+	// plus those of other clients as the scrape found them (what the
+	// engine held beyond the gateway's count then; never below 0, so that
+	// a request still on its way to the engine at the scrape does not
+	// make a full replica look free).
+	inflight := r.InFlight()
+	count := float64(inflight) + max(e.Running+e.Waiting-float64(e.InFlight), 0)
+	since := float64(inflight - e.InFlight) // sent minus finished since the scrape
+	batch := max(e.Slots, e.Running)
+	queue := max(count-batch, 0)
+	if queue > l.opts.MaxQueue || e.KV > l.opts.MaxKV {
+		return llmLoad{}
+	}
+	return llmLoad{ok: true, wait: max(count+1-batch, 0), busy: count / max(batch, 1),
+		kv: min(max(e.KV+since*e.KVPerSeq, 0), 1), count: count}
+}
+
 // PickBody implements BodyPicker.
 func (l *LLM) PickBody(rs []*Replica, skip *Replica, body []byte) *Replica {
 	if len(rs) == 0 {
 		return nil
 	}
-	var hashes [maxPrefixBlocks]uint64
+	var hashes, holders [maxPrefixBlocks]uint64
 	n := l.prefixHashes(body, hashes[:])
-	// Who holds how much of this prefix: walk the chained block hashes
-	// until one is unknown; remember up to len(holders) replicas with
-	// the depth each was last seen at.
-	var holders [4]*Replica
-	var depths [4]int
-	for i := range n {
-		r := l.lookup(hashes[i])
-		if r == nil {
+	// Which replicas hold how much of this prefix: walk the chained
+	// block hashes until one is unknown, keeping each block's holders.
+	known := 0
+	for known < n {
+		holders[known] = l.lookup(hashes[known])
+		if holders[known] == 0 {
 			break
 		}
-		for k := range holders {
-			if holders[k] == nil || holders[k] == r {
-				holders[k], depths[k] = r, i+1
-				break
-			}
-		}
+		known++
 	}
 
 	now := l.now()
-	start := l.rot.Add(1)
 	var best *Replica
-	bestScore := -1.0
+	var bestLoad llmLoad
+	bestScore := math.Inf(-1)
+	start := l.rot.Add(1)
 	for k := range len(rs) {
 		r := rs[(start+uint64(k))%uint64(len(rs))]
 		if r == skip || !r.Healthy() {
 			continue
 		}
-		e := r.engine.Load()
-		if e == nil || now.Sub(e.At) > l.opts.StaleAfter {
-			continue // stale: saturated
-		}
-		queue := e.Waiting + float64(max(r.InFlight()-e.InFlight, 0))
-		if queue > l.opts.MaxQueue || e.KV > l.opts.MaxKV {
+		ld := l.estimate(r, now)
+		if !ld.ok {
 			continue
 		}
-		score := l.opts.QueueWeight/(1+queue) + l.opts.KVWeight*(1-e.KV)
+		score := l.opts.KVWeight*(1-ld.kv) - l.opts.QueueWeight*(ld.wait+ld.busy)
 		if n > 0 {
-			for k, h := range holders {
-				if h == r {
-					score += l.opts.PrefixWeight * float64(depths[k]) / float64(n)
-					break
-				}
+			depth := 0
+			for depth < known && holders[depth]&r.bit != 0 {
+				depth++
 			}
+			score += l.opts.PrefixWeight * float64(depth) / float64(n)
 		}
-		if score > bestScore {
-			best, bestScore = r, score
+		if score > bestScore+scoreTie || score > bestScore-scoreTie && ld.count < bestLoad.count {
+			best, bestScore, bestLoad = r, score, ld
 		}
 	}
 	if best == nil {
@@ -213,11 +290,14 @@ func (l *LLM) PickBody(rs []*Replica, skip *Replica, body []byte) *Replica {
 	}
 	if best != nil {
 		for i := range n {
-			l.remember(hashes[i], best)
+			l.remember(hashes[i], best.bit)
 		}
 	}
 	return best
 }
+
+// scoreTie is how close two scores are to count as equal.
+const scoreTie = 1e-9
 
 // prefixHashes hashes body's prompt, from its "messages" (or "prompt")
 // member on, in full blocks of BlockBytes, each hash chained to the
@@ -243,25 +323,53 @@ func (l *LLM) prefixHashes(body []byte, out []uint64) int {
 	return n
 }
 
-func (l *LLM) lookup(h uint64) *Replica {
-	s := &l.aff[h&l.mask]
-	if s.tag.Load() != h {
-		return nil
-	}
-	r := s.rep.Load()
-	if s.tag.Load() != h {
-		return nil
-	}
-	return r
+// slots returns the two table slots prefix-block hash h may live in (two
+// choices, so that a few hashes sharing one slot do not evict each other).
+func (l *LLM) slots(h uint64) (*affinitySlot, *affinitySlot) {
+	return &l.aff[h&l.mask], &l.aff[(h>>32|h<<32)&l.mask]
 }
 
-func (l *LLM) remember(h uint64, r *Replica) {
-	s := &l.aff[h&l.mask]
-	if s.tag.Load() == h && s.rep.Load() == r {
-		return // the usual case: no write, no cache-line bouncing
+// lookup returns the replicas (bits) prefix-block hash h was sent to,
+// 0 when unknown.
+func (l *LLM) lookup(h uint64) uint64 {
+	a, b := l.slots(h)
+	if reps := a.read(h); reps != 0 {
+		return reps
+	}
+	return b.read(h)
+}
+
+// read returns s's replicas if it holds hash h, else 0.
+func (s *affinitySlot) read(h uint64) uint64 {
+	if s.tag.Load() != h {
+		return 0
+	}
+	reps := s.reps.Load()
+	if s.tag.Load() != h {
+		return 0
+	}
+	return reps
+}
+
+// remember adds the replica with bit to those h was sent to: in the slot
+// holding h, else in an empty one of its two, else in place of the first
+// one's hash.
+func (l *LLM) remember(h, bit uint64) {
+	a, b := l.slots(h)
+	for _, s := range [2]*affinitySlot{a, b} {
+		if s.tag.Load() == h {
+			if s.reps.Load()&bit == 0 {
+				s.reps.Or(bit)
+			}
+			return // the usual case: no write, no cache-line bouncing
+		}
+	}
+	s := a
+	if a.tag.Load() != 0 && b.tag.Load() == 0 {
+		s = b
 	}
 	s.tag.Store(0)
-	s.rep.Store(r)
+	s.reps.Store(bit)
 	s.tag.Store(h)
 }
 

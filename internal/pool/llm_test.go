@@ -2,6 +2,8 @@ package pool_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -51,21 +53,24 @@ func TestLLMStaleMetricsCountAsSaturated(t *testing.T) {
 
 func TestLLMDisqualificationThresholds(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		waiting  float64
-		kv       float64
-		inflight int64 // gateway requests sent since the scrape
-		out      bool
+		name           string
+		waiting        float64
+		kv             float64
+		inflight       int64   // gateway requests sent since the scrape
+		running, slots float64 // the engine's batch then, and as learned
+		out            bool
 	}{
-		{"queue at the limit", 5, 0.1, 0, false},
-		{"queue above", 6, 0.1, 0, true},
-		{"kv at the limit", 0, 0.8, 0, false},
-		{"kv above", 0, 0.81, 0, true},
-		{"queue above with the gateway's own requests", 3, 0.1, 3, true},
+		{"queue at the limit", 5, 0.1, 0, 0, 0, false},
+		{"queue above", 6, 0.1, 0, 0, 0, true},
+		{"kv at the limit", 0, 0.8, 0, 0, 0, false},
+		{"kv above", 0, 0.81, 0, 0, 0, true},
+		{"queue above with the gateway's own requests", 3, 0.1, 3, 0, 0, true},
+		{"a full batch: the gateway's requests queue", 2, 0.1, 4, 4, 4, true},
+		{"free slots take the gateway's requests first", 0, 0.1, 8, 0, 4, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := replicas(t, 2)
-			fresh(rs[0], tc.waiting, tc.kv)
+			rs[0].SetEngineLoad(&pool.EngineLoad{At: time.Now(), Waiting: tc.waiting, Running: tc.running, Slots: tc.slots, KV: tc.kv})
 			for range tc.inflight {
 				rs[0].Acquire()
 			}
@@ -86,45 +91,6 @@ func TestLLMDisqualificationThresholds(t *testing.T) {
 				t.Errorf("qualified, less loaded replica got %d of 10 picks", n0)
 			}
 		})
-	}
-}
-
-func TestLLMAffinitySticksUntilOverloadThenSpills(t *testing.T) {
-	rs := replicas(t, 4)
-	for _, r := range rs {
-		fresh(r, 0, 0.1)
-	}
-	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
-	system := strings.Repeat("You are a helpful assistant. ", 20)
-	turns := []string{system}
-	first := l.PickBody(rs, nil, chat(turns...))
-	first.Acquire()
-	// Each later turn resends the conversation: it sticks to first while
-	// first's queue (its requests since the scrape) stays within 5.
-	for i := range 5 {
-		turns = append(turns, strings.Repeat("more words ", 10))
-		got := l.PickBody(rs, nil, chat(turns...))
-		if got != first {
-			t.Fatalf("turn %d went to %s, want %s (queue %d)", i+2, got.Name, first.Name, first.InFlight())
-		}
-		got.Acquire()
-	}
-	// Queue now 6 > 5: disqualified, the next turn spills.
-	turns = append(turns, "and one more")
-	spill := l.PickBody(rs, nil, chat(turns...))
-	if spill == first {
-		t.Fatalf("overloaded replica (queue %d) kept the conversation", first.InFlight())
-	}
-	// The spilled turn's prefix now points at spill: the next turn follows it.
-	turns = append(turns, "next")
-	if got := l.PickBody(rs, nil, chat(turns...)); got != spill {
-		t.Fatalf("after the spill the conversation went to %s, want %s", got.Name, spill.Name)
-	}
-	// Another conversation with another prefix is not pulled anywhere in
-	// particular: with first out, it goes to an idle replica.
-	other := l.PickBody(rs, nil, chat(strings.Repeat("Different system prompt. ", 20)))
-	if other == first {
-		t.Fatalf("a new conversation went to the overloaded replica")
 	}
 }
 
@@ -262,5 +228,178 @@ func TestScraperPublishesAndGoesStale(t *testing.T) {
 	s.Tick(context.Background())
 	if r.EngineLoad() != e {
 		t.Fatalf("a failed scrape replaced the last metrics")
+	}
+}
+
+// slotted publishes just-scraped metrics of an idle engine whose batch has
+// been seen holding slots sequences.
+func slotted(r *pool.Replica, slots float64) {
+	r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Slots: slots, KV: 0.1, InFlight: r.InFlight()})
+}
+
+// sharedSystem returns n idle replicas with batches of 4, an llm balancer
+// (32-byte prefix blocks) and a system prompt of repeat sentences that it
+// sent to each replica (a pick among one), as earlier conversations would
+// have: every replica caches it.
+func sharedSystem(t *testing.T, n, repeat int) ([]*pool.Replica, *pool.LLM, string) {
+	rs := replicas(t, n)
+	for _, r := range rs {
+		slotted(r, 4)
+	}
+	l := pool.NewLLM(pool.LLMOptions{BlockBytes: 32})
+	system := strings.Repeat("You are a helpful assistant. ", repeat)
+	for _, r := range rs {
+		l.PickBody([]*pool.Replica{r}, nil, chat(system))
+	}
+	return rs, l, system
+}
+
+// TestLLMAffinityStaysUntilItWouldWaitThenSpills: a conversation whose
+// own turns are most of its prompt stays on the replica holding them while
+// that replica has a free slot in its batch, even when others hold fewer
+// requests; once the turn would wait there and not elsewhere it spills,
+// and the next turn follows it. With every replica as busy the prefix
+// decides again.
+func TestLLMAffinityStaysUntilItWouldWaitThenSpills(t *testing.T) {
+	rs, l, system := sharedSystem(t, 4, 20)
+	turns := []string{system, strings.Repeat("A first question about a long document. ", 20)}
+	first := l.PickBody(rs, nil, chat(turns...))
+	first.Acquire()
+	for i := range 3 { // first now holds 1, 2, 3 of its 4 slots
+		turns = append(turns, strings.Repeat("more words ", 10))
+		if got := l.PickBody(rs, nil, chat(turns...)); got != first {
+			t.Fatalf("turn %d went to %s, want %s (holding %d of 4)", i+2, got.Name, first.Name, first.InFlight())
+		}
+		first.Acquire()
+	}
+	turns = append(turns, "and one more")
+	spill := l.PickBody(rs, nil, chat(turns...))
+	if spill == first {
+		t.Fatalf("the turn waits on %s (4 of 4 slots busy) while others are idle", first.Name)
+	}
+	turns = append(turns, "next")
+	if got := l.PickBody(rs, nil, chat(turns...)); got != spill {
+		t.Fatalf("after the spill the conversation went to %s, want %s", got.Name, spill.Name)
+	}
+	for _, r := range rs {
+		for r.InFlight() < 6 {
+			r.Acquire()
+		}
+	}
+	turns = append(turns, "after")
+	if got := l.PickBody(rs, nil, chat(turns...)); got != spill {
+		t.Fatalf("all busy alike: the conversation went to %s, want %s", got.Name, spill.Name)
+	}
+}
+
+// TestLLMShortPrefixGoesToTheLessLoaded: when a replica holds only a small
+// share of the prompt (a second turn after a long shared system prompt),
+// a replica running fewer sequences wins: a fuller batch decodes slower
+// for everyone in it.
+func TestLLMShortPrefixGoesToTheLessLoaded(t *testing.T) {
+	rs, l, system := sharedSystem(t, 2, 40)
+	turns := []string{system, "hi"}
+	first := l.PickBody(rs, nil, chat(turns...))
+	other := rs[0]
+	if other == first {
+		other = rs[1]
+	}
+	for range 3 {
+		first.Acquire()
+	}
+	turns = append(turns, "hello", "and?")
+	if got := l.PickBody(rs, nil, chat(turns...)); got != other {
+		t.Fatalf("the turn went to %s (3 of 4 slots busy) for a small share of its prompt; want the idle %s", got.Name, other.Name)
+	}
+}
+
+// TestLLMSharedPrefixDoesNotHerd: a system prompt every conversation
+// shares is cached on every replica it went to; new conversations behind
+// it go to the least loaded of them, not to the last one that got it.
+func TestLLMSharedPrefixDoesNotHerd(t *testing.T) {
+	rs, l, system := sharedSystem(t, 4, 20)
+	for i, r := range rs { // rs[2] holds the fewest requests
+		for range []int{2, 2, 0, 2}[i] {
+			r.Acquire()
+		}
+	}
+	for i := range 2 {
+		r := l.PickBody(rs, nil, chat(system, fmt.Sprintf("question %d", i)))
+		if r != rs[2] {
+			t.Fatalf("new chat %d behind the shared system prompt went to %s, want the least loaded %s", i, r.Name, rs[2].Name)
+		}
+		r.Acquire()
+	}
+}
+
+// TestScraperLearnsBatchAndKVPerSequence: the scraper keeps the largest
+// batch seen and averages KV use per running sequence over scrapes.
+func TestScraperLearnsBatchAndKVPerSequence(t *testing.T) {
+	var page atomic.Value
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(page.Load().(string)))
+	}))
+	defer ts.Close()
+	u, _ := url.Parse(ts.URL)
+	r := pool.NewReplica(u)
+	s := &pool.Scraper{Targets: func() []pool.Target { return []pool.Target{{Replica: r}} }}
+	for i, tc := range []struct {
+		metrics         string
+		slots, kvPerSeq float64
+	}{
+		{"vllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n", 0, 0},
+		{"vllm:num_requests_running 4\nvllm:num_requests_waiting 3\nvllm:kv_cache_usage_perc 0.4\n", 4, 0.1},
+		{"vllm:num_requests_running 2\nvllm:kv_cache_usage_perc 0.4\n", 4, 0.1 + (0.2-0.1)/8},
+		{"vllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n", 4, 0.1 + (0.2-0.1)/8},
+	} {
+		page.Store(tc.metrics)
+		s.Tick(context.Background())
+		e := r.EngineLoad()
+		if e == nil || e.Slots != tc.slots || math.Abs(e.KVPerSeq-tc.kvPerSeq) > 1e-12 {
+			t.Fatalf("scrape %d: %+v, want slots %g, KV per sequence %g", i+1, e, tc.slots, tc.kvPerSeq)
+		}
+	}
+}
+
+// TestLLMRequestInTransitAtScrapeCounts: a request the gateway had sent
+// but the engine had not seen yet when its metrics were read still holds
+// a slot: the replica whose batch it fills does not look free.
+func TestLLMRequestInTransitAtScrapeCounts(t *testing.T) {
+	rs := replicas(t, 2)
+	for range 4 {
+		rs[0].Acquire()
+	}
+	for range 3 {
+		rs[1].Acquire()
+	}
+	// rs[0]: 4 sent, the engine saw 3 running (one on its way); rs[1]: 3
+	// sent, 3 running, one slot free.
+	rs[0].SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 3, Slots: 4, KV: 0.3, InFlight: 4})
+	rs[1].SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 3, Slots: 4, KV: 0.3, InFlight: 3})
+	l := pool.NewLLM(pool.LLMOptions{})
+	for i := range 10 {
+		if got := l.Pick(rs, nil); got != rs[1] {
+			t.Fatalf("pick %d: %s, whose 4 slots are all taken; want %s", i, got.Name, rs[1].Name)
+		}
+	}
+}
+
+// TestScraperCountsRequestsSentDuringTheScrape: a request the gateway
+// sends while the engine writes its metrics, which count it, is the
+// gateway's own: the balancer must not count it again as another
+// client's until the next scrape.
+func TestScraperCountsRequestsSentDuringTheScrape(t *testing.T) {
+	var r *pool.Replica
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		r.Acquire() // sent by the gateway now, and already running
+		_, _ = w.Write([]byte("vllm:num_requests_running 1\nvllm:num_requests_waiting 0\n"))
+	}))
+	defer ts.Close()
+	u, _ := url.Parse(ts.URL)
+	r = pool.NewReplica(u)
+	s := &pool.Scraper{Targets: func() []pool.Target { return []pool.Target{{Replica: r}} }}
+	s.Tick(context.Background())
+	if e := r.EngineLoad(); e == nil || e.InFlight != 1 {
+		t.Fatalf("after a scrape during which the gateway sent the engine's one request: %+v, want InFlight 1", e)
 	}
 }

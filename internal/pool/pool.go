@@ -35,6 +35,7 @@ type Replica struct {
 	out      outlierState  // passive health: see Outlier
 
 	engine atomic.Pointer[EngineLoad] // the llm balancer's scraped metrics; nil before
+	bit    uint64                     // the replica's bit in the llm balancer's prefix table
 
 	mu        sync.Mutex // guards the fields below
 	passes    int        // consecutive passed checks
@@ -47,7 +48,7 @@ type Replica struct {
 // NewReplica returns a replica for the base URL u, initially healthy.
 // Callers run a health check round before serving to learn the truth.
 func NewReplica(u *url.URL) *Replica {
-	r := &Replica{URL: u, Name: u.String()}
+	r := &Replica{URL: u, Name: u.String(), bit: nextReplicaBit()}
 	r.NameHeader = []string{r.Name}
 	r.healthy.Store(true)
 	return r

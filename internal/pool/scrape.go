@@ -130,7 +130,12 @@ func (s *Scraper) Scrape(ctx context.Context, r *Replica) error {
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
-	e.At, e.InFlight = time.Now(), inflight
+	// A request the gateway sent while the metrics were read may be in
+	// the engine's numbers: count it as the gateway's (the larger of the
+	// two counts), or the balancer would count it twice until the next
+	// scrape. One that finished meanwhile is the balancer's to bound.
+	e.At, e.InFlight = time.Now(), max(inflight, r.InFlight())
+	e.learn(r.EngineLoad())
 	r.SetEngineLoad(e)
 	return nil
 }

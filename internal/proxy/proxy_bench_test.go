@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
@@ -91,11 +92,21 @@ func startGateway(b *testing.B, h *Handler, loop bool) string {
 // real loopback sockets (client -> gateway -> backend).
 func BenchmarkProxySmall(b *testing.B) {
 	for _, g := range gateways {
-		b.Run(g.name, func(b *testing.B) { benchProxySmall(b, g.newRT(), g.loop) })
+		b.Run(g.name, func(b *testing.B) { benchProxySmall(b, Options{Transport: g.newRT()}, g.loop) })
 	}
+	// The loop gateway with balancer: llm, its replica's engine metrics
+	// published once and fresh for the run: what scoring and prefix
+	// hashing add to a request.
+	b.Run("loop/llm", func(b *testing.B) {
+		l := pool.NewLLM(pool.LLMOptions{StaleAfter: 24 * time.Hour})
+		benchProxySmall(b, Options{Transport: &Upstream{}, Picker: l}, true)
+	})
 }
 
-func benchProxySmall(b *testing.B, rt http.RoundTripper, loop bool) {
+// benchProxySmall runs the small-request benchmark through a Handler with
+// opts. Replicas get engine metrics (running 1 of 4, KV 0.3) for the llm
+// balancer.
+func benchProxySmall(b *testing.B, opts Options, loop bool) {
 	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -103,8 +114,11 @@ func benchProxySmall(b *testing.B, rt http.RoundTripper, loop bool) {
 		_, _ = w.Write(answer)
 	}))
 	defer backend.Close()
-	h := New(Options{Transport: rt})
+	h := New(opts)
 	h.Apply(benchTable(b, backend.URL))
+	for _, r := range h.table.Load().Live.Pool.Replicas {
+		r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 1, Slots: 4, KV: 0.3})
+	}
 	gwURL := startGateway(b, h, loop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	body := []byte(smallChat)
