@@ -39,6 +39,7 @@ type srvConn struct {
 	fields   []hfield // its header lines, as offsets into head
 	req      rawReq
 	fallback string  // why readRequest chose the net/http path
+	refusal  string  // why it refused the request (headBad), "" for the generic reason
 	unread   bool    // the client may still be sending what the answer skipped
 	body     []byte  // reusable body buffer
 	out      []byte  // reusable response head buffer
@@ -140,15 +141,8 @@ func (sc *srvConn) serve() {
 			sc.s.handOff(sc.c, replay, sc.headDeadline)
 			return
 		case headBad:
-			code := "bad_request"
-			switch status {
-			case http.StatusRequestHeaderFieldsTooLarge:
-				code = "request_header_too_large"
-			case http.StatusNotImplemented:
-				code = "unsupported_transfer_encoding"
-			}
 			sc.req.close, sc.unread = true, true
-			sc.writeError(&apiError{status: status, typ: "invalid_request_error", code: code, msg: "malformed request: " + http.StatusText(status)}, nil, nil)
+			sc.writeError(errMalformedHead(status, sc.refusal), nil, nil)
 			return
 		case headEOF:
 			return
@@ -213,6 +207,7 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	if verdict, status, ok := sc.readBufferedRequest(max, maxLines); ok {
 		return verdict, status
 	}
+	sc.refusal = ""
 	for lines, empty := 0, 0; ; {
 		start, err := sc.readLine(max)
 		if err != nil {
@@ -239,7 +234,7 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	}
 	ph := requestHead{fields: sc.fields[:0]}
 	parseRequestHead(sc.head, &ph)
-	sc.req, sc.fields, sc.fallback = ph.rawReq, ph.fields, ph.fallback
+	sc.req, sc.fields, sc.fallback, sc.refusal = ph.rawReq, ph.fields, ph.fallback, ph.reason
 	return ph.verdict, ph.status
 }
 

@@ -150,12 +150,22 @@ func (s *Server) handOffAccepted(c net.Conn) bool {
 // fallbackHandler is the net/http server's handler: the Server's, with
 // Connection: close on every answer once Shutdown began, as the loop does,
 // and after a request that came with both Content-Length and
-// Transfer-Encoding (RFC 9112 section 6.1; see framingScan).
+// Transfer-Encoding (RFC 9112 section 6.1; see framingScan). An HTTP/1.0
+// request with Transfer-Encoding, which net/http reads as if the field
+// were not there, is refused as the loop refuses it, before anything is
+// sent on.
 type fallbackHandler struct{ s *Server }
 
 func (f fallbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.s.shutdown.Load() {
 		w.Header()["Connection"] = closeValue
+	}
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		if fs, ok := r.Context().Value(framingKey{}).(*framingScan); ok && fs.http10TE.Load() {
+			w.Header()["Connection"] = closeValue
+			errMalformedHead(http.StatusBadRequest, reasonHTTP10TE).write(w)
+			return
+		}
 	}
 	if len(r.TransferEncoding) > 0 {
 		if fs, ok := r.Context().Value(framingKey{}).(*framingScan); ok && fs.conflict.Load() {

@@ -24,6 +24,7 @@ type requestHead struct {
 	fields   []hfield // the header lines, as offsets into the head
 	verdict  int      // headOK, headBad or headFallback
 	status   int      // headBad's answer
+	reason   string   // headBad's reason for the client, "" for the generic one
 	fallback string   // headFallback's reason (Server.OnFallback's)
 	end      int      // the head's length, to the end of its empty line
 }
@@ -38,7 +39,10 @@ type requestHead struct {
 //     at most "Expect: 100-continue".
 //   - headBad: it answers h.status and closes: what net/http's server
 //     refuses too (a malformed request line, header line, value or
-//     Content-Length, a bad escape in the path, no Host or two).
+//     Content-Length, a bad escape in the path, no Host or two), and,
+//     deliberately, Transfer-Encoding in an HTTP/1.0 request, which
+//     net/http ignores (RFC 9112 section 6.1: faulty framing; h.reason
+//     says so).
 //   - headFallback: net/http serves the connection, replaying the head:
 //     other versions and target forms, Transfer-Encoding (with
 //     rawReq.framingConflict when a Content-Length came along), other
@@ -159,6 +163,12 @@ func parseRequestHead(b []byte, h *requestHead) {
 		bad() // HTTP/1.1 needs exactly one
 		return
 	}
+	if te && string(proto) == "HTTP/1.0" {
+		// net/http would read the body by Content-Length, or as empty:
+		// the replica would get another request than the client sent.
+		h.verdict, h.status, h.reason = headBad, http.StatusBadRequest, reasonHTTP10TE
+		return
+	}
 	if te && why == "" {
 		// net/http's server refuses these too, but in plain text: one
 		// Transfer-Encoding field, chunked alone, or the request gets
@@ -199,6 +209,27 @@ func parseRequestHead(b []byte, h *requestHead) {
 		r.path = internPath(p)
 	}
 	h.verdict = headOK
+}
+
+// reasonHTTP10TE is the reason given for refusing an HTTP/1.0 request
+// with a Transfer-Encoding field, on both serving paths.
+const reasonHTTP10TE = "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1)"
+
+// errMalformedHead is the answer to a request head refused with status
+// (400, 431 or 501), on either serving path; reason names what was wrong,
+// "" says only the status.
+func errMalformedHead(status int, reason string) *apiError {
+	code := "bad_request"
+	switch status {
+	case http.StatusRequestHeaderFieldsTooLarge:
+		code = "request_header_too_large"
+	case http.StatusNotImplemented:
+		code = "unsupported_transfer_encoding"
+	}
+	if reason == "" {
+		reason = http.StatusText(status)
+	}
+	return &apiError{status: status, typ: "invalid_request_error", code: code, msg: "malformed request: " + reason}
 }
 
 // readBufferedRequest is readRequest's fast path: a request head whole

@@ -258,19 +258,25 @@ func (s *Server) maxHeaderFields() int {
 	return 100
 }
 
-// framingScan notices a request head with both Content-Length and
-// Transfer-Encoding (RFC 9112 section 6.1) in the bytes net/http reads
-// from a handed-off connection: net/http deletes the Content-Length
-// before its Handler runs, so only the raw bytes tell. It looks at the
-// start of every line and treats an empty line as the end of a head; body
-// lines that look like such fields can only make it close a connection
-// that need not close. Reads are not concurrent (net/http serializes
-// them); conflict is read by the Handler.
+// framingScan notices, in the bytes net/http reads from a handed-off
+// connection, a request head with both Content-Length and
+// Transfer-Encoding, and an HTTP/1.0 head with Transfer-Encoding (RFC 9112
+// section 6.1): net/http deletes the Content-Length, or in HTTP/1.0 the
+// Transfer-Encoding, before its Handler runs, so only the raw bytes tell.
+// It looks at the start and the end of every line and treats an empty
+// line as the end of a head. Body lines that look like such fields can
+// only make it close a connection that need not close, or refuse a later
+// HTTP/1.0 request on the connection of the client that sent them. Reads
+// are not concurrent (net/http serializes them); conflict and http10TE
+// are read by the Handler.
 type framingScan struct {
 	line     [len("transfer-encoding:")]byte // the current line's first bytes
 	n        int
-	cl, te   bool // seen since the last empty line
+	tail     [len(" HTTP/1.0\r")]byte // its last bytes, right-aligned
+	cl, te   bool                     // seen since the last empty line
+	http10   bool                     // a line since then ends in " HTTP/1.0"
 	conflict atomic.Bool
+	http10TE atomic.Bool // an HTTP/1.0 head had Transfer-Encoding
 }
 
 func (f *framingScan) scan(p []byte) {
@@ -283,6 +289,12 @@ func (f *framingScan) scan(p []byte) {
 		if f.n < len(f.line) {
 			f.n += copy(f.line[f.n:], seg)
 		}
+		if k := len(f.tail) - len(seg); k > 0 {
+			copy(f.tail[:], f.tail[len(seg):])
+			copy(f.tail[k:], seg)
+		} else {
+			copy(f.tail[:], seg[-k:])
+		}
 		if i < 0 {
 			return
 		}
@@ -294,9 +306,17 @@ func (f *framingScan) scan(p []byte) {
 func (f *framingScan) endLine() {
 	l := f.line[:f.n]
 	f.n = 0
+	tail := f.tail[1:]
+	if f.tail[len(f.tail)-1] == '\r' {
+		tail = f.tail[:len(f.tail)-1]
+	}
+	if string(tail) == " HTTP/1.0" {
+		f.http10 = true
+	}
+	f.tail = [len(f.tail)]byte{}
 	switch {
 	case len(l) == 0 || len(l) == 1 && l[0] == '\r':
-		f.cl, f.te = false, false
+		f.cl, f.te, f.http10 = false, false, false
 	case len(l) >= len("content-length:") && equalFold(l[:len("content-length:")], "Content-Length:"):
 		f.cl = true
 	case len(l) >= len("transfer-encoding:") && equalFold(l[:len("transfer-encoding:")], "Transfer-Encoding:"):
@@ -304,6 +324,9 @@ func (f *framingScan) endLine() {
 	}
 	if f.cl && f.te {
 		f.conflict.Store(true)
+	}
+	if f.http10 && f.te {
+		f.http10TE.Store(true)
 	}
 }
 
