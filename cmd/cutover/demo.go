@@ -56,7 +56,8 @@ and green (different model ids), the gateway and the admin API, with state in
 a fresh temporary directory, and one local cutover agent with 4 simulated
 GPUs whose replicas are the simulator (vLLM's sleep mode on): a deploy
 without --replica has it start replicas, a promotion puts the old pool to
-sleep (--retention-mode), a rollback wakes it, a retirement frees its GPUs.
+sleep (--retention-mode; or keeps it, shrinks it to 1 replica, stops it), a
+rollback wakes it, a retirement frees its GPUs.
 It prints the URLs, the admin token and commands to try. Ctrl-C stops
 everything cleanly (the agent's replicas too, unless --state-dir keeps them
 for the next run).`,
@@ -67,6 +68,9 @@ for the next run).`,
 			}
 			if gateways < 1 {
 				return &usageError{fmt.Errorf("--gateways must be at least 1, got %d", gateways)}
+			}
+			if !slices.Contains(demoRetentionModes, retentionMode) {
+				return &usageError{fmt.Errorf("--retention-mode: want %s, got %q", strings.Join(demoRetentionModes, ", "), retentionMode)}
 			}
 			log, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -152,6 +156,10 @@ for the next run).`,
 			}
 			cfg.Rollout.Retention = config.Duration(retention)
 			cfg.Rollout.RetentionMode = retentionMode
+			if retentionMode == "shrink" {
+				one := 1
+				cfg.Rollout.ShrinkTo = &one
+			}
 			if canary {
 				demoCanary(cfg)
 			}
@@ -236,7 +244,7 @@ for the next run).`,
 	f.DurationVar(&itl, "itl", 40*time.Millisecond, "simulated time between tokens")
 	f.Float64Var(&traffic, "traffic", 4, "simulated client requests per second (0: none); with traffic, deployments are validated with shadow copies")
 	f.DurationVar(&retention, "retention", 10*time.Minute, "how long the old pool is kept after a deployment's promotion")
-	f.StringVar(&retentionMode, "retention-mode", "sleep", "rollout.retention_mode: keep, sleep or stop (the old pool after a promotion)")
+	f.StringVar(&retentionMode, "retention-mode", "sleep", "rollout.retention_mode: keep, sleep, shrink (to 1 replica, shrink_to: 1) or stop (the old pool after a promotion)")
 	f.BoolVar(&canary, "canary", false, "deploy with the canary strategy: 10 % of new requests for at least 30s (until the gates have their samples: about a minute at the default --traffic), then 50 % until cutover promote (sessions kept by X-Session-Id)")
 	return cmd
 }
@@ -447,26 +455,46 @@ demo's traffic, promote, retention of the old pool (%s, %s), retirement —
 watch it on the dashboard ("GPUs and agents"), or:
   %s deploy%s --model %s   # the agent starts the replicas (status: launch)
   %s status --watch%s   # phase, gates, GPUs by pool and state, the agent
-  %s promote%s          # the old pool is put to sleep (retained_asleep)
-  %s rollback%s         # wakes it first; history says how long the wake took
-  %s retire%s           # end the retention early: a retired pool's agent replicas stop, their GPUs free
+%s  %s retire%s           # end the retention early: a retired pool's agent replicas stop, their GPUs free
   %s history%s          # each step with its GPU-seconds (overlap)
 Or with replicas cutover does not manage (spares already running):
   %s deploy%s --model %s --replica %s
 `, demoNextModel, demoAgentGPUs, cfg.Rollout.Retention, retentionNote(cfg.Rollout.RetentionMode),
-		self, adminFlag, demoNextModel, self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag, self, adminFlag,
+		self, adminFlag, demoNextModel, self, adminFlag, retentionHints(cfg.Rollout.RetentionMode, self, adminFlag), self, adminFlag, self, adminFlag,
 		self, adminFlag, demoNextModel, strings.Join(spare, " --replica "))
 }
+
+// demoRetentionModes are the values of the demo's --retention-mode.
+var demoRetentionModes = []string{"keep", "sleep", "shrink", "stop"}
 
 // retentionNote says what the demo's retention mode does to the old pool.
 func retentionNote(mode string) string {
 	switch mode {
 	case "sleep":
 		return "asleep: vLLM's sleep mode"
+	case "shrink":
+		return "shrunk to 1 replica: the others stopped, their GPUs free"
 	case "stop":
 		return "none: stopped at once"
 	}
 	return "awake"
+}
+
+// retentionHints are the banner's promote and rollback lines for the
+// retention mode: what each does to the old pool.
+func retentionHints(mode, self, adminFlag string) string {
+	promote, rollback := "the old pool stays up as it is (retained_awake)", "instant: the old pool never stopped"
+	extra := ""
+	switch mode {
+	case "sleep":
+		promote, rollback = "the old pool is put to sleep (retained_asleep)", "wakes it first; history says how long the wake took"
+	case "shrink":
+		promote, rollback = "the old pool shrinks to 1 replica (the others stopped, GPUs free)", "starts the missing replicas first, then switches"
+		extra = fmt.Sprintf("  %s rollback%s --now   # or switch at once onto the 1 replica left; the others start in the background\n", self, adminFlag)
+	case "stop":
+		promote, rollback = "the old pool is retired at once (its GPUs free)", "refused: nothing is retained (deploy the old version again)"
+	}
+	return fmt.Sprintf("  %s promote%s          # %s\n  %s rollback%s         # %s\n%s", self, adminFlag, promote, self, adminFlag, rollback, extra)
 }
 
 // faultHint is the banner's "break a replica" paragraph. It names a

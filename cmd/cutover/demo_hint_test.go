@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -90,4 +91,34 @@ func TestDemoFleetCommandsUseSelf(t *testing.T) {
 			t.Errorf("fleet banner line runs a bare cutover: %q", line)
 		}
 	}
+}
+
+// TestDemoRetentionModes: the demo's banner says what a promotion and a
+// rollback do to the old pool in each --retention-mode; shrink runs (with
+// shrink_to 1, the rollback --now line in the banner), and a mode the
+// demo does not know is a usage error (exit 2) naming the flag.
+func TestDemoRetentionModes(t *testing.T) {
+	for _, tc := range []struct{ mode, note, promote, rollback string }{
+		{"keep", "awake", "stays up as it is", "instant"},
+		{"sleep", "asleep", "is put to sleep", "wakes it first"},
+		{"shrink", "shrunk to 1 replica", "shrinks to 1 replica", "rollback --now   # or switch at once onto the 1 replica left"},
+		{"stop", "stopped at once", "is retired at once", "refused"},
+	} {
+		cfg := &config.Config{}
+		cfg.Rollout.RetentionMode = tc.mode
+		h := shipHint(api.Status{}, cfg, "cutover", "", nil)
+		for _, want := range []string{tc.note, "promote          # the old pool " + tc.promote, tc.rollback} {
+			if !strings.Contains(h, want) {
+				t.Errorf("--retention-mode %s: banner lacks %q:\n%s", tc.mode, want, h)
+			}
+		}
+	}
+	if code, _, errOut := runCLI(t, nil, "demo", "--retention-mode", "nap"); code != 2 || !strings.Contains(errOut, "--retention-mode: want keep, sleep, shrink, stop") {
+		t.Fatalf("demo --retention-mode nap: exit %d, stderr %s; want 2 naming the flag", code, errOut)
+	}
+	d := startDemo(t, withoutEnv(os.Environ(), "CUTOVER_ADMIN_TOKEN"), "--listen", freeAddr(t), "--admin-listen", freeAddr(t), "--traffic", "0", "--retention-mode", "shrink")
+	if !strings.Contains(d.printed, " --now   # or switch at once onto the 1 replica left") {
+		t.Errorf("demo --retention-mode shrink: banner lacks the rollback --now line:\n%s", d.printed)
+	}
+	d.stop(t)
 }

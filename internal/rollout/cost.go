@@ -154,6 +154,17 @@ func (c *Controller) holding(st *State, asleep map[string]bool) ([]HeldGPUs, str
 			}
 		}
 	}
+	for _, rs := range st.Restores { // replicas started, not in their pool yet
+		s := GPURetainedAwake
+		if rs.Pool == st.Live {
+			s = GPULive
+		}
+		for _, sl := range rs.Slots {
+			if sl.ID != "" && sl.State != SlotFailed {
+				byKey[[2]string{rs.Pool, s}] += sl.GPUs
+			}
+		}
+	}
 	var held []HeldGPUs
 	for _, k := range slices.SortedFunc(maps.Keys(byKey), func(a, b [2]string) int { return strings.Compare(a[0]+"/"+a[1], b[0]+"/"+b[1]) }) {
 		if byKey[k] > 0 {

@@ -164,3 +164,52 @@ func TestStoppedReplicasHoldNoGPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestGPUSecondsDownAfterShrink: with retention_mode shrink the retained
+// pool is counted with its full GPUs until the shrink, and with only the
+// shrink_to replicas' GPUs from the shrink on: the stopped replicas' GPUs
+// stop adding up at once, so the retention costs less than with keep.
+func TestGPUSecondsDownAfterShrink(t *testing.T) {
+	a, b, c := "http://127.0.0.1:11", "http://127.0.0.1:12", "http://127.0.0.1:13"
+	f := newFx(t, func(o *Options) {
+		o.Launcher = &countLauncher{}
+		o.Settings.RetentionMode, o.Settings.ShrinkTo = RetentionShrink, 1
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{a, b, c}, Launched: []LaunchedReplica{
+			{Agent: "gpu-a", ID: "b1", URL: a, GPUs: 2}, {Agent: "gpu-a", ID: "b2", URL: b, GPUs: 2}, {Agent: "gpu-a", ID: "b3", URL: c, GPUs: 2}}} // blue: 6 GPUs
+	})
+	const (
+		before = 100 * time.Second // promote → shrink: blue retained with 6 GPUs
+		after  = 300 * time.Second // from the shrink: 1 replica, 2 GPUs
+	)
+	f.promoteNew()
+	if _, gpus := usageOf(f.c.Status().Cost, "blue", GPURetainedAwake); gpus != 6 {
+		t.Fatalf("status cost %+v: want blue's 6 GPUs retained_awake before the shrink", f.c.Status().Cost)
+	}
+	f.clk.Advance(before)
+	f.step() // the shrink: 2 of 3 replicas stopped
+	if got := blueURLs(f.c); len(got) != 1 {
+		t.Fatalf("blue after the shrink = %v, want 1 replica", got)
+	}
+	st := f.c.Status()
+	if _, gpus := usageOf(st.Cost, "blue", GPURetainedAwake); gpus != 2 {
+		t.Fatalf("status cost %+v: want blue's 2 GPUs retained_awake after the shrink", st.Cost)
+	}
+	atShrink, _ := usageOf(st.Cost, "blue", GPURetainedAwake)
+	within1pc(t, "blue retained awake at the shrink", atShrink, 6*before.Seconds())
+	f.clk.Advance(after)
+	got, _ := usageOf(f.c.Status().Cost, "blue", GPURetainedAwake)
+	within1pc(t, "blue retained awake", got, 6*before.Seconds()+2*after.Seconds())
+	if kept := 6 * (before + after).Seconds(); got >= kept {
+		t.Fatalf("blue retained awake = %.1f GPU-seconds, want less than the %.1f it holds unshrunk", got, kept)
+	}
+	// The deployment's figures agree once a commit records them.
+	if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{Now: true}); err != nil {
+		t.Fatal(err)
+	}
+	d := f.latest()
+	if d.Cost == nil {
+		t.Fatalf("deployment %s without cost", d.ID)
+	}
+	dep, _ := usageOf(d.Cost, "blue", GPURetainedAwake)
+	within1pc(t, "deployment's blue retained awake", dep, 6*before.Seconds()+2*after.Seconds())
+}

@@ -11,19 +11,20 @@ import (
 
 // Orphans: a replica the controller started through an agent stays in
 // the state until it is stopped. A commit that drops one from every pool
-// spec and from the launch in progress (a new deployment replacing the
-// standby's, a retirement, a launch that failed) moves it to
-// State.Orphans unless it is there already; Reconcile stops the orphans
-// through their agents, retrying with backoff while an agent does not
-// answer, and forgets each once it is stopped (or its agent no longer
-// knows it). Stopping is idempotent at the agent, so a replica stopped
-// before its spec changed is only asked again.
+// spec, from the launch in progress and from the restores in progress (a
+// new deployment replacing the standby's, a retirement, a launch that
+// failed, a restore that could not be kept) moves it to State.Orphans
+// unless it is there already; Reconcile stops the orphans through their
+// agents, retrying with backoff while an agent does not answer, and
+// forgets each once it is stopped (or its agent no longer knows it).
+// Stopping is idempotent at the agent, so a replica stopped before its
+// spec changed is only asked again.
 
 // launchedKey identifies a launched replica.
 func launchedKey(r LaunchedReplica) string { return r.Agent + "/" + r.ID }
 
-// held lists every launched replica the pool specs and the launch in
-// progress of s hold, by key.
+// held lists every launched replica the pool specs, the launch in
+// progress and the restores in progress of s hold, by key.
 func (c *Controller) held(s *State) map[string]LaunchedReplica {
 	out := map[string]LaunchedReplica{}
 	for name := range c.opts.Pools {
@@ -31,12 +32,17 @@ func (c *Controller) held(s *State) map[string]LaunchedReplica {
 			out[launchedKey(r)] = r
 		}
 	}
+	var slots []LaunchSlot
 	if l := s.Launch; l != nil {
-		for _, sl := range l.Slots {
-			if sl.ID != "" {
-				r := LaunchedReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs}
-				out[launchedKey(r)] = r
-			}
+		slots = l.Slots
+	}
+	for _, rs := range s.Restores {
+		slots = append(slices.Clone(slots), rs.Slots...)
+	}
+	for _, sl := range slots {
+		if sl.ID != "" {
+			r := LaunchedReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs}
+			out[launchedKey(r)] = r
 		}
 	}
 	return out

@@ -21,7 +21,8 @@ func (c *Controller) Run(ctx context.Context) {
 	defer c.shrinks.bg.Wait()
 	var resumed sync.WaitGroup
 	defer resumed.Wait()
-	resumed.Go(func() { c.resumeLaunch(ctx) }) // a launch a previous controller left
+	resumed.Go(func() { c.resumeLaunch(ctx) })   // a launch a previous controller left
+	resumed.Go(func() { c.resumeRestores(ctx) }) // and its restores
 	for {
 		c.Reconcile(ctx)
 		select {

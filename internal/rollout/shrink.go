@@ -322,8 +322,16 @@ func (c *Controller) restoreRetained(ctx context.Context, d *Deployment, n int) 
 	// leave replicas half launched.
 	ctx = context.WithoutCancel(ctx)
 	c.setNote(d.ID, fmt.Sprintf("rollback: bringing %s back to full size: starting %d replica(s) of %s through the agents", d.From, n, d.FromModel))
+	// Persisted before any agent is asked (see restore.go): a controller
+	// killed meanwhile finds the replicas again.
+	rs := RestoreState{Key: restoreKey(d.ID), Deployment: d.ID, Pool: d.From, Model: d.FromModel, N: n, Since: c.now().UTC()}
+	c.restoring(rs.Key)
+	defer c.restored(rs.Key)
+	if err := c.recordRestore(ctx, rs, true); err != nil {
+		return 0, 0, fmt.Errorf("recording the restore of %s: %w", d.From, err)
+	}
 	tracked := c.launch.begin(d.FromModel, c.now())
-	l, err := c.opts.Launcher.Launch(ctx, restoreKey(d.ID), d.FromModel, n, nil, func(slots []LaunchSlot) {
+	l, err := c.runRestore(ctx, rs, true, func(slots []LaunchSlot) {
 		if tracked {
 			c.launch.slots(slots)
 		}
@@ -332,6 +340,7 @@ func (c *Controller) restoreRetained(ctx context.Context, d *Deployment, n int) 
 		c.launch.end()
 	}
 	if err != nil {
+		c.endRestore(ctx, rs.Key, true) // the launcher stopped those it started
 		return 0, 0, fmt.Errorf("starting %d replica(s) of %s through the agents: %w", n, d.FromModel, err)
 	}
 	took := time.Since(start)
@@ -340,6 +349,7 @@ func (c *Controller) restoreRetained(ctx context.Context, d *Deployment, n int) 
 		if cur == nil {
 			return nil, fmt.Errorf("deployment %s is gone", d.ID)
 		}
+		dropRestore(s, rs.Key)
 		spec := c.addLaunched(s, cur.From, l)
 		cur.FromLaunched = append(slices.Clone(cur.FromLaunched), l...)
 		cur.FromReplicas = slices.Clone(spec.Replicas)
@@ -349,9 +359,10 @@ func (c *Controller) restoreRetained(ctx context.Context, d *Deployment, n int) 
 	if err != nil {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		if serr := c.opts.Launcher.Stop(sctx, l); serr != nil {
+		if serr := c.stopLaunched(sctx, l); serr != nil {
 			c.log.Error("stopping the replicas started for a rollback that could not record them", "err", serr)
 		}
+		c.endRestore(ctx, rs.Key, true) // those not stopped are orphans
 		return 0, 0, err
 	}
 	if err := c.awaitServing(ctx, d.From, d.FromModel, launchedURLs(l)); err != nil {
@@ -457,10 +468,21 @@ func (c *Controller) restoreInBackground(ctx context.Context, id string) {
 		return // a deploy is launching: the next reconcile tries again
 	}
 	start := time.Now()
-	l, err := c.opts.Launcher.Launch(ctx, restoreKey(id), d.FromModel, d.RestoreLater, nil, c.launch.slots)
+	// Persisted before any agent is asked (see restore.go); one a
+	// previous controller left is carried on with its keys.
+	rs := RestoreState{Key: restoreKey(id), Deployment: id, Pool: d.From, Model: d.FromModel, N: d.RestoreLater, Later: true, Since: c.now().UTC()}
+	if prev := st.restoreOf(id, true); prev != nil {
+		rs = *prev
+		c.log.Info("carrying on the background restore left by the previous controller", "restore", rs.Key, "deployment", id, "slots", len(rs.Slots))
+	} else if err := c.recordRestore(ctx, rs, false); err != nil {
+		c.launch.end()
+		c.log.Warn("background restore: recording it", "deployment", id, "err", err)
+		return
+	}
+	l, err := c.runRestore(ctx, rs, false, c.launch.slots)
 	c.launch.end()
 	if ctx.Err() != nil {
-		return // shutting down: tried again after restart
+		return // shutting down: carried on after restart
 	}
 	if err != nil {
 		wait := c.shrinks.failed("restore "+id, c.now(), err.Error())
@@ -468,6 +490,7 @@ func (c *Controller) restoreInBackground(ctx context.Context, id string) {
 		c.tmu.Lock()
 		defer c.tmu.Unlock()
 		_ = c.commit(context.WithoutCancel(ctx), "controller", func(s *State) ([]event, error) {
+			dropRestore(s, rs.Key) // the launcher stopped those it started
 			return []event{{Action: "restore_failed", Deployment: id, To: d.From, Reason: fmt.Sprintf(
 				"starting %d replica(s) of %s through the agents to bring %s back to full size: %v; next try in %s", d.RestoreLater, d.FromModel, d.From, err, wait)}}, nil
 		})
@@ -482,6 +505,7 @@ func (c *Controller) restoreInBackground(ctx context.Context, id string) {
 		if cur == nil || cur.RestoreLater == 0 || s.Live != cur.From {
 			return nil, errStale
 		}
+		dropRestore(s, rs.Key)
 		spec := c.addLaunched(s, cur.From, l)
 		cur.RestoreLater = 0
 		kept = true
@@ -496,12 +520,13 @@ func (c *Controller) restoreInBackground(ctx context.Context, id string) {
 	// stop them again rather than leave them unknown.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if serr := c.opts.Launcher.Stop(sctx, l); serr != nil {
+	if serr := c.stopLaunched(sctx, l); serr != nil {
 		c.log.Error("stopping replicas a background restore could not record", "deployment", id, "err", serr)
 	}
 	if errors.Is(err, errStale) {
 		c.clearRestoreLaterLocked(ctx, id, fmt.Sprintf("%s not brought back to full size: it is no longer live", d.From))
 	}
+	c.endRestore(ctx, rs.Key, true) // those not stopped are orphans
 }
 
 // clearRestoreLater gives up the background restore of deployment id.
@@ -519,6 +544,9 @@ func (c *Controller) clearRestoreLaterLocked(ctx context.Context, id, why string
 			return nil, errStale
 		}
 		cur.RestoreLater = 0
+		if rs := s.restoreOf(id, true); rs != nil {
+			dropRestore(s, rs.Key) // what it started is stopped as orphans
+		}
 		return []event{{Action: "restore", Deployment: id, To: cur.From, Reason: why}}, nil
 	})
 	if err != nil && !errors.Is(err, errStale) {
@@ -542,6 +570,8 @@ func (c *Controller) addLaunched(s *State, name string, l []LaunchedReplica) Poo
 // restoreKey is a fresh key prefix (agent.StartRequest.Key) for the
 // replicas a restore of deployment id starts: each attempt its own, so
 // an agent never answers one an earlier attempt started (and stopped).
+// It is persisted with the restore (RestoreState.Key), so a restarted
+// controller asks again with the same keys.
 func restoreKey(id string) string {
 	return fmt.Sprintf("restore-%s-%d", id, time.Now().UnixNano())
 }

@@ -51,6 +51,10 @@ type State struct {
 	// Launch is the launch in progress through the agents, nil without
 	// one (see launch.go). Commits replace it, never change it in place.
 	Launch *LaunchState `json:"launch,omitempty"`
+	// Restores are the restores in progress through the agents (a shrunk
+	// retained pool brought back to full size, see restore.go). Commits
+	// replace the slice and its elements, never change them in place.
+	Restores []RestoreState `json:"restores,omitempty"`
 	// Orphans are replicas the controller started through the agents
 	// that no pool holds any more and that must still be stopped (see
 	// orphans.go).
