@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"time"
 )
@@ -193,9 +194,45 @@ func (x *rawExchange) wait(phase armKind) error {
 	if x.slow {
 		x.pc.releaseReader() // a slow answer's waits hold no buffer from their start
 	}
+	return x.waitOn(phase, false)
+}
+
+// waitStream is a stream's wait for its next bytes: like wait, but once
+// the wait is long (it holds no read buffer) it parks the stream
+// (errParked) instead of blocking; after the parked wait ended it goes on
+// with that wait.
+func (x *rawExchange) waitStream() error {
+	if !x.woke {
+		x.since = time.Time{}
+		if x.slow {
+			x.pc.releaseReader()
+		}
+	}
+	return x.waitOn(armIdle, true)
+}
+
+// errParked: the stream parked (see rawExchange.park).
+var errParked = errors.New("stream parked")
+
+func (x *rawExchange) waitOn(phase armKind, park bool) error {
 	for {
-		x.arm(phase)
-		err := x.pc.fill()
+		var err error
+		if x.woke {
+			// The parked wait ended: its outcome, under the deadline it
+			// was armed with.
+			x.woke = false
+			if err = x.wakeErr; err == nil {
+				x.pc.takeReader()
+				_, err = x.pc.br.Peek(1)
+			}
+		} else {
+			x.arm(phase)
+			if park && x.pc.br.Size() == 0 {
+				x.park()
+				return errParked
+			}
+			err = x.pc.fill()
+		}
 		if err == nil {
 			return nil
 		}
