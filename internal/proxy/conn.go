@@ -193,13 +193,17 @@ func (sc *srvConn) end() {
 // replica (see rawExchange.park), then serves the connection's next
 // requests. It runs in a goroutine of its own, started when the stream
 // parked: the wait sits at the top of a fresh stack, so a stream waiting
-// for its next token keeps the smallest stack Go gives a goroutine, not
-// the one the request's call chain grew.
+// for its next token keeps the smallest stack Go gives a goroutine (2 KiB),
+// not the one the request's call chain grew. Relaying what came grows the
+// stack; a stream that parks again waits in a fresh goroutine once more,
+// and this one ends.
 func (sc *srvConn) serveParked() {
-	keep := false
-	for x := sc.parked; x != nil; x = sc.parked {
-		sc.parked = nil
-		keep = x.resume(waitReadable(x.pc.c))
+	x := sc.parked
+	sc.parked = nil
+	keep := x.resume(x.ready.await(x.pc.c))
+	if sc.parked != nil {
+		go sc.serveParked()
+		return
 	}
 	if sc.requestDone(keep) {
 		sc.serve()

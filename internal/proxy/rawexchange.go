@@ -39,11 +39,12 @@ type rawExchange struct {
 	// go on later (see park).
 	scan     bodyScanner
 	cp       chunkParser
-	parked   bool  // the stream stopped at a long wait: sc.parked is x
-	woke     bool  // the parked wait ended with wakeErr: the next wait goes on with it
-	wakeErr  error // nil: the replica's socket has bytes (or news) to read
-	mirrored bool  // serveRequest's: the request is mirrored
-	held     int64 // what the body holds of h.buffered until the request ends
+	parked   bool      // the stream stopped at a long wait: sc.parked is x
+	woke     bool      // the parked wait ended with wakeErr: the next wait goes on with it
+	wakeErr  error     // nil: the replica's socket has bytes (or news) to read
+	ready    readiness // the parked wait's
+	mirrored bool      // serveRequest's: the request is mirrored
+	held     int64     // what the body holds of h.buffered until the request ends
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
