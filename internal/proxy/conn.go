@@ -532,10 +532,15 @@ func (sc *srvConn) startWatch() {
 	case peerGone:
 		sc.gone.Store(true)
 	}
-	// The exchange waits: until its end it reads no request byte and
-	// writes none to the replica (the request is written, or its body
-	// goes straight to the socket), so those buffers go back to their
-	// pools, and a stream that waits long holds only the one it reads.
+	sc.releaseBuffers()
+}
+
+// releaseBuffers gives the client reader and the replica writer of an
+// exchange that waits long back to their pools: until its end it reads no
+// request byte and writes none to the replica (the request is written, or
+// its body goes straight to the socket), so a stream that waits long holds
+// only the buffer it reads with (and a parked one not even that).
+func (sc *srvConn) releaseBuffers() {
 	if sc.br != nil && sc.br.Buffered() == 0 && sc.pending < 0 {
 		clientReaders.Put(sc.br)
 		sc.br = nil

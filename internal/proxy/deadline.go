@@ -129,7 +129,14 @@ const (
 	armTotal           // the whole request's timeout
 	armGone            // the client hung up
 	armUnknown         // no deadline set by the exchange
+	armPark            // time for a stream's wait to park (see parkAfter)
 )
+
+// parkAfter is how long a stream's wait for its next bytes holds its read
+// buffers and the request's goroutine (with the stack its call chain
+// grew) before it parks (see rawExchange.park). Streams whose tokens come
+// faster never park.
+const parkAfter = 100 * time.Millisecond
 
 // arm sets the read deadline of the replica connection for the next wait
 // of phase (armHeader or armIdle) and records what a timeout will mean.
@@ -180,8 +187,19 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 		d, kind = x.deadline, armTotal
 	}
 	if !x.sc.watching {
-		if w := now.Add(watchAfter); d.IsZero() || w.Before(d) {
+		// The first look watchAfter into the wait (however often it is
+		// re-armed before: it parks), the next ones watchAfter apart.
+		w := x.since.Add(watchAfter)
+		if !w.After(now) {
+			w = now.Add(watchAfter)
+		}
+		if d.IsZero() || w.Before(d) {
 			d, kind = w, armWatch
+		}
+	}
+	if x.parking {
+		if p := x.since.Add(parkAfter); d.IsZero() || p.Before(d) {
+			d, kind = p, armPark
 		}
 	}
 	return d, kind
@@ -226,7 +244,9 @@ func (x *rawExchange) waitOn(phase armKind, park bool) error {
 				_, err = x.pc.br.Peek(1)
 			}
 		} else {
+			x.parking = park && !x.slow
 			x.arm(phase)
+			x.parking = false
 			if park && x.pc.br.Size() == 0 {
 				x.park()
 				return errParked
@@ -237,6 +257,13 @@ func (x *rawExchange) waitOn(phase armKind, park bool) error {
 			return nil
 		}
 		x.timedOut = x.armed
+		if isTimeout(err) && x.armed == armPark {
+			// The stream's wait is long: it parks, with no buffer.
+			x.slow = true
+			x.pc.releaseReader()
+			x.sc.releaseBuffers()
+			continue
+		}
 		if isTimeout(err) && x.armed == armWatch {
 			x.sc.startWatch()
 			x.slow = true

@@ -497,3 +497,44 @@ func serveScripted(ln net.Listener, chunked bool, next chan string) {
 		}()
 	}
 }
+
+// TestDeadlineForPark: a stream's wait that may park is armed to park
+// parkAfter after it began, unless a limit of its own comes first; a wait
+// that may not park (or parked) looks at the client watchAfter after it
+// began, then every watchAfter.
+func TestDeadlineForPark(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name     string
+		parking  bool
+		now      time.Duration // into the wait
+		idle     time.Duration // Options.IdleTimeout
+		deadline time.Time     // the whole request's
+		want     time.Time
+		kind     armKind
+	}{
+		{"parks", true, 0, time.Minute, time.Time{}, t0.Add(parkAfter), armPark},
+		{"idle limit first", true, 0, parkAfter / 2, time.Time{}, t0.Add(parkAfter / 2), armIdle},
+		{"request timeout first", true, 0, time.Minute, t0.Add(parkAfter / 4), t0.Add(parkAfter / 4), armTotal},
+		{"no idle limit", true, 0, 0, time.Time{}, t0.Add(parkAfter), armPark},
+		{"not parking", false, 0, time.Minute, time.Time{}, t0.Add(watchAfter), armWatch},
+		{"parked: the first look as if it had not", false, parkAfter, time.Minute, time.Time{}, t0.Add(watchAfter), armWatch},
+		{"after a look, the next", false, watchAfter, time.Minute, time.Time{}, t0.Add(2 * watchAfter), armWatch},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := &rawExchange{
+				sc:       &srvConn{},
+				h:        &Handler{opts: Options{IdleTimeout: tc.idle}},
+				resp:     &rawResp{chunked: true},
+				deadline: tc.deadline,
+				since:    t0,
+				parking:  tc.parking,
+			}
+			d, kind := x.deadlineFor(armIdle, t0.Add(tc.now))
+			if !d.Equal(tc.want) || kind != tc.kind {
+				t.Errorf("deadline %v (kind %d), want %v (kind %d)", d.Sub(t0), kind, tc.want.Sub(t0), tc.kind)
+			}
+		})
+	}
+}

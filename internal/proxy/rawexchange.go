@@ -39,6 +39,7 @@ type rawExchange struct {
 	// go on later (see park).
 	scan     bodyScanner
 	cp       chunkParser
+	parking  bool      // the wait being armed may park: its deadline includes parkAfter
 	parked   bool      // the stream stopped at a long wait: sc.parked is x
 	woke     bool      // the parked wait ended with wakeErr: the next wait goes on with it
 	wakeErr  error     // nil: the replica's socket has bytes (or news) to read
