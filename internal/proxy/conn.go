@@ -46,6 +46,8 @@ type srvConn struct {
 	uhead    []byte  // the replica's response head, as read
 	resp     rawResp // what was parsed of it
 
+	parked *rawExchange // a stream that stopped at a long wait (see serveParked)
+
 	// The looks at the client while an exchange waits (see startWatch).
 	watching bool
 	gone     atomic.Bool            // the client hung up
@@ -86,16 +88,11 @@ type rawReq struct {
 
 // serve runs the connection's request loop.
 func (sc *srvConn) serve() {
-	handedOff := false
+	handedOff, parked := false, false
 	defer func() {
-		if handedOff {
-			return
+		if !handedOff && !parked {
+			sc.end()
 		}
-		if sc.unread {
-			sc.lingerClose()
-		}
-		_ = sc.c.Close()
-		sc.s.forget(sc)
 	}()
 	for {
 		sc.state.Store(stateIdle)
@@ -149,18 +146,64 @@ func (sc *srvConn) serve() {
 		}
 		sc.saidClose = false
 		keep := sc.serveRequest(t)
-		if cap(sc.head) > maxKeptBody {
-			// Only once the request is done: its header fields are
-			// offsets into sc.head.
-			sc.head = nil
+		if sc.parked != nil {
+			// The answer waits long for its replica: a goroutine with a
+			// fresh stack holds the wait (see serveParked), and serves
+			// the connection on.
+			parked = true
+			go sc.serveParked()
+			return
 		}
-		// An answer sent without Connection: close (Shutdown began after
-		// its head went out) lets the client send another request: the
-		// loop's top decides whether the drain's grace still allows it.
-		if !keep || sc.req.close || sc.saidClose {
+		if !sc.requestDone(keep) {
 			return
 		}
 	}
+}
+
+// requestDone ends a request the loop served: it reports whether the
+// connection serves another.
+func (sc *srvConn) requestDone(keep bool) bool {
+	if cap(sc.head) > maxKeptBody {
+		// Only once the request is done: its header fields are
+		// offsets into sc.head.
+		sc.head = nil
+	}
+	// An answer sent without Connection: close (Shutdown began after
+	// its head went out) lets the client send another request: the
+	// loop's top decides whether the drain's grace still allows it.
+	return keep && !sc.req.close && !sc.saidClose
+}
+
+// end closes the connection the loop served.
+func (sc *srvConn) end() {
+	if sc.unread {
+		sc.lingerClose()
+	}
+	_ = sc.c.Close()
+	sc.s.forget(sc)
+}
+
+// serveParked goes on with a stream that parked at a long wait for its
+// replica (see rawExchange.park), then serves the connection's next
+// requests. It runs in a goroutine of its own, started when the stream
+// parked: the wait sits at the top of a fresh stack, so a stream waiting
+// for its next token keeps the smallest stack Go gives a goroutine (2 KiB),
+// not the one the request's call chain grew. Relaying what came grows the
+// stack; a stream that parks again waits in a fresh goroutine once more,
+// and this one ends.
+func (sc *srvConn) serveParked() {
+	x := sc.parked
+	sc.parked = nil
+	keep := x.resume(x.ready.await(x.pc.c))
+	if sc.parked != nil {
+		go sc.serveParked()
+		return
+	}
+	if sc.requestDone(keep) {
+		sc.serve()
+		return
+	}
+	sc.end()
 }
 
 // Lingering close: how long, and how many bytes, a connection closed
@@ -358,7 +401,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
 	body, held, aerr := sc.readBody()
-	defer h.buffered.give(held)
+	defer func() { h.buffered.give(held) }() // held is 0 once an exchange holds it
 	if aerr == nil && byBody {
 		e = rePick(t, e, body)
 	}
@@ -380,11 +423,8 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeError(aerr, e, nil)
 	}
 	x := rawExchangePool.Get().(*rawExchange)
-	defer func() {
-		*x = rawExchange{}
-		rawExchangePool.Put(x)
-	}()
-	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp}
+	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held}
+	held = 0
 	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
 	if h.opts.Tracer != nil {
 		x.obs.trace = sc.traceLoop(start, t, e, body)
@@ -392,19 +432,15 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if h.opts.Timeout > 0 {
 		x.deadline = start.Add(h.opts.Timeout)
 	}
-	mirrored := h.wantMirror(r.method, e, body)
-	if mirrored && Deterministic(body) {
+	x.mirrored = h.wantMirror(r.method, e, body)
+	if x.mirrored && Deterministic(body) {
 		x.capture = getCapture() // its text will be compared
 	}
 	keep := x.run()
-	sc.stopWatch()
-	x.releaseConn()
-	x.obs.Duration = time.Since(start)
-	if mirrored && len(sc.body) > 0 && &body[0] == &sc.body[0] {
-		body = bytes.Clone(body) // the mirror keeps it; the connection reuses its buffer
+	if x.parked {
+		return true // serve hands the stream to serveParked
 	}
-	h.finish(&x.obs, e, r.path, body, mirrored, x.capture)
-	return keep && !sc.gone.Load()
+	return x.end(keep)
 }
 
 // discardBody reads and drops a request body the gateway answers without
@@ -494,10 +530,15 @@ func (sc *srvConn) startWatch() {
 	case peerGone:
 		sc.gone.Store(true)
 	}
-	// The exchange waits: until its end it reads no request byte and
-	// writes none to the replica (the request is written, or its body
-	// goes straight to the socket), so those buffers go back to their
-	// pools, and a stream that waits long holds only the one it reads.
+	sc.releaseBuffers()
+}
+
+// releaseBuffers gives the client reader and the replica writer of an
+// exchange that waits long back to their pools: until its end it reads no
+// request byte and writes none to the replica (the request is written, or
+// its body goes straight to the socket), so a stream that waits long holds
+// only the buffer it reads with (and a parked one not even that).
+func (sc *srvConn) releaseBuffers() {
 	if sc.br != nil && sc.br.Buffered() == 0 && sc.pending < 0 {
 		clientReaders.Put(sc.br)
 		sc.br = nil

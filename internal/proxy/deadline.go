@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"time"
 )
@@ -128,7 +129,14 @@ const (
 	armTotal           // the whole request's timeout
 	armGone            // the client hung up
 	armUnknown         // no deadline set by the exchange
+	armPark            // time for a stream's wait to park (see parkAfter)
 )
+
+// parkAfter is how long a stream's wait for its next bytes holds its read
+// buffers and the request's goroutine (with the stack its call chain
+// grew) before it parks (see rawExchange.park). Streams whose tokens come
+// faster never park.
+const parkAfter = 100 * time.Millisecond
 
 // arm sets the read deadline of the replica connection for the next wait
 // of phase (armHeader or armIdle) and records what a timeout will mean.
@@ -179,8 +187,19 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 		d, kind = x.deadline, armTotal
 	}
 	if !x.sc.watching {
-		if w := now.Add(watchAfter); d.IsZero() || w.Before(d) {
+		// The first look watchAfter into the wait (however often it is
+		// re-armed before: it parks), the next ones watchAfter apart.
+		w := x.since.Add(watchAfter)
+		if !w.After(now) {
+			w = now.Add(watchAfter)
+		}
+		if d.IsZero() || w.Before(d) {
 			d, kind = w, armWatch
+		}
+	}
+	if x.parking {
+		if p := x.since.Add(parkAfter); d.IsZero() || p.Before(d) {
+			d, kind = p, armPark
 		}
 	}
 	return d, kind
@@ -193,13 +212,58 @@ func (x *rawExchange) wait(phase armKind) error {
 	if x.slow {
 		x.pc.releaseReader() // a slow answer's waits hold no buffer from their start
 	}
+	return x.waitOn(phase, false)
+}
+
+// waitStream is a stream's wait for its next bytes: like wait, but once
+// the wait is long (it holds no read buffer) it parks the stream
+// (errParked) instead of blocking; after the parked wait ended it goes on
+// with that wait.
+func (x *rawExchange) waitStream() error {
+	if !x.woke {
+		x.since = time.Time{}
+		if x.slow {
+			x.pc.releaseReader()
+		}
+	}
+	return x.waitOn(armIdle, true)
+}
+
+// errParked: the stream parked (see rawExchange.park).
+var errParked = errors.New("stream parked")
+
+func (x *rawExchange) waitOn(phase armKind, park bool) error {
 	for {
-		x.arm(phase)
-		err := x.pc.fill()
+		var err error
+		if x.woke {
+			// The parked wait ended: its outcome, under the deadline it
+			// was armed with.
+			x.woke = false
+			if err = x.wakeErr; err == nil {
+				x.pc.takeReader()
+				_, err = x.pc.br.Peek(1)
+			}
+		} else {
+			x.parking = park && !x.slow
+			x.arm(phase)
+			x.parking = false
+			if park && x.pc.br.Size() == 0 {
+				x.park()
+				return errParked
+			}
+			err = x.pc.fill()
+		}
 		if err == nil {
 			return nil
 		}
 		x.timedOut = x.armed
+		if isTimeout(err) && x.armed == armPark {
+			// The stream's wait is long: it parks, with no buffer.
+			x.slow = true
+			x.pc.releaseReader()
+			x.sc.releaseBuffers()
+			continue
+		}
 		if isTimeout(err) && x.armed == armWatch {
 			x.sc.startWatch()
 			x.slow = true

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -159,10 +160,20 @@ func TestIdleStreamOneGoroutine(t *testing.T) {
 	// Past watchAfter, a second goroutine per stream would have started
 	// by now (the loop cares whether the client left); check until then,
 	// and a while after. One more: the accept loop.
+	// A parked stream's wait moves to a fresh goroutine at each wake-up
+	// (serveParked): the old one ends right after starting it, so a look
+	// may catch both; only a count that stays is a second goroutine.
 	end := time.Now().Add(3 * watchAfter)
 	for {
-		if g := gatewayGoroutines(t); g != n+1 {
-			t.Fatalf("the gateway has %d goroutines with %d idle streams, want %d", g, n, n+1)
+		for look := 0; ; look++ {
+			g := gatewayGoroutines(t)
+			if g == n+1 {
+				break
+			}
+			if look == 2 {
+				t.Fatalf("the gateway has %d goroutines with %d idle streams, want %d", g, n, n+1)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 		if time.Now().After(end) {
 			break
@@ -314,4 +325,216 @@ func TestLongHeaderWait(t *testing.T) {
 		t.Fatalf("status %d, want 504: %q", resp.StatusCode, body)
 	}
 	checkAPIError(t, body, "upstream_timeout")
+}
+
+// parkedStreams counts the goroutines labelled label (see
+// startLabelled) that wait for a parked stream's replica: at the bottom
+// of their stack srvConn.serveParked, at the top readiness.await, nothing
+// relayed in between.
+func parkedStreams(tb testing.TB, label string) int {
+	tb.Helper()
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, rec := range strings.Split(b.String(), "\n\n") {
+		k, _, ok := strings.Cut(rec, " @ ")
+		if !ok || !strings.Contains(rec, `"`+idleStreamsLabel+`":"`+label+`"`) ||
+			!strings.Contains(rec, "proxy.(*srvConn).serveParked+") || !strings.Contains(rec, "proxy.(*readiness).await+") ||
+			strings.Contains(rec, "proxy.(*rawExchange).resume+") {
+			continue
+		}
+		count, _ := strconv.Atoi(k[strings.LastIndexByte(k, '\n')+1:]) // the first record follows the profile's title
+		n += count
+	}
+	return n
+}
+
+// awaitParked waits until n streams of the gateway labelled label are
+// parked.
+func awaitParked(tb testing.TB, label string, n int) {
+	tb.Helper()
+	end := time.Now().Add(testWait)
+	for parkedStreams(tb, label) != n {
+		if time.Now().After(end) {
+			tb.Fatalf("%d streams parked, want %d", parkedStreams(tb, label), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startLabelled is startServer with the goroutines the server starts
+// labelled label.
+func startLabelled(t *testing.T, s *Server, label string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go pprof.Do(context.Background(), pprof.Labels(idleStreamsLabel, label), func(context.Context) { _ = s.Serve(ln) })
+	t.Cleanup(func() { _ = s.Close() })
+	return ln.Addr().String()
+}
+
+// TestParkedStreamSmallStack: a stream waiting longer than watchAfter
+// parks, and its goroutine then has a fresh stack, not the one the
+// request's call chain grew (8 KiB).
+func TestParkedStreamSmallStack(t *testing.T) {
+	const n = 200
+	s := newIdleStreams(t, time.Minute)
+	s.open(1)
+	awaitParked(t, "gw", 1)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	s.open(n)
+	awaitParked(t, "gw", n+1)
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	if raceOn {
+		return // the race detector's goroutines need larger stacks
+	}
+	if per := (int64(m1.StackInuse) - int64(m0.StackInuse)) / n; per > 6<<10 {
+		t.Errorf("%d bytes of stack per parked stream, want at most %d", per, 6<<10)
+	}
+}
+
+// TestParkedStreamResumes: a stream that parks at each long wait relays
+// every event as it comes, ends whole, is observed once with its tokens,
+// gives its replica back (in flight 0) and leaves the client connection
+// serving the next request; with chunked and close-delimited answers.
+func TestParkedStreamResumes(t *testing.T) {
+	for _, chunked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			next := make(chan string) // the replica's next event; closed: end the stream
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ln.Close() })
+			go serveScripted(ln, chunked, next)
+			obs := make(obsChan, 4)
+			h := newHandler(t, Options{Observer: obs, IdleTimeout: time.Minute}, "", "http://"+ln.Addr().String())
+			label := t.Name()
+			c, br := dialRaw(t, startLabelled(t, &Server{Handler: h}, label))
+			_ = c.SetReadDeadline(time.Now().Add(3 * testWait))
+			writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{"stream":true}`))
+			resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := []string{"data: {\"n\":1}\n\n", "data: {\"n\":2}\n\n", "data: {\"n\":3}\n\n"}
+			for i, ev := range events {
+				if i > 0 {
+					awaitParked(t, label, 1) // the wait for this event grew long
+				}
+				next <- ev
+				got := make([]byte, len(ev))
+				if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != ev {
+					t.Fatalf("event %d: %q, %v; want %q", i, got, err, ev)
+				}
+			}
+			awaitParked(t, label, 1)
+			close(next)
+			if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != 0 {
+				t.Fatalf("after the last event: %q, %v", rest, err)
+			}
+			select {
+			case o := <-obs:
+				if o.Status != 200 || o.Error != "" || o.Tokens != len(events) || !o.Stream {
+					t.Errorf("observed status %d, error %q, tokens %d, stream %v; want 200, none, %d, true", o.Status, o.Error, o.Tokens, o.Stream, len(events))
+				}
+				if f := o.Replica.InFlight(); f != 0 {
+					t.Errorf("the replica has %d requests in flight after the stream, want 0", f)
+				}
+			case <-time.After(testWait):
+				t.Fatal("no observation")
+			}
+			writeRaw(t, c, rawRequest("GET", "/v1/models/x", nil, ""))
+			if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || string(body) != "ok" {
+				t.Fatalf("next request on the connection: %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// serveScripted is a replica: a stream answer to POSTs whose events come
+// from next (chunked, or ended by closing the connection), "ok" to
+// anything else; keep-alive.
+func serveScripted(ln net.Listener, chunked bool, next chan string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer func() { _ = c.Close() }()
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				if req.Method != "POST" {
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					continue
+				}
+				if !chunked {
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+					for ev := range next {
+						_, _ = io.WriteString(c, ev)
+					}
+					return
+				}
+				_, _ = io.WriteString(c, idleStreamHead)
+				for ev := range next {
+					_, _ = fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
+				}
+				_, _ = io.WriteString(c, "0\r\n\r\n")
+			}
+		}()
+	}
+}
+
+// TestDeadlineForPark: a stream's wait that may park is armed to park
+// parkAfter after it began, unless a limit of its own comes first; a wait
+// that may not park (or parked) looks at the client watchAfter after it
+// began, then every watchAfter.
+func TestDeadlineForPark(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name     string
+		parking  bool
+		now      time.Duration // into the wait
+		idle     time.Duration // Options.IdleTimeout
+		deadline time.Time     // the whole request's
+		want     time.Time
+		kind     armKind
+	}{
+		{"parks", true, 0, time.Minute, time.Time{}, t0.Add(parkAfter), armPark},
+		{"idle limit first", true, 0, parkAfter / 2, time.Time{}, t0.Add(parkAfter / 2), armIdle},
+		{"request timeout first", true, 0, time.Minute, t0.Add(parkAfter / 4), t0.Add(parkAfter / 4), armTotal},
+		{"no idle limit", true, 0, 0, time.Time{}, t0.Add(parkAfter), armPark},
+		{"not parking", false, 0, time.Minute, time.Time{}, t0.Add(watchAfter), armWatch},
+		{"parked: the first look as if it had not", false, parkAfter, time.Minute, time.Time{}, t0.Add(watchAfter), armWatch},
+		{"after a look, the next", false, watchAfter, time.Minute, time.Time{}, t0.Add(2 * watchAfter), armWatch},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := &rawExchange{
+				sc:       &srvConn{},
+				h:        &Handler{opts: Options{IdleTimeout: tc.idle}},
+				resp:     &rawResp{chunked: true},
+				deadline: tc.deadline,
+				since:    t0,
+				parking:  tc.parking,
+			}
+			d, kind := x.deadlineFor(armIdle, t0.Add(tc.now))
+			if !d.Equal(tc.want) || kind != tc.kind {
+				t.Errorf("deadline %v (kind %d), want %v (kind %d)", d.Sub(t0), kind, tc.want.Sub(t0), tc.kind)
+			}
+		})
+	}
 }

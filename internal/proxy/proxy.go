@@ -429,6 +429,9 @@ func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt, body []byte) 
 			continue
 		}
 		result := a.relay()
+		if x, ok := a.(*rawExchange); ok && x.parked {
+			return result // the stream goes on parked; rawExchange.resume releases rep
+		}
 		rep.Release()
 		h.opts.Outlier.Record(p, rep, relayOutcome(o))
 		return result

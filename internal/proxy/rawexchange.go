@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,18 @@ type rawExchange struct {
 	resp     *rawResp // the connection's, reused
 	armed    armKind  // what the current read deadline stands for
 	timedOut armKind  // what a timeout error stands for
+
+	// A stream's relay, kept here so that it can stop at a long wait and
+	// go on later (see park).
+	scan     bodyScanner
+	cp       chunkParser
+	parking  bool      // the wait being armed may park: its deadline includes parkAfter
+	parked   bool      // the stream stopped at a long wait: sc.parked is x
+	woke     bool      // the parked wait ended with wakeErr: the next wait goes on with it
+	wakeErr  error     // nil: the replica's socket has bytes (or news) to read
+	ready    readiness // the parked wait's
+	mirrored bool      // serveRequest's: the request is mirrored
+	held     int64     // what the body holds of h.buffered until the request ends
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
@@ -207,8 +220,12 @@ func (x *rawExchange) relay() bool {
 	o.TTFB = time.Since(o.Start)
 	streaming := !rr.bodiless && (rr.chunked || rr.closeDelim || rr.sse)
 	o.Stream, o.Status = streaming, rr.status
-	scan := newBodyScanner()
-	defer func() { o.Tokens, o.TokensFromUsage = scan.tokens(); o.StreamError = scan.streamError }()
+	x.scan = newBodyScanner()
+	defer func() {
+		if !x.parked {
+			x.scanned()
+		}
+	}()
 	out := x.appendHead(sc.out[:0], streaming)
 	br := x.pc.br
 	remaining := rr.contentLength
@@ -216,7 +233,7 @@ func (x *rawExchange) relay() bool {
 		// Usually the whole answer came with its head: one write.
 		n := min(int64(br.Buffered()), remaining)
 		b, _ := br.Peek(int(n))
-		x.observe(b, false, &scan)
+		x.observe(b, false, &x.scan)
 		out = append(out, b...)
 		_, _ = br.Discard(int(n))
 		remaining -= n
@@ -239,7 +256,7 @@ func (x *rawExchange) relay() bool {
 			}
 			n, err := br.Read(buf[:min(int64(len(buf)), remaining)])
 			if n > 0 {
-				x.observe(buf[:n], false, &scan)
+				x.observe(buf[:n], false, &x.scan)
 				if !x.writeClient(buf[:n]) {
 					return false
 				}
@@ -251,15 +268,29 @@ func (x *rawExchange) relay() bool {
 		}
 		x.reusePC = !rr.close
 		return true
-	case rr.chunked:
-		var cp chunkParser
-		data := func(p []byte) { x.observe(p, true, &scan) }
-		for !cp.done {
-			if err := x.wait(armIdle); err != nil {
+	default: // chunked, or until the replica closes
+		x.cp = chunkParser{}
+		return x.stream()
+	}
+}
+
+// stream relays the body of a chunked answer, or of one that ends when
+// the replica closes (chunked for the client), from where it is: one
+// client write per replica read. A wait that grows long parks the stream
+// (see park) and returns.
+func (x *rawExchange) stream() bool {
+	sc, rr, br := x.sc, x.resp, x.pc.br
+	if rr.chunked {
+		data := func(p []byte) { x.observe(p, true, &x.scan) }
+		for !x.cp.done {
+			if err := x.waitStream(); err != nil {
+				if err == errParked {
+					return false
+				}
 				return x.broke(err)
 			}
 			b, _ := br.Peek(br.Buffered())
-			n, err := cp.feed(b, data)
+			n, err := x.cp.feed(b, data)
 			if err != nil {
 				return x.broke(fmt.Errorf("malformed chunked answer: %w", err))
 			}
@@ -271,28 +302,84 @@ func (x *rawExchange) relay() bool {
 		}
 		x.reusePC = !rr.close
 		return true
-	default: // until the replica closes: chunk it for the client
-		for {
-			err := x.wait(armIdle)
-			if errors.Is(err, io.EOF) {
-				return x.writeClient(lastChunk)
-			}
-			if err != nil {
-				return x.broke(err)
-			}
-			b, _ := br.Peek(br.Buffered())
-			x.observe(b, true, &scan)
-			c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
-			c = append(c, "\r\n"...)
-			c = append(c, b...)
-			c = append(c, "\r\n"...)
-			sc.out = c
-			_, _ = br.Discard(len(b))
-			if !x.writeClient(c) {
-				return false
-			}
+	}
+	for {
+		err := x.waitStream()
+		if err == errParked {
+			return false
+		}
+		if errors.Is(err, io.EOF) {
+			return x.writeClient(lastChunk)
+		}
+		if err != nil {
+			return x.broke(err)
+		}
+		b, _ := br.Peek(br.Buffered())
+		x.observe(b, true, &x.scan)
+		c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
+		c = append(c, "\r\n"...)
+		c = append(c, b...)
+		c = append(c, "\r\n"...)
+		sc.out = c
+		_, _ = br.Discard(len(b))
+		if !x.writeClient(c) {
+			return false
 		}
 	}
+}
+
+// park stops a stream whose wait grew long (it holds no read buffer by
+// then; the replica connection's read deadline is armed): its relay
+// returns up through the connection's loop, which hands the stream to
+// srvConn.serveParked; that waits for the replica's socket at the top of
+// its stack and calls resume.
+func (x *rawExchange) park() {
+	x.parked = true
+	x.sc.parked = x
+}
+
+// resume goes on with a parked stream whose wait ended with err (nil: the
+// replica's socket has bytes, or news, to read; a timeout: the armed
+// deadline passed). Once the stream ends it does what forward and
+// serveRequest do after a relay, and reports whether the connection can
+// serve another request; a stream that parks again returns false with
+// sc.parked set.
+func (x *rawExchange) resume(err error) bool {
+	x.parked, x.woke, x.wakeErr = false, true, err
+	keep := x.stream()
+	if x.parked {
+		return false
+	}
+	x.scanned()
+	rep := x.obs.Replica
+	rep.Release()
+	x.h.opts.Outlier.Record(x.e.Pool, rep, relayOutcome(&x.obs))
+	return x.end(keep)
+}
+
+// end ends the exchange, as serveRequest does after forwarding: it
+// releases the replica connection, reports the observation and the
+// mirror, and puts x back in its pool. It reports whether the client
+// connection can serve another request.
+func (x *rawExchange) end(keep bool) bool {
+	sc, h, body := x.sc, x.h, x.body
+	sc.stopWatch()
+	x.releaseConn()
+	x.obs.Duration = time.Since(x.obs.Start)
+	if x.mirrored && len(sc.body) > 0 && &body[0] == &sc.body[0] {
+		body = bytes.Clone(body) // the mirror keeps it; the connection reuses its buffer
+	}
+	h.finish(&x.obs, x.e, sc.req.path, body, x.mirrored, x.capture)
+	h.buffered.give(x.held)
+	*x = rawExchange{}
+	rawExchangePool.Put(x)
+	return keep && !sc.gone.Load()
+}
+
+// scanned records what the body scanner found in the observation.
+func (x *rawExchange) scanned() {
+	x.obs.Tokens, x.obs.TokensFromUsage = x.scan.tokens()
+	x.obs.StreamError = x.scan.streamError
 }
 
 // observe feeds relayed body bytes to the scanner and the shadow capture.
