@@ -202,12 +202,16 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 		}
 	}
 	g.reload.rht = rht
-	if prev := g.reload.keys.Swap(pre.keys); prev != nil && pre.keys != nil {
+	// The data plane counts on the new keys since Reconfigure: carry the
+	// old counts over before the metrics see the new keys, so a scrape in
+	// between sees the old counters, never a drop.
+	if prev := g.reload.keys.Load(); prev != nil && pre.keys != nil {
 		pre.keys.Carry(prev)
 		if !pre.keys.Same(prev) && !slices.Contains(fresh, "auth.api_keys_file") {
 			res.Applied = append(res.Applied, "auth.api_keys_file (contents)")
 		}
 	}
+	g.reload.keys.Store(pre.keys)
 	if popts.PoolHeaderToken != g.reload.poolToken && !slices.Contains(fresh, "routing.pool_header_token_file") {
 		res.Applied = append(res.Applied, "routing.pool_header_token_file (contents)")
 	}
