@@ -218,6 +218,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		ModelName:    cfg.ModelName,
 		InitialLive:  cfg.Live,
 		ProbeTimeout: cfg.Health.Timeout.D(),
+		KeyDirs:      cfg.Admin.APIKeyDirs,
 		Settings: rollout.Settings{
 			MinReady:         ro.MinReady,
 			ProgressDeadline: ro.ProgressDeadline.D(),

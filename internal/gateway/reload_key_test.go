@@ -231,6 +231,7 @@ func TestReloadOwnedPoolKeyFileNotApplied(t *testing.T) {
 		c.Admin.TokenFile = tokenFile
 		c.Rollout.Warmup.Requests = nil
 		c.Pools["green"].APIKeyFile = keyFile
+		c.Admin.APIKeyDirs = []string{dir}
 		writeConfigFile(t, c, file)
 		cfg = c
 	}})

@@ -93,6 +93,9 @@ func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployReq
 		replicas = append(replicas, u)
 	}
 	if req.APIKeyFile != "" {
+		if err := c.keyFileAllowed(req.APIKeyFile); err != nil {
+			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
+		}
 		if _, err := c.readKey(req.APIKeyFile); err != nil {
 			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
 		}
