@@ -28,6 +28,11 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if len(req.Replicas) > 0 {
 		return c.deploy(ctx, actor, req, nil, "")
 	}
+	if req.APIKeyFile != "" { // before replicas are started for it
+		if err := c.keyFileAllowed(req.APIKeyFile); err != nil {
+			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
+		}
+	}
 	// Refuse before starting anything when the deployment would be
 	// refused anyway; decided again after the launch.
 	c.tmu.Lock()
