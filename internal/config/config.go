@@ -505,6 +505,9 @@ func (c *Config) Validate() error {
 		if err := pool.CheckModelID(p.Model); err != nil {
 			add(key+".model", "%v", err)
 		}
+		if len(p.Replicas) > pool.MaxReplicas {
+			add(key+".replicas", "%d replicas: at most %d per pool", len(p.Replicas), pool.MaxReplicas)
+		}
 		for i, r := range p.Replicas {
 			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)
 			norm, err := NormalizeReplicaURL(r)

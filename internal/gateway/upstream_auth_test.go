@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // TestReplicasWithAPIKey: replicas started with vLLM's --api-key are
@@ -174,5 +176,28 @@ func TestDeployAPIKeyFileAllowed(t *testing.T) {
 		if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || ae.Code != "bad_api_key_file" || !strings.Contains(ae.Message, "admin.api_key_dirs") {
 			t.Errorf("%s: deploy = %v, want 400 bad_api_key_file naming admin.api_key_dirs", tc.name, err)
 		}
+	}
+}
+
+// TestDeployTooManyReplicas: a deploy of more than pool.MaxReplicas
+// replicas is 400 bad_replica naming the limit (2000 in one deploy grew
+// the gateway's memory, status to 1 MB and /metrics to seconds); the limit
+// itself is allowed.
+func TestDeployTooManyReplicas(t *testing.T) {
+	e := newEnv(t, envOptions{replicas: 1})
+	many := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("http://127.0.0.%d:%d", 2+i/1000, 10000+i))
+		}
+		return out
+	}
+	_, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: many(pool.MaxReplicas + 1)})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || ae.Code != "bad_replica" || !strings.Contains(ae.Message, fmt.Sprint(pool.MaxReplicas)) {
+		t.Fatalf("deploy of %d replicas = %v, want 400 bad_replica naming %d", pool.MaxReplicas+1, err, pool.MaxReplicas)
+	}
+	if _, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: many(pool.MaxReplicas)}); err != nil {
+		t.Fatalf("deploy of %d replicas: %v", pool.MaxReplicas, err)
 	}
 }

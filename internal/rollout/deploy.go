@@ -25,6 +25,9 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if err := pool.CheckModelID(req.Model); err != nil {
 		return api.DeployResult{}, badRequest("bad_model", "%v", err)
 	}
+	if len(req.Replicas) > pool.MaxReplicas {
+		return api.DeployResult{}, badRequest("bad_replica", "%d replicas: at most %d per pool", len(req.Replicas), pool.MaxReplicas)
+	}
 	if len(req.Replicas) > 0 {
 		return c.deploy(ctx, actor, req, nil, "")
 	}
