@@ -41,8 +41,11 @@ wait.
 
 Replicas started with vLLM's --api-key need --api-key-file: a file on the
 gateway's host holding that key (the gateway reads it; only the path is
-sent and stored, the key never shows in status, history or logs). Without
-it the new replicas get the target pool's pools.<pool>.api_key_file.
+sent and stored, the key never shows in status, history or logs). The file
+must be one a pool names (pools.<pool>.api_key_file) or lie under a
+directory of the gateway's admin.api_key_dirs; otherwise the deploy is
+refused (bad_api_key_file). Without it the new replicas get the target
+pool's pools.<pool>.api_key_file.
 
 Without --replica the gateway starts the new replicas itself through its
 agents (agents: and launch: in its configuration, see docs/agent.md): the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -201,6 +202,12 @@ type Admin struct {
 	// TLS, when its files are set, serves the admin API over TLS,
 	// optionally requiring client certificates (client_ca_file).
 	TLS TLS `yaml:"tls"`
+	// APIKeyDirs are the directories under which a deploy may name a key
+	// file of its own (api_key_file, cutover deploy --api-key-file),
+	// besides the files pools.<pool>.api_key_file names. Empty (the
+	// default) allows only those: the gateway never reads, and sends as a
+	// Bearer token, a file an admin caller picks at will.
+	APIKeyDirs []string `yaml:"api_key_dirs,omitempty"`
 }
 
 // Pool is one set of replicas serving one model version.
@@ -463,6 +470,11 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin.listen", c.Admin.Listen)
+	for i, d := range c.Admin.APIKeyDirs {
+		if !filepath.IsAbs(d) {
+			add(fmt.Sprintf("admin.api_key_dirs[%d]", i), "%q must be an absolute directory", d)
+		}
+	}
 	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
 		add("log_level", "%q: want one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
 	}
@@ -499,6 +511,9 @@ func (c *Config) Validate() error {
 		}
 		if err := pool.CheckModelID(p.Model); err != nil {
 			add(key+".model", "%v", err)
+		}
+		if len(p.Replicas) > pool.MaxReplicas {
+			add(key+".replicas", "%d replicas: at most %d per pool", len(p.Replicas), pool.MaxReplicas)
 		}
 		for i, r := range p.Replicas {
 			rkey := fmt.Sprintf("%s.replicas[%d]", key, i)

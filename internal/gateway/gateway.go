@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		sh := cfg.Validation.Shadow
 		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
 			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: g.tls.transport(0)},
-			Upstream: &proxy.Upstream{}, Logger: log})
+			Upstream: &proxy.Upstream{}, Logger: log, Resolve: func(name string) *pool.Pool { return g.ctrl.Pool(name) }})
 		g.mirror = mirror
 	}
 	oc := cfg.Health.Outlier
@@ -218,6 +218,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		ModelName:    cfg.ModelName,
 		InitialLive:  cfg.Live,
 		ProbeTimeout: cfg.Health.Timeout.D(),
+		KeyDirs:      cfg.Admin.APIKeyDirs,
 		Settings: rollout.Settings{
 			MinReady:         ro.MinReady,
 			ProgressDeadline: ro.ProgressDeadline.D(),

@@ -157,24 +157,33 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 			res.RestartNeeded = append(res.RestartNeeded, k)
 		}
 	}
-	// What can still fail comes first: the certificates, then the pools
-	// (an external load balancer may refuse them, and then keeps the
-	// previous ones).
+	// What can still fail comes first: the certificates are read (and
+	// used only once the rest succeeded), then the pools (an external
+	// load balancer may refuse them, and then keeps the previous ones).
+	var useTLS func()
 	if len(g.tls.certs) > 0 {
-		if err := g.ReloadTLS(); err != nil {
+		if useTLS, err = g.prepareTLS(); err != nil {
 			return nil, fmt.Errorf("TLS certificates: %w", err)
 		}
-		res.Applied = append(res.Applied, "TLS certificates")
 	}
 	owned, err := g.ctrl.SetPools(ctx, pre.specs)
 	if err != nil {
 		return nil, err
 	}
+	if useTLS != nil {
+		useTLS()
+		res.Applied = append(res.Applied, "TLS certificates")
+	}
+	// A deployment's pool takes only the key file it inherits (its
+	// deployment named none of its own).
+	inert := func(name, k string) bool {
+		return slices.Contains(owned, name) && (!strings.HasSuffix(k, ".api_key_file") || g.ctrl.OwnKeyFile(name))
+	}
 	for _, k := range fresh {
 		if !liveKey(k) {
 			continue
 		}
-		if name, ok := poolKey(k); ok && slices.Contains(owned, name) && !strings.HasSuffix(k, ".api_key_file") {
+		if name, ok := poolKey(k); ok && inert(name, k) {
 			res.NotApplied = append(res.NotApplied, k)
 			continue
 		}
@@ -202,19 +211,28 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 		}
 	}
 	g.reload.rht = rht
-	if prev := g.reload.keys.Swap(pre.keys); prev != nil && pre.keys != nil {
+	// The data plane counts on the new keys since Reconfigure: carry the
+	// old counts over before the metrics see the new keys, so a scrape in
+	// between sees the old counters, never a drop.
+	if prev := g.reload.keys.Load(); prev != nil && pre.keys != nil {
 		pre.keys.Carry(prev)
 		if !pre.keys.Same(prev) && !slices.Contains(fresh, "auth.api_keys_file") {
 			res.Applied = append(res.Applied, "auth.api_keys_file (contents)")
 		}
 	}
+	g.reload.keys.Store(pre.keys)
 	if popts.PoolHeaderToken != g.reload.poolToken && !slices.Contains(fresh, "routing.pool_header_token_file") {
 		res.Applied = append(res.Applied, "routing.pool_header_token_file (contents)")
 	}
 	g.reload.poolToken = popts.PoolHeaderToken
 	for _, name := range config.PoolNames {
-		if pre.poolKeys[name] != g.reload.poolKeys[name] && !slices.Contains(fresh, "pools."+name+".api_key_file") {
-			res.Applied = append(res.Applied, "pools."+name+".api_key_file (contents)")
+		k := "pools." + name + ".api_key_file"
+		switch {
+		case pre.poolKeys[name] == g.reload.poolKeys[name] || slices.Contains(fresh, k):
+		case inert(name, k):
+			res.NotApplied = append(res.NotApplied, k+" (contents)")
+		default:
+			res.Applied = append(res.Applied, k+" (contents)")
 		}
 	}
 	g.reload.poolKeys = pre.poolKeys

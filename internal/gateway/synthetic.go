@@ -28,11 +28,8 @@ func (g *Gateway) syntheticFunc(cfg *config.Config) (validation.SyntheticFunc, e
 		for _, r := range candidate.Replicas {
 			urls = append(urls, r.Name)
 		}
-		r := &synthetic.Runner{HTTP: client, BaseURLs: urls, Model: candidate.Model, ClientModel: modelName}
-		if len(candidate.Replicas) > 0 && candidate.Replicas[0].Authorization != "" {
-			// One pool, one key: every replica of it carries the same.
-			r.Header = http.Header{"Authorization": {candidate.Replicas[0].Authorization}}
-		}
+		r := &synthetic.Runner{HTTP: client, BaseURLs: urls, Model: candidate.Model, ClientModel: modelName,
+			Authorize: func(base string, h http.Header) { g.currentReplica(candidate, base).SetAuthorization(h) }}
 		rep := r.Run(ctx, suite, func(res synthetic.Result) {
 			failed := res.TransportError != "" || res.Status >= 500 || res.StreamError
 			each(validation.Sample{Failed: failed, Stream: res.Stream, Duration: res.Duration, TTFT: res.TTFT, Tokens: res.Tokens}, res.Pass)
@@ -41,4 +38,26 @@ func (g *Gateway) syntheticFunc(cfg *config.Config) (validation.SyntheticFunc, e
 			"passed", rep.Passed, "failed", rep.Failed)
 		return rep.Passed + rep.Failed
 	}, nil
+}
+
+// currentReplica is the replica named base of the pool named as p is, as
+// the routing table holds it now: a reload that reads the pool's key file
+// again builds new replicas with the new key, and a request to the
+// candidate (a synthetic one, a shadow copy) must carry that key, not the
+// one of the replicas in place when the window began. p's own replica
+// when the table has no such pool or replica any more.
+func (g *Gateway) currentReplica(p *pool.Pool, base string) *pool.Replica {
+	if cur := g.ctrl.Pool(p.Name); cur != nil {
+		for _, r := range cur.Replicas {
+			if r.Name == base {
+				return r
+			}
+		}
+	}
+	for _, r := range p.Replicas {
+		if r.Name == base {
+			return r
+		}
+	}
+	return &pool.Replica{}
 }

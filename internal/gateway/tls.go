@@ -111,6 +111,31 @@ func (g *Gateway) ReloadTLS() error {
 	return errors.Join(errs...)
 }
 
+// prepareTLS reads every listener's certificate files again and returns
+// the function that makes them current, without changing any yet: a
+// reload that fails later keeps the certificates in use.
+func (g *Gateway) prepareTLS() (use func(), err error) {
+	var errs []error
+	var ps []*tlsfile.Pending
+	for _, c := range g.tls.certs {
+		p, err := c.cert.Prepare()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.key, err))
+			continue
+		}
+		ps = append(ps, p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return func() {
+		for i, p := range ps {
+			p.Use()
+			g.log.Info("TLS certificate loaded", "listener", g.tls.certs[i].key, "subject", p.Leaf().Subject.String(), "not_after", p.Leaf().NotAfter)
+		}
+	}, nil
+}
+
 // checkTLS reloads the certificates whose files changed: one tick of
 // runTLS.
 func (g *Gateway) checkTLS() {

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // TestReplicasWithAPIKey: replicas started with vLLM's --api-key are
@@ -40,6 +43,7 @@ func TestReplicasWithAPIKey(t *testing.T) {
 		for _, p := range c.Pools {
 			p.APIKeyFile = keyFile
 		}
+		c.Admin.APIKeyDirs = []string{dir} // a deploy's own key file lies there
 		// The synthetic suite alone judges the candidate: its requests
 		// need the new replicas' key too.
 		v := &c.Validation
@@ -114,5 +118,86 @@ func TestReplicasWithAPIKey(t *testing.T) {
 				t.Errorf("%s shows the key %s: %s", what, key, b)
 			}
 		}
+	}
+}
+
+// TestDeployAPIKeyFileAllowed: a deploy's own api_key_file must be a file a
+// pool names or lie under admin.api_key_dirs (the gateway sends its
+// contents as a Bearer token to replicas the caller picks: any readable
+// one-line file, such as an HF token, could be sent off); anything else,
+// through a symlink or ".." too, is 400 bad_api_key_file naming the key.
+func TestDeployAPIKeyFileAllowed(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	keys, pools, evil := filepath.Join(dir, "keys"), filepath.Join(dir, "pools"), filepath.Join(dir, "keys-evil")
+	for _, d := range []string{keys, pools, evil} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secretFile, poolKey, ownKey := filepath.Join(outside, "hf_token"), filepath.Join(pools, "green.key"), filepath.Join(keys, "v3.key")
+	for f, k := range map[string]string{secretFile: "hf_secret", poolKey: "pool-key", ownKey: "own-key", filepath.Join(evil, "x"): "x"} {
+		if err := os.WriteFile(f, []byte(k+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := filepath.Join(keys, "link.key")
+	if err := os.Symlink(secretFile, link); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{mock: mockllm.Config{Tokens: 4}, edit: func(c *config.Config) {
+		c.Pools["green"].APIKeyFile = poolKey
+		c.Admin.APIKeyDirs = []string{keys}
+	}})
+	spare := startReplica(t, mockllm.Config{Model: "model-v3", Tokens: 4}, "")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, file string
+		ok         bool
+	}{
+		{"outside every allowed place", secretFile, false},
+		{"symlink out of the directory", link, false},
+		{"dot-dot out of the directory", filepath.Join(keys, "..", "..", filepath.Base(outside), "hf_token"), false},
+		{"the directory's neighbour", filepath.Join(evil, "x"), false},
+		{"a pool's key file", poolKey, true},
+		{"under admin.api_key_dirs", ownKey, true},
+	} {
+		_, err := e.admin.Deploy(ctx, api.DeployRequest{Model: "model-v3", Replicas: []string{spare.URL()}, APIKeyFile: tc.file})
+		if tc.ok {
+			if err != nil {
+				t.Fatalf("%s: deploy: %v", tc.name, err)
+			}
+			if _, err := e.admin.Abort(ctx); err != nil {
+				t.Fatalf("%s: abort: %v", tc.name, err)
+			}
+			e.waitPhase(t, "aborted", 20*time.Second)
+			continue
+		}
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || ae.Code != "bad_api_key_file" || !strings.Contains(ae.Message, "admin.api_key_dirs") {
+			t.Errorf("%s: deploy = %v, want 400 bad_api_key_file naming admin.api_key_dirs", tc.name, err)
+		}
+	}
+}
+
+// TestDeployTooManyReplicas: a deploy of more than pool.MaxReplicas
+// replicas is 400 bad_replica naming the limit (2000 in one deploy grew
+// the gateway's memory, status to 1 MB and /metrics to seconds); the limit
+// itself is allowed.
+func TestDeployTooManyReplicas(t *testing.T) {
+	e := newEnv(t, envOptions{replicas: 1})
+	many := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("http://127.0.0.%d:%d", 2+i/1000, 10000+i))
+		}
+		return out
+	}
+	_, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: many(pool.MaxReplicas + 1)})
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || ae.Code != "bad_replica" || !strings.Contains(ae.Message, fmt.Sprint(pool.MaxReplicas)) {
+		t.Fatalf("deploy of %d replicas = %v, want 400 bad_replica naming %d", pool.MaxReplicas+1, err, pool.MaxReplicas)
+	}
+	if _, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: many(pool.MaxReplicas)}); err != nil {
+		t.Fatalf("deploy of %d replicas: %v", pool.MaxReplicas, err)
 	}
 }

@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// MaxReplicas is the most replicas one pool may have: a configured pool
+// (pools.<pool>.replicas) or a deploy with more is refused. It bounds what
+// one admin call makes the gateway check, keep and report (status,
+// /metrics) per replica.
+const MaxReplicas = 256
+
 // Replica is one OpenAI-compatible server (a vLLM process, say). Its
 // configuration is immutable; its runtime state is atomic. A Replica is
 // shared by every routing table that contains it, so its state outlives

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/route"
@@ -81,7 +82,7 @@ func (h *Handler) startTrace(start time.Time, method, path string, t *route.Tabl
 // trace context in the request's header, which both ways to the replica
 // (Upstream's writer and outRequest's copy) send on.
 func (h *Handler) traceHTTP(r *http.Request, start time.Time, t *route.Table, e *route.Entry, body []byte) *reqTrace {
-	tr := h.startTrace(start, r.Method, r.URL.Path, t, e, body, headerValue(r.Header, "Traceparent"), headerValue(r.Header, "Tracestate"))
+	tr := h.startTrace(start, r.Method, r.URL.Path, t, e, body, headerValue(r.Header, "Traceparent"), tracestate(r.Header))
 	delete(r.Header, "Tracestate")
 	if tr.traceparent != "" {
 		r.Header["Traceparent"] = []string{tr.traceparent}
@@ -94,6 +95,16 @@ func (h *Handler) traceHTTP(r *http.Request, start time.Time, t *route.Table, e 
 	return tr
 }
 
+// tracestate is the client's tracestate: every such header line, joined
+// with commas into one list as W3C Trace Context says; "" when none.
+func tracestate(h http.Header) string {
+	v := h["Tracestate"]
+	if len(v) == 1 {
+		return v[0]
+	}
+	return strings.Join(v, ",")
+}
+
 // traceLoop starts the span of a request the connection loop serves.
 func (sc *srvConn) traceLoop(start time.Time, t *route.Table, e *route.Entry, body []byte) *reqTrace {
 	var tp, ts string
@@ -101,8 +112,12 @@ func (sc *srvConn) traceLoop(start time.Time, t *route.Table, e *route.Entry, bo
 		switch name := sc.head[f.ns:f.ne]; {
 		case tp == "" && equalFold(name, "traceparent"):
 			tp = string(sc.head[f.vs:f.ve])
-		case ts == "" && equalFold(name, "tracestate"):
-			ts = string(sc.head[f.vs:f.ve])
+		case equalFold(name, "tracestate"):
+			// W3C Trace Context: several tracestate lines are one list.
+			if ts != "" {
+				ts += ","
+			}
+			ts += string(sc.head[f.vs:f.ve])
 		}
 	}
 	return sc.h.startTrace(start, sc.req.method, sc.req.path, t, e, body, tp, ts)

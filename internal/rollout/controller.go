@@ -163,6 +163,10 @@ type Options struct {
 	// ReadKey reads a pool's API key file (PoolSpec.APIKeyFile). Nil
 	// means secret.ReadFile.
 	ReadKey func(file string) (string, error)
+	// KeyDirs are the directories (admin.api_key_dirs) under which a
+	// deploy may name a key file of its own; besides them it may name
+	// only a file a configured pool names. Nil: only those.
+	KeyDirs []string
 	// Tick is the reconcile period of Run. Zero means 1s.
 	Tick time.Duration
 	// Logger receives one line per transition. Nil means slog.Default().

@@ -25,8 +25,16 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	if err := pool.CheckModelID(req.Model); err != nil {
 		return api.DeployResult{}, badRequest("bad_model", "%v", err)
 	}
+	if len(req.Replicas) > pool.MaxReplicas {
+		return api.DeployResult{}, badRequest("bad_replica", "%d replicas: at most %d per pool", len(req.Replicas), pool.MaxReplicas)
+	}
 	if len(req.Replicas) > 0 {
 		return c.deploy(ctx, actor, req, nil, "")
+	}
+	if req.APIKeyFile != "" { // before replicas are started for it
+		if err := c.keyFileAllowed(req.APIKeyFile); err != nil {
+			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
+		}
 	}
 	// Refuse before starting anything when the deployment would be
 	// refused anyway; decided again after the launch.
@@ -93,6 +101,9 @@ func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployReq
 		replicas = append(replicas, u)
 	}
 	if req.APIKeyFile != "" {
+		if err := c.keyFileAllowed(req.APIKeyFile); err != nil {
+			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
+		}
 		if _, err := c.readKey(req.APIKeyFile); err != nil {
 			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
 		}

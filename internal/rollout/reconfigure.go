@@ -89,3 +89,14 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 	}
 	return owned, nil
 }
+
+// OwnKeyFile reports whether the deployment that set pool name named a
+// key file of its own (DeployRequest.APIKeyFile): then the pool's
+// configured api_key_file does not apply to it. False for a pool no
+// deployment set.
+func (c *Controller) OwnKeyFile(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	spec, ok := c.st.Pools[name]
+	return ok && spec.APIKeyFile != ""
+}

@@ -44,6 +44,12 @@ type Options struct {
 	Upstream *proxy.Upstream
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Resolve, when set, returns the pool of that name as the routing
+	// table holds it now; each copy goes to one of its replicas, with
+	// their key, so that replicas a reload rebuilt with a new key (a
+	// reloaded api_key_file) get copies with it. Nil, or a nil answer: the
+	// pool given to SetTarget.
+	Resolve func(name string) *pool.Pool
 }
 
 // Result is what the candidate answered to one copy.
@@ -246,7 +252,13 @@ const maxAnswer = 4 << 20
 func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, deterministic bool) Result {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
-	r := t.picker.Pick(t.candidate.Replicas, nil)
+	cand := t.candidate
+	if m.opts.Resolve != nil {
+		if p := m.opts.Resolve(cand.Name); p != nil {
+			cand = p
+		}
+	}
+	r := t.picker.Pick(cand.Replicas, nil)
 	if r == nil {
 		return Result{Err: fmt.Sprintf("no healthy replica in candidate pool %s", t.candidate.Name)}
 	}

@@ -35,6 +35,11 @@ type Runner struct {
 	ClientModel string
 	// Header is added to every request, e.g. Authorization; nil means none.
 	Header http.Header
+	// Authorize, when set, is called with each request's base URL and
+	// header just before it is sent, after Header is added, so that a key
+	// that changes while the suite runs (a reloaded key file) is the one
+	// sent. Nil: Header alone.
+	Authorize func(baseURL string, h http.Header)
 }
 
 // Result is the outcome of one request of a case.
@@ -179,6 +184,9 @@ func (r *Runner) send(ctx context.Context, s *Suite, c *Case, res *Result) []str
 	}
 	for k, vs := range r.Header {
 		req.Header[k] = append([]string(nil), vs...)
+	}
+	if r.Authorize != nil {
+		r.Authorize(res.URL, req.Header)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.Stream {

@@ -79,23 +79,59 @@ func (c *Cert) read() (sum [sha256.Size]byte, certPEM, keyPEM []byte, err error)
 }
 
 func (c *Cert) loadLocked() (bool, error) {
-	sum, certPEM, keyPEM, err := c.read()
+	p, err := c.parse()
 	if err != nil {
 		return false, err
 	}
+	c.cur.Store(p.pair)
+	c.sum = p.sum
+	return true, nil
+}
+
+// parse reads the files and checks the pair, using nothing yet.
+func (c *Cert) parse() (*Pending, error) {
+	sum, certPEM, keyPEM, err := c.read()
+	if err != nil {
+		return nil, err
+	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return false, fmt.Errorf("tls cert_file %s and key_file %s: %w", c.CertFile, c.KeyFile, err)
+		return nil, fmt.Errorf("tls cert_file %s and key_file %s: %w", c.CertFile, c.KeyFile, err)
 	}
 	if pair.Leaf == nil {
 		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return false, fmt.Errorf("tls cert_file %s: %w", c.CertFile, err)
+			return nil, fmt.Errorf("tls cert_file %s: %w", c.CertFile, err)
 		}
 	}
-	c.cur.Store(&pair)
-	c.sum = sum
-	return true, nil
+	return &Pending{c: c, pair: &pair, sum: sum}, nil
 }
+
+// Pending is a pair read from the files by Prepare and not in use yet.
+type Pending struct {
+	c    *Cert
+	pair *tls.Certificate
+	sum  [sha256.Size]byte
+}
+
+// Prepare reads and checks the files as Reload does but keeps the
+// current certificate, so that a caller can make the new one current
+// (Pending.Use) only once everything else it changes with it succeeded.
+func (c *Cert) Prepare() (*Pending, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.parse()
+}
+
+// Use makes the pair the certificate of every new handshake.
+func (p *Pending) Use() {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	p.c.cur.Store(p.pair)
+	p.c.sum = p.sum
+}
+
+// Leaf is the pair's parsed leaf certificate.
+func (p *Pending) Leaf() *x509.Certificate { return p.pair.Leaf }
 
 // GetCertificate is tls.Config.GetCertificate: the current certificate.
 func (c *Cert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {

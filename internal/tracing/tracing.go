@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -218,7 +219,10 @@ func otelAttrs(attrs []slog.Attr) []attribute.KeyValue {
 func (p *Provider) Continue(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := r.Header["Traceparent"]; ok {
-			r = r.WithContext(p.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+			// Every tracestate line, joined: W3C Trace Context makes them
+			// one list (a HeaderCarrier gives the first alone).
+			th := &traceHeaders{parent: r.Header.Get("Traceparent"), state: strings.Join(r.Header.Values("Tracestate"), ",")}
+			r = r.WithContext(p.prop.Extract(r.Context(), th))
 		}
 		h.ServeHTTP(w, r)
 	})
