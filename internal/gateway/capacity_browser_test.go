@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cutover-dev/cutover/internal/admin/browsertest"
 	"github.com/cutover-dev/cutover/internal/config"
 )
 
@@ -19,12 +20,7 @@ import (
 // overlap, and the agent up, then down with its error once it stops
 // answering.
 func TestDashboardCapacityInBrowser(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("no Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
-		}
-		t.Fatalf("CI needs Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
-	}
+	browsertest.Require(t)
 	// A stand-in agent: 4 free GPUs, no replicas.
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -53,24 +49,19 @@ func TestDashboardCapacityInBrowser(t *testing.T) {
 	if _, err := e.admin.Promote(ctx); err != nil { // a commit: the accounting has a step
 		t.Fatal(err)
 	}
-	b := startBrowser(ctx, t)
-	b.do("open the dashboard and enter the token",
-		chromedp.Navigate("http://"+e.gw.AdminAddr()+"/"),
-		chromedp.WaitVisible(chromedp.ID("token-input")),
-		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
-		chromedp.Click(chromedp.ID("token-submit")),
-	)
-	b.do("see the card", chromedp.WaitVisible(chromedp.ID("capacity")))
-	b.waitText("[data-testid=gpu-usage]", "green", false)
-	b.waitText("[data-testid=gpu-usage]", "live", false)
-	b.waitText("[data-testid=gpu-usage]", "GPU-s", false)
-	b.waitText("#capacity-sub", "overlap", false)
-	b.waitText("[data-testid=agents]", "gpu-a", false)
-	b.waitText("[data-testid=agents]", "4/4 GPUs free", false)
-	b.waitJS("the agent shown up", `document.querySelector("[data-testid=agents] li").dataset.up === "true"`)
+	b := browsertest.Start(ctx, t)
+	b.Login("http://"+e.gw.AdminAddr()+"/", testToken)
+	b.Do("see the card", chromedp.WaitVisible(chromedp.ID("capacity")))
+	b.WaitText("[data-testid=gpu-usage]", "green", false)
+	b.WaitText("[data-testid=gpu-usage]", "live", false)
+	b.WaitText("[data-testid=gpu-usage]", "GPU-s", false)
+	b.WaitText("#capacity-sub", "overlap", false)
+	b.WaitText("[data-testid=agents]", "gpu-a", false)
+	b.WaitText("[data-testid=agents]", "4/4 GPUs free", false)
+	b.WaitJS("the agent shown up", `document.querySelector("[data-testid=agents] li").dataset.up === "true"`)
 
 	fake.Close() // the agent stops answering
-	b.waitJS("the agent shown down", `document.querySelector("[data-testid=agents] li").dataset.up === "false"`)
-	b.waitText("[data-testid=agents]", "down", false)
-	b.checkConsole()
+	b.WaitJS("the agent shown down", `document.querySelector("[data-testid=agents] li").dataset.up === "false"`)
+	b.WaitText("[data-testid=agents]", "down", false)
+	b.CheckConsole()
 }
