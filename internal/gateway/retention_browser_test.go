@@ -16,8 +16,9 @@ import (
 
 // seedShrunk writes, before the gateway starts, a state where deployment
 // d-1 made green live and retention_mode shrink left blue with its first
-// replica only (the second stopped through an agent).
-func seedShrunk(t *testing.T, cfg *config.Config) {
+// replica only (the second stopped through an agent), with restores in
+// progress when given.
+func seedShrunk(t *testing.T, cfg *config.Config, restores ...rollout.RestoreState) {
 	t.Helper()
 	now := time.Now().UTC()
 	blue, green := cfg.Pools["blue"], cfg.Pools["green"]
@@ -34,6 +35,7 @@ func seedShrunk(t *testing.T, cfg *config.Config) {
 			Shrunk:   []rollout.LaunchedReplica{{Agent: "gpu-a", ID: "r2", URL: blue.Replicas[1]}},
 			ShrunkAt: now,
 		}},
+		Restores: restores,
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
