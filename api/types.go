@@ -61,6 +61,10 @@ type Status struct {
 	// yet (their agent did not answer): it retries with backoff. State
 	// is "stopping".
 	Orphans []LaunchReplica `json:"orphans,omitempty"`
+	// Restores are the restores in progress (retention_mode shrink): the
+	// replicas started through the agents to bring a shrunk pool back to
+	// full size, replica by replica, oldest first; absent when none is.
+	Restores []Restore `json:"restores,omitempty"`
 }
 
 // AgentStatus is one agent as the controller sees it. The controller
@@ -105,6 +109,26 @@ type Launch struct {
 	// Replicas are the replicas asked for, each with its agent and state:
 	// asked (the agent was asked), started (it answered with an id),
 	// ready (it runs) or failed.
+	Replicas []LaunchReplica `json:"replicas"`
+}
+
+// Restore is a restore in progress, persisted like a launch: a
+// restarted controller carries it on.
+type Restore struct {
+	// Pool is the pool the replicas join and Deployment the deployment
+	// whose rollback (or shrunk retention) it is for.
+	Pool       string    `json:"pool"`
+	Deployment string    `json:"deployment"`
+	Model      string    `json:"model"`
+	Since      time.Time `json:"since"`
+	// Wanted is how many replicas it starts.
+	Wanted int `json:"wanted"`
+	// Background is true for the restore after a rollback with now (the
+	// replicas join the live pool), false for the one a rollback waits
+	// for.
+	Background bool `json:"background,omitempty"`
+	// Replicas are those asked for so far, with their state as in
+	// Launch.Replicas; empty before the first agent is asked.
 	Replicas []LaunchReplica `json:"replicas"`
 }
 

@@ -34,7 +34,8 @@ func gpuSeconds(s float64) string {
 	return fmt.Sprintf("%.0f GPU-s", s)
 }
 
-// printCapacity writes the status's GPUs, agents and launch in progress.
+// printCapacity writes the status's GPUs, agents, and launch and
+// restores in progress.
 func printCapacity(w io.Writer, s *api.Status) {
 	if s.Cost != nil && len(s.Cost.Usage) > 0 {
 		fmt.Fprintf(w, "\ngpus (--replica replicas count 0) since %s:\n  %s\n", s.Cost.Since.Local().Format(time.DateTime), costLine(s.Cost, true))
@@ -68,15 +69,29 @@ func printCapacity(w io.Writer, s *api.Status) {
 	}
 	if l := s.Launch; l != nil {
 		fmt.Fprintf(w, "\nlaunch of %s since %s:\n", l.Model, l.Since.Local().Format(time.DateTime))
-		for _, r := range l.Replicas {
-			line := fmt.Sprintf("  %-10s %-8s", r.Agent, r.State)
-			if r.ID != "" {
-				line += fmt.Sprintf(" %s %s (%d GPU(s))", r.ID, r.URL, r.GPUs)
-			}
-			if r.Error != "" {
-				line += "  " + r.Error
-			}
-			fmt.Fprintln(w, line)
+		printSlots(w, l.Replicas)
+	}
+	for _, r := range s.Restores {
+		kind := "for the rollback"
+		if r.Background {
+			kind = "in the background"
 		}
+		fmt.Fprintf(w, "\nrestore of %s to full size (%d replica(s) of %s, deployment %s, %s) since %s:\n",
+			r.Pool, r.Wanted, r.Model, r.Deployment, kind, r.Since.Local().Format(time.DateTime))
+		printSlots(w, r.Replicas)
+	}
+}
+
+// printSlots writes a launch's or restore's replicas, one a line.
+func printSlots(w io.Writer, rs []api.LaunchReplica) {
+	for _, r := range rs {
+		line := fmt.Sprintf("  %-10s %-8s", r.Agent, r.State)
+		if r.ID != "" {
+			line += fmt.Sprintf(" %s %s (%d GPU(s))", r.ID, r.URL, r.GPUs)
+		}
+		if r.Error != "" {
+			line += "  " + r.Error
+		}
+		fmt.Fprintln(w, line)
 	}
 }

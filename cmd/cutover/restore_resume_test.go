@@ -67,6 +67,7 @@ launch: {replicas: 2, gpus_per_replica: 1, ready_timeout: 1m}
 				go func() { _, _ = g.client.Rollback(ctx) }() // cut by the kill
 			}
 			restoring := awaitAgentReplica(t, a.c, "model-v2", agent.StateStarting)
+			awaitRestoreInStatus(t, g.client, "green", restoring.ID)
 
 			_ = g.p.cmd.Process.Kill()
 			g.p.exitCode(t, 10*time.Second)
@@ -134,6 +135,27 @@ func awaitAgentReplica(t *testing.T, c *agent.Client, model string, state agent.
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent never had a replica of %s %s: %+v %v", model, state, rs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitRestoreInStatus waits until GET /api/v1/status shows the restore
+// of pool in progress with replica id among its replicas.
+func awaitRestoreInStatus(t *testing.T, c *api.Client, pool, id string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.Status(context.Background())
+		if err == nil {
+			for _, r := range st.Restores {
+				if r.Pool == pool && r.Wanted == 1 && slices.ContainsFunc(r.Replicas, func(s api.LaunchReplica) bool { return s.ID == id }) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status never showed the restore of %s with replica %s: %+v %v", pool, id, st.Restores, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/admin/browsertest"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
 	"github.com/cutover-dev/cutover/internal/gateway"
@@ -474,24 +473,17 @@ func TestFleetSwitchesUnderLoadFailNothing(t *testing.T) {
 // shows the fleet's leader, its members and the store, and says so when
 // etcd becomes unreachable.
 func TestFleetDashboardShowsLeaderMembersAndStore(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("no Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
-	}
+	browsertest.Require(t)
 	f := newFleet(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b := startBrowser(ctx, t)
-	b.do("open the dashboard and enter the token",
-		chromedp.Navigate("http://"+f.gws[1].gw.AdminAddr()+"/"),
-		chromedp.WaitVisible(chromedp.ID("token-input")),
-		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
-		chromedp.Click(chromedp.ID("token-submit")),
-	)
-	b.waitText(`[data-testid="fleet-members"]`, "2 gateways", false)
-	b.waitText(`[data-testid="fleet-leader"]`, "gw-", false)
-	b.waitText(`[data-testid="fleet-store"]`, "etcd reachable", false)
+	b := browsertest.Start(ctx, t)
+	b.Login("http://"+f.gws[1].gw.AdminAddr()+"/", testToken)
+	b.WaitText(`[data-testid="fleet-members"]`, "2 gateways", false)
+	b.WaitText(`[data-testid="fleet-leader"]`, "gw-", false)
+	b.WaitText(`[data-testid="fleet-store"]`, "etcd reachable", false)
 	f.etcd.Stop()
-	b.waitText(`[data-testid="fleet-store"]`, "etcd UNREACHABLE since", false)
+	b.WaitText(`[data-testid="fleet-store"]`, "etcd UNREACHABLE since", false)
 }
 
 // TestFleetThreeMemberEtcdQuorum: on a 3-member etcd cluster, switches go

@@ -51,8 +51,8 @@ type Gateway struct {
 
 	trafficLn, adminLn, previewLn net.Listener
 	stopCheckNew                  context.CancelFunc // ends the checks of replicas a pool change added
-	trafficSrv                    *proxy.Server
-	adminSrv, previewSrv          *http.Server
+	trafficSrv, previewSrv        *proxy.Server
+	adminSrv                      *http.Server
 
 	reload reloader // SIGHUP and POST /api/v1/reload (reload.go)
 	// drain is proxy.drain_timeout (a time.Duration), which a reload
@@ -296,7 +296,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		OnFallback: g.metrics.Fallback}
 	g.adminSrv = admin.NewHTTPServer(g.continueTrace(adm), errLog)
 	if g.previewLn != nil {
-		g.previewSrv = &http.Server{Handler: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
+		// Through proxy.Server for the same raw-byte framing checks as
+		// the traffic listener; every connection goes to net/http there.
+		g.previewSrv = &proxy.Server{Handler: g.proxy, Route: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	}
 	return g, nil
 }

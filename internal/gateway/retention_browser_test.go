@@ -3,12 +3,12 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cutover-dev/cutover/internal/admin/browsertest"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/store"
@@ -16,8 +16,9 @@ import (
 
 // seedShrunk writes, before the gateway starts, a state where deployment
 // d-1 made green live and retention_mode shrink left blue with its first
-// replica only (the second stopped through an agent).
-func seedShrunk(t *testing.T, cfg *config.Config) {
+// replica only (the second stopped through an agent), with restores in
+// progress when given.
+func seedShrunk(t *testing.T, cfg *config.Config, restores ...rollout.RestoreState) {
 	t.Helper()
 	now := time.Now().UTC()
 	blue, green := cfg.Pools["blue"], cfg.Pools["green"]
@@ -34,6 +35,7 @@ func seedShrunk(t *testing.T, cfg *config.Config) {
 			Shrunk:   []rollout.LaunchedReplica{{Agent: "gpu-a", ID: "r2", URL: blue.Replicas[1]}},
 			ShrunkAt: now,
 		}},
+		Restores: restores,
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -55,46 +57,36 @@ func seedShrunk(t *testing.T, cfg *config.Config) {
 // instead; without agents the restore fails with the gateway's reason
 // (nothing switches), and the offered option switches at once.
 func TestDashboardRollbackOutOfShrunkPool(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("no Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
-		}
-		t.Fatalf("CI needs Chromium at %s (scripts/deps.sh installs it): %v", chromiumPath, err)
-	}
+	browsertest.Require(t)
 	e := newEnv(t, envOptions{edit: func(cfg *config.Config) {
 		cfg.Rollout.RetentionMode = "shrink"
 		seedShrunk(t, cfg)
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b := startBrowser(ctx, t)
-	b.do("open the dashboard and enter the token",
-		chromedp.Navigate("http://"+e.gw.AdminAddr()+"/"),
-		chromedp.WaitVisible(chromedp.ID("token-input")),
-		chromedp.SendKeys(chromedp.ID("token-input"), testToken),
-		chromedp.Click(chromedp.ID("token-submit")),
-	)
-	b.waitText("#live-pool", "green", true)
-	b.waitText("#live-protection", "shrunk to 1 of 2 replicas", false)
-	b.waitButton("btn-rollback", "enabled", "first brought back to its 2 replicas")
+	b := browsertest.Start(ctx, t)
+	b.Login("http://"+e.gw.AdminAddr()+"/", testToken)
+	b.WaitText("#live-pool", "green", true)
+	b.WaitText("#live-protection", "shrunk to 1 of 2 replicas", false)
+	b.WaitButton("btn-rollback", "enabled", "first brought back to its 2 replicas")
 
-	b.do("roll back", chromedp.Click(chromedp.ID("btn-rollback")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
-	b.waitText("#confirm-text", "is first brought back to its 2 replicas (1 started through the agents", false)
-	b.waitText("#confirm-force-text", "switch at once onto the replicas blue has left, without starting the 1 missing first", false)
-	b.do("confirm without the option", chromedp.Click(chromedp.ID("confirm-yes")))
-	b.do("see the refusal", chromedp.WaitVisible(chromedp.ID("error-banner")))
-	b.waitText("#error-banner", "HTTP 502", false)
-	b.waitText("#error-banner", "no agents are configured to start the 1 missing replica(s)", false)
+	b.Do("roll back", chromedp.Click(chromedp.ID("btn-rollback")), chromedp.WaitVisible(chromedp.ID("confirm-yes")))
+	b.WaitText("#confirm-text", "is first brought back to its 2 replicas (1 started through the agents", false)
+	b.WaitText("#confirm-force-text", "switch at once onto the replicas blue has left, without starting the 1 missing first", false)
+	b.Do("confirm without the option", chromedp.Click(chromedp.ID("confirm-yes")))
+	b.Do("see the refusal", chromedp.WaitVisible(chromedp.ID("error-banner")))
+	b.WaitText("#error-banner", "HTTP 502", false)
+	b.WaitText("#error-banner", "no agents are configured to start the 1 missing replica(s)", false)
 	if st, err := e.admin.Status(ctx); err != nil || st.Live != "green" {
 		t.Fatalf("after a failed restore the gateway says %+v (%v), want green still live", st, err)
 	}
 
-	b.do("roll back at once", chromedp.Click(chromedp.ID("btn-rollback")), chromedp.WaitVisible(chromedp.ID("confirm-force")),
+	b.Do("roll back at once", chromedp.Click(chromedp.ID("btn-rollback")), chromedp.WaitVisible(chromedp.ID("confirm-force")),
 		chromedp.Click(chromedp.ID("confirm-force")), chromedp.Click(chromedp.ID("confirm-yes")))
-	b.waitText("#notice", "Rollback: blue is live (was green)", false)
-	b.waitText("#live-pool", "blue", true)
+	b.WaitText("#notice", "Rollback: blue is live (was green)", false)
+	b.WaitText("#live-pool", "blue", true)
 	if st, err := e.admin.Status(ctx); err != nil || st.Live != "blue" || len(st.Pools["blue"].Replicas) != 1 {
 		t.Fatalf("after rollback with now the gateway says %+v (%v), want blue live on its 1 replica", st, err)
 	}
-	b.checkConsole()
+	b.CheckConsole()
 }

@@ -147,7 +147,8 @@ func (s *Server) handOffAccepted(c net.Conn) bool {
 	return true
 }
 
-// fallbackHandler is the net/http server's handler: the Server's, with
+// fallbackHandler is the net/http server's handler: the Server's (its
+// Route when set), with
 // Connection: close on every answer once Shutdown began, as the loop does,
 // and after a request that came with both Content-Length and
 // Transfer-Encoding (RFC 9112 section 6.1; see framingScan). An HTTP/1.0
@@ -171,6 +172,10 @@ func (f fallbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if fs, ok := r.Context().Value(framingKey{}).(*framingScan); ok && fs.conflict.Load() {
 			w.Header()["Connection"] = closeValue
 		}
+	}
+	if f.s.Route != nil {
+		f.s.Route.ServeHTTP(w, r)
+		return
 	}
 	f.s.Handler.ServeHTTP(w, r)
 }

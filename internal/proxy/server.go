@@ -62,6 +62,12 @@ type Server struct {
 	// may have sent it before it could learn of the shutdown. Zero means
 	// 1s; negative means none.
 	DrainGrace time.Duration
+	// Route, when set, answers every request instead of Handler, and
+	// every connection goes to the net/http server as with proxy.client
+	// net/http (the connection loop routes to the live pool only), still
+	// with the raw-byte framing checks (framingScan, fallbackHandler).
+	// The preview listener sends everything to the standby pool with it.
+	Route http.Handler
 
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
@@ -89,7 +95,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns = map[*srvConn]struct{}{}
 	}
 	s.listeners[ln] = struct{}{}
-	direct := s.Handler.up == nil // every connection goes to net/http
+	direct := s.Route != nil || s.Handler.up == nil // every connection goes to net/http
 	if direct && s.fallback == nil {
 		s.startFallbackLocked(ln.Addr())
 	}

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -138,4 +139,34 @@ func launchedIDs(l []LaunchedReplica) []string {
 		out = append(out, r.ID)
 	}
 	return out
+}
+
+// TestStatusShowsRestoresInProgress: a restore in progress is in the
+// status (pool, deployment, replicas wanted and each slot's state) while
+// the state holds it, like a launch, and gone once it is dropped.
+func TestStatusShowsRestoresInProgress(t *testing.T) {
+	f := newFx(t, nil)
+	f.promoteNew()
+	id := f.latest().ID
+	if got := f.c.Status().Restores; got != nil {
+		t.Fatalf("restores before any = %+v", got)
+	}
+	rs := RestoreState{Key: "restore-x", Deployment: id, Pool: "blue", Model: "m1", N: 2, Later: true, Since: t0, Slots: []LaunchSlot{
+		{Agent: "gpu-a", Key: "restore-x.0", ID: "r1", URL: "http://127.0.0.1:7700", GPUs: 1, State: SlotReady},
+		{Agent: "gpu-b", Key: "restore-x.1", State: SlotAsked},
+	}}
+	if err := f.c.recordRestore(f.ctx, rs, false); err != nil {
+		t.Fatal(err)
+	}
+	want := []api.Restore{{Pool: "blue", Deployment: id, Model: "m1", Since: t0, Wanted: 2, Background: true, Replicas: []api.LaunchReplica{
+		{Agent: "gpu-a", ID: "r1", URL: "http://127.0.0.1:7700", GPUs: 1, State: SlotReady},
+		{Agent: "gpu-b", State: SlotAsked},
+	}}}
+	if got := f.c.Status().Restores; !reflect.DeepEqual(got, want) {
+		t.Fatalf("restores in the status = %+v, want %+v", got, want)
+	}
+	f.c.endRestore(f.ctx, "restore-x", false)
+	if got := f.c.Status().Restores; got != nil {
+		t.Fatalf("restores after it ended = %+v", got)
+	}
 }

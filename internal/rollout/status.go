@@ -55,12 +55,22 @@ func (c *Controller) Status() api.Status {
 		s.Orphans = append(s.Orphans, api.LaunchReplica{Agent: r.Agent, ID: r.ID, URL: r.URL, GPUs: r.GPUs, State: "stopping"})
 	}
 	if l := st.Launch; l != nil {
-		s.Launch = &api.Launch{Model: l.Model, Since: l.Since, Replicas: []api.LaunchReplica{}}
-		for _, sl := range l.Slots {
-			s.Launch.Replicas = append(s.Launch.Replicas, api.LaunchReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs, State: sl.State, Error: sl.Error})
-		}
+		s.Launch = &api.Launch{Model: l.Model, Since: l.Since, Replicas: apiSlots(l.Slots)}
+	}
+	for _, r := range st.Restores {
+		s.Restores = append(s.Restores, api.Restore{Pool: r.Pool, Deployment: r.Deployment, Model: r.Model, Since: r.Since,
+			Wanted: r.N, Background: r.Later, Replicas: apiSlots(r.Slots)})
 	}
 	return s
+}
+
+// apiSlots is the API's view of a launch's or restore's slots.
+func apiSlots(slots []LaunchSlot) []api.LaunchReplica {
+	out := []api.LaunchReplica{}
+	for _, sl := range slots {
+		out = append(out, api.LaunchReplica{Agent: sl.Agent, ID: sl.ID, URL: sl.URL, GPUs: sl.GPUs, State: sl.State, Error: sl.Error})
+	}
+	return out
 }
 
 func (c *Controller) noteFor(id string) *string {

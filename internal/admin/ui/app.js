@@ -611,17 +611,18 @@
   }
 
   // renderCapacity shows the GPUs each pool holds by state with their
-  // GPU-seconds (api.Cost), each agent up or down, a launch in progress
-  // replica by replica, and the replicas still to stop. Hidden without
+  // GPU-seconds (api.Cost), each agent up or down, a launch and the
+  // restores in progress replica by replica, and the replicas still to stop. Hidden without
   // any of them.
   function renderCapacity(st) {
     const cost = st.cost && st.cost.usage && st.cost.usage.length ? st.cost : null;
     const agents = st.agents || [];
     const launch = st.launch || null;
     const orphans = st.orphans || [];
-    if (!changed('capacity', [cost, agents, launch, orphans])) return;
+    const restores = st.restores || [];
+    if (!changed('capacity', [cost, agents, launch, orphans, restores])) return;
     const card = $('capacity');
-    card.hidden = !cost && !agents.length && !launch && !orphans.length;
+    card.hidden = !cost && !agents.length && !launch && !orphans.length && !restores.length;
     if (card.hidden) return;
     const parts = [];
     if (cost) {
@@ -638,10 +639,16 @@
         isSet(a.since) ? [' since ', timeEl(a.since)] : '', ` · ${a.free_gpus}/${a.gpus} GPUs free`,
         !a.up && a.last_error ? h('div', { class: 'muted' }, a.last_error) : ''))));
     }
+    const slots = (rs) => rs.map((r) => h('li', {},
+      h('b', {}, r.agent), ` ${r.state}`, r.id ? ` · ${r.id} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})` : '', r.error ? ` · ${r.error}` : ''));
     if (launch) {
       parts.push(h('div', { class: 'subhead' }, `Launching ${launch.model}`));
-      parts.push(h('ul', { class: 'agents', 'data-testid': 'launch' }, launch.replicas.map((r) => h('li', {},
-        h('b', {}, r.agent), ` ${r.state}`, r.id ? ` · ${r.id} (${r.gpus} GPU${r.gpus === 1 ? '' : 's'})` : '', r.error ? ` · ${r.error}` : ''))));
+      parts.push(h('ul', { class: 'agents', 'data-testid': 'launch' }, slots(launch.replicas)));
+    }
+    for (const r of restores) {
+      parts.push(h('div', { class: 'subhead' }, `Restoring ${r.pool} to full size: ${r.wanted} replica${r.wanted === 1 ? '' : 's'} of ${r.model}`,
+        ` (${r.deployment}, ${r.background ? 'in the background' : 'for the rollback'}) since `, timeEl(r.since)));
+      parts.push(h('ul', { class: 'agents', 'data-testid': 'restore' }, slots(r.replicas || [])));
     }
     if (orphans.length) {
       parts.push(h('div', { class: 'subhead' }, 'In no pool, still to stop (retried while the agent does not answer)'));
