@@ -130,7 +130,8 @@ func TestServiceUnitVerifies(t *testing.T) {
 // hardening but what a supervisor of GPU processes cannot have
 // (PrivateDevices would hide /dev/nvidia*), leaves the replicas running
 // when the agent stops (they are re-adopted), has no ExecReload (SIGHUP
-// would end the agent), and gives the replicas a writable HOME.
+// would end the agent), and gives the replicas a writable HOME and a
+// TMPDIR that outlives an agent restart (not PrivateTmp).
 func TestAgentUnitHardening(t *testing.T) {
 	d := unitDirectives(t, agentUnitFile)
 	want := map[string]string{
@@ -138,13 +139,13 @@ func TestAgentUnitHardening(t *testing.T) {
 		"Group":                    "cutover",
 		"ExecStart":                "/usr/bin/cutover agent --config /etc/cutover/agent.yaml --log-format json",
 		"KillMode":                 "process",
-		"StateDirectory":           "cutover-agent",
+		"StateDirectory":           "cutover-agent cutover-agent/tmp",
 		"LogsDirectory":            "cutover-agent",
-		"Environment":              "HOME=/var/lib/cutover-agent",
+		"Environment":              "HOME=/var/lib/cutover-agent TMPDIR=/var/lib/cutover-agent/tmp",
 		"NoNewPrivileges":          "yes",
 		"ProtectSystem":            "strict",
 		"ProtectHome":              "yes",
-		"PrivateTmp":               "yes",
+		"PrivateTmp":               "no", // removed at stop, under replicas that outlive it (KillMode=process)
 		"Restart":                  "on-failure",
 		"RestartPreventExitStatus": "2",
 		"LimitNOFILE":              "65536",
