@@ -348,12 +348,31 @@ func (sc *srvConn) slowPath(t *route.Table) string {
 	if t == nil {
 		return "" // answered 503 below
 	}
+	// Tables are immutable: the answer is worked out once per table.
+	if v := sc.h.slow.Load(); v != nil && v.t == t {
+		return v.why
+	}
+	v := &slowVerdict{t: t, why: replicasPath(t, sc.h.opts.PoolHeader != "")}
+	sc.h.slow.Store(v)
+	return v.why
+}
+
+// slowVerdict is slowPath's answer for routing table t.
+type slowVerdict struct {
+	t   *route.Table
+	why string
+}
+
+// replicasPath is "https_replicas" when a request served from t may go
+// to a replica that is not plain HTTP: one of the live pool, or of any
+// pool during a canary or with the pool header on (anyPool).
+func replicasPath(t *route.Table, anyPool bool) string {
 	for _, r := range t.Live.Pool.Replicas {
 		if r.URL.Scheme != "http" {
 			return "https_replicas"
 		}
 	}
-	if t.Canary != nil || sc.h.opts.PoolHeader != "" {
+	if t.Canary != nil || anyPool {
 		// The request may go to another pool than the live one.
 		for _, e := range t.Pools {
 			for _, r := range e.Pool.Replicas {

@@ -92,8 +92,13 @@ type Handler struct {
 	rt     http.RoundTripper
 	up     *Upstream // rt when it is an *Upstream: the fast path
 	picker pool.Picker
-	log    *slog.Logger
-	table  *atomic.Pointer[route.Table] // shared by every generation
+	// bodyPicker is picker when it is a pool.BodyPicker, else nil.
+	bodyPicker pool.BodyPicker
+	log        *slog.Logger
+	table      *atomic.Pointer[route.Table] // shared by every generation
+	// slow caches the loop's slowPath verdict for the last table (this
+	// generation's: it depends on opts.PoolHeader).
+	slow atomic.Pointer[slowVerdict]
 	// buffered counts the request body bytes held in memory, by every
 	// generation together.
 	buffered *bodyBudget
@@ -120,6 +125,7 @@ func newGeneration(opts Options, table *atomic.Pointer[route.Table], budget *bod
 	if h.picker == nil {
 		h.picker = pool.LeastOutstanding{}
 	}
+	h.bodyPicker, _ = h.picker.(pool.BodyPicker)
 	if h.log == nil {
 		h.log = slog.Default()
 	}

@@ -233,7 +233,8 @@ func (x *rawExchange) writeBody(pc *upConn) error {
 // serve another request.
 func (x *rawExchange) relay() bool {
 	sc, rr, o := x.sc, x.resp, &x.obs
-	o.TTFB = time.Since(o.Start)
+	now := time.Now() // the head's, and the first write's
+	o.TTFB = now.Sub(o.Start)
 	streaming := !rr.bodiless && (rr.chunked || rr.closeDelim || rr.sse)
 	o.Stream, o.Status = streaming, rr.status
 	x.scan = newBodyScanner()
@@ -249,13 +250,14 @@ func (x *rawExchange) relay() bool {
 		// Usually the whole answer came with its head: one write.
 		n := min(int64(br.Buffered()), remaining)
 		b, _ := br.Peek(int(n))
+		o.TTFT = o.TTFB // it came with the head
 		x.observe(b, false, &x.scan)
 		out = append(out, b...)
 		_, _ = br.Discard(int(n))
 		remaining -= n
 	}
 	sc.out = out
-	if !x.writeClient(out) {
+	if !x.writeClientAt(out, now) {
 		return false
 	}
 	switch {
@@ -403,7 +405,7 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 	if len(p) == 0 {
 		return
 	}
-	if x.obs.Bytes == 0 {
+	if x.obs.Bytes == 0 && x.obs.TTFT == 0 {
 		x.obs.TTFT = time.Since(x.obs.Start)
 	}
 	x.obs.Bytes += int64(len(p))
@@ -417,8 +419,12 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 }
 
 // writeClient writes to the client; a failure means it hung up.
-func (x *rawExchange) writeClient(b []byte) bool {
-	if _, err := x.sc.write(b); err != nil {
+func (x *rawExchange) writeClient(b []byte) bool { return x.writeClientAt(b, time.Time{}) }
+
+// writeClientAt is writeClient with the clock read at now (zero: not
+// read yet).
+func (x *rawExchange) writeClientAt(b []byte, now time.Time) bool {
+	if _, err := x.sc.writeAt(b, now); err != nil {
 		x.obs.Error = clientGoneCode(err)
 		x.sc.gone.Store(true)
 		return false
