@@ -424,8 +424,9 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if aerr == nil && byBody {
 		e = rePick(t, e, body)
 	}
+	var bm bodyModel // the body's scan, shared
 	if aerr == nil && key != noKey {
-		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+		if aerr = h.allowModel(key, t, r.method, body, &bm); aerr != nil {
 			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 			return sc.writeError(aerr, e, nil)
 		}
@@ -438,7 +439,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		sc.writeError(aerr, e, nil)
 		return false
 	}
-	if body, aerr = applyModelName(t, e, r.method, body); aerr != nil {
+	if body, aerr = applyModelName(t, e, r.method, body, &bm); aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}
 	x := rawExchangePool.Get().(*rawExchange)
@@ -452,7 +453,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		x.deadline = start.Add(h.opts.Timeout)
 	}
 	x.mirrored = h.wantMirror(r.method, e, body)
-	if x.mirrored && Deterministic(body) {
+	if x.mirrored && bm.deterministic(body) {
 		x.capture = getCapture() // its text will be compared
 	}
 	keep := x.run()
