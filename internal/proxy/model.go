@@ -64,8 +64,7 @@ func scanModel(b []byte) (modelField, error) {
 		}
 		key := b[ks+1 : ke-1]
 		if esc {
-			var k string
-			if json.Unmarshal(b[ks:ke], &k) == nil {
+			if k, err := decodeString(b[ks:ke]); err == nil {
 				key = []byte(k)
 			}
 		}
@@ -93,7 +92,9 @@ func scanModel(b []byte) (modelField, error) {
 			if f.isString {
 				if _, esc, _ := scanString(b, vs); !esc {
 					f.value = string(b[vs+1 : ve-1])
-				} else if err := json.Unmarshal(b[vs:ve], &f.value); err != nil {
+				} else if v, err := decodeString(b[vs:ve]); err == nil {
+					f.value = v
+				} else {
 					return f, errNotObject
 				}
 			}
@@ -115,6 +116,15 @@ func scanModel(b []byte) (modelField, error) {
 			return f, errNotObject
 		}
 	}
+}
+
+// decodeString decodes the JSON string s, quotes included. A function of
+// its own: the pointer json.Unmarshal takes moves its target to the heap,
+// which in scanModel was the whole modelField, on every scan.
+func decodeString(s []byte) (string, error) {
+	var v string
+	err := json.Unmarshal(s, &v)
+	return v, err
 }
 
 // isZeroNumber reports whether v is a JSON number equal to zero (0, -0,

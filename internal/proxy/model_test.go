@@ -338,3 +338,13 @@ func TestAnswerScanner(t *testing.T) {
 		}
 	}
 }
+
+// TestScanModelAllocates: a scan allocates the model's name and nothing
+// else (the json.Unmarshal for an escaped value used to move the whole
+// modelField to the heap on every scan).
+func TestScanModelAllocates(t *testing.T) {
+	body := []byte(`{"model":"llm","messages":[{"role":"user","content":"hi"}],"temperature":0.7}`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = scanModel(body) }); n > 1 {
+		t.Errorf("%v allocations per scan, want 1", n)
+	}
+}
