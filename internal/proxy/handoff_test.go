@@ -239,3 +239,29 @@ func TestSlowPathFollowsTheTable(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowPathFollowsTheGeneration: the cached verdict belongs to a
+// generation (it depends on the pool header), so a reload that turns the
+// header on or off is seen by the next request on the same table.
+func TestSlowPathFollowsTheGeneration(t *testing.T) {
+	plain := testTable(t, "", "http://127.0.0.1:1")
+	g := &pool.Pool{Name: "green", Model: "model-v2", Replicas: []*pool.Replica{pool.NewReplica(&url.URL{Scheme: "https", Host: "127.0.0.1:2"})}}
+	tbl := route.New(2, "blue", "", plain.Live.Pool, g) // no canary: green only by the header
+	h := newHandler(t, Options{}, "", "http://127.0.0.1:1")
+	h.Apply(tbl)
+	for i, header := range []string{"", "X-Cutover-Pool", ""} {
+		if err := h.Reconfigure(Options{PoolHeader: header, Logger: quiet}); err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if header != "" {
+			want = "https_replicas"
+		}
+		sc := &srvConn{h: h.current()}
+		for j := range 2 { // the second from the cache
+			if got := sc.slowPath(tbl); got != want {
+				t.Errorf("generation %d (pool header %q), look %d: %q, want %q", i, header, j, got, want)
+			}
+		}
+	}
+}
