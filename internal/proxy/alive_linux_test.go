@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -79,4 +81,65 @@ func awaitPeer(t *testing.T, c net.Conn) {
 		}
 	}
 	t.Fatal("nothing arrived from the replica")
+}
+
+// TestSendCheckedAfterParkedStream: the replica connection of a stream
+// that parked (its wait on the socket's readiness, park_linux.go) goes
+// back to the pool when the stream ends, and the next requests are sent
+// on it with sendChecked's look: the two waits on the connection's
+// readiness follow each other without a lost wake-up or a connection
+// taken for stale.
+func TestSendCheckedAfterParkedStream(t *testing.T) {
+	next := make(chan string)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &acceptCounter{Listener: inner}
+	t.Cleanup(func() { _ = ln.Close() })
+	go serveScripted(ln, true, next)
+	h := newHandler(t, Options{IdleTimeout: time.Minute}, "", "http://"+ln.Addr().String())
+	label := t.Name()
+	c, br := dialRaw(t, startLabelled(t, &Server{Handler: h}, label))
+	_ = c.SetReadDeadline(time.Now().Add(3 * testWait))
+	writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{"stream":true}`))
+	resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitParked(t, label, 1)
+	ev := "data: {\"n\":1}\n\n"
+	next <- ev
+	got := make([]byte, len(ev))
+	if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != ev {
+		t.Fatalf("event: %q, %v; want %q", got, err, ev)
+	}
+	awaitParked(t, label, 1)
+	close(next)
+	if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != 0 {
+		t.Fatalf("after the event: %q, %v", rest, err)
+	}
+	for i := range 3 {
+		writeRaw(t, c, rawRequest("GET", "/v1/models/x", nil, ""))
+		if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d after the stream: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := ln.accepted.Load(); n != 1 {
+		t.Errorf("the replica accepted %d connections, want 1 (the parked stream's, reused)", n)
+	}
+}
+
+// acceptCounter counts the connections its listener accepted.
+type acceptCounter struct {
+	net.Listener
+	accepted atomic.Int32
+}
+
+func (l *acceptCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
 }
