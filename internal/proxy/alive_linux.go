@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -13,37 +14,143 @@ import (
 // peeker tells whether an idle connection is still open, with nothing
 // unread: a non-blocking peek finds nothing to read (EAGAIN). A closed one
 // reads end-of-file, and an idle one must never have data pending. It
-// runs before every reuse of a pooled connection, so its raw connection
-// and callback are made once, on first use, and a check allocates nothing.
-// The peek cannot block (MSG_DONTWAIT), so it goes to the kernel as a raw
-// system call, without the scheduler's bookkeeping for one that might.
+// runs before every reuse of a pooled connection (sendChecked, for the
+// connection loop's requests), so its raw connection and callbacks are
+// made once, on first use, and a check allocates nothing.
 type peeker struct {
 	raw syscall.RawConn // nil until first use
 	fn  func(fd uintptr)
 	ok  bool
 	buf [1]byte
+
+	// sendChecked's state, kept here so that its callback, made once,
+	// allocates nothing.
+	send  func(fd uintptr) bool
+	out   []byte        // what to write
+	n     int           // how much of out went out
+	wait  bool          // wait for the answer once out is written
+	stage sendStage     // how far the callback got
+	errno syscall.Errno // the write's error
+}
+
+// sendStage is how far sendChecked's callback got.
+type sendStage uint8
+
+const (
+	sendChecking sendStage = iota // looking for unread bytes
+	sendStale                     // found some, or an end of file or error
+	sendWaiting                   // out written whole; waiting for the answer
+)
+
+// rawConn makes p's raw connection on first use; false: c has none.
+func (p *peeker) rawConn(c net.Conn) (ok bool, err error) {
+	if p.raw != nil {
+		return true, nil
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	p.raw = raw
+	p.fn = func(fd uintptr) {
+		p.ok = peekNothing(fd, &p.buf)
+	}
+	p.send = p.sendStep
+	return true, nil
+}
+
+// peekNothing reports that the socket fd has nothing to read and is not
+// closed: a non-blocking peek finds nothing (EAGAIN). The peek cannot
+// block (MSG_DONTWAIT), so it goes to the kernel as a raw system call,
+// without the scheduler's bookkeeping for one that might.
+func peekNothing(fd uintptr, buf *[1]byte) bool {
+	_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno == unix.EAGAIN
 }
 
 func (p *peeker) alive(c net.Conn) bool {
-	if p.raw == nil {
-		sc, ok := c.(syscall.Conn)
-		if !ok {
-			return true
-		}
-		raw, err := sc.SyscallConn()
-		if err != nil {
-			return false
-		}
-		p.raw = raw
-		p.fn = func(fd uintptr) {
-			_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
-				unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-			p.ok = errno == unix.EAGAIN // nothing to read, not closed
-		}
+	if ok, err := p.rawConn(c); !ok {
+		return err == nil
 	}
 	p.ok = false
 	err := p.raw.Control(p.fn)
 	return err == nil && p.ok
+}
+
+// sendChecked writes b to c, a kept-alive replica connection, after
+// making sure that c holds no unread byte and is not closed (errStale
+// otherwise, with nothing written): bytes a replica sent after its last
+// answer must never be read as the answer to this request (issue 16,
+// fault 8). With wait, it then blocks until c has something to read (or
+// its read deadline passes), without reading.
+//
+// All of it is one turn of the runtime poller (syscall.RawConn.Read):
+// the peek runs after the poller forgot any earlier readiness of c, and
+// the wait that follows the write is woken by anything that arrives
+// after the peek, so the answer's arrival cannot be missed, and no read
+// is spent finding the socket empty right after the write (the peek
+// already is that read). Without it, each request paid a peek before
+// the write and a read that failed with EAGAIN after it.
+//
+// n is how much of b went out. n < len(b) with a nil error: the socket
+// took no more without blocking; the caller writes the rest with c.Write
+// (and then reads without waiting first). err with n == len(b) is the
+// wait's (a deadline).
+func (p *peeker) sendChecked(c net.Conn, b []byte, wait bool) (n int, err error) {
+	if ok, err := p.rawConn(c); !ok {
+		if err != nil {
+			return 0, err
+		}
+		if !p.alive(c) {
+			return 0, errStale
+		}
+		return 0, nil // the caller writes it all
+	}
+	p.out, p.n, p.wait, p.stage, p.errno = b, 0, wait, sendChecking, 0
+	err = p.raw.Read(p.send)
+	n, p.out = p.n, nil
+	switch {
+	case p.stage == sendStale:
+		return 0, errStale
+	case p.errno != 0:
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", p.errno)}
+	}
+	return n, err
+}
+
+// sendStep is sendChecked's callback: true ends the turn, false waits
+// for c to become readable and calls it again.
+func (p *peeker) sendStep(fd uintptr) bool {
+	if p.stage != sendChecking {
+		return true // the poller saw the answer arrive
+	}
+	if !peekNothing(fd, &p.buf) {
+		p.stage = sendStale
+		return true
+	}
+	for p.n < len(p.out) {
+		m, err := unix.Write(int(fd), p.out[p.n:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN || (err == nil && m <= 0):
+			return true // the rest goes through the poller's write
+		case err != nil:
+			p.errno = err.(syscall.Errno)
+			return true
+		}
+		p.n += m
+	}
+	if !p.wait {
+		return true
+	}
+	p.stage = sendWaiting
+	return false
 }
 
 // peerState is what a non-blocking peek learnt of a connection's peer.

@@ -47,13 +47,13 @@ func (h *Handler) authenticate(path, authorization string) (int, *apiError) {
 
 // allowModel refuses (403) a request body naming a model key k may not
 // use. The model is the one the client named, else the table's
-// model_name (which the gateway fills in).
-func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte) *apiError {
+// model_name (which the gateway fills in). bm is the body's shared scan.
+func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte, bm *bodyModel) *apiError {
 	if k == noKey || method != http.MethodPost || len(body) == 0 {
 		return nil
 	}
 	model := t.ModelName
-	if f, err := scanModel(body); err == nil && f.found && f.isString {
+	if f, err := bm.scan(body); err == nil && f.found && f.isString {
 		model = f.value
 	}
 	if h.opts.ClientAuth.Allows(k, model) {

@@ -348,12 +348,31 @@ func (sc *srvConn) slowPath(t *route.Table) string {
 	if t == nil {
 		return "" // answered 503 below
 	}
+	// Tables are immutable: the answer is worked out once per table.
+	if v := sc.h.slow.Load(); v != nil && v.t == t {
+		return v.why
+	}
+	v := &slowVerdict{t: t, why: replicasPath(t, sc.h.opts.PoolHeader != "")}
+	sc.h.slow.Store(v)
+	return v.why
+}
+
+// slowVerdict is slowPath's answer for routing table t.
+type slowVerdict struct {
+	t   *route.Table
+	why string
+}
+
+// replicasPath is "https_replicas" when a request served from t may go
+// to a replica that is not plain HTTP: one of the live pool, or of any
+// pool during a canary or with the pool header on (anyPool).
+func replicasPath(t *route.Table, anyPool bool) string {
 	for _, r := range t.Live.Pool.Replicas {
 		if r.URL.Scheme != "http" {
 			return "https_replicas"
 		}
 	}
-	if t.Canary != nil || sc.h.opts.PoolHeader != "" {
+	if t.Canary != nil || anyPool {
 		// The request may go to another pool than the live one.
 		for _, e := range t.Pools {
 			for _, r := range e.Pool.Replicas {
@@ -405,8 +424,9 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if aerr == nil && byBody {
 		e = rePick(t, e, body)
 	}
+	var bm bodyModel // the body's scan, shared
 	if aerr == nil && key != noKey {
-		if aerr = h.allowModel(key, t, r.method, body); aerr != nil {
+		if aerr = h.allowModel(key, t, r.method, body, &bm); aerr != nil {
 			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 			return sc.writeError(aerr, e, nil)
 		}
@@ -419,7 +439,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		sc.writeError(aerr, e, nil)
 		return false
 	}
-	if body, aerr = applyModelName(t, e, r.method, body); aerr != nil {
+	if body, aerr = applyModelName(t, e, r.method, body, &bm); aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}
 	x := rawExchangePool.Get().(*rawExchange)
@@ -433,7 +453,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		x.deadline = start.Add(h.opts.Timeout)
 	}
 	x.mirrored = h.wantMirror(r.method, e, body)
-	if x.mirrored && Deterministic(body) {
+	if x.mirrored && bm.deterministic(body) {
 		x.capture = getCapture() // its text will be compared
 	}
 	keep := x.run()

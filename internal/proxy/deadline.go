@@ -69,9 +69,18 @@ func (w *writeDeadline) due(now time.Time, d time.Duration) (time.Time, bool) {
 
 // write writes b to the client within the client write timeout. A write
 // that failed, timed out or not, leaves the connection unusable.
-func (sc *srvConn) write(b []byte) (int, error) {
-	if t, ok := sc.wdl.due(time.Now(), sc.h.opts.ClientWriteTimeout); ok {
-		_ = sc.c.SetWriteDeadline(t)
+func (sc *srvConn) write(b []byte) (int, error) { return sc.writeAt(b, time.Time{}) }
+
+// writeAt is write with the clock read at now by the caller (zero: read
+// it here, when a write timeout needs it).
+func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
+	if d := sc.h.opts.ClientWriteTimeout; d > 0 {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if t, ok := sc.wdl.due(now, d); ok {
+			_ = sc.c.SetWriteDeadline(t)
+		}
 	}
 	return sc.c.Write(b)
 }
@@ -81,8 +90,10 @@ func (sc *srvConn) write(b []byte) (int, error) {
 // previous answer otherwise, which may have passed.
 func (h *Handler) startWrites(w http.ResponseWriter) writeDeadline {
 	var wd writeDeadline
-	if t, ok := wd.due(time.Now(), h.opts.ClientWriteTimeout); ok {
-		_ = http.NewResponseController(w).SetWriteDeadline(t)
+	if d := h.opts.ClientWriteTimeout; d > 0 {
+		if t, ok := wd.due(time.Now(), d); ok {
+			_ = http.NewResponseController(w).SetWriteDeadline(t)
+		}
 	}
 	return wd
 }
@@ -90,8 +101,10 @@ func (h *Handler) startWrites(w http.ResponseWriter) writeDeadline {
 // armWrite moves the write deadline of an answer written through net/http
 // (see writeDeadline).
 func (ex *exchange) armWrite(rc *http.ResponseController) {
-	if t, ok := ex.wdl.due(time.Now(), ex.h.opts.ClientWriteTimeout); ok {
-		_ = rc.SetWriteDeadline(t)
+	if d := ex.h.opts.ClientWriteTimeout; d > 0 {
+		if t, ok := ex.wdl.due(time.Now(), d); ok {
+			_ = rc.SetWriteDeadline(t)
+		}
 	}
 }
 

@@ -5,10 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/route"
 )
 
 // TestServerFallback: connections the loop does not serve itself
@@ -211,5 +215,53 @@ func TestServerFallbackDuringShutdown(t *testing.T) {
 		}
 	case <-time.After(testWait):
 		t.Error("Shutdown did not return after the stream ended")
+	}
+}
+
+// TestSlowPathFollowsTheTable: the loop's verdict on a routing table is
+// worked out once per table, and a switch to a table with https replicas
+// (live, or a canary's) is seen by the next request, as is the switch
+// back.
+func TestSlowPathFollowsTheTable(t *testing.T) {
+	plain := testTable(t, "", "http://127.0.0.1:1")
+	tlsLive := testTable(t, "", "https://127.0.0.1:1")
+	g := &pool.Pool{Name: "green", Model: "model-v2", Replicas: []*pool.Replica{pool.NewReplica(&url.URL{Scheme: "https", Host: "127.0.0.1:2"})}}
+	canary := route.New(2, "blue", "", plain.Live.Pool, g)
+	canary.Canary, canary.CanaryWeight = canary.Pools["green"], 10
+	h := newHandler(t, Options{}, "", "http://127.0.0.1:1")
+	sc := &srvConn{h: h}
+	for i, tc := range []struct {
+		t    *route.Table
+		want string
+	}{{plain, ""}, {plain, ""}, {tlsLive, "https_replicas"}, {plain, ""}, {canary, "https_replicas"}, {plain, ""}} {
+		if got := sc.slowPath(tc.t); got != tc.want {
+			t.Errorf("table %d: %q, want %q", i, got, tc.want)
+		}
+	}
+}
+
+// TestSlowPathFollowsTheGeneration: the cached verdict belongs to a
+// generation (it depends on the pool header), so a reload that turns the
+// header on or off is seen by the next request on the same table.
+func TestSlowPathFollowsTheGeneration(t *testing.T) {
+	plain := testTable(t, "", "http://127.0.0.1:1")
+	g := &pool.Pool{Name: "green", Model: "model-v2", Replicas: []*pool.Replica{pool.NewReplica(&url.URL{Scheme: "https", Host: "127.0.0.1:2"})}}
+	tbl := route.New(2, "blue", "", plain.Live.Pool, g) // no canary: green only by the header
+	h := newHandler(t, Options{}, "", "http://127.0.0.1:1")
+	h.Apply(tbl)
+	for i, header := range []string{"", "X-Cutover-Pool", ""} {
+		if err := h.Reconfigure(Options{PoolHeader: header, Logger: quiet}); err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if header != "" {
+			want = "https_replicas"
+		}
+		sc := &srvConn{h: h.current()}
+		for j := range 2 { // the second from the cache
+			if got := sc.slowPath(tbl); got != want {
+				t.Errorf("generation %d (pool header %q), look %d: %q, want %q", i, header, j, got, want)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
@@ -228,57 +229,71 @@ func appendCutoverHeaders(b []byte, e *route.Entry, rep *pool.Replica) []byte {
 	return b
 }
 
-// writeRequest writes the request head and body to the replica.
+// writeRequest builds the request head, and a small body, in pc.out:
+// the answer's first wait sends it (upConn.fill), so that the look at a
+// reused connection, the write and that wait are one turn of the poller.
+// A large body is written here, after the head.
 func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credentials) error {
 	sc := x.sc
 	r := &sc.req
-	bw := pc.writer()
-	bw.WriteString(r.method)
-	bw.WriteByte(' ')
-	bw.WriteString(prefix)
-	bw.Write(r.target)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(host)
-	bw.WriteString("\r\n")
+	b := pc.takeOut()
+	b = append(b, r.method...)
+	b = append(b, ' ')
+	b = append(b, prefix...)
+	b = append(b, r.target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
 	tr := x.obs.trace
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
 		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) || (tr != nil && isTraceField(name)) {
 			continue
 		}
-		bw.Write(name)
-		bw.WriteString(": ")
-		bw.Write(sc.head[f.vs:f.ve])
-		bw.WriteString("\r\n")
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, sc.head[f.vs:f.ve]...)
+		b = append(b, "\r\n"...)
 	}
 	if cred.value != "" {
-		bw.WriteString("Authorization: ")
-		bw.WriteString(cred.value)
-		bw.WriteString("\r\n")
+		b = append(b, "Authorization: "...)
+		b = append(b, cred.value...)
+		b = append(b, "\r\n"...)
 	}
 	if tr != nil {
-		tr.writeFields(bw)
+		b = tr.appendFields(b)
 	}
 	if sc.ip != "" {
-		bw.WriteString("X-Forwarded-For: ")
-		bw.WriteString(sc.ip)
-		bw.WriteString("\r\n")
+		b = append(b, "X-Forwarded-For: "...)
+		b = append(b, sc.ip...)
+		b = append(b, "\r\n"...)
 	}
 	if len(x.body) > 0 || r.method == http.MethodPost || r.method == http.MethodPut || r.method == http.MethodPatch {
-		bw.WriteString("Content-Length: ")
-		var num [20]byte
-		bw.Write(strconv.AppendInt(num[:0], int64(len(x.body)), 10))
-		bw.WriteString("\r\n")
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(x.body)), 10)
+		b = append(b, "\r\n"...)
 	}
-	bw.WriteString("\r\n")
-	if len(x.body) <= smallBody {
-		bw.Write(x.body)
-		return bw.Flush()
+	b = append(b, "\r\n"...)
+	small := len(x.body) <= smallBody
+	if small {
+		b = append(b, x.body...)
 	}
-	if err := bw.Flush(); err != nil {
+	*pc.out = b
+	if small {
+		return nil
+	}
+	// A read deadline left from the connection's last answer may have
+	// passed; the answer's wait sets its own.
+	_ = pc.c.SetReadDeadline(time.Time{})
+	if err := pc.flush(false); err != nil {
 		return err
 	}
-	return x.writeBody(pc)
+	pc.wrote = time.Time{} // not whole before the body is
+	if err := x.writeBody(pc); err != nil {
+		return err
+	}
+	pc.wrote = time.Now()
+	return nil
 }
 
 // writeForward writes a forwarded request's head and body.

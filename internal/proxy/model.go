@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -63,8 +64,7 @@ func scanModel(b []byte) (modelField, error) {
 		}
 		key := b[ks+1 : ke-1]
 		if esc {
-			var k string
-			if json.Unmarshal(b[ks:ke], &k) == nil {
+			if k, err := decodeString(b[ks:ke]); err == nil {
 				key = []byte(k)
 			}
 		}
@@ -92,7 +92,9 @@ func scanModel(b []byte) (modelField, error) {
 			if f.isString {
 				if _, esc, _ := scanString(b, vs); !esc {
 					f.value = string(b[vs+1 : ve-1])
-				} else if err := json.Unmarshal(b[vs:ve], &f.value); err != nil {
+				} else if v, err := decodeString(b[vs:ve]); err == nil {
+					f.value = v
+				} else {
 					return f, errNotObject
 				}
 			}
@@ -116,14 +118,42 @@ func scanModel(b []byte) (modelField, error) {
 	}
 }
 
+// decodeString decodes the JSON string s, quotes included. A function of
+// its own: the pointer json.Unmarshal takes moves its target to the heap,
+// which in scanModel was the whole modelField, on every scan.
+func decodeString(s []byte) (string, error) {
+	var v string
+	err := json.Unmarshal(s, &v)
+	return v, err
+}
+
 // isZeroNumber reports whether v is a JSON number equal to zero (0, -0,
 // 0.0, 0e5 and the like).
 func isZeroNumber(v []byte) bool {
 	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
 		return false
 	}
+	// A plain decimal (temperature 0.7: no exponent, which could make a
+	// tiny number zero) with a non-zero digit is not zero: no need to
+	// parse it.
+	if plainDecimal(v) && bytes.ContainsAny(v, "123456789") {
+		return false
+	}
 	t, err := strconv.ParseFloat(string(v), 64)
 	return err == nil && t == 0
+}
+
+// plainDecimal reports whether v holds only digits, a point and a minus
+// sign: a number without an exponent.
+func plainDecimal(v []byte) bool {
+	for _, c := range v {
+		switch {
+		case c >= '0' && c <= '9', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func skipWS(b []byte, i int) int {
@@ -153,6 +183,44 @@ func scanString(b []byte, i int) (end int, escaped, ok bool) {
 	return 0, false, false
 }
 
+// stringEnd returns the offset after the string starting at b[i] == '"'
+// and whether it is terminated, like scanString without telling escapes.
+// Short strings (keys, roles) end within a few bytes of a plain loop;
+// long ones (prompts) are searched from quote to quote with
+// bytes.IndexByte (vectorised), counting the backslashes before each
+// quote: an odd number escapes it.
+func stringEnd(b []byte, i int) (int, bool) {
+	j := i + 1
+	for n := 0; n < 16 && j < len(b); n, j = n+1, j+1 {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	for j < len(b) {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			break
+		}
+		q := j + k
+		n := 0
+		for q-n-1 > i && b[q-n-1] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, true
+		}
+		j = q + 1
+	}
+	return 0, false
+}
+
+// jsonStop marks the bytes skipValue looks at inside an array or object;
+// it passes over every other byte.
+var jsonStop = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true}
+
 // skipValue returns the offset after the JSON value starting at b[i]. It
 // checks bracket balance and string termination, not full JSON grammar:
 // the backend validates the body; the gateway only needs to find "model".
@@ -162,15 +230,18 @@ func skipValue(b []byte, i int) (int, bool) {
 	}
 	switch b[i] {
 	case '"':
-		end, _, ok := scanString(b, i)
-		return end, ok
+		return stringEnd(b, i)
 	case '{', '[':
 		var buf [32]byte
 		stack := buf[:0]
 		for j := i; j < len(b); j++ {
-			switch c := b[j]; c {
+			c := b[j]
+			if !jsonStop[c] {
+				continue
+			}
+			switch c {
 			case '"':
-				end, _, ok := scanString(b, j)
+				end, ok := stringEnd(b, j)
 				if !ok {
 					return 0, false
 				}
@@ -212,7 +283,14 @@ func skipValue(b []byte, i int) (int, bool) {
 // pool's own id passes as is. It returns the body to send (b itself when
 // unchanged) and, for any other name, that name with ok false.
 func rewriteModel(b []byte, clientName string, poolModel string, poolModelJSON []byte) (out []byte, other string, ok bool) {
-	f, err := scanModel(b)
+	var m bodyModel
+	return m.rewrite(b, clientName, poolModel, poolModelJSON)
+}
+
+// rewrite is rewriteModel with b's scan shared (b: the body as it
+// arrived).
+func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolModelJSON []byte) (out []byte, other string, ok bool) {
+	f, err := m.scan(b)
 	if err != nil {
 		return b, "", true // not an object: the backend answers it
 	}
@@ -247,6 +325,33 @@ func setModel(b []byte, f modelField, modelJSON []byte) []byte {
 		out = append(out, ',')
 	}
 	return append(out, b[f.objStart:]...)
+}
+
+// bodyModel is scanModel's result for one request's body, scanned once
+// and shared by every step that needs it: client auth's model check, the
+// model-name rule and the shadow copy's determinism (three scans of the
+// same body before). The zero value has not scanned yet.
+type bodyModel struct {
+	f       modelField
+	err     error
+	scanned bool
+}
+
+// scan returns scanModel(b) of the request's body as it arrived: b on
+// the first call; later calls return that result whatever b (the body
+// the model-name rule rewrote has the same members but the model).
+func (m *bodyModel) scan(b []byte) (modelField, error) {
+	if !m.scanned {
+		m.f, m.err = scanModel(b)
+		m.scanned = true
+	}
+	return m.f, m.err
+}
+
+// deterministic is Deterministic for the request's body.
+func (m *bodyModel) deterministic(b []byte) bool {
+	f, err := m.scan(b)
+	return err == nil && f.deterministic
 }
 
 // ForModel returns the JSON object body b with its top-level model set to

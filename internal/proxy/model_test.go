@@ -259,6 +259,7 @@ func BenchmarkRewriteModel(b *testing.B) {
 		{"client name", chatRequest},
 		{"pool id", bytes.Replace(chatRequest, []byte(`"chat"`), []byte(`"org/m-1.5"`), 1)},
 		{"missing", bytes.Replace(chatRequest, []byte(`"model":"chat",`), nil, 1)},
+		{"8 KiB prompt", bytes.Replace(chatRequest, []byte("What is"), bytes.Repeat([]byte("What is "), 1024), 1)},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -294,6 +295,12 @@ func TestForModel(t *testing.T) {
 		{`{"messages":[{"temperature":0}]}`, `{"model":"v2","messages":[{"temperature":0}]}`, false},
 		{`{"\u0074emperature":0, "model" : null}`, `{"\u0074emperature":0, "model" : "v2"}`, true},
 		{`{}`, `{"model":"v2"}`, false},
+		// Strings past stringEnd's first 16 bytes are searched quote to
+		// quote: escaped quotes and backslash runs before them.
+		{`{"messages":[{"content":"a prompt longer than sixteen bytes, \"quoted\" and \\"}],"model":"llama","temperature":0.0}`,
+			`{"messages":[{"content":"a prompt longer than sixteen bytes, \"quoted\" and \\"}],"model":"v2","temperature":0.0}`, true},
+		{`{"messages":["a prompt longer than sixteen bytes \\\"]\\\\","model":"x"],"seed":1}`,
+			`{"model":"v2","messages":["a prompt longer than sixteen bytes \\\"]\\\\","model":"x"],"seed":1}`, true},
 	}
 	for _, tt := range tests {
 		out, det, err := ForModel([]byte(tt.body), []byte(`"v2"`))
@@ -329,5 +336,15 @@ func TestAnswerScanner(t *testing.T) {
 		if n != tt.tokens || se != tt.streamErr || done != tt.ok {
 			t.Errorf("%s: tokens %d streamError %v done %v, want %d %v %v", tt.name, n, se, done, tt.tokens, tt.streamErr, tt.ok)
 		}
+	}
+}
+
+// TestScanModelAllocates: a scan allocates the model's name and nothing
+// else (the json.Unmarshal for an escaped value used to move the whole
+// modelField to the heap on every scan).
+func TestScanModelAllocates(t *testing.T) {
+	body := []byte(`{"model":"llm","messages":[{"role":"user","content":"hi"}],"temperature":0.7}`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = scanModel(body) }); n > 1 {
+		t.Errorf("%v allocations per scan, want 1", n)
 	}
 }

@@ -92,8 +92,13 @@ type Handler struct {
 	rt     http.RoundTripper
 	up     *Upstream // rt when it is an *Upstream: the fast path
 	picker pool.Picker
-	log    *slog.Logger
-	table  *atomic.Pointer[route.Table] // shared by every generation
+	// bodyPicker is picker when it is a pool.BodyPicker, else nil.
+	bodyPicker pool.BodyPicker
+	log        *slog.Logger
+	table      *atomic.Pointer[route.Table] // shared by every generation
+	// slow caches the loop's slowPath verdict for the last table (this
+	// generation's: it depends on opts.PoolHeader).
+	slow atomic.Pointer[slowVerdict]
 	// buffered counts the request body bytes held in memory, by every
 	// generation together.
 	buffered *bodyBudget
@@ -120,6 +125,7 @@ func newGeneration(opts Options, table *atomic.Pointer[route.Table], budget *bod
 	if h.picker == nil {
 		h.picker = pool.LeastOutstanding{}
 	}
+	h.bodyPicker, _ = h.picker.(pool.BodyPicker)
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -211,15 +217,16 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		e = rePick(t, e, body)
 		w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	}
+	var bm bodyModel // the body's scan, shared
 	if aerr == nil {
-		if aerr = h.allowModel(key, t, r.Method, body); aerr != nil {
+		if aerr = h.allowModel(key, t, r.Method, body, &bm); aerr != nil {
 			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
 			aerr.write(w)
 			return
 		}
 	}
 	if aerr == nil {
-		body, aerr = applyModelName(t, e, r.Method, body)
+		body, aerr = applyModelName(t, e, r.Method, body, &bm)
 	}
 	if aerr != nil {
 		aerr.write(w)
@@ -236,7 +243,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		ex.obs.trace = h.traceHTTP(r, start, t, e, body)
 	}
 	mirrored := h.wantMirror(r.Method, e, body)
-	if mirrored && Deterministic(body) {
+	if mirrored && bm.deterministic(body) {
 		ex.capture = getCapture() // its text will be compared
 	}
 	abort := ex.run()
@@ -293,12 +300,13 @@ func (a *localAnswer) write(w http.ResponseWriter) {
 
 // applyModelName applies the table's model_name rule to a request body
 // bound for pool e (see rewriteModel): it returns the body to send, or
-// the 404 for a model name the gateway does not serve.
-func applyModelName(t *route.Table, e *route.Entry, method string, body []byte) ([]byte, *apiError) {
+// the 404 for a model name the gateway does not serve. bm is the body's
+// shared scan.
+func applyModelName(t *route.Table, e *route.Entry, method string, body []byte, bm *bodyModel) ([]byte, *apiError) {
 	if t.ModelName == "" || len(body) == 0 || method != http.MethodPost {
 		return body, nil
 	}
-	nb, other, ok := rewriteModel(body, t.ModelName, e.Pool.Model, e.ModelJSON)
+	nb, other, ok := bm.rewrite(body, t.ModelName, e.Pool.Model, e.ModelJSON)
 	if !ok {
 		return nil, &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
 			msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}

@@ -140,7 +140,9 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 		defer cancel()
 	}
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := u.get(ctx, host, attempt > 0)
+		// A reused connection is looked at as the request is written
+		// (see upConn.flush), not here.
+		pc, reused, err := u.take(ctx, host, attempt > 0, false)
 		if err != nil {
 			return err
 		}
@@ -152,9 +154,20 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 		pc.wrote = time.Time{}
 		err = x.writeRequest(pc, host, rep.URL.EscapedPath(), x.h.credentials(rep))
 		if err == nil {
-			pc.wrote = time.Now()
-			err = x.readHead()
-		} else if mayHaveAnswered(err) && !x.sc.gone.Load() {
+			err = x.readHead() // its first wait sends a small request
+		}
+		if errors.Is(err, errStale) {
+			// A pooled connection the replica closed, or with bytes no
+			// request asked for: nothing was written. Take the next one
+			// (the same attempt), or fail on a new one.
+			x.closeConn()
+			if reused {
+				attempt--
+				continue
+			}
+			return err
+		}
+		if err != nil && pc.wrote.IsZero() && mayHaveAnswered(err) && !x.sc.gone.Load() {
 			// A replica that refuses a request may answer (400, 413)
 			// and close with the body unread, which resets the
 			// connection while it is written: its answer, if it came,
@@ -178,7 +191,10 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 	}
 }
 
-var errClientGone = errors.New("client closed the request")
+var (
+	errClientGone = errors.New("client closed the request")
+	errStale      = errors.New("pooled replica connection closed or holds unread bytes")
+)
 
 // smallBody is a request body that fits the socket buffers of an idle
 // connection, so writing it never waits on the replica.
@@ -217,7 +233,8 @@ func (x *rawExchange) writeBody(pc *upConn) error {
 // serve another request.
 func (x *rawExchange) relay() bool {
 	sc, rr, o := x.sc, x.resp, &x.obs
-	o.TTFB = time.Since(o.Start)
+	now := time.Now() // the head's, and the first write's
+	o.TTFB = now.Sub(o.Start)
 	streaming := !rr.bodiless && (rr.chunked || rr.closeDelim || rr.sse)
 	o.Stream, o.Status = streaming, rr.status
 	x.scan = newBodyScanner()
@@ -233,13 +250,14 @@ func (x *rawExchange) relay() bool {
 		// Usually the whole answer came with its head: one write.
 		n := min(int64(br.Buffered()), remaining)
 		b, _ := br.Peek(int(n))
+		o.TTFT = o.TTFB // it came with the head
 		x.observe(b, false, &x.scan)
 		out = append(out, b...)
 		_, _ = br.Discard(int(n))
 		remaining -= n
 	}
 	sc.out = out
-	if !x.writeClient(out) {
+	if !x.writeClientAt(out, now) {
 		return false
 	}
 	switch {
@@ -387,7 +405,7 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 	if len(p) == 0 {
 		return
 	}
-	if x.obs.Bytes == 0 {
+	if x.obs.Bytes == 0 && x.obs.TTFT == 0 {
 		x.obs.TTFT = time.Since(x.obs.Start)
 	}
 	x.obs.Bytes += int64(len(p))
@@ -401,8 +419,12 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 }
 
 // writeClient writes to the client; a failure means it hung up.
-func (x *rawExchange) writeClient(b []byte) bool {
-	if _, err := x.sc.write(b); err != nil {
+func (x *rawExchange) writeClient(b []byte) bool { return x.writeClientAt(b, time.Time{}) }
+
+// writeClientAt is writeClient with the clock read at now (zero: not
+// read yet).
+func (x *rawExchange) writeClientAt(b []byte, now time.Time) bool {
+	if _, err := x.sc.writeAt(b, now); err != nil {
 		x.obs.Error = clientGoneCode(err)
 		x.sc.gone.Store(true)
 		return false
@@ -444,10 +466,62 @@ func (pc *upConn) writer() *bufio.Writer {
 	return pc.bw
 }
 
-// fill waits until the connection's reader holds a byte of the answer.
+// outBufs hold the connection loop's requests while they are built.
+var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxKeptOut is the largest request buffer that goes back to outBufs.
+const maxKeptOut = 64 << 10
+
+// takeOut returns an empty buffer for the next request.
+func (pc *upConn) takeOut() []byte {
+	if pc.out == nil {
+		pc.out = outBufs.Get().(*[]byte)
+	}
+	return (*pc.out)[:0]
+}
+
+// releaseOut gives the request buffer back: once sent, or not to be.
+func (pc *upConn) releaseOut() {
+	if pc.out != nil {
+		if cap(*pc.out) <= maxKeptOut {
+			*pc.out = (*pc.out)[:0]
+			outBufs.Put(pc.out)
+		}
+		pc.out = nil
+	}
+}
+
+// flush sends the request in pc.out (built by writeRequest) with
+// sendChecked: on a connection with unread bytes, or closed, nothing is
+// written and the error is errStale. With wait (the answer's first wait)
+// it returns once the answer's first bytes can be read.
+func (pc *upConn) flush(wait bool) error {
+	b := *pc.out
+	now := time.Now() // the write follows at once; the wait may be long
+	n, err := pc.peek.sendChecked(pc.c, b, wait)
+	if err == nil && n < len(b) {
+		var m int
+		m, err = pc.c.Write(b[n:])
+		n += m
+		now = time.Now()
+	}
+	pc.releaseOut()
+	if n == len(b) {
+		pc.wrote = now
+	}
+	return err
+}
+
+// fill waits until the connection's reader holds a byte of the answer,
+// sending the request first when it waits to be (see flush).
 // A reader released during a long wait is taken back once the socket
 // has bytes (or news) to read.
 func (pc *upConn) fill() error {
+	if pc.out != nil {
+		if err := pc.flush(true); err != nil {
+			return err
+		}
+	}
 	if pc.br.Size() == 0 {
 		if err := waitReadable(pc.c); err != nil {
 			return err
@@ -480,9 +554,11 @@ func (pc *upConn) releaseReader() {
 	*pc.br = bufio.Reader{}
 }
 
-// releaseWriter gives the connection's writer back to upWriters: only
-// between requests, or once the request went out.
+// releaseWriter gives the connection's writer back to upWriters (and a
+// request buffer to outBufs): only between requests, or once the request
+// went out.
 func (pc *upConn) releaseWriter() {
+	pc.releaseOut()
 	if pc.bw != nil {
 		pc.bw.Reset(nil)
 		upWriters.Put(pc.bw)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"net/http"
 	"strings"
@@ -129,18 +128,19 @@ func isTraceField(name []byte) bool {
 	return equalFold(name, "traceparent") || equalFold(name, "tracestate")
 }
 
-// writeFields writes the span's trace context header lines.
-func (tr *reqTrace) writeFields(bw *bufio.Writer) {
+// appendFields appends the span's trace context header lines to b.
+func (tr *reqTrace) appendFields(b []byte) []byte {
 	if tr.traceparent != "" {
-		bw.WriteString("Traceparent: ")
-		bw.WriteString(tr.traceparent)
-		bw.WriteString("\r\n")
+		b = append(b, "Traceparent: "...)
+		b = append(b, tr.traceparent...)
+		b = append(b, "\r\n"...)
 	}
 	if tr.tracestate != "" {
-		bw.WriteString("Tracestate: ")
-		bw.WriteString(tr.tracestate)
-		bw.WriteString("\r\n")
+		b = append(b, "Tracestate: "...)
+		b = append(b, tr.tracestate...)
+		b = append(b, "\r\n"...)
 	}
+	return b
 }
 
 // end ends the span with the observation.

@@ -60,6 +60,9 @@ type upConn struct {
 	// wrote is when the current request was written whole (zero before).
 	wrote time.Time
 	peek  peeker // checks it before each reuse
+	// out is the connection loop's request, built and not yet sent (see
+	// flush); nil between requests.
+	out *[]byte
 }
 
 // staleWindow is how soon after a request was written a failure with no
@@ -215,6 +218,12 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 // them after a few seconds) are noticed and discarded here, before a
 // request is written on them.
 func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, bool, error) {
+	return u.take(ctx, host, fresh, true)
+}
+
+// take is get; without peek, a reused connection is not looked at here:
+// the caller must write its request with sendChecked, which looks first.
+func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool) (*upConn, bool, error) {
 	idleTimeout := u.idleTimeout()
 	now := time.Now()
 	for !fresh {
@@ -231,7 +240,7 @@ func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, b
 		// young: a replica that closed the connection, or sent bytes no
 		// request asked for (after a HEAD answer, say), must not have
 		// them read as the next client's answer.
-		if now.Sub(pc.idleSince) < idleTimeout && pc.peekAlive() {
+		if now.Sub(pc.idleSince) < idleTimeout && (!peek || pc.peekAlive()) {
 			pc.cr.n = 0
 			return pc, true, nil
 		}
