@@ -81,6 +81,11 @@ func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
 		if t, ok := sc.wdl.due(now, d); ok {
 			_ = sc.c.SetWriteDeadline(t)
 		}
+	} else if !sc.wdl.until.IsZero() {
+		// A reload turned the timeout off: the deadline an earlier
+		// answer armed would still cut this one once it passed.
+		sc.wdl.until = time.Time{}
+		_ = sc.c.SetWriteDeadline(time.Time{})
 	}
 	return sc.c.Write(b)
 }

@@ -89,3 +89,35 @@ func TestReconfigureTransportKind(t *testing.T) {
 		t.Errorf("Reconfigure to another Upstream: %v", err)
 	}
 }
+
+// TestReconfigureClientWriteTimeoutOff: a reload that turns the client
+// write timeout off (0) clears the deadline a kept-alive connection's
+// earlier answer armed, so the next answer on it is not cut once that old
+// deadline has passed.
+func TestReconfigureClientWriteTimeoutOff(t *testing.T) {
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(echoHandler))
+			closeAtEnd(t, srv)
+			const old = 100 * time.Millisecond
+			h := newHandler(t, Options{ClientWriteTimeout: old}, "", srv.URL)
+			addr := fe.start(t, h)
+			c, br := dialRaw(t, addr)
+			body := strings.Repeat("x", 64)
+			writeRaw(t, c, rawRequest("POST", "/v1/echo", nil, body))
+			if resp, b := readResp(t, br, "POST"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("before: status %d %s", resp.StatusCode, b)
+			}
+			if err := h.Reconfigure(Options{Logger: quiet}); err != nil {
+				t.Fatal(err)
+			}
+			// The scenario itself, not a synchronisation: the deadline the
+			// first answer armed passes.
+			time.Sleep(2 * old)
+			writeRaw(t, c, rawRequest("POST", "/v1/echo", nil, body)) // the same connection
+			if resp, b := readResp(t, br, "POST"); resp.StatusCode != http.StatusOK || !strings.Contains(string(b), body) {
+				t.Fatalf("after: status %d %q, want 200 with the echo", resp.StatusCode, b)
+			}
+		})
+	}
+}
