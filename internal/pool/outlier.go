@@ -20,14 +20,19 @@ const (
 	// OutcomeSuccess is an answer below 500 (a 4xx included: the replica
 	// works, the request was bad), relayed whole.
 	OutcomeSuccess
-	// OutcomeFailure is a 5xx answer, an answer that broke or went silent,
-	// or no answer within the response-header timeout.
+	// OutcomeFailure is a 5xx answer, an answer that went silent, or no
+	// answer within the response-header timeout.
 	OutcomeFailure
 	// OutcomeConnectFailure is a connection that could not be made.
 	OutcomeConnectFailure
 	// OutcomeReset is a connection that broke before the replica answered
 	// anything.
 	OutcomeReset
+	// OutcomeBroken is an answer whose connection broke part-way (a
+	// replica killed while it answered): a failure, but of the
+	// connection, so a passed active check ends the ejection it causes,
+	// as for OutcomeConnectFailure and OutcomeReset.
+	OutcomeBroken
 )
 
 // Failed reports the outcomes that count against a replica.
@@ -47,7 +52,7 @@ type outlierState struct {
 
 	until      time.Time // end of the running ejection
 	reason     string    // why it was ejected
-	local      bool      // ejected for a connection failure or reset: a passed check ends it
+	local      bool      // ejected for a connection failure, reset or broken answer: a passed check ends it
 	ejections  int       // consecutive ejections: the ejection time's multiplier
 	returnedAt time.Time // end of the last ejection
 }
@@ -160,7 +165,7 @@ func (o *Outlier) Record(p *Pool, r *Replica, out Outcome) {
 	default:
 		return
 	}
-	o.eject(p, r, now, rule, why, out == OutcomeConnectFailure || out == OutcomeReset)
+	o.eject(p, r, now, rule, why, out == OutcomeConnectFailure || out == OutcomeReset || out == OutcomeBroken)
 }
 
 // roll starts a new failure-rate window when the current one is over.

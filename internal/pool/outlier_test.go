@@ -76,12 +76,13 @@ func TestOutlierConsecutive(t *testing.T) {
 		{"one failure never ejects", "F", "."},
 		{"five in a row eject", "FFFFF", "....E"},
 		{"connect failures and resets count", "CRCRC", "....E"},
+		{"broken answers count", "BFBCB", "....E"},
 		{"a success resets the count", "FFFFSFFFF", "........."},
 		{"none neither counts nor resets", "FFNFNFF", "......E"},
 		{"4xx-style success after four", "FFFFSFFFFF", ".........E"},
 	}
 	outcome := map[rune]pool.Outcome{'S': pool.OutcomeSuccess, 'F': pool.OutcomeFailure, 'C': pool.OutcomeConnectFailure,
-		'R': pool.OutcomeReset, 'N': pool.OutcomeNone}
+		'R': pool.OutcomeReset, 'B': pool.OutcomeBroken, 'N': pool.OutcomeNone}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &fakeClock{now: time.Unix(1000, 0)}
@@ -356,7 +357,7 @@ func TestRoundRobinNeverNilWhileOneIsUp(t *testing.T) {
 }
 
 // TestActiveCheckEndsConnectEjection: a replica ejected for refused or
-// reset connections is back as soon as an active check passes (it
+// reset connections, or answers whose connection broke, is back as soon as an active check passes (it
 // connects and answers again: a restarted replica), while one ejected for
 // 5xx answers stays out until its time is over (the check runs no
 // completion). Tick forgets the ended ejection.
@@ -368,6 +369,7 @@ func TestActiveCheckEndsConnectEjection(t *testing.T) {
 	}{
 		{"connect failures", pool.OutcomeConnectFailure, true},
 		{"resets", pool.OutcomeReset, true},
+		{"answers broken part-way (a replica killed while answering)", pool.OutcomeBroken, true},
 		{"5xx", pool.OutcomeFailure, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,7 +124,7 @@ type verdict struct {
 //     double a long generation), a failure;
 //   - the replica answered something, then broke: 502 upstream_unreachable
 //     (upstream_broken once the head went out), not retried (it may have
-//     worked on the request), a failure;
+//     worked on the request), a failure of the connection (OutcomeBroken);
 //   - the connection broke before any answer (reset, closed): 502
 //     upstream_unreachable, retried (LLM completions are stateless), a reset.
 //
@@ -147,9 +147,9 @@ func classify(a attemptError) verdict {
 			msg: "the model server did not answer in time"}, outcome: pool.OutcomeFailure}
 	case a.afterHead:
 		return verdict{answer: &apiError{status: http.StatusBadGateway, typ: "server_error", code: "upstream_broken",
-			msg: "the model server's answer broke off (" + cause(err) + ")"}, outcome: pool.OutcomeFailure}
+			msg: "the model server's answer broke off (" + cause(err) + ")"}, outcome: brokenOutcome(err)}
 	case a.answered:
-		return verdict{answer: errUnreachable("sent a broken answer (" + cause(err) + ")"), outcome: pool.OutcomeFailure}
+		return verdict{answer: errUnreachable("sent a broken answer (" + cause(err) + ")"), outcome: brokenOutcome(err)}
 	case brokeBeforeAnswer(err):
 		return verdict{answer: errUnreachable("closed the connection before answering (" + cause(err) + ")"), retry: true, outcome: pool.OutcomeReset}
 	default:
@@ -184,6 +184,17 @@ func isConnectFailure(err error) bool {
 func brokeBeforeAnswer(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+// brokenOutcome is what an answer that failed part-way with err says
+// about its replica: its connection broke (reset, closed: the replica
+// went away, which a passed active check shows it is back from), or it
+// sent something wrong (a failure of its own).
+func brokenOutcome(err error) pool.Outcome {
+	if brokeBeforeAnswer(err) {
+		return pool.OutcomeBroken
+	}
+	return pool.OutcomeFailure
 }
 
 // mayHaveAnswered reports a failed request write after which the replica's

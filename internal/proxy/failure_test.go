@@ -55,8 +55,8 @@ func TestClassify(t *testing.T) {
 		{"idle cause", attemptError{err: errIdle}, 504, "upstream_idle", false, pool.OutcomeFailure},
 		{"reset before an answer", attemptError{err: reset}, 502, "upstream_unreachable", true, pool.OutcomeReset},
 		{"EOF before an answer", attemptError{err: io.EOF}, 502, "upstream_unreachable", true, pool.OutcomeReset},
-		{"reset after part of an answer", attemptError{err: reset, answered: true}, 502, "upstream_unreachable", false, pool.OutcomeFailure},
-		{"broken after the head", attemptError{err: reset, answered: true, afterHead: true}, 502, "upstream_broken", false, pool.OutcomeFailure},
+		{"reset after part of an answer", attemptError{err: reset, answered: true}, 502, "upstream_unreachable", false, pool.OutcomeBroken},
+		{"broken after the head", attemptError{err: reset, answered: true, afterHead: true}, 502, "upstream_broken", false, pool.OutcomeBroken},
 		{"malformed answer", attemptError{err: errors.New(`malformed status line "HTTP/1.1 2"`), answered: true}, 502, "upstream_unreachable", false, pool.OutcomeFailure},
 		{"other error", attemptError{err: errors.New("replica 10.0.0.1:8000 said no")}, 502, "upstream_unreachable", false, pool.OutcomeFailure},
 	}
@@ -75,12 +75,13 @@ func TestClassify(t *testing.T) {
 }
 
 // TestClassifyMarkedAnswered: an error Upstream marked as coming after
-// bytes of an answer is not retried (the marker decides, not the path).
+// bytes of an answer is not retried (the marker decides, not the path);
+// the connection broke, so it is a broken answer.
 func TestClassifyMarkedAnswered(t *testing.T) {
 	ex := &exchange{r: httptestRequest(t), ctx: context.Background()}
 	a := ex.failed(&answeredError{io.ErrUnexpectedEOF})
-	if v := classify(a); v.retry || v.outcome != pool.OutcomeFailure {
-		t.Errorf("answered error: retry=%v outcome=%d, want no retry, a failure", v.retry, v.outcome)
+	if v := classify(a); v.retry || v.outcome != pool.OutcomeBroken {
+		t.Errorf("answered error: retry=%v outcome=%d, want no retry, a broken answer", v.retry, v.outcome)
 	}
 }
 

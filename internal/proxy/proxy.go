@@ -457,8 +457,12 @@ func (h *Handler) shownReplica(r *pool.Replica) *pool.Replica {
 }
 
 // relayOutcome is what a relayed answer says about its replica: a 5xx, or
-// an answer that broke or went silent, is a failure.
+// an answer that broke or went silent, is a failure (a broken one of the
+// connection).
 func relayOutcome(o *Observation) pool.Outcome {
+	if o.Error == "upstream_broken" {
+		return pool.OutcomeBroken // its connection broke: see pool.OutcomeBroken
+	}
 	if o.Status >= 500 || strings.HasPrefix(o.Error, "upstream_") {
 		return pool.OutcomeFailure
 	}
