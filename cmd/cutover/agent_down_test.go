@@ -90,7 +90,7 @@ launch: {replicas: 1, gpus_per_replica: 1, ready_timeout: 1m}
 	}
 
 	a.restart(t) // re-adopts the replica
-	st = awaitGatewayStatus(t, client, "agent gpu-a up again, promote allowed", func(s *api.Status) bool {
+	awaitGatewayStatus(t, client, "agent gpu-a up again, promote allowed", func(s *api.Status) bool {
 		return len(s.Agents) == 1 && s.Agents[0].Up && s.Actions["promote"].Allowed
 	})
 	if _, err := client.Promote(context.Background()); err != nil {

@@ -312,12 +312,12 @@ func TestRetentionShrinkEndToEnd(t *testing.T) {
 				if sw.Restored != 0 {
 					t.Fatalf("rollback --now restored %d before switching", sw.Restored)
 				}
-				rb, restore := g.events(t, "rollback", "restore")
+				rb, _ := g.events(t, "rollback", "restore")
 				if rb == nil || !strings.Contains(rb.Reason, "on 1 of its 2 replicas at once (--now)") {
 					t.Fatalf("rollback event %+v", rb)
 				}
 				g.waitHealthy(t, "green", 2)
-				if _, restore = g.events(t, "rollback", "restore"); restore == nil || restore.Revision < rb.Revision || !strings.Contains(restore.Reason, "in the background") {
+				if _, restore := g.events(t, "rollback", "restore"); restore == nil || restore.Revision < rb.Revision || !strings.Contains(restore.Reason, "in the background") {
 					t.Fatalf("restore event %+v after rollback %+v", restore, rb)
 				}
 			}

@@ -25,7 +25,6 @@ type agentWatch struct {
 	mu    sync.Mutex
 	st    []api.AgentStatus
 	fails []int
-	kick  chan struct{}
 }
 
 // Agents returns every agent as last checked (the controller's
@@ -42,8 +41,8 @@ func (l *agentLauncher) Agents() []api.AgentStatus {
 }
 
 // runWatch checks every agent when due (every interval while it answers,
-// backing off while it does not) until ctx is done. checkNow makes it
-// check every agent at once.
+// backing off while it does not) until ctx is done. checkNow checks
+// every agent at once, apart from it.
 func (l *agentLauncher) runWatch(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -52,7 +51,6 @@ func (l *agentLauncher) runWatch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-l.watch.kick:
 		}
 		next := l.checkDue(ctx, false)
 		t.Reset(max(time.Until(next), 10*time.Millisecond))
@@ -129,13 +127,5 @@ func (l *agentLauncher) checkAgent(ctx context.Context, i int) {
 	a.Replicas = a.Replicas[:0]
 	for _, r := range rs {
 		a.Replicas = append(a.Replicas, api.AgentReplica{ID: r.ID, Model: r.Model, State: string(r.State), GPUs: r.GPUs, URL: c.ReplicaURL(r)})
-	}
-}
-
-// kickWatch makes runWatch check the agents due now.
-func (l *agentLauncher) kickWatch() {
-	select {
-	case l.watch.kick <- struct{}{}:
-	default:
 	}
 }

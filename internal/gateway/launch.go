@@ -40,7 +40,6 @@ func newLauncher(cfg *config.Config, log *slog.Logger) (*agentLauncher, error) {
 	}
 	l := &agentLauncher{replicas: cfg.Launch.Replicas, gpus: cfg.Launch.GPUsPerReplica, ready: cfg.Launch.ReadyTimeout.D(), log: log,
 		every: max(cfg.Health.Interval.D(), 100*time.Millisecond), now: time.Now}
-	l.watch.kick = make(chan struct{}, 1)
 	hc := &http.Client{}
 	for i, a := range cfg.Agents {
 		tok, err := secret.ReadFile(a.TokenFile)

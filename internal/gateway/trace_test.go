@@ -259,11 +259,11 @@ func TestTracingRequestSpan(t *testing.T) {
 				}
 				for k, v := range want {
 					if got, ok := attrOf(s, k); !ok || got != v {
-						t.Errorf("stream=%v: %s = %v (set %v), want %v", stream, k, got.Emit(), ok, v.Emit())
+						t.Errorf("stream=%v: %s = %v (set %v), want %v", stream, k, got.String(), ok, v.String())
 					}
 				}
 				if ttft, ok := attrOf(s, tracing.AttrTTFT); !ok || ttft.AsFloat64() <= 0 {
-					t.Errorf("stream=%v: no time to first token: %v", stream, ttft.Emit())
+					t.Errorf("stream=%v: no time to first token: %v", stream, ttft.String())
 				}
 				var first bool
 				for _, ev := range s.Events() {
@@ -318,7 +318,7 @@ func TestTracingRetryEvent(t *testing.T) {
 	}
 	evAttrs := map[attribute.Key]string{}
 	for _, kv := range ev.Attributes {
-		evAttrs[kv.Key] = kv.Value.Emit()
+		evAttrs[kv.Key] = kv.Value.String()
 	}
 	if !strings.HasPrefix(evAttrs[tracing.AttrReplica], bad.srv.URL) {
 		t.Errorf("retry event names replica %q, want the failing %s", evAttrs[tracing.AttrReplica], bad.srv.URL)
@@ -441,7 +441,7 @@ func TestTracingDeploymentSpans(t *testing.T) {
 	promote := w.wait(t, "cutover.api.promote", named("cutover.api.promote"))
 	hook := w.wait(t, "before_promote hook under the promote", childOf(promote, "cutover.hook.before_promote"))
 	if v, _ := attrOf(hook, "cutover.hook.ok"); !v.AsBool() || hook.Status().Code != codes.Unset {
-		t.Errorf("before_promote span: ok %v status %v", v.Emit(), hook.Status())
+		t.Errorf("before_promote span: ok %v status %v", v.String(), hook.Status())
 	}
 	got, err := os.ReadFile(tpFile)
 	if want := "00-" + hook.SpanContext().TraceID().String() + "-" + hook.SpanContext().SpanID().String() + "-01"; err != nil || strings.TrimSpace(string(got)) != want {
@@ -453,7 +453,7 @@ func TestTracingDeploymentSpans(t *testing.T) {
 		t.Errorf("failed on_promote hook: status %v, want an error", failed.Status())
 	}
 	if v, _ := attrOf(failed, "cutover.hook.exit_code"); v.AsInt64() != 3 {
-		t.Errorf("failed on_promote hook: exit code %v, want 3", v.Emit())
+		t.Errorf("failed on_promote hook: exit code %v, want 3", v.String())
 	}
 
 	// Retire ends the retention now: the call, its transition, and the

@@ -270,12 +270,12 @@ func TestRequestSpanEnd(t *testing.T) {
 			}
 			for _, kv := range tc.has {
 				if got[kv.Key] != kv.Value {
-					t.Errorf("%s = %v, want %v", kv.Key, got[kv.Key].Emit(), kv.Value.Emit())
+					t.Errorf("%s = %v, want %v", kv.Key, got[kv.Key].String(), kv.Value.String())
 				}
 			}
 			for _, k := range tc.missing {
 				if _, ok := got[k]; ok {
-					t.Errorf("%s set: %v", k, got[k].Emit())
+					t.Errorf("%s set: %v", k, got[k].String())
 				}
 			}
 		})
