@@ -447,7 +447,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	held = 0
 	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
 	if h.opts.Tracer != nil {
-		x.obs.trace = sc.traceLoop(start, t, e, body)
+		x.obs.trace = sc.traceLoop(start, t, e, body, &bm)
 	}
 	if h.opts.Timeout > 0 {
 		x.deadline = start.Add(h.opts.Timeout)

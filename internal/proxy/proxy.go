@@ -240,7 +240,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	*ex = exchange{h: h, w: w, r: r, e: e, body: body, wdl: wdl}
 	ex.obs = Observation{Pool: e.Pool.Name, Method: r.Method, Path: r.URL.Path, Start: start, Key: h.keyID(key)}
 	if h.opts.Tracer != nil {
-		ex.obs.trace = h.traceHTTP(r, start, t, e, body)
+		ex.obs.trace = h.traceHTTP(r, start, t, e, body, &bm)
 	}
 	mirrored := h.wantMirror(r.Method, e, body)
 	if mirrored && bm.deterministic(body) {

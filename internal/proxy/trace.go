@@ -69,8 +69,8 @@ type reqTrace struct {
 
 // startTrace starts the span of a request bound for pool e of table t,
 // with the client's trace context tp and ts.
-func (h *Handler) startTrace(start time.Time, method, path string, t *route.Table, e *route.Entry, body []byte, tp, ts string) *reqTrace {
-	s := SpanStart{Start: start, Method: method, Path: path, Pool: e.Pool.Name, RequestModel: requestModel(t, body),
+func (h *Handler) startTrace(start time.Time, method, path string, t *route.Table, e *route.Entry, body []byte, bm *bodyModel, tp, ts string) *reqTrace {
+	s := SpanStart{Start: start, Method: method, Path: path, Pool: e.Pool.Name, RequestModel: requestModel(t, body, bm),
 		Traceparent: tp, Tracestate: ts}
 	tr := &reqTrace{span: h.opts.Tracer.StartRequest(&s), scan: answerScan{input: -1}}
 	tr.traceparent, tr.tracestate = tr.span.Propagation()
@@ -80,8 +80,8 @@ func (h *Handler) startTrace(start time.Time, method, path string, t *route.Tabl
 // traceHTTP starts the span of a request on the net/http path and puts its
 // trace context in the request's header, which both ways to the replica
 // (Upstream's writer and outRequest's copy) send on.
-func (h *Handler) traceHTTP(r *http.Request, start time.Time, t *route.Table, e *route.Entry, body []byte) *reqTrace {
-	tr := h.startTrace(start, r.Method, r.URL.Path, t, e, body, headerValue(r.Header, "Traceparent"), tracestate(r.Header))
+func (h *Handler) traceHTTP(r *http.Request, start time.Time, t *route.Table, e *route.Entry, body []byte, bm *bodyModel) *reqTrace {
+	tr := h.startTrace(start, r.Method, r.URL.Path, t, e, body, bm, headerValue(r.Header, "Traceparent"), tracestate(r.Header))
 	delete(r.Header, "Tracestate")
 	if tr.traceparent != "" {
 		r.Header["Traceparent"] = []string{tr.traceparent}
@@ -105,7 +105,7 @@ func tracestate(h http.Header) string {
 }
 
 // traceLoop starts the span of a request the connection loop serves.
-func (sc *srvConn) traceLoop(start time.Time, t *route.Table, e *route.Entry, body []byte) *reqTrace {
+func (sc *srvConn) traceLoop(start time.Time, t *route.Table, e *route.Entry, body []byte, bm *bodyModel) *reqTrace {
 	var tp, ts string
 	for _, f := range sc.fields {
 		switch name := sc.head[f.ns:f.ne]; {
@@ -119,7 +119,7 @@ func (sc *srvConn) traceLoop(start time.Time, t *route.Table, e *route.Entry, bo
 			ts += string(sc.head[f.vs:f.ve])
 		}
 	}
-	return sc.h.startTrace(start, sc.req.method, sc.req.path, t, e, body, tp, ts)
+	return sc.h.startTrace(start, sc.req.method, sc.req.path, t, e, body, bm, tp, ts)
 }
 
 // isTraceField reports the trace context header lines the loop replaces
@@ -151,15 +151,16 @@ func (tr *reqTrace) end(o *Observation) {
 // requestModel is the model a request names: model_name when the table
 // has one (requests naming another were refused), else its body's
 // "model" when it is no longer than maxSpanModel (the client's input:
-// a longer one is left out of the span).
-func requestModel(t *route.Table, body []byte) string {
+// a longer one is left out of the span). bm is the body's scan the
+// request's other steps share.
+func requestModel(t *route.Table, body []byte, bm *bodyModel) string {
 	if len(body) == 0 {
 		return ""
 	}
 	if t.ModelName != "" {
 		return t.ModelName
 	}
-	if f, err := scanModel(body); err == nil && f.isString && len(f.value) <= maxSpanModel {
+	if f, err := bm.scan(body); err == nil && f.isString && len(f.value) <= maxSpanModel {
 		return f.value
 	}
 	return ""
