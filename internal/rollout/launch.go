@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -150,9 +149,7 @@ func (c *Controller) runLaunch(ctx context.Context, ls *LaunchState) ([]Launched
 // event) and updates the status's note.
 func (c *Controller) saveSlots(ctx context.Context, id string, slots []LaunchSlot) {
 	c.launch.slots(slots)
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
+	c.commitStep(ctx, false, "record the launch's progress", func(s *State) ([]event, error) {
 		if s.Launch == nil || s.Launch.ID != id {
 			return nil, errStale
 		}
@@ -160,26 +157,18 @@ func (c *Controller) saveSlots(ctx context.Context, id string, slots []LaunchSlo
 		l.Slots = slices.Clone(slots)
 		s.Launch = &l
 		return nil, nil
-	})
-	if err != nil && !errors.Is(err, errStale) {
-		c.log.Warn("record the launch's progress", "launch", id, "error", err)
-	}
+	}, "launch", id)
 }
 
 // endLaunch clears launch id from the state, with reason in the history.
 func (c *Controller) endLaunch(ctx context.Context, id, reason string) {
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	err := c.commit(ctx, "controller", func(s *State) ([]event, error) {
+	c.commitStep(ctx, false, "clear the launch", func(s *State) ([]event, error) {
 		if s.Launch == nil || s.Launch.ID != id {
 			return nil, errStale
 		}
 		s.Launch = nil
 		return []event{{Action: "launch_ended", Reason: reason}}, nil
-	})
-	if err != nil && !errors.Is(err, errStale) {
-		c.log.Warn("clear the launch", "launch", id, "error", err)
-	}
+	}, "launch", id)
 }
 
 // resumeLaunch carries on the launch a previous controller left in the

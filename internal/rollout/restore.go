@@ -71,6 +71,15 @@ func (c *Controller) commitWith(ctx context.Context, locked bool, fn func(*State
 	return c.commit(ctx, "controller", fn)
 }
 
+// commitStep is commitWith for a bookkeeping step of a launch or restore:
+// errStale (the record is gone) is no error, any other is logged as what
+// with attrs.
+func (c *Controller) commitStep(ctx context.Context, locked bool, what string, fn func(*State) ([]event, error), attrs ...any) {
+	if err := c.commitWith(ctx, locked, fn); err != nil && !errors.Is(err, errStale) {
+		c.log.Warn(what, append(attrs, "error", err)...)
+	}
+}
+
 // recordRestore commits rs as a restore in progress, before any agent is
 // asked. locked: the caller holds tmu.
 func (c *Controller) recordRestore(ctx context.Context, rs RestoreState, locked bool) error {
@@ -103,7 +112,7 @@ func (c *Controller) runRestore(ctx context.Context, rs RestoreState, locked boo
 // history event). locked: the caller holds tmu (a rollback, blocked in
 // the launcher that calls this, one call at a time).
 func (c *Controller) saveRestoreSlots(ctx context.Context, key string, slots []LaunchSlot, locked bool) {
-	err := c.commitWith(context.WithoutCancel(ctx), locked, func(s *State) ([]event, error) {
+	c.commitStep(context.WithoutCancel(ctx), locked, "record the restore's progress", func(s *State) ([]event, error) {
 		i := slices.IndexFunc(s.Restores, func(r RestoreState) bool { return r.Key == key })
 		if i < 0 {
 			return nil, errStale
@@ -111,25 +120,19 @@ func (c *Controller) saveRestoreSlots(ctx context.Context, key string, slots []L
 		s.Restores = slices.Clone(s.Restores)
 		s.Restores[i].Slots = slices.Clone(slots)
 		return nil, nil
-	})
-	if err != nil && !errors.Is(err, errStale) {
-		c.log.Warn("record the restore's progress", "restore", key, "error", err)
-	}
+	}, "restore", key)
 }
 
 // endRestore drops restore key from the state: the replicas it knows and
 // that were not released (stopLaunched) become orphans, stopped by
 // Reconcile.
 func (c *Controller) endRestore(ctx context.Context, key string, locked bool) {
-	err := c.commitWith(context.WithoutCancel(ctx), locked, func(s *State) ([]event, error) {
+	c.commitStep(context.WithoutCancel(ctx), locked, "clear the restore", func(s *State) ([]event, error) {
 		if !dropRestore(s, key) {
 			return nil, errStale
 		}
 		return nil, nil
-	})
-	if err != nil && !errors.Is(err, errStale) {
-		c.log.Warn("clear the restore", "restore", key, "error", err)
-	}
+	}, "restore", key)
 }
 
 // restoring marks restore key as run by this process; false when it is

@@ -538,7 +538,7 @@ func (c *Controller) clearRestoreLater(ctx context.Context, id, why string) {
 
 // clearRestoreLaterLocked is clearRestoreLater with tmu held.
 func (c *Controller) clearRestoreLaterLocked(ctx context.Context, id, why string) {
-	err := c.commit(context.WithoutCancel(ctx), "controller", func(s *State) ([]event, error) {
+	c.commitStep(context.WithoutCancel(ctx), true, "background restore: recording that it ends", func(s *State) ([]event, error) {
 		cur := s.find(id)
 		if cur == nil || cur.RestoreLater == 0 {
 			return nil, errStale
@@ -548,10 +548,7 @@ func (c *Controller) clearRestoreLaterLocked(ctx context.Context, id, why string
 			dropRestore(s, rs.Key) // what it started is stopped as orphans
 		}
 		return []event{{Action: "restore", Deployment: id, To: cur.From, Reason: why}}, nil
-	})
-	if err != nil && !errors.Is(err, errStale) {
-		c.log.Warn("background restore: recording that it ends", "deployment", id, "err", err)
-	}
+	}, "deployment", id)
 }
 
 // addLaunched adds the launched replicas l to pool name in s and returns
