@@ -126,6 +126,28 @@ func killRecordedReplicas(t *testing.T, stateFile string) {
 	}
 }
 
+// serveWithAgent starts a real agent with gpus GPUs and a gateway whose
+// deployments launch 2 replicas through it (warm-up off; rollout holds
+// the lines of rollout: before that, indented), blue serving model-v1 and
+// green model-v2 from one simulated replica each; it returns the agent's
+// client, the admin API's (once the gateway answers) and its config.
+func serveWithAgent(t *testing.T, gpus int, rollout string) (*agent.Client, *api.Client, serveConfig) {
+	t.Helper()
+	ac, agentAddr, tok := startAgentProc(t, gpus)
+	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
+		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
+		extra: fmt.Sprintf(`rollout:
+%s  warmup: {requests: []}
+agents:
+  - {name: gpu-a, url: "http://%s", token_file: %s}
+launch: {replicas: 2, ready_timeout: 1m}
+`, rollout, agentAddr, tok)}
+	p := start(t, []string{"CUTOVER_ADMIN_TOKEN=secret"}, "serve", "--config", c.write(t))
+	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
+	waitAdmin(t, p, client)
+	return ac, client, c
+}
+
 // await waits until the agent answers.
 func (a *agentProc) await(t *testing.T) {
 	t.Helper()
@@ -271,22 +293,7 @@ hooks:
 // no rollback, and the old pool's replicas launched through the agent are
 // stopped (exited, their GPUs free) with no retire command.
 func TestRetentionModeStopRetiresAtOnce(t *testing.T) {
-	ac, agentAddr, tok := startAgentProc(t, 4)
-	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
-		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
-		extra: fmt.Sprintf(`rollout:
-  retention: 1h
-  retention_mode: stop
-  drain_timeout: 5s
-  warmup: {requests: []}
-agents:
-  - {name: gpu-a, url: "http://%s", token_file: %s}
-launch: {replicas: 2, ready_timeout: 1m}
-`, agentAddr, tok)}
-	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
-	p := start(t, env, "serve", "--config", c.write(t))
-	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
-	waitAdmin(t, p, client)
+	ac, client, c := serveWithAgent(t, 4, "  retention: 1h\n  retention_mode: stop\n  drain_timeout: 5s\n")
 	ctx := context.Background()
 	for i, model := range []string{"model-v3", "model-v4"} {
 		if _, err := client.Deploy(ctx, api.DeployRequest{Model: model}); err != nil {
@@ -330,19 +337,7 @@ launch: {replicas: 2, ready_timeout: 1m}
 // without --replica stops them through the agent (freeing their GPUs)
 // before it launches its own.
 func TestDeployStopsAbortedLaunchBeforeRelaunch(t *testing.T) {
-	ac, agentAddr, tok := startAgentProc(t, 2)
-	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
-		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
-		extra: fmt.Sprintf(`rollout:
-  warmup: {requests: []}
-agents:
-  - {name: gpu-a, url: "http://%s", token_file: %s}
-launch: {replicas: 2, ready_timeout: 1m}
-`, agentAddr, tok)}
-	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
-	p := start(t, env, "serve", "--config", c.write(t))
-	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
-	waitAdmin(t, p, client)
+	ac, client, _ := serveWithAgent(t, 2, "")
 	ctx := context.Background()
 	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v3"}); err != nil {
 		t.Fatal(err)
@@ -434,19 +429,7 @@ launch: {replicas: 2, ready_timeout: 2m}
 // standby pool still holding replicas an aborted launch started stops
 // them through the agent once the deployment is made.
 func TestDeployWithReplicaStopsStandbyLaunch(t *testing.T) {
-	ac, agentAddr, tok := startAgentProc(t, 2)
-	c := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: t.TempDir(),
-		blue: mockPool(t, "model-v1", 1), green: mockPool(t, "model-v2", 1),
-		extra: fmt.Sprintf(`rollout:
-  warmup: {requests: []}
-agents:
-  - {name: gpu-a, url: "http://%s", token_file: %s}
-launch: {replicas: 2, ready_timeout: 1m}
-`, agentAddr, tok)}
-	env := []string{"CUTOVER_ADMIN_TOKEN=secret"}
-	p := start(t, env, "serve", "--config", c.write(t))
-	client := &api.Client{BaseURL: "http://" + c.admin, Token: "secret"}
-	waitAdmin(t, p, client)
+	ac, client, c := serveWithAgent(t, 2, "")
 	ctx := context.Background()
 	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v3"}); err != nil {
 		t.Fatal(err)
