@@ -429,7 +429,7 @@ launch: {replicas: 2, ready_timeout: 2m}
 // standby pool still holding replicas an aborted launch started stops
 // them through the agent once the deployment is made.
 func TestDeployWithReplicaStopsStandbyLaunch(t *testing.T) {
-	ac, client, c := serveWithAgent(t, 2, "")
+	ac, client, _ := serveWithAgent(t, 2, "")
 	ctx := context.Background()
 	if _, err := client.Deploy(ctx, api.DeployRequest{Model: "model-v3"}); err != nil {
 		t.Fatal(err)
