@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -69,8 +70,8 @@ func (b *Balancing) validate() []*FieldError {
 		key string
 		v   float64
 	}{{"queue_weight", b.QueueWeight}, {"kv_weight", b.KVWeight}, {"prefix_weight", b.PrefixWeight}, {"max_queue", b.MaxQueue}} {
-		if !(f.v > 0) {
-			add(f.key, "must be positive, got %v", f.v)
+		if !(f.v > 0) || math.IsInf(f.v, 1) { // NaN and +Inf make every score NaN
+			add(f.key, "must be a positive finite number, got %v", f.v)
 		}
 	}
 	if !(b.MaxKV > 0 && b.MaxKV <= 1) {

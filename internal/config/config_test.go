@@ -117,6 +117,14 @@ func TestParseErrors(t *testing.T) {
 			"pools.green.replicas[0]", 7, []string{"bad character"}},
 		{"replica host with an IPv6 zone", strings.Replace(minimal, "http://127.0.0.1:8002", "'http://[fe80::1%25x;%20server%20y]:8002'", 1),
 			"pools.green.replicas[0]", 7, []string{"zone"}},
+		// Non-finite numbers: a NaN fails every comparison, so range checks
+		// written as "< 0 || > 100" let it through; an infinite gate
+		// threshold cannot be written as JSON, which left the status and
+		// the deployment record empty.
+		{"shadow percent NaN", minimal + "validation: {shadow: {percent: .nan}}\n", "validation.shadow.percent", 8, []string{"NaN"}},
+		{"gate threshold NaN", minimal + "validation: {gates: {error_rate: {threshold: .nan}}}\n", "validation.gates.error_rate.threshold", 8, []string{"NaN"}},
+		{"gate threshold infinite", minimal + "validation: {gates: {latency_p95_ratio: {threshold: .inf}}}\n", "validation.gates.latency_p95_ratio.threshold", 8, []string{"+Inf"}},
+		{"balancing weight infinite", minimal + "balancing: {queue_weight: .inf}\n", "balancing.queue_weight", 8, []string{"+Inf"}},
 		{"standby pool may be empty", strings.Replace(minimal, "[http://127.0.0.1:8002]", "[]", 1), "", 0, nil}, // control: valid
 		{"live pool with empty replicas", strings.Replace(minimal, "[http://127.0.0.1:8001]", "[]", 1),
 			"pools.blue.replicas", 4, []string{`"blue"`, "at least one replica"}},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"time"
 )
@@ -131,7 +132,7 @@ func (c *Config) validateValidation() []*FieldError {
 		add("validation.post_promotion", "must not be longer than rollout.retention (%s), got %s: a failing gate rolls back to the retained pool", c.Rollout.Retention, v.PostPromotion)
 	}
 	s := &v.Shadow
-	if s.Percent < 0 || s.Percent > 100 {
+	if !(s.Percent >= 0 && s.Percent <= 100) { // NaN too
 		add("validation.shadow.percent", "must be between 0 and 100, got %g", s.Percent)
 	}
 	if s.Percent > 0 && c.Driver != "" && c.Driver != "builtin" {
@@ -159,8 +160,10 @@ func (c *Config) validateValidation() []*FieldError {
 		"ttft_p95_ratio": v.Gates.TTFTRatio, "tokens_per_second_ratio": v.Gates.TPSRatio,
 		"shadow_mismatch_rate": v.Gates.ShadowMismatch, "synthetic_pass_rate": v.Gates.Synthetic,
 	} {
-		if g.Threshold < 0 {
-			add("validation.gates."+key+".threshold", "must not be negative, got %g", g.Threshold)
+		// A NaN fails every comparison and an infinity cannot be written
+		// as JSON (the deployment record, the status): finite only.
+		if !(g.Threshold >= 0) || math.IsInf(g.Threshold, 1) {
+			add("validation.gates."+key+".threshold", "must be a finite number, not negative, got %g", g.Threshold)
 		}
 		if g.MinSamples < 0 {
 			add("validation.gates."+key+".min_samples", "must not be negative, got %d", g.MinSamples)
