@@ -299,11 +299,20 @@ func (s *Server) wrapStatus(status int, fn func(*http.Request) (any, error)) htt
 			writeError(w, he)
 			return
 		}
+		// Encoded before the status goes out: a value json cannot write
+		// (a NaN or an infinity) is a 500 with a message, not a 200 with
+		// an empty body.
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			s.log.Error("admin API answer cannot be encoded", "method", r.Method, "path", r.URL.Path, "error", err.Error())
+			writeError(w, &httpError{status: http.StatusInternalServerError, code: "internal", msg: fmt.Sprintf("%s %s: the answer cannot be encoded as JSON: %v", r.Method, r.URL.Path, err)})
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
+		_, _ = w.Write(buf.Bytes())
 	}
 }
 
