@@ -451,7 +451,7 @@ it): follow it with
 	}
 	return fmt.Sprintf(`Ship a new version (%s) through a full rollout: the local agent starts its
 replicas on 2 of its %d simulated GPUs, then warm-up, validation against the
-demo's traffic, promote, retention of the old pool (%s, %s), retirement —
+demo's traffic, %spromote, retention of the old pool (%s, %s), retirement —
 watch it on the dashboard ("GPUs and agents"), or:
   %s deploy%s --model %s   # the agent starts the replicas (status: launch)
   %s status --watch%s   # phase, gates, GPUs by pool and state, the agent
@@ -459,9 +459,31 @@ watch it on the dashboard ("GPUs and agents"), or:
   %s history%s          # each step with its GPU-seconds (overlap)
 Or with replicas cutover does not manage (spares already running):
   %s deploy%s --model %s --replica %s
-`, demoNextModel, demoAgentGPUs, cfg.Rollout.Retention, retentionNote(cfg.Rollout.RetentionMode),
+`, demoNextModel, demoAgentGPUs, canaryNoteForDemo(cfg), cfg.Rollout.Retention, retentionNote(cfg.Rollout.RetentionMode),
 		self, adminFlag, demoNextModel, self, adminFlag, retentionHints(cfg.Rollout.RetentionMode, self, adminFlag), self, adminFlag, self, adminFlag,
 		self, adminFlag, demoNextModel, strings.Join(spare, " --replica "))
+}
+
+// canaryNoteForDemo is the banner's canary step list (demo --canary): the
+// share of new requests each step sends to the new version and the header
+// that keeps a session on one version; "" without the canary strategy.
+func canaryNoteForDemo(cfg *config.Config) string {
+	if cfg.Rollout.Strategy != config.StrategyCanary || len(cfg.Rollout.Canary.Steps) == 0 {
+		return ""
+	}
+	var steps []string
+	for _, s := range cfg.Rollout.Canary.Steps {
+		if s.Pause > 0 {
+			steps = append(steps, fmt.Sprintf("%d %% for at least %s", s.Weight, s.Pause))
+		} else {
+			steps = append(steps, fmt.Sprintf("%d %% until promote", s.Weight))
+		}
+	}
+	note := "a canary (new requests to the new version: " + strings.Join(steps, ", then ")
+	if h := cfg.Rollout.Affinity.Header; h != "" {
+		note += "; requests with the same " + h + " stay on one version"
+	}
+	return note + "), "
 }
 
 // demoRetentionModes are the values of the demo's --retention-mode.

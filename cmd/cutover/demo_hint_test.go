@@ -67,6 +67,23 @@ func TestShipHint(t *testing.T) {
 	}
 }
 
+// TestShipHintCanary: with --canary the banner says the rollout goes
+// through canary steps and which header keeps a session on one version
+// (it once read exactly as without --canary).
+func TestShipHintCanary(t *testing.T) {
+	cfg := &config.Config{}
+	if h := shipHint(api.Status{}, cfg, "cutover", "", nil); strings.Contains(h, "canary") {
+		t.Fatalf("blue-green banner mentions a canary:\n%s", h)
+	}
+	demoCanary(cfg)
+	h := shipHint(api.Status{}, cfg, "cutover", "", nil)
+	for _, want := range []string{"a canary (new requests to the new version: 10 % for at least 30s, then 50 % until promote", "same X-Session-Id stay on one version"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("canary banner lacks %q:\n%s", want, h)
+		}
+	}
+}
+
 // TestDemoFleetCommandsUseSelf: the fleet part of the demo's banner runs
 // this binary the way the rest of the banner does (a regression: it said
 // "cutover promote", which a user who started the demo with `go run
