@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/store"
 )
 
@@ -60,7 +61,8 @@ func newStateCheckCmd() *cobra.Command {
 		Long: `Check state_dir/` + store.DBFile + ` and its last good copy ` + store.BackupFile + `:
 each must be a bbolt file that passes bbolt's consistency check and holds
 what cutover writes (the state and history buckets, the revision and, past
-revision 0, a JSON state document). Nothing is changed.
+revision 0, a JSON state document a start can use: the state, naming blue
+or green live). Nothing is changed.
 
 A running cutover holds the state file locked, so check it with cutover
 stopped; the backup can be checked at any time.
@@ -90,8 +92,12 @@ func checkState(w io.Writer, dir string) error {
 	for _, name := range []string{store.DBFile, store.BackupFile} {
 		path := filepath.Join(dir, name)
 		sum, err := store.CheckFile(path)
-		if err == nil && sum.Doc != nil && !json.Valid(sum.Doc) {
-			err = &store.DamagedError{Path: path, Problem: fmt.Sprintf("its state document (revision %d) is not valid JSON", sum.Revision)}
+		if err == nil && sum.Doc != nil {
+			if !json.Valid(sum.Doc) {
+				err = &store.DamagedError{Path: path, Problem: fmt.Sprintf("its state document (revision %d) is not valid JSON", sum.Revision)}
+			} else if derr := rollout.CheckDocument(sum.Doc, config.PoolNames); derr != nil {
+				err = &store.DamagedError{Path: path, Problem: fmt.Sprintf("its state document (revision %d) cannot be started from: %v", sum.Revision, derr)}
+			}
 		}
 		var de *store.DamagedError
 		switch {

@@ -85,3 +85,37 @@ func TestDamagedStateExitsOne(t *testing.T) {
 		})
 	}
 }
+
+// TestUnusableStateDocumentIsDamaged: a state document that is JSON but
+// that a start cannot use (no live pool, an unknown one, a field of the
+// wrong type) is DAMAGED for `cutover state check` and `serve` says the
+// state is damaged and where to look (a regression: state check said ok,
+// so the documented restore left the file in place, and serve said only
+// `persisted live pool "" is not configured`).
+func TestUnusableStateDocumentIsDamaged(t *testing.T) {
+	for _, doc := range []string{`{}`, `null`, `{"live":"purple"}`, `{"live":"green","pools":5}`} {
+		t.Run(doc, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := store.OpenBolt(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put(context.Background(), 0, []byte(doc), []byte(`{"action":"promote"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, store.DBFile)
+			code, out, _ := runCLI(t, nil, "state", "check", "--state-dir", dir)
+			if code != 1 || !strings.Contains(out, path+": DAMAGED: ") {
+				t.Errorf("state check: exit %d, want 1 calling %s damaged; output:\n%s", code, path, out)
+			}
+			cfg := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: dir, blue: []string{"http://127.0.0.1:1"}}.write(t)
+			code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=secret"}, "serve", "--config", cfg)
+			if code != 1 || !strings.Contains(stderr, "damaged") || !strings.Contains(stderr, "cutover state check") {
+				t.Errorf("serve: exit %d, want 1 saying the state is damaged and where to look; stderr:\n%s", code, stderr)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
+	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/store"
 )
 
@@ -139,10 +140,10 @@ func importState(ctx context.Context, st store.Store, r io.Reader) (int64, int, 
 	if in.Revision <= 0 || len(in.State) == 0 || !json.Valid(in.State) {
 		return 0, 0, fmt.Errorf("the export holds no valid state (revision %d)", in.Revision)
 	}
-	if _, ok := stateLive(in.State); !ok {
-		// Imported, it would stop every start ("persisted live pool is
-		// not configured") with nothing left to import over.
-		return 0, 0, fmt.Errorf("the export's state names no live pool (blue or green): %.80s", in.State)
+	if err := rollout.CheckDocument(in.State, config.PoolNames); err != nil {
+		// Imported, it would stop every start (a damaged state) with
+		// nothing left to import over.
+		return 0, 0, fmt.Errorf("the export's state cannot be started from: %w: %.80s", err, in.State)
 	}
 	imp, ok := st.(store.Importer)
 	if !ok {

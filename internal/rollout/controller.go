@@ -304,14 +304,11 @@ func (c *Controller) Start(ctx context.Context) error {
 			return []event{{Action: "init", To: s.Live, Reason: "first start: live pool from config"}}, nil
 		})
 	}
-	st, err := decodeState(rec.Data)
+	st, err := usableState(rec.Data, func(name string) bool { _, ok := c.opts.Pools[name]; return ok })
 	if err != nil {
 		// As a damaged file is reported: never a silent fresh start, and
 		// where to look.
 		return fmt.Errorf("the persisted state (revision %d) is damaged: %w (cutover will not start afresh over it: restore the last good copy, see `cutover state check` and docs/operations.md)", rec.Revision, err)
-	}
-	if _, ok := c.opts.Pools[st.Live]; !ok {
-		return fmt.Errorf("persisted live pool %q is not configured", st.Live)
 	}
 	c.mu.Lock()
 	c.st, c.rev = st, rec.Revision

@@ -317,3 +317,25 @@ func decodeState(b []byte) (State, error) {
 	}
 	return s, nil
 }
+
+// usableState decodes a persisted state document and checks that it names
+// one of pools live: what a start needs of it. Start, `cutover state check`
+// and `cutover state import` decide with it alike (CheckDocument).
+func usableState(b []byte, pools func(string) bool) (State, error) {
+	s, err := decodeState(b)
+	if err != nil {
+		return State{}, err
+	}
+	if !pools(s.Live) {
+		return State{}, fmt.Errorf("the state names live pool %q, not blue or green", s.Live)
+	}
+	return s, nil
+}
+
+// CheckDocument reports why a persisted state document cannot be started
+// from, nil when it can: it must decode as the state and name pools[i]
+// live.
+func CheckDocument(b []byte, pools []string) error {
+	_, err := usableState(b, func(name string) bool { return slices.Contains(pools, name) })
+	return err
+}
