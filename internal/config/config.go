@@ -522,11 +522,11 @@ func (c *Config) Validate() error {
 				add(rkey, "%v", err)
 				continue
 			}
-			if other, dup := seen[norm]; dup {
+			if other, dup := seen[pool.ReplicaKey(norm)]; dup {
 				add(rkey, "duplicate replica %q (already %s)", r, other)
 				continue
 			}
-			seen[norm] = rkey
+			seen[pool.ReplicaKey(norm)] = rkey
 		}
 	}
 	if c.ModelName != "" {

@@ -125,6 +125,8 @@ func TestParseErrors(t *testing.T) {
 		{"gate threshold NaN", minimal + "validation: {gates: {error_rate: {threshold: .nan}}}\n", "validation.gates.error_rate.threshold", 8, []string{"NaN"}},
 		{"gate threshold infinite", minimal + "validation: {gates: {latency_p95_ratio: {threshold: .inf}}}\n", "validation.gates.latency_p95_ratio.threshold", 8, []string{"+Inf"}},
 		{"balancing weight infinite", minimal + "balancing: {queue_weight: .inf}\n", "balancing.queue_weight", 8, []string{"+Inf"}},
+		{"duplicate replica with the default port", strings.Replace(minimal, "http://127.0.0.1:8002", "http://LocalHost:80, http://localhost/", 1),
+			"pools.green.replicas[1]", 7, []string{"duplicate replica", "pools.green.replicas[0]"}},
 		{"standby pool may be empty", strings.Replace(minimal, "[http://127.0.0.1:8002]", "[]", 1), "", 0, nil}, // control: valid
 		{"live pool with empty replicas", strings.Replace(minimal, "[http://127.0.0.1:8001]", "[]", 1),
 			"pools.blue.replicas", 4, []string{`"blue"`, "at least one replica"}},

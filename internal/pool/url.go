@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -49,4 +50,28 @@ func NormalizeURL(s string) (string, error) {
 		return "", fmt.Errorf("replica URL %q does not survive being written back (%q)", s, out)
 	}
 	return out, nil
+}
+
+// ReplicaKey is what two normalized replica URLs share when they name the
+// same server: the host in lower case and the scheme's default port
+// dropped (http://H:80 and http://h are one replica). Duplicate checks
+// compare keys; the URL itself is kept as written.
+func ReplicaKey(norm string) string {
+	u, err := url.Parse(norm)
+	if err != nil {
+		return norm
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	switch {
+	case port != "":
+		u.Host = net.JoinHostPort(host, port)
+	case strings.Contains(host, ":"):
+		u.Host = "[" + host + "]"
+	default:
+		u.Host = host
+	}
+	return u.String()
 }

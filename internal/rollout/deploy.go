@@ -95,7 +95,7 @@ func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployReq
 		if err != nil {
 			return api.DeployResult{}, badRequest("bad_replica", "replicas[%d]: %v", i, err)
 		}
-		if slices.Contains(replicas, u) {
+		if slices.ContainsFunc(replicas, func(r string) bool { return pool.ReplicaKey(r) == pool.ReplicaKey(u) }) {
 			return api.DeployResult{}, badRequest("bad_replica", "replicas[%d]: duplicate replica %q", i, raw)
 		}
 		replicas = append(replicas, u)
@@ -118,7 +118,7 @@ func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployReq
 	target := standby(st)
 	live := c.specOf(st, st.Live)
 	for _, r := range replicas {
-		if slices.Contains(live.Replicas, r) {
+		if slices.ContainsFunc(live.Replicas, func(l string) bool { return pool.ReplicaKey(l) == pool.ReplicaKey(r) }) {
 			return api.DeployResult{}, badRequest("bad_replica", "replica %s serves the live pool %s; a new version needs its own replicas", r, st.Live)
 		}
 	}

@@ -791,6 +791,8 @@ func TestDeployRequestChecks(t *testing.T) {
 		{"bad URL", api.DeployRequest{Model: "m", Replicas: []string{"127.0.0.1:5"}}, "bad_replica"},
 		{"duplicate", api.DeployRequest{Model: "m", Replicas: []string{newReplica, newReplica + "/"}}, "bad_replica"},
 		{"live replica", api.DeployRequest{Model: "m", Replicas: []string{"http://127.0.0.1:1"}}, "bad_replica"},
+		// One server written two ways is still one replica.
+		{"duplicate with the default port and another case", api.DeployRequest{Model: "m", Replicas: []string{"http://replica-a", "http://REPLICA-A:80/"}}, "bad_replica"},
 		{"guard", api.DeployRequest{Model: "m", Replicas: []string{newReplica}, ExpectedRevision: 9}, "revision_mismatch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
