@@ -405,6 +405,11 @@ func TestAgentConfigErrorsNameTheKey(t *testing.T) {
 		edit func(*Config)
 	}{
 		{"listen", func(c *Config) { c.Listen = "" }},
+		// Not host:port: named here with exit 2, not found at bind time
+		// with exit 1 (a regression).
+		{"listen", func(c *Config) { c.Listen = "nonsense" }},
+		{"listen", func(c *Config) { c.Listen = ":x" }},
+		{"listen", func(c *Config) { c.Listen = "127.0.0.1:70000" }},
 		{"token_file", func(c *Config) { c.TokenFile = filepath.Join(dir, "missing") }},
 		{"gpus", func(c *Config) { c.GPUs = "0" }},
 		{"gpus", func(c *Config) { c.GPUs = "many" }},

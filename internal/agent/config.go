@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,11 @@ func LoadConfig(path string) (*Config, error) {
 func (c *Config) Validate() error {
 	if c.Listen == "" {
 		return &FieldError{"listen", "required, e.g. 0.0.0.0:9090"}
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		return &FieldError{"listen", fmt.Sprintf("%q is not host:port, e.g. 0.0.0.0:9090", c.Listen)}
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return &FieldError{"listen", fmt.Sprintf("%q: the port must be a number from 0 to 65535", c.Listen)}
 	}
 	if c.TokenFile == "" {
 		return &FieldError{"token_file", "required: the API needs a bearer token"}
