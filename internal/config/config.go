@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -452,6 +453,21 @@ func (p *Proxy) AccessLogEnabled() bool { return p.AccessLog == nil || *p.Access
 // (default true).
 func (p *Proxy) ExposeReplicaEnabled() bool { return p.ExposeReplica == nil || *p.ExposeReplica }
 
+// validPort reports a listen port net.Listen can take: a number from 0 to
+// 65535, or a service name (letters, digits and dashes, starting with a
+// letter), which is only looked up when binding.
+func validPort(p string) bool {
+	if n, err := strconv.Atoi(p); err == nil {
+		return n >= 0 && n <= 65535 && p[0] != '+' && p[0] != '-'
+	}
+	for i, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate checks c and returns an *Error naming every bad key, or nil.
 // It is pure: it reads no files and opens no sockets.
 func (c *Config) Validate() error {
@@ -464,12 +480,19 @@ func (c *Config) Validate() error {
 			add(key, "must be set (host:port)")
 			return
 		}
-		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		_, port, err := net.SplitHostPort(v)
+		switch {
+		case err != nil || port == "":
 			add(key, "%q is not host:port", v)
+		case !validPort(port):
+			add(key, "%q: the port must be a number from 0 to 65535 (or a service name such as http)", v)
 		}
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin.listen", c.Admin.Listen)
+	if c.Preview.Listen != "" {
+		checkAddr("preview.listen", c.Preview.Listen)
+	}
 	for i, d := range c.Admin.APIKeyDirs {
 		if !filepath.IsAbs(d) {
 			add(fmt.Sprintf("admin.api_key_dirs[%d]", i), "%q must be an absolute directory", d)

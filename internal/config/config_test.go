@@ -127,6 +127,12 @@ func TestParseErrors(t *testing.T) {
 		{"balancing weight infinite", minimal + "balancing: {queue_weight: .inf}\n", "balancing.queue_weight", 8, []string{"+Inf"}},
 		{"duplicate replica with the default port", strings.Replace(minimal, "http://127.0.0.1:8002", "http://LocalHost:80, http://localhost/", 1),
 			"pools.green.replicas[1]", 7, []string{"duplicate replica", "pools.green.replicas[0]"}},
+		// A port net.Listen refuses is named here (exit 2), not found at
+		// bind time (exit 1).
+		{"listen port out of range", minimal + "listen: 127.0.0.1:99999\n", "listen", 8, []string{"99999", "0 to 65535"}},
+		{"admin listen port not a port", minimal + "admin: {listen: ':-1'}\n", "admin.listen", 8, []string{"0 to 65535"}},
+		{"preview listen not host:port", minimal + "preview: {listen: nonsense}\n", "preview.listen", 8, []string{"not host:port"}},
+		{"listen on a service name", minimal + "listen: 127.0.0.1:http-alt\n", "", 0, nil},                      // control: valid
 		{"standby pool may be empty", strings.Replace(minimal, "[http://127.0.0.1:8002]", "[]", 1), "", 0, nil}, // control: valid
 		{"live pool with empty replicas", strings.Replace(minimal, "[http://127.0.0.1:8001]", "[]", 1),
 			"pools.blue.replicas", 4, []string{`"blue"`, "at least one replica"}},
