@@ -105,7 +105,18 @@ func (g *Gateway) startController(ctx context.Context) error {
 	if g.fleet != nil && errors.As(err, &ref) && ref.Code == "conflict" {
 		err = g.ctrl.Start(ctx)
 	}
-	return err
+	return emptyLiveAsConfigError(err)
+}
+
+// emptyLiveAsConfigError names the key of a configuration that leaves the
+// live pool without a replica, as the configuration's own checks do (a
+// start exits 2, a reload answers 422); other errors pass as they are.
+func emptyLiveAsConfigError(err error) error {
+	var el *rollout.EmptyLivePoolError
+	if !errors.As(err, &el) {
+		return err
+	}
+	return &config.Error{Fields: []*config.FieldError{{Key: "pools." + el.Pool + ".replicas", Msg: el.Error()}}}
 }
 
 // joinFleet makes the gateway a member of its fleet (after the admin

@@ -38,6 +38,10 @@ func (c *Controller) SetHooks(hooks map[string][]hook.Spec) {
 func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (owned []string, err error) {
 	next := maps.Clone(pools)
 	c.mu.Lock()
+	if err := liveWithoutReplicas(c.st, c.rev, next); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
 	prev := c.configured.Load()
 	c.configured.Store(&next)
 	before := maps.Clone(c.pools)
@@ -99,4 +103,31 @@ func (c *Controller) OwnKeyFile(name string) bool {
 	defer c.mu.Unlock()
 	spec, ok := c.st.Pools[name]
 	return ok && spec.APIKeyFile != ""
+}
+
+// EmptyLivePoolError is a configuration that gives the live pool, which no
+// deployment set, no replica. The configuration's live names only the
+// first start's pool, so its own validation takes the pool for the
+// standby.
+type EmptyLivePoolError struct {
+	// Pool is the live pool, Revision the state's revision.
+	Pool     string
+	Revision int64
+}
+
+func (e *EmptyLivePoolError) Error() string {
+	return fmt.Sprintf("no replica, but %s is the live pool (revision %d; the configuration's live names only the first start's): give it one, or make the other pool live first", e.Pool, e.Revision)
+}
+
+// liveWithoutReplicas refuses configured pools that leave st's live pool
+// without a replica, unless a deployment set that pool (its spec is the
+// state's, not the configuration's).
+func liveWithoutReplicas(st State, rev int64, configured map[string]PoolSpec) error {
+	if _, owned := st.Pools[st.Live]; owned {
+		return nil
+	}
+	if spec, ok := configured[st.Live]; ok && len(spec.Replicas) == 0 {
+		return &EmptyLivePoolError{Pool: st.Live, Revision: rev}
+	}
+	return nil
 }
