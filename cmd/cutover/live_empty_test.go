@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,6 +48,32 @@ func TestConfigCannotEmptyTheLivePool(t *testing.T) {
 	}
 	if st.Live != "green" || len(st.Pools["green"].Replicas) != 1 || st.Pools["green"].Replicas[0].URL != green[0] {
 		t.Fatalf("after the refused reload: live %s, green %+v; want green live with its replica", st.Live, st.Pools["green"].Replicas)
+	}
+	// A replica a deployment put in blue cannot join green by the file.
+	candidate := mockPool(t, "model-v3", 1)
+	if _, err := client.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: candidate}); err != nil {
+		t.Fatal(err)
+	}
+	c.green = append(slices.Clone(green), candidate[0])
+	shared, err := os.ReadFile(c.write(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, shared, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, env, "reload", "--admin", "http://"+c.admin)
+	if code != 1 || !strings.Contains(stderr, "pools.green.replicas[1]") || !strings.Contains(stderr, "deployment d-1") {
+		t.Fatalf("reload adding the candidate's replica to the live pool: exit %d, want 1 naming pools.green.replicas[1] and d-1; stderr %s", code, stderr)
+	}
+	if st, err := client.Status(t.Context()); err != nil || len(st.Pools["green"].Replicas) != 1 {
+		t.Fatalf("after the refused reload: green %+v (%v), want its one replica", st.Pools["green"].Replicas, err)
+	}
+	if err := os.WriteFile(path, emptied, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Abort(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -105,18 +105,19 @@ func (g *Gateway) startController(ctx context.Context) error {
 	if g.fleet != nil && errors.As(err, &ref) && ref.Code == "conflict" {
 		err = g.ctrl.Start(ctx)
 	}
-	return emptyLiveAsConfigError(err)
+	return poolsConflictAsConfigError(err)
 }
 
-// emptyLiveAsConfigError names the key of a configuration that leaves the
-// live pool without a replica, as the configuration's own checks do (a
-// start exits 2, a reload answers 422); other errors pass as they are.
-func emptyLiveAsConfigError(err error) error {
-	var el *rollout.EmptyLivePoolError
-	if !errors.As(err, &el) {
+// poolsConflictAsConfigError names the key of configured pools that do
+// not fit the state (rollout.PoolsConflictError), as the configuration's
+// own checks do: a start exits 2, a reload answers 422. Other errors pass
+// as they are.
+func poolsConflictAsConfigError(err error) error {
+	var pc *rollout.PoolsConflictError
+	if !errors.As(err, &pc) {
 		return err
 	}
-	return &config.Error{Fields: []*config.FieldError{{Key: "pools." + el.Pool + ".replicas", Msg: el.Error()}}}
+	return &config.Error{Fields: []*config.FieldError{{Key: pc.Key, Msg: pc.Reason}}}
 }
 
 // joinFleet makes the gateway a member of its fleet (after the admin

@@ -168,7 +168,7 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	}
 	owned, err := g.ctrl.SetPools(ctx, pre.specs)
 	if err != nil {
-		return nil, emptyLiveAsConfigError(err)
+		return nil, poolsConflictAsConfigError(err)
 	}
 	if useTLS != nil {
 		useTLS()

@@ -310,7 +310,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		// where to look.
 		return fmt.Errorf("the persisted state (revision %d) is damaged: %w (cutover will not start afresh over it: restore the last good copy, see `cutover state check` and docs/operations.md)", rec.Revision, err)
 	}
-	if err := liveWithoutReplicas(st, rec.Revision, c.opts.Pools); err != nil {
+	if err := poolsConflict(st, rec.Revision, c.opts.Pools); err != nil {
 		return err
 	}
 	c.mu.Lock()

@@ -38,7 +38,7 @@ func (c *Controller) SetHooks(hooks map[string][]hook.Spec) {
 func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (owned []string, err error) {
 	next := maps.Clone(pools)
 	c.mu.Lock()
-	if err := liveWithoutReplicas(c.st, c.rev, next); err != nil {
+	if err := poolsConflict(c.st, c.rev, next); err != nil {
 		c.mu.Unlock()
 		return nil, err
 	}
@@ -105,29 +105,44 @@ func (c *Controller) OwnKeyFile(name string) bool {
 	return ok && spec.APIKeyFile != ""
 }
 
-// EmptyLivePoolError is a configuration that gives the live pool, which no
-// deployment set, no replica. The configuration's live names only the
-// first start's pool, so its own validation takes the pool for the
-// standby.
-type EmptyLivePoolError struct {
-	// Pool is the live pool, Revision the state's revision.
-	Pool     string
-	Revision int64
+// PoolsConflictError is configured pools that do not fit the state: the
+// live pool, which no deployment set, left without a replica (the
+// configuration's live names only the first start's pool, so its own
+// validation takes it for the standby), or a replica that a deployment
+// put in the other pool.
+type PoolsConflictError struct {
+	// Key is the configuration key at fault, such as pools.green.replicas.
+	Key string
+	// Reason says why.
+	Reason string
 }
 
-func (e *EmptyLivePoolError) Error() string {
-	return fmt.Sprintf("no replica, but %s is the live pool (revision %d; the configuration's live names only the first start's): give it one, or make the other pool live first", e.Pool, e.Revision)
-}
+func (e *PoolsConflictError) Error() string { return e.Key + ": " + e.Reason }
 
-// liveWithoutReplicas refuses configured pools that leave st's live pool
-// without a replica, unless a deployment set that pool (its spec is the
-// state's, not the configuration's).
-func liveWithoutReplicas(st State, rev int64, configured map[string]PoolSpec) error {
-	if _, owned := st.Pools[st.Live]; owned {
-		return nil
-	}
-	if spec, ok := configured[st.Live]; ok && len(spec.Replicas) == 0 {
-		return &EmptyLivePoolError{Pool: st.Live, Revision: rev}
+// poolsConflict checks configured pools against st: those a deployment
+// set keep the state's spec, the others take the configuration's, and the
+// result must leave the live pool a replica and list no replica twice.
+func poolsConflict(st State, rev int64, configured map[string]PoolSpec) error {
+	for _, name := range slices.Sorted(maps.Keys(configured)) {
+		if _, owned := st.Pools[name]; owned {
+			continue
+		}
+		spec := configured[name]
+		if name == st.Live && len(spec.Replicas) == 0 {
+			return &PoolsConflictError{Key: "pools." + name + ".replicas", Reason: fmt.Sprintf(
+				"no replica, but %s is the live pool (revision %d; the configuration's live names only the first start's): give it one, or make the other pool live first", name, rev)}
+		}
+		for i, r := range spec.Replicas {
+			for other, o := range st.Pools {
+				if other == name {
+					continue
+				}
+				if slices.ContainsFunc(o.Replicas, func(u string) bool { return pool.ReplicaKey(u) == pool.ReplicaKey(r) }) {
+					return &PoolsConflictError{Key: fmt.Sprintf("pools.%s.replicas[%d]", name, i), Reason: fmt.Sprintf(
+						"%s is a replica of pool %s, which deployment %s set (revision %d): a replica serves one pool", r, other, o.SetBy, rev)}
+				}
+			}
+		}
 	}
 	return nil
 }
