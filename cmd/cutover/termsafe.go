@@ -8,7 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-// termSafe escapes the control characters in s other than newline and tab,
+// termSafe escapes the control characters in s other than newline and tab
+// (and the bidirectional controls),
 // so that text the server relays from elsewhere (a hook's output in a
 // reason, a replica's error) cannot move the cursor, clear the screen or
 // retitle the terminal of whoever runs the CLI.
@@ -38,8 +39,11 @@ func termSafe(s string) string {
 	return b.String()
 }
 
+// unsafeRune reports a rune termSafe escapes: a control character but
+// newline and tab, a bidirectional control (U+202E and the like reorder
+// what the terminal shows), and invalid UTF-8.
 func unsafeRune(r rune) bool {
-	return (unicode.IsControl(r) && r != '\n' && r != '\t') || r == utf8.RuneError
+	return (unicode.IsControl(r) && r != '\n' && r != '\t') || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
 }
 
 // termWriter passes text through termSafe.

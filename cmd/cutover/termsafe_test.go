@@ -16,6 +16,10 @@ func TestTermSafe(t *testing.T) {
 		{"nul\x00 del\x7f c1\u009b", `nul\x00 del\x7f c1\x9b`},
 		{"bad utf8 \xff", `bad utf8 \xff`},
 		{"é 漢字 🙂", "é 漢字 🙂"},
+		// Bidirectional overrides reorder what the terminal shows (a hook's
+		// output or an X-Cutover-Actor could make "rollback" read as
+		// something else): escaped as well.
+		{"actor \u202ekcabllor\u202c \u2066x\u2069", `actor \u202ekcabllor\u202c \u2066x\u2069`},
 	} {
 		if got := termSafe(tc.in); got != tc.want {
 			t.Errorf("termSafe(%q) = %q, want %q", tc.in, got, tc.want)
