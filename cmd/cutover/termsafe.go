@@ -8,11 +8,11 @@ import (
 	"unicode/utf8"
 )
 
-// termSafe escapes the control characters in s other than newline and tab
-// (and the bidirectional controls),
-// so that text the server relays from elsewhere (a hook's output in a
-// reason, a replica's error) cannot move the cursor, clear the screen or
-// retitle the terminal of whoever runs the CLI.
+// termSafe escapes the control characters in s other than newline and tab,
+// and the bidirectional controls, so that text the server relays from
+// elsewhere (a hook's output in a reason, a replica's error) cannot move
+// the cursor, clear the screen, retitle the terminal of whoever runs the
+// CLI or reorder what it shows.
 func termSafe(s string) string {
 	if strings.IndexFunc(s, unsafeRune) < 0 {
 		return s
