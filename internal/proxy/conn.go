@@ -104,6 +104,7 @@ func (sc *srvConn) serve() {
 			// it. The head and body usually arrive with the first byte.
 			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.idleTimeout()))
 			if _, err := sc.br.Peek(1); err != nil {
+				answerPlainHTTP(err)
 				return
 			}
 		}
