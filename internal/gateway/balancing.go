@@ -19,6 +19,7 @@ func llmOptions(b config.Balancing) pool.LLMOptions {
 		QueueWeight: b.QueueWeight, KVWeight: b.KVWeight, PrefixWeight: b.PrefixWeight,
 		MaxQueue: b.MaxQueue, MaxKV: b.MaxKV, StaleAfter: stale,
 		BlockBytes: b.PrefixBlockBytes, AffinityEntries: b.AffinityEntries,
+		QueueTimeout: b.QueueTimeout.D(), QueueLength: b.QueueLength,
 	}
 }
 
