@@ -196,7 +196,7 @@ func (q *waitQueue) wait(pool string, rs []*Replica, hashes []uint64, body []byt
 			if c.Gone() {
 				return q.leave(w, body, true)
 			}
-			q.kick()
+			q.kickFrom(w)
 		}
 	}
 }
@@ -253,6 +253,18 @@ func (q *waitQueue) leave(w *waiter, body []byte, gone bool) (*Replica, bool, er
 func (q *waitQueue) kick() {
 	q.mu.Lock()
 	q.dispatchLocked()
+	q.mu.Unlock()
+}
+
+// kickFrom is kick for a held request's periodic look (a slot may have
+// freed unnoticed: a replica tells only the queue that last held a
+// request for it): only the oldest held request looks, so that a long
+// queue does not scan itself once per request and tick.
+func (q *waitQueue) kickFrom(w *waiter) {
+	q.mu.Lock()
+	if len(q.waiters) > 0 && q.waiters[0] == w {
+		q.dispatchLocked()
+	}
 	q.mu.Unlock()
 }
 
