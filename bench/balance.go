@@ -51,14 +51,21 @@ type balanceSim struct {
 	ITLPerSeqMs     float64 `json:"itl_per_seq_ms"`
 	KVBlocks        int     `json:"kv_blocks"`
 	BlockSize       int     `json:"block_size"`
+	// MaxBatchedTokens is the replicas' --max-num-batched-tokens; 0 (the
+	// full run's) leaves it off: each prefill runs on its own.
+	MaxBatchedTokens int `json:"max_num_batched_tokens,omitempty"`
 }
 
 // args are the mock-llm flags of s.
 func (s balanceSim) args(seed uint64) []string {
 	d := func(v float64, unit time.Duration) string { return time.Duration(v * float64(unit)).String() }
-	return []string{"--max-num-seqs", strconv.Itoa(s.MaxNumSeqs), "--prefill-per-token", d(s.PrefillPerTokUs, time.Microsecond),
+	args := []string{"--max-num-seqs", strconv.Itoa(s.MaxNumSeqs), "--prefill-per-token", d(s.PrefillPerTokUs, time.Microsecond),
 		"--itl-per-seq", d(s.ITLPerSeqMs, time.Millisecond), "--kv-blocks", strconv.Itoa(s.KVBlocks),
 		"--block-size", strconv.Itoa(s.BlockSize), "--tokens", "4096", "--seed", strconv.FormatUint(seed, 10)}
+	if s.MaxBatchedTokens > 0 { // not passed when off: older binaries lack the flag
+		args = append(args, "--max-num-batched-tokens", strconv.Itoa(s.MaxBatchedTokens))
+	}
+	return args
 }
 
 // balanceWork is the workload's shape; sizes are in words (the simulator's
@@ -189,6 +196,7 @@ func runBalance(ctx context.Context, e *env, o *options) (*balanceResult, error)
 	if o.smoke {
 		cfg = balanceSmoke
 	}
+	cfg.Sim.MaxBatchedTokens = o.balanceBatchedTokens
 	res := &balanceResult{Replicas: balanceReplicas, Config: cfg, Busy: o.balanceBusy, Seconds: o.balanceDuration.Seconds(), Seed: o.balanceSeed}
 	res.Rate = o.balanceRate
 	if res.Rate <= 0 {
