@@ -98,10 +98,10 @@ type waiter struct {
 }
 
 // PickWait is PickBody (skip nil) for a request's first attempt in pool,
-// with the gateway queue (LLMOptions.QueueTimeout): when every healthy
-// replica of rs is full — fresh metrics, and no free slot in a batch
-// whose limit is known (EngineLoad.Queued), or over a threshold — or
-// requests of the pool are held already, it holds the request until a
+// with the gateway queue (LLMOptions.QueueTimeout): when requests of the
+// pool are held already, or every healthy replica of rs is full — fresh
+// metrics, and no free slot in a batch whose limit is known
+// (EngineLoad.Queued), or over a threshold — it holds the request until a
 // replica has a free slot and then returns it (acquired true: the
 // request is counted in flight there), until QueueTimeout (then it
 // returns PickBody's choice), or until the client leaves (then
@@ -157,8 +157,22 @@ func (q *waitQueue) statsLocked(pool string) *QueueStats {
 // wait holds a request of pool (see PickWait).
 func (q *waitQueue) wait(pool string, rs []*Replica, hashes []uint64, body []byte, c Client) (*Replica, bool, error) {
 	l := q.l
-	w := &waiter{pool: pool, rs: rs, hashes: slices.Clone(hashes), since: l.now(), ready: make(chan struct{})}
 	q.mu.Lock()
+	if st := q.pools[pool]; st == nil || st.Waiting == 0 {
+		// Here because another pool's requests are held, or the pool
+		// was full a moment ago: none of this pool's is ahead of it.
+		var holders [maxPrefixBlocks]uint64
+		known := l.holders(hashes, holders[:])
+		if best, hold := l.best(rs, nil, len(hashes), holders[:known], false); !hold {
+			q.mu.Unlock()
+			if best == nil {
+				best = LeastOutstanding{}.Pick(rs, nil)
+			}
+			l.rememberAll(hashes, best)
+			return best, false, nil
+		}
+	}
+	w := &waiter{pool: pool, rs: rs, hashes: slices.Clone(hashes), since: l.now(), ready: make(chan struct{})}
 	st := q.statsLocked(pool)
 	if st.Waiting >= l.opts.QueueLength {
 		st.Overflowed++

@@ -291,3 +291,38 @@ func TestPickWaitDoesNotAllocateWithAFreeSlot(t *testing.T) {
 		t.Fatalf("%v allocations per pick", n)
 	}
 }
+
+// A pool with free slots is not held up, nor counted, because another
+// pool's requests are held.
+func TestQueueOtherPoolsHeldDoNotHoldAPoolWithRoom(t *testing.T) {
+	green := replicas(t, 1)
+	full(green[0], 1)
+	blue := replicas(t, 2)
+	for _, r := range blue {
+		slottedFree(r)
+	}
+	l := queued(time.Hour, 0)
+	ch := make(chan picked, 1)
+	go func() {
+		rep, acq, err := l.PickWait("green", green, chat("hello"), stays())
+		ch <- picked{rep, acq, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _ := l.QueueStats("green"); st.Waiting != 1; st, _ = l.QueueStats("green") {
+		if time.Now().After(deadline) {
+			t.Fatal("green's request was not held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rep, acquired, err := l.PickWait("blue", blue, chat("hello"), stays())
+	if err != nil || rep == nil || acquired {
+		t.Fatalf("blue: got %v, %v, %v: want a replica at once", rep, acquired, err)
+	}
+	if st, ok := l.QueueStats("blue"); ok {
+		t.Fatalf("blue counted in the queue: %+v", st)
+	}
+	green[0].Release()
+	if p := <-ch; p.rep != green[0] || !p.acquired {
+		t.Fatalf("green: got %+v", p)
+	}
+}
