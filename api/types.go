@@ -283,6 +283,33 @@ type Pool struct {
 	// HealthyReplicas counts replicas that may get new requests.
 	HealthyReplicas int       `json:"healthy_replicas"`
 	Replicas        []Replica `json:"replicas"`
+	// GatewayQueue counts the pool's requests the llm balancer held at the
+	// gateway while every replica was full (balancing.queue_timeout); nil
+	// when none ever was.
+	GatewayQueue *GatewayQueue `json:"gateway_queue,omitempty"`
+}
+
+// GatewayQueue counts a pool's requests held in the llm balancer's
+// gateway queue since the gateway started. Held = Waiting + Dispatched +
+// TimedOut + Canceled.
+type GatewayQueue struct {
+	// Waiting is how many are held now.
+	Waiting int `json:"waiting"`
+	// Held counts those that entered the queue.
+	Held uint64 `json:"held"`
+	// Dispatched counts those sent to a replica that freed a slot (or on,
+	// when the pool could no longer hold them).
+	Dispatched uint64 `json:"dispatched"`
+	// TimedOut counts those that waited balancing.queue_timeout and then
+	// went to the best replica as without the queue.
+	TimedOut uint64 `json:"timed_out"`
+	// Canceled counts those whose client left while held.
+	Canceled uint64 `json:"canceled"`
+	// Overflowed counts those that found balancing.queue_length held and
+	// went to the best replica at once (not in Held).
+	Overflowed uint64 `json:"overflowed"`
+	// WaitSeconds is the time the requests no longer held were held.
+	WaitSeconds float64 `json:"wait_seconds"`
 }
 
 // Replica is one replica's view in Status.
@@ -316,6 +343,14 @@ type EngineMetrics struct {
 	// PrefixCacheHitRate is prefix-cache hits / queries in tokens since
 	// the engine started, 0 when it reports none.
 	PrefixCacheHitRate float64 `json:"prefix_cache_hit_rate"`
+	// Batch is the replica's running batch as the balancer learned it:
+	// the most sequences it was seen running at once (an engine does not
+	// report its --max-num-seqs); 0 before any ran.
+	Batch float64 `json:"batch"`
+	// BatchKnown reports that the engine was seen queueing, so that Batch
+	// is its limit (or what its KV cache allowed then): only then may the
+	// gateway queue hold requests for it.
+	BatchKnown bool `json:"batch_known"`
 	// ScrapedAt is when they were read.
 	ScrapedAt time.Time `json:"scraped_at"`
 }

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cutover-dev/cutover/api"
 )
 
 // Targets of the balancing scenario, in the order they are interleaved.
@@ -49,14 +51,21 @@ type balanceSim struct {
 	ITLPerSeqMs     float64 `json:"itl_per_seq_ms"`
 	KVBlocks        int     `json:"kv_blocks"`
 	BlockSize       int     `json:"block_size"`
+	// MaxBatchedTokens is the replicas' --max-num-batched-tokens; 0 (the
+	// full run's) leaves it off: each prefill runs on its own.
+	MaxBatchedTokens int `json:"max_num_batched_tokens,omitempty"`
 }
 
 // args are the mock-llm flags of s.
 func (s balanceSim) args(seed uint64) []string {
 	d := func(v float64, unit time.Duration) string { return time.Duration(v * float64(unit)).String() }
-	return []string{"--max-num-seqs", strconv.Itoa(s.MaxNumSeqs), "--prefill-per-token", d(s.PrefillPerTokUs, time.Microsecond),
+	args := []string{"--max-num-seqs", strconv.Itoa(s.MaxNumSeqs), "--prefill-per-token", d(s.PrefillPerTokUs, time.Microsecond),
 		"--itl-per-seq", d(s.ITLPerSeqMs, time.Millisecond), "--kv-blocks", strconv.Itoa(s.KVBlocks),
 		"--block-size", strconv.Itoa(s.BlockSize), "--tokens", "4096", "--seed", strconv.FormatUint(seed, 10)}
+	if s.MaxBatchedTokens > 0 { // not passed when off: older binaries lack the flag
+		args = append(args, "--max-num-batched-tokens", strconv.Itoa(s.MaxBatchedTokens))
+	}
+	return args
 }
 
 // balanceWork is the workload's shape; sizes are in words (the simulator's
@@ -149,6 +158,14 @@ type balanceSample struct {
 	// OtherCores is the CPU that processes outside the harness used during
 	// the run (cores): the machine's noise.
 	OtherCores num `json:"other_cores"`
+	// GatewayHeld, GatewayTimedOut and GatewayWaitMs are what cutover's
+	// gateway queue (balancer: llm, balancing.queue_timeout) did during
+	// the run: requests held while every replica was full, those that
+	// waited the whole timeout, and their mean wait there (from the admin
+	// status); 0, 0, NaN for the other targets and when none was held.
+	GatewayHeld     uint64 `json:"gateway_held"`
+	GatewayTimedOut uint64 `json:"gateway_timed_out"`
+	GatewayWaitMs   num    `json:"gateway_wait_mean_ms"`
 }
 
 // balanceResult is scenario 6.
@@ -179,6 +196,7 @@ func runBalance(ctx context.Context, e *env, o *options) (*balanceResult, error)
 	if o.smoke {
 		cfg = balanceSmoke
 	}
+	cfg.Sim.MaxBatchedTokens = o.balanceBatchedTokens
 	res := &balanceResult{Replicas: balanceReplicas, Config: cfg, Busy: o.balanceBusy, Seconds: o.balanceDuration.Seconds(), Seed: o.balanceSeed}
 	res.Rate = o.balanceRate
 	if res.Rate <= 0 {
@@ -227,9 +245,13 @@ func runBalance(ctx context.Context, e *env, o *options) (*balanceResult, error)
 			}
 			s.Round = round + 1
 			res.Samples = append(res.Samples, s)
-			e.logf("balance round %d %-26s TTFT p50 %6.1f p99 %6.1f (chat %6.1f, one-shot %6.1f) ms  e2e p99 %6.1f ms  %4.1f done/s  hit %4.1f %%  busy %4.1f %%  queue %5.1f ms  failed %d",
+			held := ""
+			if s.GatewayHeld > 0 {
+				held = fmt.Sprintf("  held at the gateway %d (%d timed out), mean %.1f ms", s.GatewayHeld, s.GatewayTimedOut, float64(s.GatewayWaitMs))
+			}
+			e.logf("balance round %d %-26s TTFT p50 %6.1f p99 %6.1f (chat %6.1f, one-shot %6.1f) ms  e2e p99 %6.1f ms  %4.1f done/s  hit %4.1f %%  busy %4.1f %%  queue %5.1f ms  failed %d%s",
 				s.Round, s.Target, float64(s.TTFTP50Ms), float64(s.TTFTP99Ms), float64(s.ChatTTFTP99Ms), float64(s.OneShotTTFTP99Ms), float64(s.E2EP99Ms),
-				float64(s.Throughput), 100*float64(s.HitRate), 100*float64(s.Busy), float64(s.QueueMs), s.Failed)
+				float64(s.Throughput), 100*float64(s.HitRate), 100*float64(s.Busy), float64(s.QueueMs), s.Failed, held)
 		}
 	}
 	return res, nil
@@ -286,7 +308,8 @@ type balanceOutcome struct {
 // sim is the replicas' simulator.
 func balanceRun(ctx context.Context, t *target, reps []string, sim balanceSim, w balanceWork, rate float64, dur time.Duration, seed uint64, salt string) (balanceSample, error) {
 	s := balanceSample{Target: t.name, TTFTP50Ms: nan, TTFTP99Ms: nan, E2EP99Ms: nan, Throughput: nan, HitRate: nan,
-		ChatTTFTP99Ms: nan, OneShotTTFTP99Ms: nan, FloorTTFTP99Ms: nan, Busy: nan, QueueMs: nan}
+		ChatTTFTP99Ms: nan, OneShotTTFTP99Ms: nan, FloorTTFTP99Ms: nan, Busy: nan, QueueMs: nan, GatewayWaitMs: nan}
+	q0 := gatewayQueue(ctx, t)
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
 	defer c.CloseIdleConnections()
 	c0, err := readEngineCounters(ctx, reps)
@@ -387,6 +410,12 @@ func balanceRun(ctx context.Context, t *target, reps []string, sim balanceSim, w
 	}
 	wg.Wait()
 	s.OtherCores = otherCores(snap0, snapCPU())
+	if q1 := gatewayQueue(ctx, t); q1.Held > q0.Held {
+		s.GatewayHeld, s.GatewayTimedOut = q1.Held-q0.Held, q1.TimedOut-q0.TimedOut
+		if n := (q1.Held - uint64(q1.Waiting)) - (q0.Held - uint64(q0.Waiting)); n > 0 {
+			s.GatewayWaitMs = num(1000 * (q1.WaitSeconds - q0.WaitSeconds) / float64(n))
+		}
+	}
 	c1, err := readEngineCounters(ctx, reps)
 	if err != nil {
 		return s, err
@@ -431,6 +460,19 @@ func balanceRun(ctx context.Context, t *target, reps []string, sim balanceSim, w
 		s.OneShotTTFTP99Ms = num(percentile(oneShots, 99))
 	}
 	return s, nil
+}
+
+// gatewayQueue reads the blue pool's gateway queue counts from cutover's
+// admin status; zero for the other targets, without one, or on an error.
+func gatewayQueue(ctx context.Context, t *target) api.GatewayQueue {
+	if t.admin == nil {
+		return api.GatewayQueue{}
+	}
+	st, err := t.admin.Status(ctx)
+	if err != nil || st.Pools["blue"].GatewayQueue == nil {
+		return api.GatewayQueue{}
+	}
+	return *st.Pools["blue"].GatewayQueue
 }
 
 // words returns n words made of salt and random numbers: each is one of the

@@ -71,6 +71,9 @@ type options struct {
 	balanceRate     float64       // requests per second; 0: derived from the simulator for balanceBusy
 	balanceBusy     float64       // the pool's busy fraction the derived rate aims at
 	balanceSeed     uint64
+	// balanceBatchedTokens, when > 0, runs the simulated replicas with
+	// --max-num-batched-tokens (one compute per replica, vLLM's steps).
+	balanceBatchedTokens int
 }
 
 // allScenarios lists the scenarios in the order they run.
@@ -141,6 +144,7 @@ func parseFlags(args []string) (options, error) {
 		fs.Float64Var(&o.balanceRate, "balance-rate", o.balanceRate, "balance: requests per second (0: derived from the simulator's timings for -balance-busy)")
 		fs.Float64Var(&o.balanceBusy, "balance-busy", o.balanceBusy, "balance: the pool's busy fraction the derived rate aims at")
 		fs.Uint64Var(&o.balanceSeed, "balance-seed", o.balanceSeed, "balance: seed of the workload and the simulated replicas")
+		fs.IntVar(&o.balanceBatchedTokens, "balance-batched-tokens", o.balanceBatchedTokens, "balance: the replicas' --max-num-batched-tokens (0: off, each prefill runs on its own)")
 	}
 	bind(&o)
 	smoke := fs.Bool("smoke", false, "tiny sizes: a few seconds, for the test suite")
@@ -198,7 +202,7 @@ func (o *options) validate() error {
 		{"switch-settle", o.switchSettle > 0}, {"switch-observe", o.switchObserve > 0},
 		{"shadow-rate", o.shadowRate > 0}, {"shadow-duration", o.shadowDuration > 0},
 		{"balance-duration", o.balanceDuration > 0}, {"balance-rate", o.balanceRate >= 0},
-		{"balance-busy", o.balanceBusy > 0 && o.balanceBusy <= 1},
+		{"balance-busy", o.balanceBusy > 0 && o.balanceBusy <= 1}, {"balance-batched-tokens", o.balanceBatchedTokens >= 0},
 	} {
 		if !c.ok {
 			return fmt.Errorf("bad -%s", c.name)

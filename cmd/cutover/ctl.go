@@ -180,6 +180,9 @@ func printStatus(w io.Writer, s *api.Status) {
 		if len(p.Replicas) == 0 {
 			fmt.Fprintln(tw, "  (no replicas)")
 		}
+		if p.GatewayQueue != nil {
+			fmt.Fprintln(tw, gatewayQueueLine(p.GatewayQueue))
+		}
 	}
 	_ = tw.Flush()
 	printCapacity(w, s)

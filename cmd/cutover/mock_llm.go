@@ -21,20 +21,21 @@ const mockLLMShutdownTimeout = 5 * time.Second
 // mockLLMFlags maps mockllm.Config field names to the flags that set them,
 // so that a *mockllm.FieldError can name the flag.
 var mockLLMFlags = map[string]string{
-	"Model":           "model",
-	"TTFT":            "ttft",
-	"ITL":             "itl",
-	"Tokens":          "tokens",
-	"MaxConcurrent":   "max-concurrent",
-	"ErrorRate":       "error-rate",
-	"StreamErrorRate": "stream-error-rate",
-	"ExtraLatency":    "extra-latency",
-	"StartupPeriod":   "startup-period",
-	"MaxModelLen":     "max-model-len",
-	"KVBlocks":        "kv-blocks",
-	"BlockSize":       "block-size",
-	"PrefillPerToken": "prefill-per-token",
-	"ITLPerSeq":       "itl-per-seq",
+	"Model":            "model",
+	"TTFT":             "ttft",
+	"ITL":              "itl",
+	"Tokens":           "tokens",
+	"MaxConcurrent":    "max-concurrent",
+	"ErrorRate":        "error-rate",
+	"StreamErrorRate":  "stream-error-rate",
+	"ExtraLatency":     "extra-latency",
+	"StartupPeriod":    "startup-period",
+	"MaxModelLen":      "max-model-len",
+	"KVBlocks":         "kv-blocks",
+	"BlockSize":        "block-size",
+	"PrefillPerToken":  "prefill-per-token",
+	"ITLPerSeq":        "itl-per-seq",
+	"MaxBatchedTokens": "max-num-batched-tokens",
 }
 
 // newMockLLMCmd returns the "mock-llm" command: a simulated vLLM replica.
@@ -86,6 +87,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.IntVar(&cfg.BlockSize, "block-size", mockllm.DefaultBlockSize, "tokens (words) per KV block")
 	f.DurationVar(&cfg.PrefillPerToken, "prefill-per-token", 0, "added to --ttft for every prompt token not in the prefix cache")
 	f.DurationVar(&cfg.ITLPerSeq, "itl-per-seq", 0, "added to --itl for every other sequence in the running batch")
+	f.IntVar(&cfg.MaxBatchedTokens, "max-num-batched-tokens", 0, "one compute per replica, in steps of this many prefill tokens: prefills run one after another and decoding waits for the step in progress (0: each prefill on its own)")
 	addMockSleepFlags(cmd, &cfg.Sleep)
 	return cmd
 }

@@ -109,3 +109,43 @@ func TestDashboardShowsFleetSampleSources(t *testing.T) {
 	tab.Screenshot("dashboard-fleet-sources.png")
 	tab.CheckConsole()
 }
+
+// TestDashboardShowsEngineLoad: with balancer: llm, each replica's row
+// shows its engine's queue, running batch and the batch size the balancer
+// learned ("≥" while the engine has not been seen queueing: the limit is
+// not known yet), KV use and prefix hits; the pool shows the requests held
+// in the gateway queue, with its counts in the tooltip.
+func TestDashboardShowsEngineLoad(t *testing.T) {
+	browsertest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tab := browsertest.Start(ctx, t)
+	b := tab.For(t)
+	st := validatingStatus(false, 0, 0)
+	now := time.Now().UTC()
+	blue := st.Pools["blue"]
+	blue.Replicas = []api.Replica{
+		{URL: "http://127.0.0.1:9/a", Healthy: true, CheckedAt: now, Engine: &api.EngineMetrics{Waiting: 1, Running: 4, Batch: 4, BatchKnown: true,
+			KVCacheUsage: 0.42, PrefixCacheHitRate: 0.375, ScrapedAt: now}},
+		{URL: "http://127.0.0.1:9/b", Healthy: true, CheckedAt: now, Engine: &api.EngineMetrics{Running: 2, Batch: 3, KVCacheUsage: 0.1, ScrapedAt: now}},
+	}
+	blue.HealthyReplicas = 2
+	blue.GatewayQueue = &api.GatewayQueue{Waiting: 3, Held: 13, Dispatched: 8, TimedOut: 1, Canceled: 1, Overflowed: 2, WaitSeconds: 0.5}
+	st.Pools["blue"] = blue
+	s, err := New(statusCtrl{st: st}, stubToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	b.Login(srv.URL+"/", stubToken)
+	b.WaitText(`#pool-blue tr[data-replica="http://127.0.0.1:9/a"] [data-testid="engine"]`, "queue 1 · running 4 · batch 4 · KV 42% · prefix hits 38%", true)
+	b.WaitText(`#pool-blue tr[data-replica="http://127.0.0.1:9/b"] [data-testid="engine"]`, "queue 0 · running 2 · batch ≥3 · KV 10% · prefix hits 0%", true)
+	b.WaitText(`[data-testid="gateway-queue-blue"]`, "3", true)
+	b.WaitJS("the gateway queue's counts in its tooltip", `document.querySelector('[data-testid="gateway-queue-blue"]').parentElement.title === "13 held (mean wait 50 ms): 8 dispatched, 1 timed out, 1 canceled; 2 overflowed"`)
+	if got := b.Text(`[data-testid="gateway-queue-green"]`); got != "(no element)" {
+		t.Errorf("green, never held, shows a gateway queue: %q", got)
+	}
+	tab.Screenshot("dashboard-engine-load.png")
+	tab.CheckConsole()
+}

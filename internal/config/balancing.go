@@ -38,6 +38,15 @@ type Balancing struct {
 	PrefixBlockBytes int `yaml:"prefix_block_bytes"`
 	// AffinityEntries bounds the prefix → replica table. Default 65536.
 	AffinityEntries int `yaml:"affinity_entries"`
+	// QueueTimeout is how long the gateway may hold a request while every
+	// healthy replica of its pool is at its batch limit, to send it to the
+	// first replica that frees a slot; after it the request goes to the
+	// best replica as without the queue. 0 turns the gateway queue off.
+	// Default 2s.
+	QueueTimeout Duration `yaml:"queue_timeout"`
+	// QueueLength bounds the requests held per pool; one more goes to the
+	// best replica at once. Default 1024.
+	QueueLength int `yaml:"queue_length"`
 }
 
 // defaultBalancing returns the balancing defaults.
@@ -51,6 +60,8 @@ func defaultBalancing() Balancing {
 		MaxKV:            0.8,
 		PrefixBlockBytes: 256,
 		AffinityEntries:  1 << 16,
+		QueueTimeout:     Duration(2 * time.Second),
+		QueueLength:      1024,
 	}
 }
 
@@ -82,6 +93,12 @@ func (b *Balancing) validate() []*FieldError {
 	}
 	if b.AffinityEntries < 1 || b.AffinityEntries > 1<<24 {
 		add("affinity_entries", "must be between 1 and 16777216, got %d", b.AffinityEntries)
+	}
+	if b.QueueTimeout < 0 {
+		add("queue_timeout", "must not be negative (0 turns the gateway queue off), got %s", b.QueueTimeout)
+	}
+	if b.QueueLength < 1 || b.QueueLength > 1<<20 {
+		add("queue_length", "must be between 1 and 1048576, got %d", b.QueueLength)
 	}
 	return errs
 }

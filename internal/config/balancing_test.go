@@ -17,7 +17,7 @@ func TestBalancingDefaultsAndLLM(t *testing.T) {
 	b := c.Balancing
 	if c.Balancer != "llm" || b.MetricsInterval.D() != 500*time.Millisecond || b.StaleAfter != 0 ||
 		b.QueueWeight != 2 || b.KVWeight != 2 || b.PrefixWeight != 3 || b.MaxQueue != 5 || b.MaxKV != 0.8 ||
-		b.PrefixBlockBytes != 256 || b.AffinityEntries != 65536 {
+		b.PrefixBlockBytes != 256 || b.AffinityEntries != 65536 || b.QueueTimeout.D() != 2*time.Second || b.QueueLength != 1024 {
 		t.Fatalf("defaults: balancer %q, %+v", c.Balancer, b)
 	}
 	c, err = config.Parse([]byte(minimal + "balancer: llm\nbalancing:\n  metrics_interval: 250ms\n  prefix_weight: 5\n  max_queue: 8\n"))
@@ -40,6 +40,8 @@ func TestBalancingRejectsBadValues(t *testing.T) {
 		{"max_kv: 1.5", "balancing.max_kv"},
 		{"prefix_block_bytes: 8", "balancing.prefix_block_bytes"},
 		{"affinity_entries: 0", "balancing.affinity_entries"},
+		{"queue_timeout: -1s", "balancing.queue_timeout"},
+		{"queue_length: 0", "balancing.queue_length"},
 		{"unknown: 1", "balancing.unknown"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/pool"
 )
@@ -19,6 +20,7 @@ func llmOptions(b config.Balancing) pool.LLMOptions {
 		QueueWeight: b.QueueWeight, KVWeight: b.KVWeight, PrefixWeight: b.PrefixWeight,
 		MaxQueue: b.MaxQueue, MaxKV: b.MaxKV, StaleAfter: stale,
 		BlockBytes: b.PrefixBlockBytes, AffinityEntries: b.AffinityEntries,
+		QueueTimeout: b.QueueTimeout.D(), QueueLength: b.QueueLength,
 	}
 }
 
@@ -35,4 +37,18 @@ func (g *Gateway) runScraper(ctx context.Context) {
 		Logger:   g.log,
 	}
 	s.Run(ctx)
+}
+
+// gatewayQueue returns the status's view of the llm balancer's gateway
+// queue; nil with another balancer.
+func gatewayQueue(p pool.Picker) func(string) (api.GatewayQueue, bool) {
+	l, ok := p.(*pool.LLM)
+	if !ok {
+		return nil
+	}
+	return func(name string) (api.GatewayQueue, bool) {
+		st, ok := l.QueueStats(name)
+		return api.GatewayQueue{Waiting: st.Waiting, Held: st.Held, Dispatched: st.Dispatched, TimedOut: st.TimedOut,
+			Canceled: st.Canceled, Overflowed: st.Overflowed, WaitSeconds: st.WaitSeconds}, ok
+	}
 }

@@ -70,6 +70,8 @@ func TestLLMBalancerScrapesAndKeepsAffinity(t *testing.T) {
 		`cutover_replica_engine_running{pool="blue",replica="` + first + `"}`,
 		`cutover_replica_kv_cache_usage{pool="blue",replica="` + first + `"}`,
 		`cutover_replica_prefix_cache_hit_rate{pool="blue",replica="` + first + `"} 0.`,
+		// The simulator has no batch limit: it never queues, so the batch is not known.
+		`cutover_replica_engine_batch{known="false",pool="blue",replica="` + first + `"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

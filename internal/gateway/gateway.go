@@ -211,6 +211,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		CheckNew:     func(rs []*pool.Replica) { go g.checker.CheckNew(checkNewCtx, rs) },
 		Launcher:     launcher,
 		Agents:       agentStates,
+		GatewayQueue: gatewayQueue(picker),
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cutover-dev/cutover/api"
@@ -38,13 +40,22 @@ var (
 	descEngineRunning = prometheus.NewDesc("cutover_replica_engine_running", "Requests running in the replica's engine batch, as the llm balancer last read them.", []string{"pool", "replica"}, nil)
 	descEngineKV      = prometheus.NewDesc("cutover_replica_kv_cache_usage", "The replica's KV-cache use (0-1), as the llm balancer last read it.", []string{"pool", "replica"}, nil)
 	descEngineHitRate = prometheus.NewDesc("cutover_replica_prefix_cache_hit_rate", "The replica's prefix-cache hit rate (hit / queried tokens since its start), as the llm balancer last read it.", []string{"pool", "replica"}, nil)
+	descEngineBatch   = prometheus.NewDesc("cutover_replica_engine_batch", "The replica's running batch as the llm balancer learned it: the most sequences seen running at once.", []string{"pool", "replica", "known"}, nil)
+)
+
+// The llm balancer's gateway queue, per pool (none before a request of the
+// pool was held).
+var (
+	descQueueWaiting = prometheus.NewDesc("cutover_gateway_queue_waiting", "Requests the llm balancer holds at the gateway now, while every replica of the pool is full.", []string{"pool"}, nil)
+	descQueueHeld    = prometheus.NewDesc("cutover_gateway_queue_requests_total", "Requests that left the llm balancer's gateway queue, by outcome: dispatched (to a replica that freed a slot), timed_out (then sent to the best replica), canceled (the client left); overflowed ones found the queue full.", []string{"pool", "outcome"}, nil)
+	descQueueWait    = prometheus.NewDesc("cutover_gateway_queue_wait_seconds_total", "Time the requests that left the gateway queue were held there.", []string{"pool"}, nil)
 )
 
 // phases lists every phase so that the phase metric is a complete set.
 var phases = []string{"pending", "warming", "validating", "canary", "ready", "promoted", "retiring", "completed", "failed", "aborted", "rolled_back"}
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate, descPoolWeight, descCanaryStep, descGPUs, descGPUSeconds, descAgentUp} {
+	for _, d := range []*prometheus.Desc{descLive, descRevision, descSwitched, descInFlight, descHealthy, descPhase, descDeadline, descRetire, descHookRuns, descGateValue, descGateThr, descGateSamp, descGateVerd, descEngineWaiting, descEngineRunning, descEngineKV, descEngineHitRate, descEngineBatch, descQueueWaiting, descQueueHeld, descQueueWait, descPoolWeight, descCanaryStep, descGPUs, descGPUSeconds, descAgentUp} {
 		ch <- d
 	}
 }
@@ -75,7 +86,18 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				g(descEngineRunning, e.Running, name, r.URL)
 				g(descEngineKV, e.KVCacheUsage, name, r.URL)
 				g(descEngineHitRate, e.PrefixCacheHitRate, name, r.URL)
+				g(descEngineBatch, e.Batch, name, r.URL, strconv.FormatBool(e.BatchKnown))
 			}
+		}
+		if q := p.GatewayQueue; q != nil {
+			g(descQueueWaiting, float64(q.Waiting), name)
+			for _, o := range []struct {
+				outcome string
+				n       uint64
+			}{{"dispatched", q.Dispatched}, {"timed_out", q.TimedOut}, {"canceled", q.Canceled}, {"overflowed", q.Overflowed}} {
+				ch <- prometheus.MustNewConstMetric(descQueueHeld, prometheus.CounterValue, float64(o.n), name, o.outcome)
+			}
+			ch <- prometheus.MustNewConstMetric(descQueueWait, prometheus.CounterValue, q.WaitSeconds, name)
 		}
 	}
 	if d := st.Deployment; d != nil {

@@ -373,7 +373,7 @@ func (s *Server) serveCompletion(w http.ResponseWriter, r *http.Request, kind en
 		cached, blocks = s.kv.admit(j.blocks, j.promptTokens, j.promptTokens+j.tokens)
 		defer s.kv.release(blocks)
 	}
-	j.prefill = s.prefillDelay(j.promptTokens - cached)
+	j.prefill = s.prefillWait(time.Now(), j.promptTokens-cached)
 
 	var produced int
 	var res result
@@ -410,7 +410,7 @@ func (s *Server) respond(ctx context.Context, w http.ResponseWriter, j *job, arr
 	first := time.Now()
 	s.metrics.ttft.Observe(first.Sub(arrival).Seconds())
 	if j.tokens > 1 {
-		if !p.wait(ctx, s.decodeDelay(s.running.Load())*time.Duration(j.tokens-1)) {
+		if !p.wait(ctx, s.decodeWait(first, j.tokens-1)) {
 			return 1, canceled
 		}
 		gap := time.Since(first).Seconds() / float64(j.tokens-1)
@@ -525,7 +525,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, j *job, fail
 	s.metrics.ttft.Observe(last.Sub(arrival).Seconds())
 	for i := range j.tokens {
 		if i > 0 {
-			if !p.wait(ctx, s.decodeDelay(s.running.Load())) {
+			if !p.wait(ctx, s.decodeWait(time.Now(), 1)) {
 				return i, canceled
 			}
 			now := time.Now()

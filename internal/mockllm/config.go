@@ -52,6 +52,14 @@ type Config struct {
 	// ITLPerSeq is added to ITL for every other sequence running at once,
 	// so that decoding slows down as the batch grows; 0 means no slowdown.
 	ITLPerSeq time.Duration
+	// MaxBatchedTokens, vLLM's --max-num-batched-tokens, makes the
+	// replica's compute one resource spent in steps of at most this many
+	// prefill tokens: prefills run one after the other (a prompt's first
+	// token waits for the prefills started before it), and a decoding
+	// sequence's next token waits for the end of the prefill step in
+	// progress (a whole prefill for a prompt under the budget). 0 means
+	// each sequence's prefill runs on its own, delaying no one else.
+	MaxBatchedTokens int
 	// ErrorRate is the fraction of completion requests answered with an HTTP
 	// 500; 0 means none, 1 means all.
 	ErrorRate float64
@@ -146,6 +154,7 @@ func (cfg Config) validate() error {
 		{"MaxModelLen", cfg.MaxModelLen},
 		{"KVBlocks", cfg.KVBlocks},
 		{"BlockSize", cfg.BlockSize},
+		{"MaxBatchedTokens", cfg.MaxBatchedTokens},
 	} {
 		if n.v < 0 {
 			return &FieldError{Field: n.field, Value: n.v, Err: errors.New("must not be negative")}

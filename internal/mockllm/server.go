@@ -47,6 +47,10 @@ type Server struct {
 	slots     chan struct{} // one element per running sequence; nil when unlimited
 	kv        *kvCache      // nil without Config.KVBlocks
 
+	// compute books the prefills (Config.MaxBatchedTokens); nil without it
+	// (or without Config.PrefillPerToken).
+	compute *computeTimeline
+
 	start   time.Time        // when New returned
 	readyAt time.Time        // start + StartupPeriod
 	now     func() time.Time // the clock for readyAt; tests replace it before serving
@@ -112,6 +116,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.KVBlocks > 0 {
 		s.kv = newKVCache(cfg.KVBlocks, cfg.BlockSize)
+	}
+	if cfg.MaxBatchedTokens > 0 && cfg.PrefillPerToken > 0 {
+		s.compute = &computeTimeline{chunk: cfg.PrefillPerToken * time.Duration(cfg.MaxBatchedTokens)}
 	}
 	s.loaded.Store(cfg.StartupPeriod == 0)
 	s.faults.failHealth.Store(cfg.FailHealth)

@@ -39,15 +39,23 @@ type EngineLoad struct {
 	// of KV/Running over the scrapes; 0 before any ran. The llm balancer
 	// adds it for each request sent since the scrape.
 	KVPerSeq float64
+	// Queued reports that a scrape has seen requests waiting in the
+	// engine: from then on Slots is taken as its batch limit, and the
+	// gateway queue (LLMOptions.QueueTimeout) may hold requests while the
+	// replica holds Slots of them. False: the limit is unknown, and the
+	// gateway never holds a request for this replica's sake.
+	Queued bool
 }
 
 // learn carries Slots and KVPerSeq on from prev (the replica's previous
 // metrics, or nil) to e, a fresh scrape.
 func (e *EngineLoad) learn(prev *EngineLoad) {
 	e.Slots = e.Running
+	e.Queued = e.Waiting >= 1
 	var kvPerSeq float64
 	if prev != nil {
 		e.Slots = max(e.Slots, prev.Slots)
+		e.Queued = e.Queued || prev.Queued
 		kvPerSeq = prev.KVPerSeq
 	}
 	if e.Running >= 1 {
@@ -68,8 +76,12 @@ func (e *EngineLoad) PrefixHitRate() float64 {
 	return e.PrefixHits / e.PrefixQueries
 }
 
-// SetEngineLoad publishes e as r's latest engine metrics.
-func (r *Replica) SetEngineLoad(e *EngineLoad) { r.engine.Store(e) }
+// SetEngineLoad publishes e as r's latest engine metrics; a request held
+// in the gateway queue may find room in them.
+func (r *Replica) SetEngineLoad(e *EngineLoad) {
+	r.engine.Store(e)
+	r.freed()
+}
 
 // EngineLoad returns r's latest engine metrics, nil before the first scrape.
 func (r *Replica) EngineLoad() *EngineLoad { return r.engine.Load() }
@@ -93,6 +105,7 @@ const (
 	DefaultMaxKV           = 0.8
 	DefaultBlockBytes      = 256
 	DefaultAffinityEntries = 1 << 16
+	DefaultQueueLength     = 1024
 )
 
 // maxPrefixBlocks bounds the blocks of a body hashed per request (with
@@ -122,6 +135,14 @@ type LLMOptions struct {
 	// AffinityEntries bounds the prefix → replicas table (rounded up to a
 	// power of two).
 	AffinityEntries int
+	// QueueTimeout is how long PickWait may hold a request at the gateway
+	// while every healthy replica of its pool is full; after it the
+	// request goes where PickBody sends it. 0 means no gateway queue
+	// (PickWait is PickBody).
+	QueueTimeout time.Duration
+	// QueueLength bounds the requests held per pool; one more goes where
+	// PickBody sends it. 0 means DefaultQueueLength.
+	QueueLength int
 }
 
 // LLM picks a replica by the engines' own load and by prefix affinity,
@@ -154,6 +175,7 @@ type LLM struct {
 	mask uint64
 	rot  atomic.Uint64
 	now  func() time.Time
+	q    waitQueue
 }
 
 // affinitySlot maps one prefix-block hash to the replicas it was sent to
@@ -198,8 +220,13 @@ func NewLLM(opts LLMOptions) *LLM {
 	if opts.AffinityEntries <= 0 {
 		opts.AffinityEntries = DefaultAffinityEntries
 	}
+	if opts.QueueLength <= 0 {
+		opts.QueueLength = DefaultQueueLength
+	}
 	n := uint64(1) << bits.Len64(uint64(opts.AffinityEntries-1))
-	return &LLM{opts: opts, seed: maphash.MakeSeed(), aff: make([]affinitySlot, n), mask: n - 1, now: time.Now}
+	l := &LLM{opts: opts, seed: maphash.MakeSeed(), aff: make([]affinitySlot, n), mask: n - 1, now: time.Now}
+	l.q.l = l
+	return l
 }
 
 // Options returns the options in use, defaults applied.
@@ -211,6 +238,8 @@ func (l *LLM) Pick(rs []*Replica, skip *Replica) *Replica { return l.PickBody(rs
 // llmLoad is what the llm balancer estimates of one replica now.
 type llmLoad struct {
 	ok    bool    // fresh metrics, within the thresholds
+	fresh bool    // fresh metrics (ok or over a threshold)
+	full  bool    // no free slot in a batch whose limit is known (EngineLoad.Queued), or over a threshold
 	wait  float64 // requests this one would queue behind, itself included; 0 with a free slot
 	busy  float64 // share of the batch in use (above 1 while requests wait)
 	kv    float64 // KV use with the requests sent since the scrape
@@ -235,9 +264,10 @@ func (l *LLM) estimate(r *Replica, now time.Time) llmLoad {
 	batch := max(e.Slots, e.Running)
 	queue := max(count-batch, 0)
 	if queue > l.opts.MaxQueue || e.KV > l.opts.MaxKV {
-		return llmLoad{}
+		return llmLoad{fresh: true, full: true}
 	}
-	return llmLoad{ok: true, wait: max(count+1-batch, 0), busy: count / max(batch, 1),
+	wait := max(count+1-batch, 0)
+	return llmLoad{ok: true, fresh: true, full: e.Queued && wait > 0, wait: wait, busy: count / max(batch, 1),
 		kv: min(max(e.KV+since*e.KVPerSeq, 0), 1), count: count}
 }
 
@@ -248,35 +278,70 @@ func (l *LLM) PickBody(rs []*Replica, skip *Replica, body []byte) *Replica {
 	}
 	var hashes, holders [maxPrefixBlocks]uint64
 	n := l.prefixHashes(body, hashes[:])
-	// Which replicas hold how much of this prefix: walk the chained
-	// block hashes until one is unknown, keeping each block's holders.
+	known := l.holders(hashes[:n], holders[:])
+	best, _ := l.best(rs, skip, n, holders[:known], false)
+	if best == nil {
+		best = LeastOutstanding{}.Pick(rs, skip)
+	}
+	l.rememberAll(hashes[:n], best)
+	return best
+}
+
+// holders writes to out which replicas hold how much of a prefix: it
+// walks the chained block hashes until one is unknown, keeping each
+// block's holders, and returns how many it wrote.
+func (l *LLM) holders(hashes, out []uint64) int {
 	known := 0
-	for known < n {
-		holders[known] = l.lookup(hashes[known])
-		if holders[known] == 0 {
+	for known < len(hashes) {
+		out[known] = l.lookup(hashes[known])
+		if out[known] == 0 {
 			break
 		}
 		known++
 	}
+	return known
+}
 
+// rememberAll records that the prefix of hashes went to r (nil: nothing).
+func (l *LLM) rememberAll(hashes []uint64, r *Replica) {
+	if r == nil {
+		return
+	}
+	for _, h := range hashes {
+		l.remember(h, r.bit)
+	}
+}
+
+// best scores the healthy replicas of rs but skip for a request of n
+// prefix blocks of which holders says who holds the leading ones, and
+// returns the best of those with fresh metrics within the thresholds
+// (with freeOnly, of those with a free slot), nil when none. hold reports
+// that the gateway may hold the request (see LLMOptions.QueueTimeout):
+// at least one replica qualifies for it, and every healthy one has fresh
+// metrics and is full (no free slot in a batch whose limit is known, or
+// over a threshold).
+func (l *LLM) best(rs []*Replica, skip *Replica, n int, holders []uint64, freeOnly bool) (best *Replica, hold bool) {
 	now := l.now()
-	var best *Replica
 	var bestLoad llmLoad
 	bestScore := math.Inf(-1)
 	start := l.rot.Add(1)
+	hold = true
+	healthy := false
 	for k := range len(rs) {
 		r := rs[(start+uint64(k))%uint64(len(rs))]
 		if r == skip || !r.Healthy() {
 			continue
 		}
+		healthy = true
 		ld := l.estimate(r, now)
-		if !ld.ok {
+		hold = hold && ld.fresh && ld.full
+		if !ld.ok || freeOnly && ld.wait > 0 {
 			continue
 		}
 		score := l.opts.KVWeight*(1-ld.kv) - l.opts.QueueWeight*(ld.wait+ld.busy)
 		if n > 0 {
 			depth := 0
-			for depth < known && holders[depth]&r.bit != 0 {
+			for depth < len(holders) && holders[depth]&r.bit != 0 {
 				depth++
 			}
 			score += l.opts.PrefixWeight * float64(depth) / float64(n)
@@ -285,15 +350,7 @@ func (l *LLM) PickBody(rs []*Replica, skip *Replica, body []byte) *Replica {
 			best, bestScore, bestLoad = r, score, ld
 		}
 	}
-	if best == nil {
-		best = LeastOutstanding{}.Pick(rs, skip)
-	}
-	if best != nil {
-		for i := range n {
-			l.remember(hashes[i], best.bit)
-		}
-	}
-	return best
+	return best, hold && healthy
 }
 
 // scoreTie is how close two scores are to count as equal.

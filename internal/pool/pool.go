@@ -41,6 +41,7 @@ type Replica struct {
 	out      outlierState  // passive health: see Outlier
 
 	engine atomic.Pointer[EngineLoad] // the llm balancer's scraped metrics; nil before
+	wake   atomic.Pointer[waitQueue]  // the gateway queue to tell when a slot frees; nil before one waited for r
 	bit    uint64                     // the replica's bit in the llm balancer's prefix table
 
 	mu        sync.Mutex // guards the fields below
@@ -77,8 +78,12 @@ func (r *Replica) Acquire() {
 // Requests returns how many requests the gateway has sent to r since start.
 func (r *Replica) Requests() uint64 { return r.requests.Load() }
 
-// Release counts one request less in flight on r.
-func (r *Replica) Release() { r.inflight.Add(-1) }
+// Release counts one request less in flight on r, and lets a request
+// held in the llm balancer's gateway queue take the freed slot.
+func (r *Replica) Release() {
+	r.inflight.Add(-1)
+	r.freed()
+}
 
 // HealthState is a snapshot of a replica's health bookkeeping.
 type HealthState struct {

@@ -94,6 +94,8 @@ type Handler struct {
 	picker pool.Picker
 	// bodyPicker is picker when it is a pool.BodyPicker, else nil.
 	bodyPicker pool.BodyPicker
+	// waitPicker is picker when it is a pool.WaitPicker, else nil.
+	waitPicker pool.WaitPicker
 	log        *slog.Logger
 	table      *atomic.Pointer[route.Table] // shared by every generation
 	// slow caches the loop's slowPath verdict for the last table (this
@@ -126,6 +128,7 @@ func newGeneration(opts Options, table *atomic.Pointer[route.Table], budget *bod
 		h.picker = pool.LeastOutstanding{}
 	}
 	h.bodyPicker, _ = h.picker.(pool.BodyPicker)
+	h.waitPicker, _ = h.picker.(pool.WaitPicker)
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -395,7 +398,16 @@ func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt, body []byte) 
 	var skip *pool.Replica
 	var last *apiError // the last failed attempt's answer
 	for n := 0; n < 2; n++ {
-		rep := h.pick(p.Replicas, skip, body)
+		var rep *pool.Replica
+		if n == 0 {
+			var gone bool
+			if rep, gone = h.pickFirst(p, body, a); gone {
+				o.Status, o.Error = statusClientClosed, "client_closed"
+				return false
+			}
+		} else if rep = h.pick(p.Replicas, skip, body); rep != nil {
+			rep.Acquire()
+		}
 		if rep == nil {
 			if n == 0 {
 				return a.fail(errNoHealthyReplica(p.Name))
@@ -409,7 +421,6 @@ func (h *Handler) forward(p *pool.Pool, o *Observation, a attempt, body []byte) 
 			}
 		}
 		o.Replica = rep
-		rep.Acquire()
 		status, err := a.try(rep)
 		if err != nil {
 			v := classify(a.failed(err))

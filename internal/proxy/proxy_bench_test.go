@@ -101,11 +101,17 @@ func BenchmarkProxySmall(b *testing.B) {
 		l := pool.NewLLM(pool.LLMOptions{StaleAfter: 24 * time.Hour})
 		benchProxySmall(b, Options{Transport: &Upstream{}, Picker: l}, true)
 	})
+	// The same with the gateway queue on: a pool with free slots never
+	// holds a request, and the check takes no lock.
+	b.Run("loop/llm-queue", func(b *testing.B) {
+		l := pool.NewLLM(pool.LLMOptions{StaleAfter: 24 * time.Hour, QueueTimeout: time.Second})
+		benchProxySmall(b, Options{Transport: &Upstream{}, Picker: l}, true)
+	})
 }
 
 // benchProxySmall runs the small-request benchmark through a Handler with
-// opts. Replicas get engine metrics (running 1 of 4, KV 0.3) for the llm
-// balancer.
+// opts. Replicas get engine metrics (running 1 of 4, a batch limit known,
+// KV 0.3) for the llm balancer.
 func benchProxySmall(b *testing.B, opts Options, loop bool) {
 	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +123,7 @@ func benchProxySmall(b *testing.B, opts Options, loop bool) {
 	h := New(opts)
 	h.Apply(benchTable(b, backend.URL))
 	for _, r := range h.table.Load().Live.Pool.Replicas {
-		r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 1, Slots: 4, KV: 0.3})
+		r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 1, Slots: 4, Queued: true, KV: 0.3})
 	}
 	gwURL := startGateway(b, h, loop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

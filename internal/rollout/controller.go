@@ -156,6 +156,9 @@ type Options struct {
 	// through an agent that is down, or that no longer lists them
 	// running, is refused (see View.canSee).
 	Agents func() []api.AgentStatus
+	// GatewayQueue returns a pool's gateway queue counts (the llm
+	// balancer's), false when it has none. Nil: none.
+	GatewayQueue func(pool string) (api.GatewayQueue, bool)
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.

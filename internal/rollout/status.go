@@ -24,7 +24,12 @@ func (c *Controller) Status() api.Status {
 			ap.Replicas = append(ap.Replicas, api.Replica{URL: r.Name, Healthy: h.Healthy, InFlight: r.InFlight(), Requests: r.Requests(), LastError: h.LastError, CheckedAt: h.CheckedAt, ChangedAt: h.ChangedAt, Asleep: asleep[name+" "+r.Name]})
 			if e := r.EngineLoad(); e != nil {
 				ap.Replicas[len(ap.Replicas)-1].Engine = &api.EngineMetrics{Waiting: e.Waiting, Running: e.Running,
-					KVCacheUsage: e.KV, PrefixCacheHitRate: e.PrefixHitRate(), ScrapedAt: e.At}
+					KVCacheUsage: e.KV, PrefixCacheHitRate: e.PrefixHitRate(), Batch: e.Slots, BatchKnown: e.Queued, ScrapedAt: e.At}
+			}
+		}
+		if c.opts.GatewayQueue != nil {
+			if q, ok := c.opts.GatewayQueue(name); ok {
+				ap.GatewayQueue = &q
 			}
 		}
 		s.Pools[name] = ap

@@ -373,6 +373,14 @@
     }
   }
 
+  // gatewayQueueTitle sums up a pool's gateway queue (balancer: llm) as
+  // `cutover status` does.
+  function gatewayQueueTitle(q) {
+    const done = q.held - q.waiting;
+    const mean = done > 0 ? Math.round(1000 * q.wait_seconds / done) : 0;
+    return `${fmtInt(q.held)} held (mean wait ${mean} ms): ${fmtInt(q.dispatched)} dispatched, ${fmtInt(q.timed_out)} timed out, ${fmtInt(q.canceled)} canceled; ${fmtInt(q.overflowed)} overflowed`;
+  }
+
   function renderPool(st, name) {
     const p = st.pools[name];
     const el = $(`pool-${name}`);
@@ -389,7 +397,7 @@
     const rows = p.replicas.flatMap((r) => [h('tr', { dataset: { replica: r.url }, class: r.last_error ? 'has-error' : '' },
       h('td', { class: 'url', title: r.url }, shortURL(r.url),
         r.engine && h('div', { class: 'engine', dataset: { testid: 'engine' }, title: `engine metrics read ${relative(r.engine.scraped_at)} (balancer: llm)` },
-          `queue ${fmtInt(r.engine.waiting)} · running ${fmtInt(r.engine.running)} · KV ${Math.round(r.engine.kv_cache_usage * 100)}% · prefix hits ${Math.round(r.engine.prefix_cache_hit_rate * 100)}%`)),
+          `queue ${fmtInt(r.engine.waiting)} · running ${fmtInt(r.engine.running)} · batch ${r.engine.batch_known ? '' : '≥'}${fmtInt(r.engine.batch || 0)} · KV ${Math.round(r.engine.kv_cache_usage * 100)}% · prefix hits ${Math.round(r.engine.prefix_cache_hit_rate * 100)}%`)),
       h('td', {}, h('span', {
         class: `health ${r.healthy ? 'text-ok' : 'text-bad'}`,
         title: [isSet(r.checked_at) && `checked ${relative(r.checked_at)}`, isSet(r.changed_at) && `changed ${relative(r.changed_at)}`].filter(Boolean).join(', '),
@@ -406,7 +414,9 @@
       h('dl', { class: 'stats' },
         h('div', {}, h('dt', {}, 'In flight'), h('dd', { dataset: { testid: `inflight-${name}` } }, fmtInt(p.in_flight))),
         h('div', {}, h('dt', {}, 'Requests'), h('dd', {}, fmtInt(p.requests))),
-        h('div', {}, h('dt', {}, 'Rate'), h('dd', {}, `${fmtRate(rate)}/s`))),
+        h('div', {}, h('dt', {}, 'Rate'), h('dd', {}, `${fmtRate(rate)}/s`)),
+        p.gateway_queue && h('div', { title: gatewayQueueTitle(p.gateway_queue) },
+          h('dt', {}, 'Held at gateway'), h('dd', { dataset: { testid: `gateway-queue-${name}` } }, fmtInt(p.gateway_queue.waiting)))),
       total === 0
         ? h('p', { class: 'empty' }, 'No replicas.')
         : h('table', { class: 'replicas' },
