@@ -109,7 +109,12 @@ func TestInputsSummariseOutsideTheLock(t *testing.T) {
 				}
 				return Summarise(s)
 			}
-			in := r.inputsWith(tc.extra)
+			var in Inputs
+			if tc.extra == nil {
+				in = r.Inputs()
+			} else {
+				in = r.inputsWith(tc.extra)
+			}
 			if calls != 2 || in.Candidate.Samples != 1 || in.Baseline.Samples != 1 || in.Pairs != len(tc.extra) {
 				t.Errorf("%d summaries, inputs %+v; want 2, one sample a side and %d pairs", calls, in, len(tc.extra))
 			}
