@@ -220,6 +220,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		CheckNew:     func(rs []*pool.Replica) { go g.checker.CheckNew(checkNewCtx, rs) },
 		Launcher:     launcher,
 		Agents:       agentStates,
+		Shadow:       shadowStatus(mirror),
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,
@@ -449,6 +450,18 @@ type observers struct{ list *[]proxy.Observer }
 func (o observers) Observe(obs *proxy.Observation) {
 	for _, x := range *o.list {
 		x.Observe(obs)
+	}
+}
+
+// shadowStatus returns the status's view of m's counters; nil without a
+// mirror.
+func shadowStatus(m *shadow.Mirror) func() *api.ShadowStatus {
+	if m == nil {
+		return nil
+	}
+	return func() *api.ShadowStatus {
+		s := m.Stats()
+		return &api.ShadowStatus{Sent: s.Sent, Dropped: s.Dropped, Oversize: s.Oversize, Failed: s.Failed, Mismatched: s.Mismatched}
 	}
 }
 

@@ -156,6 +156,9 @@ type Options struct {
 	// through an agent that is down, or that no longer lists them
 	// running, is refused (see View.canSee).
 	Agents func() []api.AgentStatus
+	// Shadow returns the shadow mirror's counters for the status; nil
+	// without shadow traffic.
+	Shadow func() *api.ShadowStatus
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.
