@@ -53,16 +53,23 @@ func TestCopyAfterLiveAnswer(t *testing.T) {
 	}
 	e.waitPhase(t, "validating", 20*time.Second)
 	waitFor(t, "the shadow mirror to start", 20*time.Second, e.gw.Mirror().Active)
-	for _, stream := range []bool{false, true} {
-		t.Run("stream="+strconv.FormatBool(stream), func(t *testing.T) {
+	for _, tc := range []struct {
+		proto  string
+		stream bool
+	}{
+		{"HTTP/1.1", false},
+		{"HTTP/1.1", true},
+		{"HTTP/1.0", false}, // served by the net/http fallback
+	} {
+		t.Run(tc.proto+" stream="+strconv.FormatBool(tc.stream), func(t *testing.T) {
 			c, err := net.Dial("tcp", e.gw.TrafficAddr())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			client.Store(c.(*net.TCPConn))
-			body := fmt.Sprintf(`{"model":"llama","temperature":0,"stream":%t,"messages":[{"role":"user","content":"hi"}]}`, stream)
-			req := "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: " +
+			body := fmt.Sprintf(`{"model":"llama","temperature":0,"stream":%t,"messages":[{"role":"user","content":"hi"}]}`, tc.stream)
+			req := "POST /v1/chat/completions " + tc.proto + "\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: " +
 				strconv.Itoa(len(body)) + "\r\n\r\n" + body
 			if _, err := io.WriteString(c, req); err != nil {
 				t.Fatal(err)
