@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
 			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: g.tls.transport(0)},
 			Upstream: &proxy.Upstream{}, Logger: log, Resolve: func(name string) *pool.Pool { return g.ctrl.Pool(name) },
-			Helper: o.shadowHelper})
+			Helper: shadowHelper(sh.Priority, o.shadowHelper)})
 		g.mirror = mirror
 	}
 	oc := cfg.Health.Outlier
@@ -451,6 +451,15 @@ func (o observers) Observe(obs *proxy.Observation) {
 	for _, x := range *o.list {
 		x.Observe(obs)
 	}
+}
+
+// shadowHelper is the shadow helper's command line for the configured
+// priority: argv for idle, none (copies sent by the gateway) for normal.
+func shadowHelper(priority string, argv []string) []string {
+	if priority != config.ShadowPriorityIdle {
+		return nil
+	}
+	return argv
 }
 
 // shadowStatus returns the status's view of m's counters; nil without a
