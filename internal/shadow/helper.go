@@ -143,26 +143,43 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 }
 
 // feedHelper writes the queue's copies to the helper in batches until ctx
-// is done or the helper fails (read reports its end).
+// is done or the helper fails (read reports its end). While copies keep
+// coming it wakes on a timer every batchDelay rather than on the queue, so
+// that a live request's Submit never has to wake it; once a tick finds the
+// queue empty it waits on the queue again.
 func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan error) error {
 	wait := time.NewTimer(0)
 	<-wait.C
+	busy := false
 	for {
 		var mr *proxy.Mirrored
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-read:
-			return err
-		case mr = <-m.queue:
+		if !busy {
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-read:
+				return err
+			case mr = <-m.queue:
+			}
 		}
 		wait.Reset(batchDelay)
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-read:
+			return err
 		case <-wait.C:
 		}
-		for n := len(m.queue); ; n-- { // this copy and those queued meanwhile
+		if mr == nil {
+			select {
+			case mr = <-m.queue:
+			default:
+				busy = false
+				continue
+			}
+		}
+		busy = true
+		for n := len(m.queue); ; n-- { // mr and those queued meanwhile
 			if err := m.toHelper(ctx, h, mr); err != nil {
 				return err
 			}
