@@ -52,6 +52,9 @@ type Status struct {
 	// Agents are the configured agents as the controller last saw them;
 	// absent without agents.
 	Agents []AgentStatus `json:"agents,omitempty"`
+	// Shadow counts this gateway's shadow copies since it started; absent
+	// when validation.shadow.percent is 0.
+	Shadow *ShadowStatus `json:"shadow,omitempty"`
 	// Launch is the launch in progress (a deploy without replicas
 	// starting them through the agents), replica by replica; nil
 	// otherwise.
@@ -658,4 +661,22 @@ type TrafficPoint struct {
 	// slot's streams answered 200, in milliseconds (within about 10 %);
 	// absent without such streams.
 	TTFTP95MS *float64 `json:"ttft_p95_ms,omitempty"`
+}
+
+// ShadowStatus counts one gateway's shadow copies since it started (the
+// same figures as cutover_shadow_requests_total and
+// cutover_shadow_mismatches_total).
+type ShadowStatus struct {
+	// Sent copies went to the candidate.
+	Sent uint64 `json:"sent"`
+	// Dropped copies were not sent: the queue, or the idle-priority
+	// helper, was full (the gateway's cores or the candidate too busy), or
+	// the helper exited holding them. Live requests never wait instead.
+	Dropped uint64 `json:"dropped"`
+	// Oversize requests were not copied: body over shadow.max_body_bytes.
+	Oversize uint64 `json:"oversize"`
+	// Failed copies got a 5xx, a transport error or an in-stream error.
+	Failed uint64 `json:"failed"`
+	// Mismatched deterministic pairs had different texts.
+	Mismatched uint64 `json:"mismatched"`
 }

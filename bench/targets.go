@@ -440,7 +440,8 @@ func (e *env) startCutover(ctx context.Context, ps *procSet, name string, up poo
 		return nil, err
 	}
 	ps.add(p) // SIGTERM: drains for proxy.drain_timeout, then exits
-	t := &target{name: targetCutover, addr: addr, grp: &group{root: p.pid()},
+	// With its children: the shadow helper's CPU is cutover's too.
+	t := &target{name: targetCutover, addr: addr, grp: &group{root: p.pid(), withChildren: true},
 		admin: &api.Client{BaseURL: "http://" + admin, Token: token, Actor: "bench"}}
 	if up.green != "" {
 		live := "blue"

@@ -107,6 +107,7 @@ Start here:  cutover demo`,
 		newConfigCmd(),
 		newReloadCmd(),
 		newAgentCmd(g),
+		newShadowHelperCmd(g),
 	)
 	root.Version = versionString()
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cutover-dev/cutover/internal/gateway"
@@ -41,7 +43,12 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(cmd.Context(), cfg, token, log, gateway.WithConfigFile(path), gateway.WithLogLevel(level))
+			opts := []gateway.Option{gateway.WithConfigFile(path), gateway.WithLogLevel(level)}
+			if exe, err := os.Executable(); err == nil {
+				// Shadow copies go out from a helper at idle CPU priority.
+				opts = append(opts, gateway.WithShadowHelper([]string{exe, "shadow-helper", "--log-format", g.logFormat}))
+			}
+			gw, err := gateway.New(cmd.Context(), cfg, token, log, opts...)
 			if err != nil {
 				return err
 			}

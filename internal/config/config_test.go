@@ -68,6 +68,7 @@ func TestParseMinimalGetsDefaults(t *testing.T) {
 		{"health.outlier.base_ejection_time", c.Health.Outlier.BaseEjectionTime.D(), 30 * time.Second},
 		{"health.outlier.max_ejection_time", c.Health.Outlier.MaxEjectionTime.D(), 5 * time.Minute},
 		{"health.outlier.max_ejection_percent", c.Health.Outlier.MaxEjectionPercent, 50},
+		{"validation.shadow.priority", c.Validation.Shadow.Priority, "idle"},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {
@@ -111,6 +112,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown live pool", minimal + "live: red\n", "live", 8, []string{`"red"`}},
 		{"unknown log level", minimal + "log_level: verbose\n", "log_level", 8, []string{`"verbose"`, "debug, info, warn, error"}},
 		{"log level", minimal + "log_level: debug\n", "", 0, nil}, // control: valid
+		{"unknown shadow priority", minimal + "validation: {shadow: {priority: low}}\n", "validation.shadow.priority", 8, []string{`"low"`, "idle or normal"}},
+		{"shadow priority", minimal + "validation: {shadow: {priority: normal}}\n", "", 0, nil}, // control: valid
 		{"post-promotion window longer than the retention", minimal + "rollout: {retention: 5m}\nvalidation: {post_promotion: 30m}\n",
 			"validation.post_promotion", 9, []string{"rollout.retention", "5m0s", "30m0s"}},
 		{"replica host with a semicolon", strings.Replace(minimal, "http://127.0.0.1:8002", "http://a;b:8002", 1),

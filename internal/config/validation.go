@@ -47,7 +47,18 @@ type Shadow struct {
 	Concurrency int `yaml:"concurrency"`
 	// Timeout bounds one copy, stream included. Default 2m.
 	Timeout Duration `yaml:"timeout"`
+	// Priority is the CPU priority copies are sent at by cutover serve:
+	// "idle" (default) from a helper process at idle priority, so that
+	// they never take a core from live traffic; "normal" from the gateway's
+	// own process.
+	Priority string `yaml:"priority"`
 }
+
+// Shadow priorities (Shadow.Priority).
+const (
+	ShadowPriorityIdle   = "idle"
+	ShadowPriorityNormal = "normal"
+)
 
 // ValidationGates holds every gate's settings.
 type ValidationGates struct {
@@ -86,7 +97,8 @@ func defaultValidation() Validation {
 		Deadline:     Duration(10 * time.Minute),
 		Interval:     Duration(5 * time.Second),
 		FailureLimit: 3,
-		Shadow:       Shadow{MaxBodyBytes: 1 << 20, Queue: 256, Concurrency: 16, Timeout: Duration(2 * time.Minute)},
+		Shadow: Shadow{MaxBodyBytes: 1 << 20, Queue: 256, Concurrency: 16, Timeout: Duration(2 * time.Minute),
+			Priority: ShadowPriorityIdle},
 		Gates: ValidationGates{
 			ErrorRate:      Gate{Enabled: true, Threshold: 0.02, MinSamples: 20},
 			LatencyRatio:   Gate{Enabled: true, Threshold: 1.5, MinSamples: 20},
@@ -149,6 +161,9 @@ func (c *Config) validateValidation() []*FieldError {
 	}
 	if s.Timeout <= 0 {
 		add("validation.shadow.timeout", "must be positive, got %s", s.Timeout)
+	}
+	if s.Priority != ShadowPriorityIdle && s.Priority != ShadowPriorityNormal {
+		add("validation.shadow.priority", "must be %s or %s, got %q", ShadowPriorityIdle, ShadowPriorityNormal, s.Priority)
 	}
 	if v.Synthetic != "" {
 		if _, err := os.Stat(v.Synthetic); err != nil {

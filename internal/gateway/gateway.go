@@ -75,6 +75,9 @@ type options struct {
 	configFile string            // reload.go
 	level      *slog.LevelVar    // reload.go
 	tracer     *tracing.Provider // trace.go
+	// shadowHelper is the helper process that sends shadow copies (see
+	// shadow.Options.Helper); nil: the gateway sends them itself.
+	shadowHelper []string
 }
 
 // WithClock makes the control plane read the time from now (deadlines,
@@ -86,6 +89,11 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 func WithSampleAdjust(adjust func(pool string, s *validation.Sample)) Option {
 	return func(o *options) { o.adjust = adjust }
 }
+
+// WithShadowHelper has shadow copies sent by the helper process started
+// with argv (cutover shadow-helper), at idle CPU priority, instead of by
+// the gateway's own process (see shadow.Options.Helper).
+func WithShadowHelper(argv []string) Option { return func(o *options) { o.shadowHelper = argv } }
 
 // New binds the listeners, opens the store, checks every replica once and
 // restores the live pool. It does not serve yet: call Run. On error
@@ -156,7 +164,8 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		sh := cfg.Validation.Shadow
 		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
 			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: g.tls.transport(0)},
-			Upstream: &proxy.Upstream{}, Logger: log, Resolve: func(name string) *pool.Pool { return g.ctrl.Pool(name) }})
+			Upstream: &proxy.Upstream{}, Logger: log, Resolve: func(name string) *pool.Pool { return g.ctrl.Pool(name) },
+			Helper: shadowHelper(sh.Priority, o.shadowHelper)})
 		g.mirror = mirror
 	}
 	oc := cfg.Health.Outlier
@@ -212,6 +221,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Launcher:     launcher,
 		Agents:       agentStates,
 		GatewayQueue: gatewayQueue(picker),
+		Shadow:       shadowStatus(mirror),
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,
@@ -441,6 +451,27 @@ type observers struct{ list *[]proxy.Observer }
 func (o observers) Observe(obs *proxy.Observation) {
 	for _, x := range *o.list {
 		x.Observe(obs)
+	}
+}
+
+// shadowHelper is the shadow helper's command line for the configured
+// priority: argv for idle, none (copies sent by the gateway) for normal.
+func shadowHelper(priority string, argv []string) []string {
+	if priority != config.ShadowPriorityIdle {
+		return nil
+	}
+	return argv
+}
+
+// shadowStatus returns the status's view of m's counters; nil without a
+// mirror.
+func shadowStatus(m *shadow.Mirror) func() *api.ShadowStatus {
+	if m == nil {
+		return nil
+	}
+	return func() *api.ShadowStatus {
+		s := m.Stats()
+		return &api.ShadowStatus{Sent: s.Sent, Dropped: s.Dropped, Oversize: s.Oversize, Failed: s.Failed, Mismatched: s.Mismatched}
 	}
 }
 

@@ -159,6 +159,9 @@ type Options struct {
 	// GatewayQueue returns a pool's gateway queue counts (the llm
 	// balancer's), false when it has none. Nil: none.
 	GatewayQueue func(pool string) (api.GatewayQueue, bool)
+	// Shadow returns the shadow mirror's counters for the status; nil
+	// without shadow traffic.
+	Shadow func() *api.ShadowStatus
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.

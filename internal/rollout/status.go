@@ -50,6 +50,9 @@ func (c *Controller) Status() api.Status {
 		s.Agents = c.opts.Agents()
 		agents = agentsByName(s.Agents)
 	}
+	if c.opts.Shadow != nil {
+		s.Shadow = c.opts.Shadow()
+	}
 	v := viewOf(st, rev, pools, agents, c.now().UTC())
 	v.RetentionMode = c.opts.Settings.RetentionMode
 	s.Protection, s.Actions = protection(v), actions(v)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,13 @@ type Options struct {
 	Upstream *proxy.Upstream
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Helper, when set, is the command line of a helper process (cutover
+	// shadow-helper) that sends the copies to plain-HTTP replicas at idle
+	// CPU priority, so that their work never takes a core from live
+	// traffic (see helper.go); Upstream, HTTP and Concurrency then apply
+	// to copies to https replicas and to the times the helper is down. Nil:
+	// this process sends every copy.
+	Helper []string
 	// Resolve, when set, returns the pool of that name as the routing
 	// table holds it now; each copy goes to one of its replicas, with
 	// their key, so that replicas a reload rebuilt with a new key (a
@@ -118,7 +126,9 @@ type Mirror struct {
 	log    *slog.Logger
 	target atomic.Pointer[target]
 	queue  chan *proxy.Mirrored
-	wg     sync.WaitGroup
+	// inline bounds the copies sent from this process while a helper
+	// runs (to https replicas): one slot per copy in flight.
+	inline chan struct{}
 
 	sent, dropped, oversize, failed, mismatched atomic.Uint64
 }
@@ -139,17 +149,31 @@ func New(opts Options) *Mirror {
 	if opts.HTTP == nil {
 		opts.HTTP = &http.Client{}
 	}
-	m := &Mirror{opts: opts, log: opts.Logger, queue: make(chan *proxy.Mirrored, opts.Queue)}
+	m := &Mirror{opts: opts, log: opts.Logger, queue: make(chan *proxy.Mirrored, opts.Queue),
+		inline: make(chan struct{}, opts.Concurrency)}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
 	return m
 }
 
-// Run works the queue until ctx is done.
+// Run works the queue until ctx is done: through the helper process
+// when Options.Helper is set (and this process's workers while it is
+// down), with this process's workers otherwise.
 func (m *Mirror) Run(ctx context.Context) {
+	if len(m.opts.Helper) > 0 {
+		m.runWithHelper(ctx)
+		return
+	}
+	m.work(ctx)
+}
+
+// work sends the queue's copies from this process, Concurrency at a time,
+// until ctx is done.
+func (m *Mirror) work(ctx context.Context) {
+	var wg sync.WaitGroup
 	for range m.opts.Concurrency {
-		m.wg.Go(func() {
+		wg.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
@@ -160,7 +184,7 @@ func (m *Mirror) Run(ctx context.Context) {
 			}
 		})
 	}
-	m.wg.Wait()
+	wg.Wait()
 }
 
 // SetTarget starts mirroring requests to live into candidate; every pair
@@ -207,16 +231,34 @@ func (m *Mirror) Submit(mr *proxy.Mirrored) {
 }
 
 func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
-	t := m.target.Load()
-	if t == nil || mr.Live.Pool != t.live {
+	t, body, deterministic, ok := m.prepare(mr)
+	if !ok {
 		return
-	}
-	body, deterministic, err := proxy.ForModel(mr.Body, t.modelJSON)
-	if err != nil {
-		return // not a JSON object: nothing to compare
 	}
 	m.sent.Add(1)
 	res := m.send(ctx, t, mr.Path, body, deterministic)
+	m.compare(t, mr, deterministic, res)
+}
+
+// prepare returns the target a live exchange is mirrored to and the
+// copy's body (the candidate's model in it); ok is false when it is not
+// mirrored (no target now, another live pool, not a JSON object).
+func (m *Mirror) prepare(mr *proxy.Mirrored) (t *target, body []byte, deterministic, ok bool) {
+	t = m.target.Load()
+	if t == nil || mr.Live.Pool != t.live {
+		return nil, nil, false, false
+	}
+	body, deterministic, err := proxy.ForModel(mr.Body, t.modelJSON)
+	if err != nil {
+		return nil, nil, false, false // not a JSON object: nothing to compare
+	}
+	return t, body, deterministic, true
+}
+
+// compare counts the candidate's answer to a copy, pairs it with the live
+// answer and hands the pair to the target's sink, wherever the copy was
+// sent from.
+func (m *Mirror) compare(t *target, mr *proxy.Mirrored, deterministic bool, res Result) {
 	if res.Failed() {
 		m.failed.Add(1)
 	}
@@ -250,8 +292,18 @@ var (
 const maxAnswer = 4 << 20
 
 func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, deterministic bool) Result {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
-	defer cancel()
+	r, res := m.pick(t)
+	if r == nil {
+		return res
+	}
+	r.Acquire()
+	defer r.Release()
+	return exchange(ctx, m.sender(), copyOf(r, path, body, deterministic))
+}
+
+// pick returns the candidate replica a copy goes to, or nil and the
+// failed Result when the pool has no healthy one.
+func (m *Mirror) pick(t *target) (*pool.Replica, Result) {
 	cand := t.candidate
 	if m.opts.Resolve != nil {
 		if p := m.opts.Resolve(cand.Name); p != nil {
@@ -260,33 +312,77 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 	}
 	r := t.picker.Pick(cand.Replicas, nil)
 	if r == nil {
-		return Result{Err: fmt.Sprintf("no healthy replica in candidate pool %s", t.candidate.Name)}
+		return nil, Result{Err: fmt.Sprintf("no healthy replica in candidate pool %s", t.candidate.Name)}
 	}
-	r.Acquire()
-	defer r.Release()
+	return r, Result{}
+}
+
+// sender is what sends a copy: Upstream for plain-HTTP replicas (nil: HTTP
+// for all), HTTP otherwise, each copy within Timeout.
+type sender struct {
+	upstream *proxy.Upstream
+	http     *http.Client
+	timeout  time.Duration
+}
+
+func (m *Mirror) sender() sender {
+	return sender{upstream: m.opts.Upstream, http: m.opts.HTTP, timeout: m.opts.Timeout}
+}
+
+// copyRequest is one copy as sent to one replica; the helper process gets
+// it in this form (gob).
+type copyRequest struct {
+	// ID names the copy between the gateway and its helper.
+	ID uint64
+	// URL is the replica's base URL (scheme, host, path prefix).
+	URL string
+	// Path is the request path, appended to URL's.
+	Path string
+	// Authorization is the replica's header value, "" for none.
+	Authorization string
+	Body          []byte
+	// Deterministic: the answer's text is kept and parsed for comparing.
+	Deterministic bool
+}
+
+// copyOf is the copy of a request to path with body for replica r.
+func copyOf(r *pool.Replica, path string, body []byte, deterministic bool) *copyRequest {
+	return &copyRequest{URL: r.Name, Path: path, Authorization: r.Authorization, Body: body, Deterministic: deterministic}
+}
+
+// exchange sends c and reads the answer whole, within s.timeout.
+func exchange(ctx context.Context, s sender, c *copyRequest) Result {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return Result{Err: fmt.Sprintf("replica url %q: %v", c.URL, err)}
+	}
 	start := time.Now()
 	var resp *http.Response
-	var err error
-	if u := m.opts.Upstream; u != nil && r.URL.Scheme == "http" {
+	if s.upstream != nil && u.Scheme == "http" {
 		hdr := contentTypeJSON
-		if r.Authorization != "" {
-			hdr = http.Header{"Content-Type": contentTypeJSON["Content-Type"], "Authorization": {r.Authorization}}
+		if c.Authorization != "" {
+			hdr = http.Header{"Content-Type": contentTypeJSON["Content-Type"], "Authorization": {c.Authorization}}
 		}
-		resp, err = u.Forward(ctx, r.URL.Host, http.MethodPost, r.URL.EscapedPath()+path, hdr, "", body)
+		resp, err = s.upstream.Forward(ctx, u.Host, http.MethodPost, u.EscapedPath()+c.Path, hdr, "", c.Body)
 	} else {
 		var req *http.Request
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, r.Name+path, bytes.NewReader(body))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, c.URL+c.Path, bytes.NewReader(c.Body))
 		if err != nil {
 			return Result{Err: err.Error()}
 		}
 		req.Header.Set("Content-Type", "application/json")
-		r.SetAuthorization(req.Header)
-		resp, err = m.opts.HTTP.Do(req)
+		if c.Authorization != "" {
+			req.Header["Authorization"] = []string{c.Authorization}
+		}
+		resp, err = s.http.Do(req)
 	}
 	if err != nil {
 		return Result{Err: err.Error(), Duration: time.Since(start)}
 	}
 	defer resp.Body.Close()
+	deterministic := c.Deterministic
 	res := Result{Status: resp.StatusCode}
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	// Every answer is counted whole as it arrives, as the live side does;

@@ -42,38 +42,43 @@ func TestMirrorComparesPairs(t *testing.T) {
 		answerAs string
 		mismatch bool
 	}{{"same weights", "m1", false}, {"other weights", "", true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 5, AnswerAs: tc.answerAs})
-			srv := httptest.NewServer(mock)
-			defer srv.Close()
-			u, _ := url.Parse(srv.URL)
-			cand := &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}
-			m := New(Options{Percent: 100, Queue: 2, Concurrency: 1})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			pairs := make(chan Pair, 1)
-			m.SetTarget("blue", cand, func(p Pair) { pairs <- p })
-			go m.Run(ctx)
-			liveText := mockllm.Answer("m1", "hi", 5)
-			resp := `{"model":"m1","choices":[{"message":{"content":"` + liveText + `"}}],"usage":{"completion_tokens":5}}`
-			// A live answer cut short is never compared (regression: it
-			// once counted as a mismatch).
-			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
-				Live: proxy.Observation{Pool: "blue", Status: http.StatusOK, Error: "upstream_broken"}, Response: []byte(resp[:20])})
-			if p := <-pairs; p.Judged() || p.Mismatch() {
-				t.Fatalf("a cut live answer was judged: %+v", p)
-			}
-			m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
-				Live: proxy.Observation{Pool: "blue", Status: http.StatusOK}, Response: []byte(resp)})
-			select {
-			case p := <-pairs:
-				if p.Mismatch() != tc.mismatch || !p.Deterministic || p.Shadow.Status != 200 || p.LiveText != liveText {
-					t.Fatalf("pair %+v", p)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no pair")
-			}
-		})
+		for _, s := range senders {
+			t.Run(tc.name+"/"+s.name, func(t *testing.T) { testMirrorComparesPairs(t, s.helper(t), tc.answerAs, tc.mismatch) })
+		}
+	}
+}
+
+// testMirrorComparesPairs is TestMirrorComparesPairs with one sender.
+func testMirrorComparesPairs(t *testing.T, helper []string, answerAs string, mismatch bool) {
+	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 5, AnswerAs: answerAs})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	cand := &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}
+	m := New(Options{Percent: 100, Queue: 2, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: helper})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pairs := make(chan Pair, 1)
+	m.SetTarget("blue", cand, func(p Pair) { pairs <- p })
+	go m.Run(ctx)
+	liveText := mockllm.Answer("m1", "hi", 5)
+	resp := `{"model":"m1","choices":[{"message":{"content":"` + liveText + `"}}],"usage":{"completion_tokens":5}}`
+	// A live answer cut short is never compared (regression: it once
+	// counted as a mismatch).
+	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
+		Live: proxy.Observation{Pool: "blue", Status: http.StatusOK, Error: "upstream_broken"}, Response: []byte(resp[:20])})
+	if p := <-pairs; p.Judged() || p.Mismatch() {
+		t.Fatalf("a cut live answer was judged: %+v", p)
+	}
+	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]}`),
+		Live: proxy.Observation{Pool: "blue", Status: http.StatusOK}, Response: []byte(resp)})
+	select {
+	case p := <-pairs:
+		if p.Mismatch() != mismatch || !p.Deterministic || p.Shadow.Status != 200 || p.LiveText != liveText {
+			t.Fatalf("pair %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pair")
 	}
 }
 
@@ -154,8 +159,12 @@ func TestCopiesCarryReplicaKey(t *testing.T) {
 	}{
 		{"upstream", Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}}},
 		{"http client", Options{Percent: 100, Concurrency: 1}},
+		{"helper", Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: []string{"helper"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.opts.Helper != nil {
+				tc.opts.Helper = testHelper(t, "run")
+			}
 			r := pool.NewReplica(u)
 			r.Authorization = "Bearer cand-key"
 			m := New(tc.opts)

@@ -146,24 +146,13 @@ func b2i(b bool) int64 {
 
 // inputsWith is Inputs with other gateways' samples added.
 func (r *Run) inputsWith(extra []Aggregate) Inputs {
-	if len(extra) == 0 {
-		return r.Inputs()
-	}
-	r.mu.Lock()
-	cand, base := append([]Sample(nil), r.cand...), append([]Sample(nil), r.base...)
-	r.mu.Unlock()
+	cand, base, in := r.snapshot()
 	for _, a := range extra {
 		cand = append(cand, decode(a.Candidate)...)
 		base = append(base, decode(a.Live)...)
-	}
-	in := r.Inputs()
-	for _, a := range extra {
 		in.Pairs += a.Pairs
 		in.Mismatches += a.Mismatches
 	}
-	in.Candidate = Summarise(cand)
-	if r.baseline == nil {
-		in.Baseline = Summarise(base)
-	}
+	r.summariseInto(&in, cand, base)
 	return in
 }

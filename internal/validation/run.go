@@ -2,6 +2,7 @@ package validation
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,8 @@ type Run struct {
 	realOnly        bool   // client traffic only (canary): no shadow or suite gates
 
 	adjust func(pool string, s *Sample) // Validator.Adjust; nil: as measured
+	// summarise is Summarise; tests replace it to see what it runs under.
+	summarise func([]Sample) Stats
 
 	mu                             sync.Mutex // guards the fields below
 	cand, base                     []Sample
@@ -92,16 +95,39 @@ func (r *Run) adjustSample(pool string, s *Sample) {
 
 // Inputs summarises the run for Evaluate.
 func (r *Run) Inputs() Inputs {
+	cand, base, in := r.snapshot()
+	r.summariseInto(&in, cand, base)
+	return in
+}
+
+// snapshot copies the window's samples and counts under r.mu. Summarising
+// them (sorting up to 2×maxSamples values, every evaluation) happens after,
+// so that it never holds up the data plane's observe, which takes r.mu
+// once per live request.
+func (r *Run) snapshot() (cand, base []Sample, in Inputs) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	in := Inputs{Candidate: Summarise(r.cand), Pairs: r.pairs, Mismatches: r.mismatches,
+	cand = slices.Clone(r.cand)
+	if r.baseline == nil {
+		base = slices.Clone(r.base)
+	}
+	return cand, base, Inputs{Pairs: r.pairs, Mismatches: r.mismatches,
 		SyntheticRun: r.synRun, SyntheticPassed: r.synPassed, SyntheticExpected: r.synExpected}
+}
+
+// summariseInto sets in's candidate and baseline stats from the samples
+// of a snapshot (the recorded baseline when the run has one).
+func (r *Run) summariseInto(in *Inputs, cand, base []Sample) {
+	sum := r.summarise
+	if sum == nil {
+		sum = Summarise
+	}
+	in.Candidate = sum(cand)
 	if r.baseline != nil {
 		in.Baseline = *r.baseline
 	} else {
-		in.Baseline = Summarise(r.base)
+		in.Baseline = sum(base)
 	}
-	return in
 }
 
 // SyntheticFunc runs a synthetic suite against the candidate pool in the

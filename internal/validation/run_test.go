@@ -82,3 +82,42 @@ func TestSetGates(t *testing.T) {
 		t.Errorf("error rate 0.5 against the reloaded 0.6: %s, want %s", got, Pass)
 	}
 }
+
+// TestInputsSummariseOutsideTheLock: an evaluation sorts up to
+// 2×maxSamples values; it must not do so holding the run's mutex, which
+// the data plane takes for every live request it observes (a live request
+// finishing during an evaluation waited for the whole sort).
+func TestInputsSummariseOutsideTheLock(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra []Aggregate
+	}{
+		{"this gateway's samples", nil},
+		{"with a fleet's", []Aggregate{{Pairs: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Run{live: "blue", candidate: "green"}
+			r.observe(&proxy.Observation{Pool: "blue", Status: 200, Duration: time.Millisecond})
+			r.observe(&proxy.Observation{Pool: "green", Status: 200, Duration: 2 * time.Millisecond})
+			calls := 0
+			r.summarise = func(s []Sample) Stats {
+				calls++
+				if !r.mu.TryLock() {
+					t.Error("Summarise runs with the run's mutex held")
+				} else {
+					r.mu.Unlock()
+				}
+				return Summarise(s)
+			}
+			var in Inputs
+			if tc.extra == nil {
+				in = r.Inputs()
+			} else {
+				in = r.inputsWith(tc.extra)
+			}
+			if calls != 2 || in.Candidate.Samples != 1 || in.Baseline.Samples != 1 || in.Pairs != len(tc.extra) {
+				t.Errorf("%d summaries, inputs %+v; want 2, one sample a side and %d pairs", calls, in, len(tc.extra))
+			}
+		})
+	}
+}

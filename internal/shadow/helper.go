@@ -1,0 +1,355 @@
+package shadow
+
+// The helper process. On a gateway that shares its cores with other work
+// (the live replicas, a load balancer), a copy sent from the gateway's own
+// process costs about what the live request did — its writes and reads,
+// the goroutine and thread wake-ups — at the same CPU priority as live
+// traffic, and the live answers' tail latency grows with it. With
+// Options.Helper the copies to plain-HTTP replicas are sent by a helper
+// process (cutover shadow-helper) that runs at idle CPU priority
+// (SCHED_IDLE on Linux): the kernel gives it a core only when nothing else
+// wants one, so a copy waits for live traffic, never the other way round.
+//
+// The gateway's side (runWithHelper) takes the queue in batches: it waits
+// batchDelay after the first copy so that one write to the helper carries
+// several, and the helper answers in batches the same way. What stays in
+// the gateway per copy is choosing the replica, encoding it and pairing
+// its result with the live answer. Copies waiting in the helper are
+// bounded (Queue + Concurrency); more are dropped and counted, like a
+// full queue. If the helper exits, the copies it had are dropped
+// (counted), this process sends copies itself, and the helper is started
+// again after a back-off.
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+// batchDelay is how long the gateway and its helper wait after the first
+// copy (result) of a batch before writing the batch.
+const batchDelay = 5 * time.Millisecond
+
+// helperConfig is the first message the helper reads.
+type helperConfig struct {
+	// Concurrency bounds the copies the helper sends at once.
+	Concurrency int
+	// Timeout bounds one copy, stream included.
+	Timeout time.Duration
+}
+
+// helperResult is the helper's answer to one copy.
+type helperResult struct {
+	ID     uint64
+	Result Result
+}
+
+// helperCopy is a copy in the helper's hands.
+type helperCopy struct {
+	t             *target
+	mr            *proxy.Mirrored
+	r             *pool.Replica
+	deterministic bool
+}
+
+// helperConn is the gateway's end of one running helper.
+type helperConn struct {
+	enc *gob.Encoder
+	w   *bufio.Writer
+
+	mu      sync.Mutex // guards the fields below
+	next    uint64
+	pending map[uint64]*helperCopy
+}
+
+// runWithHelper works the queue through the helper process until ctx is
+// done, and from this process while the helper is down.
+func (m *Mirror) runWithHelper(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := m.runHelper(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > time.Minute {
+			backoff = time.Second // it ran a while: a new failure
+		}
+		m.log.Warn("shadow helper stopped; the gateway sends the copies itself until it is restarted",
+			"helper", m.opts.Helper[0], "err", err, "retry_in", backoff)
+		wctx, cancel := context.WithTimeout(ctx, backoff)
+		m.work(wctx)
+		cancel()
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// runHelper starts the helper and feeds it the queue until it fails or
+// ctx is done; the copies it had are then dropped.
+func (m *Mirror) runHelper(ctx context.Context) error {
+	argv := m.opts.Helper
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("shadow helper %s: %w", argv[0], err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("shadow helper %s: %w", argv[0], err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("shadow helper %s: %w", argv[0], err)
+	}
+	w := bufio.NewWriterSize(stdin, 64<<10)
+	h := &helperConn{enc: gob.NewEncoder(w), w: w, pending: map[uint64]*helperCopy{}}
+	read := make(chan error, 1)
+	go func() { read <- m.readResults(h, stdout) }()
+	err = h.enc.Encode(helperConfig{Concurrency: m.opts.Concurrency, Timeout: m.opts.Timeout})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = m.feedHelper(ctx, h, read)
+	}
+	_ = stdin.Close()
+	_ = cmd.Process.Kill()
+	if rerr := <-read; err == nil {
+		err = rerr
+	}
+	_ = cmd.Wait()
+	h.mu.Lock()
+	for id, c := range h.pending {
+		c.r.Release()
+		m.dropped.Add(1)
+		delete(h.pending, id)
+	}
+	h.mu.Unlock()
+	if err == nil || errors.Is(err, io.EOF) {
+		err = fmt.Errorf("shadow helper %s exited", argv[0])
+	}
+	return err
+}
+
+// feedHelper writes the queue's copies to the helper in batches until ctx
+// is done or the helper fails (read reports its end). While copies keep
+// coming it wakes on a timer every batchDelay rather than on the queue, so
+// that a live request's Submit never has to wake it; once a tick finds the
+// queue empty it waits on the queue again.
+func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan error) error {
+	wait := time.NewTimer(0)
+	<-wait.C
+	busy := false
+	for {
+		var mr *proxy.Mirrored
+		if !busy {
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-read:
+				return err
+			case mr = <-m.queue:
+			}
+		}
+		wait.Reset(batchDelay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-read:
+			return err
+		case <-wait.C:
+		}
+		if mr == nil {
+			select {
+			case mr = <-m.queue:
+			default:
+				busy = false
+				continue
+			}
+		}
+		busy = true
+		for n := len(m.queue); ; n-- { // mr and those queued meanwhile
+			if err := m.toHelper(ctx, h, mr); err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			mr = <-m.queue
+		}
+		if err := h.w.Flush(); err != nil {
+			return fmt.Errorf("shadow helper: %w", err)
+		}
+	}
+}
+
+// toHelper hands one live exchange's copy to the helper (plain-HTTP
+// replicas) or to this process (https replicas), or drops it when either
+// is full.
+func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored) error {
+	t, body, deterministic, ok := m.prepare(mr)
+	if !ok {
+		return nil
+	}
+	r, res := m.pick(t)
+	switch {
+	case r == nil:
+		m.sent.Add(1)
+		m.compare(t, mr, deterministic, res)
+		return nil
+	case r.URL.Scheme != "http":
+		// The helper has not the gateway's TLS settings: this process
+		// sends it.
+		select {
+		case m.inline <- struct{}{}:
+		default:
+			m.dropped.Add(1)
+			return nil
+		}
+		m.sent.Add(1)
+		go func() {
+			defer func() { <-m.inline }()
+			r.Acquire()
+			defer r.Release()
+			m.compare(t, mr, deterministic, exchange(ctx, m.sender(), copyOf(r, mr.Path, body, deterministic)))
+		}()
+		return nil
+	}
+	h.mu.Lock()
+	if len(h.pending) >= m.opts.Queue+m.opts.Concurrency {
+		h.mu.Unlock()
+		m.dropped.Add(1)
+		return nil
+	}
+	h.next++
+	id := h.next
+	h.pending[id] = &helperCopy{t: t, mr: mr, r: r, deterministic: deterministic}
+	h.mu.Unlock()
+	r.Acquire()
+	m.sent.Add(1)
+	c := copyOf(r, mr.Path, body, deterministic)
+	c.ID = id
+	if err := h.enc.Encode(c); err != nil {
+		return fmt.Errorf("shadow helper: %w", err)
+	}
+	return nil
+}
+
+// readResults pairs the helper's results with their live answers until
+// the helper's output ends.
+func (m *Mirror) readResults(h *helperConn, out io.Reader) error {
+	dec := gob.NewDecoder(bufio.NewReaderSize(out, 64<<10))
+	for {
+		var res helperResult
+		if err := dec.Decode(&res); err != nil {
+			return fmt.Errorf("shadow helper: reading results: %w", err)
+		}
+		h.mu.Lock()
+		c := h.pending[res.ID]
+		delete(h.pending, res.ID)
+		h.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		c.r.Release()
+		m.compare(c.t, c.mr, c.deterministic, res.Result)
+	}
+}
+
+// ServeHelper is the helper process (cutover shadow-helper): it reads
+// copies from in, sends each to its replica, and writes each result to
+// out, until in ends. Lowering its own CPU priority is the caller's
+// (IdlePriority).
+func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
+	dec := gob.NewDecoder(bufio.NewReaderSize(in, 64<<10))
+	var cfg helperConfig
+	if err := dec.Decode(&cfg); err != nil {
+		return fmt.Errorf("shadow helper: reading its settings: %w", err)
+	}
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	s := sender{upstream: &proxy.Upstream{}, http: &http.Client{}, timeout: cfg.Timeout}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan helperResult, cfg.Concurrency)
+	wrote := make(chan error, 1)
+	go func() { wrote <- writeResults(ctx, results, out) }()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, cfg.Concurrency)
+	var err error
+	for {
+		c := new(copyRequest)
+		if err = dec.Decode(c); err != nil {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case err = <-wrote:
+		}
+		if err != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			res := exchange(ctx, s, c)
+			select {
+			case results <- helperResult{ID: c.ID, Result: res}:
+			case <-ctx.Done():
+			}
+		})
+	}
+	cancel() // the gateway is gone: copies in flight have no one to tell
+	wg.Wait()
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return fmt.Errorf("shadow helper: %w", err)
+}
+
+// writeResults writes results to out in batches (see batchDelay) until
+// ctx is done.
+func writeResults(ctx context.Context, results <-chan helperResult, out io.Writer) error {
+	w := bufio.NewWriterSize(out, 16<<10)
+	enc := gob.NewEncoder(w)
+	wait := time.NewTimer(0)
+	<-wait.C
+	for {
+		var res helperResult
+		select {
+		case <-ctx.Done():
+			return nil
+		case res = <-results:
+		}
+		wait.Reset(batchDelay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait.C:
+		}
+		for n := len(results); ; n-- {
+			if err := enc.Encode(&res); err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			res = <-results
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package shadow
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/internal/mockllm"
+	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/proxy"
+)
+
+// helperEnv makes this test binary the shadow helper (see init): "run"
+// serves as is, "idle" lowers its priority first as cutover shadow-helper
+// does.
+const helperEnv = "CUTOVER_SHADOW_TEST_HELPER"
+
+func init() {
+	mode := os.Getenv(helperEnv)
+	if mode == "" {
+		return
+	}
+	if mode == "idle" {
+		if err := IdlePriority(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+	}
+	if err := ServeHelper(context.Background(), os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// testHelper returns an Options.Helper that runs this test binary as the
+// helper, in mode (see helperEnv).
+func testHelper(t *testing.T, mode string) []string {
+	t.Setenv(helperEnv, mode)
+	return []string{os.Args[0], "-test.run=^$"}
+}
+
+// senders are the two ways a copy goes out, for tables: from the
+// gateway's process, and through the helper process.
+var senders = []struct {
+	name   string
+	helper func(t *testing.T) []string
+}{
+	{"inline", func(*testing.T) []string { return nil }},
+	{"helper", func(t *testing.T) []string { return testHelper(t, "run") }},
+}
+
+// await polls cond until it holds, for at most 20 s.
+func await(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20 s for %s", what)
+		}
+	}
+}
+
+// TestSaturatedCandidateDropsCopies: with every copy held by a candidate
+// that does not answer, the copies that do not fit are dropped and
+// counted, Submit never waits, and those held are paired once the
+// candidate answers — through the helper as from the gateway's process.
+func TestSaturatedCandidateDropsCopies(t *testing.T) {
+	for _, s := range senders {
+		t.Run(s.name, func(t *testing.T) {
+			mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-release
+				mock.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			answer := sync.OnceFunc(func() { close(release) })
+			defer answer()
+			u, _ := url.Parse(srv.URL)
+			cand := &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}
+			const queue, concurrency, copies = 2, 1, 40
+			m := New(Options{Percent: 100, Queue: queue, Concurrency: concurrency, Upstream: &proxy.Upstream{}, Helper: s.helper(t)})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pairs := make(chan Pair, copies)
+			m.SetTarget("blue", cand, func(p Pair) { pairs <- p })
+			go m.Run(ctx)
+			body := []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`)
+			submit := func() {
+				m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: body, Live: proxy.Observation{Pool: "blue", Status: 200}})
+			}
+			submit()
+			await(t, "the first copy at the candidate", func() bool { return m.Stats().Sent == 1 })
+			for range copies - 1 {
+				submit() // never waits
+			}
+			// Held: the copy at the candidate and the queue's worth
+			// (waiting in the gateway's queue, or in the helper).
+			const held = concurrency + queue
+			await(t, "the copies that do not fit dropped", func() bool { return m.Stats().Dropped == copies-held })
+			answer()
+			for i := range held {
+				select {
+				case p := <-pairs:
+					if p.Shadow.Status != 200 {
+						t.Fatalf("pair %d: %+v", i, p.Shadow)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatalf("%d of %d held copies paired", i, held)
+				}
+			}
+			if st := m.Stats(); st.Sent != held || st.Dropped != copies-held || st.Failed != 0 {
+				t.Errorf("stats %+v: want %d sent and answered, %d dropped", st, held, copies-held)
+			}
+		})
+	}
+}
+
+// TestHelperRunsAtIdlePriority: every thread of the helper process runs
+// at SCHED_IDLE, and copies go through it.
+func TestHelperRunsAtIdlePriority(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SCHED_IDLE is Linux's")
+	}
+	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: testHelper(t, "idle")})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pairs := make(chan Pair, 1)
+	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
+	select {
+	case p := <-pairs:
+		if p.Shadow.Status != 200 {
+			t.Fatalf("pair %+v", p.Shadow)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no pair")
+	}
+	pid := childOf(t, os.Getpid())
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		if idle, err := schedIdle(tid); err != nil || !idle {
+			t.Errorf("helper %d thread %d: SCHED_IDLE %v, %v", pid, tid, idle, err)
+		}
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+		t.Errorf("helper %d still runs after Run returned", pid)
+	}
+}
+
+// childOf returns the only child process of pid.
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, not ")".
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, c)
+		}
+	}
+	if len(kids) != 1 {
+		t.Fatalf("children of %d: %v, want the helper alone", pid, kids)
+	}
+	return kids[0]
+}
+
+// TestHelperDownSendsInline: a helper that cannot start leaves the copies
+// to the gateway's process (logged), not lost.
+func TestHelperDownSendsInline(t *testing.T) {
+	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: []string{t.TempDir() + "/no-such-helper"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pairs := make(chan Pair, 1)
+	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
+	go m.Run(ctx)
+	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
+	select {
+	case p := <-pairs:
+		if p.Shadow.Status != 200 {
+			t.Fatalf("pair %+v", p.Shadow)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no pair")
+	}
+}
