@@ -29,6 +29,7 @@ type srvConn struct {
 	h  *Handler
 	c  net.Conn
 	rd connReader
+	sk sock // raw reads and writes, when c is plain TCP
 	br *bufio.Reader
 	ip string // the client's address, for X-Forwarded-For
 
@@ -68,6 +69,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = byte(r.c.pending)
 		r.c.pending = -1
 		return 1, nil
+	}
+	if r.c.sk.ok() {
+		return r.c.sk.read(r.c.c, p)
 	}
 	return r.c.c.Read(p)
 }

@@ -87,6 +87,9 @@ func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
 		sc.wdl.until = time.Time{}
 		_ = sc.c.SetWriteDeadline(time.Time{})
 	}
+	if sc.sk.ok() {
+		return sc.sk.write(sc.c, b)
+	}
 	return sc.c.Write(b)
 }
 

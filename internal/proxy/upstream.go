@@ -83,12 +83,19 @@ func (pc *upConn) closedBeforeAnswer() bool {
 // can tell "the replica never answered" (safe to resend) from "it answered
 // part of a response".
 type countingReader struct {
-	r net.Conn
-	n int64
+	r  net.Conn
+	sk sock // raw reads, when r is plain TCP
+	n  int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+	var n int
+	var err error
+	if c.sk.ok() {
+		n, err = c.sk.read(c.r, p)
+	} else {
+		n, err = c.r.Read(p)
+	}
 	c.n += int64(n)
 	return n, err
 }
@@ -257,6 +264,7 @@ func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool) (*up
 	}
 	pc := &upConn{c: c, host: host}
 	pc.cr.r = c
+	pc.cr.sk.init(c)
 	// Small buffers: a connection is held by a stream for its whole life,
 	// and larger writes (big request bodies) bypass the buffer.
 	pc.br = bufio.NewReaderSize(&pc.cr, 4<<10)
