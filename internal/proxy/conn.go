@@ -56,6 +56,8 @@ type srvConn struct {
 	pending  int                    // a byte the watcher read, or -1
 
 	wdl          writeDeadline // the client write deadline
+	idleUntil    time.Time     // the idle read deadline in force (armIdle), zero when another one is
+	ended        time.Time     // when the last exchange ended (rawExchange.end), zero once used
 	retryAfter   string        // the next gateway answer's Retry-After
 	headDeadline time.Time     // the current head's, zero when none was set
 	saidClose    bool          // the current answer said Connection: close
@@ -104,19 +106,21 @@ func (sc *srvConn) serve() {
 			return
 		}
 		if sc.br.Buffered() == 0 {
-			// One deadline per request in the common case: the wait for
-			// it. The head and body usually arrive with the first byte.
-			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.idleTimeout()))
+			// One deadline in the common case: the wait for the next
+			// request. The head and body usually arrive with the first
+			// byte.
+			sc.armIdle()
 			if _, err := sc.br.Peek(1); err != nil {
 				return
 			}
 		}
+		sc.ended = time.Time{}
 		sc.state.Store(stateActive)
 		sc.h = sc.s.Handler.current() // this request's options, to its end
 		sc.headDeadline = time.Time{}
 		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
 			sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
-			_ = sc.c.SetReadDeadline(sc.headDeadline)
+			sc.setReadDeadline(sc.headDeadline)
 		}
 		verdict, status := sc.readRequest()
 		t := sc.h.table.Load()
@@ -131,7 +135,7 @@ func (sc *srvConn) serve() {
 			replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
 			rest, _ := sc.br.Peek(sc.br.Buffered())
 			replay = append(replay, rest...)
-			_ = sc.c.SetReadDeadline(time.Time{})
+			sc.setReadDeadline(time.Time{})
 			handedOff = true
 			if f := sc.s.OnFallback; f != nil {
 				f(sc.fallback)
@@ -162,6 +166,33 @@ func (sc *srvConn) serve() {
 			return
 		}
 	}
+}
+
+// armIdle sets the read deadline of the wait for the next request:
+// Server.IdleTimeout from now. Like writeDeadline, it moves the deadline
+// only once a sixteenth of the timeout has passed since it was set, so
+// that a connection busy with requests moves no timer (and reads no
+// clock: "now" is when the last exchange ended, if one just did) per
+// request: the wait is cut after between 15/16 of the timeout and the
+// whole of it.
+func (sc *srvConn) armIdle() {
+	d := sc.s.idleTimeout()
+	now := sc.ended
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if !sc.idleUntil.IsZero() && sc.idleUntil.Sub(now) >= d-d/16 {
+		return
+	}
+	_ = sc.c.SetReadDeadline(now.Add(d))
+	sc.idleUntil = now.Add(d)
+}
+
+// setReadDeadline sets the client connection's read deadline for
+// anything but the wait for the next request (armIdle).
+func (sc *srvConn) setReadDeadline(t time.Time) {
+	_ = sc.c.SetReadDeadline(t)
+	sc.idleUntil = time.Time{}
 }
 
 // requestDone ends a request the loop served: it reports whether the
@@ -322,7 +353,7 @@ func (sc *srvConn) readBody() (body []byte, held int64, aerr *apiError) {
 		return nil, 0, errBodyTooLarge(sc.h.opts.MaxBodyBytes)
 	}
 	if int64(sc.br.Buffered()) < n {
-		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
+		sc.setReadDeadline(sc.h.bodyDeadline(time.Now()))
 	}
 	if sc.req.continue100 && sc.br.Buffered() == 0 {
 		if _, err := sc.write(continueLine); err != nil {
@@ -481,7 +512,7 @@ func (sc *srvConn) discardBody() bool {
 		return true
 	}
 	if int64(sc.br.Buffered()) < n {
-		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
+		sc.setReadDeadline(sc.h.bodyDeadline(time.Now()))
 	}
 	_, err := sc.br.Discard(int(n))
 	return err == nil
@@ -547,7 +578,7 @@ func (sc *srvConn) startWatch() {
 		sc.watching = true
 		return
 	}
-	_ = sc.c.SetReadDeadline(time.Time{}) // a past one would fail the peek
+	sc.setReadDeadline(time.Time{}) // a past one would fail the peek
 	switch peekClient(sc.c) {
 	case peerSent:
 		sc.watching = true

@@ -548,3 +548,82 @@ func TestServerAgreesWithNetHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestServerIdleDeadline: the wait for the next request keeps its
+// deadline across requests that follow each other quickly (armIdle moves
+// it only now and then), yet a connection left idle is still closed, and
+// an answer that took longer than the idle timeout leaves the next wait
+// a deadline of its own, not the one that passed meanwhile.
+func TestServerIdleDeadline(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/slow" {
+			time.Sleep(2 * idle) // the scenario: an answer slower than the idle timeout
+		}
+		echoHandler(w, r)
+	}))
+	closeAtEnd(t, backend)
+	cases := []struct {
+		name  string
+		paths []string // requests sent one after the other on one connection
+	}{
+		{"idle after back-to-back requests", []string{"/v1/a", "/v1/b", "/v1/c"}},
+		{"a request right after a slow answer", []string{"/v1/a", "/v1/slow", "/v1/b"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, Options{}, "", backend.URL)
+			c, br := dialRaw(t, startLoopServer(t, &Server{Handler: h, IdleTimeout: idle}))
+			for _, p := range tc.paths {
+				s := step{req: rawRequest("POST", p, nil, "x"), method: "POST", status: 200, uri: p, body: "x"}
+				writeRaw(t, c, s.req)
+				s.check(t, br, backend.URL)
+			}
+			expectClosed(t, c, br)
+		})
+	}
+}
+
+// TestServerHangUpAfterQuickRequests: a replica connection that answered
+// quick requests keeps the read deadline of its first look at the client
+// from one request to the next (keepWatch), but never one that passed
+// while it was idle: the next request still goes out, the look still
+// comes, and a client that hangs up during a slow answer still stops the
+// replica's work.
+func TestServerHangUpAfterQuickRequests(t *testing.T) {
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/wait" {
+			echoHandler(w, r)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		close(started)
+		<-r.Context().Done()
+		close(cancelled)
+	}))
+	closeAtEnd(t, backend)
+	h := newHandler(t, Options{}, "", backend.URL)
+	c, br := dialRaw(t, startLoop(t, h))
+	for i := range 5 {
+		p := fmt.Sprintf("/v1/quick%d", i)
+		s := step{req: rawRequest("POST", p, nil, "x"), method: "POST", status: 200, uri: p, body: "x"}
+		writeRaw(t, c, s.req)
+		s.check(t, br, backend.URL)
+	}
+	// The scenario: a pause longer than the look's delay, which the
+	// deadline the quick requests kept does not outlast.
+	time.Sleep(watchAfter + 100*time.Millisecond)
+	writeRaw(t, c, rawRequest("POST", "/v1/wait", nil, "x"))
+	select {
+	case <-started:
+	case <-time.After(testWait):
+		t.Fatal("the request never reached the replica")
+	}
+	_ = c.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(testWait):
+		t.Fatal("the replica's request was not cancelled after the client hung up")
+	}
+}
