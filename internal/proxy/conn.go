@@ -118,10 +118,6 @@ func (sc *srvConn) serve() {
 		sc.state.Store(stateActive)
 		sc.h = sc.s.Handler.current() // this request's options, to its end
 		sc.headDeadline = time.Time{}
-		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
-			sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
-			sc.setReadDeadline(sc.headDeadline)
-		}
 		verdict, status := sc.readRequest()
 		t := sc.h.table.Load()
 		if verdict == headOK {
@@ -284,6 +280,11 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	max, maxLines := sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1 // and the request line
 	if verdict, status, ok := sc.readBufferedRequest(max, maxLines); ok {
 		return verdict, status
+	}
+	if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+		// The rest of the head has until the head deadline.
+		sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
+		sc.setReadDeadline(sc.headDeadline)
 	}
 	sc.refusal = ""
 	for lines, empty := 0, 0; ; {
@@ -474,11 +475,23 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		sc.writeError(aerr, e, nil)
 		return false
 	}
-	if body, aerr = applyModelName(t, e, r.method, body, &bm); aerr != nil {
+	if t.ModelName != "" {
+		bm.out = rewriteBufs.Get().(*[]byte) // storage for the rewritten body
+	}
+	body, aerr = applyModelName(t, e, r.method, body, &bm)
+	var rewritten *[]byte // body's storage, the exchange's until it ends
+	if bm.out != nil {
+		if bm.used && aerr == nil {
+			rewritten = bm.out
+		} else {
+			putRewriteBuf(bm.out)
+		}
+	}
+	if aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}
 	x := rawExchangePool.Get().(*rawExchange)
-	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held}
+	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held, rewritten: rewritten}
 	held = 0
 	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
 	if h.opts.Tracer != nil {

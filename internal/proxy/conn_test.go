@@ -627,3 +627,46 @@ func TestServerHangUpAfterQuickRequests(t *testing.T) {
 		t.Fatal("the replica's request was not cancelled after the client hung up")
 	}
 }
+
+// recordingMirror passes every body submitted to it on.
+type recordingMirror struct{ bodies chan []byte }
+
+func (m *recordingMirror) Want(string, int) bool { return true }
+func (m *recordingMirror) Submit(x *Mirrored)    { m.bodies <- x.Body }
+
+// TestServerModelNameRewritePooled: the loop builds each rewritten body
+// (model_name) in storage it reuses for the next request: every replica
+// gets its request's own rewritten body, and a body handed to the shadow
+// mirror stays what it was when later requests reuse the storage.
+func TestServerModelNameRewritePooled(t *testing.T) {
+	backend := newEchoBackend(t)
+	const n = 4
+	m := &recordingMirror{bodies: make(chan []byte, n)}
+	h := newHandler(t, Options{Mirror: m}, "llama", backend.URL)
+	c, br := dialRaw(t, startLoop(t, h))
+	var want []string
+	for i := range n {
+		// Bodies of different lengths, the longest first: a shorter one
+		// leaves the rest of the storage as the last one wrote it.
+		in := fmt.Sprintf(`{"model":"llama","messages":[{"role":"user","content":%q}]}`, strings.Repeat("x", 40-10*i))
+		out := strings.Replace(in, `"llama"`, `"model-v1"`, 1)
+		s := step{req: rawRequest("POST", "/v1/chat/completions", nil, in), method: "POST", status: 200, uri: "/v1/chat/completions", body: out}
+		writeRaw(t, c, s.req)
+		s.check(t, br, backend.URL)
+		want = append(want, out)
+	}
+	var got [][]byte
+	for range n {
+		select {
+		case b := <-m.bodies:
+			got = append(got, b)
+		case <-time.After(testWait):
+			t.Fatalf("%d bodies mirrored, want %d", len(got), n)
+		}
+	}
+	for i, b := range got {
+		if string(b) != want[i] {
+			t.Errorf("mirrored body %d = %s, want %s", i, b, want[i])
+		}
+	}
+}

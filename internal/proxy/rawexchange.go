@@ -46,6 +46,9 @@ type rawExchange struct {
 	ready    readiness // the parked wait's
 	mirrored bool      // serveRequest's: the request is mirrored
 	held     int64     // what the body holds of h.buffered until the request ends
+	// rewritten is body's storage when the model_name rule rewrote it
+	// (from rewriteBufs): given back when the exchange ends.
+	rewritten *[]byte
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
@@ -386,11 +389,14 @@ func (x *rawExchange) end(keep bool) bool {
 	x.releaseConn(now)
 	x.obs.Duration = now.Sub(x.obs.Start)
 	sc.ended = now
-	if x.mirrored && len(sc.body) > 0 && &body[0] == &sc.body[0] {
-		body = bytes.Clone(body) // the mirror keeps it; the connection reuses its buffer
+	if x.mirrored && (x.rewritten != nil || len(sc.body) > 0 && &body[0] == &sc.body[0]) {
+		body = bytes.Clone(body) // the mirror keeps it; its buffer is reused
 	}
 	h.finish(&x.obs, x.e, sc.req.path, body, x.mirrored, x.capture)
 	h.buffered.give(x.held)
+	if x.rewritten != nil {
+		putRewriteBuf(x.rewritten)
+	}
 	*x = rawExchange{}
 	rawExchangePool.Put(x)
 	return keep && !sc.gone.Load()
