@@ -118,7 +118,15 @@ func (sc *srvConn) serve() {
 		sc.state.Store(stateActive)
 		sc.h = sc.s.Handler.current() // this request's options, to its end
 		sc.headDeadline = time.Time{}
-		verdict, status := sc.readRequest()
+		verdict, status, whole := sc.readWholeRequest()
+		if !whole {
+			if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+				// The rest of the head has until the head deadline.
+				sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
+				sc.setReadDeadline(sc.headDeadline)
+			}
+			verdict, status = sc.readRequest()
+		}
 		t := sc.h.table.Load()
 		if verdict == headOK {
 			if why := sc.slowPath(t); why != "" {
@@ -281,11 +289,6 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	if verdict, status, ok := sc.readBufferedRequest(max, maxLines); ok {
 		return verdict, status
 	}
-	if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
-		// The rest of the head has until the head deadline.
-		sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
-		sc.setReadDeadline(sc.headDeadline)
-	}
 	sc.refusal = ""
 	for lines, empty := 0, 0; ; {
 		start, err := sc.readLine(max)
@@ -315,6 +318,15 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	parseRequestHead(sc.head, &ph)
 	sc.req, sc.fields, sc.fallback, sc.refusal = ph.rawReq, ph.fields, ph.fallback, ph.reason
 	return ph.verdict, ph.status
+}
+
+// readWholeRequest is readRequest for a head whole in the reader's
+// buffer, as it usually is (see readBufferedRequest): whole is false when
+// it was not, with nothing read; readRequest, with the head deadline set,
+// decides then.
+func (sc *srvConn) readWholeRequest() (verdict, status int, whole bool) {
+	sc.head = sc.head[:0]
+	return sc.readBufferedRequest(sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1)
 }
 
 var errHeadTooLarge = errors.New("request head too large")
