@@ -134,14 +134,15 @@ func (p *peeker) sendStep(fd uintptr) bool {
 		return true
 	}
 	for p.n < len(p.out) {
-		m, err := unix.Write(int(fd), p.out[p.n:])
+		b := p.out[p.n:min(len(p.out), p.n+maxRW)]
+		m, errno := sysWrite(fd, b)
 		switch {
-		case err == unix.EINTR:
+		case errno == unix.EINTR:
 			continue
-		case err == unix.EAGAIN || (err == nil && m <= 0):
+		case errno == unix.EAGAIN || (errno == 0 && m == 0):
 			return true // the rest goes through the poller's write
-		case err != nil:
-			p.errno = err.(syscall.Errno)
+		case errno != 0:
+			p.errno = errno
 			return true
 		}
 		p.n += m

@@ -54,7 +54,7 @@ func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte, 
 	}
 	model := t.ModelName
 	if f, err := bm.scan(body); err == nil && f.found && f.isString {
-		model = f.value
+		model = f.model()
 	}
 	if h.opts.ClientAuth.Allows(k, model) {
 		return nil

@@ -29,6 +29,7 @@ type srvConn struct {
 	h  *Handler
 	c  net.Conn
 	rd connReader
+	sk sock // raw reads and writes, when c is plain TCP
 	br *bufio.Reader
 	ip string // the client's address, for X-Forwarded-For
 
@@ -55,6 +56,8 @@ type srvConn struct {
 	pending  int                    // a byte the watcher read, or -1
 
 	wdl          writeDeadline // the client write deadline
+	idleUntil    time.Time     // the idle read deadline in force (armIdle), zero when another one is
+	ended        time.Time     // when the last exchange ended (rawExchange.end), zero once used
 	retryAfter   string        // the next gateway answer's Retry-After
 	headDeadline time.Time     // the current head's, zero when none was set
 	saidClose    bool          // the current answer said Connection: close
@@ -68,6 +71,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = byte(r.c.pending)
 		r.c.pending = -1
 		return 1, nil
+	}
+	if r.c.sk.ok() {
+		return r.c.sk.read(r.c.c, p)
 	}
 	return r.c.c.Read(p)
 }
@@ -100,22 +106,28 @@ func (sc *srvConn) serve() {
 			return
 		}
 		if sc.br.Buffered() == 0 {
-			// One deadline per request in the common case: the wait for
-			// it. The head and body usually arrive with the first byte.
-			_ = sc.c.SetReadDeadline(time.Now().Add(sc.s.idleTimeout()))
+			// One deadline in the common case: the wait for the next
+			// request. The head and body usually arrive with the first
+			// byte.
+			sc.armIdle()
 			if _, err := sc.br.Peek(1); err != nil {
 				answerPlainHTTP(err)
 				return
 			}
 		}
+		sc.ended = time.Time{}
 		sc.state.Store(stateActive)
 		sc.h = sc.s.Handler.current() // this request's options, to its end
 		sc.headDeadline = time.Time{}
-		if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
-			sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
-			_ = sc.c.SetReadDeadline(sc.headDeadline)
+		verdict, status, whole := sc.readWholeRequest()
+		if !whole {
+			if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+				// The rest of the head has until the head deadline.
+				sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
+				sc.setReadDeadline(sc.headDeadline)
+			}
+			verdict, status = sc.readRequest()
 		}
-		verdict, status := sc.readRequest()
 		t := sc.h.table.Load()
 		if verdict == headOK {
 			if why := sc.slowPath(t); why != "" {
@@ -128,7 +140,7 @@ func (sc *srvConn) serve() {
 			replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
 			rest, _ := sc.br.Peek(sc.br.Buffered())
 			replay = append(replay, rest...)
-			_ = sc.c.SetReadDeadline(time.Time{})
+			sc.setReadDeadline(time.Time{})
 			handedOff = true
 			if f := sc.s.OnFallback; f != nil {
 				f(sc.fallback)
@@ -159,6 +171,33 @@ func (sc *srvConn) serve() {
 			return
 		}
 	}
+}
+
+// armIdle sets the read deadline of the wait for the next request:
+// Server.IdleTimeout from now. Like writeDeadline, it moves the deadline
+// only once a sixteenth of the timeout has passed since it was set, so
+// that a connection busy with requests moves no timer (and reads no
+// clock: "now" is when the last exchange ended, if one just did) per
+// request: the wait is cut after between 15/16 of the timeout and the
+// whole of it.
+func (sc *srvConn) armIdle() {
+	d := sc.s.idleTimeout()
+	now := sc.ended
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if !sc.idleUntil.IsZero() && sc.idleUntil.Sub(now) >= d-d/16 {
+		return
+	}
+	_ = sc.c.SetReadDeadline(now.Add(d))
+	sc.idleUntil = now.Add(d)
+}
+
+// setReadDeadline sets the client connection's read deadline for
+// anything but the wait for the next request (armIdle).
+func (sc *srvConn) setReadDeadline(t time.Time) {
+	_ = sc.c.SetReadDeadline(t)
+	sc.idleUntil = time.Time{}
 }
 
 // requestDone ends a request the loop served: it reports whether the
@@ -282,6 +321,15 @@ func (sc *srvConn) readRequest() (verdict, status int) {
 	return ph.verdict, ph.status
 }
 
+// readWholeRequest is readRequest for a head whole in the reader's
+// buffer, as it usually is (see readBufferedRequest): whole is false when
+// it was not, with nothing read; readRequest, with the head deadline set,
+// decides then.
+func (sc *srvConn) readWholeRequest() (verdict, status int, whole bool) {
+	sc.head = sc.head[:0]
+	return sc.readBufferedRequest(sc.s.maxHeaderBytes(), sc.s.maxHeaderFields()+1)
+}
+
 var errHeadTooLarge = errors.New("request head too large")
 
 // readLine appends the next line of the head to sc.head and returns where
@@ -319,7 +367,7 @@ func (sc *srvConn) readBody() (body []byte, held int64, aerr *apiError) {
 		return nil, 0, errBodyTooLarge(sc.h.opts.MaxBodyBytes)
 	}
 	if int64(sc.br.Buffered()) < n {
-		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
+		sc.setReadDeadline(sc.h.bodyDeadline(time.Now()))
 	}
 	if sc.req.continue100 && sc.br.Buffered() == 0 {
 		if _, err := sc.write(continueLine); err != nil {
@@ -440,11 +488,23 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		sc.writeError(aerr, e, nil)
 		return false
 	}
-	if body, aerr = applyModelName(t, e, r.method, body, &bm); aerr != nil {
+	if t.ModelName != "" {
+		bm.out = rewriteBufs.Get().(*[]byte) // storage for the rewritten body
+	}
+	body, aerr = applyModelName(t, e, r.method, body, &bm)
+	var rewritten *[]byte // body's storage, the exchange's until it ends
+	if bm.out != nil {
+		if bm.used && aerr == nil {
+			rewritten = bm.out
+		} else {
+			putRewriteBuf(bm.out)
+		}
+	}
+	if aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}
 	x := rawExchangePool.Get().(*rawExchange)
-	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held}
+	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held, rewritten: rewritten}
 	held = 0
 	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
 	if h.opts.Tracer != nil {
@@ -478,7 +538,7 @@ func (sc *srvConn) discardBody() bool {
 		return true
 	}
 	if int64(sc.br.Buffered()) < n {
-		_ = sc.c.SetReadDeadline(sc.h.bodyDeadline(time.Now()))
+		sc.setReadDeadline(sc.h.bodyDeadline(time.Now()))
 	}
 	_, err := sc.br.Discard(int(n))
 	return err == nil
@@ -544,7 +604,7 @@ func (sc *srvConn) startWatch() {
 		sc.watching = true
 		return
 	}
-	_ = sc.c.SetReadDeadline(time.Time{}) // a past one would fail the peek
+	sc.setReadDeadline(time.Time{}) // a past one would fail the peek
 	switch peekClient(sc.c) {
 	case peerSent:
 		sc.watching = true

@@ -548,3 +548,125 @@ func TestServerAgreesWithNetHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestServerIdleDeadline: the wait for the next request keeps its
+// deadline across requests that follow each other quickly (armIdle moves
+// it only now and then), yet a connection left idle is still closed, and
+// an answer that took longer than the idle timeout leaves the next wait
+// a deadline of its own, not the one that passed meanwhile.
+func TestServerIdleDeadline(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/slow" {
+			time.Sleep(2 * idle) // the scenario: an answer slower than the idle timeout
+		}
+		echoHandler(w, r)
+	}))
+	closeAtEnd(t, backend)
+	cases := []struct {
+		name  string
+		paths []string // requests sent one after the other on one connection
+	}{
+		{"idle after back-to-back requests", []string{"/v1/a", "/v1/b", "/v1/c"}},
+		{"a request right after a slow answer", []string{"/v1/a", "/v1/slow", "/v1/b"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, Options{}, "", backend.URL)
+			c, br := dialRaw(t, startLoopServer(t, &Server{Handler: h, IdleTimeout: idle}))
+			for _, p := range tc.paths {
+				s := step{req: rawRequest("POST", p, nil, "x"), method: "POST", status: 200, uri: p, body: "x"}
+				writeRaw(t, c, s.req)
+				s.check(t, br, backend.URL)
+			}
+			expectClosed(t, c, br)
+		})
+	}
+}
+
+// TestServerHangUpAfterQuickRequests: a replica connection that answered
+// quick requests keeps the read deadline of its first look at the client
+// from one request to the next (keepWatch), but never one that passed
+// while it was idle: the next request still goes out, the look still
+// comes, and a client that hangs up during a slow answer still stops the
+// replica's work.
+func TestServerHangUpAfterQuickRequests(t *testing.T) {
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/wait" {
+			echoHandler(w, r)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		close(started)
+		<-r.Context().Done()
+		close(cancelled)
+	}))
+	closeAtEnd(t, backend)
+	h := newHandler(t, Options{}, "", backend.URL)
+	c, br := dialRaw(t, startLoop(t, h))
+	for i := range 5 {
+		p := fmt.Sprintf("/v1/quick%d", i)
+		s := step{req: rawRequest("POST", p, nil, "x"), method: "POST", status: 200, uri: p, body: "x"}
+		writeRaw(t, c, s.req)
+		s.check(t, br, backend.URL)
+	}
+	// The scenario: a pause longer than the look's delay, which the
+	// deadline the quick requests kept does not outlast.
+	time.Sleep(watchAfter + 100*time.Millisecond)
+	writeRaw(t, c, rawRequest("POST", "/v1/wait", nil, "x"))
+	select {
+	case <-started:
+	case <-time.After(testWait):
+		t.Fatal("the request never reached the replica")
+	}
+	_ = c.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(testWait):
+		t.Fatal("the replica's request was not cancelled after the client hung up")
+	}
+}
+
+// recordingMirror passes every body submitted to it on.
+type recordingMirror struct{ bodies chan []byte }
+
+func (m *recordingMirror) Want(string, int) bool { return true }
+func (m *recordingMirror) Submit(x *Mirrored)    { m.bodies <- x.Body }
+
+// TestServerModelNameRewritePooled: the loop builds each rewritten body
+// (model_name) in storage it reuses for the next request: every replica
+// gets its request's own rewritten body, and a body handed to the shadow
+// mirror stays what it was when later requests reuse the storage.
+func TestServerModelNameRewritePooled(t *testing.T) {
+	backend := newEchoBackend(t)
+	const n = 4
+	m := &recordingMirror{bodies: make(chan []byte, n)}
+	h := newHandler(t, Options{Mirror: m}, "llama", backend.URL)
+	c, br := dialRaw(t, startLoop(t, h))
+	var want []string
+	for i := range n {
+		// Bodies of different lengths, the longest first: a shorter one
+		// leaves the rest of the storage as the last one wrote it.
+		in := fmt.Sprintf(`{"model":"llama","messages":[{"role":"user","content":%q}]}`, strings.Repeat("x", 40-10*i))
+		out := strings.Replace(in, `"llama"`, `"model-v1"`, 1)
+		s := step{req: rawRequest("POST", "/v1/chat/completions", nil, in), method: "POST", status: 200, uri: "/v1/chat/completions", body: out}
+		writeRaw(t, c, s.req)
+		s.check(t, br, backend.URL)
+		want = append(want, out)
+	}
+	var got [][]byte
+	for range n {
+		select {
+		case b := <-m.bodies:
+			got = append(got, b)
+		case <-time.After(testWait):
+			t.Fatalf("%d bodies mirrored, want %d", len(got), n)
+		}
+	}
+	for i, b := range got {
+		if string(b) != want[i] {
+			t.Errorf("mirrored body %d = %s, want %s", i, b, want[i])
+		}
+	}
+}

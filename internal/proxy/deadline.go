@@ -87,6 +87,9 @@ func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
 		sc.wdl.until = time.Time{}
 		_ = sc.c.SetWriteDeadline(time.Time{})
 	}
+	if sc.sk.ok() {
+		return sc.sk.write(sc.c, b)
+	}
 	return sc.c.Write(b)
 }
 
@@ -167,19 +170,32 @@ func (x *rawExchange) arm(phase armKind) {
 	d, kind := x.deadlineFor(phase, now)
 	switch {
 	case kind != armNone:
-		_ = pc.c.SetReadDeadline(d)
+		if !(kind == armWatch && pc.keepWatch(d)) {
+			pc.setReadDeadline(d)
+			pc.rdl = d
+		}
 		x.armed = kind
 		pc.deadline = true
 	case x.armed != armNone: // clear a deadline left from before
-		_ = pc.c.SetReadDeadline(time.Time{})
+		pc.setReadDeadline(time.Time{})
 		x.armed = armNone
 	}
 	if x.sc.gone.Load() {
 		// The client hung up: the watcher set a past deadline, which the
 		// one just set may have overwritten. Restore it.
-		_ = pc.c.SetReadDeadline(aLongTimeAgo)
+		pc.setReadDeadline(aLongTimeAgo)
 		x.armed = armGone
 	}
+	pc.armed = now
+}
+
+// keepWatch reports whether the read deadline in force (one arm set)
+// can stand for a first look at the client due at d: it comes at most a
+// quarter of watchAfter before. A connection that answers many requests
+// a second then moves its timer every few of them, not for each; a look
+// that comes early only costs a peek.
+func (pc *upConn) keepWatch(d time.Time) bool {
+	return !pc.rdl.IsZero() && !pc.rdl.After(d) && d.Sub(pc.rdl) <= watchAfter/4
 }
 
 // deadlineFor is the next deadline of a wait of phase (armHeader,

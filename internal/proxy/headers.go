@@ -284,7 +284,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 	}
 	// A read deadline left from the connection's last answer may have
 	// passed; the answer's wait sets its own.
-	_ = pc.c.SetReadDeadline(time.Time{})
+	pc.setReadDeadline(time.Time{})
 	if err := pc.flush(false); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 )
 
 // modelField is where a JSON object body names its model.
@@ -21,12 +22,17 @@ type modelField struct {
 	isString bool
 	// valStart and valEnd delimit the member's value, quotes included.
 	valStart, valEnd int
-	// value is the decoded string value when isString.
-	value string
+	// value is the decoded string value when isString: the body's own
+	// bytes when it has no escape (valid while the body is), so that a
+	// scan allocates nothing. model returns it as a string.
+	value []byte
 	// deterministic reports a top-level temperature of 0 or a non-null
 	// seed: the answer's text is reproducible.
 	deterministic bool
 }
+
+// model is the member's string value (isString), a copy.
+func (f *modelField) model() string { return string(f.value) }
 
 var errNotObject = errors.New("body is not a JSON object")
 
@@ -88,12 +94,12 @@ func scanModel(b []byte) (modelField, error) {
 		if isModel {
 			f.found, f.valStart, f.valEnd = true, vs, ve
 			f.isString = b[vs] == '"'
-			f.value = ""
+			f.value = nil
 			if f.isString {
 				if _, esc, _ := scanString(b, vs); !esc {
-					f.value = string(b[vs+1 : ve-1])
+					f.value = b[vs+1 : ve-1]
 				} else if v, err := decodeString(b[vs:ve]); err == nil {
-					f.value = v
+					f.value = []byte(v)
 				} else {
 					return f, errNotObject
 				}
@@ -295,29 +301,46 @@ func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolM
 		return b, "", true // not an object: the backend answers it
 	}
 	switch {
-	case f.found && f.isString && f.value == poolModel:
+	case f.found && f.isString && string(f.value) == poolModel:
 		return b, "", true
-	case f.found && f.isString && f.value == clientName:
-		return setModel(b, f, poolModelJSON), "", true
+	case f.found && f.isString && string(f.value) == clientName:
+		return m.setModel(b, f, poolModelJSON), "", true
 	case f.found && f.isString:
-		return nil, f.value, false
+		return nil, f.model(), false
 	case f.found && string(b[f.valStart:f.valEnd]) != "null":
 		return b, "", true // another type: leave it to the backend
 	default: // missing or null
-		return setModel(b, f, poolModelJSON), "", true
+		return m.setModel(b, f, poolModelJSON), "", true
 	}
 }
 
-// setModel returns a copy of b with the model member of f set to
-// modelJSON, or added first when b has none.
-func setModel(b []byte, f modelField, modelJSON []byte) []byte {
+// setModel is setModel building the new body in m.out when the caller
+// gave one (see bodyModel), which keeps it for the next user.
+func (m *bodyModel) setModel(b []byte, f modelField, modelJSON []byte) []byte {
+	if m.out == nil {
+		return setModel(nil, b, f, modelJSON)
+	}
+	*m.out = setModel((*m.out)[:0], b, f, modelJSON)
+	m.used = true
+	return *m.out
+}
+
+// setModel appends to dst (nil: a new slice of the right size) b with
+// the model member of f set to modelJSON, or added first when b has none.
+func setModel(dst, b []byte, f modelField, modelJSON []byte) []byte {
 	if f.found {
-		out := make([]byte, 0, len(b)-(f.valEnd-f.valStart)+len(modelJSON))
+		out := dst
+		if out == nil {
+			out = make([]byte, 0, len(b)-(f.valEnd-f.valStart)+len(modelJSON))
+		}
 		out = append(out, b[:f.valStart]...)
 		out = append(out, modelJSON...)
 		return append(out, b[f.valEnd:]...)
 	}
-	out := make([]byte, 0, len(b)+len(modelJSON)+10)
+	out := dst
+	if out == nil {
+		out = make([]byte, 0, len(b)+len(modelJSON)+10)
+	}
 	out = append(out, b[:f.objStart]...)
 	out = append(out, `"model":`...)
 	out = append(out, modelJSON...)
@@ -335,6 +358,26 @@ type bodyModel struct {
 	f       modelField
 	err     error
 	scanned bool
+	// out, when not nil, is storage for a rewritten body (see
+	// rewriteBufs), and used reports that the rewrite built one there.
+	out  *[]byte
+	used bool
+}
+
+// rewriteBufs hold the connection loop's rewritten bodies (model_name),
+// one per request while it is served: the rewrite allocates nothing.
+var rewriteBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return &b }}
+
+// maxKeptRewrite is the largest rewrite buffer that goes back to
+// rewriteBufs.
+const maxKeptRewrite = 64 << 10
+
+// putRewriteBuf gives a buffer taken from rewriteBufs back.
+func putRewriteBuf(b *[]byte) {
+	if cap(*b) <= maxKeptRewrite {
+		*b = (*b)[:0]
+		rewriteBufs.Put(b)
+	}
 }
 
 // scan returns scanModel(b) of the request's body as it arrived: b on
@@ -364,7 +407,7 @@ func ForModel(b, modelJSON []byte) (out []byte, deterministic bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return setModel(b, f, modelJSON), f.deterministic, nil
+	return setModel(nil, b, f, modelJSON), f.deterministic, nil
 }
 
 // Deterministic reports whether the JSON request body b asks for a

@@ -77,9 +77,9 @@ func TestScanModel(t *testing.T) {
 			if err != nil {
 				t.Fatalf("scanModel(%s): %v", tt.in, err)
 			}
-			if f.found != tt.found || f.isString != tt.isString || f.value != tt.value || f.empty != tt.empty {
+			if f.found != tt.found || f.isString != tt.isString || f.model() != tt.value || f.empty != tt.empty {
 				t.Errorf("scanModel(%s) = found %v string %v value %q empty %v; want %v %v %q %v",
-					tt.in, f.found, f.isString, f.value, f.empty, tt.found, tt.isString, tt.value, tt.empty)
+					tt.in, f.found, f.isString, f.model(), f.empty, tt.found, tt.isString, tt.value, tt.empty)
 			}
 			if raw := string(b[f.valStart:f.valEnd]); raw != tt.raw {
 				t.Errorf("value span %q, want %q", raw, tt.raw)
@@ -339,12 +339,24 @@ func TestAnswerScanner(t *testing.T) {
 	}
 }
 
-// TestScanModelAllocates: a scan allocates the model's name and nothing
-// else (the json.Unmarshal for an escaped value used to move the whole
-// modelField to the heap on every scan).
+// TestScanModelAllocates: a scan allocates nothing (the json.Unmarshal
+// for an escaped value used to move the whole modelField to the heap on
+// every scan; the model's name was a string of its own), nor does a
+// rewrite into storage the connection loop pools.
 func TestScanModelAllocates(t *testing.T) {
 	body := []byte(`{"model":"llm","messages":[{"role":"user","content":"hi"}],"temperature":0.7}`)
-	if n := testing.AllocsPerRun(100, func() { _, _ = scanModel(body) }); n > 1 {
-		t.Errorf("%v allocations per scan, want 1", n)
+	if n := testing.AllocsPerRun(100, func() { _, _ = scanModel(body) }); n > 0 {
+		t.Errorf("%v allocations per scan, want 0", n)
+	}
+	pm := []byte(`"org/m-1.5"`)
+	buf := make([]byte, 0, 256)
+	n := testing.AllocsPerRun(100, func() {
+		bm := bodyModel{out: &buf}
+		if out, _, ok := bm.rewrite(body, "llm", "org/m-1.5", pm); !ok || !bm.used || !bytes.Contains(out, pm) {
+			t.Fatalf("rewrite = %s, %v (used %v)", out, ok, bm.used)
+		}
+	})
+	if n > 0 {
+		t.Errorf("%v allocations per pooled rewrite, want 0", n)
 	}
 }

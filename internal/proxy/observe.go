@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"time"
 
@@ -247,7 +249,7 @@ func lastUsage(b []byte) int {
 func lastUsageBack(b []byte) int {
 	const k = len(`"completion`) // patUsage[k] == '_'
 	for end := len(b); ; {
-		i := bytes.LastIndexByte(b[:end], '_')
+		i := lastUnderscore(b[:end])
 		if i < k {
 			return -1
 		}
@@ -256,6 +258,21 @@ func lastUsageBack(b []byte) int {
 		}
 		end = i
 	}
+}
+
+// lastUnderscore is bytes.LastIndexByte(b, '_'), eight bytes at a time
+// (bytes.LastIndexByte goes byte by byte: most of a small answer's scan).
+func lastUnderscore(b []byte) int {
+	const m7 = lo8 * 0x7f
+	i := len(b)
+	for ; i >= 8; i -= 8 {
+		x := binary.LittleEndian.Uint64(b[i-8:]) ^ (lo8 * '_') // '_' bytes become zero
+		// The high bit of exactly the zero bytes (no borrow between bytes).
+		if z := ^((x&m7 + m7) | x | m7); z != 0 {
+			return i - 1 - bits.LeadingZeros64(z)/8
+		}
+	}
+	return bytes.LastIndexByte(b[:i], '_')
 }
 
 // straddles reports whether pat occurs in j starting before cut and ending

@@ -46,6 +46,9 @@ type rawExchange struct {
 	ready    readiness // the parked wait's
 	mirrored bool      // serveRequest's: the request is mirrored
 	held     int64     // what the body holds of h.buffered until the request ends
+	// rewritten is body's storage when the model_name rule rewrote it
+	// (from rewriteBufs): given back when the exchange ends.
+	rewritten *[]byte
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
@@ -110,14 +113,14 @@ func (x *rawExchange) closeConn() {
 // releaseConn returns the replica connection to the idle pool when its
 // answer was read whole, else closes it. It runs after the watcher
 // stopped, so no deadline can hit a pooled connection.
-func (x *rawExchange) releaseConn() {
+func (x *rawExchange) releaseConn(now time.Time) {
 	if x.pc == nil {
 		return
 	}
 	x.sc.cur.Store(nil)
 	if x.reusePC && !x.sc.gone.Load() && x.pc.br.Buffered() == 0 {
 		x.pc.takeReader() // the pool's other users read with it
-		x.h.up.put(x.pc)
+		x.h.up.put(x.pc, now)
 	} else {
 		_ = x.pc.c.Close()
 	}
@@ -142,7 +145,7 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 	for attempt := 0; ; attempt++ {
 		// A reused connection is looked at as the request is written
 		// (see upConn.flush), not here.
-		pc, reused, err := u.take(ctx, host, attempt > 0, false)
+		pc, reused, err := u.take(ctx, host, attempt > 0, false, x.obs.Start)
 		if err != nil {
 			return err
 		}
@@ -382,13 +385,18 @@ func (x *rawExchange) resume(err error) bool {
 func (x *rawExchange) end(keep bool) bool {
 	sc, h, body := x.sc, x.h, x.body
 	sc.stopWatch()
-	x.releaseConn()
-	x.obs.Duration = time.Since(x.obs.Start)
-	if x.mirrored && len(sc.body) > 0 && &body[0] == &sc.body[0] {
-		body = bytes.Clone(body) // the mirror keeps it; the connection reuses its buffer
+	now := time.Now()
+	x.releaseConn(now)
+	x.obs.Duration = now.Sub(x.obs.Start)
+	sc.ended = now
+	if x.mirrored && (x.rewritten != nil || len(sc.body) > 0 && &body[0] == &sc.body[0]) {
+		body = bytes.Clone(body) // the mirror keeps it; its buffer is reused
 	}
 	h.finish(&x.obs, x.e, sc.req.path, body, x.mirrored, x.capture)
 	h.buffered.give(x.held)
+	if x.rewritten != nil {
+		putRewriteBuf(x.rewritten)
+	}
 	*x = rawExchange{}
 	rawExchangePool.Put(x)
 	return keep && !sc.gone.Load()
@@ -497,7 +505,10 @@ func (pc *upConn) releaseOut() {
 // it returns once the answer's first bytes can be read.
 func (pc *upConn) flush(wait bool) error {
 	b := *pc.out
-	now := time.Now() // the write follows at once; the wait may be long
+	now := pc.armed // the write follows at once; the wait may be long
+	if now.IsZero() {
+		now = time.Now()
+	}
 	n, err := pc.peek.sendChecked(pc.c, b, wait)
 	if err == nil && n < len(b) {
 		var m int

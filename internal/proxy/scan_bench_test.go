@@ -80,3 +80,25 @@ func TestScanCountsLikeCount(t *testing.T) {
 		}
 	}
 }
+
+// TestLastUnderscore: lastUnderscore finds what bytes.LastIndexByte
+// finds, at every position and length around its eight-byte words, with
+// bytes next to '_' that a borrow between bytes would confuse.
+func TestLastUnderscore(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		for pos := -1; pos < n; pos++ {
+			for _, fill := range []byte{'a', '^', '`', 0x00, 0xff, 0xdf, 0x5e} {
+				b := bytes.Repeat([]byte{fill}, n)
+				if pos >= 0 {
+					b[pos] = '_'
+					if pos > 0 {
+						b[pos-1] = '_' - 1
+					}
+				}
+				if got, want := lastUnderscore(b), bytes.LastIndexByte(b, '_'); got != want {
+					t.Fatalf("lastUnderscore(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+}

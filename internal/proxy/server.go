@@ -141,6 +141,7 @@ func (s *Server) newConn(c net.Conn) *srvConn {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	sc.sk.init(c)
 	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 		sc.ip = host
 	}

@@ -161,7 +161,7 @@ func requestModel(t *route.Table, body []byte, bm *bodyModel) string {
 		return t.ModelName
 	}
 	if f, err := bm.scan(body); err == nil && f.isString && len(f.value) <= maxSpanModel {
-		return f.value
+		return f.model()
 	}
 	return ""
 }

@@ -63,6 +63,18 @@ type upConn struct {
 	// out is the connection loop's request, built and not yet sent (see
 	// flush); nil between requests.
 	out *[]byte
+	// rdl is the read deadline arm set last, while it is in force (zero
+	// once another one is set): a watch deadline close enough to the one
+	// wanted is kept (see keepWatch). armed is when arm set it: flush
+	// sends the request right after.
+	rdl, armed time.Time
+}
+
+// setReadDeadline sets the connection's read deadline, for anything but
+// arm's waits.
+func (pc *upConn) setReadDeadline(t time.Time) {
+	_ = pc.c.SetReadDeadline(t)
+	pc.rdl, pc.armed = time.Time{}, time.Time{}
 }
 
 // staleWindow is how soon after a request was written a failure with no
@@ -83,12 +95,19 @@ func (pc *upConn) closedBeforeAnswer() bool {
 // can tell "the replica never answered" (safe to resend) from "it answered
 // part of a response".
 type countingReader struct {
-	r net.Conn
-	n int64
+	r  net.Conn
+	sk sock // raw reads, when r is plain TCP
+	n  int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+	var n int
+	var err error
+	if c.sk.ok() {
+		n, err = c.sk.read(c.r, p)
+	} else {
+		n, err = c.r.Read(p)
+	}
 	c.n += int64(n)
 	return n, err
 }
@@ -173,7 +192,7 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		return nil, err
 	}
 	if pc.deadline {
-		_ = pc.c.SetReadDeadline(time.Time{})
+		pc.setReadDeadline(time.Time{})
 		pc.deadline = false
 	}
 	pc.wrote = time.Time{}
@@ -187,7 +206,7 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		pc.wrote = time.Now()
 	}
 	if d := u.ResponseHeaderTimeout; d > 0 {
-		_ = pc.c.SetReadDeadline(time.Now().Add(d))
+		pc.setReadDeadline(time.Now().Add(d))
 	}
 	var resp *http.Response
 	for {
@@ -204,9 +223,9 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 		}
 	}
 	if u.ResponseHeaderTimeout > 0 {
-		_ = pc.c.SetReadDeadline(time.Time{})
+		pc.setReadDeadline(time.Time{})
 		if ctx.Err() != nil { // the cancel hook's deadline must win
-			_ = pc.c.SetReadDeadline(aLongTimeAgo)
+			pc.setReadDeadline(aLongTimeAgo)
 		}
 	}
 	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && werr == nil}
@@ -218,14 +237,14 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 // them after a few seconds) are noticed and discarded here, before a
 // request is written on them.
 func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, bool, error) {
-	return u.take(ctx, host, fresh, true)
+	return u.take(ctx, host, fresh, true, time.Now())
 }
 
 // take is get; without peek, a reused connection is not looked at here:
 // the caller must write its request with sendChecked, which looks first.
-func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool) (*upConn, bool, error) {
+// now is the time to judge idle connections' age by.
+func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool, now time.Time) (*upConn, bool, error) {
 	idleTimeout := u.idleTimeout()
-	now := time.Now()
 	for !fresh {
 		u.mu.Lock()
 		list := u.idle[host]
@@ -257,6 +276,7 @@ func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool) (*up
 	}
 	pc := &upConn{c: c, host: host}
 	pc.cr.r = c
+	pc.cr.sk.init(c)
 	// Small buffers: a connection is held by a stream for its whole life,
 	// and larger writes (big request bodies) bypass the buffer.
 	pc.br = bufio.NewReaderSize(&pc.cr, 4<<10)
@@ -268,7 +288,7 @@ func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool) (*up
 // the peek before it looks, so it is cleared first (every user sets its
 // own).
 func (pc *upConn) peekAlive() bool {
-	_ = pc.c.SetReadDeadline(time.Time{})
+	pc.setReadDeadline(time.Time{})
 	return pc.peek.alive(pc.c)
 }
 
@@ -290,13 +310,14 @@ func (u *Upstream) idleTimeout() time.Duration {
 	return 90 * time.Second
 }
 
-// put returns a connection whose last answer was read to the end.
-func (u *Upstream) put(pc *upConn) {
+// put returns a connection whose last answer was read to the end (at
+// now).
+func (u *Upstream) put(pc *upConn, now time.Time) {
 	max := u.MaxIdlePerHost
 	if max <= 0 {
 		max = 1024
 	}
-	pc.idleSince = time.Now()
+	pc.idleSince = now
 	u.mu.Lock()
 	if u.idle == nil {
 		u.idle = map[string][]*upConn{}
@@ -394,9 +415,9 @@ func (b *upBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if b.idle > 0 {
-		_ = b.pc.c.SetReadDeadline(time.Now().Add(b.idle))
+		b.pc.setReadDeadline(time.Now().Add(b.idle))
 		if b.ctx.Err() != nil { // cancelled (or timed out): stop at once
-			_ = b.pc.c.SetReadDeadline(aLongTimeAgo)
+			b.pc.setReadDeadline(aLongTimeAgo)
 		}
 	}
 	n, err := b.rc.Read(p)
@@ -416,11 +437,11 @@ func (b *upBody) finish(clean bool) {
 	// The cancel hook must not fire on a pooled connection.
 	stopped := b.stop()
 	if b.idle > 0 && clean {
-		_ = b.pc.c.SetReadDeadline(time.Time{})
+		b.pc.setReadDeadline(time.Time{})
 	}
 	// Bytes beyond the declared length would be read as the next answer.
 	if clean && b.reuse && stopped && b.pc.br.Buffered() == 0 {
-		b.u.put(b.pc)
+		b.u.put(b.pc, time.Now())
 		return
 	}
 	_ = b.pc.c.Close()

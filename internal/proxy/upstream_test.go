@@ -290,7 +290,7 @@ func TestUpstreamReusesConnectionWithExpiredDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = pc.c.SetReadDeadline(aLongTimeAgo) // as left by an exchange's last wait
-	u.put(pc)
+	u.put(pc, time.Now())
 	got, reused, err := u.get(context.Background(), host, false)
 	if err != nil {
 		t.Fatal(err)
