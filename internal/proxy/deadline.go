@@ -275,19 +275,32 @@ func (x *rawExchange) waitOn(phase armKind, park bool) error {
 			return nil
 		}
 		x.timedOut = x.armed
-		if isTimeout(err) && x.armed == armPark {
-			// The stream's wait is long: it parks, with no buffer.
-			x.slow = true
-			x.pc.releaseReader()
-			x.sc.releaseBuffers()
-			continue
-		}
-		if isTimeout(err) && x.armed == armWatch {
-			x.sc.startWatch()
-			x.slow = true
-			x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
+		if x.longWait(err) {
 			continue
 		}
 		return err
 	}
+}
+
+// longWait does what a wait's timeout asks for when it only marks the
+// wait as long (x.armed is armPark or armWatch), and reports whether it
+// did: the wait goes on then, holding no read buffer.
+func (x *rawExchange) longWait(err error) bool {
+	if !isTimeout(err) {
+		return false
+	}
+	switch x.armed {
+	case armPark:
+		// The stream's wait is long: it parks, with no buffer.
+		x.slow = true
+		x.pc.releaseReader()
+		x.sc.releaseBuffers()
+	case armWatch:
+		x.sc.startWatch()
+		x.slow = true
+		x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
+	default:
+		return false
+	}
+	return true
 }

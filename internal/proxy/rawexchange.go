@@ -46,6 +46,9 @@ type rawExchange struct {
 	ready    readiness // the parked wait's
 	mirrored bool      // serveRequest's: the request is mirrored
 	held     int64     // what the body holds of h.buffered until the request ends
+
+	onData func([]byte) // feeds a stream's chunk data to observe; made once per exchange
+	turn   turnState    // a stream's turn of the poller (see stream)
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
@@ -295,55 +298,70 @@ func (x *rawExchange) relay() bool {
 // stream relays the body of a chunked answer, or of one that ends when
 // the replica closes (chunked for the client), from where it is: one
 // client write per replica read. A wait that grows long parks the stream
-// (see park) and returns.
+// (see park) and returns. While the stream's waits are short, its reads,
+// writes and waits run in one turn of the runtime poller where the
+// platform allows (see pump).
 func (x *rawExchange) stream() bool {
-	sc, rr, br := x.sc, x.resp, x.pc.br
-	if rr.chunked {
-		data := func(p []byte) { x.observe(p, true, &x.scan) }
-		for !x.cp.done {
-			if err := x.waitStream(); err != nil {
-				if err == errParked {
-					return false
-				}
-				return x.broke(err)
-			}
-			b, _ := br.Peek(br.Buffered())
-			n, err := x.cp.feed(b, data)
-			if err != nil {
-				return x.broke(fmt.Errorf("malformed chunked answer: %w", err))
-			}
-			ok := x.writeClient(b[:n])
-			_, _ = br.Discard(n)
-			if !ok {
-				return false
-			}
-		}
-		x.reusePC = !rr.close
-		return true
+	rr := x.resp
+	if x.onData == nil {
+		x.onData = func(p []byte) { x.observe(p, true, &x.scan) }
 	}
-	for {
-		err := x.waitStream()
-		if err == errParked {
+	for !x.cp.done {
+		var err error
+		if x.canPump() {
+			err = x.pump()
+		} else if err = x.waitStream(); err == nil {
+			err = x.relayBuffered()
+		}
+		switch {
+		case err == nil:
+		case err == errParked, err == errClientWrite:
 			return false
-		}
-		if errors.Is(err, io.EOF) {
+		case !rr.chunked && errors.Is(err, io.EOF):
 			return x.writeClient(lastChunk)
-		}
-		if err != nil {
+		default:
 			return x.broke(err)
 		}
-		b, _ := br.Peek(br.Buffered())
-		x.observe(b, true, &x.scan)
-		c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
-		c = append(c, "\r\n"...)
-		c = append(c, b...)
-		c = append(c, "\r\n"...)
-		sc.out = c
-		_, _ = br.Discard(len(b))
-		if !x.writeClient(c) {
-			return false
-		}
 	}
+	x.reusePC = !rr.close
+	return true
+}
+
+// errClientWrite: a write to the client failed (writeClient recorded it).
+var errClientWrite = errors.New("client write failed")
+
+// relayBuffered sends what the replica connection's reader holds on to
+// the client: a chunked body's bytes as they came (up to its end), a
+// close-delimited body's as one chunk.
+func (x *rawExchange) relayBuffered() error {
+	sc, br := x.sc, x.pc.br
+	b, _ := br.Peek(br.Buffered())
+	if x.resp.chunked {
+		n, err := x.cp.feed(b, x.onData)
+		if err != nil {
+			return fmt.Errorf("malformed chunked answer: %w", err)
+		}
+		ok := n == 0 || x.writeClient(b[:n])
+		_, _ = br.Discard(n)
+		if !ok {
+			return errClientWrite
+		}
+		return nil
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	x.observe(b, true, &x.scan)
+	c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
+	c = append(c, "\r\n"...)
+	c = append(c, b...)
+	c = append(c, "\r\n"...)
+	sc.out = c
+	_, _ = br.Discard(len(b))
+	if !x.writeClient(c) {
+		return errClientWrite
+	}
+	return nil
 }
 
 // park stops a stream whose wait grew long (it holds no read buffer by

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// lockStepPiece is one write of a replica's streamed body: wire is what
+// the replica writes, data how many body bytes the client must then have
+// received in total before the replica writes the next piece.
+type lockStepPiece struct {
+	wire string
+	data int
+}
+
+// lockStepPieces are the body of a stream in writes of awkward sizes: a
+// byte, a write that fills the replica connection's 4 KiB read buffer
+// exactly, writes just below and above it, one of two buffers and more,
+// and chunks split across writes. With chunked framing (the replica's
+// chunks as they go to the client) or without (a body that ends when the
+// replica closes).
+func lockStepPieces(chunked bool) []lockStepPiece {
+	var ps []lockStepPiece
+	total := 0
+	add := func(wire string, data int) {
+		total += data
+		ps = append(ps, lockStepPiece{wire, total})
+	}
+	for i, n := range []int{1, 17, 4089, 4090, 4088, 5000, 9000, 3, 100} {
+		data := strings.Repeat(string(rune('a'+i)), n)
+		split := 0 // a chunk written in two parts, split in its data
+		if i == 2 || i == 6 {
+			split = n / 3
+		}
+		if !chunked {
+			if split > 0 {
+				add(data[:split], split)
+				add(data[split:], n-split)
+			} else {
+				add(data, n)
+			}
+			continue
+		}
+		frame := fmt.Sprintf("%x\r\n%s\r\n", n, data)
+		if split > 0 {
+			head := len(frame) - n - 2
+			add(frame[:head+split], split)
+			add(frame[head+split:], n-split)
+		} else {
+			add(frame, n)
+		}
+	}
+	if chunked {
+		ps = append(ps, lockStepPiece{"0\r\n\r\n", total})
+	}
+	return ps
+}
+
+// TestStreamLockStep: every write of a streaming replica reaches the
+// client before the replica writes the next one: the replica waits for
+// the client to have received each piece (so a piece the gateway held
+// back, waiting for more, would stop the stream until testWait), over
+// several streams on one client connection.
+func TestStreamLockStep(t *testing.T) {
+	for _, chunked := range []bool{true, false} {
+		// The loop only: on the net/http path, Go's chunked reader holds
+		// the part of a chunk that came until the rest of it comes.
+		for _, fe := range frontends[:1] {
+			name := fe.name + "/close-delimited"
+			if chunked {
+				name = fe.name + "/chunked"
+			}
+			t.Run(name, func(t *testing.T) {
+				pieces := lockStepPieces(chunked)
+				received := make(chan int)
+				backend := rawBackend(t, func(c net.Conn) {
+					br := bufio.NewReader(c)
+					for {
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							return
+						}
+						_, _ = io.Copy(io.Discard, req.Body)
+						head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+						if chunked {
+							head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+						}
+						if _, err := io.WriteString(c, head); err != nil {
+							return
+						}
+						for k, p := range pieces {
+							if _, err := io.WriteString(c, p.wire); err != nil {
+								return
+							}
+							if k == len(pieces)-1 {
+								break // the end of the body: nothing to wait for
+							}
+							select {
+							case n := <-received:
+								if n != p.data {
+									return
+								}
+							case <-time.After(testWait):
+								return
+							}
+						}
+						if !chunked {
+							return // the close ends the body
+						}
+					}
+				})
+				h := newHandler(t, Options{}, "", backend)
+				c, br := dialRaw(t, fe.start(t, h))
+				streams := 3
+				if !chunked {
+					streams = 1 // the replica's close ends the stream and the connection to it
+				}
+				for s := range streams {
+					writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", []string{"Content-Type: application/json"}, `{"stream":true}`))
+					resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+					if err == nil && (len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked") {
+						err = fmt.Errorf("transfer encoding %q", resp.TransferEncoding)
+					}
+					if err != nil {
+						t.Fatalf("stream %d: %v", s, err)
+					}
+					if resp.StatusCode != http.StatusOK {
+						t.Fatalf("stream %d: status %d", s, resp.StatusCode)
+					}
+					// Go's chunked reader waits for the whole of a chunk:
+					// count the body bytes as they come instead.
+					dec := chunkCounter{r: br}
+					for k, p := range pieces {
+						for dec.data < p.data {
+							if err := dec.step(); err != nil {
+								t.Fatalf("stream %d, piece %d: %d of %d bytes, then %v (a piece held back until the next one?)", s, k, dec.data, p.data, err)
+							}
+						}
+						if dec.data != p.data {
+							t.Fatalf("stream %d, piece %d: %d bytes, want %d", s, k, dec.data, p.data)
+						}
+						if k < len(pieces)-1 {
+							select {
+							case received <- dec.data:
+							case <-time.After(testWait):
+								t.Fatalf("stream %d: the replica did not wait for piece %d", s, k)
+							}
+						}
+					}
+					for !dec.done {
+						if err := dec.step(); err != nil {
+							t.Fatalf("stream %d: after the body: %v", s, err)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// chunkCounter reads a chunked body from r and counts its data bytes as
+// they arrive, a read at a time.
+type chunkCounter struct {
+	r    *bufio.Reader
+	left int  // data bytes left in the current chunk; -1: a size line is next
+	data int  // data bytes so far
+	done bool // the last chunk and the final CRLF were read
+	init bool
+}
+
+// step reads what comes next: a chunk's size line, the data the reader
+// has (at least a byte) and the CRLF after a chunk's data.
+func (c *chunkCounter) step() error {
+	if !c.init {
+		c.left, c.init = -1, true
+	}
+	switch {
+	case c.left < 0:
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "%x", &n); err != nil {
+			return fmt.Errorf("chunk size line %q: %w", line, err)
+		}
+		if n == 0 {
+			if crlf, err := c.r.ReadString('\n'); err != nil || crlf != "\r\n" {
+				return fmt.Errorf("after the last chunk: %q, %v", crlf, err)
+			}
+			c.done = true
+			return nil
+		}
+		c.left = n
+	case c.left > 0:
+		if _, err := c.r.Peek(1); err != nil {
+			return err
+		}
+		n := min(c.left, c.r.Buffered())
+		_, _ = c.r.Discard(n)
+		c.left -= n
+		c.data += n
+	}
+	if c.left == 0 {
+		var crlf [2]byte
+		if _, err := io.ReadFull(c.r, crlf[:]); err != nil || string(crlf[:]) != "\r\n" {
+			return fmt.Errorf("after a chunk's data: %q, %v", crlf, err)
+		}
+		c.left = -1
+	}
+	return nil
+}

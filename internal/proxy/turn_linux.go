@@ -1,0 +1,155 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// turnState is a stream's turn of the runtime poller (see pump).
+type turnState struct {
+	fn    func(fd uintptr) bool // x.step, made on the exchange's first turn
+	rd    turnReader            // the replica connection's reads during a turn
+	err   error                 // why the turn ended: nil once the body ended
+	armed time.Time             // when the read deadline was last moved
+}
+
+// turnReader reads the replica connection's socket during a turn, without
+// waiting: errWouldBlock when it has nothing to read. It stands in for the
+// connection under the connection's reader while the turn lasts.
+type turnReader struct {
+	net.Conn
+	fd uintptr
+}
+
+// errWouldBlock: the socket has nothing to read now.
+var errWouldBlock = errors.New("nothing to read yet")
+
+// Read reads once from the socket. The socket does not block
+// (O_NONBLOCK), so the read goes to the kernel as a raw system call.
+func (r *turnReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, r.fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return 0, errWouldBlock
+		case errno != 0:
+			return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+		case n == 0:
+			return 0, io.EOF
+		}
+		return int(n), nil
+	}
+}
+
+// canPump reports whether the stream's next wait can be a turn of the
+// poller: a stream whose waits are short, holding its read buffer.
+func (x *rawExchange) canPump() bool {
+	return !x.woke && !x.slow && x.pc.br.Size() > 0
+}
+
+// pump relays the stream's body in one turn of the runtime poller
+// (syscall.RawConn.Read): it reads what the replica's socket holds,
+// writes it to the client, and waits for the socket's next bytes without
+// reading again when the read took less than the buffer holds (the
+// socket had no more). A separate wait would begin with a read that
+// finds nothing, once per chunk: the poller forgets the socket's readiness
+// when a wait begins, so only the turn's first step must read blindly.
+// Anything that arrives after a read wakes the turn's next step.
+//
+// It returns once the body ended (nil), or with relayBuffered's or a
+// read's error, or with the wait's: a timeout that only marks the wait
+// as long goes on as waitOn does (the stream parks).
+func (x *rawExchange) pump() error {
+	pc, t := x.pc, &x.turn
+	if ok, err := pc.peek.rawConn(pc.c); !ok || err != nil {
+		if err := x.waitStream(); err != nil {
+			return err
+		}
+		return x.relayBuffered()
+	}
+	if t.fn == nil {
+		t.fn = x.step
+	}
+	x.armPump()
+	t.rd.Conn, t.err = pc.c, nil
+	pc.cr.r = &t.rd
+	err := pc.peek.raw.Read(t.fn)
+	pc.cr.r = pc.c
+	t.rd.Conn = nil
+	if err == nil {
+		return t.err
+	}
+	x.timedOut = x.armed
+	if x.longWait(err) {
+		return x.waitOn(armIdle, true)
+	}
+	return err
+}
+
+// armPump arms the read deadline for a stream's wait that starts now and
+// may park.
+func (x *rawExchange) armPump() {
+	x.since = time.Time{}
+	x.parking = true
+	x.arm(armIdle)
+	x.parking = false
+	x.turn.armed = x.since
+}
+
+// pumpRearm is how often a turn moves the read deadline of its waits: at
+// most once per pumpRearm, not once per chunk, so a wait that begins
+// within pumpRearm of the last move is cut up to pumpRearm early (a
+// stream parks after between parkAfter-pumpRearm and parkAfter).
+const pumpRearm = parkAfter / 4
+
+// step is pump's callback: one step of the turn, called first when the
+// turn begins and then each time the poller saw the socket become
+// readable. It returns false to wait for the socket, true to end the turn.
+func (x *rawExchange) step(fd uintptr) bool {
+	t, br := &x.turn, x.pc.br
+	t.rd.fd = fd
+	for {
+		drained := false
+		if br.Buffered() == 0 {
+			_, err := br.Peek(1) // one read
+			n := br.Buffered()
+			if n == 0 {
+				if err == errWouldBlock {
+					return false
+				}
+				t.err = err
+				return true
+			}
+			drained = n < br.Size()
+		}
+		// Bytes read before the turn began are relayed, then the socket
+		// is read: whatever came since may have been seen by the poller
+		// before the turn.
+		if err := x.relayBuffered(); err != nil {
+			t.err = err
+			return true
+		}
+		if x.cp.done {
+			return true
+		}
+		if now := time.Now(); now.Sub(t.armed) >= pumpRearm {
+			x.armPump()
+		}
+		if drained {
+			return false
+		}
+	}
+}
