@@ -74,6 +74,13 @@ func (sc *srvConn) write(b []byte) (int, error) { return sc.writeAt(b, time.Time
 // writeAt is write with the clock read at now by the caller (zero: read
 // it here, when a write timeout needs it).
 func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
+	sc.moveWriteDeadline(now)
+	return sc.c.Write(b)
+}
+
+// moveWriteDeadline sets the client write deadline, when due, for a write
+// starting at now (zero: read the clock when needed).
+func (sc *srvConn) moveWriteDeadline(now time.Time) {
 	if d := sc.h.opts.ClientWriteTimeout; d > 0 {
 		if now.IsZero() {
 			now = time.Now()
@@ -87,7 +94,6 @@ func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
 		sc.wdl.until = time.Time{}
 		_ = sc.c.SetWriteDeadline(time.Time{})
 	}
-	return sc.c.Write(b)
 }
 
 // startWrites sets the write deadline of a request's answer through

@@ -341,7 +341,7 @@ func (x *rawExchange) relayBuffered() error {
 		if err != nil {
 			return fmt.Errorf("malformed chunked answer: %w", err)
 		}
-		ok := n == 0 || x.writeClient(b[:n])
+		ok := n == 0 || x.writeStream(b[:n])
 		_, _ = br.Discard(n)
 		if !ok {
 			return errClientWrite
@@ -358,7 +358,7 @@ func (x *rawExchange) relayBuffered() error {
 	c = append(c, "\r\n"...)
 	sc.out = c
 	_, _ = br.Discard(len(b))
-	if !x.writeClient(c) {
+	if !x.writeStream(c) {
 		return errClientWrite
 	}
 	return nil

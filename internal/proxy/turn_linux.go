@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -19,6 +20,13 @@ type turnState struct {
 	rd    turnReader            // the replica connection's reads during a turn
 	err   error                 // why the turn ended: nil once the body ended
 	armed time.Time             // when the read deadline was last moved
+
+	// The client connection's raw writes (see writeStream).
+	cw   syscall.RawConn       // nil until the first write
+	cwNo bool                  // the client connection has none (TLS)
+	wfn  func(fd uintptr) bool // x.writeStep
+	wb   []byte                // what is left to write
+	werr error                 // the write's error
 }
 
 // turnReader reads the replica connection's socket during a turn, without
@@ -152,4 +160,62 @@ func (x *rawExchange) step(fd uintptr) bool {
 			return false
 		}
 	}
+}
+
+// writeStream writes a stream's bytes to the client, as writeClient does.
+// To a plain TCP client connection the write goes to the kernel as a raw
+// system call, in a turn of the poller (syscall.RawConn.Write) that waits
+// only when the socket takes no more: the socket does not block, and a
+// write the runtime must account for as a system call that may block
+// lets the scheduler hand the goroutine's processor to another thread
+// while it lasts (a context switch, and a wait for the processor after).
+func (x *rawExchange) writeStream(b []byte) bool {
+	t, sc := &x.turn, x.sc
+	if t.cw == nil && !t.cwNo {
+		tc, ok := sc.c.(*net.TCPConn)
+		if ok {
+			t.cw, _ = tc.SyscallConn()
+		}
+		if t.cw == nil {
+			t.cwNo = true
+		} else {
+			t.wfn = x.writeStep
+		}
+	}
+	if t.cwNo {
+		return x.writeClient(b)
+	}
+	sc.moveWriteDeadline(time.Time{})
+	t.wb, t.werr = b, nil
+	err := t.cw.Write(t.wfn)
+	t.wb = nil
+	if err == nil {
+		err = t.werr
+	}
+	if err != nil {
+		x.obs.Error = clientGoneCode(err)
+		sc.gone.Store(true)
+		return false
+	}
+	return true
+}
+
+// writeStep is writeStream's callback: it writes what is left, and returns
+// false to wait until the socket takes more.
+func (x *rawExchange) writeStep(fd uintptr) bool {
+	t := &x.turn
+	for len(t.wb) > 0 {
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wb[0])), uintptr(len(t.wb)))
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return false
+		case errno != 0:
+			t.werr = &net.OpError{Op: "write", Net: "tcp", Source: x.sc.c.LocalAddr(), Addr: x.sc.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+			return true
+		}
+		t.wb = t.wb[n:]
+	}
+	return true
 }

@@ -13,3 +13,5 @@ func (x *rawExchange) pump() error {
 	}
 	return x.relayBuffered()
 }
+
+func (x *rawExchange) writeStream(b []byte) bool { return x.writeClient(b) }
