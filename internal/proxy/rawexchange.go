@@ -48,7 +48,7 @@ type rawExchange struct {
 	held     int64     // what the body holds of h.buffered until the request ends
 
 	onData func([]byte) // feeds a stream's chunk data to observe; made once per exchange
-	turn   turnState    // a stream's turn of the poller (see stream)
+	turn   *turnState   // a stream's while its waits are short (see pump)
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
@@ -260,6 +260,9 @@ func (x *rawExchange) relay() bool {
 		remaining -= n
 	}
 	sc.out = out
+	if !rr.bodiless && rr.contentLength < 0 {
+		return x.startStream(out, now) // chunked, or until the replica closes
+	}
 	if !x.writeClientAt(out, now) {
 		return false
 	}
@@ -289,10 +292,26 @@ func (x *rawExchange) relay() bool {
 		}
 		x.reusePC = !rr.close
 		return true
-	default: // chunked, or until the replica closes
-		x.cp = chunkParser{}
-		return x.stream()
 	}
+	return true
+}
+
+// startStream writes the head of a streamed answer, with the body bytes
+// that came with it, and relays the rest of the body (see stream).
+func (x *rawExchange) startStream(head []byte, now time.Time) bool {
+	x.cp = chunkParser{}
+	x.onData = func(p []byte) { x.observe(p, true, &x.scan) }
+	x.takeTurn()
+	// Not kept in sc.out when it grew: the connection holds that buffer
+	// as long as it lives, and a parked stream should hold little.
+	out, err := x.appendBuffered(head)
+	if !x.writeStreamAt(out, now) {
+		return false
+	}
+	if err != nil {
+		return x.broke(err)
+	}
+	return x.stream()
 }
 
 // stream relays the body of a chunked answer, or of one that ends when
@@ -303,9 +322,6 @@ func (x *rawExchange) relay() bool {
 // platform allows (see pump).
 func (x *rawExchange) stream() bool {
 	rr := x.resp
-	if x.onData == nil {
-		x.onData = func(p []byte) { x.observe(p, true, &x.scan) }
-	}
 	for !x.cp.done {
 		var err error
 		if x.canPump() {
@@ -334,34 +350,53 @@ var errClientWrite = errors.New("client write failed")
 // the client: a chunked body's bytes as they came (up to its end), a
 // close-delimited body's as one chunk.
 func (x *rawExchange) relayBuffered() error {
-	sc, br := x.sc, x.pc.br
-	b, _ := br.Peek(br.Buffered())
-	if x.resp.chunked {
-		n, err := x.cp.feed(b, x.onData)
-		if err != nil {
-			return fmt.Errorf("malformed chunked answer: %w", err)
-		}
-		ok := n == 0 || x.writeStream(b[:n])
-		_, _ = br.Discard(n)
-		if !ok {
+	br := x.pc.br
+	if !x.resp.chunked {
+		out, err := x.appendBuffered(x.sc.out[:0])
+		x.sc.out = out
+		if err == nil && len(out) > 0 && !x.writeStream(out) {
 			return errClientWrite
 		}
-		return nil
+		return err
 	}
-	if len(b) == 0 {
-		return nil
+	b, _ := br.Peek(br.Buffered())
+	n, err := x.cp.feed(b, x.onData)
+	if err != nil {
+		return fmt.Errorf("malformed chunked answer: %w", err)
 	}
-	x.observe(b, true, &x.scan)
-	c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
-	c = append(c, "\r\n"...)
-	c = append(c, b...)
-	c = append(c, "\r\n"...)
-	sc.out = c
-	_, _ = br.Discard(len(b))
-	if !x.writeStream(c) {
+	ok := n == 0 || x.writeStream(b[:n])
+	_, _ = br.Discard(n)
+	if !ok {
 		return errClientWrite
 	}
 	return nil
+}
+
+// appendBuffered appends to out what the replica connection's reader
+// holds of a streamed body, as the client gets it (see relayBuffered),
+// and consumes it.
+func (x *rawExchange) appendBuffered(out []byte) ([]byte, error) {
+	br := x.pc.br
+	b, _ := br.Peek(br.Buffered())
+	if len(b) == 0 {
+		return out, nil
+	}
+	if x.resp.chunked {
+		n, err := x.cp.feed(b, x.onData)
+		if err != nil {
+			return out, fmt.Errorf("malformed chunked answer: %w", err)
+		}
+		out = append(out, b[:n]...)
+		_, _ = br.Discard(n)
+		return out, nil
+	}
+	x.observe(b, true, &x.scan)
+	out = strconv.AppendInt(out, int64(len(b)), 16)
+	out = append(out, "\r\n"...)
+	out = append(out, b...)
+	out = append(out, "\r\n"...)
+	_, _ = br.Discard(len(b))
+	return out, nil
 }
 
 // park stops a stream whose wait grew long (it holds no read buffer by
@@ -370,6 +405,7 @@ func (x *rawExchange) relayBuffered() error {
 // srvConn.serveParked; that waits for the replica's socket at the top of
 // its stack and calls resume.
 func (x *rawExchange) park() {
+	x.releaseTurn()
 	x.parked = true
 	x.sc.parked = x
 }
@@ -399,6 +435,7 @@ func (x *rawExchange) resume(err error) bool {
 // connection can serve another request.
 func (x *rawExchange) end(keep bool) bool {
 	sc, h, body := x.sc, x.h, x.body
+	x.releaseTurn()
 	sc.stopWatch()
 	x.releaseConn()
 	x.obs.Duration = time.Since(x.obs.Start)

@@ -216,3 +216,102 @@ func (c *chunkCounter) step() error {
 	}
 	return nil
 }
+
+// TestStreamBodyWithHead: body bytes that reach the gateway with the
+// replica's head go out with it (the head's write), and the rest follows:
+// a whole chunked answer in one replica write, the first event with the
+// head and the rest after the client has it, a close-delimited body with
+// its head. The connections are kept for the next request where the
+// answer allows.
+func TestStreamBodyWithHead(t *testing.T) {
+	const sse = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+	cases := []struct {
+		name   string
+		writes []string // the replica's writes; the client's reads of each body part come between them
+		parts  []string // the body the client reads after each write
+		close  bool     // the replica closes after the writes (the close ends the body)
+	}{
+		{"whole chunked answer in one write",
+			[]string{sse + "b\r\ndata: one\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n"},
+			[]string{"data: one\n\ndata: two\n\n"}, false},
+		{"first event with the head",
+			[]string{sse + "b\r\ndata: one\n\n\r\n", "b\r\ndata: two\n\n\r\n0\r\n\r\n"},
+			[]string{"data: one\n\n", "data: two\n\n"}, false},
+		{"close-delimited body with the head",
+			[]string{"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: one\n\n", "data: two\n\n"},
+			[]string{"data: one\n\n", "data: two\n\n"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan struct{})
+			conns := make(chan struct{}, 4)
+			replica := rawBackend(t, func(c net.Conn) {
+				conns <- struct{}{}
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					for i, w := range tc.writes {
+						if i > 0 {
+							select {
+							case <-got:
+							case <-time.After(testWait):
+								return
+							}
+						}
+						if _, err := io.WriteString(c, w); err != nil {
+							return
+						}
+					}
+					if tc.close {
+						return
+					}
+				}
+			})
+			h := newHandler(t, Options{}, "", replica)
+			c, br := dialRaw(t, startLoop(t, h))
+			requests := 2
+			if tc.close {
+				requests = 1
+			}
+			for r := range requests {
+				writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", []string{"Content-Type: application/json"}, `{"stream":true}`))
+				resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+				if err != nil {
+					t.Fatalf("request %d: %v", r, err)
+				}
+				dec := chunkCounter{r: br}
+				want := 0
+				for i, p := range tc.parts {
+					want += len(p)
+					for dec.data < want {
+						if err := dec.step(); err != nil {
+							t.Fatalf("request %d, part %d: %d of %d body bytes, then %v", r, i, dec.data, want, err)
+						}
+					}
+					if i < len(tc.parts)-1 {
+						select {
+						case got <- struct{}{}:
+						case <-time.After(testWait):
+							t.Fatalf("request %d: the replica did not wait", r)
+						}
+					}
+				}
+				for !dec.done {
+					if err := dec.step(); err != nil {
+						t.Fatalf("request %d: after %d body bytes: %v", r, dec.data, err)
+					}
+				}
+				if dec.data != want || resp.StatusCode != http.StatusOK {
+					t.Fatalf("request %d: status %d, %d body bytes, want 200 and %d", r, resp.StatusCode, dec.data, want)
+				}
+			}
+			if !tc.close && len(conns) != 1 {
+				t.Errorf("%d replica connections for %d requests, want 1 (the first kept)", len(conns), requests)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -14,9 +15,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// turnState is a stream's turn of the runtime poller (see pump).
+// turnState is what a stream needs while its waits are short (see pump
+// and writeStream). It comes from turnStates when the stream begins and
+// goes back once the stream ends or its waits grow long (a parked stream
+// holds none), with its callbacks, made once per turnState.
 type turnState struct {
-	fn    func(fd uintptr) bool // x.step, made on the exchange's first turn
+	x     *rawExchange
+	fn    func(fd uintptr) bool // t.step
 	rd    turnReader            // the replica connection's reads during a turn
 	err   error                 // why the turn ended: nil once the body ended
 	armed time.Time             // when the read deadline was last moved
@@ -24,9 +29,32 @@ type turnState struct {
 	// The client connection's raw writes (see writeStream).
 	cw   syscall.RawConn       // nil until the first write
 	cwNo bool                  // the client connection has none (TLS)
-	wfn  func(fd uintptr) bool // x.writeStep
+	wfn  func(fd uintptr) bool // t.writeStep
 	wb   []byte                // what is left to write
 	werr error                 // the write's error
+}
+
+var turnStates = sync.Pool{New: func() any {
+	t := new(turnState)
+	t.fn, t.wfn = t.step, t.writeStep
+	return t
+}}
+
+// takeTurn gives x a turnState, if it has none.
+func (x *rawExchange) takeTurn() {
+	if x.turn == nil {
+		x.turn = turnStates.Get().(*turnState)
+		x.turn.x = x
+	}
+}
+
+// releaseTurn gives x's turnState back.
+func (x *rawExchange) releaseTurn() {
+	if t := x.turn; t != nil {
+		x.turn = nil
+		*t = turnState{fn: t.fn, wfn: t.wfn}
+		turnStates.Put(t)
+	}
 }
 
 // turnReader reads the replica connection's socket during a turn, without
@@ -79,18 +107,18 @@ func (x *rawExchange) canPump() bool {
 //
 // It returns once the body ended (nil), or with relayBuffered's or a
 // read's error, or with the wait's: a timeout that only marks the wait
-// as long goes on as waitOn does (the stream parks).
+// as long goes on as waitOn does (the stream parks, without its
+// turnState).
 func (x *rawExchange) pump() error {
-	pc, t := x.pc, &x.turn
+	pc := x.pc
 	if ok, err := pc.peek.rawConn(pc.c); !ok || err != nil {
 		if err := x.waitStream(); err != nil {
 			return err
 		}
 		return x.relayBuffered()
 	}
-	if t.fn == nil {
-		t.fn = x.step
-	}
+	x.takeTurn()
+	t := x.turn
 	x.armPump()
 	t.rd.Conn, t.err = pc.c, nil
 	pc.cr.r = &t.rd
@@ -102,6 +130,7 @@ func (x *rawExchange) pump() error {
 	}
 	x.timedOut = x.armed
 	if x.longWait(err) {
+		x.releaseTurn()
 		return x.waitOn(armIdle, true)
 	}
 	return err
@@ -126,8 +155,9 @@ const pumpRearm = parkAfter / 4
 // step is pump's callback: one step of the turn, called first when the
 // turn begins and then each time the poller saw the socket become
 // readable. It returns false to wait for the socket, true to end the turn.
-func (x *rawExchange) step(fd uintptr) bool {
-	t, br := &x.turn, x.pc.br
+func (t *turnState) step(fd uintptr) bool {
+	x := t.x
+	br := x.pc.br
 	t.rd.fd = fd
 	for {
 		drained := false
@@ -163,29 +193,32 @@ func (x *rawExchange) step(fd uintptr) bool {
 }
 
 // writeStream writes a stream's bytes to the client, as writeClient does.
-// To a plain TCP client connection the write goes to the kernel as a raw
-// system call, in a turn of the poller (syscall.RawConn.Write) that waits
-// only when the socket takes no more: the socket does not block, and a
-// write the runtime must account for as a system call that may block
-// lets the scheduler hand the goroutine's processor to another thread
-// while it lasts (a context switch, and a wait for the processor after).
-func (x *rawExchange) writeStream(b []byte) bool {
-	t, sc := &x.turn, x.sc
-	if t.cw == nil && !t.cwNo {
-		tc, ok := sc.c.(*net.TCPConn)
-		if ok {
+// While the stream's waits are short, a write to a plain TCP client
+// connection goes to the kernel as a raw system call, in a turn of the
+// poller (syscall.RawConn.Write) that waits only when the socket takes no
+// more: the socket does not block, and a write the runtime must account
+// for as a system call that may block lets the scheduler hand the
+// goroutine's processor to another thread while it lasts (a context
+// switch, and a wait for the processor after).
+func (x *rawExchange) writeStream(b []byte) bool { return x.writeStreamAt(b, time.Time{}) }
+
+// writeStreamAt is writeStream with the clock read at now (zero: not read
+// yet).
+func (x *rawExchange) writeStreamAt(b []byte, now time.Time) bool {
+	t, sc := x.turn, x.sc
+	if t == nil || t.cwNo {
+		return x.writeClientAt(b, now)
+	}
+	if t.cw == nil {
+		if tc, ok := sc.c.(*net.TCPConn); ok {
 			t.cw, _ = tc.SyscallConn()
 		}
 		if t.cw == nil {
 			t.cwNo = true
-		} else {
-			t.wfn = x.writeStep
+			return x.writeClientAt(b, now)
 		}
 	}
-	if t.cwNo {
-		return x.writeClient(b)
-	}
-	sc.moveWriteDeadline(time.Time{})
+	sc.moveWriteDeadline(now)
 	t.wb, t.werr = b, nil
 	err := t.cw.Write(t.wfn)
 	t.wb = nil
@@ -202,8 +235,7 @@ func (x *rawExchange) writeStream(b []byte) bool {
 
 // writeStep is writeStream's callback: it writes what is left, and returns
 // false to wait until the socket takes more.
-func (x *rawExchange) writeStep(fd uintptr) bool {
-	t := &x.turn
+func (t *turnState) writeStep(fd uintptr) bool {
 	for len(t.wb) > 0 {
 		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wb[0])), uintptr(len(t.wb)))
 		switch {
@@ -212,7 +244,8 @@ func (x *rawExchange) writeStep(fd uintptr) bool {
 		case errno == unix.EAGAIN:
 			return false
 		case errno != 0:
-			t.werr = &net.OpError{Op: "write", Net: "tcp", Source: x.sc.c.LocalAddr(), Addr: x.sc.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+			sc := t.x.sc
+			t.werr = &net.OpError{Op: "write", Net: "tcp", Source: sc.c.LocalAddr(), Addr: sc.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
 			return true
 		}
 		t.wb = t.wb[n:]

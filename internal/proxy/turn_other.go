@@ -2,9 +2,14 @@
 
 package proxy
 
-// turnState is empty here: streams wait with waitStream.
+import "time"
+
+// turnState is empty here: streams wait with waitStream and write with
+// writeClient.
 type turnState struct{}
 
+func (x *rawExchange) takeTurn()     {}
+func (x *rawExchange) releaseTurn()  {}
 func (x *rawExchange) canPump() bool { return false }
 
 func (x *rawExchange) pump() error {
@@ -15,3 +20,5 @@ func (x *rawExchange) pump() error {
 }
 
 func (x *rawExchange) writeStream(b []byte) bool { return x.writeClient(b) }
+
+func (x *rawExchange) writeStreamAt(b []byte, now time.Time) bool { return x.writeClientAt(b, now) }
