@@ -296,16 +296,27 @@ func (x *rawExchange) relay() bool {
 	return true
 }
 
-// startStream writes the head of a streamed answer, with the body bytes
-// that came with it, and relays the rest of the body (see stream).
+// startStream writes the head of a streamed answer, with the chunked
+// body bytes that came with it, and relays the rest of the body (see
+// stream).
 func (x *rawExchange) startStream(head []byte, now time.Time) bool {
 	x.cp = chunkParser{}
 	x.onData = func(p []byte) { x.observe(p, true, &x.scan) }
 	x.takeTurn()
-	// Not kept in sc.out when it grew: the connection holds that buffer
-	// as long as it lives, and a parked stream should hold little.
-	out, err := x.appendBuffered(head)
-	if !x.writeStreamAt(out, now) {
+	br := x.pc.br
+	var body []byte
+	var err error
+	if x.resp.chunked && br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		n, ferr := x.cp.feed(b, x.onData)
+		if ferr != nil {
+			n, err = 0, fmt.Errorf("malformed chunked answer: %w", ferr)
+		}
+		body = b[:n]
+	}
+	ok := x.writeStreamAt(head, body, now)
+	_, _ = br.Discard(len(body))
+	if !ok {
 		return false
 	}
 	if err != nil {
@@ -350,53 +361,34 @@ var errClientWrite = errors.New("client write failed")
 // the client: a chunked body's bytes as they came (up to its end), a
 // close-delimited body's as one chunk.
 func (x *rawExchange) relayBuffered() error {
-	br := x.pc.br
-	if !x.resp.chunked {
-		out, err := x.appendBuffered(x.sc.out[:0])
-		x.sc.out = out
-		if err == nil && len(out) > 0 && !x.writeStream(out) {
-			return errClientWrite
-		}
-		return err
-	}
+	sc, br := x.sc, x.pc.br
 	b, _ := br.Peek(br.Buffered())
-	n, err := x.cp.feed(b, x.onData)
-	if err != nil {
-		return fmt.Errorf("malformed chunked answer: %w", err)
-	}
-	ok := n == 0 || x.writeStream(b[:n])
-	_, _ = br.Discard(n)
-	if !ok {
-		return errClientWrite
-	}
-	return nil
-}
-
-// appendBuffered appends to out what the replica connection's reader
-// holds of a streamed body, as the client gets it (see relayBuffered),
-// and consumes it.
-func (x *rawExchange) appendBuffered(out []byte) ([]byte, error) {
-	br := x.pc.br
-	b, _ := br.Peek(br.Buffered())
-	if len(b) == 0 {
-		return out, nil
-	}
 	if x.resp.chunked {
 		n, err := x.cp.feed(b, x.onData)
 		if err != nil {
-			return out, fmt.Errorf("malformed chunked answer: %w", err)
+			return fmt.Errorf("malformed chunked answer: %w", err)
 		}
-		out = append(out, b[:n]...)
+		ok := n == 0 || x.writeStream(b[:n])
 		_, _ = br.Discard(n)
-		return out, nil
+		if !ok {
+			return errClientWrite
+		}
+		return nil
+	}
+	if len(b) == 0 {
+		return nil
 	}
 	x.observe(b, true, &x.scan)
-	out = strconv.AppendInt(out, int64(len(b)), 16)
-	out = append(out, "\r\n"...)
-	out = append(out, b...)
-	out = append(out, "\r\n"...)
+	c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
+	c = append(c, "\r\n"...)
+	c = append(c, b...)
+	c = append(c, "\r\n"...)
+	sc.out = c
 	_, _ = br.Discard(len(b))
-	return out, nil
+	if !x.writeStream(c) {
+		return errClientWrite
+	}
+	return nil
 }
 
 // park stops a stream whose wait grew long (it holds no read buffer by

@@ -30,7 +30,9 @@ type turnState struct {
 	cw   syscall.RawConn       // nil until the first write
 	cwNo bool                  // the client connection has none (TLS)
 	wfn  func(fd uintptr) bool // t.writeStep
+	wh   []byte                // what is left to write before wb
 	wb   []byte                // what is left to write
+	iov  [2]unix.Iovec         // wh and wb, for writev
 	werr error                 // the write's error
 }
 
@@ -200,28 +202,31 @@ func (t *turnState) step(fd uintptr) bool {
 // for as a system call that may block lets the scheduler hand the
 // goroutine's processor to another thread while it lasts (a context
 // switch, and a wait for the processor after).
-func (x *rawExchange) writeStream(b []byte) bool { return x.writeStreamAt(b, time.Time{}) }
+func (x *rawExchange) writeStream(b []byte) bool { return x.writeStreamAt(nil, b, time.Time{}) }
 
-// writeStreamAt is writeStream with the clock read at now (zero: not read
-// yet).
-func (x *rawExchange) writeStreamAt(b []byte, now time.Time) bool {
+// writeStreamAt writes head and b (either may be empty) as writeStream
+// does, in one system call when it can, with the clock read at now (zero:
+// not read yet).
+func (x *rawExchange) writeStreamAt(head, b []byte, now time.Time) bool {
 	t, sc := x.turn, x.sc
-	if t == nil || t.cwNo {
-		return x.writeClientAt(b, now)
-	}
-	if t.cw == nil {
+	if t != nil && t.cw == nil && !t.cwNo {
 		if tc, ok := sc.c.(*net.TCPConn); ok {
 			t.cw, _ = tc.SyscallConn()
 		}
-		if t.cw == nil {
-			t.cwNo = true
-			return x.writeClientAt(b, now)
+		t.cwNo = t.cw == nil
+	}
+	if t == nil || t.cwNo {
+		if len(head) > 0 && len(b) > 0 {
+			b = append(head[:len(head):len(head)], b...)
+		} else if len(head) > 0 {
+			b = head
 		}
+		return x.writeClientAt(b, now)
 	}
 	sc.moveWriteDeadline(now)
-	t.wb, t.werr = b, nil
+	t.wh, t.wb, t.werr = head, b, nil
 	err := t.cw.Write(t.wfn)
-	t.wb = nil
+	t.wh, t.wb, t.iov = nil, nil, [2]unix.Iovec{}
 	if err == nil {
 		err = t.werr
 	}
@@ -236,8 +241,20 @@ func (x *rawExchange) writeStreamAt(b []byte, now time.Time) bool {
 // writeStep is writeStream's callback: it writes what is left, and returns
 // false to wait until the socket takes more.
 func (t *turnState) writeStep(fd uintptr) bool {
-	for len(t.wb) > 0 {
-		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wb[0])), uintptr(len(t.wb)))
+	for len(t.wh)+len(t.wb) > 0 {
+		var n uintptr
+		var errno syscall.Errno
+		switch {
+		case len(t.wh) > 0 && len(t.wb) > 0:
+			t.iov[0].Base, t.iov[1].Base = &t.wh[0], &t.wb[0]
+			t.iov[0].SetLen(len(t.wh))
+			t.iov[1].SetLen(len(t.wb))
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.iov[0])), 2)
+		case len(t.wh) > 0:
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wh[0])), uintptr(len(t.wh)))
+		default:
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wb[0])), uintptr(len(t.wb)))
+		}
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -248,7 +265,8 @@ func (t *turnState) writeStep(fd uintptr) bool {
 			t.werr = &net.OpError{Op: "write", Net: "tcp", Source: sc.c.LocalAddr(), Addr: sc.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
 			return true
 		}
-		t.wb = t.wb[n:]
+		h := min(int(n), len(t.wh))
+		t.wh, t.wb = t.wh[h:], t.wb[int(n)-h:]
 	}
 	return true
 }

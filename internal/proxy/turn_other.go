@@ -21,4 +21,9 @@ func (x *rawExchange) pump() error {
 
 func (x *rawExchange) writeStream(b []byte) bool { return x.writeClient(b) }
 
-func (x *rawExchange) writeStreamAt(b []byte, now time.Time) bool { return x.writeClientAt(b, now) }
+func (x *rawExchange) writeStreamAt(head, b []byte, now time.Time) bool {
+	if len(head) > 0 {
+		b = append(head[:len(head):len(head)], b...)
+	}
+	return x.writeClientAt(b, now)
+}
