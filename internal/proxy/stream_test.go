@@ -315,3 +315,86 @@ func TestStreamBodyWithHead(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamToSlowReader: a stream the client reads slower than the
+// replica sends arrives whole and in order: the gateway's writes take
+// part of what they were given and wait for room (small socket buffers
+// between the gateway and the client), the head with the first chunks
+// included.
+func TestStreamToSlowReader(t *testing.T) {
+	const chunks, size = 1000, 8 << 10
+	chunk := func(i int) string {
+		return fmt.Sprintf("data: %06d %s\n\n", i, strings.Repeat(string(rune('a'+i%26)), size))
+	}
+	replica := rawBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		w := bufio.NewWriterSize(c, 64<<10)
+		_, _ = io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := range chunks {
+			d := chunk(i)
+			fmt.Fprintf(w, "%x\r\n%s\r\n", len(d), d)
+			if i < 3 || i%16 == 0 {
+				_ = w.Flush() // the first ones with the head, then in bursts
+			}
+		}
+		_, _ = io.WriteString(w, "0\r\n\r\n")
+		_ = w.Flush()
+	})
+	h := newHandler(t, Options{}, "", replica)
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: h, ReadHeaderTimeout: 2 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(smallSendBuffers{ln}) }()
+	t.Cleanup(func() {
+		_ = s.Close()
+		<-served
+	})
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), testWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	_ = c.SetDeadline(time.Now().Add(testWait))
+	writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", []string{"Content-Type: application/json"}, `{"stream":true}`))
+	resp, err := http.ReadResponse(bufio.NewReaderSize(&smallReads{c}, 512), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("after %d bytes: %v", len(body), err)
+	}
+	var want strings.Builder
+	for i := range chunks {
+		want.WriteString(chunk(i))
+	}
+	if string(body) != want.String() {
+		t.Fatalf("body of %d bytes differs from the %d the replica sent", len(body), want.Len())
+	}
+}
+
+// smallReads reads at most 300 bytes at a time.
+type smallReads struct{ r io.Reader }
+
+func (s *smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 300)]) }
+
+// smallSendBuffers gives every accepted connection a small send buffer,
+// so that the gateway's writes to a slow client fill it.
+type smallSendBuffers struct{ *net.TCPListener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err == nil {
+		_ = c.SetWriteBuffer(8 << 10)
+	}
+	return c, err
+}
