@@ -222,7 +222,7 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 		}
 	}
 	if x.parking {
-		if p := x.since.Add(parkAfter); d.IsZero() || p.Before(d) {
+		if p := x.since.Add(parkAfter + x.parkLate); d.IsZero() || p.Before(d) {
 			d, kind = p, armPark
 		}
 	}

@@ -47,8 +47,9 @@ type rawExchange struct {
 	mirrored bool      // serveRequest's: the request is mirrored
 	held     int64     // what the body holds of h.buffered until the request ends
 
-	onData func([]byte) // feeds a stream's chunk data to observe; made once per exchange
-	turn   *turnState   // a stream's while its waits are short (see pump)
+	onData   func([]byte)  // feeds a stream's chunk data to observe; made once per exchange
+	turn     *turnState    // a stream's while its waits are short (see pump)
+	parkLate time.Duration // added to parkAfter while a deadline is moved lazily (see pumpRearm)
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}

@@ -142,16 +142,17 @@ func (x *rawExchange) pump() error {
 // may park.
 func (x *rawExchange) armPump() {
 	x.since = time.Time{}
-	x.parking = true
+	x.parking, x.parkLate = true, pumpRearm
 	x.arm(armIdle)
-	x.parking = false
+	x.parking, x.parkLate = false, 0
 	x.turn.armed = x.since
 }
 
 // pumpRearm is how often a turn moves the read deadline of its waits: at
-// most once per pumpRearm, not once per chunk, so a wait that begins
-// within pumpRearm of the last move is cut up to pumpRearm early (a
-// stream parks after between parkAfter-pumpRearm and parkAfter).
+// most once per pumpRearm, not once per chunk. The deadline to park is
+// set pumpRearm later than parkAfter, so a stream still parks after a
+// wait of between parkAfter and parkAfter+pumpRearm (the idle timeout,
+// counted from the last move, may pass up to pumpRearm early instead).
 const pumpRearm = parkAfter / 4
 
 // step is pump's callback: one step of the turn, called first when the
