@@ -74,6 +74,16 @@ func (sc *srvConn) write(b []byte) (int, error) { return sc.writeAt(b, time.Time
 // writeAt is write with the clock read at now by the caller (zero: read
 // it here, when a write timeout needs it).
 func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
+	sc.moveWriteDeadline(now)
+	if sc.sk.ok() {
+		return sc.sk.write(sc.c, b)
+	}
+	return sc.c.Write(b)
+}
+
+// moveWriteDeadline sets the client write deadline, when due, for a write
+// starting at now (zero: read the clock when needed).
+func (sc *srvConn) moveWriteDeadline(now time.Time) {
 	if d := sc.h.opts.ClientWriteTimeout; d > 0 {
 		if now.IsZero() {
 			now = time.Now()
@@ -87,10 +97,6 @@ func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
 		sc.wdl.until = time.Time{}
 		_ = sc.c.SetWriteDeadline(time.Time{})
 	}
-	if sc.sk.ok() {
-		return sc.sk.write(sc.c, b)
-	}
-	return sc.c.Write(b)
 }
 
 // startWrites sets the write deadline of a request's answer through
@@ -232,7 +238,7 @@ func (x *rawExchange) deadlineFor(phase armKind, now time.Time) (time.Time, armK
 		}
 	}
 	if x.parking {
-		if p := x.since.Add(parkAfter); d.IsZero() || p.Before(d) {
+		if p := x.since.Add(parkAfter + x.parkLate); d.IsZero() || p.Before(d) {
 			d, kind = p, armPark
 		}
 	}
@@ -291,19 +297,32 @@ func (x *rawExchange) waitOn(phase armKind, park bool) error {
 			return nil
 		}
 		x.timedOut = x.armed
-		if isTimeout(err) && x.armed == armPark {
-			// The stream's wait is long: it parks, with no buffer.
-			x.slow = true
-			x.pc.releaseReader()
-			x.sc.releaseBuffers()
-			continue
-		}
-		if isTimeout(err) && x.armed == armWatch {
-			x.sc.startWatch()
-			x.slow = true
-			x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
+		if x.longWait(err) {
 			continue
 		}
 		return err
 	}
+}
+
+// longWait does what a wait's timeout asks for when it only marks the
+// wait as long (x.armed is armPark or armWatch), and reports whether it
+// did: the wait goes on then, holding no read buffer.
+func (x *rawExchange) longWait(err error) bool {
+	if !isTimeout(err) {
+		return false
+	}
+	switch x.armed {
+	case armPark:
+		// The stream's wait is long: it parks, with no buffer.
+		x.slow = true
+		x.pc.releaseReader()
+		x.sc.releaseBuffers()
+	case armWatch:
+		x.sc.startWatch()
+		x.slow = true
+		x.pc.releaseReader() // the wait is long: read the socket's readiness, not bytes
+	default:
+		return false
+	}
+	return true
 }

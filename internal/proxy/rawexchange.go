@@ -49,6 +49,10 @@ type rawExchange struct {
 	// rewritten is body's storage when the model_name rule rewrote it
 	// (from rewriteBufs): given back when the exchange ends.
 	rewritten *[]byte
+
+	onData   func([]byte)  // feeds a stream's chunk data to observe; made once per exchange
+	turn     *turnState    // a stream's while its waits are short (see pump)
+	parkLate time.Duration // added to parkAfter while a deadline is moved lazily (see pumpRearm)
 }
 
 var rawExchangePool = sync.Pool{New: func() any { return new(rawExchange) }}
@@ -260,6 +264,9 @@ func (x *rawExchange) relay() bool {
 		remaining -= n
 	}
 	sc.out = out
+	if !rr.bodiless && rr.contentLength < 0 {
+		return x.startStream(out, now) // chunked, or until the replica closes
+	}
 	if !x.writeClientAt(out, now) {
 		return false
 	}
@@ -289,64 +296,103 @@ func (x *rawExchange) relay() bool {
 		}
 		x.reusePC = !rr.close
 		return true
-	default: // chunked, or until the replica closes
-		x.cp = chunkParser{}
-		return x.stream()
 	}
+	return true
+}
+
+// startStream writes the head of a streamed answer, with the chunked
+// body bytes that came with it, and relays the rest of the body (see
+// stream).
+func (x *rawExchange) startStream(head []byte, now time.Time) bool {
+	x.cp = chunkParser{}
+	x.onData = func(p []byte) { x.observe(p, true, &x.scan) }
+	x.takeTurn()
+	br := x.pc.br
+	var body []byte
+	var err error
+	if x.resp.chunked && br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		n, ferr := x.cp.feed(b, x.onData)
+		if ferr != nil {
+			n, err = 0, fmt.Errorf("malformed chunked answer: %w", ferr)
+		}
+		body = b[:n]
+	}
+	ok := x.writeStreamAt(head, body, now)
+	_, _ = br.Discard(len(body))
+	if !ok {
+		return false
+	}
+	if err != nil {
+		return x.broke(err)
+	}
+	return x.stream()
 }
 
 // stream relays the body of a chunked answer, or of one that ends when
 // the replica closes (chunked for the client), from where it is: one
 // client write per replica read. A wait that grows long parks the stream
-// (see park) and returns.
+// (see park) and returns. While the stream's waits are short, its reads,
+// writes and waits run in one turn of the runtime poller where the
+// platform allows (see pump).
 func (x *rawExchange) stream() bool {
-	sc, rr, br := x.sc, x.resp, x.pc.br
-	if rr.chunked {
-		data := func(p []byte) { x.observe(p, true, &x.scan) }
-		for !x.cp.done {
-			if err := x.waitStream(); err != nil {
-				if err == errParked {
-					return false
-				}
-				return x.broke(err)
-			}
-			b, _ := br.Peek(br.Buffered())
-			n, err := x.cp.feed(b, data)
-			if err != nil {
-				return x.broke(fmt.Errorf("malformed chunked answer: %w", err))
-			}
-			ok := x.writeClient(b[:n])
-			_, _ = br.Discard(n)
-			if !ok {
-				return false
-			}
+	rr := x.resp
+	for !x.cp.done {
+		var err error
+		if x.canPump() {
+			err = x.pump()
+		} else if err = x.waitStream(); err == nil {
+			err = x.relayBuffered()
 		}
-		x.reusePC = !rr.close
-		return true
-	}
-	for {
-		err := x.waitStream()
-		if err == errParked {
+		switch {
+		case err == nil:
+		case err == errParked, err == errClientWrite:
 			return false
-		}
-		if errors.Is(err, io.EOF) {
+		case !rr.chunked && errors.Is(err, io.EOF):
 			return x.writeClient(lastChunk)
-		}
-		if err != nil {
+		default:
 			return x.broke(err)
 		}
-		b, _ := br.Peek(br.Buffered())
-		x.observe(b, true, &x.scan)
-		c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
-		c = append(c, "\r\n"...)
-		c = append(c, b...)
-		c = append(c, "\r\n"...)
-		sc.out = c
-		_, _ = br.Discard(len(b))
-		if !x.writeClient(c) {
-			return false
-		}
 	}
+	x.reusePC = !rr.close
+	return true
+}
+
+// errClientWrite: a write to the client failed (writeClient recorded it).
+var errClientWrite = errors.New("client write failed")
+
+// relayBuffered sends what the replica connection's reader holds on to
+// the client: a chunked body's bytes as they came (up to its end), a
+// close-delimited body's as one chunk.
+func (x *rawExchange) relayBuffered() error {
+	sc, br := x.sc, x.pc.br
+	b, _ := br.Peek(br.Buffered())
+	if x.resp.chunked {
+		n, err := x.cp.feed(b, x.onData)
+		if err != nil {
+			return fmt.Errorf("malformed chunked answer: %w", err)
+		}
+		ok := n == 0 || x.writeStream(b[:n])
+		_, _ = br.Discard(n)
+		if !ok {
+			return errClientWrite
+		}
+		return nil
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	x.observe(b, true, &x.scan)
+	c := strconv.AppendInt(sc.out[:0], int64(len(b)), 16)
+	c = append(c, "\r\n"...)
+	c = append(c, b...)
+	c = append(c, "\r\n"...)
+	sc.out = c
+	_, _ = br.Discard(len(b))
+	if !x.writeStream(c) {
+		return errClientWrite
+	}
+	return nil
 }
 
 // park stops a stream whose wait grew long (it holds no read buffer by
@@ -355,6 +401,7 @@ func (x *rawExchange) stream() bool {
 // srvConn.serveParked; that waits for the replica's socket at the top of
 // its stack and calls resume.
 func (x *rawExchange) park() {
+	x.releaseTurn()
 	x.parked = true
 	x.sc.parked = x
 }
@@ -384,6 +431,7 @@ func (x *rawExchange) resume(err error) bool {
 // connection can serve another request.
 func (x *rawExchange) end(keep bool) bool {
 	sc, h, body := x.sc, x.h, x.body
+	x.releaseTurn()
 	sc.stopWatch()
 	now := time.Now()
 	x.releaseConn(now)
