@@ -25,6 +25,7 @@ type turnState struct {
 	rd    turnReader            // the replica connection's reads during a turn
 	err   error                 // why the turn ended: nil once the body ended
 	armed time.Time             // when the read deadline was last moved
+	late  bool                  // it was set pumpRearm late (see pumpRearm)
 
 	// The client connection's raw writes (see writeStream).
 	cw   syscall.RawConn       // nil until the first write
@@ -121,7 +122,7 @@ func (x *rawExchange) pump() error {
 	}
 	x.takeTurn()
 	t := x.turn
-	x.armPump()
+	x.armPump(false)
 	t.rd.Conn, t.err = pc.c, nil
 	pc.cr.r = &t.rd
 	err := pc.peek.raw.Read(t.fn)
@@ -139,20 +140,24 @@ func (x *rawExchange) pump() error {
 }
 
 // armPump arms the read deadline for a stream's wait that starts now and
-// may park.
-func (x *rawExchange) armPump() {
+// may park; late: for the waits that follow too (see pumpRearm).
+func (x *rawExchange) armPump(late bool) {
 	x.since = time.Time{}
-	x.parking, x.parkLate = true, pumpRearm
+	x.parking = true
+	if late {
+		x.parkLate = pumpRearm
+	}
 	x.arm(armIdle)
 	x.parking, x.parkLate = false, 0
-	x.turn.armed = x.since
+	x.turn.armed, x.turn.late = x.since, late
 }
 
 // pumpRearm is how often a turn moves the read deadline of its waits: at
-// most once per pumpRearm, not once per chunk. The deadline to park is
-// set pumpRearm later than parkAfter, so a stream still parks after a
-// wait of between parkAfter and parkAfter+pumpRearm (the idle timeout,
-// counted from the last move, may pass up to pumpRearm early instead).
+// most once per pumpRearm, not once per chunk. The turn's first wait has
+// its own deadline; once bytes came, the deadline to park is set
+// pumpRearm later than parkAfter, so a stream still parks after a wait of
+// between parkAfter and parkAfter+pumpRearm (the idle timeout, counted
+// from the last move, may pass up to pumpRearm early instead).
 const pumpRearm = parkAfter / 4
 
 // step is pump's callback: one step of the turn, called first when the
@@ -186,8 +191,8 @@ func (t *turnState) step(fd uintptr) bool {
 		if x.cp.done {
 			return true
 		}
-		if now := time.Now(); now.Sub(t.armed) >= pumpRearm {
-			x.armPump()
+		if now := time.Now(); !t.late || now.Sub(t.armed) >= pumpRearm {
+			x.armPump(true)
 		}
 		if drained {
 			return false

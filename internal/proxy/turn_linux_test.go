@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// TestPumpParkDeadline: a turn moves its read deadline at most every
-// pumpRearm, so it sets the deadline to park pumpRearm past parkAfter: a
-// stream whose last bytes came up to pumpRearm after the deadline was set
-// still waits at least parkAfter before it parks, as one whose every wait
-// arms its own deadline.
+// TestPumpParkDeadline: once bytes came in a turn, it moves its read
+// deadline at most every pumpRearm, so it sets the deadline to park
+// pumpRearm past parkAfter: a stream whose last bytes came up to pumpRearm
+// after the deadline was set still waits at least parkAfter before it
+// parks, as one whose every wait arms its own deadline.
 func TestPumpParkDeadline(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)
 	x := &rawExchange{
