@@ -124,9 +124,9 @@ func (x *rawExchange) pump() error {
 	t := x.turn
 	x.armPump(false)
 	t.rd.Conn, t.err = pc.c, nil
-	pc.cr.r = &t.rd
+	pc.cr.r, pc.cr.inTurn = &t.rd, true
 	err := pc.peek.raw.Read(t.fn)
-	pc.cr.r = pc.c
+	pc.cr.r, pc.cr.inTurn = pc.c, false
 	t.rd.Conn = nil
 	if err == nil {
 		return t.err

@@ -97,13 +97,16 @@ func (pc *upConn) closedBeforeAnswer() bool {
 type countingReader struct {
 	r  net.Conn
 	sk sock // raw reads, when r is plain TCP
-	n  int64
+	// inTurn: a stream's turn of the poller has put its own reader in r
+	// (see pump); sk's read would wait for the lock the turn holds.
+	inTurn bool
+	n      int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	var n int
 	var err error
-	if c.sk.ok() {
+	if c.sk.ok() && !c.inTurn {
 		n, err = c.sk.read(c.r, p)
 	} else {
 		n, err = c.r.Read(p)
