@@ -137,7 +137,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for done.Load() < target {
 			if time.Now().After(deadline) {
-				t.Fatalf("load stalled at %d requests (want %d); failed %d, cut %d: %q", done.Load(), target, failed.Load(), cut.Load(), problems)
+				mu.Lock()
+				seen := slices.Clone(problems)
+				mu.Unlock()
+				t.Fatalf("load stalled at %d requests (want %d); failed %d, cut %d: %q", done.Load(), target, failed.Load(), cut.Load(), seen)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
