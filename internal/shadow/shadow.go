@@ -104,6 +104,10 @@ type Stats struct {
 }
 
 type target struct {
+	// ctx ends when the target is replaced or stopped: the copies still
+	// waiting on its candidate are cancelled then.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	live      string
 	candidate *pool.Pool
 	modelJSON []byte // candidate.Model as a JSON string
@@ -167,11 +171,20 @@ func (m *Mirror) Run(ctx context.Context) {
 // goes to sink (from worker goroutines).
 func (m *Mirror) SetTarget(live string, candidate *pool.Pool, sink func(Pair)) {
 	mj, _ := json.Marshal(candidate.Model)
-	m.target.Store(&target{live: live, candidate: candidate, modelJSON: mj, sink: sink, picker: &pool.RoundRobin{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	m.swapTarget(&target{ctx: ctx, cancel: cancel, live: live, candidate: candidate, modelJSON: mj, sink: sink, picker: &pool.RoundRobin{}})
 }
 
-// Stop stops mirroring; copies in the queue are discarded.
-func (m *Mirror) Stop() { m.target.Store(nil) }
+// Stop stops mirroring; copies in the queue are discarded and those in
+// flight cancelled.
+func (m *Mirror) Stop() { m.swapTarget(nil) }
+
+// swapTarget makes t the target and cancels the copies of the previous one.
+func (m *Mirror) swapTarget(t *target) {
+	if old := m.target.Swap(t); old != nil {
+		old.cancel()
+	}
+}
 
 // Active reports whether a target is set.
 func (m *Mirror) Active() bool { return m.target.Load() != nil }
@@ -217,6 +230,9 @@ func (m *Mirror) handle(ctx context.Context, mr *proxy.Mirrored) {
 	}
 	m.sent.Add(1)
 	res := m.send(ctx, t, mr.Path, body, deterministic)
+	if t.ctx.Err() != nil {
+		return // stopped meanwhile: no pair for a window that is over
+	}
 	if res.Failed() {
 		m.failed.Add(1)
 	}
@@ -252,6 +268,7 @@ const maxAnswer = 4 << 20
 func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, deterministic bool) Result {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
+	defer context.AfterFunc(t.ctx, cancel)()
 	cand := t.candidate
 	if m.opts.Resolve != nil {
 		if p := m.opts.Resolve(cand.Name); p != nil {
