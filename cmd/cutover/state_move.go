@@ -132,6 +132,9 @@ func importState(ctx context.Context, st store.Store, r io.Reader) (int64, int, 
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, 0, errors.New("read the export: it is empty (give `cutover state export` output on stdin or with --file)")
+		}
 		return 0, 0, fmt.Errorf("read the export: %w", err)
 	}
 	if in.Format != stateFormat {

@@ -142,6 +142,10 @@ func TestImportRefusesStateWithoutLivePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	// An empty input says so (it said only "read the export: EOF").
+	if _, _, err := importState(context.Background(), st, strings.NewReader("")); err == nil || !strings.Contains(err.Error(), "it is empty") {
+		t.Fatalf("import of nothing: %v, want an error saying the export is empty", err)
+	}
 	in := fmt.Sprintf(`{"format":%q,"revision":3,"state":{"live":"green"}}`, stateFormat)
 	if rev, _, err := importState(context.Background(), st, strings.NewReader(in)); err != nil || rev != 3 {
 		t.Fatalf("import of a state with green live: revision %d, %v", rev, err)

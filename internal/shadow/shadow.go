@@ -112,6 +112,10 @@ type Stats struct {
 }
 
 type target struct {
+	// ctx ends when the target is replaced or stopped: the copies still
+	// waiting on its candidate are cancelled then.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	live      string
 	candidate *pool.Pool
 	modelJSON []byte // candidate.Model as a JSON string
@@ -191,11 +195,20 @@ func (m *Mirror) work(ctx context.Context) {
 // goes to sink (from worker goroutines).
 func (m *Mirror) SetTarget(live string, candidate *pool.Pool, sink func(Pair)) {
 	mj, _ := json.Marshal(candidate.Model)
-	m.target.Store(&target{live: live, candidate: candidate, modelJSON: mj, sink: sink, picker: &pool.RoundRobin{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	m.swapTarget(&target{ctx: ctx, cancel: cancel, live: live, candidate: candidate, modelJSON: mj, sink: sink, picker: &pool.RoundRobin{}})
 }
 
-// Stop stops mirroring; copies in the queue are discarded.
-func (m *Mirror) Stop() { m.target.Store(nil) }
+// Stop stops mirroring; copies in the queue are discarded and those in
+// flight cancelled.
+func (m *Mirror) Stop() { m.swapTarget(nil) }
+
+// swapTarget makes t the target and cancels the copies of the previous one.
+func (m *Mirror) swapTarget(t *target) {
+	if old := m.target.Swap(t); old != nil {
+		old.cancel()
+	}
+}
 
 // Active reports whether a target is set.
 func (m *Mirror) Active() bool { return m.target.Load() != nil }
@@ -259,6 +272,9 @@ func (m *Mirror) prepare(mr *proxy.Mirrored) (t *target, body []byte, determinis
 // answer and hands the pair to the target's sink, wherever the copy was
 // sent from.
 func (m *Mirror) compare(t *target, mr *proxy.Mirrored, deterministic bool, res Result) {
+	if t.ctx.Err() != nil {
+		return // stopped meanwhile: no pair for a window that is over
+	}
 	if res.Failed() {
 		m.failed.Add(1)
 	}
@@ -296,6 +312,9 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 	if r == nil {
 		return res
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(t.ctx, cancel)() // stopped: copies in flight end
 	r.Acquire()
 	defer r.Release()
 	return exchange(ctx, m.sender(), copyOf(r, path, body, deterministic))
