@@ -131,26 +131,7 @@ func TestHelperRunsAtIdlePriority(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SCHED_IDLE is Linux's")
 	}
-	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
-	srv := httptest.NewServer(mock)
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: testHelper(t, "idle")})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pairs := make(chan Pair, 1)
-	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
-	select {
-	case p := <-pairs:
-		if p.Shadow.Status != 200 {
-			t.Fatalf("pair %+v", p.Shadow)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no pair")
-	}
+	stop := oneCopy(t, testHelper(t, "idle"))
 	pid := childOf(t, os.Getpid())
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
@@ -162,8 +143,7 @@ func TestHelperRunsAtIdlePriority(t *testing.T) {
 			t.Errorf("helper %d thread %d: SCHED_IDLE %v, %v", pid, tid, idle, err)
 		}
 	}
-	cancel()
-	<-done
+	stop()
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
 		t.Errorf("helper %d still runs after Run returned", pid)
 	}
@@ -201,16 +181,26 @@ func childOf(t *testing.T, pid int) int {
 // TestHelperDownSendsInline: a helper that cannot start leaves the copies
 // to the gateway's process (logged), not lost.
 func TestHelperDownSendsInline(t *testing.T) {
+	oneCopy(t, []string{t.TempDir() + "/no-such-helper"})()
+}
+
+// oneCopy runs a mirror with helper (see Options.Helper) against a
+// simulated candidate, has one copy answered, and returns a function that
+// stops the mirror and waits for Run to return.
+func oneCopy(t *testing.T, helper []string) (stop func()) {
+	t.Helper()
 	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
 	srv := httptest.NewServer(mock)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
-	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: []string{t.TempDir() + "/no-such-helper"}})
+	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: helper})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pairs := make(chan Pair, 1)
 	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
-	go m.Run(ctx)
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
 	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
 	select {
 	case p := <-pairs:
@@ -220,4 +210,5 @@ func TestHelperDownSendsInline(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no pair")
 	}
+	return stop
 }
