@@ -2,6 +2,7 @@ package shadow
 
 import (
 	"context"
+	"encoding/gob"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,14 @@ func init() {
 	mode := os.Getenv(helperEnv)
 	if mode == "" {
 		return
+	}
+	if mode == "die" { // takes one copy and exits without answering
+		dec := gob.NewDecoder(os.Stdin)
+		var cfg helperConfig
+		var c copyRequest
+		_ = dec.Decode(&cfg)
+		_ = dec.Decode(&c)
+		os.Exit(1)
 	}
 	if mode == "idle" {
 		if err := IdlePriority(); err != nil {
@@ -78,7 +87,9 @@ func TestSaturatedCandidateDropsCopies(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
 			release := make(chan struct{})
+			arrived := make(chan struct{}, 64)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
 				<-release
 				mock.ServeHTTP(w, r)
 			}))
@@ -99,7 +110,11 @@ func TestSaturatedCandidateDropsCopies(t *testing.T) {
 				m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: body, Live: proxy.Observation{Pool: "blue", Status: 200}})
 			}
 			submit()
-			await(t, "the first copy at the candidate", func() bool { return m.Stats().Sent == 1 })
+			select {
+			case <-arrived: // the first copy is at the candidate
+			case <-time.After(20 * time.Second):
+				t.Fatal("no copy reached the candidate")
+			}
 			for range copies - 1 {
 				submit() // never waits
 			}
@@ -182,6 +197,40 @@ func childOf(t *testing.T, pid int) int {
 // to the gateway's process (logged), not lost.
 func TestHelperDownSendsInline(t *testing.T) {
 	oneCopy(t, []string{t.TempDir() + "/no-such-helper"})()
+}
+
+// TestHelperExitDropsItsCopies: the copies a helper takes down with it are
+// dropped and counted, never counted as sent; the gateway then sends the
+// next ones itself.
+func TestHelperExitDropsItsCopies(t *testing.T) {
+	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: testHelper(t, "die")})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pairs := make(chan Pair, 1)
+	r := pool.NewReplica(u)
+	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{r}}, func(p Pair) { pairs <- p })
+	go m.Run(ctx)
+	submit := func() {
+		m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
+	}
+	submit()
+	await(t, "the copy the helper took down dropped", func() bool { return m.Stats().Dropped == 1 })
+	if st := m.Stats(); st.Sent != 0 || r.InFlight() != 0 {
+		t.Fatalf("%+v, %d in flight on the replica: want nothing sent or held", st, r.InFlight())
+	}
+	submit() // the gateway's own workers, until the helper is restarted
+	select {
+	case p := <-pairs:
+		if p.Shadow.Status != 200 {
+			t.Fatalf("pair %+v", p.Shadow)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no pair")
+	}
 }
 
 // oneCopy runs a mirror with helper (see Options.Helper) against a
