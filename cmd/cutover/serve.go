@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -44,8 +45,9 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 				return err
 			}
 			opts := []gateway.Option{gateway.WithConfigFile(path), gateway.WithLogLevel(level)}
-			if exe, err := os.Executable(); err == nil {
-				// Shadow copies go out from a helper at idle CPU priority.
+			if exe, err := os.Executable(); err == nil && runtime.GOOS == "linux" {
+				// Shadow copies go out from a helper at idle CPU priority
+				// (SCHED_IDLE: Linux's).
 				opts = append(opts, gateway.WithShadowHelper([]string{exe, "shadow-helper", "--log-format", g.logFormat}))
 			}
 			gw, err := gateway.New(cmd.Context(), cfg, token, log, opts...)

@@ -90,12 +90,18 @@ func testServeShadow(t *testing.T, priority string) {
 			}
 		}
 	}
-	st, err := admin.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Shadow == nil || st.Shadow.Sent == 0 {
-		t.Errorf("status shadow %+v, want copies sent", st.Shadow)
+	// A copy counts as sent once its answer is back.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st, err := admin.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Shadow != nil && st.Shadow.Sent > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status shadow %+v, want copies sent", st.Shadow)
+		}
 	}
 }
 

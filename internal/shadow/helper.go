@@ -114,8 +114,12 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 	}
 	w := bufio.NewWriterSize(stdin, 64<<10)
 	h := &helperConn{enc: gob.NewEncoder(w), w: w, pending: map[uint64]*helperCopy{}}
-	read := make(chan error, 1)
-	go func() { read <- m.readResults(h, stdout) }()
+	var rerr error
+	read := make(chan struct{}) // closed when the results end, rerr set
+	go func() {
+		defer close(read)
+		rerr = m.readResults(h, stdout)
+	}()
 	err = h.enc.Encode(helperConfig{Concurrency: m.opts.Concurrency, Timeout: m.opts.Timeout})
 	if err == nil {
 		err = w.Flush()
@@ -125,10 +129,11 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 	}
 	_ = stdin.Close()
 	_ = cmd.Process.Kill()
-	if rerr := <-read; err == nil {
+	<-read
+	if err == nil || errors.Is(err, errHelperGone) {
 		err = rerr
 	}
-	_ = cmd.Wait()
+	werr := cmd.Wait()
 	h.mu.Lock()
 	for id, c := range h.pending {
 		c.r.Release()
@@ -137,17 +142,21 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	if err == nil || errors.Is(err, io.EOF) {
-		err = fmt.Errorf("shadow helper %s exited", argv[0])
+		err = fmt.Errorf("shadow helper %s exited: %v", argv[0], werr)
 	}
 	return err
 }
 
+// errHelperGone reports that the helper's results ended (see runHelper
+// for why).
+var errHelperGone = errors.New("shadow helper: results ended")
+
 // feedHelper writes the queue's copies to the helper in batches until ctx
-// is done or the helper fails (read reports its end). While copies keep
+// is done or the helper fails (read is closed when its results end). While copies keep
 // coming it wakes on a timer every batchDelay rather than on the queue, so
 // that a live request's Submit never has to wake it; once a tick finds the
 // queue empty it waits on the queue again.
-func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan error) error {
+func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan struct{}) error {
 	wait := time.NewTimer(0)
 	<-wait.C
 	busy := false
@@ -157,8 +166,8 @@ func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan erro
 			select {
 			case <-ctx.Done():
 				return nil
-			case err := <-read:
-				return err
+			case <-read:
+				return errHelperGone
 			case mr = <-m.queue:
 			}
 		}
@@ -166,8 +175,8 @@ func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan erro
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-read:
-			return err
+		case <-read:
+			return errHelperGone
 		case <-wait.C:
 		}
 		if mr == nil {
@@ -237,7 +246,6 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 	h.pending[id] = &helperCopy{t: t, mr: mr, r: r, deterministic: deterministic}
 	h.mu.Unlock()
 	r.Acquire()
-	m.sent.Add(1)
 	c := copyOf(r, mr.Path, body, deterministic)
 	c.ID = id
 	if err := h.enc.Encode(c); err != nil {
@@ -263,6 +271,7 @@ func (m *Mirror) readResults(h *helperConn, out io.Reader) error {
 			continue
 		}
 		c.r.Release()
+		m.sent.Add(1) // counted once answered: one the helper took down with it is dropped
 		m.compare(c.t, c.mr, c.deterministic, res.Result)
 	}
 }

@@ -2,6 +2,7 @@ package shadow
 
 import (
 	"context"
+	"encoding/gob"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,14 @@ func init() {
 	mode := os.Getenv(helperEnv)
 	if mode == "" {
 		return
+	}
+	if mode == "die" { // takes one copy and exits without answering
+		dec := gob.NewDecoder(os.Stdin)
+		var cfg helperConfig
+		var c copyRequest
+		_ = dec.Decode(&cfg)
+		_ = dec.Decode(&c)
+		os.Exit(1)
 	}
 	if mode == "idle" {
 		if err := IdlePriority(); err != nil {
@@ -78,7 +87,9 @@ func TestSaturatedCandidateDropsCopies(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
 			release := make(chan struct{})
+			arrived := make(chan struct{}, 64)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
 				<-release
 				mock.ServeHTTP(w, r)
 			}))
@@ -99,7 +110,11 @@ func TestSaturatedCandidateDropsCopies(t *testing.T) {
 				m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: body, Live: proxy.Observation{Pool: "blue", Status: 200}})
 			}
 			submit()
-			await(t, "the first copy at the candidate", func() bool { return m.Stats().Sent == 1 })
+			select {
+			case <-arrived: // the first copy is at the candidate
+			case <-time.After(20 * time.Second):
+				t.Fatal("no copy reached the candidate")
+			}
 			for range copies - 1 {
 				submit() // never waits
 			}
@@ -131,26 +146,7 @@ func TestHelperRunsAtIdlePriority(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SCHED_IDLE is Linux's")
 	}
-	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
-	srv := httptest.NewServer(mock)
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: testHelper(t, "idle")})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pairs := make(chan Pair, 1)
-	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
-	select {
-	case p := <-pairs:
-		if p.Shadow.Status != 200 {
-			t.Fatalf("pair %+v", p.Shadow)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no pair")
-	}
+	stop := oneCopy(t, testHelper(t, "idle"))
 	pid := childOf(t, os.Getpid())
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
@@ -162,8 +158,7 @@ func TestHelperRunsAtIdlePriority(t *testing.T) {
 			t.Errorf("helper %d thread %d: SCHED_IDLE %v, %v", pid, tid, idle, err)
 		}
 	}
-	cancel()
-	<-done
+	stop()
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
 		t.Errorf("helper %d still runs after Run returned", pid)
 	}
@@ -201,16 +196,60 @@ func childOf(t *testing.T, pid int) int {
 // TestHelperDownSendsInline: a helper that cannot start leaves the copies
 // to the gateway's process (logged), not lost.
 func TestHelperDownSendsInline(t *testing.T) {
+	oneCopy(t, []string{t.TempDir() + "/no-such-helper"})()
+}
+
+// TestHelperExitDropsItsCopies: the copies a helper takes down with it are
+// dropped and counted, never counted as sent; the gateway then sends the
+// next ones itself.
+func TestHelperExitDropsItsCopies(t *testing.T) {
 	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
 	srv := httptest.NewServer(mock)
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
-	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: []string{t.TempDir() + "/no-such-helper"}})
+	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: testHelper(t, "die")})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pairs := make(chan Pair, 1)
-	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
+	r := pool.NewReplica(u)
+	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{r}}, func(p Pair) { pairs <- p })
 	go m.Run(ctx)
+	submit := func() {
+		m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
+	}
+	submit()
+	await(t, "the copy the helper took down dropped", func() bool { return m.Stats().Dropped == 1 })
+	if st := m.Stats(); st.Sent != 0 || r.InFlight() != 0 {
+		t.Fatalf("%+v, %d in flight on the replica: want nothing sent or held", st, r.InFlight())
+	}
+	submit() // the gateway's own workers, until the helper is restarted
+	select {
+	case p := <-pairs:
+		if p.Shadow.Status != 200 {
+			t.Fatalf("pair %+v", p.Shadow)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no pair")
+	}
+}
+
+// oneCopy runs a mirror with helper (see Options.Helper) against a
+// simulated candidate, has one copy answered, and returns a function that
+// stops the mirror and waits for Run to return.
+func oneCopy(t *testing.T, helper []string) (stop func()) {
+	t.Helper()
+	mock, _ := mockllm.New(mockllm.Config{Model: "m2", Tokens: 3})
+	srv := httptest.NewServer(mock)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	m := New(Options{Percent: 100, Concurrency: 1, Upstream: &proxy.Upstream{}, Helper: helper})
+	ctx, cancel := context.WithCancel(context.Background())
+	pairs := make(chan Pair, 1)
+	m.SetTarget("blue", &pool.Pool{Name: "green", Model: "m2", Replicas: []*pool.Replica{pool.NewReplica(u)}}, func(p Pair) { pairs <- p })
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
 	m.Submit(&proxy.Mirrored{Path: "/v1/chat/completions", Body: []byte(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`), Live: proxy.Observation{Pool: "blue", Status: 200}})
 	select {
 	case p := <-pairs:
@@ -220,4 +259,5 @@ func TestHelperDownSendsInline(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no pair")
 	}
+	return stop
 }

@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -88,10 +89,14 @@ func (r *Recorder) Snapshot() (Window, Aggregate) {
 	if run == nil {
 		return w, Aggregate{}
 	}
+	// Encoded outside the run's mutex, which the data plane takes for
+	// every live request.
 	run.mu.Lock()
-	defer run.mu.Unlock()
-	return w, Aggregate{Candidate: encode(run.cand), Live: encode(run.base),
-		Shadow: run.shadows, Pairs: run.pairs, Mismatches: run.mismatches}
+	cand, base := slices.Clone(run.cand.s), slices.Clone(run.base.s)
+	a := Aggregate{Shadow: run.shadows, Pairs: run.pairs, Mismatches: run.mismatches}
+	run.mu.Unlock()
+	a.Candidate, a.Live = encode(cand), encode(base)
+	return w, a
 }
 
 // Aggregate is one gateway's samples of a window in a compact, mergeable

@@ -13,7 +13,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/shadow"
 )
 
-// maxSamples bounds each side's samples; the oldest go first.
+// maxSamples bounds each side's samples; the oldest give way.
 const maxSamples = 20000
 
 // Run collects one validation window's measurements.
@@ -27,17 +27,32 @@ type Run struct {
 	summarise func([]Sample) Stats
 
 	mu                             sync.Mutex // guards the fields below
-	cand, base                     []Sample
+	cand, base                     window
 	shadows, pairs, mismatches     int
 	synRun, synPassed, synExpected int
 }
 
-func (r *Run) add(dst *[]Sample, s Sample) {
-	*dst = append(*dst, s)
-	if len(*dst) > maxSamples {
-		*dst = (*dst)[len(*dst)-maxSamples:]
-	}
+// window holds a side's latest maxSamples samples, in no particular order
+// (Summarise needs none).
+type window struct {
+	s    []Sample
+	next int // once full: the index of the oldest sample, replaced next
 }
+
+// add records s in place of the oldest sample once w is full: no copy of
+// the window on the data plane's path, which holds the run's mutex (a
+// full slice trimmed from the front was reallocated and copied, 640 KB,
+// every few thousand requests).
+func (w *window) add(s Sample) {
+	if len(w.s) < maxSamples {
+		w.s = append(w.s, s)
+		return
+	}
+	w.s[w.next] = s
+	w.next = (w.next + 1) % maxSamples
+}
+
+func (r *Run) add(dst *window, s Sample) { dst.add(s) }
 
 // observe routes a data-plane observation: the candidate's (preview
 // traffic, or live traffic after the promotion) or the live baseline's.
@@ -107,9 +122,9 @@ func (r *Run) Inputs() Inputs {
 func (r *Run) snapshot() (cand, base []Sample, in Inputs) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cand = slices.Clone(r.cand)
+	cand = slices.Clone(r.cand.s)
 	if r.baseline == nil {
-		base = slices.Clone(r.base)
+		base = slices.Clone(r.base.s)
 	}
 	return cand, base, Inputs{Pairs: r.pairs, Mismatches: r.mismatches,
 		SyntheticRun: r.synRun, SyntheticPassed: r.synPassed, SyntheticExpected: r.synExpected}

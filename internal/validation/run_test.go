@@ -18,11 +18,11 @@ func TestRunKeepsHungUpFailures(t *testing.T) {
 	r.observe(&proxy.Observation{Pool: "green", Status: 200, Stream: true, Error: "client_closed"})
 	r.observe(&proxy.Observation{Pool: "green", Status: 200, Stream: true, Error: "client_closed", StreamError: true})
 	r.observe(&proxy.Observation{Pool: "green", Status: 200, Stream: true})
-	if len(r.cand) != 2 {
-		t.Fatalf("%d candidate samples, want 2 (the plain hang-up left out)", len(r.cand))
+	if len(r.cand.s) != 2 {
+		t.Fatalf("%d candidate samples, want 2 (the plain hang-up left out)", len(r.cand.s))
 	}
-	if !r.cand[0].Failed || r.cand[1].Failed {
-		t.Errorf("samples %+v: want the stream error failed and the clean answer not", r.cand)
+	if !r.cand.s[0].Failed || r.cand.s[1].Failed {
+		t.Errorf("samples %+v: want the stream error failed and the clean answer not", r.cand.s)
 	}
 }
 
@@ -119,5 +119,37 @@ func TestInputsSummariseOutsideTheLock(t *testing.T) {
 				t.Errorf("%d summaries, inputs %+v; want 2, one sample a side and %d pairs", calls, in, len(tc.extra))
 			}
 		})
+	}
+}
+
+// TestFullWindowReplacesInPlace: once a side holds maxSamples, a new
+// sample replaces the oldest in place — the window keeps the latest
+// maxSamples and is never reallocated on the data plane's path (a slice
+// trimmed from the front was copied whole every few thousand requests,
+// under the mutex every live request takes).
+func TestFullWindowReplacesInPlace(t *testing.T) {
+	var w window
+	for i := range maxSamples {
+		w.add(Sample{Tokens: i})
+	}
+	backing := &w.s[0]
+	const more = 2*maxSamples + 7
+	for i := range more {
+		w.add(Sample{Tokens: maxSamples + i})
+		if &w.s[0] != backing {
+			t.Fatalf("sample %d reallocated the full window", maxSamples+i)
+		}
+	}
+	if len(w.s) != maxSamples {
+		t.Fatalf("%d samples, want %d", len(w.s), maxSamples)
+	}
+	seen := make(map[int]bool, maxSamples)
+	for _, s := range w.s {
+		seen[s.Tokens] = true
+	}
+	for i := more; i < maxSamples+more; i++ { // the latest maxSamples
+		if !seen[i] {
+			t.Fatalf("sample %d missing from the window", i)
+		}
 	}
 }
