@@ -40,10 +40,15 @@ type Upstream struct {
 	// http.Transport.
 	Fallback http.RoundTripper
 
-	mu    sync.Mutex           // guards idle and sweep
-	idle  map[string][]*upConn // per host, oldest first
-	sweep *time.Timer          // closes expired idle connections; nil when none are idle
+	mu    sync.Mutex            // guards idle and sweep
+	idle  map[string]*idleConns // per host
+	sweep *time.Timer           // closes expired idle connections; nil when none are idle
 }
+
+// idleConns are a host's idle connections, oldest first. The map holds a
+// pointer, so that taking and putting back one (twice per request) change
+// the list in place, without hashing the host again to store it.
+type idleConns struct{ list []*upConn }
 
 var _ http.RoundTripper = (*Upstream)(nil)
 
@@ -250,13 +255,15 @@ func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool, now 
 	idleTimeout := u.idleTimeout()
 	for !fresh {
 		u.mu.Lock()
-		list := u.idle[host]
-		if len(list) == 0 {
+		ic := u.idle[host]
+		if ic == nil || len(ic.list) == 0 {
 			u.mu.Unlock()
 			break
 		}
-		pc := list[len(list)-1]
-		u.idle[host] = list[:len(list)-1]
+		last := len(ic.list) - 1
+		pc := ic.list[last]
+		ic.list[last] = nil
+		ic.list = ic.list[:last]
 		u.mu.Unlock()
 		// Peek (one non-blocking syscall) before every reuse, however
 		// young: a replica that closed the connection, or sent bytes no
@@ -298,11 +305,13 @@ func (pc *upConn) peekAlive() bool {
 // dropIdle closes every idle connection to host.
 func (u *Upstream) dropIdle(host string) {
 	u.mu.Lock()
-	list := u.idle[host]
+	ic := u.idle[host]
 	delete(u.idle, host)
 	u.mu.Unlock()
-	for _, pc := range list {
-		_ = pc.c.Close()
+	if ic != nil {
+		for _, pc := range ic.list {
+			_ = pc.c.Close()
+		}
 	}
 }
 
@@ -323,10 +332,15 @@ func (u *Upstream) put(pc *upConn, now time.Time) {
 	pc.idleSince = now
 	u.mu.Lock()
 	if u.idle == nil {
-		u.idle = map[string][]*upConn{}
+		u.idle = map[string]*idleConns{}
 	}
-	if len(u.idle[pc.host]) < max {
-		u.idle[pc.host] = append(u.idle[pc.host], pc)
+	ic := u.idle[pc.host]
+	if ic == nil {
+		ic = &idleConns{}
+		u.idle[pc.host] = ic
+	}
+	if len(ic.list) < max {
+		ic.list = append(ic.list, pc)
 		if u.sweep == nil {
 			u.sweep = time.AfterFunc(u.idleTimeout(), u.sweepIdle)
 		}
@@ -351,7 +365,8 @@ func (u *Upstream) sweepIdle() {
 		return
 	}
 	next := timeout
-	for host, list := range u.idle {
+	for host, ic := range u.idle {
+		list := ic.list
 		k := 0
 		for k < len(list) && now.Sub(list[k].idleSince) >= timeout {
 			k++
@@ -363,7 +378,7 @@ func (u *Upstream) sweepIdle() {
 			delete(u.idle, host)
 			continue
 		}
-		u.idle[host] = list
+		ic.list = list
 		next = min(next, timeout-now.Sub(list[0].idleSince))
 	}
 	if len(u.idle) > 0 {
@@ -388,8 +403,8 @@ func (u *Upstream) CloseIdleConnections() {
 		u.sweep = nil
 	}
 	u.mu.Unlock()
-	for _, list := range idle {
-		for _, pc := range list {
+	for _, ic := range idle {
+		for _, pc := range ic.list {
 			_ = pc.c.Close()
 		}
 	}

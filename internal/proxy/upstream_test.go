@@ -359,7 +359,10 @@ func TestUpstreamSweepsIdleConnections(t *testing.T) {
 func countIdle(u *Upstream, host string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return len(u.idle[host])
+	if ic := u.idle[host]; ic != nil {
+		return len(ic.list)
+	}
+	return 0
 }
 
 // await polls cond until it holds, failing after testWait.
