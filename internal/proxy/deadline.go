@@ -73,10 +73,17 @@ func (sc *srvConn) write(b []byte) (int, error) { return sc.writeAt(b, time.Time
 
 // writeAt is write with the clock read at now by the caller (zero: read
 // it here, when a write timeout needs it).
-func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) {
+func (sc *srvConn) writeAt(b []byte, now time.Time) (int, error) { return sc.writevAt(nil, b, now) }
+
+// writevAt writes head and then b (either may be empty) as writeAt does,
+// in one system call when it can.
+func (sc *srvConn) writevAt(head, b []byte, now time.Time) (int, error) {
 	sc.moveWriteDeadline(now)
 	if sc.sk.ok() {
-		return sc.sk.write(sc.c, b)
+		return sc.sk.writev(sc.c, head, b)
+	}
+	if len(head) > 0 {
+		b = append(head[:len(head):len(head)], b...)
 	}
 	return sc.c.Write(b)
 }

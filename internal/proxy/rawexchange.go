@@ -267,7 +267,7 @@ func (x *rawExchange) relay() bool {
 	if !rr.bodiless && rr.contentLength < 0 {
 		return x.startStream(out, now) // chunked, or until the replica closes
 	}
-	if !x.writeClientAt(out, now) {
+	if !x.writeClientAt(nil, out, now) {
 		return false
 	}
 	switch {
@@ -318,7 +318,7 @@ func (x *rawExchange) startStream(head []byte, now time.Time) bool {
 		}
 		body = b[:n]
 	}
-	ok := x.writeStreamAt(head, body, now)
+	ok := x.writeClientAt(head, body, now)
 	_, _ = br.Discard(len(body))
 	if !ok {
 		return false
@@ -372,7 +372,7 @@ func (x *rawExchange) relayBuffered() error {
 		if err != nil {
 			return fmt.Errorf("malformed chunked answer: %w", err)
 		}
-		ok := n == 0 || x.writeStream(b[:n])
+		ok := n == 0 || x.writeClient(b[:n])
 		_, _ = br.Discard(n)
 		if !ok {
 			return errClientWrite
@@ -389,7 +389,7 @@ func (x *rawExchange) relayBuffered() error {
 	c = append(c, "\r\n"...)
 	sc.out = c
 	_, _ = br.Discard(len(b))
-	if !x.writeStream(c) {
+	if !x.writeClient(c) {
 		return errClientWrite
 	}
 	return nil
@@ -475,12 +475,13 @@ func (x *rawExchange) observe(p []byte, stream bool, scan *bodyScanner) {
 }
 
 // writeClient writes to the client; a failure means it hung up.
-func (x *rawExchange) writeClient(b []byte) bool { return x.writeClientAt(b, time.Time{}) }
+func (x *rawExchange) writeClient(b []byte) bool { return x.writeClientAt(nil, b, time.Time{}) }
 
-// writeClientAt is writeClient with the clock read at now (zero: not
-// read yet).
-func (x *rawExchange) writeClientAt(b []byte, now time.Time) bool {
-	if _, err := x.sc.writeAt(b, now); err != nil {
+// writeClientAt writes head and then b (either may be empty) as
+// writeClient does, in one system call when it can, with the clock read
+// at now (zero: not read yet).
+func (x *rawExchange) writeClientAt(head, b []byte, now time.Time) bool {
+	if _, err := x.sc.writevAt(head, b, now); err != nil {
 		x.obs.Error = clientGoneCode(err)
 		x.sc.gone.Store(true)
 		return false

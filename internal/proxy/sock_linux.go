@@ -33,9 +33,10 @@ type sock struct {
 	// The callbacks and their state live here, made once per connection,
 	// so that a read or a write allocates nothing.
 	rfn, wfn func(fd uintptr) bool
-	p        []byte
+	h, p     []byte // a write's head and body (h empty but for writev)
 	n        int
 	errno    syscall.Errno
+	iov      [2]syscall.Iovec // writev's
 }
 
 // init makes s for c: false when c is not a plain TCP connection.
@@ -99,14 +100,18 @@ func (s *sock) readStep(fd uintptr) bool {
 const maxRW = 1 << 30
 
 // write writes all of b to c, as c.Write does.
-func (s *sock) write(c net.Conn, b []byte) (int, error) {
-	if len(b) == 0 {
+func (s *sock) write(c net.Conn, b []byte) (int, error) { return s.writev(c, nil, b) }
+
+// writev writes all of head and then b to c (either may be empty), in one
+// system call when the socket takes both.
+func (s *sock) writev(c net.Conn, head, b []byte) (int, error) {
+	if len(head)+len(b) == 0 {
 		return 0, nil
 	}
-	s.p, s.n, s.errno = b, 0, 0
+	s.h, s.p, s.n, s.errno = head, b, 0, 0
 	err := s.raw.Write(s.wfn)
 	n, errno := s.n, s.errno
-	s.p = nil
+	s.h, s.p, s.iov = nil, nil, [2]syscall.Iovec{}
 	switch {
 	case errno != 0:
 		return n, opError("write", c, os.NewSyscallError("write", errno))
@@ -116,11 +121,20 @@ func (s *sock) write(c net.Conn, b []byte) (int, error) {
 	return n, nil
 }
 
-// writeStep is write's callback: false waits for room to write the rest.
+// writeStep is writev's callback: false waits for room to write the rest.
 func (s *sock) writeStep(fd uintptr) bool {
-	for s.n < len(s.p) {
-		b := s.p[s.n:min(len(s.p), s.n+maxRW)]
-		m, errno := sysWrite(fd, b)
+	for len(s.h)+len(s.p) > 0 {
+		var m int
+		var errno syscall.Errno
+		if len(s.h) > 0 && len(s.p) > 0 && len(s.h)+len(s.p) <= maxRW {
+			m, errno = sysWritev(fd, &s.iov, s.h, s.p)
+		} else {
+			b := s.h
+			if len(b) == 0 {
+				b = s.p
+			}
+			m, errno = sysWrite(fd, b[:min(len(b), maxRW)])
+		}
 		switch errno {
 		case 0:
 			if m == 0 {
@@ -128,6 +142,8 @@ func (s *sock) writeStep(fd uintptr) bool {
 				return true
 			}
 			s.n += m
+			h := min(m, len(s.h))
+			s.h, s.p = s.h[h:], s.p[m-h:]
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false

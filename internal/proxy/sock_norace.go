@@ -14,6 +14,15 @@ func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), errno
 }
 
+// sysWritev is writev(2) of h and then p, both not empty, through iov.
+func sysWritev(fd uintptr, iov *[2]syscall.Iovec, h, p []byte) (int, syscall.Errno) {
+	iov[0].Base, iov[1].Base = &h[0], &p[0]
+	iov[0].SetLen(len(h))
+	iov[1].SetLen(len(p))
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+	return int(n), errno
+}
+
 func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	return int(n), errno

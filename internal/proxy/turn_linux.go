@@ -10,13 +10,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
-// turnState is what a stream needs while its waits are short (see pump
-// and writeStream). It comes from turnStates when the stream begins and
+// turnState is what a stream needs while its waits are short (see
+// pump). It comes from turnStates when the stream begins and
 // goes back once the stream ends or its waits grow long (a parked stream
 // holds none), with its callbacks, made once per turnState.
 type turnState struct {
@@ -26,20 +23,11 @@ type turnState struct {
 	err   error                 // why the turn ended: nil once the body ended
 	armed time.Time             // when the read deadline was last moved
 	late  bool                  // it was set pumpRearm late (see pumpRearm)
-
-	// The client connection's raw writes (see writeStream).
-	cw   syscall.RawConn       // nil until the first write
-	cwNo bool                  // the client connection has none (TLS)
-	wfn  func(fd uintptr) bool // t.writeStep
-	wh   []byte                // what is left to write before wb
-	wb   []byte                // what is left to write
-	iov  [2]unix.Iovec         // wh and wb, for writev
-	werr error                 // the write's error
 }
 
 var turnStates = sync.Pool{New: func() any {
 	t := new(turnState)
-	t.fn, t.wfn = t.step, t.writeStep
+	t.fn = t.step
 	return t
 }}
 
@@ -55,7 +43,7 @@ func (x *rawExchange) takeTurn() {
 func (x *rawExchange) releaseTurn() {
 	if t := x.turn; t != nil {
 		x.turn = nil
-		*t = turnState{fn: t.fn, wfn: t.wfn}
+		*t = turnState{fn: t.fn}
 		turnStates.Put(t)
 	}
 }
@@ -71,25 +59,26 @@ type turnReader struct {
 // errWouldBlock: the socket has nothing to read now.
 var errWouldBlock = errors.New("nothing to read yet")
 
-// Read reads once from the socket. The socket does not block
-// (O_NONBLOCK), so the read goes to the kernel as a raw system call.
+// Read reads once from the socket, with sock's raw read (the socket does
+// not block).
 func (r *turnReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, r.fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch {
-		case errno == unix.EINTR:
+		n, errno := sysRead(r.fd, p)
+		switch errno {
+		case 0:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, nil
+		case syscall.EINTR:
 			continue
-		case errno == unix.EAGAIN:
+		case syscall.EAGAIN:
 			return 0, errWouldBlock
-		case errno != 0:
-			return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
-		case n == 0:
-			return 0, io.EOF
 		}
-		return int(n), nil
+		return 0, opError("read", r.Conn, os.NewSyscallError("read", errno))
 	}
 }
 
@@ -198,81 +187,4 @@ func (t *turnState) step(fd uintptr) bool {
 			return false
 		}
 	}
-}
-
-// writeStream writes a stream's bytes to the client, as writeClient does.
-// While the stream's waits are short, a write to a plain TCP client
-// connection goes to the kernel as a raw system call, in a turn of the
-// poller (syscall.RawConn.Write) that waits only when the socket takes no
-// more: the socket does not block, and a write the runtime must account
-// for as a system call that may block lets the scheduler hand the
-// goroutine's processor to another thread while it lasts (a context
-// switch, and a wait for the processor after).
-func (x *rawExchange) writeStream(b []byte) bool { return x.writeStreamAt(nil, b, time.Time{}) }
-
-// writeStreamAt writes head and b (either may be empty) as writeStream
-// does, in one system call when it can, with the clock read at now (zero:
-// not read yet).
-func (x *rawExchange) writeStreamAt(head, b []byte, now time.Time) bool {
-	t, sc := x.turn, x.sc
-	if t != nil && t.cw == nil && !t.cwNo {
-		if tc, ok := sc.c.(*net.TCPConn); ok {
-			t.cw, _ = tc.SyscallConn()
-		}
-		t.cwNo = t.cw == nil
-	}
-	if t == nil || t.cwNo {
-		if len(head) > 0 && len(b) > 0 {
-			b = append(head[:len(head):len(head)], b...)
-		} else if len(head) > 0 {
-			b = head
-		}
-		return x.writeClientAt(b, now)
-	}
-	sc.moveWriteDeadline(now)
-	t.wh, t.wb, t.werr = head, b, nil
-	err := t.cw.Write(t.wfn)
-	t.wh, t.wb, t.iov = nil, nil, [2]unix.Iovec{}
-	if err == nil {
-		err = t.werr
-	}
-	if err != nil {
-		x.obs.Error = clientGoneCode(err)
-		sc.gone.Store(true)
-		return false
-	}
-	return true
-}
-
-// writeStep is writeStream's callback: it writes what is left, and returns
-// false to wait until the socket takes more.
-func (t *turnState) writeStep(fd uintptr) bool {
-	for len(t.wh)+len(t.wb) > 0 {
-		var n uintptr
-		var errno syscall.Errno
-		switch {
-		case len(t.wh) > 0 && len(t.wb) > 0:
-			t.iov[0].Base, t.iov[1].Base = &t.wh[0], &t.wb[0]
-			t.iov[0].SetLen(len(t.wh))
-			t.iov[1].SetLen(len(t.wb))
-			n, _, errno = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.iov[0])), 2)
-		case len(t.wh) > 0:
-			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wh[0])), uintptr(len(t.wh)))
-		default:
-			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&t.wb[0])), uintptr(len(t.wb)))
-		}
-		switch {
-		case errno == unix.EINTR:
-			continue
-		case errno == unix.EAGAIN:
-			return false
-		case errno != 0:
-			sc := t.x.sc
-			t.werr = &net.OpError{Op: "write", Net: "tcp", Source: sc.c.LocalAddr(), Addr: sc.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
-			return true
-		}
-		h := min(int(n), len(t.wh))
-		t.wh, t.wb = t.wh[h:], t.wb[int(n)-h:]
-	}
-	return true
 }

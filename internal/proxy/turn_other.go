@@ -2,8 +2,6 @@
 
 package proxy
 
-import "time"
-
 // turnState is empty here: streams wait with waitStream and write with
 // writeClient.
 type turnState struct{}
@@ -17,13 +15,4 @@ func (x *rawExchange) pump() error {
 		return err
 	}
 	return x.relayBuffered()
-}
-
-func (x *rawExchange) writeStream(b []byte) bool { return x.writeClient(b) }
-
-func (x *rawExchange) writeStreamAt(head, b []byte, now time.Time) bool {
-	if len(head) > 0 {
-		b = append(head[:len(head):len(head)], b...)
-	}
-	return x.writeClientAt(b, now)
 }
