@@ -138,9 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 func (s *Server) newConn(c net.Conn) *srvConn {
 	sc := &srvConn{s: s, c: c, h: s.Handler, pending: -1}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
+	// TCP_NODELAY: the net package sets it on every TCP connection.
 	sc.sk.init(c)
 	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 		sc.ip = host
