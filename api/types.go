@@ -350,8 +350,8 @@ type EngineMetrics struct {
 	// the most sequences it was seen running at once (an engine does not
 	// report its --max-num-seqs); 0 before any ran.
 	Batch float64 `json:"batch"`
-	// BatchKnown reports that the engine was seen queueing, so that Batch
-	// is its limit (or what its KV cache allowed then): only then may the
+	// BatchKnown reports that a scrape in the last 5 s saw the engine
+	// queueing, so that Batch is taken as its limit: only then may the
 	// gateway queue hold requests for it.
 	BatchKnown bool `json:"batch_known"`
 	// ScrapedAt is when they were read.

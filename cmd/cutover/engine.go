@@ -7,8 +7,8 @@ import (
 )
 
 // engineLine is a replica's engine load for `cutover status` (balancer: llm):
-// its batch is "batch N" once the engine was seen queueing (N is its limit),
-// "batch ≥N" before (the most seen running so far).
+// its batch is "batch N" while the engine was seen queueing lately (N is
+// taken as its limit), "batch ≥N" otherwise (the most seen running so far).
 func engineLine(e *api.EngineMetrics) string {
 	batch := "≥"
 	if e.BatchKnown {

@@ -39,25 +39,40 @@ type EngineLoad struct {
 	// of KV/Running over the scrapes; 0 before any ran. The llm balancer
 	// adds it for each request sent since the scrape.
 	KVPerSeq float64
-	// Queued reports that a scrape has seen requests waiting in the
-	// engine: from then on Slots is taken as its batch limit, and the
-	// gateway queue (LLMOptions.QueueTimeout) may hold requests while the
-	// replica holds Slots of them. False: the limit is unknown, and the
-	// gateway never holds a request for this replica's sake.
+	// Queued reports that a scrape within the last batchConfirmFor has
+	// seen requests waiting in the engine: meanwhile Slots is taken as its
+	// batch limit, and the gateway queue (LLMOptions.QueueTimeout) may hold
+	// requests while the replica holds Slots of them. False: the limit is
+	// unknown, or not confirmed lately, and the gateway holds no request
+	// for this replica's sake. (An engine also queues for a moment below
+	// its limit — vLLM between two steps, or when its token budget or KV
+	// cache is short — so a limit learned then may be too low; held
+	// requests keep the engine from queueing again, so the limit lapses,
+	// requests flow, and Slots learns the engine's real peak.)
 	Queued bool
+	// QueuedAt is when a scrape last saw requests waiting in the engine;
+	// zero before.
+	QueuedAt time.Time
 }
+
+// batchConfirmFor is how long a replica's learned batch limit stands
+// without a scrape seeing its engine queue again (see EngineLoad.Queued).
+const batchConfirmFor = 5 * time.Second
 
 // learn carries Slots and KVPerSeq on from prev (the replica's previous
 // metrics, or nil) to e, a fresh scrape.
 func (e *EngineLoad) learn(prev *EngineLoad) {
 	e.Slots = e.Running
-	e.Queued = e.Waiting >= 1
 	var kvPerSeq float64
 	if prev != nil {
 		e.Slots = max(e.Slots, prev.Slots)
-		e.Queued = e.Queued || prev.Queued
+		e.QueuedAt = prev.QueuedAt
 		kvPerSeq = prev.KVPerSeq
 	}
+	if e.Waiting >= 1 {
+		e.QueuedAt = e.At
+	}
+	e.Queued = !e.QueuedAt.IsZero() && e.At.Sub(e.QueuedAt) <= batchConfirmFor
 	if e.Running >= 1 {
 		if v := e.KV / e.Running; kvPerSeq == 0 {
 			kvPerSeq = v

@@ -54,3 +54,36 @@ type stayingClient struct{}
 
 func (stayingClient) Done() <-chan struct{} { return nil }
 func (stayingClient) Gone() bool            { return false }
+
+// A batch limit learned when the engine queued lapses unless a scrape
+// sees it queue again: a limit learned in a moment's queue below the real
+// one (vLLM between two steps) must not cap the replica for good.
+func TestLearnedBatchLimitLapsesWithoutQueueing(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var prev *EngineLoad
+	scrape := func(at time.Duration, running, waiting float64) *EngineLoad {
+		e := &EngineLoad{At: t0.Add(at), Running: running, Waiting: waiting}
+		e.learn(prev)
+		prev = e
+		return e
+	}
+	for _, st := range []struct {
+		at               time.Duration
+		running, waiting float64
+		slots            float64
+		queued           bool
+	}{
+		{0, 2, 0, 2, false},              // no queue yet: the limit is unknown
+		{time.Second, 3, 1, 3, true},     // a queue: 3 stands as the limit
+		{2 * time.Second, 3, 0, 3, true}, // held at 3: no queue, but still recent
+		{time.Second + batchConfirmFor, 3, 0, 3, true},
+		{2*time.Second + batchConfirmFor, 3, 0, 3, false}, // lapsed: requests flow
+		{3*time.Second + batchConfirmFor, 8, 0, 8, false}, // the engine runs more
+		{4*time.Second + batchConfirmFor, 8, 2, 8, true},  // and queues at its real limit
+	} {
+		e := scrape(st.at, st.running, st.waiting)
+		if e.Slots != st.slots || e.Queued != st.queued {
+			t.Fatalf("at %v: slots %v, queued %v; want %v, %v", st.at, e.Slots, e.Queued, st.slots, st.queued)
+		}
+	}
+}
