@@ -2,7 +2,8 @@
 // the background and compares each pair of answers. The client's answer
 // comes from the live pool only and never waits for the shadow: the queue
 // and concurrency are bounded, copies that do not fit are dropped and
-// counted, and each copy has its own timeout.
+// counted, and each copy has its own timeout. With Options.Helper the
+// copies go out from a helper process at idle CPU priority (helper.go).
 package shadow
 
 import (
