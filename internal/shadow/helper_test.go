@@ -1,8 +1,8 @@
 package shadow
 
 import (
+	"bufio"
 	"context"
-	"encoding/gob"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -31,11 +31,9 @@ func init() {
 		return
 	}
 	if mode == "die" { // takes one copy and exits without answering
-		dec := gob.NewDecoder(os.Stdin)
-		var cfg helperConfig
-		var c copyRequest
-		_ = dec.Decode(&cfg)
-		_ = dec.Decode(&c)
+		fr := frameReader{r: bufio.NewReader(os.Stdin)}
+		_, _ = fr.config()
+		_, _ = fr.copy()
 		os.Exit(1)
 	}
 	if mode == "idle" {

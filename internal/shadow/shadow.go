@@ -331,7 +331,7 @@ func (m *Mirror) sender() sender {
 }
 
 // copyRequest is one copy as sent to one replica; the helper process gets
-// it in this form (gob).
+// it in this form (frames.go).
 type copyRequest struct {
 	// ID names the copy between the gateway and its helper.
 	ID uint64
