@@ -303,7 +303,11 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 		select {
 		case slots <- struct{}{}:
-		case err = <-wrote:
+		case err = <-wrote: // the gateway's end broke
+		case <-ctx.Done():
+		}
+		if err == nil {
+			err = ctx.Err() // stopping: no more copies
 		}
 		if err != nil {
 			break
@@ -319,8 +323,8 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	cancel() // the gateway is gone: copies in flight have no one to tell
 	wg.Wait()
-	if errors.Is(err, io.EOF) {
-		return nil
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+		return nil // the gateway closed its end, or this process is stopping
 	}
 	return fmt.Errorf("shadow helper: %w", err)
 }
