@@ -23,7 +23,6 @@ package shadow
 import (
 	"bufio"
 	"context"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -65,8 +64,7 @@ type helperCopy struct {
 
 // helperConn is the gateway's end of one running helper.
 type helperConn struct {
-	enc *gob.Encoder
-	w   *bufio.Writer
+	fw frameWriter
 
 	mu      sync.Mutex // guards the fields below
 	next    uint64
@@ -113,14 +111,14 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 		return fmt.Errorf("shadow helper %s: %w", argv[0], err)
 	}
 	w := bufio.NewWriterSize(stdin, 64<<10)
-	h := &helperConn{enc: gob.NewEncoder(w), w: w, pending: map[uint64]*helperCopy{}}
+	h := &helperConn{fw: frameWriter{w: w}, pending: map[uint64]*helperCopy{}}
 	var rerr error
 	read := make(chan struct{}) // closed when the results end, rerr set
 	go func() {
 		defer close(read)
 		rerr = m.readResults(h, stdout)
 	}()
-	err = h.enc.Encode(helperConfig{Concurrency: m.opts.Concurrency, Timeout: m.opts.Timeout})
+	err = h.fw.config(helperConfig{Concurrency: m.opts.Concurrency, Timeout: m.opts.Timeout})
 	if err == nil {
 		err = w.Flush()
 	}
@@ -197,7 +195,7 @@ func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan stru
 			}
 			mr = <-m.queue
 		}
-		if err := h.w.Flush(); err != nil {
+		if err := h.fw.w.Flush(); err != nil {
 			return fmt.Errorf("shadow helper: %w", err)
 		}
 	}
@@ -248,7 +246,7 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 	r.Acquire()
 	c := copyOf(r, mr.Path, body, deterministic)
 	c.ID = id
-	if err := h.enc.Encode(c); err != nil {
+	if err := h.fw.copy(c); err != nil {
 		return fmt.Errorf("shadow helper: %w", err)
 	}
 	return nil
@@ -257,10 +255,10 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 // readResults pairs the helper's results with their live answers until
 // the helper's output ends.
 func (m *Mirror) readResults(h *helperConn, out io.Reader) error {
-	dec := gob.NewDecoder(bufio.NewReaderSize(out, 64<<10))
+	fr := frameReader{r: bufio.NewReaderSize(out, 64<<10)}
 	for {
-		var res helperResult
-		if err := dec.Decode(&res); err != nil {
+		res, err := fr.result()
+		if err != nil {
 			return fmt.Errorf("shadow helper: reading results: %w", err)
 		}
 		h.mu.Lock()
@@ -281,9 +279,9 @@ func (m *Mirror) readResults(h *helperConn, out io.Reader) error {
 // out, until in ends. Lowering its own CPU priority is the caller's
 // (IdlePriority).
 func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
-	dec := gob.NewDecoder(bufio.NewReaderSize(in, 64<<10))
-	var cfg helperConfig
-	if err := dec.Decode(&cfg); err != nil {
+	fr := frameReader{r: bufio.NewReaderSize(in, 64<<10)}
+	cfg, err := fr.config()
+	if err != nil {
 		return fmt.Errorf("shadow helper: reading its settings: %w", err)
 	}
 	cfg.Concurrency = max(cfg.Concurrency, 1)
@@ -298,15 +296,18 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 	go func() { wrote <- writeResults(ctx, results, out) }()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, cfg.Concurrency)
-	var err error
 	for {
-		c := new(copyRequest)
-		if err = dec.Decode(c); err != nil {
+		var c *copyRequest
+		if c, err = fr.copy(); err != nil {
 			break
 		}
 		select {
 		case slots <- struct{}{}:
-		case err = <-wrote:
+		case err = <-wrote: // the gateway's end broke
+		case <-ctx.Done():
+		}
+		if err == nil {
+			err = ctx.Err() // stopping: no more copies
 		}
 		if err != nil {
 			break
@@ -322,8 +323,8 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	cancel() // the gateway is gone: copies in flight have no one to tell
 	wg.Wait()
-	if errors.Is(err, io.EOF) {
-		return nil
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+		return nil // the gateway closed its end, or this process is stopping
 	}
 	return fmt.Errorf("shadow helper: %w", err)
 }
@@ -331,8 +332,7 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 // writeResults writes results to out in batches (see batchDelay) until
 // ctx is done.
 func writeResults(ctx context.Context, results <-chan helperResult, out io.Writer) error {
-	w := bufio.NewWriterSize(out, 16<<10)
-	enc := gob.NewEncoder(w)
+	fw := frameWriter{w: bufio.NewWriterSize(out, 16<<10)}
 	wait := time.NewTimer(0)
 	<-wait.C
 	for {
@@ -349,7 +349,7 @@ func writeResults(ctx context.Context, results <-chan helperResult, out io.Write
 		case <-wait.C:
 		}
 		for n := len(results); ; n-- {
-			if err := enc.Encode(&res); err != nil {
+			if err := fw.result(&res); err != nil {
 				return err
 			}
 			if n == 0 {
@@ -357,7 +357,7 @@ func writeResults(ctx context.Context, results <-chan helperResult, out io.Write
 			}
 			res = <-results
 		}
-		if err := w.Flush(); err != nil {
+		if err := fw.w.Flush(); err != nil {
 			return err
 		}
 	}

@@ -1,9 +1,10 @@
 package shadow
 
 import (
+	"bufio"
 	"context"
-	"encoding/gob"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -31,11 +32,9 @@ func init() {
 		return
 	}
 	if mode == "die" { // takes one copy and exits without answering
-		dec := gob.NewDecoder(os.Stdin)
-		var cfg helperConfig
-		var c copyRequest
-		_ = dec.Decode(&cfg)
-		_ = dec.Decode(&c)
+		fr := frameReader{r: bufio.NewReader(os.Stdin)}
+		_, _ = fr.config()
+		_, _ = fr.copy()
 		os.Exit(1)
 	}
 	if mode == "idle" {
@@ -260,4 +259,38 @@ func oneCopy(t *testing.T, helper []string) (stop func()) {
 		t.Fatal("no pair")
 	}
 	return stop
+}
+
+// TestServeHelperStopsOnCancel: a helper whose context ends (SIGTERM)
+// while a copy waits for a slot returns, without an error, instead of
+// reading on past its concurrency (it once took the copy anyway and
+// waited for more input forever).
+func TestServeHelperStopsOnCancel(t *testing.T) {
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hold }))
+	defer srv.Close()
+	defer close(hold)
+	in, feed := io.Pipe()
+	defer feed.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeHelper(ctx, in, io.Discard) }()
+	fw := frameWriter{w: bufio.NewWriter(feed)}
+	_ = fw.config(helperConfig{Concurrency: 1, Timeout: time.Hour})
+	for id := range uint64(2) { // the first holds the only slot
+		_ = fw.copy(&copyRequest{ID: id, URL: srv.URL, Path: "/v1/chat/completions", Body: []byte(`{}`)})
+	}
+	if err := fw.w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ServeHelper: %v, want nil on cancel", err)
+		}
+	case <-time.After(20 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("ServeHelper still runs 20 s after its context ended:\n%s", buf[:runtime.Stack(buf, true)])
+	}
 }

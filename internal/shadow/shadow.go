@@ -2,7 +2,8 @@
 // the background and compares each pair of answers. The client's answer
 // comes from the live pool only and never waits for the shadow: the queue
 // and concurrency are bounded, copies that do not fit are dropped and
-// counted, and each copy has its own timeout.
+// counted, and each copy has its own timeout. With Options.Helper the
+// copies go out from a helper process at idle CPU priority (helper.go).
 package shadow
 
 import (
@@ -349,7 +350,7 @@ func (m *Mirror) sender() sender {
 }
 
 // copyRequest is one copy as sent to one replica; the helper process gets
-// it in this form (gob).
+// it in this form (frames.go).
 type copyRequest struct {
 	// ID names the copy between the gateway and its helper.
 	ID uint64
