@@ -628,6 +628,39 @@ func TestServerHangUpAfterQuickRequests(t *testing.T) {
 	}
 }
 
+// TestKeepWatchNeverKeepsPassedDeadline: the watch deadline in force is
+// kept for a look due at most watchAfter/4 later only while it has not
+// passed. A kept deadline that passed ends the wait at once: a stream
+// whose look came early (the previous wait kept a deadline a little
+// before this one's look) then parked, timed out, looked and re-parked in
+// a loop until the look's time came, up to watchAfter/4 of spinning per
+// token, which made the idle-streams benchmark's gateway allocate and
+// grow.
+func TestKeepWatchNeverKeepsPassedDeadline(t *testing.T) {
+	now := time.Now()
+	d := now.Add(watchAfter / 8) // the look is due soon
+	for _, tc := range []struct {
+		name string
+		rdl  time.Time
+		keep bool
+	}{
+		{"none in force", time.Time{}, false},
+		{"passed, close to d", now.Add(-time.Millisecond), false},
+		{"passed just now", now, false},
+		{"ahead, close to d", d.Add(-watchAfter / 16), true},
+		{"at d", d, true},
+		{"after d", d.Add(time.Millisecond), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc := &upConn{rdl: tc.rdl}
+			if got := pc.keepWatch(d, now); got != tc.keep {
+				t.Errorf("keepWatch with the deadline %v from now, look due %v from now: %v, want %v",
+					tc.rdl.Sub(now), d.Sub(now), got, tc.keep)
+			}
+		})
+	}
+}
+
 // recordingMirror passes every body submitted to it on.
 type recordingMirror struct{ bodies chan []byte }
 

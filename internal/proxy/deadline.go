@@ -183,7 +183,7 @@ func (x *rawExchange) arm(phase armKind) {
 	d, kind := x.deadlineFor(phase, now)
 	switch {
 	case kind != armNone:
-		if !(kind == armWatch && pc.keepWatch(d)) {
+		if !(kind == armWatch && pc.keepWatch(d, now)) {
 			pc.setReadDeadline(d)
 			pc.rdl = d
 		}
@@ -204,11 +204,14 @@ func (x *rawExchange) arm(phase armKind) {
 
 // keepWatch reports whether the read deadline in force (one arm set)
 // can stand for a first look at the client due at d: it comes at most a
-// quarter of watchAfter before. A connection that answers many requests
-// a second then moves its timer every few of them, not for each; a look
-// that comes early only costs a peek.
-func (pc *upConn) keepWatch(d time.Time) bool {
-	return !pc.rdl.IsZero() && !pc.rdl.After(d) && d.Sub(pc.rdl) <= watchAfter/4
+// quarter of watchAfter before, and has not passed by now. A connection
+// that answers many requests a second then moves its timer every few of
+// them, not for each; a look that comes early only costs a peek. A
+// deadline that passed is never kept: the wait would end at once, look
+// again, and keep it again until d, a stream spinning through parks for
+// up to watchAfter/4 (the early look itself arms a passed deadline).
+func (pc *upConn) keepWatch(d, now time.Time) bool {
+	return pc.rdl.After(now) && !pc.rdl.After(d) && d.Sub(pc.rdl) <= watchAfter/4
 }
 
 // deadlineFor is the next deadline of a wait of phase (armHeader,
