@@ -118,7 +118,7 @@ func (p *peeker) sendChecked(c net.Conn, b []byte, wait bool) (n int, err error)
 	case p.stage == sendStale:
 		return 0, errStale
 	case p.errno != 0:
-		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", p.errno)}
+		return n, opError("write", c, os.NewSyscallError("write", p.errno))
 	}
 	return n, err
 }
