@@ -236,6 +236,9 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 			pc.setReadDeadline(aLongTimeAgo)
 		}
 	}
+	if resp.Body != http.NoBody && len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked" {
+		resp.Body = &chunkedBody{br: pc.br} // hands out a chunk's part as it comes
+	}
 	resp.Body = &upBody{rc: resp.Body, u: u, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && werr == nil}
 	return resp, nil
 }
