@@ -3,7 +3,9 @@ package shadow
 // The gateway and its helper talk over a pipe in frames of fields, each a
 // uvarint (numbers; signed ones zig-zag encoded) or a uvarint length and
 // that many bytes (strings, bodies): a helperConfig first, then copies
-// one way and results the other. Both ends are the same binary; the
+// one way and results the other. A copy's ID is never 0: a frame whose
+// first field is 0 is a cancel, and its second field the ID of the copy
+// to cancel (validation stopped while it was in flight). Both ends are the same binary; the
 // reader still bounds every length, so that a damaged stream fails
 // instead of allocating without bound.
 
@@ -44,6 +46,12 @@ func (f *frameWriter) copy(c *copyRequest) error {
 	b = appendField(b, c.Authorization)
 	b = appendField(b, c.Body)
 	return f.write(append(b, flags(c.Deterministic, false)))
+}
+
+// cancel asks the helper to cancel the copy id (see the package's frames).
+func (f *frameWriter) cancel(id uint64) error {
+	b := binary.AppendUvarint(f.b[:0], 0)
+	return f.write(binary.AppendUvarint(b, id))
 }
 
 func (f *frameWriter) result(r *helperResult) error {
@@ -145,7 +153,27 @@ func (f *frameReader) config() (helperConfig, error) {
 }
 
 func (f *frameReader) copy() (*copyRequest, error) {
-	c := &copyRequest{ID: f.start()}
+	return f.copyWith(f.start())
+}
+
+// next reads the gateway's next frame: a copy, or the ID of a copy to
+// cancel.
+func (f *frameReader) next() (c *copyRequest, cancel uint64, err error) {
+	id := f.start()
+	if f.err == nil && id == 0 {
+		cancel = f.uvarint()
+		if f.err == nil && cancel == 0 {
+			f.err = errors.New("shadow helper frame: a cancel of copy 0")
+		}
+		return nil, cancel, f.err
+	}
+	c, err = f.copyWith(id)
+	return c, 0, err
+}
+
+// copyWith reads the rest of the copy whose ID was read.
+func (f *frameReader) copyWith(id uint64) (*copyRequest, error) {
+	c := &copyRequest{ID: id}
 	c.URL = string(f.bytes())
 	c.Path = string(f.bytes())
 	c.Authorization = string(f.bytes())

@@ -95,3 +95,27 @@ func FuzzFrames(f *testing.F) {
 		}
 	})
 }
+
+// TestFramesCancel: the gateway's frames read with next are copies and
+// cancels in the order written; a cancel of copy 0 is refused.
+func TestFramesCancel(t *testing.T) {
+	var buf bytes.Buffer
+	fw := frameWriter{w: bufio.NewWriter(&buf)}
+	c := &copyRequest{ID: 3, URL: "http://h", Path: "/v1/completions", Body: []byte(`{}`)}
+	_ = fw.copy(c)
+	_ = fw.cancel(3)
+	_ = fw.cancel(0)
+	if err := fw.w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fr := frameReader{r: bufio.NewReader(&buf)}
+	if got, id, err := fr.next(); err != nil || id != 0 || !reflect.DeepEqual(got, c) {
+		t.Fatalf("first frame: %+v, cancel %d, %v; want the copy", got, id, err)
+	}
+	if got, id, err := fr.next(); err != nil || id != 3 || got != nil {
+		t.Fatalf("second frame: %+v, cancel %d, %v; want a cancel of 3", got, id, err)
+	}
+	if _, _, err := fr.next(); err == nil {
+		t.Fatal("a cancel of copy 0 was read as valid")
+	}
+}

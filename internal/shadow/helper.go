@@ -66,6 +66,12 @@ type helperCopy struct {
 type helperConn struct {
 	fw frameWriter
 
+	// stopped is signalled when the target of copies handed over is
+	// stopped or replaced; watched is the last target watched so
+	// (feedHelper's goroutine only).
+	stopped chan struct{}
+	watched *target
+
 	mu      sync.Mutex // guards the fields below
 	next    uint64
 	pending map[uint64]*helperCopy
@@ -111,7 +117,7 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 		return fmt.Errorf("shadow helper %s: %w", argv[0], err)
 	}
 	w := bufio.NewWriterSize(stdin, 64<<10)
-	h := &helperConn{fw: frameWriter{w: w}, pending: map[uint64]*helperCopy{}}
+	h := &helperConn{fw: frameWriter{w: w}, stopped: make(chan struct{}, 1), pending: map[uint64]*helperCopy{}}
 	var rerr error
 	read := make(chan struct{}) // closed when the results end, rerr set
 	go func() {
@@ -166,16 +172,28 @@ func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan stru
 				return nil
 			case <-read:
 				return errHelperGone
+			case <-h.stopped:
+				if err := m.cancelStopped(h); err != nil {
+					return err
+				}
+				continue
 			case mr = <-m.queue:
 			}
 		}
 		wait.Reset(batchDelay)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-read:
-			return errHelperGone
-		case <-wait.C:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-read:
+				return errHelperGone
+			case <-h.stopped:
+				if err := m.cancelStopped(h); err != nil {
+					return err
+				}
+			case <-wait.C:
+				waiting = false
+			}
 		}
 		if mr == nil {
 			select {
@@ -199,6 +217,37 @@ func (m *Mirror) feedHelper(ctx context.Context, h *helperConn, read <-chan stru
 			return fmt.Errorf("shadow helper: %w", err)
 		}
 	}
+}
+
+// cancelStopped tells the helper to cancel the copies whose target was
+// stopped or replaced (Stop, SetTarget) and forgets them, so that they do
+// not hold the candidate until Timeout; their results, should any still
+// come, pair with nothing. They count as sent, as on the gateway's own
+// workers.
+func (m *Mirror) cancelStopped(h *helperConn) error {
+	var ids []uint64
+	h.mu.Lock()
+	for id, c := range h.pending {
+		if c.t.ctx.Err() != nil {
+			ids = append(ids, id)
+			delete(h.pending, id)
+			c.r.Release()
+			m.sent.Add(1)
+		}
+	}
+	h.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	for _, id := range ids {
+		if err := h.fw.cancel(id); err != nil {
+			return fmt.Errorf("shadow helper: %w", err)
+		}
+	}
+	if err := h.fw.w.Flush(); err != nil {
+		return fmt.Errorf("shadow helper: %w", err)
+	}
+	return nil
 }
 
 // toHelper hands one live exchange's copy to the helper (plain-HTTP
@@ -227,6 +276,9 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 		m.sent.Add(1)
 		go func() {
 			defer func() { <-m.inline }()
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			defer context.AfterFunc(t.ctx, cancel)() // stopped: the copy ends
 			r.Acquire()
 			defer r.Release()
 			m.compare(t, mr, deterministic, exchange(ctx, m.sender(), copyOf(r, mr.Path, body, deterministic)))
@@ -243,6 +295,15 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 	id := h.next
 	h.pending[id] = &helperCopy{t: t, mr: mr, r: r, deterministic: deterministic}
 	h.mu.Unlock()
+	if t != h.watched {
+		h.watched = t
+		context.AfterFunc(t.ctx, func() {
+			select {
+			case h.stopped <- struct{}{}:
+			default: // one signal waiting covers every target stopped
+			}
+		})
+	}
 	r.Acquire()
 	c := copyOf(r, mr.Path, body, deterministic)
 	c.ID = id
@@ -276,8 +337,9 @@ func (m *Mirror) readResults(h *helperConn, out io.Reader) error {
 
 // ServeHelper is the helper process (cutover shadow-helper): it reads
 // copies from in, sends each to its replica, and writes each result to
-// out, until in ends. Lowering its own CPU priority is the caller's
-// (IdlePriority).
+// out, until in ends. A cancel from the gateway (validation stopped) ends
+// that copy at once, and its result is not written. Lowering its own CPU
+// priority is the caller's (IdlePriority).
 func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 	fr := frameReader{r: bufio.NewReaderSize(in, 64<<10)}
 	cfg, err := fr.config()
@@ -294,15 +356,22 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 	results := make(chan helperResult, cfg.Concurrency)
 	wrote := make(chan error, 1)
 	go func() { wrote <- writeResults(ctx, results, out) }()
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, cfg.Concurrency)
-	for {
-		var c *copyRequest
-		if c, err = fr.copy(); err != nil {
-			break
-		}
+	// Frames are read while every slot is busy, so that a cancel reaches
+	// the copies holding them; the gateway bounds the copies it hands
+	// over (Queue + Concurrency).
+	frames := make(chan helperFrame)
+	go readFrames(ctx, &fr, frames)
+	var (
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, cfg.Concurrency)
+		mu       sync.Mutex                        // guards inFlight
+		inFlight = map[uint64]context.CancelFunc{} // by copy ID, until its result is out
+	)
+	for err == nil {
+		var f helperFrame
 		select {
-		case slots <- struct{}{}:
+		case f = <-frames:
+			err = f.err
 		case err = <-wrote: // the gateway's end broke
 		case <-ctx.Done():
 		}
@@ -312,9 +381,36 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 		if err != nil {
 			break
 		}
+		if f.copy == nil {
+			mu.Lock()
+			if stop := inFlight[f.cancel]; stop != nil {
+				stop()
+			}
+			mu.Unlock()
+			continue
+		}
+		c := f.copy
+		cctx, stop := context.WithCancel(ctx)
+		mu.Lock()
+		inFlight[c.ID] = stop
+		mu.Unlock()
 		wg.Go(func() {
+			defer func() {
+				mu.Lock()
+				delete(inFlight, c.ID)
+				mu.Unlock()
+				stop()
+			}()
+			select {
+			case slots <- struct{}{}:
+			case <-cctx.Done():
+				return // cancelled before it went out
+			}
 			defer func() { <-slots }()
-			res := exchange(ctx, s, c)
+			res := exchange(cctx, s, c)
+			if cctx.Err() != nil {
+				return // cancelled: the gateway forgot it
+			}
 			select {
 			case results <- helperResult{ID: c.ID, Result: res}:
 			case <-ctx.Done():
@@ -327,6 +423,31 @@ func ServeHelper(ctx context.Context, in io.Reader, out io.Writer) error {
 		return nil // the gateway closed its end, or this process is stopping
 	}
 	return fmt.Errorf("shadow helper: %w", err)
+}
+
+// helperFrame is one frame from the gateway: a copy, or (copy nil) the
+// ID of a copy to cancel; err ends the frames.
+type helperFrame struct {
+	copy   *copyRequest
+	cancel uint64
+	err    error
+}
+
+// readFrames reads the gateway's frames into frames until one fails or
+// ctx is done.
+func readFrames(ctx context.Context, fr *frameReader, frames chan<- helperFrame) {
+	for {
+		var f helperFrame
+		f.copy, f.cancel, f.err = fr.next()
+		select {
+		case frames <- f:
+		case <-ctx.Done():
+			return
+		}
+		if f.err != nil {
+			return
+		}
+	}
 }
 
 // writeResults writes results to out in batches (see batchDelay) until

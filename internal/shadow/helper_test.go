@@ -278,7 +278,7 @@ func TestServeHelperStopsOnCancel(t *testing.T) {
 	fw := frameWriter{w: bufio.NewWriter(feed)}
 	_ = fw.config(helperConfig{Concurrency: 1, Timeout: time.Hour})
 	for id := range uint64(2) { // the first holds the only slot
-		_ = fw.copy(&copyRequest{ID: id, URL: srv.URL, Path: "/v1/chat/completions", Body: []byte(`{}`)})
+		_ = fw.copy(&copyRequest{ID: id + 1, URL: srv.URL, Path: "/v1/chat/completions", Body: []byte(`{}`)})
 	}
 	if err := fw.w.Flush(); err != nil {
 		t.Fatal(err)
