@@ -57,6 +57,7 @@ type helperResult struct {
 // helperCopy is a copy in the helper's hands.
 type helperCopy struct {
 	t             *target
+	started       uint64 // t.begin's id
 	mr            *proxy.Mirrored
 	r             *pool.Replica
 	deterministic bool
@@ -140,6 +141,7 @@ func (m *Mirror) runHelper(ctx context.Context) error {
 	werr := cmd.Wait()
 	h.mu.Lock()
 	for id, c := range h.pending {
+		c.t.end(c.started)
 		c.r.Release()
 		m.dropped.Add(1)
 		delete(h.pending, id)
@@ -231,6 +233,7 @@ func (m *Mirror) cancelStopped(h *helperConn) error {
 		if c.t.ctx.Err() != nil {
 			ids = append(ids, id)
 			delete(h.pending, id)
+			c.t.end(c.started)
 			c.r.Release()
 			m.sent.Add(1)
 		}
@@ -281,7 +284,10 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 			defer context.AfterFunc(t.ctx, cancel)() // stopped: the copy ends
 			r.Acquire()
 			defer r.Release()
-			m.compare(t, mr, deterministic, exchange(ctx, m.sender(), copyOf(r, mr.Path, body, deterministic)))
+			started := t.begin()
+			res := exchange(ctx, m.sender(), copyOf(r, mr.Path, body, deterministic))
+			t.end(started)
+			m.compare(t, mr, deterministic, res)
 		}()
 		return nil
 	}
@@ -293,7 +299,7 @@ func (m *Mirror) toHelper(ctx context.Context, h *helperConn, mr *proxy.Mirrored
 	}
 	h.next++
 	id := h.next
-	h.pending[id] = &helperCopy{t: t, mr: mr, r: r, deterministic: deterministic}
+	h.pending[id] = &helperCopy{t: t, started: t.begin(), mr: mr, r: r, deterministic: deterministic}
 	h.mu.Unlock()
 	if t != h.watched {
 		h.watched = t
@@ -329,6 +335,7 @@ func (m *Mirror) readResults(h *helperConn, out io.Reader) error {
 		if c == nil {
 			continue
 		}
+		c.t.end(c.started)
 		c.r.Release()
 		m.sent.Add(1) // counted once answered: one the helper took down with it is dropped
 		m.compare(c.t, c.mr, c.deterministic, res.Result)

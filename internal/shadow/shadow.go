@@ -122,6 +122,29 @@ type target struct {
 	modelJSON []byte // candidate.Model as a JSON string
 	sink      func(Pair)
 	picker    pool.Picker
+
+	mu      sync.Mutex // guards the fields below
+	nextID  uint64
+	started map[uint64]time.Time // copies sent and not answered yet, by begin's id
+}
+
+// begin records a copy sent to the candidate now; end(id) when it is
+// answered, failed or cancelled.
+func (t *target) begin() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.started == nil {
+		t.started = map[uint64]time.Time{}
+	}
+	t.nextID++
+	t.started[t.nextID] = time.Now()
+	return t.nextID
+}
+
+func (t *target) end(id uint64) {
+	t.mu.Lock()
+	delete(t.started, id)
+	t.mu.Unlock()
 }
 
 // Mirror is a proxy.Mirror that sends copies to a candidate pool while a
@@ -209,6 +232,25 @@ func (m *Mirror) swapTarget(t *target) {
 	if old := m.target.Swap(t); old != nil {
 		old.cancel()
 	}
+}
+
+// Unanswered returns how long each copy to the current target's candidate
+// has waited so far for its answer (copies sent and not yet answered,
+// failed or cancelled; through the helper, from when it was handed
+// over). Nil when no target is set.
+func (m *Mirror) Unanswered() []time.Duration {
+	t := m.target.Load()
+	if t == nil {
+		return nil
+	}
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ages := make([]time.Duration, 0, len(t.started))
+	for _, at := range t.started {
+		ages = append(ages, now.Sub(at))
+	}
+	return ages
 }
 
 // Active reports whether a target is set.
@@ -318,6 +360,7 @@ func (m *Mirror) send(ctx context.Context, t *target, path string, body []byte, 
 	defer context.AfterFunc(t.ctx, cancel)() // stopped: copies in flight end
 	r.Acquire()
 	defer r.Release()
+	defer t.end(t.begin())
 	return exchange(ctx, m.sender(), copyOf(r, path, body, deterministic))
 }
 

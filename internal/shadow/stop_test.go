@@ -47,6 +47,9 @@ func TestStopCancelsCopiesInFlight(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("the copy never reached the candidate")
 			}
+			if n := len(m.Unanswered()); n != 1 {
+				t.Fatalf("Unanswered lists %d copies, want the one in flight", n)
+			}
 			m.Stop()
 			select {
 			case <-cancelled:
@@ -54,6 +57,9 @@ func TestStopCancelsCopiesInFlight(t *testing.T) {
 				t.Fatal("the copy in flight was not cancelled by Stop")
 			}
 			await(t, "the replica released", func() bool { return r.InFlight() == 0 })
+			if u := m.Unanswered(); u != nil {
+				t.Fatalf("Unanswered after Stop: %v, want nil", u)
+			}
 			select {
 			case p := <-pairs:
 				t.Fatalf("a copy cancelled by Stop reached the sink: %+v", p)

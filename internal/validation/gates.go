@@ -129,14 +129,28 @@ type Inputs struct {
 	// SyntheticRun and SyntheticPassed count synthetic results;
 	// SyntheticExpected is how many the suite will produce (0: no suite).
 	SyntheticRun, SyntheticPassed, SyntheticExpected int
+	// Unanswered holds how long each shadow copy still in flight to the
+	// candidate has waited so far (nil: none, or no shadow traffic).
+	Unanswered []time.Duration
+}
+
+// hangBound is how long a copy may wait unanswered before it counts as
+// hanging: the longest a p95 may take by the latency gate's threshold
+// (threshold × the live p95). Zero (nothing counts as hanging before
+// shadow.timeout) while the live p95 is unknown or the threshold unset.
+func hangBound(g Gates, live Stats) time.Duration {
+	if g.LatencyRatio.Threshold <= 0 || live.LatencyP95 <= 0 {
+		return 0
+	}
+	return time.Duration(g.LatencyRatio.Threshold * live.LatencyP95 * float64(time.Millisecond))
 }
 
 // Evaluate computes every enabled gate. It is pure.
 func Evaluate(g Gates, in Inputs) []api.Gate {
 	var out []api.Gate
-	add := func(name string, cfg GateConfig, value float64, op string, samples int, detail string) {
+	add := func(name string, cfg GateConfig, value float64, op string, samples int, detail string) *api.Gate {
 		if !cfg.Enabled {
-			return
+			return nil
 		}
 		gate := api.Gate{Name: name, Value: round(value), Threshold: cfg.Threshold, Op: op, Samples: samples, MinSamples: cfg.MinSamples, Detail: detail}
 		switch {
@@ -148,13 +162,33 @@ func Evaluate(g Gates, in Inputs) []api.Gate {
 			gate.Verdict = Fail
 		}
 		out = append(out, gate)
+		return &out[len(out)-1]
 	}
 	c, b := in.Candidate, in.Baseline
-	rate := 0.0
-	if c.Samples > 0 {
-		rate = float64(c.Errors) / float64(c.Samples)
+	// A copy the candidate has left unanswered longer than a p95 may take
+	// counts as an error until it is answered, and while one does the
+	// error rate does not pass: a candidate that stopped answering is not
+	// passed on the answers it gave before (they come at shadow.timeout).
+	hanging := 0
+	if bound := hangBound(g, b); bound > 0 {
+		for _, a := range in.Unanswered {
+			if a > bound {
+				hanging++
+			}
+		}
 	}
-	add(GateErrorRate, g.ErrorRate, rate, "<=", c.Samples, fmt.Sprintf("%d errors in %d candidate answers (5xx, transport, in-stream errors)", c.Errors, c.Samples))
+	errs, answers := c.Errors+hanging, c.Samples+hanging
+	rate := 0.0
+	if answers > 0 {
+		rate = float64(errs) / float64(answers)
+	}
+	detail := fmt.Sprintf("%d errors in %d candidate answers (5xx, transport, in-stream errors)", c.Errors, c.Samples)
+	if hanging > 0 {
+		detail += fmt.Sprintf(", and %d shadow copies unanswered for over %s (%g × the live p95), counted as errors", hanging, hangBound(g, b).Round(time.Millisecond), g.LatencyRatio.Threshold)
+	}
+	if e := add(GateErrorRate, g.ErrorRate, rate, "<=", answers, detail); e != nil && hanging > 0 && e.Verdict == Pass {
+		e.Verdict = Inconclusive
+	}
 	add(GateLatencyRatio, g.LatencyRatio, ratio(c.LatencyP95, b.LatencyP95), "<=", min(c.LatencyN, b.LatencyN),
 		fmt.Sprintf("candidate p95 %.0f ms (%d) / live p95 %.0f ms (%d)", c.LatencyP95, c.LatencyN, b.LatencyP95, b.LatencyN))
 	add(GateTTFT, g.TTFT, c.TTFTP95, "<=", c.TTFTN, fmt.Sprintf("candidate p95 time to first token over %d streams, ms", c.TTFTN))

@@ -42,6 +42,16 @@ func TestEvaluate(t *testing.T) {
 		{"suite still running", Inputs{SyntheticRun: 3, SyntheticPassed: 3, SyntheticExpected: 10}, map[string]string{GateSynthetic: Inconclusive}},
 		{"suite failed a case", Inputs{SyntheticRun: 10, SyntheticPassed: 9, SyntheticExpected: 10}, map[string]string{GateSynthetic: Fail}},
 		{"suite passed", Inputs{SyntheticRun: 10, SyntheticPassed: 10, SyntheticExpected: 10}, map[string]string{GateSynthetic: Pass}},
+		// Copies unanswered for over 1.5 × the live p95 (300 ms) count as
+		// errors, and while any does the error rate does not pass.
+		{"copies in flight within the bound", Inputs{Candidate: Summarise(samples(100, 200*time.Millisecond, 50*time.Millisecond, 16, 0)), Baseline: base,
+			Unanswered: []time.Duration{10 * time.Millisecond, 290 * time.Millisecond}}, map[string]string{GateErrorRate: Pass}},
+		{"a copy hanging", Inputs{Candidate: Summarise(samples(100, 200*time.Millisecond, 50*time.Millisecond, 16, 0)), Baseline: base,
+			Unanswered: []time.Duration{10 * time.Millisecond, 301 * time.Millisecond}}, map[string]string{GateErrorRate: Inconclusive, GateLatencyRatio: Pass}},
+		{"a candidate that stopped answering", Inputs{Candidate: Summarise(samples(100, 200*time.Millisecond, 50*time.Millisecond, 16, 0)), Baseline: base,
+			Unanswered: []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}}, map[string]string{GateErrorRate: Fail}},
+		{"no live p95: no bound", Inputs{Candidate: Summarise(samples(100, 200*time.Millisecond, 50*time.Millisecond, 16, 0)),
+			Unanswered: []time.Duration{time.Hour}}, map[string]string{GateErrorRate: Pass}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -282,6 +282,9 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}
 	g := *v.gates.Load()
+	if v.mirror != nil && r.baseline == nil && !r.realOnly {
+		in.Unanswered = v.mirror.Unanswered()
+	}
 	if r.baseline != nil || r.realOnly {
 		// After the promotion (and in a canary) there is no shadow or
 		// suite, only traffic.
