@@ -30,6 +30,9 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (*report, []
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "out")
 	}
+	if abs, err := filepath.Abs(o.out); err == nil {
+		o.out = abs // the gateway's state_dir, under it, must be absolute
+	}
 	runDir := filepath.Join(o.out, "run-"+began.Format("20060102-150405"))
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create %s: %w", runDir, err)

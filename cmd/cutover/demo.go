@@ -179,6 +179,9 @@ for the next run).`,
 				defer os.RemoveAll(dir)
 				stateDir = dir
 			}
+			if dir, err := filepath.Abs(stateDir); err == nil {
+				stateDir = dir // state_dir must be absolute; the flag is relative to here
+			}
 			cfg.StateDir = stateDir
 			var agentAddr string
 			if a := saved["agent"]; len(a) > 0 {

@@ -501,11 +501,14 @@ func (c *Config) Validate() error {
 	if c.LogLevel != "" && !slices.Contains(LogLevels, c.LogLevel) {
 		add("log_level", "%q: want one of %s", c.LogLevel, strings.Join(LogLevels, ", "))
 	}
-	if c.Listen != "" && c.Listen == c.Admin.Listen && !strings.HasSuffix(c.Listen, ":0") {
-		add("admin.listen", "%q is also the traffic listen address; the admin API needs its own", c.Admin.Listen)
+	if listenClash(c.Listen, c.Admin.Listen) {
+		add("admin.listen", "%q takes the same address as listen %q; the admin API needs its own", c.Admin.Listen, c.Listen)
 	}
-	if c.StateDir == "" {
+	switch {
+	case c.StateDir == "":
 		add("state_dir", "must be set")
+	case !filepath.IsAbs(c.StateDir):
+		add("state_dir", "%q must be an absolute directory (a relative one would depend on the directory cutover starts in)", c.StateDir)
 	}
 	if len(c.Pools) == 0 {
 		add("pools", "missing: define pools blue and green")

@@ -186,6 +186,15 @@ func TestParseErrors(t *testing.T) {
 		{"buffered below body limit", minimal + "proxy:\n  max_buffered_bytes: 1024\n", "proxy.max_buffered_bytes", 9, []string{"1024", "proxy.max_body_bytes"}},
 		{"bad balancer", minimal + "balancer: random\n", "balancer", 8, []string{`"random"`, "least_outstanding"}},
 		{"admin listen equals listen", minimal + "listen: 127.0.0.1:9000\nadmin:\n  listen: 127.0.0.1:9000\n", "admin.listen", 10, []string{`"127.0.0.1:9000"`}},
+		// Regression: the same address written two ways passed, and the
+		// second listener failed at bind time (exit 1, after the start).
+		{"admin listen localhost, listen 127.0.0.1", minimal + "listen: 127.0.0.1:9000\nadmin:\n  listen: localhost:9000\n", "admin.listen", 10, []string{`"localhost:9000"`, `"127.0.0.1:9000"`}},
+		{"listen wildcard, admin 0.0.0.0", minimal + "listen: :9000\nadmin:\n  listen: 0.0.0.0:9000\n", "admin.listen", 10, []string{`"0.0.0.0:9000"`}},
+		{"preview ::1, listen localhost", minimal + "listen: localhost:9000\npreview:\n  listen: '[::1]:9000'\n", "preview.listen", 10, []string{`"[::1]:9000"`}},
+		{"preview wildcard, admin on a port of it", minimal + "admin:\n  listen: 127.0.0.1:9001\npreview:\n  listen: '[::]:9001'\n", "preview.listen", 11, []string{`"[::]:9001"`}},
+		// Regression: a relative state_dir was taken silently, relative to
+		// wherever cutover started (/ under systemd).
+		{"state_dir relative", minimal + "state_dir: ./state\n", "state_dir", 8, []string{`"./state"`, "absolute"}},
 		{"listen not host:port", minimal + "listen: localhost\n", "listen", 8, []string{`"localhost"`}},
 		{"pools a list", "pools: [blue, green]\n", "pools", 1, []string{"list"}},
 		{"negative gpus per replica", strings.Replace(minimal, "    model: m-2\n", "    model: m-2\n    gpus_per_replica: -1\n", 1), "pools.green.gpus_per_replica", 7, []string{"-1", "0 or more"}},

@@ -185,13 +185,9 @@ func (c *Config) validateValidation() []*FieldError {
 		}
 	}
 	if c.Preview.Listen != "" {
-		if c.Preview.Listen == c.Listen || c.Preview.Listen == c.Admin.Listen {
-			if !endsWithZeroPort(c.Preview.Listen) {
-				add("preview.listen", "%q is already used by listen or admin.listen", c.Preview.Listen)
-			}
+		if listenClash(c.Preview.Listen, c.Listen) || listenClash(c.Preview.Listen, c.Admin.Listen) {
+			add("preview.listen", "%q takes the same address as listen or admin.listen", c.Preview.Listen)
 		}
 	}
 	return errs
 }
-
-func endsWithZeroPort(addr string) bool { return len(addr) >= 2 && addr[len(addr)-2:] == ":0" }
