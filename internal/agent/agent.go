@@ -241,7 +241,7 @@ var ErrNoCapacity = errors.New("not enough free GPUs")
 // StartRequest asks for a replica.
 type StartRequest struct {
 	Model string `json:"model"`
-	GPUs  int    `json:"gpus"` // how many; 0 means 1
+	GPUs  int    `json:"gpus,omitempty"` // how many; 0 means 1 (sent as absent; the API refuses "gpus":0)
 	// Key, when set, makes the request idempotent: when a replica started
 	// with this key is known (in any state, exited too), Start returns it
 	// instead of starting another. A controller that restarted while the

@@ -503,3 +503,22 @@ func TestAgentTokenSchemeAndModelIDs(t *testing.T) {
 		t.Fatalf("ledger %v, want all free", l)
 	}
 }
+
+// TestAgentRefusesZeroGPUs: "gpus":0 (or negative) is a 400 naming the
+// field (a regression: 0 silently became 1), while an absent gpus is 1.
+func TestAgentRefusesZeroGPUs(t *testing.T) {
+	h := startAgent(t, testConfig(t, mockCommand()))
+	for _, body := range []string{`{"model":"m","gpus":0}`, `{"model":"m","gpus":-1}`} {
+		var e struct{ Error struct{ Message string } }
+		if code := apiCall(t, h.url, "POST", "/v1/replicas", body, &e); code != http.StatusBadRequest || !strings.Contains(e.Error.Message, "gpus") {
+			t.Errorf("POST %s = %d %q, want 400 naming gpus", body, code, e.Error.Message)
+		}
+	}
+	if l := ledger(t, h.url); !slices.Equal(l, []string{"", "", "", ""}) {
+		t.Fatalf("ledger %v, want all free after the refusals", l)
+	}
+	var r Replica
+	if code := apiCall(t, h.url, "POST", "/v1/replicas", `{"model":"m"}`, &r); code != http.StatusCreated || len(r.GPUs) != 1 {
+		t.Fatalf("POST without gpus = %d, %d GPUs; want 201 and 1", code, len(r.GPUs))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,12 +35,23 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"replicas": a.Replicas()})
 	})
 	mux.HandleFunc("POST /v1/replicas", func(w http.ResponseWriter, r *http.Request) {
-		var req StartRequest
+		var body struct {
+			StartRequest
+			GPUs *int `json:"gpus"` // told apart from absent (1)
+		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := dec.Decode(&body); err != nil {
 			writeErr(w, http.StatusBadRequest, "body: "+err.Error())
 			return
+		}
+		req := body.StartRequest
+		if body.GPUs != nil {
+			if *body.GPUs < 1 {
+				writeErr(w, http.StatusBadRequest, fmt.Sprintf("gpus %d: must be at least 1 (omit gpus for 1)", *body.GPUs))
+				return
+			}
+			req.GPUs = *body.GPUs
 		}
 		var wait time.Duration
 		if v := r.URL.Query().Get("wait"); v != "" {
