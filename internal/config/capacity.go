@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"regexp"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // Agent is one `cutover agent` the controller may ask for replicas.
@@ -22,7 +24,8 @@ type Agent struct {
 // Launch configures the replicas the controller starts through the agents
 // for `cutover deploy --model ID` without --replica.
 type Launch struct {
-	// Replicas is how many replicas one deployment starts. Default 1.
+	// Replicas is how many replicas one deployment starts, from 1 to
+	// pool.MaxReplicas. Default 1.
 	Replicas int `yaml:"replicas"`
 	// GPUsPerReplica is how many GPUs each replica gets. Default 1.
 	GPUsPerReplica int `yaml:"gpus_per_replica"`
@@ -73,8 +76,13 @@ func (c *Config) validateCapacity() []*FieldError {
 	if c.Rollout.RetentionMode == "stop" && c.Validation.PostPromotion > 0 {
 		add("validation.post_promotion", "must be 0 with rollout.retention_mode stop: its automatic rollback needs the old pool, which is retired at once")
 	}
-	if c.Launch.Replicas < 1 {
+	switch {
+	case c.Launch.Replicas < 1:
 		add("launch.replicas", "must be at least 1, got %d", c.Launch.Replicas)
+	case c.Launch.Replicas > pool.MaxReplicas:
+		// A typo (1000 for 10) would otherwise start that many processes
+		// before the pool refused them.
+		add("launch.replicas", "%d: at most %d (the most replicas a pool holds)", c.Launch.Replicas, pool.MaxReplicas)
 	}
 	if c.Launch.GPUsPerReplica < 1 {
 		add("launch.gpus_per_replica", "must be at least 1, got %d", c.Launch.GPUsPerReplica)

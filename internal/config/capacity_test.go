@@ -35,6 +35,8 @@ launch: {replicas: 2, gpus_per_replica: 2, ready_timeout: 5m}
 		{"agents: [{name: a, url: 'http://a:1'}]", "agents[0].token_file", "must be set"},
 		{"agents: [{name: a, url: 'http://a:1', token: x}]", "agents[0].token", "unknown"},
 		{"launch: {replicas: 0}", "launch.replicas", "at least 1"},
+		// Regression: no upper bound, so a typo started that many processes.
+		{"launch: {replicas: 1000}", "launch.replicas", "at most 256"},
 		{"launch: {gpus_per_replica: -2}", "launch.gpus_per_replica", "at least 1"},
 		{"launch: {ready_timeout: -1s}", "launch.ready_timeout", "positive"},
 	} {
