@@ -493,6 +493,9 @@ type AbortRequest struct {
 	// revision_mismatch) when the state changed since this revision (a
 	// commit with a history event; see docs/api.md, Switch guards).
 	ExpectedRevision int64 `json:"expected_revision,omitempty"`
+	// Now is RollbackRequest.Now for an abort after the promotion, which
+	// is a rollback. Before the promotion it changes nothing.
+	Now bool `json:"now,omitempty"`
 }
 
 // DeployResult is the answer to POST /api/v1/deployments.

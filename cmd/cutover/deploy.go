@@ -126,12 +126,25 @@ func newAbortCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "abort",
 		Short: "Stop the deployment in progress (a rollback if it was promoted)",
-		Args:  cobra.NoArgs,
+		Long: `Stop the deployment in progress. Before the promotion it ends aborted:
+the new pool never received client traffic (a canary share goes back to
+the live pool at once). After the promotion an abort is a rollback, as
+cutover rollback does it: with rollout.retention_mode shrink, once the
+retained pool was made smaller, its missing replicas are started through
+the agents first and the switch waits until they serve (so without --now
+--timeout defaults to 30m; the abort goes on if the CLI gives up), and
+--now switches at once onto the replicas left instead. Requests and
+streams already running finish on the pool they started on either way.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !req.Now && !cmd.Flags().Changed("timeout") {
+				f.timeout = 30 * time.Minute // after the promotion, a restore may load a model first
+			}
 			return call(cmd, f, func(ctx context.Context, c *api.Client) (*api.Deployment, error) { return c.AbortWith(ctx, req) }, printDeploymentLine)
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&req.Now, "now", false, "after the promotion, with retention_mode shrink: switch back at once onto the replicas the shrunk retained pool has left, as rollback --now")
 	revisionFlag(cmd, &req.ExpectedRevision)
 	return cmd
 }

@@ -422,7 +422,7 @@ func decideAbort(v View, req api.AbortRequest) Decision {
 		dec.Deployment = d.ID
 		return dec
 	case d.Phase == PhasePromoted:
-		dec := decideRollback(v, api.RollbackRequest{})
+		dec := decideRollback(v, api.RollbackRequest{Now: req.Now})
 		if dec.Allowed {
 			dec.Reason = fmt.Sprintf("deployment %s is live: aborting it is a rollback; %s", d.ID, dec.Reason)
 		}

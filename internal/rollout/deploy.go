@@ -217,7 +217,7 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 	}
 	id := d.ID
 	if d.Phase == PhasePromoted {
-		if _, err := c.rollbackLocked(ctx, actor, "abort", api.RollbackRequest{}); err != nil {
+		if _, err := c.rollbackLocked(ctx, actor, "abort", api.RollbackRequest{Now: req.Now}); err != nil {
 			return api.Deployment{}, err
 		}
 		return c.deploymentView(id), nil

@@ -513,3 +513,31 @@ func TestRetirementStopsAgentReplicasInEveryMode(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionShrinkAbortNow: an abort after the promotion is a rollback,
+// and with now it switches at once onto the replicas the shrunk pool has
+// left, as rollback --now does (a regression: abort had no now, so it
+// always waited for the restore, past the CLI's timeout).
+func TestRetentionShrinkAbortNow(t *testing.T) {
+	f, l := shrinkFx(t, 1, []string{"http://127.0.0.1:11", "http://127.0.0.1:12"}, "http://127.0.0.1:11", "http://127.0.0.1:12")
+	f.promoteNew()
+	f.step()
+	if _, stopped := l.state(); len(stopped) != 1 {
+		t.Fatalf("stopped %v, want the pool shrunk to 1", stopped)
+	}
+	if dec := decideAbort(f.c.view(), api.AbortRequest{Now: true}); !dec.Allowed || dec.Restore != 0 || !strings.Contains(dec.Reason, "aborting it is a rollback") {
+		t.Fatalf("decision with now: %+v", dec)
+	}
+	if _, err := f.c.Abort(f.ctx, "op", api.AbortRequest{Now: true}); err != nil {
+		t.Fatal(err)
+	}
+	if launches, _ := l.state(); len(launches) != 0 {
+		t.Fatalf("abort --now launched %v before switching", launches)
+	}
+	if got := blueURLs(f.c); len(got) != 1 {
+		t.Fatalf("blue has %v, want the one replica left", got)
+	}
+	if ev := f.lastEvent("rollback"); !strings.Contains(ev.Reason, "at once (--now)") {
+		t.Fatalf("rollback event %q", ev.Reason)
+	}
+}
