@@ -20,8 +20,14 @@ type Tracing struct {
 	// Protocol is "http" (OTLP/HTTP protobuf, the default) or "grpc".
 	Protocol string `yaml:"protocol"`
 	// SampleRatio is the share (0–1) of new traces sampled; a request that
-	// arrives with a traceparent follows its caller's decision. Nil: 1.
+	// arrives with a traceparent follows its caller's decision unless
+	// ParentBased is false. Nil: 1.
 	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ParentBased makes a request that arrives with a traceparent follow
+	// its caller's sampled flag. False: SampleRatio decides every request,
+	// so that clients cannot have their requests traced at will (the
+	// caller's trace id is still continued). Nil: true.
+	ParentBased *bool `yaml:"parent_based"`
 	// Insecure sends to a host:port endpoint without TLS. A URL's scheme
 	// decides by itself (http:// is plain text). Default false: TLS.
 	Insecure bool `yaml:"insecure"`
@@ -41,6 +47,9 @@ func (t *Tracing) Ratio() float64 {
 	}
 	return *t.SampleRatio
 }
+
+// FollowParent is ParentBased with its default: true when unset.
+func (t *Tracing) FollowParent() bool { return t.ParentBased == nil || *t.ParentBased }
 
 // applyTracingDefaults fills the tracing block's unset keys; a no-op
 // without one.

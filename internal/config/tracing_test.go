@@ -20,15 +20,15 @@ func TestTracingBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := c.Tracing; tr == nil || tr.Protocol != "http" || tr.Ratio() != 1 || tr.Headers["x-honeycomb-team"] != "k" {
+	if tr := c.Tracing; tr == nil || tr.Protocol != "http" || tr.Ratio() != 1 || !tr.FollowParent() || tr.Headers["x-honeycomb-team"] != "k" {
 		t.Errorf("defaults: %+v", c.Tracing)
 	}
-	c, err = config.Parse([]byte(minimal + "tracing: {endpoint: otel:4317, protocol: grpc, sample_ratio: 0, insecure: true}\n"))
+	c, err = config.Parse([]byte(minimal + "tracing: {endpoint: otel:4317, protocol: grpc, sample_ratio: 0, insecure: true, parent_based: false}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Tracing.Ratio() != 0 {
-		t.Errorf("sample_ratio 0 read as %v", c.Tracing.Ratio())
+	if c.Tracing.Ratio() != 0 || c.Tracing.FollowParent() {
+		t.Errorf("sample_ratio 0, parent_based false read as %v, %v", c.Tracing.Ratio(), c.Tracing.FollowParent())
 	}
 }
 

@@ -30,13 +30,13 @@ func (g *Gateway) setupTracing(ctx context.Context, cfg *config.Config, given *t
 	if t == nil {
 		return nil
 	}
-	p, err := tracing.New(ctx, tracing.Config{Endpoint: t.Endpoint, Protocol: t.Protocol, SampleRatio: t.Ratio(),
+	p, err := tracing.New(ctx, tracing.Config{Endpoint: t.Endpoint, Protocol: t.Protocol, SampleRatio: t.Ratio(), IgnoreParent: !t.FollowParent(),
 		Insecure: t.Insecure, Headers: t.Headers, Instance: fleetName(cfg), Logger: g.log})
 	if err != nil {
 		return err
 	}
 	g.tracer, g.ownTracer = p, true
-	g.log.Info("tracing on", "endpoint", t.Endpoint, "protocol", t.Protocol, "sample_ratio", t.Ratio())
+	g.log.Info("tracing on", "endpoint", t.Endpoint, "protocol", t.Protocol, "sample_ratio", t.Ratio(), "parent_based", t.FollowParent())
 	return nil
 }
 

@@ -33,8 +33,13 @@ type Config struct {
 	// Protocol is "http" (the default when empty) or "grpc".
 	Protocol string
 	// SampleRatio is the share (0–1) of new traces sampled; a request with
-	// a traceparent follows its caller's sampling decision.
+	// a traceparent follows its caller's sampling decision unless
+	// IgnoreParent.
 	SampleRatio float64
+	// IgnoreParent makes SampleRatio decide requests that arrive with a
+	// traceparent too (by their trace id, as every gateway does alike);
+	// the caller's sampled flag is then ignored. False: parent-based.
+	IgnoreParent bool
 	// Insecure sends to a host:port endpoint without TLS.
 	Insecure bool
 	// Headers are sent with every export.
@@ -100,10 +105,19 @@ func newProvider(sp sdktrace.SpanProcessor, cfg Config) *Provider {
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithRawSpanLimits(limits),
 		sdktrace.WithSpanProcessor(sp),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
+		sdktrace.WithSampler(sampler(cfg)),
 		sdktrace.WithResource(resource.NewSchemaless(attrs...)),
 	)
 	return &Provider{tp: tp, tracer: tp.Tracer(tracerName)}
+}
+
+// sampler decides which traces are recorded (see Config.IgnoreParent).
+func sampler(cfg Config) sdktrace.Sampler {
+	ratio := sdktrace.TraceIDRatioBased(cfg.SampleRatio)
+	if cfg.IgnoreParent {
+		return ratio
+	}
+	return sdktrace.ParentBased(ratio)
 }
 
 // newExporter builds the OTLP exporter for cfg.Protocol.

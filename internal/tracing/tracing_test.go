@@ -154,6 +154,33 @@ func TestSampleRatioZero(t *testing.T) {
 	}
 }
 
+// TestIgnoreParent: with IgnoreParent (tracing.parent_based false) a
+// client's sampled flag does not force its request to be traced: the
+// ratio decides, the caller's trace is still continued.
+func TestIgnoreParent(t *testing.T) {
+	const caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, tc := range []struct {
+		ratio float64
+		flag  string
+		spans int
+	}{
+		{0, "-00", 0},
+		{1, "-01", 1},
+	} {
+		rec := tracetest.NewSpanRecorder()
+		p := NewWithProcessor(rec, Config{SampleRatio: tc.ratio, IgnoreParent: true})
+		s := p.StartRequest(testStart(caller))
+		tp, _ := s.Propagation()
+		s.End(&proxy.Observation{Status: 200}, proxy.SpanAnswer{})
+		if !strings.HasPrefix(tp, "00-0af7651916cd43dd8448eb211c80319c-") || !strings.HasSuffix(tp, tc.flag) {
+			t.Errorf("ratio %v: propagated %q, want the caller's trace with flag %s", tc.ratio, tp, tc.flag)
+		}
+		if n := len(rec.Ended()); n != tc.spans {
+			t.Errorf("ratio %v: %d spans recorded, want %d", tc.ratio, n, tc.spans)
+		}
+	}
+}
+
 func testStart(traceparent string) *proxy.SpanStart {
 	return &proxy.SpanStart{Start: time.Now(), Method: "POST", Path: "/v1/chat/completions", Pool: "blue", Traceparent: traceparent}
 }
