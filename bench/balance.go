@@ -549,10 +549,14 @@ type engineCounters struct {
 	queueCount    float64 // vllm:request_queue_time_seconds_count
 }
 
-// readEngineCounters reads and sums the replicas' engineCounters.
+// readEngineCounters reads and sums the replicas' engineCounters. It waits
+// for each answer as long as the replica's connection stands and ctx (the
+// run's) lasts, with no timeout of its own: on a loaded machine a
+// simulated replica's /metrics took over 5 s and failed the run, while a
+// replica that died still fails it at once (its connection breaks).
 func readEngineCounters(ctx context.Context, reps []string) (engineCounters, error) {
 	var ec engineCounters
-	c := &http.Client{Timeout: 5 * time.Second}
+	c := &http.Client{}
 	for _, r := range reps {
 		b, err := fetch(ctx, c, http.MethodGet, "http://"+r+"/metrics", "")
 		if err != nil {

@@ -387,3 +387,51 @@ func TestEngineCounters(t *testing.T) {
 		t.Errorf("got %+v, want %+v", ec, want)
 	}
 }
+
+// TestEngineCountersWaitForASlowReplica: a replica whose /metrics answers
+// late (a loaded machine) is waited for, not failed after a fixed 5 s (a
+// regression: TestSmoke failed at load 10–13); one whose connection
+// breaks, or a run that ends, fails the read at once.
+func TestEngineCountersWaitForASlowReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 6 s for a slow replica: skipped with -short")
+	}
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "vllm:prefix_cache_queries_total 10\n")
+	}))
+	defer slow.Close()
+	// The stimulus, not a synchronisation: the answer comes after the
+	// 5 s the read once allowed.
+	timer := time.AfterFunc(6*time.Second, func() { close(release) })
+	defer timer.Stop()
+	ec, err := readEngineCounters(context.Background(), []string{strings.TrimPrefix(slow.URL, "http://")})
+	if err != nil || ec.queries != 10 {
+		t.Fatalf("slow replica: %+v, %v; want its counters", ec, err)
+	}
+
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			_ = c.Close() // the process died mid-request
+		}
+	}))
+	defer dead.Close()
+	if _, err := readEngineCounters(context.Background(), []string{strings.TrimPrefix(dead.URL, "http://")}); err == nil {
+		t.Fatal("a replica that broke its connection: no error")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cancel() // the run ends while the replica holds the request
+		<-r.Context().Done()
+	}))
+	defer stuck.Close()
+	if _, err := readEngineCounters(ctx, []string{strings.TrimPrefix(stuck.URL, "http://")}); err == nil {
+		t.Fatal("a run that ended: no error")
+	}
+}
