@@ -124,8 +124,19 @@ func (v *fakeValidator) Stop() {
 func (v *fakeValidator) Evaluate() ([]api.Gate, validation.Stats) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return []api.Gate{{Name: "error_rate", Value: 0.01, Threshold: 0.02, Op: "<=", Samples: 50, MinSamples: 20, Verdict: v.verdict}}, validation.Stats{Samples: 50}
+	g := api.Gate{Name: "error_rate", Value: 0.01, Threshold: 0.02, Op: "<=", Samples: 50, MinSamples: 20, Verdict: v.verdict}
+	switch v.verdict {
+	case validation.Inconclusive:
+		g.Samples = 5 // short of its samples
+	case verdictHanging:
+		g.Verdict, g.Detail = validation.Inconclusive, "0 errors in 50 candidate answers, and 1 shadow copies unanswered for over 1.5s"
+	}
+	return []api.Gate{g}, validation.Stats{Samples: 50}
 }
+
+// verdictHanging makes the fake's gate inconclusive with its samples, as
+// a copy left hanging makes error_rate.
+const verdictHanging = "hanging"
 
 func (v *fakeValidator) stopped() int {
 	v.mu.Lock()
@@ -586,6 +597,9 @@ func TestValidationFails(t *testing.T) {
 	}{
 		{validation.Fail, 5 * time.Second, "validation failed: gate error_rate"},
 		{validation.Inconclusive, 11 * time.Minute, "not enough samples"},
+		// With its samples but a copy hanging: the reason says so, not
+		// "not enough samples".
+		{verdictHanging, 11 * time.Minute, "undecided: error_rate: 0 errors in 50 candidate answers, and 1 shadow copies unanswered"},
 	} {
 		t.Run(tc.verdict, func(t *testing.T) {
 			f := newFx(t, nil)

@@ -154,18 +154,23 @@ func (c *Controller) reconcileValidating(ctx context.Context, d *Deployment, poo
 		})
 	case atDeadline:
 		c.stopWindow()
-		var short, failing []string
+		var short, undecided, failing []string
 		for _, g := range gates {
-			switch g.Verdict {
-			case validation.Inconclusive:
+			switch {
+			case g.Verdict == validation.Inconclusive && g.Samples >= g.MinSamples && g.Samples > 0:
+				undecided = append(undecided, g.Name+": "+g.Detail) // copies left hanging
+			case g.Verdict == validation.Inconclusive:
 				short = append(short, fmt.Sprintf("%s %d/%d", g.Name, g.Samples, g.MinSamples))
-			case validation.Fail:
+			case g.Verdict == validation.Fail:
 				failing = append(failing, describeGate(&g))
 			}
 		}
 		reason := fmt.Sprintf("validation deadline %s passed", c.opts.Validation.Deadline)
 		if len(short) > 0 {
 			reason += ": not enough samples (" + strings.Join(short, ", ") + ")"
+		}
+		if len(undecided) > 0 {
+			reason += ": undecided: " + strings.Join(undecided, "; ")
 		}
 		if len(failing) > 0 {
 			reason += ": failing " + strings.Join(failing, "; ")
