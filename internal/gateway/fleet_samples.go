@@ -26,6 +26,9 @@ func (g *Gateway) joinSamples() {
 	rec := &validation.Recorder{Adjust: v.Adjust}
 	if g.mirror != nil {
 		rec.Mirror = g.mirrorWindow(v)
+		// Copies left hanging count on the leader, its own and the
+		// others' (published with their samples).
+		rec.Unanswered, v.Unanswered = g.mirror.Unanswered, g.mirror.Unanswered
 	}
 	g.observers = append(g.observers, rec)
 	g.fleet.samples = fleet.NewSamples(fleet.SamplesOptions{

@@ -36,6 +36,11 @@ type Recorder struct {
 	// with a nil sink (stop mirroring). Set it before the first
 	// SetWindow; nil: this gateway takes no shadow copies.
 	Mirror func(w Window, sink func(shadow.Pair))
+	// Unanswered, when set, returns how long each of this gateway's
+	// shadow copies in flight has waited (shadow.Mirror.Unanswered); a
+	// window with shadow copies publishes them. Set it before the first
+	// SetWindow.
+	Unanswered func() []time.Duration
 
 	mu  sync.Mutex // guards the fields below
 	win Window
@@ -96,6 +101,12 @@ func (r *Recorder) Snapshot() (Window, Aggregate) {
 	a := Aggregate{Shadow: run.shadows, Pairs: run.pairs, Mismatches: run.mismatches}
 	run.mu.Unlock()
 	a.Candidate, a.Live = encode(cand), encode(base)
+	if w.Shadow && r.Unanswered != nil {
+		now := time.Now()
+		for _, age := range r.Unanswered() {
+			a.Unanswered = append(a.Unanswered, now.Add(-age).UnixMilli())
+		}
+	}
 	return w, a
 }
 
@@ -113,6 +124,10 @@ type Aggregate struct {
 	Shadow     int `json:"shadow,omitempty"`
 	Pairs      int `json:"pairs,omitempty"`
 	Mismatches int `json:"mismatches,omitempty"`
+	// Unanswered holds when (Unix ms) each of the gateway's shadow copies
+	// still in flight at the snapshot was sent: the leader counts those
+	// left hanging (see Inputs.Unanswered). Up to a publishing period old.
+	Unanswered []int64 `json:"unanswered,omitempty"`
 }
 
 // Len is the number of samples in a.
@@ -157,6 +172,9 @@ func (r *Run) inputsWith(extra []Aggregate) Inputs {
 		base = append(base, decode(a.Live)...)
 		in.Pairs += a.Pairs
 		in.Mismatches += a.Mismatches
+		for _, ms := range a.Unanswered {
+			in.Unanswered = append(in.Unanswered, time.Since(time.UnixMilli(ms)))
+		}
 	}
 	r.summariseInto(&in, cand, base)
 	return in

@@ -120,3 +120,44 @@ func TestRecorderMirrorsShadowAndLeaderMergesPairs(t *testing.T) {
 		t.Fatalf("a canary window took %d shadow pairs, want none", in.Pairs)
 	}
 }
+
+// TestFleetCountsHangingCopies: in a fleet, a follower publishes when its
+// shadow copies still in flight were sent, and the leader counts those
+// left hanging, with its own (Validator.Unanswered), as a single gateway
+// does (a regression: a fleet passed a candidate that had stopped
+// answering until shadow.timeout).
+func TestFleetCountsHangingCopies(t *testing.T) {
+	rec := &Recorder{Unanswered: func() []time.Duration { return []time.Duration{time.Minute, time.Millisecond} }}
+	rec.SetWindow(Window{Key: "d-1/validating", Live: "blue", Candidate: "green", Shadow: true})
+	rec.Observe(&proxy.Observation{Pool: "blue", Status: 200, Duration: 100 * time.Millisecond})
+	_, agg := rec.Snapshot()
+	if len(agg.Unanswered) != 2 {
+		t.Fatalf("published %v, want the 2 copies in flight", agg.Unanswered)
+	}
+	g := Gates{ErrorRate: GateConfig{Enabled: true, Threshold: 0.5, MinSamples: 1}, LatencyRatio: GateConfig{Threshold: 1.5}}
+	for _, tt := range []struct {
+		name    string
+		own     []time.Duration
+		remote  []Aggregate
+		verdict string
+	}{
+		{"none hanging", nil, []Aggregate{{Live: agg.Live}}, Pass},
+		{"a follower's copy hanging", nil, []Aggregate{agg}, Inconclusive}, // 1 of 3 over 150 ms
+		{"the leader's and a follower's", []time.Duration{time.Minute, time.Minute}, []Aggregate{agg}, Fail}, // 3 of 5
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := NewValidator(g, nil, nil)
+			v.Remote = func(time.Time) []Aggregate { return tt.remote }
+			v.Unanswered = func() []time.Duration { return tt.own }
+			v.Start(context.Background(), "blue", &pool.Pool{Name: "green"})
+			defer v.Stop()
+			for range 2 {
+				v.AddPair(shadow.Pair{Live: proxy.Observation{Pool: "blue", Status: 200}, Shadow: shadow.Result{Status: 200, Duration: 90 * time.Millisecond}})
+			}
+			gates, _ := v.Evaluate()
+			if len(gates) != 1 || gates[0].Verdict != tt.verdict {
+				t.Fatalf("gates %+v: want error_rate %s", gates, tt.verdict)
+			}
+		})
+	}
+}

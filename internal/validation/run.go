@@ -172,7 +172,12 @@ type Validator struct {
 	// them before the gates). Set it before the first Start; nil: this
 	// gateway's samples only.
 	Remote func(since time.Time) []Aggregate
-	began  atomic.Int64 // Unix ns of the last Stop, which every Start begins with
+	// Unanswered, when set, returns how long each of this gateway's shadow
+	// copies still in flight has waited (shadow.Mirror.Unanswered): in a
+	// fleet, where the recorder drives the mirror, the leader's own. Set
+	// it before the first Start; nil: the mirror's given to NewValidator.
+	Unanswered func() []time.Duration
+	began      atomic.Int64 // Unix ns of the last Stop, which every Start begins with
 
 	mu     sync.Mutex // guards cancel
 	cancel context.CancelFunc
@@ -282,8 +287,15 @@ func (v *Validator) Evaluate() ([]api.Gate, Stats) {
 		in.SyntheticExpected = max(1, in.SyntheticRun+1)
 	}
 	g := *v.gates.Load()
-	if v.mirror != nil && r.baseline == nil && !r.realOnly {
-		in.Unanswered = v.mirror.Unanswered()
+	if r.baseline == nil && !r.realOnly {
+		switch {
+		case v.Unanswered != nil:
+			in.Unanswered = append(in.Unanswered, v.Unanswered()...)
+		case v.mirror != nil:
+			in.Unanswered = append(in.Unanswered, v.mirror.Unanswered()...)
+		}
+	} else {
+		in.Unanswered = nil // no shadow copies judged in this window
 	}
 	if r.baseline != nil || r.realOnly {
 		// After the promotion (and in a canary) there is no shadow or
