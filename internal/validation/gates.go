@@ -168,7 +168,8 @@ func Evaluate(g Gates, in Inputs) []api.Gate {
 	// A copy the candidate has left unanswered longer than a p95 may take
 	// counts as an error until it is answered, and while one does the
 	// error rate does not pass: a candidate that stopped answering is not
-	// passed on the answers it gave before (they come at shadow.timeout).
+	// passed on the answers it gave before (its hanging copies would
+	// count only at shadow.timeout).
 	hanging := 0
 	if bound := hangBound(g, b); bound > 0 {
 		for _, a := range in.Unanswered {
