@@ -142,7 +142,7 @@ func TestFleetCountsHangingCopies(t *testing.T) {
 		verdict string
 	}{
 		{"none hanging", nil, []Aggregate{{Live: agg.Live}}, Pass},
-		{"a follower's copy hanging", nil, []Aggregate{agg}, Inconclusive}, // 1 of 3 over 150 ms
+		{"a follower's copy hanging", nil, []Aggregate{agg}, Inconclusive},                                   // 1 of 3 over 150 ms
 		{"the leader's and a follower's", []time.Duration{time.Minute, time.Minute}, []Aggregate{agg}, Fail}, // 3 of 5
 	} {
 		t.Run(tt.name, func(t *testing.T) {
