@@ -271,18 +271,12 @@ func checkVerify(add addFunc, raw string, timeout Duration, listen, lb string) {
 	}
 }
 
+// sameAddr reports whether u reaches the listener on listen, compared as
+// listeners are (listenClash).
 func sameAddr(u *url.URL, listen string) bool {
-	lh, lp, err := net.SplitHostPort(listen)
-	if err != nil || lp == "0" {
-		return false
-	}
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	if port != lp {
-		return false
-	}
-	h := u.Hostname()
-	return h == lh || (h == "localhost" && lh == "127.0.0.1") || lh == "" || lh == "0.0.0.0" || lh == "::"
+	return listenClash(net.JoinHostPort(u.Hostname(), port), listen)
 }

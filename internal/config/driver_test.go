@@ -102,6 +102,9 @@ func TestDriverErrors(t *testing.T) {
 			"nginx.verify_url", []string{"not an http(s) URL"}},
 		{"verify url is cutover's listener", strings.Replace(nginxMinimal, "http://127.0.0.1:8000/health", "http://localhost:8080/health", 1),
 			"nginx.verify_url", []string{"cutover's own traffic listener"}},
+		// Compared as listeners are: localhost is 127.0.0.1 both ways.
+		{"verify url is cutover's listener written another way", nginxMinimal + "listen: localhost:8000\n",
+			"nginx.verify_url", []string{"cutover's own traffic listener"}},
 		{"zero verify timeout", nginxMinimal + "  verify_timeout: 0s\n", "nginx.verify_timeout", []string{"positive"}},
 		{"no admin socket", strings.Replace(haproxyMinimal, "  admin_socket: /run/haproxy/admin.sock\n", "", 1),
 			"haproxy.admin_socket", []string{"must be set", "level admin"}},
