@@ -52,6 +52,7 @@ type srvConn struct {
 
 	// The looks at the client while an exchange waits (see startWatch).
 	watching bool
+	probing  bool                   // TCP keep-alive probes are on (see keepAliveOn)
 	gone     atomic.Bool            // the client hung up
 	cur      atomic.Pointer[upConn] // the replica connection to stop then
 	pending  int                    // a byte the watcher read, or -1
@@ -637,6 +638,10 @@ const watchAfter = 500 * time.Millisecond
 // expired deadline. Pipelined bytes (buffered, or in the socket) make
 // further looks pointless: the client is there.
 func (sc *srvConn) startWatch() {
+	if !sc.probing {
+		sc.probing = true
+		keepAliveOn(sc.c)
+	}
 	if sc.watching {
 		return
 	}
@@ -652,6 +657,24 @@ func (sc *srvConn) startWatch() {
 		sc.gone.Store(true)
 	}
 	sc.releaseBuffers()
+}
+
+// keepAliveOn turns TCP keep-alive probes on for client connection c
+// (through TLS), with Go's default timing (the first probe after 15 s of
+// silence). The traffic listener accepts connections without them: four
+// system calls per connection that only a long wait can use. A peer whose
+// host vanished sends no FIN and no reset, and only probes find it gone
+// while the gateway waits on it: an exchange that waits long on its
+// replica (startWatch), or a connection net/http serves. An idle
+// kept-alive connection is closed at Server.IdleTimeout (2 minutes), before
+// probes at the default timing could tell (15 s + 9 × 15 s).
+func keepAliveOn(c net.Conn) {
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = u.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+	}
 }
 
 // releaseBuffers gives the client reader and the replica writer of an

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestServerKeepAliveOnLongWait: on a listener that accepts connections
+// without TCP keep-alive (the gateway's), a client connection gets its
+// probes once an exchange waits long on the replica (a host that vanished
+// mid-wait is found gone), and never for quick requests: four system
+// calls per connection fewer.
+func TestServerKeepAliveOnLongWait(t *testing.T) {
+	backend, unblock := newGatedStream(t, echoHandler)
+	srv := &Server{Handler: newHandler(t, Options{Transport: &Upstream{}}, "", backend.URL), ReadHeaderTimeout: 2 * time.Second}
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	// keepAlive reads SO_KEEPALIVE of the gateway's side of the one
+	// client connection.
+	keepAlive := func() int {
+		t.Helper()
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		if len(srv.conns) != 1 {
+			t.Fatalf("%d client connections, want 1", len(srv.conns))
+		}
+		v := -1
+		for sc := range srv.conns {
+			raw, err := sc.c.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = raw.Control(func(fd uintptr) {
+				v, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return v
+	}
+	c, br := dialRaw(t, ln.Addr().String())
+	writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{"model":"llama"}`))
+	if resp, _ := readResp(t, br, "POST"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if v := keepAlive(); v != 0 {
+		t.Fatalf("SO_KEEPALIVE %d after a quick request, want 0", v)
+	}
+	writeRaw(t, c, rawRequest("POST", "/v1/stream", nil, `{"model":"llama","stream":true}`))
+	if head := peekHead(t, br); !strings.HasPrefix(head, "HTTP/1.1 200") {
+		t.Fatalf("head %q", head)
+	}
+	// The stream waits on its replica: past watchAfter it looks at the
+	// client, and turns the probes on.
+	for i := 0; keepAlive() != 1; i++ {
+		if i == 400 {
+			t.Fatalf("SO_KEEPALIVE still off %v into a stream's wait", 400*10*time.Millisecond)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	unblock()
+}
