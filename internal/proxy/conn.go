@@ -642,6 +642,9 @@ func (sc *srvConn) startWatch() {
 		sc.probing = true
 		keepAliveOn(sc.c)
 	}
+	if pc := sc.cur.Load(); pc != nil {
+		pc.probe()
+	}
 	if sc.watching {
 		return
 	}

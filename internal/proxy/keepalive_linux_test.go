@@ -10,10 +10,11 @@ import (
 )
 
 // TestServerKeepAliveOnLongWait: on a listener that accepts connections
-// without TCP keep-alive (the gateway's), a client connection gets its
-// probes once an exchange waits long on the replica (a host that vanished
-// mid-wait is found gone), and never for quick requests: four system
-// calls per connection fewer.
+// without TCP keep-alive (the gateway's), a client connection and its
+// replica connection (dialled without) get their probes once an exchange
+// waits long on the replica (a host that vanished mid-wait is found
+// gone), and never for quick requests: four system calls per connection
+// fewer, accepted or dialled.
 func TestServerKeepAliveOnLongWait(t *testing.T) {
 	backend, unblock := newGatedStream(t, echoHandler)
 	srv := &Server{Handler: newHandler(t, Options{Transport: &Upstream{}}, "", backend.URL), ReadHeaderTimeout: 2 * time.Second}
@@ -24,47 +25,71 @@ func TestServerKeepAliveOnLongWait(t *testing.T) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
+	soKeepAlive := func(c net.Conn) int {
+		t.Helper()
+		raw, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := -1
+		_ = raw.Control(func(fd uintptr) {
+			v, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 	// keepAlive reads SO_KEEPALIVE of the gateway's side of the one
-	// client connection.
-	keepAlive := func() int {
+	// client connection, and of the replica connection its exchange
+	// holds (-1: none).
+	keepAlive := func() (client, replica int) {
 		t.Helper()
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
 		if len(srv.conns) != 1 {
 			t.Fatalf("%d client connections, want 1", len(srv.conns))
 		}
-		v := -1
+		client, replica = -1, -1
 		for sc := range srv.conns {
-			raw, err := sc.c.(*net.TCPConn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = raw.Control(func(fd uintptr) {
-				v, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
-			})
-			if err != nil {
-				t.Fatal(err)
+			client = soKeepAlive(sc.c)
+			if pc := sc.cur.Load(); pc != nil {
+				replica = soKeepAlive(pc.c)
 			}
 		}
-		return v
+		return client, replica
 	}
 	c, br := dialRaw(t, ln.Addr().String())
 	writeRaw(t, c, rawRequest("POST", "/v1/chat/completions", nil, `{"model":"llama"}`))
 	if resp, _ := readResp(t, br, "POST"); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if v := keepAlive(); v != 0 {
+	if v, _ := keepAlive(); v != 0 {
 		t.Fatalf("SO_KEEPALIVE %d after a quick request, want 0", v)
 	}
+	u := srv.Handler.up
+	u.mu.Lock()
+	for _, ic := range u.idle {
+		for _, pc := range ic.list {
+			if v := soKeepAlive(pc.c); v != 0 {
+				t.Errorf("SO_KEEPALIVE %d on a pooled replica connection, want 0", v)
+			}
+		}
+	}
+	u.mu.Unlock()
 	writeRaw(t, c, rawRequest("POST", "/v1/stream", nil, `{"model":"llama","stream":true}`))
 	if head := peekHead(t, br); !strings.HasPrefix(head, "HTTP/1.1 200") {
 		t.Fatalf("head %q", head)
 	}
 	// The stream waits on its replica: past watchAfter it looks at the
 	// client, and turns the probes on.
-	for i := 0; keepAlive() != 1; i++ {
+	for i := 0; ; i++ {
+		client, replica := keepAlive()
+		if client == 1 && replica == 1 {
+			break
+		}
 		if i == 400 {
-			t.Fatalf("SO_KEEPALIVE still off %v into a stream's wait", 400*10*time.Millisecond)
+			t.Fatalf("SO_KEEPALIVE %d (client), %d (replica) %v into a stream's wait, want 1", client, replica, 400*10*time.Millisecond)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
