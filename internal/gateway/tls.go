@@ -89,9 +89,10 @@ func (s *tlsSetup) transport(responseHeaderTimeout time.Duration) *http.Transpor
 
 // listen binds addr, serving TLS with c when c is set. Accepted
 // connections come without TCP keep-alive probes (like nginx's, without
-// so_keepalive): four system calls fewer per connection. The traffic
-// listener's server turns them on for a connection that waits long (see
-// proxy.Server); the admin and preview listeners' connections are short.
+// so_keepalive): four system calls fewer per connection. The traffic and
+// preview listeners' proxy.Server turns them on for a connection that
+// waits long on a replica, or that net/http serves; the admin listener's
+// connections are short.
 func listen(addr string, c *tls.Config) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
