@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -94,4 +95,44 @@ func TestServerKeepAliveOnLongWait(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	unblock()
+}
+
+// TestUpstreamForwardKeepAlive: connections the net/http serving path
+// sends on (Forward, whose waits nothing watches) have keep-alive probes
+// on, dialled by it or not.
+func TestUpstreamForwardKeepAlive(t *testing.T) {
+	backend := newEchoBackend(t)
+	host := strings.TrimPrefix(backend.URL, "http://")
+	u := &Upstream{}
+	defer u.CloseIdleConnections()
+	// A connection the connection loop dialled (without probes), pooled.
+	pc, _, err := u.take(context.Background(), host, true, false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.put(pc, time.Now())
+	for range 2 { // reuses it, then again
+		resp, err := u.Forward(context.Background(), host, "GET", "/x", nil, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if n := len(u.idle[host].list); n != 1 {
+		t.Fatalf("%d idle connections, want the one reused", n)
+	}
+	raw, err := u.idle[host].list[0].c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := -1
+	_ = raw.Control(func(fd uintptr) {
+		v, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	})
+	if err != nil || v != 1 {
+		t.Errorf("SO_KEEPALIVE %d (%v) on a connection Forward used, want 1", v, err)
+	}
 }

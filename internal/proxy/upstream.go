@@ -246,7 +246,14 @@ func (u *Upstream) roundTrip(ctx context.Context, pc *upConn, req *http.Request,
 // them after a few seconds) are noticed and discarded here, before a
 // request is written on them.
 func (u *Upstream) get(ctx context.Context, host string, fresh bool) (*upConn, bool, error) {
-	return u.take(ctx, host, fresh, true, time.Now())
+	pc, reused, err := u.take(ctx, host, fresh, true, time.Now())
+	if err == nil {
+		// Forward's callers (the net/http serving path, copies) do not
+		// watch their waits: probes from the start, on a connection the
+		// loop dialled too.
+		pc.probe()
+	}
+	return pc, reused, err
 }
 
 // take is get; without peek, a reused connection is not looked at here:
@@ -290,11 +297,6 @@ func (u *Upstream) take(ctx context.Context, host string, fresh, peek bool, now 
 		return nil, false, err
 	}
 	pc := &upConn{c: c, host: host}
-	if peek {
-		// Forward's callers (the net/http serving path) do not watch
-		// their waits: probes from the start.
-		pc.probe()
-	}
 	pc.cr.r = c
 	pc.cr.sk.init(c)
 	// Small buffers: a connection is held by a stream for its whole life,
