@@ -31,6 +31,8 @@ type peeker struct {
 	wait  bool          // wait for the answer once out is written
 	stage sendStage     // how far the callback got
 	errno syscall.Errno // the write's error
+	// closed: the peek found the connection closed (not stray bytes).
+	closed bool
 }
 
 // sendStage is how far sendChecked's callback got.
@@ -57,21 +59,32 @@ func (p *peeker) rawConn(c net.Conn) (ok bool, err error) {
 	}
 	p.raw = raw
 	p.fn = func(fd uintptr) {
-		p.ok = peekNothing(fd, &p.buf)
+		p.ok = peekIdle(fd, &p.buf) == peerQuiet
 	}
 	p.send = p.sendStep
 	return true, nil
 }
 
-// peekNothing reports that the socket fd has nothing to read and is not
-// closed: a non-blocking peek finds nothing (EAGAIN). The peek cannot
-// block (MSG_DONTWAIT), so it goes to the kernel as a raw system call,
-// without the scheduler's bookkeeping for one that might.
-func peekNothing(fd uintptr, buf *[1]byte) bool {
-	_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
+// peekIdle tells what an idle socket fd holds: nothing, and it is not
+// closed (peerQuiet: a non-blocking peek finds nothing, EAGAIN), bytes
+// (peerSent), or the peer's end of file or a reset (peerGone). The peek
+// cannot block (MSG_DONTWAIT), so it goes to the kernel as a raw system
+// call, without the scheduler's bookkeeping for one that might.
+func peekIdle(fd uintptr, buf *[1]byte) peerState {
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
 		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	return errno == unix.EAGAIN
+	switch {
+	case errno == unix.EAGAIN:
+		return peerQuiet
+	case errno == 0 && n == 0, errno != 0 && errno != unix.EINTR:
+		return peerGone
+	}
+	return peerSent
 }
+
+// peerClosed reports that the last look at the connection (sendChecked's)
+// found it closed by the replica, not holding stray bytes.
+func (p *peeker) peerClosed() bool { return p.closed }
 
 func (p *peeker) alive(c net.Conn) bool {
 	if ok, err := p.rawConn(c); !ok {
@@ -111,7 +124,7 @@ func (p *peeker) sendChecked(c net.Conn, b []byte, wait bool) (n int, err error)
 		}
 		return 0, nil // the caller writes it all
 	}
-	p.out, p.n, p.wait, p.stage, p.errno = b, 0, wait, sendChecking, 0
+	p.out, p.n, p.wait, p.stage, p.errno, p.closed = b, 0, wait, sendChecking, 0, false
 	err = p.raw.Read(p.send)
 	n, p.out = p.n, nil
 	switch {
@@ -129,8 +142,8 @@ func (p *peeker) sendStep(fd uintptr) bool {
 	if p.stage != sendChecking {
 		return true // the poller saw the answer arrive
 	}
-	if !peekNothing(fd, &p.buf) {
-		p.stage = sendStale
+	if st := peekIdle(fd, &p.buf); st != peerQuiet {
+		p.stage, p.closed = sendStale, st == peerGone
 		return true
 	}
 	for p.n < len(p.out) {

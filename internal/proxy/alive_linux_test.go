@@ -19,17 +19,19 @@ import (
 // A connection holding stray bytes, or one the replica closed, gets
 // errStale and not one byte of the request (issue 16, fault 8); a clean
 // one gets the whole request, and with wait the call returns once the
-// answer can be read.
+// answer can be read. peerClosed tells a closed connection from one with
+// stray bytes (the idle ones older than a closed one are dropped).
 func TestSendCheckedLooksBeforeWriting(t *testing.T) {
 	const req = "GET /v1/x HTTP/1.1\r\nHost: r\r\n\r\n"
 	for _, tc := range []struct {
 		name  string
 		first func(c net.Conn) // what the replica does before the request
 		stale bool
+		gone  bool // peerClosed
 	}{
-		{"stray bytes", func(c net.Conn) { _, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!") }, true},
-		{"closed", func(c net.Conn) { _ = c.(*net.TCPConn).CloseWrite() }, true},
-		{"clean", func(net.Conn) {}, false},
+		{"stray bytes", func(c net.Conn) { _, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!") }, true, false},
+		{"closed", func(c net.Conn) { _ = c.(*net.TCPConn).CloseWrite() }, true, true},
+		{"clean", func(net.Conn) {}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := make(chan []byte, 1)
@@ -48,6 +50,9 @@ func TestSendCheckedLooksBeforeWriting(t *testing.T) {
 			}
 			var p peeker
 			n, err := p.sendChecked(c, []byte(req), true)
+			if p.peerClosed() != tc.gone {
+				t.Errorf("peerClosed %v, want %v", p.peerClosed(), tc.gone)
+			}
 			if tc.stale {
 				if !errors.Is(err, errStale) || n != 0 {
 					t.Fatalf("sendChecked: %d, %v; want 0, errStale", n, err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,7 @@ type srvConn struct {
 
 	// The looks at the client while an exchange waits (see startWatch).
 	watching bool
+	probing  bool                   // TCP keep-alive probes are on (see keepAliveOn)
 	gone     atomic.Bool            // the client hung up
 	cur      atomic.Pointer[upConn] // the replica connection to stop then
 	pending  int                    // a byte the watcher read, or -1
@@ -214,13 +216,52 @@ func (sc *srvConn) requestDone(keep bool) bool {
 	return keep && !sc.req.close && !sc.saidClose
 }
 
-// end closes the connection the loop served.
+// end closes the connection the loop served, and recycles sc.
 func (sc *srvConn) end() {
 	if sc.unread {
 		sc.lingerClose()
 	}
 	_ = sc.c.Close()
 	sc.s.forget(sc)
+	sc.recycle()
+}
+
+// srvConns are connection states whose connection ended, with the
+// buffers they grew (head, header fields, response heads, a small body):
+// a new connection takes one, so that accepting and serving a connection
+// leaves no garbage for the collector. A burst of new streams once
+// allocated about 6 KiB per connection (its reader, the state and the
+// buffers each first request grows), enough for a collection, with its
+// stop of the world and a mark worker on one of the processors, during
+// every few bursts of 200 streams.
+var srvConns = sync.Pool{New: func() any { return new(srvConn) }}
+
+// maxKeptFields is the most response header lines a recycled connection
+// state keeps room for.
+const maxKeptFields = 128
+
+// recycle gives the reader back and puts sc in srvConns, with its buffers
+// emptied (those grown beyond maxKeptBody are dropped). Only once nothing
+// refers to sc any more: the Server forgot it and its exchange ended. A
+// connection handed to net/http is never recycled.
+func (sc *srvConn) recycle() {
+	if sc.br != nil {
+		sc.br.Reset(nil)
+		clientReaders.Put(sc.br)
+	}
+	keep := func(b []byte) []byte {
+		if cap(b) > maxKeptBody {
+			return nil
+		}
+		return b[:0]
+	}
+	fields, ufields := sc.fields[:0], sc.resp.fields[:0]
+	if cap(ufields) > maxKeptFields {
+		ufields = nil // a replica's head has no bound on its lines but its size
+	}
+	*sc = srvConn{head: keep(sc.head), fields: fields, body: keep(sc.body), out: keep(sc.out),
+		uhead: keep(sc.uhead), resp: rawResp{fields: ufields}}
+	srvConns.Put(sc)
 }
 
 // serveParked goes on with a stream that parked at a long wait for its
@@ -597,6 +638,13 @@ const watchAfter = 500 * time.Millisecond
 // expired deadline. Pipelined bytes (buffered, or in the socket) make
 // further looks pointless: the client is there.
 func (sc *srvConn) startWatch() {
+	if !sc.probing {
+		sc.probing = true
+		keepAliveOn(sc.c)
+	}
+	if pc := sc.cur.Load(); pc != nil {
+		pc.probe()
+	}
 	if sc.watching {
 		return
 	}
@@ -612,6 +660,24 @@ func (sc *srvConn) startWatch() {
 		sc.gone.Store(true)
 	}
 	sc.releaseBuffers()
+}
+
+// keepAliveOn turns TCP keep-alive probes on for client connection c
+// (through TLS), with Go's default timing (the first probe after 15 s of
+// silence). The traffic listener accepts connections without them: four
+// system calls per connection that only a long wait can use. A peer whose
+// host vanished sends no FIN and no reset, and only probes find it gone
+// while the gateway waits on it: an exchange that waits long on its
+// replica (startWatch), or a connection net/http serves. An idle
+// kept-alive connection is closed at Server.IdleTimeout (2 minutes), before
+// probes at the default timing could tell (15 s + 9 × 15 s).
+func keepAliveOn(c net.Conn) {
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = u.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+	}
 }
 
 // releaseBuffers gives the client reader and the replica writer of an

@@ -15,6 +15,7 @@ import (
 // the loop already read. The connection stays counted in s.wg until
 // net/http closes it, so Shutdown waits for it like for its own.
 func (s *Server) handOff(c net.Conn, replay []byte, headDeadline time.Time) {
+	keepAliveOn(c) // net/http may wait on it long
 	rc := &replayConn{Conn: c, replay: replay, done: s.wg.Done, headDeadline: headDeadline}
 	s.mu.Lock()
 	if s.fallback == nil {

@@ -166,9 +166,13 @@ func (x *rawExchange) send(rep *pool.Replica) error {
 		if errors.Is(err, errStale) {
 			// A pooled connection the replica closed, or with bytes no
 			// request asked for: nothing was written. Take the next one
-			// (the same attempt), or fail on a new one.
+			// (the same attempt), or fail on a new one. Closed: so are
+			// those idle longer (see dropIdleSince).
 			x.closeConn()
 			if reused {
+				if pc.peek.peerClosed() {
+					u.dropIdleSince(host, pc.idleSince)
+				}
 				attempt--
 				continue
 			}

@@ -137,7 +137,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 func (s *Server) newConn(c net.Conn) *srvConn {
-	sc := &srvConn{s: s, c: c, h: s.Handler, pending: -1}
+	sc := srvConns.Get().(*srvConn)
+	sc.s, sc.c, sc.h, sc.pending = s, c, s.Handler, -1
 	// TCP_NODELAY: the net package sets it on every TCP connection.
 	sc.sk.init(c)
 	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
@@ -149,6 +150,7 @@ func (s *Server) newConn(c net.Conn) *srvConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown.Load() {
+		sc.recycle()
 		return nil
 	}
 	s.conns[sc] = struct{}{}
