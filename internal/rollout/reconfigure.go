@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/secret"
 )
 
 // hookSpecs are the hooks configured for event now.
@@ -37,6 +40,9 @@ func (c *Controller) SetHooks(hooks map[string][]hook.Spec) {
 // serves an unowned pool from its own configuration file.
 func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (owned []string, err error) {
 	next := maps.Clone(pools)
+	if err := c.liveStillServes(ctx, next); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	if err := poolsConflict(c.st, c.rev, next); err != nil {
 		c.mu.Unlock()
@@ -94,6 +100,56 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 	return owned, nil
 }
 
+// liveStillServes refuses configured pools that change the live pool (one
+// no deployment owns, with a healthy replica now) so that none of its
+// replicas answers a fresh check listing its model: applied, such a
+// reload (a typo in the model id, replicas not started yet) would answer
+// every request 503. A live pool with no healthy replica now is not held
+// to it: the change cannot make that worse, and may be the repair.
+func (c *Controller) liveStillServes(ctx context.Context, configured map[string]PoolSpec) error {
+	c.mu.Lock()
+	live, rev := c.st.Live, c.rev
+	_, owned := c.st.Pools[live]
+	cur := c.pools[live]
+	c.mu.Unlock()
+	spec, ok := configured[live]
+	if owned || !ok || cur == nil || c.opts.Prober == nil || len(spec.Replicas) == 0 ||
+		(cur.Model == spec.Model && sameURLs(cur, spec.Replicas)) || cur.HealthyCount() == 0 {
+		return nil // an empty live pool is poolsConflict's
+	}
+	auth := ""
+	if spec.APIKeyFile != "" {
+		if key, err := c.readKey(spec.APIKeyFile); err == nil {
+			auth = secret.Bearer(key)
+		}
+	}
+	var rs []*pool.Replica
+	var reasons []string
+	for _, raw := range spec.Replicas {
+		u, err := url.Parse(raw)
+		if err != nil {
+			reasons = append(reasons, fmt.Sprintf("%s: %v", raw, err))
+			continue
+		}
+		r := pool.NewReplica(u)
+		r.Authorization = auth
+		rs = append(rs, r)
+	}
+	for i, err := range c.probeAll(ctx, rs, spec.Model) {
+		if err == nil {
+			return nil
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %v", rs[i].Name, err))
+	}
+	key := "pools." + live + ".replicas"
+	if spec.Model != cur.Model {
+		key = "pools." + live + ".model"
+	}
+	return &PoolsConflictError{Key: key, Reason: fmt.Sprintf(
+		"%s is the live pool (revision %d) and none of its replicas would serve model %q (%s); nothing changed: fix the value, or make the other pool live first",
+		live, rev, spec.Model, strings.Join(reasons, "; "))}
+}
+
 // OwnKeyFile reports whether the deployment that set pool name named a
 // key file of its own (DeployRequest.APIKeyFile): then the pool's
 // configured api_key_file does not apply to it. False for a pool no
@@ -108,8 +164,9 @@ func (c *Controller) OwnKeyFile(name string) bool {
 // PoolsConflictError is configured pools that do not fit the state: the
 // live pool, which no deployment set, left without a replica (the
 // configuration's live names only the first start's pool, so its own
-// validation takes it for the standby), or a replica that a deployment
-// put in the other pool.
+// validation takes it for the standby) or, on a reload, changed so that
+// no replica of it passes a check while it has a healthy one now, or a
+// replica that a deployment put in the other pool.
 type PoolsConflictError struct {
 	// Key is the configuration key at fault, such as pools.green.replicas.
 	Key string

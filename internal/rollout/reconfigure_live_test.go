@@ -1,0 +1,66 @@
+package rollout
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSetPoolsKeepsTheLivePoolServing: a reload that changes the live
+// pool (no deployment owns it) so that none of its replicas passes a
+// check is refused naming the key, and the live pool keeps its model and
+// replicas. Regression: a typo in pools.blue.model while blue was live
+// was applied, every replica failed its next check and every request got
+// 503 no_healthy_replica.
+func TestSetPoolsKeepsTheLivePoolServing(t *testing.T) {
+	const live, spare = "http://127.0.0.1:1", "http://127.0.0.1:7"
+	for _, tc := range []struct {
+		name      string
+		blue      PoolSpec
+		fail      []string // replicas whose checks fail
+		liveDown  bool     // blue has no healthy replica before the reload
+		wantKey   string   // "": applied
+		wantModel string
+	}{
+		{name: "model typo", blue: PoolSpec{Model: "m1-typo", Replicas: []string{live}}, fail: []string{live},
+			wantKey: "pools.blue.model", wantModel: "m1"},
+		{name: "replicas not up", blue: PoolSpec{Model: "m1", Replicas: []string{spare}}, fail: []string{spare},
+			wantKey: "pools.blue.replicas", wantModel: "m1"},
+		{name: "one replica serves", blue: PoolSpec{Model: "m1-new", Replicas: []string{live, spare}}, fail: []string{live},
+			wantModel: "m1-new"},
+		{name: "live pool already down", blue: PoolSpec{Model: "m1", Replicas: []string{spare}}, fail: []string{spare}, liveDown: true,
+			wantModel: "m1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFx(t, nil)
+			if tc.liveDown {
+				f.c.Pool("blue").Replicas[0].SetInitial(time.Now(), errors.New("connection refused"))
+			}
+			for _, r := range tc.fail {
+				f.prober.set(r, errors.New("model not listed"))
+			}
+			before := f.c.Pool("blue")
+			_, err := f.c.SetPools(f.ctx, map[string]PoolSpec{
+				"blue":  tc.blue,
+				"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+			})
+			if tc.wantKey == "" {
+				if err != nil {
+					t.Fatalf("SetPools: %v, want it applied", err)
+				}
+				if got := f.c.Pool("blue"); got.Model != tc.blue.Model || len(got.Replicas) != len(tc.blue.Replicas) {
+					t.Fatalf("blue after the reload: model %s, %d replicas, want %s, %d", got.Model, len(got.Replicas), tc.blue.Model, len(tc.blue.Replicas))
+				}
+				return
+			}
+			var pc *PoolsConflictError
+			if !errors.As(err, &pc) || pc.Key != tc.wantKey || !strings.Contains(pc.Reason, "live pool") || !strings.Contains(pc.Reason, "model not listed") {
+				t.Fatalf("SetPools: %v, want a PoolsConflictError on %s naming the failed checks", err, tc.wantKey)
+			}
+			if got := f.c.Pool("blue"); got != before || got.Model != tc.wantModel {
+				t.Fatalf("blue after a refused reload: %+v, want the pool it had", got)
+			}
+		})
+	}
+}
