@@ -101,10 +101,11 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 }
 
 // liveStillServes refuses configured pools that change the live pool (one
-// no deployment owns, with a healthy replica now) so that none of its
-// replicas answers a fresh check listing its model: applied, such a
-// reload (a typo in the model id, replicas not started yet) would answer
-// every request 503. A live pool with no healthy replica now is not held
+// no deployment owns, with a healthy replica now: its model, replicas or
+// key) so that none of its replicas answers a fresh check listing its
+// model: applied, such a reload (a typo in the model id, replicas not
+// started yet, a key the replicas do not take) would answer every request
+// 503. A live pool with no healthy replica now is not held
 // to it: the change cannot make that worse, and may be the repair.
 func (c *Controller) liveStillServes(ctx context.Context, configured map[string]PoolSpec) error {
 	c.mu.Lock()
@@ -113,8 +114,7 @@ func (c *Controller) liveStillServes(ctx context.Context, configured map[string]
 	cur := c.pools[live]
 	c.mu.Unlock()
 	spec, ok := configured[live]
-	if owned || !ok || cur == nil || c.opts.Prober == nil || len(spec.Replicas) == 0 ||
-		(cur.Model == spec.Model && sameURLs(cur, spec.Replicas)) || cur.HealthyCount() == 0 {
+	if owned || !ok || cur == nil || c.opts.Prober == nil || len(spec.Replicas) == 0 || cur.HealthyCount() == 0 {
 		return nil // an empty live pool is poolsConflict's
 	}
 	auth := ""
@@ -122,6 +122,9 @@ func (c *Controller) liveStillServes(ctx context.Context, configured map[string]
 		if key, err := c.readKey(spec.APIKeyFile); err == nil {
 			auth = secret.Bearer(key)
 		}
+	}
+	if cur.Model == spec.Model && sameURLs(cur, spec.Replicas) && sameAuth(cur, auth) {
+		return nil
 	}
 	var rs []*pool.Replica
 	var reasons []string
@@ -142,8 +145,11 @@ func (c *Controller) liveStillServes(ctx context.Context, configured map[string]
 		reasons = append(reasons, fmt.Sprintf("%s: %v", rs[i].Name, err))
 	}
 	key := "pools." + live + ".replicas"
-	if spec.Model != cur.Model {
+	switch {
+	case spec.Model != cur.Model:
 		key = "pools." + live + ".model"
+	case sameURLs(cur, spec.Replicas):
+		key = "pools." + live + ".api_key_file"
 	}
 	return &PoolsConflictError{Key: key, Reason: fmt.Sprintf(
 		"%s is the live pool (revision %d) and none of its replicas would serve model %q (%s); nothing changed: fix the value, or make the other pool live first",

@@ -1,10 +1,13 @@
 package rollout
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/pool"
 )
 
 // TestSetPoolsKeepsTheLivePoolServing: a reload that changes the live
@@ -62,5 +65,43 @@ func TestSetPoolsKeepsTheLivePoolServing(t *testing.T) {
 				t.Fatalf("blue after a refused reload: %+v, want the pool it had", got)
 			}
 		})
+	}
+}
+
+// keyProber passes a replica only with the key good.
+type keyProber struct{}
+
+func (keyProber) Probe(_ context.Context, r *pool.Replica, _ string) error {
+	if r.Authorization != "Bearer good" {
+		return errors.New("status 401")
+	}
+	return nil
+}
+
+// TestSetPoolsKeepsTheLiveKey: a reload that gives the live pool a key
+// file whose key its replicas refuse is refused naming
+// pools.<pool>.api_key_file; the right key is applied.
+func TestSetPoolsKeepsTheLiveKey(t *testing.T) {
+	keys := map[string]string{"/good": "good", "/bad": "bad"}
+	f := newFx(t, func(o *Options) {
+		o.Prober = keyProber{}
+		o.ReadKey = func(file string) (string, error) { return keys[file], nil }
+		o.Pools = map[string]PoolSpec{
+			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}, APIKeyFile: "/good"},
+			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+		}
+	})
+	green := PoolSpec{Model: "m2", Replicas: []string{"http://127.0.0.1:2"}}
+	_, err := f.c.SetPools(f.ctx, map[string]PoolSpec{"blue": {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}, APIKeyFile: "/bad"}, "green": green})
+	var pc *PoolsConflictError
+	if !errors.As(err, &pc) || pc.Key != "pools.blue.api_key_file" {
+		t.Fatalf("SetPools with a key the live replicas refuse: %v, want a PoolsConflictError on pools.blue.api_key_file", err)
+	}
+	if got := f.c.Pool("blue").Replicas[0].Authorization; got != "Bearer good" {
+		t.Fatalf("blue's key after a refused reload: %q, want the one it had", got)
+	}
+	keys["/good2"] = "good"
+	if _, err := f.c.SetPools(f.ctx, map[string]PoolSpec{"blue": {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}, APIKeyFile: "/good2"}, "green": green}); err != nil {
+		t.Fatalf("SetPools with a key the replicas take: %v", err)
 	}
 }
