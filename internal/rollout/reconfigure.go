@@ -32,8 +32,9 @@ func (c *Controller) SetHooks(hooks map[string][]hook.Spec) {
 // and in-flight requests, new ones (and kept ones under a new model) are
 // checked at once (Options.CheckNew), removed ones finish what they
 // serve. A pool a deployment set keeps the state's spec (only a key file
-// it inherits from the configuration changes). owned names those pools,
-// sorted. An Applier that refuses the new table (an external load
+// it inherits from the configuration changes), and so does, in model and
+// replicas, the pool a promoted deployment retains for rollback until it
+// is retired. owned names those pools, sorted. An Applier that refuses the new table (an external load
 // balancer) leaves the previous pools in place, and the error says so.
 //
 // The configured pools are this gateway's alone: in a fleet, each gateway
@@ -44,11 +45,21 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 		return nil, err
 	}
 	c.mu.Lock()
+	prev := c.configured.Load()
+	if held := c.retainedLocked(); held != "" {
+		// The pool kept for rollback keeps what it served: a rollback
+		// brings back the version that was live, not the file's.
+		if old, ok := (*prev)[held]; ok {
+			spec := next[held]
+			spec.Model, spec.Replicas = old.Model, old.Replicas
+			next[held] = spec
+		}
+		owned = append(owned, held)
+	}
 	if err := poolsConflict(c.st, c.rev, next); err != nil {
 		c.mu.Unlock()
 		return nil, err
 	}
-	prev := c.configured.Load()
 	c.configured.Store(&next)
 	before := maps.Clone(c.pools)
 	for name := range next {
@@ -98,6 +109,21 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 		c.opts.CheckNew(recheck)
 	}
 	return owned, nil
+}
+
+// retainedLocked names the pool a promoted deployment retains for
+// rollback (until it is retired) when no deployment set its spec: the
+// configuration's pool, which a reload must not change meanwhile. ""
+// when there is none.
+func (c *Controller) retainedLocked() string {
+	d := c.st.active()
+	if d == nil || (d.Phase != PhasePromoted && d.Phase != PhaseRetiring) || d.From == "" {
+		return ""
+	}
+	if _, set := c.st.Pools[d.From]; set {
+		return ""
+	}
+	return d.From
 }
 
 // liveStillServes refuses configured pools that change the live pool (one

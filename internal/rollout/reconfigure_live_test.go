@@ -3,10 +3,12 @@ package rollout
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/pool"
 )
 
@@ -103,5 +105,49 @@ func TestSetPoolsKeepsTheLiveKey(t *testing.T) {
 	keys["/good2"] = "good"
 	if _, err := f.c.SetPools(f.ctx, map[string]PoolSpec{"blue": {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}, APIKeyFile: "/good2"}, "green": green}); err != nil {
 		t.Fatalf("SetPools with a key the replicas take: %v", err)
+	}
+}
+
+// TestSetPoolsKeepsTheRetainedPool: while a promoted deployment retains
+// the configuration's old pool for rollback, a reload leaves that pool's
+// model and replicas as they were and names it owned; a rollback brings
+// back what was live. Regression: the reload was applied, so a rollback
+// made live a model nobody had promoted (or was refused, the retained
+// pool broken, while status still promised it).
+func TestSetPoolsKeepsTheRetainedPool(t *testing.T) {
+	f := newFx(t, nil)
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	owned, err := f.c.SetPools(f.ctx, map[string]PoolSpec{
+		"blue":  {Model: "m9", Replicas: []string{"http://127.0.0.1:9"}},
+		"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(owned, []string{"blue", "green"}) {
+		t.Errorf("owned %q, want blue (retained) and green (the deployment's)", owned)
+	}
+	if b := f.c.Pool("blue"); b.Model != "m1" || len(b.Replicas) != 1 || b.Replicas[0].Name != "http://127.0.0.1:1" {
+		t.Fatalf("retained blue after a reload: model %s, replicas %v; want m1 on http://127.0.0.1:1", b.Model, b.Replicas)
+	}
+	if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if b := f.c.Pool("blue"); b.Model != "m1" {
+		t.Fatalf("blue live again after the rollback serves %s, want m1", b.Model)
+	}
+	// No longer retained: the next reload applies.
+	if _, err := f.c.SetPools(f.ctx, map[string]PoolSpec{
+		"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1", "http://127.0.0.1:9"}},
+		"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if b := f.c.Pool("blue"); len(b.Replicas) != 2 {
+		t.Fatalf("live blue after a reload: %d replicas, want 2", len(b.Replicas))
 	}
 }
