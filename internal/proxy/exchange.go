@@ -142,6 +142,11 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 		hdr = http.Header{}
 	}
 	removeHopHeaders(hdr)
+	for k := range hdr {
+		if clientForwarded([]byte(k)) {
+			delete(hdr, k)
+		}
+	}
 	ex.h.credentials(rep).apply(hdr)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		hdr["X-Forwarded-For"] = []string{ip}

@@ -164,11 +164,29 @@ func trimOWS[T ~string | ~[]byte](b T) T {
 
 // skipRequestHeader reports request headers never forwarded, on either
 // path: hop-by-hop ones, the ones the request writers set themselves, a
-// client's X-Forwarded-For (the gateway sets its own) and Expect (the
-// gateway's server answered it; the whole body follows).
+// client's forwarding headers (clientForwarded) and Expect (the gateway's
+// server answered it; the whole body follows).
 func skipRequestHeader(name []byte) bool {
 	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
-		equalFold(name, "Content-Length") || equalFold(name, "X-Forwarded-For")
+		equalFold(name, "Content-Length") || clientForwarded(name)
+}
+
+// clientForwarded reports the forwarding headers a client may not set for
+// the replica, in any case: Forwarded (RFC 7239) and X-Forwarded-For,
+// -Host and -Proto, the ones Go's httputil.ReverseProxy drops with its
+// Rewrite hook. The gateway writes its own X-Forwarded-For.
+func clientForwarded(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return equalFold(name, "Forwarded")
+	case 15:
+		return equalFold(name, "X-Forwarded-For")
+	case 16:
+		return equalFold(name, "X-Forwarded-Host")
+	case 17:
+		return equalFold(name, "X-Forwarded-Proto")
+	}
+	return false
 }
 
 // skipResponseHeader reports replica response headers not relayed as
