@@ -64,10 +64,12 @@ type Status struct {
 	// yet (their agent did not answer): it retries with backoff. State
 	// is "stopping".
 	Orphans []LaunchReplica `json:"orphans,omitempty"`
-	// SaveError is set while this gateway cannot write the state (a full
-	// or read-only state_dir): the last write's error and since when they
-	// fail. Transitions wait (admin calls are refused, the controller
-	// retries) until a write succeeds; nil otherwise.
+	// SaveError is set while the controller cannot write the state (a
+	// full or read-only state_dir): the last failed write of one of its
+	// own steps (a phase change, a hook's outcome) and since when they
+	// fail. It retries them until a write succeeds (any write clears it);
+	// admin calls that cannot be written are refused with the error. Nil
+	// otherwise.
 	SaveError *SaveError `json:"save_error,omitempty"`
 	// Restores are the restores in progress (retention_mode shrink): the
 	// replicas started through the agents to bring a shrunk pool back to

@@ -145,7 +145,7 @@ func printStatus(w io.Writer, s *api.Status) {
 		fmt.Fprintf(w, "protection: %s\n", s.Protection.Summary)
 	}
 	if e := s.SaveError; e != nil {
-		fmt.Fprintf(w, "state: NOT SAVED since %s: %s (transitions wait until the state can be written; see docs/operations.md)\n", e.Since.Local().Format(time.DateTime), e.Error)
+		fmt.Fprintf(w, "state: NOT SAVED since %s: %s (the controller retries until the state can be written; see docs/operations.md)\n", e.Since.Local().Format(time.DateTime), e.Error)
 	}
 	if s.Launching != "" {
 		fmt.Fprintf(w, "launching: %s\n", s.Launching)

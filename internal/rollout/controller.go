@@ -394,7 +394,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 			c.reload(ctx)
 			return refuse("conflict", "the state changed concurrently (%v); check status and retry", err)
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && actor == "controller" { // an admin call's caller gets the error
 			c.mu.Lock()
 			if c.saveErr == nil {
 				c.saveErr = &api.SaveError{Since: now}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cutover-dev/cutover/api"
 )
 
 // TestStatusSaysTheStateCannotBeSaved: while writes of the state fail
@@ -19,6 +21,13 @@ func TestStatusSaysTheStateCannotBeSaved(t *testing.T) {
 	f.st.mu.Lock()
 	f.st.failPut = errors.New("write /var/lib/cutover/cutover.db: no space left on device")
 	f.st.mu.Unlock()
+	// An admin call that cannot be written tells its caller; nothing waits.
+	if _, err := f.c.Abort(f.ctx, "op", api.AbortRequest{}); err == nil {
+		t.Fatal("abort written to a store that fails every write")
+	}
+	if s := f.c.Status(); s.SaveError != nil {
+		t.Fatalf("save_error %+v after a refused admin call, want none", s.SaveError)
+	}
 	f.step()
 	s := f.c.Status()
 	if s.SaveError == nil || !strings.Contains(s.SaveError.Error, "no space left on device") || s.SaveError.Since.IsZero() {
