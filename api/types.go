@@ -64,6 +64,13 @@ type Status struct {
 	// yet (their agent did not answer): it retries with backoff. State
 	// is "stopping".
 	Orphans []LaunchReplica `json:"orphans,omitempty"`
+	// SaveError is set while the controller cannot write the state (a
+	// full or read-only state_dir): the last failed write of one of its
+	// own steps (a phase change, a hook's outcome) and since when they
+	// fail. It retries them until a write succeeds (any write clears it);
+	// admin calls that cannot be written are refused with the error. Nil
+	// otherwise.
+	SaveError *SaveError `json:"save_error,omitempty"`
 	// Restores are the restores in progress (retention_mode shrink): the
 	// replicas started through the agents to bring a shrunk pool back to
 	// full size, replica by replica, oldest first; absent when none is.
@@ -212,6 +219,14 @@ type FleetMember struct {
 	Revision int64 `json:"revision"`
 	// LastSeen is when it last reported.
 	LastSeen time.Time `json:"last_seen"`
+}
+
+// SaveError is a state write that failed (Status.SaveError).
+type SaveError struct {
+	// Error is the last failed write's error.
+	Error string `json:"error"`
+	// Since is when writes began to fail.
+	Since time.Time `json:"since"`
 }
 
 // StoreHealth is the state store's reachability.

@@ -144,6 +144,9 @@ func printStatus(w io.Writer, s *api.Status) {
 	if s.Protection.Summary != "" {
 		fmt.Fprintf(w, "protection: %s\n", s.Protection.Summary)
 	}
+	if e := s.SaveError; e != nil {
+		fmt.Fprintf(w, "state: NOT SAVED since %s: %s (the controller retries until the state can be written; see docs/operations.md)\n", e.Since.Local().Format(time.DateTime), e.Error)
+	}
 	if s.Launching != "" {
 		fmt.Fprintf(w, "launching: %s\n", s.Launching)
 	}

@@ -26,11 +26,12 @@ dropping a request or a stream: TLS certificates, admin tokens, health checks,
 the proxy.* settings but proxy.client (requests already in flight keep the
 settings they started with), auth.api_keys_file, routing.*, validation.gates,
 hooks, log_level, and the model, replicas and api_key_file of a pool no
-deployment owns. Key and token files are read again even when their path is
+deployment owns (a pool retained for rollback keeps its model and replicas
+until it is retired). Key and token files are read again even when their path is
 the same. The answer names what was applied, the changed keys that need a
 restart (listen addresses, state_dir, etcd, the balancer, rollout.*, ...; see
-docs/operations.md#reload), and those no reload or restart applies because a
-deployment owns their pool. With a fleet, each gateway reloads its own file.
+docs/operations.md#reload), and those not applied because a deployment owns
+or retains their pool. With a fleet, each gateway reloads its own file.
 
 --last reloads nothing and shows how the last reload went, SIGHUP included
 (systemctl reload cannot say): exit 1 if it was refused, with the reason.`,
@@ -79,6 +80,6 @@ func printReload(w io.Writer, r *api.ReloadResult) {
 		fmt.Fprintf(w, "changed, needs a restart: %s\n", strings.Join(r.RestartNeeded, ", "))
 	}
 	if len(r.NotApplied) > 0 {
-		fmt.Fprintf(w, "changed, not applied (a deployment owns the pool; deploy to change it): %s\n", strings.Join(r.NotApplied, ", "))
+		fmt.Fprintf(w, "changed, not applied (a deployment owns the pool: deploy to change it; or retains it for rollback until it is retired): %s\n", strings.Join(r.NotApplied, ", "))
 	}
 }

@@ -195,14 +195,17 @@ type tokens struct {
 	read []byte // reads only; nil: no read-only token
 }
 
-// actor names the caller for the history: X-Cutover-Actor, else "api".
+// actor names the caller for the history: X-Cutover-Actor (at most 100
+// bytes, valid UTF-8), else "api".
 func actor(r *http.Request) string {
 	a := strings.TrimSpace(r.Header.Get("X-Cutover-Actor"))
-	if a == "" {
-		return "api"
-	}
 	if len(a) > 100 {
 		a = a[:100]
+	}
+	// The history keeps valid UTF-8: no byte that is not part of a whole
+	// character, such as one the cut above left of the last.
+	if a = strings.ToValidUTF8(a, ""); a == "" {
+		return "api"
 	}
 	return a
 }

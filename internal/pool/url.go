@@ -3,6 +3,7 @@ package pool
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -53,15 +54,23 @@ func NormalizeURL(s string) (string, error) {
 }
 
 // ReplicaKey is what two normalized replica URLs share when they name the
-// same server: the host in lower case and the scheme's default port
-// dropped (http://H:80 and http://h are one replica). Duplicate checks
-// compare keys; the URL itself is kept as written.
+// same server: the host in lower case, an IP address in its canonical
+// form (an IPv4-mapped IPv6 address as IPv4), the port without leading
+// zeros and the scheme's default port dropped (http://H:80, http://h and
+// http://h:080 are one replica). Duplicate checks compare keys; the URL
+// itself is kept as written.
 func ReplicaKey(norm string) string {
 	u, err := url.Parse(norm)
 	if err != nil {
 		return norm
 	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n)
+	}
 	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
 		port = ""
 	}

@@ -33,6 +33,8 @@ type srvConn struct {
 	sk sock // raw reads and writes, when c is plain TCP
 	br *bufio.Reader
 	ip string // the client's address, for X-Forwarded-For
+	// hops is the current request's X-Cutover-Hops (see hopsHeader).
+	hops int
 
 	state atomic.Int32
 
@@ -508,6 +510,19 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 			return sc.writeError(a.err, e, nil)
 		}
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
+	}
+	sc.hops = 0
+	for _, f := range sc.fields {
+		if equalFold(sc.head[f.ns:f.ne], hopsHeader) {
+			sc.hops = parseHops(sc.head[f.vs:f.ve])
+			break
+		}
+	}
+	if aerr := loopCheck(sc.hops); aerr != nil {
+		if !sc.discardBody() {
+			return false
+		}
+		return sc.writeError(aerr, e, nil)
 	}
 	body, held, aerr := sc.readBody()
 	defer func() { h.buffered.give(held) }() // held is 0 once an exchange holds it

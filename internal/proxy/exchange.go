@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -142,10 +143,16 @@ func (ex *exchange) outRequest(ctx context.Context, rep *pool.Replica) *http.Req
 		hdr = http.Header{}
 	}
 	removeHopHeaders(hdr)
+	for k := range hdr {
+		if clientForwarded([]byte(k)) {
+			delete(hdr, k)
+		}
+	}
 	ex.h.credentials(rep).apply(hdr)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		hdr["X-Forwarded-For"] = []string{ip}
 	}
+	hdr[hopsHeader] = []string{strconv.Itoa(hopsOf(r.Header) + 1)}
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = nil // do not let the transport add Go's own
 	}

@@ -164,11 +164,29 @@ func trimOWS[T ~string | ~[]byte](b T) T {
 
 // skipRequestHeader reports request headers never forwarded, on either
 // path: hop-by-hop ones, the ones the request writers set themselves, a
-// client's X-Forwarded-For (the gateway sets its own) and Expect (the
-// gateway's server answered it; the whole body follows).
+// client's forwarding headers (clientForwarded) and Expect (the gateway's
+// server answered it; the whole body follows).
 func skipRequestHeader(name []byte) bool {
 	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
-		equalFold(name, "Content-Length") || equalFold(name, "X-Forwarded-For")
+		equalFold(name, "Content-Length") || clientForwarded(name)
+}
+
+// clientForwarded reports the forwarding headers a client may not set for
+// the replica, in any case: Forwarded (RFC 7239) and X-Forwarded-For,
+// -Host and -Proto, the ones Go's httputil.ReverseProxy drops with its
+// Rewrite hook. The gateway writes its own X-Forwarded-For.
+func clientForwarded(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return equalFold(name, "Forwarded")
+	case 15:
+		return equalFold(name, "X-Forwarded-For")
+	case 16:
+		return equalFold(name, "X-Forwarded-Host")
+	case 17:
+		return equalFold(name, "X-Forwarded-Proto")
+	}
+	return false
 }
 
 // skipResponseHeader reports replica response headers not relayed as
@@ -247,7 +265,8 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 	tr := x.obs.trace
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
-		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) || (tr != nil && isTraceField(name)) {
+		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) || (tr != nil && isTraceField(name)) ||
+			equalFold(name, hopsHeader) {
 			continue
 		}
 		b = append(b, name...)
@@ -268,6 +287,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 		b = append(b, sc.ip...)
 		b = append(b, "\r\n"...)
 	}
+	b = appendHops(b, sc.hops)
 	if len(x.body) > 0 || r.method == http.MethodPost || r.method == http.MethodPut || r.method == http.MethodPatch {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(x.body)), 10)
@@ -309,7 +329,7 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 		conn.addString(v)
 	}
 	for k, vs := range hdr {
-		if skipRequestHeader([]byte(k)) || conn.hasString(k) || (cred.dropClient && k == "Authorization") {
+		if skipRequestHeader([]byte(k)) || conn.hasString(k) || (cred.dropClient && k == "Authorization") || k == hopsHeader {
 			continue
 		}
 		for _, v := range vs {
@@ -329,9 +349,10 @@ func writeForward(bw *bufio.Writer, host, method, target string, hdr http.Header
 		bw.WriteString(xff)
 		bw.WriteString("\r\n")
 	}
+	var num [24]byte
+	bw.Write(appendHops(num[:0], hopsOf(hdr)))
 	if len(body) > 0 || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
 		bw.WriteString("Content-Length: ")
-		var num [20]byte
 		bw.Write(strconv.AppendInt(num[:0], int64(len(body)), 10))
 		bw.WriteString("\r\n")
 	}

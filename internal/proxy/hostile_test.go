@@ -84,7 +84,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // a request from 127.0.0.1 with no end-to-end header; {replica} stands
 // for the replica's address.
 func forwarded(method, target, header string, body string) string {
-	s := method + " " + target + " HTTP/1.1\r\nHost: {replica}\r\n" + header + "X-Forwarded-For: 127.0.0.1\r\n"
+	s := method + " " + target + " HTTP/1.1\r\nHost: {replica}\r\n" + header + "X-Forwarded-For: 127.0.0.1\r\nX-Cutover-Hops: 1\r\n"
 	if body != "" || method == http.MethodPost {
 		s += "Content-Length: " + strconv.Itoa(len(body)) + "\r\n"
 	}

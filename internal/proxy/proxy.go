@@ -214,6 +214,10 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		a.write(w)
 		return
 	}
+	if aerr := loopCheck(hopsOf(r.Header)); aerr != nil {
+		aerr.write(w)
+		return
+	}
 	body, held, aerr := h.readBody(w, r)
 	defer h.buffered.give(held)
 	if aerr == nil && byBody {

@@ -214,6 +214,9 @@ type Controller struct {
 	pools map[string]*pool.Pool
 	notes map[string]string // deployment id -> why it is waiting (not persisted)
 	val   valState          // the validation window in progress (not persisted)
+	// saveErr is the last failed write of the state, since when writes
+	// fail; nil once one succeeds.
+	saveErr *api.SaveError
 	// autoRetry backs off refused auto-promotions, per deployment.
 	autoRetry map[string]retry
 	// orphanRetry backs off stopping State.Orphans; released are the
@@ -391,6 +394,14 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 			c.reload(ctx)
 			return refuse("conflict", "the state changed concurrently (%v); check status and retry", err)
 		}
+		if ctx.Err() == nil && actor == "controller" { // an admin call's caller gets the error
+			c.mu.Lock()
+			if c.saveErr == nil {
+				c.saveErr = &api.SaveError{Since: now}
+			}
+			c.saveErr.Error = err.Error()
+			c.mu.Unlock()
+		}
 		return err
 	}
 	// The transition is on record: it is carried through (or undone and
@@ -398,6 +409,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	// that hangs up or a reconcile loop that is stopping.
 	ctx = context.WithoutCancel(ctx)
 	c.mu.Lock()
+	c.saveErr = nil
 	prev := c.st
 	if c.rev <= rev+1 { // else Follow already took a newer revision (another gateway's)
 		c.st, c.rev = next, rev+1

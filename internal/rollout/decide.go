@@ -538,6 +538,12 @@ func protection(v View) api.Protection {
 		if missing := missingReplicas(&v.State, d); missing > 0 {
 			left := v.Pools[d.From].Replicas
 			parts = append(parts, fmt.Sprintf("it is shrunk to %d of %d replicas (retention_mode shrink): a rollback first starts %d again, or switches at once with --now", left, left+missing, missing))
+		} else if pv := v.Pools[d.From]; pv.Healthy == 0 {
+			why := strings.Join(pv.Unhealthy, "; ")
+			if why == "" {
+				why = "no replicas"
+			}
+			parts = append(parts, fmt.Sprintf("but %s has no healthy replica now (%s): a rollback is refused until one passes its checks", d.From, why))
 		}
 		if inPostPromotion(d, v.Now) {
 			p.AutoRollbackUntil = d.PostPromotionUntil

@@ -289,6 +289,10 @@ func TestProtection(t *testing.T) {
 		{"after a plain promote", with(scene("green"), func(v *View) { v.State.Previous = "blue" }), "blue", "", time.Time{}, []string{"rollback makes blue (model mb) live again"}, ""},
 		{"after a rollback", with(scene("blue"), func(v *View) { v.State.Previous, v.State.RolledBack = "green", true }), "", "", time.Time{}, []string{"nothing", "already a rollback"}, ""},
 		{"retention and window", scene("green", promoted), "blue", "blue", promoted.PostPromotionUntil, []string{"blue is retained for rollback until 2026-12-06T13:00:00Z", "post-promotion checks run until 2026-12-06T12:10:00Z"}, ""},
+		// Regression: it said blue was retained for rollback while a
+		// rollback was refused for want of a healthy replica.
+		{"retention, retained pool unhealthy", with(scene("green", dep("d-1", "green", PhasePromoted)), unhealthy("blue")), "", "blue", time.Time{},
+			[]string{"blue is retained for rollback until", "but blue has no healthy replica now (http://x: unhealthy (connection refused)): a rollback is refused"}, ""},
 		{"retention over, retirement postponed", scene("green", late), "blue", "blue", time.Time{}, []string{"still retained", "ended at"}, "post-promotion"},
 		{"retiring", scene("green", dep("d-1", "green", PhaseRetiring)), "", "", time.Time{}, []string{"nothing", "being retired"}, ""},
 		{"retired", retiredBlue(), "", "", time.Time{}, []string{"nothing", "retired"}, "post-promotion"},

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/secret"
 )
 
 // hookSpecs are the hooks configured for event now.
@@ -29,20 +32,34 @@ func (c *Controller) SetHooks(hooks map[string][]hook.Spec) {
 // and in-flight requests, new ones (and kept ones under a new model) are
 // checked at once (Options.CheckNew), removed ones finish what they
 // serve. A pool a deployment set keeps the state's spec (only a key file
-// it inherits from the configuration changes). owned names those pools,
-// sorted. An Applier that refuses the new table (an external load
+// it inherits from the configuration changes), and so does, in model and
+// replicas, the pool a promoted deployment retains for rollback until it
+// is retired. owned names those pools, sorted. An Applier that refuses the new table (an external load
 // balancer) leaves the previous pools in place, and the error says so.
 //
 // The configured pools are this gateway's alone: in a fleet, each gateway
 // serves an unowned pool from its own configuration file.
 func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (owned []string, err error) {
 	next := maps.Clone(pools)
+	if err := c.liveStillServes(ctx, next); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
+	prev := c.configured.Load()
+	if held := c.retainedLocked(); held != "" {
+		// The pool kept for rollback keeps what it served: a rollback
+		// brings back the version that was live, not the file's.
+		if old, ok := (*prev)[held]; ok {
+			spec := next[held]
+			spec.Model, spec.Replicas = old.Model, old.Replicas
+			next[held] = spec
+		}
+		owned = append(owned, held)
+	}
 	if err := poolsConflict(c.st, c.rev, next); err != nil {
 		c.mu.Unlock()
 		return nil, err
 	}
-	prev := c.configured.Load()
 	c.configured.Store(&next)
 	before := maps.Clone(c.pools)
 	for name := range next {
@@ -94,6 +111,77 @@ func (c *Controller) SetPools(ctx context.Context, pools map[string]PoolSpec) (o
 	return owned, nil
 }
 
+// retainedLocked names the pool a promoted deployment retains for
+// rollback (until it is retired) when no deployment set its spec: the
+// configuration's pool, which a reload must not change meanwhile. ""
+// when there is none.
+func (c *Controller) retainedLocked() string {
+	d := c.st.active()
+	if d == nil || (d.Phase != PhasePromoted && d.Phase != PhaseRetiring) || d.From == "" {
+		return ""
+	}
+	if _, set := c.st.Pools[d.From]; set {
+		return ""
+	}
+	return d.From
+}
+
+// liveStillServes refuses configured pools that change the live pool (one
+// no deployment owns, with a healthy replica now: its model, replicas or
+// key) so that none of its replicas answers a fresh check listing its
+// model: applied, such a reload (a typo in the model id, replicas not
+// started yet, a key the replicas do not take) would answer every request
+// 503. A live pool with no healthy replica now is not held
+// to it: the change cannot make that worse, and may be the repair.
+func (c *Controller) liveStillServes(ctx context.Context, configured map[string]PoolSpec) error {
+	c.mu.Lock()
+	live, rev := c.st.Live, c.rev
+	_, owned := c.st.Pools[live]
+	cur := c.pools[live]
+	c.mu.Unlock()
+	spec, ok := configured[live]
+	if owned || !ok || cur == nil || c.opts.Prober == nil || len(spec.Replicas) == 0 || cur.HealthyCount() == 0 {
+		return nil // an empty live pool is poolsConflict's
+	}
+	auth := ""
+	if spec.APIKeyFile != "" {
+		if key, err := c.readKey(spec.APIKeyFile); err == nil {
+			auth = secret.Bearer(key)
+		}
+	}
+	if cur.Model == spec.Model && sameURLs(cur, spec.Replicas) && sameAuth(cur, auth) {
+		return nil
+	}
+	var rs []*pool.Replica
+	var reasons []string
+	for _, raw := range spec.Replicas {
+		u, err := url.Parse(raw)
+		if err != nil {
+			reasons = append(reasons, fmt.Sprintf("%s: %v", raw, err))
+			continue
+		}
+		r := pool.NewReplica(u)
+		r.Authorization = auth
+		rs = append(rs, r)
+	}
+	for i, err := range c.probeAll(ctx, rs, spec.Model) {
+		if err == nil {
+			return nil
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %v", rs[i].Name, err))
+	}
+	key := "pools." + live + ".replicas"
+	switch {
+	case spec.Model != cur.Model:
+		key = "pools." + live + ".model"
+	case sameURLs(cur, spec.Replicas):
+		key = "pools." + live + ".api_key_file"
+	}
+	return &PoolsConflictError{Key: key, Reason: fmt.Sprintf(
+		"%s is the live pool (revision %d) and none of its replicas would serve model %q (%s); nothing changed: fix the value, or make the other pool live first",
+		live, rev, spec.Model, strings.Join(reasons, "; "))}
+}
+
 // OwnKeyFile reports whether the deployment that set pool name named a
 // key file of its own (DeployRequest.APIKeyFile): then the pool's
 // configured api_key_file does not apply to it. False for a pool no
@@ -108,8 +196,9 @@ func (c *Controller) OwnKeyFile(name string) bool {
 // PoolsConflictError is configured pools that do not fit the state: the
 // live pool, which no deployment set, left without a replica (the
 // configuration's live names only the first start's pool, so its own
-// validation takes it for the standby), or a replica that a deployment
-// put in the other pool.
+// validation takes it for the standby) or, on a reload, changed so that
+// no replica of it passes a check while it has a healthy one now, or a
+// replica that a deployment put in the other pool.
 type PoolsConflictError struct {
 	// Key is the configuration key at fault, such as pools.green.replicas.
 	Key string

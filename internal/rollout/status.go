@@ -58,6 +58,11 @@ func (c *Controller) Status() api.Status {
 	s.Protection, s.Actions = protection(v), actions(v)
 	s.Weights = canaryWeights(&st)
 	s.Launching = c.launch.note()
+	c.mu.Lock()
+	if e := c.saveErr; e != nil {
+		s.SaveError = &api.SaveError{Error: e.Error, Since: e.Since}
+	}
+	c.mu.Unlock()
 	s.Cost = apiCost(st.Cost)
 	for _, r := range st.Orphans {
 		s.Orphans = append(s.Orphans, api.LaunchReplica{Agent: r.Agent, ID: r.ID, URL: r.URL, GPUs: r.GPUs, State: "stopping"})
