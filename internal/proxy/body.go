@@ -25,6 +25,11 @@ const (
 	firstChunk = 4 << 10
 )
 
+// rewriteRoom is the room a small body's buffer has past the body, in
+// which the model-name rule rewrites it in place (see bodyModel.inPlace):
+// a pool's model id up to this much longer than the name clients send.
+const rewriteRoom = 64
+
 // chunkPools hold the chunks by size: 4, 8, 16, 32 and 64 KiB.
 var chunkPools [5]sync.Pool
 
@@ -92,7 +97,7 @@ func (h *Handler) bufferBody(r io.Reader, declared int64, small *[]byte) (body [
 		if small != nil && int64(cap(*small)) >= declared {
 			b = (*small)[:declared]
 		} else {
-			b = make([]byte, declared)
+			b = make([]byte, declared, declared+rewriteRoom)
 			if small != nil && declared <= maxKeptBody {
 				*small = b
 			}

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"strconv"
 	"sync"
 )
@@ -41,8 +43,12 @@ var errNotObject = errors.New("body is not a JSON object")
 // outside strings. When "model" appears twice the last one wins, as in the
 // Python JSON parser vLLM uses. It returns errNotObject for anything that
 // is not a well-formed object at the top level.
-func scanModel(b []byte) (modelField, error) {
-	var f modelField
+//
+// It runs once per request with model_name rewriting on, over every byte
+// of the body: strings (most of a body) are searched eight bytes at a
+// time (scanString, stringEnd), whitespace costs one comparison where
+// there is none.
+func scanModel(b []byte) (f modelField, err error) {
 	var greedy, seeded bool // a repeated key: the last one counts
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -64,39 +70,47 @@ func scanModel(b []byte) (modelField, error) {
 			return f, errNotObject
 		}
 		ks := i
-		ke, esc, ok := scanString(b, i)
-		if !ok {
-			return f, errNotObject
-		}
-		key := b[ks+1 : ke-1]
-		if esc {
-			if k, err := decodeString(b[ks:ke]); err == nil {
-				key = []byte(k)
+		ke := plainStringEnd(b, i)
+		key := b[:0]
+		if ke > 0 {
+			key = b[ks+1 : ke-1]
+		} else {
+			var esc, ok bool
+			if ke, esc, ok = scanString(b, i); !ok {
+				return f, errNotObject
+			}
+			key = b[ks+1 : ke-1]
+			if esc {
+				if k, err := decodeString(b[ks:ke]); err == nil {
+					key = []byte(k)
+				}
 			}
 		}
-		isModel := string(key) == "model"
 		i = skipWS(b, ke)
 		if i >= len(b) || b[i] != ':' {
 			return f, errNotObject
 		}
-		i = skipWS(b, i+1)
-		vs := i
-		ve, ok := skipValue(b, i)
-		if !ok {
+		vs := skipWS(b, i+1)
+		if vs >= len(b) {
 			return f, errNotObject
 		}
-		switch string(key) {
-		case "temperature":
-			greedy = isZeroNumber(b[vs:ve])
-		case "seed":
-			seeded = string(b[vs:ve]) != "null"
-		}
-		if isModel {
-			f.found, f.valStart, f.valEnd = true, vs, ve
+		if string(key) == "model" {
+			f.found, f.valStart, f.value = true, vs, nil
 			f.isString = b[vs] == '"'
-			f.value = nil
-			if f.isString {
-				if _, esc, _ := scanString(b, vs); !esc {
+			if !f.isString {
+				var ok bool
+				if f.valEnd, ok = skipValue(b, vs); !ok {
+					return f, errNotObject
+				}
+			} else if ve := plainStringEnd(b, vs); ve > 0 {
+				f.valEnd, f.value = ve, b[vs+1:ve-1]
+			} else {
+				ve, esc, ok := scanString(b, vs)
+				if !ok {
+					return f, errNotObject
+				}
+				f.valEnd = ve
+				if !esc {
 					f.value = b[vs+1 : ve-1]
 				} else if v, err := decodeString(b[vs:ve]); err == nil {
 					f.value = []byte(v)
@@ -104,8 +118,27 @@ func scanModel(b []byte) (modelField, error) {
 					return f, errNotObject
 				}
 			}
+			i = f.valEnd
+		} else {
+			if b[vs] != '"' {
+				var ok bool
+				if i, ok = skipValue(b, vs); !ok {
+					return f, errNotObject
+				}
+			} else if i = plainStringEnd(b, vs); i < 0 {
+				var ok bool
+				if i, ok = stringEnd(b, vs); !ok {
+					return f, errNotObject
+				}
+			}
+			switch string(key) {
+			case "temperature":
+				greedy = isZeroNumber(b[vs:i])
+			case "seed":
+				seeded = string(b[vs:i]) != "null"
+			}
 		}
-		i = skipWS(b, ve)
+		i = skipWS(b, i)
 		if i >= len(b) {
 			return f, errNotObject
 		}
@@ -162,49 +195,91 @@ func plainDecimal(v []byte) bool {
 	return true
 }
 
+// skipWS returns the offset of the first byte from b[i] on that is not
+// JSON whitespace. Every whitespace byte is at most ' ': one comparison
+// for a body without any.
 func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
 	return i
 }
 
-// scanString returns the offset after the string starting at b[i] == '"',
-// whether it contains escapes, and whether it is terminated.
-func scanString(b []byte, i int) (end int, escaped, ok bool) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j + 1, escaped, true
+// quoteOrBackslash has the high bit set in the lowest byte of x that is
+// '"' or '\\' (if any; bytes above it may be marked wrongly, by a
+// borrow), and no bit set when x has neither.
+func quoteOrBackslash(x uint64) uint64 {
+	q := x ^ (lo8 * '"')
+	s := x ^ (lo8 * '\\')
+	return ((q-lo8)&^q | (s-lo8)&^s) & hi8
+}
+
+// plainStringEnd returns the offset after the string starting at
+// b[i] == '"' when its closing quote comes before any backslash and at
+// least eight bytes before the end of b, and -1 otherwise (scanString and
+// stringEnd then tell): the short strings of a request (keys, roles,
+// names) cost a word or two and no call.
+func plainStringEnd(b []byte, i int) int {
+	for j := i + 1; j+8 <= len(b); j += 8 {
+		if m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+			if j += bits.TrailingZeros64(m) >> 3; b[j] == '"' {
+				return j + 1
+			}
+			break
 		}
 	}
-	return 0, false, false
+	return -1
+}
+
+// scanString returns the offset after the string starting at b[i] == '"',
+// whether it contains escapes, and whether it is terminated. It looks at
+// eight bytes at a time for the next quote or backslash.
+func scanString(b []byte, i int) (end int, escaped, ok bool) {
+	j := i + 1
+	for {
+		for j+8 <= len(b) {
+			if m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) / 8
+				break
+			}
+			j += 8
+		}
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if j >= len(b) {
+			return 0, false, false
+		}
+		if b[j] == '"' {
+			return j + 1, escaped, true
+		}
+		escaped = true
+		j += 2 // the backslash and the byte it escapes
+	}
 }
 
 // stringEnd returns the offset after the string starting at b[i] == '"'
 // and whether it is terminated, like scanString without telling escapes.
-// Short strings (keys, roles) end within a few bytes of a plain loop;
-// long ones (prompts) are searched from quote to quote with
-// bytes.IndexByte (vectorised), counting the backslashes before each
-// quote: an odd number escapes it.
+// Short strings (keys, roles) end within the first 32 bytes, searched
+// eight at a time as scanString does; long ones (prompts) are searched
+// from quote to quote with bytes.IndexByte (vectorised), counting the
+// backslashes before each quote: an odd number escapes it.
 func stringEnd(b []byte, i int) (int, bool) {
 	j := i + 1
-	for n := 0; n < 16 && j < len(b); n, j = n+1, j+1 {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
+	for n := 0; n < 4 && j+8 <= len(b); n++ {
+		m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:]))
+		if m == 0 {
+			j += 8
+			continue
+		}
+		j += bits.TrailingZeros64(m) / 8
+		if b[j] == '"' {
 			return j + 1, true
 		}
+		j += 2 // the backslash and the byte it escapes
 	}
+	// j is not inside an escape: a quote from j on ends the string unless
+	// an odd run of backslashes comes right before it.
 	for j < len(b) {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
@@ -247,9 +322,12 @@ func skipValue(b []byte, i int) (int, bool) {
 			}
 			switch c {
 			case '"':
-				end, ok := stringEnd(b, j)
-				if !ok {
-					return 0, false
+				end := plainStringEnd(b, j)
+				if end < 0 {
+					var ok bool
+					if end, ok = stringEnd(b, j); !ok {
+						return 0, false
+					}
 				}
 				j = end - 1
 			case '{', '[':
@@ -314,15 +392,55 @@ func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolM
 	}
 }
 
-// setModel is setModel building the new body in m.out when the caller
-// gave one (see bodyModel), which keeps it for the next user.
+// setModel is setModel building the new body in b's own storage when
+// the caller lets it (inPlace) and it has room, else in storage from
+// rewriteBufs when the caller takes that (pooled: m.out, which the
+// caller gives back), else in a new slice.
 func (m *bodyModel) setModel(b []byte, f modelField, modelJSON []byte) []byte {
-	if m.out == nil {
+	if m.inPlace {
+		if out, ok := setModelInPlace(b, f, modelJSON); ok {
+			m.f.value = nil // its bytes were b's
+			return out
+		}
+	}
+	if !m.pooled {
 		return setModel(nil, b, f, modelJSON)
 	}
+	m.out = rewriteBufs.Get().(*[]byte)
 	*m.out = setModel((*m.out)[:0], b, f, modelJSON)
-	m.used = true
 	return *m.out
+}
+
+// setModelInPlace is setModel(nil, b, f, modelJSON) built in b's own
+// array, the bytes after the model's value moved: false, and b
+// untouched, when the new body would not fit in cap(b).
+func setModelInPlace(b []byte, f modelField, modelJSON []byte) ([]byte, bool) {
+	if f.found {
+		n := len(b) + len(modelJSON) - (f.valEnd - f.valStart)
+		if n > cap(b) {
+			return nil, false
+		}
+		out := b[:n]
+		copy(out[f.valStart+len(modelJSON):], b[f.valEnd:])
+		copy(out[f.valStart:], modelJSON)
+		return out, true
+	}
+	ins := len(`"model":`) + len(modelJSON)
+	if !f.empty {
+		ins++ // the comma before the members that were there
+	}
+	n := len(b) + ins
+	if n > cap(b) {
+		return nil, false
+	}
+	out := b[:n]
+	copy(out[f.objStart+ins:], b[f.objStart:])
+	i := f.objStart + copy(out[f.objStart:], `"model":`)
+	i += copy(out[i:], modelJSON)
+	if !f.empty {
+		out[i] = ','
+	}
+	return out, true
 }
 
 // setModel appends to dst (nil: a new slice of the right size) b with
@@ -358,10 +476,16 @@ type bodyModel struct {
 	f       modelField
 	err     error
 	scanned bool
-	// out, when not nil, is storage for a rewritten body (see
-	// rewriteBufs), and used reports that the rewrite built one there.
-	out  *[]byte
-	used bool
+	// inPlace lets a rewrite build the new body in the body's own
+	// storage (the connection's buffer, with room for a longer model
+	// name: see Handler.bufferBody) when it fits: no copy of the whole
+	// body, no other storage.
+	inPlace bool
+	// pooled lets a rewrite that does not fit in place build the new
+	// body in storage from rewriteBufs; out is that storage once taken,
+	// which the caller gives back when the body is no longer used.
+	pooled bool
+	out    *[]byte
 }
 
 // rewriteBufs hold the connection loop's rewritten bodies (model_name),
