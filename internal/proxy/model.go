@@ -65,9 +65,10 @@ func scanModel(b []byte) (f modelField, err error) {
 		return f, nil
 	}
 	for {
-		i = skipWS(b, i)
 		if i >= len(b) || b[i] != '"' {
-			return f, errNotObject
+			if i = skipWS(b, i); i >= len(b) || b[i] != '"' {
+				return f, errNotObject
+			}
 		}
 		ks := i
 		ke := plainStringEnd(b, i)
@@ -86,13 +87,16 @@ func scanModel(b []byte) (f modelField, err error) {
 				}
 			}
 		}
-		i = skipWS(b, ke)
-		if i >= len(b) || b[i] != ':' {
-			return f, errNotObject
+		if i = ke; i >= len(b) || b[i] != ':' {
+			if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
+				return f, errNotObject
+			}
 		}
-		vs := skipWS(b, i+1)
-		if vs >= len(b) {
-			return f, errNotObject
+		vs := i + 1
+		if vs >= len(b) || b[vs] <= ' ' {
+			if vs = skipWS(b, vs); vs >= len(b) {
+				return f, errNotObject
+			}
 		}
 		if string(key) == "model" {
 			f.found, f.valStart, f.value = true, vs, nil
@@ -120,7 +124,12 @@ func scanModel(b []byte) (f modelField, err error) {
 			}
 			i = f.valEnd
 		} else {
-			if b[vs] != '"' {
+			if c := b[vs]; c != '"' && c != '{' && c != '[' {
+				// A number, true, false or null, as skipValue's own loop.
+				if i = scalarEnd(b, vs); i <= vs {
+					return f, errNotObject
+				}
+			} else if c != '"' {
 				var ok bool
 				if i, ok = skipValue(b, vs); !ok {
 					return f, errNotObject
@@ -138,9 +147,10 @@ func scanModel(b []byte) (f modelField, err error) {
 				seeded = string(b[vs:i]) != "null"
 			}
 		}
-		i = skipWS(b, i)
-		if i >= len(b) {
-			return f, errNotObject
+		if i >= len(b) || b[i] <= ' ' {
+			if i = skipWS(b, i); i >= len(b) {
+				return f, errNotObject
+			}
 		}
 		switch b[i] {
 		case ',':
@@ -220,7 +230,7 @@ func quoteOrBackslash(x uint64) uint64 {
 // stringEnd then tell): the short strings of a request (keys, roles,
 // names) cost a word or two and no call.
 func plainStringEnd(b []byte, i int) int {
-	for j := i + 1; j+8 <= len(b); j += 8 {
+	for j := i + 1; j <= len(b)-8; j += 8 {
 		if m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:])); m != 0 {
 			if j += bits.TrailingZeros64(m) >> 3; b[j] == '"' {
 				return j + 1
@@ -348,18 +358,30 @@ func skipValue(b []byte, i int) (int, bool) {
 		}
 		return 0, false
 	default:
-		j := i
-		for j < len(b) {
-			switch b[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return j, j > i
-			case '"', '{', '[', ':':
-				return 0, false
-			}
-			j++
-		}
+		j := scalarEnd(b, i)
 		return j, j > i
 	}
+}
+
+// scalarStop tells the bytes that end a number, true, false or null (1)
+// and those that cannot be in one or follow it (2).
+var scalarStop = [256]uint8{
+	',': 1, '}': 1, ']': 1, ' ': 1, '\t': 1, '\n': 1, '\r': 1,
+	'"': 2, '{': 2, '[': 2, ':': 2,
+}
+
+// scalarEnd returns the offset after the number or literal starting at
+// b[i]: the first byte that ends it, or the end of b; -1 when a byte that
+// cannot be in one or follow it comes first.
+func scalarEnd(b []byte, i int) int {
+	j := i
+	for j < len(b) && scalarStop[b[j]] == 0 {
+		j++
+	}
+	if j < len(b) && scalarStop[b[j]] == 2 {
+		return -1
+	}
+	return j
 }
 
 // rewriteModel applies the model-name rule to a JSON body: a missing or
