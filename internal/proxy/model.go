@@ -48,11 +48,20 @@ var errNotObject = errors.New("body is not a JSON object")
 // of the body: strings (most of a body) are searched eight bytes at a
 // time (scanString, stringEnd), whitespace costs one comparison where
 // there is none.
-func scanModel(b []byte) (f modelField, err error) {
+func scanModel(b []byte) (modelField, error) {
+	var f modelField
+	err := f.scan(b)
+	return f, err
+}
+
+// scan is scanModel(b) into f (all of it set), which saves a copy of f
+// for a caller that keeps it.
+func (f *modelField) scan(b []byte) error {
+	*f = modelField{}
 	var greedy, seeded bool // a repeated key: the last one counts
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return f, errNotObject
+		return errNotObject
 	}
 	i++
 	f.objStart = i
@@ -60,14 +69,14 @@ func scanModel(b []byte) (f modelField, err error) {
 	if i < len(b) && b[i] == '}' {
 		f.empty = true
 		if skipWS(b, i+1) != len(b) {
-			return f, errNotObject
+			return errNotObject
 		}
-		return f, nil
+		return nil
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
 			if i = skipWS(b, i); i >= len(b) || b[i] != '"' {
-				return f, errNotObject
+				return errNotObject
 			}
 		}
 		ks := i
@@ -78,7 +87,7 @@ func scanModel(b []byte) (f modelField, err error) {
 		} else {
 			var esc, ok bool
 			if ke, esc, ok = scanString(b, i); !ok {
-				return f, errNotObject
+				return errNotObject
 			}
 			key = b[ks+1 : ke-1]
 			if esc {
@@ -89,13 +98,13 @@ func scanModel(b []byte) (f modelField, err error) {
 		}
 		if i = ke; i >= len(b) || b[i] != ':' {
 			if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
-				return f, errNotObject
+				return errNotObject
 			}
 		}
 		vs := i + 1
 		if vs >= len(b) || b[vs] <= ' ' {
 			if vs = skipWS(b, vs); vs >= len(b) {
-				return f, errNotObject
+				return errNotObject
 			}
 		}
 		if string(key) == "model" {
@@ -104,14 +113,14 @@ func scanModel(b []byte) (f modelField, err error) {
 			if !f.isString {
 				var ok bool
 				if f.valEnd, ok = skipValue(b, vs); !ok {
-					return f, errNotObject
+					return errNotObject
 				}
 			} else if ve := plainStringEnd(b, vs); ve > 0 {
 				f.valEnd, f.value = ve, b[vs+1:ve-1]
 			} else {
 				ve, esc, ok := scanString(b, vs)
 				if !ok {
-					return f, errNotObject
+					return errNotObject
 				}
 				f.valEnd = ve
 				if !esc {
@@ -119,7 +128,7 @@ func scanModel(b []byte) (f modelField, err error) {
 				} else if v, err := decodeString(b[vs:ve]); err == nil {
 					f.value = []byte(v)
 				} else {
-					return f, errNotObject
+					return errNotObject
 				}
 			}
 			i = f.valEnd
@@ -127,17 +136,17 @@ func scanModel(b []byte) (f modelField, err error) {
 			if c := b[vs]; c != '"' && c != '{' && c != '[' {
 				// A number, true, false or null, as skipValue's own loop.
 				if i = scalarEnd(b, vs); i <= vs {
-					return f, errNotObject
+					return errNotObject
 				}
 			} else if c != '"' {
 				var ok bool
 				if i, ok = skipValue(b, vs); !ok {
-					return f, errNotObject
+					return errNotObject
 				}
 			} else if i = plainStringEnd(b, vs); i < 0 {
 				var ok bool
 				if i, ok = stringEnd(b, vs); !ok {
-					return f, errNotObject
+					return errNotObject
 				}
 			}
 			switch string(key) {
@@ -149,7 +158,7 @@ func scanModel(b []byte) (f modelField, err error) {
 		}
 		if i >= len(b) || b[i] <= ' ' {
 			if i = skipWS(b, i); i >= len(b) {
-				return f, errNotObject
+				return errNotObject
 			}
 		}
 		switch b[i] {
@@ -157,12 +166,12 @@ func scanModel(b []byte) (f modelField, err error) {
 			i++
 		case '}':
 			if skipWS(b, i+1) != len(b) {
-				return f, errNotObject
+				return errNotObject
 			}
 			f.deterministic = greedy || seeded
-			return f, nil
+			return nil
 		default:
-			return f, errNotObject
+			return errNotObject
 		}
 	}
 }
@@ -396,10 +405,14 @@ func rewriteModel(b []byte, clientName string, poolModel string, poolModelJSON [
 // rewrite is rewriteModel with b's scan shared (b: the body as it
 // arrived).
 func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolModelJSON []byte) (out []byte, other string, ok bool) {
-	f, err := m.scan(b)
-	if err != nil {
+	if !m.scanned {
+		m.err = m.f.scan(b)
+		m.scanned = true
+	}
+	if m.err != nil {
 		return b, "", true // not an object: the backend answers it
 	}
+	f := &m.f
 	switch {
 	case f.found && f.isString && string(f.value) == poolModel:
 		return b, "", true
@@ -418,7 +431,7 @@ func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolM
 // the caller lets it (inPlace) and it has room, else in storage from
 // rewriteBufs when the caller takes that (pooled: m.out, which the
 // caller gives back), else in a new slice.
-func (m *bodyModel) setModel(b []byte, f modelField, modelJSON []byte) []byte {
+func (m *bodyModel) setModel(b []byte, f *modelField, modelJSON []byte) []byte {
 	if m.inPlace {
 		if out, ok := setModelInPlace(b, f, modelJSON); ok {
 			m.f.value = nil // its bytes were b's
@@ -436,7 +449,7 @@ func (m *bodyModel) setModel(b []byte, f modelField, modelJSON []byte) []byte {
 // setModelInPlace is setModel(nil, b, f, modelJSON) built in b's own
 // array, the bytes after the model's value moved: false, and b
 // untouched, when the new body would not fit in cap(b).
-func setModelInPlace(b []byte, f modelField, modelJSON []byte) ([]byte, bool) {
+func setModelInPlace(b []byte, f *modelField, modelJSON []byte) ([]byte, bool) {
 	if f.found {
 		n := len(b) + len(modelJSON) - (f.valEnd - f.valStart)
 		if n > cap(b) {
@@ -467,7 +480,7 @@ func setModelInPlace(b []byte, f modelField, modelJSON []byte) ([]byte, bool) {
 
 // setModel appends to dst (nil: a new slice of the right size) b with
 // the model member of f set to modelJSON, or added first when b has none.
-func setModel(dst, b []byte, f modelField, modelJSON []byte) []byte {
+func setModel(dst, b []byte, f *modelField, modelJSON []byte) []byte {
 	if f.found {
 		out := dst
 		if out == nil {
@@ -531,7 +544,7 @@ func putRewriteBuf(b *[]byte) {
 // the model-name rule rewrote has the same members but the model).
 func (m *bodyModel) scan(b []byte) (modelField, error) {
 	if !m.scanned {
-		m.f, m.err = scanModel(b)
+		m.err = m.f.scan(b)
 		m.scanned = true
 	}
 	return m.f, m.err
@@ -553,7 +566,7 @@ func ForModel(b, modelJSON []byte) (out []byte, deterministic bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return setModel(nil, b, f, modelJSON), f.deterministic, nil
+	return setModel(nil, b, &f, modelJSON), f.deterministic, nil
 }
 
 // Deterministic reports whether the JSON request body b asks for a
