@@ -81,18 +81,18 @@ func (f *modelField) scan(b []byte) error {
 		}
 		ks := i
 		ke := plainStringEnd(b, i)
-		key := b[:0]
+		var key memberKey
 		if ke > 0 {
-			key = b[ks+1 : ke-1]
+			key = keyAt(b, ks, ke)
 		} else {
 			var esc, ok bool
 			if ke, esc, ok = scanString(b, i); !ok {
 				return errNotObject
 			}
-			key = b[ks+1 : ke-1]
+			key = keyAt(b, ks, ke)
 			if esc {
 				if k, err := decodeString(b[ks:ke]); err == nil {
-					key = []byte(k)
+					key = keyOf(k)
 				}
 			}
 		}
@@ -107,7 +107,7 @@ func (f *modelField) scan(b []byte) error {
 				return errNotObject
 			}
 		}
-		if string(key) == "model" {
+		if key == keyModel {
 			f.found, f.valStart, f.value = true, vs, nil
 			f.isString = b[vs] == '"'
 			if !f.isString {
@@ -149,10 +149,10 @@ func (f *modelField) scan(b []byte) error {
 					return errNotObject
 				}
 			}
-			switch string(key) {
-			case "temperature":
+			switch key {
+			case keyTemperature:
 				greedy = isZeroNumber(b[vs:i])
-			case "seed":
+			case keySeed:
 				seeded = string(b[vs:i]) != "null"
 			}
 		}
@@ -174,6 +174,49 @@ func (f *modelField) scan(b []byte) error {
 			return errNotObject
 		}
 	}
+}
+
+// memberKey tells the top-level members scanModel looks at.
+type memberKey uint8
+
+const (
+	keyOther memberKey = iota
+	keyModel
+	keyTemperature
+	keySeed
+)
+
+// keyAt is keyOf the key b[ks:ke], quotes included, without escapes:
+// its length first, so that most keys cost one comparison.
+func keyAt(b []byte, ks, ke int) memberKey {
+	switch ke - ks - 2 {
+	case len("model"):
+		if string(b[ks+1:ke-1]) == "model" {
+			return keyModel
+		}
+	case len("seed"):
+		if string(b[ks+1:ke-1]) == "seed" {
+			return keySeed
+		}
+	case len("temperature"):
+		if string(b[ks+1:ke-1]) == "temperature" {
+			return keyTemperature
+		}
+	}
+	return keyOther
+}
+
+// keyOf is the memberKey of the decoded key k.
+func keyOf(k string) memberKey {
+	switch k {
+	case "model":
+		return keyModel
+	case "seed":
+		return keySeed
+	case "temperature":
+		return keyTemperature
+	}
+	return keyOther
 }
 
 // decodeString decodes the JSON string s, quotes included. A function of
