@@ -25,6 +25,12 @@ const (
 	firstChunk = 4 << 10
 )
 
+// rewriteRoom is the room a connection's small body buffer (bufferBody's
+// small) has past the body, in which the model-name rule rewrites it in
+// place (see bodyModel.inPlace): a pool's model id up to this much longer
+// than the name clients send.
+const rewriteRoom = 64
+
 // chunkPools hold the chunks by size: 4, 8, 16, 32 and 64 KiB.
 var chunkPools [5]sync.Pool
 
@@ -72,7 +78,7 @@ func (b *bodyBudget) give(n int64) {
 // end when declared is negative (a chunked body), at most MaxBodyBytes.
 // A declared body up to bodyChunk is read into *small when it is large
 // enough (small may be nil), kept there for the next request when it is
-// not. Longer bodies are read into pooled chunks as they arrive and copied
+// not (with rewriteRoom bytes of room past it). Longer bodies are read into pooled chunks as they arrive and copied
 // into one slice of their size at the end, so a client that declares
 // 32 MiB and sends one byte holds one chunk. held is what the body takes
 // of h.buffered: the caller gives it back when the request is done.
@@ -89,11 +95,14 @@ func (h *Handler) bufferBody(r io.Reader, declared int64, small *[]byte) (body [
 			return nil, 0, errOverloaded()
 		}
 		var b []byte
-		if small != nil && int64(cap(*small)) >= declared {
-			b = (*small)[:declared]
-		} else {
+		switch {
+		case small == nil:
 			b = make([]byte, declared)
-			if small != nil && declared <= maxKeptBody {
+		case int64(cap(*small)) >= declared:
+			b = (*small)[:declared]
+		default:
+			b = make([]byte, declared, declared+rewriteRoom)
+			if declared <= maxKeptBody {
 				*small = b
 			}
 		}

@@ -544,18 +544,12 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		sc.writeError(aerr, e, nil)
 		return false
 	}
-	if t.ModelName != "" {
-		bm.out = rewriteBufs.Get().(*[]byte) // storage for the rewritten body
-	}
+	// A rewritten body goes in the connection's buffer when the body is
+	// there and it fits, else in pooled storage.
+	bm.inPlace = len(body) > 0 && len(sc.body) > 0 && &body[0] == &sc.body[0]
+	bm.pooled = true
 	body, aerr = applyModelName(t, e, r.method, body, &bm)
-	var rewritten *[]byte // body's storage, the exchange's until it ends
-	if bm.out != nil {
-		if bm.used && aerr == nil {
-			rewritten = bm.out
-		} else {
-			putRewriteBuf(bm.out)
-		}
-	}
+	rewritten := bm.out // body's storage when pooled, the exchange's until it ends
 	if aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"strconv"
 	"sync"
 )
@@ -41,12 +43,25 @@ var errNotObject = errors.New("body is not a JSON object")
 // outside strings. When "model" appears twice the last one wins, as in the
 // Python JSON parser vLLM uses. It returns errNotObject for anything that
 // is not a well-formed object at the top level.
+//
+// It runs once per request with model_name rewriting on, over every byte
+// of the body: strings (most of a body) are searched eight bytes at a
+// time (scanString, stringEnd), whitespace costs one comparison where
+// there is none.
 func scanModel(b []byte) (modelField, error) {
 	var f modelField
+	err := f.scan(b)
+	return f, err
+}
+
+// scan is scanModel(b) into f (all of it set), which saves a copy of f
+// for a caller that keeps it.
+func (f *modelField) scan(b []byte) error {
+	*f = modelField{}
 	var greedy, seeded bool // a repeated key: the last one counts
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return f, errNotObject
+		return errNotObject
 	}
 	i++
 	f.objStart = i
@@ -54,74 +69,154 @@ func scanModel(b []byte) (modelField, error) {
 	if i < len(b) && b[i] == '}' {
 		f.empty = true
 		if skipWS(b, i+1) != len(b) {
-			return f, errNotObject
+			return errNotObject
 		}
-		return f, nil
+		return nil
 	}
 	for {
-		i = skipWS(b, i)
 		if i >= len(b) || b[i] != '"' {
-			return f, errNotObject
-		}
-		ks := i
-		ke, esc, ok := scanString(b, i)
-		if !ok {
-			return f, errNotObject
-		}
-		key := b[ks+1 : ke-1]
-		if esc {
-			if k, err := decodeString(b[ks:ke]); err == nil {
-				key = []byte(k)
+			if i = skipWS(b, i); i >= len(b) || b[i] != '"' {
+				return errNotObject
 			}
 		}
-		isModel := string(key) == "model"
-		i = skipWS(b, ke)
-		if i >= len(b) || b[i] != ':' {
-			return f, errNotObject
+		ks := i
+		ke := plainStringEnd(b, i)
+		var key memberKey
+		if ke > 0 {
+			key = keyAt(b, ks, ke)
+		} else {
+			var esc, ok bool
+			if ke, esc, ok = scanString(b, i); !ok {
+				return errNotObject
+			}
+			key = keyAt(b, ks, ke)
+			if esc {
+				if k, err := decodeString(b[ks:ke]); err == nil {
+					key = keyOf(k)
+				}
+			}
 		}
-		i = skipWS(b, i+1)
-		vs := i
-		ve, ok := skipValue(b, i)
-		if !ok {
-			return f, errNotObject
+		if i = ke; i >= len(b) || b[i] != ':' {
+			if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
+				return errNotObject
+			}
 		}
-		switch string(key) {
-		case "temperature":
-			greedy = isZeroNumber(b[vs:ve])
-		case "seed":
-			seeded = string(b[vs:ve]) != "null"
+		vs := i + 1
+		if vs >= len(b) || b[vs] <= ' ' {
+			if vs = skipWS(b, vs); vs >= len(b) {
+				return errNotObject
+			}
 		}
-		if isModel {
-			f.found, f.valStart, f.valEnd = true, vs, ve
+		if key == keyModel {
+			f.found, f.valStart, f.value = true, vs, nil
 			f.isString = b[vs] == '"'
-			f.value = nil
-			if f.isString {
-				if _, esc, _ := scanString(b, vs); !esc {
+			if !f.isString {
+				var ok bool
+				if f.valEnd, ok = skipValue(b, vs); !ok {
+					return errNotObject
+				}
+			} else if ve := plainStringEnd(b, vs); ve > 0 {
+				f.valEnd, f.value = ve, b[vs+1:ve-1]
+			} else {
+				ve, esc, ok := scanString(b, vs)
+				if !ok {
+					return errNotObject
+				}
+				f.valEnd = ve
+				if !esc {
 					f.value = b[vs+1 : ve-1]
 				} else if v, err := decodeString(b[vs:ve]); err == nil {
 					f.value = []byte(v)
 				} else {
-					return f, errNotObject
+					return errNotObject
 				}
 			}
+			i = f.valEnd
+		} else {
+			if c := b[vs]; c != '"' && c != '{' && c != '[' {
+				// A number, true, false or null, as skipValue's own loop.
+				if i = scalarEnd(b, vs); i <= vs {
+					return errNotObject
+				}
+			} else if c != '"' {
+				var ok bool
+				if i, ok = skipValue(b, vs); !ok {
+					return errNotObject
+				}
+			} else if i = plainStringEnd(b, vs); i < 0 {
+				var ok bool
+				if i, ok = stringEnd(b, vs); !ok {
+					return errNotObject
+				}
+			}
+			switch key {
+			case keyTemperature:
+				greedy = isZeroNumber(b[vs:i])
+			case keySeed:
+				seeded = string(b[vs:i]) != "null"
+			}
 		}
-		i = skipWS(b, ve)
-		if i >= len(b) {
-			return f, errNotObject
+		if i >= len(b) || b[i] <= ' ' {
+			if i = skipWS(b, i); i >= len(b) {
+				return errNotObject
+			}
 		}
 		switch b[i] {
 		case ',':
 			i++
 		case '}':
 			if skipWS(b, i+1) != len(b) {
-				return f, errNotObject
+				return errNotObject
 			}
 			f.deterministic = greedy || seeded
-			return f, nil
+			return nil
 		default:
-			return f, errNotObject
+			return errNotObject
 		}
 	}
+}
+
+// memberKey tells the top-level members scanModel looks at.
+type memberKey uint8
+
+const (
+	keyOther memberKey = iota
+	keyModel
+	keyTemperature
+	keySeed
+)
+
+// keyAt is keyOf the key b[ks:ke], quotes included, without escapes:
+// its length first, so that most keys cost one comparison.
+func keyAt(b []byte, ks, ke int) memberKey {
+	switch ke - ks - 2 {
+	case len("model"):
+		if string(b[ks+1:ke-1]) == "model" {
+			return keyModel
+		}
+	case len("seed"):
+		if string(b[ks+1:ke-1]) == "seed" {
+			return keySeed
+		}
+	case len("temperature"):
+		if string(b[ks+1:ke-1]) == "temperature" {
+			return keyTemperature
+		}
+	}
+	return keyOther
+}
+
+// keyOf is the memberKey of the decoded key k.
+func keyOf(k string) memberKey {
+	switch k {
+	case "model":
+		return keyModel
+	case "seed":
+		return keySeed
+	case "temperature":
+		return keyTemperature
+	}
+	return keyOther
 }
 
 // decodeString decodes the JSON string s, quotes included. A function of
@@ -162,49 +257,91 @@ func plainDecimal(v []byte) bool {
 	return true
 }
 
+// skipWS returns the offset of the first byte from b[i] on that is not
+// JSON whitespace. Every whitespace byte is at most ' ': one comparison
+// for a body without any.
 func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
 	return i
 }
 
-// scanString returns the offset after the string starting at b[i] == '"',
-// whether it contains escapes, and whether it is terminated.
-func scanString(b []byte, i int) (end int, escaped, ok bool) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j + 1, escaped, true
+// quoteOrBackslash has the high bit set in the lowest byte of x that is
+// '"' or '\\' (if any; bytes above it may be marked wrongly, by a
+// borrow), and no bit set when x has neither.
+func quoteOrBackslash(x uint64) uint64 {
+	q := x ^ (lo8 * '"')
+	s := x ^ (lo8 * '\\')
+	return ((q-lo8)&^q | (s-lo8)&^s) & hi8
+}
+
+// plainStringEnd returns the offset after the string starting at
+// b[i] == '"' when its closing quote comes before any backslash and at
+// least eight bytes before the end of b, and -1 otherwise (scanString and
+// stringEnd then tell): the short strings of a request (keys, roles,
+// names) cost a word or two and no call.
+func plainStringEnd(b []byte, i int) int {
+	for j := i + 1; j <= len(b)-8; j += 8 {
+		if m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+			if j += bits.TrailingZeros64(m) >> 3; b[j] == '"' {
+				return j + 1
+			}
+			break
 		}
 	}
-	return 0, false, false
+	return -1
+}
+
+// scanString returns the offset after the string starting at b[i] == '"',
+// whether it contains escapes, and whether it is terminated. It looks at
+// eight bytes at a time for the next quote or backslash.
+func scanString(b []byte, i int) (end int, escaped, ok bool) {
+	j := i + 1
+	for {
+		for j+8 <= len(b) {
+			if m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) / 8
+				break
+			}
+			j += 8
+		}
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if j >= len(b) {
+			return 0, false, false
+		}
+		if b[j] == '"' {
+			return j + 1, escaped, true
+		}
+		escaped = true
+		j += 2 // the backslash and the byte it escapes
+	}
 }
 
 // stringEnd returns the offset after the string starting at b[i] == '"'
 // and whether it is terminated, like scanString without telling escapes.
-// Short strings (keys, roles) end within a few bytes of a plain loop;
-// long ones (prompts) are searched from quote to quote with
-// bytes.IndexByte (vectorised), counting the backslashes before each
-// quote: an odd number escapes it.
+// Short strings (keys, roles) end within the first 32 bytes, searched
+// eight at a time as scanString does; long ones (prompts) are searched
+// from quote to quote with bytes.IndexByte (vectorised), counting the
+// backslashes before each quote: an odd number escapes it.
 func stringEnd(b []byte, i int) (int, bool) {
 	j := i + 1
-	for n := 0; n < 16 && j < len(b); n, j = n+1, j+1 {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
+	for n := 0; n < 4 && j+8 <= len(b); n++ {
+		m := quoteOrBackslash(binary.LittleEndian.Uint64(b[j:]))
+		if m == 0 {
+			j += 8
+			continue
+		}
+		j += bits.TrailingZeros64(m) / 8
+		if b[j] == '"' {
 			return j + 1, true
 		}
+		j += 2 // the backslash and the byte it escapes
 	}
+	// j is not inside an escape: a quote from j on ends the string unless
+	// an odd run of backslashes comes right before it.
 	for j < len(b) {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
@@ -247,9 +384,12 @@ func skipValue(b []byte, i int) (int, bool) {
 			}
 			switch c {
 			case '"':
-				end, ok := stringEnd(b, j)
-				if !ok {
-					return 0, false
+				end := plainStringEnd(b, j)
+				if end < 0 {
+					var ok bool
+					if end, ok = stringEnd(b, j); !ok {
+						return 0, false
+					}
 				}
 				j = end - 1
 			case '{', '[':
@@ -270,18 +410,30 @@ func skipValue(b []byte, i int) (int, bool) {
 		}
 		return 0, false
 	default:
-		j := i
-		for j < len(b) {
-			switch b[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return j, j > i
-			case '"', '{', '[', ':':
-				return 0, false
-			}
-			j++
-		}
+		j := scalarEnd(b, i)
 		return j, j > i
 	}
+}
+
+// scalarStop tells the bytes that end a number, true, false or null (1)
+// and those that cannot be in one or follow it (2).
+var scalarStop = [256]uint8{
+	',': 1, '}': 1, ']': 1, ' ': 1, '\t': 1, '\n': 1, '\r': 1,
+	'"': 2, '{': 2, '[': 2, ':': 2,
+}
+
+// scalarEnd returns the offset after the number or literal starting at
+// b[i]: the first byte that ends it, or the end of b; -1 when a byte that
+// cannot be in one or follow it comes first.
+func scalarEnd(b []byte, i int) int {
+	j := i
+	for j < len(b) && scalarStop[b[j]] == 0 {
+		j++
+	}
+	if j < len(b) && scalarStop[b[j]] == 2 {
+		return -1
+	}
+	return j
 }
 
 // rewriteModel applies the model-name rule to a JSON body: a missing or
@@ -296,10 +448,14 @@ func rewriteModel(b []byte, clientName string, poolModel string, poolModelJSON [
 // rewrite is rewriteModel with b's scan shared (b: the body as it
 // arrived).
 func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolModelJSON []byte) (out []byte, other string, ok bool) {
-	f, err := m.scan(b)
-	if err != nil {
+	if !m.scanned {
+		m.err = m.f.scan(b)
+		m.scanned = true
+	}
+	if m.err != nil {
 		return b, "", true // not an object: the backend answers it
 	}
+	f := &m.f
 	switch {
 	case f.found && f.isString && string(f.value) == poolModel:
 		return b, "", true
@@ -314,20 +470,60 @@ func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolM
 	}
 }
 
-// setModel is setModel building the new body in m.out when the caller
-// gave one (see bodyModel), which keeps it for the next user.
-func (m *bodyModel) setModel(b []byte, f modelField, modelJSON []byte) []byte {
-	if m.out == nil {
+// setModel is setModel building the new body in b's own storage when
+// the caller lets it (inPlace) and it has room, else in storage from
+// rewriteBufs when the caller takes that (pooled: m.out, which the
+// caller gives back), else in a new slice.
+func (m *bodyModel) setModel(b []byte, f *modelField, modelJSON []byte) []byte {
+	if m.inPlace {
+		if out, ok := setModelInPlace(b, f, modelJSON); ok {
+			m.f.value = nil // its bytes were b's
+			return out
+		}
+	}
+	if !m.pooled {
 		return setModel(nil, b, f, modelJSON)
 	}
+	m.out = rewriteBufs.Get().(*[]byte)
 	*m.out = setModel((*m.out)[:0], b, f, modelJSON)
-	m.used = true
 	return *m.out
+}
+
+// setModelInPlace is setModel(nil, b, f, modelJSON) built in b's own
+// array, the bytes after the model's value moved: false, and b
+// untouched, when the new body would not fit in cap(b).
+func setModelInPlace(b []byte, f *modelField, modelJSON []byte) ([]byte, bool) {
+	if f.found {
+		n := len(b) + len(modelJSON) - (f.valEnd - f.valStart)
+		if n > cap(b) {
+			return nil, false
+		}
+		out := b[:n]
+		copy(out[f.valStart+len(modelJSON):], b[f.valEnd:])
+		copy(out[f.valStart:], modelJSON)
+		return out, true
+	}
+	ins := len(`"model":`) + len(modelJSON)
+	if !f.empty {
+		ins++ // the comma before the members that were there
+	}
+	n := len(b) + ins
+	if n > cap(b) {
+		return nil, false
+	}
+	out := b[:n]
+	copy(out[f.objStart+ins:], b[f.objStart:])
+	i := f.objStart + copy(out[f.objStart:], `"model":`)
+	i += copy(out[i:], modelJSON)
+	if !f.empty {
+		out[i] = ','
+	}
+	return out, true
 }
 
 // setModel appends to dst (nil: a new slice of the right size) b with
 // the model member of f set to modelJSON, or added first when b has none.
-func setModel(dst, b []byte, f modelField, modelJSON []byte) []byte {
+func setModel(dst, b []byte, f *modelField, modelJSON []byte) []byte {
 	if f.found {
 		out := dst
 		if out == nil {
@@ -358,10 +554,16 @@ type bodyModel struct {
 	f       modelField
 	err     error
 	scanned bool
-	// out, when not nil, is storage for a rewritten body (see
-	// rewriteBufs), and used reports that the rewrite built one there.
-	out  *[]byte
-	used bool
+	// inPlace lets a rewrite build the new body in the body's own
+	// storage (the connection's buffer, with room for a longer model
+	// name: see Handler.bufferBody) when it fits: no copy of the whole
+	// body, no other storage.
+	inPlace bool
+	// pooled lets a rewrite that does not fit in place build the new
+	// body in storage from rewriteBufs; out is that storage once taken,
+	// which the caller gives back when the body is no longer used.
+	pooled bool
+	out    *[]byte
 }
 
 // rewriteBufs hold the connection loop's rewritten bodies (model_name),
@@ -385,7 +587,7 @@ func putRewriteBuf(b *[]byte) {
 // the model-name rule rewrote has the same members but the model).
 func (m *bodyModel) scan(b []byte) (modelField, error) {
 	if !m.scanned {
-		m.f, m.err = scanModel(b)
+		m.err = m.f.scan(b)
 		m.scanned = true
 	}
 	return m.f, m.err
@@ -407,7 +609,7 @@ func ForModel(b, modelJSON []byte) (out []byte, deterministic bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return setModel(nil, b, f, modelJSON), f.deterministic, nil
+	return setModel(nil, b, &f, modelJSON), f.deterministic, nil
 }
 
 // Deterministic reports whether the JSON request body b asks for a

@@ -349,14 +349,53 @@ func TestScanModelAllocates(t *testing.T) {
 		t.Errorf("%v allocations per scan, want 0", n)
 	}
 	pm := []byte(`"org/m-1.5"`)
-	buf := make([]byte, 0, 256)
 	n := testing.AllocsPerRun(100, func() {
-		bm := bodyModel{out: &buf}
-		if out, _, ok := bm.rewrite(body, "llm", "org/m-1.5", pm); !ok || !bm.used || !bytes.Contains(out, pm) {
-			t.Fatalf("rewrite = %s, %v (used %v)", out, ok, bm.used)
+		bm := bodyModel{pooled: true}
+		if out, _, ok := bm.rewrite(body, "llm", "org/m-1.5", pm); !ok || bm.out == nil || !bytes.Contains(out, pm) {
+			t.Fatalf("rewrite = %s, %v (pooled storage %v)", out, ok, bm.out != nil)
 		}
+		putRewriteBuf(bm.out)
 	})
 	if n > 0 {
 		t.Errorf("%v allocations per pooled rewrite, want 0", n)
+	}
+	buf := make([]byte, len(body), len(body)+rewriteRoom)
+	n = testing.AllocsPerRun(100, func() {
+		copy(buf, body)
+		bm := bodyModel{inPlace: true, pooled: true}
+		if out, _, ok := bm.rewrite(buf, "llm", "org/m-1.5", pm); !ok || bm.out != nil || &out[0] != &buf[0] || !bytes.Contains(out, pm) {
+			t.Fatalf("rewrite = %s, %v (pooled storage %v)", out, ok, bm.out != nil)
+		}
+	})
+	if n > 0 {
+		t.Errorf("%v allocations per rewrite in place, want 0", n)
+	}
+}
+
+// TestRewriteModelInPlace: a rewrite in the body's own storage gives the
+// bytes a rewrite into new storage gives, for a model name longer,
+// shorter or as long as the client's, a model added to an empty object
+// or one with members, and takes other storage when the room past the
+// body is too small.
+func TestRewriteModelInPlace(t *testing.T) {
+	for _, body := range []string{
+		`{"model":"llm","messages":[{"role":"user","content":"hi"}]}`,
+		`{"messages":[],"model":"llm"}`,
+		`{"model":null,"n":1}`, `{"n":1}`, `{}`, ` { "model" : "llm" } `,
+		`{"model":"a-much-longer-client-facing-model-name","n":1}`,
+	} {
+		for _, pool := range []string{"m", "llm", "org/m-1.5", "a-much-longer-model-id-than-the-client-sends-by-far"} {
+			pm, _ := json.Marshal(pool)
+			want, _, wok := rewriteModel([]byte(body), "llm", pool, pm)
+			for _, room := range []int{0, 8, rewriteRoom} {
+				buf := make([]byte, len(body), len(body)+room)
+				copy(buf, body)
+				bm := bodyModel{inPlace: true}
+				got, _, ok := bm.rewrite(buf, "llm", pool, pm)
+				if ok != wok || string(got) != string(want) {
+					t.Errorf("%s to %s, room %d: %s %v, want %s %v", body, pool, room, got, ok, want, wok)
+				}
+			}
+		}
 	}
 }

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/binary"
-	"math/bits"
 	"strconv"
 	"time"
 
@@ -245,35 +243,35 @@ func lastUsage(b []byte) int {
 }
 
 // lastUsageBack is lastUsage searching from the end, for a whole answer:
-// its usage is near the end, and its JSON has many a '_' before that.
+// its usage is near the end. A window the size of patUsage moves left
+// (Horspool's search, mirrored) by usageSkip of the byte it starts at:
+// an answer's tail is passed in steps of about ten bytes, where looking
+// at each '_' (vLLM's tail has many: prompt_logprobs,
+// kv_transfer_params, prompt_tokens_details) cost a word-by-word search
+// and a comparison each.
 func lastUsageBack(b []byte) int {
-	const k = len(`"completion`) // patUsage[k] == '_'
-	for end := len(b); ; {
-		i := lastUnderscore(b[:end])
-		if i < k {
-			return -1
-		}
-		if s := i - k; len(b)-s >= len(patUsage) && bytes.Equal(b[s:s+len(patUsage)], patUsage) {
+	m := len(patUsage)
+	for s := len(b) - m; s >= 0; s -= int(usageSkip[b[s]]) {
+		if b[s+m-1] == ':' && string(b[s:s+m]) == string(patUsage) {
 			return s
 		}
-		end = i
 	}
+	return -1
 }
 
-// lastUnderscore is bytes.LastIndexByte(b, '_'), eight bytes at a time
-// (bytes.LastIndexByte goes byte by byte: most of a small answer's scan).
-func lastUnderscore(b []byte) int {
-	const m7 = lo8 * 0x7f
-	i := len(b)
-	for ; i >= 8; i -= 8 {
-		x := binary.LittleEndian.Uint64(b[i-8:]) ^ (lo8 * '_') // '_' bytes become zero
-		// The high bit of exactly the zero bytes (no borrow between bytes).
-		if z := ^((x&m7 + m7) | x | m7); z != 0 {
-			return i - 1 - bits.LeadingZeros64(z)/8
-		}
+// usageSkip tells lastUsageBack how far a window that is no match may
+// move left when its first byte is c: to the nearest c in patUsage after
+// its first byte (aligned there, the window may match), else past the
+// whole pattern.
+var usageSkip = func() (t [256]uint8) {
+	for c := range t {
+		t[c] = uint8(len(patUsage))
 	}
-	return bytes.LastIndexByte(b[:i], '_')
-}
+	for k := len(patUsage) - 1; k >= 1; k-- {
+		t[patUsage[k]] = uint8(k)
+	}
+	return t
+}()
 
 // straddles reports whether pat occurs in j starting before cut and ending
 // after it: a match split between the carried tail and the new read.

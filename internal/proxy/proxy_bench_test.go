@@ -89,11 +89,16 @@ func startGateway(b *testing.B, h *Handler, loop bool) string {
 }
 
 // BenchmarkProxySmall proxies a small non-streamed chat completion over
-// real loopback sockets (client -> gateway -> backend).
+// real loopback sockets (client -> gateway -> backend). The table has
+// model_name set and the body names it: every body is rewritten, except
+// in loop/plain, whose body names the pool's own model.
 func BenchmarkProxySmall(b *testing.B) {
 	for _, g := range gateways {
 		b.Run(g.name, func(b *testing.B) { benchProxySmall(b, Options{Transport: g.newRT()}, g.loop) })
 	}
+	b.Run("loop/plain", func(b *testing.B) {
+		benchProxySmallBody(b, Options{Transport: &Upstream{}}, true, strings.Replace(smallChat, `"llama"`, `"model-v1"`, 1))
+	})
 	// The loop gateway with balancer: llm, its replica's engine metrics
 	// published once and fresh for the run: what scoring and prefix
 	// hashing add to a request.
@@ -113,6 +118,11 @@ func BenchmarkProxySmall(b *testing.B) {
 // opts. Replicas get engine metrics (running 1 of 4, a batch limit known,
 // KV 0.3) for the llm balancer.
 func benchProxySmall(b *testing.B, opts Options, loop bool) {
+	benchProxySmallBody(b, opts, loop, smallChat)
+}
+
+// benchProxySmallBody is benchProxySmall sending body.
+func benchProxySmallBody(b *testing.B, opts Options, loop bool, chat string) {
 	answer := []byte(`{"id":"x","object":"chat.completion","model":"model-v1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -127,7 +137,7 @@ func benchProxySmall(b *testing.B, opts Options, loop bool) {
 	}
 	gwURL := startGateway(b, h, loop)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	body := []byte(smallChat)
+	body := []byte(chat)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()

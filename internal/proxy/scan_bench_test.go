@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -81,24 +83,21 @@ func TestScanCountsLikeCount(t *testing.T) {
 	}
 }
 
-// TestLastUnderscore: lastUnderscore finds what bytes.LastIndexByte
-// finds, at every position and length around its eight-byte words, with
-// bytes next to '_' that a borrow between bytes would confuse.
-func TestLastUnderscore(t *testing.T) {
-	for n := 0; n <= 40; n++ {
-		for pos := -1; pos < n; pos++ {
-			for _, fill := range []byte{'a', '^', '`', 0x00, 0xff, 0xdf, 0x5e} {
-				b := bytes.Repeat([]byte{fill}, n)
-				if pos >= 0 {
-					b[pos] = '_'
-					if pos > 0 {
-						b[pos-1] = '_' - 1
-					}
-				}
-				if got, want := lastUnderscore(b), bytes.LastIndexByte(b, '_'); got != want {
-					t.Fatalf("lastUnderscore(%q) = %d, want %d", b, got, want)
-				}
-			}
+// TestLastUsageBackLikeLastIndex: lastUsageBack's skipping search finds
+// what bytes.LastIndex finds, in bodies made of the pattern's own pieces
+// (every byte the skip table knows), partial and whole matches, at every
+// position near the start and the end.
+func TestLastUsageBackLikeLastIndex(t *testing.T) {
+	pieces := []string{`"completion_tokens":`, `"completion`, `_tokens":`, `tokens`, `"`, `:`, `_`, `x`, `s":`, `c`, `o`, `"c`, `ns":1,`, `}`}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var sb strings.Builder
+		for range rng.IntN(12) {
+			sb.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		b := []byte(sb.String())
+		if got, want := lastUsageBack(b), bytes.LastIndex(b, patUsage); got != want {
+			t.Fatalf("lastUsageBack(%q) = %d, want %d", b, got, want)
 		}
 	}
 }
