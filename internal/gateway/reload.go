@@ -166,6 +166,9 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 			return nil, fmt.Errorf("TLS certificates: %w", err)
 		}
 	}
+	if err := g.liveHealthStillPasses(ctx, cfg.Health, fresh); err != nil {
+		return nil, err
+	}
 	owned, err := g.ctrl.SetPools(ctx, pre.specs)
 	if err != nil {
 		return nil, poolsConflictAsConfigError(err)

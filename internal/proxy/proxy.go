@@ -275,7 +275,7 @@ type localAnswer struct {
 
 // answerLocally decides the requests the gateway answers itself: /health
 // of the pool, paths outside /v1/ (or leaving it through dot segments),
-// and GET /v1/models when the table names one model for clients. ok false
+// and GET and HEAD /v1/models when the table names one model for clients. ok false
 // means: send the request to a replica.
 func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool) {
 	switch {
@@ -287,7 +287,7 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 	case !strings.HasPrefix(path, "/v1/") || hasDotSegment(path):
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", path)}}, true
-	case e.ModelsBody != nil && path == "/v1/models" && method == http.MethodGet:
+	case e.ModelsBody != nil && path == "/v1/models" && (method == http.MethodGet || method == http.MethodHead):
 		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody}, true
 	}
 	return localAnswer{}, false
