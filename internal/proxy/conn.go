@@ -140,6 +140,13 @@ func (sc *srvConn) serve() {
 		}
 		switch verdict {
 		case headFallback:
+			if e := netHTTPRefusal(sc.head); e != nil {
+				// net/http would answer it in plain text: the same status
+				// in the OpenAI error shape.
+				sc.req.close, sc.unread = true, true
+				sc.writeError(e, nil, nil)
+				return
+			}
 			replay := make([]byte, 0, len(sc.head)+len(closeField)+sc.br.Buffered())
 			replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
 			rest, _ := sc.br.Peek(sc.br.Buffered())

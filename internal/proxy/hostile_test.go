@@ -154,8 +154,8 @@ func TestHostileRequests(t *testing.T) {
 		// Obsolete line folding: net/http joins the lines.
 		{name: "obs-fold", raw: head + "X-A: a\r\n  b\r\nContent-Length: 2\r\n\r\n{}",
 			status: 200, replica: forwarded("POST", chat, "X-A: a b\r\n", "{}")},
-		{name: "obs-fold into CL", raw: head + "Content-Length: 2\r\n 0\r\n\r\n{}", status: 400, closes: true},
-		{name: "fold as the first header line", raw: "POST " + chat + " HTTP/1.1\r\n Host: g\r\nContent-Length: 2\r\n\r\n{}", status: 400, closes: true},
+		{name: "obs-fold into CL", raw: head + "Content-Length: 2\r\n 0\r\n\r\n{}", status: 400, code: "bad_request", closes: true},
+		{name: "fold as the first header line", raw: "POST " + chat + " HTTP/1.1\r\n Host: g\r\nContent-Length: 2\r\n\r\n{}", status: 400, code: "bad_request", closes: true},
 		// Line ends and control bytes.
 		{name: "bare LF line ends", raw: "POST " + chat + " HTTP/1.1\nHost: g\nContent-Length: 2\n\n{}",
 			status: 200, replica: forwarded("POST", chat, "", "{}")},
@@ -166,7 +166,15 @@ func TestHostileRequests(t *testing.T) {
 		{name: "NUL in a name", raw: head + "X-\x00A: b\r\nContent-Length: 2\r\n\r\n{}", status: 400, code: "bad_request", closes: true},
 		// Hosts.
 		{name: "two Hosts", raw: head + "Host: h\r\nContent-Length: 2\r\n\r\n{}", status: 400, code: "bad_request", closes: true},
-		{name: "Host with a slash", raw: head[:len(head)-3] + "/x\r\nContent-Length: 2\r\n\r\n{}", status: 400, closes: true},
+		{name: "Host with a slash", raw: head[:len(head)-3] + "/x\r\nContent-Length: 2\r\n\r\n{}", status: 400, code: "bad_request", closes: true},
+		// What net/http's server refuses in plain text before a handler
+		// runs gets the same status in the OpenAI error shape.
+		{name: "HTTP/9.9", raw: "POST " + chat + " HTTP/9.9\r\nHost: g\r\nContent-Length: 2\r\n\r\n{}", status: 505, code: "http_version_not_supported", closes: true},
+		{name: "HTTP/2.0 without the preface", raw: "POST " + chat + " HTTP/2.0\r\nHost: g\r\nContent-Length: 2\r\n\r\n{}", status: 505, code: "http_version_not_supported", closes: true},
+		{name: "a space in the target", raw: "POST /v1/ chat HTTP/1.1\r\nHost: g\r\nContent-Length: 2\r\n\r\n{}", status: 400, code: "bad_request", closes: true},
+		{name: "Expect other than 100-continue", raw: head + "Expect: something\r\nContent-Length: 2\r\n\r\n{}", status: 417, code: "expectation_failed", closes: true},
+		{name: "HTTP/1.0 without Host", raw: "POST " + chat + " HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+			status: 200, closes: true, replica: forwarded("POST", chat, "", "{}")},
 		// Hop-by-hop headers named by Connection never reach the replica.
 		{name: "Connection names end-to-end headers", raw: head + "Connection: x-a, AUTHORIZATION\r\nX-A: 1\r\nAuthorization: k\r\nX-B: 2\r\nContent-Length: 2\r\n\r\n{}",
 			status: 200, replica: forwarded("POST", chat, "X-B: 2\r\n", "{}")},
