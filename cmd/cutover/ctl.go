@@ -163,7 +163,19 @@ func printStatus(w io.Writer, s *api.Status) {
 		if model == "" {
 			model = "-"
 		}
-		fmt.Fprintf(tw, "\n%s\t%s\tmodel %s\t%d/%d healthy\t%d in flight\n", p.Name, role, model, p.HealthyReplicas, len(p.Replicas), p.InFlight)
+		asleep := 0
+		for _, r := range p.Replicas {
+			if r.Healthy && r.Asleep {
+				asleep++
+			}
+		}
+		health := fmt.Sprintf("%d/%d healthy", p.HealthyReplicas, len(p.Replicas))
+		if asleep > 0 {
+			// A sleeping replica answers its checks but serves nothing
+			// until it is woken.
+			health = fmt.Sprintf("%d/%d healthy, %d asleep", p.HealthyReplicas, len(p.Replicas), asleep)
+		}
+		fmt.Fprintf(tw, "\n%s\t%s\tmodel %s\t%s\t%d in flight\n", p.Name, role, model, health, p.InFlight)
 		for _, r := range p.Replicas {
 			h := "healthy"
 			if !r.Healthy {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ agents, after the on_retire hooks.`,
 				return r, err
 			}, func(w io.Writer, r *api.DeployResult) {
 				d := r.Deployment
-				fmt.Fprintf(w, "deployment %s: model %s into %s (%d replicas), %s\n", d.ID, d.Model, d.Pool, len(d.Replicas), d.Phase)
+				fmt.Fprintf(w, "deployment %s: model %s into %s (%s), %s\n", d.ID, d.Model, d.Pool, plural(len(d.Replicas), "replica"), d.Phase)
 				if d.Reason != "" {
 					fmt.Fprintf(w, "  %s\n", d.Reason)
 				}
@@ -342,4 +343,12 @@ func until(t time.Time) string {
 		return fmt.Sprintf("%s ago", -d)
 	}
 	return "in " + d.String()
+}
+
+// plural is n and noun, with an s when n is not 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -32,3 +32,31 @@ func TestStatusPrintsEngineLoad(t *testing.T) {
 		t.Fatalf("a replica without engine metrics got some:\n%s", out)
 	}
 }
+
+// TestStatusCountsSleepingReplicas: a pool whose replicas sleep says so
+// in its header line, not only "2/2 healthy" (they serve nothing until
+// woken).
+func TestStatusCountsSleepingReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		asleep []bool
+		want   string
+	}{
+		{"awake", []bool{false, false}, "2/2 healthy  0 in flight"},
+		{"asleep", []bool{true, true}, "2/2 healthy, 2 asleep"},
+		{"one asleep", []bool{true, false}, "2/2 healthy, 1 asleep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := api.Pool{Name: "green", Model: "m", HealthyReplicas: 2}
+			for i, a := range tc.asleep {
+				p.Replicas = append(p.Replicas, api.Replica{URL: "http://r" + string(rune('0'+i)) + ":8000", Healthy: true, Asleep: a})
+			}
+			var b bytes.Buffer
+			printStatus(&b, &api.Status{Live: "blue", Pools: map[string]api.Pool{"green": p}})
+			header := strings.SplitN(strings.TrimLeft(b.String()[strings.Index(b.String(), "\ngreen"):], "\n"), "\n", 2)[0]
+			if !strings.Contains(header, tc.want) {
+				t.Fatalf("header line %q, want %q in it", header, tc.want)
+			}
+		})
+	}
+}
