@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +61,9 @@ type Options struct {
 	// HealthInterval is the period of the store's health check. Zero
 	// means 1s.
 	HealthInterval time.Duration
+	// Host is this gateway's host name, published with its member key
+	// (CheckName). Empty means os.Hostname().
+	Host string
 }
 
 // Member is this gateway in the fleet.
@@ -93,7 +97,34 @@ func New(opts Options) *Member {
 	if m.opts.HealthInterval <= 0 {
 		m.opts.HealthInterval = time.Second
 	}
+	if m.opts.Host == "" {
+		m.opts.Host, _ = os.Hostname()
+	}
 	return m
+}
+
+// CheckName refuses a name that a gateway on another host holds in the
+// fleet now (its member key, kept alive by its session): two gateways
+// with one name would overwrite each other's member key, validation
+// samples and shadow figures, and a restart of one would end the hooks
+// the other runs. A key of this host is taken for an earlier run of this
+// gateway (a restart within the session TTL). host "" means
+// os.Hostname(). With etcd unreachable nothing can be checked: nil.
+func CheckName(ctx context.Context, st *store.Etcd, name, host string) error {
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	ctx, cancel := context.WithTimeout(ctx, st.Timeout())
+	defer cancel()
+	resp, err := st.Client().Get(ctx, st.Prefix()+"members/"+name)
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil
+	}
+	var mi memberInfo
+	if json.Unmarshal(resp.Kvs[0].Value, &mi) != nil || mi.Host == "" || mi.Host == host {
+		return nil
+	}
+	return fmt.Errorf("%q is the name of a running gateway of this fleet on host %s (admin %s): give every gateway its own name (a stopped gateway's entry goes within etcd.session_ttl)", name, mi.Host, mi.Admin)
 }
 
 // Leading reports whether this member is the leader now.
@@ -320,6 +351,7 @@ func errSessionLost(sess *concurrency.Session) error {
 type memberInfo struct {
 	Name     string    `json:"name"`
 	Admin    string    `json:"admin"`
+	Host     string    `json:"host,omitempty"`
 	Revision int64     `json:"revision"`
 	LastSeen time.Time `json:"last_seen"`
 }
@@ -330,7 +362,7 @@ func (m *Member) announce(ctx context.Context, lease clientv3.LeaseID) {
 	t := time.NewTicker(max(m.opts.TTL/3, time.Second))
 	defer t.Stop()
 	for {
-		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Revision: m.Applied(), LastSeen: m.now().UTC()})
+		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Host: m.opts.Host, Revision: m.Applied(), LastSeen: m.now().UTC()})
 		pctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
 		_, err := m.opts.Store.Client().Put(pctx, m.memberKey(), string(b), clientv3.WithLease(lease))
 		cancel()

@@ -18,6 +18,7 @@ import (
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/fleet"
 	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
@@ -292,6 +293,11 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	g.metrics.RegisterClientAuthFunc(g.reload.keys.Load) // none while client auth is off
 	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
+	if g.fleet != nil {
+		if err := fleet.CheckName(ctx, g.fleet.etcd, cfg.FleetName(), ""); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "name", Msg: err.Error()}}}
+		}
+	}
 	g.joinFleet()
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
