@@ -502,6 +502,9 @@ func (p preview) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for name, e := range t.Pools {
 		if name != t.Live.Pool.Name {
+			if e.Sleeping != nil {
+				e = e.Sleeping // the retained pool asleep: 503, not a sleeping replica
+			}
 			p.h.ServePool(w, r, t, e)
 			return
 		}

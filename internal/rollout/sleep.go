@@ -58,6 +58,23 @@ func (t *sleepTracker) asleepSet(st *State) map[string]bool {
 	return out
 }
 
+// sleepingPoolLocked names the pool a promoted deployment retains asleep
+// under rollout.retention_mode: sleep, "" when there is none. It goes by
+// the state alone, so every gateway of a fleet (not only the leader that
+// sends /sleep) keeps requests naming that pool off its replicas; from the
+// promotion on, until a rollback makes it live or its retirement begins.
+// c.mu must be held.
+func (c *Controller) sleepingPoolLocked() string {
+	if c.opts.Settings.RetentionMode != RetentionSleep {
+		return ""
+	}
+	d := c.st.active()
+	if d == nil || (d.Phase != PhasePromoted && d.Phase != PhaseRetiring) || d.From == "" || d.From == c.st.Live {
+		return ""
+	}
+	return d.From
+}
+
 // initLocked makes the maps; t.mu must be held.
 func (t *sleepTracker) initLocked() {
 	if t.checked == nil {
