@@ -238,19 +238,29 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 		return 0, 0, nil
 	}
 	start := time.Now()
+	// All at once: the rollback waits for the slowest replica, not for the
+	// sum of them (nor for one wake_timeout per replica that hangs).
+	results := make([]error, len(old.Replicas))
+	var wg sync.WaitGroup
+	for i, r := range old.Replicas {
+		wg.Go(func() {
+			err := c.replicaCall(ctx, r, "/wake_up")
+			if err == nil {
+				err = c.awaitAwake(ctx, r)
+			}
+			results[i] = err
+		})
+	}
+	wg.Wait()
 	var errs []error
 	woke := 0
-	for _, r := range old.Replicas {
-		err := c.replicaCall(ctx, r, "/wake_up")
+	for i, err := range results {
 		var nf *notFoundError
 		if errors.As(err, &nf) {
 			continue // no sleep mode: it was kept awake
 		}
-		if err == nil {
-			err = c.awaitAwake(ctx, r)
-		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.Name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", old.Replicas[i].Name, err))
 			continue
 		}
 		woke++
