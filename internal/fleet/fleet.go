@@ -64,6 +64,10 @@ type Options struct {
 	// Host is this gateway's host name, published with its member key
 	// (CheckName). Empty means os.Hostname().
 	Host string
+	// ConfigDigest returns the digest of this gateway's fleet-wide
+	// settings, published with its member key (api.FleetMember.Config);
+	// nil publishes none.
+	ConfigDigest func() string
 }
 
 // Member is this gateway in the fleet.
@@ -80,6 +84,15 @@ type Member struct {
 	mu      sync.Mutex // guards the fields below
 	leader  string
 	members []api.FleetMember
+	warned  map[string]string // member name -> the digests it was warned about
+}
+
+// digest is Options.ConfigDigest's value, "" without one.
+func (m *Member) digest() string {
+	if m.opts.ConfigDigest == nil {
+		return ""
+	}
+	return m.opts.ConfigDigest()
 }
 
 // New returns a member; call Run.
@@ -354,6 +367,7 @@ type memberInfo struct {
 	Host     string    `json:"host,omitempty"`
 	Revision int64     `json:"revision"`
 	LastSeen time.Time `json:"last_seen"`
+	Config   string    `json:"config,omitempty"`
 }
 
 // announce writes the member key (on the session's lease) now, after
@@ -362,7 +376,7 @@ func (m *Member) announce(ctx context.Context, lease clientv3.LeaseID) {
 	t := time.NewTicker(max(m.opts.TTL/3, time.Second))
 	defer t.Stop()
 	for {
-		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Host: m.opts.Host, Revision: m.Applied(), LastSeen: m.now().UTC()})
+		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Host: m.opts.Host, Revision: m.Applied(), LastSeen: m.now().UTC(), Config: m.digest()})
 		pctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
 		_, err := m.opts.Store.Client().Put(pctx, m.memberKey(), string(b), clientv3.WithLease(lease))
 		cancel()
@@ -415,7 +429,21 @@ func (m *Member) refresh(ctx context.Context, e *concurrency.Election) {
 		if json.Unmarshal(kv.Value, &mi) != nil {
 			continue
 		}
-		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen})
+		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen, Config: mi.Config})
+		if own := m.digest(); mi.Config != "" && own != "" && mi.Config != own && mi.Name != m.opts.Name {
+			m.mu.Lock()
+			warned := m.warned[mi.Name] == mi.Config+own
+			if !warned {
+				if m.warned == nil {
+					m.warned = map[string]string{}
+				}
+				m.warned[mi.Name] = mi.Config + own
+			}
+			m.mu.Unlock()
+			if !warned {
+				m.log.Warn("fleet: a gateway's configuration differs from this one's (model_name, pools, rollout.strategy or rollout.retention_mode): keep the file the same on every gateway", "gateway", mi.Name, "admin", mi.Admin, "its_config", mi.Config, "this_config", own)
+			}
+		}
 	}
 	slices.SortFunc(ms, func(a, b api.FleetMember) int { return strings.Compare(a.Name, b.Name) })
 	m.mu.Lock()
@@ -429,7 +457,7 @@ func (m *Member) Status() *api.Fleet {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := &api.Fleet{Leader: m.leader, Self: m.opts.Name, Members: slices.Clone(m.members),
-		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal()}}
+		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal()}, Config: m.digest()}
 	if m.Leading() {
 		f.Leader = m.opts.Name
 	}

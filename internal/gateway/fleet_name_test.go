@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/gateway"
 )
@@ -46,5 +48,37 @@ func TestFleetRefusesANameAnotherHostRuns(t *testing.T) {
 	var ce *config.Error
 	if !errors.As(err, &ce) || len(ce.Fields) != 1 || ce.Fields[0].Key != "name" {
 		t.Fatalf("error = %v, want a config error naming `name`", err)
+	}
+}
+
+// TestFleetStatusShowsAConfigThatDiffers: a gateway whose file differs in
+// what every gateway must share (here model_name) joined the fleet
+// silently and answered every request 404 or 503; the fleet status now
+// carries each member's configuration digest, and the gateways' differ.
+func TestFleetStatusShowsAConfigThatDiffers(t *testing.T) {
+	f := newFleet(t, 2)
+	odd := f.startWith(t, "gw-odd", t.TempDir(), func(c *config.Config) { c.ModelName = "other-name" })
+	ctx := context.Background()
+	var st *api.Fleet
+	waitFor(t, "three members with their digests", 10*time.Second, func() bool {
+		s, err := f.gws[0].admin.Status(ctx)
+		if err != nil || s.Fleet == nil || len(s.Fleet.Members) != 3 {
+			return false
+		}
+		st = s.Fleet
+		for _, m := range st.Members {
+			if m.Config == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, m := range st.Members {
+		if differs := m.Config != st.Config; differs != (m.Name == "gw-odd") {
+			t.Errorf("member %s config %s, this gateway's %s: differs=%v", m.Name, m.Config, st.Config, differs)
+		}
+	}
+	if s, err := odd.admin.Status(ctx); err != nil || s.Fleet.Config == st.Config {
+		t.Errorf("gw-odd's own digest %v equals the others' (%v)", s.Fleet, err)
 	}
 }

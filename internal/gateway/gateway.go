@@ -298,6 +298,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "name", Msg: err.Error()}}}
 		}
 	}
+	g.setFleetDigest(cfg)
 	g.joinFleet()
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
