@@ -117,27 +117,56 @@ func New(opts Options) *Member {
 }
 
 // CheckName refuses a name that a gateway on another host holds in the
-// fleet now (its member key, kept alive by its session): two gateways
-// with one name would overwrite each other's member key, validation
-// samples and shadow figures, and a restart of one would end the hooks
-// the other runs. A key of this host is taken for an earlier run of this
-// gateway (a restart within the session TTL). host "" means
-// os.Hostname(). With etcd unreachable nothing can be checked: nil.
-func CheckName(ctx context.Context, st *store.Etcd, name, host string) error {
+// fleet (its member key, kept alive by its session): two gateways with
+// one name would overwrite each other's member key, validation samples
+// and shadow figures, and a restart of one would end the hooks the other
+// runs. A key of this host is taken for an earlier run of this gateway (a
+// restart within the session TTL). A key of another host is waited on
+// until its lease would have expired (at most the session TTL and two
+// seconds): a gateway that died there, or this one's previous run under
+// another host name (a new container), lets it go; a live one renews it
+// and the name is refused. host "" means os.Hostname(); log nil means
+// slog.Default(). With etcd unreachable nothing can be checked: nil.
+func CheckName(ctx context.Context, st *store.Etcd, name, host string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	ctx, cancel := context.WithTimeout(ctx, st.Timeout())
-	defer cancel()
-	resp, err := st.Client().Get(ctx, st.Prefix()+"members/"+name)
-	if err != nil || len(resp.Kvs) == 0 {
-		return nil
+	var deadline time.Time
+	for {
+		rctx, cancel := context.WithTimeout(ctx, st.Timeout())
+		resp, err := st.Client().Get(rctx, st.Prefix()+"members/"+name)
+		cancel()
+		if err != nil || len(resp.Kvs) == 0 {
+			return nil
+		}
+		kv := resp.Kvs[0]
+		var mi memberInfo
+		if json.Unmarshal(kv.Value, &mi) != nil || mi.Host == "" || mi.Host == host {
+			return nil
+		}
+		if deadline.IsZero() {
+			ttl := int64(0)
+			rctx, cancel := context.WithTimeout(ctx, st.Timeout())
+			if lr, err := st.Client().TimeToLive(rctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				ttl = lr.GrantedTTL
+			}
+			cancel()
+			// etcd removes an expired lease's keys a moment after its TTL.
+			deadline = time.Now().Add(time.Duration(max(ttl, 0))*time.Second + 2*time.Second)
+			log.Warn("fleet: another host's gateway holds this name; waiting for its entry to expire", "name", name, "host", mi.Host, "admin", mi.Admin, "until", deadline.UTC())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%q is the name of a running gateway of this fleet on host %s (admin %s): give every gateway its own name", name, mi.Host, mi.Admin)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	var mi memberInfo
-	if json.Unmarshal(resp.Kvs[0].Value, &mi) != nil || mi.Host == "" || mi.Host == host {
-		return nil
-	}
-	return fmt.Errorf("%q is the name of a running gateway of this fleet on host %s (admin %s): give every gateway its own name (a stopped gateway's entry goes within etcd.session_ttl)", name, mi.Host, mi.Admin)
 }
 
 // Leading reports whether this member is the leader now.

@@ -28,8 +28,13 @@ func TestFleetRefusesANameAnotherHostRuns(t *testing.T) {
 	}
 	defer cli.Close()
 	ctx := context.Background()
-	lease, err := cli.Grant(ctx, 30)
+	lease, err := cli.Grant(ctx, 2)
 	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, stopKeepAlive := context.WithCancel(ctx)
+	defer stopKeepAlive()
+	if _, err := cli.KeepAlive(kctx, lease.ID); err != nil { // a live gateway renews its lease
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(map[string]any{"name": "gw-dup", "admin": "10.9.9.9:8081", "host": "another-host.invalid"})
