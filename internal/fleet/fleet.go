@@ -134,6 +134,9 @@ func CheckName(ctx context.Context, st *store.Etcd, name, host string, log *slog
 	if host == "" {
 		host, _ = os.Hostname()
 	}
+	if up, _ := st.Health(); !up {
+		return nil // the start's read already waited for etcd in vain
+	}
 	var deadline time.Time
 	for {
 		rctx, cancel := context.WithTimeout(ctx, st.Timeout())
