@@ -207,6 +207,9 @@ type Fleet struct {
 	Members []FleetMember `json:"members"`
 	// Store is the state store's health as this gateway sees it.
 	Store StoreHealth `json:"store"`
+	// Config is the digest of this gateway's settings that every gateway
+	// of the fleet must share (see FleetMember.Config).
+	Config string `json:"config,omitempty"`
 }
 
 // FleetMember is one gateway of the fleet.
@@ -219,6 +222,14 @@ type FleetMember struct {
 	Revision int64 `json:"revision"`
 	// LastSeen is when it last reported.
 	LastSeen time.Time `json:"last_seen"`
+	// Config is a digest of the settings of its configuration file that
+	// every gateway of the fleet must share (model_name, each pool's model
+	// and replicas, rollout.strategy, rollout.retention_mode), as loaded
+	// at its start or last reload. A member whose Config differs from
+	// Fleet.Config serves a pool no deployment owns from other replicas or
+	// under another model id. Empty from a gateway that does not publish
+	// one.
+	Config string `json:"config,omitempty"`
 }
 
 // SaveError is a state write that failed (Status.SaveError).

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +29,7 @@ func printFleet(w io.Writer, f *api.Fleet) {
 	}
 	fmt.Fprintf(w, "\nfleet: %d gateways   leader: %s   store: %s %s   this gateway: %s\n", len(f.Members), leader, f.Store.Kind, store, f.Self)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var differ []string
 	for _, m := range f.Members {
 		role := "follower"
 		if m.Name == f.Leader {
@@ -37,7 +39,15 @@ func printFleet(w io.Writer, f *api.Fleet) {
 		if !m.LastSeen.IsZero() {
 			seen = time.Since(m.LastSeen).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\tadmin %s\trevision %d\tseen %s\n", m.Name, role, m.Admin, m.Revision, seen)
+		config := ""
+		if f.Config != "" && m.Config != "" && m.Config != f.Config {
+			config = "\tCONFIG DIFFERS"
+			differ = append(differ, m.Name)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\tadmin %s\trevision %d\tseen %s%s\n", m.Name, role, m.Admin, m.Revision, seen, config)
 	}
 	_ = tw.Flush()
+	if len(differ) > 0 {
+		fmt.Fprintf(w, "  configuration of %s differs from %s's (model_name, pools, rollout.strategy or rollout.retention_mode): keep the file the same on every gateway and reload each\n", strings.Join(differ, ", "), f.Self)
+	}
 }

@@ -112,6 +112,16 @@ func TestPrintFleet(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(out, "DIFFERS") {
+		t.Errorf("members without digests flagged:\n%s", out)
+	}
+	b.Reset()
+	printFleet(&b, &api.Fleet{Leader: "gw-b", Self: "gw-a", Config: "aaa", Store: api.StoreHealth{Kind: "etcd", Healthy: true},
+		Members: []api.FleetMember{{Name: "gw-a", Config: "aaa"}, {Name: "gw-b", Config: "bbb"}}})
+	out = b.String()
+	if !strings.Contains(out, "CONFIG DIFFERS") || !strings.Contains(out, "configuration of gw-b differs from gw-a's") || strings.Count(out, "CONFIG DIFFERS") != 1 {
+		t.Errorf("a member whose configuration differs is not flagged once:\n%s", out)
+	}
 }
 
 // TestImportRefusesStateWithoutLivePool: an export whose state names no

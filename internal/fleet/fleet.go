@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +61,13 @@ type Options struct {
 	// HealthInterval is the period of the store's health check. Zero
 	// means 1s.
 	HealthInterval time.Duration
+	// Host is this gateway's host name, published with its member key
+	// (CheckName). Empty means os.Hostname().
+	Host string
+	// ConfigDigest returns the digest of this gateway's fleet-wide
+	// settings, published with its member key (api.FleetMember.Config);
+	// nil publishes none.
+	ConfigDigest func() string
 }
 
 // Member is this gateway in the fleet.
@@ -76,6 +84,15 @@ type Member struct {
 	mu      sync.Mutex // guards the fields below
 	leader  string
 	members []api.FleetMember
+	warned  map[string]string // member name -> the digests it was warned about
+}
+
+// digest is Options.ConfigDigest's value, "" without one.
+func (m *Member) digest() string {
+	if m.opts.ConfigDigest == nil {
+		return ""
+	}
+	return m.opts.ConfigDigest()
 }
 
 // New returns a member; call Run.
@@ -93,7 +110,66 @@ func New(opts Options) *Member {
 	if m.opts.HealthInterval <= 0 {
 		m.opts.HealthInterval = time.Second
 	}
+	if m.opts.Host == "" {
+		m.opts.Host, _ = os.Hostname()
+	}
 	return m
+}
+
+// CheckName refuses a name that a gateway on another host holds in the
+// fleet (its member key, kept alive by its session): two gateways with
+// one name would overwrite each other's member key, validation samples
+// and shadow figures, and a restart of one would end the hooks the other
+// runs. A key of this host is taken for an earlier run of this gateway (a
+// restart within the session TTL). A key of another host is waited on
+// until its lease would have expired (at most the session TTL and two
+// seconds): a gateway that died there, or this one's previous run under
+// another host name (a new container), lets it go; a live one renews it
+// and the name is refused. host "" means os.Hostname(); log nil means
+// slog.Default(). With etcd unreachable nothing can be checked: nil.
+func CheckName(ctx context.Context, st *store.Etcd, name, host string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if up, _ := st.Health(); !up {
+		return nil // the start's read already waited for etcd in vain
+	}
+	var deadline time.Time
+	for {
+		rctx, cancel := context.WithTimeout(ctx, st.Timeout())
+		resp, err := st.Client().Get(rctx, st.Prefix()+"members/"+name)
+		cancel()
+		if err != nil || len(resp.Kvs) == 0 {
+			return nil
+		}
+		kv := resp.Kvs[0]
+		var mi memberInfo
+		if json.Unmarshal(kv.Value, &mi) != nil || mi.Host == "" || mi.Host == host {
+			return nil
+		}
+		if deadline.IsZero() {
+			ttl := int64(0)
+			rctx, cancel := context.WithTimeout(ctx, st.Timeout())
+			if lr, err := st.Client().TimeToLive(rctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				ttl = lr.GrantedTTL
+			}
+			cancel()
+			// etcd removes an expired lease's keys a moment after its TTL.
+			deadline = time.Now().Add(time.Duration(max(ttl, 0))*time.Second + 2*time.Second)
+			log.Warn("fleet: another host's gateway holds this name; waiting for its entry to expire", "name", name, "host", mi.Host, "admin", mi.Admin, "until", deadline.UTC())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%q is the name of a running gateway of this fleet on host %s (admin %s): give every gateway its own name", name, mi.Host, mi.Admin)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Leading reports whether this member is the leader now.
@@ -320,8 +396,10 @@ func errSessionLost(sess *concurrency.Session) error {
 type memberInfo struct {
 	Name     string    `json:"name"`
 	Admin    string    `json:"admin"`
+	Host     string    `json:"host,omitempty"`
 	Revision int64     `json:"revision"`
 	LastSeen time.Time `json:"last_seen"`
+	Config   string    `json:"config,omitempty"`
 }
 
 // announce writes the member key (on the session's lease) now, after
@@ -330,7 +408,7 @@ func (m *Member) announce(ctx context.Context, lease clientv3.LeaseID) {
 	t := time.NewTicker(max(m.opts.TTL/3, time.Second))
 	defer t.Stop()
 	for {
-		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Revision: m.Applied(), LastSeen: m.now().UTC()})
+		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Host: m.opts.Host, Revision: m.Applied(), LastSeen: m.now().UTC(), Config: m.digest()})
 		pctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
 		_, err := m.opts.Store.Client().Put(pctx, m.memberKey(), string(b), clientv3.WithLease(lease))
 		cancel()
@@ -383,7 +461,21 @@ func (m *Member) refresh(ctx context.Context, e *concurrency.Election) {
 		if json.Unmarshal(kv.Value, &mi) != nil {
 			continue
 		}
-		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen})
+		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen, Config: mi.Config})
+		if own := m.digest(); mi.Config != "" && own != "" && mi.Config != own && mi.Name != m.opts.Name {
+			m.mu.Lock()
+			warned := m.warned[mi.Name] == mi.Config+own
+			if !warned {
+				if m.warned == nil {
+					m.warned = map[string]string{}
+				}
+				m.warned[mi.Name] = mi.Config + own
+			}
+			m.mu.Unlock()
+			if !warned {
+				m.log.Warn("fleet: a gateway's configuration differs from this one's (model_name, pools, rollout.strategy or rollout.retention_mode): keep the file the same on every gateway", "gateway", mi.Name, "admin", mi.Admin, "its_config", mi.Config, "this_config", own)
+			}
+		}
 	}
 	slices.SortFunc(ms, func(a, b api.FleetMember) int { return strings.Compare(a.Name, b.Name) })
 	m.mu.Lock()
@@ -397,7 +489,7 @@ func (m *Member) Status() *api.Fleet {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := &api.Fleet{Leader: m.leader, Self: m.opts.Name, Members: slices.Clone(m.members),
-		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal()}}
+		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal()}, Config: m.digest()}
 	if m.Leading() {
 		f.Leader = m.opts.Name
 	}

@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +29,35 @@ import (
 type fleetParts struct {
 	etcd    *store.Etcd
 	member  *fleet.Member
-	samples *fleet.Samples // validation samples of every gateway (fleet_samples.go)
+	samples *fleet.Samples         // validation samples of every gateway (fleet_samples.go)
+	digest  atomic.Pointer[string] // fleetDigest of the config started or last reloaded
+}
+
+// fleetDigest is a short digest of cfg's settings that every gateway of a
+// fleet must share: model_name, each pool's model and replicas (a pool no
+// deployment owns is served from each gateway's own file),
+// rollout.strategy and rollout.retention_mode. Status shows the members
+// whose digest differs from the answering gateway's.
+func fleetDigest(cfg *config.Config) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "model_name=%q\n", cfg.ModelName)
+	for _, name := range config.PoolNames {
+		if p := cfg.Pools[name]; p != nil {
+			fmt.Fprintf(h, "pools.%s.model=%q replicas=%q\n", name, p.Model, p.Replicas)
+		}
+	}
+	fmt.Fprintf(h, "rollout.strategy=%q retention_mode=%q\n", cfg.Rollout.Strategy, cfg.Rollout.RetentionMode)
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// setFleetDigest publishes cfg's digest from the next member refresh on;
+// a no-op without a fleet.
+func (g *Gateway) setFleetDigest(cfg *config.Config) {
+	if g.fleet == nil {
+		return
+	}
+	d := fleetDigest(cfg)
+	g.fleet.digest.Store(&d)
 }
 
 // openStore opens the state store (OpenStore) and keeps the etcd store
@@ -134,6 +165,12 @@ func (g *Gateway) joinFleet() {
 		Follower: g.ctrl,
 		Lead:     g.ctrl.Run,
 		Logger:   g.log,
+		ConfigDigest: func() string {
+			if d := g.fleet.digest.Load(); d != nil {
+				return *d
+			}
+			return ""
+		},
 	})
 	g.joinSamples()
 	g.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

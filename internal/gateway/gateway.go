@@ -18,6 +18,7 @@ import (
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/fleet"
 	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/proxy"
@@ -292,6 +293,12 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	}
 	g.metrics.RegisterClientAuthFunc(g.reload.keys.Load) // none while client auth is off
 	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
+	if g.fleet != nil {
+		if err := fleet.CheckName(ctx, g.fleet.etcd, cfg.FleetName(), "", log); err != nil {
+			return nil, &config.Error{Fields: []*config.FieldError{{Key: "name", Msg: err.Error()}}}
+		}
+	}
+	g.setFleetDigest(cfg)
 	g.joinFleet()
 	adm.Handle("GET /metrics", g.metrics.Handler())
 	g.history = metrics.NewHistory(nil, config.PoolNames...)
@@ -496,6 +503,9 @@ func (p preview) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for name, e := range t.Pools {
 		if name != t.Live.Pool.Name {
+			if e.Sleeping != nil {
+				e = e.Sleeping // the retained pool asleep: 503, not a sleeping replica
+			}
 			p.h.ServePool(w, r, t, e)
 			return
 		}

@@ -245,6 +245,7 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	}
 	g.ctrl.SetHooks(cfg.HookSpecs())
 	g.setLogLevel(cfg)
+	g.setFleetDigest(cfg)
 	g.reload.applied = cfg
 	return res, nil
 }

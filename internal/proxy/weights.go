@@ -58,7 +58,11 @@ func (h *Handler) namedEntry(t *route.Table, name, token string) *route.Entry {
 	if name == "" || h.opts.PoolHeaderToken == "" || subtle.ConstantTimeCompare([]byte(token), []byte(h.opts.PoolHeaderToken)) != 1 {
 		return nil
 	}
-	return t.Pools[name]
+	e := t.Pools[name]
+	if e != nil && e.Sleeping != nil {
+		return e.Sleeping // asleep: 503 no_healthy_replica, never a sleeping replica
+	}
+	return e
 }
 
 // pickEntry is Handler.pickPool for the request in sc: it drops the pool

@@ -625,6 +625,9 @@ func (c *Controller) apply(ctx context.Context) error {
 	}
 	t := route.New(c.rev, c.st.Live, c.opts.ModelName, ps...)
 	c.canaryRouteLocked(t)
+	if name := c.sleepingPoolLocked(); name != "" {
+		t.MarkSleeping(name)
+	}
 	c.mu.Unlock()
 	return c.opts.Applier.Apply(ctx, t)
 }

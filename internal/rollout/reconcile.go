@@ -52,6 +52,7 @@ func (c *Controller) Reconcile(ctx context.Context) {
 	}
 	st, _, pools := c.snapshot()
 	c.restoreLater(ctx, &st)
+	c.wakeLeftAsleep(ctx, &st, pools)
 	c.stopStaleWindow(st)
 	if d := st.active(); d != nil {
 		var err error

@@ -39,6 +39,14 @@ type sleepTracker struct {
 	checked map[string]bool     // deployment id -> every replica tried
 	woken   map[string]bool     // deployment id -> a rollback woke its old pool: never sleep it again
 	pool    map[string]string   // deployment id -> the pool put to sleep
+
+	// After a rollback: "pool replicaURL" of the live pool's replicas
+	// found still asleep (the rollback's wake did not reach them), the
+	// rolled-back deployments whose pool answered awake throughout, and
+	// how many rounds found a replica that did not answer.
+	leftAsleep map[string]bool
+	allAwake   map[string]bool
+	silent     map[string]int
 }
 
 // asleepSet returns "pool replicaURL" for every replica kept asleep by a
@@ -55,7 +63,27 @@ func (t *sleepTracker) asleepSet(st *State) map[string]bool {
 			out[t.pool[id]+" "+r] = true
 		}
 	}
+	for k := range t.leftAsleep {
+		out[k] = true
+	}
 	return out
+}
+
+// sleepingPoolLocked names the pool a promoted deployment retains asleep
+// under rollout.retention_mode: sleep, "" when there is none. It goes by
+// the state alone, so every gateway of a fleet (not only the leader that
+// sends /sleep) keeps requests naming that pool off its replicas; from the
+// promotion on, until a rollback makes it live or its retirement begins.
+// c.mu must be held.
+func (c *Controller) sleepingPoolLocked() string {
+	if c.opts.Settings.RetentionMode != RetentionSleep {
+		return ""
+	}
+	d := c.st.active()
+	if d == nil || (d.Phase != PhasePromoted && d.Phase != PhaseRetiring) || d.From == "" || d.From == c.st.Live {
+		return ""
+	}
+	return d.From
 }
 
 // initLocked makes the maps; t.mu must be held.
@@ -64,7 +92,72 @@ func (t *sleepTracker) initLocked() {
 		t.asleep, t.awake = map[string][]string{}, map[string][]string{}
 		t.checked, t.woken = map[string]bool{}, map[string]bool{}
 		t.pool = map[string]string{}
+		t.allAwake, t.silent = map[string]bool{}, map[string]int{}
 	}
+}
+
+// silentRounds is how many reconciles wakeLeftAsleep asks again a replica
+// that does not answer GET /is_sleeping (down ones are the health
+// checks' business; a slow one may still be asleep once it answers).
+const silentRounds = 60
+
+// wakeLeftAsleep wakes the replicas a rollback's wake left asleep. A
+// rollback wakes the retained pool and switches once one replica is awake;
+// one that did not answer /wake_up in time stayed asleep in the live pool,
+// passing health checks (vLLM's /health answers while asleep) and failing
+// every completion with 503, with nothing waking it again. So after a
+// rollback (or the abort of a promoted deployment) under
+// retention_mode: sleep, each reconcile asks the live pool's replicas
+// GET /is_sleeping and sends /wake_up to those that sleep (each call
+// bounded by the probe timeout), until every one answers awake; the
+// status shows those still asleep. On the leader only, like every
+// reconcile step, and again after a restart (one GET per replica).
+func (c *Controller) wakeLeftAsleep(ctx context.Context, st *State, pools map[string]*pool.Pool) {
+	if c.opts.Settings.RetentionMode != RetentionSleep {
+		return
+	}
+	t := &c.sleep
+	d := st.latest()
+	if d == nil || (d.Phase != PhaseRolledBack && d.Phase != PhaseAborted) || d.From == "" || d.From != st.Live || pools[d.From] == nil {
+		t.mu.Lock()
+		t.leftAsleep = nil // another deployment, or the pool is no longer live
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Lock()
+	t.initLocked()
+	done := t.allAwake[d.ID]
+	t.mu.Unlock()
+	if done {
+		return
+	}
+	left, unknown := map[string]bool{}, false
+	for _, r := range pools[d.From].Replicas {
+		pctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+		sleeping, err := c.isSleeping(pctx, r)
+		if err == nil && sleeping {
+			left[d.From+" "+r.Name] = true
+			if werr := c.replicaCall(pctx, r, "/wake_up"); werr != nil {
+				c.log.Warn("replica left asleep by the rollback: wake_up failed; trying again", "deployment", d.ID, "replica", r.Name, "err", werr)
+			} else {
+				c.log.Info("replica left asleep by the rollback: woken", "deployment", d.ID, "replica", r.Name)
+			}
+		}
+		cancel()
+		var nf *notFoundError
+		if err != nil && !errors.As(err, &nf) && !strings.Contains(err.Error(), ": 404") {
+			unknown = true // no answer: ask again at the next reconcile (up to silentRounds)
+		}
+	}
+	t.mu.Lock()
+	t.leftAsleep = left
+	if unknown {
+		t.silent[d.ID]++
+	}
+	if len(left) == 0 && (!unknown || t.silent[d.ID] >= silentRounds) {
+		t.allAwake[d.ID] = true
+	}
+	t.mu.Unlock()
 }
 
 // keepRetainedAsleep puts the old pool of a promoted deployment to sleep
@@ -145,19 +238,29 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 		return 0, 0, nil
 	}
 	start := time.Now()
+	// All at once: the rollback waits for the slowest replica, not for the
+	// sum of them (nor for one wake_timeout per replica that hangs).
+	results := make([]error, len(old.Replicas))
+	var wg sync.WaitGroup
+	for i, r := range old.Replicas {
+		wg.Go(func() {
+			err := c.replicaCall(ctx, r, "/wake_up")
+			if err == nil {
+				err = c.awaitAwake(ctx, r)
+			}
+			results[i] = err
+		})
+	}
+	wg.Wait()
 	var errs []error
 	woke := 0
-	for _, r := range old.Replicas {
-		err := c.replicaCall(ctx, r, "/wake_up")
+	for i, err := range results {
 		var nf *notFoundError
 		if errors.As(err, &nf) {
 			continue // no sleep mode: it was kept awake
 		}
-		if err == nil {
-			err = c.awaitAwake(ctx, r)
-		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.Name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", old.Replicas[i].Name, err))
 			continue
 		}
 		woke++

@@ -51,6 +51,23 @@ type Entry struct {
 	// client-facing model name is set: that name, with the pool's model id
 	// as its root. Nil otherwise.
 	ModelsBody []byte
+	// Sleeping, when not nil, says the pool's replicas are put to sleep
+	// (the pool retained for rollback under rollout.retention_mode: sleep):
+	// it is the same pool without replicas, which requests naming the
+	// pool (the pool header, the preview listener) get instead, so that
+	// they are answered 503 no_healthy_replica rather than sent to a
+	// sleeping vLLM. Nil while the pool is awake.
+	Sleeping *Entry
+}
+
+// MarkSleeping sets t.Pools[name].Sleeping; a no-op for an unknown pool
+// or the live one. Call it before the table is shared.
+func (t *Table) MarkSleeping(name string) {
+	e := t.Pools[name]
+	if e == nil || e == t.Live {
+		return
+	}
+	e.Sleeping = &Entry{Pool: &pool.Pool{Name: e.Pool.Name, Model: e.Pool.Model}, ModelJSON: e.ModelJSON, PoolHeader: e.PoolHeader, ModelsBody: e.ModelsBody}
 }
 
 // NewEntry derives an Entry from p; modelName is the client-facing model

@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -82,6 +84,9 @@ type Etcd struct {
 
 var _ Store = (*Etcd)(nil)
 
+// redialMax bounds the wait between two attempts to connect to etcd.
+const redialMax = 500 * time.Millisecond
+
 // OpenEtcd connects to etcd. Without authentication it does not wait for
 // etcd to answer, so a gateway can start (from its local copy) while etcd
 // is down.
@@ -111,6 +116,13 @@ func OpenEtcd(opts EtcdOptions) (*Etcd, error) {
 		Password:             opts.Password,
 		TLS:                  opts.TLS,
 		Logger:               zap.NewNop(),
+		// gRPC's default reconnect backoff grows to 2 minutes: a gateway
+		// cut off for a while would go on serving its old routing table
+		// that long after etcd returned. Try again at least every 500 ms.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: redialMax},
+			MinConnectTimeout: opts.Timeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", opts.Endpoints, err)

@@ -1,0 +1,65 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cutover-dev/cutover/internal/fleet/etcdtest"
+	"github.com/cutover-dev/cutover/internal/store"
+)
+
+type nopFollower struct{}
+
+func (nopFollower) Follow(context.Context, store.Record) error { return nil }
+
+// TestCheckNameRefusesANameHeldOnAnotherHost: a second gateway given the
+// name of a running one (a config file copied to a second host) is
+// refused; the same host (a restart within the session TTL) and another
+// name are not.
+func TestCheckNameRefusesANameHeldOnAnotherHost(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := openStore(t, srv.Endpoint())
+	m := New(Options{Store: st, Name: "gw-a", Admin: "10.0.0.1:8081", Host: "host-a", TTL: 2 * time.Second, Follower: nopFollower{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, "the member key", func() bool {
+		return len(m.Status().Members) == 1
+	})
+	for _, tc := range []struct {
+		name, host string
+		refused    bool
+	}{
+		{"gw-a", "host-b", true},
+		{"gw-a", "host-a", false},
+		{"gw-b", "host-b", false},
+	} {
+		err := CheckName(context.Background(), st, tc.name, tc.host, nil)
+		if (err != nil) != tc.refused {
+			t.Errorf("CheckName(%s on %s) = %v, want refused %v", tc.name, tc.host, err, tc.refused)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "host-a") || !strings.Contains(err.Error(), "10.0.0.1:8081")) {
+			t.Errorf("refusal %q does not name the other gateway's host and admin", err)
+		}
+	}
+	// A dead gateway's entry (its lease no longer renewed): the name is
+	// free once the lease expires, so a restart under a new host name (a
+	// new container) within the TTL waits instead of being refused.
+	lease, err := st.Client().Grant(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(memberInfo{Name: "gw-dead", Admin: "10.0.0.9:8081", Host: "old-container"})
+	if _, err := st.Client().Put(context.Background(), st.Prefix()+"members/gw-dead", string(b), clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckName(context.Background(), st, "gw-dead", "new-container", nil); err != nil {
+		t.Errorf("the name of a dead gateway's entry, once its lease expired: %v", err)
+	}
+}

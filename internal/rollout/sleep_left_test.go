@@ -1,0 +1,132 @@
+package rollout
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/mockllm"
+)
+
+// TestRollbackWakesReplicasLeftAsleep: a replica whose /wake_up failed
+// during a rollback (the rollback went on with the one that woke) stayed
+// asleep in the live pool for good: health checks pass on a sleeping vLLM
+// and its completions fail. The next reconciles find it asleep, show it
+// so in the status, and wake it.
+func TestRollbackWakesReplicasLeftAsleep(t *testing.T) {
+	_, goodURL := sleepyReplica(t, "m1", true)
+	flaky, err := mockllm.New(mockllm.Config{Model: "m1", Sleep: mockllm.SleepConfig{Enabled: true, DevMode: true, WakeDelay: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refuse atomic.Bool
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wake_up" && refuse.Load() {
+			http.Error(w, "engine busy", http.StatusInternalServerError)
+			return
+		}
+		flaky.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	f := newFx(t, func(o *Options) {
+		o.Settings.RetentionMode = RetentionSleep
+		o.ProbeTimeout = 2 * time.Second
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{goodURL, ts.URL}}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	if !flaky.SleepStats().Sleeping {
+		t.Fatal("the retained replica is not asleep")
+	}
+	refuse.Store(true)
+	if sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil || sw.Live != "blue" {
+		t.Fatalf("rollback: %+v %v", sw, err)
+	}
+	if !flaky.SleepStats().Sleeping {
+		t.Fatal("the replica whose wake_up failed is awake: the test shows nothing")
+	}
+	f.step() // finds it asleep; its wake_up still fails
+	asleep := false
+	for _, r := range f.c.Status().Pools["blue"].Replicas {
+		if r.URL == ts.URL {
+			asleep = r.Asleep
+		}
+	}
+	if !asleep {
+		t.Error("status does not show the live replica left asleep")
+	}
+	refuse.Store(false)
+	f.step()
+	if flaky.SleepStats().Sleeping {
+		t.Fatal("the replica left asleep by the rollback is still asleep after the reconciles")
+	}
+	f.step()
+	for _, r := range f.c.Status().Pools["blue"].Replicas {
+		if r.Asleep {
+			t.Errorf("status shows %s asleep once awake", r.URL)
+		}
+	}
+}
+
+// TestRollbackWakesTheRetainedPoolAtOnce: a rollback sends /wake_up to
+// every replica of the retained pool at once. Each replica here answers
+// its wake_up only once all of them have been asked (a barrier): woken
+// one after the other (the rollback waited for the sum of the wakes, and a
+// wake_timeout per hanging replica), the first wake timed out and the
+// rollback was refused.
+func TestRollbackWakesTheRetainedPoolAtOnce(t *testing.T) {
+	const n = 3
+	var asked atomic.Int32
+	all := make(chan struct{})
+	var urls []string
+	for range n {
+		m, err := mockllm.New(mockllm.Config{Model: "m1", Sleep: mockllm.SleepConfig{Enabled: true, DevMode: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var armed atomic.Bool
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/wake_up" && !armed.Swap(true) {
+				if asked.Add(1) == n {
+					close(all)
+				}
+				select {
+				case <-all:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			m.ServeHTTP(w, r)
+		}))
+		t.Cleanup(ts.Close)
+		urls = append(urls, ts.URL)
+	}
+	f := newFx(t, func(o *Options) {
+		o.Settings.RetentionMode = RetentionSleep
+		o.ProbeTimeout = time.Second
+		o.Settings.WakeTimeout = time.Second
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: urls}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{})
+	if err != nil || sw.Live != "blue" {
+		t.Fatalf("rollback: %+v %v", sw, err)
+	}
+	if ev := f.lastEvent("rollback"); !strings.Contains(ev.Reason, fmt.Sprintf("after waking %d replica(s) of blue", n)) {
+		t.Fatalf("rollback reason %q, want all %d replicas woken", ev.Reason, n)
+	}
+}
