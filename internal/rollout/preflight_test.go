@@ -305,3 +305,34 @@ func TestPreflightCallerGone(t *testing.T) {
 		t.Fatalf("live %s", s.Live)
 	}
 }
+
+// TestPreflightHoldsCanaryAt100: a canary step to 100 % sends every new
+// request to the new pool, a switch like a promote: while the candidate
+// fails completions the canary stays at its weight (status and history
+// say why), and goes on once it answers.
+func TestPreflightHoldsCanaryAt100(t *testing.T) {
+	cand := newFakeReplica(t, answerErrorIn200)
+	f := newPreflightFx(t, 0, []*fakeReplica{newFakeReplica(t, answerOK)}, nil)
+	f.opts.Canary = CanarySettings{Steps: []CanaryStep{{Weight: 50, Pause: time.Minute}, {Weight: 100, Pause: time.Minute}}, AffinityHeader: "X-Session-Id", AffinityHash: []string{"user"}}
+	f.restart()
+	if _, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m3", Replicas: []string{cand.URL()}}); err != nil {
+		t.Fatal(err)
+	}
+	f.until(PhaseCanary)
+	f.clk.Advance(time.Minute)
+	f.step()
+	d := f.latest()
+	if d.Phase != "canary" || d.Canary.Step != 1 || d.Canary.Weight != 50 || !strings.Contains(d.Waiting, "canary held at 50%") || !strings.Contains(d.Waiting, "error object") {
+		t.Fatalf("step to 100%% with a candidate failing completions: %s %+v (%s)", d.Phase, d.Canary, d.Waiting)
+	}
+	if e := f.lastEvent("preflight_failed"); !strings.Contains(e.Reason, "canary step 2/2 to 100% refused") || !strings.Contains(e.Reason, cand.URL()) {
+		t.Fatalf("history event %+v", e)
+	}
+	f.checkWeight(50)
+	cand.set(answerOK)
+	f.clk.Advance(5 * time.Second) // the first retry's backoff
+	f.step()
+	if d = f.latest(); d.Canary.Step != 2 || d.Canary.Weight != 100 {
+		t.Fatalf("once the candidate answers: %s %+v (%s)", d.Phase, d.Canary, d.Waiting)
+	}
+}
