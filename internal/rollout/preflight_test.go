@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/validation"
 )
 
 // Preflight answers a fakeReplica can give to a chat completion.
@@ -238,6 +239,35 @@ func TestPreflightGatesRollback(t *testing.T) {
 		old.set(answerOK)
 		if sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil || sw.Live != "blue" {
 			t.Fatalf("rollback once blue answers: %+v %v", sw, err)
+		}
+	})
+	t.Run("automatic rollback of the post-promotion checks", func(t *testing.T) {
+		old := newFakeReplica(t, answerOK)
+		cand := newFakeReplica(t, answerOK)
+		f := newPreflightFx(t, 0, []*fakeReplica{old}, nil)
+		f.opts.Validator = f.val
+		f.opts.Validation = ValidationSettings{Enabled: true, PostPromotionWindow: 10 * time.Minute, Interval: 5 * time.Second}
+		f.restart()
+		if _, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m3", Replicas: []string{cand.URL()}}); err != nil {
+			t.Fatal(err)
+		}
+		f.until(PhaseValidating)
+		f.step() // the window starts
+		f.clk.Advance(5 * time.Second)
+		f.until(PhaseReady)
+		if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		f.step() // starts the post-promotion window
+		old.set(answer500)
+		f.val.set(validation.Fail)
+		f.clk.Advance(5 * time.Second)
+		f.step()
+		if d := f.latest(); f.c.Status().Live != "green" || d.Phase != "promoted" || !strings.Contains(d.Waiting, "could not roll back automatically") {
+			t.Fatalf("automatic rollback onto a blue failing completions: live %s, %s (%s)", f.c.Status().Live, d.Phase, d.Waiting)
+		}
+		if e := f.lastEvent("auto_rollback_failed"); !strings.Contains(e.Reason, "preflight") || !strings.Contains(e.Reason, old.URL()+": status 500") {
+			t.Fatalf("history event %+v", e)
 		}
 	})
 	t.Run("plain switch", func(t *testing.T) {
