@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/cutover-dev/cutover/internal/pool"
 )
@@ -178,14 +177,9 @@ func (c *Controller) preflight(ctx context.Context, p *pool.Pool) error {
 			healthy = append(healthy, r)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Settings.PreflightTimeout)
-	defer cancel()
-	errs := make([]error, len(healthy))
-	var wg sync.WaitGroup
-	for i, r := range healthy {
-		wg.Go(func() { errs[i] = c.opts.Preflight.Preflight(ctx, r, p.Model) })
-	}
-	wg.Wait()
+	errs := eachReplica(ctx, c.opts.Settings.PreflightTimeout, healthy, func(ctx context.Context, r *pool.Replica) error {
+		return c.opts.Preflight.Preflight(ctx, r, p.Model)
+	})
 	ok := 0
 	var bad []string
 	for i, err := range errs {

@@ -278,12 +278,20 @@ func (c *Controller) canServe(ctx context.Context, p *pool.Pool) error {
 
 // probeAll checks rs concurrently, bounded by the probe timeout.
 func (c *Controller) probeAll(ctx context.Context, rs []*pool.Replica, model string) []error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	return eachReplica(ctx, c.opts.ProbeTimeout, rs, func(ctx context.Context, r *pool.Replica) error {
+		return c.opts.Prober.Probe(ctx, r, model)
+	})
+}
+
+// eachReplica runs check on every replica of rs at once, all bounded by
+// timeout, and returns their errors in the order of rs.
+func eachReplica(ctx context.Context, timeout time.Duration, rs []*pool.Replica, check func(context.Context, *pool.Replica) error) []error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	errs := make([]error, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
-		wg.Go(func() { errs[i] = c.opts.Prober.Probe(ctx, r, model) })
+		wg.Go(func() { errs[i] = check(ctx, r) })
 	}
 	wg.Wait()
 	return errs
