@@ -420,7 +420,9 @@ type Event struct {
 	// phase change: From and To are phases), abort, hook, apply_failed,
 	// retention_ended, retire_failed, retire_retry, post_promotion_passed,
 	// post_promotion_failed, post_promotion_inconclusive,
-	// auto_rollback_failed, launch (a deploy started replicas through
+	// auto_rollback_failed, preflight_failed (a promote or rollback
+	// refused because the pool's replicas did not answer the preflight
+	// completion; nothing switched), launch (a deploy started replicas through
 	// the agents), launch_ended (that launch failed), replicas_stopped
 	// (orphans stopped, see Status.Orphans), shrink
 	// (rollout.retention_mode shrink stopped replicas of the retained

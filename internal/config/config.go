@@ -148,6 +148,9 @@ type Rollout struct {
 	// Warmup configures the requests sent to every new replica before it
 	// counts as ready.
 	Warmup Warmup `yaml:"warmup"`
+	// Preflight configures the real completion sent to each healthy
+	// replica of a pool right before a promote or rollback makes it live.
+	Preflight Preflight `yaml:"preflight"`
 	// Strategy is StrategyBlueGreen (also when empty: all at once on
 	// promote) or StrategyCanary (weighted steps first, see Canary).
 	Strategy string `yaml:"strategy"`
@@ -156,6 +159,13 @@ type Rollout struct {
 	// Affinity keeps requests with the same key on one version while the
 	// canary's weights hold.
 	Affinity Affinity `yaml:"affinity"`
+}
+
+// Preflight configures the completion check made right before a switch.
+type Preflight struct {
+	// Timeout bounds the preflight completions (all replicas at once); a
+	// replica that has not answered by then counts as failed. Default 5s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Warmup configures warm-up requests.
@@ -390,6 +400,7 @@ func Default() *Config {
 			RetentionMode:    "keep",
 			WakeTimeout:      Duration(2 * time.Minute),
 			DrainTimeout:     Duration(5 * time.Minute),
+			Preflight:        Preflight{Timeout: Duration(5 * time.Second)},
 			Warmup: Warmup{
 				Requests: []WarmupRequest{
 					{Prompt: "Hello! Reply with a short greeting.", MaxTokens: 16},
@@ -732,6 +743,9 @@ func (r *Rollout) validate() []*FieldError {
 	}
 	if r.Warmup.Timeout <= 0 {
 		add("rollout.warmup.timeout", "must be positive, got %s", r.Warmup.Timeout)
+	}
+	if r.Preflight.Timeout <= 0 {
+		add("rollout.preflight.timeout", "must be positive, got %s", r.Preflight.Timeout)
 	}
 	errs = append(errs, r.validateCanary()...)
 	for i, w := range r.Warmup.Requests {

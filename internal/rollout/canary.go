@@ -143,7 +143,9 @@ func (c *Controller) ensureCanaryWindow(d *Deployment) {
 // starts, or after the last one the deployment is ready. A step with no
 // pause waits for promote; a step whose gates cannot decide within the
 // validation deadline after its pause fails ("no data" is never a pass).
-func (c *Controller) reconcileCanary(ctx context.Context, d *Deployment, _ map[string]*pool.Pool) error {
+// A step to 100 % is a switch: it waits for the preflight (see
+// holdFullCanary).
+func (c *Controller) reconcileCanary(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) error {
 	steps := c.opts.Canary.Steps
 	if d.Canary.Step < 1 || d.Canary.Step > len(steps) {
 		return c.failCanary(ctx, d, fmt.Sprintf("canary step %d is not configured (%d steps)", d.Canary.Step, len(steps)), nil)
@@ -169,6 +171,9 @@ func (c *Controller) reconcileCanary(ctx context.Context, d *Deployment, _ map[s
 			return c.failCanary(ctx, d, fmt.Sprintf("%s: the gates did not all pass within %s after the pause (%s)", where, c.opts.Validation.Deadline, summarizeGates(gates)), gates)
 		}
 		c.setNote(d.ID, fmt.Sprintf("%s: pause over, waiting for every gate to pass (until %s)%s", where, stamp(limit), gateNote(gates)))
+		return nil
+	}
+	if cs.Step < len(steps) && steps[cs.Step].Weight == 100 && c.holdFullCanary(ctx, d, pools[d.Pool], cs.Step+1) {
 		return nil
 	}
 	if gated {
@@ -320,4 +325,33 @@ func (c *Controller) rollbackCanaryLocked(ctx context.Context, actor string, req
 		c.poke()
 	}
 	return api.SwitchResult{Action: "rollback", Live: v.State.Live, Previous: v.State.Previous, SwitchedAt: v.State.SwitchedAt, Revision: c.revision()}, true, err
+}
+
+// holdFullCanary runs the preflight (preflight.go) before canary step n
+// sends every new request to d's pool p, the same switch as a promote.
+// held is true when it failed, or failed lately and waits for its next
+// try: the canary then stays at its weight, the status saying why, and
+// tries again with backoff (each try that fails is a preflight_failed
+// event in the history).
+func (c *Controller) holdFullCanary(ctx context.Context, d *Deployment, p *pool.Pool, n int) (held bool) {
+	key := d.ID + " canary"
+	c.mu.Lock()
+	last := c.autoRetry[key]
+	c.mu.Unlock()
+	if c.now().Before(last.at) {
+		return true // the note of the last try stays
+	}
+	c.tmu.Lock()
+	err := c.checkPreflight(ctx, "controller", fmt.Sprintf("canary step %d/%d to 100%%", n, len(c.opts.Canary.Steps)), d.ID, p)
+	c.tmu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		delete(c.autoRetry, key)
+		return false
+	}
+	wait := retireBackoff(last.tries + 1)
+	c.autoRetry[key] = retry{at: c.now().Add(wait), tries: last.tries + 1}
+	c.notes[d.ID] = fmt.Sprintf("canary held at %d%% (next try in %s): %v", d.Canary.Weight, wait, err)
+	return true
 }

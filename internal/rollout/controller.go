@@ -116,6 +116,10 @@ type Settings struct {
 	// WakeTimeout bounds one replica's wake-up before a rollback (on top of
 	// ProbeTimeout). Zero means ProbeTimeout alone.
 	WakeTimeout time.Duration
+	// PreflightTimeout bounds the preflight completions sent right before
+	// a switch (rollout.preflight.timeout; see preflight.go). Zero or
+	// negative means 5s.
+	PreflightTimeout time.Duration
 }
 
 // Options configures a Controller.
@@ -129,6 +133,11 @@ type Options struct {
 	Store    store.Store
 	Applier  Applier
 	Prober   Prober
+	// Preflight sends one real completion to each healthy replica of the
+	// pool about to go live, right before a promote or rollback (see
+	// preflight.go); a pool that does not answer enough of them is
+	// refused. Nil: no preflight (the gateway always sets one).
+	Preflight Preflighter
 	// Pools are blue and green as configured. A deployment overrides a
 	// pool's spec in the persisted state.
 	Pools map[string]PoolSpec
@@ -276,6 +285,9 @@ func New(opts Options) (*Controller, error) {
 		s.WarmupTimeout = 5 * time.Minute
 	}
 	s.Rise, s.Fall = max(s.Rise, 1), max(s.Fall, 1)
+	if s.PreflightTimeout <= 0 {
+		s.PreflightTimeout = 5 * time.Second
+	}
 	c.warm = newWarmer()
 	v := &c.opts.Validation
 	if v.Interval <= 0 {

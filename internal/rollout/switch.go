@@ -17,8 +17,9 @@ import (
 // a plain switch, refused when the standby holds a deployment that failed,
 // was aborted or was rolled back unless req.Force (then recorded as
 // forced). Either way it refuses (with a *Refusal) when the standby cannot
-// serve: no replica healthy, or none answering a fresh check with its
-// model. Nothing changes then. See decidePromote.
+// serve: no replica healthy, none answering a fresh check with its
+// model, or too few answering a real completion right before the switch
+// (preflight.go). Nothing changes then. See decidePromote.
 func (c *Controller) Promote(ctx context.Context, actor string, req api.PromoteRequest) (_ api.SwitchResult, err error) {
 	ctx, end := c.span(ctx, "promote", actor)
 	defer func() { end(err) }()
@@ -35,7 +36,8 @@ func (c *Controller) Promote(ctx context.Context, actor string, req api.PromoteR
 }
 
 // Rollback undoes the last switch. Inside a deployment's retention it is
-// instant: the retained pool needs a healthy replica and nothing else.
+// instant: the retained pool needs a healthy replica, and its healthy
+// replicas must answer the preflight completion (preflight.go).
 // After the old pool was retired it is refused with the time. A second
 // rollback in a row is refused unless req.To names the pool. See
 // decideRollback.
@@ -77,6 +79,9 @@ func (c *Controller) plainSwitch(ctx context.Context, action string, dec Decisio
 	target := dec.Target
 	if err := c.canServe(ctx, pools[target]); err != nil {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: %v; %s stays live", action, err, st.Live)
+	}
+	if err := c.checkPreflight(ctx, actor, action, dec.Deployment, pools[target]); err != nil {
+		return api.SwitchResult{}, err
 	}
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
@@ -140,6 +145,9 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 			return api.SwitchResult{}, refuse("before_promote_failed", "promotion blocked: %s", msg)
 		}
 	}
+	if err := c.checkPreflight(ctx, actor, "promote", id, p); err != nil {
+		return api.SwitchResult{}, err
+	}
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
@@ -197,6 +205,9 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 	}
 	if n := pools[d.From].HealthyCount(); n == 0 {
 		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s has no healthy replica; %s stays live", why, d.From, st.Live)
+	}
+	if err := c.checkPreflight(ctx, actor, "rollback", id, pools[d.From]); err != nil {
+		return api.SwitchResult{}, err
 	}
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
@@ -267,12 +278,20 @@ func (c *Controller) canServe(ctx context.Context, p *pool.Pool) error {
 
 // probeAll checks rs concurrently, bounded by the probe timeout.
 func (c *Controller) probeAll(ctx context.Context, rs []*pool.Replica, model string) []error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	return eachReplica(ctx, c.opts.ProbeTimeout, rs, func(ctx context.Context, r *pool.Replica) error {
+		return c.opts.Prober.Probe(ctx, r, model)
+	})
+}
+
+// eachReplica runs check on every replica of rs at once, all bounded by
+// timeout, and returns their errors in the order of rs.
+func eachReplica(ctx context.Context, timeout time.Duration, rs []*pool.Replica, check func(context.Context, *pool.Replica) error) []error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	errs := make([]error, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
-		wg.Go(func() { errs[i] = c.opts.Prober.Probe(ctx, r, model) })
+		wg.Go(func() { errs[i] = check(ctx, r) })
 	}
 	wg.Wait()
 	return errs
