@@ -167,8 +167,8 @@ func trimOWS[T ~string | ~[]byte](b T) T {
 // client's forwarding headers (clientForwarded) and Expect (the gateway's
 // server answered it; the whole body follows).
 func skipRequestHeader(name []byte) bool {
-	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
-		equalFold(name, "Content-Length") || clientForwarded(name)
+	return hopByHop(name) || nameHost.is(name) || nameExpect.is(name) ||
+		nameContentLength.is(name) || clientForwarded(name)
 }
 
 // clientForwarded reports the forwarding headers a client may not set for
@@ -192,7 +192,7 @@ func clientForwarded(name []byte) bool {
 // skipResponseHeader reports replica response headers not relayed as
 // they are: hop-by-hop ones and the gateway's own.
 func skipResponseHeader(name []byte, streaming bool) bool {
-	return hopByHop(name) || equalFold(name, "X-Cutover-Pool") || equalFold(name, "X-Cutover-Replica") ||
+	return hopByHop(name) || nameCutoverPool.is(name) || nameCutoverReplica.is(name) ||
 		(streaming && equalFold(name, "X-Accel-Buffering"))
 }
 
