@@ -693,6 +693,7 @@ var (
 	nameTrailer          = newFoldName("trailer")
 	nameCutoverPool      = newFoldName("x-cutover-pool")
 	nameCutoverReplica   = newFoldName("x-cutover-replica")
+	nameHops             = newFoldName(hopsHeader)
 )
 
 // load64 is the little-endian word of b[i:i+8].

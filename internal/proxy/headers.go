@@ -33,8 +33,11 @@ func (s *connTokens) add(v []byte) { addConnTokens(s, v) }
 // addString records the tokens of one Connection field value.
 func (s *connTokens) addString(v string) { addConnTokens(s, v) }
 
-// has reports whether the Connection fields list the header name.
-func (s *connTokens) has(name []byte) bool { return hasConnName(s, name) }
+// has reports whether the Connection fields list the header name. With
+// none listed (nearly every message), that is known without a call.
+func (s *connTokens) has(name []byte) bool {
+	return (s.n != 0 || s.close || s.keepAlive || s.overflow) && hasConnName(s, name)
+}
 
 // hasString reports whether the Connection fields list the header name.
 func (s *connTokens) hasString(name string) bool { return hasConnName(s, name) }
@@ -266,7 +269,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
 		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) || (tr != nil && isTraceField(name)) ||
-			equalFold(name, hopsHeader) {
+			nameHops.is(name) {
 			continue
 		}
 		b = append(b, name...)

@@ -110,7 +110,7 @@ func TestFoldNameLikeEqualFold(t *testing.T) {
 		{nameContentLength, "Content-Length"}, {nameTransferEncoding, "TRANSFER-ENCODING"},
 		{nameHost, "hOST"}, {nameConnection, "Connection"}, {nameExpect, "Expect"},
 		{nameContentType, "content-TYPE"}, {nameTrailer, "Trailer"},
-		{nameCutoverPool, "X-Cutover-Pool"}, {nameCutoverReplica, "X-Cutover-Replica"},
+		{nameCutoverPool, "X-Cutover-Pool"}, {nameCutoverReplica, "X-Cutover-Replica"}, {nameHops, "x-cutover-HOPS"},
 	} {
 		if !c.f.is([]byte(c.name)) {
 			t.Errorf("%q not matched", c.name)
