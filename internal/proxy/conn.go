@@ -553,10 +553,13 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}
+	// The pool's exchanges are zero (rawExchange.end clears one before it goes
+	// back): only the fields set here are assigned, the rest is not
+	// cleared again.
 	x := rawExchangePool.Get().(*rawExchange)
-	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held, rewritten: rewritten}
+	x.sc, x.h, x.e, x.body, x.resp, x.held, x.rewritten = sc, h, e, body, &sc.resp, held, rewritten
 	held = 0
-	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
+	x.obs.Pool, x.obs.Method, x.obs.Path, x.obs.Start, x.obs.Key = e.Pool.Name, r.method, r.path, start, h.keyID(key)
 	if h.opts.Tracer != nil {
 		x.obs.trace = sc.traceLoop(start, t, e, body, &bm)
 	}
