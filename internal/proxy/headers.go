@@ -179,6 +179,16 @@ func skipRequestHeader(name []byte) bool {
 // -Host and -Proto, the ones Go's httputil.ReverseProxy drops with its
 // Rewrite hook. The gateway writes its own X-Forwarded-For.
 func clientForwarded(name []byte) bool {
+	return uint(len(name)) < 64 && forwardedLengths&(1<<uint(len(name))) != 0 && clientForwardedName(name)
+}
+
+// forwardedLengths has bit n set for each length n of a name
+// clientForwarded reports.
+const forwardedLengths = 1<<9 | 1<<15 | 1<<16 | 1<<17
+
+// clientForwardedName is clientForwarded for a name of one of
+// forwardedLengths.
+func clientForwardedName(name []byte) bool {
 	switch len(name) {
 	case 9:
 		return equalFold(name, "Forwarded")
@@ -203,6 +213,15 @@ func skipResponseHeader(name []byte, streaming bool) bool {
 // their older companions, in any case. The length picks the one candidate
 // worth comparing.
 func hopByHop(name []byte) bool {
+	// The lengths first, inlined: most names have none of them.
+	return uint(len(name)) < 64 && hopLengths&(1<<uint(len(name))) != 0 && hopByHopName(name)
+}
+
+// hopLengths has bit n set for each length n of a hop-by-hop name.
+const hopLengths = 1<<2 | 1<<7 | 1<<10 | 1<<16 | 1<<17 | 1<<18 | 1<<19
+
+// hopByHopName is hopByHop for a name of one of hopLengths.
+func hopByHopName(name []byte) bool {
 	switch len(name) {
 	case 2:
 		return equalFold(name, "Te")

@@ -132,3 +132,33 @@ func flipCase(s string) string {
 	}
 	return string(b)
 }
+
+// TestHopByHopLengths checks that the lengths looked at first let every
+// hop-by-hop and client forwarding name through, in any case, and
+// nothing of other lengths.
+func TestHopByHopLengths(t *testing.T) {
+	hop := []string{"Te", "Trailer", "Upgrade", "Connection", "Keep-Alive", "Proxy-Connection",
+		"Transfer-Encoding", "Proxy-Authenticate", "Proxy-Authorization"}
+	fwd := []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+	for _, c := range []struct {
+		names []string
+		is    func([]byte) bool
+	}{{hop, hopByHop}, {fwd, clientForwarded}} {
+		for _, n := range c.names {
+			for _, v := range []string{n, flipCase(n)} {
+				if !c.is([]byte(v)) {
+					t.Errorf("%q not reported", v)
+				}
+			}
+		}
+		for n := 0; n < 80; n++ {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = 'a'
+			}
+			if c.is(b) {
+				t.Errorf("%q reported", b)
+			}
+		}
+	}
+}
