@@ -20,6 +20,10 @@ type History struct {
 	now   func() time.Time
 	since time.Time
 	pools sync.Map // pool name -> *poolHistory
+	// last is the pool slot looked up last: nearly every request goes
+	// to the same pool as the one before, and a pool's entry never
+	// changes once stored, so it is found without the map's hashing.
+	last atomic.Pointer[poolHistory]
 }
 
 // History's shape.
@@ -40,6 +44,7 @@ const (
 )
 
 type poolHistory struct {
+	name string     // the pool's, for History.last
 	mu   sync.Mutex // serialises resetting a slot for a new period
 	ring [HistorySlots]historySlot
 }
@@ -62,7 +67,7 @@ func NewHistory(now func() time.Time, pools ...string) *History {
 	}
 	h := &History{now: now, since: now()}
 	for _, p := range pools {
-		h.pools.Store(p, new(poolHistory))
+		h.pools.Store(p, &poolHistory{name: p})
 	}
 	return h
 }
@@ -91,11 +96,15 @@ func (h *History) Observe(o *proxy.Observation) {
 // slot returns pool's slot for period p, emptied first if it held an older
 // period; nil for a period older than the slot's (a late observation).
 func (h *History) slot(pool string, p int64) *historySlot {
-	v, ok := h.pools.Load(pool)
-	if !ok {
-		v, _ = h.pools.LoadOrStore(pool, new(poolHistory))
+	ph := h.last.Load()
+	if ph == nil || ph.name != pool {
+		v, ok := h.pools.Load(pool)
+		if !ok {
+			v, _ = h.pools.LoadOrStore(pool, &poolHistory{name: pool})
+		}
+		ph = v.(*poolHistory)
+		h.last.Store(ph)
 	}
-	ph := v.(*poolHistory)
 	s := &ph.ring[p%HistorySlots]
 	if s.period.Load() == p {
 		return s
