@@ -17,7 +17,11 @@ import (
 // opens. It implements proxy.Observer; a request counts in the slot in
 // which it ends. The zero value is not usable: call NewHistory.
 type History struct {
-	now   func() time.Time
+	now func() time.Time
+	// wall: now is time.Now, so an observation's own end (Start plus
+	// Duration, read from the same clock) is the time it ends, without
+	// another clock read.
+	wall  bool
 	since time.Time
 	pools sync.Map // pool name -> *poolHistory
 	// last is the pool slot looked up last: nearly every request goes
@@ -62,10 +66,11 @@ type historySlot struct {
 // they get traffic) that reads the time from now (nil: time.Now); it holds
 // traffic from now on.
 func NewHistory(now func() time.Time, pools ...string) *History {
-	if now == nil {
+	wall := now == nil
+	if wall {
 		now = time.Now
 	}
-	h := &History{now: now, since: now()}
+	h := &History{now: now, wall: wall, since: now()}
 	for _, p := range pools {
 		h.pools.Store(p, &poolHistory{name: p})
 	}
@@ -80,7 +85,13 @@ func (h *History) Observe(o *proxy.Observation) {
 	if o.Pool == "" {
 		return
 	}
-	s := h.slot(o.Pool, periodOf(h.now()))
+	var end time.Time
+	if h.wall && !o.Start.IsZero() {
+		end = o.Start.Add(o.Duration)
+	} else {
+		end = h.now()
+	}
+	s := h.slot(o.Pool, periodOf(end))
 	if s == nil {
 		return
 	}

@@ -56,3 +56,33 @@ func TestHandlesForLastPruned(t *testing.T) {
 		t.Fatal("pruned handles taken from lastHandles")
 	}
 }
+
+// TestHistoryWallClockEnd: with the real clock, an observation counts in
+// the slot of its own end (Start plus Duration), the one it would count
+// in when the clock were read as it is observed; one without a Start
+// reads the clock.
+func TestHistoryWallClockEnd(t *testing.T) {
+	for range 3 {
+		h := NewHistory(nil, "blue")
+		now := time.Now()
+		cur := periodOf(now)
+		// Ended more than a slot ago: in an earlier slot.
+		start := now.Add(-HistoryResolution - time.Second)
+		h.Observe(&proxy.Observation{Pool: "blue", Status: 200, Start: start, Duration: time.Second / 2})
+		h.Observe(&proxy.Observation{Pool: "blue", Status: 200})
+		if periodOf(time.Now()) != cur {
+			continue // a slot's edge passed meanwhile: once more
+		}
+		ph, _ := h.pools.Load("blue")
+		ring := &ph.(*poolHistory).ring
+		prev := periodOf(start.Add(time.Second / 2))
+		if s := &ring[prev%HistorySlots]; s.period.Load() != prev || s.requests.Load() != 1 {
+			t.Errorf("slot of the observation's end: period %d requests %d, want %d and 1", s.period.Load(), s.requests.Load(), prev)
+		}
+		if s := &ring[cur%HistorySlots]; s.period.Load() != cur || s.requests.Load() != 1 {
+			t.Errorf("slot of now: period %d requests %d, want %d and 1", s.period.Load(), s.requests.Load(), cur)
+		}
+		return
+	}
+	t.Fatal("a slot's edge passed during each of three tries")
+}
