@@ -525,6 +525,14 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeError(aerr, e, nil)
 	}
 	body, held, aerr := sc.readBody()
+	return sc.serveBody(t, e, byBody, key, start, body, held, aerr)
+}
+
+// serveBody is serveRequest from the body on (readBody's results). It is
+// apart so that the deferred give is open-coded: with serveRequest's
+// returns it made every request pay for a deferred call record.
+func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, byBody bool, key int, start time.Time, body []byte, held int64, aerr *apiError) bool {
+	h, r := sc.h, &sc.req
 	defer func() { h.buffered.give(held) }() // held is 0 once an exchange holds it
 	if aerr == nil && byBody {
 		e = rePick(t, e, body)
