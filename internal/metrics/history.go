@@ -17,9 +17,17 @@ import (
 // opens. It implements proxy.Observer; a request counts in the slot in
 // which it ends. The zero value is not usable: call NewHistory.
 type History struct {
-	now   func() time.Time
+	now func() time.Time
+	// wall: now is time.Now, so an observation's own end (Start plus
+	// Duration, read from the same clock) is the time it ends, without
+	// another clock read.
+	wall  bool
 	since time.Time
 	pools sync.Map // pool name -> *poolHistory
+	// last is the pool slot looked up last: nearly every request goes
+	// to the same pool as the one before, and a pool's entry never
+	// changes once stored, so it is found without the map's hashing.
+	last atomic.Pointer[poolHistory]
 }
 
 // History's shape.
@@ -40,6 +48,7 @@ const (
 )
 
 type poolHistory struct {
+	name string     // the pool's, for History.last
 	mu   sync.Mutex // serialises resetting a slot for a new period
 	ring [HistorySlots]historySlot
 }
@@ -57,12 +66,13 @@ type historySlot struct {
 // they get traffic) that reads the time from now (nil: time.Now); it holds
 // traffic from now on.
 func NewHistory(now func() time.Time, pools ...string) *History {
-	if now == nil {
+	wall := now == nil
+	if wall {
 		now = time.Now
 	}
-	h := &History{now: now, since: now()}
+	h := &History{now: now, wall: wall, since: now()}
 	for _, p := range pools {
-		h.pools.Store(p, new(poolHistory))
+		h.pools.Store(p, &poolHistory{name: p})
 	}
 	return h
 }
@@ -75,7 +85,13 @@ func (h *History) Observe(o *proxy.Observation) {
 	if o.Pool == "" {
 		return
 	}
-	s := h.slot(o.Pool, periodOf(h.now()))
+	var end time.Time
+	if h.wall && !o.Start.IsZero() {
+		end = o.Start.Add(o.Duration)
+	} else {
+		end = h.now()
+	}
+	s := h.slot(o.Pool, periodOf(end))
 	if s == nil {
 		return
 	}
@@ -91,11 +107,15 @@ func (h *History) Observe(o *proxy.Observation) {
 // slot returns pool's slot for period p, emptied first if it held an older
 // period; nil for a period older than the slot's (a late observation).
 func (h *History) slot(pool string, p int64) *historySlot {
-	v, ok := h.pools.Load(pool)
-	if !ok {
-		v, _ = h.pools.LoadOrStore(pool, new(poolHistory))
+	ph := h.last.Load()
+	if ph == nil || ph.name != pool {
+		v, ok := h.pools.Load(pool)
+		if !ok {
+			v, _ = h.pools.LoadOrStore(pool, &poolHistory{name: pool})
+		}
+		ph = v.(*poolHistory)
+		h.last.Store(ph)
 	}
-	ph := v.(*poolHistory)
 	s := &ph.ring[p%HistorySlots]
 	if s.period.Load() == p {
 		return s

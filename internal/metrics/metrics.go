@@ -6,6 +6,7 @@ package metrics
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,7 +36,11 @@ type Metrics struct {
 	overflow      *prometheus.CounterVec
 
 	handles sync.Map // *pool.Replica, or the pool name for requests with none -> *replicaHandles
-	cols    []prometheus.Collector
+	// lastHandles is the replica's handles looked up last (most requests
+	// go where one went before), found without the map's hashing; prune
+	// marks the ones it deletes (replicaHandles.pruned) and clears it.
+	lastHandles atomic.Pointer[replicaHandles]
+	cols        []prometheus.Collector
 
 	src    Source
 	seedMu sync.Mutex
@@ -134,23 +139,32 @@ type replicaHandles struct {
 	retries       prometheus.Counter
 	errorsMu      sync.Mutex
 	errors        map[string]prometheus.Counter
+	r             *pool.Replica // the key, nil for a pool's "none"
+	pruned        atomic.Bool   // prune deleted it: not to be taken from lastHandles
 }
 
 func (m *Metrics) handlesFor(poolName string, r *pool.Replica) *replicaHandles {
 	// A replica belongs to one pool, so it keys its handles alone; a
 	// request with no replica (no healthy one) is keyed by its pool.
+	if h := m.lastHandles.Load(); r != nil && h != nil && h.r == r && !h.pruned.Load() {
+		return h
+	}
 	var key any = r
 	if r == nil {
 		key = poolName
 	}
-	if h, ok := m.handles.Load(key); ok {
-		return h.(*replicaHandles)
+	if v, ok := m.handles.Load(key); ok {
+		h := v.(*replicaHandles)
+		if r != nil {
+			m.lastHandles.Store(h)
+		}
+		return h
 	}
 	name := "none"
 	if r != nil {
 		name = r.Name
 	}
-	h := &replicaHandles{pool: poolName, replica: name, errors: map[string]prometheus.Counter{}}
+	h := &replicaHandles{pool: poolName, replica: name, errors: map[string]prometheus.Counter{}, r: r}
 	for c := 1; c <= 5; c++ {
 		h.code[c] = m.requests.WithLabelValues(poolName, name, string(rune('0'+c))+"xx")
 	}
@@ -180,7 +194,9 @@ func (m *Metrics) prune(st api.Status) {
 		if h.replica == "none" || live[[2]string{h.pool, h.replica}] {
 			return true
 		}
+		h.pruned.Store(true)
 		m.handles.Delete(key)
+		m.lastHandles.CompareAndSwap(h, nil)
 		m.deleteReplicaSeries(h.pool, h.replica)
 		return true
 	})

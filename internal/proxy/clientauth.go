@@ -118,6 +118,13 @@ func (h *Handler) replicaModelsForKey(ctx context.Context, k int, e *route.Entry
 	if k == noKey || method != http.MethodGet || path != "/v1/models" || h.may(k, "") {
 		return localAnswer{}, false
 	}
+	return h.replicaModels(ctx, k, e)
+}
+
+// replicaModels is replicaModelsForKey's answer for a key it concerns.
+// Apart, because its deferred calls would cost every request a deferred
+// call record (more returns times defers than the compiler open-codes).
+func (h *Handler) replicaModels(ctx context.Context, k int, e *route.Entry) (a localAnswer, ok bool) {
 	var rep *pool.Replica
 	for _, r := range e.Pool.Replicas {
 		if r.Healthy() {

@@ -532,6 +532,14 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeError(aerr, e, nil)
 	}
 	body, held, aerr := sc.readBody()
+	return sc.serveBody(t, e, byBody, key, start, body, held, aerr)
+}
+
+// serveBody is serveRequest from the body on (readBody's results). It is
+// apart so that the deferred give is open-coded: with serveRequest's
+// returns it made every request pay for a deferred call record.
+func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, byBody bool, key int, start time.Time, body []byte, held int64, aerr *apiError) bool {
+	h, r := sc.h, &sc.req
 	defer func() { h.buffered.give(held) }() // held is 0 once an exchange holds it
 	if aerr == nil && byBody {
 		e = rePick(t, e, body)
@@ -560,10 +568,13 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if aerr != nil {
 		return sc.writeError(aerr, e, nil)
 	}
+	// The pool's exchanges are zero (rawExchange.end clears one before it goes
+	// back): only the fields set here are assigned, the rest is not
+	// cleared again.
 	x := rawExchangePool.Get().(*rawExchange)
-	*x = rawExchange{sc: sc, h: h, e: e, body: body, resp: &sc.resp, held: held, rewritten: rewritten}
+	x.sc, x.h, x.e, x.body, x.resp, x.held, x.rewritten = sc, h, e, body, &sc.resp, held, rewritten
 	held = 0
-	x.obs = Observation{Pool: e.Pool.Name, Method: r.method, Path: r.path, Start: start, Key: h.keyID(key)}
+	x.obs.Pool, x.obs.Method, x.obs.Path, x.obs.Start, x.obs.Key = e.Pool.Name, r.method, r.path, start, h.keyID(key)
 	if h.opts.Tracer != nil {
 		x.obs.trace = sc.traceLoop(start, t, e, body, &bm)
 	}

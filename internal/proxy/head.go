@@ -128,7 +128,7 @@ func parseRequestHead(b []byte, h *requestHead) {
 		switch {
 		case len(name) < 4 || len(name) > 17:
 			// None of the names below.
-		case tokenIs(name, "content-length"):
+		case nameContentLength.is(name):
 			// As net/http: every value the same text, digits only.
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
@@ -140,16 +140,16 @@ func parseRequestHead(b []byte, h *requestHead) {
 				return
 			}
 			cl, r.contentLength = val, n
-		case tokenIs(name, "transfer-encoding"):
+		case nameTransferEncoding.is(name):
 			te = true // net/http decodes it
 			teFields++
 			teChunked = equalFold(val, "chunked")
-		case tokenIs(name, "host"):
+		case nameHost.is(name):
 			hosts++
 			hostOK = hostOK && plainHost(val)
-		case tokenIs(name, "connection"):
+		case nameConnection.is(name):
 			r.conn.add(val)
-		case tokenIs(name, "expect"):
+		case nameExpect.is(name):
 			switch {
 			case equalFold(val, "100-continue"):
 				r.continue100 = true
@@ -286,21 +286,6 @@ func splitField(line []byte) (colon, vs, ve int) {
 	return n, vs, ve
 }
 
-// tokenIs reports whether name, a token (isToken holds), is lower, a
-// name in lower case letters and '-', ignoring case. In a token only the
-// upper case letters turn into one of those bytes with the 0x20 bit set.
-func tokenIs(name []byte, lower string) bool {
-	if len(name) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(lower); i++ {
-		if name[i]|0x20 != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // hasCTL reports a control byte (or DEL) in b.
 func hasCTL(b []byte) bool {
 	for _, c := range b {
@@ -419,13 +404,13 @@ func parseResponseHeadEnd(b []byte, rr *rawResp) (end int, err error) {
 		switch {
 		case len(name) < 7 || len(name) > 17:
 			// None of the names below.
-		case tokenIs(name, "content-length"):
+		case nameContentLength.is(name):
 			n, ok := parseContentLength(val)
 			if !ok || (cl != nil && !bytes.Equal(cl, val)) {
 				return 0, fmt.Errorf("bad Content-Length %q", val)
 			}
 			cl, rr.contentLength = val, n
-		case tokenIs(name, "transfer-encoding"):
+		case nameTransferEncoding.is(name):
 			// Only chunked, as net/http's client: another coding
 			// would reach the client undeclared (the header is
 			// hop-by-hop), and with a Content-Length beside it the
@@ -434,11 +419,11 @@ func parseResponseHeadEnd(b []byte, rr *rawResp) (end int, err error) {
 				return 0, fmt.Errorf("unsupported transfer encoding %q", val)
 			}
 			rr.chunked = true
-		case tokenIs(name, "connection"):
+		case nameConnection.is(name):
 			rr.conn.add(val)
-		case tokenIs(name, "content-type"):
+		case nameContentType.is(name):
 			rr.sse = len(val) >= 17 && equalFold(val[:17], "text/event-stream")
-		case tokenIs(name, "trailer"):
+		case nameTrailer.is(name):
 			trailer = true
 		}
 	}
@@ -600,12 +585,30 @@ func isToken(b []byte) bool {
 	return true
 }
 
-// equalFold compares ASCII case-insensitively without allocating.
+// equalFold compares ASCII case-insensitively without allocating: the
+// bytes are equal, or both letters of the same one. Eight bytes are
+// compared at a time (four for names of four to seven bytes; the last
+// word overlaps the one before it): foldWord.
 func equalFold[T ~string | ~[]byte](b []byte, s T) bool {
-	if len(b) != len(s) {
-		return false
+	// The length check inlines; most names are told apart by it.
+	return len(b) == len(s) && equalFoldSameLen(b, s)
+}
+
+// equalFoldSameLen is equalFold for b and s of the same length.
+func equalFoldSameLen[T ~string | ~[]byte](b []byte, s T) bool {
+	n := len(b)
+	switch {
+	case n >= 8:
+		for i := 0; i+8 < n; i += 8 {
+			if !foldWord(load64(b, i), load64(s, i)) {
+				return false
+			}
+		}
+		return foldWord(load64(b, n-8), load64(s, n-8))
+	case n >= 4:
+		return foldWord(load32(b, 0), load32(s, 0)) && foldWord(load32(b, n-4), load32(s, n-4))
 	}
-	for i := 0; i < len(b); i++ {
+	for i := 0; i < n; i++ {
 		x, y := b[i], s[i]
 		if x == y {
 			continue
@@ -615,6 +618,95 @@ func equalFold[T ~string | ~[]byte](b []byte, s T) bool {
 		}
 	}
 	return true
+}
+
+// foldWord is equalFold for the bytes of two words: a byte of x equals
+// the one of y, or y's is a letter and x's the same letter in either
+// case. Bytes of y are letters where y|0x20 is from 'a' to 'z' without
+// the high bit; those get 0x20 in m.
+func foldWord(x, y uint64) bool {
+	ly := y | lo8*0x20
+	t := ly &^ hi8
+	letters := (t + lo8*(0x80-'a')) &^ (t + lo8*(0x80-'z'-1)) &^ ly & hi8
+	m := letters >> 2
+	return x|m == y|m
+}
+
+// foldName is a header name of 4 to 24 bytes prepared for equalFold
+// against it: its words (see equalFold) with the 0x20 bit set in its
+// letters, and that bit as a mask, so that a comparison is a load, an OR
+// and a compare a word. is(b) is equalFold(b, name).
+type foldName struct {
+	n          int
+	w0, w1, w2 uint64 // the words at 0, at 8 (n > 16), and the last
+	m0, m1, m2 uint64 // their letters' 0x20 bits
+	short      bool   // n < 8: four-byte words at 0 and n-4
+}
+
+// newFoldName prepares name; it panics on a length foldName cannot
+// take (a mistake in a package variable, found at start).
+func newFoldName(name string) foldName {
+	n := len(name)
+	if n < 4 || n > 24 {
+		panic(fmt.Sprintf("proxy: foldName %q: length %d not from 4 to 24", name, n))
+	}
+	word := func(y uint64) (w, m uint64) {
+		ly := y | lo8*0x20
+		t := ly &^ hi8
+		m = ((t + lo8*(0x80-'a')) &^ (t + lo8*(0x80-'z'-1)) &^ ly & hi8) >> 2
+		return y | m, m
+	}
+	f := foldName{n: n, short: n < 8}
+	if f.short {
+		f.w0, f.m0 = word(load32(name, 0))
+		f.w2, f.m2 = word(load32(name, n-4))
+		return f
+	}
+	f.w0, f.m0 = word(load64(name, 0))
+	if n > 16 {
+		f.w1, f.m1 = word(load64(name, 8))
+	}
+	f.w2, f.m2 = word(load64(name, n-8))
+	return f
+}
+
+// is reports equalFold(b, the name). The length check inlines.
+func (f *foldName) is(b []byte) bool { return len(b) == f.n && f.match(b) }
+
+func (f *foldName) match(b []byte) bool {
+	n := len(b)
+	if f.short {
+		return load32(b, 0)|f.m0 == f.w0 && load32(b, n-4)|f.m2 == f.w2
+	}
+	return load64(b, 0)|f.m0 == f.w0 && load64(b, n-8)|f.m2 == f.w2 && (n <= 16 || load64(b, 8)|f.m1 == f.w1)
+}
+
+// The names the head parsers and the request and answer writers look
+// for on every message.
+var (
+	nameContentLength    = newFoldName("content-length")
+	nameTransferEncoding = newFoldName("transfer-encoding")
+	nameHost             = newFoldName("host")
+	nameConnection       = newFoldName("connection")
+	nameExpect           = newFoldName("expect")
+	nameContentType      = newFoldName("content-type")
+	nameTrailer          = newFoldName("trailer")
+	nameCutoverPool      = newFoldName("x-cutover-pool")
+	nameCutoverReplica   = newFoldName("x-cutover-replica")
+	nameHops             = newFoldName(hopsHeader)
+)
+
+// load64 is the little-endian word of b[i:i+8].
+func load64[T ~string | ~[]byte](b T, i int) uint64 {
+	b = b[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// load32 is the little-endian word of b[i:i+4].
+func load32[T ~string | ~[]byte](b T, i int) uint64 {
+	b = b[i : i+4]
+	return uint64(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
 }
 
 // parseContentLength parses a Content-Length value as net/http does:

@@ -33,8 +33,11 @@ func (s *connTokens) add(v []byte) { addConnTokens(s, v) }
 // addString records the tokens of one Connection field value.
 func (s *connTokens) addString(v string) { addConnTokens(s, v) }
 
-// has reports whether the Connection fields list the header name.
-func (s *connTokens) has(name []byte) bool { return hasConnName(s, name) }
+// has reports whether the Connection fields list the header name. With
+// none listed (nearly every message), that is known without a call.
+func (s *connTokens) has(name []byte) bool {
+	return (s.n != 0 || s.close || s.keepAlive || s.overflow) && hasConnName(s, name)
+}
 
 // hasString reports whether the Connection fields list the header name.
 func (s *connTokens) hasString(name string) bool { return hasConnName(s, name) }
@@ -167,8 +170,8 @@ func trimOWS[T ~string | ~[]byte](b T) T {
 // client's forwarding headers (clientForwarded) and Expect (the gateway's
 // server answered it; the whole body follows).
 func skipRequestHeader(name []byte) bool {
-	return hopByHop(name) || equalFold(name, "Host") || equalFold(name, "Expect") ||
-		equalFold(name, "Content-Length") || clientForwarded(name)
+	return hopByHop(name) || nameHost.is(name) || nameExpect.is(name) ||
+		nameContentLength.is(name) || clientForwarded(name)
 }
 
 // clientForwarded reports the forwarding headers a client may not set for
@@ -176,6 +179,16 @@ func skipRequestHeader(name []byte) bool {
 // -Host and -Proto, the ones Go's httputil.ReverseProxy drops with its
 // Rewrite hook. The gateway writes its own X-Forwarded-For.
 func clientForwarded(name []byte) bool {
+	return uint(len(name)) < 64 && forwardedLengths&(1<<uint(len(name))) != 0 && clientForwardedName(name)
+}
+
+// forwardedLengths has bit n set for each length n of a name
+// clientForwarded reports.
+const forwardedLengths = 1<<9 | 1<<15 | 1<<16 | 1<<17
+
+// clientForwardedName is clientForwarded for a name of one of
+// forwardedLengths.
+func clientForwardedName(name []byte) bool {
 	switch len(name) {
 	case 9:
 		return equalFold(name, "Forwarded")
@@ -192,7 +205,7 @@ func clientForwarded(name []byte) bool {
 // skipResponseHeader reports replica response headers not relayed as
 // they are: hop-by-hop ones and the gateway's own.
 func skipResponseHeader(name []byte, streaming bool) bool {
-	return hopByHop(name) || equalFold(name, "X-Cutover-Pool") || equalFold(name, "X-Cutover-Replica") ||
+	return hopByHop(name) || nameCutoverPool.is(name) || nameCutoverReplica.is(name) ||
 		(streaming && equalFold(name, "X-Accel-Buffering"))
 }
 
@@ -200,6 +213,15 @@ func skipResponseHeader(name []byte, streaming bool) bool {
 // their older companions, in any case. The length picks the one candidate
 // worth comparing.
 func hopByHop(name []byte) bool {
+	// The lengths first, inlined: most names have none of them.
+	return uint(len(name)) < 64 && hopLengths&(1<<uint(len(name))) != 0 && hopByHopName(name)
+}
+
+// hopLengths has bit n set for each length n of a hop-by-hop name.
+const hopLengths = 1<<2 | 1<<7 | 1<<10 | 1<<16 | 1<<17 | 1<<18 | 1<<19
+
+// hopByHopName is hopByHop for a name of one of hopLengths.
+func hopByHopName(name []byte) bool {
 	switch len(name) {
 	case 2:
 		return equalFold(name, "Te")
@@ -266,7 +288,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 	for _, f := range sc.fields {
 		name := sc.head[f.ns:f.ne]
 		if skipRequestHeader(name) || r.conn.has(name) || (cred.dropClient && equalFold(name, "Authorization")) || (tr != nil && isTraceField(name)) ||
-			equalFold(name, hopsHeader) {
+			nameHops.is(name) {
 			continue
 		}
 		b = append(b, name...)
