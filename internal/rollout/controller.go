@@ -204,6 +204,10 @@ type Options struct {
 // Readers (status, health checks, the data plane's tables) take mu only
 // briefly, so a long transition (a before_promote hook) never blocks them.
 type Controller struct {
+	// promoting is the promote running its before_promote hooks and
+	// preflight (nil when none): an abort meanwhile stops it (see Abort).
+	promoting atomic.Pointer[promoteRun]
+
 	opts  Options
 	log   *slog.Logger
 	now   func() time.Time

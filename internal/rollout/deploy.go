@@ -204,6 +204,16 @@ func (c *Controller) startWarming(s *State, d *Deployment, now time.Time) {
 func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortRequest) (_ api.Deployment, err error) {
 	ctx, end := c.span(ctx, "abort", actor)
 	defer func() { end(err) }()
+	// A promote running its before_promote hooks holds tmu: stop it
+	// first, so that the deployment ends aborted, never switched and
+	// then rolled back.
+	if v := c.view(); decideAbort(v, req).Allowed {
+		if d := v.State.pending(); d != nil {
+			c.stopPromote(d.ID, actor)
+		} else if d := v.State.active(); d != nil && d.Phase.BeforeCutover() {
+			c.stopPromote(d.ID, actor)
+		}
+	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	v := c.view()

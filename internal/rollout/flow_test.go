@@ -67,9 +67,20 @@ type fakeHooks struct {
 	mu   sync.Mutex
 	fail map[string]bool
 	runs []string // event:pool
+	// hold, when set for an event, makes its runs say so on the channel
+	// and last until their context ends (as a command hook is killed).
+	hold map[string]chan struct{}
 }
 
-func (h *fakeHooks) Run(_ context.Context, _ hook.Spec, p hook.Payload) hook.Outcome {
+func (h *fakeHooks) Run(ctx context.Context, _ hook.Spec, p hook.Payload) hook.Outcome {
+	h.mu.Lock()
+	held := h.hold[p.Event]
+	h.mu.Unlock()
+	if held != nil {
+		held <- struct{}{}
+		<-ctx.Done()
+		return hook.Outcome{Event: p.Event, Hook: "fake", Output: "killed: " + ctx.Err().Error()}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.runs = append(h.runs, p.Event+":"+p.Pool)
@@ -432,6 +443,45 @@ func TestBeforePromoteHookBlocksPromotion(t *testing.T) {
 	}
 	if s := f.c.Status(); s.Live != "blue" {
 		t.Fatalf("live %s", s.Live)
+	}
+}
+
+// TestAbortDuringBeforePromoteHooks: an abort while a promote runs its
+// before_promote hooks stops that promote (its hooks are ended) and aborts
+// the deployment: the new pool never goes live. It used to wait for the
+// promote, which switched, and then roll back: two switches, with client
+// traffic on the new version in between.
+func TestAbortDuringBeforePromoteHooks(t *testing.T) {
+	f := newFx(t, nil)
+	started := make(chan struct{}, 1)
+	f.hooks.mu.Lock()
+	f.hooks.hold = map[string]chan struct{}{"before_promote": started}
+	f.hooks.mu.Unlock()
+	f.deploy(false)
+	f.until(PhaseReady)
+	promoted := make(chan error, 1)
+	go func() {
+		_, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{})
+		promoted <- err
+	}()
+	<-started
+	dv, err := f.c.Abort(f.ctx, "op2", api.AbortRequest{})
+	if err != nil || dv.Phase != "aborted" {
+		t.Fatalf("abort during the hooks: %+v %v", dv, err)
+	}
+	refused(t, <-promoted, "promote_aborted", "op2")
+	s := f.c.Status()
+	if s.Live != "blue" {
+		t.Fatalf("live %s after an abort during the promote's hooks", s.Live)
+	}
+	events, err := f.c.History(f.ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Action == "promote" || e.Action == "rollback" {
+			t.Fatalf("a switch happened: %+v", e)
+		}
 	}
 }
 

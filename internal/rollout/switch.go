@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
@@ -111,7 +112,41 @@ func (c *Controller) switchLive(s *State, action, target string) api.SwitchResul
 	return api.SwitchResult{Action: action, Live: target, Previous: from, SwitchedAt: s.SwitchedAt}
 }
 
+// promoteRun is a promote of deployment id in progress, which an abort
+// can stop before it switches.
+type promoteRun struct {
+	id     string
+	cancel context.CancelFunc
+	// abortedBy is the actor of the abort that stopped it, "" for none.
+	abortedBy atomic.Pointer[string]
+}
+
+// stopPromote stops the promote of deployment id in progress, if any,
+// before it switches: its hooks and preflight end, and it is refused. An
+// abort calls it before it waits for the promote to let go of tmu.
+func (c *Controller) stopPromote(id, actor string) {
+	if run := c.promoting.Load(); run != nil && run.id == id {
+		run.abortedBy.Store(&actor)
+		run.cancel()
+	}
+}
+
+// aborted is the refusal of a promote an abort stopped, nil if none did.
+func (run *promoteRun) aborted(live string) error {
+	if by := run.abortedBy.Load(); by != nil {
+		return refuse("promote_aborted", "promotion of %s stopped: %s aborted the deployment while its before_promote hooks or preflight ran; %s stays live", run.id, *by, live)
+	}
+	return nil
+}
+
 func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (api.SwitchResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	run := &promoteRun{id: id, cancel: cancel}
+	c.promoting.Store(run)
+	defer func() {
+		c.promoting.CompareAndSwap(run, nil)
+		cancel()
+	}()
 	st, _, pools := c.snapshot()
 	d := st.find(id)
 	p := pools[d.Pool]
@@ -137,6 +172,9 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 			c.forgetRunningLocked(context.WithoutCancel(ctx), pl.RunID)
 			return api.SwitchResult{}, err
 		}
+		if err := run.aborted(st.Live); err != nil {
+			return api.SwitchResult{}, err
+		}
 		if !o.OK {
 			msg := o.Summary()
 			if o.Output != "" {
@@ -146,10 +184,18 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		}
 	}
 	if err := c.checkPreflight(ctx, actor, "promote", id, p); err != nil {
+		if aerr := run.aborted(st.Live); aerr != nil {
+			return api.SwitchResult{}, aerr
+		}
 		return api.SwitchResult{}, err
 	}
 	var res api.SwitchResult
-	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+	// Not the promote's own context: an abort that comes now, too late
+	// to stop the switch, must not leave it half written.
+	err := c.commit(context.WithoutCancel(ctx), actor, func(s *State) ([]event, error) {
+		if err := run.aborted(s.Live); err != nil {
+			return nil, err
+		}
 		d := s.find(id)
 		if d == nil || (d.Phase != PhaseReady && d.Phase != PhaseCanary) {
 			return nil, refuse("deployment_not_ready", "deployment %s changed while promoting", id)
