@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/freeport"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -297,12 +299,7 @@ func raiseNoFile(want uint64) (uint64, error) {
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Pick() // below the ephemeral range: see package freeport
 }
 
 // freeAddr returns 127.0.0.1:<a free port>.

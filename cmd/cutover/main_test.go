@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/freeport"
 	"github.com/cutover-dev/cutover/internal/mockllm"
 )
 
@@ -50,12 +51,12 @@ func TestMain(m *testing.M) {
 // freeAddr returns a loopback address nobody listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Below the ephemeral range: a port the kernel picked could be
+	// given to another socket before the process binds it.
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	return addr
 }
 

@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/cutover-dev/cutover/internal/freeport"
 )
 
 // Server is one embedded etcd member on 127.0.0.1.
@@ -58,12 +59,7 @@ func New(t testing.TB) *Server {
 }
 
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Pick() // below the ephemeral range: see package freeport
 }
 
 // Endpoint is the client URL, http://127.0.0.1:PORT.
