@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cutover-dev/cutover/internal/freeport"
 )
 
 type lockedBuf struct {
@@ -72,12 +73,10 @@ func TestAgentReadoptsAfterKill9(t *testing.T) {
 	if err := os.WriteFile(tok, []byte(testToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := ln.Addr().String()
-	ln.Close()
 	cfg := map[string]any{
 		"listen": listen, "token_file": tok, "gpus": "4", "ports": portRange(t),
 		"command": mockCommand(), "env": map[string]string{"VLLM_SERVER_DEV_MODE": "1"},

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/freeport"
 )
 
 // Binary returns the path of program (nginx, haproxy). When it is not
@@ -47,12 +48,10 @@ func Binary(t testing.TB, program string) string {
 // FreeAddr returns a 127.0.0.1 address nothing listens on right now.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr() // below the ephemeral range: see package freeport
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
 	return addr
 }
 
