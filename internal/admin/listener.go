@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// The admin listener's limits: a head within readHeaderTimeout, a body
+// The admin listener's limits: a head of at most maxHeaderBytes within
+// readHeaderTimeout, a body
 // (admin bodies are small JSON documents) within readTimeout of its head,
 // and kept-alive connections closed after idleTimeout.
 //
@@ -23,6 +24,10 @@ const (
 	readTimeout       = 30 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxBodyBytes      = 1 << 20
+	// maxHeaderBytes bounds a request head as on the traffic listener
+	// (64 KiB; net/http's default is 1 MiB): larger gets 431 before the
+	// token is looked at.
+	maxHeaderBytes = 64 << 10
 )
 
 // NewHTTPServer returns the admin listener's server for h (the admin API,
@@ -33,6 +38,7 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          errLog,
 	}
 }

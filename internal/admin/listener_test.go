@@ -135,3 +135,33 @@ func TestAdminUnauthorizedBodyNotRead(t *testing.T) {
 		t.Error("the connection stays open with an unread body")
 	}
 }
+
+// TestAdminListenerHeadLimit: a request head over 64 KiB gets 431, as on
+// the traffic listener (net/http's default let 1 MiB through to the token
+// check: a 70 KB header got 401).
+func TestAdminListenerHeadLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		status int
+	}{
+		{"small", 1 << 10, http.StatusUnauthorized},
+		{"70 KB", 70 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, br := serveAdmin(t, newAdminHTTPServer(t, 0))
+			req := "GET /api/v1/status HTTP/1.1\r\nHost: a\r\nX-Pad: " + strings.Repeat("a", tc.size) + "\r\n\r\n"
+			if _, err := io.WriteString(c, req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+}
