@@ -46,6 +46,9 @@ known at start.`,
 			if err := gateway.Check(cfg, token); err != nil {
 				return &usageError{err}
 			}
+			if w := weakToken(token); w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil
 		},
@@ -69,4 +72,19 @@ func loadServeConfig(path string) (*config.Config, string, error) {
 		return nil, "", &usageError{err}
 	}
 	return cfg, token, nil
+}
+
+// minTokenBytes is the shortest admin token config check and serve take
+// without a warning: 16 bytes, as `openssl rand -hex 8` gives; the docs
+// suggest 32 random bytes.
+const minTokenBytes = 16
+
+// weakToken is a warning about an admin token short enough to guess, ""
+// for one that is not. The token stays usable: it is the operator's
+// choice, and scripts may hold it.
+func weakToken(token string) string {
+	if len(token) >= minTokenBytes {
+		return ""
+	}
+	return fmt.Sprintf("the admin token is %d bytes, short enough to guess: anyone who reaches admin.listen can switch traffic with it; use at least %d random bytes (e.g. `openssl rand -hex 32`)", len(token), minTokenBytes)
 }

@@ -28,6 +28,7 @@ func TestConfigCheck(t *testing.T) {
 		blue: []string{"http://127.0.0.1:1"}}
 	noToken := []string{"CUTOVER_ADMIN_TOKEN="}
 	withToken := []string{"CUTOVER_ADMIN_TOKEN=x"}
+	longToken := []string{"CUTOVER_ADMIN_TOKEN=" + strings.Repeat("k", 32)}
 
 	tests := []struct {
 		name     string
@@ -36,9 +37,11 @@ func TestConfigCheck(t *testing.T) {
 		env      []string
 		wantCode int
 		want     []string // in stdout when 0, else in stderr
+		weak     bool     // exit 0 with a warning about a short admin token
 	}{
-		{name: "ok with token file", admin: "  token_file: " + tokenFile + "\n", env: noToken, wantCode: 0, want: []string{": ok"}},
-		{name: "ok with token env", env: withToken, wantCode: 0, want: []string{": ok"}},
+		{name: "ok with token file", admin: "  token_file: " + tokenFile + "\n", env: noToken, wantCode: 0, want: []string{": ok"}, weak: true},
+		{name: "ok with token env", env: withToken, wantCode: 0, want: []string{": ok"}, weak: true},
+		{name: "ok with a long token", env: longToken, wantCode: 0, want: []string{": ok"}},
 		{name: "unknown key", extra: "retention: 1h\n", env: withToken, wantCode: 2, want: []string{"retention", "unknown key"}},
 		{name: "bad duration", extra: "proxy: {drain_timeout: soon}\n", env: withToken, wantCode: 2, want: []string{"proxy.drain_timeout", "soon"}},
 		{name: "shrink_to without shrink", extra: "rollout: {retention_mode: sleep, shrink_to: 1}\n", env: withToken, wantCode: 2, want: []string{"rollout.shrink_to", "only meaningful with rollout.retention_mode shrink"}},
@@ -46,7 +49,7 @@ func TestConfigCheck(t *testing.T) {
 		{name: "no admin token", env: noToken, wantCode: 2, want: []string{"CUTOVER_ADMIN_TOKEN", "token_file"}},
 		{name: "missing client keys file", extra: "auth: {api_keys_file: /nonexistent/keys}\n", env: withToken, wantCode: 2, want: []string{"auth.api_keys_file", "/nonexistent/keys"}},
 		{name: "missing certificate", extra: "tls: {cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem}\n", env: withToken, wantCode: 2, want: []string{"tls", "/nonexistent/c.pem"}},
-		{name: "ok with tracing", extra: "tracing: {endpoint: 127.0.0.1:4317, protocol: grpc, insecure: true, sample_ratio: 0.1}\n", env: withToken, wantCode: 0, want: []string{": ok"}},
+		{name: "ok with tracing", extra: "tracing: {endpoint: 127.0.0.1:4317, protocol: grpc, insecure: true, sample_ratio: 0.1}\n", env: longToken, wantCode: 0, want: []string{": ok"}},
 		{name: "bad tracing protocol", extra: "tracing: {endpoint: http://127.0.0.1:4318, protocol: zipkin}\n", env: withToken, wantCode: 2, want: []string{"tracing.protocol", "zipkin"}},
 		{name: "read token equals admin token", admin: "  token_file: " + tokenFile + "\n  read_token_file: " + tokenFile + "\n", env: noToken, wantCode: 2, want: []string{"admin.read_token_file", "admin token itself"}},
 	}
@@ -72,6 +75,9 @@ func TestConfigCheck(t *testing.T) {
 			got := stderr
 			if code == 0 {
 				got = stdout
+				if warned := strings.Contains(stderr, "warning: the admin token is"); warned != tt.weak {
+					t.Errorf("short-token warning %v, want %v: stderr %q", warned, tt.weak, stderr)
+				}
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(got, w) {

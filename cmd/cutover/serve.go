@@ -44,6 +44,9 @@ A bad config exits 2 naming the key; see docs/config.md.`,
 			if err != nil {
 				return err
 			}
+			if w := weakToken(token); w != "" {
+				log.Warn(w)
+			}
 			opts := []gateway.Option{gateway.WithConfigFile(path), gateway.WithLogLevel(level)}
 			if exe, err := os.Executable(); err == nil && runtime.GOOS == "linux" {
 				// Shadow copies go out from a helper at idle CPU priority
