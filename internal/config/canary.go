@@ -81,6 +81,10 @@ func (r *Rollout) validateCanary() []*FieldError {
 			add(key+".weight", "must be between 1 and 100, got %d", s.Weight)
 		} else if s.Weight < prev {
 			add(key+".weight", "must not be below the previous step's %d, got %d", prev, s.Weight)
+		} else if i == 0 && s.Weight == 100 {
+			// Every request to a version no request measured yet, with
+			// no gate and no preflight before it: a switch, not a canary.
+			add(key+".weight", "the first step must send only part of the traffic (below 100): a first step of 100 switches every request to a version nothing measured; use rollout.strategy: %s for that", StrategyBlueGreen)
 		}
 		prev = max(prev, s.Weight)
 		if s.Pause < 0 {

@@ -33,6 +33,7 @@ func TestCanaryConfigErrors(t *testing.T) {
 		{"steps without canary", "rollout: {canary: {steps: [{weight: 5, pause: 1m}]}}", "rollout.canary.steps", "only used"},
 		{"weight zero", "rollout: {strategy: canary, canary: {steps: [{weight: 0, pause: 1m}]}}", "rollout.canary.steps[0].weight", "got 0"},
 		{"weight over 100", "rollout: {strategy: canary, canary: {steps: [{weight: 101, pause: 1m}]}}", "rollout.canary.steps[0].weight", "got 101"},
+		{"first step 100", "rollout: {strategy: canary, canary: {steps: [{weight: 100, pause: 1m}]}}", "rollout.canary.steps[0].weight", "first step must send only part"},
 		{"weight going down", "rollout: {strategy: canary, canary: {steps: [{weight: 50, pause: 1m}, {weight: 20, pause: 1m}]}}", "rollout.canary.steps[1].weight", "previous step's 50"},
 		{"negative pause", "rollout: {strategy: canary, canary: {steps: [{weight: 5, pause: -1m}]}}", "rollout.canary.steps[0].pause", "-1m0s"},
 		{"unknown step key", "rollout: {strategy: canary, canary: {steps: [{weigth: 5}]}}", "rollout.canary.steps[0].weigth", "unknown key"},
