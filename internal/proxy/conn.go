@@ -33,8 +33,6 @@ type srvConn struct {
 	sk sock // raw reads and writes, when c is plain TCP
 	br *bufio.Reader
 	ip string // the client's address, for X-Forwarded-For
-	// hops is the current request's X-Cutover-Hops (see hopsHeader).
-	hops int
 
 	state atomic.Int32
 
@@ -94,6 +92,8 @@ type rawReq struct {
 	// framingConflict: Content-Length and Transfer-Encoding both (RFC
 	// 9112 section 6.1); the connection closes after the answer.
 	framingConflict bool
+	// hops is the first X-Cutover-Hops field's value (see hopsHeader).
+	hops int
 }
 
 // serve runs the connection's request loop.
@@ -518,14 +518,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		}
 		return sc.writeGateway(a.status, a.contentType, a.body, e, nil)
 	}
-	sc.hops = 0
-	for _, f := range sc.fields {
-		if equalFold(sc.head[f.ns:f.ne], hopsHeader) {
-			sc.hops = parseHops(sc.head[f.vs:f.ve])
-			break
-		}
-	}
-	if aerr := loopCheck(sc.hops); aerr != nil {
+	if aerr := loopCheck(sc.req.hops); aerr != nil {
 		if !sc.discardBody() {
 			return false
 		}

@@ -86,7 +86,7 @@ func parseRequestHead(b []byte, h *requestHead) {
 	r.method = internMethod(method)
 	r.target = target
 	pos := len(b) - len(rest) // where the next line starts
-	hosts, hostOK, te := 0, true, false
+	hosts, hostOK, te, hopsSeen := 0, true, false, false
 	teFields, teChunked := 0, false
 	var cl []byte // the first Content-Length value
 	for {
@@ -155,6 +155,10 @@ func parseRequestHead(b []byte, h *requestHead) {
 				r.continue100 = true
 			case why == "":
 				why = "expect"
+			}
+		case nameHops.is(name):
+			if !hopsSeen { // the first counts
+				r.hops, hopsSeen = parseHops(val), true
 			}
 		}
 	}

@@ -309,7 +309,7 @@ func (x *rawExchange) writeRequest(pc *upConn, host, prefix string, cred credent
 		b = append(b, sc.ip...)
 		b = append(b, "\r\n"...)
 	}
-	b = appendHops(b, sc.hops)
+	b = appendHops(b, sc.req.hops)
 	if len(x.body) > 0 || r.method == http.MethodPost || r.method == http.MethodPut || r.method == http.MethodPatch {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(x.body)), 10)
