@@ -207,12 +207,8 @@ func (c *Controller) Abort(ctx context.Context, actor string, req api.AbortReque
 	// A promote running its before_promote hooks holds tmu: stop it
 	// first, so that the deployment ends aborted, never switched and
 	// then rolled back.
-	if v := c.view(); decideAbort(v, req).Allowed {
-		if d := v.State.pending(); d != nil {
-			c.stopPromote(d.ID, actor)
-		} else if d := v.State.active(); d != nil && d.Phase.BeforeCutover() {
-			c.stopPromote(d.ID, actor)
-		}
+	if dec := decideAbort(c.view(), req); dec.Allowed && dec.Deployment != "" {
+		c.stopPromote(dec.Deployment, actor)
 	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
