@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -34,12 +33,7 @@ func (g *Gateway) liveHealthStillPasses(ctx context.Context, h config.Health, ch
 		return nil
 	}
 	probe := &pool.Checker{Client: g.checker.Client, Path: h.Path, Timeout: h.Timeout.D()}
-	errs := make([]error, len(p.Replicas))
-	var wg sync.WaitGroup
-	for i, r := range p.Replicas {
-		wg.Go(func() { errs[i] = probe.Probe(ctx, r, p.Model) })
-	}
-	wg.Wait()
+	errs := pool.CheckEach(ctx, p.Replicas, func(ctx context.Context, r *pool.Replica) error { return probe.Probe(ctx, r, p.Model) })
 	reasons := make([]string, 0, len(errs))
 	for i, err := range errs {
 		if err == nil {

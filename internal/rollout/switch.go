@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -334,11 +333,5 @@ func (c *Controller) probeAll(ctx context.Context, rs []*pool.Replica, model str
 func eachReplica(ctx context.Context, timeout time.Duration, rs []*pool.Replica, check func(context.Context, *pool.Replica) error) []error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	errs := make([]error, len(rs))
-	var wg sync.WaitGroup
-	for i, r := range rs {
-		wg.Go(func() { errs[i] = check(ctx, r) })
-	}
-	wg.Wait()
-	return errs
+	return pool.CheckEach(ctx, rs, check)
 }
