@@ -63,6 +63,10 @@ type srvConn struct {
 	retryAfter   string        // the next gateway answer's Retry-After
 	headDeadline time.Time     // the current head's, zero when none was set
 	saidClose    bool          // the current answer said Connection: close
+
+	// A turn of the poller on the client's socket (serveTurn).
+	turn   clientTurn
+	resume resumeState // where finishRequest goes on after a turn
 }
 
 // connReader lets a byte read by the watcher come first.
@@ -73,6 +77,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = byte(r.c.pending)
 		r.c.pending = -1
 		return 1, nil
+	}
+	if r.c.turn.in {
+		return r.c.turn.read(p)
 	}
 	if r.c.sk.ok() {
 		return r.c.sk.read(r.c.c, p)
@@ -109,68 +116,35 @@ func (sc *srvConn) serve() {
 		if sc.s.pastGrace() {
 			return
 		}
-		if sc.br.Buffered() == 0 {
+		var r loopStep
+		switch {
+		case sc.br.Buffered() > 0:
+			r = sc.serveNext(false)
+		case sc.sk.ok():
 			// One deadline in the common case: the wait for the next
 			// request. The head and body usually arrive with the first
 			// byte.
+			sc.armIdle()
+			r = sc.serveTurn()
+		default:
 			sc.armIdle()
 			if _, err := sc.br.Peek(1); err != nil {
 				answerPlainHTTP(err)
 				return
 			}
+			r = sc.serveNext(false)
 		}
-		sc.ended = time.Time{}
-		sc.state.Store(stateActive)
-		sc.h = sc.s.Handler.current() // this request's options, to its end
-		sc.headDeadline = time.Time{}
-		verdict, status, whole := sc.readWholeRequest()
-		if !whole {
-			if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
-				// The rest of the head has until the head deadline.
-				sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
-				sc.setReadDeadline(sc.headDeadline)
-			}
-			verdict, status = sc.readRequest()
+		if r == stepResume {
+			r = sc.finishRequest(sc.resume.verdict, sc.resume.status, sc.resume.t)
+			sc.resume = resumeState{}
 		}
-		t := sc.h.table.Load()
-		if verdict == headOK {
-			if why := sc.slowPath(t); why != "" {
-				verdict, sc.fallback = headFallback, why
-			}
-		}
-		switch verdict {
-		case headFallback:
-			if e := netHTTPRefusal(sc.head); e != nil {
-				// net/http would answer it in plain text: the same status
-				// in the OpenAI error shape.
-				sc.req.close, sc.unread = true, true
-				sc.writeError(e, nil, nil)
-				return
-			}
-			replay := make([]byte, 0, len(sc.head)+len(closeField)+sc.br.Buffered())
-			replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
-			rest, _ := sc.br.Peek(sc.br.Buffered())
-			replay = append(replay, rest...)
-			sc.setReadDeadline(time.Time{})
+		switch r {
+		case stepEnd:
+			return
+		case stepHandedOff:
 			handedOff = true
-			if f := sc.s.OnFallback; f != nil {
-				f(sc.fallback)
-			}
-			sc.s.mu.Lock()
-			delete(sc.s.conns, sc) // net/http owns it now; s.wg counts it until it closes
-			sc.s.mu.Unlock()
-			sc.s.handOff(sc.c, replay, sc.headDeadline)
 			return
-		case headBad:
-			sc.req.close, sc.unread = true, true
-			sc.writeError(errMalformedHead(status, sc.refusal), nil, nil)
-			return
-		case headEOF:
-			return
-		}
-		sc.saidClose = false
-		keep := sc.serveRequest(t)
-		if sc.parked != nil {
+		case stepParked:
 			// The answer waits long for its replica: a goroutine with a
 			// fresh stack holds the wait (see serveParked), and serves
 			// the connection on.
@@ -178,10 +152,131 @@ func (sc *srvConn) serve() {
 			go sc.serveParked()
 			return
 		}
-		if !sc.requestDone(keep) {
-			return
+	}
+}
+
+// loopStep is what the request loop does after serveNext or finishRequest.
+type loopStep uint8
+
+const (
+	stepNext      loopStep = iota // serve the connection's next request
+	stepEnd                       // the connection ends (serve closes it)
+	stepHandedOff                 // net/http serves the connection now
+	stepParked                    // serveParked goes on with the connection
+	// stepResume: in a turn (serveTurn), the request's head is read but
+	// the rest of it must be served outside the turn (sc.resume holds
+	// where finishRequest goes on).
+	stepResume
+)
+
+// resumeState is where finishRequest goes on with a request that a turn
+// read the head of (stepResume).
+type resumeState struct {
+	verdict, status int
+	t               *route.Table
+}
+
+// serveNext reads the next request, whose first byte is in sc.br, and
+// serves it. inTurn: serveTurn calls it, in a turn of the poller on the
+// client's socket, where no read may wait: a request whose head or body
+// is not whole in sc.br goes on outside the turn (stepResume), and
+// anything but a request the loop serves itself too.
+func (sc *srvConn) serveNext(inTurn bool) loopStep {
+	sc.ended = time.Time{}
+	sc.state.Store(stateActive)
+	sc.h = sc.s.Handler.current() // this request's options, to its end
+	sc.headDeadline = time.Time{}
+	verdict, status, whole := sc.readWholeRequest()
+	if !whole {
+		if inTurn {
+			// Nothing is read of it: finishRequest reads it all.
+			sc.resume = resumeState{verdict: headPartial}
+			return stepResume
+		}
+		verdict, status = sc.readHead()
+	}
+	t := sc.h.table.Load()
+	if verdict == headOK {
+		if why := sc.slowPath(t); why != "" {
+			verdict, sc.fallback = headFallback, why
 		}
 	}
+	if inTurn && (verdict != headOK || !sc.bodyBuffered()) {
+		sc.resume = resumeState{verdict: verdict, status: status, t: t}
+		return stepResume
+	}
+	return sc.finishRequest(verdict, status, t)
+}
+
+// readHead reads a request head that is not whole in sc.br, within the
+// head deadline.
+func (sc *srvConn) readHead() (verdict, status int) {
+	if b, _ := sc.br.Peek(sc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+		// The rest of the head has until the head deadline.
+		sc.headDeadline = time.Now().Add(sc.s.readHeaderTimeout())
+		sc.setReadDeadline(sc.headDeadline)
+	}
+	return sc.readRequest()
+}
+
+// bodyBuffered reports whether the body of the request just read needs
+// no read of the client's socket: it has none, sc.br holds all of it, or
+// it is refused unread (too large).
+func (sc *srvConn) bodyBuffered() bool {
+	n := sc.req.contentLength
+	return n <= 0 || n > sc.h.opts.MaxBodyBytes || int64(sc.br.Buffered()) >= n
+}
+
+// finishRequest serves the request whose head readWholeRequest or
+// readHead gave verdict and status, from routing table t.
+func (sc *srvConn) finishRequest(verdict, status int, t *route.Table) loopStep {
+	if verdict == headPartial {
+		verdict, status = sc.readHead()
+		t = sc.h.table.Load()
+		if verdict == headOK {
+			if why := sc.slowPath(t); why != "" {
+				verdict, sc.fallback = headFallback, why
+			}
+		}
+	}
+	switch verdict {
+	case headFallback:
+		if e := netHTTPRefusal(sc.head); e != nil {
+			// net/http would answer it in plain text: the same status
+			// in the OpenAI error shape.
+			sc.req.close, sc.unread = true, true
+			sc.writeError(e, nil, nil)
+			return stepEnd
+		}
+		replay := make([]byte, 0, len(sc.head)+len(closeField)+sc.br.Buffered())
+		replay = appendReplayHead(replay, sc.head, sc.req.framingConflict)
+		rest, _ := sc.br.Peek(sc.br.Buffered())
+		replay = append(replay, rest...)
+		sc.setReadDeadline(time.Time{})
+		if f := sc.s.OnFallback; f != nil {
+			f(sc.fallback)
+		}
+		sc.s.mu.Lock()
+		delete(sc.s.conns, sc) // net/http owns it now; s.wg counts it until it closes
+		sc.s.mu.Unlock()
+		sc.s.handOff(sc.c, replay, sc.headDeadline)
+		return stepHandedOff
+	case headBad:
+		sc.req.close, sc.unread = true, true
+		sc.writeError(errMalformedHead(status, sc.refusal), nil, nil)
+		return stepEnd
+	case headEOF:
+		return stepEnd
+	}
+	sc.saidClose = false
+	keep := sc.serveRequest(t)
+	if sc.parked != nil {
+		return stepParked
+	}
+	if !sc.requestDone(keep) {
+		return stepEnd
+	}
+	return stepNext
 }
 
 // armIdle sets the read deadline of the wait for the next request:
@@ -269,7 +364,7 @@ func (sc *srvConn) recycle() {
 		ufields = nil // a replica's head has no bound on its lines but its size
 	}
 	*sc = srvConn{head: keep(sc.head), fields: fields, body: keep(sc.body), out: keep(sc.out),
-		uhead: keep(sc.uhead), resp: rawResp{fields: ufields}}
+		uhead: keep(sc.uhead), resp: rawResp{fields: ufields}, turn: sc.turn.kept()}
 	srvConns.Put(sc)
 }
 
@@ -330,6 +425,9 @@ const (
 	headEOF
 	headBad      // answer status and close
 	headFallback // hand the connection to net/http
+	// headPartial: a turn found the head not whole in the reader
+	// (serveNext); finishRequest reads it.
+	headPartial
 )
 
 // readRequest reads one request head into sc.head, within the size and
