@@ -46,7 +46,7 @@ unit:
 	cd packaging && $(GO) test -count=1 -timeout 5m ./...
 
 ## bench: compare cutover with nginx and HAProxy on the same load (docs/benchmarks.md);
-##        about 11 minutes (bounded at 15), loopback only; tables in bench/out/results.md. BENCHFLAGS: see go run ./bench -help
+##        about 12 minutes (bounded at 15), loopback only; tables in bench/out/results.md. BENCHFLAGS: see go run ./bench -help
 bench: deps
 	$(GO) run ./bench $(BENCHFLAGS)
 

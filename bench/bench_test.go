@@ -435,3 +435,37 @@ func TestEngineCountersWaitForASlowReplica(t *testing.T) {
 		t.Fatal("a run that ended: no error")
 	}
 }
+
+// TestRoundOrder: direct runs first in every measured round and the
+// proxies rotate, so that each runs first, and last, once every
+// len(proxies) rounds; a warm-up keeps the order targets were started in.
+func TestRoundOrder(t *testing.T) {
+	var ts []*target
+	for _, n := range []string{targetDirect, "nginx", "haproxy", "cutover"} {
+		ts = append(ts, &target{name: n})
+	}
+	names := func(ts []*target) string {
+		var s []string
+		for _, t := range ts {
+			s = append(s, t.name)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tc := range []struct {
+		round int
+		want  string
+	}{
+		{-1, "direct,nginx,haproxy,cutover"},
+		{0, "direct,nginx,haproxy,cutover"},
+		{1, "direct,haproxy,cutover,nginx"},
+		{2, "direct,cutover,nginx,haproxy"},
+		{3, "direct,nginx,haproxy,cutover"},
+	} {
+		if got := names(roundOrder(ts, tc.round)); got != tc.want {
+			t.Errorf("round %d: %s, want %s", tc.round, got, tc.want)
+		}
+	}
+	if got := names(roundOrder(ts[1:], 1)); got != "haproxy,cutover,nginx" {
+		t.Errorf("without direct: %s", got)
+	}
+}

@@ -27,7 +27,9 @@ type report struct {
 	Versions versions `json:"versions"`
 	Workers  int      `json:"workers"` // per proxy: nginx workers, HAProxy threads, GOMAXPROCS
 	Rounds   int      `json:"rounds"`
-	Seconds  float64  `json:"seconds"` // wall time of the run
+	// StreamsRounds: the streams scenario's rounds (Rounds: the others').
+	StreamsRounds int     `json:"streams_rounds"`
+	Seconds       float64 `json:"seconds"` // wall time of the run
 
 	Saturation *satResult     `json:"saturation,omitempty"`
 	Streams    *streamsResult `json:"streams,omitempty"`
@@ -232,7 +234,7 @@ func (r *report) markdown() string {
 		r.Machine.CPUs, r.Machine.Model, r.Machine.Kernel, r.Machine.MemGiB)
 	w("- versions: %s, cutover %s, %s, HAProxy %s, wrk %s\n", r.Versions.Go, r.Versions.Cutover, r.Versions.Nginx, r.Versions.HAProxy, r.Versions.Wrk)
 	w("- fair share: every proxy gets %d workers (nginx worker_processes, HAProxy nbthread, cutover GOMAXPROCS); load tool, backends and proxy share the machine\n", r.Workers)
-	w("- %d interleaved rounds (direct, nginx, HAProxy, cutover, then again); medians over rounds; ratios are to nginx in the same round, then the median\n", r.Rounds)
+	w("- %d interleaved rounds (%d for the streams scenario): direct first, then the proxies, in an order rotated by one each round so that none always runs first or last; medians over rounds; ratios are to nginx in the same round, then the median\n", r.Rounds, r.StreamsRounds)
 	w("- reproduce: `%s`\n\n", r.Command)
 	if len(r.Errors) > 0 {
 		w("**Errors:**\n\n")

@@ -65,7 +65,7 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (*report, []
 
 	rep := &report{
 		Date: began.UTC().Format(time.RFC3339), Command: o.command, Smoke: o.smoke,
-		Machine: readMachine(), Versions: readVersions(ctx, e, root), Workers: e.workers, Rounds: o.rounds,
+		Machine: readMachine(), Versions: readVersions(ctx, e, root), Workers: e.workers, Rounds: o.rounds, StreamsRounds: o.streamsRounds,
 	}
 	var errs []error
 	fail := func(err error) {

@@ -123,7 +123,7 @@ func runSaturation(ctx context.Context, e *env, o *options) (*satResult, error) 
 	}
 	res := &satResult{Connections: o.satConns, Threads: o.wrkThreads, Seconds: o.satSeconds}
 	for round := -1; round < o.rounds; round++ {
-		for _, t := range ts {
+		for _, t := range roundOrder(ts, round) {
 			secs := o.satSeconds
 			if round < 0 {
 				if o.warmupSeconds <= 0 {

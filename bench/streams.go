@@ -94,9 +94,9 @@ func runStreams(ctx context.Context, e *env, o *options) (*streamsResult, error)
 			}
 		}()
 	}
-	for round := 0; round <= o.rounds; round++ { // round 0 warms up
+	for round := 0; round <= o.streamsRounds; round++ { // round 0 warms up
 		var direct *streamsSample
-		for _, t := range ts {
+		for _, t := range roundOrder(ts, round) {
 			s, err := streamsRound(ctx, t, o, sn, round)
 			if err != nil {
 				return res, fmt.Errorf("streams round %d, %s: %w", round, t.name, err)

@@ -550,3 +550,28 @@ func writeAtomic(path string, b []byte) error {
 	}
 	return nil
 }
+
+// roundOrder is the order a measured round runs ts in: direct first (the
+// others are compared with it in the same round), then the proxies
+// rotated by one each round, so that over the rounds none always runs
+// first or last: the machine's speed drifts within a run, by 10 % and
+// more over tens of seconds. A warm-up (round < 0) keeps ts's order.
+func roundOrder(ts []*target, round int) []*target {
+	if round < 0 {
+		return ts
+	}
+	var out, rest []*target
+	for _, t := range ts {
+		if t.name == targetDirect {
+			out = append(out, t)
+		} else {
+			rest = append(rest, t)
+		}
+	}
+	if len(rest) == 0 {
+		return out
+	}
+	k := round % len(rest)
+	out = append(out, rest[k:]...)
+	return append(out, rest[:k]...)
+}
