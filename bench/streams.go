@@ -96,7 +96,12 @@ func runStreams(ctx context.Context, e *env, o *options) (*streamsResult, error)
 	}
 	for round := 0; round <= o.streamsRounds; round++ { // round 0 warms up
 		var direct *streamsSample
-		for _, t := range roundOrder(ts, round) {
+		// The order stays fixed (see roundOrder): every target's
+		// connections to the backend then idle for the same time between
+		// its rounds, under the backend's 5 s keep-alive timeout. With
+		// the order rotated, some rounds came after a longer pause, and
+		// the proxy in them dialled all 200 connections anew.
+		for _, t := range ts {
 			s, err := streamsRound(ctx, t, o, sn, round)
 			if err != nil {
 				return res, fmt.Errorf("streams round %d, %s: %w", round, t.name, err)
