@@ -2,6 +2,8 @@
 
 package proxy
 
+import "time"
+
 // clientTurn is the state of serveTurn, kept in the connection's state
 // (and its callback made once per connection state) so that a turn
 // allocates nothing.
@@ -10,6 +12,15 @@ type clientTurn struct {
 	rd  turnReader            // those reads
 	fn  func(fd uintptr) bool // sc.turnStep
 	res loopStep              // why the turn ended
+	// sure: the turn's last read found the socket empty, so the poller
+	// sees whatever comes next. A read that brought bytes leaves room for
+	// doubt: more bytes (it filled the reader: full), or an end of file
+	// behind them, may have come with the wake that led to it.
+	sure, full bool
+	// probing: the wait in force ends at probeUntil (armProbe), not at the
+	// idle timeout.
+	probing    bool
+	probeUntil time.Time
 }
 
 // read reads once from the client's socket without waiting:
@@ -46,13 +57,56 @@ func (sc *srvConn) serveTurn() loopStep {
 	if t.fn == nil {
 		t.fn = sc.turnStep
 	}
-	t.res, t.rd.Conn = stepEnd, sc.c
-	err := sc.sk.raw.Read(t.fn)
-	t.in, t.rd.Conn = false, nil
-	if err != nil {
+	for {
+		t.res, t.rd.Conn, t.sure, t.full = stepEnd, sc.c, false, false
+		err := sc.sk.raw.Read(t.fn)
+		t.in, t.rd.Conn = false, nil
+		if err == nil {
+			return t.res
+		}
+		if t.probing && isTimeout(err) {
+			// A wait after a read that brought bytes lasted turnProbe: a
+			// new turn begins with a read, which tells whether an end of
+			// file came with them (see turnProbe).
+			t.probing, t.probeUntil = false, time.Time{}
+			if f := sc.s.onProbe; f != nil {
+				f()
+			}
+			sc.armIdle()
+			continue
+		}
 		return stepEnd // the idle deadline passed, or the connection closed
 	}
-	return t.res
+}
+
+// turnProbe bounds a turn's wait for the next request when the turn's
+// last read brought bytes. Readiness the poller reports once may stand
+// for bytes and an end of file that came together (a client that sent its
+// request and shut its sending side down, in one go); the read takes the
+// bytes, and only another read finds the end of file, which nothing wakes
+// the turn for. Such a wait ends after turnProbe and a new turn reads:
+// EAGAIN, and the wait goes on to the idle timeout, or the end of file,
+// and the connection closes, at most turnProbe after the answer (nginx
+// sees it at once: its poller keeps EPOLLRDHUP; Go's forgets it). A
+// connection busy with requests moves the deadline once per sixteenth of
+// turnProbe, not once per request.
+const turnProbe = time.Second
+
+// armProbe sets the read deadline of a turn's wait after a read that
+// brought bytes (see turnProbe), from when the last exchange ended.
+func (sc *srvConn) armProbe() {
+	t := &sc.turn
+	now := sc.ended
+	if now.IsZero() {
+		now = time.Now()
+	}
+	d := min(turnProbe, sc.s.idleTimeout()) // the probe never outlasts the idle timeout
+	t.probing = true
+	if !t.probeUntil.IsZero() && t.probeUntil.Sub(now) >= d-d/16 {
+		return
+	}
+	_ = sc.c.SetReadDeadline(now.Add(d))
+	t.probeUntil, sc.idleUntil = now.Add(d), time.Time{}
 }
 
 // turnStep is serveTurn's callback: it reads what the socket holds and
@@ -62,13 +116,18 @@ func (sc *srvConn) turnStep(fd uintptr) bool {
 	t.rd.fd, t.in = fd, true
 	for {
 		if sc.br.Buffered() == 0 {
-			if _, err := sc.br.Peek(1); err != nil {
+			_, err := sc.br.Peek(1) // one read, into the whole buffer
+			n := sc.br.Buffered()
+			if n == 0 {
 				if err == errWouldBlock {
+					t.sure, t.full = true, false
+					sc.waitNext()
 					return false
 				}
 				t.res = stepEnd
 				return true
 			}
+			t.sure, t.full = false, n == sc.br.Size()
 		}
 		if r := sc.serveNext(true); r != stepNext {
 			t.res = r
@@ -79,9 +138,26 @@ func (sc *srvConn) turnStep(fd uintptr) bool {
 			t.res = stepEnd
 			return true
 		}
-		if sc.br.Buffered() == 0 {
-			sc.armIdle()
+		if sc.br.Buffered() == 0 && !t.full {
+			sc.waitNext()
 			return false
 		}
+		// Pipelined bytes in the reader, or a read that filled it: the
+		// socket may hold more, which no wake would announce.
 	}
 }
+
+// waitNext arms the deadline of the turn's wait for the next request:
+// the idle timeout once a read found the socket empty, turnProbe after
+// one that brought bytes.
+func (sc *srvConn) waitNext() {
+	if sc.turn.sure {
+		sc.turn.probing, sc.turn.probeUntil = false, time.Time{}
+		sc.armIdle()
+		return
+	}
+	sc.armProbe()
+}
+
+// noDeadline forgets the probe deadline: another one was set.
+func (t *clientTurn) noDeadline() { t.probeUntil = time.Time{} }

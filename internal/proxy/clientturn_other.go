@@ -19,3 +19,5 @@ func (sc *srvConn) serveTurn() loopStep {
 	}
 	return sc.serveNext(false)
 }
+
+func (*clientTurn) noDeadline() {}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -105,5 +106,87 @@ func TestServerTurnInterleavings(t *testing.T) {
 				t.Error("the chunked request did not go to net/http")
 			}
 		})
+	}
+}
+
+// TestServerTurnEndOfFileWithRequest: a client that sends a request and
+// shuts its sending side down in one go gets its answer, then the
+// connection's end, promptly (well before the idle timeout): the end of
+// file that came with the request's bytes is found although the poller
+// reported them once (see turnProbe). On a new connection the bytes come
+// before the loop's first read; on a kept-alive one, while it waits.
+func TestServerTurnEndOfFileWithRequest(t *testing.T) {
+	backend := newEchoBackend(t)
+	a := step{req: rawRequest("POST", "/v1/a", nil, "first"), method: "POST", status: 200, uri: "/v1/a", body: "first"}
+	b := step{req: rawRequest("POST", "/v1/b", nil, "second"), method: "POST", status: 200, uri: "/v1/b", body: "second"}
+	for _, kept := range []bool{false, true} {
+		name := map[bool]string{false: "new connection", true: "kept-alive connection"}[kept]
+		t.Run(name, func(t *testing.T) {
+			h := newHandler(t, Options{}, "", backend.URL)
+			// An idle timeout the test would notice: the connection must
+			// close long before it.
+			addr := startLoopServer(t, &Server{Handler: h, IdleTimeout: time.Minute})
+			c, br := dialRaw(t, addr)
+			if kept {
+				writeRaw(t, c, a.req)
+				a.check(t, br, backend.URL)
+			}
+			writeRaw(t, c, b.req)
+			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			b.check(t, br, backend.URL)
+			start := time.Now()
+			expectClosed(t, c, br)
+			if d := time.Since(start); d > 5*turnProbe {
+				t.Errorf("the connection closed %v after the answer, want within %v", d, 5*turnProbe)
+			}
+		})
+	}
+}
+
+// TestServerTurnReadFillsReader: pipelined requests that fill the
+// client reader exactly, with more behind them in the socket, are all
+// answered: a read that filled the reader may have left bytes no wake
+// would announce, so the turn reads again before it waits.
+func TestServerTurnReadFillsReader(t *testing.T) {
+	backend := newEchoBackend(t)
+	const readerSize = 4 << 10 // clientReaders'
+	var reqs []step
+	var all strings.Builder
+	for i := range 4 {
+		path := "/v1/r" + string(rune('0'+i))
+		// Each request is readerSize/4 bytes long.
+		body := ""
+		for n := readerSize / 4; ; n-- {
+			if body = strings.Repeat("p", n); len(rawRequest("POST", path, nil, body)) <= readerSize/4 {
+				break
+			}
+		}
+		s := step{req: rawRequest("POST", path, nil, body), method: "POST", status: 200, uri: path, body: body}
+		if len(s.req) != readerSize/4 {
+			t.Fatalf("request of %d bytes, want %d", len(s.req), readerSize/4)
+		}
+		reqs = append(reqs, s)
+		all.WriteString(s.req)
+	}
+	last := step{req: rawRequest("POST", "/v1/last", nil, "behind"), method: "POST", status: 200, uri: "/v1/last", body: "behind"}
+	reqs = append(reqs, last)
+	all.WriteString(last.req)
+	h := newHandler(t, Options{}, "", backend.URL)
+	var probes atomic.Int32
+	s := &Server{Handler: h, IdleTimeout: time.Minute, onProbe: func() { probes.Add(1) }}
+	c, br := dialRaw(t, startLoopServer(t, s))
+	first := step{req: rawRequest("POST", "/v1/first", nil, "one"), method: "POST", status: 200, uri: "/v1/first", body: "one"}
+	writeRaw(t, c, first.req) // the turn then waits, without a read
+	first.check(t, br, backend.URL)
+	writeRaw(t, c, all.String())
+	for _, s := range reqs {
+		s.check(t, br, backend.URL)
+	}
+	// Answered at all, the requests behind a full read could still have
+	// waited for the probe (turnProbe) instead of being read at once.
+	if n := probes.Load(); n > 0 {
+		t.Errorf("%d waits ended at the probe: the bytes behind a full read waited for it", n)
 	}
 }

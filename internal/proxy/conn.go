@@ -304,6 +304,7 @@ func (sc *srvConn) armIdle() {
 func (sc *srvConn) setReadDeadline(t time.Time) {
 	_ = sc.c.SetReadDeadline(t)
 	sc.idleUntil = time.Time{}
+	sc.turn.noDeadline()
 }
 
 // requestDone ends a request the loop served: it reports whether the

@@ -69,6 +69,10 @@ type Server struct {
 	// The preview listener sends everything to the standby pool with it.
 	Route http.Handler
 
+	// onProbe, when set (by tests), is called each time a turn's wait
+	// for the next request ended at turnProbe.
+	onProbe func()
+
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	conns      map[*srvConn]struct{}
