@@ -234,7 +234,7 @@ func (r *report) markdown() string {
 		r.Machine.CPUs, r.Machine.Model, r.Machine.Kernel, r.Machine.MemGiB)
 	w("- versions: %s, cutover %s, %s, HAProxy %s, wrk %s\n", r.Versions.Go, r.Versions.Cutover, r.Versions.Nginx, r.Versions.HAProxy, r.Versions.Wrk)
 	w("- fair share: every proxy gets %d workers (nginx worker_processes, HAProxy nbthread, cutover GOMAXPROCS); load tool, backends and proxy share the machine\n", r.Workers)
-	w("- %d interleaved rounds (%d for the streams scenario): direct first, then the proxies, in an order rotated by one each round so that none always runs first or last; medians over rounds; ratios are to nginx in the same round, then the median\n", r.Rounds, r.StreamsRounds)
+	w("- %d interleaved rounds (%d for the streams scenario): direct first, then the proxies; the saturation rounds rotate the proxies' order by one each round so that none always runs first or last; medians over rounds; ratios are to nginx in the same round, then the median\n", r.Rounds, r.StreamsRounds)
 	w("- reproduce: `%s`\n\n", r.Command)
 	if len(r.Errors) > 0 {
 		w("**Errors:**\n\n")

@@ -12,14 +12,8 @@ type clientTurn struct {
 	rd  turnReader            // those reads
 	fn  func(fd uintptr) bool // sc.turnStep
 	res loopStep              // why the turn ended
-	// sure: the turn's last read found the socket empty, so the poller
-	// sees whatever comes next. A read that brought bytes leaves room for
-	// doubt: more bytes (it filled the reader: full), or an end of file
-	// behind them, may have come with the wake that led to it.
-	sure, full bool
-	// probing: the wait in force ends at probeUntil (armProbe), not at the
-	// idle timeout.
-	probing    bool
+	// probeUntil, when set, is the end of the wait in force (armProbe),
+	// which is then not the idle timeout's.
 	probeUntil time.Time
 }
 
@@ -58,17 +52,17 @@ func (sc *srvConn) serveTurn() loopStep {
 		t.fn = sc.turnStep
 	}
 	for {
-		t.res, t.rd.Conn, t.sure, t.full = stepEnd, sc.c, false, false
+		t.res, t.rd.Conn = stepEnd, sc.c
 		err := sc.sk.raw.Read(t.fn)
 		t.in, t.rd.Conn = false, nil
 		if err == nil {
 			return t.res
 		}
-		if t.probing && isTimeout(err) {
+		if !t.probeUntil.IsZero() && isTimeout(err) {
 			// A wait after a read that brought bytes lasted turnProbe: a
 			// new turn begins with a read, which tells whether an end of
 			// file came with them (see turnProbe).
-			t.probing, t.probeUntil = false, time.Time{}
+			t.probeUntil = time.Time{}
 			if f := sc.s.onProbe; f != nil {
 				f()
 			}
@@ -101,7 +95,6 @@ func (sc *srvConn) armProbe() {
 		now = time.Now()
 	}
 	d := min(turnProbe, sc.s.idleTimeout()) // the probe never outlasts the idle timeout
-	t.probing = true
 	if !t.probeUntil.IsZero() && t.probeUntil.Sub(now) >= d-d/16 {
 		return
 	}
@@ -111,23 +104,28 @@ func (sc *srvConn) armProbe() {
 
 // turnStep is serveTurn's callback: it reads what the socket holds and
 // serves the requests that came, and false waits for the next bytes.
+// Each call begins with a read: the turn begins, or waits, only with the
+// reader empty.
 func (sc *srvConn) turnStep(fd uintptr) bool {
 	t := &sc.turn
 	t.rd.fd, t.in = fd, true
+	// full: the last read filled the reader, and the socket may hold more
+	// that no wake would announce. A read that brought bytes, full or not,
+	// may also have left an end of file behind them (see turnProbe).
+	full := false
 	for {
 		if sc.br.Buffered() == 0 {
 			_, err := sc.br.Peek(1) // one read, into the whole buffer
 			n := sc.br.Buffered()
 			if n == 0 {
 				if err == errWouldBlock {
-					t.sure, t.full = true, false
-					sc.waitNext()
+					sc.waitNext(true)
 					return false
 				}
 				t.res = stepEnd
 				return true
 			}
-			t.sure, t.full = false, n == sc.br.Size()
+			full = n == sc.br.Size()
 		}
 		if r := sc.serveNext(true); r != stepNext {
 			t.res = r
@@ -138,8 +136,8 @@ func (sc *srvConn) turnStep(fd uintptr) bool {
 			t.res = stepEnd
 			return true
 		}
-		if sc.br.Buffered() == 0 && !t.full {
-			sc.waitNext()
+		if sc.br.Buffered() == 0 && !full {
+			sc.waitNext(false)
 			return false
 		}
 		// Pipelined bytes in the reader, or a read that filled it: the
@@ -148,11 +146,11 @@ func (sc *srvConn) turnStep(fd uintptr) bool {
 }
 
 // waitNext arms the deadline of the turn's wait for the next request:
-// the idle timeout once a read found the socket empty, turnProbe after
-// one that brought bytes.
-func (sc *srvConn) waitNext() {
-	if sc.turn.sure {
-		sc.turn.probing, sc.turn.probeUntil = false, time.Time{}
+// the idle timeout once a read found the socket empty (empty), turnProbe
+// after one that brought bytes.
+func (sc *srvConn) waitNext(empty bool) {
+	if empty {
+		sc.turn.probeUntil = time.Time{}
 		sc.armIdle()
 		return
 	}

@@ -134,7 +134,10 @@ func (sc *srvConn) serve() {
 			}
 			r = sc.serveNext(false)
 		}
-		if r == stepResume {
+		switch r {
+		case stepRestart:
+			r = sc.serveNext(false)
+		case stepResume:
 			r = sc.finishRequest(sc.resume.verdict, sc.resume.status, sc.resume.t)
 			sc.resume = resumeState{}
 		}
@@ -163,9 +166,13 @@ const (
 	stepEnd                       // the connection ends (serve closes it)
 	stepHandedOff                 // net/http serves the connection now
 	stepParked                    // serveParked goes on with the connection
-	// stepResume: in a turn (serveTurn), the request's head is read but
-	// the rest of it must be served outside the turn (sc.resume holds
-	// where finishRequest goes on).
+	// stepRestart: in a turn (serveTurn), the request's head is not whole
+	// in sc.br; nothing of it is read, and serveNext reads it outside the
+	// turn.
+	stepRestart
+	// stepResume: in a turn, the request's head is read but the rest of
+	// it must be served outside the turn (sc.resume holds where
+	// finishRequest goes on).
 	stepResume
 )
 
@@ -179,8 +186,8 @@ type resumeState struct {
 // serveNext reads the next request, whose first byte is in sc.br, and
 // serves it. inTurn: serveTurn calls it, in a turn of the poller on the
 // client's socket, where no read may wait: a request whose head or body
-// is not whole in sc.br goes on outside the turn (stepResume), and
-// anything but a request the loop serves itself too.
+// is not whole in sc.br goes on outside the turn (stepRestart,
+// stepResume), and anything but a request the loop serves itself too.
 func (sc *srvConn) serveNext(inTurn bool) loopStep {
 	sc.ended = time.Time{}
 	sc.state.Store(stateActive)
@@ -189,9 +196,7 @@ func (sc *srvConn) serveNext(inTurn bool) loopStep {
 	verdict, status, whole := sc.readWholeRequest()
 	if !whole {
 		if inTurn {
-			// Nothing is read of it: finishRequest reads it all.
-			sc.resume = resumeState{verdict: headPartial}
-			return stepResume
+			return stepRestart
 		}
 		verdict, status = sc.readHead()
 	}
@@ -230,15 +235,6 @@ func (sc *srvConn) bodyBuffered() bool {
 // finishRequest serves the request whose head readWholeRequest or
 // readHead gave verdict and status, from routing table t.
 func (sc *srvConn) finishRequest(verdict, status int, t *route.Table) loopStep {
-	if verdict == headPartial {
-		verdict, status = sc.readHead()
-		t = sc.h.table.Load()
-		if verdict == headOK {
-			if why := sc.slowPath(t); why != "" {
-				verdict, sc.fallback = headFallback, why
-			}
-		}
-	}
 	switch verdict {
 	case headFallback:
 		if e := netHTTPRefusal(sc.head); e != nil {
@@ -426,9 +422,6 @@ const (
 	headEOF
 	headBad      // answer status and close
 	headFallback // hand the connection to net/http
-	// headPartial: a turn found the head not whole in the reader
-	// (serveNext); finishRequest reads it.
-	headPartial
 )
 
 // readRequest reads one request head into sc.head, within the size and
