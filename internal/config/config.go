@@ -3,6 +3,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/selfaddr"
 )
 
 // PoolNames are the two pools every configuration has, in display order.
@@ -530,6 +532,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	seen := map[string]string{}
+	// Pure: loopback, localhost and the listeners' literal addresses
+	// only; the gateway checks names and interface addresses at deploy
+	// and before a switch.
+	self := selfaddr.New(
+		selfaddr.Listener{Role: "listen", Addr: c.Listen},
+		selfaddr.Listener{Role: "admin.listen", Addr: c.Admin.Listen},
+		selfaddr.Listener{Role: "preview.listen", Addr: c.Preview.Listen})
+	self.Static = true
 	for _, name := range PoolNames {
 		p, ok := c.Pools[name]
 		if len(c.Pools) > 0 && (!ok || p == nil) {
@@ -564,6 +574,9 @@ func (c *Config) Validate() error {
 				continue
 			}
 			seen[pool.ReplicaKey(norm)] = rkey
+			if m, ok := self.Reaches(context.Background(), norm); ok {
+				add(rkey, "%q is %s, not a model server: the gateway would send every request of the pool back to itself", r, m)
+			}
 		}
 	}
 	if c.ModelName != "" {

@@ -130,6 +130,14 @@ func TestParseErrors(t *testing.T) {
 		{"balancing weight infinite", minimal + "balancing: {queue_weight: .inf}\n", "balancing.queue_weight", 8, []string{"+Inf"}},
 		{"duplicate replica with the default port", strings.Replace(minimal, "http://127.0.0.1:8002", "http://LocalHost:80, http://localhost/", 1),
 			"pools.green.replicas[1]", 7, []string{"duplicate replica", "pools.green.replicas[0]"}},
+		// A replica that is the gateway's own listener: every request of
+		// the pool would come back to the gateway.
+		{"replica is the listen address", minimal + "listen: 127.0.0.1:8002\nadmin: {listen: 127.0.0.1:9001}\n",
+			"pools.green.replicas[0]", 7, []string{`"http://127.0.0.1:8002"`, "the gateway's own listen 127.0.0.1:8002", "not a model server"}},
+		{"replica is a wildcard listener through localhost", strings.Replace(minimal, "http://127.0.0.1:8002", "http://localhost:9001/", 1) + "listen: 127.0.0.1:8000\nadmin: {listen: '0.0.0.0:9001'}\n",
+			"pools.green.replicas[0]", 7, []string{"the gateway's own admin.listen 0.0.0.0:9001"}},
+		{"replica on the listen port of another address", strings.Replace(minimal, "http://127.0.0.1:8002", "http://10.1.2.3:8000", 1) + "listen: 127.0.0.1:8000\nadmin: {listen: 127.0.0.1:9001}\n",
+			"", 0, nil}, // control: another host
 		// A port net.Listen refuses is named here (exit 2), not found at
 		// bind time (exit 1).
 		{"listen port out of range", minimal + "listen: 127.0.0.1:99999\n", "listen", 8, []string{"99999", "0 to 65535"}},

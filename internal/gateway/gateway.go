@@ -24,6 +24,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/proxy"
 	"github.com/cutover-dev/cutover/internal/rollout"
 	"github.com/cutover-dev/cutover/internal/route"
+	"github.com/cutover-dev/cutover/internal/selfaddr"
 	"github.com/cutover-dev/cutover/internal/shadow"
 	"github.com/cutover-dev/cutover/internal/store"
 	"github.com/cutover-dev/cutover/internal/tracing"
@@ -223,6 +224,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Agents:       agentStates,
 		GatewayQueue: gatewayQueue(picker),
 		Shadow:       shadowStatus(mirror),
+		Self:         g.self(),
 		Store:        g.store,
 		Applier:      applier,
 		Prober:       g.checker,
@@ -321,6 +323,19 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		g.previewSrv = &proxy.Server{Handler: g.proxy, Route: preview{g.proxy}, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}
 	}
 	return g, nil
+}
+
+// self is the check that a replica is not one of the gateway's own
+// listeners, as bound.
+func (g *Gateway) self() *selfaddr.Checker {
+	ls := []selfaddr.Listener{
+		{Role: "listen", Addr: g.trafficLn.Addr().String()},
+		{Role: "admin.listen", Addr: g.adminLn.Addr().String()},
+	}
+	if g.previewLn != nil {
+		ls = append(ls, selfaddr.Listener{Role: "preview.listen", Addr: g.previewLn.Addr().String()})
+	}
+	return selfaddr.New(ls...)
 }
 
 // TrafficAddr is the address client traffic is served on.

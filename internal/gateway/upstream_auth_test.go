@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -199,5 +200,44 @@ func TestDeployTooManyReplicas(t *testing.T) {
 	}
 	if _, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: many(pool.MaxReplicas)}); err != nil {
 		t.Fatalf("deploy of %d replicas: %v", pool.MaxReplicas, err)
+	}
+}
+
+// TestDeployGatewayItself: a deploy naming one of the gateway's own
+// listeners as a replica is 400 bad_replica naming the listener, and
+// changes nothing. Before, it went in: the gateway answered the health
+// checks and the preflight completion by sending them on to the live
+// pool, and a promote made every client request go round in a loop until
+// the hops header refused it (508).
+func TestDeployGatewayItself(t *testing.T) {
+	e := newEnv(t, envOptions{replicas: 1})
+	_, port, _ := net.SplitHostPort(e.gw.TrafficAddr())
+	_, adminPort, _ := net.SplitHostPort(e.gw.AdminAddr())
+	before, err := e.admin.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ url, names string }{
+		{"http://" + e.gw.TrafficAddr(), "listen"},
+		{"http://localhost:" + port + "/", "listen"},
+		{"http://127.0.0.1:" + adminPort, "admin.listen"},
+	} {
+		_, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: []string{"http://127.0.0.1:1", tc.url}})
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest || ae.Code != "bad_replica" ||
+			!strings.Contains(ae.Message, "replicas[1]") || !strings.Contains(ae.Message, "the gateway's own "+tc.names) {
+			t.Fatalf("deploy with replica %s = %v, want 400 bad_replica naming replicas[1] and %s", tc.url, err, tc.names)
+		}
+	}
+	after, err := e.admin.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Revision != before.Revision || after.Deployment != nil {
+		t.Fatalf("a refused deploy changed the state: revision %d → %d, deployment %+v", before.Revision, after.Revision, after.Deployment)
+	}
+	// Another local port is a replica like any other.
+	if _, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: []string{"http://127.0.0.1:1"}}); err != nil {
+		t.Fatalf("deploy of another port: %v", err)
 	}
 }

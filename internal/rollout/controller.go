@@ -20,6 +20,7 @@ import (
 	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
 	"github.com/cutover-dev/cutover/internal/secret"
+	"github.com/cutover-dev/cutover/internal/selfaddr"
 	"github.com/cutover-dev/cutover/internal/store"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
@@ -171,6 +172,11 @@ type Options struct {
 	// Shadow returns the shadow mirror's counters for the status; nil
 	// without shadow traffic.
 	Shadow func() *api.ShadowStatus
+	// Self finds replica URLs that lead back to the gateway's own
+	// listeners: a deploy naming one is refused (400 bad_replica), and
+	// the preflight fails such a replica without sending it anything. Nil:
+	// no such check.
+	Self *selfaddr.Checker
 	// HookRunner runs hooks. Nil means &hook.Runner{}.
 	HookRunner HookRunner
 	// HTTP sends warm-up requests. Nil means a default client.

@@ -100,6 +100,9 @@ func (c *Controller) deploy(ctx context.Context, actor string, req api.DeployReq
 		}
 		replicas = append(replicas, u)
 	}
+	if err := c.notSelf(ctx, replicas); err != nil {
+		return api.DeployResult{}, err
+	}
 	if req.APIKeyFile != "" {
 		if err := c.keyFileAllowed(req.APIKeyFile); err != nil {
 			return api.DeployResult{}, badRequest("bad_api_key_file", "api_key_file: %v", err)
@@ -303,4 +306,25 @@ func (c *Controller) finishRetirement(s *State, d *Deployment, now time.Time, re
 		s.Pools = map[string]PoolSpec{}
 	}
 	s.Pools[d.From] = PoolSpec{SetBy: d.ID}
+}
+
+// selfLookupTimeout bounds the name lookups of the check that a deploy's
+// replicas are not the gateway itself.
+const selfLookupTimeout = 2 * time.Second
+
+// notSelf refuses replicas that lead back to the gateway's own
+// listeners (Options.Self): every request sent to such a pool would come
+// back to the gateway, again and again, until the hops header ends it.
+func (c *Controller) notSelf(ctx context.Context, replicas []string) error {
+	if c.opts.Self == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, selfLookupTimeout)
+	defer cancel()
+	for i, r := range replicas {
+		if m, ok := c.opts.Self.Reaches(ctx, r); ok {
+			return badRequest("bad_replica", "replicas[%d]: %s is %s (%s), not a model server: the gateway would send every request of the pool back to itself", i, r, m, m.Host)
+		}
+	}
+	return nil
 }

@@ -178,6 +178,11 @@ func (c *Controller) preflight(ctx context.Context, p *pool.Pool) error {
 		}
 	}
 	errs := eachReplica(ctx, c.opts.Settings.PreflightTimeout, healthy, func(ctx context.Context, r *pool.Replica) error {
+		// The gateway itself answers a completion by sending it to the
+		// live pool: it would pass, and the switch would make a loop.
+		if m, ok := c.opts.Self.Reaches(ctx, r.Name); ok {
+			return fmt.Errorf("%s (%s), not a model server", m, m.Host)
+		}
 		return c.opts.Preflight.Preflight(ctx, r, p.Model)
 	})
 	ok := 0

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/selfaddr"
 	"github.com/cutover-dev/cutover/internal/validation"
 )
 
@@ -364,5 +365,43 @@ func TestPreflightHoldsCanaryAt100(t *testing.T) {
 	f.step()
 	if d = f.latest(); d.Canary.Step != 2 || d.Canary.Weight != 100 {
 		t.Fatalf("once the candidate answers: %s %+v (%s)", d.Phase, d.Canary, d.Waiting)
+	}
+}
+
+// TestPreflightRefusesGatewayItself: a standby replica that is one of the
+// gateway's own listeners (a state written before deploys refused them)
+// fails the preflight without being sent anything. The gateway passes a
+// completion on to the live pool, so the preflight alone let the switch
+// through, and every client request then looped.
+func TestPreflightRefusesGatewayItself(t *testing.T) {
+	self := newFakeReplica(t, answerOK) // answers like the gateway would
+	other := newFakeReplica(t, answerOK)
+	f := newPreflightFx(t, 0, []*fakeReplica{newFakeReplica(t, answerOK)}, []*fakeReplica{other, self})
+	f.opts.Self = selfaddr.New(selfaddr.Listener{Role: "listen", Addr: strings.TrimPrefix(self.URL(), "http://")})
+	f.restart()
+	_, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{})
+	refused(t, err, "preflight_failed", self.URL()+": the gateway's own listen", "not a model server", "1 of 2 healthy replica(s) of green answered, 2 needed")
+	if calls, _, _ := self.last(); calls != 0 {
+		t.Fatalf("the gateway's own address got %d preflight completion(s)", calls)
+	}
+	if calls, _, _ := other.last(); calls != 1 {
+		t.Fatalf("the other replica got %d preflight completion(s), want 1", calls)
+	}
+	if s := f.c.Status(); s.Live != "blue" {
+		t.Fatalf("live %s after a refused preflight", s.Live)
+	}
+}
+
+// TestDeployRefusesGatewayItself: a deploy naming the gateway's own
+// listener is 400 bad_replica and changes nothing.
+func TestDeployRefusesGatewayItself(t *testing.T) {
+	f := newFx(t, func(o *Options) {
+		o.Self = selfaddr.New(selfaddr.Listener{Role: "listen", Addr: strings.TrimPrefix(newReplica, "http://")})
+	})
+	rev := f.c.Status().Revision
+	_, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m3", Replicas: []string{"http://127.0.0.1:4", newReplica + "/"}})
+	refused(t, err, "bad_replica", "replicas[1]", "the gateway's own listen 127.0.0.1:3")
+	if s := f.c.Status(); s.Revision != rev || s.Deployment != nil {
+		t.Fatalf("a refused deploy changed the state: revision %d → %d, deployment %+v", rev, s.Revision, s.Deployment)
 	}
 }
