@@ -341,11 +341,13 @@ func (c *Controller) Start(ctx context.Context) error {
 		// where to look.
 		return fmt.Errorf("the persisted state (revision %d) is damaged: %w (cutover will not start afresh over it: restore the last good copy, see `cutover state check` and docs/operations.md)", rec.Revision, err)
 	}
-	if err := poolsConflict(st, rec.Revision, c.opts.Pools); err != nil {
-		return err
-	}
 	c.mu.Lock()
 	c.st, c.rev = st, rec.Revision
+	c.pinRetainedLocked()
+	if err := poolsConflict(st, rec.Revision, c.configuredPools()); err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	c.rebuildPoolsLocked()
 	c.mu.Unlock()
 	if err := c.apply(ctx); err != nil {
@@ -528,6 +530,40 @@ func (c *Controller) specLocked(name string) PoolSpec {
 		return s
 	}
 	return c.configuredPool(name)
+}
+
+// configuredPools are the pools as the configuration has them (the pool
+// retained for rollback pinned: see pinRetainedLocked).
+func (c *Controller) configuredPools() map[string]PoolSpec { return *c.configured.Load() }
+
+// pinRetainedLocked gives the pool a promoted deployment retains for
+// rollback, when no deployment set its spec, the model and replicas it
+// served at the promotion (the deployment's record) in place of the
+// configuration's, when the configuration has it serve another model or
+// names a replica another pool holds: a restart during the retention must
+// not make a rollback bring back a version nobody promoted away from, as a
+// reload does not (SetPools). The same model on other replicas stays the
+// file's: the record is the promoting gateway's, and in a fleet each
+// gateway serves a pool no deployment set from its own file. Like after
+// a reload, the file applies again at the first reload after the
+// retention.
+func (c *Controller) pinRetainedLocked() {
+	held := c.retainedLocked()
+	if held == "" {
+		return
+	}
+	d := c.st.active()
+	cur := c.configuredPools()
+	spec := cur[held]
+	if spec.Model == d.FromModel && poolsConflict(c.st, c.rev, map[string]PoolSpec{held: spec}) == nil {
+		return
+	}
+	c.log.Warn("the configuration changes the pool retained for rollback; it keeps what it served until the retention ends",
+		"pool", held, "deployment", d.ID, "model", d.FromModel, "replicas", d.FromReplicas, "config_model", spec.Model, "config_replicas", spec.Replicas)
+	next := maps.Clone(cur)
+	spec.Model, spec.Replicas = d.FromModel, slices.Clone(d.FromReplicas)
+	next[held] = spec
+	c.configured.Store(&next)
 }
 
 // configuredPool is pool name as the configuration has it.

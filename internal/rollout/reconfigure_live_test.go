@@ -151,3 +151,65 @@ func TestSetPoolsKeepsTheRetainedPool(t *testing.T) {
 		t.Fatalf("live blue after a reload: %d replicas, want 2", len(b.Replicas))
 	}
 }
+
+// TestRestartKeepsTheRetainedPool: a gateway restarted during the
+// retention with a configuration that changed the retained pool (the
+// operator edited the file after the promotion) keeps the pool as it was
+// promoted away from, as a reload does: a rollback brings back what was
+// live. Regression: the restart took the file's model and replicas, so a
+// rollback made live a version nobody had promoted. A file that moved the
+// new version's replicas into the old pool, to describe what now runs,
+// does not keep the gateway from starting either. The same model on
+// other replicas is the file's: in a fleet each gateway may list its own.
+func TestRestartKeepsTheRetainedPool(t *testing.T) {
+	promoted := []string{"http://127.0.0.1:1", "http://127.0.0.1:5"}
+	for _, tc := range []struct {
+		name string
+		blue PoolSpec
+		want []string
+	}{
+		{"other replicas and model", PoolSpec{Model: "m9", Replicas: []string{"http://127.0.0.1:9"}}, promoted},
+		{"the new version's replicas", PoolSpec{Model: "m3", Replicas: []string{newReplica}}, promoted},
+		{"the same model on other replicas", PoolSpec{Model: "m1", Replicas: []string{"http://127.0.0.1:8"}}, []string{"http://127.0.0.1:8"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFx(t, nil)
+			// Between deploy and promote a reload changed the live pool:
+			// the retained pool is what was live at the promotion.
+			f.deploy(false)
+			if _, err := f.c.SetPools(f.ctx, map[string]PoolSpec{
+				"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1", "http://127.0.0.1:5"}},
+				"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			f.until(PhaseReady)
+			if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			f.opts.Pools = map[string]PoolSpec{"blue": tc.blue, "green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}}}
+			f.restart()
+			want := tc.want
+			if b := f.c.Pool("blue"); b.Model != "m1" || !slices.Equal(replicaNames(b), want) {
+				t.Fatalf("retained blue after a restart: model %s, replicas %v; want m1 on %v", b.Model, replicaNames(b), want)
+			}
+			if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if s := f.c.Status(); s.Live != "blue" {
+				t.Fatalf("live %s after the rollback", s.Live)
+			}
+			if b := f.c.Pool("blue"); b.Model != "m1" || !slices.Equal(replicaNames(b), want) {
+				t.Fatalf("blue live again: model %s, replicas %v; want m1 on %v", b.Model, replicaNames(b), want)
+			}
+		})
+	}
+}
+
+func replicaNames(p *pool.Pool) []string {
+	var out []string
+	for _, r := range p.Replicas {
+		out = append(out, r.Name)
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -199,6 +200,11 @@ func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (a
 		if d == nil || (d.Phase != PhaseReady && d.Phase != PhaseCanary) {
 			return nil, refuse("deployment_not_ready", "deployment %s changed while promoting", id)
 		}
+		// What the old pool serves now (a reload may have changed it since
+		// the deploy) is what the retention keeps, and what a restart
+		// during the retention restores (pinRetainedLocked).
+		from := c.specOf(*s, d.From)
+		d.FromModel, d.FromReplicas = from.Model, slices.Clone(from.Replicas)
 		res = c.switchLive(s, "promote", d.Pool)
 		now := c.now().UTC()
 		d.PromotedAt = now
