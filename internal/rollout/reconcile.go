@@ -265,6 +265,7 @@ func (c *Controller) reconcilePromoted(ctx context.Context, d *Deployment, pools
 	now := c.now()
 	if now.Before(d.RetainUntil) {
 		c.keepRetainedAsleep(ctx, d, pools)
+		c.recordAsleep(ctx, d)
 		c.keepRetainedShrunk(ctx, d, pools)
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,11 +51,20 @@ type sleepTracker struct {
 }
 
 // asleepSet returns "pool replicaURL" for every replica kept asleep by a
-// deployment still in its retention (promoted) in st.
+// deployment still in its retention (promoted) in st: as this gateway put
+// them to sleep, or as the one that did recorded it (Deployment.Asleep).
 func (t *sleepTracker) asleepSet(st *State) map[string]bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[string]bool{}
+	for _, d := range st.Deployments {
+		if d.Phase != PhasePromoted || t.woken[d.ID] {
+			continue
+		}
+		for _, r := range d.Asleep {
+			out[d.From+" "+r] = true
+		}
+	}
 	for id, rs := range t.asleep {
 		if d := st.find(id); t.woken[id] || d == nil || d.Phase != PhasePromoted {
 			continue
@@ -216,6 +226,31 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		note += fmt.Sprintf("; kept awake (no sleep mode): %s", strings.Join(awake, ", "))
 	}
 	c.setNote(d.ID, note)
+}
+
+// recordAsleep writes the replicas keepRetainedAsleep put to sleep into
+// d's record (Deployment.Asleep), once, for the other gateways of a fleet
+// and for the status after a restart. Not while putting them to sleep:
+// a rollback holds the transition lock while it waits to wake them.
+func (c *Controller) recordAsleep(ctx context.Context, d *Deployment) {
+	t := &c.sleep
+	t.mu.Lock()
+	asleep, checked, woken := t.asleep[d.ID], t.checked[d.ID], t.woken[d.ID]
+	t.mu.Unlock()
+	if !checked || woken || slices.Equal(d.Asleep, asleep) {
+		return
+	}
+	c.commitStep(ctx, false, "recording the retained replicas put to sleep", func(s *State) ([]event, error) {
+		cur := s.find(d.ID)
+		t.mu.Lock()
+		woken := t.woken[d.ID]
+		t.mu.Unlock()
+		if cur == nil || cur.Phase != PhasePromoted || woken {
+			return nil, errStale
+		}
+		cur.Asleep = slices.Clone(asleep)
+		return nil, nil
+	}, "deployment", d.ID)
 }
 
 // wakeRetained wakes the old pool of d before a rollback, when

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"maps"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -171,5 +172,69 @@ func TestRetentionSleepSurvivesRestart(t *testing.T) {
 	}
 	if sleepy.SleepStats().Sleeping {
 		t.Fatal("rolled back onto a sleeping replica after a restart")
+	}
+}
+
+// TestRetentionSleepFollowerShowsAsleep: in a fleet, a gateway other than
+// the one that put the retained pool to sleep shows its replicas asleep
+// too (the record names them), and the one kept awake awake; after the
+// rollback none. Regression: only the gateway that sent /sleep knew, so
+// the others' status and dashboard showed a sleeping pool healthy and
+// serving, and their GPU accounting counted it awake.
+func TestRetentionSleepFollowerShowsAsleep(t *testing.T) {
+	_, sleepyURL := sleepyReplica(t, "m1", true)
+	_, plainURL := sleepyReplica(t, "m1", false)
+	f := newFx(t, func(o *Options) {
+		o.Settings.RetentionMode = RetentionSleep
+		o.ProbeTimeout = 5 * time.Second
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{sleepyURL, plainURL}}
+	})
+	opts := f.opts
+	opts.Applier = &recorder{}
+	follower, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.Start(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	follow := func() {
+		t.Helper()
+		rec, err := f.st.Get(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := follower.Follow(f.ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asleep := func(c *Controller) map[string]bool {
+		out := map[string]bool{}
+		for _, r := range c.Status().Pools["blue"].Replicas {
+			out[r.URL] = r.Asleep
+		}
+		return out
+	}
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	follow()
+	want := map[string]bool{sleepyURL: true, plainURL: false}
+	if got := asleep(f.c); !maps.Equal(got, want) {
+		t.Fatalf("the gateway that put blue to sleep shows %v, want %v", got, want)
+	}
+	if got := asleep(follower); !maps.Equal(got, want) {
+		t.Fatalf("the other gateway shows %v, want %v", got, want)
+	}
+	if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	follow()
+	want = map[string]bool{sleepyURL: false, plainURL: false}
+	if got := asleep(follower); !maps.Equal(got, want) {
+		t.Fatalf("the other gateway after the rollback shows %v, want %v", got, want)
 	}
 }

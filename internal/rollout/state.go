@@ -119,6 +119,10 @@ type Deployment struct {
 	// again first); ShrunkAt is when the shrink was done, zero before.
 	Shrunk   []LaunchedReplica `json:"shrunk,omitempty"`
 	ShrunkAt time.Time         `json:"shrunk_at,omitzero"`
+	// Asleep are the old pool's replicas put to sleep for the retention
+	// (rollout.retention_mode sleep), recorded by the gateway that sent
+	// /sleep so that every gateway of a fleet shows them asleep.
+	Asleep []string `json:"asleep,omitempty"`
 	// RestoreLater is how many replicas a rollback with now left to
 	// start again through the agents in the background, to bring the
 	// shrunk pool, live again, back to full size; 0 once done.
@@ -190,6 +194,7 @@ func (d *Deployment) clone() *Deployment {
 	c := *d
 	c.Replicas = slices.Clone(d.Replicas)
 	c.FromReplicas = slices.Clone(d.FromReplicas)
+	c.Asleep = slices.Clone(d.Asleep)
 	c.PendingHooks = slices.Clone(d.PendingHooks)
 	c.PendingRunIDs = slices.Clone(d.PendingRunIDs)
 	c.Hooks = slices.Clone(d.Hooks)
