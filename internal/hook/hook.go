@@ -214,8 +214,17 @@ func (r *Runner) Run(ctx context.Context, s Spec, p Payload) Outcome {
 	} else {
 		command(ctx, s, p, &o)
 	}
-	if ctx.Err() == context.DeadlineExceeded && !o.OK {
+	switch err := ctx.Err(); {
+	case o.OK:
+	case err == context.DeadlineExceeded:
 		o.Error = fmt.Sprintf("timed out after %s", timeout)
+	case err != nil:
+		// Killed because whatever ran it ended (an abort stopping a
+		// promote, a caller gone), not an exit code of its own.
+		o.Error = "stopped before it ended"
+		if cause := context.Cause(ctx); cause != nil && cause != err {
+			o.Error += ": " + cause.Error()
+		}
 	}
 	o.Error = s.RedactIn(o.Error) // net/http's errors quote the URL
 	o.DurationMS = time.Since(o.Start).Milliseconds()

@@ -3,6 +3,7 @@ package hook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -130,4 +131,38 @@ func alive(pid int) bool {
 	// The state follows the command name in parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// TestStoppedHookSaysWhy: a hook killed because what ran it ended (an
+// abort stopping a promote) says so, with the cause, instead of "exit code
+// -1"; a webhook too.
+func TestStoppedHookSaysWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cause error
+		want  string
+	}{
+		{"with a cause", errors.New("op2 aborted deployment d-1"), `before_promote hook "sleep 30" failed: stopped before it ended: op2 aborted deployment d-1`},
+		{"without one", nil, `before_promote hook "sleep 30" failed: stopped before it ended`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			ctx = WithTrace(ctx, &Trace{Started: func(int) { cancel(tc.cause) }})
+			o := (&Runner{}).Run(ctx, Spec{Command: []string{"sleep", "30"}}, Payload{Event: "before_promote"})
+			if o.OK || o.Summary() != tc.want {
+				t.Fatalf("outcome %+v, summary %q; want %q", o, o.Summary(), tc.want)
+			}
+		})
+	}
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	defer srv.Close()
+	defer close(block)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("op2 aborted deployment d-1"))
+	o := (&Runner{}).Run(ctx, Spec{Webhook: srv.URL}, Payload{Event: "before_promote"})
+	if o.OK || !strings.HasSuffix(o.Error, "stopped before it ended: op2 aborted deployment d-1") {
+		t.Fatalf("webhook outcome %+v", o)
+	}
 }

@@ -116,7 +116,7 @@ func (c *Controller) switchLive(s *State, action, target string) api.SwitchResul
 // can stop before it switches.
 type promoteRun struct {
 	id     string
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	// abortedBy is the actor of the abort that stopped it, "" for none.
 	abortedBy atomic.Pointer[string]
 }
@@ -127,7 +127,7 @@ type promoteRun struct {
 func (c *Controller) stopPromote(id, actor string) {
 	if run := c.promoting.Load(); run != nil && run.id == id {
 		run.abortedBy.Store(&actor)
-		run.cancel()
+		run.cancel(fmt.Errorf("%s aborted deployment %s", actor, id))
 	}
 }
 
@@ -140,12 +140,12 @@ func (run *promoteRun) aborted(live string) error {
 }
 
 func (c *Controller) promoteDeployment(ctx context.Context, actor, id string) (api.SwitchResult, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	run := &promoteRun{id: id, cancel: cancel}
 	c.promoting.Store(run)
 	defer func() {
 		c.promoting.CompareAndSwap(run, nil)
-		cancel()
+		cancel(nil)
 	}()
 	st, _, pools := c.snapshot()
 	d := st.find(id)
