@@ -270,7 +270,7 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 			if dec, ok := v.canSee("promote", d.Pool); !ok {
 				return dec
 			}
-			dec := allow("deployment %s (model %s) goes live in %s after its before_promote hooks; %s is retained for rollback", d.ID, d.Model, d.Pool, st.Live)
+			dec := allow("deployment %s (model %s) goes live in %s after its before_promote hooks and the preflight completion; %s is retained for rollback", d.ID, d.Model, d.Pool, st.Live)
 			dec.Deployment, dec.Target = d.ID, d.Pool
 			return dec
 		case PhasePromoted:
@@ -291,7 +291,7 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 	if dec, ok := v.canSee("promote", target); !ok {
 		return dec
 	}
-	dec := allow("%s (model %s) becomes live; %s can take the traffic back with rollback", target, v.Pools[target].Model, st.Live)
+	dec := allow("%s (model %s) becomes live once its replicas answer the preflight completion; %s can take the traffic back with rollback", target, v.Pools[target].Model, st.Live)
 	dec.Target = target
 	if d, outcome := v.unvetted(target); d != nil {
 		if !req.Force {
@@ -366,7 +366,7 @@ func decideRollback(v View, req api.RollbackRequest) Decision {
 		return Decision{Code: "standby_not_passed", Force: false, Reason: fmt.Sprintf(
 			"rollback refused: %s holds deployment %s (model %s), which %s; `cutover promote --force` makes it live anyway", target, d.ID, d.Model, outcome)}
 	}
-	dec := allow("%s (model %s) is live again", target, v.Pools[target].Model)
+	dec := allow("%s (model %s) is live again once its replicas answer the preflight completion", target, v.Pools[target].Model)
 	dec.Target = target
 	return dec
 }
@@ -384,16 +384,16 @@ func decideRetainedRollback(v View, d *Deployment, req api.RollbackRequest) Deci
 	var dec Decision
 	switch {
 	case missing > 0 && !req.Now:
-		dec = allow("%s (model %s) is first brought back to its %d replicas (%d started through the agents; the switch waits until they serve %s), then live again; deployment %s ends rolled back. `rollback --now` switches at once onto the %d left",
+		dec = allow("%s (model %s) is first brought back to its %d replicas (%d started through the agents; the switch waits until they serve %s), then live again once they answer the preflight completion; deployment %s ends rolled back. `rollback --now` switches at once onto the %d left",
 			d.From, d.FromModel, p.Replicas+missing, missing, d.FromModel, d.ID, p.Replicas)
 		dec.Restore = missing
 	case p.Healthy == 0:
 		return deny("pool_cannot_serve", "rollback refused: the retained pool %s has no healthy replica; %s stays live", d.From, st.Live)
 	case missing > 0:
-		dec = allow("%s (model %s) is live again at once on the %d of its %d replicas left (--now); the %d missing are then started through the agents in the background; deployment %s ends rolled back",
+		dec = allow("%s (model %s) is live again at once on the %d of its %d replicas left (--now), once they answer the preflight completion; the %d missing are then started through the agents in the background; deployment %s ends rolled back",
 			d.From, d.FromModel, p.Replicas, p.Replicas+missing, missing, d.ID)
 	default:
-		dec = allow("%s (model %s) is live again at once; deployment %s ends rolled back", d.From, d.FromModel, d.ID)
+		dec = allow("%s (model %s) is live again at once, once its replicas answer the preflight completion; deployment %s ends rolled back", d.From, d.FromModel, d.ID)
 	}
 	dec.Deployment, dec.Target = d.ID, d.From
 	return dec

@@ -206,7 +206,7 @@ func TestRetentionShrinkRollbackNow(t *testing.T) {
 	}
 	v := f.c.view()
 	dec := decideRollback(v, api.RollbackRequest{Now: true})
-	if !dec.Allowed || dec.Restore != 0 || !strings.Contains(dec.Reason, "at once on the 1 of its 2 replicas left (--now); the 1 missing are then started through the agents in the background") {
+	if !dec.Allowed || dec.Restore != 0 || !strings.Contains(dec.Reason, "at once on the 1 of its 2 replicas left (--now), once they answer the preflight completion; the 1 missing are then started through the agents in the background") {
 		t.Fatalf("decision with now: %+v", dec)
 	}
 	sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{Now: true})
