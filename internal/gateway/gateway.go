@@ -18,6 +18,7 @@ import (
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/admin"
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/errconn"
 	"github.com/cutover-dev/cutover/internal/fleet"
 	"github.com/cutover-dev/cutover/internal/metrics"
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -385,7 +386,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	wg.Go(func() { serve("traffic", g.trafficSrv, g.trafficLn) })
-	wg.Go(func() { serve("admin", g.adminSrv, g.adminLn) })
+	adminLn := g.adminLn
+	if g.tls.admin == nil {
+		// net/http's own answers to unreadable requests in the error
+		// shape, like every other admin API error (not under TLS: net/http
+		// must see its *tls.Conn).
+		adminLn = errconn.Listener(adminLn)
+	}
+	wg.Go(func() { serve("admin", g.adminSrv, adminLn) })
 	if g.previewSrv != nil {
 		wg.Go(func() { serve("preview", g.previewSrv, g.previewLn) })
 	}

@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -239,5 +241,51 @@ func TestDeployGatewayItself(t *testing.T) {
 	// Another local port is a replica like any other.
 	if _, err := e.admin.Deploy(t.Context(), api.DeployRequest{Model: "model-v3", Replicas: []string{"http://127.0.0.1:1"}}); err != nil {
 		t.Fatalf("deploy of another port: %v", err)
+	}
+}
+
+// TestListenersAnswerUnreadableRequestsInTheErrorShape: a request net/http
+// cannot read gets the error shape on the admin listener (served by
+// net/http throughout) and on the traffic listener after a hand-off to
+// net/http, as the traffic listener's own loop answers it. Regression:
+// net/http's plain text "400 Bad Request: missing required Host header".
+func TestListenersAnswerUnreadableRequestsInTheErrorShape(t *testing.T) {
+	e := newEnv(t, envOptions{replicas: 1})
+	chunked := "POST /v1/models HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+	for _, tc := range []struct {
+		name, addr, first string
+	}{
+		{"admin", e.gw.AdminAddr(), ""},
+		{"traffic, after a hand-off", e.gw.TrafficAddr(), chunked},
+		{"traffic, the loop", e.gw.TrafficAddr(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			if tc.first != "" {
+				_, _ = io.WriteString(c, tc.first)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+			}
+			_, _ = io.WriteString(c, "GET /api/v1/status HTTP/1.1\r\n\r\n") // no Host
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v api.ErrorResponse
+			body, _ := io.ReadAll(resp.Body)
+			if err := json.Unmarshal(body, &v); err != nil || resp.StatusCode != http.StatusBadRequest ||
+				resp.Header.Get("Content-Type") != "application/json" || v.Error.Code != "bad_request" || v.Error.Type != "invalid_request_error" || v.Error.Message == "" {
+				t.Fatalf("answer %d %v %q, want 400 in the error shape", resp.StatusCode, resp.Header, body)
+			}
+		})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cutover-dev/cutover/internal/errconn"
 )
 
 // handOff gives a connection to the net/http server, replaying the bytes
@@ -88,6 +90,21 @@ func (c *replayConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.done)
 	return err
+}
+
+// Write passes on what the net/http server writes, except the plain-text
+// answers it writes by itself to a request it could not read (a malformed
+// head, one too large, an unsupported transfer coding): those get the
+// gateway's error shape, as the loop answers the same requests (see
+// package errconn).
+func (c *replayConn) Write(p []byte) (int, error) {
+	if ans, ok := errconn.Answer(p); ok {
+		if _, err := c.Conn.Write(ans); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+
+	"github.com/cutover-dev/cutover/internal/errconn"
 )
 
 // The HTTP/1.1 head parsers of the connection loop: pure functions over
@@ -223,13 +225,7 @@ const reasonHTTP10TE = "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 secti
 // (400, 431 or 501), on either serving path; reason names what was wrong,
 // "" says only the status.
 func errMalformedHead(status int, reason string) *apiError {
-	code := "bad_request"
-	switch status {
-	case http.StatusRequestHeaderFieldsTooLarge:
-		code = "request_header_too_large"
-	case http.StatusNotImplemented:
-		code = "unsupported_transfer_encoding"
-	}
+	code := errconn.Code(status) // as net/http's own answers get them
 	if reason == "" {
 		reason = http.StatusText(status)
 	}

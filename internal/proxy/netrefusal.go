@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/cutover-dev/cutover/internal/errconn"
 )
 
 // netHTTPRefusal says whether net/http's server would refuse head, a
@@ -33,7 +35,7 @@ func netHTTPRefusal(head []byte) *apiError {
 	}
 	if req.ProtoMajor != 1 && (req.ProtoMajor != 2 || req.ProtoMinor != 0 || req.Method != "PRI" || req.RequestURI != "*") {
 		return &apiError{status: http.StatusHTTPVersionNotSupported, typ: "invalid_request_error",
-			code: "http_version_not_supported", msg: "malformed request: HTTP version " + req.Proto + " is not supported (HTTP/1.x only)"}
+			code: errconn.Code(http.StatusHTTPVersionNotSupported), msg: "malformed request: HTTP version " + req.Proto + " is not supported (HTTP/1.x only)"}
 	}
 	// http.ReadRequest takes Host out of the fields; the server looks at
 	// them before it does. The head is whole and read once already.
