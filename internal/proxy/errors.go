@@ -180,10 +180,14 @@ func isConnectFailure(err error) bool {
 
 // brokeBeforeAnswer reports a connection that broke (reset, closed) with
 // no byte of an answer: the replica died, or closed a kept-alive
-// connection, or refused the request by closing it.
+// connection, or refused the request by closing it. errStale on a new
+// connection is one too: the replica closed it (a replica being killed
+// completes the handshake from its listen queue, then resets) before the
+// request was written.
 func brokeBeforeAnswer(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, errStale)
 }
 
 // brokenOutcome is what an answer that failed part-way with err says

@@ -55,6 +55,10 @@ func TestClassify(t *testing.T) {
 		{"idle cause", attemptError{err: errIdle}, 504, "upstream_idle", false, pool.OutcomeFailure},
 		{"reset before an answer", attemptError{err: reset}, 502, "upstream_unreachable", true, pool.OutcomeReset},
 		{"EOF before an answer", attemptError{err: io.EOF}, 502, "upstream_unreachable", true, pool.OutcomeReset},
+		// A new connection the replica closed before the request went out
+		// (a replica being killed). Regression: a failure of its own, not
+		// retried, and the replica's ejection outlasted its return.
+		{"new connection closed before the request", attemptError{err: errStale}, 502, "upstream_unreachable", true, pool.OutcomeReset},
 		{"reset after part of an answer", attemptError{err: reset, answered: true}, 502, "upstream_unreachable", false, pool.OutcomeBroken},
 		{"broken after the head", attemptError{err: reset, answered: true, afterHead: true}, 502, "upstream_broken", false, pool.OutcomeBroken},
 		{"malformed answer", attemptError{err: errors.New(`malformed status line "HTTP/1.1 2"`), answered: true}, 502, "upstream_unreachable", false, pool.OutcomeFailure},
@@ -298,39 +302,51 @@ func TestExpectContinueToReplica(t *testing.T) {
 // TestResetWithoutAnswerIsRetried: a replica that resets the connection
 // without answering (a crash) is the case the retry exists for: the other
 // replica answers, and the failure counts against the first one alone.
+// A replica that resets new connections at once (one being killed: its
+// listen queue completes handshakes) is the same case, whether the reset
+// comes before the request is written or after.
 func TestResetWithoutAnswerIsRetried(t *testing.T) {
+	crashes := []struct {
+		name  string
+		serve func(net.Conn)
+	}{
+		{"after the request", func(c net.Conn) {
+			br := bufio.NewReader(c)
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			_ = c.(*net.TCPConn).SetLinger(0) // RST, no answer
+		}},
+		{"at once", func(c net.Conn) { _ = c.(*net.TCPConn).SetLinger(0) }},
+	}
 	for _, fe := range frontends {
-		t.Run(fe.name, func(t *testing.T) {
-			crash := rawBackend(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
+		for _, cr := range crashes {
+			t.Run(fe.name+"/"+cr.name, func(t *testing.T) {
+				crash := rawBackend(t, cr.serve)
+				echo := newEchoBackend(t)
+				out := &pool.Outlier{Consecutive5xx: 3, MaxEjectionPercent: 50, Logger: quiet}
+				h := newHandler(t, Options{Picker: firstHealthy{}, Outlier: out}, "", crash, echo.URL)
+				addr := fe.start(t, h)
+				for i := range 4 {
+					resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(`{}`))
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Fatalf("request %d: status %d, want 200 from the retry", i, resp.StatusCode)
+					}
 				}
-				_ = c.(*net.TCPConn).SetLinger(0) // RST, no answer
+				rs := h.Table().Live.Pool.Replicas
+				if rs[0].Healthy() {
+					t.Error("a replica resetting three requests in a row was not ejected")
+				}
+				if !rs[1].Healthy() || rs[1].Failures() != 0 {
+					t.Errorf("the answering replica: healthy %v, %d failures", rs[1].Healthy(), rs[1].Failures())
+				}
 			})
-			echo := newEchoBackend(t)
-			out := &pool.Outlier{Consecutive5xx: 3, MaxEjectionPercent: 50, Logger: quiet}
-			h := newHandler(t, Options{Picker: firstHealthy{}, Outlier: out}, "", crash, echo.URL)
-			addr := fe.start(t, h)
-			for i := range 4 {
-				resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(`{}`))
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Fatalf("request %d: status %d, want 200 from the retry", i, resp.StatusCode)
-				}
-			}
-			rs := h.Table().Live.Pool.Replicas
-			if rs[0].Healthy() {
-				t.Error("a replica resetting three requests in a row was not ejected")
-			}
-			if !rs[1].Healthy() || rs[1].Failures() != 0 {
-				t.Errorf("the answering replica: healthy %v, %d failures", rs[1].Healthy(), rs[1].Failures())
-			}
-		})
+		}
 	}
 }
 
