@@ -3,10 +3,10 @@ package proxy
 import (
 	"bufio"
 	"context"
+
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 )
@@ -40,13 +40,9 @@ type Upstream struct {
 	// http.Transport.
 	Fallback http.RoundTripper
 
-	mu    sync.Mutex            // guards idle, sweep and look
+	mu    sync.Mutex            // guards idle and sweep
 	idle  map[string]*idleConns // per host
 	sweep *time.Timer           // closes expired idle connections; nil when none are idle
-	look  *time.Timer           // runs lookIdle; nil when none are idle
-
-	// onLook, when set (by tests), is called after each lookIdle.
-	onLook func()
 }
 
 // idleConns are a host's idle connections, oldest first. The map holds a
@@ -402,119 +398,14 @@ func (u *Upstream) put(pc *upConn, now time.Time) {
 	}
 	if len(ic.list) < max {
 		ic.list = append(ic.list, pc)
-		u.armLocked()
+		if u.sweep == nil {
+			u.sweep = time.AfterFunc(u.idleTimeout(), u.sweepIdle)
+		}
 		u.mu.Unlock()
 		return
 	}
 	u.mu.Unlock()
 	_ = pc.c.Close()
-}
-
-// armLocked starts the idle connections' timers unless they run. u.mu
-// must be held.
-func (u *Upstream) armLocked() {
-	if u.sweep == nil {
-		u.sweep = time.AfterFunc(u.idleTimeout(), u.sweepIdle)
-	}
-	if u.look == nil {
-		u.look = time.AfterFunc(lookEvery, u.lookIdle)
-	}
-}
-
-// lookEvery is how often idle connections are looked at (lookIdle), and
-// how long one must have idled for it.
-const lookEvery = time.Second
-
-// lookIdle looks at the connections idle for lookEvery or longer (a
-// non-blocking peek each) and closes those the replica closed or sent
-// bytes on. A replica closes a kept-alive connection after its own
-// keep-alive timeout (uvicorn's 5 s, where vLLM runs); nginx learns of it
-// at once from its event loop. Without this look the pool kept them until
-// a request took one, so the first requests after a lull looked at (and
-// closed) dead connections before dialling, in the burst's CPU. A busy
-// pool's connections idle less than lookEvery and are not looked at;
-// every connection is still looked at again right before its reuse. It
-// runs again while any connection is idle.
-func (u *Upstream) lookIdle() {
-	now := time.Now()
-	type taken struct {
-		host string
-		pcs  []*upConn
-	}
-	var old []taken
-	u.mu.Lock()
-	if u.look == nil { // CloseIdleConnections came first
-		u.mu.Unlock()
-		return
-	}
-	for host, ic := range u.idle {
-		list := ic.list // oldest first
-		k := 0
-		for k < len(list) && now.Sub(list[k].idleSince) >= lookEvery {
-			k++
-		}
-		if k == 0 {
-			continue
-		}
-		old = append(old, taken{host, slices.Clone(list[:k])})
-		n := copy(list, list[k:])
-		clear(list[n:])
-		ic.list = list[:n]
-	}
-	u.mu.Unlock()
-	var dead []*upConn
-	for i := range old {
-		alive := old[i].pcs[:0]
-		for _, pc := range old[i].pcs {
-			if pc.peekAlive() {
-				alive = append(alive, pc)
-			} else {
-				dead = append(dead, pc)
-			}
-		}
-		old[i].pcs = alive
-	}
-	u.mu.Lock()
-	closed := u.look == nil
-	if !closed {
-		for _, t := range old {
-			if len(t.pcs) == 0 {
-				continue
-			}
-			ic := u.idle[t.host]
-			if ic == nil {
-				ic = &idleConns{}
-				u.idle[t.host] = ic
-			}
-			// Back in front: they idled longer than any put meanwhile.
-			ic.list = append(t.pcs, ic.list...)
-		}
-		for host, ic := range u.idle {
-			if len(ic.list) == 0 {
-				delete(u.idle, host)
-			}
-		}
-		if len(u.idle) > 0 {
-			u.look.Reset(lookEvery)
-			if u.sweep == nil {
-				u.sweep = time.AfterFunc(u.idleTimeout(), u.sweepIdle)
-			}
-		} else {
-			u.look = nil
-		}
-	}
-	u.mu.Unlock()
-	if closed { // the pool was closed while they were looked at
-		for _, t := range old {
-			dead = append(dead, t.pcs...)
-		}
-	}
-	for _, pc := range dead {
-		_ = pc.c.Close()
-	}
-	if u.onLook != nil {
-		u.onLook()
-	}
 }
 
 // sweepIdle closes the connections idle for longer than IdleTimeout. get
@@ -567,10 +458,6 @@ func (u *Upstream) CloseIdleConnections() {
 	if u.sweep != nil {
 		u.sweep.Stop()
 		u.sweep = nil
-	}
-	if u.look != nil {
-		u.look.Stop()
-		u.look = nil
 	}
 	u.mu.Unlock()
 	for _, ic := range idle {
