@@ -19,6 +19,7 @@ import (
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/auth"
+	"github.com/cutover-dev/cutover/internal/errconn"
 	"github.com/cutover-dev/cutover/internal/rollout"
 )
 
@@ -341,16 +342,32 @@ func errorFor(err error) *httpError {
 }
 
 func writeError(w http.ResponseWriter, e *httpError) {
-	typ := "invalid_request_error"
-	if e.status >= 500 {
-		typ = "server_error"
-	}
 	w.Header().Set("Content-Type", "application/json")
 	if len(e.allow) > 0 {
 		w.Header().Set("Allow", strings.Join(e.allow, ", "))
 	}
 	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: api.ErrorBody{Message: e.msg, Type: typ, Code: e.code}})
+	_, _ = w.Write(e.body())
+}
+
+// body is e as the API's error shape, with a newline.
+func (e *httpError) body() []byte {
+	typ := "invalid_request_error"
+	if e.status >= 500 {
+		typ = "server_error"
+	}
+	b, _ := json.Marshal(api.ErrorResponse{Error: api.ErrorBody{Message: e.msg, Type: typ, Code: e.code}}) // plain strings
+	return append(b, '\n')
+}
+
+// MalformedRequestBody is the admin listener's errconn.Body: the body of
+// its answer to a request head net/http could not read, in the shape of
+// its other errors.
+func MalformedRequestBody(status int, why string) []byte {
+	if why == "" {
+		why = http.StatusText(status)
+	}
+	return (&httpError{status: status, code: errconn.Code(status), msg: "malformed request: " + why}).body()
 }
 
 // Handle adds a route behind the same token check as the API, such as

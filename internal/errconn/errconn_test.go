@@ -2,6 +2,7 @@ package errconn
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -43,7 +44,31 @@ func netHTTPAnswer(t *testing.T, h http.Handler, raw string) []byte {
 	return b
 }
 
-// TestNetHTTPErrorAnswer pins Answer to what the running Go's
+// testBody is a Body in the OpenAI error shape, as the listeners' are.
+func testBody(status int, why string) []byte {
+	if why == "" {
+		why = http.StatusText(status)
+	}
+	type body struct {
+		Message string `json:"message"`
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+	}
+	b, _ := json.Marshal(map[string]body{"error": {"malformed request: " + why, "invalid_request_error", Code(status)}})
+	return b
+}
+
+// answer is what Write writes for p with testBody, and whether p was
+// net/http's own error answer.
+func answer(p []byte) ([]byte, bool) {
+	var b bytes.Buffer
+	if _, err := Write(&b, p, testBody); err != nil {
+		panic(err)
+	}
+	return b.Bytes(), !bytes.Equal(b.Bytes(), p)
+}
+
+// TestNetHTTPErrorAnswer pins Parse to what the running Go's
 // net/http server writes by itself to requests it cannot read, and checks
 // that answers its handlers write are never taken for those.
 func TestNetHTTPErrorAnswer(t *testing.T) {
@@ -72,9 +97,9 @@ func TestNetHTTPErrorAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := netHTTPAnswer(t, ok, tc.raw)
 			if !strings.Contains(string(raw), netHTTPHeaders) {
-				t.Fatalf("net/http answered %q, not in the form Answer knows: update it to this Go's net/http", raw)
+				t.Fatalf("net/http answered %q, not in the form Parse knows: update it to this Go's net/http", raw)
 			}
-			ans, matched := Answer(raw)
+			ans, matched := answer(raw)
 			if !matched {
 				t.Fatalf("net/http's own answer %q not recognised", raw)
 			}
@@ -99,11 +124,11 @@ func TestNetHTTPErrorAnswer(t *testing.T) {
 	}
 	// A handler's answer that looks alike is passed on as it is.
 	raw := netHTTPAnswer(t, ok, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if _, matched := Answer(raw); matched {
+	if _, matched := answer(raw); matched {
 		t.Fatalf("a handler's answer %q taken for net/http's own", raw)
 	}
 	for _, p := range []string{"", "HTTP/1.1 200 OK" + netHTTPHeaders + "ok", "HTTP/1.1 999 Nope" + netHTTPHeaders + "x", "HTTP/1.1 400 Bad Request" + netHTTPHeaders + "a\r\nb"} {
-		if _, matched := Answer([]byte(p)); matched {
+		if _, matched := answer([]byte(p)); matched {
 			t.Errorf("%q taken for net/http's own error answer", p)
 		}
 	}
@@ -117,7 +142,7 @@ func TestListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "fine") })}
-	go func() { _ = srv.Serve(Listener(ln)) }()
+	go func() { _ = srv.Serve(Listener(ln, testBody)) }()
 	defer srv.Close()
 	for _, tc := range []struct {
 		raw, want string
@@ -152,13 +177,13 @@ func FuzzAnswer(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 501 Not Implemented" + netHTTPHeaders + "Unsupported transfer encoding"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		ans, ok := Answer(p)
+		ans, ok := answer(p)
 		if !ok {
 			return
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(ans))), nil)
 		if err != nil {
-			t.Fatalf("Answer(%q) = %q: %v", p, ans, err)
+			t.Fatalf("answer(%q) = %q: %v", p, ans, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		var v struct {
@@ -166,7 +191,7 @@ func FuzzAnswer(f *testing.F) {
 		}
 		if err != nil || json.Unmarshal(body, &v) != nil || v.Error.Message == "" || v.Error.Code == "" || !resp.Close ||
 			int64(len(body)) != resp.ContentLength || string(p[9:12]) != strconv.Itoa(resp.StatusCode) {
-			t.Fatalf("Answer(%q) = %q (body %q, %v)", p, ans, body, err)
+			t.Fatalf("answer(%q) = %q (body %q, %v)", p, ans, body, err)
 		}
 	})
 }

@@ -391,7 +391,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// net/http's own answers to unreadable requests in the error
 		// shape, like every other admin API error (not under TLS: net/http
 		// must see its *tls.Conn).
-		adminLn = errconn.Listener(adminLn)
+		adminLn = errconn.Listener(adminLn, admin.MalformedRequestBody)
 	}
 	wg.Go(func() { serve("admin", g.adminSrv, adminLn) })
 	if g.previewSrv != nil {

@@ -95,16 +95,12 @@ func (c *replayConn) Close() error {
 // Write passes on what the net/http server writes, except the plain-text
 // answers it writes by itself to a request it could not read (a malformed
 // head, one too large, an unsupported transfer coding): those get the
-// gateway's error shape, as the loop answers the same requests (see
-// package errconn).
-func (c *replayConn) Write(p []byte) (int, error) {
-	if ans, ok := errconn.Answer(p); ok {
-		if _, err := c.Conn.Write(ans); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
+// body the loop answers the same requests with (see package errconn).
+func (c *replayConn) Write(p []byte) (int, error) { return errconn.Write(c.Conn, p, malformedBody) }
+
+// malformedBody is errconn's Body for the traffic and preview listeners.
+func malformedBody(status int, why string) []byte {
+	return errMalformedHead(status, why).appendJSON(nil)
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

@@ -45,6 +45,9 @@ func TestServerFallbackErrorShape(t *testing.T) {
 				t.Fatalf("answer %d %v %q, want 400 in JSON", resp.StatusCode, resp.Header, body)
 			}
 			checkAPIError(t, string(body), "bad_request")
+			if want := errMalformedHead(http.StatusBadRequest, "missing required Host header").appendJSON(nil); string(body) != string(want) {
+				t.Errorf("body %q, want the loop's own %q", body, want)
+			}
 			expectClosed(t, c, br)
 			if !usedFallback(s) {
 				t.Error("the net/http fallback was never used")
