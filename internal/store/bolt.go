@@ -111,6 +111,14 @@ func OpenBolt(dir string, opts ...BoltOption) (*Bolt, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	// The whole consistency check, as `cutover state check` runs it: with a
+	// damaged meta page bbolt opens the other one, the transaction before,
+	// so the state would go back a revision (a rollback undone, the other
+	// pool live again) without a word.
+	if err := s.check(); err != nil {
+		_ = s.release()
+		return nil, err
+	}
 	if _, err := s.inspect(); err != nil {
 		_ = s.release()
 		return nil, err
@@ -474,8 +482,17 @@ func CheckFile(path string) (Summary, error) {
 	}
 	s := &Bolt{db: db, file: file, path: path}
 	defer s.release()
+	if err := s.check(); err != nil {
+		return Summary{}, err
+	}
+	return s.inspect()
+}
+
+// check runs bbolt's consistency check over the whole file: a
+// *DamagedError with the first problems found, or nil.
+func (s *Bolt) check() error {
 	var problems []error
-	err = s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
 			if len(problems) < 10 {
 				problems = append(problems, e)
@@ -484,12 +501,12 @@ func CheckFile(path string) (Summary, error) {
 		return nil
 	})
 	if err != nil {
-		return Summary{}, err
+		return err
 	}
 	if len(problems) > 0 {
-		return Summary{}, damaged(path, "bbolt's consistency check failed: "+errors.Join(problems...).Error(), problems[0])
+		return damaged(s.path, "bbolt's consistency check failed: "+errors.Join(problems...).Error(), problems[0])
 	}
-	return s.inspect()
+	return nil
 }
 
 func syncDir(dir string) error {
