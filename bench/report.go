@@ -294,17 +294,21 @@ func (r *report) goals(b *strings.Builder) {
 	}
 	if s := r.Streams; s != nil {
 		var add []float64
-		co, hb := 0, 0
+		co, hb := map[string]int{}, map[string]int{}
 		for _, x := range s.Samples {
 			if x.Target == targetCutover {
 				add = append(add, float64(x.AddedDelayP99Ms))
-				co += x.Coalesced
-				hb += x.HeldBack
 			}
+			co[x.Target] += x.Coalesced
+			hb[x.Target] += x.HeldBack
 		}
 		a := num(median(add))
 		t.row("2. added per-chunk delay p99 < 1 ms", signed(a, 3)+" ms", met(a < 1, a))
-		t.row("2. no chunk coalesced or held back", fmt.Sprintf("%d coalesced, %d held back", co, hb), met(co == 0 && hb == 0))
+		// The references' counts stand beside cutover's: on a shared
+		// machine they show how much of it is the machine's.
+		t.row("2. no chunk coalesced or held back", fmt.Sprintf("%d coalesced, %d held back (nginx %d and %d, HAProxy %d and %d)",
+			co[targetCutover], hb[targetCutover], co[targetNginx], hb[targetNginx], co[targetHAProxy], hb[targetHAProxy]),
+			met(co[targetCutover] == 0 && hb[targetCutover] == 0))
 		at := collect(s.Samples, func(x streamsSample) (string, int, num) { return x.Target, x.Round, x.AddedTTFBP50Ms })
 		c, n := at.med(targetCutover), at.med(targetNginx)
 		t.row("2. added TTFB p50 ≤ nginx's", signed(c, 3)+" ms (nginx "+signed(n, 3)+" ms)", met(c <= n, c, n))
