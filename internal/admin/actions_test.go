@@ -36,6 +36,11 @@ func (c *recordingCtrl) Rollback(_ context.Context, actor string, req api.Rollba
 	return api.SwitchResult{Action: "rollback"}, nil
 }
 
+func (c *recordingCtrl) Deploy(_ context.Context, actor string, req api.DeployRequest) (api.DeployResult, error) {
+	c.record(actor, req)
+	return api.DeployResult{}, nil
+}
+
 func (c *recordingCtrl) Abort(_ context.Context, actor string, req api.AbortRequest) (api.Deployment, error) {
 	c.record(actor, req)
 	return api.Deployment{}, nil

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -73,9 +74,9 @@ func New(ctrl Controller, token string, log *slog.Logger) (*Server, error) {
 	s.mux.HandleFunc("/api/", s.wrap(func(r *http.Request) (any, error) {
 		if allow := s.allowed(r); len(allow) > 0 {
 			return nil, &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-				msg: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")), allow: allow}
+				msg: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.EscapedPath(), strings.Join(allow, " or ")), allow: allow}
 		}
-		return nil, &httpError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.Path)}
+		return nil, &httpError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.EscapedPath())}
 	}))
 	s.mux.Handle("/", dashboardHandler())
 	return s, nil
@@ -92,6 +93,9 @@ func (s *Server) allowed(r *http.Request) []string {
 		probe.Method = m
 		if _, pattern := s.mux.Handler(probe); pattern != "/api/" && pattern != "/" && pattern != "" {
 			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead) // the mux serves HEAD with GET's handler
+			}
 		}
 	}
 	return allow
@@ -120,6 +124,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				msg: fmt.Sprintf("%s %s needs the admin token: the read-only token (admin.read_token_file) may only read status, history, deployments, metrics and the dashboard", r.Method, r.URL.Path)})
 			return
 		}
+	}
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && r.Method != http.MethodGet && r.Method != http.MethodHead && len(r.Header["Content-Length"]) == 0 {
+		// net/http reads an HTTP/1.0 request without Content-Length as
+		// bodiless, and ignores a Transfer-Encoding in it: a body sent so
+		// would go unread, with the guards it holds (expected_revision).
+		w.Header().Set("Connection", "close")
+		writeError(w, &httpError{status: http.StatusLengthRequired, code: "length_required",
+			msg: fmt.Sprintf("%s %s over HTTP/1.0 needs Content-Length (0 without a body): net/http does not read a body framed otherwise (RFC 1945 section 7.2.2)", r.Method, r.URL.Path)})
+		return
 	}
 	if he := readBody(w, r, s.bodyTimeout); he != nil {
 		w.Header().Set("Connection", "close") // the rest of the body is not read
@@ -249,8 +262,9 @@ func withBody[Req, Res any](action func(ctx context.Context, actor string, req R
 }
 
 // decodeBody reads a JSON body into v; an empty body leaves v as is.
-// Anything but one object (null, an array, a number...), unknown fields
-// and trailing data are errors.
+// Anything but one object (null, an array, a number...), unknown fields,
+// field names in another case, a field given twice, text that is not
+// UTF-8 or has half a surrogate pair, and trailing data are errors.
 func decodeBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	var raw json.RawMessage
@@ -262,6 +276,9 @@ func decodeBody(r *http.Request, v any) error {
 	}
 	if raw[0] != '{' {
 		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: fmt.Sprintf("request body: want a JSON object, got %.20s", raw)}
+	}
+	if err := checkStrict(raw, reflect.TypeOf(v)); err != nil {
+		return &httpError{status: http.StatusBadRequest, code: "bad_json", msg: "request body: " + err.Error()}
 	}
 	strict := json.NewDecoder(bytes.NewReader(raw))
 	strict.DisallowUnknownFields()

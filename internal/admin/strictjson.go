@@ -1,0 +1,196 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+)
+
+// checkStrict refuses what encoding/json would accept but change: a field
+// name in another case than documented (encoding/json matches names
+// case-insensitively), a field given twice (it keeps the last), bytes that
+// are not UTF-8 and a UTF-16 surrogate escape without its pair (it puts
+// U+FFFD in their place). t is the type raw decodes into; raw is one
+// well-formed JSON value.
+func checkStrict(raw []byte, t reflect.Type) error {
+	if !utf8.Valid(raw) {
+		return fmt.Errorf("not UTF-8")
+	}
+	if err := checkSurrogates(raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return checkValue(dec, t, "")
+}
+
+var (
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+)
+
+// checkValue reads one value from dec and checks its objects' field names
+// against t (nil: any value, where only duplicates are checked).
+func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t == rawMessageType || t.Kind() == reflect.Interface ||
+		reflect.PointerTo(t).Implements(unmarshalerType)) {
+		t = nil // its own decoding: only duplicates are checked
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	switch d {
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := checkValue(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key := k.(string)
+			name := path + "." + key
+			if path == "" {
+				name = key
+			}
+			if seen[key] {
+				return fmt.Errorf("field %q given twice", name)
+			}
+			seen[key] = true
+			var ft reflect.Type
+			switch {
+			case t == nil:
+			case t.Kind() == reflect.Map:
+				ft = t.Elem()
+			case t.Kind() == reflect.Struct:
+				f, ok := fieldNamed(t, key)
+				if !ok {
+					if g, ok := fieldFolded(t, key); ok {
+						return fmt.Errorf("unknown field %q: field names are case-sensitive, did you mean %q?", name, g)
+					}
+					// DisallowUnknownFields names it in the decode that follows.
+				}
+				ft = f
+			}
+			if err := checkValue(dec, ft, name); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
+}
+
+// fieldNamed is the type of t's field that encoding/json names key exactly.
+func fieldNamed(t reflect.Type, key string) (reflect.Type, bool) {
+	for _, f := range reflect.VisibleFields(t) {
+		if n, ok := jsonName(f); ok && n == key {
+			return f.Type, true
+		}
+	}
+	return nil, false
+}
+
+// fieldFolded is the JSON name of t's field that matches key in another case.
+func fieldFolded(t reflect.Type, key string) (string, bool) {
+	for _, f := range reflect.VisibleFields(t) {
+		if n, ok := jsonName(f); ok && strings.EqualFold(n, key) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// jsonName is f's name in JSON; false for a field encoding/json skips or
+// an embedded struct (whose fields VisibleFields lists on their own).
+func jsonName(f reflect.StructField) (string, bool) {
+	if !f.IsExported() || f.Anonymous && f.Type.Kind() == reflect.Struct {
+		return "", false
+	}
+	tag := f.Tag.Get("json")
+	if tag == "-" {
+		return "", false
+	}
+	if n, _, _ := strings.Cut(tag, ","); n != "" {
+		return n, true
+	}
+	return f.Name, true
+}
+
+// checkSurrogates refuses a \u escape of a UTF-16 surrogate that is not a
+// high one followed by a low one.
+func checkSurrogates(raw []byte) error {
+	in := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !in {
+			in = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			in = false
+		case '\\':
+			i++
+			if i >= len(raw) || raw[i] != 'u' {
+				continue
+			}
+			r, ok := hex4(raw[i+1:])
+			switch {
+			case !ok || r < 0xd800 || r > 0xdfff:
+			case r <= 0xdbff && len(raw) > i+6 && raw[i+5] == '\\' && raw[i+6] == 'u':
+				if lo, ok := hex4(raw[i+7:]); ok && lo >= 0xdc00 && lo <= 0xdfff {
+					i += 10 // the pair: both escapes
+					continue
+				}
+				return fmt.Errorf("the escape \\u%04x is half of a UTF-16 surrogate pair, without the other half", r)
+			default:
+				return fmt.Errorf("the escape \\u%04x is half of a UTF-16 surrogate pair, without the other half", r)
+			}
+			i += 4
+		}
+	}
+	return nil
+}
+
+// hex4 reads four hexadecimal digits.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
