@@ -17,6 +17,7 @@ import (
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
+	"github.com/cutover-dev/cutover/internal/secret"
 )
 
 // ctlFlags are the flags of every command that talks to the admin API.
@@ -43,14 +44,13 @@ func (f *ctlFlags) register(cmd *cobra.Command) {
 func (f *ctlFlags) client() (*api.Client, error) {
 	token := strings.TrimSpace(os.Getenv(config.TokenEnv))
 	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
+		t, err := secret.ReadFile(f.tokenFile)
 		if err != nil {
 			return nil, &usageError{fmt.Errorf("--token-file: %w", err)}
 		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, &usageError{fmt.Errorf("--token-file %s is empty: it must hold the admin token", f.tokenFile)}
-		}
+		token = t
+	} else if err := secret.Check(token); token != "" && err != nil {
+		return nil, &usageError{fmt.Errorf("%s %w", config.TokenEnv, err)}
 	}
 	if token == "" {
 		return nil, &usageError{fmt.Errorf("no admin token: set %s or pass --token-file", config.TokenEnv)}

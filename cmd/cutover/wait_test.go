@@ -264,16 +264,30 @@ func TestDeployWaitAgainstGateway(t *testing.T) {
 	}
 }
 
-// TestEmptyTokenFile: an empty --token-file is named as empty (exit 2),
-// not reported as a missing token.
-func TestEmptyTokenFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(path, []byte("\n"), 0o600); err != nil {
-		t.Fatal(err)
+// TestBadTokenFile: an empty --token-file is named as empty (exit 2), not
+// reported as a missing token, and one no HTTP client can send (two lines,
+// a NUL) is named as such, not reported as "admin API unreachable" (a
+// regression).
+func TestBadTokenFile(t *testing.T) {
+	for _, tc := range []struct{ name, content, want string }{
+		{"empty", "\n", "is empty"},
+		{"two lines", "tok1\ntok2\n", "holds more than one line"},
+		{"NUL", "tok\x00", "holds byte 0x00 at offset 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "token")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN="}, "status", "--token-file", path, "--admin", "http://"+freeAddr(t))
+			if code != exitUsage || !strings.Contains(stderr, "--token-file") || !strings.Contains(stderr, path+" "+tc.want) {
+				t.Errorf("exit %d, stderr %q", code, stderr)
+			}
+		})
 	}
-	code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN="}, "status", "--token-file", path, "--admin", "http://"+freeAddr(t))
-	if code != exitUsage || !strings.Contains(stderr, "--token-file "+path+" is empty") {
-		t.Errorf("exit %d, stderr %q", code, stderr)
+	code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=abc def"}, "status", "--admin", "http://"+freeAddr(t))
+	if code != exitUsage || !strings.Contains(stderr, "CUTOVER_ADMIN_TOKEN holds byte 0x20") {
+		t.Errorf("token with a space in the environment: exit %d, stderr %q", code, stderr)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cutover-dev/cutover/internal/hook"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/secret"
 	"github.com/cutover-dev/cutover/internal/selfaddr"
 )
 
@@ -688,17 +689,17 @@ func NormalizeReplicaURL(s string) (string, error) { return pool.NormalizeURL(s)
 // token, saying how to set one.
 func (c *Config) AdminToken() (string, error) {
 	if t := strings.TrimSpace(os.Getenv(TokenEnv)); t != "" {
+		if err := secret.Check(t); err != nil {
+			return "", fmt.Errorf("%s %w", TokenEnv, err)
+		}
 		return t, nil
 	}
 	if c.Admin.TokenFile != "" {
-		b, err := os.ReadFile(c.Admin.TokenFile)
+		t, err := secret.ReadFile(c.Admin.TokenFile)
 		if err != nil {
 			return "", fmt.Errorf("admin.token_file: %w", err)
 		}
-		if t := strings.TrimSpace(string(b)); t != "" {
-			return t, nil
-		}
-		return "", fmt.Errorf("admin.token_file %s is empty", c.Admin.TokenFile)
+		return t, nil
 	}
 	return "", fmt.Errorf("no admin token: set %s=<secret> or admin.token_file in the config (e.g. `openssl rand -hex 32 > /etc/cutover/token`)", TokenEnv)
 }

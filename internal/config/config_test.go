@@ -209,6 +209,13 @@ func TestParseErrors(t *testing.T) {
 		{"replicas a string", strings.Replace(minimal, "[http://127.0.0.1:8001]", "http://127.0.0.1:8001", 1),
 			"pools.blue.replicas", 4, []string{"want a list"}},
 		{"top level a list", "- pools\n", "(top level)", 1, []string{"mapping"}},
+		// Regressions: yaml.v3 truncated a fraction into an integer
+		// (min_ready 0.5 meant all replicas), and a NUL in a hook's
+		// command passed the check to fail at the first promote.
+		{"fraction for an integer", minimal + "rollout:\n  min_ready: 0.5\n", "rollout.min_ready", 9, []string{`"0.5"`, "whole number"}},
+		{"fraction for a size", minimal + "proxy:\n  max_body_bytes: 1.5\n", "proxy.max_body_bytes", 9, []string{`"1.5"`, "whole number"}},
+		{"exponent for an integer", minimal + "health:\n  rise: 1e0\n", "health.rise", 9, []string{"whole number"}},
+		{"NUL in a command", minimal + "hooks:\n  on_promote:\n    - command: [sh, -c, \"echo \\0 done\"]\n", "hooks.on_promote[0].command[2]", 10, []string{"NUL"}},
 		{"invalid YAML", "pools:\n  blue: [\n", "(file)", 0, []string{"not valid YAML"}},
 		{"tab indentation", "pools:\n\tblue: {}\n", "(file)", 0, []string{"not valid YAML"}},
 		{"empty file", "", "(file)", 0, []string{"empty"}},
@@ -300,6 +307,16 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load(bad) error %q should name the file and the key with its line", err)
 	}
 
+	// Bounded (a regression: /dev/zero was read until memory ran out).
+	big := filepath.Join(dir, "big.yaml")
+	writeFile(t, big, minimal+"# "+strings.Repeat("x", config.MaxFileBytes)+"\n")
+	if _, err := config.Load(big); !config.IsInvalid(err) || !strings.Contains(err.Error(), "over 1048576 bytes") {
+		t.Errorf("Load(big) = %v, want an invalid config naming the limit", err)
+	}
+	if _, err := config.Load("/dev/zero"); !config.IsInvalid(err) {
+		t.Errorf("Load(/dev/zero) = %v, want an invalid config", err)
+	}
+
 	_, err = config.Load(filepath.Join(dir, "missing.yaml"))
 	if err == nil || config.IsInvalid(err) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want a not-exist error that is not an invalid config", err)
@@ -312,6 +329,9 @@ func TestAdminToken(t *testing.T) {
 	emptyFile := filepath.Join(dir, "empty")
 	writeFile(t, tokenFile, "  s3cret\n")
 	writeFile(t, emptyFile, " \n")
+	twoLines, nul := filepath.Join(dir, "two"), filepath.Join(dir, "nul")
+	writeFile(t, twoLines, "tok1\ntok2\n")
+	writeFile(t, nul, "\xff\xfe\x00bin")
 
 	tests := []struct {
 		name    string
@@ -327,6 +347,12 @@ func TestAdminToken(t *testing.T) {
 		{name: "empty file", file: emptyFile, wantErr: []string{emptyFile, "empty"}},
 		{name: "missing file", file: filepath.Join(dir, "nope"), wantErr: []string{"admin.token_file", "nope"}},
 		{name: "neither", wantErr: []string{config.TokenEnv, "admin.token_file"}},
+		// Tokens no HTTP client can send (a regression: accepted, then
+		// every CLI call failed as "admin API unreachable").
+		{name: "two lines", file: twoLines, wantErr: []string{"admin.token_file", twoLines, "more than one line"}},
+		{name: "binary", file: nul, wantErr: []string{"admin.token_file", "byte 0xff at offset 0"}},
+		{name: "space inside", env: "abc def", wantErr: []string{config.TokenEnv, "byte 0x20 at offset 3"}},
+		{name: "control in env", env: "abc\x01", wantErr: []string{config.TokenEnv, "byte 0x01"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

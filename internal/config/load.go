@@ -16,9 +16,19 @@ import (
 // Load reads the configuration file at path, applies defaults, and
 // validates it. Any problem is returned as an *Error naming the key.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	// Bounded: a path such as /dev/zero must not read until memory ends.
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(b) > MaxFileBytes {
+		return nil, &Error{File: path, Fields: []*FieldError{{Key: "(file)",
+			Msg: fmt.Sprintf("over %d bytes: not a cutover configuration (a few KiB is usual)", MaxFileBytes)}}}
 	}
 	c, err := Parse(b)
 	if err != nil {
@@ -30,6 +40,9 @@ func Load(path string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// MaxFileBytes is the largest configuration file Load reads: 1 MiB.
+const MaxFileBytes = 1 << 20
 
 // Parse decodes YAML onto the defaults and validates the result. Unknown
 // keys and values of the wrong type are errors naming their key path.
@@ -141,6 +154,21 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) []*FieldError {
 		}
 		return errs
 	default:
+		// yaml.v3 truncates a number with a fraction into an integer
+		// (min_ready: 0.5 became 0, "all replicas").
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+				return []*FieldError{{Key: where, Line: n.Line, Msg: fmt.Sprintf("bad value %s: want a whole number", describe(n))}}
+			}
+		case reflect.String:
+			// No path, URL, command or name holds one; exec and open
+			// refuse it only when the value is first used.
+			if n.Kind == yaml.ScalarNode && strings.IndexByte(n.Value, 0) >= 0 {
+				return []*FieldError{{Key: where, Line: n.Line, Msg: fmt.Sprintf("bad value %s: holds a NUL byte", describe(n))}}
+			}
+		}
 		v := reflect.New(t)
 		if err := n.Decode(v.Interface()); err != nil {
 			return []*FieldError{{Key: where, Line: n.Line, Msg: cleanDecodeErr(err, n)}}

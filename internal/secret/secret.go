@@ -23,7 +23,24 @@ func ReadFile(path string) (string, error) {
 	if strings.ContainsAny(s, "\r\n") {
 		return "", fmt.Errorf("secret file %s holds more than one line; put only the key in it", path)
 	}
+	if err := Check(s); err != nil {
+		return "", fmt.Errorf("secret file %s %w", path, err)
+	}
 	return s, nil
+}
+
+// Check refuses a secret that cannot be sent as a bearer token: one with
+// a byte outside printable ASCII (a control byte such as NUL, a space,
+// a byte of a non-ASCII character). Go's HTTP client refuses to send such
+// a header, so every request made with it would fail. The error completes
+// "secret file F ..." and never includes the secret.
+func Check(s string) error {
+	for i := range len(s) {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("holds byte 0x%02x at offset %d: a key or token is printable ASCII without spaces (e.g. `openssl rand -hex 32`)", c, i)
+		}
+	}
+	return nil
 }
 
 // Bearer returns the Authorization header value for an API key.

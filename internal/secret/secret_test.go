@@ -18,6 +18,10 @@ func TestReadFile(t *testing.T) {
 		{"surrounding blanks trimmed", "  k-123 \r\n", "k-123", ""},
 		{"empty", "\n", "", "is empty"},
 		{"two lines", "a\nb\n", "", "more than one line"},
+		{"a NUL", "k-1\x00k-2", "", "byte 0x00 at offset 3"},
+		{"a space", "k-1 k-2", "", "byte 0x20 at offset 3"},
+		{"not ASCII", "k-é", "", "byte 0xc3 at offset 2"},
+		{"every printable byte", "!~az09-_.+/=", "!~az09-_.+/=", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
