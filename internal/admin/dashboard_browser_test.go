@@ -82,13 +82,7 @@ func TestDashboardShowsFleetSampleSources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := tab.For(t)
-			s, err := New(statusCtrl{st: validatingStatus(tt.fleet, tt.gates, tt.shadow)}, stubToken, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(s)
-			defer srv.Close()
-			b.Login(srv.URL+"/", stubToken)
+			loginTo(t, b, validatingStatus(tt.fleet, tt.gates, tt.shadow))
 			b.WaitText("#deployment-phase", "validating", true)
 			// The card is drawn in one go: with the phase shown, the
 			// line is there or it is not.
@@ -116,11 +110,7 @@ func TestDashboardShowsFleetSampleSources(t *testing.T) {
 // not known yet), KV use and prefix hits; the pool shows the requests held
 // in the gateway queue, with its counts in the tooltip.
 func TestDashboardShowsEngineLoad(t *testing.T) {
-	browsertest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	tab := browsertest.Start(ctx, t)
-	b := tab.For(t)
+	tab, b := newTab(t)
 	st := validatingStatus(false, 0, 0)
 	now := time.Now().UTC()
 	blue := st.Pools["blue"]
@@ -132,13 +122,7 @@ func TestDashboardShowsEngineLoad(t *testing.T) {
 	blue.HealthyReplicas = 2
 	blue.GatewayQueue = &api.GatewayQueue{Waiting: 3, Held: 13, Dispatched: 8, TimedOut: 1, Canceled: 1, Overflowed: 2, WaitSeconds: 0.5}
 	st.Pools["blue"] = blue
-	s, err := New(statusCtrl{st: st}, stubToken, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-	b.Login(srv.URL+"/", stubToken)
+	loginTo(t, b, st)
 	b.WaitText(`#pool-blue tr[data-replica="http://127.0.0.1:9/a"] [data-testid="engine"]`, "queue 1 · running 4 · batch 4 · KV 42% · prefix hits 38%", true)
 	b.WaitText(`#pool-blue tr[data-replica="http://127.0.0.1:9/b"] [data-testid="engine"]`, "queue 0 · running 2 · batch ≥3 · KV 10% · prefix hits 0%", true)
 	b.WaitText(`[data-testid="gateway-queue-blue"]`, "3", true)
@@ -148,4 +132,43 @@ func TestDashboardShowsEngineLoad(t *testing.T) {
 	}
 	tab.Screenshot("dashboard-engine-load.png")
 	tab.CheckConsole()
+}
+
+// TestDashboardShowsBidiControlsEscaped: a bidirectional control in a
+// server string (here the deployment's reason and its actor) is shown as
+// its escape, as the CLI shows it, and cannot reorder the text on screen
+// (a regression: U+202E from X-Cutover-Actor reversed what followed it).
+func TestDashboardShowsBidiControlsEscaped(t *testing.T) {
+	tab, b := newTab(t)
+	st := validatingStatus(false, 0, 0)
+	st.Deployment.Reason = "gates pass \u202eevil\u2066 end"
+	loginTo(t, b, st)
+	b.WaitText("#deployment-phase", "validating", true)
+	b.WaitText("#deployment-body", `gates pass \u202eevil\u2066 end`, false)
+	b.WaitJS("no bidirectional control on the page", `!/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(document.body.innerText)`)
+	tab.CheckConsole()
+}
+
+// loginTo serves st from a stub controller until the test ends and logs
+// b in to its dashboard.
+func loginTo(t *testing.T, b *browsertest.Browser, st api.Status) {
+	t.Helper()
+	s, err := New(statusCtrl{st: st}, stubToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	b.Login(srv.URL+"/", stubToken)
+}
+
+// newTab starts a browser for one test (skipped without Chromium), with
+// 90 s for all of it.
+func newTab(t *testing.T) (tab, b *browsertest.Browser) {
+	t.Helper()
+	browsertest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	tab = browsertest.Start(ctx, t)
+	return tab, tab.For(t)
 }

@@ -150,6 +150,14 @@
     }
   }
 
+  // Bidirectional controls (U+202E and the like) in a server string would
+  // reorder the text around them on screen (an actor, a model name, a
+  // reason); they are shown as their escapes, as the CLI shows them.
+  const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function visibleBidi(s) {
+    return s.replace(BIDI, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  }
+
   async function api(method, path, body) {
     const headers = { Authorization: `Bearer ${state.token}`, 'X-Cutover-Actor': ACTOR, Accept: 'application/json' };
     const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
@@ -168,7 +176,12 @@
       const skew = date - Date.now();
       state.skew = Math.abs(skew) > 2000 ? skew : 0;
     }
-    const data = await resp.json().catch(() => null);
+    let data = null;
+    try {
+      data = JSON.parse(await resp.text(), (k, v) => (typeof v === 'string' ? visibleBidi(v) : v));
+    } catch (e) {
+      data = null;
+    }
     if (!resp.ok) {
       const e = data && data.error;
       throw new APIError(resp.status, (e && e.message) || `HTTP ${resp.status} ${resp.statusText}`, e && e.code);
