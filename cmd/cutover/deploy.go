@@ -222,7 +222,9 @@ func retireAndWait(ctx context.Context, c *api.Client, req api.RetireRequest, ti
 		}
 		next, err := c.Deployment(ctx, d.ID)
 		if err != nil && ctx.Err() == nil {
-			return d, err
+			// The retirement was accepted: it goes on (or resumes
+			// when the gateway is back) whatever this wait learns.
+			return d, fmt.Errorf("the retirement of %s (deployment %s) was accepted, but following it failed: %w; it goes on in the gateway, and resumes after a restart: follow it with cutover status", d.From, d.ID, err)
 		}
 		if err == nil {
 			d = next

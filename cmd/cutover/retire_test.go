@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,4 +89,31 @@ func scrape(t *testing.T, admin, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestRetireWaitLosesGateway: when the gateway goes away while retire waits
+// for the outcome, the error says the retirement was accepted and goes on
+// (a regression: it read "admin API unreachable", as if nothing had
+// started).
+func TestRetireWaitLosesGateway(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/v1/status":
+			_, _ = io.WriteString(w, `{"live":"green","revision":3,"deployment":{"id":"d-2","phase":"promoted","from":"blue"}}`)
+		case "/api/v1/retire":
+			_, _ = io.WriteString(w, `{"id":"d-2","phase":"retiring","from":"blue"}`)
+		default: // the gateway stops while the CLI follows the deployment
+			srv.CloseClientConnections()
+		}
+	}))
+	defer srv.Close()
+	c := &api.Client{BaseURL: srv.URL, Token: "t"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := retireAndWait(ctx, c, api.RetireRequest{}, 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "retirement of blue (deployment d-2) was accepted") || !strings.Contains(err.Error(), "cutover status") {
+		t.Fatalf("err = %v", err)
+	}
 }
