@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,8 +131,8 @@ type Outlier struct {
 	OnEject    func(pool string, r *Replica, reason string)
 	OnOverflow func(pool string, r *Replica)
 
-	mu      sync.Mutex // guards ejected
-	ejected map[*Replica]struct{}
+	mu      sync.Mutex         // guards ejected
+	ejected map[*Replica]*Pool // the ejected replicas, each with its pool
 }
 
 // Record counts one attempt's outcome on replica r of pool p and ejects r
@@ -208,9 +209,9 @@ func (o *Outlier) eject(p *Pool, r *Replica, now time.Time, rule, why string, lo
 	st.ejected.Store(true)
 	r.mu.Unlock()
 	if o.ejected == nil {
-		o.ejected = map[*Replica]struct{}{}
+		o.ejected = map[*Replica]*Pool{}
 	}
-	o.ejected[r] = struct{}{}
+	o.ejected[r] = p
 	o.mu.Unlock()
 	o.logger().Warn("replica ejected", "pool", p.Name, "replica", r.Name, "reason", why, "for", d)
 	if o.OnEject != nil {
@@ -231,13 +232,22 @@ func (o *Outlier) mayEjectLocked(p *Pool) bool {
 }
 
 // Tick returns the replicas whose ejection is over to rotation, with a
-// clean slate of failures. Run calls it; tests call it directly.
+// clean slate of failures. It also returns ejected replicas early, the
+// soonest due first, while their pool has more than MaxEjectionPercent
+// of its replicas out of rotation: others failed their health checks
+// since the ejection, and a replica that may answer 5xx is better than
+// none, which would fail every request. Run calls it; tests call it
+// directly.
 func (o *Outlier) Tick() {
 	if o == nil {
 		return
 	}
 	now := o.now()
-	var back []*Replica
+	type ret struct {
+		r     *Replica
+		early bool
+	}
+	var back []ret
 	o.mu.Lock()
 	for r := range o.ejected {
 		r.mu.Lock()
@@ -247,14 +257,63 @@ func (o *Outlier) Tick() {
 		case !now.Before(r.out.until):
 			r.returnLocked(now)
 			delete(o.ejected, r)
-			back = append(back, r)
+			back = append(back, ret{r, false})
 		}
 		r.mu.Unlock()
 	}
-	o.mu.Unlock()
-	for _, r := range back {
-		o.logger().Info("replica back from outlier ejection", "replica", r.Name)
+	for _, r := range o.overBudgetLocked() {
+		r.mu.Lock()
+		r.returnLocked(now)
+		r.mu.Unlock()
+		delete(o.ejected, r)
+		back = append(back, ret{r, true})
 	}
+	o.mu.Unlock()
+	for _, b := range back {
+		if b.early {
+			o.logger().Warn("replica back from outlier ejection early: health.outlier.max_ejection_percent exceeded, others failed their checks", "replica", b.r.Name)
+		} else {
+			o.logger().Info("replica back from outlier ejection", "replica", b.r.Name)
+		}
+	}
+}
+
+// overBudgetLocked picks the ejected replicas to return so that no pool
+// has more than MaxEjectionPercent of its replicas out of rotation, soonest
+// due first, among those whose health checks pass.
+func (o *Outlier) overBudgetLocked() []*Replica {
+	byPool := map[*Pool][]*Replica{}
+	for r, p := range o.ejected {
+		byPool[p] = append(byPool[p], r)
+	}
+	var back []*Replica
+	for p, rs := range byPool {
+		out := 0
+		for _, x := range p.Replicas {
+			if !x.Healthy() {
+				out++
+			}
+		}
+		slices.SortFunc(rs, func(a, b *Replica) int { return a.ejectedUntil().Compare(b.ejectedUntil()) })
+		for _, r := range rs {
+			if out*100 <= len(p.Replicas)*o.MaxEjectionPercent {
+				break
+			}
+			if !r.healthy.Load() {
+				continue // failing its checks too: back, it would still be out
+			}
+			back = append(back, r)
+			out--
+		}
+	}
+	return back
+}
+
+// ejectedUntil is the end of r's ejection.
+func (r *Replica) ejectedUntil() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.until
 }
 
 // returnLocked ends r's ejection with a clean slate of failures.

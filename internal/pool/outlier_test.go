@@ -415,3 +415,54 @@ func BenchmarkOutlierRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestOutlierReturnsEarlyOverBudget: when health checks take replicas out
+// after an ejection, ejected replicas whose checks pass come back early,
+// the soonest due first, until no more than MaxEjectionPercent of the pool
+// is out (a regression: one replica ejected for 5xx and the other hung
+// left the pool with none, every request 503, for the rest of the
+// ejection).
+func TestOutlierReturnsEarlyOverBudget(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		n       int
+		ejected []int // ejected in this order, 1 s apart
+		down    []int // then failing their checks
+		back    []int // healthy after Tick
+	}{
+		{"one of two, the other down", 2, []int{0}, []int{1}, []int{0}},
+		{"one of three, another down", 3, []int{0}, []int{1}, []int{0, 2}},
+		{"one of three, nothing else", 3, []int{0}, nil, []int{1, 2}},
+		{"two of four, a third down: the sooner back", 4, []int{0, 1}, []int{2}, []int{0, 3}},
+		{"ejected and failing its checks too", 2, []int{0}, []int{0, 1}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{now: time.Unix(1000, 0)}
+			o, _ := newOutlier(clock)
+			rs := replicas(t, tt.n)
+			p := &pool.Pool{Name: "blue", Replicas: rs}
+			for _, i := range tt.ejected {
+				for range 5 {
+					o.Record(p, rs[i], pool.OutcomeFailure)
+				}
+				if rs[i].Healthy() {
+					t.Fatalf("replica %d not ejected", i)
+				}
+				clock.advance(time.Second)
+			}
+			for _, i := range tt.down {
+				rs[i].Eject(clock.Now(), errDown)
+			}
+			o.Tick()
+			var healthy []int
+			for i, r := range rs {
+				if r.Healthy() {
+					healthy = append(healthy, i)
+				}
+			}
+			if !slices.Equal(healthy, tt.back) {
+				t.Fatalf("healthy after Tick: %v, want %v", healthy, tt.back)
+			}
+		})
+	}
+}
