@@ -195,6 +195,11 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 	for k, v := range resp.Header {
 		h[k] = v
 	}
+	if v := resp.Header["Location"]; len(v) == 1 && ex.obs.Replica != nil {
+		if rel, ok := replicaLocation([]byte(v[0]), ex.obs.Replica.Name); ok {
+			h["Location"] = []string{string(rel)}
+		}
+	}
 	h["X-Cutover-Pool"] = ex.e.PoolHeader
 	if r := ex.h.shownReplica(ex.obs.Replica); r != nil {
 		h["X-Cutover-Replica"] = r.NameHeader

@@ -209,6 +209,27 @@ func skipResponseHeader(name []byte, streaming bool) bool {
 		(streaming && equalFold(name, "X-Accel-Buffering"))
 }
 
+// replicaLocation makes a Location value that points into the replica
+// base (its Name: scheme, host and path prefix) relative to the gateway
+// ("/v1/models"), as nginx's proxy_redirect default does: a replica builds
+// its redirects from the Host the gateway sent it (a slash redirect of
+// FastAPI, which vLLM runs on), and relayed as they are they would send
+// the client past the gateway, its keys and its pool switch, to the
+// replica's address. false: v points elsewhere, and stays.
+func replicaLocation(v []byte, base string) ([]byte, bool) {
+	if len(v) < len(base) || !equalFold(v[:len(base)], base) {
+		return nil, false
+	}
+	rest := v[len(base):]
+	switch {
+	case len(rest) > 0 && rest[0] == '/':
+		return rest, true
+	case len(rest) == 0 || rest[0] == '?' || rest[0] == '#':
+		return append([]byte{'/'}, rest...), true
+	}
+	return nil, false // another port or path: "http://h:8000" is not "http://h:80001"
+}
+
 // hopByHop reports the hop-by-hop headers of RFC 9110 section 7.6.1 and
 // their older companions, in any case. The length picks the one candidate
 // worth comparing.

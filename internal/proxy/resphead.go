@@ -103,6 +103,15 @@ func (x *rawExchange) appendHead(b []byte, streaming bool) []byte {
 		if (rr.chunked || rr.closeDelim) && equalFold(name, "Content-Length") {
 			continue // Transfer-Encoding wins over it (RFC 9112 section 6.3)
 		}
+		if len(name) == len("Location") && equalFold(name, "Location") && x.obs.Replica != nil {
+			if rel, ok := replicaLocation(sc.uhead[f.vs:f.ve], x.obs.Replica.Name); ok {
+				b = append(b, name...)
+				b = append(b, ": "...)
+				b = append(b, rel...)
+				b = append(b, "\r\n"...)
+				continue
+			}
+		}
 		b = append(b, sc.uhead[f.ns:f.ve]...)
 		b = append(b, "\r\n"...)
 	}
