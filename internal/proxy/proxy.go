@@ -275,7 +275,8 @@ type localAnswer struct {
 
 // answerLocally decides the requests the gateway answers itself: /health
 // of the pool, paths outside /v1/ (or leaving it through dot segments),
-// and GET and HEAD /v1/models when the table names one model for clients. ok false
+// and GET and HEAD /v1/models when the table names one model for clients
+// (503, as /health, while the pool has no healthy replica). ok false
 // means: send the request to a replica.
 func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool) {
 	switch {
@@ -288,6 +289,11 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", path)}}, true
 	case e.ModelsBody != nil && path == "/v1/models" && (method == http.MethodGet || method == http.MethodHead):
+		// As a replica's own list would: none when no replica can
+		// serve (clients probe liveness with it as with /health).
+		if e.Pool.HealthyCount() == 0 {
+			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
+		}
 		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody}, true
 	}
 	return localAnswer{}, false
