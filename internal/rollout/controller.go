@@ -148,7 +148,12 @@ type Options struct {
 	InitialLive string
 	// ProbeTimeout bounds the checks made before a switch and in warming.
 	ProbeTimeout time.Duration
-	Settings     Settings
+	// WakeStragglerGrace is how long a rollback in retention_mode sleep
+	// waits for the retained pool's other replicas once the first woke,
+	// on top of twice that first wake's time (see wakeRetained). Zero
+	// means 10s.
+	WakeStragglerGrace time.Duration
+	Settings           Settings
 	// Validator runs validation; nil means no validation at all.
 	Validator Validator
 	// Validation configures it.

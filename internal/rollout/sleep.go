@@ -274,19 +274,49 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 	}
 	start := time.Now()
 	// All at once: the rollback waits for the slowest replica, not for the
-	// sum of them (nor for one wake_timeout per replica that hangs).
+	// sum of them (nor for one wake_timeout per replica that hangs). Once
+	// one woke, the others have three times its wake time and the
+	// straggler grace: replicas on like hardware wake in like times, and
+	// a hung one must not hold an urgent rollback for the whole
+	// wake_timeout. Those cut short are left to the reconciles, which wake
+	// the live pool's sleeping replicas (wakeLeftAsleep).
+	callCtx, cut := context.WithCancel(ctx)
+	defer cut()
 	results := make([]error, len(old.Replicas))
-	var wg sync.WaitGroup
+	done := make(chan int, len(old.Replicas))
 	for i, r := range old.Replicas {
-		wg.Go(func() {
-			err := c.replicaCall(ctx, r, "/wake_up")
+		go func() {
+			err := c.replicaCall(callCtx, r, "/wake_up")
 			if err == nil {
-				err = c.awaitAwake(ctx, r)
+				err = c.awaitAwake(callCtx, r)
 			}
 			results[i] = err
-		})
+			done <- i
+		}()
 	}
-	wg.Wait()
+	var (
+		straggle <-chan time.Time
+		waited   time.Duration // the stragglers' wait, once set
+		wasCut   bool
+		cutShort = make([]bool, len(old.Replicas))
+	)
+	for left := len(old.Replicas); left > 0; {
+		select {
+		case i := <-done:
+			left--
+			cutShort[i] = wasCut
+			if results[i] == nil && straggle == nil && !wasCut && left > 0 {
+				first := time.Since(start)
+				waited = 2*first + c.stragglerGrace()
+				tm := time.NewTimer(waited)
+				defer tm.Stop()
+				straggle = tm.C
+			}
+		case <-straggle:
+			straggle, wasCut = nil, true
+			cut()
+		}
+	}
 	var errs []error
 	woke := 0
 	for i, err := range results {
@@ -295,6 +325,9 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 			continue // no sleep mode: it was kept awake
 		}
 		if err != nil {
+			if cutShort[i] {
+				err = fmt.Errorf("not awake %s after the first replica woke (the reconciles go on waking it): %w", waited.Round(time.Millisecond), err)
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", old.Replicas[i].Name, err))
 			continue
 		}
@@ -311,6 +344,14 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 	delete(t.awake, d.ID)
 	t.mu.Unlock()
 	return woke, time.Since(start), nil
+}
+
+// stragglerGrace is Options.WakeStragglerGrace with its default.
+func (c *Controller) stragglerGrace() time.Duration {
+	if c.opts.WakeStragglerGrace > 0 {
+		return c.opts.WakeStragglerGrace
+	}
+	return 10 * time.Second
 }
 
 // awaitAwake polls GET /is_sleeping until it says false, bounded by the

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,20 +34,7 @@ func TestRollbackWakesReplicasLeftAsleep(t *testing.T) {
 		flaky.ServeHTTP(w, r)
 	}))
 	t.Cleanup(ts.Close)
-	f := newFx(t, func(o *Options) {
-		o.Settings.RetentionMode = RetentionSleep
-		o.ProbeTimeout = 2 * time.Second
-		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{goodURL, ts.URL}}
-	})
-	f.deploy(false)
-	f.until(PhaseReady)
-	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	f.step()
-	if !flaky.SleepStats().Sleeping {
-		t.Fatal("the retained replica is not asleep")
-	}
+	f := promotedAsleep(t, flaky, nil, goodURL, ts.URL)
 	refuse.Store(true)
 	if sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{}); err != nil || sw.Live != "blue" {
 		t.Fatalf("rollback: %+v %v", sw, err)
@@ -129,4 +117,95 @@ func TestRollbackWakesTheRetainedPoolAtOnce(t *testing.T) {
 	if ev := f.lastEvent("rollback"); !strings.Contains(ev.Reason, fmt.Sprintf("after waking %d replica(s) of blue", n)) {
 		t.Fatalf("rollback reason %q, want all %d replicas woken", ev.Reason, n)
 	}
+}
+
+// TestRollbackDoesNotWaitForAHungReplica: a rollback in retention_mode
+// sleep whose retained pool has a replica that never answers /wake_up goes
+// on with the replica that woke, once the straggler grace after it is
+// over, instead of holding the urgent switch for the whole wake_timeout (a
+// regression: one stopped replica made a rollback take 2m41s). The hung
+// replica's call is cut, and the reconciles wake it once it answers.
+func TestRollbackDoesNotWaitForAHungReplica(t *testing.T) {
+	_, goodURL := sleepyReplica(t, "m1", true)
+	hung, err := mockllm.New(mockllm.Config{Model: "m1", Sleep: mockllm.SleepConfig{Enabled: true, DevMode: true, WakeDelay: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hang atomic.Bool
+	var once sync.Once
+	cutShort, release := make(chan struct{}), make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wake_up" && hang.Load() {
+			select {
+			case <-r.Context().Done():
+				once.Do(func() { close(cutShort) })
+			case <-release:
+			}
+			return
+		}
+		hung.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	t.Cleanup(func() { close(release) })
+	f := promotedAsleep(t, hung, func(o *Options) {
+		o.Settings.WakeTimeout = time.Hour // never reached by a passing test
+		o.WakeStragglerGrace = 100 * time.Millisecond
+	}, goodURL, ts.URL)
+	hang.Store(true)
+	type result struct {
+		sw  api.SwitchResult
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		sw, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{})
+		got <- result{sw, err}
+	}()
+	var res result
+	select {
+	case res = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the rollback still waits for the hung replica")
+	}
+	if res.err != nil || res.sw.Live != "blue" {
+		t.Fatalf("rollback: %+v %v", res.sw, res.err)
+	}
+	if ev := f.lastEvent("rollback"); !strings.Contains(ev.Reason, "after waking 1 replica(s) of blue") {
+		t.Errorf("rollback reason %q, want the one replica that woke", ev.Reason)
+	}
+	select {
+	case <-cutShort:
+	case <-time.After(30 * time.Second):
+		t.Error("the hung replica's /wake_up was not cut short")
+	}
+	hang.Store(false)
+	f.step() // the reconcile finds it asleep and wakes it
+	if hung.SleepStats().Sleeping {
+		t.Error("the reconciles did not wake the replica the rollback left")
+	}
+}
+
+// promotedAsleep is a controller in retention_mode sleep whose blue pool
+// (replicas; m serves behind one of them) was promoted away from and put
+// to sleep. tune, when set, changes the options further.
+func promotedAsleep(t *testing.T, m *mockllm.Server, tune func(*Options), replicas ...string) *fx {
+	t.Helper()
+	f := newFx(t, func(o *Options) {
+		o.Settings.RetentionMode = RetentionSleep
+		o.ProbeTimeout = 2 * time.Second
+		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: replicas}
+		if tune != nil {
+			tune(o)
+		}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	if !m.SleepStats().Sleeping {
+		t.Fatal("the retained replica is not asleep")
+	}
+	return f
 }

@@ -148,20 +148,7 @@ func TestRetentionSleepNeverAfterWake(t *testing.T) {
 // the pool asleep, and its rollback wakes it.
 func TestRetentionSleepSurvivesRestart(t *testing.T) {
 	sleepy, sleepyURL := sleepyReplica(t, "m1", true)
-	f := newFx(t, func(o *Options) {
-		o.Settings.RetentionMode = RetentionSleep
-		o.ProbeTimeout = 2 * time.Second
-		o.Pools["blue"] = PoolSpec{Model: "m1", Replicas: []string{sleepyURL}}
-	})
-	f.deploy(false)
-	f.until(PhaseReady)
-	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	f.step()
-	if !sleepy.SleepStats().Sleeping {
-		t.Fatal("not asleep after the promotion")
-	}
+	f := promotedAsleep(t, sleepy, nil, sleepyURL)
 	f.restart()
 	f.step()
 	if r := f.c.Status().Pools["blue"].Replicas; len(r) != 1 || !r[0].Asleep {
