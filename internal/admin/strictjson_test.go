@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cutover-dev/cutover/api"
 )
@@ -160,4 +161,26 @@ func TestCheckStrictNested(t *testing.T) {
 			t.Errorf("%s: %v, want %s", tc.in, err, tc.want)
 		}
 	}
+}
+
+// FuzzCheckSurrogates: for one JSON string, checkSurrogates refuses
+// exactly what encoding/json decodes with a U+FFFD that the text did not
+// hold (a literal U+FFFD or its escape, which stay allowed).
+func FuzzCheckSurrogates(f *testing.F) {
+	for _, s := range []string{`"a"`, `"\ud800"`, `"\ud83d\ude00"`, `"\\ud800"`, `"\udc00\ud800"`, `"\ud800\u0041"`, `"\ufffd"`, `"x\ud800\ud800\udc00"`, `"\ud800\\udc00"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		var s string
+		if !utf8.ValidString(raw) || strings.ContainsRune(raw, utf8.RuneError) || json.Unmarshal([]byte(raw), &s) != nil {
+			return
+		}
+		if strings.Contains(strings.ToLower(raw), `\ufffd`) {
+			return // the escape of U+FFFD itself: its decoding proves nothing
+		}
+		replaced := strings.ContainsRune(s, utf8.RuneError)
+		if err := checkSurrogates([]byte(raw)); (err != nil) != replaced {
+			t.Fatalf("%q: checkSurrogates %v, but encoding/json's decoding %q replaced something: %v", raw, err, s, replaced)
+		}
+	})
 }
