@@ -315,6 +315,9 @@ func (c *Controller) rollbackCanaryLocked(ctx context.Context, actor string, req
 		return res, true, dec.refusal()
 	}
 	err = c.commit(ctx, actor, func(s *State) ([]event, error) {
+		if name, w := canaryRoute(s); name == "" || w == 0 || s.active() == nil || s.active().ID != dec.Deployment {
+			return nil, changedMeanwhile("rollback", fmt.Sprintf("the canary of deployment %s is over", dec.Deployment))
+		}
 		d := s.find(dec.Deployment)
 		from, w := d.Phase, d.Canary.Weight
 		d.enter(PhaseAborted, c.now().UTC(), fmt.Sprintf("rolled back by %s while %s at %d%%: every new request goes to %s again", actor, from, w, d.From), time.Time{})

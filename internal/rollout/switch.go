@@ -65,6 +65,12 @@ func (c *Controller) rollbackLocked(ctx context.Context, actor, why string, req 
 	return c.plainSwitch(ctx, "rollback", dec, actor)
 }
 
+// changedMeanwhile refuses a switch whose decision the state outran
+// between the decision and the commit (409 conflict): nothing changes.
+func changedMeanwhile(action, what string) error {
+	return refuse("conflict", "%s refused: the state changed while it was prepared (%s); nothing was switched: check status and retry", action, what)
+}
+
 func standby(st State) string {
 	if st.Live == "blue" {
 		return "green"
@@ -86,6 +92,12 @@ func (c *Controller) plainSwitch(ctx context.Context, action string, dec Decisio
 	}
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
+		// The state may have moved on during the checks (another
+		// gateway of a fleet switched): the decision held for the live
+		// pool it saw.
+		if s.Live != st.Live || s.Live == target {
+			return nil, changedMeanwhile(action, fmt.Sprintf("%s is live now, not %s", s.Live, st.Live))
+		}
 		res = c.switchLive(s, action, target)
 		res.Forced = dec.Forced
 		e := event{Action: action, From: res.Previous, To: target, Deployment: dec.Deployment, Forced: dec.Forced}
@@ -263,6 +275,17 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
 		d := s.find(id)
+		// The state may have moved on during the wake, the restore and
+		// the preflight (another gateway of a fleet rolled back, or the
+		// leader began the retirement and its on_retire hooks).
+		switch {
+		case d == nil:
+			return nil, changedMeanwhile(why, fmt.Sprintf("deployment %s is gone", id))
+		case d.Phase != PhasePromoted:
+			return nil, changedMeanwhile(why, fmt.Sprintf("deployment %s is %s now", id, d.Phase))
+		case s.Live == d.From:
+			return nil, changedMeanwhile(why, fmt.Sprintf("%s is live already", d.From))
+		}
 		res = c.switchLive(s, "rollback", d.From)
 		reason := fmt.Sprintf("%s by %s: %s is live again", why, actor, d.From)
 		if n := missingReplicas(s, d); n > 0 && c.opts.Launcher != nil {

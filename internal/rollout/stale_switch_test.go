@@ -1,0 +1,110 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/pool"
+)
+
+// preflightDo is a Preflighter that runs do once, on its first call: what
+// another gateway of the fleet does while this one prepares a switch.
+type preflightDo struct {
+	once sync.Once
+	do   func()
+}
+
+func (p *preflightDo) Preflight(context.Context, *pool.Replica, string) error {
+	p.once.Do(p.do)
+	return nil
+}
+
+// TestSwitchOutrunByTheFleet: a rollback or abort prepared on one gateway
+// while another gateway changes the state (it rolls back first, or the
+// leader begins the retirement) is refused with 409 conflict when it is
+// written, and nothing is switched twice (a regression: the commit
+// re-applied the decision made on the old state, so three rollbacks at
+// once on three gateways all answered 200, blue -> blue twice with
+// on_rollback three times, and a rollback on a follower made a pool live
+// after its on_retire hook had run).
+func TestSwitchOutrunByTheFleet(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		call   func(c *Controller, ctx context.Context) error
+		meanly func(f *fx) error // the other gateway's change
+	}{
+		{"rollback after another gateway's rollback",
+			func(c *Controller, ctx context.Context) error {
+				_, err := c.Rollback(ctx, "op2", api.RollbackRequest{})
+				return err
+			},
+			func(f *fx) error { _, err := f.c.Rollback(f.ctx, "op1", api.RollbackRequest{}); return err }},
+		{"abort after another gateway's rollback",
+			func(c *Controller, ctx context.Context) error {
+				_, err := c.Abort(ctx, "op2", api.AbortRequest{})
+				return err
+			},
+			func(f *fx) error { _, err := f.c.Rollback(f.ctx, "op1", api.RollbackRequest{}); return err }},
+		{"rollback after the leader began the retirement",
+			func(c *Controller, ctx context.Context) error {
+				_, err := c.Rollback(ctx, "op2", api.RollbackRequest{})
+				return err
+			},
+			func(f *fx) error {
+				if _, err := f.c.Retire(f.ctx, "op1", api.RetireRequest{Force: true}); err != nil {
+					return err
+				}
+				f.step() // the leader's reconcile: retiring, on_retire
+				if d := f.latest(); d.Phase == string(PhasePromoted) {
+					return fmt.Errorf("deployment %s still promoted after a forced retire", d.ID)
+				}
+				return nil
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFx(t, nil)
+			f.deploy(false)
+			f.until(PhaseReady)
+			if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			opts := f.opts
+			opts.Applier = &recorder{}
+			var other *Controller
+			opts.Preflight = &preflightDo{do: func() {
+				if err := tc.meanly(f); err != nil {
+					t.Errorf("the other gateway's change: %v", err)
+				}
+				rec, err := f.st.Get(f.ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := other.Follow(f.ctx, rec); err != nil {
+					t.Error(err)
+				}
+			}}
+			var err error
+			if other, err = New(opts); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.Start(f.ctx); err != nil {
+				t.Fatal(err)
+			}
+			err = tc.call(other, f.ctx)
+			refused(t, err, "conflict", "changed while it was prepared")
+			var rollbacks int
+			for _, e := range f.events() {
+				if e.Action == "rollback" && e.Actor == "op2" {
+					rollbacks++
+				}
+			}
+			if rollbacks != 0 {
+				t.Fatalf("the outrun call still switched (%d rollback events of op2)", rollbacks)
+			}
+		})
+	}
+}
