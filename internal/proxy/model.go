@@ -59,7 +59,11 @@ func scanModel(b []byte) (modelField, error) {
 func (f *modelField) scan(b []byte) error {
 	*f = modelField{}
 	var greedy, seeded bool // a repeated key: the last one counts
-	i := skipWS(b, 0)
+	i := 0
+	if len(b) >= 3 && b[0] == 0xef && b[1] == 0xbb && b[2] == 0xbf {
+		i = 3 // a UTF-8 byte order mark, which Python's json.loads skips in bytes, as vLLM reads a body
+	}
+	i = skipWS(b, i)
 	if i >= len(b) || b[i] != '{' {
 		return errNotObject
 	}

@@ -18,7 +18,11 @@ import (
 func scanModelRef(b []byte) (modelField, error) {
 	var f modelField
 	var greedy, seeded bool // a repeated key: the last one counts
-	i := skipWSRef(b, 0)
+	i := 0
+	if bytes.HasPrefix(b, []byte("\ufeff")) {
+		i = len("\ufeff")
+	}
+	i = skipWSRef(b, i)
 	if i >= len(b) || b[i] != '{' {
 		return f, errNotObject
 	}

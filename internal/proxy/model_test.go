@@ -109,6 +109,11 @@ func TestRewriteModel(t *testing.T) {
 		{name: "client name escaped", in: `{"model":"ch\u0061t"}`, want: `{"model":"org/m-1.5"}`},
 		{name: "client name under escaped key", in: `{"mod\u0065l":"chat"}`, want: `{"mod\u0065l":"org/m-1.5"}`},
 		{name: "client name with whitespace", in: "{ \"model\" : \"chat\" }", want: "{ \"model\" : \"org/m-1.5\" }"},
+		// Python's json.loads reads bytes after a byte order mark, as
+		// vLLM reads a body (a regression: the alias went through).
+		{name: "client name after a byte order mark", in: "\ufeff{\"model\":\"chat\"}", want: "\ufeff{\"model\":\"org/m-1.5\"}"},
+		{name: "missing after a byte order mark", in: "\ufeff {}", want: "\ufeff {\"model\":\"org/m-1.5\"}"},
+		{name: "a byte order mark twice left to the backend", in: "\ufeff\ufeff{\"model\":\"chat\"}", want: "="},
 		{name: "pool id unchanged", in: `{"model":"org/m-1.5","n":2}`, want: "="},
 		{name: "missing filled in", in: `{"n":2}`, want: `{"model":"org/m-1.5","n":2}`},
 		{name: "missing with nested model", in: `{"messages":[{"model":"chat"}]}`, want: `{"model":"org/m-1.5","messages":[{"model":"chat"}]}`},
