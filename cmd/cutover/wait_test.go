@@ -272,7 +272,7 @@ func TestBadTokenFile(t *testing.T) {
 	for _, tc := range []struct{ name, content, want string }{
 		{"empty", "\n", "is empty"},
 		{"two lines", "tok1\ntok2\n", "holds more than one line"},
-		{"NUL", "tok\x00", "holds byte 0x00 at offset 3"},
+		{"NUL", "tok\x00", "holds control byte 0x00 at offset 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "token")
@@ -285,9 +285,9 @@ func TestBadTokenFile(t *testing.T) {
 			}
 		})
 	}
-	code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=abc def"}, "status", "--admin", "http://"+freeAddr(t))
-	if code != exitUsage || !strings.Contains(stderr, "CUTOVER_ADMIN_TOKEN holds byte 0x20") {
-		t.Errorf("token with a space in the environment: exit %d, stderr %q", code, stderr)
+	code, _, stderr := runCLI(t, []string{"CUTOVER_ADMIN_TOKEN=abc\x01def"}, "status", "--admin", "http://"+freeAddr(t))
+	if code != exitUsage || !strings.Contains(stderr, "CUTOVER_ADMIN_TOKEN holds control byte 0x01") {
+		t.Errorf("token with a control byte in the environment: exit %d, stderr %q", code, stderr)
 	}
 }
 

@@ -125,13 +125,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && r.Method != http.MethodGet && r.Method != http.MethodHead && len(r.Header["Content-Length"]) == 0 {
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) &&
+		len(r.Header["Content-Length"]) == 0 {
 		// net/http reads an HTTP/1.0 request without Content-Length as
 		// bodiless, and ignores a Transfer-Encoding in it: a body sent so
 		// would go unread, with the guards it holds (expected_revision).
 		w.Header().Set("Connection", "close")
 		writeError(w, &httpError{status: http.StatusLengthRequired, code: "length_required",
-			msg: fmt.Sprintf("%s %s over HTTP/1.0 needs Content-Length (0 without a body): net/http does not read a body framed otherwise (RFC 1945 section 7.2.2)", r.Method, r.URL.Path)})
+			msg: fmt.Sprintf("%s %s over HTTP/1.0 needs Content-Length (0 without a body): net/http does not read a body framed otherwise (RFC 1945 section 7.2.2)", r.Method, r.URL.EscapedPath())})
 		return
 	}
 	if he := readBody(w, r, s.bodyTimeout); he != nil {

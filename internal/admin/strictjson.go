@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"reflect"
 	"strings"
 	"unicode/utf8"
@@ -103,8 +104,8 @@ func checkValue(dec *json.Decoder, t reflect.Type, path string) error {
 
 // fieldNamed is the type of t's field that encoding/json names key exactly.
 func fieldNamed(t reflect.Type, key string) (reflect.Type, bool) {
-	for _, f := range reflect.VisibleFields(t) {
-		if n, ok := jsonName(f); ok && n == key {
+	for n, f := range jsonFields(t) {
+		if n == key {
 			return f.Type, true
 		}
 	}
@@ -113,28 +114,47 @@ func fieldNamed(t reflect.Type, key string) (reflect.Type, bool) {
 
 // fieldFolded is the JSON name of t's field that matches key in another case.
 func fieldFolded(t reflect.Type, key string) (string, bool) {
-	for _, f := range reflect.VisibleFields(t) {
-		if n, ok := jsonName(f); ok && strings.EqualFold(n, key) {
+	for n := range jsonFields(t) {
+		if strings.EqualFold(n, key) {
 			return n, true
 		}
 	}
 	return "", false
 }
 
-// jsonName is f's name in JSON; false for a field encoding/json skips or
-// an embedded struct (whose fields VisibleFields lists on their own).
-func jsonName(f reflect.StructField) (string, bool) {
-	if !f.IsExported() || f.Anonymous && f.Type.Kind() == reflect.Struct {
-		return "", false
+// jsonFields yields t's fields by their JSON names as encoding/json sees
+// them: exported, not tagged "-", and the fields of an untagged embedded
+// struct in its place (a tagged one is a field of its own). Where two
+// fields have one name both are yielded; the request types have none.
+func jsonFields(t reflect.Type) iter.Seq2[string, reflect.StructField] {
+	return func(yield func(string, reflect.StructField) bool) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			name, _, _ := strings.Cut(tag, ",")
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			switch {
+			case tag == "-":
+			case f.Anonymous && name == "" && ft.Kind() == reflect.Struct:
+				for n, g := range jsonFields(ft) {
+					if !yield(n, g) {
+						return
+					}
+				}
+			case !f.IsExported():
+			default:
+				if name == "" {
+					name = f.Name
+				}
+				if !yield(name, f) {
+					return
+				}
+			}
+		}
 	}
-	tag := f.Tag.Get("json")
-	if tag == "-" {
-		return "", false
-	}
-	if n, _, _ := strings.Cut(tag, ","); n != "" {
-		return n, true
-	}
-	return f.Name, true
 }
 
 // checkSurrogates refuses a \u escape of a UTF-16 surrogate that is not a

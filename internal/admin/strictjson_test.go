@@ -49,6 +49,8 @@ func TestAdminHTTP10BodyNeedsLength(t *testing.T) {
 			"\r\nContent-Length: 25\r\n\r\n{\"expected_revision\":999}", http.StatusOK, 1},
 		{"a read needs none", "GET /api/v1/status HTTP/1.0\r\nHost: a\r\nAuthorization: Bearer " + stubToken + "\r\n\r\n",
 			http.StatusOK, 0},
+		{"no body method, no path", "DELETE /api/v1/nothing HTTP/1.0\r\nHost: a\r\nAuthorization: Bearer " + stubToken + "\r\n\r\n",
+			http.StatusNotFound, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctrl, srv := newRecordingAdmin(t)
@@ -131,14 +133,22 @@ func TestCheckStrictNested(t *testing.T) {
 	type inner struct {
 		Name string `json:"name"`
 	}
+	type Embedded struct {
+		Deep string `json:"deep"`
+	}
+	type Tagged struct {
+		X string `json:"x"`
+	}
 	type outer struct {
-		Items []inner          `json:"items"`
-		Map   map[string]inner `json:"map"`
-		Raw   json.RawMessage  `json:"raw"`
-		Ptr   *inner           `json:"ptr"`
-		Any   map[string]any   `json:"any"`
-		Skip  string           `json:"-"`
-		Plain string
+		Embedded
+		Tagged `json:"tagged"`
+		Items  []inner          `json:"items"`
+		Map    map[string]inner `json:"map"`
+		Raw    json.RawMessage  `json:"raw"`
+		Ptr    *inner           `json:"ptr"`
+		Any    map[string]any   `json:"any"`
+		Skip   string           `json:"-"`
+		Plain  string
 	}
 	typ := reflect.TypeFor[*outer]()
 	for _, tc := range []struct {
@@ -152,6 +162,12 @@ func TestCheckStrictNested(t *testing.T) {
 		{`{"any":{"A":[{"b":1,"b":2}]}}`, `"any.A[0].b" given twice`},
 		{`{"plain":"x"}`, `did you mean "Plain"`},
 		{`{"Plain":"x","items":[],"map":{},"ptr":null}`, ""},
+		{`{"deep":"promoted"}`, ""},
+		{`{"Deep":"promoted"}`, `did you mean "deep"`},
+		{`{"tagged":{"x":"a"}}`, ""},
+		{`{"tagged":{"X":"a"}}`, `"tagged.X"`},
+		{`{"x":"not promoted from a tagged embed"}`, ""}, // DisallowUnknownFields refuses it after
+
 	} {
 		err := checkStrict([]byte(tc.in), typ)
 		switch {

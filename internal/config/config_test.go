@@ -81,15 +81,16 @@ func TestParseOverrides(t *testing.T) {
 	c, err := config.Parse([]byte(minimal + `live: green
 model_name: chat
 balancer: round_robin
-health: {interval: 1m30s, rise: 3}
-proxy: {access_log: false, timeout: 1h, expose_replica: false}
+health: {interval: 1m30s, rise: 3.0}
+proxy: {access_log: false, timeout: 1h, expose_replica: false, max_body_bytes: 2e6}
 `))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	if c.Live != "green" || c.ModelName != "chat" || c.Balancer != "round_robin" ||
 		c.Health.Interval.D() != 90*time.Second || c.Health.Rise != 3 || c.Health.Fall != 2 ||
-		c.Proxy.AccessLogEnabled() || c.Proxy.Timeout.D() != time.Hour || c.Proxy.ExposeReplicaEnabled() {
+		c.Proxy.AccessLogEnabled() || c.Proxy.Timeout.D() != time.Hour || c.Proxy.ExposeReplicaEnabled() ||
+		c.Proxy.MaxBodyBytes != 2_000_000 {
 		t.Errorf("overrides not applied: %+v %+v %+v", c, c.Health, c.Proxy)
 	}
 }
@@ -214,7 +215,8 @@ func TestParseErrors(t *testing.T) {
 		// command passed the check to fail at the first promote.
 		{"fraction for an integer", minimal + "rollout:\n  min_ready: 0.5\n", "rollout.min_ready", 9, []string{`"0.5"`, "whole number"}},
 		{"fraction for a size", minimal + "proxy:\n  max_body_bytes: 1.5\n", "proxy.max_body_bytes", 9, []string{`"1.5"`, "whole number"}},
-		{"exponent for an integer", minimal + "health:\n  rise: 1e0\n", "health.rise", 9, []string{"whole number"}},
+		{"exponent with a fraction", minimal + "health:\n  rise: 15e-1\n", "health.rise", 9, []string{"whole number"}},
+		{"infinity for an integer", minimal + "health:\n  rise: .inf\n", "health.rise", 9, []string{"whole number"}},
 		{"NUL in a command", minimal + "hooks:\n  on_promote:\n    - command: [sh, -c, \"echo \\0 done\"]\n", "hooks.on_promote[0].command[2]", 10, []string{"NUL"}},
 		{"invalid YAML", "pools:\n  blue: [\n", "(file)", 0, []string{"not valid YAML"}},
 		{"tab indentation", "pools:\n\tblue: {}\n", "(file)", 0, []string{"not valid YAML"}},
@@ -313,9 +315,6 @@ func TestLoad(t *testing.T) {
 	if _, err := config.Load(big); !config.IsInvalid(err) || !strings.Contains(err.Error(), "over 1048576 bytes") {
 		t.Errorf("Load(big) = %v, want an invalid config naming the limit", err)
 	}
-	if _, err := config.Load("/dev/zero"); !config.IsInvalid(err) {
-		t.Errorf("Load(/dev/zero) = %v, want an invalid config", err)
-	}
 
 	_, err = config.Load(filepath.Join(dir, "missing.yaml"))
 	if err == nil || config.IsInvalid(err) || !errors.Is(err, os.ErrNotExist) {
@@ -350,9 +349,9 @@ func TestAdminToken(t *testing.T) {
 		// Tokens no HTTP client can send (a regression: accepted, then
 		// every CLI call failed as "admin API unreachable").
 		{name: "two lines", file: twoLines, wantErr: []string{"admin.token_file", twoLines, "more than one line"}},
-		{name: "binary", file: nul, wantErr: []string{"admin.token_file", "byte 0xff at offset 0"}},
-		{name: "space inside", env: "abc def", wantErr: []string{config.TokenEnv, "byte 0x20 at offset 3"}},
-		{name: "control in env", env: "abc\x01", wantErr: []string{config.TokenEnv, "byte 0x01"}},
+		{name: "binary", file: nul, wantErr: []string{"admin.token_file", "control byte 0x00 at offset 2"}},
+		{name: "control in env", env: "abc\x01", wantErr: []string{config.TokenEnv, "control byte 0x01"}},
+		{name: "space inside env, as before", env: "abc def", want: "abc def"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

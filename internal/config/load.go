@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -155,12 +156,16 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) []*FieldError {
 		return errs
 	default:
 		// yaml.v3 truncates a number with a fraction into an integer
-		// (min_ready: 0.5 became 0, "all replicas").
+		// (min_ready: 0.5 became 0, "all replicas"); a whole one written
+		// as a float (1e6, 2.0) it decodes exactly.
 		switch t.Kind() {
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 			if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
-				return []*FieldError{{Key: where, Line: n.Line, Msg: fmt.Sprintf("bad value %s: want a whole number", describe(n))}}
+				var f float64
+				if err := n.Decode(&f); err != nil || f != math.Trunc(f) || math.IsInf(f, 0) {
+					return []*FieldError{{Key: where, Line: n.Line, Msg: fmt.Sprintf("bad value %s: want a whole number", describe(n))}}
+				}
 			}
 		case reflect.String:
 			// No path, URL, command or name holds one; exec and open

@@ -174,7 +174,13 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	oc := cfg.Health.Outlier
 	g.outlier = &pool.Outlier{Consecutive5xx: oc.Consecutive5xx, FailureRate: oc.FailureRate, Interval: oc.Interval.D(),
 		MinimumRequests: oc.MinimumRequests, BaseEjectionTime: oc.BaseEjectionTime.D(), MaxEjectionTime: oc.MaxEjectionTime.D(),
-		MaxEjectionPercent: oc.MaxEjectionPercent, Logger: log}
+		MaxEjectionPercent: oc.MaxEjectionPercent, Logger: log,
+		Resolve: func(name string) *pool.Pool {
+			if g.ctrl == nil {
+				return nil
+			}
+			return g.ctrl.Pool(name)
+		}}
 	g.reload.picker, g.reload.poolKeys, g.reload.rht = picker, pre.poolKeys, cfg.Proxy.ResponseHeaderTimeout.D()
 	g.reload.keys.Store(keys)
 	popts, err := g.proxyOptions(cfg, g.proxyTransport(g.reload.rht), keys)

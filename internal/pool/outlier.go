@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,8 +130,13 @@ type Outlier struct {
 	OnEject    func(pool string, r *Replica, reason string)
 	OnOverflow func(pool string, r *Replica)
 
+	// Resolve, when set, returns the pool of that name as it is now, for
+	// Tick: the Pool an ejection was recorded in may have been rebuilt
+	// since. It is called with no lock of the Outlier held.
+	Resolve func(name string) *Pool
+
 	mu      sync.Mutex         // guards ejected
-	ejected map[*Replica]*Pool // the ejected replicas, each with its pool
+	ejected map[*Replica]*Pool // the ejected replicas, each with the pool it was ejected in
 }
 
 // Record counts one attempt's outcome on replica r of pool p and ejects r
@@ -232,24 +236,20 @@ func (o *Outlier) mayEjectLocked(p *Pool) bool {
 }
 
 // Tick returns the replicas whose ejection is over to rotation, with a
-// clean slate of failures. It also returns ejected replicas early, the
-// soonest due first, while their pool has more than MaxEjectionPercent
-// of its replicas out of rotation: others failed their health checks
-// since the ejection, and a replica that may answer 5xx is better than
-// none, which would fail every request. Run calls it; tests call it
-// directly.
+// clean slate of failures. When a pool has no replica in rotation left
+// (others failed their health checks since the ejections), it also
+// returns one ejected replica of it early, the soonest due among those
+// whose checks pass: one that may answer 5xx serves more than a pool with
+// none, which fails every request. Run calls it; tests call it directly.
 func (o *Outlier) Tick() {
 	if o == nil {
 		return
 	}
 	now := o.now()
-	type ret struct {
-		r     *Replica
-		early bool
-	}
-	var back []ret
+	var back []*Replica
+	pools := map[string]*Pool{} // the pools that have ejected replicas
 	o.mu.Lock()
-	for r := range o.ejected {
+	for r, in := range o.ejected {
 		r.mu.Lock()
 		switch {
 		case !r.out.ejected.Load(): // a passed active check ended it
@@ -257,56 +257,56 @@ func (o *Outlier) Tick() {
 		case !now.Before(r.out.until):
 			r.returnLocked(now)
 			delete(o.ejected, r)
-			back = append(back, ret{r, false})
+			back = append(back, r)
+		default:
+			pools[in.Name] = in
 		}
 		r.mu.Unlock()
 	}
-	for _, r := range o.overBudgetLocked() {
-		r.mu.Lock()
-		r.returnLocked(now)
-		r.mu.Unlock()
-		delete(o.ejected, r)
-		back = append(back, ret{r, true})
-	}
 	o.mu.Unlock()
-	for _, b := range back {
-		if b.early {
-			o.logger().Warn("replica back from outlier ejection early: health.outlier.max_ejection_percent exceeded, others failed their checks", "replica", b.r.Name)
-		} else {
-			o.logger().Info("replica back from outlier ejection", "replica", b.r.Name)
+	for _, r := range back {
+		o.logger().Info("replica back from outlier ejection", "replica", r.Name)
+	}
+	for name, p := range pools {
+		// The pool as it is now: a deployment or a reload may have
+		// rebuilt it (the replicas stay the same objects).
+		if o.Resolve != nil {
+			if cur := o.Resolve(name); cur != nil {
+				p = cur
+			}
+		}
+		if p.HealthyCount() > 0 {
+			continue
+		}
+		if r := o.returnSoonest(p, now); r != nil {
+			o.logger().Warn("replica back from outlier ejection early: no other replica of its pool is in rotation (they fail their health checks)",
+				"pool", name, "replica", r.Name)
 		}
 	}
 }
 
-// overBudgetLocked picks the ejected replicas to return so that no pool
-// has more than MaxEjectionPercent of its replicas out of rotation, soonest
-// due first, among those whose health checks pass.
-func (o *Outlier) overBudgetLocked() []*Replica {
-	byPool := map[*Pool][]*Replica{}
-	for r, p := range o.ejected {
-		byPool[p] = append(byPool[p], r)
-	}
-	var back []*Replica
-	for p, rs := range byPool {
-		out := 0
-		for _, x := range p.Replicas {
-			if !x.Healthy() {
-				out++
-			}
+// returnSoonest ends the ejection of p's replica that would end soonest
+// among those whose health checks pass; nil when there is none.
+func (o *Outlier) returnSoonest(p *Pool, now time.Time) *Replica {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var best *Replica
+	for _, r := range p.Replicas {
+		if _, ok := o.ejected[r]; !ok || !r.healthy.Load() {
+			continue
 		}
-		slices.SortFunc(rs, func(a, b *Replica) int { return a.ejectedUntil().Compare(b.ejectedUntil()) })
-		for _, r := range rs {
-			if out*100 <= len(p.Replicas)*o.MaxEjectionPercent {
-				break
-			}
-			if !r.healthy.Load() {
-				continue // failing its checks too: back, it would still be out
-			}
-			back = append(back, r)
-			out--
+		if best == nil || r.ejectedUntil().Before(best.ejectedUntil()) {
+			best = r
 		}
 	}
-	return back
+	if best == nil {
+		return nil
+	}
+	best.mu.Lock()
+	best.returnLocked(now)
+	best.mu.Unlock()
+	delete(o.ejected, best)
+	return best
 }
 
 // ejectedUntil is the end of r's ejection.

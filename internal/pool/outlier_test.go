@@ -416,31 +416,47 @@ func BenchmarkOutlierRecord(b *testing.B) {
 	})
 }
 
-// TestOutlierReturnsEarlyOverBudget: when health checks take replicas out
-// after an ejection, ejected replicas whose checks pass come back early,
-// the soonest due first, until no more than MaxEjectionPercent of the pool
-// is out (a regression: one replica ejected for 5xx and the other hung
-// left the pool with none, every request 503, for the rest of the
-// ejection).
-func TestOutlierReturnsEarlyOverBudget(t *testing.T) {
+// TestOutlierReturnsEarlyWhenNoneLeft: when health checks take a pool's
+// other replicas out after an ejection, leaving none in rotation, the
+// ejected replica whose checks pass and whose ejection ends soonest comes
+// back early, and only then (a regression: one replica ejected for 5xx and
+// the other hung made every request 503 for the rest of the ejection). The
+// pool is looked at as it is now (Resolve), not as it was at the ejection.
+func TestOutlierReturnsEarlyWhenNoneLeft(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		n       int
 		ejected []int // ejected in this order, 1 s apart
 		down    []int // then failing their checks
+		now     []int // the pool as Resolve gives it; nil: as at the ejections
 		back    []int // healthy after Tick
 	}{
-		{"one of two, the other down", 2, []int{0}, []int{1}, []int{0}},
-		{"one of three, another down", 3, []int{0}, []int{1}, []int{0, 2}},
-		{"one of three, nothing else", 3, []int{0}, nil, []int{1, 2}},
-		{"two of four, a third down: the sooner back", 4, []int{0, 1}, []int{2}, []int{0, 3}},
-		{"ejected and failing its checks too", 2, []int{0}, []int{0, 1}, nil},
+		{"one of two, the other down", 2, []int{0}, []int{1}, nil, []int{0}},
+		{"one of three, another down", 3, []int{0}, []int{1}, nil, []int{2}},
+		{"one of three, nothing else", 3, []int{0}, nil, nil, []int{1, 2}},
+		{"two of four, the two others down: the sooner back", 4, []int{0, 1}, []int{2, 3}, nil, []int{0}},
+		{"ejected and failing its checks too", 2, []int{0}, []int{0, 1}, nil, nil},
+		{"the pool rebuilt since, with none left", 4, []int{0}, []int{3}, []int{0, 3}, []int{0, 1, 2}},
+		{"the pool rebuilt since, another in it", 4, []int{0}, []int{1}, []int{0, 2}, []int{2, 3}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &fakeClock{now: time.Unix(1000, 0)}
 			o, _ := newOutlier(clock)
+			o.MaxEjectionPercent = 50
 			rs := replicas(t, tt.n)
 			p := &pool.Pool{Name: "blue", Replicas: rs}
+			if tt.now != nil {
+				cur := &pool.Pool{Name: "blue"}
+				for _, i := range tt.now {
+					cur.Replicas = append(cur.Replicas, rs[i])
+				}
+				o.Resolve = func(name string) *pool.Pool {
+					if name != "blue" {
+						t.Errorf("Resolve(%q)", name)
+					}
+					return cur
+				}
+			}
 			for _, i := range tt.ejected {
 				for range 5 {
 					o.Record(p, rs[i], pool.OutcomeFailure)

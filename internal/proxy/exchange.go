@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -195,9 +196,18 @@ func (ex *exchange) relayResponse(ctx context.Context, resp *http.Response) (abo
 	for k, v := range resp.Header {
 		h[k] = v
 	}
-	if v := resp.Header["Location"]; len(v) == 1 && ex.obs.Replica != nil {
-		if rel, ok := replicaLocation([]byte(v[0]), ex.obs.Replica.Name); ok {
-			h["Location"] = []string{string(rel)}
+	if v := resp.Header["Location"]; len(v) > 0 && ex.obs.Replica != nil {
+		var out []string // as the loop does: each value on its own
+		for i, l := range v {
+			if rel, ok := replicaLocation([]byte(l), ex.obs.Replica.Name); ok {
+				if out == nil {
+					out = slices.Clone(v)
+				}
+				out[i] = string(rel)
+			}
+		}
+		if out != nil {
+			h["Location"] = out
 		}
 	}
 	h["X-Cutover-Pool"] = ex.e.PoolHeader

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -217,7 +218,14 @@ func skipResponseHeader(name []byte, streaming bool) bool {
 // the client past the gateway, its keys and its pool switch, to the
 // replica's address. false: v points elsewhere, and stays.
 func replicaLocation(v []byte, base string) ([]byte, bool) {
-	if len(v) < len(base) || !equalFold(v[:len(base)], base) {
+	// Scheme and host in any case, the path prefix exactly.
+	auth := len(base)
+	if i := strings.Index(base, "://"); i >= 0 {
+		if j := strings.IndexByte(base[i+3:], '/'); j >= 0 {
+			auth = i + 3 + j
+		}
+	}
+	if len(v) < len(base) || !equalFold(v[:auth], base[:auth]) || string(v[auth:len(base)]) != base[auth:] {
 		return nil, false
 	}
 	rest := v[len(base):]

@@ -26,6 +26,8 @@ func TestReplicaLocation(t *testing.T) {
 			w.Header().Set("Location", "http://"+r.Host+"1/pfx/v1")
 		case "/pfx/v1/longer-path":
 			w.Header().Set("Location", "http://"+r.Host+"/pfxx/v1")
+		case "/pfx/v1/path-case": // the path prefix is not the replica's
+			w.Header().Set("Location", "http://"+r.Host+"/PFX/v1")
 		case "/pfx/v1/relative":
 			w.Header().Set("Location", "/pfx/v1/models")
 		}
@@ -44,6 +46,7 @@ func TestReplicaLocation(t *testing.T) {
 			{"/v1/longer-port", backend.URL + "1/pfx/v1"},
 			{"/v1/longer-path", backend.URL + "/pfxx/v1"},
 			{"/v1/relative", "/pfx/v1/models"},
+			{"/v1/path-case", backend.URL + "/PFX/v1"},
 		} {
 			t.Run(fe.name+tc.path, func(t *testing.T) {
 				resp, err := noFollow.Get("http://" + addr + tc.path)

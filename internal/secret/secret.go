@@ -29,15 +29,15 @@ func ReadFile(path string) (string, error) {
 	return s, nil
 }
 
-// Check refuses a secret that cannot be sent as a bearer token: one with
-// a byte outside printable ASCII (a control byte such as NUL, a space,
-// a byte of a non-ASCII character). Go's HTTP client refuses to send such
-// a header, so every request made with it would fail. The error completes
+// Check refuses a secret with a control byte other than tab (NUL, CR, LF,
+// DEL and the like): no HTTP header can carry it (Go's client refuses to
+// send such a header, so every request made with it would fail), and in a
+// file it is a mistake (a binary file, a second line). The error completes
 // "secret file F ..." and never includes the secret.
 func Check(s string) error {
 	for i := range len(s) {
-		if c := s[i]; c <= ' ' || c >= 0x7f {
-			return fmt.Errorf("holds byte 0x%02x at offset %d: a key or token is printable ASCII without spaces (e.g. `openssl rand -hex 32`)", c, i)
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return fmt.Errorf("holds control byte 0x%02x at offset %d: a key, token or password is one line of text (e.g. `openssl rand -hex 32`)", c, i)
 		}
 	}
 	return nil
