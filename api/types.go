@@ -230,6 +230,10 @@ type FleetMember struct {
 	// under another model id. Empty from a gateway that does not publish
 	// one.
 	Config string `json:"config,omitempty"`
+	// InFlight is its requests in flight by pool as it last reported
+	// (every third of etcd.session_ttl): the leader's retirement of a pool
+	// waits for them too.
+	InFlight map[string]int `json:"in_flight,omitempty"`
 }
 
 // SaveError is a state write that failed (Status.SaveError).

@@ -68,6 +68,11 @@ type Options struct {
 	// settings, published with its member key (api.FleetMember.Config);
 	// nil publishes none.
 	ConfigDigest func() string
+	// InFlight returns the requests in flight on this gateway by pool,
+	// published with its member key so that the leader's retirement
+	// drains the old pool on every gateway (OthersInFlight); nil
+	// publishes none.
+	InFlight func() map[string]int
 }
 
 // Member is this gateway in the fleet.
@@ -400,6 +405,8 @@ type memberInfo struct {
 	Revision int64     `json:"revision"`
 	LastSeen time.Time `json:"last_seen"`
 	Config   string    `json:"config,omitempty"`
+	// InFlight is the requests in flight by pool when it was written.
+	InFlight map[string]int `json:"in_flight,omitempty"`
 }
 
 // announce writes the member key (on the session's lease) now, after
@@ -408,7 +415,11 @@ func (m *Member) announce(ctx context.Context, lease clientv3.LeaseID) {
 	t := time.NewTicker(max(m.opts.TTL/3, time.Second))
 	defer t.Stop()
 	for {
-		b, _ := json.Marshal(memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Host: m.opts.Host, Revision: m.Applied(), LastSeen: m.now().UTC(), Config: m.digest()})
+		mi := memberInfo{Name: m.opts.Name, Admin: m.opts.Admin, Host: m.opts.Host, Revision: m.Applied(), LastSeen: m.now().UTC(), Config: m.digest()}
+		if m.opts.InFlight != nil {
+			mi.InFlight = m.opts.InFlight()
+		}
+		b, _ := json.Marshal(mi)
 		pctx, cancel := context.WithTimeout(ctx, m.opts.Store.Timeout())
 		_, err := m.opts.Store.Client().Put(pctx, m.memberKey(), string(b), clientv3.WithLease(lease))
 		cancel()
@@ -461,7 +472,7 @@ func (m *Member) refresh(ctx context.Context, e *concurrency.Election) {
 		if json.Unmarshal(kv.Value, &mi) != nil {
 			continue
 		}
-		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen, Config: mi.Config})
+		ms = append(ms, api.FleetMember{Name: mi.Name, Admin: mi.Admin, Revision: mi.Revision, LastSeen: mi.LastSeen, Config: mi.Config, InFlight: mi.InFlight})
 		if own := m.digest(); mi.Config != "" && own != "" && mi.Config != own && mi.Name != m.opts.Name {
 			m.mu.Lock()
 			warned := m.warned[mi.Name] == mi.Config+own
@@ -481,6 +492,23 @@ func (m *Member) refresh(ctx context.Context, e *concurrency.Election) {
 	m.mu.Lock()
 	m.leader, m.members = leader, ms
 	m.mu.Unlock()
+}
+
+// OthersInFlight is the requests in flight on pool at the fleet's other
+// live gateways, as each last published them (every TTL/3 and after each
+// revision it applied): what a drain of pool waits for beyond this
+// gateway's own. A gateway that died is not counted once its lease
+// expired (its requests died with it).
+func (m *Member) OthersInFlight(pool string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, x := range m.members {
+		if x.Name != m.opts.Name {
+			n += x.InFlight[pool]
+		}
+	}
+	return n
 }
 
 // Status describes the fleet as this member last saw it.

@@ -63,3 +63,29 @@ func TestCheckNameRefusesANameHeldOnAnotherHost(t *testing.T) {
 		t.Errorf("the name of a dead gateway's entry, once its lease expired: %v", err)
 	}
 }
+
+// TestOthersInFlight: each member publishes its requests in flight by
+// pool, and OthersInFlight sums those of the other members (a regression:
+// the leader's retirement drained only its own requests and cut the
+// streams running through the other gateways).
+func TestOthersInFlight(t *testing.T) {
+	srv := etcdtest.New(t)
+	st := openStore(t, srv.Endpoint())
+	start := func(name string, inflight map[string]int) *Member {
+		m := New(Options{Store: st, Name: name, Admin: "127.0.0.1:1", Host: "h", TTL: 2 * time.Second, Follower: nopFollower{},
+			InFlight: func() map[string]int { return inflight }})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); m.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return m
+	}
+	a := start("gw-a", map[string]int{"blue": 3})
+	b := start("gw-b", map[string]int{"blue": 1, "green": 4})
+	waitUntil(t, "each member sees the other's requests", func() bool {
+		return a.OthersInFlight("blue") == 1 && a.OthersInFlight("green") == 4 && b.OthersInFlight("blue") == 3
+	})
+	if n := b.OthersInFlight("green"); n != 0 {
+		t.Errorf("gw-b counts its own requests among the others': %d", n)
+	}
+}

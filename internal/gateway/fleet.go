@@ -29,8 +29,9 @@ import (
 type fleetParts struct {
 	etcd    *store.Etcd
 	member  *fleet.Member
-	samples *fleet.Samples         // validation samples of every gateway (fleet_samples.go)
-	digest  atomic.Pointer[string] // fleetDigest of the config started or last reloaded
+	joined  atomic.Pointer[fleet.Member] // member, for the controller's goroutines (othersInFlight)
+	samples *fleet.Samples               // validation samples of every gateway (fleet_samples.go)
+	digest  atomic.Pointer[string]       // fleetDigest of the config started or last reloaded
 }
 
 // fleetDigest is a short digest of cfg's settings that every gateway of a
@@ -165,6 +166,17 @@ func (g *Gateway) joinFleet() {
 		Follower: g.ctrl,
 		Lead:     g.ctrl.Run,
 		Logger:   g.log,
+		InFlight: func() map[string]int {
+			out := map[string]int{}
+			for _, name := range config.PoolNames {
+				if p := g.ctrl.Pool(name); p != nil {
+					if n := p.InFlight(); n > 0 {
+						out[name] = int(n)
+					}
+				}
+			}
+			return out
+		},
 		ConfigDigest: func() string {
 			if d := g.fleet.digest.Load(); d != nil {
 				return *d
@@ -172,6 +184,7 @@ func (g *Gateway) joinFleet() {
 			return ""
 		},
 	})
+	g.fleet.joined.Store(g.fleet.member)
 	g.joinSamples()
 	g.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cutover_store_up",
@@ -329,4 +342,16 @@ func (c fleetController) Retire(ctx context.Context, actor string, req api.Retir
 func (c fleetController) History(ctx context.Context, limit int) ([]api.Event, error) {
 	h, err := c.Controller.History(ctx, limit)
 	return h, c.storeErr(err)
+}
+
+// othersInFlight is the requests in flight on pool at the fleet's other
+// gateways, as they last reported; 0 without a fleet or before it joined.
+func (g *Gateway) othersInFlight(pool string) int {
+	if g.fleet == nil {
+		return 0
+	}
+	if m := g.fleet.joined.Load(); m != nil {
+		return m.OthersInFlight(pool)
+	}
+	return 0
 }

@@ -162,6 +162,10 @@ type Options struct {
 	Canary CanarySettings
 	// Hooks maps an event (hook.Events) to its hooks.
 	Hooks map[string][]hook.Spec
+	// OthersInFlight, when set (a fleet), returns the requests in flight
+	// on the pool at the fleet's other gateways, as they last reported:
+	// the retirement's drain waits for them as for this gateway's own.
+	OthersInFlight func(pool string) int
 	// Launcher starts replicas through the agents for a deployment given
 	// none, and stops them at retirement (see launch.go). Nil: every
 	// deployment names its replicas.

@@ -289,9 +289,19 @@ func (c *Controller) reconcilePromoted(ctx context.Context, d *Deployment, pools
 func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) error {
 	now := c.now()
 	old := pools[d.From]
-	inflight := old.InFlight()
+	inflight, elsewhere := old.InFlight(), 0
+	if c.opts.OthersInFlight != nil {
+		// In a fleet the old pool's streams run on every gateway, and
+		// on_retire (or the agent) stops its replicas under all of them.
+		elsewhere = c.opts.OthersInFlight(d.From)
+		inflight += int64(elsewhere)
+	}
 	if inflight > 0 && now.Before(d.Deadline) {
-		c.setNote(d.ID, fmt.Sprintf("draining %s: %d requests in flight", d.From, inflight))
+		note := fmt.Sprintf("draining %s: %d requests in flight", d.From, inflight)
+		if elsewhere > 0 {
+			note += fmt.Sprintf(" (%d at other gateways of the fleet, as they last reported)", elsewhere)
+		}
+		c.setNote(d.ID, note)
 		return nil
 	}
 	if !d.NextRetireAttempt.IsZero() && now.Before(d.NextRetireAttempt) {

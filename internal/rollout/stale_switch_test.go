@@ -3,8 +3,11 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -107,4 +110,39 @@ func TestSwitchOutrunByTheFleet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetirementDrainsTheFleet: the retirement's drain waits for the old
+// pool's requests in flight at the fleet's other gateways too (as they
+// last reported), and says so; once they are gone it retires (a
+// regression: the leader counted only its own, and on_retire stopped
+// replicas under the other gateways' streams).
+func TestRetirementDrainsTheFleet(t *testing.T) {
+	var elsewhere atomic.Int64
+	f := newFx(t, func(o *Options) {
+		o.OthersInFlight = func(pool string) int {
+			if pool != "blue" {
+				return 0
+			}
+			return int(elsewhere.Load())
+		}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	elsewhere.Store(2)
+	f.clk.Advance(time.Hour)
+	f.until(PhaseRetiring)
+	for range 3 {
+		f.step()
+	}
+	d := f.latest()
+	if d.Phase != string(PhaseRetiring) || !strings.Contains(d.Waiting, "2 at other gateways") {
+		t.Fatalf("with 2 requests at another gateway: %s, waiting %q", d.Phase, d.Waiting)
+	}
+	elsewhere.Store(0)
+	f.until(PhaseCompleted)
 }
