@@ -125,14 +125,17 @@ func New(opts Options) *Member {
 // fleet (its member key, kept alive by its session): two gateways with
 // one name would overwrite each other's member key, validation samples
 // and shadow figures, and a restart of one would end the hooks the other
-// runs. A key of this host is taken for an earlier run of this gateway (a
-// restart within the session TTL). A key of another host is waited on
-// until its lease would have expired (at most the session TTL and two
-// seconds): a gateway that died there, or this one's previous run under
-// another host name (a new container), lets it go; a live one renews it
-// and the name is refused. host "" means os.Hostname(); log nil means
+// runs. A key of this host with this gateway's admin address is taken for
+// an earlier run of this gateway (a restart within the session TTL: the
+// address it has just bound was free). A key of another host, or of this
+// host with another admin address (a second gateway started here from a
+// copied file), is waited on until its lease would have expired (at most
+// the session TTL and two seconds): a gateway that died, or this one's
+// previous run under another host name (a new container) or admin
+// address, lets it go; a live one renews it and the name is refused. host
+// "" means os.Hostname(); admin "" matches any address; log nil means
 // slog.Default(). With etcd unreachable nothing can be checked: nil.
-func CheckName(ctx context.Context, st *store.Etcd, name, host string, log *slog.Logger) error {
+func CheckName(ctx context.Context, st *store.Etcd, name, host, admin string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -152,7 +155,7 @@ func CheckName(ctx context.Context, st *store.Etcd, name, host string, log *slog
 		}
 		kv := resp.Kvs[0]
 		var mi memberInfo
-		if json.Unmarshal(kv.Value, &mi) != nil || mi.Host == "" || mi.Host == host {
+		if json.Unmarshal(kv.Value, &mi) != nil || mi.Host == "" || mi.Host == host && (admin == "" || mi.Admin == admin) {
 			return nil
 		}
 		if deadline.IsZero() {
@@ -164,7 +167,7 @@ func CheckName(ctx context.Context, st *store.Etcd, name, host string, log *slog
 			cancel()
 			// etcd removes an expired lease's keys a moment after its TTL.
 			deadline = time.Now().Add(time.Duration(max(ttl, 0))*time.Second + 2*time.Second)
-			log.Warn("fleet: another host's gateway holds this name; waiting for its entry to expire", "name", name, "host", mi.Host, "admin", mi.Admin, "until", deadline.UTC())
+			log.Warn("fleet: another gateway holds this name; waiting for its entry to expire", "name", name, "host", mi.Host, "admin", mi.Admin, "until", deadline.UTC())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%q is the name of a running gateway of this fleet on host %s (admin %s): give every gateway its own name", name, mi.Host, mi.Admin)

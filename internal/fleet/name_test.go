@@ -33,16 +33,20 @@ func TestCheckNameRefusesANameHeldOnAnotherHost(t *testing.T) {
 		return len(m.Status().Members) == 1
 	})
 	for _, tc := range []struct {
-		name, host string
-		refused    bool
+		name, host, admin string
+		refused           bool
 	}{
-		{"gw-a", "host-b", true},
-		{"gw-a", "host-a", false},
-		{"gw-b", "host-b", false},
+		{"gw-a", "host-b", "10.0.0.2:8081", true},
+		{"gw-a", "host-a", "10.0.0.1:8081", false}, // a restart
+		{"gw-a", "host-a", "", false},
+		// A second gateway on the same host, from a copied file (a
+		// regression: accepted, and the two ended each other's hooks).
+		{"gw-a", "host-a", "10.0.0.1:8082", true},
+		{"gw-b", "host-b", "10.0.0.2:8081", false},
 	} {
-		err := CheckName(context.Background(), st, tc.name, tc.host, nil)
+		err := CheckName(context.Background(), st, tc.name, tc.host, tc.admin, nil)
 		if (err != nil) != tc.refused {
-			t.Errorf("CheckName(%s on %s) = %v, want refused %v", tc.name, tc.host, err, tc.refused)
+			t.Errorf("CheckName(%s on %s, admin %s) = %v, want refused %v", tc.name, tc.host, tc.admin, err, tc.refused)
 		}
 		if err != nil && (!strings.Contains(err.Error(), "host-a") || !strings.Contains(err.Error(), "10.0.0.1:8081")) {
 			t.Errorf("refusal %q does not name the other gateway's host and admin", err)
@@ -59,7 +63,7 @@ func TestCheckNameRefusesANameHeldOnAnotherHost(t *testing.T) {
 	if _, err := st.Client().Put(context.Background(), st.Prefix()+"members/gw-dead", string(b), clientv3.WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckName(context.Background(), st, "gw-dead", "new-container", nil); err != nil {
+	if err := CheckName(context.Background(), st, "gw-dead", "new-container", "10.0.0.9:8081", nil); err != nil {
 		t.Errorf("the name of a dead gateway's entry, once its lease expired: %v", err)
 	}
 }

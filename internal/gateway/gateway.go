@@ -306,7 +306,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	g.metrics.RegisterClientAuthFunc(g.reload.keys.Load) // none while client auth is off
 	g.metrics.RegisterBufferedBytes(g.proxy.BufferedBytes)
 	if g.fleet != nil {
-		if err := fleet.CheckName(ctx, g.fleet.etcd, cfg.FleetName(), "", log); err != nil {
+		if err := fleet.CheckName(ctx, g.fleet.etcd, cfg.FleetName(), "", g.AdminAddr(), log); err != nil {
 			return nil, &config.Error{Fields: []*config.FieldError{{Key: "name", Msg: err.Error()}}}
 		}
 	}
