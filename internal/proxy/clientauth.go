@@ -28,11 +28,14 @@ type ClientAuth interface {
 const noKey = -1
 
 // authenticate checks a request's key when client auth is on: it returns
-// the key index (noKey when auth is off or the path needs none) or the 401
-// to answer. /health stays open for load balancers' checks.
-func (h *Handler) authenticate(path, authorization string) (int, *apiError) {
+// the key index (noKey when auth is off or the request needs none) or the
+// 401 to answer. /health stays open for load balancers' checks, and
+// OPTIONS for browsers' CORS preflights, which carry no credentials (as
+// vLLM's own --api-key check lets them through to its CORS handler); the
+// replica answers them, and no completion is ever made by one.
+func (h *Handler) authenticate(method, path, authorization string) (int, *apiError) {
 	a := h.opts.ClientAuth
-	if a == nil || path == "/health" {
+	if a == nil || path == "/health" || method == http.MethodOptions {
 		return noKey, nil
 	}
 	if k := a.Authenticate(authorization); k >= 0 {

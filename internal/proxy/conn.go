@@ -586,7 +586,7 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
 	e, byBody := sc.pickEntry(t)
-	key, aerr := h.authenticate(r.path, sc.headerValue("Authorization"))
+	key, aerr := h.authenticate(r.method, r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
 		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 		return sc.discardBody() && sc.writeError(aerr, e, nil)

@@ -199,7 +199,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	start := time.Now()
 	wdl := h.startWrites(w)
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
-	key, aerr := h.authenticate(r.URL.Path, headerValue(r.Header, "Authorization"))
+	key, aerr := h.authenticate(r.Method, r.URL.Path, headerValue(r.Header, "Authorization"))
 	if aerr != nil {
 		h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
 		aerr.write(w)
