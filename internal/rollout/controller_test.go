@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,13 @@ func TestConcurrentSwitchesAreSerialised(t *testing.T) {
 	h, _ := c.History(ctx, 0)
 	if int64(len(h)) != s.Revision {
 		t.Fatalf("history has %d events, want %d", len(h), s.Revision)
+	}
+	// Each switch says what it did (a regression: a plain rollback's
+	// reason was empty in the history).
+	for _, e := range h[1:] {
+		if want := fmt.Sprintf("%s by %s: %s (model ", e.Action, e.Actor, e.To); !strings.HasPrefix(e.Reason, want) {
+			t.Fatalf("event %d: reason %q, want it to start %q", e.Revision, e.Reason, want)
+		}
 	}
 }
 

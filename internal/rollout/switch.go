@@ -100,7 +100,8 @@ func (c *Controller) plainSwitch(ctx context.Context, action string, dec Decisio
 		}
 		res = c.switchLive(s, action, target)
 		res.Forced = dec.Forced
-		e := event{Action: action, From: res.Previous, To: target, Deployment: dec.Deployment, Forced: dec.Forced}
+		e := event{Action: action, From: res.Previous, To: target, Deployment: dec.Deployment, Forced: dec.Forced,
+			Reason: fmt.Sprintf("%s by %s: %s (model %s) is live", action, actor, target, c.specOf(*s, target).Model)}
 		if dec.Forced {
 			e.Reason = fmt.Sprintf("%s by %s: %s", action, actor, dec.Reason)
 		}
