@@ -54,3 +54,23 @@ func TestStatusShowsCanary(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsWaitingBesideGates: a promoted deployment's note (the
+// retained pool kept awake) is shown although the deployment has gates (a
+// regression: any gate hid it); while the gates are evaluated their lines
+// stand for it.
+func TestStatusShowsWaitingBesideGates(t *testing.T) {
+	gates := []api.Gate{{Name: "error_rate", Value: 0.01, Threshold: 0.05, Op: "<=", Samples: 100, MinSamples: 100, Verdict: "pass"}}
+	for _, tc := range []struct {
+		phase string
+		shown bool
+	}{{"promoted", true}, {"validating", false}, {"canary", false}} {
+		d := &api.Deployment{ID: "d-1", Pool: "green", From: "blue", Phase: tc.phase, Gates: gates,
+			Waiting: "kept awake (no sleep mode): http://10.0.0.1:8000"}
+		var b bytes.Buffer
+		printDeployment(&b, d)
+		if got := strings.Contains(b.String(), "waiting   kept awake"); got != tc.shown {
+			t.Errorf("%s: the note shown %v, want %v:\n%s", tc.phase, got, tc.shown, b.String())
+		}
+	}
+}

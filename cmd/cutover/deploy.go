@@ -269,7 +269,10 @@ func printDeployment(w io.Writer, d *api.Deployment) {
 	if d.Reason != "" {
 		fmt.Fprintf(w, "  reason    %s\n", d.Reason)
 	}
-	if d.Waiting != "" && len(d.Gates) == 0 {
+	// While gates are evaluated the note is their summary, which the
+	// gates' lines show in full; any other note (the retained pool kept
+	// awake, a shrink waiting for its drain) is shown whatever the gates.
+	if d.Waiting != "" && (len(d.Gates) == 0 || d.Phase != "validating" && d.Phase != "canary") {
 		fmt.Fprintf(w, "  waiting   %s\n", d.Waiting)
 	}
 	if !d.RetiredAt.IsZero() {

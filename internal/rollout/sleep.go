@@ -221,9 +221,15 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		c.setNote(d.ID, "")
 		return
 	}
-	note := fmt.Sprintf("retained pool %s asleep (%d replicas, vLLM sleep level 1) until %s; a rollback wakes it first", d.From, len(asleep), stamp(d.RetainUntil))
-	if len(awake) > 0 {
-		note += fmt.Sprintf("; kept awake (no sleep mode): %s", strings.Join(awake, ", "))
+	var note string
+	switch {
+	case len(asleep) == 0:
+		note = fmt.Sprintf("retained pool %s kept awake until %s: none of its replicas has vLLM's sleep mode (no /sleep: %s)", d.From, stamp(d.RetainUntil), strings.Join(awake, ", "))
+	default:
+		note = fmt.Sprintf("retained pool %s asleep (%d replicas, vLLM sleep level 1) until %s; a rollback wakes it first", d.From, len(asleep), stamp(d.RetainUntil))
+		if len(awake) > 0 {
+			note += fmt.Sprintf("; kept awake (no sleep mode): %s", strings.Join(awake, ", "))
+		}
 	}
 	c.setNote(d.ID, note)
 }

@@ -190,6 +190,17 @@ func TestRollbackDoesNotWaitForAHungReplica(t *testing.T) {
 // to sleep. tune, when set, changes the options further.
 func promotedAsleep(t *testing.T, m *mockllm.Server, tune func(*Options), replicas ...string) *fx {
 	t.Helper()
+	f := promotedSleepMode(t, tune, replicas...)
+	if !m.SleepStats().Sleeping {
+		t.Fatal("the retained replica is not asleep")
+	}
+	return f
+}
+
+// promotedSleepMode is a controller in retention_mode sleep whose blue
+// pool (replicas) was promoted away from, one reconcile later.
+func promotedSleepMode(t *testing.T, tune func(*Options), replicas ...string) *fx {
+	t.Helper()
 	f := newFx(t, func(o *Options) {
 		o.Settings.RetentionMode = RetentionSleep
 		o.ProbeTimeout = 2 * time.Second
@@ -204,8 +215,17 @@ func promotedAsleep(t *testing.T, m *mockllm.Server, tune func(*Options), replic
 		t.Fatal(err)
 	}
 	f.step()
-	if !m.SleepStats().Sleeping {
-		t.Fatal("the retained replica is not asleep")
-	}
 	return f
+}
+
+// TestRetentionSleepNoneCanSleep: when no replica of the retained pool has
+// sleep mode, the note says the pool is kept awake, not "asleep (0
+// replicas)" (a regression).
+func TestRetentionSleepNoneCanSleep(t *testing.T) {
+	_, a := sleepyReplica(t, "m1", false)
+	_, b := sleepyReplica(t, "m1", false)
+	f := promotedSleepMode(t, nil, a, b)
+	if w := f.latest().Waiting; !strings.Contains(w, "retained pool blue kept awake until") || strings.Contains(w, "asleep") {
+		t.Fatalf("note %q", w)
+	}
 }
