@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -48,6 +49,12 @@ func (c *Controller) Deploy(ctx context.Context, actor string, req api.DeployReq
 	c.stopStaleStandby(ctx, v.State, dec.Forced)
 	l, id, err := c.launchFor(ctx, actor, req)
 	if err != nil {
+		var r *Refusal
+		if d := v.State.active(); errors.As(err, &r) && r.Code == "launch_failed" && d != nil && d.Phase == PhasePromoted && len(d.FromLaunched) > 0 {
+			// The replicas start before a forced deploy ends the
+			// retention, so the retained pool's GPUs are still held.
+			r.Reason += fmt.Sprintf("; the retained pool %s still holds %d agent replica(s) and their GPUs until its retirement, which a forced deploy starts only once its own replicas run: `cutover retire` first frees them", d.From, len(d.FromLaunched))
+		}
 		return api.DeployResult{}, err
 	}
 	return c.deployLaunched(ctx, actor, req, id, l)

@@ -541,3 +541,26 @@ func TestRetentionShrinkAbortNow(t *testing.T) {
 		t.Fatalf("rollback event %q", ev.Reason)
 	}
 }
+
+// TestForcedDeployShortOfGPUsSaysWhy: a forced deploy whose launch finds
+// no free GPU while the retained pool's agent replicas still hold theirs
+// says so and how to free them (a regression: only "no agent has 1 free
+// GPU(s)", although the force was about to free them). Nothing changes.
+func TestForcedDeployShortOfGPUsSaysWhy(t *testing.T) {
+	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
+	f, l := shrinkFx(t, 2, []string{a, b}, a, b)
+	f.promoteNew()
+	f.step()
+	l.mu.Lock()
+	l.launchErr = errors.New("no agent has 1 free GPU(s) for replica 1 of 1: not enough free GPUs")
+	l.mu.Unlock()
+	rev := f.c.Status().Revision
+	_, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m4", Force: true})
+	refused(t, err, "launch_failed", "not enough free GPUs", "the retained pool blue still holds 2 agent replica(s)", "`cutover retire` first")
+	if d := f.latest(); d.Phase != string(PhasePromoted) {
+		t.Fatalf("the retained deployment is %s after the refused deploy", d.Phase)
+	}
+	if st := f.c.Status(); st.Revision > rev+2 { // the launch and its end are recorded
+		t.Errorf("revision %d after the refused deploy, from %d", st.Revision, rev)
+	}
+}
