@@ -412,13 +412,7 @@ func TestForcedRetirementStopsLaunchedReplicas(t *testing.T) {
 // rollback with now retries a failed launch with backoff (recorded), and
 // gives up once the pool is no longer live.
 func TestBackgroundRestoreRetriesAndGivesUp(t *testing.T) {
-	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
-	f, l := shrinkFx(t, 1, []string{a, b}, a, b)
-	f.promoteNew()
-	f.step()
-	l.mu.Lock()
-	l.launchErr = errors.New("no agent has 1 free GPU(s)")
-	l.mu.Unlock()
+	f, l := promotedShortOfGPUs(t, 1, "no agent has 1 free GPU(s)")
 	if _, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{Now: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -547,13 +541,7 @@ func TestRetentionShrinkAbortNow(t *testing.T) {
 // says so and how to free them (a regression: only "no agent has 1 free
 // GPU(s)", although the force was about to free them). Nothing changes.
 func TestForcedDeployShortOfGPUsSaysWhy(t *testing.T) {
-	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
-	f, l := shrinkFx(t, 2, []string{a, b}, a, b)
-	f.promoteNew()
-	f.step()
-	l.mu.Lock()
-	l.launchErr = errors.New("no agent has 1 free GPU(s) for replica 1 of 1: not enough free GPUs")
-	l.mu.Unlock()
+	f, _ := promotedShortOfGPUs(t, 2, "no agent has 1 free GPU(s) for replica 1 of 1: not enough free GPUs")
 	rev := f.c.Status().Revision
 	_, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m4", Force: true})
 	refused(t, err, "launch_failed", "not enough free GPUs", "the retained pool blue still holds 2 agent replica(s)", "`cutover retire` first")
@@ -563,4 +551,19 @@ func TestForcedDeployShortOfGPUsSaysWhy(t *testing.T) {
 	if st := f.c.Status(); st.Revision > rev+2 { // the launch and its end are recorded
 		t.Errorf("revision %d after the refused deploy, from %d", st.Revision, rev)
 	}
+}
+
+// promotedShortOfGPUs is shrinkFx keeping keep of blue's two agent
+// replicas, promoted away from and reconciled once, whose launches fail
+// from then on with launchErr.
+func promotedShortOfGPUs(t *testing.T, keep int, launchErr string) (*fx, *countLauncher) {
+	t.Helper()
+	a, b := "http://127.0.0.1:11", "http://127.0.0.1:12"
+	f, l := shrinkFx(t, keep, []string{a, b}, a, b)
+	f.promoteNew()
+	f.step()
+	l.mu.Lock()
+	l.launchErr = errors.New(launchErr)
+	l.mu.Unlock()
+	return f, l
 }
