@@ -42,15 +42,14 @@ func (f *ctlFlags) register(cmd *cobra.Command) {
 }
 
 func (f *ctlFlags) client() (*api.Client, error) {
-	token := strings.TrimSpace(os.Getenv(config.TokenEnv))
+	var token string
+	var err error
 	if f.tokenFile != "" {
-		t, err := secret.ReadFile(f.tokenFile)
-		if err != nil {
+		if token, err = secret.ReadFile(f.tokenFile); err != nil {
 			return nil, &usageError{fmt.Errorf("--token-file: %w", err)}
 		}
-		token = t
-	} else if err := secret.Check(token); token != "" && err != nil {
-		return nil, &usageError{fmt.Errorf("%s %w", config.TokenEnv, err)}
+	} else if token, err = config.EnvToken(); err != nil {
+		return nil, &usageError{err}
 	}
 	if token == "" {
 		return nil, &usageError{fmt.Errorf("no admin token: set %s or pass --token-file", config.TokenEnv)}

@@ -2,11 +2,14 @@ package admin
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"iter"
 	"reflect"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -176,41 +179,30 @@ func checkSurrogates(raw []byte) error {
 				continue
 			}
 			r, ok := hex4(raw[i+1:])
-			switch {
-			case !ok || r < 0xd800 || r > 0xdfff:
-			case r <= 0xdbff && len(raw) > i+6 && raw[i+5] == '\\' && raw[i+6] == 'u':
-				if lo, ok := hex4(raw[i+7:]); ok && lo >= 0xdc00 && lo <= 0xdfff {
+			if !ok || !utf16.IsSurrogate(r) {
+				i += 4
+				continue
+			}
+			if len(raw) > i+6 && raw[i+5] == '\\' && raw[i+6] == 'u' {
+				if lo, ok := hex4(raw[i+7:]); ok && utf16.DecodeRune(r, lo) != unicode.ReplacementChar {
 					i += 10 // the pair: both escapes
 					continue
 				}
-				return fmt.Errorf("the escape \\u%04x is half of a UTF-16 surrogate pair, without the other half", r)
-			default:
-				return fmt.Errorf("the escape \\u%04x is half of a UTF-16 surrogate pair, without the other half", r)
 			}
-			i += 4
+			return fmt.Errorf("the escape \\u%04x is half of a UTF-16 surrogate pair, without the other half", r)
 		}
 	}
 	return nil
 }
 
-// hex4 reads four hexadecimal digits.
+// hex4 reads the four hexadecimal digits of a \u escape.
 func hex4(b []byte) (rune, bool) {
+	var v [2]byte
 	if len(b) < 4 {
 		return 0, false
 	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
+	if _, err := hex.Decode(v[:], b[:4]); err != nil {
+		return 0, false
 	}
-	return r, true
+	return rune(v[0])<<8 | rune(v[1]), true
 }

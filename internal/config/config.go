@@ -688,11 +688,8 @@ func NormalizeReplicaURL(s string) (string, error) { return pool.NormalizeURL(s)
 // else the contents of admin.token_file. It fails when neither gives a
 // token, saying how to set one.
 func (c *Config) AdminToken() (string, error) {
-	if t := strings.TrimSpace(os.Getenv(TokenEnv)); t != "" {
-		if err := secret.Check(t); err != nil {
-			return "", fmt.Errorf("%s %w", TokenEnv, err)
-		}
-		return t, nil
+	if t, err := EnvToken(); t != "" || err != nil {
+		return t, err
 	}
 	if c.Admin.TokenFile != "" {
 		t, err := secret.ReadFile(c.Admin.TokenFile)
@@ -702,6 +699,16 @@ func (c *Config) AdminToken() (string, error) {
 		return t, nil
 	}
 	return "", fmt.Errorf("no admin token: set %s=<secret> or admin.token_file in the config (e.g. `openssl rand -hex 32 > /etc/cutover/token`)", TokenEnv)
+}
+
+// EnvToken is the admin token in TokenEnv without surrounding blanks, ""
+// when unset; one with a control byte is an error naming TokenEnv.
+func EnvToken() (string, error) {
+	t := strings.TrimSpace(os.Getenv(TokenEnv))
+	if err := secret.Check(t); err != nil {
+		return "", fmt.Errorf("%s %w", TokenEnv, err)
+	}
+	return t, nil
 }
 
 // TokenEnv is the environment variable holding the admin token.
