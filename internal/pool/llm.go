@@ -278,12 +278,19 @@ func (l *LLM) estimate(r *Replica, now time.Time) llmLoad {
 	since := float64(inflight - e.InFlight) // sent minus finished since the scrape
 	batch := max(e.Slots, e.Running)
 	queue := max(count-batch, 0)
-	if queue > l.opts.MaxQueue || e.KV > l.opts.MaxKV {
+	// The KV use now: the scrape's, with what each request sent since
+	// adds and each one finished since frees (vLLM frees a finished
+	// sequence's blocks at once; cached prefix blocks count as free).
+	// The threshold looks at this, not at the scrape's: a replica whose
+	// batch was full at the scrape and has finished since has room again
+	// before the next scrape says so.
+	kv := min(max(e.KV+since*e.KVPerSeq, 0), 1)
+	if queue > l.opts.MaxQueue || kv > l.opts.MaxKV {
 		return llmLoad{fresh: true, full: true}
 	}
 	wait := max(count+1-batch, 0)
 	return llmLoad{ok: true, fresh: true, full: e.Queued && wait > 0, wait: wait, busy: count / max(batch, 1),
-		kv: min(max(e.KV+since*e.KVPerSeq, 0), 1), count: count}
+		kv: kv, count: count}
 }
 
 // PickBody implements BodyPicker.

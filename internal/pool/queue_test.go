@@ -326,3 +326,29 @@ func TestQueueOtherPoolsHeldDoNotHoldAPoolWithRoom(t *testing.T) {
 		t.Fatalf("green: got %+v", p)
 	}
 }
+
+// TestQueueFreedSlotCountsItsKV: a replica whose batch was full at the
+// scrape reports its KV over balancing.max_kv (each sequence holding a
+// quarter of it); a completion since frees that sequence's share, so the
+// held request goes there at once, not at the next scrape.
+func TestQueueFreedSlotCountsItsKV(t *testing.T) {
+	rs := replicas(t, 2)
+	for _, r := range rs {
+		for range 4 {
+			r.Acquire()
+		}
+		r.SetEngineLoad(&pool.EngineLoad{At: time.Now(), Running: 4, Slots: 4, Queued: true, KV: 1, KVPerSeq: 0.25, InFlight: 4})
+	}
+	l := queued(time.Hour, 0)
+	got := pickAsync(l, rs, chat("hello"), stays())
+	awaitWaiting(t, l, 1)
+	rs[0].Release()
+	select {
+	case p := <-got:
+		if p.err != nil || p.rep != rs[0] || !p.acquired {
+			t.Fatalf("got %+v, want the first replica, acquired", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held request stayed held after a slot freed (KV taken as the scrape's)")
+	}
+}
