@@ -80,10 +80,15 @@ func TestModelNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	var list struct {
-		Data []struct{ ID, Root string }
+		Data []struct {
+			ID, Root    string
+			MaxModelLen int `json:"max_model_len"`
+		}
 	}
-	if err := jsonDecode(resp, &list); err != nil || len(list.Data) != 1 || list.Data[0].ID != "llama" || list.Data[0].Root != "model-v1" {
-		t.Errorf("/v1/models = %+v (%v), want llama with root model-v1", list, err)
+	// max_model_len as the replicas list it (clients size prompts by it).
+	if err := jsonDecode(resp, &list); err != nil || len(list.Data) != 1 || list.Data[0].ID != "llama" || list.Data[0].Root != "model-v1" ||
+		list.Data[0].MaxModelLen != mockllm.DefaultMaxModelLen {
+		t.Errorf("/v1/models = %+v (%v), want llama with root model-v1 and max_model_len %d", list, err, mockllm.DefaultMaxModelLen)
 	}
 	if resp.Header.Get("X-Cutover-Pool") != "blue" {
 		t.Errorf("/v1/models without X-Cutover-Pool")

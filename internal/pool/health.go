@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -84,6 +85,9 @@ func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
 	var list struct {
 		Data []struct {
 			ID string `json:"id"`
+			// MaxModelLen is kept as sent: a server whose value is
+			// not a whole number is not failed for it.
+			MaxModelLen json.RawMessage `json:"max_model_len"`
 		} `json:"data"`
 	}
 	if err := c.get(ctx, r, r.Name+"/v1/models", &list); err != nil {
@@ -92,6 +96,8 @@ func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
 	var ids []string
 	for _, m := range list.Data {
 		if m.ID == model {
+			n, _ := strconv.ParseInt(string(m.MaxModelLen), 10, 64)
+			r.maxLen.Store(max(n, 0))
 			return nil
 		}
 		ids = append(ids, m.ID)

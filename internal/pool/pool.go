@@ -38,6 +38,7 @@ type Replica struct {
 	healthy  atomic.Bool // by active checks (and Eject)
 	inflight atomic.Int64
 	requests atomic.Uint64 // requests sent, retries included
+	maxLen   atomic.Int64  // max_model_len its /v1/models gave for the pool's model; 0 unknown
 	out      outlierState  // passive health: see Outlier
 
 	engine atomic.Pointer[EngineLoad] // the llm balancer's scraped metrics; nil before
@@ -217,6 +218,20 @@ func (p *Pool) Requests() uint64 {
 	var n uint64
 	for _, r := range p.Replicas {
 		n += r.Requests()
+	}
+	return n
+}
+
+// MaxModelLen returns the context length the pool's healthy replicas
+// list for its model on /v1/models (vLLM's max_model_len), the smallest
+// if they differ (a request that fits it fits any of them); 0 when none
+// of them gave one.
+func (p *Pool) MaxModelLen() int64 {
+	var n int64
+	for _, r := range p.Replicas {
+		if m := r.maxLen.Load(); m > 0 && r.Healthy() && (n == 0 || m < n) {
+			n = m
+		}
 	}
 	return n
 }

@@ -288,13 +288,13 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 	case !strings.HasPrefix(path, "/v1/") || hasDotSegment(path):
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", path)}}, true
-	case e.ModelsBody != nil && path == "/v1/models" && (method == http.MethodGet || method == http.MethodHead):
+	case e.HasModelName() && path == "/v1/models" && (method == http.MethodGet || method == http.MethodHead):
 		// As a replica's own list would: none when no replica can
 		// serve (clients probe liveness with it as with /health).
 		if e.Pool.HealthyCount() == 0 {
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
-		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody}, true
+		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody()}, true
 	}
 	return localAnswer{}, false
 }

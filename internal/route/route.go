@@ -47,10 +47,10 @@ type Entry struct {
 	// PoolHeader is []string{Pool.Name} for the X-Cutover-Pool header.
 	// Never modify it.
 	PoolHeader []string
-	// ModelsBody is the gateway's own answer to GET /v1/models when a
-	// client-facing model name is set: that name, with the pool's model id
-	// as its root. Nil otherwise.
-	ModelsBody []byte
+	// modelName is the client-facing model name, "" for none; created
+	// is when the entry was made (the list's created).
+	modelName string
+	created   int64
 	// Sleeping, when not nil, says the pool's replicas are put to sleep
 	// (the pool retained for rollback under rollout.retention_mode: sleep):
 	// it is the same pool without replicas, which requests naming the
@@ -67,28 +67,45 @@ func (t *Table) MarkSleeping(name string) {
 	if e == nil || e == t.Live {
 		return
 	}
-	e.Sleeping = &Entry{Pool: &pool.Pool{Name: e.Pool.Name, Model: e.Pool.Model}, ModelJSON: e.ModelJSON, PoolHeader: e.PoolHeader, ModelsBody: e.ModelsBody}
+	e.Sleeping = &Entry{Pool: &pool.Pool{Name: e.Pool.Name, Model: e.Pool.Model}, ModelJSON: e.ModelJSON, PoolHeader: e.PoolHeader,
+		modelName: e.modelName, created: e.created}
 }
 
 // NewEntry derives an Entry from p; modelName is the client-facing model
 // name or "".
 func NewEntry(p *pool.Pool, modelName string) *Entry {
 	mj, _ := json.Marshal(p.Model) // a string always marshals
-	e := &Entry{Pool: p, ModelJSON: mj, PoolHeader: []string{p.Name}}
-	if modelName != "" {
-		type model struct {
-			ID      string `json:"id"`
-			Object  string `json:"object"`
-			Created int64  `json:"created"`
-			OwnedBy string `json:"owned_by"`
-			Root    string `json:"root"`
-		}
-		e.ModelsBody, _ = json.Marshal(struct {
-			Object string  `json:"object"`
-			Data   []model `json:"data"`
-		}{"list", []model{{ID: modelName, Object: "model", Created: time.Now().Unix(), OwnedBy: "cutover", Root: p.Model}}})
+	return &Entry{Pool: p, ModelJSON: mj, PoolHeader: []string{p.Name}, modelName: modelName, created: time.Now().Unix()}
+}
+
+// HasModelName reports whether a client-facing model name is set, so that
+// the gateway answers GET /v1/models itself (ModelsBody).
+func (e *Entry) HasModelName() bool { return e.modelName != "" }
+
+// ModelsBody returns the gateway's own answer to GET /v1/models when a
+// client-facing model name is set, as vLLM lists a model: that name, with
+// the pool's model id as its root and, once a health check learned it
+// from a healthy replica, its max_model_len (see pool.Pool.MaxModelLen).
+// Nil when no model name is set.
+func (e *Entry) ModelsBody() []byte {
+	if e.modelName == "" {
+		return nil
 	}
-	return e
+	type model struct {
+		ID          string  `json:"id"`
+		Object      string  `json:"object"`
+		Created     int64   `json:"created"`
+		OwnedBy     string  `json:"owned_by"`
+		Root        string  `json:"root"`
+		Parent      *string `json:"parent"`
+		MaxModelLen int64   `json:"max_model_len,omitempty"`
+	}
+	b, _ := json.Marshal(struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", []model{{ID: e.modelName, Object: "model", Created: e.created, OwnedBy: "cutover", Root: e.Pool.Model,
+		MaxModelLen: e.Pool.MaxModelLen()}}})
+	return b
 }
 
 // New builds a table with live as the live pool. live must name one of
