@@ -58,6 +58,8 @@ func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte, 
 	model := t.ModelName
 	if f, err := bm.scan(body); err == nil && f.found && f.isString {
 		model = f.model()
+	} else if err != nil && bm.form.found {
+		model = bm.formValue(body)
 	}
 	if h.opts.ClientAuth.Allows(k, model) {
 		return nil
@@ -216,6 +218,12 @@ func (sc *srvConn) headerValue(name string) string {
 	if sc.h.opts.ClientAuth == nil {
 		return ""
 	}
+	return sc.field(name)
+}
+
+// field is the value of the request's first header line name (any
+// case), "" when absent.
+func (sc *srvConn) field(name string) string {
 	for _, f := range sc.fields {
 		if equalFold(sc.head[f.ns:f.ne], name) {
 			return string(sc.head[f.vs:f.ve])

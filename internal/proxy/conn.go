@@ -630,6 +630,9 @@ func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, byBody bool, key in
 		e = rePick(t, e, body)
 	}
 	var bm bodyModel // the body's scan, shared
+	if aerr == nil && bm.readsForm(t, key, r.method, body) {
+		bm.scanForm(body, sc.field("Content-Type"))
+	}
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body, &bm); aerr != nil {
 			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line

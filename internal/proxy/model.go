@@ -457,13 +457,16 @@ func (m *bodyModel) rewrite(b []byte, clientName string, poolModel string, poolM
 		m.scanned = true
 	}
 	if m.err != nil {
-		return b, "", true // not an object: the backend answers it
+		// Not an object: a form's model field (scanForm), else the
+		// backend answers it.
+		return m.rewriteForm(b, clientName, poolModel)
 	}
 	f := &m.f
 	switch {
 	case f.found && f.isString && string(f.value) == poolModel:
 		return b, "", true
-	case f.found && f.isString && string(f.value) == clientName:
+	case f.found && f.isString && (string(f.value) == clientName || len(f.value) == 0):
+		// "" too: vLLM takes an empty name for the model it serves.
 		return m.setModel(b, f, poolModelJSON), "", true
 	case f.found && f.isString:
 		return nil, f.model(), false
@@ -568,6 +571,9 @@ type bodyModel struct {
 	// which the caller gives back when the body is no longer used.
 	pooled bool
 	out    *[]byte
+	// form is the model field of a body that is a multipart form, not a
+	// JSON object (see scanForm); zero when not read.
+	form formModel
 }
 
 // rewriteBufs hold the connection loop's rewritten bodies (model_name),

@@ -225,6 +225,9 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	}
 	var bm bodyModel // the body's scan, shared
+	if aerr == nil && bm.readsForm(t, key, r.Method, body) {
+		bm.scanForm(body, r.Header.Get("Content-Type"))
+	}
 	if aerr == nil {
 		if aerr = h.allowModel(key, t, r.Method, body, &bm); aerr != nil {
 			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)

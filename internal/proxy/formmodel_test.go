@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// form builds a multipart body of fields (name, value) and, when file is
+// not "", an audio file part, with boundary "b0undary".
+func form(file string, fields ...string) string {
+	var b strings.Builder
+	w := multipart.NewWriter(&b)
+	_ = w.SetBoundary("b0undary")
+	if file != "" {
+		fw, _ := w.CreateFormFile("file", "a.wav")
+		_, _ = fw.Write([]byte(file))
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = w.WriteField(fields[i], fields[i+1])
+	}
+	_ = w.Close()
+	return b.String()
+}
+
+func TestScanFormModel(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+		model      string // "" with found false
+	}{
+		{"model after the file", form("RIFF\r\n--b0und\r\n\r\n", "model", "llama", "language", "en"), true, "llama"},
+		{"no model", form("RIFF", "language", "en"), true, ""},
+		{"the last of two", form("", "model", "a", "model", "b"), true, "b"},
+		{"empty value", form("", "model", ""), true, ""},
+		{"a file named model is not the field", "--b0undary\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m\"\r\n\r\nllama\r\n--b0undary--\r\n", true, ""},
+		{"unquoted name, other header case", "--b0undary\r\ncontent-disposition: form-data; name=model\r\n\r\nllama\r\n--b0undary--", true, "llama"},
+		{"a preamble is not read", "ignored\r\n--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", false, ""},
+		{"no close delimiter", "--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama", false, ""},
+		{"bare LF", "--b0undary\nContent-Disposition: form-data; name=\"model\"\n\nllama\n--b0undary--\n", false, ""},
+		{"other boundary", "--other\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--other--\r\n", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, ok := scanFormModel([]byte(tc.body), "b0undary")
+			if ok != tc.ok {
+				t.Fatalf("ok %v, want %v", ok, tc.ok)
+			}
+			got := ""
+			if f.found {
+				got = tc.body[f.vs:f.ve]
+			}
+			if got != tc.model || f.found != (tc.model != "" || tc.name == "empty value") {
+				t.Fatalf("model %q (found %v), want %q", got, f.found, tc.model)
+			}
+		})
+	}
+}
+
+// FuzzScanFormModel: what scanFormModel reads as a form, Go's
+// mime/multipart reads as one too, with the same last "model" field.
+func FuzzScanFormModel(f *testing.F) {
+	f.Add(form("RIFF", "model", "llama"))
+	f.Add(form("", "model", "a", "model", "b"))
+	f.Add("--b0undary\r\ncontent-disposition: form-data; name=model\r\n\r\nllama\r\n--b0undary--")
+	f.Add("x\r\n--b0undary \r\n\r\nv\r\n--b0undary--")
+	f.Fuzz(func(t *testing.T, body string) {
+		got, ok := scanFormModel([]byte(body), "b0undary")
+		if !ok {
+			return
+		}
+		r := multipart.NewReader(strings.NewReader(body), "b0undary")
+		want, found := "", false
+		for {
+			p, err := r.NextRawPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("scanFormModel read %q as a form; mime/multipart: %v", body, err)
+			}
+			v, err := io.ReadAll(p)
+			if err != nil {
+				t.Fatalf("scanFormModel read %q as a form; mime/multipart: %v", body, err)
+			}
+			if p.FormName() == "model" && p.FileName() == "" {
+				want, found = string(v), true
+			}
+		}
+		if found != got.found || found && body[got.vs:got.ve] != want {
+			t.Fatalf("body %q: model %v %q, mime/multipart: %v %q", body, got.found, body[got.vs:got.ve], found, want)
+		}
+	})
+}
+
+// TestFormModelRewrite: vLLM's audio endpoints take model as a form field;
+// with model_name, the client-facing name in it becomes the pool's model
+// id on both paths, another name gets 404 model_not_found, and a key
+// limited to models is held to the form's model as to a JSON one.
+func TestFormModelRewrite(t *testing.T) {
+	backend := newEchoBackend(t)
+	for _, fe := range frontends {
+		for _, tc := range []struct {
+			name, modelName, model, auth string
+			status                       int
+			sent                         string // the model field the replica got
+		}{
+			{"client name", "llama", "llama", "", 200, "model-v1"},
+			{"pool's own id", "llama", "model-v1", "", 200, "model-v1"},
+			{"other name", "llama", "gpt-4o-transcribe", "", 404, ""},
+			{"limited key, other model", "llama", "sql-lora", "Bearer sk-ci", 403, ""},
+			{"limited key, its model, no model_name", "", "model-v1", "Bearer sk-ci", 200, "model-v1"},
+		} {
+			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
+				opts := Options{}
+				if tc.auth != "" {
+					opts.ClientAuth = testKeys(t)
+				}
+				addr := fe.start(t, newHandler(t, opts, tc.modelName, backend.URL))
+				body := form("RIFF\x00\x01audio", "model", tc.model, "response_format", "json")
+				req, _ := http.NewRequest("POST", "http://"+addr+"/v1/audio/transcriptions", strings.NewReader(body))
+				req.Header.Set("Content-Type", "multipart/form-data; boundary=b0undary")
+				if tc.auth != "" {
+					req.Header.Set("Authorization", tc.auth)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.status {
+					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
+				}
+				if tc.status != 200 {
+					checkAPIError(t, string(b), map[int]string{404: "model_not_found", 403: "model_not_allowed"}[tc.status])
+					return
+				}
+				e := decodeEcho(t, string(b))
+				mr := multipart.NewReader(strings.NewReader(e.Body), "b0undary")
+				fm, err := mr.ReadForm(1 << 20)
+				if err != nil {
+					t.Fatalf("replica got no form: %v (%q)", err, e.Body)
+				}
+				if got := fm.Value["model"]; len(got) != 1 || got[0] != tc.sent {
+					t.Errorf("replica got model %q, want %q", got, tc.sent)
+				}
+				if fh := fm.File["file"]; len(fh) != 1 || fh[0].Size != int64(len("RIFF\x00\x01audio")) {
+					t.Errorf("replica got file parts %v", fh)
+				}
+				if want := strings.Replace(body, "\r\n\r\n"+tc.model+"\r\n", "\r\n\r\n"+tc.sent+"\r\n", 1); !bytes.Equal([]byte(e.Body), []byte(want)) {
+					t.Errorf("body changed beyond the model field:\n got %q\nwant %q", e.Body, want)
+				}
+			})
+		}
+	}
+}
