@@ -35,7 +35,7 @@ const noKey = -1
 // replica answers them, and no completion is ever made by one.
 func (h *Handler) authenticate(method, path, authorization string) (int, *apiError) {
 	a := h.opts.ClientAuth
-	if a == nil || path == "/health" || method == http.MethodOptions {
+	if a == nil || path == "/health" || path == "/ping" || method == http.MethodOptions {
 		return noKey, nil
 	}
 	if k := a.Authenticate(authorization); k >= 0 {

@@ -157,3 +157,47 @@ func TestFormModelRewrite(t *testing.T) {
 		}
 	}
 }
+
+// TestInferenceRoutesOutsideV1: vLLM's client routes outside /v1/
+// (tokenizer, pooling, scoring, SageMaker's) reach the live pool with the
+// model-name rule applied; its operator routes outside /v1/ do not reach
+// it; /ping is answered as /health, without a key.
+func TestInferenceRoutesOutsideV1(t *testing.T) {
+	backend := newEchoBackend(t)
+	for _, fe := range frontends {
+		addr := fe.start(t, newHandler(t, Options{ClientAuth: testKeys(t)}, "llama", backend.URL))
+		do := func(method, path, body, auth string) (int, string) {
+			req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, string(b)
+		}
+		for _, path := range []string{"/tokenize", "/detokenize", "/version", "/pooling", "/classify", "/score", "/rerank", "/v2/rerank", "/invocations"} {
+			status, body := do("POST", path, `{"model":"llama","prompt":"hi"}`, "Bearer sk-team")
+			if status != 200 {
+				t.Fatalf("%s %s: status %d, want the replica's 200: %s", fe.name, path, status, body)
+			}
+			if e := decodeEcho(t, body); e.URI != path || e.Body != `{"model":"model-v1","prompt":"hi"}` {
+				t.Errorf("%s %s: the replica got %s %q", fe.name, path, e.URI, e.Body)
+			}
+		}
+		for _, path := range []string{"/metrics", "/sleep?level=1", "/wake_up", "/load", "/collective_rpc", "/v2/models", "/tokenize/../metrics"} {
+			status, body := do("POST", path, `{}`, "Bearer sk-team")
+			if status != 404 || strings.Contains(body, `"URI"`) {
+				t.Errorf("%s %s: status %d, want 404 unknown_path: %s", fe.name, path, status, body)
+				continue
+			}
+			checkAPIError(t, body, "unknown_path")
+		}
+		if status, body := do("GET", "/ping", "", ""); status != 200 || body != "" {
+			t.Errorf("%s GET /ping without a key: %d %q, want 200 from the gateway", fe.name, status, body)
+		}
+	}
+}

@@ -276,21 +276,35 @@ type localAnswer struct {
 	err         *apiError
 }
 
+// inferencePaths are the routes outside /v1/ where vLLM serves clients
+// (tokenizer, pooling and scoring models, SageMaker's /invocations) and
+// which the gateway proxies as it does /v1/*. vLLM's other routes outside
+// /v1/ are the operator's (/metrics, sleep mode, /load, LoRA loading by
+// its dev routes) and stay out of clients' reach; /health and /ping (its
+// SageMaker twin) the gateway answers itself.
+var inferencePaths = map[string]bool{
+	"/tokenize": true, "/detokenize": true, "/version": true,
+	"/pooling": true, "/classify": true, "/score": true,
+	"/rerank": true, "/v2/rerank": true, "/invocations": true,
+}
+
 // answerLocally decides the requests the gateway answers itself: /health
-// of the pool, paths outside /v1/ (or leaving it through dot segments),
+// (and /ping) of the pool, paths outside /v1/ but inferencePaths (or
+// leaving them through dot segments),
 // and GET and HEAD /v1/models when the table names one model for clients
 // (503, as /health, while the pool has no healthy replica). ok false
 // means: send the request to a replica.
 func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool) {
 	switch {
-	case path == "/health" && (method == http.MethodGet || method == http.MethodHead):
+	case path == "/health" && (method == http.MethodGet || method == http.MethodHead),
+		path == "/ping" && (method == http.MethodGet || method == http.MethodHead || method == http.MethodPost):
 		if e.Pool.HealthyCount() == 0 {
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
 		return localAnswer{status: http.StatusOK}, true
-	case !strings.HasPrefix(path, "/v1/") || hasDotSegment(path):
+	case !strings.HasPrefix(path, "/v1/") && !inferencePaths[path] || hasDotSegment(path):
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
-			msg: fmt.Sprintf("cutover proxies /v1/* only, not %q", path)}}, true
+			msg: fmt.Sprintf("cutover proxies /v1/* and vLLM's inference routes only, not %q", path)}}, true
 	case e.HasModelName() && path == "/v1/models" && (method == http.MethodGet || method == http.MethodHead):
 		// As a replica's own list would: none when no replica can
 		// serve (clients probe liveness with it as with /health).
