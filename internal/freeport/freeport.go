@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // lowest is the lowest port picked: above the well-known and most
@@ -35,6 +36,9 @@ func Pick() (int, error) {
 	var last error
 	for range 64 {
 		p := lowest + rand.IntN(hi-lowest+1)
+		if !claim(p) {
+			continue // handed out already: its process may not have bound it yet
+		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
 			last = err
@@ -44,6 +48,28 @@ func Pick() (int, error) {
 		return p, nil
 	}
 	return 0, fmt.Errorf("find a free port below %d: %w", hi+1, last)
+}
+
+// given holds the ports Pick returned in this process: one picked
+// twice (two listeners of one test, picked before either binds) would
+// fail the second process that binds it.
+var given struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claim records p as given and reports whether it was not given before.
+func claim(p int) bool {
+	given.Lock()
+	defer given.Unlock()
+	if given.ports[p] {
+		return false
+	}
+	if given.ports == nil {
+		given.ports = map[int]bool{}
+	}
+	given.ports[p] = true
+	return true
 }
 
 // Addr is Pick as "127.0.0.1:PORT".

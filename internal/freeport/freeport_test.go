@@ -25,3 +25,23 @@ func TestPickBelowTheEphemeralRange(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestPickNeverTwice: ports picked and not yet bound (two listeners of
+// one test, picked before either process binds) are all different. 3000
+// random picks of about 22000 ports would repeat one almost surely.
+func TestPickNeverTwice(t *testing.T) {
+	if ephemeralLow()-lowest < 10000 {
+		t.Skip("the range below the ephemeral ports is too small here")
+	}
+	seen := map[int]bool{}
+	for i := range 3000 {
+		p, err := Pick()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("pick %d: port %d given twice", i, p)
+		}
+		seen[p] = true
+	}
+}
