@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,7 @@ var mockLLMFlags = map[string]string{
 	"PrefillPerToken":  "prefill-per-token",
 	"ITLPerSeq":        "itl-per-seq",
 	"MaxBatchedTokens": "max-num-batched-tokens",
+	"LoRAModules":      "lora-modules",
 }
 
 // newMockLLMCmd returns the "mock-llm" command: a simulated vLLM replica.
@@ -62,6 +64,9 @@ Faults can be changed while it runs through the simulator-only endpoint
 				return err
 			}
 			cfg.Sleep.DevMode = mockSleepDevMode()
+			for i, m := range cfg.LoRAModules { // name=path, as vLLM's: the simulator needs the name
+				cfg.LoRAModules[i], _, _ = strings.Cut(m, "=")
+			}
 			return runMockLLM(cmd.Context(), log, listen, cfg, keepAlive)
 		},
 	}
@@ -80,6 +85,7 @@ Faults can be changed while it runs through the simulator-only endpoint
 	f.BoolVar(&cfg.FailHealth, "fail-health", false, "answer 503 on /health")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault-injection draws")
 	f.StringVar(&cfg.AnswerAs, "answer-as", "", "answer as this model id would (same weights, new served id)")
+	f.StringSliceVar(&cfg.LoRAModules, "lora-modules", nil, "LoRA adapters served beside --model, as vLLM's --lora-modules name=path (listed in /v1/models; requests may name them)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "require Authorization: Bearer KEY on /v1/* (401 otherwise), like vLLM's --api-key")
 	f.IntVar(&cfg.MaxModelLen, "max-model-len", mockllm.DefaultMaxModelLen, "context length reported and enforced")
 	f.IntVar(&cfg.MaxConcurrent, "max-num-seqs", 0, "vLLM's name for --max-concurrent: the running batch, more wait")

@@ -301,3 +301,35 @@ func TestBadAdminCallsChangeNothing(t *testing.T) {
 		t.Errorf("bad calls changed the state: revision %d deployment %+v", st.Revision, st.Deployment)
 	}
 }
+
+// TestLoRAAdaptersWithModelName: with model_name set, a LoRA adapter the
+// live replicas list on /v1/models is served by its own name (it was 404
+// model_not_found) and listed by the gateway's /v1/models beside the
+// client-facing name, with that name as its parent.
+func TestLoRAAdaptersWithModelName(t *testing.T) {
+	e := newEnv(t, envOptions{modelName: "llama", mock: mockllm.Config{Tokens: 3, LoRAModules: []string{"sql-lora"}}})
+	ctx := context.Background()
+	for _, stream := range []bool{false, true} {
+		res, err := e.chat(ctx, "sql-lora", "hi", stream, "")
+		if err != nil || res.status != 200 || res.model != "sql-lora" {
+			t.Fatalf("stream=%v: %d %q %v %s, want the adapter's answer", stream, res.status, res.model, err, res.body)
+		}
+	}
+	if res, err := e.chat(ctx, "other-lora", "hi", false, ""); err != nil || res.status != 404 {
+		t.Fatalf("an adapter no replica lists: %d %v, want 404", res.status, err)
+	}
+	resp, err := e.http.Get(e.traffic + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Data []struct {
+			ID     string
+			Parent *string
+		}
+	}
+	if err := jsonDecode(resp, &list); err != nil || len(list.Data) != 2 || list.Data[0].ID != "llama" || list.Data[0].Parent != nil ||
+		list.Data[1].ID != "sql-lora" || list.Data[1].Parent == nil || *list.Data[1].Parent != "llama" {
+		t.Fatalf("/v1/models = %+v (%v), want llama, then sql-lora with parent llama", list, err)
+	}
+}

@@ -178,3 +178,37 @@ func TestCanaryAffinityEndToEnd(t *testing.T) {
 		t.Fatalf("requests without a session all went one way: %v", spread)
 	}
 }
+
+// TestCanaryModelIDGoesToItsVersion: during a canary, a client naming a
+// version's own model id (the id the answers carry) gets that version,
+// whatever the weights draw; the client-facing name is still split by
+// the weights. Before, half of such requests got 404 model_not_found.
+func TestCanaryModelIDGoesToItsVersion(t *testing.T) {
+	e := canaryEnv(t, 50)
+	deployV2(t, e, mockllm.Config{Tokens: 4, Seed: 2})
+	e.waitPhase(t, "canary", 30*time.Second)
+	ctx := context.Background()
+	for _, tc := range []struct{ model, pool string }{{"model-v1", "blue"}, {"model-v2b", "green"}} {
+		for i := range 20 {
+			res, err := e.chat(ctx, tc.model, fmt.Sprintf("q%d", i), i%2 == 0, "")
+			if err != nil || res.status != 200 || res.pool != tc.pool || res.model != tc.model {
+				t.Fatalf("%s request %d: %d %s %s %v %s, want 200 from %s", tc.model, i, res.status, res.pool, res.model, err, res.body, tc.pool)
+			}
+		}
+	}
+	served := map[string]int{}
+	for i := range 40 {
+		res, err := e.chat(ctx, "llama", fmt.Sprintf("q%d", i), false, "")
+		if err != nil || res.status != 200 {
+			t.Fatalf("llama request %d: %d %v %s", i, res.status, err, res.body)
+		}
+		served[res.pool]++
+	}
+	// 50 % of 40: both pools serve some (all to one is 2^-39).
+	if served["blue"] == 0 || served["green"] == 0 {
+		t.Fatalf("the client-facing name served %v, want both pools", served)
+	}
+	if res, err := e.chat(ctx, "gpt-4o", "q", false, ""); err != nil || res.status != 404 {
+		t.Fatalf("another name: %d %v, want 404", res.status, err)
+	}
+}

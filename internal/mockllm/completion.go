@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cutover-dev/cutover/internal/jsonstr"
 )
 
 // endpoint tells the two completion APIs apart.
@@ -161,6 +164,7 @@ type job struct {
 	promptTokens int
 	tokens       int    // tokens to generate, >= 1
 	finish       string // finishStop or finishLength
+	modelJSON    []byte // the model answering, when a LoRA adapter; nil: the server's
 
 	blocks  []uint64      // the prompt's full-block hashes, with a prefix cache
 	hasher  *blockHasher  // what made blocks, to go on with the answer
@@ -229,9 +233,13 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 	if req.StreamOptions != nil && req.StreamOptions.set && !req.Stream {
 		return job{}, badRequest("stream_options", "Stream options can only be defined when `stream=True`.")
 	}
+	var modelJSON []byte // a LoRA adapter's name; nil: Model
 	if req.Model != s.cfg.Model {
-		return job{}, &apiError{status: http.StatusNotFound, typ: typeNotFound, param: "model",
-			message: "The model `" + req.Model + "` does not exist."}
+		if !slices.Contains(s.cfg.LoRAModules, req.Model) {
+			return job{}, &apiError{status: http.StatusNotFound, typ: typeNotFound, param: "model",
+				message: "The model `" + req.Model + "` does not exist."}
+		}
+		modelJSON = jsonstr.Append(nil, req.Model)
 	}
 	if req.N != nil {
 		if *req.N < 1 {
@@ -243,7 +251,7 @@ func (s *Server) plan(req *completionRequest, kind endpoint, arrival time.Time) 
 			return job{}, badRequest("n", "the simulator answers one choice; n=%d is not supported", *req.N)
 		}
 	}
-	j := job{kind: kind, stream: req.Stream, created: arrival.Unix(), tokens: s.cfg.Tokens, finish: finishStop}
+	j := job{kind: kind, stream: req.Stream, created: arrival.Unix(), tokens: s.cfg.Tokens, finish: finishStop, modelJSON: modelJSON}
 	if req.StreamOptions != nil && req.Stream {
 		j.includeUsage = req.StreamOptions.IncludeUsage
 	}
@@ -464,6 +472,9 @@ func (s *Server) appendHead(b []byte, j *job) []byte {
 	b = append(b, object...)
 	b = strconv.AppendInt(b, j.created, 10)
 	b = append(b, `,"model":`...)
+	if j.modelJSON != nil {
+		return append(b, j.modelJSON...)
+	}
 	return append(b, s.modelJSON...)
 }
 

@@ -85,6 +85,10 @@ type Config struct {
 	// of Model: a new version that serves a new id but the same weights
 	// (a new serving stack, say) answers exactly like the old one.
 	AnswerAs string
+	// LoRAModules are the names of LoRA adapters served beside Model, as
+	// vLLM's --lora-modules name=path: /v1/models lists each (parent
+	// Model) and requests may name one; answers then carry that name.
+	LoRAModules []string
 	// APIKey, when set, is the key every request under /v1/ must carry as
 	// Authorization: Bearer APIKey, like vLLM's --api-key; others get 401
 	// {"error":"Unauthorized"}. /health, /metrics and /mock/faults stay
@@ -129,6 +133,12 @@ func (cfg Config) withDefaults() Config {
 func (cfg Config) validate() error {
 	if cfg.Model == "" {
 		return &FieldError{Field: "Model", Value: `""`, Err: errors.New("a served model id is required")}
+	}
+	for _, name := range cfg.LoRAModules {
+		if name == "" || name == cfg.Model {
+			return &FieldError{Field: "LoRAModules", Value: fmt.Sprintf("%q", cfg.LoRAModules),
+				Err: errors.New("each adapter needs a name of its own, not empty and not the model's")}
+		}
 	}
 	for _, d := range []struct {
 		field string

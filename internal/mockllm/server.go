@@ -305,8 +305,20 @@ func (s *Server) modelsBody() []byte {
 	b = append(b, created...)
 	b = append(b, `,"allow_create_engine":false,"allow_sampling":true,"allow_logprobs":true,`+
 		`"allow_search_indices":false,"allow_view":true,"allow_fine_tuning":false,`+
-		`"organization":"*","group":null,"is_blocking":false}]}]}`...)
-	return b
+		`"organization":"*","group":null,"is_blocking":false}]}`...)
+	for _, name := range s.cfg.LoRAModules { // as vLLM lists an adapter: no max_model_len
+		nj := jsonstr.Append(nil, name)
+		b = append(b, `,{"id":`...)
+		b = append(b, nj...)
+		b = append(b, `,"object":"model","created":`...)
+		b = append(b, created...)
+		b = append(b, `,"owned_by":"vllm","root":`...)
+		b = jsonstr.Append(b, "/loras/"+name)
+		b = append(b, `,"parent":`...)
+		b = append(b, s.modelJSON...)
+		b = append(b, `,"max_model_len":null,"permission":[]}`...)
+	}
+	return append(b, "]}"...)
 }
 
 // pacer waits on one reusable timer, giving up when the context ends.

@@ -94,15 +94,23 @@ func (c *Checker) Probe(ctx context.Context, r *Replica, model string) error {
 		return err
 	}
 	var ids []string
+	found := false
 	for _, m := range list.Data {
 		if m.ID == model {
 			n, _ := strconv.ParseInt(string(m.MaxModelLen), 10, 64)
 			r.maxLen.Store(max(n, 0))
-			return nil
+			found = true
+			continue
 		}
 		ids = append(ids, m.ID)
 	}
-	return &ModelMismatchError{Replica: r.Name, Want: model, Serves: ids}
+	if !found {
+		return &ModelMismatchError{Replica: r.Name, Want: model, Serves: ids}
+	}
+	if old := r.listed.Load(); old == nil || !slices.Equal(*old, ids) {
+		r.listed.Store(&ids)
+	}
+	return nil
 }
 
 // ModelMismatchError is a replica that answers /v1/models but does not

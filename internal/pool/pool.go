@@ -5,6 +5,7 @@ package pool
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,9 +38,10 @@ type Replica struct {
 
 	healthy  atomic.Bool // by active checks (and Eject)
 	inflight atomic.Int64
-	requests atomic.Uint64 // requests sent, retries included
-	maxLen   atomic.Int64  // max_model_len its /v1/models gave for the pool's model; 0 unknown
-	out      outlierState  // passive health: see Outlier
+	requests atomic.Uint64            // requests sent, retries included
+	maxLen   atomic.Int64             // max_model_len its /v1/models gave for the pool's model; 0 unknown
+	listed   atomic.Pointer[[]string] // the other ids its /v1/models gave beside the pool's model (LoRA adapters); nil before
+	out      outlierState             // passive health: see Outlier
 
 	engine atomic.Pointer[EngineLoad] // the llm balancer's scraped metrics; nil before
 	wake   atomic.Pointer[waitQueue]  // the gateway queue to tell when a slot frees; nil before one waited for r
@@ -234,6 +236,35 @@ func (p *Pool) MaxModelLen() int64 {
 		}
 	}
 	return n
+}
+
+// Lists reports whether a healthy replica of the pool listed name on its
+// /v1/models at its last check, besides the pool's model: a LoRA adapter
+// it serves.
+func (p *Pool) Lists(name string) bool {
+	for _, r := range p.Replicas {
+		if l := r.listed.Load(); l != nil && r.Healthy() && slices.Contains(*l, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Listed returns the ids the pool's healthy replicas listed on their
+// /v1/models at their last check besides the pool's model (LoRA
+// adapters), each once, in the order first seen.
+func (p *Pool) Listed() []string {
+	var ids []string
+	for _, r := range p.Replicas {
+		if l := r.listed.Load(); l != nil && r.Healthy() {
+			for _, id := range *l {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	return ids
 }
 
 // HealthyCount returns how many of the pool's replicas are healthy.

@@ -84,21 +84,17 @@ func (h *Handler) logRefused(method, path string, e *route.Entry, start time.Tim
 }
 
 // modelsForKey is the gateway's own answer a to GET /v1/models (the
-// client-facing model_name) as key k may see it: an empty list when k is
-// limited to models that do not include that name. A ClientAuth with a
+// client-facing model_name, for pool e) as key k may see it: only the
+// models k may use, an empty list when none. A ClientAuth with a
 // May(i, model) method is asked through it, so that listing counts no
 // refusal.
-func (h *Handler) modelsForKey(k int, t *route.Table, path string, a localAnswer) localAnswer {
+func (h *Handler) modelsForKey(k int, e *route.Entry, path string, a localAnswer) localAnswer {
 	if k == noKey || a.err != nil || path != "/v1/models" || a.body == nil {
 		return a
 	}
-	if !h.may(k, t.ModelName) {
-		a.body = noModels
-	}
+	a.body = e.ModelsBody(func(id string) bool { return h.may(k, id) })
 	return a
 }
-
-var noModels = []byte(`{"object":"list","data":[]}`)
 
 // may reports whether key k may use model, counting no refusal when the
 // ClientAuth can say so (a May method).

@@ -585,14 +585,14 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 	if t == nil {
 		return sc.discardBody() && sc.writeError(errNotReady(), nil, nil)
 	}
-	e, byBody := sc.pickEntry(t)
+	e, kind := sc.pickEntry(t)
 	key, aerr := h.authenticate(r.method, r.path, sc.headerValue("Authorization"))
 	if aerr != nil {
 		h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 		return sc.discardBody() && sc.writeError(aerr, e, nil)
 	}
 	if a, ok := answerLocally(r.method, r.path, e); ok {
-		a = h.modelsForKey(key, t, r.path, a)
+		a = h.modelsForKey(key, e, r.path, a)
 		if !sc.discardBody() {
 			return false
 		}
@@ -617,16 +617,16 @@ func (sc *srvConn) serveRequest(t *route.Table) bool {
 		return sc.writeError(aerr, e, nil)
 	}
 	body, held, aerr := sc.readBody()
-	return sc.serveBody(t, e, byBody, key, start, body, held, aerr)
+	return sc.serveBody(t, e, kind, key, start, body, held, aerr)
 }
 
 // serveBody is serveRequest from the body on (readBody's results). It is
 // apart so that the deferred give is open-coded: with serveRequest's
 // returns it made every request pay for a deferred call record.
-func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, byBody bool, key int, start time.Time, body []byte, held int64, aerr *apiError) bool {
+func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, kind pickKind, key int, start time.Time, body []byte, held int64, aerr *apiError) bool {
 	h, r := sc.h, &sc.req
 	defer func() { h.buffered.give(held) }() // held is 0 once an exchange holds it
-	if aerr == nil && byBody {
+	if aerr == nil && kind == pickByBody {
 		e = rePick(t, e, body)
 	}
 	var bm bodyModel // the body's scan, shared
@@ -651,7 +651,7 @@ func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, byBody bool, key in
 	// there and it fits, else in pooled storage.
 	bm.inPlace = len(body) > 0 && len(sc.body) > 0 && &body[0] == &sc.body[0]
 	bm.pooled = true
-	body, aerr = applyModelName(t, e, r.method, body, &bm)
+	body, e, aerr = applyModelName(t, e, kind != pickFixed, r.method, body, &bm)
 	rewritten := bm.out // body's storage when pooled, the exchange's until it ends
 	if aerr != nil {
 		return sc.writeError(aerr, e, nil)

@@ -120,25 +120,16 @@ func TestFormModelRewrite(t *testing.T) {
 				}
 				addr := fe.start(t, newHandler(t, opts, tc.modelName, backend.URL))
 				body := form("RIFF\x00\x01audio", "model", tc.model, "response_format", "json")
-				req, _ := http.NewRequest("POST", "http://"+addr+"/v1/audio/transcriptions", strings.NewReader(body))
-				req.Header.Set("Content-Type", "multipart/form-data; boundary=b0undary")
-				if tc.auth != "" {
-					req.Header.Set("Authorization", tc.auth)
-				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				resp, b := send(t, "http://"+addr+"/v1/audio/transcriptions", body,
+					"Content-Type", "multipart/form-data; boundary=b0undary", "Authorization", tc.auth)
 				if resp.StatusCode != tc.status {
 					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
 				}
 				if tc.status != 200 {
-					checkAPIError(t, string(b), map[int]string{404: "model_not_found", 403: "model_not_allowed"}[tc.status])
+					checkAPIError(t, b, map[int]string{404: "model_not_found", 403: "model_not_allowed"}[tc.status])
 					return
 				}
-				e := decodeEcho(t, string(b))
+				e := decodeEcho(t, b)
 				mr := multipart.NewReader(strings.NewReader(e.Body), "b0undary")
 				fm, err := mr.ReadForm(1 << 20)
 				if err != nil {

@@ -427,3 +427,28 @@ func newGatedStream(t *testing.T, other http.HandlerFunc) (backend *httptest.Ser
 	t.Cleanup(unblock) // if the test fails first
 	return backend, unblock
 }
+
+// send posts body to url with the header lines given as name, value
+// pairs (empty values left out) and returns the answer, body read.
+func send(t *testing.T, url, body string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] != "" {
+			req.Header.Set(header[i], header[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}

@@ -183,19 +183,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errNotReady().write(w)
 		return
 	}
-	e, byBody := h.pickPool(t, r)
-	h.servePool(w, r, t, e, byBody)
+	e, kind := h.pickPool(t, r)
+	h.servePool(w, r, t, e, kind)
 }
 
 // ServePool sends r to pool e of table t. The preview listener uses it to
 // reach the candidate pool.
 func (h *Handler) ServePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry) {
-	h.current().servePool(w, r, t, e, false)
+	h.current().servePool(w, r, t, e, pickFixed)
 }
 
-// servePool is ServePool; byBody picks the pool again from the body once
-// it is read (see rePick).
-func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry, byBody bool) {
+// servePool is ServePool; kind says how e was chosen (pickByBody: pick the
+// pool again from the body once it is read, see rePick).
+func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Table, e *route.Entry, kind pickKind) {
 	start := time.Now()
 	wdl := h.startWrites(w)
 	w.Header()["X-Cutover-Pool"] = e.PoolHeader
@@ -206,7 +206,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		return
 	}
 	if a, ok := answerLocally(r.Method, r.URL.Path, e); ok {
-		a = h.modelsForKey(key, t, r.URL.Path, a)
+		a = h.modelsForKey(key, e, r.URL.Path, a)
 		a.write(w)
 		return
 	}
@@ -220,7 +220,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}
 	body, held, aerr := h.readBody(w, r)
 	defer h.buffered.give(held)
-	if aerr == nil && byBody {
+	if aerr == nil && kind == pickByBody {
 		e = rePick(t, e, body)
 		w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	}
@@ -236,7 +236,12 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		}
 	}
 	if aerr == nil {
-		body, aerr = applyModelName(t, e, r.Method, body, &bm)
+		named := e
+		body, named, aerr = applyModelName(t, e, kind != pickFixed, r.Method, body, &bm)
+		if named != e {
+			e = named
+			w.Header()["X-Cutover-Pool"] = e.PoolHeader
+		}
 	}
 	if aerr != nil {
 		aerr.write(w)
@@ -311,7 +316,7 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 		if e.Pool.HealthyCount() == 0 {
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
-		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody()}, true
+		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody(nil)}, true
 	}
 	return localAnswer{}, false
 }
@@ -329,19 +334,32 @@ func (a *localAnswer) write(w http.ResponseWriter) {
 }
 
 // applyModelName applies the table's model_name rule to a request body
-// bound for pool e (see rewriteModel): it returns the body to send, or
-// the 404 for a model name the gateway does not serve. bm is the body's
-// shared scan.
-func applyModelName(t *route.Table, e *route.Entry, method string, body []byte, bm *bodyModel) ([]byte, *apiError) {
+// bound for pool e (see rewriteModel): it returns the body to send and
+// the pool to send it to, or the 404 for a model name the gateway does
+// not serve. bm is the body's shared scan. A name other than the
+// client-facing one and e's model id passes as it is when e's replicas
+// list it (a LoRA adapter), and, when drawn is set (the canary's weights
+// chose e), goes to the other pool of the canary when it is that pool's
+// model id and the pool gets traffic: a client naming the version that
+// answered it before (the answers' model) gets that version.
+func applyModelName(t *route.Table, e *route.Entry, drawn bool, method string, body []byte, bm *bodyModel) ([]byte, *route.Entry, *apiError) {
 	if t.ModelName == "" || len(body) == 0 || method != http.MethodPost {
-		return body, nil
+		return body, e, nil
 	}
 	nb, other, ok := bm.rewrite(body, t.ModelName, e.Pool.Model, e.ModelJSON)
-	if !ok {
-		return nil, &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
-			msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}
+	if ok {
+		return nb, e, nil
 	}
-	return nb, nil
+	if drawn {
+		if o := t.Weighted(other); o != nil && o != e {
+			return body, o, nil
+		}
+	}
+	if e.Pool.Lists(other) {
+		return body, e, nil
+	}
+	return nil, e, &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
+		msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}
 }
 
 // finish hands a completed exchange to the observer, the shadow mirror

@@ -8,20 +8,44 @@ import (
 	"github.com/cutover-dev/cutover/internal/route"
 )
 
+// pickKind says how a request's pool was chosen.
+type pickKind uint8
+
+const (
+	// pickFixed: the only pool there is (no canary), or the one the
+	// request names (the pool header and its token, the preview
+	// listener).
+	pickFixed pickKind = iota
+	// pickDrawn: the canary's weights drew it (by the affinity header's
+	// value when the table names one). A request whose model names the
+	// other pool's model id goes there instead (see applyModelName).
+	pickDrawn
+	// pickByBody: drawn, and provisional: the table hashes a body field
+	// (see rePick) and the request has no affinity header value.
+	pickByBody
+)
+
+// drawnKind is pickDrawn, or pickByBody when the table hashes a body
+// field and the request had no affinity key.
+func drawnKind(t *route.Table, key string) pickKind {
+	if key == "" && len(t.AffinityHash) > 0 {
+		return pickByBody
+	}
+	return pickDrawn
+}
+
 // pickEntry returns the pool of table t that serves a new request with
 // headers hdr: the live pool, or during a canary the pool t.Pick draws
-// (by the affinity header's value when t names one).
-// byBody reports that the pick is provisional: the table hashes a body
-// field (see rePick) and the request has no affinity header value.
-func pickEntry(t *route.Table, hdr http.Header) (e *route.Entry, byBody bool) {
+// (by the affinity header's value when t names one), and how.
+func pickEntry(t *route.Table, hdr http.Header) (e *route.Entry, kind pickKind) {
 	if t.Canary == nil {
-		return t.Live, false
+		return t.Live, pickFixed
 	}
 	key := ""
 	if t.AffinityHeader != "" {
 		key = hdr.Get(t.AffinityHeader)
 	}
-	return t.Pick(key), key == "" && len(t.AffinityHash) > 0
+	return t.Pick(key), drawnKind(t, key)
 }
 
 // rePick returns the pool of table t for a request with body when its
@@ -39,14 +63,14 @@ func rePick(t *route.Table, e *route.Entry, body []byte) *route.Entry {
 
 // pickPool returns the pool of table t that serves r: the pool r names with
 // the pool header and its token, else pickEntry's. It strips the pool
-// header and its token header from r. byBody is pickEntry's.
-func (h *Handler) pickPool(t *route.Table, r *http.Request) (*route.Entry, bool) {
+// header and its token header from r. The kind is pickEntry's.
+func (h *Handler) pickPool(t *route.Table, r *http.Request) (*route.Entry, pickKind) {
 	if hn := h.opts.PoolHeader; hn != "" {
 		name, token := headerValue(r.Header, hn), headerValue(r.Header, hn+"-Token")
 		delete(r.Header, hn)
 		delete(r.Header, hn+"-Token")
 		if e := h.namedEntry(t, name, token); e != nil {
-			return e, false
+			return e, pickFixed
 		}
 	}
 	return pickEntry(t, r.Header)
@@ -67,8 +91,8 @@ func (h *Handler) namedEntry(t *route.Table, name, token string) *route.Entry {
 
 // pickEntry is Handler.pickPool for the request in sc: it drops the pool
 // header and its token header from sc.fields, so they are not forwarded.
-// byBody is as pickEntry's.
-func (sc *srvConn) pickEntry(t *route.Table) (e *route.Entry, byBody bool) {
+// The kind is as pickEntry's.
+func (sc *srvConn) pickEntry(t *route.Table) (e *route.Entry, kind pickKind) {
 	if hn := sc.h.opts.PoolHeader; hn != "" {
 		var name, token string
 		sc.fields = slices.DeleteFunc(sc.fields, func(f hfield) bool {
@@ -84,11 +108,11 @@ func (sc *srvConn) pickEntry(t *route.Table) (e *route.Entry, byBody bool) {
 			return true
 		})
 		if e := sc.h.namedEntry(t, name, token); e != nil {
-			return e, false
+			return e, pickFixed
 		}
 	}
 	if t.Canary == nil {
-		return t.Live, false
+		return t.Live, pickFixed
 	}
 	key := ""
 	if t.AffinityHeader != "" {
@@ -99,5 +123,5 @@ func (sc *srvConn) pickEntry(t *route.Table) (e *route.Entry, byBody bool) {
 			}
 		}
 	}
-	return t.Pick(key), key == "" && len(t.AffinityHash) > 0
+	return t.Pick(key), drawnKind(t, key)
 }

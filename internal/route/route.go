@@ -85,9 +85,11 @@ func (e *Entry) HasModelName() bool { return e.modelName != "" }
 // ModelsBody returns the gateway's own answer to GET /v1/models when a
 // client-facing model name is set, as vLLM lists a model: that name, with
 // the pool's model id as its root and, once a health check learned it
-// from a healthy replica, its max_model_len (see pool.Pool.MaxModelLen).
-// Nil when no model name is set.
-func (e *Entry) ModelsBody() []byte {
+// from a healthy replica, its max_model_len (see pool.Pool.MaxModelLen);
+// then the LoRA adapters the healthy replicas list (pool.Pool.Listed),
+// with that name as their parent. may, when not nil, says which ids to
+// list (a client key's). Nil when no model name is set.
+func (e *Entry) ModelsBody(may func(id string) bool) []byte {
 	if e.modelName == "" {
 		return nil
 	}
@@ -100,11 +102,20 @@ func (e *Entry) ModelsBody() []byte {
 		Parent      *string `json:"parent"`
 		MaxModelLen int64   `json:"max_model_len,omitempty"`
 	}
+	data := make([]model, 0, 1)
+	if may == nil || may(e.modelName) {
+		data = append(data, model{ID: e.modelName, Object: "model", Created: e.created, OwnedBy: "cutover", Root: e.Pool.Model,
+			MaxModelLen: e.Pool.MaxModelLen()})
+	}
+	for _, id := range e.Pool.Listed() {
+		if id != e.modelName && (may == nil || may(id)) {
+			data = append(data, model{ID: id, Object: "model", Created: e.created, OwnedBy: "cutover", Root: id, Parent: &e.modelName})
+		}
+	}
 	b, _ := json.Marshal(struct {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
-	}{"list", []model{{ID: e.modelName, Object: "model", Created: e.created, OwnedBy: "cutover", Root: e.Pool.Model,
-		MaxModelLen: e.Pool.MaxModelLen()}}})
+	}{"list", data})
 	return b
 }
 
