@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -166,6 +167,9 @@ func (n *NginxDriver) validate(listen string) []*FieldError {
 		errs = append(errs, &FieldError{Key: "nginx." + key, Msg: fmt.Sprintf(format, args...)})
 	}
 	checkAbsPath(add, "upstream_file", n.UpstreamFile, "the file cutover writes and nginx.conf includes inside http {}")
+	if fi, err := os.Stat(n.UpstreamFile); n.UpstreamFile != "" && (strings.HasSuffix(n.UpstreamFile, "/") || err == nil && fi.IsDir()) {
+		add("upstream_file", "%q is a directory: name the file cutover writes in it", n.UpstreamFile)
+	}
 	if !nginxName.MatchString(n.UpstreamName) {
 		add("upstream_name", "%q must be letters, digits and underscores (it names the upstream and prefixes nginx variables)", n.UpstreamName)
 	}
@@ -195,11 +199,11 @@ func (h *HAProxyDriver) validate(listen string) []*FieldError {
 	}
 	checkAbsPath(add, "admin_socket", h.AdminSocket, "HAProxy's `stats socket PATH level admin`")
 	checkAbsPath(add, "map_file", h.MapFile, "the map file haproxy.cfg's use_backend consults, spelled as there")
-	if strings.ContainsAny(h.MapFile, " \t\r\n,()") {
-		add("map_file", "%q: HAProxy cannot name a map whose path has spaces, commas or parentheses", h.MapFile)
+	if strings.ContainsAny(h.MapFile, " \t\r\n,()"+cliSpecial) {
+		add("map_file", "%q: HAProxy cannot name a map whose path has spaces, commas, parentheses or any of %s (its Runtime API reads them as syntax)", h.MapFile, cliSpecial)
 	}
-	if h.MapKey == "" || strings.ContainsAny(h.MapKey, " \t\r\n") {
-		add("map_key", "%q must be one word", h.MapKey)
+	if h.MapKey == "" || strings.ContainsAny(h.MapKey, " \t\r\n"+cliSpecial) {
+		add("map_key", "%q must be one word without any of %s", h.MapKey, cliSpecial)
 	}
 	seen := map[string]string{}
 	for _, pool := range slices.Sorted(maps.Keys(h.Backends)) {
@@ -208,8 +212,8 @@ func (h *HAProxyDriver) validate(listen string) []*FieldError {
 			add("backends."+pool, "unknown pool %q (the pools are blue and green)", pool)
 			continue
 		}
-		if be == "" || strings.ContainsAny(be, " \t\r\n/") {
-			add("backends."+pool, "%q is not a backend name", be)
+		if !haproxyName.MatchString(be) {
+			add("backends."+pool, "%q is not a backend name (HAProxy's names are letters, digits, '-', '_', '.' and ':')", be)
 			continue
 		}
 		if other, dup := seen[be]; dup {
@@ -229,6 +233,15 @@ func (h *HAProxyDriver) validate(listen string) []*FieldError {
 	checkVerify(add, h.VerifyURL, h.VerifyTimeout, listen, "haproxy")
 	return errs
 }
+
+// cliSpecial are the bytes HAProxy's Runtime API reads as syntax in a
+// command line (';' separates two commands: a map file named "x;shutdown
+// frontend f" would run the second), so no name cutover sends it may hold
+// them.
+const cliSpecial = ";\\'\"#"
+
+// haproxyName is what HAProxy accepts as a proxy (backend) name.
+var haproxyName = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
 
 type addFunc func(key, format string, args ...any)
 

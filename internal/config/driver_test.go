@@ -111,6 +111,13 @@ func TestDriverErrors(t *testing.T) {
 		{"map file with parentheses", strings.Replace(haproxyMinimal, "/etc/haproxy/cutover.map", "/tmp/a(b)/cutover.map", 1),
 			"haproxy.map_file", []string{"parentheses"}},
 		{"map key with a space", haproxyMinimal + "  map_key: \"a b\"\n", "haproxy.map_key", []string{"one word"}},
+		// ';' separates commands on HAProxy's Runtime API.
+		{"map file with a semicolon", strings.Replace(haproxyMinimal, "/etc/haproxy/cutover.map", "/tmp/m.map;shutdown", 1),
+			"haproxy.map_file", []string{`"/tmp/m.map;shutdown"`, "Runtime API"}},
+		{"map key with a semicolon", haproxyMinimal + "  map_key: \"live;help\"\n", "haproxy.map_key", []string{"one word"}},
+		{"backend with a semicolon", haproxyMinimal + "  backends: {blue: \"blue;help\", green: g}\n", "haproxy.backends.blue", []string{"not a backend name"}},
+		{"upstream file is a directory", strings.Replace(nginxMinimal, "/etc/nginx/cutover/upstream.conf", "/tmp/", 1),
+			"nginx.upstream_file", []string{"directory"}},
 		{"backend of an unknown pool", haproxyMinimal + "  backends: {red: r}\n", "haproxy.backends.red", []string{`"red"`}},
 		{"one backend for both pools", haproxyMinimal + "  backends: {green: blue}\n", "haproxy.backends.green", []string{"each pool needs its own"}},
 		{"relative config file", haproxyMinimal + "  config_file: haproxy.cfg\n", "haproxy.config_file", []string{"absolute"}},

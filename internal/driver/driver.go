@@ -43,3 +43,30 @@ func (b *backoff) refused(key string, now time.Time) { b.key, b.at = key, now }
 
 // defaultRetry is how long Sync waits before retrying a refused change.
 const defaultRetry = 30 * time.Second
+
+// defaultDriftEvery is how often Sync asks the load balancer whether it
+// still serves the table applied (see NginxOptions.DriftEvery).
+const defaultDriftEvery = 10 * time.Second
+
+// driftClock says when Sync next looks for drift.
+type driftClock struct {
+	every time.Duration // <= 0: never
+	last  time.Time
+}
+
+// due reports whether a look is due at now, and if so counts it as done.
+func (d *driftClock) due(now time.Time) bool {
+	if d.every <= 0 || now.Sub(d.last) < d.every {
+		return false
+	}
+	d.last = now
+	return true
+}
+
+// driftEvery is o's DriftEvery with its default.
+func driftEvery(o time.Duration) time.Duration {
+	if o == 0 {
+		return defaultDriftEvery
+	}
+	return o
+}

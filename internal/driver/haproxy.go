@@ -39,6 +39,12 @@ type HAProxyOptions struct {
 	// RetryAfter is how long Sync waits before trying again a change that
 	// failed. Zero means 30s.
 	RetryAfter time.Duration
+	// DriftEvery is how often Sync checks that HAProxy still serves the
+	// table applied: the map's live backend and every server's
+	// maintenance state. A reload or restart (which resets server states
+	// to haproxy.cfg's) or a command outside cutover is then put right.
+	// Zero means 10s; negative, never.
+	DriftEvery time.Duration
 	// Logger receives one line per change. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -57,6 +63,7 @@ type HAProxy struct {
 	table   *route.Table // the table HAProxy serves; nil before the first Apply
 	applied string       // signature of table as applied
 	refused backoff
+	drift   driftClock
 }
 
 // NewHAProxy returns an HAProxy driver. It only reads ConfigFile (to warn
@@ -74,7 +81,8 @@ func NewHAProxy(o HAProxyOptions) (*HAProxy, error) {
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = defaultRetry
 	}
-	h := &HAProxy{opts: o, log: o.Logger, sock: &adminSocket{path: o.Socket, timeout: o.SocketTimeout}}
+	h := &HAProxy{opts: o, log: o.Logger, sock: &adminSocket{path: o.Socket, timeout: o.SocketTimeout},
+		drift: driftClock{every: driftEvery(o.DriftEvery)}}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -100,10 +108,41 @@ func (h *HAProxy) Sync(ctx context.Context) error {
 		return nil
 	}
 	sig := h.signature(h.table)
-	if sig == h.applied || h.refused.skip(sig, time.Now(), h.opts.RetryAfter) {
+	if h.refused.skip(sig, time.Now(), h.opts.RetryAfter) {
+		return nil
+	}
+	if sig == h.applied && h.drift.due(time.Now()) {
+		if why := h.drifted(ctx); why != "" {
+			h.log.Warn("haproxy does not serve the routing table cutover applied; applying it again", "why", why, "pool", h.table.Live.Pool.Name)
+			h.applied = ""
+		}
+	}
+	if sig == h.applied {
 		return nil
 	}
 	return h.applyLocked(ctx, h.table, "health")
+}
+
+// drifted says how HAProxy no longer serves the table applied, "" when it
+// does or cannot be asked (an Apply would fail and say why).
+func (h *HAProxy) drifted(ctx context.Context) string {
+	changes, err := h.plan(ctx, h.table)
+	if err != nil {
+		return ""
+	}
+	if len(changes) > 0 {
+		c := changes[0]
+		state := "ready"
+		if !c.maint {
+			state = "in maintenance"
+		}
+		return fmt.Sprintf("server %s/%s is %s (and %d more differ): a reload, restart or command outside cutover", c.backend, c.server, state, len(changes)-1)
+	}
+	cur, found, err := h.sock.mapValue(ctx, h.opts.MapFile, h.opts.MapKey)
+	if want := h.opts.Backends[h.table.Live.Pool.Name]; err == nil && (!found || cur != want) {
+		return fmt.Sprintf("map %s sends %s to %q, not %s", h.opts.MapFile, h.opts.MapKey, cur, want)
+	}
+	return ""
 }
 
 // Live asks HAProxy's admin socket which pool the map sends requests to.
@@ -150,6 +189,7 @@ func (h *HAProxy) applyLocked(ctx context.Context, t *route.Table, why string) e
 	}
 	h.table, h.applied = t, sig
 	h.refused.refused("", time.Time{})
+	h.drift.last = time.Now()
 	h.log.Info("haproxy serves the routing table", "pool", t.Live.Pool.Name, "backend", h.opts.Backends[t.Live.Pool.Name],
 		"why", why, "duration", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -267,3 +267,52 @@ func TestHAProxyWarnsWithoutNoDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestHAProxyDriftIsPutRight: a reload or restart of HAProxy resets the
+// servers' states to haproxy.cfg's and may bring back an old map: Sync
+// sees it and sets them again. Before, Sync compared the table only with
+// its own memory of what it had set, and an unhealthy replica stayed in
+// rotation after every reload.
+func TestHAProxyDriftIsPutRight(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeHAProxy(t)
+	h, err := driver.NewHAProxy(driver.HAProxyOptions{
+		Socket: f.sock, MapFile: f.mapFile, MapKey: "live",
+		Backends:   map[string]string{"blue": "blue", "green": "green"},
+		Verify:     driver.Verifier{URL: f.srv.URL, Timeout: 300 * time.Millisecond},
+		DriftEvery: time.Nanosecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blue := replicas(t, "http://10.0.0.1:8000", "http://gpu2.internal:8000")
+	green := replicas(t, "http://10.0.1.1:8000")
+	blue[1].SetInitial(time.Now(), errDown)
+	if err := h.Apply(ctx, table("green", map[string][]*pool.Replica{"blue": blue, "green": green})); err != nil {
+		t.Fatal(err)
+	}
+	f.changes()
+	if err := h.Sync(ctx); err != nil || len(f.changes()) != 0 {
+		t.Fatalf("Sync while HAProxy serves the table: %v, sent changes", err)
+	}
+	// A reload: every server as haproxy.cfg has it (ready), the map file's
+	// older value.
+	f.mu.Lock()
+	for be := range f.servers {
+		for i := range f.servers[be] {
+			f.servers[be][i].admin = 0
+		}
+	}
+	f.live = "blue"
+	f.mu.Unlock()
+	if err := h.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"set server blue/b2 state maint", "set server blue/spare state maint", "set map " + f.mapFile + " live green"}
+	if got := f.changes(); strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("Sync after the reload sent %q, want %q", got, want)
+	}
+	if live, err := h.Live(ctx); err != nil || live != "green" {
+		t.Errorf("Live after Sync = %q, %v", live, err)
+	}
+}

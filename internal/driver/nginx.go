@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,12 @@ type NginxOptions struct {
 	// RetryAfter is how long Sync waits before trying again a file nginx
 	// refused. Zero means 30s.
 	RetryAfter time.Duration
+	// DriftEvery is how often Sync checks that nginx still serves the
+	// table applied: the upstream file on disk is the one cutover wrote,
+	// and the verify URL names its live pool and version. A reload or an
+	// edit outside cutover, or an undo whose reload failed, is then put
+	// right by applying the table again. Zero means 10s; negative, never.
+	DriftEvery time.Duration
 	// Logger receives one line per change. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -57,6 +64,7 @@ type Nginx struct {
 	good    []byte       // the file content nginx serves
 	version string       // good's version ($<upstream>_config)
 	refused backoff
+	drift   driftClock
 }
 
 // NewNginx returns an nginx driver. It touches nothing until Apply.
@@ -78,7 +86,7 @@ func NewNginx(o NginxOptions) (*Nginx, error) {
 	if o.Verify.Settle == 0 {
 		o.Verify.Settle = NginxSettle
 	}
-	n := &Nginx{opts: o, log: o.Logger}
+	n := &Nginx{opts: o, log: o.Logger, drift: driftClock{every: driftEvery(o.DriftEvery)}}
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -102,10 +110,39 @@ func (n *Nginx) Sync(ctx context.Context) error {
 		return nil
 	}
 	content, _, err := RenderNginx(n.table, n.opts.Render)
+	if err == nil && n.drift.due(time.Now()) && !n.refused.skip(string(content), time.Now(), n.opts.RetryAfter) {
+		if why := n.drifted(ctx); why != "" {
+			n.log.Warn("nginx does not serve the routing table cutover applied; applying it again", "why", why, "pool", n.table.Live.Pool.Name, "file", n.opts.File)
+			n.good = nil // what nginx runs is unknown: write, test, reload, verify
+			return n.applyLocked(ctx, n.table, "drift")
+		}
+	}
 	if err != nil || bytes.Equal(content, n.good) || n.refused.skip(string(content), time.Now(), n.opts.RetryAfter) {
 		return err
 	}
 	return n.applyLocked(ctx, n.table, "health")
+}
+
+// drifted says how nginx no longer serves the table applied, "" when it
+// does or cannot be asked (an Apply would fail and say why).
+func (n *Nginx) drifted(ctx context.Context) string {
+	if n.good == nil {
+		return "" // no file known good: the health sync writes one
+	}
+	if b, err := os.ReadFile(n.opts.File); err != nil || !bytes.Equal(b, n.good) {
+		if err != nil {
+			return fmt.Sprintf("the upstream file cannot be read: %v", err)
+		}
+		return "the upstream file was changed outside cutover"
+	}
+	got, err := n.opts.Verify.Current(ctx)
+	if err != nil {
+		return ""
+	}
+	if got.Pool != n.table.Live.Pool.Name || got.Config != "" && got.Config != n.version {
+		return fmt.Sprintf("%s answers %s %s (config %q), not %s (config %q)", n.opts.Verify.URL, PoolHeader, got.Pool, got.Config, n.table.Live.Pool.Name, n.version)
+	}
+	return ""
 }
 
 // Live asks nginx, through the verify URL, which pool it serves.
@@ -144,6 +181,7 @@ func (n *Nginx) applyLocked(ctx context.Context, t *route.Table, why string) err
 	}
 	n.table, n.good, n.version = t, content, version
 	n.refused.refused("", time.Time{})
+	n.drift.last = time.Now()
 	n.log.Info("nginx serves the new upstream", "pool", want.Pool, "version", version, "why", why, "file", n.opts.File,
 		"healthy", t.Live.Pool.HealthyCount(), "replicas", len(t.Live.Pool.Replicas), "steps", steps.String())
 	return nil

@@ -231,3 +231,60 @@ func TestNginxRejectsBadDirective(t *testing.T) {
 		t.Errorf("nginx after the refusal: %+v %v, want blue", a, err)
 	}
 }
+
+// TestNginxDriftIsPutRight: an upstream file edited outside cutover, or
+// an nginx that answers for another pool than the table's (a reload of an
+// older file, an undo whose reload failed), is seen by Sync, which writes,
+// tests, reloads and verifies the table again. Before, Sync compared the
+// table only with its own memory of the file, and status said green while
+// nginx served blue for good.
+func TestNginxDriftIsPutRight(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeNginx(t)
+	blue, green := twoPools(t)
+	n, err := driver.NewNginx(driver.NginxOptions{
+		File: f.file, Render: driver.NginxRender{Upstream: "cutover", Keepalive: 4},
+		TestCommand: f.cmd("test", 0), ReloadCommand: f.cmd("reload", 0),
+		Verify:     driver.Verifier{URL: f.srv.URL, Timeout: 300 * time.Millisecond, Settle: time.Millisecond},
+		RetryAfter: time.Hour, DriftEvery: time.Nanosecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Apply(ctx, table("green", map[string][]*pool.Replica{"blue": blue, "green": green})); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(f.file)
+	f.commands(t)
+	if err := n.Sync(ctx); err != nil || f.commands(t) != "" {
+		t.Fatalf("Sync while nginx serves the table: %v, ran commands", err)
+	}
+	// An edit by hand (the fake nginx serves the file as it is on disk).
+	if err := os.WriteFile(f.file, []byte(strings.ReplaceAll(string(good), "default green;", "default blue;")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := n.Live(ctx); live != "blue" {
+		t.Fatalf("the edit did not take: %q", live)
+	}
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.commands(t); got != "test reload" {
+		t.Errorf("Sync after the edit ran %q, want test reload", got)
+	}
+	if b, _ := os.ReadFile(f.file); string(b) != string(good) {
+		t.Errorf("file after Sync:\n%s\nwant\n%s", b, good)
+	}
+	if live, _ := n.Live(ctx); live != "green" {
+		t.Errorf("nginx serves %q after Sync, want green", live)
+	}
+	// The file is right but nginx answers for blue: Sync tries again,
+	// and says why it could not.
+	f.stuck.Store("blue")
+	if err := n.Sync(ctx); err == nil || !strings.Contains(err.Error(), "blue") {
+		t.Fatalf("Sync while nginx answers for blue: %v, want an error naming it", err)
+	}
+	if got := f.commands(t); !strings.HasPrefix(got, "test reload") {
+		t.Errorf("Sync with nginx answering for blue ran %q, want test reload first", got)
+	}
+}

@@ -464,6 +464,13 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	c.traceEvents(ctx, evs)
 	if rev == 0 || routingChanged(&prev, &next) {
 		if err := c.apply(ctx); err != nil {
+			if rev == 0 {
+				// The first start: there is no earlier state to go back
+				// to (a zero State names no live pool). Revision 1 stays,
+				// which a start applies again once the load balancer
+				// takes it.
+				return fmt.Errorf("the load balancer did not take the first routing table (live %s, revision 1): %w", next.Live, err)
+			}
 			return c.revert(ctx, prev, rev+1, err)
 		}
 	}
@@ -491,7 +498,7 @@ func (c *Controller) revert(ctx context.Context, prev State, failed int64, cause
 	if err := c.apply(ctx); err != nil {
 		c.log.Error("re-applying the previous routing table failed too", "error", err)
 	}
-	return &Refusal{Code: "apply_failed", Status: http.StatusBadGateway, Reason: fmt.Sprintf("the load balancer did not take the change, nothing changed: %v", cause)}
+	return &Refusal{Code: "apply_failed", Status: http.StatusBadGateway, Reason: fmt.Sprintf("the load balancer did not take the change; the state is back at %s live: %v", prev.Live, cause)}
 }
 
 // routingChanged reports whether the data plane needs a new routing table

@@ -303,3 +303,36 @@ func TestStartOnUndecodableStateSaysDamaged(t *testing.T) {
 		t.Errorf("the store moved to revision %d: a damaged state must not be written over", st.rec.Revision)
 	}
 }
+
+// TestFirstStartRefusedByTheLoadBalancer: a load balancer that refuses the
+// very first routing table fails the start with its error, and leaves a
+// state a later start takes: revision 1, the configured live pool. (It
+// reverted to the zero state, which names no live pool: a panic, then a
+// state every start refused as damaged.)
+func TestFirstStartRefusedByTheLoadBalancer(t *testing.T) {
+	st := &memStore{}
+	opts := Options{Store: st, Applier: &recorder{fail: errors.New("nginx: test_command failed")}, Prober: &okProber{}, InitialLive: "blue",
+		Pools: map[string]PoolSpec{
+			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}},
+			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
+		}}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "test_command failed") {
+		t.Fatalf("start: %v, want the load balancer's error", err)
+	}
+	rec := &recorder{}
+	opts.Applier = rec
+	c, err = New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatalf("the next start: %v", err)
+	}
+	if s := c.Status(); s.Live != "blue" || s.Revision != 1 || rec.last().Live.Pool.Name != "blue" {
+		t.Fatalf("after the next start: live %s revision %d", s.Live, s.Revision)
+	}
+}
