@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/config"
@@ -50,5 +52,31 @@ func gatewayQueue(p pool.Picker) func(string) (api.GatewayQueue, bool) {
 		st, ok := l.QueueStats(name)
 		return api.GatewayQueue{Waiting: st.Waiting, Held: st.Held, Dispatched: st.Dispatched, TimedOut: st.TimedOut,
 			Canceled: st.Canceled, Overflowed: st.Overflowed, WaitSeconds: st.WaitSeconds}, ok
+	}
+}
+
+// engineBusy returns, with a load balancer driver, what tells the
+// retirement's drain how many requests a pool's engines still hold (the
+// sum of vLLM's num_requests_running and num_requests_waiting, or
+// SGLang's, over its replicas); nil with the builtin driver, whose own
+// count is exact.
+func (g *Gateway) engineBusy() func(ctx context.Context, p *pool.Pool) (int, error) {
+	if g.cfg.Driver == "" || g.cfg.Driver == "builtin" {
+		return nil
+	}
+	s := &pool.Scraper{Client: &http.Client{Transport: g.tls.transport(0)}, Timeout: 5 * time.Second}
+	return func(ctx context.Context, p *pool.Pool) (int, error) {
+		busy := 0.0
+		for _, r := range p.Replicas {
+			e, err := s.Read(ctx, r)
+			if err != nil && !r.Healthy() {
+				continue // down: it serves nothing (its checks say so)
+			}
+			if err != nil {
+				return 0, err
+			}
+			busy += e.Running + e.Waiting
+		}
+		return int(math.Ceil(busy)), nil
 	}
 }

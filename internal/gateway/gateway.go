@@ -229,6 +229,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		CheckNew:       func(rs []*pool.Replica) { go g.checker.CheckNew(checkNewCtx, rs) },
 		Launcher:       launcher,
 		OthersInFlight: g.othersInFlight,
+		EngineBusy:     g.engineBusy(),
 		Agents:         agentStates,
 		GatewayQueue:   gatewayQueue(picker),
 		Shadow:         shadowStatus(mirror),

@@ -100,6 +100,24 @@ func (s *Scraper) note(r *Replica, err error) {
 
 // Scrape reads r's /metrics once and publishes them.
 func (s *Scraper) Scrape(ctx context.Context, r *Replica) error {
+	inflight := r.InFlight()
+	e, err := s.Read(ctx, r)
+	if err != nil {
+		return err
+	}
+	// A request the gateway sent while the metrics were read may be in
+	// the engine's numbers: count it as the gateway's (the larger of the
+	// two counts), or the balancer would count it twice until the next
+	// scrape. One that finished meanwhile is the balancer's to bound.
+	e.InFlight = max(inflight, r.InFlight())
+	e.learn(r.EngineLoad())
+	r.SetEngineLoad(e)
+	return nil
+}
+
+// Read reads r's /metrics once and returns them (At set), publishing
+// nothing.
+func (s *Scraper) Read(ctx context.Context, r *Replica) (*EngineLoad, error) {
 	timeout := s.Timeout
 	if timeout <= 0 {
 		timeout = s.interval()
@@ -109,35 +127,28 @@ func (s *Scraper) Scrape(ctx context.Context, r *Replica) error {
 	url := r.Name + "/metrics"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("metrics %s: %w", url, err)
+		return nil, fmt.Errorf("metrics %s: %w", url, err)
 	}
 	r.SetAuthorization(req.Header)
 	client := s.Client
 	if client == nil {
 		client = http.DefaultClient
 	}
-	inflight := r.InFlight()
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, unwrapURLError(err))
+		return nil, fmt.Errorf("GET %s: %w", url, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+		return nil, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
 	e, err := ParseEngineMetrics(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
-	// A request the gateway sent while the metrics were read may be in
-	// the engine's numbers: count it as the gateway's (the larger of the
-	// two counts), or the balancer would count it twice until the next
-	// scrape. One that finished meanwhile is the balancer's to bound.
-	e.At, e.InFlight = time.Now(), max(inflight, r.InFlight())
-	e.learn(r.EngineLoad())
-	r.SetEngineLoad(e)
-	return nil
+	e.At = time.Now()
+	return e, nil
 }
 
 // ParseEngineMetrics reads the load metrics of vLLM (or SGLang) from a

@@ -166,6 +166,13 @@ type Options struct {
 	// on the pool at the fleet's other gateways, as they last reported:
 	// the retirement's drain waits for them as for this gateway's own.
 	OthersInFlight func(pool string) int
+	// EngineBusy, when set (a driver: clients reach the replicas through
+	// nginx or HAProxy, not this process), returns the requests the
+	// pool's replicas' engines hold, running and waiting, as their
+	// metrics say: the retirement's drain waits for them as for this
+	// gateway's own. An error (metrics that cannot be read) makes the
+	// drain wait until rollout.drain_timeout, as it cannot tell.
+	EngineBusy func(ctx context.Context, p *pool.Pool) (int, error)
 	// Launcher starts replicas through the agents for a deployment given
 	// none, and stops them at retirement (see launch.go). Nil: every
 	// deployment names its replicas.

@@ -304,6 +304,20 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 		c.setNote(d.ID, note)
 		return nil
 	}
+	if c.opts.EngineBusy != nil && now.Before(d.Deadline) && old != nil && len(old.Replicas) > 0 {
+		// Through a load balancer the streams are not this process's:
+		// the engines say what they still serve.
+		switch busy, err := c.opts.EngineBusy(ctx, old); {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			c.setNote(d.ID, fmt.Sprintf("draining %s until %s (drain_timeout): its engines' metrics cannot tell what requests the load balancer still has on it: %v", d.From, stamp(d.Deadline), err))
+			return nil
+		case busy > 0:
+			c.setNote(d.ID, fmt.Sprintf("draining %s: its engines hold %d requests (running and waiting), sent through the load balancer", d.From, busy))
+			return nil
+		}
+	}
 	if !d.NextRetireAttempt.IsZero() && now.Before(d.NextRetireAttempt) {
 		return nil
 	}

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -144,5 +145,51 @@ func TestRetirementDrainsTheFleet(t *testing.T) {
 		t.Fatalf("with 2 requests at another gateway: %s, waiting %q", d.Phase, d.Waiting)
 	}
 	elsewhere.Store(0)
+	f.until(PhaseCompleted)
+}
+
+// TestRetirementDrainsThroughTheLoadBalancer: with a driver, clients reach
+// the replicas through nginx or HAProxy, so this process counts none of
+// their streams: the drain waits for the old pool's engines to hold no
+// request, and, while their metrics cannot be read, until drain_timeout.
+// Before, on_retire ran at once over three 15 s streams through nginx.
+func TestRetirementDrainsThroughTheLoadBalancer(t *testing.T) {
+	var busy atomic.Int64
+	var failing atomic.Bool
+	f := newFx(t, func(o *Options) {
+		o.EngineBusy = func(_ context.Context, p *pool.Pool) (int, error) {
+			if p.Name != "blue" {
+				return 0, nil
+			}
+			if failing.Load() {
+				return 0, errors.New("GET /metrics: connection reset")
+			}
+			return int(busy.Load()), nil
+		}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.step()
+	busy.Store(3)
+	f.clk.Advance(time.Hour)
+	f.until(PhaseRetiring)
+	for range 3 {
+		f.step()
+	}
+	if d := f.latest(); d.Phase != string(PhaseRetiring) || !strings.Contains(d.Waiting, "engines hold 3 requests") {
+		t.Fatalf("with 3 streams on blue's engines: %s, waiting %q", d.Phase, d.Waiting)
+	}
+	busy.Store(0)
+	failing.Store(true)
+	for range 3 {
+		f.step()
+	}
+	if d := f.latest(); d.Phase != string(PhaseRetiring) || !strings.Contains(d.Waiting, "cannot tell") {
+		t.Fatalf("with blue's metrics failing: %s, waiting %q", d.Phase, d.Waiting)
+	}
+	failing.Store(false)
 	f.until(PhaseCompleted)
 }
