@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
@@ -29,9 +30,9 @@ type CanarySettings struct {
 type CanaryStep struct {
 	// Weight is the percentage (1-100) of new requests for the new
 	// version.
-	Weight int
+	Weight int `json:"weight"`
 	// Pause is the least time the step lasts; zero waits for promote.
-	Pause time.Duration
+	Pause time.Duration `json:"pause_ns"`
 }
 
 // CanaryState is where a canary deployment is in its steps; it is stored
@@ -47,6 +48,19 @@ type CanaryState struct {
 	StepStartedAt time.Time `json:"step_started_at,omitzero"`
 	// StepEndsAt is when its pause ends; zero waits for promote.
 	StepEndsAt time.Time `json:"step_ends_at,omitzero"`
+	// Steps are the steps the canary runs, as configured when it began:
+	// a restart with other rollout.canary.steps does not change a canary
+	// in progress. Empty in states written before they were kept: the
+	// configured ones then.
+	Steps []CanaryStep `json:"steps,omitempty"`
+}
+
+// canarySteps returns the steps d's canary runs.
+func (c *Controller) canarySteps(d *Deployment) []CanaryStep {
+	if len(d.Canary.Steps) > 0 {
+		return d.Canary.Steps
+	}
+	return c.opts.Canary.Steps
 }
 
 // canaryValidator is a Validator that can measure a canary's real
@@ -93,12 +107,13 @@ func (c *Controller) apiCanary(d *Deployment) *api.Canary {
 		return nil
 	}
 	cs := d.Canary
-	return &api.Canary{Step: cs.Step, Steps: len(c.opts.Canary.Steps), Weight: cs.Weight, StepStartedAt: cs.StepStartedAt, StepEndsAt: cs.StepEndsAt}
+	return &api.Canary{Step: cs.Step, Steps: len(c.canarySteps(d)), Weight: cs.Weight, StepStartedAt: cs.StepStartedAt, StepEndsAt: cs.StepEndsAt}
 }
 
 // enterCanary starts step 1 when d enters the canary phase.
 func (c *Controller) enterCanary(d *Deployment, now time.Time) {
 	if d.Phase == PhaseCanary {
+		d.Canary.Steps = slices.Clone(c.opts.Canary.Steps)
 		c.startStep(d, 1, now)
 		d.Reason += fmt.Sprintf("; canary step 1: %d%% of new requests", d.Canary.Weight)
 	}
@@ -106,8 +121,9 @@ func (c *Controller) enterCanary(d *Deployment, now time.Time) {
 
 // startStep makes step n (from 1) the one in progress at now.
 func (c *Controller) startStep(d *Deployment, n int, now time.Time) {
-	s := c.opts.Canary.Steps[n-1]
-	d.Canary = CanaryState{Step: n, Weight: s.Weight, StepStartedAt: now}
+	steps := c.canarySteps(d)
+	s := steps[n-1]
+	d.Canary = CanaryState{Step: n, Weight: s.Weight, StepStartedAt: now, Steps: d.Canary.Steps}
 	d.Deadline = time.Time{}
 	if s.Pause > 0 {
 		d.Canary.StepEndsAt = now.Add(s.Pause)
@@ -146,7 +162,7 @@ func (c *Controller) ensureCanaryWindow(d *Deployment) {
 // A step to 100 % is a switch: it waits for the preflight (see
 // holdFullCanary).
 func (c *Controller) reconcileCanary(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) error {
-	steps := c.opts.Canary.Steps
+	steps := c.canarySteps(d)
 	if d.Canary.Step < 1 || d.Canary.Step > len(steps) {
 		return c.failCanary(ctx, d, fmt.Sprintf("canary step %d is not configured (%d steps)", d.Canary.Step, len(steps)), nil)
 	}
@@ -345,7 +361,7 @@ func (c *Controller) holdFullCanary(ctx context.Context, d *Deployment, p *pool.
 		return true // the note of the last try stays
 	}
 	c.tmu.Lock()
-	err := c.checkPreflight(ctx, "controller", fmt.Sprintf("canary step %d/%d to 100%%", n, len(c.opts.Canary.Steps)), d.ID, p)
+	err := c.checkPreflight(ctx, "controller", fmt.Sprintf("canary step %d/%d to 100%%", n, len(c.canarySteps(d))), d.ID, p)
 	c.tmu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -268,3 +268,33 @@ func TestCanaryReadyStillGated(t *testing.T) {
 	}
 	f.checkWeight(0)
 }
+
+// TestCanaryKeepsItsStepsAcrossARestart: a canary in progress runs the
+// steps it began with, whatever rollout.canary.steps says after a
+// restart (fewer steps, other weights, none). Before, a restart with one
+// step less failed a canary at its last step ("canary step 2 is not
+// configured") and ran on_fail.
+func TestCanaryKeepsItsStepsAcrossARestart(t *testing.T) {
+	f := newCanaryFx(t, false, CanaryStep{Weight: 10, Pause: 10 * time.Minute}, CanaryStep{Weight: 40, Pause: 10 * time.Minute})
+	f.deploy(false)
+	f.until(PhaseCanary)
+	f.clk.Advance(10 * time.Minute)
+	f.step()
+	if d := f.latest(); d.Canary == nil || d.Canary.Step != 2 {
+		t.Fatalf("step 2 not reached: %+v", d.Canary)
+	}
+	for _, steps := range [][]CanaryStep{{{Weight: 70, Pause: time.Minute}}, nil} {
+		f.opts.Canary.Steps = steps
+		f.restart()
+		f.step()
+		d := f.latest()
+		if d.Phase != string(PhaseCanary) || d.Canary == nil || d.Canary.Step != 2 || d.Canary.Steps != 2 || d.Canary.Weight != 40 {
+			t.Fatalf("after a restart with steps %v: %s %+v (%s)", steps, d.Phase, d.Canary, d.Reason)
+		}
+		f.checkWeight(40)
+	}
+	f.clk.Advance(10 * time.Minute)
+	if d := f.until(PhaseReady); d.Canary == nil || d.Canary.Weight != 40 {
+		t.Fatalf("ready: %+v", d.Canary)
+	}
+}
