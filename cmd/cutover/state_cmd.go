@@ -114,6 +114,9 @@ func checkState(w io.Writer, dir string) error {
 		case err != nil:
 			fmt.Fprintf(w, "%s: NOT CHECKED: %v\n", path, err)
 			bad = append(bad, name)
+		case sum.UnreadableEvents > 0:
+			fmt.Fprintf(w, "%s: ok: revision %d, %d history events, but %d of them are not JSON (damaged in place): a start works, `cutover history` shows each as damaged\n",
+				path, sum.Revision, sum.HistoryEvents, sum.UnreadableEvents)
 		default:
 			fmt.Fprintf(w, "%s: ok: revision %d, %d history events\n", path, sum.Revision, sum.HistoryEvents)
 		}

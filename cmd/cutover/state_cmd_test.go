@@ -93,7 +93,10 @@ func TestDamagedStateExitsOne(t *testing.T) {
 // so the documented restore left the file in place, and serve said only
 // `persisted live pool "" is not configured`).
 func TestUnusableStateDocumentIsDamaged(t *testing.T) {
-	for _, doc := range []string{`{}`, `null`, `{"live":"purple"}`, `{"live":"green","pools":5}`} {
+	for _, doc := range []string{`{}`, `null`, `{"live":"purple"}`, `{"live":"green","pools":5}`,
+		// One byte off in a phase: JSON still, but no state cutover writes
+		// (a regression: it started, and overwrote the backup with it).
+		`{"live":"blue","deployments":[{"id":"d-1","pool":"green","phase":"completex"}]}`} {
 		t.Run(doc, func(t *testing.T) {
 			dir := t.TempDir()
 			s, err := store.OpenBolt(dir)
@@ -117,5 +120,32 @@ func TestUnusableStateDocumentIsDamaged(t *testing.T) {
 				t.Errorf("serve: exit %d, want 1 saying the state is damaged and where to look; stderr:\n%s", code, stderr)
 			}
 		})
+	}
+}
+
+// TestDamagedHistoryEntry: a history entry damaged in place leaves the
+// state usable: state check says so (exit 0, counting it), and state
+// export keeps it as a marked entry and the others as they are (it
+// failed on MarshalJSON).
+func TestDamagedHistoryEntry(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(context.Background(), 0, []byte(`{"live":"blue"}`), []byte(`{"action":"init"}`), []byte(`X"action":"promote"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, nil, "state", "check", "--state-dir", dir)
+	if code != 0 || !strings.Contains(out, "2 history events, but 1 of them are not JSON") {
+		t.Errorf("state check: exit %d, want 0 counting the damaged entry; output:\n%s", code, out)
+	}
+	cfg := serveConfig{listen: freeAddr(t), admin: freeAddr(t), stateDir: dir, blue: []string{"http://127.0.0.1:1"}}.write(t)
+	code, out, stderr := runCLI(t, nil, "state", "export", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `"action": "init"`) || !strings.Contains(out, `\"action\":\"promote\"`) {
+		t.Errorf("state export: exit %d, want both entries; stdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 }

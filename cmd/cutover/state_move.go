@@ -82,6 +82,11 @@ func exportState(ctx context.Context, st store.Store, w io.Writer) error {
 	}
 	out := stateExport{Format: stateFormat, Revision: rec.Revision, State: rec.Data, History: make([]json.RawMessage, len(hist))}
 	for i, h := range hist {
+		if !json.Valid(h) {
+			// Damaged in place: kept, as a JSON string of its bytes, so
+			// that the rest is exported.
+			h, _ = json.Marshal(map[string]string{"action": "damaged", "actor": "store", "reason": "this history entry could not be read when exported", "raw": string(h)})
+		}
 		out.History[i] = h
 	}
 	enc := json.NewEncoder(w)

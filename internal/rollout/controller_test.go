@@ -336,3 +336,28 @@ func TestFirstStartRefusedByTheLoadBalancer(t *testing.T) {
 		t.Fatalf("after the next start: live %s revision %d", s.Live, s.Revision)
 	}
 }
+
+// TestHistoryShowsADamagedEntry: an entry damaged in place is shown as
+// damaged, and the entries around it as they are (one such entry made
+// every history call, the dashboard's included, answer 500).
+func TestHistoryShowsADamagedEntry(t *testing.T) {
+	st := &memStore{}
+	c, _ := newTestController(t, st)
+	st.mu.Lock()
+	st.hist = append(st.hist, []byte(`X"action":"promote"}`))
+	st.mu.Unlock()
+	if _, err := c.Promote(context.Background(), "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.History(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range h {
+		actions = append(actions, e.Action)
+	}
+	if strings.Join(actions, " ") != "init damaged promote" || !strings.Contains(h[1].Reason, "cannot be read") {
+		t.Fatalf("history %v (%q), want init, damaged, promote", actions, h[1].Reason)
+	}
+}

@@ -27,6 +27,16 @@ const (
 // strategy (the canary gets client traffic, but never all of it).
 var preCutover = []Phase{PhaseWarming, PhaseValidating, PhaseCanary, PhaseReady}
 
+// known reports whether p is one of the phases above.
+func (p Phase) known() bool {
+	switch p {
+	case PhasePending, PhaseWarming, PhaseValidating, PhaseCanary, PhaseReady, PhasePromoted,
+		PhaseRetiring, PhaseCompleted, PhaseFailed, PhaseAborted, PhaseRolledBack:
+		return true
+	}
+	return false
+}
+
 // Terminal reports whether p is an end state.
 func (p Phase) Terminal() bool {
 	switch p {

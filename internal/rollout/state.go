@@ -334,6 +334,16 @@ func usableState(b []byte, pools func(string) bool) (State, error) {
 	if !pools(s.Live) {
 		return State{}, fmt.Errorf("the state names live pool %q, not blue or green", s.Live)
 	}
+	for _, d := range s.Deployments {
+		// Valid JSON is not enough: a state the controller does not
+		// understand would be run, then written back over the backup.
+		switch {
+		case d == nil:
+			return State{}, fmt.Errorf("the state holds an empty deployment")
+		case !d.Phase.known():
+			return State{}, fmt.Errorf("deployment %s is in phase %q, which no cutover writes", d.ID, d.Phase)
+		}
+	}
 	return s, nil
 }
 

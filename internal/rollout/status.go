@@ -176,7 +176,11 @@ func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error
 	for _, b := range raw {
 		var e event
 		if err := json.Unmarshal(b, &e); err != nil {
-			return nil, fmt.Errorf("decode history event: %w", err)
+			// One damaged entry must not hide the others (the dashboard,
+			// `cutover history`): it is shown as what it is.
+			out = append(out, api.Event{Action: "damaged", Actor: "store",
+				Reason: fmt.Sprintf("this history entry cannot be read (%d bytes: %v); `cutover state check` counts such entries", len(b), err)})
+			continue
 		}
 		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason, Forced: e.Forced, Cost: e.Cost}
 		if e.Hook != nil {

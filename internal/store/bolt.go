@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -262,6 +263,10 @@ type Summary struct {
 	HistoryEvents int
 	// Doc is the state document (nil at revision 0).
 	Doc []byte
+	// UnreadableEvents counts the history entries that are not JSON
+	// (damaged in place): the state starts, and the history shows each
+	// as damaged.
+	UnreadableEvents int
 }
 
 // inspect checks that the file holds what cutover writes: both buckets,
@@ -275,6 +280,12 @@ func (s *Bolt) inspect() (Summary, error) {
 		st, hist := tx.Bucket(bucketState), tx.Bucket(bucketHistory)
 		if hist != nil {
 			sum.HistoryEvents = hist.Stats().KeyN
+			_ = hist.ForEach(func(_, v []byte) error {
+				if !json.Valid(v) {
+					sum.UnreadableEvents++
+				}
+				return nil
+			})
 		}
 		switch {
 		case st == nil:
