@@ -1,9 +1,9 @@
 package store
 
 import (
-	"encoding/json"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
