@@ -252,6 +252,10 @@ type Controller struct {
 	// saveErr is the last failed write of the state, since when writes
 	// fail; nil once one succeeds.
 	saveErr *api.SaveError
+	// saveErrEvents reports that the failed write carried events (a
+	// transition): a later write without any (bookkeeping, smaller) that
+	// succeeds does not mean the state is saved again.
+	saveErrEvents bool
 	// autoRetry backs off refused auto-promotions, per deployment.
 	autoRetry map[string]retry
 	// orphanRetry backs off stopping State.Orphans; released are the
@@ -440,6 +444,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 				c.saveErr = &api.SaveError{Since: now}
 			}
 			c.saveErr.Error = err.Error()
+			c.saveErrEvents = c.saveErrEvents || len(evs) > 0
 			c.mu.Unlock()
 		}
 		return err
@@ -449,7 +454,9 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	// that hangs up or a reconcile loop that is stopping.
 	ctx = context.WithoutCancel(ctx)
 	c.mu.Lock()
-	c.saveErr = nil
+	if len(evs) > 0 || !c.saveErrEvents {
+		c.saveErr, c.saveErrEvents = nil, false
+	}
 	prev := c.st
 	if c.rev <= rev+1 { // else Follow already took a newer revision (another gateway's)
 		c.st, c.rev = next, rev+1

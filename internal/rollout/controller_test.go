@@ -21,6 +21,9 @@ type memStore struct {
 	rec     store.Record
 	hist    [][]byte
 	failPut error
+	// failEvents fails only the writes that carry history events (a
+	// disk with room for a small write, not for the history's growth).
+	failEvents error
 }
 
 func (m *memStore) Get(context.Context) (store.Record, error) {
@@ -34,6 +37,9 @@ func (m *memStore) Put(_ context.Context, rev int64, data []byte, h ...[]byte) e
 	defer m.mu.Unlock()
 	if m.failPut != nil {
 		return m.failPut
+	}
+	if m.failEvents != nil && len(h) > 0 {
+		return m.failEvents
 	}
 	if rev != m.rec.Revision {
 		return store.ErrConflict

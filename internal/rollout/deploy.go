@@ -300,6 +300,9 @@ func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireReq
 	if endedWindow {
 		c.endWindowOf(id)
 	}
+	c.mu.Lock()
+	delete(c.autoRetry, id+" retire") // `cutover retire` retries now
+	c.mu.Unlock()
 	c.poke()
 	return c.deploymentView(id), nil
 }

@@ -321,6 +321,13 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 	if !d.NextRetireAttempt.IsZero() && now.Before(d.NextRetireAttempt) {
 		return nil
 	}
+	held := d.ID + " retire" // an attempt whose outcome could not be saved
+	c.mu.Lock()
+	hold := c.autoRetry[held]
+	c.mu.Unlock()
+	if now.Before(hold.at) {
+		return nil
+	}
 	if inflight > 0 {
 		c.log.Warn("drain timeout: retiring with requests still in flight", "deployment", d.ID, "pool", d.From, "in_flight", inflight)
 	}
@@ -349,7 +356,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 			return nil // shutting down: stopped again after restart
 		}
 	}
-	return c.step(ctx, d.ID, PhaseRetiring, func(s *State, d *Deployment, now time.Time) []event {
+	err := c.step(ctx, d.ID, PhaseRetiring, func(s *State, d *Deployment, now time.Time) []event {
 		s.clearRunning(runID)
 		var evs []event
 		for i := range outcomes {
@@ -377,6 +384,16 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 		c.finishRetirement(s, d, now, reason)
 		return append(evs, event{Action: "phase", Deployment: d.ID, From: string(PhaseRetiring), To: string(PhaseCompleted), Reason: reason})
 	})
+	c.mu.Lock()
+	if err != nil && ctx.Err() == nil {
+		// The hooks ran but their outcome is not on record (a full disk):
+		// the next attempt waits as a failed one would, not a tick.
+		c.autoRetry[held] = retry{at: c.now().Add(retireBackoff(hold.tries + 1)), tries: hold.tries + 1}
+	} else {
+		delete(c.autoRetry, held)
+	}
+	c.mu.Unlock()
+	return err
 }
 
 // retireBackoff is the wait before on_retire attempt n+1: 5s doubling, at

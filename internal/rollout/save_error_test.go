@@ -2,11 +2,14 @@ package rollout
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
+	"github.com/cutover-dev/cutover/internal/hook"
 )
 
 // TestStatusSaysTheStateCannotBeSaved: while writes of the state fail
@@ -48,5 +51,54 @@ func TestStatusSaysTheStateCannotBeSaved(t *testing.T) {
 	f.until(PhaseReady)
 	if s := f.c.Status(); s.SaveError != nil {
 		t.Fatalf("save_error %+v after a write succeeded, want none", s.SaveError)
+	}
+}
+
+// TestRetireOutcomeNotSavedBacksOff: on a disk with room for small writes
+// only, a retirement whose outcome cannot be saved does not run on_retire
+// again every tick, and status keeps saying the state is not saved
+// (before: 55 runs in 55 s, and save_error cleared by the small writes
+// that recorded each run).
+func TestRetireOutcomeNotSavedBacksOff(t *testing.T) {
+	// A real command hook: its run is recorded in the state (a small
+	// write, without events) before its outcome (with events).
+	ran := filepath.Join(t.TempDir(), "runs")
+	f := newFx(t, func(o *Options) {
+		o.HookRunner = nil
+		o.Hooks = map[string][]hook.Spec{"on_retire": {{Command: []string{"sh", "-c", "echo x >> " + ran + "; exit 3"}}}}
+	})
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(time.Hour)
+	f.until(PhaseRetiring)
+	f.st.mu.Lock()
+	f.st.failEvents = errors.New("write /var/lib/cutover/cutover.db: no space left on device")
+	f.st.mu.Unlock()
+	runs := func() int {
+		b, _ := os.ReadFile(ran)
+		return strings.Count(string(b), "x")
+	}
+	f.clk.Advance(10 * time.Minute) // past any backoff so far
+	before := runs()
+	for range 4 {
+		f.step()
+		f.clk.Advance(time.Second)
+		if s := f.c.Status(); s.SaveError == nil {
+			t.Fatalf("save_error none while the outcome cannot be written (on_retire runs %d)", runs()-before)
+		}
+	}
+	if n := runs() - before; n != 1 {
+		t.Fatalf("on_retire ran %d times in 4 s with its outcome unsaved, want 1 (then the backoff)", n)
+	}
+	f.st.mu.Lock()
+	f.st.failEvents = nil
+	f.st.mu.Unlock()
+	f.clk.Advance(time.Minute)
+	f.step()
+	if s := f.c.Status(); s.SaveError != nil || s.Deployment.RetireAttempts == 0 {
+		t.Fatalf("after the disk has room: save_error %+v, attempts %d", s.SaveError, s.Deployment.RetireAttempts)
 	}
 }
