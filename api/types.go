@@ -67,10 +67,15 @@ type Status struct {
 	// SaveError is set while the controller cannot write the state (a
 	// full or read-only state_dir): the last failed write of one of its
 	// own steps (a phase change, a hook's outcome) and since when they
-	// fail. It retries them until a write succeeds (any write clears it);
+	// fail. It retries them until a write of a transition succeeds (that
+	// clears it);
 	// admin calls that cannot be written are refused with the error. Nil
 	// otherwise.
 	SaveError *SaveError `json:"save_error,omitempty"`
+	// BackupError is set while the state file's backup (bbolt's
+	// state_dir/cutover.db.bak) cannot be refreshed: restoring it then
+	// would lose the transitions after its revision. Nil otherwise.
+	BackupError *BackupError `json:"backup_error,omitempty"`
 	// Restores are the restores in progress (retention_mode shrink): the
 	// replicas started through the agents to bring a shrunk pool back to
 	// full size, replica by replica, oldest first; absent when none is.
@@ -234,6 +239,16 @@ type FleetMember struct {
 	// (every third of etcd.session_ttl): the leader's retirement of a pool
 	// waits for them too.
 	InFlight map[string]int `json:"in_flight,omitempty"`
+}
+
+// BackupError is a backup of the state that failed (Status.BackupError).
+type BackupError struct {
+	// Error is the last failed backup's error.
+	Error string `json:"error"`
+	// Since is when backups began to fail.
+	Since time.Time `json:"since"`
+	// Revision is the revision the backup file holds (0: there is none).
+	Revision int64 `json:"revision"`
 }
 
 // SaveError is a state write that failed (Status.SaveError).

@@ -146,6 +146,13 @@ func printStatus(w io.Writer, s *api.Status) {
 	if e := s.SaveError; e != nil {
 		fmt.Fprintf(w, "state: NOT SAVED since %s: %s (the controller retries until the state can be written; see docs/operations.md)\n", e.Since.Local().Format(time.DateTime), e.Error)
 	}
+	if e := s.BackupError; e != nil {
+		held := fmt.Sprintf("it holds revision %d of %d", e.Revision, s.Revision)
+		if e.Revision == 0 {
+			held = "there is none yet"
+		}
+		fmt.Fprintf(w, "backup: BEHIND since %s (%s): %s (retried after each transition; see docs/operations.md)\n", e.Since.Local().Format(time.DateTime), held, e.Error)
+	}
 	if s.Launching != "" {
 		fmt.Fprintf(w, "launching: %s\n", s.Launching)
 	}

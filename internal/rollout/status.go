@@ -8,6 +8,7 @@ import (
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // Status returns the current state with the pools' live health and the
@@ -63,6 +64,11 @@ func (c *Controller) Status() api.Status {
 		s.SaveError = &api.SaveError{Error: e.Error, Since: e.Since}
 	}
 	c.mu.Unlock()
+	if b, ok := c.opts.Store.(interface{ BackupLag() *store.BackupLag }); ok {
+		if l := b.BackupLag(); l != nil {
+			s.BackupError = &api.BackupError{Error: l.Error, Since: l.Since.UTC(), Revision: l.Revision}
+		}
+	}
 	s.Cost = apiCost(st.Cost)
 	for _, r := range st.Orphans {
 		s.Orphans = append(s.Orphans, api.LaunchReplica{Agent: r.Agent, ID: r.ID, URL: r.URL, GPUs: r.GPUs, State: "stopping"})

@@ -74,6 +74,33 @@ type Bolt struct {
 	// broken is set once bbolt panicked on a damaged page; every later
 	// call fails with it.
 	broken atomic.Pointer[DamagedError]
+
+	bmu       sync.Mutex // guards the backup's record below
+	backupErr *BackupLag // the backups failing since, nil when the last one worked
+}
+
+// BackupLag says that the backup file is behind the state: the backups
+// have failed since Since, and the backup holds an older revision.
+type BackupLag struct {
+	// Error is the last failed backup's error.
+	Error string
+	// Since is when backups began to fail.
+	Since time.Time
+	// Revision is the revision the backup file holds, 0 when there is
+	// none.
+	Revision int64
+}
+
+// BackupLag returns the backup's lag, nil while the last backup worked
+// (or none was due yet).
+func (s *Bolt) BackupLag() *BackupLag {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	if s.backupErr == nil {
+		return nil
+	}
+	l := *s.backupErr
+	return &l
 }
 
 var _ Store = (*Bolt)(nil)
@@ -436,8 +463,31 @@ func (s *Bolt) backupLoop() {
 				return
 			}
 		}
-		if err := s.Backup(); err != nil {
-			s.log.Error("state backup failed; the previous backup is kept", "file", s.path+".bak", "error", err)
+		err := s.Backup()
+		s.bmu.Lock()
+		switch {
+		case err == nil:
+			s.backupErr = nil
+		case s.backupErr == nil:
+			s.backupErr = &BackupLag{Since: time.Now(), Revision: -1}
+		}
+		if err != nil {
+			s.backupErr.Error = err.Error()
+			if s.backupErr.Revision < 0 {
+				s.backupErr.Revision = 0
+				if sum, cerr := CheckFile(filepath.Join(filepath.Dir(s.path), BackupFile)); cerr == nil {
+					s.backupErr.Revision = sum.Revision
+				}
+			}
+		}
+		lag := s.backupErr
+		s.bmu.Unlock()
+		if err != nil {
+			kept := "the previous backup is kept"
+			if lag.Revision == 0 {
+				kept = "there is no backup yet"
+			}
+			s.log.Error("state backup failed; "+kept, "file", s.path+".bak", "backup_revision", lag.Revision, "error", err)
 		}
 	}
 }

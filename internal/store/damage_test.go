@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -277,4 +278,58 @@ func TestTruncatedStateFileIsAnError(t *testing.T) {
 		t.Fatalf("OpenBolt on the restored file: %v", err)
 	}
 	s.Close()
+}
+
+// TestBackupLagIsReported: while the backup cannot be refreshed, the store
+// says since when, why, and which revision the backup still holds (the
+// only sign was a log line, and a restore would silently lose every
+// transition since); the next backup that works clears it.
+func TestBackupLagIsReported(t *testing.T) {
+	dir := written(t, 2) // the backup holds revision 2
+	s := openBolt(t, dir)
+	defer s.Close()
+	bak := filepath.Join(dir, store.BackupFile)
+	if err := os.Rename(bak, bak+".good"); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the backup goes: the rename onto it fails.
+	if err := os.MkdirAll(filepath.Join(bak, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	put := func(rev int64) {
+		t.Helper()
+		if err := s.Put(context.Background(), rev, fmt.Appendf(nil, `{"v":%d}`, rev+1), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	await := func(what string, ok func(*store.BackupLag) bool) *store.BackupLag {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l := s.BackupLag()
+			if ok(l) {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("backup lag %+v, want %s", l, what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	put(2)
+	l := await("a failed backup", func(l *store.BackupLag) bool { return l != nil })
+	if l.Revision != 0 || l.Error == "" || l.Since.IsZero() {
+		t.Fatalf("lag %+v, want no usable backup (a directory), the error and since when", l)
+	}
+	if err := os.RemoveAll(bak); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bak+".good", bak); err != nil {
+		t.Fatal(err)
+	}
+	put(3)
+	await("none once a backup worked", func(l *store.BackupLag) bool { return l == nil })
+	if sum, err := store.CheckFile(bak); err != nil || sum.Revision != 4 {
+		t.Fatalf("backup after the lag: %+v %v, want revision 4", sum, err)
+	}
 }
