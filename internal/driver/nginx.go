@@ -152,6 +152,9 @@ func (n *Nginx) Live(ctx context.Context) (string, error) {
 }
 
 func (n *Nginx) applyLocked(ctx context.Context, t *route.Table, why string) error {
+	if err := checkNginxPools(t); err != nil {
+		return fmt.Errorf("nginx: %w; nothing changed", err)
+	}
 	content, version, err := RenderNginx(t, n.opts.Render)
 	if err != nil {
 		return fmt.Errorf("nginx: %w", err)

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/cutover-dev/cutover/internal/route"
@@ -74,6 +76,26 @@ func RenderNginx(t *route.Table, o NginxRender) (content []byte, version string,
 	version = hex.EncodeToString(sum[:6])
 	fmt.Fprintf(&b, "map \"\" $%s_config {\n    default %s;\n}\n", o.Upstream, version)
 	return b.Bytes(), version, nil
+}
+
+// checkNginxPools checks that every pool of t, not only the live one,
+// could be rendered: one scheme per pool, replicas nginx can name. A
+// deploy that could never be promoted is so refused at once, as HAProxy
+// refuses a replica that is no server of its backend, not at the promote
+// after its warm-up and validation.
+func checkNginxPools(t *route.Table) error {
+	for _, name := range slices.Sorted(maps.Keys(t.Pools)) {
+		p := t.Pools[name].Pool
+		for _, r := range p.Replicas {
+			if s := p.Replicas[0].URL.Scheme; r.URL.Scheme != s {
+				return fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", name, s, r.URL.Scheme, r.Name)
+			}
+			if _, err := address(r); err != nil {
+				return fmt.Errorf("pool %s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }

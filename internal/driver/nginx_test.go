@@ -288,3 +288,38 @@ func TestNginxDriftIsPutRight(t *testing.T) {
 		t.Errorf("Sync with nginx answering for blue ran %q, want test reload first", got)
 	}
 }
+
+// TestNginxRefusesAStandbyItCouldNeverServe: a table whose standby pool
+// has a replica nginx cannot name (a path prefix) or mixes schemes is
+// refused before anything is written, as a deploy onto it must be: it
+// was accepted, and failed only at the promote, after warm-up and
+// validation.
+func TestNginxRefusesAStandbyItCouldNeverServe(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		green []string
+		want  string
+	}{
+		{"path prefix", []string{"http://10.0.1.1:8000/v2"}, "path prefix"},
+		{"mixed schemes", []string{"http://10.0.1.1:8000", "https://10.0.1.2:8443"}, "mixes http and https"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeNginx(t)
+			n := f.driver(t, 0, 0)
+			blue := replicas(t, "http://10.0.0.1:8000")
+			if err := n.Apply(ctx, table("blue", map[string][]*pool.Replica{"blue": blue, "green": replicas(t, "http://10.0.1.1:8000")})); err != nil {
+				t.Fatal(err)
+			}
+			good, _ := os.ReadFile(f.file)
+			f.commands(t)
+			err := n.Apply(ctx, table("blue", map[string][]*pool.Replica{"blue": blue, "green": replicas(t, tc.green...)}))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "pool green") {
+				t.Fatalf("Apply = %v, want a refusal naming pool green and %q", err, tc.want)
+			}
+			if b, _ := os.ReadFile(f.file); string(b) != string(good) || f.commands(t) != "" {
+				t.Errorf("the refused table changed the file or ran commands")
+			}
+		})
+	}
+}

@@ -485,7 +485,7 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 				// takes it.
 				return fmt.Errorf("the load balancer did not take the first routing table (live %s, revision 1): %w", next.Live, err)
 			}
-			return c.revert(ctx, prev, rev+1, err)
+			return c.revert(ctx, prev, rev+1, evs, err)
 		}
 	}
 	return nil
@@ -494,14 +494,25 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 // revert undoes revision failed, whose routing table could not be applied:
 // it persists the previous state again (so the record never disagrees with
 // what serves traffic) and re-applies it.
-func (c *Controller) revert(ctx context.Context, prev State, failed int64, cause error) error {
+func (c *Controller) revert(ctx context.Context, prev State, failed int64, evs []event, cause error) error {
 	c.log.Error("routing change failed; reverting", "revision", failed, "error", cause)
+	// Ids given out stay given: a deploy undone here is in the history
+	// under its id, which no later deployment may take.
+	prev.NextID = max(prev.NextID, c.st.NextID)
 	data, err := json.Marshal(prev)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	ev, _ := json.Marshal(event{Time: c.now().UTC(), Revision: failed + 1, Actor: "controller", Action: "apply_failed",
-		From: c.st.Live, To: prev.Live, Reason: fmt.Sprintf("revision %d could not be applied, restored: %v", failed, cause)})
+	undone := event{Time: c.now().UTC(), Revision: failed + 1, Actor: "controller", Action: "apply_failed",
+		From: c.st.Live, To: prev.Live, Reason: fmt.Sprintf("revision %d could not be applied, restored: %v", failed, cause)}
+	for _, e := range evs {
+		if e.Deployment != "" {
+			undone.Deployment = e.Deployment
+			undone.Reason = fmt.Sprintf("revision %d (%s of %s) could not be applied, restored: %v", failed, e.Action, e.Deployment, cause)
+			break
+		}
+	}
+	ev, _ := json.Marshal(undone)
 	if err := c.opts.Store.Put(ctx, failed, data, ev); err != nil {
 		return fmt.Errorf("revert after failed apply (%v): %w", cause, err)
 	}

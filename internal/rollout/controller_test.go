@@ -367,3 +367,30 @@ func TestHistoryShowsADamagedEntry(t *testing.T) {
 		t.Fatalf("history %v (%q), want init, damaged, promote", actions, h[1].Reason)
 	}
 }
+
+// TestRefusedDeployKeepsItsID: a deploy whose routing table the load
+// balancer refuses is undone under its id (the apply_failed event names
+// it), and the next deployment gets a new id (it got d-1 again: two
+// deployments under one id in the history).
+func TestRefusedDeployKeepsItsID(t *testing.T) {
+	st := &memStore{}
+	c, rec := newTestController(t, st)
+	rec.mu.Lock()
+	rec.fail = errors.New("haproxy: replica http://127.0.0.1:9 is no server of backend green")
+	rec.mu.Unlock()
+	req := api.DeployRequest{Model: "m3", Replicas: []string{"http://127.0.0.1:9"}}
+	if _, err := c.Deploy(context.Background(), "op", req); err == nil {
+		t.Fatal("deploy applied although the load balancer refused it")
+	}
+	h, _ := c.History(context.Background(), 0)
+	if last := h[len(h)-1]; last.Action != "apply_failed" || last.Deployment != "d-1" || !strings.Contains(last.Reason, "deploy of d-1") {
+		t.Fatalf("last event %+v, want apply_failed naming d-1", last)
+	}
+	rec.mu.Lock()
+	rec.fail = nil
+	rec.mu.Unlock()
+	d, err := c.Deploy(context.Background(), "op", req)
+	if err != nil || d.Deployment.ID != "d-2" {
+		t.Fatalf("next deploy: %+v %v, want d-2", d.Deployment.ID, err)
+	}
+}
