@@ -632,6 +632,9 @@ func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, kind pickKind, key 
 	var bm bodyModel // the body's scan, shared
 	if aerr == nil && bm.readsForm(t, key, r.method, body) {
 		bm.scanForm(body, sc.field("Content-Type"))
+		if ferr := bm.formError(); ferr != nil {
+			return sc.writeError(ferr, e, nil)
+		}
 	}
 	if aerr == nil && key != noKey {
 		if aerr = h.allowModel(key, t, r.method, body, &bm); aerr != nil {

@@ -26,20 +26,21 @@ type formModel struct {
 }
 
 // formBoundary returns the boundary of a multipart/form-data Content-Type
-// value, "" for any other.
-func formBoundary(contentType string) string {
+// value ("" when it has no usable one), and whether the value names a
+// multipart/form-data body at all.
+func formBoundary(contentType string) (boundary string, isForm bool) {
 	if contentType == "" || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(contentType)), "multipart/form-data") {
-		return ""
+		return "", false
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "multipart/form-data" {
-		return ""
+		return "", true
 	}
 	b := params["boundary"]
 	if len(b) == 0 || len(b) > 70 { // RFC 2046 section 5.1.1
-		return ""
+		return "", true
 	}
-	return b
+	return b, true
 }
 
 // scanFormModel finds the "model" field of a multipart/form-data body
@@ -103,9 +104,12 @@ func scanFormModel(b []byte, boundary string) (f formModel, ok bool) {
 }
 
 // isModelField reports whether a part's header lines say it is the form
-// field "model" (Content-Disposition: form-data; name="model", no
-// filename); ok false for a malformed header line.
+// field "model" (a Content-Disposition naming "model", no filename; its
+// type is not looked at, as Starlette does not look at it); ok false for
+// a malformed header line, a Content-Disposition that does not parse or
+// comes twice.
 func isModelField(head []byte) (model, ok bool) {
+	seen := false
 	for len(head) > 0 {
 		line := head
 		if j := bytes.Index(head, []byte("\r\n")); j >= 0 {
@@ -120,11 +124,13 @@ func isModelField(head []byte) (model, ok bool) {
 		if !equalFold(line[:colon], "Content-Disposition") {
 			continue
 		}
-		disp, params, err := mime.ParseMediaType(string(line[colon+1:]))
-		if err == nil && disp == "form-data" {
-			_, file := params["filename"]
-			model = params["name"] == "model" && !file
+		_, params, err := mime.ParseMediaType(string(line[colon+1:]))
+		if err != nil || seen {
+			return false, false
 		}
+		seen = true
+		_, file := params["filename"]
+		model = params["name"] == "model" && !file
 	}
 	return model, true
 }
@@ -143,11 +149,33 @@ func (m *bodyModel) readsForm(t *route.Table, key int, method string, b []byte) 
 
 // scanForm reads the model of a body that is not a JSON object from its
 // multipart form, when contentType (the request's Content-Type) says it
-// is one.
+// is one. A form it cannot read exactly is an error (formErr): a parser
+// further on that reads it otherwise (vLLM's, python-multipart) could find
+// a model the gateway did not see, past the model-name rule and a key's
+// models.
 func (m *bodyModel) scanForm(b []byte, contentType string) {
-	if boundary := formBoundary(contentType); boundary != "" {
-		m.form, _ = scanFormModel(b, boundary)
+	boundary, isForm := formBoundary(contentType)
+	switch {
+	case !isForm:
+		return
+	case boundary == "":
+		m.formErr = "its Content-Type names no usable boundary (1 to 70 characters)"
+		return
 	}
+	var ok bool
+	if m.form, ok = scanFormModel(b, boundary); !ok {
+		m.formErr = "its parts are not delimited as RFC 7578 says (CRLF lines, the boundary first, one Content-Disposition per part)"
+	}
+}
+
+// formError is the 400 for a form scanForm could not read, nil when it
+// could or the body is no form.
+func (m *bodyModel) formError() *apiError {
+	if m.formErr == "" {
+		return nil
+	}
+	return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_form",
+		msg: "The multipart form could not be read: " + m.formErr + ". The gateway reads its model field and sends on no form it cannot read."}
 }
 
 // formValue is the form's model field's value ("" when none).

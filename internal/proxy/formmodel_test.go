@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"strings"
@@ -41,6 +42,13 @@ func TestScanFormModel(t *testing.T) {
 		{"a preamble is not read", "ignored\r\n--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", false, ""},
 		{"no close delimiter", "--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama", false, ""},
 		{"bare LF", "--b0undary\nContent-Disposition: form-data; name=\"model\"\n\nllama\n--b0undary--\n", false, ""},
+		// Starlette does not look at the disposition's type.
+		{"another disposition type names it too", "--b0undary\r\nContent-Disposition: attachment; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", true, "llama"},
+		{"a parameter twice", "--b0undary\r\nContent-Disposition: form-data; name=\"x\"; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", false, ""},
+		{"Content-Disposition twice", "--b0undary\r\nContent-Disposition: form-data; name=\"x\"\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", false, ""},
+		{"a leading CRLF", "\r\n--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", false, ""},
+		{"junk after the close delimiter", "--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--junk", false, ""},
+		{"the boundary's prefix in the data", "--b0undary\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nab\r\n--b0undaryX\r\n--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--", false, ""},
 		{"other boundary", "--other\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--other--\r\n", false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,7 +93,10 @@ func FuzzScanFormModel(f *testing.F) {
 			if err != nil {
 				t.Fatalf("scanFormModel read %q as a form; mime/multipart: %v", body, err)
 			}
-			if p.FormName() == "model" && p.FileName() == "" {
+			// The name whatever the disposition's type, as Starlette
+			// reads it (FormName wants form-data).
+			_, params, _ := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+			if _, file := params["filename"]; params["name"] == "model" && !file {
 				want, found = string(v), true
 			}
 		}
@@ -112,6 +123,11 @@ func TestFormModelRewrite(t *testing.T) {
 			{"other name", "llama", "gpt-4o-transcribe", "", 404, ""},
 			{"limited key, other model", "llama", "sql-lora", "Bearer sk-ci", 403, ""},
 			{"limited key, its model, no model_name", "", "model-v1", "Bearer sk-ci", 200, "model-v1"},
+			// A form the gateway cannot read exactly is refused: another
+			// parser could find a model it did not see (a 71-character
+			// boundary; a leading CRLF, which python-multipart skips).
+			{"unreadable form, limited key", "llama", "sql-lora", "Bearer sk-ci", 400, "crlf"},
+			{"unreadable form, model_name", "llama", "gpt-4o", "", 400, "boundary71"},
 		} {
 			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
 				opts := Options{}
@@ -120,13 +136,20 @@ func TestFormModelRewrite(t *testing.T) {
 				}
 				addr := fe.start(t, newHandler(t, opts, tc.modelName, backend.URL))
 				body := form("RIFF\x00\x01audio", "model", tc.model, "response_format", "json")
-				resp, b := send(t, "http://"+addr+"/v1/audio/transcriptions", body,
-					"Content-Type", "multipart/form-data; boundary=b0undary", "Authorization", tc.auth)
+				ctype := "multipart/form-data; boundary=b0undary"
+				switch tc.sent {
+				case "crlf":
+					body = "\r\n" + body
+				case "boundary71":
+					long := strings.Repeat("b", 71)
+					body, ctype = strings.ReplaceAll(body, "b0undary", long), "multipart/form-data; boundary="+long
+				}
+				resp, b := send(t, "http://"+addr+"/v1/audio/transcriptions", body, "Content-Type", ctype, "Authorization", tc.auth)
 				if resp.StatusCode != tc.status {
 					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, b)
 				}
 				if tc.status != 200 {
-					checkAPIError(t, b, map[int]string{404: "model_not_found", 403: "model_not_allowed"}[tc.status])
+					checkAPIError(t, b, map[int]string{404: "model_not_found", 403: "model_not_allowed", 400: "bad_form"}[tc.status])
 					return
 				}
 				e := decodeEcho(t, b)
@@ -179,7 +202,8 @@ func TestInferenceRoutesOutsideV1(t *testing.T) {
 				t.Errorf("%s %s: the replica got %s %q", fe.name, path, e.URI, e.Body)
 			}
 		}
-		for _, path := range []string{"/metrics", "/sleep?level=1", "/wake_up", "/load", "/collective_rpc", "/v2/models", "/tokenize/../metrics"} {
+		for _, path := range []string{"/metrics", "/sleep?level=1", "/wake_up", "/load", "/collective_rpc", "/v2/models", "/tokenize/../metrics",
+			"/v1/load_lora_adapter", "/v1/unload_lora_adapter"} {
 			status, body := do("POST", path, `{}`, "Bearer sk-team")
 			if status != 404 || strings.Contains(body, `"URI"`) {
 				t.Errorf("%s %s: status %d, want 404 unknown_path: %s", fe.name, path, status, body)

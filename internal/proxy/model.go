@@ -572,8 +572,10 @@ type bodyModel struct {
 	pooled bool
 	out    *[]byte
 	// form is the model field of a body that is a multipart form, not a
-	// JSON object (see scanForm); zero when not read.
-	form formModel
+	// JSON object (see scanForm); zero when not read. formErr says why a
+	// form could not be read.
+	form    formModel
+	formErr string
 }
 
 // rewriteBufs hold the connection loop's rewritten bodies (model_name),

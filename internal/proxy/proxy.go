@@ -227,6 +227,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	var bm bodyModel // the body's scan, shared
 	if aerr == nil && bm.readsForm(t, key, r.Method, body) {
 		bm.scanForm(body, r.Header.Get("Content-Type"))
+		aerr = bm.formError()
 	}
 	if aerr == nil {
 		if aerr = h.allowModel(key, t, r.Method, body, &bm); aerr != nil {
@@ -284,14 +285,21 @@ type localAnswer struct {
 // inferencePaths are the routes outside /v1/ where vLLM serves clients
 // (tokenizer, pooling and scoring models, SageMaker's /invocations) and
 // which the gateway proxies as it does /v1/*. vLLM's other routes outside
-// /v1/ are the operator's (/metrics, sleep mode, /load, LoRA loading by
-// its dev routes) and stay out of clients' reach; /health and /ping (its
+// /v1/ are the operator's (/metrics, sleep mode, /load) and stay out of
+// clients' reach, as do operatorPaths under /v1/; /health and /ping (its
 // SageMaker twin) the gateway answers itself.
 var inferencePaths = map[string]bool{
 	"/tokenize": true, "/detokenize": true, "/version": true,
 	"/pooling": true, "/classify": true, "/score": true,
 	"/rerank": true, "/v2/rerank": true, "/invocations": true,
 }
+
+// operatorPaths are vLLM's routes under /v1/ that change a replica
+// (runtime LoRA loading, with VLLM_ALLOW_RUNTIME_LORA_UPDATING): the
+// operator's, sent to each replica directly, never a client's through the
+// gateway (which would change one replica of the pool, and, since the
+// gateway serves what its replicas list, open a model to every client).
+var operatorPaths = map[string]bool{"/v1/load_lora_adapter": true, "/v1/unload_lora_adapter": true}
 
 // answerLocally decides the requests the gateway answers itself: /health
 // (and /ping) of the pool, paths outside /v1/ but inferencePaths (or
@@ -307,6 +315,9 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
 		return localAnswer{status: http.StatusOK}, true
+	case operatorPaths[path]:
+		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
+			msg: fmt.Sprintf("%q changes a replica: it is the operator's, sent to each replica directly, not through cutover", path)}}, true
 	case !strings.HasPrefix(path, "/v1/") && !inferencePaths[path] || hasDotSegment(path):
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("cutover proxies /v1/* and vLLM's inference routes only, not %q", path)}}, true
