@@ -52,15 +52,36 @@ const defaultDriftEvery = 10 * time.Second
 type driftClock struct {
 	every time.Duration // <= 0: never
 	last  time.Time
+	// wait is how long after a repair that failed the next look comes:
+	// every, doubled by each repair that fails in a row (a load balancer
+	// that cannot take the table is not reloaded every few seconds), at
+	// most maxDriftWait; 0 after a repair or apply that worked.
+	wait time.Duration
 }
+
+// maxDriftWait bounds driftClock.wait.
+const maxDriftWait = 10 * time.Minute
 
 // due reports whether a look is due at now, and if so counts it as done.
 func (d *driftClock) due(now time.Time) bool {
-	if d.every <= 0 || now.Sub(d.last) < d.every {
+	if d.every <= 0 || now.Sub(d.last) < max(d.every, d.wait) {
 		return false
 	}
 	d.last = now
 	return true
+}
+
+// repaired records how a repair went at now.
+func (d *driftClock) repaired(ok bool, now time.Time) {
+	d.last = now
+	switch {
+	case ok:
+		d.wait = 0
+	case d.wait == 0:
+		d.wait = 2 * d.every
+	default:
+		d.wait = min(2*d.wait, maxDriftWait)
+	}
 }
 
 // driftEvery is o's DriftEvery with its default.

@@ -115,6 +115,12 @@ func (h *HAProxy) Sync(ctx context.Context) error {
 		if why := h.drifted(ctx); why != "" {
 			h.log.Warn("haproxy does not serve the routing table cutover applied; applying it again", "why", why, "pool", h.table.Live.Pool.Name)
 			h.applied = ""
+			err := h.applyLocked(ctx, h.table, "drift")
+			if err != nil {
+				h.applied = sig // the next try is the drift check's, after its backoff
+			}
+			h.drift.repaired(err == nil, time.Now())
+			return err
 		}
 	}
 	if sig == h.applied {
@@ -189,7 +195,7 @@ func (h *HAProxy) applyLocked(ctx context.Context, t *route.Table, why string) e
 	}
 	h.table, h.applied = t, sig
 	h.refused.refused("", time.Time{})
-	h.drift.last = time.Now()
+	h.drift.repaired(true, time.Now())
 	h.log.Info("haproxy serves the routing table", "pool", t.Live.Pool.Name, "backend", h.opts.Backends[t.Live.Pool.Name],
 		"why", why, "duration", time.Since(start).Round(time.Millisecond))
 	return nil

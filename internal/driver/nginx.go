@@ -113,8 +113,16 @@ func (n *Nginx) Sync(ctx context.Context) error {
 	if err == nil && n.drift.due(time.Now()) && !n.refused.skip(string(content), time.Now(), n.opts.RetryAfter) {
 		if why := n.drifted(ctx); why != "" {
 			n.log.Warn("nginx does not serve the routing table cutover applied; applying it again", "why", why, "pool", n.table.Live.Pool.Name, "file", n.opts.File)
+			good := n.good
 			n.good = nil // what nginx runs is unknown: write, test, reload, verify
-			return n.applyLocked(ctx, n.table, "drift")
+			err := n.applyLocked(ctx, n.table, "drift")
+			if err != nil {
+				// The next try is the drift check's, after its backoff,
+				// not the health sync's at every RetryAfter.
+				n.good = good
+			}
+			n.drift.repaired(err == nil, time.Now())
+			return err
 		}
 	}
 	if err != nil || bytes.Equal(content, n.good) || n.refused.skip(string(content), time.Now(), n.opts.RetryAfter) {
@@ -184,7 +192,7 @@ func (n *Nginx) applyLocked(ctx context.Context, t *route.Table, why string) err
 	}
 	n.table, n.good, n.version = t, content, version
 	n.refused.refused("", time.Time{})
-	n.drift.last = time.Now()
+	n.drift.repaired(true, time.Now())
 	n.log.Info("nginx serves the new upstream", "pool", want.Pool, "version", version, "why", why, "file", n.opts.File,
 		"healthy", t.Live.Pool.HealthyCount(), "replicas", len(t.Live.Pool.Replicas), "steps", steps.String())
 	return nil

@@ -326,6 +326,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 	hold := c.autoRetry[held]
 	c.mu.Unlock()
 	if now.Before(hold.at) {
+		c.setNote(d.ID, fmt.Sprintf("retiring %s: the on_retire outcome could not be saved (see state in status); next attempt at %s", d.From, stamp(hold.at)))
 		return nil
 	}
 	if inflight > 0 {

@@ -93,6 +93,9 @@ func TestRetireOutcomeNotSavedBacksOff(t *testing.T) {
 	if n := runs() - before; n != 1 {
 		t.Fatalf("on_retire ran %d times in 4 s with its outcome unsaved, want 1 (then the backoff)", n)
 	}
+	if d := f.latest(); !strings.Contains(d.Waiting, "could not be saved") {
+		t.Fatalf("waiting %q, want why the retirement waits", d.Waiting)
+	}
 	f.st.mu.Lock()
 	f.st.failEvents = nil
 	f.st.mu.Unlock()

@@ -465,20 +465,23 @@ func (s *Bolt) backupLoop() {
 		}
 		err := s.Backup()
 		s.bmu.Lock()
+		first := err != nil && s.backupErr == nil
+		s.bmu.Unlock()
+		held := int64(0) // the revision the backup holds, read once per lag
+		if first {
+			if sum, cerr := CheckFile(filepath.Join(filepath.Dir(s.path), BackupFile)); cerr == nil {
+				held = sum.Revision
+			}
+		}
+		s.bmu.Lock()
 		switch {
 		case err == nil:
 			s.backupErr = nil
-		case s.backupErr == nil:
-			s.backupErr = &BackupLag{Since: time.Now(), Revision: -1}
+		case first:
+			s.backupErr = &BackupLag{Since: time.Now(), Revision: held}
 		}
 		if err != nil {
 			s.backupErr.Error = err.Error()
-			if s.backupErr.Revision < 0 {
-				s.backupErr.Revision = 0
-				if sum, cerr := CheckFile(filepath.Join(filepath.Dir(s.path), BackupFile)); cerr == nil {
-					s.backupErr.Revision = sum.Revision
-				}
-			}
 		}
 		lag := s.backupErr
 		s.bmu.Unlock()
