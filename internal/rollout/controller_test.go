@@ -350,7 +350,7 @@ func TestHistoryShowsADamagedEntry(t *testing.T) {
 	st := &memStore{}
 	c, _ := newTestController(t, st)
 	st.mu.Lock()
-	st.hist = append(st.hist, []byte(`X"action":"promote"}`))
+	st.hist = append(st.hist, []byte(`X"action":"promote"}`), []byte(`{"time":"2026-1x-06T12:00:00Z","action":"rollback","reason":"by op"}`))
 	st.mu.Unlock()
 	if _, err := c.Promote(context.Background(), "op", api.PromoteRequest{}); err != nil {
 		t.Fatal(err)
@@ -363,8 +363,9 @@ func TestHistoryShowsADamagedEntry(t *testing.T) {
 	for _, e := range h {
 		actions = append(actions, e.Action)
 	}
-	if strings.Join(actions, " ") != "init damaged promote" || !strings.Contains(h[1].Reason, "cannot be read") {
-		t.Fatalf("history %v (%q), want init, damaged, promote", actions, h[1].Reason)
+	if strings.Join(actions, " ") != "init damaged rollback promote" || !strings.Contains(h[1].Reason, "not JSON") ||
+		!strings.Contains(h[2].Reason, "by op (this history entry is partly damaged") {
+		t.Fatalf("history %v (%q, %q), want init, damaged, rollback (partly damaged), promote", actions, h[1].Reason, h[2].Reason)
 	}
 }
 

@@ -1,10 +1,13 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/hook"
@@ -184,8 +187,7 @@ func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error
 		if err := json.Unmarshal(b, &e); err != nil {
 			// One damaged entry must not hide the others (the dashboard,
 			// `cutover history`): it is shown as what it is.
-			out = append(out, api.Event{Action: "damaged", Actor: "store",
-				Reason: fmt.Sprintf("this history entry cannot be read (%d bytes: %v); `cutover state check` counts such entries", len(b), err)})
+			out = append(out, damagedEvent(b, err))
 			continue
 		}
 		ae := api.Event{Time: e.Time, Revision: e.Revision, Actor: e.Actor, Action: e.Action, Deployment: e.Deployment, From: e.From, To: e.To, Reason: e.Reason, Forced: e.Forced, Cost: e.Cost}
@@ -196,4 +198,27 @@ func (c *Controller) History(ctx context.Context, limit int) ([]api.Event, error
 		out = append(out, ae)
 	}
 	return out, nil
+}
+
+// damagedEvent is a history entry that does not decode as an event (err):
+// one that is not JSON is shown as "damaged", as `cutover state check`
+// counts it; one that is JSON with a field of the wrong type (a byte off
+// in its time, say) keeps the fields that still read, with a note.
+func damagedEvent(b []byte, err error) api.Event {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return api.Event{Action: "damaged", Actor: "store",
+			Reason: fmt.Sprintf("this history entry is not JSON (%d bytes: %v); `cutover state check` counts such entries", len(b), err)}
+	}
+	str := func(k string) string {
+		var v string
+		_ = json.Unmarshal(m[k], &v)
+		return v
+	}
+	var rev int64
+	_ = json.Unmarshal(m["revision"], &rev)
+	var at time.Time
+	_ = json.Unmarshal(m["time"], &at)
+	return api.Event{Time: at, Revision: rev, Actor: str("actor"), Action: cmp.Or(str("action"), "damaged"), Deployment: str("deployment"),
+		From: str("from"), To: str("to"), Reason: strings.TrimSpace(str("reason") + fmt.Sprintf(" (this history entry is partly damaged: %v)", err))}
 }
