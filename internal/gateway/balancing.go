@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cutover-dev/cutover/api"
@@ -64,19 +66,34 @@ func (g *Gateway) engineBusy() func(ctx context.Context, p *pool.Pool) (int, err
 	if g.cfg.Driver == "" || g.cfg.Driver == "builtin" {
 		return nil
 	}
-	s := &pool.Scraper{Client: &http.Client{Transport: g.tls.transport(0)}, Timeout: 5 * time.Second}
+	s := &pool.Scraper{Client: &http.Client{Transport: g.tls.transport(0)}, Timeout: 2 * time.Second}
 	return func(ctx context.Context, p *pool.Pool) (int, error) {
-		busy := 0.0
-		for _, r := range p.Replicas {
-			e, err := s.Read(ctx, r)
-			if err != nil && !r.Healthy() {
-				continue // down: it serves nothing (its checks say so)
-			}
-			if err != nil {
-				return 0, err
-			}
-			busy += e.Running + e.Waiting
+		// At once: one replica that hangs costs the reconcile loop one
+		// timeout, not one per replica.
+		busy := make([]float64, len(p.Replicas))
+		errs := make([]error, len(p.Replicas))
+		var wg sync.WaitGroup
+		for i, r := range p.Replicas {
+			wg.Go(func() {
+				e, err := s.Read(ctx, r)
+				switch {
+				case err != nil && !r.Healthy():
+					// down: it serves nothing (its checks say so)
+				case err != nil:
+					errs[i] = err
+				default:
+					busy[i] = e.Running + e.Waiting
+				}
+			})
 		}
-		return int(math.Ceil(busy)), nil
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return 0, err
+		}
+		total := 0.0
+		for _, b := range busy {
+			total += b
+		}
+		return int(math.Ceil(total)), nil
 	}
 }
