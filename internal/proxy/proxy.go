@@ -315,7 +315,7 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
 		return localAnswer{status: http.StatusOK}, true
-	case operatorPaths[path]:
+	case strings.HasSuffix(path, "_lora_adapter") && operatorPaths[path]:
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("%q changes a replica: it is the operator's, sent to each replica directly, not through cutover", path)}}, true
 	case !strings.HasPrefix(path, "/v1/") && !inferencePaths[path] || hasDotSegment(path):
