@@ -212,3 +212,26 @@ func TestCanaryModelIDGoesToItsVersion(t *testing.T) {
 		t.Fatalf("another name: %d %v, want 404", res.status, err)
 	}
 }
+
+// TestCanaryAdapterGoesToThePoolThatServesIt: during a canary, a LoRA
+// adapter only the candidate serves goes to the candidate whatever the
+// weights draw (it got 404 when the draw picked the live pool).
+func TestCanaryAdapterGoesToThePoolThatServesIt(t *testing.T) {
+	e := canaryEnv(t, 50)
+	deployV2(t, e, mockllm.Config{Tokens: 4, Seed: 2, LoRAModules: []string{"green-lora"}})
+	e.waitPhase(t, "canary", 30*time.Second)
+	// The candidate's adapters are known once its checks have read them.
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.gw.Controller().Pool("green").Lists("green-lora") {
+		if time.Now().After(deadline) {
+			t.Fatal("green's adapter never listed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 20 {
+		res, err := e.chat(context.Background(), "green-lora", fmt.Sprintf("q%d", i), i%2 == 0, "")
+		if err != nil || res.status != 200 || res.pool != "green" || res.model != "green-lora" {
+			t.Fatalf("request %d: %d %s %s %v %s, want 200 from green", i, res.status, res.pool, res.model, err, res.body)
+		}
+	}
+}

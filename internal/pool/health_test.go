@@ -241,3 +241,31 @@ func TestProbeSendsAuthorization(t *testing.T) {
 		t.Fatalf("Probe with the key: %v", err)
 	}
 }
+
+// TestPoolListsWhatEveryReplicaLists: an adapter counts as the pool's
+// when every healthy replica lists it, since a request may go to any (one
+// that only some list got vLLM's 404 from the others); a replica that is
+// down does not count.
+func TestPoolListsWhatEveryReplicaLists(t *testing.T) {
+	a := newFakeReplica(t, models("base", "sql-lora", "shared-lora"))
+	b := newFakeReplica(t, models("base", "other-lora", "shared-lora"))
+	p := &pool.Pool{Name: "blue", Model: "base", Replicas: []*pool.Replica{a.replica, b.replica}}
+	c := newChecker()
+	for _, r := range p.Replicas {
+		if err := c.Probe(context.Background(), r, "base"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]bool{"shared-lora": true, "sql-lora": false, "other-lora": false, "base": false} {
+		if got := p.Lists(name); got != want {
+			t.Errorf("Lists(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if got := p.Listed(); len(got) != 1 || got[0] != "shared-lora" {
+		t.Errorf("Listed() = %q, want [shared-lora]", got)
+	}
+	b.replica.SetInitial(time.Now(), errors.New("down"))
+	if !p.Lists("sql-lora") || len(p.Listed()) != 2 {
+		t.Errorf("with the other replica down: Lists(sql-lora) %v, Listed %q", p.Lists("sql-lora"), p.Listed())
+	}
+}

@@ -238,31 +238,45 @@ func (p *Pool) MaxModelLen() int64 {
 	return n
 }
 
-// Lists reports whether a healthy replica of the pool listed name on its
-// /v1/models at its last check, besides the pool's model: a LoRA adapter
-// it serves.
+// Lists reports whether every healthy replica of the pool listed name on
+// its /v1/models at its last check, besides the pool's model: a LoRA
+// adapter the pool serves, whichever replica a request goes to (one only
+// some replicas list would fail on the others). False with no healthy
+// replica that listed anything.
 func (p *Pool) Lists(name string) bool {
+	seen := false
 	for _, r := range p.Replicas {
-		if l := r.listed.Load(); l != nil && r.Healthy() && slices.Contains(*l, name) {
-			return true
+		if !r.Healthy() {
+			continue
 		}
+		l := r.listed.Load()
+		if l == nil || !slices.Contains(*l, name) {
+			return false
+		}
+		seen = true
 	}
-	return false
+	return seen
 }
 
-// Listed returns the ids the pool's healthy replicas listed on their
-// /v1/models at their last check besides the pool's model (LoRA
-// adapters), each once, in the order first seen.
+// Listed returns the ids every healthy replica of the pool listed on its
+// /v1/models at its last check besides the pool's model (the LoRA
+// adapters Lists accepts), in the order the first one listed them.
 func (p *Pool) Listed() []string {
 	var ids []string
+	first := true
 	for _, r := range p.Replicas {
-		if l := r.listed.Load(); l != nil && r.Healthy() {
-			for _, id := range *l {
-				if !slices.Contains(ids, id) {
-					ids = append(ids, id)
-				}
-			}
+		if !r.Healthy() {
+			continue
 		}
+		l := r.listed.Load()
+		if l == nil {
+			return nil
+		}
+		if first {
+			ids, first = slices.Clone(*l), false
+			continue
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(*l, id) })
 	}
 	return ids
 }

@@ -630,7 +630,7 @@ func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, kind pickKind, key 
 		e = rePick(t, e, body)
 	}
 	var bm bodyModel // the body's scan, shared
-	if aerr == nil && bm.readsForm(t, key, r.method, body) {
+	if aerr == nil && bm.readsForm(t, key, body) {
 		bm.scanForm(body, sc.field("Content-Type"))
 		if ferr := bm.formError(); ferr != nil {
 			return sc.writeError(ferr, e, nil)

@@ -33,7 +33,15 @@ func formBoundary(contentType string) (boundary string, isForm bool) {
 		return "", false
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil || mt != "multipart/form-data" {
+	if err != nil || mt != "multipart/form-data" || starParam(contentType) {
+		return "", true
+	}
+	// Starlette decodes the fields' names and values with the charset
+	// given here ("+AG0-odel" is "model" in UTF-7): only those whose
+	// ASCII reads as it is.
+	switch cs := strings.ToLower(params["charset"]); cs {
+	case "", "utf-8", "utf8", "us-ascii":
+	default:
 		return "", true
 	}
 	b := params["boundary"]
@@ -41,6 +49,30 @@ func formBoundary(contentType string) (boundary string, isForm bool) {
 		return "", true
 	}
 	return b, true
+}
+
+// maxFormParts bounds the parts of a form the gateway reads: an audio
+// request has a handful; thousands of tiny ones only cost CPU.
+const maxFormParts = 256
+
+// starParam reports a parameter name with a '*' (RFC 2231's name*= and
+// name*0=) in a header value, outside quoted strings: Go's mime package
+// and python-multipart read those differently (one drops a charset it
+// does not know, the other decodes it, or ignores the parameter), and RFC
+// 7578 section 4.2 says a form must not use them.
+func starParam(v string) bool {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == '*' && !quoted:
+			return true
+		}
+	}
+	return false
 }
 
 // scanFormModel finds the "model" field of a multipart/form-data body
@@ -60,21 +92,24 @@ func scanFormModel(b []byte, boundary string) (f formModel, ok bool) {
 	}
 	i := 0
 	delim := append([]byte("\r\n"), dash...) // before every later part
+	parts := 0
 	for {
 		i += len(dash)
 		closing := bytes.HasPrefix(b[i:], []byte("--"))
 		if closing {
 			i += 2
 		}
-		// Transport padding, then the line's end (after the close
-		// delimiter: or the body's).
-		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-			i++
-		}
+		// The line's end at once (after the close delimiter: or the
+		// body's). RFC 2046 allows transport padding (spaces) before it;
+		// python-multipart does not, and reads such a line as data, so a
+		// form with any is not read.
 		switch {
 		case closing && (i == len(b) || bytes.HasPrefix(b[i:], []byte("\r\n"))):
 			return f, true // an epilogue, if any, is not read
 		case closing || !bytes.HasPrefix(b[i:], []byte("\r\n")):
+			return formModel{}, false
+		}
+		if parts++; parts > maxFormParts {
 			return formModel{}, false
 		}
 		i += 2
@@ -124,8 +159,9 @@ func isModelField(head []byte) (model, ok bool) {
 		if !equalFold(line[:colon], "Content-Disposition") {
 			continue
 		}
-		_, params, err := mime.ParseMediaType(string(line[colon+1:]))
-		if err != nil || seen {
+		v := string(line[colon+1:])
+		_, params, err := mime.ParseMediaType(v)
+		if err != nil || seen || starParam(v) {
 			return false, false
 		}
 		seen = true
@@ -137,14 +173,26 @@ func isModelField(head []byte) (model, ok bool) {
 
 // readsForm reports whether the model-name rule or a client key limited
 // to models needs the model of this request's body, and the body is not
-// a JSON object: the caller then gives scanForm the request's
-// Content-Type.
-func (m *bodyModel) readsForm(t *route.Table, key int, method string, b []byte) bool {
-	if t.ModelName == "" && key == noKey || method != http.MethodPost || len(b) == 0 {
+// a JSON object (as the gateway reads JSON: UTF-8): the caller then gives
+// scanForm the request's Content-Type.
+func (m *bodyModel) readsForm(t *route.Table, key int, b []byte) bool {
+	if t.ModelName == "" && key == noKey || len(b) == 0 {
 		return false
 	}
 	_, err := m.scan(b)
 	return err != nil
+}
+
+// wideJSON reports a body Python's json.loads would read as JSON in
+// UTF-16 or UTF-32 (json.detect_encoding: a byte order mark, or a NUL in
+// the first four bytes): vLLM reads such a body, the gateway does not.
+func wideJSON(b []byte) bool {
+	switch {
+	case bytes.HasPrefix(b, []byte{0xFE, 0xFF}), bytes.HasPrefix(b, []byte{0xFF, 0xFE}),
+		bytes.HasPrefix(b, []byte{0, 0, 0xFE, 0xFF}):
+		return true
+	}
+	return bytes.IndexByte(b[:min(len(b), 4)], 0) >= 0
 }
 
 // scanForm reads the model of a body that is not a JSON object from its
@@ -156,6 +204,9 @@ func (m *bodyModel) readsForm(t *route.Table, key int, method string, b []byte) 
 func (m *bodyModel) scanForm(b []byte, contentType string) {
 	boundary, isForm := formBoundary(contentType)
 	switch {
+	case !isForm && wideJSON(b):
+		m.formErr = wideJSONErr
+		return
 	case !isForm:
 		return
 	case boundary == "":
@@ -168,11 +219,18 @@ func (m *bodyModel) scanForm(b []byte, contentType string) {
 	}
 }
 
-// formError is the 400 for a form scanForm could not read, nil when it
-// could or the body is no form.
+// wideJSONErr is formErr for a UTF-16 or UTF-32 body (see wideJSON).
+const wideJSONErr = "utf-16"
+
+// formError is the 400 for a form scanForm could not read (or a body in
+// UTF-16 or UTF-32), nil when it could or the body is no form.
 func (m *bodyModel) formError() *apiError {
-	if m.formErr == "" {
+	switch m.formErr {
+	case "":
 		return nil
+	case wideJSONErr:
+		return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_json",
+			msg: "The request body is not UTF-8: the gateway reads JSON bodies in UTF-8 only (their model field), and sends on no body it cannot read."}
 	}
 	return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_form",
 		msg: "The multipart form could not be read: " + m.formErr + ". The gateway reads its model field and sends on no form it cannot read."}

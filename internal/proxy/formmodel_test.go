@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/cutover-dev/cutover/internal/auth"
 )
 
 // form builds a multipart body of fields (name, value) and, when file is
@@ -213,6 +215,73 @@ func TestInferenceRoutesOutsideV1(t *testing.T) {
 		}
 		if status, body := do("GET", "/ping", "", ""); status != 200 || body != "" {
 			t.Errorf("%s GET /ping without a key: %d %q, want 200 from the gateway", fe.name, status, body)
+		}
+	}
+}
+
+// TestBodiesTheGatewayCannotReadAreRefused: with a key limited to models
+// (or model_name), a body Python reads but the gateway does not would take
+// a model past the check: JSON in UTF-16 or UTF-32, forms with transport
+// padding after a delimiter, a charset, RFC 2231 parameters, or too many
+// parts. Each is refused; a method other than POST is held to the key's
+// models too, and a request target with a fragment is refused (uvicorn
+// drops it: "/v1/load_lora_adapter#x" reached the replica's route).
+func TestBodiesTheGatewayCannotReadAreRefused(t *testing.T) {
+	backend := newEchoBackend(t)
+	utf16 := func(s string) string {
+		var b []byte
+		for _, r := range s {
+			b = append(b, byte(r), 0)
+		}
+		return string(b)
+	}
+	part := func(disp, value string) string {
+		return "--b0undary\r\nContent-Disposition: " + disp + "\r\n\r\n" + value + "\r\n"
+	}
+	const ctype = "multipart/form-data; boundary=b0undary"
+	many := strings.Repeat(part(`form-data; name="x"`, "1"), maxFormParts) + part(`form-data; name="model"`, "sql-lora") + "--b0undary--\r\n"
+	// A key that may use the client-facing name only, as an operator
+	// would limit a team to "llama" (not the adapters the replicas serve).
+	line, err := auth.Line("lim", "sk-lim", []string{"llama"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.Parse([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fe := range frontends {
+		addr := fe.start(t, newHandler(t, Options{ClientAuth: auth.New(keys)}, "llama", backend.URL))
+		for _, tc := range []struct {
+			name, method, path, ctype, body string
+			status                          int
+			code                            string
+		}{
+			{"UTF-16 JSON", "POST", "/v1/chat/completions", "application/json", utf16(`{"model":"sql-lora"}`), 400, "bad_json"},
+			{"UTF-16 JSON with a byte order mark", "POST", "/v1/chat/completions", "application/json", "\xff\xfe" + utf16(`{"model":"sql-lora"}`), 400, "bad_json"},
+			{"padding after a delimiter", "POST", "/v1/audio/transcriptions", ctype,
+				part(`form-data; name="model"`, "sql-lora") + "--b0undary \r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nllama\r\n--b0undary--\r\n", 400, "bad_form"},
+			{"a charset", "POST", "/v1/audio/transcriptions", ctype + "; charset=utf-7", part(`form-data; name="+AG0-odel"`, "sql-lora") + "--b0undary--\r\n", 400, "bad_form"},
+			{"an RFC 2231 name", "POST", "/v1/audio/transcriptions", ctype, part(`form-data; name*=iso-8859-1''model`, "sql-lora") + "--b0undary--\r\n", 400, "bad_form"},
+			{"an RFC 2231 boundary", "POST", "/v1/audio/transcriptions", ctype + "; boundary*=iso-8859-1''x", part(`form-data; name="model"`, "sql-lora") + "--b0undary--\r\n", 400, "bad_form"},
+			{"too many parts", "POST", "/v1/audio/transcriptions", ctype, many, 400, "bad_form"},
+			{"PUT naming a model the key may not use", "PUT", "/v1/chat/completions", "application/json", `{"model":"sql-lora"}`, 403, "model_not_allowed"},
+			{"a fragment", "POST", "/v1/load_lora_adapter#x", "application/json", `{"lora_name":"a"}`, 400, "bad_request"},
+			{"a fragment on the models list", "GET", "/v1/models#x", "", "", 400, "bad_request"},
+		} {
+			c, br := dialRaw(t, addr)
+			hdr := []string{"Authorization: Bearer sk-lim"}
+			if tc.ctype != "" {
+				hdr = append(hdr, "Content-Type: "+tc.ctype)
+			}
+			writeRaw(t, c, rawRequest(tc.method, tc.path, hdr, tc.body))
+			resp, body := readResp(t, br, tc.method)
+			c.Close()
+			if resp.StatusCode != tc.status || strings.Contains(body, `"URI"`) {
+				t.Errorf("%s %s: status %d, want %d: %.300s", fe.name, tc.name, resp.StatusCode, tc.status, body)
+				continue
+			}
+			checkAPIError(t, body, tc.code)
 		}
 	}
 }

@@ -225,7 +225,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 		w.Header()["X-Cutover-Pool"] = e.PoolHeader
 	}
 	var bm bodyModel // the body's scan, shared
-	if aerr == nil && bm.readsForm(t, key, r.Method, body) {
+	if aerr == nil && bm.readsForm(t, key, body) {
 		bm.scanForm(body, r.Header.Get("Content-Type"))
 		aerr = bm.formError()
 	}
@@ -315,6 +315,12 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
 		return localAnswer{status: http.StatusOK}, true
+	case strings.IndexByte(path, '#') >= 0:
+		// A fragment is not part of a request target (RFC 9112 section
+		// 3.2); uvicorn drops it, so "/v1/load_lora_adapter#x" would
+		// reach a route the checks here did not see.
+		return localAnswer{err: &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_request",
+			msg: "the request target has a fragment (#): clients do not send one"}}, true
 	case strings.HasSuffix(path, "_lora_adapter") && operatorPaths[path]:
 		return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "unknown_path",
 			msg: fmt.Sprintf("%q changes a replica: it is the operator's, sent to each replica directly, not through cutover", path)}}, true
@@ -354,7 +360,7 @@ func (a *localAnswer) write(w http.ResponseWriter) {
 // model id and the pool gets traffic: a client naming the version that
 // answered it before (the answers' model) gets that version.
 func applyModelName(t *route.Table, e *route.Entry, drawn bool, method string, body []byte, bm *bodyModel) ([]byte, *route.Entry, *apiError) {
-	if t.ModelName == "" || len(body) == 0 || method != http.MethodPost {
+	if t.ModelName == "" || len(body) == 0 {
 		return body, e, nil
 	}
 	nb, other, ok := bm.rewrite(body, t.ModelName, e.Pool.Model, e.ModelJSON)
@@ -368,6 +374,14 @@ func applyModelName(t *route.Table, e *route.Entry, drawn bool, method string, b
 	}
 	if e.Pool.Lists(other) {
 		return body, e, nil
+	}
+	if drawn && t.Canary != nil {
+		// An adapter only the other version serves, while it has a share.
+		for _, o := range [...]*route.Entry{t.Live, t.Canary} {
+			if o != e && t.Shares(o) && o.Pool.Lists(other) {
+				return body, o, nil
+			}
+		}
 	}
 	return nil, e, &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
 		msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}

@@ -33,6 +33,19 @@ func (t *Table) PickWith(x uint64) *Entry {
 	return t.Live
 }
 
+// Shares reports whether e gets new requests from Pick: outside a canary
+// the live pool only; during one, the live pool below weight 100 and the
+// canary above 0.
+func (t *Table) Shares(e *Entry) bool {
+	switch {
+	case e == t.Live:
+		return t.Canary == nil || t.CanaryWeight < 100
+	case e == t.Canary:
+		return t.CanaryWeight > 0
+	}
+	return false
+}
+
 // Weighted returns the pool of a canary whose model id is model and
 // which gets new requests (a share above 0), nil when none does or
 // outside a canary.
