@@ -426,6 +426,10 @@ type SwitchResult struct {
 	// milliseconds. Zero: none.
 	Woke   int   `json:"woke,omitempty"`
 	WakeMS int64 `json:"wake_ms,omitempty"`
+	// Note says what a rollback that switched no live pool did: during a
+	// canary it stops the canary (its weight to 0, the deployment
+	// aborted), and Live is the pool that stayed live, Previous empty.
+	Note string `json:"note,omitempty"`
 }
 
 // Event is one entry of GET /api/v1/history: a transition of the state.

@@ -38,7 +38,8 @@ func gpuSeconds(s float64) string {
 // restores in progress.
 func printCapacity(w io.Writer, s *api.Status) {
 	if s.Cost != nil && len(s.Cost.Usage) > 0 {
-		fmt.Fprintf(w, "\ngpus (--replica replicas count 0) since %s:\n  %s\n", s.Cost.Since.Local().Format(time.DateTime), costLine(s.Cost, true))
+		fmt.Fprintf(w, "\ngpus held now and GPU-seconds by pool and state since %s (overlap: every state but live; replicas given with --replica count 0):\n  %s\n",
+			s.Cost.Since.Local().Format(time.DateTime), costLine(s.Cost, true))
 	}
 	if len(s.Agents) > 0 {
 		fmt.Fprintln(w, "\nagents:")

@@ -218,7 +218,11 @@ func printSwitch(w io.Writer, r *api.SwitchResult) {
 	if r.Forced {
 		forced = " (forced)"
 	}
-	fmt.Fprintf(w, "%s%s: %s is live (was %s), revision %d\n", r.Action, forced, r.Live, r.Previous, r.Revision)
+	if r.Note != "" {
+		fmt.Fprintf(w, "%s%s: %s, revision %d\n", r.Action, forced, r.Note, r.Revision)
+	} else {
+		fmt.Fprintf(w, "%s%s: %s is live (was %s), revision %d\n", r.Action, forced, r.Live, r.Previous, r.Revision)
+	}
 	if r.Restored > 0 {
 		fmt.Fprintf(w, "first brought %s back to full size: %d replica(s) started through the agents, serving after %s\n", r.Live, r.Restored, time.Duration(r.RestoreMS)*time.Millisecond)
 	}

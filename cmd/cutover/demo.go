@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -215,6 +216,9 @@ for the next run).`,
 				token = randomToken()
 			}
 			gw, err := gateway.New(ctx, cfg, token, log)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%w: the demo listens on --listen %s and --admin-listen %s; give free ports with those flags", err, cfg.Listen, cfg.Admin.Listen)
+			}
 			if err != nil {
 				return err
 			}
@@ -453,8 +457,7 @@ it): follow it with
 		}
 	}
 	return fmt.Sprintf(`Ship a new version (%s) through a full rollout: the local agent starts its
-replicas on 2 of its %d simulated GPUs, then warm-up, validation against the
-demo's traffic, %spromote, retention of the old pool (%s, %s), retirement —
+replicas on 2 of its %d simulated GPUs, then warm-up, %s, %spromote, retention of the old pool (%s, %s), retirement —
 watch it on the dashboard ("GPUs and agents"), or:
   %s deploy%s --model %s   # the agent starts the replicas (status: launch)
   %s status --watch%s   # phase, gates, GPUs by pool and state, the agent
@@ -462,9 +465,20 @@ watch it on the dashboard ("GPUs and agents"), or:
   %s history%s          # each step with its GPU-seconds (overlap)
 Or with replicas cutover does not manage (spares already running):
   %s deploy%s --model %s --replica %s
-`, demoNextModel, demoAgentGPUs, canaryNoteForDemo(cfg), cfg.Rollout.Retention, retentionNote(cfg.Rollout.RetentionMode),
+`, demoNextModel, demoAgentGPUs, validationNoteForDemo(cfg), canaryNoteForDemo(cfg), cfg.Rollout.Retention, retentionNote(cfg.Rollout.RetentionMode),
 		self, adminFlag, demoNextModel, self, adminFlag, retentionHints(cfg.Rollout.RetentionMode, self, adminFlag), self, adminFlag, self, adminFlag,
 		self, adminFlag, demoNextModel, strings.Join(spare, " --replica "))
+}
+
+// validationNoteForDemo is what the banner says of validation: the
+// demo's traffic is shadowed to the new version and compared; with
+// --traffic 0 there is none to compare, and a deployment goes from
+// warm-up to ready.
+func validationNoteForDemo(cfg *config.Config) string {
+	if cfg.Validation.Shadow.Percent > 0 {
+		return "validation against the demo's traffic"
+	}
+	return "no validation (--traffic 0: no traffic to compare)"
 }
 
 // canaryNoteForDemo is the banner's canary step list (demo --canary): the
@@ -534,7 +548,8 @@ func faultHint(st api.Status, simulated []string) string {
 	for _, name := range []string{standby, st.Live} {
 		for _, r := range st.Pools[name].Replicas {
 			if slices.Contains(simulated, r.URL) {
-				return fmt.Sprintf(`Break a replica of %s (simulator-only fault endpoint), then watch status:
+				return fmt.Sprintf(`Break a replica of %s (simulator-only fault endpoint; after a deploy, take a replica URL from
+status instead: a pool's replicas change), then watch status:
   curl -d '{"fail_health":true}' %s/mock/faults
 `, name, r.URL)
 			}

@@ -343,7 +343,8 @@ func (c *Controller) rollbackCanaryLocked(ctx context.Context, actor string, req
 	if err == nil {
 		c.poke()
 	}
-	return api.SwitchResult{Action: "rollback", Live: v.State.Live, Previous: v.State.Previous, SwitchedAt: v.State.SwitchedAt, Revision: c.revision()}, true, err
+	note := fmt.Sprintf("stopped the canary of deployment %s: %s no longer gets new requests, %s gets them all; the deployment is aborted", dec.Deployment, v.State.find(dec.Deployment).Pool, v.State.Live)
+	return api.SwitchResult{Action: "rollback", Live: v.State.Live, SwitchedAt: v.State.SwitchedAt, Revision: c.revision(), Note: note}, true, err
 }
 
 // holdFullCanary runs the preflight (preflight.go) before canary step n

@@ -231,11 +231,16 @@ func TestCanaryRollback(t *testing.T) {
 	if a := f.c.Status().Actions["rollback"]; !a.Allowed || !strings.Contains(a.Reason, "30% of new requests") {
 		t.Fatalf("rollback action during a canary: %+v", a)
 	}
+	// What protects blue says what a rollback does now: blue is live
+	// already (it said "rollback makes blue live again").
+	if p := f.c.Status().Protection.Summary; !strings.Contains(p, "rollback: the canary of deployment d-1") || strings.Contains(p, "live again") {
+		t.Fatalf("protection during a canary: %q", p)
+	}
 	_, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{To: "green"})
 	refused(t, err, "no_target", "rollback sets its weight to 0")
 	res, err := f.c.Rollback(f.ctx, "op", api.RollbackRequest{})
-	if err != nil || res.Live != "blue" {
-		t.Fatalf("rollback: %+v %v", res, err)
+	if err != nil || res.Live != "blue" || res.Previous != "" || !strings.Contains(res.Note, "stopped the canary of deployment d-1: green no longer gets new requests") {
+		t.Fatalf("rollback: %+v %v, want a note saying it stopped the canary (the CLI printed \"blue is live (was )\")", res, err)
 	}
 	f.checkWeight(0)
 	if d := f.latest(); d.Phase != string(PhaseAborted) || !strings.Contains(d.Reason, "rolled back by op while canary at 30%") {

@@ -296,7 +296,7 @@ func decidePromote(v View, req api.PromoteRequest) Decision {
 	if d, outcome := v.unvetted(target); d != nil {
 		if !req.Force {
 			return Decision{Code: "standby_not_passed", Force: true, Reason: fmt.Sprintf(
-				"promote refused: %s holds deployment %s (model %s), which %s; it did not pass what the configuration asks. Deploy again, or promote with force (recorded in the history)",
+				"promote refused: %s holds deployment %s (model %s), which %s; it did not pass what the configuration asks. Deploy again, or `cutover promote --force` (recorded in the history)",
 				target, d.ID, d.Model, outcome)}
 		}
 		dec.Forced, dec.Deployment = true, d.ID
@@ -549,6 +549,8 @@ func protection(v View) api.Protection {
 			p.AutoRollbackUntil = d.PostPromotionUntil
 			parts = append(parts, fmt.Sprintf("post-promotion checks run until %s and roll back to %s automatically if a gate fails", stamp(d.PostPromotionUntil), d.From))
 		}
+	} else if cr, ok := decideCanaryRollback(v, api.RollbackRequest{}); ok && cr.Allowed {
+		parts = append(parts, "rollback: "+cr.Reason)
 	} else if p.RollbackTo != "" {
 		parts = append(parts, fmt.Sprintf("rollback makes %s (model %s) live again", p.RollbackTo, v.Pools[p.RollbackTo].Model))
 	}

@@ -780,6 +780,12 @@
         return { button: `Promote ${target}`, title: `Promote ${target}?`, text, verb: `Promote ${target}`, danger: false };
       }
       case 'rollback': {
+        const cv = verdict('rollback', st);
+        if (active && st.weights && cv.allowed && cv.reason) {
+          // A canary: the rollback stops it; no live pool changes.
+          const why = cv.reason.charAt(0).toUpperCase() + cv.reason.slice(1);
+          return { button: 'Stop the canary', title: 'Roll back the canary?', text: `${why}. Requests and streams already running on ${active.pool} finish there.`, verb: 'Stop the canary', danger: false };
+        }
         if (!st.previous) return { button: 'Roll back', title: 'Roll back?', text: `${live} has been live since the first start: there is no previous pool to return to, and the gateway will refuse.`, verb: 'Roll back', danger: false };
         const target = st.previous;
         // The server says what this rollback does (at once, after a wake,
@@ -890,7 +896,9 @@
       if (res.restored) first = ` First started ${res.restored} replica(s) of ${res.live} through the agents (${(res.restore_ms / 1000).toFixed(1)} s).`;
       if (res.woke) first += ` First woke ${res.woke} replica(s) of ${res.live} (${(res.wake_ms / 1000).toFixed(1)} s).`;
       showNotice(action === 'promote' || action === 'rollback'
-        ? `${ACTION_LABEL[action]}${res.forced ? ' (forced)' : ''}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.${first}`
+        ? (res.note
+          ? `${ACTION_LABEL[action]}${res.forced ? ' (forced)' : ''}: ${res.note}, revision ${res.revision}.`
+          : `${ACTION_LABEL[action]}${res.forced ? ' (forced)' : ''}: ${res.live} is live (was ${res.previous}), revision ${res.revision}.${first}`)
         : `${ACTION_LABEL[action]}: deployment ${res.id} is ${res.phase}.`);
     } catch (e) {
       if (e.status === 401) {
