@@ -82,7 +82,7 @@ See docs/agent.md for the API.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&path, "config", "", "agent configuration file (required)")
+	cmd.Flags().StringVarP(&path, "config", "c", "", "agent configuration file (required)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

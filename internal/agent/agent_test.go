@@ -436,9 +436,16 @@ func TestAgentConfigErrorsNameTheKey(t *testing.T) {
 	if cfg.StateFile != filepath.Join(dir, "agent-state.json") || cfg.StopGrace != 30*time.Second {
 		t.Fatalf("defaults: state_file %q stop_grace %v", cfg.StateFile, cfg.StopGrace)
 	}
-	if p := filepath.Join(dir, "a.yaml"); os.WriteFile(p, []byte("listen: x\nbogus: 1\n"), 0o600) == nil {
-		if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "bogus") {
-			t.Fatalf("unknown key: %v", err)
+	// Unknown keys and values of the wrong type are said as cutover.yaml's
+	// are: each with its line, all at once, the keys known there listed
+	// (it was yaml's "field bogus not found in type agent.Config", one
+	// at a time).
+	if p := filepath.Join(dir, "a.yaml"); os.WriteFile(p, []byte("listen: x\nbogus: 1\nlog_max_mb: lots\n"), 0o600) == nil {
+		_, err := LoadConfig(p)
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Key != "bogus" || !strings.Contains(fe.Msg, "(line 2) unknown key") || !strings.Contains(fe.Msg, "known here: listen, token_file") ||
+			!strings.Contains(fe.Msg, "log_max_mb (line 3)") {
+			t.Fatalf("unknown key and a bad value: %v", err)
 		}
 	}
 }

@@ -6,7 +6,6 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -17,8 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/cutover-dev/cutover/internal/config"
 	"github.com/cutover-dev/cutover/internal/secret"
 )
 
@@ -77,10 +75,20 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("agent config %s: %w", path, err)
 	}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return nil, &FieldError{Key: "(file)", Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	if errs := config.DecodeStrict(b, &c); len(errs) > 0 {
+		// Every problem at once, each with its line, as cutover.yaml's.
+		first, more := errs[0], make([]string, 0, len(errs)-1)
+		for _, e := range errs[1:] {
+			more = append(more, fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg))
+		}
+		msg := first.Msg
+		if first.Line > 0 {
+			msg = fmt.Sprintf("(line %d) %s", first.Line, msg)
+		}
+		if len(more) > 0 {
+			msg += "; also " + strings.Join(more, "; ")
+		}
+		return nil, &FieldError{Key: first.Key, Msg: msg}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

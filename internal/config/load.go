@@ -42,6 +42,32 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// DecodeStrict decodes the YAML document b into into (a pointer to a
+// struct with yaml tags) as Parse decodes cutover.yaml: every unknown key
+// and every value of the wrong type is a *FieldError naming its key path
+// and line, all of them, not only the first. Other tools' files (the
+// agent's) use it to say the same things the same way.
+func DecodeStrict(b []byte, into any) []*FieldError {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return []*FieldError{{Key: "(file)", Msg: "empty"}}
+		}
+		return []*FieldError{{Key: "(file)", Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if errs := checkNode(root, reflect.TypeOf(into).Elem(), ""); len(errs) > 0 {
+		return errs
+	}
+	if err := root.Decode(into); err != nil {
+		return []*FieldError{{Key: "(file)", Msg: err.Error()}}
+	}
+	return nil
+}
+
 // MaxFileBytes is the largest configuration file Load reads: 1 MiB.
 const MaxFileBytes = 1 << 20
 
