@@ -81,6 +81,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	e.gw.Checker().Tick(ctx)
 	e.gw.Checker().Tick(ctx)
 	b.WaitButton("btn-promote", "force", "green holds deployment d-1")
+	// It looks refused-without-force even as the primary button: its
+	// filled blue hid the dashed border that says so.
+	b.WaitJS("the promote button drawn as needing force", `(() => { const s = getComputedStyle(document.getElementById("btn-promote"));
+		return s.borderTopStyle === "dashed" && s.backgroundColor === "rgb(255, 255, 255)"; })()`)
 	b.Do("promote with force", chromedp.Click(chromedp.ID("btn-promote")), chromedp.WaitVisible(chromedp.ID("confirm-force")))
 	b.WaitText("#confirm-text", "Refused without force", false)
 	b.WaitJS("confirm needs the force box", `document.getElementById("confirm-yes").disabled`)
