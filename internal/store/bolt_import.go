@@ -33,7 +33,7 @@ func (s *Bolt) Import(ctx context.Context, rec Record, history [][]byte) error {
 			return damaged(s.path, "it has no state or history bucket", nil)
 		}
 		if cur := decodeRev(b.Get(keyRevision)); cur != 0 || h.Stats().KeyN > 0 {
-			return fmt.Errorf("%w: %s holds revision %d already", ErrConflict, s.path, cur)
+			return fmt.Errorf("import into %s: %w: it holds a state already (revision %d); import needs an empty state_dir", s.path, ErrConflict, cur)
 		}
 		if err := b.Put(keyRevision, encodeRev(rec.Revision)); err != nil {
 			return err

@@ -333,3 +333,19 @@ func TestBackupLagIsReported(t *testing.T) {
 		t.Fatalf("backup after the lag: %+v %v, want revision 4", sum, err)
 	}
 }
+
+// TestBoltImportOverAStateIsRefused: an import into a state_dir that
+// holds a state is refused, saying so (it said "state revision conflict:
+// ... holds revision 16 already"), and changes nothing.
+func TestBoltImportOverAStateIsRefused(t *testing.T) {
+	dir := written(t, 2)
+	s := openBolt(t, dir)
+	defer s.Close()
+	err := s.Import(context.Background(), store.Record{Revision: 7, Data: []byte(`{"live":"green"}`)}, nil)
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "holds a state already (revision 2)") {
+		t.Fatalf("Import over revision 2 = %v, want a refusal saying the state_dir holds a state", err)
+	}
+	if rec := mustGet(t, s); rec.Revision != 2 {
+		t.Fatalf("after the refused import: revision %d, want 2", rec.Revision)
+	}
+}

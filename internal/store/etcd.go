@@ -382,7 +382,7 @@ func (s *Etcd) Import(ctx context.Context, rec Record, history [][]byte) error {
 		return fmt.Errorf("import into etcd %s: %w", s.prefix, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("import into etcd %s: %w: the prefix holds a state already", s.prefix, ErrConflict)
+		return fmt.Errorf("import into etcd %s: %w: the prefix holds a state already; import needs an empty prefix", s.prefix, ErrConflict)
 	}
 	// History goes in batches below etcd's limit on operations per
 	// transaction, keyed before every later revision's entries.
