@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cutover-dev/cutover/internal/pool"
 	"github.com/cutover-dev/cutover/internal/route"
 )
 
@@ -40,19 +41,16 @@ func RenderNginx(t *route.Table, o NginxRender) (content []byte, version string,
 	if len(p.Replicas) == 0 {
 		return nil, "", fmt.Errorf("pool %s has no replica to put in nginx upstream %s", p.Name, o.Upstream)
 	}
+	if err := checkNginxPool(p); err != nil {
+		return nil, "", err
+	}
 	scheme := p.Replicas[0].URL.Scheme
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by cutover; do not edit: every routing change replaces this file.\n")
 	fmt.Fprintf(&b, "# Live pool: %s (model %s).\n", p.Name, oneLine(p.Model))
 	fmt.Fprintf(&b, "upstream %s {\n", o.Upstream)
 	for _, r := range p.Replicas {
-		if r.URL.Scheme != scheme {
-			return nil, "", fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", p.Name, scheme, r.URL.Scheme, r.Name)
-		}
-		addr, err := address(r)
-		if err != nil {
-			return nil, "", err
-		}
+		addr, _ := address(r) // checked above
 		if r.Healthy() {
 			fmt.Fprintf(&b, "    server %s;\n", addr)
 		} else {
@@ -79,20 +77,28 @@ func RenderNginx(t *route.Table, o NginxRender) (content []byte, version string,
 }
 
 // checkNginxPools checks that every pool of t, not only the live one,
-// could be rendered: one scheme per pool, replicas nginx can name. A
-// deploy that could never be promoted is so refused at once, as HAProxy
-// refuses a replica that is no server of its backend, not at the promote
-// after its warm-up and validation.
+// could be rendered (checkNginxPool). A deploy that could never be
+// promoted is so refused at once, as HAProxy refuses a replica that is no
+// server of its backend, not at the promote after its warm-up and
+// validation.
 func checkNginxPools(t *route.Table) error {
 	for _, name := range slices.Sorted(maps.Keys(t.Pools)) {
-		p := t.Pools[name].Pool
-		for _, r := range p.Replicas {
-			if s := p.Replicas[0].URL.Scheme; r.URL.Scheme != s {
-				return fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", name, s, r.URL.Scheme, r.Name)
-			}
-			if _, err := address(r); err != nil {
-				return fmt.Errorf("pool %s: %w", name, err)
-			}
+		if err := checkNginxPool(t.Pools[name].Pool); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNginxPool checks that nginx can proxy p: one scheme for its
+// replicas, each one an address nginx can name.
+func checkNginxPool(p *pool.Pool) error {
+	for _, r := range p.Replicas {
+		if s := p.Replicas[0].URL.Scheme; r.URL.Scheme != s {
+			return fmt.Errorf("pool %s mixes %s and %s replicas (%s): nginx proxies a pool with one scheme", p.Name, s, r.URL.Scheme, r.Name)
+		}
+		if _, err := address(r); err != nil {
+			return fmt.Errorf("pool %s: %w", p.Name, err)
 		}
 	}
 	return nil

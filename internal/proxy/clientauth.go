@@ -51,7 +51,7 @@ func (h *Handler) authenticate(method, path, authorization string) (int, *apiErr
 // allowModel refuses (403) a request body naming a model key k may not
 // use. The model is the one the client named, else the table's
 // model_name (which the gateway fills in). bm is the body's shared scan.
-func (h *Handler) allowModel(k int, t *route.Table, method string, body []byte, bm *bodyModel) *apiError {
+func (h *Handler) allowModel(k int, t *route.Table, body []byte, bm *bodyModel) *apiError {
 	if k == noKey || len(body) == 0 {
 		return nil
 	}

@@ -631,13 +631,12 @@ func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, kind pickKind, key 
 	}
 	var bm bodyModel // the body's scan, shared
 	if aerr == nil && bm.readsForm(t, key, body) {
-		bm.scanForm(body, sc.field("Content-Type"))
-		if ferr := bm.formError(); ferr != nil {
+		if ferr := bm.scanForm(body, sc.field("Content-Type")); ferr != nil {
 			return sc.writeError(ferr, e, nil)
 		}
 	}
 	if aerr == nil && key != noKey {
-		if aerr = h.allowModel(key, t, r.method, body, &bm); aerr != nil {
+		if aerr = h.allowModel(key, t, body, &bm); aerr != nil {
 			h.logRefused(r.method, r.path, e, start, key, aerr) // before the answer: a client that read it finds the line
 			return sc.writeError(aerr, e, nil)
 		}
@@ -654,7 +653,7 @@ func (sc *srvConn) serveBody(t *route.Table, e *route.Entry, kind pickKind, key 
 	// there and it fits, else in pooled storage.
 	bm.inPlace = len(body) > 0 && len(sc.body) > 0 && &body[0] == &sc.body[0]
 	bm.pooled = true
-	body, e, aerr = applyModelName(t, e, kind != pickFixed, r.method, body, &bm)
+	body, e, aerr = applyModelName(t, e, kind != pickFixed, body, &bm)
 	rewritten := bm.out // body's storage when pooled, the exchange's until it ends
 	if aerr != nil {
 		return sc.writeError(aerr, e, nil)

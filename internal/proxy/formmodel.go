@@ -185,55 +185,39 @@ func (m *bodyModel) readsForm(t *route.Table, key int, b []byte) bool {
 
 // wideJSON reports a body Python's json.loads would read as JSON in
 // UTF-16 or UTF-32 (json.detect_encoding: a byte order mark, or a NUL in
-// the first four bytes): vLLM reads such a body, the gateway does not.
+// the first four bytes, which UTF-32-BE's mark has too): vLLM reads such
+// a body, the gateway does not.
 func wideJSON(b []byte) bool {
-	switch {
-	case bytes.HasPrefix(b, []byte{0xFE, 0xFF}), bytes.HasPrefix(b, []byte{0xFF, 0xFE}),
-		bytes.HasPrefix(b, []byte{0, 0, 0xFE, 0xFF}):
-		return true
-	}
-	return bytes.IndexByte(b[:min(len(b), 4)], 0) >= 0
+	return bytes.HasPrefix(b, []byte{0xFE, 0xFF}) || bytes.HasPrefix(b, []byte{0xFF, 0xFE}) ||
+		bytes.IndexByte(b[:min(len(b), 4)], 0) >= 0
 }
 
 // scanForm reads the model of a body that is not a JSON object from its
 // multipart form, when contentType (the request's Content-Type) says it
-// is one. A form it cannot read exactly is an error (formErr): a parser
-// further on that reads it otherwise (vLLM's, python-multipart) could find
-// a model the gateway did not see, past the model-name rule and a key's
-// models.
-func (m *bodyModel) scanForm(b []byte, contentType string) {
+// is one. It returns the 400 for a form it cannot read exactly, or a body
+// in UTF-16 or UTF-32: a parser further on that reads it otherwise
+// (vLLM's, python-multipart) could find a model the gateway did not see,
+// past the model-name rule and a key's models.
+func (m *bodyModel) scanForm(b []byte, contentType string) *apiError {
 	boundary, isForm := formBoundary(contentType)
+	var why string
 	switch {
 	case !isForm && wideJSON(b):
-		m.formErr = wideJSONErr
-		return
-	case !isForm:
-		return
-	case boundary == "":
-		m.formErr = "its Content-Type names no usable boundary (1 to 70 characters)"
-		return
-	}
-	var ok bool
-	if m.form, ok = scanFormModel(b, boundary); !ok {
-		m.formErr = "its parts are not delimited as RFC 7578 says (CRLF lines, the boundary first, one Content-Disposition per part)"
-	}
-}
-
-// wideJSONErr is formErr for a UTF-16 or UTF-32 body (see wideJSON).
-const wideJSONErr = "utf-16"
-
-// formError is the 400 for a form scanForm could not read (or a body in
-// UTF-16 or UTF-32), nil when it could or the body is no form.
-func (m *bodyModel) formError() *apiError {
-	switch m.formErr {
-	case "":
-		return nil
-	case wideJSONErr:
 		return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_json",
 			msg: "The request body is not UTF-8: the gateway reads JSON bodies in UTF-8 only (their model field), and sends on no body it cannot read."}
+	case !isForm:
+		return nil
+	case boundary == "":
+		why = "its Content-Type names no usable boundary (1 to 70 characters)"
+	default:
+		var ok bool
+		if m.form, ok = scanFormModel(b, boundary); ok {
+			return nil
+		}
+		why = "its parts are not delimited as RFC 7578 says (CRLF lines, the boundary first, one Content-Disposition per part)"
 	}
 	return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "bad_form",
-		msg: "The multipart form could not be read: " + m.formErr + ". The gateway reads its model field and sends on no form it cannot read."}
+		msg: "The multipart form could not be read: " + why + ". The gateway reads its model field and sends on no form it cannot read."}
 }
 
 // formValue is the form's model field's value ("" when none).

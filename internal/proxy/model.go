@@ -572,10 +572,8 @@ type bodyModel struct {
 	pooled bool
 	out    *[]byte
 	// form is the model field of a body that is a multipart form, not a
-	// JSON object (see scanForm); zero when not read. formErr says why a
-	// form could not be read.
-	form    formModel
-	formErr string
+	// JSON object (see scanForm); zero when not read.
+	form formModel
 }
 
 // rewriteBufs hold the connection loop's rewritten bodies (model_name),

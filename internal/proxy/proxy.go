@@ -226,11 +226,10 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}
 	var bm bodyModel // the body's scan, shared
 	if aerr == nil && bm.readsForm(t, key, body) {
-		bm.scanForm(body, r.Header.Get("Content-Type"))
-		aerr = bm.formError()
+		aerr = bm.scanForm(body, r.Header.Get("Content-Type"))
 	}
 	if aerr == nil {
-		if aerr = h.allowModel(key, t, r.Method, body, &bm); aerr != nil {
+		if aerr = h.allowModel(key, t, body, &bm); aerr != nil {
 			h.logRefused(r.Method, r.URL.Path, e, start, key, aerr)
 			aerr.write(w)
 			return
@@ -238,7 +237,7 @@ func (h *Handler) servePool(w http.ResponseWriter, r *http.Request, t *route.Tab
 	}
 	if aerr == nil {
 		named := e
-		body, named, aerr = applyModelName(t, e, kind != pickFixed, r.Method, body, &bm)
+		body, named, aerr = applyModelName(t, e, kind != pickFixed, body, &bm)
 		if named != e {
 			e = named
 			w.Header()["X-Cutover-Pool"] = e.PoolHeader
@@ -355,11 +354,12 @@ func (a *localAnswer) write(w http.ResponseWriter) {
 // the pool to send it to, or the 404 for a model name the gateway does
 // not serve. bm is the body's shared scan. A name other than the
 // client-facing one and e's model id passes as it is when e's replicas
-// list it (a LoRA adapter), and, when drawn is set (the canary's weights
-// chose e), goes to the other pool of the canary when it is that pool's
-// model id and the pool gets traffic: a client naming the version that
-// answered it before (the answers' model) gets that version.
-func applyModelName(t *route.Table, e *route.Entry, drawn bool, method string, body []byte, bm *bodyModel) ([]byte, *route.Entry, *apiError) {
+// list it (a LoRA adapter). When drawn is set (the canary's weights chose
+// e), a name that is the other pool's model id, or an adapter only the
+// other pool serves, goes to that pool while it gets traffic: a client
+// naming the version that answered it before (the answers' model) gets
+// that version.
+func applyModelName(t *route.Table, e *route.Entry, drawn bool, body []byte, bm *bodyModel) ([]byte, *route.Entry, *apiError) {
 	if t.ModelName == "" || len(body) == 0 {
 		return body, e, nil
 	}
@@ -367,24 +367,32 @@ func applyModelName(t *route.Table, e *route.Entry, drawn bool, method string, b
 	if ok {
 		return nb, e, nil
 	}
-	if drawn {
-		if o := t.Weighted(other); o != nil && o != e {
-			return body, o, nil
-		}
+	if o := otherSharing(t, e, drawn, func(o *route.Entry) bool { return o.Pool.Model == other }); o != nil {
+		return body, o, nil
 	}
 	if e.Pool.Lists(other) {
 		return body, e, nil
 	}
-	if drawn && t.Canary != nil {
-		// An adapter only the other version serves, while it has a share.
-		for _, o := range [...]*route.Entry{t.Live, t.Canary} {
-			if o != e && t.Shares(o) && o.Pool.Lists(other) {
-				return body, o, nil
-			}
-		}
+	if o := otherSharing(t, e, drawn, func(o *route.Entry) bool { return o.Pool.Lists(other) }); o != nil {
+		return body, o, nil
 	}
 	return nil, e, &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
 		msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s` (currently %s).", other, t.ModelName, e.Pool.Model)}
+}
+
+// otherSharing returns the canary's pool other than e for which match is
+// true, when the canary's weights chose e (drawn) and that pool gets new
+// requests; nil otherwise.
+func otherSharing(t *route.Table, e *route.Entry, drawn bool, match func(*route.Entry) bool) *route.Entry {
+	if !drawn || t.Canary == nil {
+		return nil
+	}
+	for _, o := range [...]*route.Entry{t.Live, t.Canary} {
+		if o != e && t.Shares(o) && match(o) {
+			return o
+		}
+	}
+	return nil
 }
 
 // finish hands a completed exchange to the observer, the shadow mirror

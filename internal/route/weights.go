@@ -46,22 +46,6 @@ func (t *Table) Shares(e *Entry) bool {
 	return false
 }
 
-// Weighted returns the pool of a canary whose model id is model and
-// which gets new requests (a share above 0), nil when none does or
-// outside a canary.
-func (t *Table) Weighted(model string) *Entry {
-	if t.Canary == nil {
-		return nil
-	}
-	if t.CanaryWeight > 0 && t.Canary.Pool.Model == model {
-		return t.Canary
-	}
-	if t.CanaryWeight < 100 && t.Live.Pool.Model == model {
-		return t.Live
-	}
-	return nil
-}
-
 // Weights returns each pool's share of new requests in percent: the live
 // pool 100 outside a canary.
 func (t *Table) Weights() map[string]int {
