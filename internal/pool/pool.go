@@ -242,21 +242,8 @@ func (p *Pool) MaxModelLen() int64 {
 // its /v1/models at its last check, besides the pool's model: a LoRA
 // adapter the pool serves, whichever replica a request goes to (one only
 // some replicas list would fail on the others). False with no healthy
-// replica that listed anything.
-func (p *Pool) Lists(name string) bool {
-	seen := false
-	for _, r := range p.Replicas {
-		if !r.Healthy() {
-			continue
-		}
-		l := r.listed.Load()
-		if l == nil || !slices.Contains(*l, name) {
-			return false
-		}
-		seen = true
-	}
-	return seen
-}
+// replica.
+func (p *Pool) Lists(name string) bool { return slices.Contains(p.Listed(), name) }
 
 // Listed returns the ids every healthy replica of the pool listed on its
 // /v1/models at its last check besides the pool's model (the LoRA

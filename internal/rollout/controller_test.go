@@ -93,15 +93,20 @@ func newTestController(t *testing.T, st store.Store) (*Controller, *recorder) {
 	return startController(t, st, rec), rec
 }
 
-// startController starts a controller over two one-replica pools, blue
+// twoPools is a controller's options over two one-replica pools, blue
 // live, that applies its tables to ap.
-func startController(t *testing.T, st store.Store, ap Applier) *Controller {
-	t.Helper()
-	c, err := New(Options{Store: st, Applier: ap, Prober: &okProber{}, InitialLive: "blue",
+func twoPools(st store.Store, ap Applier) Options {
+	return Options{Store: st, Applier: ap, Prober: &okProber{}, InitialLive: "blue",
 		Pools: map[string]PoolSpec{
 			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}},
 			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
-		}})
+		}}
+}
+
+// startController starts a controller of twoPools(st, ap).
+func startController(t *testing.T, st store.Store, ap Applier) *Controller {
+	t.Helper()
+	c, err := New(twoPools(st, ap))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,12 +322,7 @@ func TestStartOnUndecodableStateSaysDamaged(t *testing.T) {
 // state every start refused as damaged.)
 func TestFirstStartRefusedByTheLoadBalancer(t *testing.T) {
 	st := &memStore{}
-	opts := Options{Store: st, Applier: &recorder{fail: errors.New("nginx: test_command failed")}, Prober: &okProber{}, InitialLive: "blue",
-		Pools: map[string]PoolSpec{
-			"blue":  {Model: "m1", Replicas: []string{"http://127.0.0.1:1"}},
-			"green": {Model: "m2", Replicas: []string{"http://127.0.0.1:2"}},
-		}}
-	c, err := New(opts)
+	c, err := New(twoPools(st, &recorder{fail: errors.New("nginx: test_command failed")}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,14 +330,7 @@ func TestFirstStartRefusedByTheLoadBalancer(t *testing.T) {
 		t.Fatalf("start: %v, want the load balancer's error", err)
 	}
 	rec := &recorder{}
-	opts.Applier = rec
-	c, err = New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatalf("the next start: %v", err)
-	}
+	c = startController(t, st, rec) // the next start
 	if s := c.Status(); s.Live != "blue" || s.Revision != 1 || rec.last().Live.Pool.Name != "blue" {
 		t.Fatalf("after the next start: live %s revision %d", s.Live, s.Revision)
 	}

@@ -301,7 +301,7 @@ func (c *Controller) Retire(ctx context.Context, actor string, req api.RetireReq
 		c.endWindowOf(id)
 	}
 	c.mu.Lock()
-	delete(c.autoRetry, id+" retire") // `cutover retire` retries now
+	delete(c.autoRetry, retireHoldKey(id)) // `cutover retire` retries now
 	c.mu.Unlock()
 	c.poke()
 	return c.deploymentView(id), nil

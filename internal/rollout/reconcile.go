@@ -304,7 +304,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 		c.setNote(d.ID, note)
 		return nil
 	}
-	if c.opts.EngineBusy != nil && now.Before(d.Deadline) && old != nil && len(old.Replicas) > 0 {
+	if c.opts.EngineBusy != nil && now.Before(d.Deadline) {
 		// Through a load balancer the streams are not this process's:
 		// the engines say what they still serve.
 		switch busy, err := c.opts.EngineBusy(ctx, old); {
@@ -321,7 +321,7 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 	if !d.NextRetireAttempt.IsZero() && now.Before(d.NextRetireAttempt) {
 		return nil
 	}
-	held := d.ID + " retire" // an attempt whose outcome could not be saved
+	held := retireHoldKey(d.ID)
 	c.mu.Lock()
 	hold := c.autoRetry[held]
 	c.mu.Unlock()
@@ -396,6 +396,10 @@ func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools
 	c.mu.Unlock()
 	return err
 }
+
+// retireHoldKey is the autoRetry key that holds deployment id's next
+// on_retire attempt after one whose outcome could not be saved.
+func retireHoldKey(id string) string { return id + " retire" }
 
 // retireBackoff is the wait before on_retire attempt n+1: 5s doubling, at
 // most 5m.

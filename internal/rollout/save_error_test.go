@@ -67,11 +67,7 @@ func TestRetireOutcomeNotSavedBacksOff(t *testing.T) {
 		o.HookRunner = nil
 		o.Hooks = map[string][]hook.Spec{"on_retire": {{Command: []string{"sh", "-c", "echo x >> " + ran + "; exit 3"}}}}
 	})
-	f.deploy(false)
-	f.until(PhaseReady)
-	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	f.promoteDeployment()
 	f.clk.Advance(time.Hour)
 	f.until(PhaseRetiring)
 	f.st.mu.Lock()

@@ -128,11 +128,7 @@ func TestRetirementDrainsTheFleet(t *testing.T) {
 			return int(elsewhere.Load())
 		}
 	})
-	f.deploy(false)
-	f.until(PhaseReady)
-	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	f.promoteDeployment()
 	f.step()
 	elsewhere.Store(2)
 	f.clk.Advance(time.Hour)
@@ -167,11 +163,7 @@ func TestRetirementDrainsThroughTheLoadBalancer(t *testing.T) {
 			return int(busy.Load()), nil
 		}
 	})
-	f.deploy(false)
-	f.until(PhaseReady)
-	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	f.promoteDeployment()
 	f.step()
 	busy.Store(3)
 	f.clk.Advance(time.Hour)
@@ -192,4 +184,15 @@ func TestRetirementDrainsThroughTheLoadBalancer(t *testing.T) {
 	}
 	failing.Store(false)
 	f.until(PhaseCompleted)
+}
+
+// promoteDeployment deploys a new version into green, waits until it is
+// ready and promotes it.
+func (f *fx) promoteDeployment() {
+	f.t.Helper()
+	f.deploy(false)
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		f.t.Fatal(err)
+	}
 }
