@@ -342,13 +342,7 @@ func kindLabel(kind string) string {
 
 func ago(t time.Time) string { return time.Since(t).Round(time.Second).String() }
 
-func until(t time.Time) string {
-	d := time.Until(t).Round(time.Second)
-	if d < 0 {
-		return fmt.Sprintf("%s ago", -d)
-	}
-	return "in " + d.String()
-}
+func until(t time.Time) string { return untilFrom(time.Now(), t) }
 
 // plural is n and noun, with an s when n is not 1.
 func plural(n int, noun string) string {

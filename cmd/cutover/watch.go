@@ -298,9 +298,16 @@ func progressBar(frac float64, width int) string {
 	return fmt.Sprintf("[%s%s] %3d%%", strings.Repeat("#", n), strings.Repeat("-", width-n), int(frac*100+0.5))
 }
 
+// untilFrom says when t is, seen at now, to the second: "in 2m0s",
+// "3s ago", or "just now" / "in under a second" rather than "0s ago".
 func untilFrom(now, t time.Time) string {
 	d := t.Sub(now).Round(time.Second)
-	if d < 0 {
+	switch {
+	case d == 0 && !t.After(now):
+		return "just now"
+	case d == 0:
+		return "in under a second"
+	case d < 0:
 		return fmt.Sprintf("%s ago", -d)
 	}
 	return "in " + d.String()

@@ -159,3 +159,24 @@ func TestProgressBar(t *testing.T) {
 		}
 	}
 }
+
+// TestUntilFrom: a moment under half a second away reads as one, never as
+// "0s ago" (a canary step's pause "ended 0s ago").
+func TestUntilFrom(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{-300 * time.Millisecond, "just now"},
+		{0, "just now"},
+		{300 * time.Millisecond, "in under a second"},
+		{-3 * time.Second, "3s ago"},
+		{2 * time.Minute, "in 2m0s"},
+		{1600 * time.Millisecond, "in 2s"},
+	} {
+		if got := untilFrom(now, now.Add(c.d)); got != c.want {
+			t.Errorf("untilFrom(now, now%+v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
