@@ -334,6 +334,10 @@ type Proxy struct {
 	// for that long, and cancels the replica's request. Default 60s (like
 	// nginx's send_timeout). Zero means no limit.
 	ClientWriteTimeout Duration `yaml:"client_write_timeout"`
+	// ConnectTimeout bounds opening a connection to a replica (nginx's
+	// proxy_connect_timeout); a request whose connect times out goes to
+	// another replica. Default 5s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "1h").
@@ -395,6 +399,7 @@ func Default() *Config {
 			Client:                "cutover",
 			MaxBufferedBytes:      512 << 20,
 			ClientWriteTimeout:    Duration(60 * time.Second),
+			ConnectTimeout:        Duration(5 * time.Second),
 		},
 		Validation: defaultValidation(),
 		Rollout: Rollout{
@@ -621,6 +626,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Proxy.MaxBufferedBytes < c.Proxy.MaxBodyBytes {
 		add("proxy.max_buffered_bytes", "must be at least proxy.max_body_bytes (%d), got %d", c.Proxy.MaxBodyBytes, c.Proxy.MaxBufferedBytes)
+	}
+	if c.Proxy.ConnectTimeout <= 0 {
+		add("proxy.connect_timeout", "must be positive, got %s", c.Proxy.ConnectTimeout)
 	}
 	for key, d := range map[string]Duration{
 		"proxy.response_header_timeout": c.Proxy.ResponseHeaderTimeout,

@@ -35,7 +35,7 @@ func (g *Gateway) runScraper(ctx context.Context) {
 		return
 	}
 	s := &pool.Scraper{
-		Client:   &http.Client{Transport: g.tls.transport(0)},
+		Client:   &http.Client{Transport: g.tls.transport(0, 0)},
 		Interval: g.cfg.Balancing.MetricsInterval.D(),
 		Targets:  g.ctrl.Targets,
 		Logger:   g.log,
@@ -66,7 +66,7 @@ func (g *Gateway) engineBusy() func(ctx context.Context, p *pool.Pool) (int, err
 	if g.cfg.Driver == "" || g.cfg.Driver == "builtin" {
 		return nil
 	}
-	s := &pool.Scraper{Client: &http.Client{Transport: g.tls.transport(0)}, Timeout: 2 * time.Second}
+	s := &pool.Scraper{Client: &http.Client{Transport: g.tls.transport(0, 0)}, Timeout: 2 * time.Second}
 	return func(ctx context.Context, p *pool.Pool) (int, error) {
 		// At once: one replica that hangs costs the reconcile loop one
 		// timeout, not one per replica.

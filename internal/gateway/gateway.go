@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		return nil, err
 	}
 	g.store = st
-	checkClient := &http.Client{Transport: g.tls.transport(0)}
+	checkClient := &http.Client{Transport: g.tls.transport(0, 0)}
 	g.checker = &pool.Checker{
 		Client:   checkClient,
 		Path:     cfg.Health.Path,
@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 	if cfg.Validation.Shadow.Percent > 0 {
 		sh := cfg.Validation.Shadow
 		mirror = shadow.New(shadow.Options{Percent: sh.Percent, MaxBodyBytes: sh.MaxBodyBytes, Queue: sh.Queue,
-			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: g.tls.transport(0)},
+			Concurrency: sh.Concurrency, Timeout: sh.Timeout.D(), HTTP: &http.Client{Transport: g.tls.transport(0, 0)},
 			Upstream: &proxy.Upstream{}, Logger: log, Resolve: func(name string) *pool.Pool { return g.ctrl.Pool(name) },
 			Helper: shadowHelper(sh.Priority, o.shadowHelper)})
 		g.mirror = mirror
@@ -181,9 +181,9 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 			}
 			return g.ctrl.Pool(name)
 		}}
-	g.reload.picker, g.reload.poolKeys, g.reload.rht = picker, pre.poolKeys, cfg.Proxy.ResponseHeaderTimeout.D()
+	g.reload.picker, g.reload.poolKeys, g.reload.dial = picker, pre.poolKeys, dialSettingsOf(cfg)
 	g.reload.keys.Store(keys)
-	popts, err := g.proxyOptions(cfg, g.proxyTransport(g.reload.rht), keys)
+	popts, err := g.proxyOptions(cfg, g.proxyTransport(g.reload.dial), keys)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		Store:          g.store,
 		Applier:        applier,
 		Prober:         g.checker,
-		Preflight:      &rollout.CompletionPreflight{HTTP: &http.Client{Transport: g.tls.transport(0)}},
+		Preflight:      &rollout.CompletionPreflight{HTTP: &http.Client{Transport: g.tls.transport(0, 0)}},
 		Pools:          specs,
 		ModelName:      cfg.ModelName,
 		InitialLive:    cfg.Live,
@@ -270,7 +270,7 @@ func New(ctx context.Context, cfg *config.Config, token string, log *slog.Logger
 		},
 		Canary: canarySettings(ro),
 		Hooks:  cfg.HookSpecs(),
-		HTTP:   &http.Client{Transport: g.tls.transport(0)},
+		HTTP:   &http.Client{Transport: g.tls.transport(0, 0)},
 		Tick:   min(time.Second, cfg.Health.Interval.D()),
 		Logger: log,
 		Now:    o.now,

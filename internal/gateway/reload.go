@@ -45,9 +45,9 @@ type reloader struct {
 	token, readToken string         // the admin tokens in use
 	applied          *config.Config // the configuration whose live keys are in effect
 	poolKeys         map[string]string
-	poolToken        string        // routing.pool_header_token_file's token in use
-	rht              time.Duration // the proxy transport's response header timeout
-	picker           pool.Picker   // the balancer (restart only), kept across generations
+	poolToken        string       // routing.pool_header_token_file's token in use
+	dial             dialSettings // the proxy transport's timeouts
+	picker           pool.Picker  // the balancer (restart only), kept across generations
 	validator        *validation.Validator
 	level            *slog.LevelVar // nil: the logger's level is not ours to set
 	flagLevel        slog.Level     // the level without log_level
@@ -70,7 +70,7 @@ var healthKeys = []string{"health.path", "health.interval", "health.timeout", "h
 // proxy.client is not one of them.
 var proxyKeys = []string{"proxy.max_body_bytes", "proxy.response_header_timeout", "proxy.idle_timeout", "proxy.timeout",
 	"proxy.drain_timeout", "proxy.access_log", "proxy.expose_replica", "proxy.forward_client_authorization",
-	"proxy.max_buffered_bytes", "proxy.client_write_timeout"}
+	"proxy.max_buffered_bytes", "proxy.client_write_timeout", "proxy.connect_timeout"}
 
 // livePrefixes are the groups of keys a reload applies.
 var livePrefixes = []string{"hooks.", "validation.gates."}
@@ -142,10 +142,10 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	rht := cfg.Proxy.ResponseHeaderTimeout.D()
+	dial := dialSettingsOf(cfg)
 	transport := g.proxy.Transport()
-	if rht != g.reload.rht {
-		transport = g.proxyTransport(rht)
+	if dial != g.reload.dial {
+		transport = g.proxyTransport(dial)
 	}
 	popts, err := g.proxyOptions(cfg, transport, pre.keys)
 	if err != nil {
@@ -213,7 +213,7 @@ func (g *Gateway) Reload(ctx context.Context) (*api.ReloadResult, error) {
 			c.CloseIdleConnections() // requests in flight keep theirs
 		}
 	}
-	g.reload.rht = rht
+	g.reload.dial = dial
 	// The data plane counts on the new keys since Reconfigure: carry the
 	// old counts over before the metrics see the new keys, so a scrape in
 	// between sees the old counters, never a drop.
@@ -263,12 +263,23 @@ func (g *Gateway) setLogLevel(cfg *config.Config) {
 	g.reload.level.Set(lvl)
 }
 
+// dialSettings are the keys the data plane's client to replicas is built
+// with: a reload that changes one builds a new client.
+type dialSettings struct {
+	responseHeader, connect time.Duration
+}
+
+// dialSettingsOf returns cfg's dialSettings.
+func dialSettingsOf(cfg *config.Config) dialSettings {
+	return dialSettings{cfg.Proxy.ResponseHeaderTimeout.D(), cfg.Proxy.ConnectTimeout.D()}
+}
+
 // proxyTransport is the data plane's client to replicas, of the kind
 // proxy.client names (a start's: a reload cannot change it).
-func (g *Gateway) proxyTransport(responseHeaderTimeout time.Duration) http.RoundTripper {
-	var t http.RoundTripper = g.tls.transport(responseHeaderTimeout)
+func (g *Gateway) proxyTransport(d dialSettings) http.RoundTripper {
+	var t http.RoundTripper = g.tls.transport(d.responseHeader, d.connect)
 	if g.cfg.Proxy.Client == "cutover" {
-		t = &proxy.Upstream{ResponseHeaderTimeout: responseHeaderTimeout, Fallback: t}
+		t = &proxy.Upstream{ResponseHeaderTimeout: d.responseHeader, DialTimeout: d.connect, Fallback: t}
 	}
 	return t
 }

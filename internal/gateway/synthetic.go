@@ -21,7 +21,7 @@ func (g *Gateway) syntheticFunc(cfg *config.Config) (validation.SyntheticFunc, e
 	if err != nil {
 		return nil, &config.Error{Fields: []*config.FieldError{{Key: "validation.synthetic", Msg: err.Error()}}}
 	}
-	client := &http.Client{Transport: g.tls.transport(0)}
+	client := &http.Client{Transport: g.tls.transport(0, 0)}
 	modelName := cfg.ModelName
 	return func(ctx context.Context, candidate *pool.Pool, each func(validation.Sample, bool)) int {
 		var urls []string

@@ -79,8 +79,8 @@ func loadTLS(cfg *config.Config) (*tlsSetup, error) {
 // transport is proxy.NewTransport trusting upstream_tls.ca_file, for every
 // client of the replicas (health checks, warm-up, shadow, synthetic tests,
 // https replicas on the data plane).
-func (s *tlsSetup) transport(responseHeaderTimeout time.Duration) *http.Transport {
-	t := proxy.NewTransport(responseHeaderTimeout)
+func (s *tlsSetup) transport(responseHeaderTimeout, dialTimeout time.Duration) *http.Transport {
+	t := proxy.NewTransport(responseHeaderTimeout, dialTimeout)
 	if s.upstreamCAs != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: s.upstreamCAs, MinVersion: tls.VersionTLS12}
 	}

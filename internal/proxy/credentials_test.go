@@ -38,7 +38,7 @@ func TestReplicaCredentials(t *testing.T) {
 			return u
 		}},
 		{"http-transport", func(t *testing.T) http.RoundTripper {
-			tr := NewTransport(0)
+			tr := NewTransport(0, 0)
 			t.Cleanup(tr.CloseIdleConnections)
 			return tr
 		}},

@@ -157,9 +157,9 @@ var replicaPaths = []struct {
 	rt      func(client *tls.Config) http.RoundTripper
 }{
 	{"cutover", false, true, func(*tls.Config) http.RoundTripper { return &Upstream{} }},
-	{"net-http", false, false, func(*tls.Config) http.RoundTripper { return NewTransport(0) }},
+	{"net-http", false, false, func(*tls.Config) http.RoundTripper { return NewTransport(0, 0) }},
 	{"cutover-https", true, false, func(c *tls.Config) http.RoundTripper {
-		fb := NewTransport(0)
+		fb := NewTransport(0, 0)
 		fb.TLSClientConfig = c
 		return &Upstream{Fallback: fb}
 	}},

@@ -49,7 +49,7 @@ func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int64) {
 func newPathHandler(t *testing.T, netHTTP bool, opts Options, replicas ...string) *Handler {
 	t.Helper()
 	if netHTTP {
-		tr := NewTransport(0)
+		tr := NewTransport(0, 0)
 		t.Cleanup(tr.CloseIdleConnections)
 		opts.Transport = tr
 	}

@@ -19,7 +19,7 @@ import (
 
 // Options configures a Handler. The zero value of each field is usable.
 type Options struct {
-	// Transport sends requests to replicas. Nil means NewTransport(0).
+	// Transport sends requests to replicas. Nil means NewTransport(0, 0).
 	Transport http.RoundTripper
 	// Picker chooses a replica within the pool. Nil means
 	// pool.LeastOutstanding.
@@ -121,7 +121,7 @@ func New(opts Options) *Handler {
 func newGeneration(opts Options, table *atomic.Pointer[route.Table], budget *bodyBudget) *Handler {
 	h := &Handler{opts: opts, rt: opts.Transport, picker: opts.Picker, log: opts.Logger, table: table, buffered: budget}
 	if h.rt == nil {
-		h.rt = NewTransport(0)
+		h.rt = NewTransport(0, 0)
 	}
 	h.up, _ = h.rt.(*Upstream)
 	if h.picker == nil {
@@ -145,15 +145,19 @@ func newGeneration(opts Options, table *atomic.Pointer[route.Table], budget *bod
 
 // NewTransport returns an http.Transport tuned for a few replicas carrying
 // many concurrent long requests: a large idle pool per host, no
-// compression negotiation of its own, and responseHeaderTimeout (0: none).
+// compression negotiation of its own, responseHeaderTimeout (0: none) and
+// dialTimeout bounding a new connection (0: 5s).
 // It waits up to expectContinueTimeout for a replica's 100 Continue before
 // sending a body the Handler marked "Expect: 100-continue" (see
 // expectContinueAbove).
-func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
+func NewTransport(responseHeaderTimeout, dialTimeout time.Duration) *http.Transport {
+	if dialTimeout <= 0 {
+		dialTimeout = 5 * time.Second
+	}
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
+			Timeout:   dialTimeout,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
 		MaxIdleConns:          0,

@@ -55,7 +55,7 @@ var transports = []struct {
 	new  func() http.RoundTripper
 }{
 	{"upstream", func() http.RoundTripper { return &Upstream{} }},
-	{"net-http", func() http.RoundTripper { return NewTransport(0) }},
+	{"net-http", func() http.RoundTripper { return NewTransport(0, 0) }},
 }
 
 // gateways are the data-plane set-ups compared by the proxy benchmarks:
@@ -68,7 +68,7 @@ var gateways = []struct {
 }{
 	{"loop", true, func() http.RoundTripper { return &Upstream{} }},
 	{"net-http-server/upstream", false, func() http.RoundTripper { return &Upstream{} }},
-	{"net-http-server/net-http", false, func() http.RoundTripper { return NewTransport(0) }},
+	{"net-http-server/net-http", false, func() http.RoundTripper { return NewTransport(0, 0) }},
 }
 
 // startGateway serves h the way g says, on loopback, and returns its URL.

@@ -79,7 +79,7 @@ func TestReconfigure(t *testing.T) {
 // changes nothing.
 func TestReconfigureTransportKind(t *testing.T) {
 	h := newHandler(t, Options{}, "", newEchoBackend(t).URL)
-	if err := h.Reconfigure(Options{Transport: NewTransport(0)}); !errors.Is(err, errTransportKind) {
+	if err := h.Reconfigure(Options{Transport: NewTransport(0, 0)}); !errors.Is(err, errTransportKind) {
 		t.Fatalf("Reconfigure to an http.Transport: %v, want errTransportKind", err)
 	}
 	if _, ok := h.Transport().(*Upstream); !ok {
