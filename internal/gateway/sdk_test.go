@@ -28,6 +28,13 @@ func TestOpenAISDK(t *testing.T) {
 	if len(models.Data) != 1 || models.Data[0].ID != "llama" {
 		t.Errorf("models = %+v, want llama", models.Data)
 	}
+	if m, err := client.Models.Get(ctx, "llama"); err != nil || m.ID != "llama" {
+		t.Errorf("retrieve llama: %+v, %v", m, err)
+	}
+	var notFound *openai.Error
+	if _, err := client.Models.Get(ctx, "model-v1"); !errors.As(err, &notFound) || notFound.StatusCode != 404 || notFound.Code != "model_not_found" {
+		t.Errorf("retrieve model-v1 (the pool's id, not listed): %v, want 404 model_not_found", err)
+	}
 
 	params := openai.ChatCompletionNewParams{
 		Model:    "llama",

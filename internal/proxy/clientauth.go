@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cutover-dev/cutover/internal/pool"
@@ -89,10 +90,16 @@ func (h *Handler) logRefused(method, path string, e *route.Entry, start time.Tim
 // May(i, model) method is asked through it, so that listing counts no
 // refusal.
 func (h *Handler) modelsForKey(k int, e *route.Entry, path string, a localAnswer) localAnswer {
-	if k == noKey || a.err != nil || path != "/v1/models" || a.body == nil {
+	if k == noKey || a.err != nil || a.body == nil {
 		return a
 	}
-	a.body = e.ModelsBody(func(id string) bool { return h.may(k, id) })
+	may := func(id string) bool { return h.may(k, id) }
+	switch {
+	case path == "/v1/models":
+		a.body = e.ModelsBody(may)
+	case strings.HasPrefix(path, modelPathPrefix):
+		a = modelAnswer(e, path, may)
+	}
 	return a
 }
 

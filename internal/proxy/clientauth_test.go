@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cutover-dev/cutover/internal/auth"
@@ -176,6 +177,58 @@ func TestModelsListPerKey(t *testing.T) {
 				}
 				if f := keys.Counts().Forbidden["ci"]; f != 0 {
 					t.Errorf("listing counted %d refusals", f)
+				}
+			})
+		}
+	}
+}
+
+// TestModelRetrievePerKey: with model_name the gateway answers OpenAI's
+// "retrieve model" (GET /v1/models/{id}, which vLLM does not serve) from
+// its own list, as each key sees it: a model the list does not name, or
+// one the key may not use, is 404 model_not_found. An id with a "/" comes
+// percent-encoded, as the SDKs send it.
+func TestModelRetrievePerKey(t *testing.T) {
+	var asked atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		echoHandler(w, r)
+	}))
+	closeAtEnd(t, backend)
+	cases := []struct {
+		name, auth, modelName, path string
+		status                      int
+		wantID                      string
+	}{
+		{"unlimited key", "Bearer sk-team", "llama", "/v1/models/llama", 200, "llama"},
+		{"limited key, its model", "Bearer sk-ci", "model-v1", "/v1/models/model-v1", 200, "model-v1"},
+		{"limited key, another model", "Bearer sk-ci", "llama", "/v1/models/llama", 404, ""},
+		{"unknown model", "Bearer sk-team", "llama", "/v1/models/gpt-4", 404, ""},
+		{"pool's own id", "Bearer sk-team", "llama", "/v1/models/model-v1", 404, ""},
+		{"encoded slash", "Bearer sk-team", "org/llama", "/v1/models/org%2Fllama", 200, "org/llama"},
+	}
+	for _, fe := range frontends {
+		for _, tc := range cases {
+			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
+				h := newHandler(t, Options{ClientAuth: testKeys(t)}, tc.modelName, backend.URL)
+				c, br := dialRaw(t, fe.start(t, h))
+				writeRaw(t, c, rawRequest("GET", tc.path, []string{"Authorization: " + tc.auth}, ""))
+				resp, body := readResp(t, br, "GET")
+				var m struct {
+					ID, Object string
+					Error      struct{ Code string }
+				}
+				if err := json.Unmarshal([]byte(body), &m); err != nil || resp.StatusCode != tc.status {
+					t.Fatalf("status %d, body %s (%v), want %d", resp.StatusCode, body, err, tc.status)
+				}
+				if tc.status == 200 && (m.ID != tc.wantID || m.Object != "model") {
+					t.Errorf("body %s, want the model %q", body, tc.wantID)
+				}
+				if tc.status == 404 && m.Error.Code != "model_not_found" {
+					t.Errorf("body %s, want model_not_found", body)
+				}
+				if n := asked.Load(); n != 0 {
+					t.Errorf("the replica got %d requests; the gateway answers this itself", n)
 				}
 			})
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -307,8 +308,9 @@ var operatorPaths = map[string]bool{"/v1/load_lora_adapter": true, "/v1/unload_l
 // answerLocally decides the requests the gateway answers itself: /health
 // (and /ping) of the pool, paths outside /v1/ but inferencePaths (or
 // leaving them through dot segments),
-// and GET and HEAD /v1/models when the table names one model for clients
-// (503, as /health, while the pool has no healthy replica). ok false
+// and GET and HEAD /v1/models and /v1/models/{id} when the table names
+// one model for clients (503, as /health, while the pool has no healthy
+// replica). ok false
 // means: send the request to a replica.
 func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool) {
 	switch {
@@ -337,8 +339,33 @@ func answerLocally(method, path string, e *route.Entry) (a localAnswer, ok bool)
 			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
 		}
 		return localAnswer{status: http.StatusOK, contentType: "application/json", body: e.ModelsBody(nil)}, true
+	case e.HasModelName() && strings.HasPrefix(path, modelPathPrefix) && (method == http.MethodGet || method == http.MethodHead):
+		if e.Pool.HealthyCount() == 0 {
+			return localAnswer{err: errNoHealthyReplica(e.Pool.Name)}, true
+		}
+		return modelAnswer(e, path, nil), true
 	}
 	return localAnswer{}, false
+}
+
+// modelPathPrefix starts OpenAI's "retrieve model" route,
+// GET /v1/models/{id}.
+const modelPathPrefix = "/v1/models/"
+
+// modelAnswer is the gateway's answer to GET /v1/models/{id} with
+// model_name set: the entry of its /v1/models list whose id is {id}
+// (percent-decoded: SDKs encode a "/" in an id), those may allows; 404
+// model_not_found otherwise, as the list does not name it.
+func modelAnswer(e *route.Entry, path string, may func(string) bool) localAnswer {
+	id := strings.TrimPrefix(path, modelPathPrefix)
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	if b, ok := e.ModelBody(id, may); ok {
+		return localAnswer{status: http.StatusOK, contentType: "application/json", body: b}
+	}
+	return localAnswer{err: &apiError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
+		msg: fmt.Sprintf("The model `%s` does not exist. This gateway serves `%s`.", id, e.ModelName())}}
 }
 
 func (a *localAnswer) write(w http.ResponseWriter) {

@@ -82,6 +82,9 @@ func NewEntry(p *pool.Pool, modelName string) *Entry {
 // the gateway answers GET /v1/models itself (ModelsBody).
 func (e *Entry) HasModelName() bool { return e.modelName != "" }
 
+// ModelName returns the client-facing model name, "" for none.
+func (e *Entry) ModelName() string { return e.modelName }
+
 // ModelsBody returns the gateway's own answer to GET /v1/models when a
 // client-facing model name is set, as vLLM lists a model: that name, with
 // the pool's model id as its root and, once a health check learned it
@@ -93,15 +96,43 @@ func (e *Entry) ModelsBody(may func(id string) bool) []byte {
 	if e.modelName == "" {
 		return nil
 	}
-	type model struct {
-		ID          string  `json:"id"`
-		Object      string  `json:"object"`
-		Created     int64   `json:"created"`
-		OwnedBy     string  `json:"owned_by"`
-		Root        string  `json:"root"`
-		Parent      *string `json:"parent"`
-		MaxModelLen int64   `json:"max_model_len,omitempty"`
+	b, _ := json.Marshal(struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", e.models(may)})
+	return b
+}
+
+// ModelBody is the gateway's answer to GET /v1/models/{id} (OpenAI's
+// "retrieve model", which vLLM does not serve): the entry of ModelsBody
+// whose id is id, and false when there is none.
+func (e *Entry) ModelBody(id string, may func(id string) bool) ([]byte, bool) {
+	if e.modelName == "" {
+		return nil, false
 	}
+	for _, m := range e.models(may) {
+		if m.ID == id {
+			b, _ := json.Marshal(m)
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// model is an entry of a /v1/models list, as vLLM writes one.
+type model struct {
+	ID          string  `json:"id"`
+	Object      string  `json:"object"`
+	Created     int64   `json:"created"`
+	OwnedBy     string  `json:"owned_by"`
+	Root        string  `json:"root"`
+	Parent      *string `json:"parent"`
+	MaxModelLen int64   `json:"max_model_len,omitempty"`
+}
+
+// models are the entries of ModelsBody: model_name, then the adapters
+// every healthy replica lists, those may allows (nil: all).
+func (e *Entry) models(may func(id string) bool) []model {
 	data := make([]model, 0, 1)
 	if may == nil || may(e.modelName) {
 		data = append(data, model{ID: e.modelName, Object: "model", Created: e.created, OwnedBy: "cutover", Root: e.Pool.Model,
@@ -112,11 +143,7 @@ func (e *Entry) ModelsBody(may func(id string) bool) []byte {
 			data = append(data, model{ID: id, Object: "model", Created: e.created, OwnedBy: "cutover", Root: id, Parent: &e.modelName})
 		}
 	}
-	b, _ := json.Marshal(struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{"list", data})
-	return b
+	return data
 }
 
 // New builds a table with live as the live pool. live must name one of
