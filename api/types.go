@@ -271,6 +271,10 @@ type StoreHealth struct {
 	// FromLocalCopy is true when the gateway started from its local copy
 	// of the state because etcd was unreachable.
 	FromLocalCopy bool `json:"from_local_copy,omitempty"`
+	// Problem says why the state the store holds cannot be followed (it
+	// went back in time, or it is damaged): the gateway serves its last
+	// routing table and refuses changes. Empty when it can be followed.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Protection is what still protects the live pool.

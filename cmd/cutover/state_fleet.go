@@ -23,11 +23,17 @@ func printFleet(w io.Writer, f *api.Fleet) {
 	if f.Store.FromLocalCopy {
 		store += ", started from the local copy"
 	}
+	if f.Store.Problem != "" {
+		store += ", its STATE CANNOT BE FOLLOWED (changes refused)"
+	}
 	leader := f.Leader
 	if leader == "" {
 		leader = "(none)"
 	}
 	fmt.Fprintf(w, "\nfleet: %d gateways   leader: %s   store: %s %s   this gateway: %s\n", len(f.Members), leader, f.Store.Kind, store, f.Self)
+	if f.Store.Problem != "" {
+		fmt.Fprintf(w, "  store problem: %s\n", f.Store.Problem)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	var differ []string
 	for _, m := range f.Members {

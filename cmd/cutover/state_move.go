@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -96,13 +97,24 @@ func exportState(ctx context.Context, st store.Store, w io.Writer) error {
 
 func newStateImportCmd() *cobra.Command {
 	var cfgPath, file string
+	var replace bool
 	cmd := &cobra.Command{
-		Use:   "import --config FILE [--file state.json]",
+		Use:   "import --config FILE [--file state.json] [--replace]",
 		Short: "Load an exported state into the config's store (which must be empty)",
 		Long: `Read a "cutover state export" file (stdin, or --file) and write it into the
 store the configuration names (bbolt in state_dir, or etcd with an etcd
 block), keeping its revision and history. The target must hold no state:
-importing over one is refused. Start the gateways afterwards.`,
+importing over one is refused. Start the gateways afterwards.
+
+A fleet gateway's local copy of the state (state_dir/` + store.LocalFile + `) is
+read too: the state without its history.
+
+--replace (etcd only) writes over the state the prefix holds, for when it
+cannot be followed: etcd lost its data or was restored from an older
+snapshot (gateways refuse to start, status says "store problem"), or its
+state is damaged. Running gateways take the written state at once; its
+revision is the file's, or one past the store's when that is higher. The
+history already in etcd stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader = cmd.InOrStdin()
@@ -119,7 +131,7 @@ importing over one is refused. Start the gateways afterwards.`,
 				return err
 			}
 			defer st.Close()
-			rev, n, err := importState(cmd.Context(), st, in)
+			rev, n, err := importState(cmd.Context(), st, in, replace)
 			if err != nil {
 				return err
 			}
@@ -128,12 +140,22 @@ importing over one is refused. Start the gateways afterwards.`,
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file whose store to write")
-	cmd.Flags().StringVar(&file, "file", "", "export file to read (default stdin)")
+	cmd.Flags().StringVar(&file, "file", "", "export file (or a fleet gateway's "+store.LocalFile+") to read (default stdin)")
+	cmd.Flags().BoolVar(&replace, "replace", false, "etcd only: write over the state the prefix holds (one that went back in time or is damaged)")
 	return cmd
 }
 
-func importState(ctx context.Context, st store.Store, r io.Reader) (int64, int, error) {
-	var in stateExport
+// replacer is a store that can write a state over the one it holds
+// (store.Etcd).
+type replacer interface {
+	Replace(ctx context.Context, rec store.Record, history [][]byte) (int64, error)
+}
+
+func importState(ctx context.Context, st store.Store, r io.Reader, replace bool) (int64, int, error) {
+	var in struct {
+		stateExport
+		Saved *time.Time `json:"saved"` // a fleet gateway's local copy has it, and no format
+	}
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -142,8 +164,8 @@ func importState(ctx context.Context, st store.Store, r io.Reader) (int64, int, 
 		}
 		return 0, 0, fmt.Errorf("read the export: %w", err)
 	}
-	if in.Format != stateFormat {
-		return 0, 0, fmt.Errorf("export format %q, want %q", in.Format, stateFormat)
+	if in.Format != stateFormat && (in.Format != "" || in.Saved == nil) {
+		return 0, 0, fmt.Errorf("export format %q, want %q (or a fleet gateway's %s)", in.Format, stateFormat, store.LocalFile)
 	}
 	if in.Revision <= 0 || len(in.State) == 0 || !json.Valid(in.State) {
 		return 0, 0, fmt.Errorf("the export holds no valid state (revision %d)", in.Revision)
@@ -153,28 +175,56 @@ func importState(ctx context.Context, st store.Store, r io.Reader) (int64, int, 
 		// nothing left to import over.
 		return 0, 0, fmt.Errorf("the export's state cannot be started from: %w: %.80s", err, in.State)
 	}
+	if replace {
+		rp, ok := st.(replacer)
+		if !ok {
+			return 0, 0, &usageError{errors.New("--replace is for a fleet's etcd store; to restore a single gateway's state see docs/operations.md (Restoring the state)")}
+		}
+		hist, err := compactAll(in.History)
+		if err != nil {
+			return 0, 0, err
+		}
+		doc, err := compactJSON(in.State)
+		if err != nil {
+			return 0, 0, fmt.Errorf("the export's state: %w", err)
+		}
+		rev, err := rp.Replace(ctx, store.Record{Revision: in.Revision, Data: doc}, hist)
+		return rev, len(hist), err
+	}
 	imp, ok := st.(store.Importer)
 	if !ok {
 		return 0, 0, errors.New("this store cannot import")
 	}
-	// The export is indented for people; the store holds compact JSON.
-	compact := func(raw []byte) ([]byte, error) {
-		var b bytes.Buffer
-		err := json.Compact(&b, raw)
-		return b.Bytes(), err
-	}
-	doc, err := compact(in.State)
+	doc, err := compactJSON(in.State)
 	if err != nil {
 		return 0, 0, fmt.Errorf("the export's state: %w", err)
 	}
-	hist := make([][]byte, len(in.History))
-	for i, h := range in.History {
-		if hist[i], err = compact(h); err != nil {
-			return 0, 0, fmt.Errorf("the export's history event %d: %w", i, err)
-		}
+	hist, err := compactAll(in.History)
+	if err != nil {
+		return 0, 0, err
 	}
 	if err := imp.Import(ctx, store.Record{Revision: in.Revision, Data: doc}, hist); err != nil {
 		return 0, 0, err
 	}
 	return in.Revision, len(hist), nil
+}
+
+// compactJSON removes the indentation an export has for people: the
+// store holds compact JSON.
+func compactJSON(raw []byte) ([]byte, error) {
+	var b bytes.Buffer
+	err := json.Compact(&b, raw)
+	return b.Bytes(), err
+}
+
+// compactAll is compactJSON of each history event.
+func compactAll(history []json.RawMessage) ([][]byte, error) {
+	hist := make([][]byte, len(history))
+	for i, h := range history {
+		var err error
+		if hist[i], err = compactJSON(h); err != nil {
+			return nil, fmt.Errorf("the export's history event %d: %w", i, err)
+		}
+	}
+	return hist, nil
 }

@@ -77,7 +77,7 @@ func TestStateExportImportBoltToEtcdAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
-	if _, _, err := importState(ctx, b2, strings.NewReader(back)); err != nil {
+	if _, _, err := importState(ctx, b2, strings.NewReader(back), false); err != nil {
 		t.Fatalf("import into bbolt: %v", err)
 	}
 	rec, _ := b2.Get(ctx)
@@ -87,6 +87,55 @@ func TestStateExportImportBoltToEtcdAndBack(t *testing.T) {
 	}
 	if err := b2.Put(ctx, 3, []byte(`{}`)); err != nil {
 		t.Errorf("Put after import: %v", err)
+	}
+}
+
+// TestStateImportReplaceOverDamaged: a fleet's etcd holds a damaged state
+// (gateways keep their last table and refuse changes); a plain import is
+// refused, and import --replace writes a gateway's local copy over it at
+// a revision past the damaged one, so every gateway takes it as news.
+func TestStateImportReplaceOverDamaged(t *testing.T) {
+	ctx := context.Background()
+	srv := etcdtest.New(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(t.TempDir(), "etcd.yaml")
+	must(t, os.WriteFile(cfgPath, []byte("pools:\n  blue: {model: m, replicas: [http://127.0.0.1:9]}\n  green: {model: m2}\n"+
+		"state_dir: "+dir+"\netcd:\n  endpoints: ["+srv.Endpoint()+"]\n  prefix: /replace/\n"), 0o600))
+	s, err := store.OpenEtcd(store.EtcdOptions{Endpoints: []string{srv.Endpoint()}, Prefix: "/replace/", Timeout: 2 * time.Second, LocalDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	good := []byte(`{"live":"green"}`)
+	must(t, s.Put(ctx, 0, good))
+	must(t, s.SaveLocal(store.Record{Revision: 1, Data: good}))
+	must(t, s.Put(ctx, 1, []byte(`{"live":"green", "pools": garb`)))
+
+	local := filepath.Join(dir, store.LocalFile)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"import", "--config", cfgPath, "--file", local}, "holds a state already"},
+		{[]string{"import", "--config", cfgPath, "--file", local, "--replace"}, ""},
+	} {
+		cmd := newStateCmd()
+		var out bytes.Buffer
+		cmd.SetArgs(tc.args)
+		cmd.SetOut(&out)
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetContext(ctx)
+		err := cmd.Execute()
+		switch {
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Fatalf("state %v = %v, want an error with %q", tc.args, err, tc.want)
+		case tc.want == "" && (err != nil || !strings.Contains(out.String(), "imported revision 3 with 0 history events")):
+			t.Fatalf("state %v = %q, %v; want revision 3 written", tc.args, out.String(), err)
+		}
+	}
+	rec, err := s.Get(ctx)
+	if err != nil || rec.Revision != 3 || string(rec.Data) != string(good) {
+		t.Fatalf("after the replace: revision %d %s, %v; want 3 %s", rec.Revision, rec.Data, err, good)
 	}
 }
 
@@ -139,7 +188,7 @@ func TestImportRefusesStateWithoutLivePool(t *testing.T) {
 			}
 			defer st.Close()
 			in := fmt.Sprintf(`{"format":%q,"revision":3,"state":%s}`, stateFormat, doc)
-			if _, _, err := importState(context.Background(), st, strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), "cannot be started from") {
+			if _, _, err := importState(context.Background(), st, strings.NewReader(in), false); err == nil || !strings.Contains(err.Error(), "cannot be started from") {
 				t.Fatalf("import of state %s: %v, want a refusal saying a start cannot use it", doc, err)
 			}
 			if rec, err := st.Get(context.Background()); err != nil || rec.Revision != 0 {
@@ -153,11 +202,11 @@ func TestImportRefusesStateWithoutLivePool(t *testing.T) {
 	}
 	defer st.Close()
 	// An empty input says so (it said only "read the export: EOF").
-	if _, _, err := importState(context.Background(), st, strings.NewReader("")); err == nil || !strings.Contains(err.Error(), "it is empty") {
+	if _, _, err := importState(context.Background(), st, strings.NewReader(""), false); err == nil || !strings.Contains(err.Error(), "it is empty") {
 		t.Fatalf("import of nothing: %v, want an error saying the export is empty", err)
 	}
 	in := fmt.Sprintf(`{"format":%q,"revision":3,"state":{"live":"green"}}`, stateFormat)
-	if rev, _, err := importState(context.Background(), st, strings.NewReader(in)); err != nil || rev != 3 {
+	if rev, _, err := importState(context.Background(), st, strings.NewReader(in), false); err != nil || rev != 3 {
 		t.Fatalf("import of a state with green live: revision %d, %v", rev, err)
 	}
 }

@@ -16,6 +16,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,6 +91,9 @@ type Member struct {
 	leader  string
 	members []api.FleetMember
 	warned  map[string]string // member name -> the digests it was warned about
+	// followErr says why the newest state the watch brought could not be
+	// applied; "" once one was.
+	followErr string
 }
 
 // digest is Options.ConfigDigest's value, "" without one.
@@ -203,8 +207,15 @@ func (m *Member) apply(ctx context.Context, rec store.Record) {
 	}
 	if err := m.opts.Follower.Follow(ctx, rec); err != nil {
 		m.log.Error("fleet: applying a state from the watch failed; the previous routing table stays", "revision", rec.Revision, "error", err)
+		m.mu.Lock()
+		m.followErr = fmt.Sprintf("state revision %d in etcd cannot be applied (%v): serving revision %d's routing table, changes refused; write a good state over it with `cutover state import --replace`",
+			rec.Revision, err, m.applied.Load())
+		m.mu.Unlock()
 		return
 	}
+	m.mu.Lock()
+	m.followErr = ""
+	m.mu.Unlock()
 	m.applied.Store(rec.Revision)
 	if err := m.opts.Store.SaveLocal(rec); err != nil {
 		m.log.Error("fleet: local copy of the state not written", "revision", rec.Revision, "error", err)
@@ -520,7 +531,8 @@ func (m *Member) Status() *api.Fleet {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := &api.Fleet{Leader: m.leader, Self: m.opts.Name, Members: slices.Clone(m.members),
-		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal()}, Config: m.digest()}
+		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal(),
+			Problem: cmp.Or(m.opts.Store.Problem(), m.followErr)}, Config: m.digest()}
 	if m.Leading() {
 		f.Leader = m.opts.Name
 	}

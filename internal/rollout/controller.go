@@ -435,7 +435,11 @@ func (c *Controller) commit(ctx context.Context, actor string, fn func(*State) (
 	}
 	if err := c.opts.Store.Put(ctx, rev, data, raw...); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			c.reload(ctx)
+			if rerr := c.reload(ctx); rerr != nil && !errors.Is(rerr, store.ErrUnavailable) {
+				// Retrying would meet the same state: say what is wrong.
+				return &Refusal{Code: "state_unusable", Status: http.StatusServiceUnavailable,
+					Reason: fmt.Sprintf("nothing changed: the state the store holds now cannot be used: %v", rerr)}
+			}
 			return refuse("conflict", "the state changed concurrently (%v); check status and retry", err)
 		}
 		if ctx.Err() == nil && actor == "controller" { // an admin call's caller gets the error
@@ -545,15 +549,17 @@ func samePools(a, b map[string]PoolSpec) bool {
 	return true
 }
 
-// reload takes the store's state after another writer won.
-func (c *Controller) reload(ctx context.Context) {
+// reload takes the store's state after another writer won. It returns
+// why it could not: the store is unreachable, went back in time
+// (store.ErrBehind), or holds a state that does not decode.
+func (c *Controller) reload(ctx context.Context) error {
 	rec, err := c.opts.Store.Get(ctx)
 	if err != nil {
-		return
+		return err
 	}
 	s, err := decodeState(rec.Data)
 	if err != nil {
-		return
+		return fmt.Errorf("state revision %d is damaged (%w): write a good state over it with `cutover state import --replace`", rec.Revision, err)
 	}
 	c.mu.Lock()
 	c.st, c.rev = s, rec.Revision
@@ -562,6 +568,7 @@ func (c *Controller) reload(ctx context.Context) {
 	if err := c.apply(ctx); err != nil {
 		c.log.Error("apply after reload", "error", err)
 	}
+	return nil
 }
 
 // spec returns the effective spec of pool name: the state's, else the

@@ -31,6 +31,12 @@ var ErrUnavailable = errors.New("state store unavailable")
 // that the leadership it was made under is gone: nothing was written.
 var ErrFenced = errors.New("not the leader any more")
 
+// ErrBehind means etcd holds a state older than one this gateway has
+// applied: etcd lost its data or was restored from an older snapshot.
+// Following it would go back in time (a retired version could take
+// traffic), so the gateway neither starts from it nor writes over it.
+var ErrBehind = errors.New("the state store went back in time")
+
 // LocalFile is the local copy of the last state an etcd-backed gateway
 // applied, inside state_dir: a restart while etcd is down serves it.
 const LocalFile = "fleet-state.json"
@@ -80,6 +86,14 @@ type Etcd struct {
 	since     time.Time // when healthy last changed
 	fromLocal bool      // the state came from the local copy: etcd was down at start
 	saved     int64     // revision of the local copy
+	applied   int64     // the newest state revision this gateway applied or wrote
+	etcdRev   int64     // the newest etcd revision a response carried
+	problem   string    // why etcd's state cannot be followed now; "" when it can
+
+	// resync ends the watch so that Watch reads the state again: etcd's
+	// revision went back, and a watch from a revision it has not reached
+	// would wait in silence.
+	resync chan struct{}
 }
 
 var _ Store = (*Etcd)(nil)
@@ -94,7 +108,7 @@ func OpenEtcd(opts EtcdOptions) (*Etcd, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	s := &Etcd{prefix: opts.Prefix, timeout: opts.Timeout, log: opts.Logger, now: opts.Now}
+	s := &Etcd{prefix: opts.Prefix, timeout: opts.Timeout, log: opts.Logger, now: opts.Now, resync: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -157,6 +171,88 @@ func (s *Etcd) FromLocal() bool {
 	return s.fromLocal
 }
 
+// Problem says why the state etcd holds cannot be followed (it is older
+// than one this gateway applied, or its revision key is not a number);
+// "" when it can. The periodic Ping sets and clears it.
+func (s *Etcd) Problem() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.problem
+}
+
+// noteEtcdRev records the etcd revision of a response. One below the
+// newest seen means etcd's keyspace went back (a restore from a snapshot,
+// or a new cluster): the watch, waiting for a revision etcd has not
+// reached, is ended so that Watch reads the state again.
+func (s *Etcd) noteEtcdRev(rev int64) {
+	s.mu.Lock()
+	back := rev < s.etcdRev
+	prev := s.etcdRev
+	s.etcdRev = rev
+	s.mu.Unlock()
+	if back {
+		s.log.Warn("etcd's revision went back (restored from a snapshot, or a new cluster): reading the state again",
+			"store", "etcd", "was", prev, "now", rev)
+		select {
+		case s.resync <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// noteApplied records that this gateway applied or wrote state rev.
+func (s *Etcd) noteApplied(rev int64) {
+	s.mu.Lock()
+	s.applied = max(s.applied, rev)
+	s.mu.Unlock()
+}
+
+// setProblem records why etcd's state cannot be followed ("" when it
+// can), logging each change once.
+func (s *Etcd) setProblem(p string) {
+	s.mu.Lock()
+	old := s.problem
+	s.problem = p
+	s.mu.Unlock()
+	switch {
+	case p == old:
+	case p != "":
+		s.log.Error("the state in etcd cannot be followed: serving the last routing table, refusing changes", "store", "etcd", "problem", p)
+	default:
+		s.log.Info("the state in etcd can be followed again", "store", "etcd")
+	}
+}
+
+// behind returns an error wrapping ErrBehind when state revision rev,
+// read from etcd, is older than what this gateway applied or (withLocal)
+// its local copy holds; nil otherwise.
+func (s *Etcd) behind(rev int64, withLocal bool) error {
+	s.mu.Lock()
+	ahead := s.applied
+	s.mu.Unlock()
+	what := "this gateway applied"
+	if withLocal {
+		if loc, err := s.LoadLocal(); err == nil && loc.Revision > ahead {
+			ahead, what = loc.Revision, "this gateway's local copy "+s.local+" holds"
+		}
+	}
+
+	if rev >= ahead {
+		return nil
+	}
+	return fmt.Errorf("%w: etcd (prefix %s) holds state revision %d, older than revision %d that %s: etcd lost its data or was restored from an older snapshot, and following it would go back to an older routing (a retired version could take traffic). "+
+		"Restore etcd's newer data; or write this gateway's local copy over it with `cutover state import --replace --config FILE --file %s`; or, to go back on purpose, remove %s on every gateway",
+		ErrBehind, s.prefix, rev, ahead, what, cmpOr(s.local, "<state_dir>/"+LocalFile), cmpOr(s.local, "<state_dir>/"+LocalFile))
+}
+
+// cmpOr is a, or b when a is empty.
+func cmpOr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a
+}
+
 // mark records the outcome of a request: err nil (or a refusal of the
 // request itself) means etcd answered.
 func (s *Etcd) mark(err error) {
@@ -197,12 +293,28 @@ func unreachable(err error) bool {
 func (s *Etcd) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.timeout)
 	defer cancel()
-	_, err := s.cli.Get(ctx, s.prefix+keyStateRev)
+	resp, err := s.cli.Get(ctx, s.prefix+keyStateRev)
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w: etcd did not answer within %s: %w", ErrUnavailable, s.timeout, err)
 	}
 	s.mark(err)
-	return err
+	if err != nil {
+		return err
+	}
+	s.noteEtcdRev(resp.Header.Revision)
+	var rec Record
+	for _, kv := range resp.Kvs {
+		if ferr := s.fold(&rec, string(kv.Key), kv.Value); ferr != nil {
+			s.setProblem(ferr.Error() + ": write a good state over it with `cutover state import --replace`")
+			return nil
+		}
+	}
+	if berr := s.behind(rec.Revision, false); berr != nil {
+		s.setProblem(berr.Error())
+	} else {
+		s.setProblem("")
+	}
+	return nil
 }
 
 // Get implements Store. When etcd cannot be read and a local copy
@@ -211,6 +323,9 @@ func (s *Etcd) Ping(ctx context.Context) error {
 func (s *Etcd) Get(ctx context.Context) (Record, error) {
 	rec, _, err := s.read(ctx)
 	if err == nil {
+		if berr := s.behind(rec.Revision, true); berr != nil {
+			return Record{}, berr
+		}
 		return rec, nil
 	}
 	if !unreachable(err) {
@@ -244,6 +359,7 @@ func (s *Etcd) read(ctx context.Context) (Record, int64, error) {
 		return Record{}, 0, fmt.Errorf("read state from etcd %s: %w", s.prefix, err)
 	}
 	s.mark(nil)
+	s.noteEtcdRev(resp.Header.Revision)
 	var rec Record
 	for _, kv := range resp.Kvs {
 		if err := s.fold(&rec, string(kv.Key), kv.Value); err != nil {
@@ -322,7 +438,9 @@ func (s *Etcd) Put(ctx context.Context, rev int64, data []byte, history ...[]byt
 		return fmt.Errorf("write state revision %d: %w", rev+1, err)
 	}
 	s.mark(nil)
+	s.noteEtcdRev(resp.Header.Revision)
 	if resp.Succeeded {
+		s.noteApplied(rev + 1)
 		return nil
 	}
 	var cur int64
@@ -384,18 +502,60 @@ func (s *Etcd) Import(ctx context.Context, rec Record, history [][]byte) error {
 	if !resp.Succeeded {
 		return fmt.Errorf("import into etcd %s: %w: the prefix holds a state already; import needs an empty prefix", s.prefix, ErrConflict)
 	}
-	// History goes in batches below etcd's limit on operations per
-	// transaction, keyed before every later revision's entries.
+	// History is keyed before every later revision's entries.
+	return s.putHistory(ctx, 0, history)
+}
+
+// Replace writes rec over the state the prefix holds, whatever it is
+// (damaged, or older than what gateways applied: ErrBehind), with rec's
+// history entries after the history already there. The revision written
+// is rec's, or one past the stored one when that is higher, so that every
+// gateway takes it as news. It returns that revision. A concurrent write
+// makes it fail with ErrConflict; nothing is written then.
+func (s *Etcd) Replace(ctx context.Context, rec Record, history [][]byte) (int64, error) {
+	if rec.Revision <= 0 {
+		return 0, fmt.Errorf("replace: nothing to write (revision %d)", rec.Revision)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	cur, err := s.cli.Get(cctx, s.prefix+keyStateRev)
+	if err != nil {
+		return 0, fmt.Errorf("replace the state in etcd %s: %w", s.prefix, err)
+	}
+	rev, cmpRev := rec.Revision, int64(0)
+	if len(cur.Kvs) == 1 {
+		cmpRev = cur.Kvs[0].ModRevision
+		if n, err := strconv.ParseInt(string(cur.Kvs[0].Value), 10, 64); err == nil && n >= rev {
+			rev = n + 1
+		}
+	}
+	ops := []clientv3.Op{
+		clientv3.OpPut(s.prefix+keyStateDoc, string(rec.Data)),
+		clientv3.OpPut(s.prefix+keyStateRev, strconv.FormatInt(rev, 10)),
+	}
+	resp, err := s.cli.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(s.prefix+keyStateRev), "=", cmpRev)).Then(ops...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("replace the state in etcd %s: %w", s.prefix, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("replace the state in etcd %s: %w: it was written meanwhile; check it and try again", s.prefix, ErrConflict)
+	}
+	return rev, s.putHistory(ctx, rev, history)
+}
+
+// putHistory writes history entries keyed at revision rev, in batches
+// below etcd's limit on operations per transaction.
+func (s *Etcd) putHistory(ctx context.Context, rev int64, history [][]byte) error {
 	for start := 0; start < len(history); start += 100 {
 		var batch []clientv3.Op
 		for i := start; i < min(start+100, len(history)); i++ {
-			batch = append(batch, clientv3.OpPut(s.historyKey(0, i), string(history[i])))
+			batch = append(batch, clientv3.OpPut(s.historyKey(rev, i), string(history[i])))
 		}
 		bctx, cancel := context.WithTimeout(ctx, s.timeout)
 		_, err := s.cli.Txn(bctx).Then(batch...).Commit()
 		cancel()
 		if err != nil {
-			return fmt.Errorf("import history into etcd %s: %w", s.prefix, err)
+			return fmt.Errorf("write history into etcd %s: %w", s.prefix, err)
 		}
 	}
 	return nil
@@ -447,6 +607,8 @@ func (s *Etcd) follow(ctx context.Context, from int64, rec Record, deliver func(
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.resync:
+			return
 		case resp, ok = <-wch:
 		}
 		if !ok {
@@ -471,6 +633,7 @@ func (s *Etcd) follow(ctx context.Context, from int64, rec Record, deliver func(
 		}
 		if len(resp.Events) > 0 {
 			s.mark(nil)
+			s.noteEtcdRev(resp.Header.Revision)
 			deliver(rec)
 		}
 	}
@@ -486,6 +649,7 @@ type localCopy struct {
 // SaveLocal writes rec as the local copy (through a temporary file,
 // fsynced, renamed), unless the copy is already at rec's revision.
 func (s *Etcd) SaveLocal(rec Record) error {
+	s.noteApplied(rec.Revision)
 	if s.local == "" || rec.Revision == 0 {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -99,6 +100,17 @@ func (s *Server) Restart() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("start etcd in %s: %w", s.dir, err)
+}
+
+// Wipe stops the member, removes its data and starts it again empty on
+// the same ports: an etcd that lost its data, or was restored from a
+// snapshot older than anything written (its revision starts over).
+func (s *Server) Wipe() error {
+	s.Stop()
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("wipe etcd data %s: %w", s.dir, err)
+	}
+	return s.Restart()
 }
 
 // Stop stops the member; Restart starts it again.
