@@ -116,6 +116,8 @@ type SleepStats struct {
 	Garbage bool
 	// PrefixCacheResets counts POST /reset_prefix_cache.
 	PrefixCacheResets int
+	// Transitioning reports a sleep or wake-up in progress.
+	Transitioning bool
 }
 
 // SleepStats returns the current sleep-mode state.
@@ -124,7 +126,7 @@ func (s *Server) SleepStats() SleepStats {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return SleepStats{Sleeping: len(st.asleep) > 0, Level: st.level, Garbage: st.garbage.Load(),
-		PrefixCacheResets: st.prefixResets}
+		PrefixCacheResets: st.prefixResets, Transitioning: st.transitioning}
 }
 
 // garbageWeights reports whether answers must come from unloaded weights.

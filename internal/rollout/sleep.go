@@ -33,6 +33,10 @@ type sleepTracker struct {
 	// reconcile that observed the old pool retained never sends /sleep
 	// after a rollback woke it.
 	op sync.Mutex
+	// stopSleep, set while keepRetainedAsleep's /sleep calls run (under
+	// op), cancels them: a rollback does not wait for a slow or hung
+	// /sleep before it wakes the pool. Guarded by mu.
+	stopSleep context.CancelFunc
 
 	mu      sync.Mutex          // guards the maps
 	asleep  map[string][]string // deployment id -> replicas asleep
@@ -182,6 +186,19 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 	done := t.checked[d.ID] || t.woken[d.ID]
 	t.mu.Unlock()
 	if !done {
+		// vLLM's /sleep aborts the requests it runs: first let those the
+		// promotion left on the old pool finish, as a retirement does,
+		// up to drain_timeout after the promotion.
+		mode := "wait"
+		if busy, what := c.oldPoolBusy(ctx, d, pools[d.From]); busy {
+			drained := d.PromotedAt.Add(c.opts.Settings.DrainTimeout)
+			if c.now().Before(drained) {
+				c.setNote(d.ID, fmt.Sprintf("retained pool %s is put to sleep once %s (at the latest %s)", d.From, what, stamp(drained)))
+				return
+			}
+			mode = "abort"
+			c.log.Warn("retention: drain timeout: putting the old pool to sleep with requests still on it", "deployment", d.ID, "pool", d.From, "busy", what)
+		}
 		t.op.Lock()
 		defer t.op.Unlock()
 		// Look again now that no wake can run: a rollback may have
@@ -189,15 +206,28 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		st, _, _ := c.snapshot()
 		t.mu.Lock()
 		woken := t.woken[d.ID]
+		sctx, stop := context.WithCancel(ctx)
+		t.stopSleep = stop
 		t.mu.Unlock()
+		defer func() {
+			t.mu.Lock()
+			t.stopSleep = nil
+			t.mu.Unlock()
+			stop()
+		}()
 		if cur := st.find(d.ID); woken || cur == nil || cur.Phase != PhasePromoted {
 			return
 		}
 		old := pools[d.From]
 		var asleep, awake []string
 		if old != nil {
-			for _, r := range old.Replicas {
-				if err := c.replicaCall(ctx, r, "/sleep?level=1"); err != nil {
+			// All at once: a slow or hung replica holds the others (and
+			// a rollback, which cancels this) for one call, not one each.
+			errs := pool.CheckEach(sctx, old.Replicas, func(ctx context.Context, r *pool.Replica) error {
+				return c.replicaCall(ctx, r, "/sleep?level=1&mode="+mode)
+			})
+			for i, r := range old.Replicas {
+				if err := errs[i]; err != nil {
 					awake = append(awake, fmt.Sprintf("%s (%v)", r.Name, err))
 					c.log.Warn("retention: replica kept awake", "deployment", d.ID, "replica", r.Name, "err", err)
 					continue
@@ -205,8 +235,8 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 				asleep = append(asleep, r.Name)
 			}
 		}
-		if ctx.Err() != nil {
-			return
+		if sctx.Err() != nil {
+			return // shutting down, or a rollback is waking the pool
 		}
 		t.mu.Lock()
 		t.asleep[d.ID], t.awake[d.ID], t.checked[d.ID] = asleep, awake, true
@@ -232,6 +262,43 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		}
 	}
 	c.setNote(d.ID, note)
+}
+
+// unwake undoes wakeRetained's mark when the rollback it prepared was
+// refused (or its wake failed): the pool is retained again, so the next
+// reconcile puts it back to sleep and the status says so.
+func (t *sleepTracker) unwake(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.initLocked()
+	delete(t.woken, id)
+	delete(t.checked, id)
+}
+
+// oldPoolBusy reports whether the old pool of d still has requests: in
+// flight through this gateway or (a fleet) the others, or running and
+// waiting on its engines when clients reach them through a load
+// balancer (a driver), and says what, for the status.
+func (c *Controller) oldPoolBusy(ctx context.Context, d *Deployment, old *pool.Pool) (bool, string) {
+	if old == nil {
+		return false, ""
+	}
+	n := old.InFlight()
+	if c.opts.OthersInFlight != nil {
+		n += int64(c.opts.OthersInFlight(d.From))
+	}
+	if n > 0 {
+		return true, fmt.Sprintf("its %d request(s) in flight are done", n)
+	}
+	if c.opts.EngineBusy != nil {
+		switch busy, err := c.opts.EngineBusy(ctx, old); {
+		case err != nil:
+			return true, fmt.Sprintf("its engines say what they still serve (their metrics cannot be read: %v)", err)
+		case busy > 0:
+			return true, fmt.Sprintf("its engines' %d request(s) sent through the load balancer are done", busy)
+		}
+	}
+	return false, ""
 }
 
 // recordAsleep writes the replicas keepRetainedAsleep put to sleep into
@@ -268,7 +335,12 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 		return 0, 0, nil
 	}
 	t := &c.sleep
-	t.op.Lock() // waits for a sleep in progress to end
+	t.mu.Lock()
+	if t.stopSleep != nil {
+		t.stopSleep() // a sleep in progress gives way
+	}
+	t.mu.Unlock()
+	t.op.Lock() // waits for that sleep to end
 	defer t.op.Unlock()
 	t.mu.Lock()
 	t.initLocked()

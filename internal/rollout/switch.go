@@ -261,17 +261,23 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		prep.Restored, prep.RestoreMS = n, took.Milliseconds()
 		_, _, pools = c.snapshot()
 	}
+	// From the wake on, a refused rollback leaves the pool retained:
+	// asleep again at the next reconcile, as the status will say.
+	refused := func(err error) (api.SwitchResult, error) {
+		c.sleep.unwake(d.ID)
+		return api.SwitchResult{}, err
+	}
 	if n, took, err := c.wakeRetained(ctx, d, pools); err != nil {
-		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s did not wake: %v; %s stays live", why, d.From, err, st.Live)
+		return refused(refuse("pool_cannot_serve", "%s refused: the retained pool %s did not wake: %v; %s stays live", why, d.From, err, st.Live))
 	} else if n > 0 {
 		why += fmt.Sprintf(" (after waking %d replica(s) of %s in %s)", n, d.From, took.Round(time.Millisecond))
 		prep.Woke, prep.WakeMS = n, took.Milliseconds()
 	}
 	if n := pools[d.From].HealthyCount(); n == 0 {
-		return api.SwitchResult{}, refuse("pool_cannot_serve", "%s refused: the retained pool %s has no healthy replica; %s stays live", why, d.From, st.Live)
+		return refused(refuse("pool_cannot_serve", "%s refused: the retained pool %s has no healthy replica; %s stays live", why, d.From, st.Live))
 	}
 	if err := c.checkPreflight(ctx, actor, "rollback", id, pools[d.From]); err != nil {
-		return api.SwitchResult{}, err
+		return refused(err)
 	}
 	var res api.SwitchResult
 	err := c.commit(ctx, actor, func(s *State) ([]event, error) {
@@ -307,12 +313,13 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 		}
 		return evs, nil
 	})
-	if err == nil {
-		c.poke()
+	if err != nil {
+		return refused(err)
 	}
+	c.poke()
 	res.Revision = c.revision()
 	res.Restored, res.RestoreMS, res.Woke, res.WakeMS = prep.Restored, prep.RestoreMS, prep.Woke, prep.WakeMS
-	return res, err
+	return res, nil
 }
 
 // canServe checks that at least one replica of p is healthy and answers a
