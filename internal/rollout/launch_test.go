@@ -216,3 +216,49 @@ func TestDroppedReplicasStoppedLater(t *testing.T) {
 		t.Fatalf("history: %+v", ev)
 	}
 }
+
+// TestForcedDeployKeepsItsLaunchedReplicas: a forced deploy without
+// replicas launches its own, then waits (pending) for the retained pool
+// to retire; its replicas are in no pool spec yet, but they are held, not
+// orphans: nothing stops them (a regression stopped all three at once, and
+// the deployment then warmed against dead addresses).
+func TestForcedDeployKeepsItsLaunchedReplicas(t *testing.T) {
+	l := &modelURLLauncher{}
+	f := newFx(t, func(o *Options) { o.Launcher = l })
+	if _, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m3"}); err != nil {
+		t.Fatal(err)
+	}
+	f.until(PhaseReady)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.c.Deploy(f.ctx, "op", api.DeployRequest{Model: "m4", Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deployment.Phase != string(PhasePending) {
+		t.Fatalf("forced deploy is %s, want pending", res.Deployment.Phase)
+	}
+	f.step()
+	if st := f.c.Status(); len(st.Orphans) > 0 {
+		t.Fatalf("the forced deploy's own replicas became orphans: %+v", st.Orphans)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if slices.Contains(l.stopped, "gpu-a/new-m4") {
+		t.Fatalf("stopped %v: the forced deploy's own replica among them", l.stopped)
+	}
+}
+
+// modelURLLauncher is fakeLauncher with the launched replica's address
+// per model (m3 at newReplica), so that two versions' replicas differ.
+type modelURLLauncher struct{ fakeLauncher }
+
+func (l *modelURLLauncher) Launch(ctx context.Context, key, model string, n int, slots []LaunchSlot, progress func([]LaunchSlot)) ([]LaunchedReplica, error) {
+	if model == "m3" {
+		return l.fakeLauncher.Launch(ctx, key, model, n, slots, progress)
+	}
+	url := "http://127.0.0.1:9/" + model
+	progress([]LaunchSlot{{Agent: "gpu-a", Key: key + ".0", ID: "new-" + model, URL: url, State: SlotReady}})
+	return []LaunchedReplica{{Agent: "gpu-a", ID: "new-" + model, URL: url}}, nil
+}

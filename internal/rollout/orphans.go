@@ -24,11 +24,18 @@ import (
 func launchedKey(r LaunchedReplica) string { return r.Agent + "/" + r.ID }
 
 // held lists every launched replica the pool specs, the launch in
-// progress and the restores in progress of s hold, by key.
+// progress, the restores in progress and a pending deployment (a forced
+// deploy's replicas, waiting for the retained pool to retire before they
+// join it) of s hold, by key.
 func (c *Controller) held(s *State) map[string]LaunchedReplica {
 	out := map[string]LaunchedReplica{}
 	for name := range c.opts.Pools {
 		for _, r := range c.specOf(*s, name).Launched {
+			out[launchedKey(r)] = r
+		}
+	}
+	if d := s.pending(); d != nil {
+		for _, r := range d.Launched {
 			out[launchedKey(r)] = r
 		}
 	}
