@@ -37,6 +37,7 @@ type Replica struct {
 	Authorization string
 
 	healthy  atomic.Bool // by active checks (and Eject)
+	asleep   atomic.Bool // its engine sleeps (vLLM's sleep mode): see SetAsleep
 	inflight atomic.Int64
 	requests atomic.Uint64            // requests sent, retries included
 	maxLen   atomic.Int64             // max_model_len its /v1/models gave for the pool's model; 0 unknown
@@ -65,8 +66,13 @@ func NewReplica(u *url.URL) *Replica {
 }
 
 // Healthy reports whether the replica may get new requests: active checks
-// pass and outlier detection has not ejected it.
-func (r *Replica) Healthy() bool { return r.healthy.Load() && !r.out.ejected.Load() }
+// pass, outlier detection has not ejected it and its engine is not known
+// to sleep.
+func (r *Replica) Healthy() bool { return r.healthy.Load() && !r.out.ejected.Load() && !r.asleep.Load() }
+
+// SetAsleep takes r out of rotation while its engine sleeps (vLLM's sleep
+// mode: /health passes, completions fail with 503), and puts it back.
+func (r *Replica) SetAsleep(asleep bool) { r.asleep.Store(asleep) }
 
 // InFlight returns the number of requests the gateway has open on r.
 func (r *Replica) InFlight() int64 { return r.inflight.Load() }

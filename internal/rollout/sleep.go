@@ -52,6 +52,33 @@ type sleepTracker struct {
 	leftAsleep map[string]bool
 	allAwake   map[string]bool
 	silent     map[string]int
+	// outOfRotation are the live replicas found asleep, taken out of
+	// rotation (pool.Replica.SetAsleep) until found awake.
+	outOfRotation map[*pool.Replica]bool
+}
+
+// rotate puts r in rotation (asleep false) or takes it out, remembering
+// which it took out; t.mu must be held.
+func (t *sleepTracker) rotateLocked(r *pool.Replica, asleep bool) {
+	r.SetAsleep(asleep)
+	if t.outOfRotation == nil {
+		t.outOfRotation = map[*pool.Replica]bool{}
+	}
+	if asleep {
+		t.outOfRotation[r] = true
+	} else {
+		delete(t.outOfRotation, r)
+	}
+}
+
+// restoreRotationLocked puts every replica taken out back in rotation:
+// their pool is no longer the rolled-back live one this tracks; t.mu must
+// be held.
+func (t *sleepTracker) restoreRotationLocked() {
+	for r := range t.outOfRotation {
+		r.SetAsleep(false)
+	}
+	t.outOfRotation = nil
 }
 
 // asleepSet returns "pool replicaURL" for every replica kept asleep by a
@@ -135,6 +162,7 @@ func (c *Controller) wakeLeftAsleep(ctx context.Context, st *State, pools map[st
 	if d == nil || (d.Phase != PhaseRolledBack && d.Phase != PhaseAborted) || d.From == "" || d.From != st.Live || pools[d.From] == nil {
 		t.mu.Lock()
 		t.leftAsleep = nil // another deployment, or the pool is no longer live
+		t.restoreRotationLocked()
 		t.mu.Unlock()
 		return
 	}
@@ -149,6 +177,13 @@ func (c *Controller) wakeLeftAsleep(ctx context.Context, st *State, pools map[st
 	for _, r := range pools[d.From].Replicas {
 		pctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
 		sleeping, err := c.isSleeping(pctx, r)
+		if err == nil {
+			// Asleep, it fails every completion while its /health
+			// passes: no request goes to it until it answers awake.
+			t.mu.Lock()
+			t.rotateLocked(r, sleeping)
+			t.mu.Unlock()
+		}
 		if err == nil && sleeping {
 			left[d.From+" "+r.Name] = true
 			if werr := c.replicaCall(pctx, r, "/wake_up"); werr != nil {
@@ -170,6 +205,7 @@ func (c *Controller) wakeLeftAsleep(ctx context.Context, st *State, pools map[st
 	}
 	if len(left) == 0 && (!unknown || t.silent[d.ID] >= silentRounds) {
 		t.allAwake[d.ID] = true
+		t.restoreRotationLocked() // from now on the health checks' business
 	}
 	t.mu.Unlock()
 }

@@ -52,6 +52,12 @@ func TestRollbackWakesReplicasLeftAsleep(t *testing.T) {
 	if !asleep {
 		t.Error("status does not show the live replica left asleep")
 	}
+	// Out of rotation meanwhile: its /health passes, its completions fail.
+	for _, r := range f.c.Pool("blue").Replicas {
+		if r.Name == ts.URL && r.Healthy() {
+			t.Error("the replica left asleep still takes requests")
+		}
+	}
 	refuse.Store(false)
 	f.step()
 	if flaky.SleepStats().Sleeping {
@@ -61,6 +67,11 @@ func TestRollbackWakesReplicasLeftAsleep(t *testing.T) {
 	for _, r := range f.c.Status().Pools["blue"].Replicas {
 		if r.Asleep {
 			t.Errorf("status shows %s asleep once awake", r.URL)
+		}
+	}
+	for _, r := range f.c.Pool("blue").Replicas {
+		if r.Name == ts.URL && !r.Healthy() {
+			t.Error("the replica, awake again, is still out of rotation")
 		}
 	}
 }
