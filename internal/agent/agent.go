@@ -325,7 +325,15 @@ func (a *Agent) Start(req StartRequest) (Replica, error) {
 		procStart: procStartTime(cmd.Process.Pid), done: make(chan struct{}),
 	}
 	a.replicas = append(a.replicas, r)
-	a.saveLockedLogged()
+	if err := a.saveLocked(); err != nil {
+		// Unrecorded, a restarted agent would give its GPUs to another
+		// replica and never know this process: stop it, and say so.
+		a.replicas = a.replicas[:len(a.replicas)-1]
+		_ = syscall.Kill(-r.PID, syscall.SIGKILL)
+		go func() { _ = cmd.Wait() }()
+		a.log.Error("agent: replica stopped at once: the state file cannot record it", "model", req.Model, "pid", r.PID, "err", err)
+		return Replica{}, fmt.Errorf("replica of %s: stopped at once, since the agent cannot record it (GPUs %v stay free): %w", req.Model, gpus, err)
+	}
 	a.log.Info("agent: replica started", "id", id, "model", req.Model, "pid", r.PID, "gpus", gpus, "port", port)
 	go func() {
 		err := cmd.Wait()

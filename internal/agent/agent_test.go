@@ -342,6 +342,54 @@ func TestAgentCommandFailures(t *testing.T) {
 	})
 }
 
+// TestAgentStartNotRecordedStopsTheReplica: a start the agent cannot
+// write into its state file (a full disk) is refused with 500 and its
+// process stopped: unrecorded, a restarted agent would give its GPUs to
+// another replica and never know this process.
+func TestAgentStartNotRecordedStopsTheReplica(t *testing.T) {
+	const marker = "61.25" // in the replica's command line, to find it
+	c := testConfig(t, []string{"sh", "-c", "exec sleep " + marker + " # {port}"})
+	h := startAgent(t, c)
+	if err := os.MkdirAll(c.StateFile+".tmp", 0o700); err != nil { // from now on, writing the state fails
+		t.Fatal(err)
+	}
+	var e struct{ Error struct{ Message string } }
+	if code := apiCall(t, h.url, "POST", "/v1/replicas", `{"model":"m","gpus":2}`, &e); code != http.StatusInternalServerError ||
+		!strings.Contains(e.Error.Message, "cannot record it") {
+		t.Fatalf("start = %d %q, want 500 saying the replica could not be recorded", code, e.Error.Message)
+	}
+	if l := ledger(t, h.url); !slices.Equal(l, []string{"", "", "", ""}) {
+		t.Fatalf("ledger %v, want all free", l)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for running(marker) {
+		if time.Now().After(deadline) {
+			t.Fatal("the unrecorded replica's process still runs")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// running reports whether a process whose command line holds arg runs
+// (zombies, which hold no GPU, excepted).
+func running(arg string) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.Contains(cmdline, []byte(arg)) || bytes.Contains(cmdline, []byte("go")) {
+			continue
+		}
+		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if _, rest, ok := bytes.Cut(stat, []byte(") ")); ok && !bytes.HasPrefix(rest, []byte("Z")) {
+			return true
+		}
+	}
+	return false
+}
+
 func TestAgentStopKillsTheGroupAfterGrace(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "grandchild")
