@@ -68,7 +68,9 @@ func NewReplica(u *url.URL) *Replica {
 // Healthy reports whether the replica may get new requests: active checks
 // pass, outlier detection has not ejected it and its engine is not known
 // to sleep.
-func (r *Replica) Healthy() bool { return r.healthy.Load() && !r.out.ejected.Load() && !r.asleep.Load() }
+func (r *Replica) Healthy() bool {
+	return r.healthy.Load() && !r.out.ejected.Load() && !r.asleep.Load()
+}
 
 // SetAsleep takes r out of rotation while its engine sleeps (vLLM's sleep
 // mode: /health passes, completions fail with 503), and puts it back.
