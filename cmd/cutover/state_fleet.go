@@ -27,7 +27,10 @@ func printFleet(w io.Writer, f *api.Fleet) {
 		store += ", its STATE CANNOT BE FOLLOWED (changes refused)"
 	}
 	leader := f.Leader
-	if leader == "" {
+	switch {
+	case leader == "" && !f.Store.Healthy:
+		leader = "(unknown while etcd is unreachable)"
+	case leader == "":
 		leader = "(none)"
 	}
 	fmt.Fprintf(w, "\nfleet: %d gateways   leader: %s   store: %s %s   this gateway: %s\n", len(f.Members), leader, f.Store.Kind, store, f.Self)

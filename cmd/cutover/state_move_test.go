@@ -171,6 +171,16 @@ func TestPrintFleet(t *testing.T) {
 	if !strings.Contains(out, "CONFIG DIFFERS") || !strings.Contains(out, "configuration of gw-b differs from gw-a's") || strings.Count(out, "CONFIG DIFFERS") != 1 {
 		t.Errorf("a member whose configuration differs is not flagged once:\n%s", out)
 	}
+	b.Reset()
+	printFleet(&b, &api.Fleet{Self: "gw-a", Store: api.StoreHealth{Kind: "etcd", Healthy: false, Since: since}})
+	if out := b.String(); !strings.Contains(out, "leader: (unknown while etcd is unreachable)") {
+		t.Errorf("no leader while etcd is unreachable:\n%s", out)
+	}
+	b.Reset()
+	printFleet(&b, &api.Fleet{Self: "gw-a", Leader: "gw-a", Store: api.StoreHealth{Kind: "etcd", Healthy: true, Problem: "etcd holds state revision 1, older than revision 58"}})
+	if out := b.String(); !strings.Contains(out, "STATE CANNOT BE FOLLOWED") || !strings.Contains(out, "store problem: etcd holds state revision 1, older than revision 58") {
+		t.Errorf("a store problem not shown:\n%s", out)
+	}
 }
 
 // TestImportRefusesStateWithoutLivePool: an export whose state names no

@@ -533,8 +533,11 @@ func (m *Member) Status() *api.Fleet {
 	f := &api.Fleet{Leader: m.leader, Self: m.opts.Name, Members: slices.Clone(m.members),
 		Store: api.StoreHealth{Kind: "etcd", Healthy: up, Since: since.UTC(), FromLocalCopy: m.opts.Store.FromLocal(),
 			Problem: cmp.Or(m.opts.Store.Problem(), m.followErr)}, Config: m.digest()}
-	if m.Leading() {
+	switch {
+	case m.Leading():
 		f.Leader = m.opts.Name
+	case !up:
+		f.Leader = "" // who leads now is etcd's to say, and it cannot be asked
 	}
 	if f.Members == nil {
 		f.Members = []api.FleetMember{}

@@ -338,10 +338,17 @@ func (c fleetController) Retire(ctx context.Context, actor string, req api.Retir
 	return r, c.storeErr(err)
 }
 
-// History implements admin.Controller.
+// History implements admin.Controller. The history is in etcd: while it
+// cannot be read, a 503 that says so (a read changes nothing to confirm).
 func (c fleetController) History(ctx context.Context, limit int) ([]api.Event, error) {
 	h, err := c.Controller.History(ctx, limit)
-	return h, c.storeErr(err)
+	if errors.Is(err, store.ErrUnavailable) {
+		_, since := c.f.etcd.Health()
+		return nil, &rollout.Refusal{Code: "store_unavailable", Status: http.StatusServiceUnavailable,
+			Reason: fmt.Sprintf("the history is kept in etcd, unreachable since %s; every gateway keeps serving its last routing table: ask again when etcd is back (status works meanwhile)",
+				since.UTC().Format(time.RFC3339))}
+	}
+	return h, err
 }
 
 // othersInFlight is the requests in flight on pool at the fleet's other

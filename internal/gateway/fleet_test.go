@@ -209,8 +209,21 @@ func TestFleetEtcdDownServesLastTableAndRefusesWrites(t *testing.T) {
 		return err == nil && st.Fleet != nil && !st.Fleet.Store.Healthy && !st.Fleet.Store.Since.IsZero() &&
 			strings.Contains(metricsText(t, f.gws[0]), "\ncutover_store_up 0\n")
 	})
+	// No gateway names a leader it cannot ask etcd about (a follower
+	// went on naming the last one it read).
+	for i, e := range f.gws {
+		waitFor(t, fmt.Sprintf("gw-%d naming no leader", i), 10*time.Second, func() bool {
+			st, err := e.admin.Status(ctx)
+			return err == nil && st.Fleet != nil && st.Fleet.Leader == ""
+		})
+	}
 	if !servesPool(f.gws[1], "green") {
 		t.Fatal("a refused rollback changed the routing")
+	}
+	// A read says what it is: no change "not confirmed".
+	if _, err := f.gws[1].admin.History(ctx, 0); !errors.As(err, &ae) || ae.StatusCode != http.StatusServiceUnavailable ||
+		ae.Code != "store_unavailable" || !strings.Contains(ae.Message, "history is kept in etcd") || strings.Contains(ae.Message, "not confirmed") {
+		t.Fatalf("history with etcd down = %v, want 503 store_unavailable saying the history cannot be read", err)
 	}
 	l.end()
 	if n := l.failed.Load(); n > 0 {
