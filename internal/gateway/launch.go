@@ -82,6 +82,11 @@ func (l *agentLauncher) place(ctx context.Context, n int) ([]*agent.Client, erro
 		}
 		free[i] = n
 	}
+	if len(errs) == len(l.clients) {
+		// Not a matter of free GPUs: say what every agent answered (a
+		// wrong token's 401, say).
+		return nil, fmt.Errorf("no agent answered how many GPUs it has free: %w", errors.Join(errs...))
+	}
 	out := make([]*agent.Client, 0, n)
 	for range n {
 		best := -1
