@@ -154,7 +154,9 @@ type replacer interface {
 func importState(ctx context.Context, st store.Store, r io.Reader, replace bool) (int64, int, error) {
 	var in struct {
 		stateExport
-		Saved *time.Time `json:"saved"` // a fleet gateway's local copy has it, and no format
+		// A fleet gateway's local copy has these, and no format.
+		Saved  *time.Time `json:"saved"`
+		Prefix string     `json:"prefix"`
 	}
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()

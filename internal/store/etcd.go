@@ -644,6 +644,10 @@ type localCopy struct {
 	Revision int64           `json:"revision"`
 	Saved    time.Time       `json:"saved"`
 	State    json.RawMessage `json:"state"`
+	// Prefix is the fleet's etcd prefix it was saved under: a copy of
+	// another fleet's state is not this one's (empty in older copies:
+	// taken as this fleet's).
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // SaveLocal writes rec as the local copy (through a temporary file,
@@ -659,7 +663,7 @@ func (s *Etcd) SaveLocal(rec Record) error {
 		return nil
 	}
 	s.mu.Unlock()
-	b, err := json.Marshal(localCopy{Revision: rec.Revision, Saved: s.now().UTC(), State: rec.Data})
+	b, err := json.Marshal(localCopy{Revision: rec.Revision, Saved: s.now().UTC(), State: rec.Data, Prefix: s.prefix})
 	if err != nil {
 		return fmt.Errorf("encode local copy: %w", err)
 	}
@@ -689,7 +693,8 @@ func (s *Etcd) SaveLocal(rec Record) error {
 	return syncDir(dir)
 }
 
-// LoadLocal reads the local copy; a zero Record when there is none.
+// LoadLocal reads the local copy; a zero Record when there is none, or
+// when it holds another fleet's state (saved under another prefix).
 func (s *Etcd) LoadLocal() (Record, error) {
 	if s.local == "" {
 		return Record{}, nil
@@ -704,6 +709,11 @@ func (s *Etcd) LoadLocal() (Record, error) {
 	var lc localCopy
 	if err := json.Unmarshal(b, &lc); err != nil {
 		return Record{}, fmt.Errorf("local copy %s is damaged: %w", s.local, err)
+	}
+	if lc.Prefix != "" && lc.Prefix != s.prefix {
+		s.log.Warn("the local copy of the state is another fleet's (another etcd prefix): not used; the next state applied replaces it",
+			"file", s.local, "its_prefix", lc.Prefix, "prefix", s.prefix)
+		return Record{}, nil
 	}
 	return Record{Revision: lc.Revision, Data: lc.State}, nil
 }

@@ -38,3 +38,34 @@ func TestWatchFromAheadEndsWhenEtcdWentBack(t *testing.T) {
 		t.Fatal("the watch from a revision etcd has not reached kept waiting after Ping saw etcd's revision go back")
 	}
 }
+
+// TestLocalCopyOfAnotherFleetIsNotUsed: a gateway moved to another etcd
+// prefix (another fleet) finds its local copy holds the old fleet's
+// state: it neither serves it while etcd is down nor refuses the new
+// fleet's older state for it.
+func TestLocalCopyOfAnotherFleetIsNotUsed(t *testing.T) {
+	srv := etcdtest.New(t)
+	dir := t.TempDir()
+	open := func(prefix string) *Etcd {
+		s, err := OpenEtcd(EtcdOptions{Endpoints: []string{srv.Endpoint()}, Prefix: prefix, Timeout: 2 * time.Second, LocalDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	old := open("/old/")
+	if err := old.SaveLocal(Record{Revision: 58, Data: []byte(`{"live":"green"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	s := open("/new/")
+	if loc, err := s.LoadLocal(); err != nil || loc.Revision != 0 {
+		t.Fatalf("local copy under another prefix: revision %d, %v; want none", loc.Revision, err)
+	}
+	if rec, err := s.Get(context.Background()); err != nil || rec.Revision != 0 {
+		t.Fatalf("a new fleet's first start: revision %d, %v; want 0 and no error", rec.Revision, err)
+	}
+	if loc, err := old.LoadLocal(); err != nil || loc.Revision != 58 {
+		t.Fatalf("the old fleet's own copy: revision %d, %v; want 58", loc.Revision, err)
+	}
+}
