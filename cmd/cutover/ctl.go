@@ -171,7 +171,7 @@ func printStatus(w io.Writer, s *api.Status) {
 		}
 		asleep := 0
 		for _, r := range p.Replicas {
-			if r.Healthy && r.Asleep {
+			if sleepsOnly(r) {
 				asleep++
 			}
 		}
@@ -184,10 +184,11 @@ func printStatus(w io.Writer, s *api.Status) {
 		fmt.Fprintf(tw, "\n%s\t%s\tmodel %s\t%s\t%d in flight\n", p.Name, role, model, health, p.InFlight)
 		for _, r := range p.Replicas {
 			h := "healthy"
-			if !r.Healthy {
-				h = "UNHEALTHY"
-			} else if r.Asleep {
+			switch {
+			case sleepsOnly(r):
 				h = "asleep"
+			case !r.Healthy:
+				h = "UNHEALTHY"
 			}
 			line := fmt.Sprintf("  %s\t%s\t%d in flight", r.URL, h, r.InFlight)
 			if e := r.Engine; e != nil {
@@ -353,3 +354,8 @@ func printHistory(w io.Writer, h *api.History) {
 	}
 	_ = tw.Flush()
 }
+
+// sleepsOnly reports whether r is asleep and nothing else is wrong with
+// it: its checks pass (a sleeping vLLM's /health answers) and it serves no
+// request until it is woken.
+func sleepsOnly(r api.Replica) bool { return r.Asleep && r.LastError == "" }

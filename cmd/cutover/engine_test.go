@@ -45,17 +45,27 @@ func TestStatusCountsSleepingReplicas(t *testing.T) {
 		{"awake", []bool{false, false}, "2/2 healthy  0 in flight"},
 		{"asleep", []bool{true, true}, "2/2 healthy, 2 asleep"},
 		{"one asleep", []bool{true, false}, "2/2 healthy, 1 asleep"},
+		// A live replica a rollback left asleep is out of rotation (not
+		// Healthy) while its checks pass: asleep, not UNHEALTHY.
+		{"left asleep in the live pool", []bool{true, false}, "1/2 healthy, 1 asleep"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			outOfRotation := strings.HasPrefix(tc.name, "left")
 			p := api.Pool{Name: "green", Model: "m", HealthyReplicas: 2}
+			if outOfRotation {
+				p.HealthyReplicas = 1
+			}
 			for i, a := range tc.asleep {
-				p.Replicas = append(p.Replicas, api.Replica{URL: "http://r" + string(rune('0'+i)) + ":8000", Healthy: true, Asleep: a})
+				p.Replicas = append(p.Replicas, api.Replica{URL: "http://r" + string(rune('0'+i)) + ":8000", Healthy: !(a && outOfRotation), Asleep: a})
 			}
 			var b bytes.Buffer
 			printStatus(&b, &api.Status{Live: "blue", Pools: map[string]api.Pool{"green": p}})
 			header := strings.SplitN(strings.TrimLeft(b.String()[strings.Index(b.String(), "\ngreen"):], "\n"), "\n", 2)[0]
 			if !strings.Contains(header, tc.want) {
 				t.Fatalf("header line %q, want %q in it", header, tc.want)
+			}
+			if strings.Contains(b.String(), "UNHEALTHY") {
+				t.Fatalf("a sleeping replica shown UNHEALTHY:\n%s", b.String())
 			}
 		})
 	}

@@ -112,9 +112,10 @@ read too: the state without its history.
 --replace (etcd only) writes over the state the prefix holds, for when it
 cannot be followed: etcd lost its data or was restored from an older
 snapshot (gateways refuse to start, status says "store problem"), or its
-state is damaged. Running gateways take the written state at once; its
-revision is the file's, or one past the store's when that is higher. The
-history already in etcd stays.`,
+state is damaged. Take the local copy of the gateway that applied the
+highest revision. Running gateways take the written state at once: its
+revision is the file's, or one past the highest the store or any gateway
+of the fleet holds when that is higher. The history already in etcd stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var in io.Reader = cmd.InOrStdin()
@@ -176,6 +177,9 @@ func importState(ctx context.Context, st store.Store, r io.Reader, replace bool)
 		// Imported, it would stop every start (a damaged state) with
 		// nothing left to import over.
 		return 0, 0, fmt.Errorf("the export's state cannot be started from: %w: %.80s", err, in.State)
+	}
+	if e, ok := st.(interface{ Prefix() string }); ok && in.Prefix != "" && in.Prefix != e.Prefix() {
+		return 0, 0, fmt.Errorf("the local copy is of the fleet under etcd prefix %q, not %q: another fleet's state", in.Prefix, e.Prefix())
 	}
 	if replace {
 		rp, ok := st.(replacer)

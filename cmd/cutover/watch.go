@@ -162,10 +162,11 @@ func renderWatch(w io.Writer, s *api.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d healthy\t%d in flight\n", n, poolRole(s, n), model, p.HealthyReplicas, len(p.Replicas), p.InFlight)
 		for _, r := range p.Replicas {
 			health := "healthy"
-			if !r.Healthy {
-				health = "UNHEALTHY"
-			} else if r.Asleep {
+			switch {
+			case sleepsOnly(r):
 				health = "asleep"
+			case !r.Healthy:
+				health = "UNHEALTHY"
 			}
 			line := fmt.Sprintf("\t%s\t%s\t%d in flight", health, r.URL, r.InFlight)
 			if r.LastError != "" {

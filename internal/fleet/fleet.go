@@ -207,9 +207,12 @@ func (m *Member) apply(ctx context.Context, rec store.Record) {
 	}
 	if err := m.opts.Follower.Follow(ctx, rec); err != nil {
 		m.log.Error("fleet: applying a state from the watch failed; the previous routing table stays", "revision", rec.Revision, "error", err)
+		why := "a damaged document: write a good state over it with `cutover state import --replace`; a pool this gateway's configuration lacks: give every gateway the same file"
+		if errors.Is(err, store.ErrBehind) {
+			why = "etcd went back in time: see `store problem`"
+		}
 		m.mu.Lock()
-		m.followErr = fmt.Sprintf("state revision %d in etcd cannot be applied (%v): serving revision %d's routing table, changes refused; write a good state over it with `cutover state import --replace`",
-			rec.Revision, err, m.applied.Load())
+		m.followErr = fmt.Sprintf("state revision %d in etcd cannot be applied here (%v): this gateway keeps the routing table it has (%s)", rec.Revision, err, why)
 		m.mu.Unlock()
 		return
 	}

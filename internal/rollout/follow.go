@@ -11,7 +11,9 @@ import (
 // another gateway of the fleet wrote it (or this one, seen again through
 // the store's watch). It rebuilds the pools and hands the data plane a new
 // routing table when the live pool or a pool changed, and makes Run (when
-// it runs) reconcile at once. Older and equal revisions are ignored.
+// it runs) reconcile at once. An equal revision is ignored; an older one
+// is an error wrapping store.ErrBehind (the store went back in time: its
+// state is not followed).
 //
 // It does not wait for a transition of this gateway in progress (a
 // before_promote hook may take minutes): the data plane follows the fleet
@@ -26,7 +28,11 @@ func (c *Controller) Follow(ctx context.Context, rec store.Record) error {
 	}
 	c.mu.Lock()
 	if rec.Revision <= c.rev {
+		held := c.rev
 		c.mu.Unlock()
+		if rec.Revision < held {
+			return fmt.Errorf("follow revision %d: %w: this gateway holds revision %d", rec.Revision, store.ErrBehind, held)
+		}
 		return nil
 	}
 	prev := c.st

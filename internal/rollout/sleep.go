@@ -264,6 +264,10 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 			})
 			for i, r := range old.Replicas {
 				if err := errs[i]; err != nil {
+					var nf *notFoundError
+					if !errors.As(err, &nf) {
+						err = fmt.Errorf("its /sleep failed: %w", err)
+					}
 					awake = append(awake, fmt.Sprintf("%s (%v)", r.Name, err))
 					c.log.Warn("retention: replica kept awake", "deployment", d.ID, "replica", r.Name, "err", err)
 					continue
@@ -290,11 +294,11 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 	var note string
 	switch {
 	case len(asleep) == 0:
-		note = fmt.Sprintf("retained pool %s kept awake until %s: none of its replicas has vLLM's sleep mode (no /sleep: %s)", d.From, stamp(d.RetainUntil), strings.Join(awake, ", "))
+		note = fmt.Sprintf("retained pool %s kept awake until %s: none of its replicas went to sleep (vLLM's sleep mode: %s)", d.From, stamp(d.RetainUntil), strings.Join(awake, ", "))
 	default:
 		note = fmt.Sprintf("retained pool %s asleep (%d replicas, vLLM sleep level 1) until %s; a rollback wakes it first", d.From, len(asleep), stamp(d.RetainUntil))
 		if len(awake) > 0 {
-			note += fmt.Sprintf("; kept awake (no sleep mode): %s", strings.Join(awake, ", "))
+			note += fmt.Sprintf("; kept awake: %s", strings.Join(awake, ", "))
 		}
 	}
 	c.setNote(d.ID, note)
@@ -372,16 +376,16 @@ func (c *Controller) wakeRetained(ctx context.Context, d *Deployment, pools map[
 	}
 	t := &c.sleep
 	t.mu.Lock()
+	t.initLocked()
+	// Marked before taking op: a reconcile that gets op first sees it and
+	// sends no /sleep (unwake clears it if the rollback is refused).
+	t.woken[d.ID] = true
 	if t.stopSleep != nil {
 		t.stopSleep() // a sleep in progress gives way
 	}
 	t.mu.Unlock()
 	t.op.Lock() // waits for that sleep to end
 	defer t.op.Unlock()
-	t.mu.Lock()
-	t.initLocked()
-	t.woken[d.ID] = true
-	t.mu.Unlock()
 	old := pools[d.From]
 	if old == nil {
 		return 0, 0, nil

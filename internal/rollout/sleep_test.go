@@ -48,7 +48,7 @@ func TestRetentionModeSleep(t *testing.T) {
 				t.Fatal("replica without the dev routes asleep")
 			}
 			if mode == RetentionSleep && (!strings.Contains(d.Waiting, "retained pool blue asleep (1 replicas") ||
-				!strings.Contains(d.Waiting, "kept awake (no sleep mode): "+plainURL)) {
+				!strings.Contains(d.Waiting, "kept awake: "+plainURL+" (no /sleep")) {
 				t.Fatalf("status waiting %q, want the pool asleep and the replica kept awake", d.Waiting)
 			}
 			for _, r := range f.c.Status().Pools["blue"].Replicas {

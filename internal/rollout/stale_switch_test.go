@@ -12,6 +12,7 @@ import (
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // preflightDo is a Preflighter that runs do once, on its first call: what
@@ -194,5 +195,27 @@ func (f *fx) promoteDeployment() {
 	f.until(PhaseReady)
 	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil {
 		f.t.Fatal(err)
+	}
+}
+
+// TestFollowRefusesAnOlderRevision: a revision older than the one held
+// (etcd went back in time) is not followed and says so (store.ErrBehind),
+// so the fleet member does not take it as applied, nor save it as its
+// local copy; the same revision again is no news.
+func TestFollowRefusesAnOlderRevision(t *testing.T) {
+	f := newFx(t, nil)
+	if _, err := f.c.Promote(f.ctx, "op", api.PromoteRequest{}); err != nil { // green, a standby, goes live: revision 2
+		t.Fatal(err)
+	}
+	rec, err := f.st.Get(f.ctx)
+	if err != nil || rec.Revision < 2 {
+		t.Fatalf("revision %d, %v", rec.Revision, err)
+	}
+	if err := f.c.Follow(f.ctx, rec); err != nil {
+		t.Fatalf("the same revision again: %v", err)
+	}
+	older := store.Record{Revision: rec.Revision - 1, Data: rec.Data}
+	if err := f.c.Follow(f.ctx, older); !errors.Is(err, store.ErrBehind) {
+		t.Fatalf("an older revision: %v, want store.ErrBehind", err)
 	}
 }

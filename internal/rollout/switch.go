@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cutover-dev/cutover/api"
 	"github.com/cutover-dev/cutover/internal/pool"
+	"github.com/cutover-dev/cutover/internal/store"
 )
 
 // Promote makes the standby pool live. With a deployment in progress it
@@ -264,7 +266,9 @@ func (c *Controller) rollbackDeployment(ctx context.Context, actor, id, why stri
 	// From the wake on, a refused rollback leaves the pool retained:
 	// asleep again at the next reconcile, as the status will say.
 	refused := func(err error) (api.SwitchResult, error) {
-		c.sleep.unwake(d.ID)
+		if !errors.Is(err, store.ErrUnavailable) { // etcd may yet commit the rollback: keep the pool awake
+			c.sleep.unwake(d.ID)
+		}
 		return api.SwitchResult{}, err
 	}
 	if n, took, err := c.wakeRetained(ctx, d, pools); err != nil {

@@ -89,6 +89,9 @@ type Etcd struct {
 	applied   int64     // the newest state revision this gateway applied or wrote
 	etcdRev   int64     // the newest etcd revision a response carried
 	problem   string    // why etcd's state cannot be followed now; "" when it can
+	// foreignWarned: the warning that the local copy is another fleet's
+	// was logged.
+	foreignWarned bool
 
 	// resync ends the watch so that Watch reads the state again: etcd's
 	// revision went back, and a watch from a revision it has not reached
@@ -180,24 +183,42 @@ func (s *Etcd) Problem() string {
 	return s.problem
 }
 
-// noteEtcdRev records the etcd revision of a response. One below the
-// newest seen means etcd's keyspace went back (a restore from a snapshot,
-// or a new cluster): the watch, waiting for a revision etcd has not
-// reached, is ended so that Watch reads the state again.
+// noteEtcdRev records the etcd revision of a response: etcdRev is the
+// newest seen.
 func (s *Etcd) noteEtcdRev(rev int64) {
 	s.mu.Lock()
-	back := rev < s.etcdRev
-	prev := s.etcdRev
+	s.etcdRev = max(s.etcdRev, rev)
+	s.mu.Unlock()
+}
+
+// wentBack handles a Ping's answer at etcd revision rev, asked after
+// the newest revision seen was before: a linearizable read answers at
+// least that, so a lower one means etcd's keyspace went back (a restore
+// from a snapshot, or a new cluster). The watch, waiting for a revision
+// etcd has not reached, is ended so that Watch reads the state again.
+func (s *Etcd) wentBack(rev, before int64) {
+	if rev >= before {
+		s.noteEtcdRev(rev)
+		return
+	}
+	s.mu.Lock()
 	s.etcdRev = rev
 	s.mu.Unlock()
-	if back {
-		s.log.Warn("etcd's revision went back (restored from a snapshot, or a new cluster): reading the state again",
-			"store", "etcd", "was", prev, "now", rev)
-		select {
-		case s.resync <- struct{}{}:
-		default:
-		}
+	s.log.Warn("etcd's revision went back (restored from a snapshot, or a new cluster): reading the state again",
+		"store", "etcd", "was", before, "now", rev)
+	select {
+	case s.resync <- struct{}{}:
+	default:
 	}
+}
+
+// seen returns the newest state revision this gateway applied and the
+// newest etcd revision seen, before a request whose answer is compared
+// with them.
+func (s *Etcd) seen() (applied, etcdRev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied, s.etcdRev
 }
 
 // noteApplied records that this gateway applied or wrote state rev.
@@ -224,12 +245,10 @@ func (s *Etcd) setProblem(p string) {
 }
 
 // behind returns an error wrapping ErrBehind when state revision rev,
-// read from etcd, is older than what this gateway applied or (withLocal)
-// its local copy holds; nil otherwise.
-func (s *Etcd) behind(rev int64, withLocal bool) error {
-	s.mu.Lock()
-	ahead := s.applied
-	s.mu.Unlock()
+// read from etcd, is older than applied (what this gateway had applied
+// when it asked) or (withLocal) what its local copy holds; nil otherwise.
+func (s *Etcd) behind(rev, applied int64, withLocal bool) error {
+	ahead := applied
 	what := "this gateway applied"
 	if withLocal {
 		if loc, err := s.LoadLocal(); err == nil && loc.Revision > ahead {
@@ -293,6 +312,7 @@ func unreachable(err error) bool {
 func (s *Etcd) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), s.timeout)
 	defer cancel()
+	applied, before := s.seen()
 	resp, err := s.cli.Get(ctx, s.prefix+keyStateRev)
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w: etcd did not answer within %s: %w", ErrUnavailable, s.timeout, err)
@@ -301,7 +321,7 @@ func (s *Etcd) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.noteEtcdRev(resp.Header.Revision)
+	s.wentBack(resp.Header.Revision, before)
 	var rec Record
 	for _, kv := range resp.Kvs {
 		if ferr := s.fold(&rec, string(kv.Key), kv.Value); ferr != nil {
@@ -309,7 +329,7 @@ func (s *Etcd) Ping(ctx context.Context) error {
 			return nil
 		}
 	}
-	if berr := s.behind(rec.Revision, false); berr != nil {
+	if berr := s.behind(rec.Revision, applied, false); berr != nil {
 		s.setProblem(berr.Error())
 	} else {
 		s.setProblem("")
@@ -321,9 +341,10 @@ func (s *Etcd) Ping(ctx context.Context) error {
 // exists, it returns that copy (FromLocal then reports true): the
 // gateway serves its last routing table while etcd is down.
 func (s *Etcd) Get(ctx context.Context) (Record, error) {
+	applied, _ := s.seen()
 	rec, _, err := s.read(ctx)
 	if err == nil {
-		if berr := s.behind(rec.Revision, true); berr != nil {
+		if berr := s.behind(rec.Revision, applied, true); berr != nil {
 			return Record{}, berr
 		}
 		return rec, nil
@@ -335,6 +356,7 @@ func (s *Etcd) Get(ctx context.Context) (Record, error) {
 	if lerr != nil || loc.Revision == 0 {
 		return Record{}, errors.Join(err, lerr)
 	}
+	s.noteApplied(loc.Revision) // what etcd says once back is compared with it
 	s.mu.Lock()
 	first := !s.fromLocal
 	s.fromLocal = true
@@ -529,6 +551,21 @@ func (s *Etcd) Replace(ctx context.Context, rec Record, history [][]byte) (int64
 			rev = n + 1
 		}
 	}
+	// Past what any gateway applied (each records it under members/): a
+	// revision one already holds would not be news to it, even with
+	// other content.
+	members, err := s.cli.Get(cctx, s.prefix+"members/", clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("replace the state in etcd %s: read the gateways' revisions: %w", s.prefix, err)
+	}
+	for _, kv := range members.Kvs {
+		var m struct {
+			Revision int64 `json:"revision"`
+		}
+		if json.Unmarshal(kv.Value, &m) == nil && m.Revision >= rev {
+			rev = m.Revision + 1
+		}
+	}
 	ops := []clientv3.Op{
 		clientv3.OpPut(s.prefix+keyStateDoc, string(rec.Data)),
 		clientv3.OpPut(s.prefix+keyStateRev, strconv.FormatInt(rev, 10)),
@@ -711,6 +748,13 @@ func (s *Etcd) LoadLocal() (Record, error) {
 		return Record{}, fmt.Errorf("local copy %s is damaged: %w", s.local, err)
 	}
 	if lc.Prefix != "" && lc.Prefix != s.prefix {
+		s.mu.Lock()
+		warned := s.foreignWarned
+		s.foreignWarned = true
+		s.mu.Unlock()
+		if warned {
+			return Record{}, nil
+		}
 		s.log.Warn("the local copy of the state is another fleet's (another etcd prefix): not used; the next state applied replaces it",
 			"file", s.local, "its_prefix", lc.Prefix, "prefix", s.prefix)
 		return Record{}, nil

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,51 @@ func TestLocalCopyOfAnotherFleetIsNotUsed(t *testing.T) {
 	}
 	if loc, err := old.LoadLocal(); err != nil || loc.Revision != 58 {
 		t.Fatalf("the old fleet's own copy: revision %d, %v; want 58", loc.Revision, err)
+	}
+}
+
+// TestStartedFromLocalCopyThenOlderEtcd: a gateway started from its local
+// copy (revision 50) while etcd was down; etcd comes back wiped and another
+// gateway writes a first state (revision 1). The Ping says the store went
+// back in time, rather than let the watch bring revision 1 in as news.
+func TestStartedFromLocalCopyThenOlderEtcd(t *testing.T) {
+	srv := etcdtest.New(t)
+	dir := t.TempDir()
+	open := func(dir string) *Etcd {
+		s, err := OpenEtcd(EtcdOptions{Endpoints: []string{srv.Endpoint()}, Prefix: "/older/", Timeout: time.Second, LocalDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	if err := open(dir).SaveLocal(Record{Revision: 50, Data: []byte(`{"live":"green"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	s := open(dir)
+	srv.Stop()
+	ctx := context.Background()
+	if rec, err := s.Get(ctx); err != nil || rec.Revision != 50 || !s.FromLocal() {
+		t.Fatalf("start with etcd down: revision %d, %v; want the local copy's 50", rec.Revision, err)
+	}
+	if err := srv.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	other := open(t.TempDir())
+	deadline := time.Now().Add(20 * time.Second)
+	for other.Put(ctx, 0, []byte(`{"live":"blue"}`)) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("etcd back: no write went through")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for s.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("etcd back: no ping went through")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p := s.Problem(); !strings.Contains(p, "older than revision 50") {
+		t.Fatalf("problem %q, want the store behind the local copy's revision 50", p)
 	}
 }

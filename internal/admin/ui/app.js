@@ -412,9 +412,9 @@
         r.engine && h('div', { class: 'engine', dataset: { testid: 'engine' }, title: `engine metrics read ${relative(r.engine.scraped_at)} (balancer: llm)` },
           `queue ${fmtInt(r.engine.waiting)} · running ${fmtInt(r.engine.running)} · batch ${r.engine.batch_known ? '' : '≥'}${fmtInt(r.engine.batch || 0)} · KV ${Math.round(r.engine.kv_cache_usage * 100)}% · prefix hits ${Math.round(r.engine.prefix_cache_hit_rate * 100)}%`)),
       h('td', {}, h('span', {
-        class: `health ${r.healthy ? 'text-ok' : 'text-bad'}`,
+        class: `health ${r.healthy || (r.asleep && !r.last_error) ? 'text-ok' : 'text-bad'}`,
         title: [isSet(r.checked_at) && `checked ${relative(r.checked_at)}`, isSet(r.changed_at) && `changed ${relative(r.changed_at)}`].filter(Boolean).join(', '),
-      }, r.healthy ? (r.asleep ? 'asleep' : 'healthy') : 'unhealthy')),
+      }, r.asleep && !r.last_error ? 'asleep' : r.healthy ? 'healthy' : 'unhealthy')),
       h('td', { class: 'num' }, fmtInt(r.in_flight)),
       h('td', { class: 'num' }, fmtInt(r.requests))),
     r.last_error && h('tr', { class: 'error-row' }, h('td', { colspan: 4, class: 'last-error' }, r.last_error))]).filter(Boolean);
