@@ -17,6 +17,10 @@ import (
 func (c *Controller) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
+	// A leader that stops leading no longer tracks the replicas it took
+	// out of rotation while asleep: they go back, for the health checks
+	// (and the next leader) to judge.
+	defer c.sleep.restoreRotation()
 	defer c.warm.wait()
 	defer c.shrinks.bg.Wait()
 	var resumed sync.WaitGroup

@@ -71,6 +71,13 @@ func (t *sleepTracker) rotateLocked(r *pool.Replica, asleep bool) {
 	}
 }
 
+// restoreRotation is restoreRotationLocked, taking t.mu.
+func (t *sleepTracker) restoreRotation() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.restoreRotationLocked()
+}
+
 // restoreRotationLocked puts every replica taken out back in rotation:
 // their pool is no longer the rolled-back live one this tracks; t.mu must
 // be held.

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +59,17 @@ func TestRollbackWakesReplicasLeftAsleep(t *testing.T) {
 			t.Error("the replica left asleep still takes requests")
 		}
 	}
+	// A controller that stops (a leader losing the lead) leaves no replica
+	// out of rotation behind: it no longer tracks them.
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	f.c.Run(ctx)
+	for _, r := range f.c.Pool("blue").Replicas {
+		if r.Name == ts.URL && !r.Healthy() {
+			t.Error("a stopped controller left the replica out of rotation")
+		}
+	}
+	f.step() // the controller leading again takes it out again
 	refuse.Store(false)
 	f.step()
 	if flaky.SleepStats().Sleeping {
