@@ -42,6 +42,16 @@ func printCapacity(w io.Writer, s *api.Status) {
 			s.Cost.Since.Local().Format(time.DateTime), costLine(s.Cost, true))
 	}
 	if len(s.Agents) > 0 {
+		// The gateway puts a retained pool to sleep through the replicas'
+		// own API, not the agent's: the agent still says running.
+		asleep := map[string]bool{}
+		for _, p := range s.Pools {
+			for _, r := range p.Replicas {
+				if r.Asleep {
+					asleep[r.URL] = true
+				}
+			}
+		}
 		fmt.Fprintln(w, "\nagents:")
 		for _, a := range s.Agents {
 			state := "up"
@@ -51,7 +61,11 @@ func printCapacity(w io.Writer, s *api.Status) {
 			line := fmt.Sprintf("  %-10s %-4s since %s  %d/%d GPUs free", a.Name, state, a.Since.Local().Format(time.DateTime), a.FreeGPUs, a.GPUs)
 			var rs []string
 			for _, r := range a.Replicas {
-				rs = append(rs, r.ID+" "+r.State)
+				state := r.State
+				if state == "running" && asleep[r.URL] {
+					state = "asleep"
+				}
+				rs = append(rs, r.ID+" "+state)
 			}
 			if len(rs) > 0 {
 				line += "  replicas: " + strings.Join(rs, ", ")

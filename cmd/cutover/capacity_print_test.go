@@ -32,3 +32,20 @@ func TestStatusPrintsRestoresInProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentsLineShowsReplicasAsleep: a replica the gateway put to sleep
+// (through the replica's own API, so its agent still says running) reads
+// asleep on the agents line, as on its pool's.
+func TestAgentsLineShowsReplicasAsleep(t *testing.T) {
+	s := &api.Status{Live: "green", Pools: map[string]api.Pool{
+		"blue": {Name: "blue", Replicas: []api.Replica{{URL: "http://10.0.0.1:8000", Healthy: true, Asleep: true}}},
+	}, Agents: []api.AgentStatus{{Name: "gpu-a", Up: true, GPUs: 4, Replicas: []api.AgentReplica{
+		{ID: "r1", State: "running", URL: "http://10.0.0.1:8000"},
+		{ID: "r2", State: "running", URL: "http://10.0.0.2:8000"},
+	}}}}
+	var b bytes.Buffer
+	printStatus(&b, s)
+	if out := b.String(); !strings.Contains(out, "replicas: r1 asleep, r2 running") {
+		t.Errorf("agents line:\n%s", out)
+	}
+}
