@@ -287,19 +287,25 @@ func (c *Controller) reconcilePromoted(ctx context.Context, d *Deployment, pools
 	})
 }
 
+// fleetInFlight returns the requests in flight on p through every
+// gateway of the fleet (as the others last reported), and how many of
+// them are at the others; through this gateway alone without a fleet.
+func (c *Controller) fleetInFlight(p *pool.Pool) (total int64, elsewhere int) {
+	if c.opts.OthersInFlight != nil {
+		elsewhere = c.opts.OthersInFlight(p.Name)
+	}
+	return p.InFlight() + int64(elsewhere), elsewhere
+}
+
 // reconcileRetiring waits for the old pool to drain (bounded), then runs
 // the on_retire hooks, retrying failures with backoff until they pass or
 // an operator forces retirement.
 func (c *Controller) reconcileRetiring(ctx context.Context, d *Deployment, pools map[string]*pool.Pool) error {
 	now := c.now()
 	old := pools[d.From]
-	inflight, elsewhere := old.InFlight(), 0
-	if c.opts.OthersInFlight != nil {
-		// In a fleet the old pool's streams run on every gateway, and
-		// on_retire (or the agent) stops its replicas under all of them.
-		elsewhere = c.opts.OthersInFlight(d.From)
-		inflight += int64(elsewhere)
-	}
+	// In a fleet the old pool's streams run on every gateway, and
+	// on_retire (or the agent) stops its replicas under all of them.
+	inflight, elsewhere := c.fleetInFlight(old)
 	if inflight > 0 && now.Before(d.Deadline) {
 		note := fmt.Sprintf("draining %s: %d requests in flight", d.From, inflight)
 		if elsewhere > 0 {

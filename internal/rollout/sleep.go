@@ -233,7 +233,7 @@ func (c *Controller) keepRetainedAsleep(ctx context.Context, d *Deployment, pool
 		// promotion left on the old pool finish, as a retirement does,
 		// up to drain_timeout after the promotion.
 		mode := "wait"
-		if busy, what := c.oldPoolBusy(ctx, d, pools[d.From]); busy {
+		if busy, what := c.oldPoolBusy(ctx, pools[d.From]); busy {
 			drained := d.PromotedAt.Add(c.opts.Settings.DrainTimeout)
 			if c.now().Before(drained) {
 				c.setNote(d.ID, fmt.Sprintf("retained pool %s is put to sleep once %s (at the latest %s)", d.From, what, stamp(drained)))
@@ -322,19 +322,15 @@ func (t *sleepTracker) unwake(id string) {
 	delete(t.checked, id)
 }
 
-// oldPoolBusy reports whether the old pool of d still has requests: in
+// oldPoolBusy reports whether old (a retained pool) still has requests: in
 // flight through this gateway or (a fleet) the others, or running and
 // waiting on its engines when clients reach them through a load
 // balancer (a driver), and says what, for the status.
-func (c *Controller) oldPoolBusy(ctx context.Context, d *Deployment, old *pool.Pool) (bool, string) {
+func (c *Controller) oldPoolBusy(ctx context.Context, old *pool.Pool) (bool, string) {
 	if old == nil {
 		return false, ""
 	}
-	n := old.InFlight()
-	if c.opts.OthersInFlight != nil {
-		n += int64(c.opts.OthersInFlight(d.From))
-	}
-	if n > 0 {
+	if n, _ := c.fleetInFlight(old); n > 0 {
 		return true, fmt.Sprintf("its %d request(s) in flight are done", n)
 	}
 	if c.opts.EngineBusy != nil {

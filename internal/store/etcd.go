@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -259,17 +260,19 @@ func (s *Etcd) behind(rev, applied int64, withLocal bool) error {
 	if rev >= ahead {
 		return nil
 	}
+	local := cmp.Or(s.local, "<state_dir>/"+LocalFile)
 	return fmt.Errorf("%w: etcd (prefix %s) holds state revision %d, older than revision %d that %s: etcd lost its data or was restored from an older snapshot, and following it would go back to an older routing (a retired version could take traffic). "+
 		"Restore etcd's newer data; or write this gateway's local copy over it with `cutover state import --replace --config FILE --file %s`; or, to go back on purpose, remove %s on every gateway",
-		ErrBehind, s.prefix, rev, ahead, what, cmpOr(s.local, "<state_dir>/"+LocalFile), cmpOr(s.local, "<state_dir>/"+LocalFile))
+		ErrBehind, s.prefix, rev, ahead, what, local, local)
 }
 
-// cmpOr is a, or b when a is empty.
-func cmpOr(a, b string) string {
-	if a == "" {
-		return b
+// stateOps are the puts of state document data at revision rev, the
+// pair every write of the state (Put, Import, Replace) makes.
+func (s *Etcd) stateOps(data []byte, rev int64) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpPut(s.prefix+keyStateDoc, string(data)),
+		clientv3.OpPut(s.prefix+keyStateRev, strconv.FormatInt(rev, 10)),
 	}
-	return a
 }
 
 // mark records the outcome of a request: err nil (or a refusal of the
@@ -440,10 +443,7 @@ func (s *Etcd) Put(ctx context.Context, rev int64, data []byte, history ...[]byt
 	if fenced {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(f.key), "=", f.rev))
 	}
-	ops := []clientv3.Op{
-		clientv3.OpPut(s.prefix+keyStateDoc, string(data)),
-		clientv3.OpPut(s.prefix+keyStateRev, strconv.FormatInt(rev+1, 10)),
-	}
+	ops := s.stateOps(data, rev+1)
 	for i, h := range history {
 		ops = append(ops, clientv3.OpPut(s.historyKey(rev+1, i), string(h)))
 	}
@@ -511,10 +511,7 @@ func (s *Etcd) Import(ctx context.Context, rec Record, history [][]byte) error {
 	if rec.Revision <= 0 {
 		return fmt.Errorf("import: nothing to import (revision %d)", rec.Revision)
 	}
-	ops := []clientv3.Op{
-		clientv3.OpPut(s.prefix+keyStateDoc, string(rec.Data)),
-		clientv3.OpPut(s.prefix+keyStateRev, strconv.FormatInt(rec.Revision, 10)),
-	}
+	ops := s.stateOps(rec.Data, rec.Revision)
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	resp, err := s.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(s.prefix+keyStateRev), "=", 0)).Then(ops...).Commit()
@@ -566,10 +563,7 @@ func (s *Etcd) Replace(ctx context.Context, rec Record, history [][]byte) (int64
 			rev = m.Revision + 1
 		}
 	}
-	ops := []clientv3.Op{
-		clientv3.OpPut(s.prefix+keyStateDoc, string(rec.Data)),
-		clientv3.OpPut(s.prefix+keyStateRev, strconv.FormatInt(rev, 10)),
-	}
+	ops := s.stateOps(rec.Data, rev)
 	resp, err := s.cli.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(s.prefix+keyStateRev), "=", cmpRev)).Then(ops...).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("replace the state in etcd %s: %w", s.prefix, err)
